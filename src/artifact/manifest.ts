@@ -1,0 +1,104 @@
+// The contract between the compiler and every runtime (CUDA, WGSL, the report):
+// `out/manifest.json` describes the model as a decoder-only transformer program over
+// named tensors stored in `out/weights.bin`. Runtimes never parse ONNX; they read this.
+//
+// Block program (LLaMA family), per token position, with act(x, site) meaning: apply the
+// site's online transform (x → C·X·Bᵀ on the [l, r] view of x, if present), then per-token
+// asymmetric activation quantisation to site.bits (16 = none) with clip ratio site.clip:
+//   h = x + o( act(attention(rope(q(a)), rope(k(a)), v(a)), 'o') ),   a = act(norm(x, attnNorm), 'attn')
+//   x' = h + down( act(silu(gate(m)) * up(m), 'down') ),               m = act(norm(h, mlpNorm), 'mlp')
+// and logits = lmHead(norm(x_L, finalNorm)). Norm weights that were folded into the next
+// linears are `null` (plain RMS normalisation, no γ).
+import type { DType } from '../graph/tensor.ts';
+
+export const MANIFEST_VERSION = 1;
+
+export interface TensorEntry {
+  /** Byte offset in weights.bin (aligned to 64). */
+  offset: number;
+  bytes: number;
+  dtype: DType;
+  dims: number[];
+}
+
+/** Per-token asymmetric activation quantisation of one linear input site. */
+export interface ActSite {
+  /** 2, 4, 6, 8, or 16 (= unquantised). */
+  bits: number;
+  /** Clip ratio in (0, 1]: the range [min, max] is shrunk to clip·[min, max] before quantising. */
+  clip: number;
+  /** Online Kronecker transform x' = C·X·Bᵀ on the row-major [l, r] view of x; absent when folded or not rotated. */
+  transform?: { l: number; r: number; C: string; B: string };
+}
+
+export interface LinearEntry {
+  /** Name in the source graph (for reports). */
+  name: string;
+  role: LinearRole;
+  /** out features (N). */
+  rows: number;
+  /** in features (K). */
+  cols: number;
+  /** A ternary format id (see src/formats/ternary.ts), or 'float16' / 'float32' for dense weights. */
+  format: string;
+  /** Ternary: tensor names of codes (uint8), scales (fp16 as uint16), shifts (fp16 as uint16, optional). */
+  codes?: string;
+  scales?: string;
+  shifts?: string;
+  /** Dense: weight tensor [rows, cols] (row-major, i.e. W in y = W x). */
+  weight?: string;
+  bias?: string;
+  /** From the bytes written for this linear (codes + scales + shifts, or the dense weight). */
+  bitsPerWeight: number;
+}
+
+export type LinearRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down' | 'lm_head';
+
+export interface BlockEntry {
+  attnNorm: string | null;
+  mlpNorm: string | null;
+  q: LinearEntry;
+  k: LinearEntry;
+  v: LinearEntry;
+  o: LinearEntry;
+  gate: LinearEntry;
+  up: LinearEntry;
+  down: LinearEntry;
+  acts: { attn: ActSite; o: ActSite; mlp: ActSite; down: ActSite };
+}
+
+export interface ModelConfig {
+  arch: 'llama';
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  ropeTheta: number;
+  normEps: number;
+  /** Longest context the runtimes should plan for. */
+  maxPositions: number;
+}
+
+export interface ArtifactManifest {
+  kind: 'twlac-artifact';
+  version: typeof MANIFEST_VERSION;
+  twlac: string;
+  source: { path: string; inputs: string[]; outputs: string[] };
+  config: ModelConfig;
+  weightsFile: string;
+  tensors: Record<string, TensorEntry>;
+  /** Embedding table [vocab, hidden]. */
+  embed: string;
+  finalNorm: string | null;
+  lmHead: LinearEntry;
+  blocks: BlockEntry[];
+  /** Method summary: weights method, structure, activation spec. */
+  method: Record<string, unknown>;
+  /** Bits per weight over all quantised linears, from bytes written. */
+  bitsPerWeight: number;
+  /** Every artifact file and its size in bytes. */
+  files: Record<string, number>;
+}

@@ -1,0 +1,210 @@
+// Tensors of the IR. Data is held behind a `TensorSource` so that weights that live in
+// external data files are read only when somebody asks for them (and can be written back
+// by streaming, without ever being resident all at once).
+import { readSync, openSync, closeSync, fstatSync } from 'node:fs';
+
+/** ONNX element types, by the names twlac uses. Codes are onnx.proto's TensorProto.DataType. */
+export const DTYPES = {
+  float32: { code: 1, bits: 32 },
+  uint8: { code: 2, bits: 8 },
+  int8: { code: 3, bits: 8 },
+  uint16: { code: 4, bits: 16 },
+  int16: { code: 5, bits: 16 },
+  int32: { code: 6, bits: 32 },
+  int64: { code: 7, bits: 64 },
+  string: { code: 8, bits: 0 },
+  bool: { code: 9, bits: 8 },
+  float16: { code: 10, bits: 16 },
+  float64: { code: 11, bits: 64 },
+  uint32: { code: 12, bits: 32 },
+  uint64: { code: 13, bits: 64 },
+  bfloat16: { code: 16, bits: 16 },
+  uint4: { code: 21, bits: 4 },
+  int4: { code: 22, bits: 4 },
+  int2: { code: 26, bits: 2 },
+  uint2: { code: 25, bits: 2 },
+} as const;
+export type DType = keyof typeof DTYPES;
+
+const BY_CODE = new Map<number, DType>(Object.entries(DTYPES).map(([k, v]) => [v.code, k as DType]));
+export function dtypeFromCode(code: number): DType {
+  const d = BY_CODE.get(code);
+  if (!d) throw new Error(`unsupported ONNX tensor element type ${code}`);
+  return d;
+}
+
+export function numel(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/** Bytes of raw (little-endian, packed) storage for `n` elements. Sub-byte types pack low bits first. */
+export function rawByteLength(dtype: DType, n: number): number {
+  return Math.ceil((n * DTYPES[dtype].bits) / 8);
+}
+
+/** Where a tensor's bytes come from. */
+export type TensorSource =
+  | { kind: 'bytes'; bytes: Uint8Array }
+  | { kind: 'external'; path: string; offset: number; length: number };
+
+export class Tensor {
+  constructor(
+    readonly dtype: DType,
+    readonly dims: readonly number[],
+    public source: TensorSource,
+  ) {
+    const want = rawByteLength(dtype, numel(dims));
+    const have = source.kind === 'bytes' ? source.bytes.byteLength : source.length;
+    if (dtype !== 'string' && have !== want) {
+      throw new Error(`tensor [${dims.join(',')}] ${dtype} needs ${want} bytes, has ${have}`);
+    }
+  }
+
+  static fromBytes(dtype: DType, dims: readonly number[], bytes: Uint8Array): Tensor {
+    return new Tensor(dtype, dims, { kind: 'bytes', bytes });
+  }
+
+  static fromFloat32(dims: readonly number[], data: Float32Array): Tensor {
+    return Tensor.fromBytes('float32', dims, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  static fromInt64(dims: readonly number[], data: readonly (number | bigint)[]): Tensor {
+    const a = BigInt64Array.from(data, (x) => BigInt(x));
+    return Tensor.fromBytes('int64', dims, new Uint8Array(a.buffer));
+  }
+
+  get numel(): number {
+    return numel(this.dims);
+  }
+
+  get byteLength(): number {
+    return this.source.kind === 'bytes' ? this.source.bytes.byteLength : this.source.length;
+  }
+
+  get isExternal(): boolean {
+    return this.source.kind === 'external';
+  }
+
+  /** The raw little-endian bytes. Reads external data from disk on each call (no caching). */
+  bytes(): Uint8Array {
+    const s = this.source;
+    if (s.kind === 'bytes') return s.bytes;
+    return readExternal(s.path, s.offset, s.length);
+  }
+
+  /** Values as float32 (from float32/float16/bfloat16/float64/int types). */
+  toFloat32(): Float32Array {
+    const b = this.bytes();
+    const n = this.numel;
+    const aligned = b.byteOffset % 8 === 0 ? b : b.slice();
+    const buf = aligned.buffer;
+    const off = aligned.byteOffset;
+    switch (this.dtype) {
+      case 'float32':
+        return new Float32Array(buf.slice(off, off + n * 4));
+      case 'float16': {
+        const h = new Uint16Array(buf, off, n);
+        const out = new Float32Array(n);
+        for (let i = 0; i < n; i++) out[i] = halfToFloat(h[i]);
+        return out;
+      }
+      case 'bfloat16': {
+        const h = new Uint16Array(buf, off, n);
+        const u = new Uint32Array(n);
+        for (let i = 0; i < n; i++) u[i] = h[i] << 16;
+        return new Float32Array(u.buffer);
+      }
+      case 'float64':
+        return Float32Array.from(new Float64Array(buf, off, n));
+      case 'int64':
+        return Float32Array.from(new BigInt64Array(buf, off, n), (x) => Number(x));
+      case 'int32':
+        return Float32Array.from(new Int32Array(buf, off, n));
+      case 'int8':
+        return Float32Array.from(new Int8Array(buf, off, n));
+      case 'uint8':
+      case 'bool':
+        return Float32Array.from(new Uint8Array(buf, off, n));
+      default:
+        throw new Error(`toFloat32: unsupported dtype ${this.dtype}`);
+    }
+  }
+
+  /** Integer values as plain numbers (int64/int32/... tensors: shapes, axes, indices). */
+  toNumbers(): number[] {
+    const b = this.bytes();
+    const c = b.slice();
+    const n = this.numel;
+    switch (this.dtype) {
+      case 'int64':
+        return Array.from(new BigInt64Array(c.buffer, 0, n), (x) => Number(x));
+      case 'int32':
+        return Array.from(new Int32Array(c.buffer, 0, n));
+      default:
+        return Array.from(this.toFloat32());
+    }
+  }
+}
+
+export function readExternal(path: string, offset: number, length: number): Uint8Array {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (offset + length > size) {
+      throw new Error(`external data ${path} is too short: need bytes ${offset}..${offset + length}, file has ${size}`);
+    }
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const r = readSync(fd, out, done, length - done, offset + done);
+      if (r <= 0) throw new Error(`external data ${path}: short read at ${offset + done}`);
+      done += r;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// ---- float16 helpers (IEEE 754 binary16, round-to-nearest-even) ----
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function floatToHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    if (rem > mid || (rem === mid && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  return sign | half;
+}
+
+/** Round a float to the nearest representable fp16 value (returned as a JS number). */
+export function roundToHalf(v: number): number {
+  return halfToFloat(floatToHalf(v));
+}
