@@ -9,6 +9,16 @@
 //   x' = h + down( act(silu(gate(m)) * up(m), 'down') ),               m = act(norm(h, mlpNorm), 'mlp')
 // and logits = lmHead(norm(x_L, finalNorm)). Norm weights that were folded into the next
 // linears are `null` (plain RMS normalisation, no γ).
+//
+// Exact semantics every runtime must follow (the ONNX lowering computes the same):
+// - norm(x, γ) = x / sqrt(mean(x²) + normEps) · γ            (RMSNorm, fp32 accumulation)
+// - linear(x) = W x (+ bias), W [rows, cols] decoded by the format's reference decoder
+// - rope (HF "rotate_half"): d = headDim, for i < d/2: f_i = ropeTheta^(−2i/d), a = pos·f_i,
+//   y_i = x_i cos a − x_{i+d/2} sin a,  y_{i+d/2} = x_{i+d/2} cos a + x_i sin a
+// - attention: causal, softmax(q·kᵀ / sqrt(d)), query head h reads KV head
+//   floor(h / (heads / kvHeads)) (GQA); the head outputs are concatenated in head order
+// - silu(g) = g · sigmoid(g)
+// - act-quant: src/quant/act-quant.ts is the reference (per-token, asymmetric, clipped)
 import type { DType } from '../graph/tensor.ts';
 
 export const MANIFEST_VERSION = 1;
