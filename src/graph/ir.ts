@@ -106,6 +106,14 @@ export class Node {
     this._inputs = [];
   }
 
+  /** Give up the output values (so a replacement node can take them over). */
+  releaseOutputs(): Value[] {
+    const outs = this._outputs;
+    for (const o of outs) o._producer = undefined;
+    this._outputs = [];
+    return outs;
+  }
+
   addOutput(v: Value): void {
     if (v._producer && v._producer !== this) throw new Error(`value ${v.name} already has a producer`);
     v._producer = this;
@@ -188,6 +196,20 @@ export class Graph {
     this._nodes.splice(i, 1);
     node.detachInputs();
     node.graph = undefined;
+  }
+
+  /** Replace `old` by `node` in place: `node` takes over old's output values, so consumers and graph outputs stay wired. */
+  replaceNode(old: Node, node: Node): Node {
+    const i = this._nodes.indexOf(old);
+    if (i < 0) throw new Error(`replaceNode: ${old.opType} ${old.name} not in graph`);
+    if (node.outputs.length) throw new Error('replaceNode: the replacement must not have outputs yet');
+    const outs = old.releaseOutputs();
+    old.detachInputs();
+    old.graph = undefined;
+    for (const o of outs) node.addOutput(o);
+    node.graph = this;
+    this._nodes[i] = node;
+    return node;
   }
 
   /** Point every use of `from` (node inputs and graph outputs) at `to`. */

@@ -1,0 +1,98 @@
+// Lower a ternary linear to com.microsoft::MatMulNBits (bits = 2), which stock
+// onnxruntime runs. MatMulNBits computes Y = A · Bᵀ with
+//   B[n, k] = (code[n, k] − zp[n, g]) · scale[n, g],   g = floor(k / block_size),
+// codes packed 4 per byte, first code in the low bits, [N][k_blocks][block_size/4].
+// Our formats store W[n, k] = s·t + z with t = code − 2, hence
+//   scale = s,  zp = 2 − z/s                 (float zero points; default 2 when z = 0)
+// A group with s = 0 and z ≠ 0 (all weights equal z) is re-coded as codes 2, scale z, zp 1.
+import { CODE_PACKINGS, decodeTrits, groupsPerRow, type TernaryWeights } from '../formats/ternary.ts';
+import type { Node, Value } from '../graph/ir.ts';
+import type { Rewriter } from '../graph/rewriter.ts';
+import { floatToHalf, halfToFloat, Tensor } from '../graph/tensor.ts';
+
+export interface LinearSite {
+  /** The MatMul/Gemm node computing this linear (replaced in place). */
+  node: Node;
+  /** The activation input. */
+  input: Value;
+  bias?: Value;
+  rows: number;
+  cols: number;
+  /** Element type of the activation (MatMulNBits' scales must match it). */
+  actDtype: 'float32' | 'float16';
+}
+
+export function isPow2(n: number): boolean {
+  return n >= 16 && (n & (n - 1)) === 0;
+}
+
+/** The MatMulNBits tensors for `w` (codes re-packed to 2 bits when the format uses another packing). */
+export function matmulNBitsTensors(w: TernaryWeights, actDtype: 'float32' | 'float16') {
+  const G = w.format.group;
+  if (!isPow2(G)) throw new Error(`MatMulNBits needs a power-of-two block size >= 16, format ${w.format.id} has ${G}`);
+  const N = w.rows;
+  const K = w.cols;
+  const nb = groupsPerRow(w.format, K);
+  const blob = G / 4;
+  let codes: Uint8Array;
+  if (w.format.packing === 'bit2') {
+    codes = w.codes.slice();
+  } else {
+    const t = decodeTrits(w);
+    codes = new Uint8Array(N * nb * blob);
+    const grp = new Int8Array(G);
+    for (let n = 0; n < N; n++) {
+      for (let g = 0; g < nb; g++) {
+        grp.fill(0);
+        for (let k = g * G; k < Math.min(K, (g + 1) * G); k++) grp[k - g * G] = t[n * K + k];
+        CODE_PACKINGS.bit2.encodeGroup(grp, G, codes, (n * nb + g) * blob);
+      }
+    }
+  }
+  const scale = new Float32Array(N * nb);
+  const zp = w.shifts ? new Float32Array(N * nb) : undefined;
+  for (let i = 0; i < N * nb; i++) {
+    const s = halfToFloat(w.scales[i]);
+    const z = w.shifts ? halfToFloat(w.shifts[i]) : 0;
+    if (!zp) {
+      scale[i] = s;
+    } else if (s === 0) {
+      // Every weight of the group is z: codes 2, scale z, zero point 1.
+      codes.fill(0xaa, i * blob, (i + 1) * blob);
+      scale[i] = z;
+      zp[i] = 1;
+    } else {
+      scale[i] = s;
+      zp[i] = 2 - z / s;
+    }
+  }
+  const floatTensor = (a: Float32Array) =>
+    actDtype === 'float32'
+      ? Tensor.fromFloat32([a.length], a)
+      : Tensor.fromBytes('float16', [a.length], new Uint8Array(Uint16Array.from(a, floatToHalf).buffer));
+  return {
+    codes: Tensor.fromBytes('uint8', [N, nb, blob], codes),
+    scales: floatTensor(scale),
+    zeroPoints: zp ? floatTensor(zp) : undefined,
+    attrs: { K, N, bits: 2, block_size: G, accuracy_level: 0 },
+  };
+}
+
+/** Replace the site's MatMul/Gemm by MatMulNBits (+ Add for a bias). Returns the bytes of the initializers written. */
+export function lowerTernaryLinear(rw: Rewriter, site: LinearSite, w: TernaryWeights, prefix: string): number {
+  if (w.rows !== site.rows || w.cols !== site.cols) throw new Error(`${prefix}: weights ${w.rows}x${w.cols} do not match the linear ${site.rows}x${site.cols}`);
+  const t = matmulNBitsTensors(w, site.actDtype);
+  const B = rw.init(`${prefix}.qweight`, t.codes);
+  const S = rw.init(`${prefix}.scales`, t.scales);
+  const Z = t.zeroPoints ? rw.init(`${prefix}.zero_points`, t.zeroPoints) : undefined;
+  const inputs = Z ? [site.input, B, S, Z] : [site.input, B, S];
+  let bytes = t.codes.byteLength + t.scales.byteLength + (t.zeroPoints?.byteLength ?? 0);
+  if (site.bias) {
+    const y = rw.opBefore(site.node, 'MatMulNBits', inputs, t.attrs, 'com.microsoft');
+    rw.replace(site.node, 'Add', [y, site.bias]);
+    bytes += site.bias.constValue?.byteLength ?? 0;
+  } else {
+    rw.replace(site.node, 'MatMulNBits', inputs, t.attrs, 'com.microsoft');
+  }
+  return bytes;
+}

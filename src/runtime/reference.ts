@@ -1,0 +1,302 @@
+// CPU reference of the manifest's block program (src/artifact/manifest.ts), in float64.
+// It is the oracle for the WGSL and CUDA runtimes: it reads weights only through the
+// format's reference decoder (decodeTernary) and follows the manifest's semantics line by
+// line, with no fusion and no shortcuts:
+//   a = act(norm(x, attnNorm), 'attn')
+//   h = x + o( act(attention(rope(q(a)), rope(k(a)), v(a)), 'o') )
+//   m = act(norm(h, mlpNorm), 'mlp')
+//   x' = h + down( act(silu(gate(m)) * up(m), 'down') )
+//   logits = lmHead(norm(x_L, finalNorm))
+// act(x, site) = per-token activation quantisation of the online Kronecker transform
+// x → C·X·Bᵀ (X the row-major [l, r] view of x).
+//
+// No Node APIs are used here, so the WebGPU runtime and the browser demo share the
+// tensor accessors below.
+import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
+import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
+import { halfToFloat } from '../graph/tensor.ts';
+
+/** An artifact in memory: the manifest and the bytes of weights.bin. */
+export interface LoadedArtifact {
+  manifest: ArtifactManifest;
+  weights: Uint8Array;
+}
+
+/** Bytes of one tensor, copied so that typed views over them are aligned. */
+export function tensorBytesCopy(a: LoadedArtifact, name: string): Uint8Array {
+  const e = a.manifest.tensors[name];
+  if (!e) throw new Error(`artifact has no tensor ${name}`);
+  if (e.offset + e.bytes > a.weights.byteLength) throw new Error(`tensor ${name} lies past the end of weights.bin`);
+  return a.weights.slice(e.offset, e.offset + e.bytes);
+}
+
+/** A float32/float16 tensor as float64 values. */
+export function tensorValues(a: LoadedArtifact, name: string): Float64Array {
+  const e = a.manifest.tensors[name];
+  const b = tensorBytesCopy(a, name);
+  switch (e.dtype) {
+    case 'float32':
+      return Float64Array.from(new Float32Array(b.buffer, 0, b.byteLength / 4));
+    case 'float16':
+    case 'uint16': {
+      const h = new Uint16Array(b.buffer, 0, b.byteLength / 2);
+      return Float64Array.from(h, halfToFloat);
+    }
+    default:
+      throw new Error(`tensor ${name}: dtype ${e.dtype} is not a float tensor`);
+  }
+}
+
+/** The ternary storage of a linear, as the format declaration describes it. */
+export function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
+  if (!l.codes || !l.scales) throw new Error(`${l.name}: format ${l.format} has no codes/scales tensors`);
+  const format = parseFormatId(l.format);
+  const u16 = (name: string) => {
+    const b = tensorBytesCopy(a, name);
+    return new Uint16Array(b.buffer, 0, b.byteLength / 2);
+  };
+  return {
+    format,
+    rows: l.rows,
+    cols: l.cols,
+    codes: tensorBytesCopy(a, l.codes),
+    scales: u16(l.scales),
+    shifts: l.shifts ? u16(l.shifts) : undefined,
+  };
+}
+
+/** Dequantised weight of a linear, row-major [rows, cols], float64. */
+export function linearWeight(a: LoadedArtifact, l: LinearEntry): Float64Array {
+  if (l.format === 'float16' || l.format === 'float32') {
+    if (!l.weight) throw new Error(`${l.name}: dense linear without a weight tensor`);
+    return tensorValues(a, l.weight);
+  }
+  return decodeTernary(ternaryOf(a, l));
+}
+
+interface RefLinear {
+  rows: number;
+  cols: number;
+  w: Float64Array;
+  bias?: Float64Array;
+}
+
+interface RefSite {
+  bits: number;
+  clip: number;
+  transform?: { l: number; r: number; C: Float64Array; B: Float64Array };
+}
+
+interface RefBlock {
+  attnNorm: Float64Array | null;
+  mlpNorm: Float64Array | null;
+  q: RefLinear;
+  k: RefLinear;
+  v: RefLinear;
+  o: RefLinear;
+  gate: RefLinear;
+  up: RefLinear;
+  down: RefLinear;
+  acts: Record<'attn' | 'o' | 'mlp' | 'down', RefSite>;
+}
+
+export function rmsNorm(x: Float64Array, gamma: Float64Array | null, eps: number): Float64Array {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
+  const inv = 1 / Math.sqrt(ss / x.length + eps);
+  return Float64Array.from(x, (v, i) => v * inv * (gamma ? gamma[i] : 1));
+}
+
+export function matVec(l: RefLinear, x: Float64Array): Float64Array {
+  const y = new Float64Array(l.rows);
+  for (let n = 0; n < l.rows; n++) {
+    let s = 0;
+    const o = n * l.cols;
+    for (let k = 0; k < l.cols; k++) s += l.w[o + k] * x[k];
+    y[n] = s + (l.bias ? l.bias[n] : 0);
+  }
+  return y;
+}
+
+/** x' = C·X·Bᵀ on the row-major [l, r] view of x. */
+export function kronTransform(x: Float64Array, l: number, r: number, C: Float64Array, B: Float64Array): Float64Array {
+  if (x.length !== l * r) throw new Error(`transform ${l}x${r} applied to a vector of ${x.length}`);
+  const xb = new Float64Array(l * r); // X·Bᵀ
+  for (let a = 0; a < l; a++) {
+    for (let j = 0; j < r; j++) {
+      let s = 0;
+      for (let b = 0; b < r; b++) s += x[a * r + b] * B[j * r + b];
+      xb[a * r + j] = s;
+    }
+  }
+  const y = new Float64Array(l * r);
+  for (let i = 0; i < l; i++) {
+    for (let a = 0; a < l; a++) {
+      const c = C[i * l + a];
+      if (c === 0) continue;
+      for (let j = 0; j < r; j++) y[i * r + j] += c * xb[a * r + j];
+    }
+  }
+  return y;
+}
+
+function applyAct(x: Float64Array, s: RefSite): Float64Array {
+  const t = s.transform ? kronTransform(x, s.transform.l, s.transform.r, s.transform.C, s.transform.B) : x;
+  if (s.bits >= 16) return t;
+  // src/quant/act-quant.ts (the act-quant reference) has not landed yet.
+  throw new Error(`reference runtime: ${s.bits}-bit activation quantisation is not supported yet`);
+}
+
+/** RoPE (HF rotate_half) on one head vector of length d, in place. */
+export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number, theta: number): void {
+  const half = d / 2;
+  for (let i = 0; i < half; i++) {
+    const a = pos * Math.pow(theta, (-2 * i) / d);
+    const c = Math.cos(a);
+    const s = Math.sin(a);
+    const x0 = x[off + i];
+    const x1 = x[off + i + half];
+    x[off + i] = x0 * c - x1 * s;
+    x[off + i + half] = x1 * c + x0 * s;
+  }
+}
+
+const silu = (g: number) => g / (1 + Math.exp(-g));
+
+/** The block program on the CPU with a KV cache: feed tokens in order, get their logits. */
+export class ReferenceModel {
+  private readonly blocks: RefBlock[];
+  private readonly embed: Float64Array;
+  private readonly finalNorm: Float64Array | null;
+  private readonly lmHead: RefLinear;
+  /** Per layer: K and V rows [pos][kvHeads*headDim]. */
+  private kCache: Float64Array[][] = [];
+  private vCache: Float64Array[][] = [];
+
+  constructor(readonly artifact: LoadedArtifact) {
+    const m = artifact.manifest;
+    const lin = (l: LinearEntry): RefLinear => ({
+      rows: l.rows,
+      cols: l.cols,
+      w: linearWeight(artifact, l),
+      bias: l.bias ? tensorValues(artifact, l.bias) : undefined,
+    });
+    const site = (s: ActSite): RefSite => ({
+      bits: s.bits,
+      clip: s.clip,
+      transform: s.transform && {
+        l: s.transform.l,
+        r: s.transform.r,
+        C: tensorValues(artifact, s.transform.C),
+        B: tensorValues(artifact, s.transform.B),
+      },
+    });
+    const norm = (n: string | null) => (n ? tensorValues(artifact, n) : null);
+    this.embed = tensorValues(artifact, m.embed);
+    this.finalNorm = norm(m.finalNorm);
+    this.lmHead = lin(m.lmHead);
+    this.blocks = m.blocks.map((b) => ({
+      attnNorm: norm(b.attnNorm),
+      mlpNorm: norm(b.mlpNorm),
+      q: lin(b.q),
+      k: lin(b.k),
+      v: lin(b.v),
+      o: lin(b.o),
+      gate: lin(b.gate),
+      up: lin(b.up),
+      down: lin(b.down),
+      acts: { attn: site(b.acts.attn), o: site(b.acts.o), mlp: site(b.acts.mlp), down: site(b.acts.down) },
+    }));
+    this.reset();
+  }
+
+  /** Forget the KV cache (next token is position 0). */
+  reset(): void {
+    this.kCache = this.blocks.map(() => []);
+    this.vCache = this.blocks.map(() => []);
+  }
+
+  get position(): number {
+    return this.kCache[0]?.length ?? 0;
+  }
+
+  /** Run one token at the next position; returns its logits (float64, [vocab]). */
+  step(id: number): Float64Array {
+    const c = this.artifact.manifest.config;
+    if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
+    const pos = this.position;
+    const d = c.headDim;
+    const group = c.heads / c.kvHeads;
+    let x = this.embed.slice(id * c.hidden, (id + 1) * c.hidden);
+    this.blocks.forEach((b, li) => {
+      const a = applyAct(rmsNorm(x, b.attnNorm, c.normEps), b.acts.attn);
+      const q = matVec(b.q, a);
+      const k = matVec(b.k, a);
+      const v = matVec(b.v, a);
+      for (let h = 0; h < c.heads; h++) ropeInPlace(q, h * d, d, pos, c.ropeTheta);
+      for (let h = 0; h < c.kvHeads; h++) ropeInPlace(k, h * d, d, pos, c.ropeTheta);
+      this.kCache[li].push(k);
+      this.vCache[li].push(v);
+      const att = new Float64Array(c.heads * d);
+      const scores = new Float64Array(pos + 1);
+      for (let h = 0; h < c.heads; h++) {
+        const kh = Math.floor(h / group);
+        let max = -Infinity;
+        for (let t = 0; t <= pos; t++) {
+          const kt = this.kCache[li][t];
+          let s = 0;
+          for (let i = 0; i < d; i++) s += q[h * d + i] * kt[kh * d + i];
+          scores[t] = s / Math.sqrt(d);
+          max = Math.max(max, scores[t]);
+        }
+        let sum = 0;
+        for (let t = 0; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
+        for (let t = 0; t <= pos; t++) {
+          const p = scores[t] / sum;
+          const vt = this.vCache[li][t];
+          for (let i = 0; i < d; i++) att[h * d + i] += p * vt[kh * d + i];
+        }
+      }
+      const o = matVec(b.o, applyAct(att, b.acts.o));
+      const h = Float64Array.from(x, (xv, i) => xv + o[i]);
+      const m = applyAct(rmsNorm(h, b.mlpNorm, c.normEps), b.acts.mlp);
+      const g = matVec(b.gate, m);
+      const u = matVec(b.up, m);
+      const gu = Float64Array.from(g, (gv, i) => silu(gv) * u[i]);
+      const dn = matVec(b.down, applyAct(gu, b.acts.down));
+      x = Float64Array.from(h, (hv, i) => hv + dn[i]);
+    });
+    return matVec(this.lmHead, rmsNorm(x, this.finalNorm, c.normEps));
+  }
+}
+
+/** Logits [seq, vocab] of a token sequence starting at position 0. */
+export function referenceLogits(artifact: LoadedArtifact, ids: readonly number[]): Float32Array {
+  const model = new ReferenceModel(artifact);
+  const vocab = artifact.manifest.config.vocab;
+  const out = new Float32Array(ids.length * vocab);
+  ids.forEach((id, i) => out.set(model.step(id), i * vocab));
+  return out;
+}
+
+/** Index of the largest value (first one on ties), the greedy choice every runtime makes. */
+export function argmax(v: ArrayLike<number>, off = 0, n = v.length - off): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (v[off + i] > v[off + best]) best = i;
+  return best;
+}
+
+/** Greedy decode: the prompt's ids followed by `maxTokens` generated ids (generated ids only are returned). */
+export function referenceGreedy(artifact: LoadedArtifact, promptIds: readonly number[], maxTokens: number): number[] {
+  if (promptIds.length === 0) throw new Error('greedy decode needs at least one prompt token');
+  const model = new ReferenceModel(artifact);
+  let logits: Float64Array = new Float64Array(0);
+  for (const id of promptIds) logits = model.step(id);
+  const out: number[] = [];
+  for (let i = 0; i < maxTokens; i++) {
+    const next = argmax(logits);
+    out.push(next);
+    if (i + 1 < maxTokens) logits = model.step(next);
+  }
+  return out;
+}
