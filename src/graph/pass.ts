@@ -2,6 +2,7 @@
 // whether it changed anything; `requires`/`ensures` are checked around it. The
 // PassManager names the failing pass in every error.
 import type { Model } from './ir.ts';
+import { UserError } from '../errors.ts';
 
 export interface PassResult {
   model: Model;
@@ -68,6 +69,7 @@ export class PassManager<C extends PassContext = PassContext> {
         r = await p.run(model, ctx);
       } catch (e) {
         if (e instanceof PassError) throw e;
+        if (e instanceof UserError) throw new UserError(`pass ${p.name}: ${e.message}`, e.exitCode);
         throw new PassError(p.name, (e as Error).message);
       }
       this.timings.push({ pass: p.name, seconds: (performance.now() - t0) / 1000, modified: r.modified });
