@@ -1,0 +1,49 @@
+// Calibration segments: random contiguous runs of token ids from the calibration text
+// (data/pydocs/train.txt, tokenized by src/eval/tokenizer.ts). Evaluation text must never
+// come here; EVAL.md forbids using it for calibration or any search.
+//
+// Segment i starts at s_i = ⌊u_i · (N − seq + 1)⌋, u_i the i-th draw of mulberry32(seed),
+// so s_i is uniform over the N − seq + 1 valid starts and the segment ids[s_i … s_i+seq−1]
+// lies inside the text. Segments may overlap. The generator uses only 32-bit integer
+// arithmetic (Math.imul), so the same ids and options give the same segments everywhere.
+import { UserError } from '../errors.ts';
+
+export interface CalibrationOptions {
+  /** Number of segments (default 128). */
+  samples?: number;
+  /** Tokens per segment (default 512). */
+  seq?: number;
+  /** PRNG seed (default 0). */
+  seed?: number;
+}
+
+export function calibrationSegments(ids: Int32Array | number[], opts: CalibrationOptions = {}): Int32Array[] {
+  const samples = opts.samples ?? 128;
+  const seq = opts.seq ?? 512;
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(samples) || samples < 1) throw new UserError(`calibration samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(seq) || seq < 1) throw new UserError(`calibration sequence length must be a positive integer, got ${seq}`);
+  if (!Number.isInteger(seed)) throw new UserError(`calibration seed must be an integer, got ${seed}`);
+  if (ids.length < seq) throw new UserError(`calibration text too short: ${ids.length} tokens, one segment needs ${seq}`);
+  const src = ids instanceof Int32Array ? ids : Int32Array.from(ids);
+  const rand = mulberry32(seed);
+  const starts = ids.length - seq + 1;
+  const out: Int32Array[] = [];
+  for (let i = 0; i < samples; i++) {
+    const s = Math.floor(rand() * starts);
+    out.push(src.slice(s, s + seq));
+  }
+  return out;
+}
+
+/** mulberry32: a 32-bit-state PRNG giving uniform floats in [0, 1) with 32 random bits each. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
