@@ -179,3 +179,28 @@ export function rng(seed: number): () => number {
 export function gaussian(u: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
 }
+
+/**
+ * A synthetic, correlated proxy Hessian for tests and benches, shaped like real ones:
+ * H = D (0.05·I + V Vᵀ / r + T) D with T[i][j] = 0.5^|i−j| (neighbour correlation),
+ * V [K×r] Gaussian (shared factors), D log-normal channel scales (outlier channels).
+ */
+export function syntheticHessian(K: number, seed: number, r = 8): Float64Array {
+  const g = gaussian(rng(seed));
+  const v = new Float64Array(K * r);
+  for (let i = 0; i < v.length; i++) v[i] = g();
+  const d = new Float64Array(K);
+  for (let i = 0; i < K; i++) d[i] = Math.exp(0.7 * g());
+  const h = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let a = 0; a < r; a++) s += v[i * r + a] * v[j * r + a];
+      s = s / r + 0.5 ** (i - j) + (i === j ? 0.05 : 0);
+      s *= d[i] * d[j];
+      h[i * K + j] = s;
+      h[j * K + i] = s;
+    }
+  }
+  return h;
+}
