@@ -96,7 +96,7 @@ export class Tensor {
   toFloat32(): Float32Array {
     const b = this.bytes();
     const n = this.numel;
-    const aligned = b.byteOffset % 8 === 0 ? b : b.slice();
+    const aligned = b.byteOffset % 8 === 0 ? b : new Uint8Array(b);
     const buf = aligned.buffer;
     const off = aligned.byteOffset;
     switch (this.dtype) {
@@ -133,7 +133,7 @@ export class Tensor {
   /** Integer values as plain numbers (int64/int32/... tensors: shapes, axes, indices). */
   toNumbers(): number[] {
     const b = this.bytes();
-    const c = b.slice();
+    const c = new Uint8Array(b);
     const n = this.numel;
     switch (this.dtype) {
       case 'int64':

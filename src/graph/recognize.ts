@@ -1,0 +1,561 @@
+// Find the decoder-only transformer in an ONNX graph from its structure alone (no tensor
+// names): linears, norms, attention cores, the SwiGLU MLPs, and the residual stream that
+// chains them:
+//   x₀ = Embed(ids);  hᵢ = xᵢ + o(attn(norm(xᵢ)));  xᵢ₊₁ = hᵢ + down(silu(gate(m)) ⊙ up(m)), m = norm(hᵢ)
+//   logits = lm_head(norm(x_L))
+// Skip norms (SkipSimplifiedLayerNormalization) compute the residual Add themselves; the
+// walk along the stream accepts either form. Config numbers come from the graph (weight
+// shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
+// model only fills what the graph does not state.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ModelConfig } from '../artifact/manifest.ts';
+import { UserError } from '../errors.ts';
+import type { Model, Node, Value } from './ir.ts';
+import type { DType } from './tensor.ts';
+import {
+  PASS_THROUGH,
+  matchFusedAttention,
+  matchSoftmaxAttention,
+  type AttentionCore,
+  type LinearIndex,
+} from './patterns/attention.ts';
+import { constTensor, findLinears, linearName, type Linear, type LinearRole } from './patterns/linear.ts';
+import { findNorms, normStream, stripCasts, type Norm } from './patterns/norm.ts';
+
+export type { Linear, LinearRole, WeightLayout } from './patterns/linear.ts';
+export { weightRows, biasVector, linearName, constTensor } from './patterns/linear.ts';
+export type { Norm, NormKind } from './patterns/norm.ts';
+export { normStream } from './patterns/norm.ts';
+export type { AttentionCore } from './patterns/attention.ts';
+
+export interface Embedding {
+  node: Node;
+  /** The [vocab, hidden] table. */
+  table: Value;
+  /** The token ids (a graph input, maybe behind a Cast). */
+  ids: Value;
+  output: Value;
+}
+
+export type MlpActivation = 'silu' | 'gelu';
+
+export interface Block {
+  index: number;
+  attnNorm: Norm;
+  mlpNorm: Norm;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
+  attention: AttentionCore;
+  activation: MlpActivation;
+  /** The gate·up product that `down` reads. */
+  product: Value;
+  /** xᵢ: the stream entering the block (undefined only for a Skip norm whose sum output is unused). */
+  residualIn: Value | undefined;
+  /** hᵢ = xᵢ + attention output. */
+  residualMid: Value;
+  /** xᵢ₊₁ = hᵢ + MLP output; undefined when a following Skip norm computes it without exposing it. */
+  residualOut: Value | undefined;
+  /** Explicit residual Add nodes; absent where a Skip norm fuses the Add. */
+  attnAdd?: Node;
+  mlpAdd?: Node;
+}
+
+export type InputSite = 'attn' | 'o' | 'mlp' | 'down' | 'head';
+
+/** Linears that read one activation: they share calibration data and (for KOTMS) one transform. */
+export interface InputGroup {
+  site: InputSite;
+  /** Block index, -1 for the head. */
+  block: number;
+  /** The shared activation (the norm output, or the value feeding the linear). */
+  value: Value;
+  norm?: Norm;
+  linears: Linear[];
+}
+
+export type ConfigSource = 'graph' | 'config.json' | 'default';
+
+export interface TransformerStructure {
+  model: Model;
+  embedding: Embedding;
+  blocks: Block[];
+  finalNorm: Norm | undefined;
+  lmHead: Linear;
+  /** Embedding table and lm_head weight are one tensor. */
+  tiedEmbeddings: boolean;
+  /** Every role-bearing linear: block by block q,k,v,o,gate,up,down, then lm_head. */
+  linears: Linear[];
+  /** Block by block attnNorm, mlpNorm, then the final norm. */
+  norms: Norm[];
+  inputGroups: InputGroup[];
+  config: ModelConfig;
+  /** Where each config number not read off weight shapes came from. */
+  configSources: { headDim: ConfigSource; ropeTheta: ConfigSource; normEps: ConfigSource; maxPositions: ConfigSource };
+  rope: { invFreq?: Value; rotaryDim?: number };
+  /** Norm kind shared by the blocks (for reports; mixed graphs list the first). */
+  normKind: Norm['kind'];
+  /** Things noticed but not fatal. */
+  notes: string[];
+}
+
+export interface RecognizeOptions {
+  /** Look for config.json next to the model (default true). */
+  readConfigJson?: boolean;
+  /** Default when neither the graph nor config.json states it. */
+  defaultMaxPositions?: number;
+}
+
+const DEFAULT_MAX_POSITIONS = 2048;
+
+/** Follow data movement back from a value (Reshape/Cast/... input 0). */
+export function sourceOf(v: Value): Value {
+  for (;;) {
+    const p = v.producer();
+    if (!p || !PASS_THROUGH.has(p.opType) || p.opType === 'Transpose' || !p.input(0) || p.domain !== '') return v;
+    v = p.input(0)!;
+  }
+}
+
+/** Follow data movement forward while a value has exactly one consumer. */
+export function forwardOf(v: Value): Value {
+  for (;;) {
+    const c = v.consumers();
+    if (c.length !== 1 || !PASS_THROUGH.has(c[0].opType) || c[0].opType === 'Transpose' || c[0].input(0) !== v) return v;
+    v = c[0].output(0);
+  }
+}
+
+const sameValue = (a: Value | undefined, b: Value | undefined): boolean =>
+  !!a && !!b && (a === b || stripCasts(a) === stripCasts(b) || sourceOf(a) === sourceOf(b));
+
+function readConfigJson(model: Model, notes: string[]): Record<string, unknown> | undefined {
+  const p = join(model.baseDir, 'config.json');
+  if (!existsSync(p)) return undefined;
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    notes.push(`config.json beside the model is not valid JSON (${(e as Error).message}); ignored`);
+    return undefined;
+  }
+}
+
+function num(o: Record<string, unknown> | undefined, ...keys: string[]): number | undefined {
+  for (const k of keys) {
+    let cur: unknown = o;
+    for (const part of k.split('.')) cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[part] : undefined;
+    if (typeof cur === 'number' && Number.isFinite(cur)) return cur;
+  }
+  return undefined;
+}
+
+/** SiLU/GELU applied to `v`: returns the activation's output. */
+function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined {
+  for (const c of v.consumers()) {
+    if (c.opType === 'Sigmoid' && c.domain === '') {
+      const mul = c.output(0).consumers().find((m) => m.opType === 'Mul' && m.inputs.includes(v));
+      if (mul) return { kind: 'silu', out: mul.output(0) };
+    }
+    if (c.opType === 'Swish' && (c.attr('alpha', 'float') ?? 1) === 1) return { kind: 'silu', out: c.output(0) };
+    if (c.opType === 'QuickGelu' && c.domain === 'com.microsoft' && c.attr('alpha', 'float') === 1) return { kind: 'silu', out: c.output(0) };
+    if ((c.opType === 'Gelu' || c.opType === 'FastGelu') && c.input(0) === v) return { kind: 'gelu', out: c.output(0) };
+  }
+  return undefined;
+}
+
+function findEmbedding(model: Model, x0Hint: Value | undefined): Embedding | undefined {
+  const cands: Embedding[] = [];
+  for (const n of model.graph.nodes) {
+    if (n.opType !== 'Gather' || n.domain !== '' || (n.attr('axis', 'int') ?? 0) !== 0) continue;
+    const t = constTensor(n.input(0));
+    const ids = n.input(1);
+    if (!t || t.dims.length !== 2 || !ids || constTensor(ids)) continue;
+    cands.push({ node: n, table: n.input(0)!, ids: stripCasts(ids), output: n.output(0) });
+  }
+  if (x0Hint) {
+    const hit = cands.find((e) => sameValue(e.output, x0Hint) || sameValue(forwardOf(e.output), x0Hint));
+    if (hit) return hit;
+  }
+  return cands.find((e) => model.graph.inputs.includes(e.ids)) ?? cands[0];
+}
+
+/** Inverse RoPE frequencies: a constant [.., n] of θ^(-2i/2n), upstream of the first Cos. */
+function findRope(model: Model): { invFreq: Value; values: Float32Array; dtype: DType } | undefined {
+  const cos = model.graph.nodes.find((n) => n.opType === 'Cos' && n.domain === '');
+  if (!cos) return undefined;
+  const seen = new Set<Value>();
+  const queue = [cos.input(0)!];
+  while (queue.length && seen.size < 60) {
+    const w = queue.shift()!;
+    if (seen.has(w)) continue;
+    seen.add(w);
+    const t = constTensor(w);
+    if (t) {
+      if (t.numel < 2 || !['float32', 'float16', 'float64', 'bfloat16'].includes(t.dtype)) continue;
+      const vals = t.toFloat32();
+      const decreasing = vals.every((x, i) => x > 0 && (i === 0 || x < vals[i - 1]));
+      if (decreasing && Math.abs(vals[0] - 1) < 1e-3) return { invFreq: w, values: vals, dtype: t.dtype };
+      continue;
+    }
+    const p = w.producer();
+    if (p && p.opType !== 'Shape') for (const i of p.inputs) if (i) queue.push(i);
+  }
+  return undefined;
+}
+
+/** Fit θ in inv[i] = θ^(-2i/d), d = 2n, by least squares on logs; snap to the round number it was. */
+function ropeTheta(values: Float32Array, dtype: DType, fromConfig: number | undefined): { theta: number; maxErr: number } {
+  const n = values.length;
+  const d = 2 * n;
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 1; i < n; i++) {
+    const xi = (2 * i) / d;
+    sxy += xi * -Math.log(values[i]);
+    sxx += xi * xi;
+  }
+  const lnTheta = sxy / sxx;
+  let maxErr = 0;
+  for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(Math.log(values[i]) + ((2 * i) / d) * lnTheta));
+  const est = Math.exp(lnTheta);
+  const tol = dtype === 'float32' || dtype === 'float64' ? 1e-4 : 3e-3;
+  if (fromConfig !== undefined && Math.abs(fromConfig - est) / est < tol) return { theta: fromConfig, maxErr };
+  for (let p = 1; p <= 6; p++) {
+    const y = Number(est.toPrecision(p));
+    if (Math.abs(y - est) / est < tol) return { theta: y, maxErr };
+  }
+  return { theta: Number(est.toPrecision(6)), maxErr };
+}
+
+/** The last entry of a Reshape's target shape, when the graph states it as a constant. */
+function reshapeTail(l: Linear): number | undefined {
+  const queue = [l.output];
+  for (let i = 0; i < 4 && queue.length; i++) {
+    const w = queue.shift()!;
+    for (const c of w.consumers()) {
+      if (c.opType === 'Reshape') {
+        const s = c.input(1);
+        const t = constTensor(s);
+        let tail: number | undefined;
+        if (t) tail = t.toNumbers().at(-1);
+        else {
+          const cat = s?.producer();
+          const last = cat?.opType === 'Concat' ? constTensor(cat.inputs.at(-1)) : undefined;
+          tail = last?.toNumbers().at(-1);
+        }
+        if (tail !== undefined && tail > 0 && l.outFeatures % tail === 0) return tail;
+      } else if (c.opType === 'Cast') queue.push(c.output(0));
+    }
+  }
+  return undefined;
+}
+
+/** The group's value is the linears' common input when they share one Value, else what they reshape. */
+function group(site: InputSite, block: number, linears: Linear[], norm?: Norm): InputGroup {
+  const same = linears.every((l) => l.input === linears[0].input);
+  return { site, block, value: same ? linears[0].input : sourceOf(linears[0].input), norm, linears };
+}
+
+function blockError(i: number, msg: string): UserError {
+  return new UserError(`block ${i}: ${msg}`);
+}
+
+export function recognize(model: Model, opts: RecognizeOptions = {}): TransformerStructure {
+  const g = model.graph;
+  const notes: string[] = [];
+  const linearsAll = findLinears(g.nodes);
+  const normsAll = findNorms(g.nodes);
+  const idx: LinearIndex = { byOutput: new Map(), byNode: new Map(), stops: new Set() };
+  for (const l of linearsAll) {
+    idx.byNode.set(l.node, l);
+    idx.byOutput.set(l.node.output(0), l);
+    idx.byOutput.set(l.output, l);
+  }
+  const normByOutput = new Map<Value, Norm>();
+  for (const n of normsAll) {
+    normByOutput.set(n.output, n);
+    idx.stops.add(n.output);
+  }
+  // Linears grouped by the activation they read (after reshapes/casts).
+  const bySource = new Map<Value, Linear[]>();
+  for (const l of linearsAll) {
+    const s = sourceOf(l.input);
+    bySource.set(s, [...(bySource.get(s) ?? []), l]);
+  }
+  const feeding = normsAll.filter((n) => bySource.has(n.output));
+  if (feeding.length === 0) {
+    throw new UserError(
+      `no transformer blocks recognised: found ${feeding.length} RMSNorm/LayerNorm nodes feeding linears (${normsAll.length} norms, ${linearsAll.length} linears in the graph)`,
+    );
+  }
+
+  // Attention cores, in graph order.
+  const cores: AttentionCore[] = [];
+  const coreFailures: string[] = [];
+  for (const n of g.nodes) {
+    const r = n.opType === 'Softmax' ? matchSoftmaxAttention(n, idx) : matchFusedAttention(n, idx);
+    if (!r) continue;
+    if (r.ok) cores.push(r.core);
+    else coreFailures.push(`${r.anchor.opType} ${r.anchor.name}: ${r.reason}`);
+  }
+  if (cores.length === 0) {
+    throw new UserError(
+      `no transformer blocks recognised: no attention found (${coreFailures.length ? coreFailures[0] : 'no Softmax or fused attention op'})`,
+    );
+  }
+  const qOf = new Map<Linear, AttentionCore>(cores.map((c) => [c.q, c]));
+
+  // Walk the blocks in stream order: order cores by their q node's position.
+  const pos = new Map(g.nodes.map((n, i) => [n, i]));
+  cores.sort((a, b) => pos.get(a.q.node)! - pos.get(b.q.node)!);
+  const blocks: Block[] = [];
+  for (const [i, core] of cores.entries()) blocks.push(recognizeBlock(i, core, bySource, normByOutput, normsAll, qOf));
+
+  // Chain check: each block reads the stream the previous one wrote.
+  for (let i = 1; i < blocks.length; i++) {
+    const prev = blocks[i - 1];
+    const n = blocks[i].attnNorm;
+    const ok = n.skip
+      ? sameValue(n.input, forwardOf(prev.down.output)) || sameValue(n.skip, forwardOf(prev.down.output))
+      : sameValue(n.input, prev.residualOut);
+    if (!ok) throw blockError(i, `its attention norm does not read the residual stream written by block ${i - 1}`);
+  }
+
+  // lm_head: the linear producing the logits output.
+  const outs = g.outputs;
+  const logitsOut = outs.find((o) => o.name === 'logits') ?? outs[0];
+  if (!logitsOut) throw new UserError('could not find the lm_head: the graph has no outputs');
+  const lmHead = idx.byOutput.get(sourceOf(logitsOut));
+  if (!lmHead) throw new UserError(`could not find the lm_head: graph output "${logitsOut.name}" is not produced by a linear`);
+  const last = blocks[blocks.length - 1];
+  const finalNorm = normByOutput.get(sourceOf(lmHead.input));
+  if (!finalNorm) notes.push('no final norm before the lm_head');
+  else {
+    const ok = finalNorm.skip
+      ? sameValue(finalNorm.input, forwardOf(last.down.output)) || sameValue(finalNorm.skip, forwardOf(last.down.output))
+      : sameValue(finalNorm.input, last.residualOut);
+    if (!ok) throw new UserError(`the final norm does not read the residual stream written by block ${last.index}`);
+    finalNorm.role = 'final';
+    finalNorm.block = -1;
+  }
+  lmHead.role = 'lm_head';
+  lmHead.block = -1;
+
+  const embedding = findEmbedding(model, blocks[0].residualIn ?? blocks[0].attnNorm.input);
+  if (!embedding) throw new UserError('could not find the token embedding: no Gather from a constant [vocab, hidden] table');
+  const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
+
+  // Config.
+  const cfgJson = opts.readConfigJson === false ? undefined : readConfigJson(model, notes);
+  const [vocab, hidden] = constTensor(embedding.table)!.dims;
+  const b0 = blocks[0];
+  if (b0.q.inFeatures !== hidden) throw blockError(0, `q reads ${b0.q.inFeatures} features but the embedding is ${hidden} wide`);
+  if (lmHead.outFeatures !== vocab) notes.push(`lm_head has ${lmHead.outFeatures} outputs, embedding table has ${vocab} rows`);
+  const rope = findRope(model);
+  const configSources: TransformerStructure['configSources'] = {
+    headDim: 'graph',
+    ropeTheta: 'graph',
+    normEps: 'graph',
+    maxPositions: 'config.json',
+  };
+  let headDim: number | undefined;
+  if (b0.attention.numHeads) headDim = b0.q.outFeatures / b0.attention.numHeads;
+  headDim ??= reshapeTail(b0.q);
+  if (headDim === undefined && rope) headDim = 2 * rope.values.length;
+  if (headDim === undefined) {
+    configSources.headDim = 'config.json';
+    const heads = num(cfgJson, 'num_attention_heads');
+    headDim = num(cfgJson, 'head_dim') ?? (heads ? hidden / heads : undefined);
+  }
+  if (!headDim || b0.q.outFeatures % headDim !== 0 || b0.k.outFeatures % headDim !== 0) {
+    throw new UserError(`could not determine the attention head size (q has ${b0.q.outFeatures} outputs, k ${b0.k.outFeatures})`);
+  }
+  const heads = b0.q.outFeatures / headDim;
+  const kvHeads = b0.k.outFeatures / headDim;
+  if (heads % kvHeads !== 0) throw new UserError(`${heads} query heads are not a multiple of ${kvHeads} key/value heads`);
+  const cfgTheta = num(cfgJson, 'rope_theta', 'rope_parameters.rope_theta');
+  let theta: number;
+  let rotaryDim: number | undefined;
+  if (rope) {
+    const fit = ropeTheta(rope.values, rope.dtype, cfgTheta);
+    const tolLn = rope.dtype === 'float32' || rope.dtype === 'float64' ? 1e-4 : 4e-3;
+    if (fit.maxErr > tolLn) {
+      throw new UserError(`the RoPE inverse frequencies (${rope.invFreq.name}) are not θ^(-2i/d): scaled RoPE is not supported`);
+    }
+    theta = fit.theta;
+    rotaryDim = 2 * rope.values.length;
+    if (rotaryDim !== headDim) notes.push(`partial rotary embedding: ${rotaryDim} of ${headDim} dims`);
+  } else if (cfgTheta !== undefined) {
+    theta = cfgTheta;
+    configSources.ropeTheta = 'config.json';
+  } else {
+    theta = 10000;
+    configSources.ropeTheta = 'default';
+    notes.push('no RoPE inverse-frequency constant found; θ = 10000 assumed');
+  }
+  let maxPositions = num(cfgJson, 'max_position_embeddings');
+  if (maxPositions === undefined) {
+    maxPositions = opts.defaultMaxPositions ?? DEFAULT_MAX_POSITIONS;
+    configSources.maxPositions = 'default';
+  }
+  const config: ModelConfig = {
+    arch: 'llama',
+    vocab,
+    hidden,
+    layers: blocks.length,
+    heads,
+    kvHeads,
+    headDim,
+    intermediate: b0.gate.outFeatures,
+    ropeTheta: theta,
+    normEps: b0.attnNorm.eps,
+    maxPositions,
+  };
+  for (const b of blocks) {
+    const shapes: [string, number, number][] = [
+      ['q', b.q.outFeatures, heads * headDim],
+      ['k', b.k.outFeatures, kvHeads * headDim],
+      ['v', b.v.outFeatures, kvHeads * headDim],
+      ['o', b.o.inFeatures, heads * headDim],
+      ['gate', b.gate.outFeatures, config.intermediate],
+      ['up', b.up.outFeatures, config.intermediate],
+      ['down', b.down.inFeatures, config.intermediate],
+    ];
+    for (const [role, got, want] of shapes) if (got !== want) throw blockError(b.index, `${role} has ${got} features where block 0 has ${want}`);
+  }
+  const normKind = b0.attnNorm.kind;
+  if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
+  if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
+
+  const linears: Linear[] = [];
+  const norms: Norm[] = [];
+  const inputGroups: InputGroup[] = [];
+  for (const b of blocks) {
+    linears.push(b.q, b.k, b.v, b.o, b.gate, b.up, b.down);
+    norms.push(b.attnNorm, b.mlpNorm);
+    inputGroups.push(
+      group('attn', b.index, [b.q, b.k, b.v], b.attnNorm),
+      group('o', b.index, [b.o]),
+      group('mlp', b.index, [b.gate, b.up], b.mlpNorm),
+      group('down', b.index, [b.down]),
+    );
+  }
+  linears.push(lmHead);
+  if (finalNorm) norms.push(finalNorm);
+  inputGroups.push(group('head', -1, [lmHead], finalNorm));
+  const unused = linearsAll.filter((l) => l.role === undefined);
+  if (unused.length) notes.push(`${unused.length} linear(s) outside the recognised roles: ${unused.map(linearName).join(', ')}`);
+
+  return {
+    model,
+    embedding,
+    blocks,
+    finalNorm,
+    lmHead,
+    tiedEmbeddings,
+    linears,
+    norms,
+    inputGroups,
+    config,
+    configSources,
+    rope: { invFreq: rope?.invFreq, rotaryDim },
+    normKind,
+    notes,
+  };
+}
+
+function recognizeBlock(
+  i: number,
+  core: AttentionCore,
+  bySource: Map<Value, Linear[]>,
+  normByOutput: Map<Value, Norm>,
+  norms: Norm[],
+  qOf: Map<Linear, AttentionCore>,
+): Block {
+  const { q, k, v, o } = core;
+  const qkvIn = sourceOf(q.input);
+  if (sourceOf(k.input) !== qkvIn || sourceOf(v.input) !== qkvIn) throw blockError(i, 'q, k and v do not read the same input');
+  const attnNorm = normByOutput.get(qkvIn);
+  if (!attnNorm) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm');
+  const residualIn = normStream(attnNorm);
+  const oOut = forwardOf(o.output);
+
+  // h = x + o(·): an Add, or a Skip norm that adds and normalises at once.
+  let residualMid: Value | undefined;
+  let attnAdd: Node | undefined;
+  let mlpNorm: Norm | undefined;
+  attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
+  if (attnAdd) {
+    residualMid = attnAdd.output(0);
+    mlpNorm = norms.find((n) => !n.skip && sameValue(n.input, residualMid) && bySource.has(n.output));
+  } else {
+    mlpNorm = norms.find(
+      (n) => n.skip && ((n.input === oOut && sameValue(n.skip, residualIn)) || (n.skip === oOut && sameValue(n.input, residualIn))),
+    );
+    if (!mlpNorm) throw blockError(i, 'could not find the residual Add after the attention output projection');
+    if (!mlpNorm.residualOut) throw blockError(i, `${mlpNorm.kind} after the attention does not output the residual sum`);
+    residualMid = mlpNorm.residualOut;
+  }
+  if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
+  const group = bySource.get(mlpNorm.output) ?? [];
+  if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
+  if (group.length !== 2) throw blockError(i, `expected the gate and up projections after the MLP norm, found ${group.length} linear(s)`);
+  let gate: Linear | undefined;
+  let up: Linear | undefined;
+  let act: ReturnType<typeof activationOf>;
+  for (const [a, b] of [[group[0], group[1]], [group[1], group[0]]]) {
+    const ac = activationOf(forwardOf(a.output));
+    if (ac && !activationOf(forwardOf(b.output))) [gate, up, act] = [a, b, ac];
+  }
+  if (!gate || !up || !act) throw blockError(i, 'could not tell the gate projection from up (no SiLU on exactly one of them)');
+  const upOut = forwardOf(up.output);
+  const prod = act.out.consumers().find((c) => c.opType === 'Mul' && c.inputs.some((x) => sameValue(x, upOut)));
+  if (!prod) throw blockError(i, 'could not find the gate·up product');
+  const product = prod.output(0);
+  const down = bySource.get(product)?.[0];
+  if (!down) throw blockError(i, 'could not find the down projection');
+  const downOut = forwardOf(down.output);
+  const mlpAdd = downOut
+    .consumers()
+    .find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== downOut), residualMid));
+  let residualOut: Value | undefined = mlpAdd?.output(0);
+  if (!mlpAdd) {
+    const next = norms.find((n) => n.skip && (n.input === downOut || n.skip === downOut));
+    if (!next) throw blockError(i, 'could not find the residual Add after the down projection');
+    residualOut = next.residualOut;
+  }
+  for (const [role, l] of [['q', q], ['k', k], ['v', v], ['o', o], ['gate', gate], ['up', up], ['down', down]] as const) {
+    if (l.role !== undefined && (l.role !== role || l.block !== i)) throw blockError(i, `${role} is already the ${l.role} of block ${l.block}`);
+    l.role = role;
+    l.block = i;
+  }
+  attnNorm.role = 'attn';
+  attnNorm.block = i;
+  mlpNorm.role = 'mlp';
+  mlpNorm.block = i;
+  return {
+    index: i,
+    attnNorm,
+    mlpNorm,
+    q,
+    k,
+    v,
+    o,
+    gate,
+    up,
+    down,
+    attention: core,
+    activation: act.kind,
+    product,
+    residualIn,
+    residualMid,
+    residualOut,
+    attnAdd,
+    mlpAdd,
+  };
+}
