@@ -148,6 +148,8 @@ export class Graph {
   private _nodes: Node[] = [];
   private names = new Set<string>();
   docString = '';
+  /** Annotations, as on Node and Value (onnx.ts keeps GraphProto fields it does not interpret here). */
+  readonly meta = new Map<string, unknown>();
 
   get nodes(): readonly Node[] {
     return this._nodes;
@@ -320,7 +322,7 @@ export class Model {
   opsetImports: OpsetImport[] = [{ domain: '', version: 18 }];
   /** Serialized ONNX metadata (metadata_props). */
   readonly metadataProps = new Map<string, string>();
-  /** Model-local functions and other fields twlac does not interpret, kept as encoded bytes. */
+  /** Model-local functions and other fields twlac does not interpret, kept as encoded ModelProto fields (tag included). */
   opaqueFunctions: Uint8Array[] = [];
   /** Directory the model was loaded from (external data paths are resolved against it). */
   baseDir = '.';

@@ -38,7 +38,6 @@ export interface ModelMsg extends WithUnknowns {
   graph?: GraphMsg;
   opset_import?: OperatorSetIdMsg[];
   metadata_props?: StringStringEntry[];
-  functions?: Uint8Array[];
 }
 
 export interface GraphMsg extends WithUnknowns {
