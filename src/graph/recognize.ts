@@ -232,25 +232,28 @@ function ropeTheta(values: Float32Array, dtype: DType, fromConfig: number | unde
   return { theta: Number(est.toPrecision(6)), maxErr };
 }
 
-/** The last entry of a Reshape's target shape, when the graph states it as a constant. */
+/**
+ * The head size as the graph states it: the last entry of the first Reshape after the
+ * linear that splits its features (a Reshape that only restores [batch, seq, out] after a
+ * 2-D Gemm is passed through).
+ */
 function reshapeTail(l: Linear): number | undefined {
-  const queue = [l.output];
-  for (let i = 0; i < 4 && queue.length; i++) {
-    const w = queue.shift()!;
-    for (const c of w.consumers()) {
-      if (c.opType === 'Reshape') {
+  let frontier = [l.output];
+  for (let depth = 0; depth < 4 && frontier.length; depth++) {
+    const next: Value[] = [];
+    for (const w of frontier) {
+      for (const c of w.consumers()) {
+        if (c.opType === 'Cast') next.push(c.output(0));
+        if (c.opType !== 'Reshape' || c.input(0) !== w) continue;
         const s = c.input(1);
         const t = constTensor(s);
-        let tail: number | undefined;
-        if (t) tail = t.toNumbers().at(-1);
-        else {
-          const cat = s?.producer();
-          const last = cat?.opType === 'Concat' ? constTensor(cat.inputs.at(-1)) : undefined;
-          tail = last?.toNumbers().at(-1);
-        }
-        if (tail !== undefined && tail > 0 && l.outFeatures % tail === 0) return tail;
-      } else if (c.opType === 'Cast') queue.push(c.output(0));
+        const cat = s?.producer();
+        const tail = t ? t.toNumbers().at(-1) : cat?.opType === 'Concat' ? constTensor(cat.inputs.at(-1))?.toNumbers().at(-1) : undefined;
+        if (tail !== undefined && tail > 0 && tail < l.outFeatures && l.outFeatures % tail === 0) return tail;
+        next.push(c.output(0));
+      }
     }
+    frontier = next;
   }
   return undefined;
 }
