@@ -111,4 +111,8 @@ export interface ArtifactManifest {
   bitsPerWeight: number;
   /** Every artifact file and its size in bytes. */
   files: Record<string, number>;
+  /** The ONNX lowering: how each quantised linear is stored in model.onnx, with bits per weight from the bytes of its initializers. */
+  onnx?: { file: string; linears: Record<string, { op: string; bitsPerWeight: number; bytes: number }>; bitsPerWeight: number };
+  /** Compile time per pass, seconds. */
+  timings?: { pass: string; seconds: number }[];
 }

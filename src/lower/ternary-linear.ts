@@ -22,48 +22,55 @@ export interface LinearSite {
   actDtype: 'float32' | 'float16';
 }
 
-export function isPow2(n: number): boolean {
-  return n >= 16 && (n & (n - 1)) === 0;
+/** MatMulNBits block size for a format group G: the largest power of two ≤ 256 dividing G (each ONNX block then lies inside one group). */
+export function onnxBlockSize(G: number): number {
+  for (let b = 256; b >= 16; b /= 2) if (G % b === 0) return b;
+  throw new Error(`group size ${G} has no power-of-two divisor >= 16, so MatMulNBits cannot hold it`);
 }
 
-/** The MatMulNBits tensors for `w` (codes re-packed to 2 bits when the format uses another packing). */
+/** The MatMulNBits tensors for `w` (codes re-packed to 2-bit codes in blocks of `onnxBlockSize(G)`). */
 export function matmulNBitsTensors(w: TernaryWeights, actDtype: 'float32' | 'float16') {
   const G = w.format.group;
-  if (!isPow2(G)) throw new Error(`MatMulNBits needs a power-of-two block size >= 16, format ${w.format.id} has ${G}`);
+  const B = onnxBlockSize(G);
   const N = w.rows;
   const K = w.cols;
-  const nb = groupsPerRow(w.format, K);
-  const blob = G / 4;
+  const ng = groupsPerRow(w.format, K);
+  const nb = Math.ceil(K / B);
+  const blob = B / 4;
   let codes: Uint8Array;
-  if (w.format.packing === 'bit2') {
+  if (w.format.packing === 'bit2' && B === G) {
     codes = w.codes.slice();
   } else {
     const t = decodeTrits(w);
     codes = new Uint8Array(N * nb * blob);
-    const grp = new Int8Array(G);
+    const grp = new Int8Array(B);
     for (let n = 0; n < N; n++) {
-      for (let g = 0; g < nb; g++) {
+      for (let j = 0; j < nb; j++) {
         grp.fill(0);
-        for (let k = g * G; k < Math.min(K, (g + 1) * G); k++) grp[k - g * G] = t[n * K + k];
-        CODE_PACKINGS.bit2.encodeGroup(grp, G, codes, (n * nb + g) * blob);
+        for (let k = j * B; k < Math.min(K, (j + 1) * B); k++) grp[k - j * B] = t[n * K + k];
+        CODE_PACKINGS.bit2.encodeGroup(grp, B, codes, (n * nb + j) * blob);
       }
     }
   }
   const scale = new Float32Array(N * nb);
   const zp = w.shifts ? new Float32Array(N * nb) : undefined;
-  for (let i = 0; i < N * nb; i++) {
-    const s = halfToFloat(w.scales[i]);
-    const z = w.shifts ? halfToFloat(w.shifts[i]) : 0;
-    if (!zp) {
-      scale[i] = s;
-    } else if (s === 0) {
-      // Every weight of the group is z: codes 2, scale z, zero point 1.
-      codes.fill(0xaa, i * blob, (i + 1) * blob);
-      scale[i] = z;
-      zp[i] = 1;
-    } else {
-      scale[i] = s;
-      zp[i] = 2 - z / s;
+  for (let n = 0; n < N; n++) {
+    for (let j = 0; j < nb; j++) {
+      const i = n * nb + j;
+      const gi = n * ng + Math.floor((j * B) / G);
+      const s = halfToFloat(w.scales[gi]);
+      const z = w.shifts ? halfToFloat(w.shifts[gi]) : 0;
+      if (!zp) {
+        scale[i] = s;
+      } else if (s === 0) {
+        // Every weight of the group is z: codes 2, scale z, zero point 1.
+        codes.fill(0xaa, i * blob, (i + 1) * blob);
+        scale[i] = z;
+        zp[i] = 1;
+      } else {
+        scale[i] = s;
+        zp[i] = 2 - z / s;
+      }
     }
   }
   const floatTensor = (a: Float32Array) =>
@@ -74,7 +81,7 @@ export function matmulNBitsTensors(w: TernaryWeights, actDtype: 'float32' | 'flo
     codes: Tensor.fromBytes('uint8', [N, nb, blob], codes),
     scales: floatTensor(scale),
     zeroPoints: zp ? floatTensor(zp) : undefined,
-    attrs: { K, N, bits: 2, block_size: G, accuracy_level: 0 },
+    attrs: { K, N, bits: 2, block_size: B, accuracy_level: 0 },
   };
 }
 

@@ -48,7 +48,7 @@ async function runLowered(formatId: string, rows: number, cols: number, tokens: 
 }
 
 describe('MatMulNBits lowering of ternary linears', () => {
-  for (const id of ['tq1_g128', 'tq2_g64', 'tq2_g128_ns', 'tq1_g256']) {
+  for (const id of ['tq1_g128', 'tq2_g64', 'tq2_g128_ns', 'tq1_g256', 'tq1_g384_ns']) {
     it(`${id}: matches the float64 reference decoder to 1e-5 relative`, async () => {
       const { maxRel, ops } = await runLowered(id, 48, 384, 5);
       expect(ops).toEqual(['MatMulNBits']);

@@ -1,0 +1,44 @@
+// Build the runtimes' artifact model from the compiled graph's recognised structure and
+// the passes' per-linear / per-site state.
+import { UserError } from '../errors.ts';
+import { biasVector, constTensor, weightRows, type Linear, type Norm } from '../graph/recognize.ts';
+import type { CompileContext, SiteState } from '../passes/context.ts';
+import { ACT_SITES, BLOCK_LINEARS, type ArtifactActSite, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type ActSiteName } from './build.ts';
+
+function gammaOf(n: Norm | undefined, folded: boolean): Float32Array | null {
+  if (!n || folded || !n.gamma) return null;
+  if (!n.rms) throw new UserError(`the ${n.kind} norm subtracts the mean: the CUDA/WGSL runtimes support RMSNorm only`);
+  return constTensor(n.gamma)!.toFloat32();
+}
+
+export function artifactModel(ctx: CompileContext, sourcePath: string): ArtifactModel {
+  const s = ctx.structure;
+  const linear = (l: Linear): ArtifactLinear => {
+    const st = ctx.linears.get(l);
+    const base = { name: l.weight.name || l.node.name, role: l.role!, rows: l.outFeatures, cols: l.inFeatures, bias: biasVector(l) };
+    return st?.ternary ? { ...base, ternary: st.ternary } : { ...base, dense: weightRows(l), denseDtype: 'float16' };
+  };
+  const siteOf = (block: number, name: ActSiteName): SiteState | undefined => ctx.sites.find((x) => x.group.block === block && x.group.site === name);
+  const act = (st: SiteState | undefined): ArtifactActSite => ({
+    bits: st?.act?.bits ?? 16,
+    clip: st?.act?.clip ?? 1,
+    transform: st?.transform ? { ...st.transform } : undefined,
+  });
+  const blocks: ArtifactBlock[] = s.blocks.map((b) => ({
+    attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
+    mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
+    linears: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(b[r])])) as ArtifactBlock['linears'],
+    acts: Object.fromEntries(ACT_SITES.map((a) => [a, act(siteOf(b.index, a))])) as ArtifactBlock['acts'],
+  }));
+  const table = constTensor(s.embedding.table);
+  if (!table) throw new UserError('the embedding table is not a constant');
+  return {
+    config: s.config,
+    source: { path: sourcePath, inputs: s.model.graph.inputs.map((v) => v.name), outputs: s.model.graph.outputs.map((v) => v.name) },
+    method: {},
+    embed: table.toFloat32(),
+    finalNorm: gammaOf(s.finalNorm, false),
+    lmHead: linear(s.lmHead),
+    blocks,
+  };
+}

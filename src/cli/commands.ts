@@ -1,0 +1,79 @@
+// The CLI's other subcommands: inspect, eval, run, demo.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { loadModel } from '../graph/onnx.ts';
+import { recognize } from '../graph/recognize.ts';
+import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
+import { evaluatePerplexity } from '../eval/perplexity.ts';
+import { generate } from '../eval/generate.ts';
+import { makeProgress } from './progress.ts';
+
+/** A twlac output directory or a model folder → its model.onnx; a file stays as is. */
+export function resolveModelFile(p: string): string {
+  if (!existsSync(p)) throw new UserError(`not found: ${p}`);
+  if (statSync(p).isDirectory()) {
+    const f = join(p, 'model.onnx');
+    if (!existsSync(f)) throw new UserError(`${p} has no model.onnx`);
+    return f;
+  }
+  return p;
+}
+
+export async function inspectCommand(model: string, opts: { json?: boolean }): Promise<void> {
+  const { formatInspectTable, inspectJSON } = await import('./inspect.ts');
+  const s = recognize(loadModel(resolveModelFile(model)));
+  process.stdout.write(opts.json ? `${JSON.stringify(inspectJSON(s))}\n` : `${formatInspectTable(s)}\n`);
+}
+
+export async function evalCommand(
+  model: string,
+  opts: { text: string; tokenizer?: string; maxWindows?: number; batch: number; json?: boolean; quiet?: boolean },
+): Promise<void> {
+  const file = resolveModelFile(model);
+  const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
+  const progress = makeProgress({ quiet: opts.quiet });
+  progress.start('tokenizing');
+  const ids = tokenizeFile(tok, opts.text);
+  progress.done(`${ids.length} tokens`);
+  progress.start('perplexity');
+  let last = 0;
+  const r = await evaluatePerplexity(file, ids, {
+    maxWindows: opts.maxWindows,
+    batch: opts.batch,
+    onProgress: (done, total) => {
+      if (last === 0) progress.start('perplexity', total);
+      progress.tick(done - last);
+      last = done;
+    },
+  });
+  progress.done(`ppl ${r.ppl.toFixed(3)}`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ppl: r.ppl, tokens: r.tokens, windows: r.windows })}\n`);
+  else process.stdout.write(`perplexity ${r.ppl.toFixed(4)} over ${r.tokens} tokens (${r.windows} windows of ${r.windowSize})\n`);
+}
+
+type RunBackend = 'ort' | 'webgpu' | 'cuda';
+
+/** Generators by backend: each returns the generated ids for prompt ids. */
+const GENERATORS: Record<RunBackend, (model: string, prompt: Int32Array, maxTokens: number) => Promise<ArrayLike<number>>> = {
+  ort: (model, prompt, n) => generate(resolveModelFile(model), prompt, n),
+  webgpu: async (model, prompt, n) => {
+    const { runWebgpuGreedy } = await import('../runtime/webgpu/cli.ts');
+    return runWebgpuGreedy(model, prompt, n);
+  },
+  cuda: async () => {
+    throw new UserError('--backend cuda runs on an NVIDIA GPU through the generated host program: build out/kernels/cuda (see its README) and run it there');
+  },
+};
+
+export async function runCommand(model: string, opts: { backend: RunBackend; prompt: string; maxTokens: number; tokenizer?: string }): Promise<void> {
+  const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
+  const prompt = tok.encode(opts.prompt);
+  const ids = await GENERATORS[opts.backend](model, prompt, opts.maxTokens);
+  process.stdout.write(`${tok.decode(ids)}\n`);
+}
+
+export async function demoCommand(opts: { out: string; quiet?: boolean }): Promise<void> {
+  const { runDemo } = await import('../demo.ts');
+  await runDemo(opts.out, makeProgress({ quiet: opts.quiet }));
+}

@@ -1,0 +1,83 @@
+// `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
+// then compileToDir (atomic output).
+import { existsSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+import { compileToDir } from '../compile.ts';
+import type { ActSpec, CompileOptions } from '../passes/context.ts';
+import { parseFormatId } from '../formats/ternary.ts';
+import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
+import { calibrationSegments } from '../calib/data.ts';
+import { makeProgress } from './progress.ts';
+import { emitTargets, parseTargets } from './targets.ts';
+
+export interface CompileFlags {
+  out: string;
+  weights: 'twla' | 'rtn-ternary';
+  structure: 'kernel' | 'twla';
+  format: string;
+  acts: string;
+  calib?: string;
+  tokenizer?: string;
+  calibSamples: number;
+  seq: number;
+  seed: number;
+  rotate: boolean;
+  gptq: boolean;
+  xdomain: boolean;
+  order2Cols: number;
+  target?: string[];
+  quiet?: boolean;
+}
+
+export function parseActs(spec: string): ActSpec {
+  const s = spec.trim();
+  if (s === '16') return { kind: 'none' };
+  if (/^(2|4|6|8)$/.test(s)) return { kind: 'uniform', bits: Number(s) };
+  const m = /^mp:(\d+(?:\.\d+)?)$/.exec(s);
+  if (m && Number(m[1]) >= 2 && Number(m[1]) <= 8) return { kind: 'mp', budget: Number(m[1]) };
+  throw new UserError(`--acts '${spec}' is not one of 16, 8, 6, 4, 2, mp:<mean bits between 2 and 8>`);
+}
+
+export async function compileCommand(model: string, f: CompileFlags): Promise<void> {
+  if (!existsSync(model)) throw new UserError(`model file not found: ${model}`);
+  parseFormatId(f.format);
+  const acts = parseActs(f.acts);
+  const targets = parseTargets(f.target ?? []);
+  const progress = makeProgress({ quiet: f.quiet });
+  const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
+  let calib: Int32Array[] | undefined;
+  let tokenizerPath: string | undefined;
+  try {
+    tokenizerPath = f.tokenizer ?? findTokenizer(model);
+  } catch (e) {
+    if (needsCalib) throw e;
+  }
+  if (needsCalib) {
+    if (!f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
+    const tok = loadTokenizer(tokenizerPath!);
+    progress.start('tokenizing calibration text');
+    const ids = tokenizeFile(tok, f.calib);
+    progress.done(`${ids.length} tokens`);
+    calib = calibrationSegments(ids, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
+  }
+  const opts: Partial<CompileOptions> = {
+    weights: f.weights,
+    structure: f.structure,
+    format: f.format,
+    acts,
+    calib,
+    rotate: f.rotate,
+    gptq: f.gptq,
+    xDomain: f.xdomain,
+    order2Cols: f.order2Cols,
+  };
+  const r = await compileToDir(model, f.out, opts, progress, {
+    tokenizer: tokenizerPath,
+    targets: targets.length ? (dir, manifest) => emitTargets(dir, manifest, targets, progress) : undefined,
+  });
+  const m = r.manifest;
+  progress.log(
+    `wrote ${f.out}: ${m.blocks.length * 7} ternary linears, ${m.bitsPerWeight.toFixed(3)} bits/weight in weights.bin` +
+      (m.onnx ? `, ${m.onnx.bitsPerWeight.toFixed(3)} in model.onnx` : ''),
+  );
+}

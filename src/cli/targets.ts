@@ -1,0 +1,42 @@
+// Kernel targets: `--target cuda[:sm_90a,sm_80]` and `--target wgsl`. Each backend is one
+// row of the table below.
+import { UserError } from '../errors.ts';
+import type { ArtifactManifest } from '../artifact/manifest.ts';
+import type { Progress } from '../graph/pass.ts';
+
+export interface TargetSpec {
+  name: 'cuda' | 'wgsl';
+  options: string[];
+}
+
+type Emitter = (dir: string, manifest: ArtifactManifest, options: string[]) => Promise<Record<string, number>>;
+
+const BACKENDS: Record<TargetSpec['name'], Emitter> = {
+  cuda: async (dir, manifest, options) => {
+    const { emitCudaTarget } = await import('../codegen/cuda/target.ts');
+    return emitCudaTarget(dir, manifest, options);
+  },
+  wgsl: async (dir, manifest) => {
+    const { emitWgslTarget } = await import('../codegen/wgsl/target.ts');
+    return emitWgslTarget(dir, manifest);
+  },
+};
+
+export function parseTargets(specs: string[]): TargetSpec[] {
+  return specs.flatMap((s) => s.split(/\s+/)).filter(Boolean).map((s) => {
+    const [name, opts] = s.split(':', 2);
+    if (name !== 'cuda' && name !== 'wgsl') throw new UserError(`unknown --target '${s}' (expected cuda[:sm_90a,...] or wgsl)`);
+    if (name === 'wgsl' && opts) throw new UserError(`--target wgsl takes no options, got '${s}'`);
+    return { name, options: opts ? opts.split(',').filter(Boolean) : [] };
+  });
+}
+
+export async function emitTargets(dir: string, manifest: ArtifactManifest, targets: TargetSpec[], progress: Progress): Promise<Record<string, number>> {
+  const files: Record<string, number> = {};
+  for (const t of targets) {
+    progress.start(`emitting ${t.name} kernels`);
+    Object.assign(files, await BACKENDS[t.name](dir, manifest, t.options));
+    progress.done();
+  }
+  return files;
+}

@@ -1,0 +1,67 @@
+// What the compile pipeline's passes share: the recognised structure, the options, the
+// calibration data, and per-linear / per-input-site state that passes annotate and the
+// lowering and artifact writer read. (The IR's `meta` maps hold the same facts on values
+// for tools that only see the graph; this typed state is what the passes use.)
+import type { TernaryWeights } from '../formats/ternary.ts';
+import type { Progress, PassContext } from '../graph/pass.ts';
+import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
+import type { KronFactors } from '../lower/kron-transform.ts';
+
+export type WeightsMethod = 'twla' | 'rtn-ternary';
+export type Structure = 'kernel' | 'twla';
+
+/** Activation precision: none (16), uniform b bits, or ILA-AMP mixed precision under a mean budget. */
+export type ActSpec = { kind: 'none' } | { kind: 'uniform'; bits: number } | { kind: 'mp'; budget: number };
+
+export interface CompileOptions {
+  weights: WeightsMethod;
+  structure: Structure;
+  /** Ternary storage format id for the kernel structure (src/formats/ternary.ts). */
+  format: string;
+  acts: ActSpec;
+  /** Calibration token segments (required by twla and by activation search). */
+  calib?: Int32Array[];
+  rotate: boolean;
+  gptq: boolean;
+  xDomain: boolean;
+  order2Cols: number;
+}
+
+export interface LinearState {
+  id: string;
+  /** What the ternary pass decided for this linear. */
+  ternary?: TernaryWeights;
+  /** Honest storage bits of the chosen structure (twla structure: its own accounting). */
+  storageBits?: number;
+  stats?: Record<string, number>;
+}
+
+export interface SiteState {
+  id: string;
+  group: InputGroup;
+  /** γ was folded into the consumers (the norm now has unit γ). */
+  gammaFolded?: boolean;
+  transform?: KronFactors;
+  act?: { bits: number; clip: number };
+}
+
+export interface CompileContext extends PassContext {
+  progress: Progress;
+  opts: CompileOptions;
+  structure: TransformerStructure;
+  linears: Map<Linear, LinearState>;
+  sites: SiteState[];
+}
+
+export function linearId(l: Linear): string {
+  return l.block !== undefined && l.block >= 0 ? `blocks.${l.block}.${l.role}` : (l.role ?? l.node.name);
+}
+
+export function siteId(g: InputGroup): string {
+  return g.block >= 0 ? `blocks.${g.block}.${g.site}` : g.site;
+}
+
+/** Linears that get ternary weights: every recognised linear except the lm_head. */
+export function quantizedLinears(s: TransformerStructure): Linear[] {
+  return s.linears.filter((l) => l.role !== 'lm_head');
+}

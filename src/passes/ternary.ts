@@ -1,0 +1,73 @@
+// Ternary rewrite pass. Every recognised linear except the lm_head gets ternary weights:
+//   rtn-ternary: per-row absmean round-to-nearest (BitNet style), no calibration;
+//   twla:        E2M-ATQ (Euclidean + X-domain stages) inside GPTQ error feedback, block
+//                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
+//                model whose blocks < i are already quantised, as the reference does.
+// The graph keeps dense weights holding the dequantised values (so calibration runs of
+// later passes see the quantised model); the chosen TernaryWeights are recorded in the
+// linear's state, and the lowering pass turns them into MatMulNBits.
+import { UserError } from '../errors.ts';
+import { parseFormatId } from '../formats/ternary.ts';
+import { definePass } from '../graph/pass.ts';
+import { weightRows, type Linear } from '../graph/recognize.ts';
+import { captureSites, hessian } from '../calib/capture.ts';
+import { quantizeKernelStructure, rtnTernary } from '../quant/structure-kernel.ts';
+import type { CompileContext } from './context.ts';
+import { linearId, quantizedLinears } from './context.ts';
+import { setLinearWeight } from './weights.ts';
+
+function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
+  setLinearWeight(l, r.dequant);
+  const st = ctx.linears.get(l)!;
+  st.ternary = r.weights;
+  st.storageBits = r.storageBits;
+}
+
+export const ternaryPass = definePass<CompileContext>({
+  name: 'ternary',
+  requires(_m, ctx) {
+    if (ctx.opts.weights === 'twla' && !ctx.opts.calib?.length) return 'twla needs calibration data (--calib)';
+    return undefined;
+  },
+  async run(model, ctx) {
+    const { opts, progress, structure } = ctx;
+    const linears = quantizedLinears(structure);
+    if (opts.weights === 'rtn-ternary') {
+      progress.start('ternary (rtn)', linears.length);
+      for (const l of linears) {
+        record(ctx, l, rtnTernary(weightRows(l), l.outFeatures, l.inFeatures));
+        progress.tick(1, linearId(l));
+      }
+      progress.done();
+      return { model, modified: true };
+    }
+    if (opts.structure !== 'kernel') throw new UserError(`structure ${opts.structure} is not available yet`);
+    const f = parseFormatId(opts.format);
+    for (const block of structure.blocks) {
+      const groups = ctx.sites.filter((s) => s.group.block === block.index);
+      const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
+      const stats = await captureSites(model, capSites, opts.calib!, { progress, label: `block ${block.index}: calibration` });
+      progress.start(`block ${block.index}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
+      for (const s of groups) {
+        const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
+        for (const l of s.group.linears) {
+          const r = quantizeKernelStructure(weightRows(l), l.outFeatures, l.inFeatures, H, {
+            group: f.group,
+            shift: f.shift,
+            packing: f.packing,
+            gptq: opts.gptq,
+            xDomain: opts.xDomain,
+          });
+          record(ctx, l, r);
+          progress.tick(1, linearId(l));
+        }
+      }
+      progress.done();
+    }
+    return { model, modified: true };
+  },
+  ensures(_m, ctx) {
+    for (const l of quantizedLinears(ctx.structure)) if (!ctx.linears.get(l)?.ternary && ctx.opts.structure === 'kernel') return `${linearId(l)} was not quantised`;
+    return undefined;
+  },
+});

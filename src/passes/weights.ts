@@ -1,0 +1,48 @@
+// Replace a recognised linear's weight with new values, written back in the stored
+// initializer's own layout and element type, so the model stays what its exporter made
+// (MatMul against [in, out], Gemm with transB, fp16 behind a Cast, ...).
+import { constTensor, type Linear } from '../graph/patterns/linear.ts';
+import { floatToHalf, Tensor } from '../graph/tensor.ts';
+
+/** W row-major [out, in] (alpha already applied: y = W x + b). */
+export function setLinearWeight(l: Linear, W: Float32Array | Float64Array): void {
+  const N = l.outFeatures;
+  const K = l.inFeatures;
+  if (W.length !== N * K) throw new Error(`setLinearWeight: ${W.length} values for a ${N}x${K} linear`);
+  const stored = new Float64Array(N * K);
+  const a = l.alpha;
+  if (l.layout === 'out_in') {
+    for (let i = 0; i < N * K; i++) stored[i] = W[i] / a;
+  } else {
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) stored[k * N + n] = W[n * K + k] / a;
+  }
+  const old = constTensor(l.weight);
+  if (!old) throw new Error(`setLinearWeight: ${l.weight.name} is not a constant`);
+  const t = encodeFloats(old.dtype, old.dims, stored);
+  if (l.weight.constValue) {
+    l.weight.constValue = t;
+  } else {
+    const p = l.weight.producer();
+    if (!p || p.opType !== 'Constant') throw new Error(`setLinearWeight: cannot rewrite ${l.weight.name}`);
+    p.setAttr('value', { type: 'tensor', value: t });
+  }
+}
+
+export function encodeFloats(dtype: string, dims: readonly number[], v: ArrayLike<number>): Tensor {
+  switch (dtype) {
+    case 'float32':
+      return Tensor.fromFloat32(dims, Float32Array.from(v));
+    case 'float16':
+      return Tensor.fromBytes('float16', dims, new Uint8Array(Uint16Array.from(v, floatToHalf).buffer));
+    case 'float64':
+      return Tensor.fromBytes('float64', dims, new Uint8Array(Float64Array.from(v).buffer));
+    case 'bfloat16': {
+      const f = Float32Array.from(v);
+      const u = new Uint32Array(f.buffer);
+      const h = Uint16Array.from(u, (x) => (x + 0x7fff + ((x >>> 16) & 1)) >>> 16);
+      return Tensor.fromBytes('bfloat16', dims, new Uint8Array(h.buffer));
+    }
+    default:
+      throw new Error(`cannot write float values into a ${dtype} tensor`);
+  }
+}
