@@ -507,7 +507,9 @@ function recognizeBlock(
   if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
   const group = bySource.get(mlpNorm.output) ?? [];
   if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
-  if (group.length !== 2) throw blockError(i, `expected the gate and up projections after the MLP norm, found ${group.length} linear(s)`);
+  if (group.length !== 2) {
+    throw blockError(i, `could not find the MLP gate/up projections: the post-attention norm feeds ${group.length} linear(s), not 2`);
+  }
   let gate: Linear | undefined;
   let up: Linear | undefined;
   let act: ReturnType<typeof activationOf>;
@@ -562,3 +564,94 @@ function recognizeBlock(
     mlpAdd,
   };
 }
+
+export interface LinearJSON {
+  role: LinearRole | undefined;
+  block: number | undefined;
+  node: string;
+  op: Linear['op'];
+  weight: string;
+  weightDtype: DType;
+  in: number;
+  out: number;
+  layout: Linear['layout'];
+  weightPath: string[];
+  bias: string | null;
+  input: string;
+  output: string;
+}
+
+export interface NormJSON {
+  kind: Norm['kind'];
+  role: Norm['role'];
+  gamma: string | null;
+  beta: string | null;
+  eps: number;
+  input: string;
+  skip: string | null;
+  output: string;
+}
+
+function linearJSON(l: Linear): LinearJSON {
+  return {
+    role: l.role,
+    block: l.block,
+    node: l.node.name,
+    op: l.op,
+    weight: l.weight.name,
+    weightDtype: l.weightDtype,
+    in: l.inFeatures,
+    out: l.outFeatures,
+    layout: l.layout,
+    weightPath: l.weightPath.map((n) => n.opType),
+    bias: l.bias?.name ?? null,
+    input: l.input.name,
+    output: l.output.name,
+  };
+}
+
+function normJSON(n: Norm): NormJSON {
+  return {
+    kind: n.kind,
+    role: n.role,
+    gamma: n.gamma?.name ?? null,
+    beta: n.beta?.name ?? null,
+    eps: n.eps,
+    input: n.input.name,
+    skip: n.skip?.name ?? null,
+    output: n.output.name,
+  };
+}
+
+/** A plain-data view of the structure (value and node names), for `twlac inspect --json`. */
+export function structureToJSON(s: TransformerStructure) {
+  const table = constTensor(s.embedding.table)!;
+  return {
+    config: s.config,
+    configSources: s.configSources,
+    normKind: s.normKind,
+    embedding: { node: s.embedding.node.name, table: s.embedding.table.name, dims: [...table.dims], dtype: table.dtype, ids: s.embedding.ids.name },
+    tiedEmbeddings: s.tiedEmbeddings,
+    rope: { invFreq: s.rope.invFreq?.name ?? null, rotaryDim: s.rope.rotaryDim ?? null },
+    blocks: s.blocks.map((b) => ({
+      index: b.index,
+      attnNorm: normJSON(b.attnNorm),
+      mlpNorm: normJSON(b.mlpNorm),
+      attention: b.attention.fused ? { fused: b.attention.fused.qualifiedOp } : { softmax: b.attention.softmax?.name ?? null },
+      activation: b.activation,
+      linears: [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map(linearJSON),
+      residual: { in: b.residualIn?.name ?? null, mid: b.residualMid.name, out: b.residualOut?.name ?? null },
+    })),
+    finalNorm: s.finalNorm ? normJSON(s.finalNorm) : null,
+    lmHead: linearJSON(s.lmHead),
+    inputGroups: s.inputGroups.map((g) => ({
+      site: g.site,
+      block: g.block,
+      value: g.value.name,
+      linears: g.linears.map((l) => l.role),
+    })),
+    notes: s.notes,
+  };
+}
+
+export type StructureJSON = ReturnType<typeof structureToJSON>;
