@@ -55,7 +55,9 @@ export function loadModel(path: string): Model {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new UserError(`cannot read ONNX model ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    const why = { ENOENT: 'no such file', EISDIR: 'it is a folder', EACCES: 'permission denied' }[code] ?? (e as Error).message;
+    throw new UserError(`cannot read ONNX model ${path}: ${why}`);
   }
   return decodeModel(bytes, dirname(resolve(path)), path);
 }
@@ -392,8 +394,12 @@ export function encodeModel(model: Model): Uint8Array {
 }
 
 /**
- * Write `model` to `path`, with every initializer of at least `sizeThreshold` bytes in one
- * external data file beside it. Returns the size of each file written, by absolute path.
+ * Write `model` to `path`, with every initializer (of the main graph and of subgraphs) of at
+ * least `sizeThreshold` bytes in one external data file beside it; tensors in node
+ * attributes stay inline. The data file is written before the model file. If the data file
+ * is one the model reads from, it is written under a temporary name and renamed, and the
+ * model's tensors are pointed at the new file. Returns the size of each file written, by
+ * absolute path.
  */
 export function saveModel(model: Model, path: string, opts: SaveOptions = {}): { files: Record<string, number> } {
   const modelPath = resolve(path);
@@ -590,11 +596,10 @@ function graphMsg(g: Graph, place: PlaceTensor): GraphMsg {
   for (const n of g.nodes) {
     for (const v of n.outputs) {
       if (v.name === '' || ioValues.has(v)) continue;
-      // value_info is written for values that had it (or that a pass registered in
-      // graph.valueInfo); Value.type is the truth when both are present.
-      if ((g.valueInfo.has(v.name) && (v.type ?? g.valueInfo.get(v.name))) || v.meta.has(TYPE_PROTO)) {
-        valueInfo.push(valueInfoMsg(v, v.type ?? g.valueInfo.get(v.name)));
-      }
+      // value_info is written for values that had it at load (or that a pass registered in
+      // graph.valueInfo), with the type the Value holds now: a value a pass made afresh
+      // under an old name, without a type, gets no stale entry.
+      if ((g.valueInfo.has(v.name) && v.type) || v.meta.has(TYPE_PROTO)) valueInfo.push(valueInfoMsg(v, v.type));
     }
   }
   return {

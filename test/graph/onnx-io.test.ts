@@ -111,13 +111,16 @@ describe.skipIf(!haveFixtures)('real exports round-trip', () => {
 
   it('keeps fields twlac does not interpret (node metadata_props) through a round trip', () => {
     const original = decodeKeepingUnknowns<ModelMsg>(ModelProto, readFileSync(FIXTURES.fp32));
-    const m = loadModel(FIXTURES.fp32);
-    for (const v of m.graph.initializers.values()) v.constValue!.source = { kind: 'bytes', bytes: v.constValue!.bytes() };
-    const saved = decodeKeepingUnknowns<ModelMsg>(ModelProto, encodeModel(m));
+    const out = join(freshDir(), 'model.onnx');
+    saveModel(loadModel(FIXTURES.fp32), out);
+    const saved = decodeKeepingUnknowns<ModelMsg>(ModelProto, readFileSync(out));
     const unknowns = (msg: ModelMsg) => msg.graph!.node!.map((n) => Buffer.concat(n.$unknowns ?? []).toString('hex'));
     expect(unknowns(original).filter((u) => u.length).length).toBe(495);
     expect(unknowns(saved)).toEqual(unknowns(original));
     expect(saved.graph!.value_info!.length).toBe(original.graph!.value_info!.length);
+    for (const k of ['ir_version', 'producer_name', 'producer_version', 'opset_import', 'metadata_props'] as const) {
+      expect(JSON.stringify(saved[k]), k).toBe(JSON.stringify(original[k]));
+    }
   });
 });
 
@@ -253,6 +256,75 @@ describe('element types', () => {
       const ref = bits.map((h) => (c.dtype === 'float16' ? halfToFloat(h) : new Float32Array(Uint32Array.of(h << 16).buffer)[0]));
       expect(y, c.dtype).toEqual(ref);
     }
+  });
+});
+
+describe('external data layout', () => {
+  const twoWeights = () => {
+    const b = new GraphBuilder();
+    const w1 = b.f32('w1', [375], Float32Array.from({ length: 375 }, (_, i) => i / 7));
+    const w2 = b.f32('w2', [1024], Float32Array.from({ length: 1024 }, (_, i) => -i));
+    b.output(b.op('Identity', [w1]), 'y1');
+    b.output(b.op('Identity', [w2]), 'y2');
+    return b.model(18);
+  };
+  const externalData = (path: string) =>
+    decodeKeepingUnknowns<ModelMsg>(ModelProto, readFileSync(path)).graph!.initializer!.map((t) => Object.fromEntries(t.external_data!.map((e) => [e.key, e.value])));
+
+  it('puts tensors at 64-byte aligned offsets of one file', () => {
+    const out = join(freshDir(), 'model.onnx');
+    const { files } = saveModel(twoWeights(), out);
+    expect(externalData(out)).toEqual([
+      { location: 'model.onnx.data', offset: '0', length: '1500' },
+      { location: 'model.onnx.data', offset: '1536', length: '4096' },
+    ]);
+    expect(files[`${out}.data`]).toBe(1536 + 4096);
+    expect(readFileSync(`${out}.data`).subarray(1500, 1536).every((x) => x === 0)).toBe(true);
+  });
+
+  it('reads external data without a length to the end of the file', () => {
+    const out = join(freshDir(), 'model.onnx');
+    const m = twoWeights();
+    saveModel(m, out);
+    const msg = decodeKeepingUnknowns<ModelMsg>(ModelProto, readFileSync(out));
+    const last = msg.graph!.initializer![1];
+    last.external_data = last.external_data!.filter((e) => e.key !== 'length');
+    writeFileSync(out, encode(ModelProto, msg));
+    const back = loadModel(out).graph.initializers.get('w2')!.constValue!;
+    expect(back.source).toMatchObject({ kind: 'external', offset: 1536, length: 4096 });
+    expect([...back.bytes()]).toEqual([...m.graph.initializers.get('w2')!.constValue!.bytes()]);
+    truncateSync(`${out}.data`, 1536 + 4000);
+    expect(() => loadModel(out)).toThrow(/^external data for initializer 'w2' is too short: .* has 5536 bytes, the tensor needs bytes 1536\.\.5632$/);
+  });
+
+  it('refuses to write the model file over a data file it reads from', () => {
+    const out = join(freshDir(), 'model.onnx');
+    saveModel(twoWeights(), out);
+    expect(() => saveModel(loadModel(out), `${out}.data`)).toThrow(UserError);
+    expect(statSync(`${out}.data`).size).toBe(1536 + 4096);
+  });
+});
+
+describe('model fields', () => {
+  it('keeps ir_version, producer, opsets, metadata_props, doc strings and model-level fields twlac does not interpret', () => {
+    const b = new GraphBuilder();
+    b.output(b.op('Relu', [b.input('x', { dtype: 'float32', shape: ['n', 3, undefined] })]), 'y');
+    const m = b.model(21, [{ domain: 'com.microsoft', version: 1 }]);
+    m.irVersion = 11;
+    m.producerName = 'p';
+    m.producerVersion = '1.2';
+    m.docString = 'doc';
+    m.metadataProps.set('k', 'v');
+    // A FunctionProto (field 25) with name 'f' and domain 'custom', appended as a raw field.
+    const fn = Uint8Array.of(0x0a, 1, 0x66, 0x52, 6, ...new TextEncoder().encode('custom'));
+    const bytes = Buffer.concat([encodeModel(m), Uint8Array.of(0xca, 0x01, fn.length), fn]);
+    const back = decodeModel(bytes, tmp);
+    expect([back.irVersion, back.producerName, back.producerVersion, back.docString]).toEqual([11, 'p', '1.2', 'doc']);
+    expect(back.opsetImports).toEqual([{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }]);
+    expect([...back.metadataProps]).toEqual([['k', 'v']]);
+    expect(back.graph.inputs[0].type).toEqual({ dtype: 'float32', shape: ['n', 3, undefined] });
+    expect(back.opaqueFunctions.map((f) => [...f])).toEqual([[0xca, 0x01, fn.length, ...fn]]);
+    expect(Buffer.compare(encodeModel(back), bytes)).toBe(0);
   });
 });
 
