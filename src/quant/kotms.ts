@@ -10,7 +10,8 @@
 //   where U holds the parameters on its strict upper triangle. B₀ = C₀ = I by default
 //   (`init: 'identity'`, the METHOD's Cayley start at A = 0); `init: 'random'` starts from
 //   seeded Haar-random orthogonal factors instead. Gradient through the Cayley map:
-//   with S = (I + A)⁻¹ and Q = cay(A), dQ = −(I + Q) dA S, so ∂L/∂A = −(I + Q)ᵀ (∂L/∂Q) Sᵀ
+//   with S = (I + A)⁻¹, Q = cay(A) = 2S − I and dQ = −(I + Q) dA S = −2 S dA S, so
+//   ∂L/∂A = −2 Sᵀ (∂L/∂Q) Sᵀ
 //   and ∂L/∂U_ij = (∂L/∂A)_ij − (∂L/∂A)_ji for i < j.
 //
 // Objective `trigauss` (the METHOD's): for each row w of W' (length n = in)
@@ -304,12 +305,16 @@ function trigaussRows(
       const e0 = logPi[0] - (uj + 1) * (uj + 1) * inv2s2;
       const e1 = logPi[1] - uj * uj * inv2s2;
       const e2 = logPi[2] - (uj - 1) * (uj - 1) * inv2s2;
-      const lse = logSumExp3(e0, e1, e2);
-      total -= lse;
+      const m = e0 > e1 ? (e0 > e2 ? e0 : e2) : e1 > e2 ? e1 : e2;
+      const x0 = Math.exp(e0 - m);
+      const x1 = Math.exp(e1 - m);
+      const x2 = Math.exp(e2 - m);
+      const sum = x0 + x1 + x2;
+      total -= m + Math.log(sum);
       if (wantGrad) {
-        const g0 = Math.exp(e0 - lse);
-        const g1 = Math.exp(e1 - lse);
-        const g2 = Math.exp(e2 - lse);
+        const g0 = x0 / sum;
+        const g1 = x1 / sum;
+        const g2 = x2 / sum;
         gam[0] += g0;
         gam[1] += g1;
         gam[2] += g2;
@@ -421,31 +426,30 @@ export function skewFromParams(a: Floats, n: number): Float64Array {
   return A;
 }
 
-/** Q = (I − A)(I + A)⁻¹ for skew A: orthogonal (I + A is always invertible for skew A). */
+/**
+ * Q = (I − A)(I + A)⁻¹ for skew A: orthogonal (I + A is always invertible for skew A).
+ * Since (I − A) = 2I − (I + A), Q = 2S − I with S = (I + A)⁻¹: one inverse, no product.
+ */
 export function cayley(a: Floats, n: number): CayleyResult {
-  const A = skewFromParams(a, n);
-  const IpA = new Float64Array(n * n);
-  const ImA = new Float64Array(n * n);
-  for (let i = 0; i < n * n; i++) {
-    IpA[i] = A[i];
-    ImA[i] = -A[i];
-  }
-  for (let i = 0; i < n; i++) {
-    IpA[i * n + i] += 1;
-    ImA[i * n + i] += 1;
-  }
+  const IpA = skewFromParams(a, n);
+  for (let i = 0; i < n; i++) IpA[i * n + i] += 1;
   const S = invert(IpA, n);
-  return { Q: matmulSquare(ImA, S, n), S };
+  const Q = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) Q[i] = 2 * S[i];
+  for (let i = 0; i < n; i++) Q[i * n + i] -= 1;
+  return { Q, S };
 }
 
-/** ∂L/∂a from ∂L/∂Q (GQ), for Q = cay(A(a)): ∂L/∂A = −(I + Q)ᵀ GQ Sᵀ, folded onto the upper triangle. */
+/**
+ * ∂L/∂a from ∂L/∂Q (GQ), for Q = cay(A(a)): ∂L/∂A = −(I + Q)ᵀ GQ Sᵀ = −2 Sᵀ GQ Sᵀ
+ * (I + Q = 2S), folded onto the upper triangle.
+ */
 function cayleyParamGrad(GQ: Float64Array, cr: CayleyResult, n: number, out: Float64Array): void {
-  const IpQt = transposeRect(cr.Q, n, n);
-  for (let i = 0; i < n; i++) IpQt[i * n + i] += 1;
-  const GA = matmulSquare(matmulSquare(IpQt, GQ, n), transposeRect(cr.S, n, n), n);
+  const St = transposeRect(cr.S, n, n);
+  const GA = matmulSquare(matmulSquare(St, GQ, n), St, n);
   let k = 0;
   for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) out[k++] = -(GA[i * n + j] - GA[j * n + i]);
+    for (let j = i + 1; j < n; j++) out[k++] = -2 * (GA[i * n + j] - GA[j * n + i]);
   }
 }
 
