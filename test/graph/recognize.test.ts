@@ -1,0 +1,278 @@
+// Transformer recognition on the three real exports and on builder-made models in other
+// export styles. Roles are checked two ways: against the layout we know, and numerically:
+// a float64 forward pass that uses only what recognition found (weights by role, γ, ε, heads,
+// θ) must reproduce onnxruntime's logits — a swapped q/k, a missed bias or a wrong θ would not.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { formatInspectTable, inspectJSON } from '../../src/cli/inspect.ts';
+import { UserError } from '../../src/errors.ts';
+import { GraphBuilder } from '../../src/graph/builder.ts';
+import type { Model } from '../../src/graph/ir.ts';
+import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
+import { recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
+import { FIXTURE_VARIANTS, makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
+import { referenceLogits } from '../fixtures/reference-forward.ts';
+
+const SHARED_MODELS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/models');
+const REAL = {
+  fp32: join(SHARED_MODELS, 'pydocs-llama-12m/model.onnx'),
+  kv: join(SHARED_MODELS, 'pydocs-llama-12m-kv-fp16/model.onnx'),
+  fused: join(SHARED_MODELS, 'pydocs-llama-12m-fused-fp16/model.onnx'),
+};
+const haveReal = Object.values(REAL).every((p) => existsSync(p));
+if (!haveReal) console.warn(`skipping recognition of the real exports: ${SHARED_MODELS} not found`);
+
+const loaded = new Map<string, Model>();
+/** Each real export is parsed once per file (recognition does not mutate the graph). */
+const load = (path: string): Model => loaded.get(path) ?? (loaded.set(path, loadModel(path)), loaded.get(path)!);
+
+const PYDOCS_CONFIG = {
+  arch: 'llama',
+  vocab: 4096,
+  hidden: 384,
+  layers: 6,
+  heads: 6,
+  kvHeads: 2,
+  headDim: 64,
+  intermediate: 1024,
+  ropeTheta: 10000,
+  normEps: 1e-5,
+  maxPositions: 512,
+};
+const BLOCK_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+
+/** Run a model on one sequence; KV-cache models get an empty past. Returns logits rows [seq][vocab]. */
+async function ortLogits(model: Model | string, ids: number[]): Promise<Float32Array[]> {
+  const session = typeof model === 'string' ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(encodeModel(model));
+  const T = ids.length;
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of session.inputNames) {
+    if (name === 'input_ids') feeds[name] = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, T]);
+    else if (name === 'attention_mask') feeds[name] = new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]);
+    else if (name === 'position_ids') feeds[name] = new ort.Tensor('int64', BigInt64Array.from(ids, (_, i) => BigInt(i)), [1, T]);
+    else if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, 2, 0, 64]);
+    else throw new Error(`unexpected input ${name}`);
+  }
+  const out = await session.run(feeds, ['logits']);
+  const data = out.logits.data as Float32Array;
+  const V = data.length / T;
+  await session.release();
+  return Array.from({ length: T }, (_, t) => data.subarray(t * V, (t + 1) * V));
+}
+
+function maxAbsDiff(a: Float32Array[], b: Float64Array[]): number {
+  let m = 0;
+  a.forEach((row, t) => row.forEach((x, i) => (m = Math.max(m, Math.abs(x - b[t][i])))));
+  return m;
+}
+
+function expectPydocsStructure(s: TransformerStructure, dtype: string, normKind: string): void {
+  expect(s.config).toEqual(PYDOCS_CONFIG);
+  expect(s.linears).toHaveLength(43);
+  expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: 6 }, () => BLOCK_ROLES).flat(), 'lm_head']);
+  expect(s.linears.map((l) => l.block)).toEqual([...Array.from({ length: 6 }, (_, b) => Array(7).fill(b)).flat(), -1]);
+  const b3 = s.blocks[3];
+  const shapes = Object.fromEntries([b3.q, b3.k, b3.v, b3.o, b3.gate, b3.up, b3.down].map((l) => [l.role!, [l.outFeatures, l.inFeatures]]));
+  expect(shapes).toEqual({ q: [384, 384], k: [128, 384], v: [128, 384], o: [384, 384], gate: [1024, 384], up: [1024, 384], down: [384, 1024] });
+  expect([s.lmHead.outFeatures, s.lmHead.inFeatures]).toEqual([4096, 384]);
+  for (const l of s.linears) {
+    expect(l.op).toBe('MatMul');
+    expect(l.layout).toBe('in_out');
+    expect(l.weightDtype).toBe(dtype);
+    expect(l.bias).toBeUndefined();
+  }
+  expect(s.norms).toHaveLength(13);
+  expect(s.norms.map((n) => n.role)).toEqual([...Array(6).fill(['attn', 'mlp']).flat(), 'final']);
+  for (const n of s.norms) {
+    expect(n.kind).toBe(normKind);
+    expect(n.eps).toBe(1e-5);
+    expect(n.gamma?.constValue?.dims).toEqual([384]);
+  }
+  // The γ of each norm is the one torch named for that position (names are only checked here, never used).
+  expect(s.blocks.map((b) => b.attnNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.input_layernorm.weight`));
+  expect(s.blocks.map((b) => b.mlpNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.post_attention_layernorm.weight`));
+  expect(s.finalNorm!.gamma!.name).toBe('m.model.norm.weight');
+  expect(s.embedding.table.name).toBe('m.model.embed_tokens.weight');
+  expect(s.embedding.ids.name).toBe('input_ids');
+  expect(s.tiedEmbeddings).toBe(false);
+  // Input groups: q/k/v share the attention norm's output, gate/up the MLP norm's.
+  expect(s.inputGroups).toHaveLength(6 * 4 + 1);
+  for (const g of s.inputGroups) for (const l of g.linears) expect(l.input).toBe(g.value);
+  expect(s.inputGroups.filter((g) => g.site === 'attn').every((g) => g.value === g.norm!.output && g.linears.length === 3)).toBe(true);
+  expect(s.inputGroups.filter((g) => g.site === 'mlp').every((g) => g.value === g.norm!.output && g.linears.length === 2)).toBe(true);
+  // The residual stream chains block to block.
+  for (let i = 1; i < 6; i++) expect(s.blocks[i].residualIn).toBe(s.blocks[i - 1].residualOut);
+  expect(s.notes).toEqual([]);
+}
+
+describe.skipIf(!haveReal)('real exports of pydocs-llama-12m', () => {
+  const ids = [17, 300, 4095, 2, 999, 64, 1, 512];
+
+  it('fp32 torch-dynamo export: 43 linears with roles, 13 decomposed RMSNorms, exact config, logits match onnxruntime', async () => {
+    const s = recognize(load(REAL.fp32));
+    expectPydocsStructure(s, 'float32', 'rms-decomposed');
+    expect(s.configSources).toEqual({ headDim: 'graph', ropeTheta: 'graph', normEps: 'graph', maxPositions: 'config.json' });
+    const diff = maxAbsDiff(await ortLogits(REAL.fp32, ids), referenceLogits(s, ids));
+    expect(diff).toBeLessThan(2e-5); // measured 6e-6; a wrong ε (1e-3) gives 3e-2, swapped gate/up 1.7
+  });
+
+  it('θ and the head size come from the graph alone (config.json ignored)', () => {
+    const s = recognize(load(REAL.fp32), { readConfigJson: false });
+    expect(s.config).toEqual({ ...PYDOCS_CONFIG, maxPositions: 2048 });
+    expect(s.configSources.maxPositions).toBe('default');
+    expect(s.rope.rotaryDim).toBe(64);
+    const k = recognize(load(REAL.kv), { readConfigJson: false });
+    expect(k.config.ropeTheta).toBe(10000); // from fp16 inverse frequencies
+  });
+
+  it('KV-cache fp16 export: same structure, fp16 weights, logits with an empty past match onnxruntime', async () => {
+    const s = recognize(load(REAL.kv));
+    expectPydocsStructure(s, 'float16', 'rms-decomposed');
+    const diff = maxAbsDiff(await ortLogits(REAL.kv, ids), referenceLogits(s, ids));
+    expect(diff).toBeLessThan(0.1); // onnxruntime computes in fp16 here
+  });
+
+  it('fused fp16 export: SimplifiedLayerNormalization norms, logits match onnxruntime', async () => {
+    const s = recognize(load(REAL.fused));
+    expectPydocsStructure(s, 'float16', 'SimplifiedLayerNormalization');
+    // The fused graph lists k before q; roles come from the attention, not node order.
+    const pos = new Map(s.model.graph.nodes.map((n, i) => [n, i]));
+    expect(pos.get(s.blocks[0].k.node)!).toBeLessThan(pos.get(s.blocks[0].q.node)!);
+    const diff = maxAbsDiff(await ortLogits(REAL.fused, ids), referenceLogits(s, ids));
+    expect(diff).toBeLessThan(0.1);
+  });
+
+  it('inspect prints every block and the config; JSON lists 43 linears', () => {
+    const s = recognize(load(REAL.fp32));
+    const table = formatInspectTable(s);
+    expect(table.match(/^block \d+ {2}attn norm: rms-decomposed ε=0.00001/gm)).toHaveLength(6);
+    expect(table).toMatch(/^ {2}k +128×384 +float32 +\[in,out\] +MatMul +- +val_99$/m);
+    expect(table).toMatch(/^ {2}lm_head +4096×384 +float32/m);
+    expect(table).toMatch(/rope θ +10000 /);
+    const j = JSON.parse(inspectJSON(s)) as ReturnType<typeof structureToJSON>;
+    expect(j.blocks.flatMap((b) => b.linears).length + 1).toBe(43);
+    expect(j.config).toEqual(PYDOCS_CONFIG);
+    expect(j.blocks[2].linears.map((l) => l.role)).toEqual(BLOCK_ROLES);
+  });
+});
+
+describe('builder-made tiny LLaMAs in other export styles', () => {
+  const ids = [3, 250, 17, 17, 99, 0, 128];
+  const variants: Record<string, TinyLlamaOptions> = {
+    ...FIXTURE_VARIANTS,
+    simplified: { norm: 'simplified' },
+    rmsnorm23: { norm: 'rmsnorm23' },
+    'gemm-fp16': { linear: 'gemm', weightDtype: 'float16', layers: 3 },
+  };
+
+  for (const [name, opts] of Object.entries(variants)) {
+    it(`${name}: config, roles and onnxruntime logits`, async () => {
+      const model = makeTinyLlama(opts);
+      const s = recognize(model);
+      const o = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 256, ropeTheta: 10000, normEps: 1e-5, ...opts };
+      expect(s.config).toEqual({
+        arch: 'llama',
+        vocab: o.vocab,
+        hidden: o.hidden,
+        layers: o.layers,
+        heads: o.heads,
+        kvHeads: o.kvHeads,
+        headDim: o.hidden / o.heads,
+        intermediate: o.intermediate,
+        ropeTheta: o.ropeTheta,
+        normEps: o.normEps,
+        maxPositions: 2048,
+      });
+      expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: o.layers }, () => BLOCK_ROLES).flat(), 'lm_head']);
+      expect(s.norms).toHaveLength(2 * o.layers + 1);
+      const diff = maxAbsDiff(await ortLogits(model, ids), referenceLogits(s, ids));
+      expect(diff).toBeLessThan(2e-5); // fp16 weights are widened exactly; a dropped bias gives 7e-2
+    });
+  }
+
+  it('default: the torch-style LLaMA (decomposed RMSNorm, [in,out] MatMuls, Cos/Sin RoPE, GQA, SwiGLU, untied head)', () => {
+    const m = makeTinyLlama();
+    expect(m.graph.inputs.map((v) => [v.name, v.type])).toEqual([['input_ids', { dtype: 'int64', shape: ['batch', 'sequence'] }]]);
+    expect(m.graph.outputs.map((v) => v.name)).toEqual(['logits']);
+    const ops = new Set(m.graph.nodes.map((n) => n.opType));
+    for (const op of ['Pow', 'ReduceMean', 'Sqrt', 'Reciprocal', 'Cos', 'Sin', 'Softmax', 'Sigmoid', 'LessOrEqual', 'Where', 'Expand']) expect(ops).toContain(op);
+    const s = recognize(m);
+    expect(s.tiedEmbeddings).toBe(false);
+    expect(s.normKind).toBe('rms-decomposed');
+    for (const l of s.linears) expect(l.layout).toBe('in_out');
+    // hf naming: each weight's name states the role recognition gave it.
+    for (const l of s.linears.slice(0, -1)) expect(l.weight.name).toBe(`model.layers.${l.block}.${['gate', 'up', 'down'].includes(l.role!) ? 'mlp' : 'self_attn'}.${l.role}_proj.weight`);
+  });
+
+  it('style changes keep the function: decomposed, Simplified, Skip-fused, RMSNormalization and Transpose/fp16 variants agree', async () => {
+    const ids = [5, 6, 7, 8];
+    const base = await ortLogits(makeTinyLlama(), ids);
+    for (const opts of [{ norm: 'simplified' }, { norm: 'rmsnorm23' }, { linear: 'matmul-transposed' }, { norm: 'skip-simplified', names: 'anonymous' }] as TinyLlamaOptions[]) {
+      const other = await ortLogits(makeTinyLlama(opts), ids);
+      expect(maxAbsDiff(other, base.map((r) => Float64Array.from(r)))).toBeLessThan(1e-4);
+    }
+  });
+
+  it('names are ignored: misleading tensor names do not change roles', () => {
+    const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['gemm-layernorm']));
+    const b = s.blocks[1];
+    expect(b.q.weight.name).toBe('model.layers.1.mlp.down_proj.weight');
+    expect(b.down.weight.name).toBe('model.layers.1.self_attn.k_proj.weight');
+    expect(b.attnNorm.gamma!.name).toBe('model.layers.1.post_attention_layernorm.weight');
+    expect([b.q.op, b.q.layout, b.q.bias !== undefined]).toEqual(['Gemm', 'out_in', true]);
+    expect(s.notes).toContain('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
+  });
+
+  it('Skip norms: the residual sums are the Skip ops\' fourth outputs', () => {
+    const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['fused-skip']));
+    expect(s.blocks[0].attnNorm.kind).toBe('SimplifiedLayerNormalization');
+    expect(s.blocks[1].attnNorm.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].mlpNorm.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].residualMid).toBe(s.blocks[0].mlpNorm.nodes[0].outputs[3]);
+    expect(s.blocks[1].residualIn).toBe(s.blocks[1].attnNorm.residualOut);
+    expect(s.blocks[0].attnAdd).toBeUndefined();
+    for (const l of s.linears) expect([l.weightDtype, l.layout, l.weightPath.map((n) => n.opType)]).toEqual(['float16', 'out_in', ['Cast', 'Transpose']]);
+  });
+
+  it('weightRows gives W as [out, in] whatever the stored layout', () => {
+    const a = recognize(makeTinyLlama({ linear: 'matmul' }));
+    const b = recognize(makeTinyLlama({ linear: 'matmul-transposed' }));
+    const c = recognize(makeTinyLlama({ linear: 'gemm' }));
+    for (const i of [1, 6, 14]) {
+      expect(weightRows(b.linears[i])).toEqual(weightRows(a.linears[i]));
+      expect(weightRows(c.linears[i])).toEqual(weightRows(a.linears[i]));
+    }
+    expect(a.linears[1].layout).toBe('in_out');
+    expect(b.linears[1].layout).toBe('out_in');
+  });
+});
+
+describe('unsupported graphs give one-line UserErrors', () => {
+  it('a graph with no transformer', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', { dtype: 'float32', shape: [1, 8] });
+    const h = b.op('Relu', [b.op('MatMul', [x, b.f32('w1', [8, 8], new Float32Array(64).fill(0.1))])]);
+    b.output(b.op('MatMul', [h, b.f32('w2', [8, 4], new Float32Array(32).fill(0.1))]), 'y');
+    expect(() => recognize(b.model())).toThrowError(new UserError('no transformer blocks recognised: found 0 RMSNorm/LayerNorm nodes feeding linears (0 norms, 2 linears in the graph)'));
+  });
+
+  it('a block whose MLP is missing is named', () => {
+    const err = (opts: TinyLlamaOptions): unknown => {
+      try {
+        recognize(makeTinyLlama(opts));
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    };
+    const e1 = err({ layers: 3, dropMlpOfBlock: 1 });
+    expect(e1).toBeInstanceOf(UserError);
+    expect((e1 as Error).message).toBe('block 1: could not find the MLP: the post-attention stream goes straight to the next attention');
+    const e2 = err({ layers: 2, dropMlpOfBlock: 1, norm: 'simplified' });
+    expect((e2 as Error).message).toBe('block 1: could not find the MLP gate/up projections: the post-attention norm feeds 1 linear(s), not 2');
+    expect((e2 as Error).message).not.toContain('\n');
+  });
+});
