@@ -278,7 +278,9 @@ function decodeTensor(t: TensorMsg, ctx: LoadContext, what: string): Tensor {
   });
   const want = rawByteLength(dtype, numel(dims));
   if (t.data_location === DATA_LOCATION_EXTERNAL) return externalTensor(t, dtype, dims, want, ctx, what);
-  const bytes = has(t, 'raw_data') ? t.raw_data.slice() : typedFieldBytes(t, dtype, numel(dims), ctx, what);
+  // A copy: raw_data is a view into the model file's buffer at any byte offset; tensors get
+  // their own aligned storage.
+  const bytes = has(t, 'raw_data') ? new Uint8Array(t.raw_data) : typedFieldBytes(t, dtype, numel(dims), ctx, what);
   if (bytes.byteLength !== want) {
     throw ctx.invalid(`${what} has ${bytes.byteLength} bytes of data, its shape [${dims.join(',')}] ${dtype} needs ${want}`);
   }

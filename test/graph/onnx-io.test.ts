@@ -102,6 +102,11 @@ describe.skipIf(!haveFixtures)('real exports round-trip', () => {
       expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
       for (const [k, v] of a) expect(Buffer.compare(v, b.get(k)!), `output ${k}`).toBe(0);
 
+      for (const v of m.graph.initializers.values()) {
+        const t = v.constValue!;
+        if (!t.isExternal) expect(t.bytes().byteOffset % 8, `${v.name} is stored aligned`).toBe(0);
+      }
+
       const again = loadModel(out);
       expect(again.graph.nodes.map((n) => n.opType)).toEqual(m.graph.nodes.map((n) => n.opType));
       const [wa, wb] = [initializerBytes(m), initializerBytes(again)];
