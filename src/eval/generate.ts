@@ -27,6 +27,14 @@ export async function generate(
   if (promptIds.length === 0) throw new UserError('the prompt is empty: greedy generation needs at least one token');
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UserError(`max tokens must be a non-negative integer, got ${maxTokens}`);
   const m = typeof model === 'string' ? await openModel(model, opts) : model;
+  try {
+    return await greedy(m, promptIds, maxTokens, opts);
+  } finally {
+    if (typeof model === 'string') await m.session.release();
+  }
+}
+
+async function greedy(m: OrtModel, promptIds: ArrayLike<number>, maxTokens: number, opts: GenerateOptions): Promise<Int32Array> {
   const seq = Array.from(promptIds);
   const out: number[] = [];
   const useCache = m.kind === 'kv' && !opts.noCache;

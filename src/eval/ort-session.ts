@@ -42,6 +42,11 @@ export interface OrtModel {
 export interface OpenOptions {
   /** ORT intra-op threads; default: onnxruntime's own choice (one per physical core). */
   threads?: number;
+  /**
+   * Let idle ORT worker threads spin (onnxruntime's default). Off by default here: on a
+   * small shared machine spinning threads take cores from every other process.
+   */
+  spin?: boolean;
 }
 
 export async function openModel(path: string, opts: OpenOptions = {}): Promise<OrtModel> {
@@ -52,6 +57,7 @@ export async function openModel(path: string, opts: OpenOptions = {}): Promise<O
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+      extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' }, inter_op: { allow_spinning: opts.spin ? '1' : '0' } } },
     });
   } catch (e) {
     throw new UserError(`onnxruntime could not load ${path}: ${firstLine((e as Error).message)}`);

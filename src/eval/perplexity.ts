@@ -60,9 +60,23 @@ export async function evaluatePerplexity(
   }
   if (n === 0) throw new UserError(`text too short: ${ids.length} tokens, a window of ${W} needs ${W + 1}`);
   const m = typeof model === 'string' ? await openModel(model, opts) : model;
+  try {
+    return await windowedNll(m, ids, n, W, batch, opts.onProgress);
+  } finally {
+    if (typeof model === 'string') await m.session.release();
+  }
+}
 
+async function windowedNll(
+  m: OrtModel,
+  ids: Int32Array | number[],
+  n: number,
+  W: number,
+  batch: number,
+  onProgress: ((done: number, total: number) => void) | undefined,
+): Promise<PerplexityResult> {
   const windowNll = new Float64Array(n);
-  opts.onProgress?.(0, n);
+  onProgress?.(0, n);
   for (let w0 = 0; w0 < n; w0 += batch) {
     const wn = Math.min(batch, n - w0);
     const windows: ArrayLike<number>[] = [];
@@ -74,7 +88,7 @@ export async function evaluatePerplexity(
       for (let t = 0; t < W; t++) s += tokenNll(logits, (w * W + t) * vocab, vocab, ids[base + t + 1]);
       windowNll[w0 + w] = s;
     }
-    opts.onProgress?.(w0 + wn, n);
+    onProgress?.(w0 + wn, n);
   }
   let sum = 0;
   for (const s of windowNll) sum += s;
