@@ -481,6 +481,7 @@ function recognizeBlock(
   qOf: Map<Linear, AttentionCore>,
 ): Block {
   const { q, k, v, o } = core;
+  if (q === k || k === v || q === v) throw blockError(i, `q, k and v come from one packed linear (${linearName(q === k ? q : v)}); separate projections are required`);
   const qkvIn = sourceOf(q.input);
   if (sourceOf(k.input) !== qkvIn || sourceOf(v.input) !== qkvIn) throw blockError(i, 'q, k and v do not read the same input');
   const attnNorm = normByOutput.get(qkvIn);

@@ -166,6 +166,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     simplified: { norm: 'simplified' },
     rmsnorm23: { norm: 'rmsnorm23' },
     'gemm-fp16': { linear: 'gemm', weightDtype: 'float16', layers: 3 },
+    'tied-matmul-rope': { tiedEmbeddings: true, ropeFreqs: 'matmul', norm: 'simplified' },
   };
 
   for (const [name, opts] of Object.entries(variants)) {
@@ -214,6 +215,15 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       const other = await ortLogits(makeTinyLlama(opts), ids);
       expect(maxAbsDiff(other, base.map((r) => Float64Array.from(r)))).toBeLessThan(1e-4);
     }
+  });
+
+  it('tied embeddings and RoPE angles from MatMul(positions, inv_freq)', () => {
+    const s = recognize(makeTinyLlama({ tiedEmbeddings: true, ropeFreqs: 'matmul' }));
+    expect(s.tiedEmbeddings).toBe(true);
+    expect(s.lmHead.weight).toBe(s.embedding.table);
+    expect([s.lmHead.layout, s.lmHead.inFeatures, s.lmHead.outFeatures]).toEqual(['out_in', 64, 256]);
+    // The angle MatMul matches the linear pattern (1 → 8 features) but plays no role.
+    expect(s.notes).toEqual(['1 linear(s) outside the recognised roles: inv_freq']);
   });
 
   it('names are ignored: misleading tensor names do not change roles', () => {

@@ -33,7 +33,13 @@ export interface LinearIndex {
   stops: Set<Value>;
 }
 
-/** Linears that `v` is computed from, searching backwards through any op but Shape/Size. */
+/**
+ * Where activations never flow: shapes, and the RoPE tables (an exporter may compute the
+ * angles as MatMul(positions, inv_freq), which looks like a 1-input linear).
+ */
+const POSITIONAL = new Set(['Shape', 'Size', 'Cos', 'Sin', 'Range']);
+
+/** Linears that `v` is computed from, searching backwards through any op but positional ones. */
 export function linearsUpstream(v: Value, idx: LinearIndex, limit = 400): Linear[] {
   const found = new Set<Linear>();
   const seen = new Set<Value>();
@@ -49,7 +55,7 @@ export function linearsUpstream(v: Value, idx: LinearIndex, limit = 400): Linear
     }
     if (idx.stops.has(w) || constTensor(w)) continue;
     const p = w.producer();
-    if (!p || p.opType === 'Shape' || p.opType === 'Size') continue;
+    if (!p || POSITIONAL.has(p.opType)) continue;
     for (const i of p.inputs) if (i) queue.push(i);
   }
   return [...found];
