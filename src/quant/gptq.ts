@@ -22,12 +22,13 @@ export interface BlockContext {
   c0: number;
   width: number;
   rows: number;
-  /** H[c0:c0+B, c0:c0+B] (undamped), row-major B×B. */
-  hBlock: Float64Array;
+  /** H[c0:c0+B, c0:c0+B] (undamped), row-major B×B; null when no Hessian is known. */
+  hBlock: Float64Array | null;
   /** diag(U) for the block's columns (BiLLM-style saliency uses it). */
   uDiag: Float64Array;
   /** The metric GPTQ actually charges the block with, ([H⁻¹]_blk)⁻¹ = (U_bbᵀU_bb)⁻¹, when
-   *  requested by the quantizer (`wantsSchur`); B×B row-major. */
+   *  requested by the quantizer (`wantsSchur`); B×B row-major. Without feedback it is the
+   *  H slice itself (or null). */
   schur: Float64Array | null;
 }
 
@@ -144,6 +145,48 @@ export function gptq(
     opts.onBlock?.(c0, B);
   }
   return { q, loss, damp };
+}
+
+/**
+ * The same block quantizer without error feedback: each block is fitted and rounded on the
+ * original W. `h` (optional) supplies the blocks' H slices for X-domain fits and diag(U)
+ * for saliency; without it hBlock is null and uDiag is all ones.
+ */
+export function quantizeBlocksNoFeedback(
+  w: Float64Array | Float32Array,
+  rows: number,
+  cols: number,
+  h: Float64Array | null,
+  quantizer: ColumnBlockQuantizer,
+  blockSize = 128,
+): Float64Array {
+  const N = rows, K = cols;
+  const q = new Float64Array(N * K);
+  const col = new Float64Array(N), qcol = new Float64Array(N);
+  const u = h ? dampedUpperCholeskyOfInverse(h, K).u : null;
+  for (let c0 = 0; c0 < K; c0 += blockSize) {
+    const B = Math.min(blockSize, K - c0);
+    const blk = new Float64Array(N * B);
+    for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) blk[n * B + j] = w[n * K + c0 + j];
+    let hBlock: Float64Array | null = null;
+    if (h) {
+      hBlock = new Float64Array(B * B);
+      for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) hBlock[i * B + j] = h[(c0 + i) * K + c0 + j];
+    }
+    const uDiag = new Float64Array(B).fill(1);
+    if (u) for (let j = 0; j < B; j++) uDiag[j] = u[(c0 + j) * K + c0 + j];
+    const ctx: BlockContext = { c0, width: B, rows: N, hBlock, uDiag, schur: hBlock };
+    quantizer.begin(blk, ctx);
+    const qBlk = new Float64Array(N * B);
+    for (let j = 0; j < B; j++) {
+      for (let n = 0; n < N; n++) col[n] = blk[n * B + j];
+      quantizer.column(j, col, qcol);
+      for (let n = 0; n < N; n++) qBlk[n * B + j] = qcol[n];
+    }
+    quantizer.end?.(blk, qBlk, ctx);
+    for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) q[n * K + c0 + j] = qBlk[n * B + j];
+  }
+  return q;
 }
 
 /** Output error ‖(W − Ŵ) Xᵀ‖² expressed through H ∝ XᵀX: Σ_rows (w−ŵ) H (w−ŵ)ᵀ. */

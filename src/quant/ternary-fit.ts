@@ -200,17 +200,18 @@ export function xDomainRefitRow(
   sb: Float64Array,
   wantObjective = false,
 ): number {
-  // sb_j = S · basis_j (S symmetric, so rows of S dot basis_j).
+  // sb_j = S · basis_j = Σ_k basis_j[k] · S[k, :] (S symmetric): contiguous row updates,
+  // skipping zero entries (trit planes are sparse).
+  sb.fill(0, 0, m * B);
   for (let j = 0; j < m; j++) {
     const bo = j * B;
-    for (let i = 0; i < B; i++) {
-      const ri = i * B;
-      let d = 0;
-      for (let k = 0; k < B; k++) {
-        const bk = basis[bo + k];
-        if (bk !== 0) d += s[ri + k] * bk;
-      }
-      sb[bo + i] = d;
+    for (let k = 0; k < B; k++) {
+      const bk = basis[bo + k];
+      if (bk === 0) continue;
+      const rk = k * B;
+      if (bk === 1) for (let i = 0; i < B; i++) sb[bo + i] += s[rk + i];
+      else if (bk === -1) for (let i = 0; i < B; i++) sb[bo + i] -= s[rk + i];
+      else for (let i = 0; i < B; i++) sb[bo + i] += bk * s[rk + i];
     }
   }
   const gram = new Float64Array(m * m);

@@ -1,0 +1,126 @@
+// The one entry point the ternary rewrite pass calls per linear: W [rows=out, cols=in]
+// (row-major float32) and the proxy Hessian H = 2XᵀX/n [cols×cols] (or null) in, the
+// dequantized weights, the stored form (kernel/rtn structures) and true storage bits out.
+// With H null, GPTQ and the X-domain stage are off whatever the options say.
+import { bitsPerWeight, storageBytes, type TernaryWeights } from '../formats/ternary.ts';
+import { UserError } from '../errors.ts';
+import { outputError } from './gptq.ts';
+import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
+import { quantizeTwlaStructure } from './structure-twla.ts';
+
+export type WeightStructure = 'twla' | 'kernel' | 'rtn';
+
+export interface QuantizeLinearOptions {
+  structure: WeightStructure;
+  /** Group size G of the kernel structure (default 128). */
+  group?: number;
+  /** Kernel structure stores a per-group shift μ (default true). */
+  shift?: boolean;
+  gptq: boolean;
+  xDomain: boolean;
+  /** Kernel structure: refit (μ, α) once a block's trits are final (default true with H). */
+  refit?: boolean;
+  /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
+  order2Cols?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Also measure the relative output error through H (costs 2·rows·cols² flops). */
+  measure?: boolean;
+}
+
+export interface QuantizeLinearStats {
+  structure: WeightStructure;
+  bitsPerWeight: number;
+  /** ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖² through H (null without H or without `measure`). */
+  relOutputError: number | null;
+  /** ‖W − Ŵ‖² / ‖W‖². */
+  relWeightError: number;
+  seconds: number;
+  gptqLoss?: number;
+  salientPerBlock?: number[];
+  splitPerBlock?: number[];
+}
+
+export interface QuantizeLinearResult {
+  dequant: Float32Array;
+  weights?: TernaryWeights;
+  storageBits: number;
+  stats: QuantizeLinearStats;
+}
+
+export function quantizeLinear(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  h: Float64Array | null,
+  opts: QuantizeLinearOptions,
+): QuantizeLinearResult {
+  if (w.length !== rows * cols) throw new UserError(`weight has ${w.length} values, expected ${rows}×${cols}`);
+  if (h && h.length !== cols * cols) throw new UserError(`Hessian has ${h.length} values, expected ${cols}×${cols}`);
+  const t0 = performance.now();
+  const hh = h ?? null;
+  const useGptq = opts.gptq && hh !== null;
+  const useX = opts.xDomain && hh !== null;
+  let dq: Float64Array;
+  let weights: TernaryWeights | undefined;
+  let storageBits: number;
+  const extra: Partial<QuantizeLinearStats> = {};
+  switch (opts.structure) {
+    case 'rtn': {
+      const r = rtnTernary(w, rows, cols);
+      dq = r.dequant;
+      weights = r.weights;
+      storageBits = storageBytes(weights.format, rows, cols) * 8;
+      break;
+    }
+    case 'kernel': {
+      const r = quantizeKernelStructure(w, rows, cols, hh, {
+        group: opts.group ?? 128,
+        shift: opts.shift ?? true,
+        gptq: useGptq,
+        xDomain: useX,
+        refit: (opts.refit ?? true) && useX,
+        onProgress: opts.onProgress,
+      });
+      dq = r.dequant;
+      weights = r.weights;
+      storageBits = storageBytes(weights.format, rows, cols) * 8;
+      extra.gptqLoss = r.gptqLoss;
+      break;
+    }
+    case 'twla': {
+      const r = quantizeTwlaStructure(w, rows, cols, hh, {
+        gptq: useGptq,
+        xDomain: useX,
+        maxSalient: opts.order2Cols,
+        onProgress: opts.onProgress,
+      });
+      dq = r.dequant;
+      storageBits = r.storageBits;
+      Object.assign(extra, { gptqLoss: r.gptqLoss, salientPerBlock: r.salientPerBlock, splitPerBlock: r.splitPerBlock });
+      break;
+    }
+    default:
+      throw new UserError(`unknown weight structure '${String(opts.structure)}' (expected twla, kernel or rtn)`);
+  }
+  let dw = 0, ww = 0;
+  for (let i = 0; i < w.length; i++) {
+    dw += (w[i] - dq[i]) ** 2;
+    ww += w[i] * w[i];
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const relOutputError = hh && opts.measure ? outputError(w, dq, rows, cols, hh) / outputError(w, new Float64Array(w.length), rows, cols, hh) : null;
+  const bpw = weights ? bitsPerWeight(weights.format, rows, cols) : storageBits / (rows * cols);
+  return {
+    dequant: Float32Array.from(dq),
+    weights,
+    storageBits,
+    stats: {
+      structure: opts.structure,
+      bitsPerWeight: bpw,
+      relOutputError,
+      relWeightError: ww > 0 ? dw / ww : 0,
+      seconds,
+      ...extra,
+    },
+  };
+}

@@ -1,0 +1,226 @@
+// The kernel-friendly ternary structure: one ternary plane, per (row, group of G columns)
+// an fp16 scale α and (optionally) an fp16 shift μ:  Ŵ[n,k] = α[n,g]·t[n,k] + μ[n,g].
+// Stored in a `TernaryWeights` of src/formats/ternary.ts (trit5 codes by default), so the
+// backends' kernels decode exactly what is fitted here.
+//
+// Fitting (E2M-ATQ inside GPTQ): at the start of each GPTQ block, every (row, group) of the
+// block gets the Euclidean order-1 fit on the block's current (error-updated) values; with
+// `xDomain`, (μ, α) of each row are then refitted jointly over the block's groups with the
+// trits frozen, minimising r S rᵀ with S the block's H slice. μ and α are rounded to fp16
+// right there, so GPTQ's error feedback sees the stored values. Each column is then rounded
+// to the nearest of {μ−α, μ, μ+α} after the in-block feedback reached it (GPTQ with groups).
+// With `refit`, once the block's trits are final (μ, α) are fitted once more, under the
+// metric GPTQ actually charges ([H⁻¹]_bb)⁻¹, and GPTQ pushes the errors of the final values.
+//
+// `rtnTernary` is the BitNet-style baseline: per row α = mean|w|, t = round(clip(w/α)).
+import { halfToFloat, floatToHalf } from '../graph/tensor.ts';
+import {
+  decodeTernary,
+  encodeTernary,
+  ternaryFormat,
+  type CodePacking,
+  type TernaryWeights,
+} from '../formats/ternary.ts';
+import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer } from './gptq.ts';
+import { fitOrder1, xDomainRefitRow } from './ternary-fit.ts';
+
+const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
+
+export interface KernelStructureOptions {
+  group: number;
+  shift: boolean;
+  packing?: CodePacking;
+  /** Use GPTQ error feedback (needs H). */
+  gptq: boolean;
+  /** X-domain refit of (μ, α) with trits frozen (needs H). */
+  xDomain: boolean;
+  /** Refit (μ, α) once the block's trits are final, under GPTQ's block metric (needs H). */
+  refit?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface KernelStructureResult {
+  weights: TernaryWeights;
+  /** The reference decoder's output for `weights` (float64, row-major). */
+  dequant: Float64Array;
+  /** GPTQ's loss, when GPTQ ran. */
+  gptqLoss?: number;
+  /** The values the fitter (and GPTQ's feedback) worked with; equal to `dequant` because
+   *  scales and shifts are fp16-rounded during fitting. Absent for rtn. */
+  fitted?: Float64Array;
+}
+
+function gcd(a: number, b: number): number {
+  return b ? gcd(b, a % b) : a;
+}
+
+/** Per-(row, group) ternary quantizer for GPTQ / plain blocks. Results land in t/scale/shift. */
+class KernelQuantizer implements ColumnBlockQuantizer {
+  readonly t: Int8Array;
+  readonly scale: Float64Array;
+  readonly shift: Float64Array;
+  readonly ng: number;
+  readonly wantsSchur: boolean;
+  private c0 = 0;
+  private scratch: Int8Array;
+
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly G: number,
+    readonly withShift: boolean,
+    readonly xDomain: boolean,
+    readonly refit: boolean,
+  ) {
+    this.ng = Math.ceil(cols / G);
+    this.t = new Int8Array(rows * cols);
+    this.scale = new Float64Array(rows * this.ng);
+    this.shift = new Float64Array(rows * this.ng);
+    this.scratch = new Int8Array(G);
+    this.wantsSchur = refit;
+  }
+
+  /** Groups overlapping block [c0, c0+B) as [gi, start-in-block, length]. */
+  private groups(c0: number, B: number): [number, number, number][] {
+    const out: [number, number, number][] = [];
+    for (let k = c0; k < c0 + B; ) {
+      const gi = Math.floor(k / this.G);
+      const end = Math.min((gi + 1) * this.G, c0 + B);
+      out.push([gi, k - c0, end - k]);
+      k = end;
+    }
+    return out;
+  }
+
+  begin(w: Float64Array, ctx: BlockContext): void {
+    const { rows: N, width: B, c0 } = ctx;
+    this.c0 = c0;
+    const groups = this.groups(c0, B);
+    const tb = new Int8Array(N * B); // the block's trits from the Euclidean fit
+    for (let n = 0; n < N; n++) {
+      for (const [gi, s, len] of groups) {
+        const f = fitOrder1(w, n * B + s, len, tb, n * B + s, this.scratch, this.withShift);
+        this.scale[n * this.ng + gi] = f.alpha;
+        this.shift[n * this.ng + gi] = f.mu;
+      }
+    }
+    if (this.xDomain && ctx.hBlock) this.refitRows(w, tb, ctx.hBlock, groups, N, B);
+    for (let n = 0; n < N; n++) {
+      for (const [gi] of groups) {
+        const i = n * this.ng + gi;
+        this.scale[i] = toHalf(this.scale[i]);
+        this.shift[i] = toHalf(this.shift[i]);
+      }
+    }
+  }
+
+  /** Joint X-domain LS of every row's (μ, α) over the block's groups, trits tb frozen. */
+  private refitRows(target: Float64Array, tb: Int8Array, S: Float64Array, groups: [number, number, number][], N: number, B: number): void {
+    const per = this.withShift ? 2 : 1;
+    const m = per * groups.length;
+    const basis = new Float64Array(m * B);
+    const p = new Float64Array(m);
+    const fb = new Float64Array(m);
+    const sb = new Float64Array(m * B);
+    for (let n = 0; n < N; n++) {
+      basis.fill(0);
+      groups.forEach(([gi, s, len], a) => {
+        const ia = a * per;
+        for (let k = s; k < s + len; k++) {
+          basis[ia * B + k] = tb[n * B + k];
+          if (this.withShift) basis[(ia + 1) * B + k] = 1;
+        }
+        fb[ia] = this.scale[n * this.ng + gi];
+        if (this.withShift) fb[ia + 1] = this.shift[n * this.ng + gi];
+      });
+      xDomainRefitRow(S, B, target, n * B, basis, m, p, fb, sb);
+      groups.forEach(([gi], a) => {
+        this.scale[n * this.ng + gi] = p[a * per];
+        if (this.withShift) this.shift[n * this.ng + gi] = p[a * per + 1];
+      });
+    }
+  }
+
+  column(j: number, col: Float64Array, q: Float64Array): void {
+    const k = this.c0 + j;
+    const gi = Math.floor(k / this.G);
+    for (let n = 0; n < col.length; n++) {
+      const a = this.scale[n * this.ng + gi];
+      const mu = this.shift[n * this.ng + gi];
+      const d = col[n] - mu;
+      let t = 0;
+      if (a !== 0) {
+        const r = d / a;
+        t = r > 0.5 ? 1 : r < -0.5 ? -1 : 0;
+      }
+      this.t[n * this.cols + k] = t;
+      q[n] = mu + a * t;
+    }
+  }
+
+  end(wStart: Float64Array, q: Float64Array, ctx: BlockContext): void {
+    if (!this.refit || !ctx.schur) return;
+    const { rows: N, width: B, c0 } = ctx;
+    const groups = this.groups(c0, B);
+    const tb = new Int8Array(N * B);
+    for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) tb[n * B + j] = this.t[n * this.cols + c0 + j];
+    this.refitRows(wStart, tb, ctx.schur, groups, N, B);
+    for (let n = 0; n < N; n++) {
+      for (const [gi, s, len] of groups) {
+        const i = n * this.ng + gi;
+        const a = (this.scale[i] = toHalf(this.scale[i]));
+        const mu = (this.shift[i] = toHalf(this.shift[i]));
+        for (let j = s; j < s + len; j++) q[n * B + j] = mu + a * tb[n * B + j];
+      }
+    }
+  }
+}
+
+/** Fit the kernel structure to W [rows × cols] (row-major). */
+export function quantizeKernelStructure(
+  w: Float32Array | Float64Array,
+  rows: number,
+  cols: number,
+  h: Float64Array | null,
+  opts: KernelStructureOptions,
+): KernelStructureResult {
+  const G = opts.group;
+  const format = ternaryFormat(opts.packing ?? 'trit5', G, opts.shift);
+  const useH = h !== null;
+  const qz = new KernelQuantizer(rows, cols, G, opts.shift, opts.xDomain && useH, (opts.refit ?? false) && useH);
+  const blockSize = (128 * G) / gcd(128, G); // GPTQ blocks hold whole groups
+  const total = Math.ceil(cols / blockSize);
+  let done = 0;
+  let gptqLoss: number | undefined;
+  let fitted: Float64Array;
+  if (opts.gptq && h) {
+    const r = gptq(w, rows, cols, h, qz, { blockSize, onBlock: () => opts.onProgress?.(++done, total) });
+    gptqLoss = r.loss;
+    fitted = r.q;
+  } else {
+    fitted = quantizeBlocksNoFeedback(w, rows, cols, useH ? h : null, qz, blockSize);
+    opts.onProgress?.(total, total);
+  }
+  const weights = encodeTernary(format, rows, cols, qz.t, qz.scale, opts.shift ? qz.shift : undefined);
+  return { weights, dequant: decodeTernary(weights), gptqLoss, fitted };
+}
+
+/**
+ * BitNet-style absmean round-to-nearest: per row α = mean|w|, t = round(clip(w/α, −1, 1)),
+ * no shift. Stored as one group per row (G = cols, trit5), i.e. format `tq1_g<cols>_ns`.
+ */
+export function rtnTernary(w: Float32Array | Float64Array, rows: number, cols: number): KernelStructureResult {
+  const format = ternaryFormat('trit5', cols, false);
+  const t = new Int8Array(rows * cols);
+  const scale = new Float64Array(rows);
+  for (let n = 0; n < rows; n++) {
+    let s = 0;
+    for (let k = 0; k < cols; k++) s += Math.abs(w[n * cols + k]);
+    const a = s / cols;
+    scale[n] = a;
+    if (a === 0) continue;
+    for (let k = 0; k < cols; k++) t[n * cols + k] = Math.max(-1, Math.min(1, Math.round(w[n * cols + k] / a)));
+  }
+  const weights = encodeTernary(format, rows, cols, t, scale);
+  return { weights, dequant: decodeTernary(weights) };
+}
