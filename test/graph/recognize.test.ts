@@ -2,8 +2,9 @@
 // export styles. Roles are checked two ways: against the layout we know, and numerically:
 // a float64 forward pass that uses only what recognition found (weights by role, γ, ε, heads,
 // θ) must reproduce onnxruntime's logits — a swapped q/k, a missed bias or a wrong θ would not.
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +14,9 @@ import { GraphBuilder } from '../../src/graph/builder.ts';
 import type { Model } from '../../src/graph/ir.ts';
 import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
 import { recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
-import { FIXTURE_VARIANTS, makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
+import { findNorms } from '../../src/graph/patterns/norm.ts';
+import { Tensor } from '../../src/graph/tensor.ts';
+import { FIXTURE_VARIANTS, makeTinyLlama, writeFixtures, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 import { referenceLogits } from '../fixtures/reference-forward.ts';
 
 const SHARED_MODELS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/models');
@@ -257,6 +260,47 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     }
     expect(a.linears[1].layout).toBe('in_out');
     expect(b.linears[1].layout).toBe('out_in');
+  });
+});
+
+describe('norm patterns', () => {
+  it('decomposed RMSNorm with fp32 upcast Casts, axes as an attribute, γ after the Cast back', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', { dtype: 'float16', shape: [1, 3, 8] });
+    const x32 = b.op('Cast', [x], { attrs: { to: 1 } });
+    const ms = b.op('ReduceMean', [b.op('Pow', [x32, b.f32('two', [], [2])])], { attrs: { axes: [-1], keepdims: 1 } });
+    const r = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [ms, b.f32('eps', [], [1e-6])])])]);
+    const back = b.op('Cast', [b.op('Mul', [x32, r])], { attrs: { to: 10 } });
+    const gamma = b.init('g', Tensor.fromBytes('float16', [8], new Uint8Array(16)));
+    const y = b.op('Mul', [back, gamma]);
+    b.output(y, 'y');
+    const norms = findNorms(b.graph.nodes);
+    expect(norms).toHaveLength(1);
+    const n = norms[0];
+    expect([n.kind, n.input, n.output, n.gamma, n.eps, n.nodes.length]).toEqual(['rms-decomposed', x, y, gamma, 1e-6, 8]);
+  });
+
+  it('a norm without γ (folded) is still a norm; a ReduceMean over another axis is not', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', { dtype: 'float32', shape: [1, 3, 8] });
+    const ms = b.op('ReduceMean', [b.op('Mul', [x, x]), b.i64('ax', [-1])], { attrs: { keepdims: 1 } });
+    const y = b.op('Div', [x, b.op('Sqrt', [b.op('Add', [b.f32('eps', [], [1e-5]), ms])])]);
+    b.op('ReduceMean', [b.op('Mul', [y, y]), b.i64('ax0', [0])], { attrs: { keepdims: 1 } });
+    const norms = findNorms(b.graph.nodes);
+    expect(norms.map((n) => [n.kind, n.input, n.output, n.gamma, n.eps])).toEqual([['rms-decomposed', x, y, undefined, 1e-5]]);
+  });
+});
+
+describe('make-fixtures script', () => {
+  it('writes every variant as an ONNX file that loads back and is recognised', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-fixtures-'));
+    try {
+      const files = writeFixtures(dir);
+      expect(files.map((f) => basename(f))).toEqual(Object.keys(FIXTURE_VARIANTS).map((v) => `tiny-llama-${v}.onnx`));
+      for (const f of files) expect(recognize(loadModel(f)).linears).toHaveLength(15);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
