@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { decodeTernary, encodeTernary, ternaryFormat } from '../../src/formats/ternary.ts';
+import { UserError } from '../../src/errors.ts';
+import { halfToFloat, floatToHalf } from '../../src/graph/tensor.ts';
+import { outputError } from '../../src/quant/gptq.ts';
+import { gaussian, rng, syntheticHessian } from '../../src/quant/linalg.ts';
+import { quantizeLinear } from '../../src/quant/quantize-linear.ts';
+import { quantizeKernelStructure, rtnTernary } from '../../src/quant/structure-kernel.ts';
+import { quantizeTwlaStructure, twlaStorageBits } from '../../src/quant/structure-twla.ts';
+
+const N = 48, K = 256;
+const g = gaussian(rng(5));
+const W = Float32Array.from({ length: N * K }, () => 0.05 * g() * (1 + 0.3 * g() ** 2));
+const H = syntheticHessian(K, 6);
+const rel = (dq: ArrayLike<number>) => outputError(W, dq, N, K, H) / outputError(W, new Float64Array(N * K), N, K, H);
+
+describe('kernel structure', () => {
+  it('stores exactly what GPTQ fitted (fp16 scale/shift during fitting) and decodes with the reference decoder', () => {
+    for (const [group, shift] of [[128, true], [64, false], [256, true]] as const) {
+      const r = quantizeKernelStructure(W, N, K, H, { group, shift, gptq: true, xDomain: true, refit: true });
+      expect(r.weights.format.id).toBe(`tq1_g${group}${shift ? '' : '_ns'}`);
+      expect(r.weights.shifts === undefined).toBe(!shift);
+      let m = 0;
+      for (let i = 0; i < N * K; i++) m = Math.max(m, Math.abs(r.fitted![i] - r.dequant[i]));
+      expect(m).toBeLessThan(1e-12);
+      const ref = decodeTernary(r.weights);
+      let d = 0;
+      for (let i = 0; i < N * K; i++) d = Math.max(d, Math.abs(ref[i] - r.dequant[i]));
+      expect(d).toBe(0);
+    }
+  });
+
+  it('reproduces a matrix that is exactly in the format, with and without GPTQ', () => {
+    const f = ternaryFormat('trit5', 64, true);
+    const r = rng(9);
+    const t = Int8Array.from({ length: N * K }, () => Math.floor(r() * 3) - 1);
+    const ng = K / 64;
+    const sc = Float64Array.from({ length: N * ng }, () => halfToFloat(floatToHalf(0.02 + 0.05 * r())));
+    const sh = Float64Array.from({ length: N * ng }, () => halfToFloat(floatToHalf(0.01 * (r() - 0.5))));
+    const exact = Float32Array.from(decodeTernary(encodeTernary(f, N, K, t, sc, sh)));
+    for (const gptq of [false, true]) {
+      const q = quantizeKernelStructure(exact, N, K, H, { group: 64, shift: true, gptq, xDomain: true, refit: true });
+      let m = 0;
+      for (let i = 0; i < N * K; i++) m = Math.max(m, Math.abs(q.dequant[i] - exact[i]));
+      expect(m).toBeLessThan(1e-6);
+    }
+  });
+
+  it('each stage lowers the output error: Euclidean > +X-domain > GPTQ+X-domain; all far below RTN', () => {
+    const euclid = rel(quantizeKernelStructure(W, N, K, null, { group: 128, shift: true, gptq: false, xDomain: false }).dequant);
+    const xdom = rel(quantizeKernelStructure(W, N, K, H, { group: 128, shift: true, gptq: false, xDomain: true }).dequant);
+    const full = rel(quantizeKernelStructure(W, N, K, H, { group: 128, shift: true, gptq: true, xDomain: true, refit: true }).dequant);
+    const rtn = rel(rtnTernary(W, N, K).dequant);
+    expect(xdom).toBeLessThan(euclid);
+    expect(full).toBeLessThan(0.8 * xdom);
+    expect(euclid).toBeLessThan(rtn);
+  });
+});
+
+describe('rtnTernary', () => {
+  it('is per-row absmean round-to-nearest in format tq1_g<K>_ns', () => {
+    const r = rtnTernary(W, N, K);
+    expect(r.weights.format.id).toBe(`tq1_g${K}_ns`);
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += Math.abs(W[n * K + k]);
+      const a = halfToFloat(floatToHalf(s / K));
+      for (let k = 0; k < K; k++) {
+        const t = Math.max(-1, Math.min(1, Math.round(W[n * K + k] / (s / K))));
+        expect(r.dequant[n * K + k]).toBe(a * t + 0);
+      }
+    }
+  });
+});
+
+describe('TWLA reference structure', () => {
+  it('counts bits: codes 1.6/trit (2 on salient), mask 1/non-salient weight, indices, fp16 params', () => {
+    // one block of 128 columns, 10 rows, k = 8: trits 1.6·10·136, mask 10·120, idx min(56,128)+8, params 10·16·7
+    expect(twlaStorageBits(10, 128, [8])).toBeCloseTo(1.6 * 1360 + 1200 + 56 + 8 + 1120, 9);
+    expect(twlaStorageBits(10, 128, [0])).toBeCloseTo(1.6 * 1280 + 1280 + 8 + 640, 9);
+    // k = 64: the 128-bit bitmap is cheaper than 64 indices of 7 bits
+    expect(twlaStorageBits(1, 128, [64])).toBeCloseTo(1.6 * 192 + 64 + 128 + 8 + 112, 9);
+  });
+
+  it('uses at most 6 values per row on ordinary columns and 9 on salient ones, and beats the kernel structure at ~4 bits', () => {
+    const r = quantizeTwlaStructure(W, N, K, H, { gptq: true, xDomain: true });
+    expect(r.salientPerBlock.length).toBe(2);
+    const bpw = r.storageBits / (N * K);
+    expect(bpw).toBeGreaterThan(2.9);
+    expect(bpw).toBeLessThan(4.2);
+    for (let n = 0; n < N; n++) {
+      const vals = new Set<number>();
+      for (let k = 0; k < 128; k++) vals.add(r.dequant[n * K + k]);
+      expect(vals.size).toBeLessThanOrEqual(6 + 9);
+    }
+    const kernel = rel(quantizeKernelStructure(W, N, K, H, { group: 128, shift: true, gptq: true, xDomain: true, refit: true }).dequant);
+    expect(rel(r.dequant)).toBeLessThan(kernel);
+  });
+});
+
+describe('quantizeLinear', () => {
+  it('turns GPTQ and the X-domain stage off without H, and reports true bits', () => {
+    const a = quantizeLinear(W, N, K, null, { structure: 'kernel', gptq: true, xDomain: true });
+    const b = quantizeKernelStructure(W, N, K, null, { group: 128, shift: true, gptq: false, xDomain: false });
+    expect(Array.from(a.dequant)).toEqual(Array.from(Float32Array.from(b.dequant)));
+    expect(a.stats.relOutputError).toBeNull();
+    // trit5: ceil(128/5) = 26 bytes per group + 2·2 bytes fp16 → (26+4)·8/128
+    expect(a.stats.bitsPerWeight).toBeCloseTo((30 * 8) / 128, 12);
+    expect(a.storageBits).toBe(N * (K / 128) * 30 * 8);
+    const t = quantizeLinear(W, N, K, H, { structure: 'twla', gptq: true, xDomain: true, measure: true });
+    expect(t.stats.relOutputError).toBeGreaterThan(0);
+    expect(t.stats.relOutputError).toBeCloseTo(rel(t.dequant), 4);
+  });
+
+  it('rejects shape mismatches with a UserError', () => {
+    expect(() => quantizeLinear(W, N, K + 1, null, { structure: 'rtn', gptq: false, xDomain: false })).toThrow(UserError);
+    expect(() => quantizeLinear(W, N, K, new Float64Array(4), { structure: 'rtn', gptq: false, xDomain: false })).toThrow(UserError);
+  });
+});
