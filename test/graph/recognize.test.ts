@@ -280,6 +280,20 @@ describe('norm patterns', () => {
     expect([n.kind, n.input, n.output, n.gamma, n.eps, n.nodes.length]).toEqual(['rms-decomposed', x, y, gamma, 1e-6, 8]);
   });
 
+  for (const inverse of ['Div(1, Sqrt)', 'Pow(-0.5)'] as const) {
+    it(`decomposed RMSNorm with 1/rms as ${inverse}, γ behind a Cast`, () => {
+      const b = new GraphBuilder();
+      const x = b.input('x', { dtype: 'float32', shape: [1, 3, 8] });
+      const ms = b.op('ReduceMean', [b.op('Pow', [x, b.f32('two', [], [2])]), b.i64('ax', [2])], { attrs: { keepdims: 1 } });
+      const A = b.op('Add', [ms, b.f32('eps', [], [1e-5])]);
+      const r = inverse === 'Pow(-0.5)' ? b.op('Pow', [A, b.f32('mhalf', [], [-0.5])]) : b.op('Div', [b.f32('one', [], [1]), b.op('Sqrt', [A])]);
+      const gamma = b.init('g', Tensor.fromBytes('float16', [8], new Uint8Array(16)));
+      const y = b.op('Mul', [b.op('Mul', [r, x]), b.op('Cast', [gamma], { attrs: { to: 1 } })]);
+      const norms = findNorms(b.graph.nodes);
+      expect(norms.map((n) => [n.kind, n.input, n.output, n.gamma, n.eps])).toEqual([['rms-decomposed', x, y, gamma, 1e-5]]);
+    });
+  }
+
   it('a norm without γ (folded) is still a norm; a ReduceMean over another axis is not', () => {
     const b = new GraphBuilder();
     const x = b.input('x', { dtype: 'float32', shape: [1, 3, 8] });

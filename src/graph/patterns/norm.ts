@@ -1,7 +1,7 @@
 // Normalisation layers, fused or as torch decomposes them. RMSNorm:
 //   y = γ ⊙ x / sqrt(mean(x²) + ε)
 // decomposed as Pow(x, 2) | Mul(x, x) → ReduceMean(last axis) → Add(ε) → Sqrt → Reciprocal → Mul(x, ·)
-// (or Div(x, Sqrt(·))), Casts allowed around it, then Mul by γ in either order (γ optional:
+// (or Div(x, Sqrt(·)), Div(1, Sqrt(·)), Pow(·, -0.5)), Casts allowed around it, then Mul by γ in either order (γ optional:
 // a norm whose γ was folded away is still a norm). Fused forms: SimplifiedLayerNormalization,
 // com.microsoft::SkipSimplifiedLayerNormalization (which also computes the residual sum
 // input + skip as its 4th output), LayerNormalization, com.microsoft::SkipLayerNormalization,
@@ -93,8 +93,6 @@ export function matchDecomposedRms(rm: Node): Match<Norm> {
   if (rm.opType !== 'ReduceMean' || !isOnnx(rm)) return fail('not ReduceMean');
   const axes = reduceAxes(rm);
   if (!axes || axes.length !== 1) return fail('ReduceMean is not over one axis');
-  const rank = rm.input(0)?.type?.shape?.length;
-  if (axes[0] !== -1 && (rank === undefined || axes[0] !== rank - 1)) return fail('ReduceMean is not over the last axis');
   if ((rm.attr('keepdims', 'int') ?? 1) !== 1) return fail('ReduceMean without keepdims');
   const sq = rm.input(0)?.producer();
   if (!sq || !isOnnx(sq)) return fail('ReduceMean input is not a square');
@@ -103,23 +101,36 @@ export function matchDecomposedRms(rm: Node): Match<Norm> {
   else if (sq.opType === 'Mul' && sq.input(0) && sq.input(0) === sq.input(1)) s = sq.input(0);
   if (!s) return fail('ReduceMean input is not x² (Pow 2 or Mul x x)');
   const x = stripCasts(s);
+  const rank = (rm.input(0)?.type ?? s.type ?? x.type)?.shape?.length;
+  if (axes[0] !== -1 && (rank === undefined || axes[0] !== rank - 1)) return fail('ReduceMean is not over the last axis');
   const nodes: Node[] = [sq, rm];
   const addEps = only(rm.output(0), 'Add', (n) => !!scalarOf(otherInput(n, rm.output(0))));
   if (!addEps) return fail('no Add(ε) after ReduceMean');
   const epsC = scalarOf(otherInput(addEps, rm.output(0)))!;
   nodes.push(addEps);
-  const sqrt = only(addEps.output(0), 'Sqrt');
-  if (!sqrt) return fail('no Sqrt after Add(ε)');
-  nodes.push(sqrt);
   const sameX = (v: Value | undefined): boolean => !!v && stripCasts(v) === x;
-  let scaled: Node | undefined = only(sqrt.output(0), 'Div', (n) => n.input(1) === sqrt.output(0) && sameX(n.input(0)));
-  if (!scaled) {
-    const rec = only(sqrt.output(0), 'Reciprocal');
-    if (!rec) return fail('no Reciprocal or Div after Sqrt');
-    nodes.push(rec);
-    scaled = only(rec.output(0), 'Mul', (n) => sameX(otherInput(n, rec.output(0))));
+  // 1/rms as Reciprocal(Sqrt), Div(1, Sqrt) or Pow(·, -0.5); or x / Sqrt(·) directly.
+  const A = addEps.output(0);
+  let inv: Node | undefined;
+  let scaled: Node | undefined;
+  const sqrt = only(A, 'Sqrt');
+  if (sqrt) {
+    nodes.push(sqrt);
+    const S = sqrt.output(0);
+    scaled = only(S, 'Div', (n) => n.input(1) === S && sameX(n.input(0)));
+    inv = scaled ? undefined : (only(S, 'Reciprocal') ?? only(S, 'Div', (n) => n.input(1) === S && scalarOf(n.input(0))?.value === 1));
+    if (!scaled && !inv) return fail('no Reciprocal or Div after Sqrt');
+  } else {
+    inv = only(A, 'Pow', (n) => n.input(0) === A && scalarOf(n.input(1))?.value === -0.5);
+    if (!inv) return fail('no Sqrt or Pow(-0.5) after Add(ε)');
+  }
+  if (inv) {
+    const r = inv.output(0);
+    nodes.push(inv);
+    scaled = only(r, 'Mul', (n) => sameX(otherInput(n, r)));
     if (!scaled) return fail('no Mul(x, 1/rms)');
   }
+  if (!scaled) return fail('no x/rms');
   nodes.push(scaled);
   let out = scaled.output(0);
   // Optional Cast back to the model's dtype, then γ.
@@ -129,7 +140,8 @@ export function matchDecomposedRms(rm: Node): Match<Norm> {
   const gMul =
     tail.consumers().length === 1
       ? only(tail, 'Mul', (n) => {
-          const g = constTensor(otherInput(n, tail));
+          const gv = otherInput(n, tail);
+          const g = gv && constTensor(stripCasts(gv));
           return !!g && g.numel > 1 && g.dims[g.dims.length - 1] === g.numel;
         })
       : undefined;
@@ -137,7 +149,7 @@ export function matchDecomposedRms(rm: Node): Match<Norm> {
   if (gMul) {
     if (castBack) nodes.push(castBack);
     nodes.push(gMul);
-    gamma = otherInput(gMul, tail);
+    gamma = stripCasts(otherInput(gMul, tail)!);
     out = gMul.output(0);
   }
   return {
