@@ -150,6 +150,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
   const batch = perStep === rows ? W : new Float64Array(perStep * inDim);
   let cursor = 0;
   const adam = [params.aB, params.aC, params.logits].map((p) => new AdamState(p.length));
+  const ws = new KotmsWorkspace(perStep * inDim);
   const history: number[] = [];
   for (let it = 0; it < o.iterations; it++) {
     if (batch !== W) {
@@ -159,7 +160,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
         batch.set(W.subarray(src * inDim, (src + 1) * inDim), i * inDim);
       }
     }
-    const g = kotmsLoss(batch, perStep, shape, params, lossOpts, true);
+    const g = kotmsLoss(batch, perStep, shape, params, lossOpts, true, ws);
     history.push(g.loss);
     adam[0].step(params.aB, g.gaB, o.lr);
     adam[1].step(params.aC, g.gaC, o.lr);
@@ -202,6 +203,7 @@ export function kotmsLoss(
   p: KotmsParams,
   opts: KotmsLossOptions,
   wantGrad: boolean,
+  ws: KotmsWorkspace = new KotmsWorkspace(rows * shape.l * shape.r),
 ): KotmsLoss {
   const { l, r } = shape;
   const n = l * r;
@@ -212,9 +214,9 @@ export function kotmsLoss(
   const C = matmulSquare(p.C0, cc.Q, l);
 
   // T = M·Bᵀ on the [rows·l, r] view; W' = C·T per row.
-  const T = new Float64Array(rows * n);
+  const T = ws.get(0, rows * n);
   gemmABt(W, B, T, N, r, r);
-  const Wp = new Float64Array(rows * n);
+  const Wp = ws.get(1, rows * n).fill(0);
   for (let q = 0; q < rows; q++) {
     const o = q * n;
     for (let a = 0; a < l; a++) {
@@ -231,7 +233,7 @@ export function kotmsLoss(
   const gLogits = new Float64Array(3);
   let loss: number;
   if (opts.objective === 'trigauss') loss = trigaussRows(Wp, rows, n, p.logits, opts, wantGrad, gLogits);
-  else loss = ternaryRows(Wp, rows, n, wantGrad);
+  else loss = ternaryRows(Wp, rows, n, wantGrad, ws.get(5, rows * n));
   const gaB = new Float64Array(p.aB.length);
   const gaC = new Float64Array(p.aC.length);
   if (!wantGrad) return { loss, gaB, gaC, gLogits };
@@ -239,7 +241,7 @@ export function kotmsLoss(
 
   // ∂L/∂C = Σ_rows G_q T_qᵀ ;  ∂L/∂T_q = Cᵀ G_q
   const GC = new Float64Array(l * l);
-  const GT = new Float64Array(rows * n);
+  const GT = ws.get(2, rows * n).fill(0);
   for (let q = 0; q < rows; q++) {
     const o = q * n;
     for (let a = 0; a < l; a++) {
@@ -255,14 +257,25 @@ export function kotmsLoss(
     }
   }
   // ∂L/∂B = Σ GTᵀ M over the [N, r] views, as a GEMM of the transposes ([r, N]·[r, N]ᵀ).
-  const GTt = transposeRect(GT, N, r);
-  const Mt = transposeRect(W, N, r);
+  const GTt = transposeRect(GT, N, r, ws.get(3, rows * n));
+  const Mt = transposeRect(W, N, r, ws.get(4, rows * n));
   const GB = new Float64Array(r * r);
   gemmABt(GTt, Mt, GB, r, r, N);
 
   cayleyParamGrad(matmulSquareTA(p.B0, GB, r), cb, r, gaB);
   cayleyParamGrad(matmulSquareTA(p.C0, GC, l), cc, l, gaC);
   return { loss, gaB, gaC, gLogits };
+}
+
+/** Scratch buffers of a KOTMS step, reused across steps (no allocation in the loop). */
+export class KotmsWorkspace {
+  private bufs: Float64Array[] = [];
+  constructor(private readonly size: number) {}
+  get(slot: number, length: number): Float64Array {
+    if (length > this.size) throw new Error(`KotmsWorkspace: ${length} values requested, ${this.size} reserved`);
+    this.bufs[slot] ??= new Float64Array(this.size);
+    return this.bufs[slot].subarray(0, length);
+  }
 }
 
 function trigaussRows(
@@ -342,8 +355,7 @@ function trigaussRows(
   return total / E + lam * balance;
 }
 
-function ternaryRows(Wp: Float64Array, rows: number, n: number, wantGrad: boolean): number {
-  const v = new Float64Array(rows * n);
+function ternaryRows(Wp: Float64Array, rows: number, n: number, wantGrad: boolean, v: Float64Array): number {
   const alpha = new Float64Array(rows);
   let errSum = 0;
   let normSum = 0;
@@ -534,8 +546,7 @@ function dot(A: Float64Array, ao: number, B: Float64Array, bo: number, k: number
   return s;
 }
 
-function transposeRect(A: Float64Array, m: number, n: number): Float64Array {
-  const t = new Float64Array(m * n);
+function transposeRect(A: Float64Array, m: number, n: number, t: Float64Array = new Float64Array(m * n)): Float64Array {
   for (let i = 0; i < m; i++) {
     const o = i * n;
     for (let j = 0; j < n; j++) t[j * m + i] = A[o + j];

@@ -134,9 +134,14 @@ describe('searchClip', () => {
         };
         const errs = CLIP_GRID.map(brute);
         const k = errs.indexOf(Math.min(...errs));
-        expect(res.clip).toBe(CLIP_GRID[k]);
-        expect(res.mse).toBeCloseTo(errs[k], 6);
-        expect(res.mseNoClip).toBeCloseTo(errs[errs.length - 1], 6);
+        const full = searchClip(X, tokens, inDim, lins, bits, { strategy: 'exhaustive' });
+        expect(full.evaluated).toBe(101);
+        expect(res.evaluated).toBe(29);
+        for (const r of [res, full]) {
+          expect(r.clip).toBe(CLIP_GRID[k]);
+          expect(r.mse).toBeCloseTo(errs[k], 6);
+          expect(r.mseNoClip).toBeCloseTo(errs[errs.length - 1], 6);
+        }
         if (bits === 2) expect(res.clip).toBeLessThan(1);
       }
     }
