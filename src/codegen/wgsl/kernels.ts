@@ -1,0 +1,474 @@
+// WGSL kernels of the manifest's block program (src/artifact/manifest.ts), as data.
+// Activations are f32 row-major [ntok, width]; `step` (pos0, ntok, row0) is the per-call
+// uniform. Weights arrive as u32 words: fp16 values are unpacked with unpack2x16float (no
+// shader-f16 needed), ternary codes are read a byte at a time and decoded through the
+// per-packing table below.
+//
+// Linears compute y[m, n] = Σ_k W[n, k] x[m, k] (+ b[n]) with one workgroup per output row
+// and a tile of TM tokens, so each weight byte is fetched and decoded once per TM tokens:
+// TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
+//   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
+import { CODE_PACKINGS, groupsPerRow, type CodePacking, type TernaryFormat } from '../../formats/ternary.ts';
+import {
+  Code,
+  defineKernel,
+  f32,
+  join,
+  NO_FEATURES,
+  u32,
+  wgsl,
+  type Binding,
+  type WgslFeatures,
+  type WgslKernel,
+} from './fragments.ts';
+
+const WG = 64;
+
+/** How WGSL decodes one packed byte of a code packing into trits. */
+interface WgslPackingDecl {
+  /** Trits per byte. */
+  perByte: number;
+  /** f32 expression of trit `i` of the byte held in `b` (a u32 in [0, 255]). */
+  trit(b: Code, i: number): Code;
+}
+
+const POW3 = [1, 3, 9, 27, 81];
+
+export const WGSL_PACKINGS = {
+  trit5: { perByte: 5, trit: (b, i) => wgsl`(f32((${b} / ${u32(POW3[i])}) % 3u) - 1.0)` },
+  bit2: { perByte: 4, trit: (b, i) => wgsl`(f32((${b} >> ${u32(2 * i)}) & 3u) - 2.0)` },
+} satisfies Record<CodePacking, WgslPackingDecl>;
+
+/** Word layout of a ternary linear's GPU buffer: codes, then scales, then shifts. */
+export interface TernaryLayout {
+  ng: number;
+  bytesPerGroup: number;
+  codeBytes: number;
+  scaleWord0: number;
+  shiftWord0: number;
+  words: number;
+}
+
+export function ternaryLayout(f: TernaryFormat, rows: number, cols: number): TernaryLayout {
+  const ng = groupsPerRow(f, cols);
+  const bytesPerGroup = CODE_PACKINGS[f.packing].bytesPerGroup(f.group);
+  if (bytesPerGroup !== Math.ceil(f.group / WGSL_PACKINGS[f.packing].perByte)) {
+    throw new Error(`WGSL packing table disagrees with the format declaration of ${f.packing}`);
+  }
+  const codeBytes = rows * ng * bytesPerGroup;
+  const scaleWord0 = Math.ceil(codeBytes / 4);
+  const scaleWords = Math.ceil((rows * ng) / 2);
+  const shiftWord0 = scaleWord0 + scaleWords;
+  return { ng, bytesPerGroup, codeBytes, scaleWord0, shiftWord0, words: shiftWord0 + (f.shift ? scaleWords : 0) };
+}
+
+const f32buf = (name: string, access: Binding['access'] = 'read'): Binding => ({ name, elem: 'f32', access });
+const u32buf = (name: string): Binding => ({ name, elem: 'u32', access: 'read' });
+
+/** Workgroup reduction of `count` per-thread values `acc[i]` (sum or max). The result for
+ *  value i is in red[i * WG] for every thread after the call's final barrier. */
+function reduceDecl(count: number): Code {
+  return wgsl`var<workgroup> red: array<f32, ${count * WG}>;`;
+}
+
+function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats: WgslFeatures): Code {
+  const combine = (a: Code, b: Code) => (op === 'sum' ? wgsl`${a} + ${b}` : wgsl`max(${a}, ${b})`);
+  if (feats.subgroups) {
+    const sgOp = op === 'sum' ? new Code('subgroupAdd') : new Code('subgroupMax');
+    return wgsl`  for (var ri = 0u; ri < ${u32(count)}; ri++) {
+    let sv = ${sgOp}(${acc(new Code('ri'))});
+    if (sg_lane == 0u) { red[ri * ${u32(WG)} + lid / sg_size] = sv; }
+  }
+  workgroupBarrier();
+  if (lid < ${u32(count)}) {
+    var tot = red[lid * ${u32(WG)}];
+    for (var si = 1u; si < ${u32(WG)} / sg_size; si++) { tot = ${combine(new Code('tot'), new Code(`red[lid * ${WG}u + si]`))}; }
+    red[lid * ${u32(WG)}] = tot;
+  }
+  workgroupBarrier();`;
+  }
+  return wgsl`  for (var ri = 0u; ri < ${u32(count)}; ri++) { red[ri * ${u32(WG)} + lid] = ${acc(new Code('ri'))}; }
+  workgroupBarrier();
+  for (var stride = ${u32(WG / 2)}; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) {
+      for (var ri = 0u; ri < ${u32(count)}; ri++) {
+        let ia = ri * ${u32(WG)} + lid;
+        red[ia] = ${combine(new Code('red[ia]'), new Code('red[ia + stride]'))};
+      }
+    }
+    workgroupBarrier();
+  }`;
+}
+
+const tileCount = (ntok: number, tm: number) => Math.ceil(ntok / tm);
+
+/** Shared skeleton of the row kernels: a TM-token accumulator, the reduction, the store. */
+function rowKernel(o: {
+  name: string;
+  params: Record<string, string | number | boolean>;
+  bindings: Binding[];
+  rows: number;
+  cols: number;
+  tm: number;
+  bias: boolean;
+  feats: WgslFeatures;
+  module: Code;
+  /** Loop over this thread's share of the row, adding into acc[mm] for mm < TM. */
+  loop: Code;
+}): WgslKernel {
+  const { tm, rows, cols } = o;
+  return defineKernel({
+    name: o.name,
+    params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias },
+    bindings: [...o.bindings, f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: o.feats,
+    module: join([reduceDecl(tm), o.module]),
+    body: wgsl`  let n = wid.x;
+  let m0 = wid.y * ${u32(tm)};
+  let mcount = min(${u32(tm)}, step.ntok - m0);
+  var acc: array<f32, ${tm}>;
+${o.loop}
+${reduce(tm, (i) => wgsl`acc[${i}]`, 'sum', o.feats)}
+  if (lid == 0u) {
+    for (var mm = 0u; mm < mcount; mm++) {
+      Y[(m0 + mm) * ${u32(rows)} + n] = red[mm * ${u32(WG)}]${o.bias ? wgsl` + bias[n]` : wgsl``};
+    }
+  }`,
+    dispatch: (ntok) => [rows, tileCount(ntok, tm), 1],
+  });
+}
+
+/** Ternary linear (GEMV at tm = 1, token-tiled GEMM at tm > 1). Bindings: W, X, [bias], Y, step. */
+export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  const L = ternaryLayout(f, rows, cols);
+  const P = WGSL_PACKINGS[f.packing];
+  const rowBytes = L.ng * L.bytesPerGroup;
+  const b = new Code('byte');
+  const trits = Array.from({ length: P.perByte }, (_, i) => wgsl`    let t${i} = ${P.trit(b, i)};`);
+  // Trit i of this byte is column k0 + i; it exists when it is inside the group and the row.
+  const terms = Array.from({ length: P.perByte }, (_, i) =>
+    wgsl`      if (${u32(i)} < valid) { let xv = X[xrow + k0 + ${u32(i)}]; st += t${i} * xv; sx += xv; }`,
+  );
+  const shiftTerm = f.shift ? wgsl` + z * sx` : wgsl``;
+  return rowKernel({
+    name: `ternary_linear_${f.packing}`,
+    params: { fmt: f.id },
+    bindings: [u32buf('W')],
+    rows,
+    cols,
+    tm,
+    bias,
+    feats,
+    module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
+    loop: wgsl`  for (var j = lid; j < ${u32(rowBytes)}; j += ${u32(WG)}) {
+    let bi = n * ${u32(rowBytes)} + j;
+    let byte = (W[bi >> 2u] >> ((bi & 3u) * 8u)) & 0xffu;
+    let g = j / ${u32(L.bytesPerGroup)};
+    let inGroup = (j % ${u32(L.bytesPerGroup)}) * ${u32(P.perByte)};
+    let k0 = g * ${u32(f.group)} + inGroup;
+    let valid = min(min(${u32(P.perByte)}, ${u32(f.group)} - inGroup), select(0u, ${u32(cols)} - k0, k0 < ${u32(cols)}));
+    let s = half_at(${u32(L.scaleWord0)}, n * ${u32(L.ng)} + g);
+    ${f.shift ? wgsl`let z = half_at(${u32(L.shiftWord0)}, n * ${u32(L.ng)} + g);` : wgsl``}
+${join(trits)}
+    for (var mm = 0u; mm < mcount; mm++) {
+      let xrow = (m0 + mm) * ${u32(cols)};
+      var st = 0.0;
+      var sx = 0.0;
+${join(terms)}
+      acc[mm] += s * st${shiftTerm};
+    }
+  }`,
+  });
+}
+
+export type DenseDtype = 'float16' | 'float32';
+
+/** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words. */
+export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  if (dtype === 'float16' && cols % 2) throw new Error(`fp16 dense linear needs an even column count, got ${cols}`);
+  const per = dtype === 'float16' ? 2 : 1;
+  const words = cols / per;
+  const load = dtype === 'float16' ? wgsl`let w = unpack2x16float(W[n * ${u32(words)} + j]);` : wgsl`let w = vec2f(bitcast<f32>(W[n * ${u32(words)} + j]), 0.0);`;
+  const dot =
+    dtype === 'float16'
+      ? wgsl`acc[mm] += w.x * X[xb] + w.y * X[xb + 1u];`
+      : wgsl`acc[mm] += w.x * X[xb];`;
+  return rowKernel({
+    name: `dense_linear_${dtype}`,
+    params: {},
+    bindings: [u32buf('W')],
+    rows,
+    cols,
+    tm,
+    bias,
+    feats,
+    module: wgsl``,
+    loop: wgsl`  for (var j = lid; j < ${u32(words)}; j += ${u32(WG)}) {
+    ${load}
+    for (var mm = 0u; mm < mcount; mm++) {
+      let xb = (m0 + mm) * ${u32(cols)} + j * ${u32(per)};
+      ${dot}
+    }
+  }`,
+  });
+}
+
+/** Embedding gather from an fp16 table [vocab, hidden]. Bindings: ids, E, X, step. */
+export function embedKernel(vocab: number, hidden: number): WgslKernel {
+  if (hidden % 2) throw new Error(`embedding gather needs an even hidden size, got ${hidden}`);
+  const pairs = hidden / 2;
+  return defineKernel({
+    name: 'embed_gather',
+    params: { vocab, hidden },
+    bindings: [u32buf('ids'), u32buf('E'), f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let m = wid.x;
+  let id = min(ids[m], ${u32(vocab - 1)});
+  for (var p = lid; p < ${u32(pairs)}; p += ${u32(WG)}) {
+    let v = unpack2x16float(E[id * ${u32(pairs)} + p]);
+    X[m * ${u32(hidden)} + 2u * p] = v.x;
+    X[m * ${u32(hidden)} + 2u * p + 1u] = v.y;
+  }`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/** RMSNorm of rows row0 + m into rows m: y = x / sqrt(mean(x²) + eps) · γ. Bindings: X, [gamma], Y, step. */
+export function rmsNormKernel(hidden: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  return defineKernel({
+    name: 'rms_norm',
+    params: { hidden, eps, gamma },
+    bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: feats,
+    module: reduceDecl(1),
+    body: wgsl`  let m = wid.x;
+  let src = (step.row0 + m) * ${u32(hidden)};
+  var ss = 0.0;
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { let v = X[src + i]; ss += v * v; }
+${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  let inv = inverseSqrt(red[0] / ${f32(hidden)} + ${f32(eps)});
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) {
+    Y[m * ${u32(hidden)} + i] = X[src + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``};
+  }`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/** First half of the online transform: T[m, a, j] = Σ_b X[m, a, b] · B[j, b]. Bindings: X, B, T, step. */
+export function kronRightKernel(l: number, r: number): WgslKernel {
+  return defineKernel({
+    name: 'kron_right',
+    params: { l, r },
+    bindings: [f32buf('X'), f32buf('B'), f32buf('T', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let e = wid.x * ${u32(WG)} + lid;
+  if (e >= ${u32(l * r)}) { return; }
+  let base = wid.y * ${u32(l * r)};
+  let a = e / ${u32(r)};
+  let j = e % ${u32(r)};
+  var s = 0.0;
+  for (var b = 0u; b < ${u32(r)}; b++) { s += X[base + a * ${u32(r)} + b] * B[j * ${u32(r)} + b]; }
+  T[base + e] = s;`,
+    dispatch: (ntok) => [Math.ceil((l * r) / WG), ntok, 1],
+  });
+}
+
+/** Second half: Y[m, i, j] = Σ_a C[i, a] · T[m, a, j]. Bindings: T, C, Y, step. */
+export function kronLeftKernel(l: number, r: number): WgslKernel {
+  return defineKernel({
+    name: 'kron_left',
+    params: { l, r },
+    bindings: [f32buf('T'), f32buf('C'), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let e = wid.x * ${u32(WG)} + lid;
+  if (e >= ${u32(l * r)}) { return; }
+  let base = wid.y * ${u32(l * r)};
+  let i = e / ${u32(r)};
+  let j = e % ${u32(r)};
+  var s = 0.0;
+  for (var a = 0u; a < ${u32(l)}; a++) { s += C[i * ${u32(l)} + a] * T[base + a * ${u32(r)} + j]; }
+  Y[base + e] = s;`,
+    dispatch: (ntok) => [Math.ceil((l * r) / WG), ntok, 1],
+  });
+}
+
+/**
+ * Per-token asymmetric fake quantisation in place (act-quant): lo = clip·min(x),
+ * hi = clip·max(x), scale = (hi − lo) / (2^bits − 1), zero = round(−lo / scale),
+ * x̂ = (clamp(round(x / scale) + zero, 0, 2^bits − 1) − zero) · scale. Bindings: Y, step.
+ */
+export function actQuantKernel(width: number, bits: number, clip: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  if (![2, 3, 4, 5, 6, 8].includes(bits)) throw new Error(`act-quant: unsupported bit width ${bits}`);
+  if (!(clip > 0 && clip <= 1)) throw new Error(`act-quant: clip ratio ${clip} not in (0, 1]`);
+  const qmax = 2 ** bits - 1;
+  return defineKernel({
+    name: 'act_quant',
+    params: { width, bits, clip },
+    bindings: [f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: feats,
+    module: reduceDecl(2),
+    body: wgsl`  let base = wid.x * ${u32(width)};
+  var lo = 3.0e38;
+  var hi = -3.0e38;
+  for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) { let v = Y[base + i]; lo = min(lo, v); hi = max(hi, v); }
+  lo = -lo;
+${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
+  let cmax = red[0] * ${f32(clip)};
+  let cmin = -red[${u32(WG)}] * ${f32(clip)};
+  let scale = (cmax - cmin) / ${f32(qmax)};
+  if (scale > 0.0) {
+    let zero = round(-cmin / scale);
+    for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) {
+      let q = clamp(round(Y[base + i] / scale) + zero, 0.0, ${f32(qmax)});
+      Y[base + i] = (q - zero) * scale;
+    }
+  }`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/**
+ * RoPE on q (in place) and k, and the KV-cache write of token m at position pos0 + m.
+ * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
+ * Bindings: Q, K, V, rope, Kc, Vc, step.
+ */
+export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number): WgslKernel {
+  const half = d / 2;
+  const kvd = kvHeads * d;
+  return defineKernel({
+    name: 'rope_kv',
+    params: { heads, kvHeads, d, maxPos },
+    bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), f32buf('Kc', 'read_write'), f32buf('Vc', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let m = wid.x;
+  let pos = step.pos0 + m;
+  if (pos >= ${u32(maxPos)}) { return; }
+  for (var e = lid; e < ${u32((heads + kvHeads) * half)}; e += ${u32(WG)}) {
+    let hh = e / ${u32(half)};
+    let i = e % ${u32(half)};
+    let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);
+    if (hh < ${u32(heads)}) {
+      let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
+      let x0 = Q[o];
+      let x1 = Q[o + ${u32(half)}];
+      Q[o] = x0 * cs.x - x1 * cs.y;
+      Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
+    } else {
+      let kh = hh - ${u32(heads)};
+      let o = m * ${u32(kvd)} + kh * ${u32(d)} + i;
+      let c = pos * ${u32(kvd)} + kh * ${u32(d)} + i;
+      let x0 = K[o];
+      let x1 = K[o + ${u32(half)}];
+      Kc[c] = x0 * cs.x - x1 * cs.y;
+      Kc[c + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
+    }
+  }
+  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/** Causal GQA attention over the KV cache with a chunked online softmax; one workgroup
+ *  per (head, token). Bindings: Q, Kc, Vc, O, step. */
+export function attentionKernel(heads: number, kvHeads: number, d: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
+  const CH = 256;
+  const dpt = Math.ceil(d / WG);
+  const kvd = kvHeads * d;
+  return defineKernel({
+    name: 'attention',
+    params: { heads, kvHeads, d },
+    bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: feats,
+    module: join([reduceDecl(1), wgsl`var<workgroup> sc: array<f32, ${CH}>;`]),
+    body: wgsl`  let h = wid.x;
+  let m = wid.y;
+  let kh = h / ${u32(heads / kvHeads)};
+  let last = step.pos0 + m;
+  let qo = m * ${u32(heads * d)} + h * ${u32(d)};
+  let scale = ${f32(1 / Math.sqrt(d))};
+  var mrun = -3.0e38;
+  var lrun = 0.0;
+  var acc: array<f32, ${dpt}>;
+  for (var c0 = 0u; c0 <= last; c0 += ${u32(CH)}) {
+    let cn = min(${u32(CH)}, last + 1u - c0);
+    var cmax = -3.0e38;
+    for (var t = lid; t < cn; t += ${u32(WG)}) {
+      let ko = (c0 + t) * ${u32(kvd)} + kh * ${u32(d)};
+      var s = 0.0;
+      for (var i = 0u; i < ${u32(d)}; i++) { s += Q[qo + i] * Kc[ko + i]; }
+      s *= scale;
+      sc[t] = s;
+      cmax = max(cmax, s);
+    }
+${reduce(1, () => wgsl`cmax`, 'max', feats)}
+    let mnew = max(mrun, red[0]);
+    workgroupBarrier();
+    var csum = 0.0;
+    for (var t = lid; t < cn; t += ${u32(WG)}) { let p = exp(sc[t] - mnew); sc[t] = p; csum += p; }
+${reduce(1, () => wgsl`csum`, 'sum', feats)}
+    let alpha = exp(mrun - mnew);
+    lrun = lrun * alpha + red[0];
+    for (var di = 0u; di < ${u32(dpt)}; di++) {
+      let i = lid + di * ${u32(WG)};
+      if (i < ${u32(d)}) {
+        var s = acc[di] * alpha;
+        for (var t = 0u; t < cn; t++) { s += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+        acc[di] = s;
+      }
+    }
+    mrun = mnew;
+    workgroupBarrier();
+  }
+  for (var di = 0u; di < ${u32(dpt)}; di++) {
+    let i = lid + di * ${u32(WG)};
+    if (i < ${u32(d)}) { O[qo + i] = acc[di] / lrun; }
+  }`,
+    dispatch: (ntok) => [heads, ntok, 1],
+  });
+}
+
+/** y = silu(g) · u, elementwise over [ntok, width]. Bindings: G, U, Y, step. */
+export function swigluKernel(width: number): WgslKernel {
+  return defineKernel({
+    name: 'swiglu',
+    params: { width },
+    bindings: [f32buf('G'), f32buf('U'), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  let g = G[e];
+  Y[e] = g / (1.0 + exp(-g)) * U[e];`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
+/** X += D, elementwise over [ntok, width]. Bindings: D, X, step. */
+export function residualAddKernel(width: number): WgslKernel {
+  return defineKernel({
+    name: 'residual_add',
+    params: { width },
+    bindings: [f32buf('D'), f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  X[e] = X[e] + D[e];`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}

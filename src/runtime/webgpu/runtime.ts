@@ -1,0 +1,315 @@
+// The WebGPU runtime: runs an artifact's block program on a GPUDevice with the kernels of
+// src/codegen/wgsl/plan.ts. Works wherever a GPUDevice exists (Dawn in Node, navigator.gpu
+// in the browser); it has no Node imports.
+//
+// A forward call runs a chunk of up to `capacity` tokens at positions pos0.. (prefill when
+// the chunk has several tokens, decode when it has one) in one compute pass, appending to the
+// per-layer KV caches. Linears use the GEMV kernel for one token and the token-tiled GEMM
+// otherwise.
+import type { ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
+import { parseFormatId } from '../../formats/ternary.ts';
+import type { WgslFeatures, WgslKernel } from '../../codegen/wgsl/fragments.ts';
+import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
+import { planModel, type ActKernels, type LinearKernels } from '../../codegen/wgsl/plan.ts';
+import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
+
+export interface WebgpuModelOptions {
+  /** Most tokens per forward chunk (activation buffers are sized for it). Default 64. */
+  capacity?: number;
+  /** Use subgroup reductions when the device has the 'subgroups' feature. Default true. */
+  subgroups?: boolean;
+}
+
+/** One kernel launch: a kernel (or a GEMV/GEMM pair) with its bound buffers. */
+interface Op {
+  kernel: WgslKernel | LinearKernels;
+  bind: GPUBindGroup;
+  /** Launch for one token only (final norm + lm_head of the last token). */
+  last?: boolean;
+}
+
+const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage, as numbers for Node)
+const UNIFORM = 0x40 | 0x08;
+const MAP_READ = 0x01 | 0x08;
+
+function isLinear(k: WgslKernel | LinearKernels): k is LinearKernels {
+  return 'gemv' in k;
+}
+
+export class WebgpuModel {
+  readonly features: WgslFeatures;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly ops: Op[] = [];
+  private readonly buffers: GPUBuffer[] = [];
+  private step!: GPUBuffer;
+  private stepLast!: GPUBuffer;
+  private ids!: GPUBuffer;
+  private logits!: GPUBuffer;
+  private readback!: GPUBuffer;
+  private pos = 0;
+  readonly capacity: number;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly manifest: ArtifactManifest,
+    opts: WebgpuModelOptions,
+  ) {
+    this.capacity = Math.max(1, Math.min(opts.capacity ?? 64, manifest.config.maxPositions));
+    this.features = { subgroups: (opts.subgroups ?? true) && device.features.has('subgroups') };
+  }
+
+  /** Upload the artifact's weights and build every pipeline and bind group. */
+  static async create(device: GPUDevice, artifact: LoadedArtifact, opts: WebgpuModelOptions = {}): Promise<WebgpuModel> {
+    const m = new WebgpuModel(device, artifact.manifest, opts);
+    device.pushErrorScope('validation');
+    m.build(artifact);
+    const err = await device.popErrorScope();
+    if (err) throw new Error(`WebGPU validation error while building the model: ${err.message}`);
+    return m;
+  }
+
+  /** Tokens in the KV cache (the next token's position). */
+  get position(): number {
+    return this.pos;
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+  }
+
+  private buffer(bytes: number, usage = STORAGE): GPUBuffer {
+    const b = this.device.createBuffer({ size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
+    this.buffers.push(b);
+    return b;
+  }
+
+  private upload(data: Uint8Array): GPUBuffer {
+    const b = this.buffer(data.byteLength);
+    const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+    padded.set(data);
+    this.device.queue.writeBuffer(b, 0, padded);
+    return b;
+  }
+
+  private pipeline(k: WgslKernel): GPUComputePipeline {
+    let p = this.pipelines.get(k.cacheKey);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: k.source(), label: k.cacheKey });
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(k)] });
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: k.cacheKey });
+      this.pipelines.set(k.cacheKey, p);
+    }
+    return p;
+  }
+
+  /** The bind group layout of a kernel's bindings (+ the step uniform), shared by equal signatures. */
+  private layout(k: WgslKernel): GPUBindGroupLayout {
+    const types: GPUBufferBindingType[] = k.bindings.map((b) => (b.access === 'read' ? 'read-only-storage' : 'storage'));
+    if (k.usesStep) types.push('uniform');
+    const sig = types.join(',');
+    let l = this.layouts.get(sig);
+    if (!l) {
+      l = this.device.createBindGroupLayout({
+        entries: types.map((type, binding) => ({ binding, visibility: 4 /* GPUShaderStage.COMPUTE */, buffer: { type } })),
+      });
+      this.layouts.set(sig, l);
+    }
+    return l;
+  }
+
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+
+  private op(kernel: WgslKernel | LinearKernels, buffers: GPUBuffer[], last = false): void {
+    const k = isLinear(kernel) ? kernel.gemv : kernel;
+    if (buffers.length !== k.bindings.length) throw new Error(`${k.name}: ${k.bindings.length} bindings, ${buffers.length} buffers given`);
+    const all = k.usesStep ? [...buffers, last ? this.stepLast : this.step] : buffers;
+    const entries = all.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    // GEMV and GEMM of a linear have the same bindings, hence one layout and one bind group.
+    if (isLinear(kernel)) this.pipeline(kernel.gemm);
+    this.pipeline(k);
+    this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
+  }
+
+  private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer } {
+    const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
+    if (l.format === 'float16' || l.format === 'float32') return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    const f = parseFormatId(l.format);
+    const L = ternaryLayout(f, l.rows, l.cols);
+    const packed = new Uint8Array(L.words * 4);
+    packed.set(tensorBytesCopy(a, l.codes!), 0);
+    packed.set(tensorBytesCopy(a, l.scales!), L.scaleWord0 * 4);
+    if (f.shift) packed.set(tensorBytesCopy(a, l.shifts!), L.shiftWord0 * 4);
+    return { w: this.upload(packed), bias };
+  }
+
+  private build(a: LoadedArtifact): void {
+    const m = this.manifest;
+    const c = m.config;
+    const plan = planModel(m, this.features);
+    const cap = this.capacity;
+    const qd = c.heads * c.headDim;
+    const kvd = c.kvHeads * c.headDim;
+    const wide = Math.max(c.hidden, qd, c.intermediate);
+    const f4 = (n: number) => this.buffer(n * 4);
+
+    this.step = this.buffer(16, UNIFORM);
+    this.stepLast = this.buffer(16, UNIFORM);
+    this.ids = f4(cap);
+    const x = f4(cap * c.hidden);
+    const nrm = f4(cap * wide);
+    const tmp = f4(cap * wide);
+    const act = f4(cap * wide);
+    const q = f4(cap * qd);
+    const k = f4(cap * kvd);
+    const v = f4(cap * kvd);
+    const att = f4(cap * qd);
+    const y = f4(cap * c.hidden);
+    const g = f4(cap * c.intermediate);
+    const u = f4(cap * c.intermediate);
+    const gu = f4(cap * c.intermediate);
+    this.logits = f4(cap * c.vocab);
+    this.readback = this.buffer(cap * c.vocab * 4, MAP_READ);
+
+    const half = c.headDim / 2;
+    const rope = new Float32Array(c.maxPositions * half * 2);
+    for (let p = 0; p < c.maxPositions; p++) {
+      for (let i = 0; i < half; i++) {
+        const ang = p * Math.pow(c.ropeTheta, (-2 * i) / c.headDim);
+        rope[(p * half + i) * 2] = Math.cos(ang);
+        rope[(p * half + i) * 2 + 1] = Math.sin(ang);
+      }
+    }
+    const ropeBuf = this.upload(new Uint8Array(rope.buffer));
+    const t = (name: string) => this.upload(tensorBytesCopy(a, name));
+
+    /** act(x) for one site: returns the buffer the next linears read. */
+    const actOps = (ak: ActKernels, input: GPUBuffer): GPUBuffer => {
+      let out = input;
+      if (ak.site.transform) {
+        this.op(ak.right!, [input, t(ak.site.transform.B), tmp]);
+        this.op(ak.left!, [tmp, t(ak.site.transform.C), act]);
+        out = act;
+      }
+      if (ak.quant) this.op(ak.quant, [out]);
+      return out;
+    };
+    const linearOp = (lk: LinearKernels, input: GPUBuffer, output: GPUBuffer, last = false) => {
+      const w = this.linearWeights(a, lk.entry);
+      this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
+    };
+    const norm = (kern: WgslKernel, gamma: string | null, input: GPUBuffer, output: GPUBuffer, last = false) =>
+      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), output], last);
+
+    this.op(plan.embed, [this.ids, t(m.embed), x]);
+    plan.blocks.forEach((bk, li) => {
+      const b = m.blocks[li];
+      const kc = f4(c.maxPositions * kvd);
+      const vc = f4(c.maxPositions * kvd);
+      norm(bk.attnNorm, b.attnNorm, x, nrm);
+      const ai = actOps(bk.attnAct, nrm);
+      linearOp(bk.q, ai, q);
+      linearOp(bk.k, ai, k);
+      linearOp(bk.v, ai, v);
+      this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]);
+      this.op(bk.attention, [q, kc, vc, att]);
+      linearOp(bk.o, actOps(bk.oAct, att), y);
+      this.op(bk.residualHidden, [y, x]);
+      norm(bk.mlpNorm, b.mlpNorm, x, nrm);
+      const mi = actOps(bk.mlpAct, nrm);
+      linearOp(bk.gate, mi, g);
+      linearOp(bk.up, mi, u);
+      this.op(bk.swiglu, [g, u, gu]);
+      linearOp(bk.down, actOps(bk.downAct, gu), y);
+      this.op(bk.residualHidden, [y, x]);
+    });
+    // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
+    this.finalOps = this.ops.length;
+    norm(plan.finalNorm, m.finalNorm, x, nrm);
+    linearOp(plan.lmHead, nrm, this.logits);
+    norm(plan.finalNorm, m.finalNorm, x, nrm, true);
+    linearOp(plan.lmHead, nrm, this.logits, true);
+  }
+
+  private finalOps = 0;
+
+  /**
+   * Run `ids` at the next positions. Returns logits [ids.length, vocab] when allLogits,
+   * else the last token's logits [vocab].
+   */
+  async forward(ids: readonly number[], allLogits = false): Promise<Float32Array> {
+    const c = this.manifest.config;
+    if (ids.length === 0) throw new Error('forward needs at least one token');
+    if (this.pos + ids.length > c.maxPositions) throw new Error(`context of ${this.pos + ids.length} tokens exceeds maxPositions ${c.maxPositions}`);
+    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
+    const out = new Float32Array(allLogits ? ids.length * c.vocab : c.vocab);
+    for (let s = 0; s < ids.length; s += this.capacity) {
+      const chunk = ids.slice(s, s + this.capacity);
+      const isLastChunk = s + this.capacity >= ids.length;
+      const rows = await this.runChunk(chunk, allLogits || !isLastChunk ? (allLogits ? 'all' : 'none') : 'last');
+      if (allLogits) out.set(rows, s * c.vocab);
+      else if (isLastChunk) out.set(rows);
+    }
+    return out;
+  }
+
+  private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none'): Promise<Float32Array> {
+    const dev = this.device;
+    const vocab = this.manifest.config.vocab;
+    const n = ids.length;
+    dev.queue.writeBuffer(this.step, 0, new Uint32Array([this.pos, n, 0, 0]));
+    dev.queue.writeBuffer(this.stepLast, 0, new Uint32Array([this.pos + n - 1, 1, n - 1, 0]));
+    dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
+    const enc = dev.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    this.ops.forEach((op, i) => {
+      if (i >= this.finalOps) {
+        if (logits === 'none') return;
+        if ((logits === 'last') !== !!op.last) return;
+      }
+      const tokens = op.last ? 1 : n;
+      const k = isLinear(op.kernel) ? (tokens === 1 ? op.kernel.gemv : op.kernel.gemm) : op.kernel;
+      pass.setPipeline(this.pipeline(k));
+      pass.setBindGroup(0, op.bind);
+      const [gx, gy, gz] = k.dispatch(tokens);
+      pass.dispatchWorkgroups(gx, gy, gz);
+    });
+    pass.end();
+    const rows = logits === 'all' ? n : logits === 'last' ? 1 : 0;
+    if (rows) enc.copyBufferToBuffer(this.logits, 0, this.readback, 0, rows * vocab * 4);
+    dev.queue.submit([enc.finish()]);
+    this.pos += n;
+    if (!rows) {
+      await dev.queue.onSubmittedWorkDone();
+      return new Float32Array(0);
+    }
+    await this.readback.mapAsync(1 /* GPUMapMode.READ */, 0, rows * vocab * 4);
+    const res = new Float32Array(this.readback.getMappedRange(0, rows * vocab * 4).slice(0));
+    this.readback.unmap();
+    return res;
+  }
+
+  /** Logits [ids.length, vocab] of a sequence from position 0 (perplexity). */
+  async logitsOf(ids: readonly number[]): Promise<Float32Array> {
+    this.reset();
+    return this.forward(ids, true);
+  }
+
+  /** Greedy decode: `maxTokens` ids after the prompt. `onToken` sees each as it comes. */
+  async greedy(promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void): Promise<number[]> {
+    if (promptIds.length === 0) throw new Error('greedy decode needs at least one prompt token');
+    this.reset();
+    let logits = await this.forward(promptIds);
+    const out: number[] = [];
+    for (let i = 0; i < maxTokens; i++) {
+      const next = argmax(logits);
+      out.push(next);
+      onToken?.(next);
+      if (i + 1 < maxTokens) logits = await this.forward([next]);
+    }
+    return out;
+  }
+}
