@@ -22,6 +22,7 @@ import {
 } from './patterns/attention.ts';
 import { constTensor, findLinears, linearName, type Linear, type LinearRole } from './patterns/linear.ts';
 import { findNorms, normStream, stripCasts, type Norm } from './patterns/norm.ts';
+import { findRopeFrequencies, fitRopeTheta } from './patterns/rope.ts';
 
 export type { Linear, LinearRole, WeightLayout } from './patterns/linear.ts';
 export { weightRows, biasVector, linearName, constTensor } from './patterns/linear.ts';
@@ -97,7 +98,8 @@ export interface TransformerStructure {
   config: ModelConfig;
   /** Where each config number not read off weight shapes came from. */
   configSources: { headDim: ConfigSource; ropeTheta: ConfigSource; normEps: ConfigSource; maxPositions: ConfigSource };
-  rope: { invFreq?: Value; rotaryDim?: number };
+  /** Where the RoPE frequencies were read (inv_freq constant or cos cache). */
+  rope: { source?: Value; kind?: 'inv-freq' | 'cache'; rotaryDim?: number };
   /** Norm kind shared by the blocks (for reports; mixed graphs list the first). */
   normKind: Norm['kind'];
   /** Things noticed but not fatal. */
@@ -182,54 +184,6 @@ function findEmbedding(model: Model, x0Hint: Value | undefined): Embedding | und
     if (hit) return hit;
   }
   return cands.find((e) => model.graph.inputs.includes(e.ids)) ?? cands[0];
-}
-
-/** Inverse RoPE frequencies: a constant [.., n] of θ^(-2i/2n), upstream of the first Cos. */
-function findRope(model: Model): { invFreq: Value; values: Float32Array; dtype: DType } | undefined {
-  const cos = model.graph.nodes.find((n) => n.opType === 'Cos' && n.domain === '');
-  if (!cos) return undefined;
-  const seen = new Set<Value>();
-  const queue = [cos.input(0)!];
-  while (queue.length && seen.size < 60) {
-    const w = queue.shift()!;
-    if (seen.has(w)) continue;
-    seen.add(w);
-    const t = constTensor(w);
-    if (t) {
-      if (t.numel < 2 || !['float32', 'float16', 'float64', 'bfloat16'].includes(t.dtype)) continue;
-      const vals = t.toFloat32();
-      const decreasing = vals.every((x, i) => x > 0 && (i === 0 || x < vals[i - 1]));
-      if (decreasing && Math.abs(vals[0] - 1) < 1e-3) return { invFreq: w, values: vals, dtype: t.dtype };
-      continue;
-    }
-    const p = w.producer();
-    if (p && p.opType !== 'Shape') for (const i of p.inputs) if (i) queue.push(i);
-  }
-  return undefined;
-}
-
-/** Fit θ in inv[i] = θ^(-2i/d), d = 2n, by least squares on logs; snap to the round number it was. */
-function ropeTheta(values: Float32Array, dtype: DType, fromConfig: number | undefined): { theta: number; maxErr: number } {
-  const n = values.length;
-  const d = 2 * n;
-  let sxy = 0;
-  let sxx = 0;
-  for (let i = 1; i < n; i++) {
-    const xi = (2 * i) / d;
-    sxy += xi * -Math.log(values[i]);
-    sxx += xi * xi;
-  }
-  const lnTheta = sxy / sxx;
-  let maxErr = 0;
-  for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(Math.log(values[i]) + ((2 * i) / d) * lnTheta));
-  const est = Math.exp(lnTheta);
-  const tol = dtype === 'float32' || dtype === 'float64' ? 1e-4 : 3e-3;
-  if (fromConfig !== undefined && Math.abs(fromConfig - est) / est < tol) return { theta: fromConfig, maxErr };
-  for (let p = 1; p <= 6; p++) {
-    const y = Number(est.toPrecision(p));
-    if (Math.abs(y - est) / est < tol) return { theta: y, maxErr };
-  }
-  return { theta: Number(est.toPrecision(6)), maxErr };
 }
 
 /**
@@ -359,7 +313,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const b0 = blocks[0];
   if (b0.q.inFeatures !== hidden) throw blockError(0, `q reads ${b0.q.inFeatures} features but the embedding is ${hidden} wide`);
   if (lmHead.outFeatures !== vocab) notes.push(`lm_head has ${lmHead.outFeatures} outputs, embedding table has ${vocab} rows`);
-  const rope = findRope(model);
+  const rope = findRopeFrequencies(model, embedding.node);
   const configSources: TransformerStructure['configSources'] = {
     headDim: 'graph',
     ropeTheta: 'graph',
@@ -369,7 +323,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   let headDim: number | undefined;
   if (b0.attention.numHeads) headDim = b0.q.outFeatures / b0.attention.numHeads;
   headDim ??= reshapeTail(b0.q);
-  if (headDim === undefined && rope) headDim = 2 * rope.values.length;
+  if (headDim === undefined && rope) headDim = 2 * rope.inv.length;
   if (headDim === undefined) {
     configSources.headDim = 'config.json';
     const heads = num(cfgJson, 'num_attention_heads');
@@ -385,13 +339,12 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   let theta: number;
   let rotaryDim: number | undefined;
   if (rope) {
-    const fit = ropeTheta(rope.values, rope.dtype, cfgTheta);
-    const tolLn = rope.dtype === 'float32' || rope.dtype === 'float64' ? 1e-4 : 4e-3;
-    if (fit.maxErr > tolLn) {
-      throw new UserError(`the RoPE inverse frequencies (${rope.invFreq.name}) are not θ^(-2i/d): scaled RoPE is not supported`);
+    const fit = fitRopeTheta(rope, cfgTheta);
+    if (!fit.consistent) {
+      throw new UserError(`the RoPE frequencies (${rope.source.name}) are not θ^(-2i/d): scaled RoPE is not supported`);
     }
     theta = fit.theta;
-    rotaryDim = 2 * rope.values.length;
+    rotaryDim = 2 * rope.inv.length;
     if (rotaryDim !== headDim) notes.push(`partial rotary embedding: ${rotaryDim} of ${headDim} dims`);
   } else if (cfgTheta !== undefined) {
     theta = cfgTheta;
@@ -399,9 +352,13 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   } else {
     theta = 10000;
     configSources.ropeTheta = 'default';
-    notes.push('no RoPE inverse-frequency constant found; θ = 10000 assumed');
+    notes.push('no RoPE frequencies found in the graph; θ = 10000 assumed');
   }
   let maxPositions = num(cfgJson, 'max_position_embeddings');
+  if (maxPositions === undefined && rope?.positions) {
+    maxPositions = rope.positions;
+    configSources.maxPositions = 'graph';
+  }
   if (maxPositions === undefined) {
     maxPositions = opts.defaultMaxPositions ?? DEFAULT_MAX_POSITIONS;
     configSources.maxPositions = 'default';
@@ -466,7 +423,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     inputGroups,
     config,
     configSources,
-    rope: { invFreq: rope?.invFreq, rotaryDim },
+    rope: { source: rope?.source, kind: rope?.kind, rotaryDim },
     normKind,
     notes,
   };
@@ -633,7 +590,7 @@ export function structureToJSON(s: TransformerStructure) {
     normKind: s.normKind,
     embedding: { node: s.embedding.node.name, table: s.embedding.table.name, dims: [...table.dims], dtype: table.dtype, ids: s.embedding.ids.name },
     tiedEmbeddings: s.tiedEmbeddings,
-    rope: { invFreq: s.rope.invFreq?.name ?? null, rotaryDim: s.rope.rotaryDim ?? null },
+    rope: { source: s.rope.source?.name ?? null, kind: s.rope.kind ?? null, rotaryDim: s.rope.rotaryDim ?? null },
     blocks: s.blocks.map((b) => ({
       index: b.index,
       attnNorm: normJSON(b.attnNorm),

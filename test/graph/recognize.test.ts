@@ -170,6 +170,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     rmsnorm23: { norm: 'rmsnorm23' },
     'gemm-fp16': { linear: 'gemm', weightDtype: 'float16', layers: 3 },
     'tied-matmul-rope': { tiedEmbeddings: true, ropeFreqs: 'matmul', norm: 'simplified' },
+    'rope-cache': { ropeFreqs: 'cache', linear: 'matmul-transposed' },
   };
 
   for (const [name, opts] of Object.entries(variants)) {
@@ -188,7 +189,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
         intermediate: o.intermediate,
         ropeTheta: o.ropeTheta,
         normEps: o.normEps,
-        maxPositions: 2048,
+        maxPositions: opts.ropeFreqs === 'cache' ? 128 : 2048,
       });
       expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: o.layers }, () => BLOCK_ROLES).flat(), 'lm_head']);
       expect(s.norms).toHaveLength(2 * o.layers + 1);
@@ -227,6 +228,21 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect([s.lmHead.layout, s.lmHead.inFeatures, s.lmHead.outFeatures]).toEqual(['out_in', 64, 256]);
     // The angle MatMul matches the linear pattern (1 → 8 features) but plays no role.
     expect(s.notes).toEqual(['1 linear(s) outside the recognised roles: inv_freq']);
+  });
+
+  it('RoPE from cos/sin caches: θ by phase unwrapping, maxPositions from the cache rows', () => {
+    for (const ropeTheta of [10000, 500000, 1234.5]) {
+      const s = recognize(makeTinyLlama({ ropeFreqs: 'cache', cachePositions: 96, ropeTheta }));
+      expect([s.config.ropeTheta, s.config.maxPositions, s.configSources.maxPositions, s.rope.kind, s.rope.rotaryDim]).toEqual([ropeTheta, 96, 'graph', 'cache', 16]);
+    }
+  });
+
+  it('scaled RoPE (llama3-style bent low frequencies) is refused', () => {
+    const m = makeTinyLlama();
+    const inv = m.graph.initializers.get('inv_freq')!;
+    const v = inv.constValue!.toFloat32().map((x, i) => (i >= 4 ? x / 8 : x));
+    inv.constValue = Tensor.fromFloat32([1, 8], v);
+    expect(() => recognize(m)).toThrowError(new UserError('the RoPE frequencies (inv_freq) are not θ^(-2i/d): scaled RoPE is not supported'));
   });
 
   it('names are ignored: misleading tensor names do not change roles', () => {
