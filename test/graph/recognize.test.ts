@@ -171,6 +171,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     'gemm-fp16': { linear: 'gemm', weightDtype: 'float16', layers: 3 },
     'tied-matmul-rope': { tiedEmbeddings: true, ropeFreqs: 'matmul', norm: 'simplified' },
     'rope-cache': { ropeFreqs: 'cache', linear: 'matmul-transposed' },
+    'gqa-fused': { attention: 'gqa', norm: 'skip-simplified', weightDtype: 'float16' },
   };
 
   for (const [name, opts] of Object.entries(variants)) {
@@ -189,7 +190,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
         intermediate: o.intermediate,
         ropeTheta: o.ropeTheta,
         normEps: o.normEps,
-        maxPositions: opts.ropeFreqs === 'cache' ? 128 : 2048,
+        maxPositions: opts.ropeFreqs === 'cache' || opts.attention === 'gqa' ? 128 : 2048,
       });
       expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: o.layers }, () => BLOCK_ROLES).flat(), 'lm_head']);
       expect(s.norms).toHaveLength(2 * o.layers + 1);
@@ -235,6 +236,14 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       const s = recognize(makeTinyLlama({ ropeFreqs: 'cache', cachePositions: 96, ropeTheta }));
       expect([s.config.ropeTheta, s.config.maxPositions, s.configSources.maxPositions, s.rope.kind, s.rope.rotaryDim]).toEqual([ropeTheta, 96, 'graph', 'cache', 16]);
     }
+  });
+
+  it('com.microsoft::GroupQueryAttention: q/k/v by input slot, head counts from its attributes, θ from its caches', () => {
+    const s = recognize(makeTinyLlama({ attention: 'gqa', heads: 8, kvHeads: 2, ropeTheta: 20000 }));
+    const core = s.blocks[1].attention;
+    expect(core.fused?.qualifiedOp).toBe('com.microsoft::GroupQueryAttention');
+    expect([core.softmax, core.numHeads, core.kvNumHeads]).toEqual([undefined, 8, 2]);
+    expect([s.config.heads, s.config.kvHeads, s.config.headDim, s.config.ropeTheta, s.rope.source?.name]).toEqual([8, 2, 8, 20000, 'cos_cache']);
   });
 
   it('scaled RoPE (llama3-style bent low frequencies) is refused', () => {
