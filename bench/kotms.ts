@@ -1,6 +1,6 @@
 // KOTMS on the fixture: time of all 24 transform sites, and the ternary rounding error of
 // the rotated weights (absmean RTN and E2M-ATQ's init quantiser) for the objective variants.
-// Usage: npx tsx bench/kotms.ts [--variants] [--blocks N] [--json out.json]
+// Usage: npx tsx bench/kotms.ts [--variants] [--blocks N] [--objective trigauss|ternary] [--entries N] [--json out.json]
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadModel } from '../src/graph/onnx.ts';
@@ -10,6 +10,8 @@ import { optimiseKotms, ternaryRelError, type KotmsOptions } from '../src/quant/
 const args = process.argv.slice(2);
 const variants = args.includes('--variants');
 const blocks = args.includes('--blocks') ? Number(args[args.indexOf('--blocks') + 1]) : 6;
+const objective = (args.includes('--objective') ? args[args.indexOf('--objective') + 1] : 'trigauss') as 'trigauss' | 'ternary';
+const entries = args.includes('--entries') ? Number(args[args.indexOf('--entries') + 1]) : undefined;
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
 const fixture = resolve(import.meta.dirname, '../../shared/models/pydocs-llama-12m/model.onnx');
 const model = loadModel(fixture);
@@ -56,7 +58,7 @@ const configs: [string, KotmsOptions][] = variants
       ['ternary/random', { objective: 'ternary', init: 'random' }],
       ['random rotation only (0 iters)', { init: 'random', iterations: 0 }],
     ]
-  : [['trigauss/identity', {}]];
+  : [[`${objective}/identity`, { objective, ...(entries ? { maxEntriesPerStep: entries } : {}) }]];
 const results: Record<string, unknown> = {};
 const base = siteList.map((s) => errors(s));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
