@@ -133,6 +133,26 @@ export function forwardOf(v: Value): Value {
   }
 }
 
+/** Each node's position in a topological order (Kahn's algorithm; the node list may be in any order). */
+function topologicalRank(nodes: readonly Node[]): Map<Node, number> {
+  const inGraph = new Set(nodes);
+  const waiting = new Map<Node, number>();
+  for (const n of nodes) waiting.set(n, new Set(n.inputs.map((v) => v?.producer()).filter((p) => p && inGraph.has(p))).size);
+  const rank = new Map<Node, number>();
+  const ready = nodes.filter((n) => waiting.get(n) === 0);
+  while (ready.length) {
+    const n = ready.pop()!;
+    rank.set(n, rank.size);
+    for (const c of new Set(n.outputs.flatMap((o) => o.consumers()))) {
+      if (!inGraph.has(c)) continue;
+      const left = waiting.get(c)! - new Set(c.inputs.filter((v) => v?.producer() === n)).size;
+      waiting.set(c, left);
+      if (left === 0) ready.push(c);
+    }
+  }
+  return rank;
+}
+
 const sameValue = (a: Value | undefined, b: Value | undefined): boolean =>
   !!a && !!b && (a === b || stripCasts(a) === stripCasts(b) || sourceOf(a) === sourceOf(b));
 
@@ -267,8 +287,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   }
   const qOf = new Map<Linear, AttentionCore>(cores.map((c) => [c.q, c]));
 
-  // Walk the blocks in stream order: order cores by their q node's position.
-  const pos = new Map(g.nodes.map((n, i) => [n, i]));
+  // Blocks in stream order: by the topological rank of each core's q projection.
+  const pos = topologicalRank(g.nodes);
   cores.sort((a, b) => pos.get(a.q.node)! - pos.get(b.q.node)!);
   const blocks: Block[] = [];
   for (const [i, core] of cores.entries()) blocks.push(recognizeBlock(i, core, bySource, normByOutput, normsAll, qOf));

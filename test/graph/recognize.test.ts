@@ -275,6 +275,20 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     for (const l of s.linears) expect([l.weightDtype, l.layout, l.weightPath.map((n) => n.opType)]).toEqual(['float16', 'out_in', ['Cast', 'Transpose']]);
   });
 
+  it('blocks follow the residual stream, not the order nodes are listed in', () => {
+    const m = makeTinyLlama({ layers: 3 });
+    const g = m.graph;
+    const nodes = [...g.nodes];
+    const edges = nodes.map((n) => [...n.inputs]);
+    for (const n of nodes) g.removeNode(n);
+    nodes.forEach((n, i) => edges[i].forEach((v, j) => n.setInput(j, v)));
+    for (const n of [...nodes].reverse()) g.addNode(n);
+    expect(g.nodes[0].opType).not.toBe('Gather');
+    const s = recognize(m);
+    const ref = recognize(makeTinyLlama({ layers: 3 }));
+    expect(s.linears.map((l) => l.weight.name)).toEqual(ref.linears.map((l) => l.weight.name));
+  });
+
   it('weightRows gives W as [out, in] whatever the stored layout', () => {
     const a = recognize(makeTinyLlama({ linear: 'matmul' }));
     const b = recognize(makeTinyLlama({ linear: 'matmul-transposed' }));
