@@ -144,3 +144,12 @@ ${spec.body}
   ];
   return join(parts).text + '\n';
 }
+
+/** The host side of `bindings`: bind group layout entries in binding order, the step
+ *  uniform last. Runtimes build explicit layouts from this ('auto' would drop bindings
+ *  that a shader happens not to read). */
+export function layoutEntries(k: WgslKernel): GPUBindGroupLayoutEntry[] {
+  const types: GPUBufferBindingType[] = k.bindings.map((b) => (b.access === 'read' ? 'read-only-storage' : 'storage'));
+  if (k.usesStep) types.push('uniform');
+  return types.map((type, binding) => ({ binding, visibility: 4 /* GPUShaderStage.COMPUTE */, buffer: { type } }));
+}

@@ -8,7 +8,7 @@
 // otherwise.
 import type { ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
 import { parseFormatId } from '../../formats/ternary.ts';
-import type { WgslFeatures, WgslKernel } from '../../codegen/wgsl/fragments.ts';
+import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { planModel, type ActKernels, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
@@ -63,6 +63,7 @@ export class WebgpuModel {
     const m = new WebgpuModel(device, artifact.manifest, opts);
     device.pushErrorScope('validation');
     m.build(artifact);
+    await m.compile();
     const err = await device.popErrorScope();
     if (err) throw new Error(`WebGPU validation error while building the model: ${err.message}`);
     return m;
@@ -96,26 +97,34 @@ export class WebgpuModel {
   }
 
   private pipeline(k: WgslKernel): GPUComputePipeline {
-    let p = this.pipelines.get(k.cacheKey);
-    if (!p) {
-      const module = this.device.createShaderModule({ code: k.source(), label: k.cacheKey });
-      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(k)] });
-      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label: k.cacheKey });
-      this.pipelines.set(k.cacheKey, p);
-    }
+    const p = this.pipelines.get(k.cacheKey);
+    if (!p) throw new Error(`pipeline ${k.cacheKey} was not compiled`);
     return p;
+  }
+
+  private readonly pending = new Map<string, WgslKernel>();
+
+  /** Compile every pipeline the ops use, concurrently (software adapters compile slowly). */
+  private async compile(): Promise<void> {
+    const todo = [...this.pending.values()].filter((k) => !this.pipelines.has(k.cacheKey));
+    const made = await Promise.all(
+      todo.map((k) => {
+        const module = this.device.createShaderModule({ code: k.source(), label: k.cacheKey });
+        const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(k)] });
+        return this.device.createComputePipelineAsync({ layout, compute: { module, entryPoint: 'main' }, label: k.cacheKey });
+      }),
+    );
+    todo.forEach((k, i) => this.pipelines.set(k.cacheKey, made[i]));
+    this.pending.clear();
   }
 
   /** The bind group layout of a kernel's bindings (+ the step uniform), shared by equal signatures. */
   private layout(k: WgslKernel): GPUBindGroupLayout {
-    const types: GPUBufferBindingType[] = k.bindings.map((b) => (b.access === 'read' ? 'read-only-storage' : 'storage'));
-    if (k.usesStep) types.push('uniform');
-    const sig = types.join(',');
+    const entries = layoutEntries(k);
+    const sig = entries.map((e) => e.buffer!.type).join(',');
     let l = this.layouts.get(sig);
     if (!l) {
-      l = this.device.createBindGroupLayout({
-        entries: types.map((type, binding) => ({ binding, visibility: 4 /* GPUShaderStage.COMPUTE */, buffer: { type } })),
-      });
+      l = this.device.createBindGroupLayout({ entries });
       this.layouts.set(sig, l);
     }
     return l;
@@ -129,8 +138,8 @@ export class WebgpuModel {
     const all = k.usesStep ? [...buffers, last ? this.stepLast : this.step] : buffers;
     const entries = all.map((buffer, binding) => ({ binding, resource: { buffer } }));
     // GEMV and GEMM of a linear have the same bindings, hence one layout and one bind group.
-    if (isLinear(kernel)) this.pipeline(kernel.gemm);
-    this.pipeline(k);
+    if (isLinear(kernel)) this.pending.set(kernel.gemm.cacheKey, kernel.gemm);
+    this.pending.set(k.cacheKey, k);
     this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
   }
 

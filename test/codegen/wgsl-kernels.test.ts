@@ -1,0 +1,186 @@
+// Each WGSL kernel on the Node WebGPU adapter (SwiftShader on CI) against a float64 oracle:
+// linears against the format's reference decoder, the rest against src/runtime/reference.ts.
+import { describe, expect, it } from 'vitest';
+import { rng } from '../../src/artifact/random.ts';
+import { NO_FEATURES, type WgslFeatures } from '../../src/codegen/wgsl/fragments.ts';
+import * as K from '../../src/codegen/wgsl/kernels.ts';
+import { CODE_PACKINGS, decodeTernary, encodeTernary, groupsPerRow, ternaryFormat, type CodePacking, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
+import { kronTransform, rmsNorm, ropeInPlace } from '../../src/runtime/reference.ts';
+import { runKernel, testDevice } from './wgsl-harness.ts';
+
+const { dev, skip } = await testDevice();
+const rand = rng(11);
+const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => s * (rand() * 2 - 1));
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i]));
+    if (!(e <= worst)) (worst = e), (at = i);
+  }
+  expect(worst, `worst error at ${at}: got ${got[at]}, want ${want[at]}`).toBeLessThan(tol);
+}
+
+function randomTernary(f: TernaryFormat, rows: number, cols: number) {
+  const t = Int8Array.from({ length: rows * cols }, () => Math.floor(rand() * 3) - 1);
+  const ng = groupsPerRow(f, cols);
+  return encodeTernary(f, rows, cols, t, randn(rows * ng, 0.5), f.shift ? randn(rows * ng, 0.1) : undefined);
+}
+
+function packTernary(f: TernaryFormat, w: ReturnType<typeof randomTernary>): Uint8Array {
+  const L = K.ternaryLayout(f, w.rows, w.cols);
+  const out = new Uint8Array(L.words * 4);
+  out.set(w.codes, 0);
+  out.set(new Uint8Array(w.scales.buffer), L.scaleWord0 * 4);
+  if (w.shifts) out.set(new Uint8Array(w.shifts.buffer), L.shiftWord0 * 4);
+  return out;
+}
+
+/** y[m, n] = Σ_k W[n, k] x[m, k] + b[n], float64. */
+function matmulRef(W: ArrayLike<number>, rows: number, cols: number, x: Float32Array, ntok: number, bias?: Float32Array): Float64Array {
+  const y = new Float64Array(ntok * rows);
+  for (let m = 0; m < ntok; m++) {
+    for (let n = 0; n < rows; n++) {
+      let s = bias ? bias[n] : 0;
+      for (let k = 0; k < cols; k++) s += W[n * cols + k] * x[m * cols + k];
+      y[m * rows + n] = s;
+    }
+  }
+  return y;
+}
+
+const FORMATS: Record<CodePacking, TernaryFormat[]> = {
+  trit5: [ternaryFormat('trit5', 16), ternaryFormat('trit5', 12, false)],
+  bit2: [ternaryFormat('bit2', 8, false), ternaryFormat('bit2', 16)],
+};
+
+describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
+  const device = dev!.device;
+  const sg: WgslFeatures[] = device.features.has('subgroups') ? [NO_FEATURES, { subgroups: true }] : [NO_FEATURES];
+
+  for (const packing of Object.keys(CODE_PACKINGS) as CodePacking[]) {
+    for (const f of FORMATS[packing]) {
+      it(`ternary GEMV and GEMM, ${f.id}, partial last group, vs the reference decoder`, async () => {
+        const rows = 6, cols = 37;
+        const w = randomTernary(f, rows, cols);
+        const W = decodeTernary(w);
+        const bias = randn(rows);
+        const packed = packTernary(f, w);
+        for (const feats of sg) {
+          const x1 = randn(cols);
+          const gemv = K.ternaryLinearKernel(f, rows, cols, 1, false, feats);
+          const r1 = await runKernel(device, gemv, [packed, x1, new Float32Array(rows)], 1);
+          expectClose(r1.Y, matmulRef(W, rows, cols, x1, 1), 1e-5);
+        }
+        const ntok = 11; // one full tile of 8 and a partial one
+        const x = randn(ntok * cols);
+        const gemm = K.ternaryLinearKernel(f, rows, cols, 8, true);
+        const r = await runKernel(device, gemm, [packed, x, bias, new Float32Array(ntok * rows)], ntok);
+        expectClose(r.Y, matmulRef(W, rows, cols, x, ntok, bias), 1e-5);
+      });
+    }
+  }
+
+  it('dense fp16 linear (lm_head) vs fp16-rounded weights', async () => {
+    const rows = 9, cols = 20, ntok = 3;
+    const wf = randn(rows * cols);
+    const h = Uint16Array.from(wf, floatToHalf);
+    const x = randn(ntok * cols);
+    const r = await runKernel(device, K.denseLinearKernel('float16', rows, cols, 8, false), [new Uint8Array(h.buffer), x, new Float32Array(ntok * rows)], ntok);
+    expectClose(r.Y, matmulRef(Array.from(h, halfToFloat), rows, cols, x, ntok), 1e-5);
+  });
+
+  it('RMSNorm with γ, reading rows from row0', async () => {
+    const hidden = 70, ntok = 2, row0 = 1;
+    const x = randn(3 * hidden, 3);
+    const gamma = randn(hidden);
+    const r = await runKernel(device, K.rmsNormKernel(hidden, 1e-5, true), [x, gamma, new Float32Array(ntok * hidden)], ntok, { row0 });
+    const want = [1, 2].flatMap((m) => Array.from(rmsNorm(Float64Array.from(x.subarray(m * hidden, (m + 1) * hidden)), Float64Array.from(gamma), 1e-5)));
+    expectClose(r.Y, want, 1e-5);
+  });
+
+  it('online Kronecker transform x → C·X·Bᵀ', async () => {
+    const l = 3, r = 5, ntok = 2;
+    const x = randn(ntok * l * r), C = randn(l * l), B = randn(r * r);
+    const t = await runKernel(device, K.kronRightKernel(l, r), [x, B, new Float32Array(ntok * l * r)], ntok);
+    const y = await runKernel(device, K.kronLeftKernel(l, r), [t.T, C, new Float32Array(ntok * l * r)], ntok);
+    const want = [0, 1].flatMap((m) => Array.from(kronTransform(Float64Array.from(x.subarray(m * l * r, (m + 1) * l * r)), l, r, Float64Array.from(C), Float64Array.from(B))));
+    expectClose(y.Y, want, 1e-5);
+  });
+
+  it('per-token asymmetric activation fake-quant (4 bits, clip 0.9)', async () => {
+    const width = 50, ntok = 2, bits = 4, clip = 0.9;
+    const x = randn(ntok * width, 2);
+    const r = await runKernel(device, K.actQuantKernel(width, bits, clip), [x.slice()], ntok);
+    // float64 oracle of the formula the kernel documents (round half to even, as WGSL's round)
+    const rne = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+    const want: number[] = [];
+    for (let m = 0; m < ntok; m++) {
+      const row = Array.from(x.subarray(m * width, (m + 1) * width));
+      const lo = clip * Math.min(...row), hi = clip * Math.max(...row);
+      const scale = (hi - lo) / (2 ** bits - 1);
+      const zero = rne(-lo / scale);
+      for (const v of row) want.push((Math.min(Math.max(rne(v / scale) + zero, 0), 2 ** bits - 1) - zero) * scale);
+    }
+    expectClose(r.Y, want, 1e-5);
+    // it really quantises: at most 16 distinct levels per token
+    expect(new Set(Array.from(r.Y.subarray(0, width), (v) => v.toFixed(5))).size).toBeLessThanOrEqual(16);
+  });
+
+  it('RoPE + KV-cache write + causal GQA attention at pos0 = 2', async () => {
+    const heads = 4, kvHeads = 2, d = 8, maxPos = 16, ntok = 3, pos0 = 2, theta = 10000;
+    const kvd = kvHeads * d;
+    const q = randn(ntok * heads * d), k = randn(ntok * kvd), v = randn(ntok * kvd);
+    const kc = randn(maxPos * kvd), vc = randn(maxPos * kvd); // positions 0, 1 already cached
+    const rope = new Float32Array(maxPos * d);
+    for (let p = 0; p < maxPos; p++) for (let i = 0; i < d / 2; i++) {
+      const a = p * theta ** (-2 * i / d);
+      rope[(p * d) / 2 * 2 + i * 2] = Math.cos(a);
+      rope[(p * d) / 2 * 2 + i * 2 + 1] = Math.sin(a);
+    }
+    const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos), [q, k, v, rope, kc, vc], ntok, { pos0 });
+    const r2 = await runKernel(device, K.attentionKernel(heads, kvHeads, d), [r1.Q, r1.Kc, r1.Vc, new Float32Array(ntok * heads * d)], ntok, { pos0 });
+    // float64 oracle
+    const Q = Float64Array.from(q), Kc = Float64Array.from(kc), Vc = Float64Array.from(vc);
+    for (let m = 0; m < ntok; m++) {
+      for (let h = 0; h < heads; h++) ropeInPlace(Q, (m * heads + h) * d, d, pos0 + m, theta);
+      const kr = Float64Array.from(k.subarray(m * kvd, (m + 1) * kvd));
+      for (let h = 0; h < kvHeads; h++) ropeInPlace(kr, h * d, d, pos0 + m, theta);
+      Kc.set(kr, (pos0 + m) * kvd);
+      Vc.set(v.subarray(m * kvd, (m + 1) * kvd), (pos0 + m) * kvd);
+    }
+    expectClose(r1.Kc.subarray(0, (pos0 + ntok) * kvd), Kc.subarray(0, (pos0 + ntok) * kvd), 1e-5);
+    const O = new Float64Array(ntok * heads * d);
+    for (let m = 0; m < ntok; m++) for (let h = 0; h < heads; h++) {
+      const kh = Math.floor(h / (heads / kvHeads));
+      const s = Array.from({ length: pos0 + m + 1 }, (_, t) => {
+        let acc = 0;
+        for (let i = 0; i < d; i++) acc += Q[(m * heads + h) * d + i] * Kc[t * kvd + kh * d + i];
+        return acc / Math.sqrt(d);
+      });
+      const mx = Math.max(...s);
+      const p = s.map((x) => Math.exp(x - mx));
+      const sum = p.reduce((a, b) => a + b, 0);
+      for (let i = 0; i < d; i++) O[(m * heads + h) * d + i] = p.reduce((a, pt, t) => a + (pt / sum) * Vc[t * kvd + kh * d + i], 0);
+    }
+    expectClose(r2.O, O, 1e-5);
+  });
+
+  it('SwiGLU, residual add and embedding gather', async () => {
+    const width = 70, ntok = 2;
+    const g = randn(ntok * width, 4), u = randn(ntok * width);
+    const s = await runKernel(device, K.swigluKernel(width), [g, u, new Float32Array(ntok * width)], ntok);
+    expectClose(s.Y, Array.from(g, (gv, i) => (gv / (1 + Math.exp(-gv))) * u[i]), 1e-5);
+    const x = randn(ntok * width);
+    const r = await runKernel(device, K.residualAddKernel(width), [u, x.slice()], ntok);
+    expectClose(r.X, Array.from(x, (xv, i) => xv + u[i]), 1e-6);
+    const vocab = 10, hidden = 6;
+    const table = Uint16Array.from(randn(vocab * hidden), floatToHalf);
+    const ids = new Uint32Array([7, 2]);
+    const e = await runKernel(device, K.embedKernel(vocab, hidden), [ids, new Uint8Array(table.buffer), new Float32Array(ntok * hidden)], ntok);
+    expect(Array.from(e.X)).toEqual([...ids].flatMap((id) => Array.from(table.subarray(id * hidden, (id + 1) * hidden), halfToFloat)));
+  });
+});
