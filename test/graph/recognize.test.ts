@@ -330,6 +330,8 @@ describe('norm patterns', () => {
       const y = b.op('Mul', [b.op('Mul', [r, x]), b.op('Cast', [gamma], { attrs: { to: 1 } })]);
       const norms = findNorms(b.graph.nodes);
       expect(norms.map((n) => [n.kind, n.input, n.output, n.gamma, n.eps])).toEqual([['rms-decomposed', x, y, gamma, 1e-5]]);
+      // Every use of γ is inside the pattern (a γ fold rewrites exactly those uses).
+      expect(gamma.uses().every((u) => norms[0].nodes.includes(u.node))).toBe(true);
     });
   }
 

@@ -148,6 +148,8 @@ export function matchDecomposedRms(rm: Node): Match<Norm> {
   let gamma: Value | undefined;
   if (gMul) {
     if (castBack) nodes.push(castBack);
+    // γ's own Casts belong to the pattern, so that replacing γ's uses inside `nodes` reaches them.
+    for (let v = otherInput(gMul, tail)!, p = v.producer(); p && p.opType === 'Cast'; v = p.input(0)!, p = v.producer()) nodes.push(p);
     nodes.push(gMul);
     gamma = stripCasts(otherInput(gMul, tail)!);
     out = gMul.output(0);
