@@ -119,7 +119,7 @@ describe.skipIf(!haveShared)('perplexity on the fixture', () => {
     let sum = 0;
     for (let w = 0; w < 199; w++) sum += r.windowNll[w];
     expect(Math.exp(sum / (199 * W)) / report.ort_dev_ppl_first_200_windows).toBeCloseTo(1, 5);
-  });
+  }, 300_000); // ≈ 12 s on 2 idle cores; allow for a machine shared with other test runs
 
   it('rejects text too short for one window and a missing model', async () => {
     await expect(evaluatePerplexity(models.fp32!, ids.slice(0, W), {})).rejects.toThrow(/text too short: 256 tokens/);
