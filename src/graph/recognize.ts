@@ -285,6 +285,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
       `no transformer blocks recognised: no attention found (${coreFailures.length ? coreFailures[0] : 'no Softmax or fused attention op'})`,
     );
   }
+  for (const f of coreFailures) notes.push(`not an attention: ${f}`);
   const qOf = new Map<Linear, AttentionCore>(cores.map((c) => [c.q, c]));
 
   // Blocks in stream order: by the topological rank of each core's q projection.
@@ -300,7 +301,10 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     const ok = n.skip
       ? sameValue(n.input, forwardOf(prev.down.output)) || sameValue(n.skip, forwardOf(prev.down.output))
       : sameValue(n.input, prev.residualOut);
-    if (!ok) throw blockError(i, `its attention norm does not read the residual stream written by block ${i - 1}`);
+    if (!ok) {
+      const why = coreFailures.length ? ` (an attention was not recognised: ${coreFailures[0]})` : '';
+      throw blockError(i, `its attention norm does not read the residual stream written by block ${i - 1}${why}`);
+    }
   }
 
   // lm_head: the linear producing the logits output.

@@ -368,6 +368,19 @@ describe('unsupported graphs give one-line UserErrors', () => {
     expect(() => recognize(b.model())).toThrowError(new UserError('no transformer blocks recognised: found 0 RMSNorm/LayerNorm nodes feeding linears (0 norms, 2 linears in the graph)'));
   });
 
+  it('an attention that cannot be matched is named in the error', () => {
+    const m = makeTinyLlama({ layers: 3 });
+    // Make block 1's value path come from two projections: v = v_proj(a) + k_proj(a).
+    const s0 = recognize(makeTinyLlama({ layers: 3 }));
+    const [vName, kName] = [s0.blocks[1].v.weight.name, s0.blocks[1].k.weight.name];
+    const vNode = m.graph.nodes.find((n) => n.opType === 'MatMul' && n.input(1)?.name === vName)!;
+    const kNode = m.graph.nodes.find((n) => n.opType === 'MatMul' && n.input(1)?.name === kName)!;
+    const b = new GraphBuilder(m.graph);
+    const sum = b.op('Add', [vNode.output(0), kNode.output(0)], { before: vNode.output(0).consumers()[0] });
+    for (const u of vNode.output(0).uses()) if (u.node !== sum.producer()) u.node.setInput(u.index, sum);
+    expect(() => recognize(m)).toThrowError(/^block 1: its attention norm does not read the residual stream written by block 0 \(an attention was not recognised: Softmax \S+: 2 linears produce the value\)$/);
+  });
+
   it('a block whose MLP is missing is named', () => {
     const err = (opts: TinyLlamaOptions): unknown => {
       try {
