@@ -12,6 +12,8 @@ import { writeArtifact, type ArtifactModel } from './artifact/build.ts';
 import type { ArtifactManifest } from './artifact/manifest.ts';
 import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
+import { foldNormsPass } from './passes/fold-norms.ts';
+import { rotatePass } from './passes/rotate.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
@@ -33,6 +35,10 @@ export const DEFAULT_OPTIONS: CompileOptions = {
 /** The passes for a set of options, in order. */
 export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
   const passes: Pass<CompileContext>[] = [checkWeightsPass];
+  if (opts.weights === 'twla') {
+    passes.push(foldNormsPass);
+    if (opts.rotate) passes.push(rotatePass);
+  }
   passes.push(ternaryPass);
   passes.push(lowerOrtPass);
   return passes;

@@ -94,23 +94,33 @@ export interface EmitActQuantOptions {
 /** Emit the quantise-dequantise of `x` (per token over the last axis) with standard ops; returns x̂. */
 export function emitActQuant(b: GraphBuilder, x: Value, bits: number, clip: number, opts: EmitActQuantOptions = {}): Value {
   checkBits(bits);
-  const dtype = opts.dtype ?? 'float32';
-  const opset = opts.opset ?? 18;
   const prefix = opts.prefix ?? `actq${bits}`;
-  const scalar = (name: string, v: number): Value =>
+  const scalar = actScalar(b, prefix, opts.dtype ?? 'float32');
+  return emitActQuantWith(b, x, scalar('levels', 2 ** bits - 1), scalar('clip', clip), opts);
+}
+
+/** A scalar constant of the activation's element type. */
+export function actScalar(b: GraphBuilder, prefix: string, dtype: 'float32' | 'float16') {
+  return (name: string, v: number): Value =>
     dtype === 'float32'
       ? b.init(b.graph.uniqueName(`${prefix}.${name}`), Tensor.fromFloat32([], Float32Array.of(v)))
       : b.init(b.graph.uniqueName(`${prefix}.${name}`), Tensor.fromBytes('float16', [], new Uint8Array(Uint16Array.of(floatToHalf(v)).buffer)));
+}
+
+/**
+ * The same quantiser with the number of levels L = 2^b − 1 and the clip ratio ρ given as
+ * scalar values (constants, or graph inputs when a search feeds many settings to one session).
+ */
+export function emitActQuantWith(b: GraphBuilder, x: Value, levels: Value, rho: Value, opts: EmitActQuantOptions = {}): Value {
+  const opset = opts.opset ?? 18;
+  const prefix = opts.prefix ?? 'actq';
   const op = (type: string, inputs: Value[], attrs?: Record<string, number | number[]>): Value =>
     b.op(type, inputs, { before: opts.before, attrs, name: b.graph.uniqueName(`${prefix}/${type}`) });
   const reduce = (type: 'ReduceMin' | 'ReduceMax'): Value =>
     opset >= 18
       ? op(type, [x, b.init(b.graph.uniqueName(`${prefix}.axes`), Tensor.fromInt64([1], [-1]))], { keepdims: 1 })
       : op(type, [x], { axes: [-1], keepdims: 1 });
-
-  const rho = scalar('clip', clip);
-  const levels = scalar('levels', 2 ** bits - 1);
-  const zeroC = scalar('zero', 0);
+  const zeroC = actScalar(b, prefix, opts.dtype ?? 'float32')('zero', 0);
   const lo = op('Mul', [reduce('ReduceMin'), rho]);
   const hi = op('Mul', [reduce('ReduceMax'), rho]);
   const s = op('Div', [op('Sub', [hi, lo]), levels]);
