@@ -1,6 +1,6 @@
 // `twlac inspect`: what recognition found, as an aligned table for people or JSON for tools.
 // Pure functions of a TransformerStructure; the CLI command loads the model and prints.
-import { linearName, structureToJSON, type Linear, type Norm, type TransformerStructure } from '../graph/recognize.ts';
+import { linearName, structureToJSON, type Linear, type Norm, type StructureJSON, type TransformerStructure } from '../graph/recognize.ts';
 
 /** Left-aligned columns separated by two spaces; trailing spaces trimmed. */
 export function alignColumns(rows: string[][]): string[] {
@@ -27,7 +27,7 @@ function linearRow(l: Linear, indent: string): string[] {
   ];
 }
 
-/** A readable report: per block its norms and linears (role, out×in, dtype, stored layout), then the config. */
+/** A readable report (no trailing newline): per block its norms and linears (role, out×in, dtype, stored layout), then the config. */
 export function formatInspectTable(s: TransformerStructure): string {
   const lines: string[] = [];
   const emb = s.embedding;
@@ -62,10 +62,10 @@ export function formatInspectTable(s: TransformerStructure): string {
     ]),
   );
   if (s.notes.length) lines.push('', 'notes', ...s.notes.map((n) => `  ${n}`));
-  return lines.join('\n') + '\n';
+  return lines.join('\n');
 }
 
-/** `inspect --json`: the structure as indented JSON. */
-export function inspectJSON(s: TransformerStructure): string {
-  return JSON.stringify(structureToJSON(s), null, 2) + '\n';
+/** `inspect --json`: the structure as a JSON-ready document (names, shapes, config); the caller stringifies. */
+export function inspectJSON(s: TransformerStructure): StructureJSON {
+  return structureToJSON(s);
 }

@@ -155,7 +155,7 @@ describe.skipIf(!haveReal)('real exports of pydocs-llama-12m', () => {
     expect(table).toMatch(/^ {2}k +128×384 +float32 +\[in,out\] +MatMul +- +val_99$/m);
     expect(table).toMatch(/^ {2}lm_head +4096×384 +float32/m);
     expect(table).toMatch(/rope θ +10000 /);
-    const j = JSON.parse(inspectJSON(s)) as ReturnType<typeof structureToJSON>;
+    const j = JSON.parse(JSON.stringify(inspectJSON(s))) as ReturnType<typeof structureToJSON>;
     expect(j.blocks.flatMap((b) => b.linears).length + 1).toBe(43);
     expect(j.config).toEqual(PYDOCS_CONFIG);
     expect(j.blocks[2].linears.map((l) => l.role)).toEqual(BLOCK_ROLES);
@@ -261,7 +261,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(t).toMatch(/^ {2}gate +128×64 +float32 +\[out,in\] +Gemm +bias +model\.layers\.0\.self_attn\.o_proj\.weight$/m);
     expect(t).toMatch(/^ {2}max positions +2048 \(default\) /m);
     expect(t).toMatch(/^notes\n {2}LayerNorm blocks/m);
-    const j = JSON.parse(inspectJSON(s)) as ReturnType<typeof structureToJSON>;
+    const j = JSON.parse(JSON.stringify(inspectJSON(s))) as ReturnType<typeof structureToJSON>;
     expect(j.blocks[0].linears.map((l) => [l.role, l.op, l.layout, l.bias !== null])).toEqual(BLOCK_ROLES.map((r) => [r, 'Gemm', 'out_in', true]));
     expect(j.inputGroups.map((g) => `${g.site}${g.block}:${g.linears.join(',')}`)).toEqual(['attn0:q,k,v', 'o0:o', 'mlp0:gate,up', 'down0:down', 'head-1:lm_head']);
   });
