@@ -409,4 +409,11 @@ describe('unsupported graphs give one-line UserErrors', () => {
     expect((e2 as Error).message).toBe('block 1: could not find the MLP gate/up projections: the post-attention norm feeds 1 linear(s), not 2');
     expect((e2 as Error).message).not.toContain('\n');
   });
+
+  it('a down projection whose weight is not a constant is named', () => {
+    const m = makeTinyLlama({ layers: 4 });
+    const down = m.graph.nodes.find((n) => n.opType === 'MatMul' && n.input(1)?.name === 'model.layers.3.mlp.down_proj.weight')!;
+    down.setInput(1, new GraphBuilder(m.graph).input('runtime_weight', { dtype: 'float32', shape: [128, 64] }));
+    expect(() => recognize(m)).toThrowError(new UserError('block 3: could not find the down projection'));
+  });
 });
