@@ -38,8 +38,10 @@ export interface ColumnBlockQuantizer {
   /** Quantize block column j: `col` holds its current values (length rows); write `q`. */
   column(j: number, col: Float64Array, q: Float64Array): void;
   /** Optional refinement once every column is quantized: `wStart` is the block at `begin`,
-   *  `q` the quantized block (both row-major rows × width); may rewrite q in place. */
-  end?(wStart: Float64Array, q: Float64Array, ctx: BlockContext): void;
+   *  `q` the quantized block (both row-major rows × width); may rewrite q in place.
+   *  Returning true asks GPTQ to run the block's column loop again from its start state
+   *  (the quantizer keeps its refitted parameters), after which `end` is called again. */
+  end?(wStart: Float64Array, q: Float64Array, ctx: BlockContext): boolean | void;
   wantsSchur?: boolean;
 }
 
@@ -102,25 +104,33 @@ export function gptq(
     quantizer.begin(wStart, ctx);
     const qBlk = new Float64Array(N * B);
     const err = new Float64Array(B * N); // scaled errors, [B][N]
-    for (let j = 0; j < B; j++) {
-      const cj = c0 + j;
-      col.set(wt.subarray(cj * N, cj * N + N));
-      quantizer.column(j, col, qcol);
-      const d = u[cj * K + cj];
-      const eo = j * N;
-      for (let n = 0; n < N; n++) {
-        qBlk[n * B + j] = qcol[n];
-        err[eo + n] = (col[n] - qcol[n]) / d;
+    for (let pass = 0; ; pass++) {
+      if (pass > 0) {
+        // rerun the block from its start state with the quantizer's updated parameters
+        for (let j = 0; j < B; j++) {
+          const dst = (c0 + j) * N;
+          for (let n = 0; n < N; n++) wt[dst + n] = wStart[n * B + j];
+        }
       }
-      for (let c = cj + 1; c < c1; c++) {
-        const f = u[cj * K + c];
-        if (f === 0) continue;
-        const dst = c * N;
-        for (let n = 0; n < N; n++) wt[dst + n] -= err[eo + n] * f;
+      for (let j = 0; j < B; j++) {
+        const cj = c0 + j;
+        col.set(wt.subarray(cj * N, cj * N + N));
+        quantizer.column(j, col, qcol);
+        const d = u[cj * K + cj];
+        const eo = j * N;
+        for (let n = 0; n < N; n++) {
+          qBlk[n * B + j] = qcol[n];
+          err[eo + n] = (col[n] - qcol[n]) / d;
+        }
+        for (let c = cj + 1; c < c1; c++) {
+          const f = u[cj * K + c];
+          if (f === 0) continue;
+          const dst = c * N;
+          for (let n = 0; n < N; n++) wt[dst + n] -= err[eo + n] * f;
+        }
       }
-    }
-    if (quantizer.end) {
-      quantizer.end(wStart, qBlk, ctx);
+      if (!quantizer.end) break;
+      const again = quantizer.end(wStart, qBlk, ctx);
       // E = (W_start − Q) U_bb⁻¹, row by row: e_j = (d_j − Σ_{i<j} e_i U_ij) / U_jj
       for (let n = 0; n < N; n++) {
         for (let j = 0; j < B; j++) {
@@ -129,6 +139,7 @@ export function gptq(
           err[j * N + n] = s / u[(c0 + j) * K + c0 + j];
         }
       }
+      if (!again) break;
     }
     for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) q[n * K + c0 + j] = qBlk[n * B + j];
     for (let i = 0; i < B * N; i++) loss += err[i] * err[i];

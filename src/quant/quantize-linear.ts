@@ -18,8 +18,12 @@ export interface QuantizeLinearOptions {
   shift?: boolean;
   gptq: boolean;
   xDomain: boolean;
-  /** Kernel structure: refit (μ, α) once a block's trits are final (default true with H). */
+  /** Kernel structure: refit (μ, α) once a block's trits are final (default: xDomain). */
   refit?: boolean;
+  /** Kernel structure: further GPTQ passes per block (see KernelStructureOptions.passes). */
+  passes?: number[];
+  /** Kernel structure: act-order inside each group. */
+  actOrder?: boolean;
   /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
   order2Cols?: number;
   onProgress?: (done: number, total: number) => void;
@@ -79,6 +83,8 @@ export function quantizeLinear(
         gptq: useGptq,
         xDomain: useX,
         refit: (opts.refit ?? true) && useX,
+        passes: opts.passes,
+        actOrder: opts.actOrder,
         onProgress: opts.onProgress,
       });
       dq = r.dequant;

@@ -117,3 +117,24 @@ describe('quantizeLinear', () => {
     expect(() => quantizeLinear(W, N, K, new Float64Array(4), { structure: 'rtn', gptq: false, xDomain: false })).toThrow(UserError);
   });
 });
+
+describe('kernel structure: twlac additions', () => {
+  it('the per-row pass search never raises GPTQ loss on a single block', () => {
+    const Kb = 128;
+    const w = W.subarray(0, N * Kb).map((_, i) => W[Math.floor(i / Kb) * K + (i % Kb)]);
+    const h = syntheticHessian(Kb, 12);
+    const one = quantizeKernelStructure(w, N, Kb, h, { group: 128, shift: true, gptq: true, xDomain: true, passes: [] });
+    const many = quantizeKernelStructure(w, N, Kb, h, { group: 128, shift: true, gptq: true, xDomain: true, passes: [1, 0.9, 1.1] });
+    expect(many.gptqLoss!).toBeLessThanOrEqual(one.gptqLoss! * (1 + 1e-12));
+    expect(many.gptqLoss!).toBeLessThan(one.gptqLoss!);
+  });
+
+  it('act-order keeps the format: codes decode to what was fitted, in original column order', () => {
+    for (const actOrder of [false, true]) {
+      const r = quantizeKernelStructure(W, N, K, H, { group: 64, shift: true, gptq: true, xDomain: true, actOrder });
+      let m = 0;
+      for (let i = 0; i < N * K; i++) m = Math.max(m, Math.abs(r.fitted![i] - r.dequant[i]));
+      expect(m).toBe(0);
+    }
+  });
+});
