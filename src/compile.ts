@@ -14,6 +14,7 @@ import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
 import { foldNormsPass } from './passes/fold-norms.ts';
 import { rotatePass } from './passes/rotate.ts';
+import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
@@ -40,6 +41,7 @@ export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
     if (opts.rotate) passes.push(rotatePass);
   }
   passes.push(ternaryPass);
+  if (opts.acts.kind !== 'none') passes.push(actPrecisionPass);
   passes.push(lowerOrtPass);
   return passes;
 }

@@ -47,3 +47,43 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Calibration segments straight from text, without tokenizing all of it: segment i starts
+ * at the first line start at or after a character offset drawn uniformly (mulberry32(seed))
+ * from the text, and holds the first `seq` ids of the text from there (tokenized in pieces
+ * of 8·seq characters until there are enough). For a text of N characters this tokenizes
+ * about samples·seq·(chars per token) characters instead of N.
+ */
+export function calibrationSegmentsFromText(
+  text: string,
+  encode: (s: string) => Int32Array,
+  opts: CalibrationOptions = {},
+): Int32Array[] {
+  const samples = opts.samples ?? 128;
+  const seq = opts.seq ?? 512;
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(samples) || samples < 1) throw new UserError(`calibration samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(seq) || seq < 1) throw new UserError(`calibration sequence length must be a positive integer, got ${seq}`);
+  const rand = mulberry32(seed);
+  const out: Int32Array[] = [];
+  const piece = 8 * seq;
+  for (let i = 0; i < samples; i++) {
+    let start = Math.floor(rand() * text.length);
+    const nl = text.indexOf('\n', start);
+    start = nl < 0 ? 0 : nl + 1;
+    const ids: number[] = [];
+    for (let pos = start, wrapped = false; ids.length < seq; ) {
+      if (pos >= text.length) {
+        if (wrapped) throw new UserError(`calibration text too short: fewer than ${seq} tokens`);
+        pos = 0;
+        wrapped = true;
+      }
+      const chunk = text.slice(pos, pos + piece);
+      for (const id of encode(chunk)) ids.push(id);
+      pos += piece;
+    }
+    out.push(Int32Array.from(ids.slice(0, seq)));
+  }
+  return out;
+}

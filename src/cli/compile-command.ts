@@ -1,12 +1,12 @@
 // `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
 // then compileToDir (atomic output).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { compileToDir } from '../compile.ts';
 import type { ActSpec, CompileOptions } from '../passes/context.ts';
 import { parseFormatId } from '../formats/ternary.ts';
-import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
-import { calibrationSegments } from '../calib/data.ts';
+import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
+import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { makeProgress } from './progress.ts';
 import { emitTargets, parseTargets } from './targets.ts';
 
@@ -55,10 +55,10 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   if (needsCalib) {
     if (!f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
     const tok = loadTokenizer(tokenizerPath!);
-    progress.start('tokenizing calibration text');
-    const ids = tokenizeFile(tok, f.calib);
-    progress.done(`${ids.length} tokens`);
-    calib = calibrationSegments(ids, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
+    if (!existsSync(f.calib) || !statSync(f.calib).isFile()) throw new UserError(`calibration text not found: ${f.calib}`);
+    progress.start('sampling calibration segments');
+    calib = calibrationSegmentsFromText(readFileSync(f.calib, 'utf8'), tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
+    progress.done(`${calib.length} × ${f.seq} tokens`);
   }
   const opts: Partial<CompileOptions> = {
     weights: f.weights,

@@ -1,0 +1,189 @@
+// Activation-precision pass (ILA-AMP, METHOD §3), on calibration data only.
+//   1. Sample each input site's activations on the weight-quantised model.
+//   2. Per site and bit-width b, search the clip ratio ρ ∈ {0.5, 0.505, …, 1} minimising the
+//      output error Σ‖W(x̂ − x)‖² of the linears that read the site (src/quant/act-quant.ts).
+//   3. Uniform precision (--acts 8|6|4|2): every site gets b. Mixed precision (--acts mp:B):
+//      measure calibration NLL with block i at b bits (the rest at 8) and with neighbour
+//      pairs at (b′, b), then choose per-block bits by the exact DP of src/quant/ila-amp.ts
+//      under mean bits ≤ B. The NLL runs use one onnxruntime session whose quantisers read
+//      their levels and clip ratios from graph inputs, so no model is rebuilt per setting.
+//   4. Insert the chosen quantisers (constants) before the linears of every site, after the
+//      site's online transform: x → T(x) → Q_b,ρ(T(x)) → linears.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { captureSites } from '../calib/capture.ts';
+import { buildFeeds } from '../calib/feeds.ts';
+import { tokenNll } from '../eval/perplexity.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import { cloneModel } from '../graph/clone.ts';
+import type { Model, Node, Value } from '../graph/ir.ts';
+import { saveModel } from '../graph/onnx.ts';
+import { definePass } from '../graph/pass.ts';
+import { weightRows, type Linear } from '../graph/recognize.ts';
+import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
+import { emitActQuant, emitActQuantWith, searchClip } from '../quant/act-quant.ts';
+import { AMP_BITS, allocateBits, costsFromMeasurements, measurementPlan, type AmpAllocation } from '../quant/ila-amp.ts';
+import type { CompileContext, SiteState } from './context.ts';
+import { activationDtype } from './lower-ort.ts';
+
+/** Token rows sampled per site for the clip search. */
+export const CLIP_SAMPLE_ROWS = 512;
+/** Calibration segments used for the ILA-AMP NLL measurements. */
+export const AMP_SEGMENTS = 16;
+
+/** The value the site's linears read (after any online transform), grouped by distinct value. */
+function siteInputs(s: SiteState): Map<Value, Linear[]> {
+  const m = new Map<Value, Linear[]>();
+  for (const l of s.group.linears) m.set(l.node.input(0)!, [...(m.get(l.node.input(0)!) ?? []), l]);
+  return m;
+}
+
+/** Insert quantisers for one site; `make` emits the quantiser of one input value. */
+function insertQuantisers(model: Model, s: SiteState, make: (b: GraphBuilder, x: Value, before: Node, dtype: 'float32' | 'float16') => Value): void {
+  const b = new GraphBuilder(model.graph);
+  for (const [x, ls] of siteInputs(s)) {
+    const first = model.graph.nodes.find((n) => ls.some((l) => l.node === n))!;
+    const xq = make(b, x, first, activationDtype(ls[0]));
+    for (const l of ls) l.node.setInput(0, xq);
+  }
+}
+
+export interface AmpReport {
+  allocation?: AmpAllocation;
+  measurements: number;
+  seconds: number;
+}
+
+export const actPrecisionPass = definePass<CompileContext>({
+  name: 'act-precision',
+  requires(_m, ctx) {
+    return ctx.opts.acts.kind !== 'none' && !ctx.opts.calib?.length ? 'activation quantisation needs calibration data (--calib)' : undefined;
+  },
+  async run(model, ctx) {
+    const { acts, calib } = ctx.opts;
+    if (acts.kind === 'none') return { model, modified: false };
+    const { progress } = ctx;
+    const sites = ctx.sites;
+    const bitsNeeded = acts.kind === 'uniform' ? [acts.bits] : [...AMP_BITS];
+
+    // 1. Activation samples per site.
+    const caps = sites.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
+    const stats = await captureSites(model, caps, calib!.slice(0, Math.min(calib!.length, 8)), { sampleRows: CLIP_SAMPLE_ROWS, progress, label: 'activation samples' });
+
+    // 2. Clip ratio per site and bit-width.
+    const clips = new Map<string, Map<number, number>>();
+    progress.start('clip search', sites.length * bitsNeeded.length);
+    for (const s of sites) {
+      const st = stats.get(s.id)!;
+      const K = s.group.linears[0].inFeatures;
+      const lins = s.group.linears.map((l) => ({ weight: weightRows(l), outDim: l.outFeatures }));
+      const m = new Map<number, number>();
+      for (const b of bitsNeeded) {
+        m.set(b, searchClip(st.samples!, st.sampleRows, K, lins, b).clip);
+        progress.tick(1, `${s.id} ${b}b`);
+      }
+      clips.set(s.id, m);
+    }
+    progress.done();
+
+    // 3. Bits per block.
+    const blocks = ctx.structure.blocks.length;
+    let blockBits: number[];
+    if (acts.kind === 'uniform') {
+      blockBits = new Array(blocks).fill(acts.bits);
+    } else {
+      const alloc = await ampAllocate(model, ctx, clips, acts.budget);
+      blockBits = alloc.bits;
+      ctx.progress.log(`ILA-AMP: bits per block ${alloc.bits.join(',')} (mean ${alloc.meanBits.toFixed(2)}, cost ${alloc.cost.toFixed(4)})`);
+      (ctx as { amp?: AmpAllocation }).amp = alloc;
+    }
+
+    // 4. The chosen quantisers, as constants.
+    for (const s of sites) {
+      const bits = blockBits[s.group.block];
+      const clip = clips.get(s.id)!.get(bits)!;
+      insertQuantisers(model, s, (b, x, before, dtype) => emitActQuant(b, x, bits, clip, { before, dtype, opset: model.opset(''), prefix: `${s.id}.actq` }));
+      s.act = { bits, clip };
+    }
+    return { model, modified: true };
+  },
+});
+
+/** ILA-AMP's NLL measurements and DP. */
+async function ampAllocate(model: Model, ctx: CompileContext, clips: Map<string, Map<number, number>>, budget: number): Promise<AmpAllocation> {
+  const { progress } = ctx;
+  const blocks = ctx.structure.blocks.length;
+  const { model: m, map } = cloneModel(model);
+  // Quantisers whose levels and clip ratio are graph inputs, one pair per site.
+  const knobs: { site: SiteState; levels: string; clip: string; dtype: 'float32' | 'float16' }[] = [];
+  const b = new GraphBuilder(m.graph);
+  for (const s of ctx.sites) {
+    const dtype = activationDtype(s.group.linears[0]);
+    const levels = b.input(`twlac.amp.${s.id}.levels`, { dtype, shape: [] });
+    const clip = b.input(`twlac.amp.${s.id}.clip`, { dtype, shape: [] });
+    knobs.push({ site: s, levels: levels.name, clip: clip.name, dtype });
+    // Rewire the clone's copies of the site's linears.
+    const byInput = new Map<Value, Node[]>();
+    for (const l of s.group.linears) {
+      const x = map.get(l.node.input(0)!)!;
+      const node = map.get(l.node.output(0))!.producer()!;
+      byInput.set(x, [...(byInput.get(x) ?? []), node]);
+    }
+    for (const [x, nodes] of byInput) {
+      const first = m.graph.nodes.find((n) => nodes.includes(n))!;
+      const xq = emitActQuantWith(b, x, levels, clip, { before: first, dtype, opset: m.opset(''), prefix: `${s.id}.ampq` });
+      for (const n of nodes) n.setInput(0, xq);
+    }
+  }
+  const segs = ctx.opts.calib!.slice(0, Math.min(AMP_SEGMENTS, ctx.opts.calib!.length));
+  const seq = segs[0].length;
+  const ids = new Int32Array(segs.length * seq);
+  segs.forEach((s, i) => ids.set(s, i * seq));
+  const dir = mkdtempSync(join(tmpdir(), 'twlac-amp-'));
+  try {
+    saveModel(m, join(dir, 'amp.onnx'));
+    const session = await ort.InferenceSession.create(join(dir, 'amp.onnx'), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    const logitsName = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
+    const scalar = (dtype: 'float32' | 'float16', v: number) =>
+      dtype === 'float32' ? new ort.Tensor('float32', Float32Array.of(v), []) : new ort.Tensor('float16', Uint16Array.of(floatToHalf(v)), []);
+    const nllOf = async (config: number[]): Promise<number> => {
+      let sum = 0;
+      let n = 0;
+      const batch = 4;
+      for (let i = 0; i < segs.length; i += batch) {
+        const nb = Math.min(batch, segs.length - i);
+        const feeds: Record<string, ort.Tensor> = buildFeeds(session, ids.subarray(i * seq, (i + nb) * seq), nb, seq);
+        for (const k of knobs) {
+          const bits = config[k.site.group.block];
+          feeds[k.levels] = scalar(k.dtype, 2 ** bits - 1);
+          feeds[k.clip] = scalar(k.dtype, clips.get(k.site.id)!.get(bits)!);
+        }
+        const out = await session.run(feeds, [logitsName]);
+        const t = out[logitsName];
+        const vocab = t.dims[2];
+        const lf = t.type === 'float32' ? (t.data as Float32Array) : Float32Array.from(t.data as Uint16Array, halfToFloat);
+        for (let r = 0; r < nb; r++) {
+          for (let p = 0; p < seq - 1; p++) {
+            sum += tokenNll(lf, (r * seq + p) * vocab, vocab, ids[(i + r) * seq + p + 1]);
+            n++;
+          }
+        }
+      }
+      return sum / n;
+    };
+    const plan = measurementPlan(blocks);
+    progress.start('ILA-AMP sensitivities', plan.length);
+    const measured: { m: (typeof plan)[number]; nll: number }[] = [];
+    for (const p of plan) {
+      measured.push({ m: p, nll: await nllOf(p.config) });
+      progress.tick(1, `${p.kind} ${p.block} ${p.bits.join('/')}`);
+    }
+    progress.done();
+    await session.release();
+    return allocateBits(costsFromMeasurements(blocks, measured), budget);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
