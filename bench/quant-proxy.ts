@@ -18,14 +18,15 @@ const blocks = (process.argv[2] ?? '0,3,5').split(',').map(Number);
 const nseg = Number(process.argv[3] ?? 32);
 
 const configs: [string, QuantizeLinearOptions][] = [
-  ['rtn', { structure: 'rtn', gptq: false, xDomain: false }],
-  ['kernel g128 euclid', { structure: 'kernel', gptq: false, xDomain: false }],
-  ['kernel g128 x', { structure: 'kernel', gptq: false, xDomain: true }],
-  ['kernel g128 gptq', { structure: 'kernel', gptq: true, xDomain: false }],
-  ['kernel g128 gptq+x', { structure: 'kernel', gptq: true, xDomain: true, refit: false }],
-  ['kernel g128 gptq+x+refit', { structure: 'kernel', gptq: true, xDomain: true, refit: true }],
-  ['kernel g64 gptq+x+refit', { structure: 'kernel', group: 64, gptq: true, xDomain: true, refit: true }],
-  ['kernel g128 noshift gptq+x', { structure: 'kernel', shift: false, gptq: true, xDomain: true, refit: true }],
+  ['rtn (absmean, per row)', { structure: 'rtn', gptq: false, xDomain: false }],
+  ['kernel g128 euclid only', { structure: 'kernel', gptq: false, xDomain: false }],
+  ['kernel g128 euclid+x', { structure: 'kernel', gptq: false, xDomain: true, refit: false }],
+  ['kernel g128 method', { structure: 'kernel', gptq: true, xDomain: true, refit: false, actOrder: false, passes: [] }],
+  ['kernel g128 +refit', { structure: 'kernel', gptq: true, xDomain: true, refit: true, actOrder: false, passes: [] }],
+  ['kernel g128 default', { structure: 'kernel', gptq: true, xDomain: true }],
+  ['kernel g128 noshift default', { structure: 'kernel', shift: false, gptq: true, xDomain: true }],
+  ['kernel g64 default', { structure: 'kernel', group: 64, gptq: true, xDomain: true }],
+  ['kernel g256 default', { structure: 'kernel', group: 256, gptq: true, xDomain: true }],
   ['twla gptq+x', { structure: 'twla', gptq: true, xDomain: true }],
 ];
 
@@ -57,7 +58,7 @@ for (const bi of blocks) {
     console.log(`block ${bi} ${l.role} [${l.outFeatures}x${l.inFeatures}]: ${line.join('  ')}`);
   });
 }
-console.log('\nstructure / options              bits/w   mean rel out err   geo-mean   seconds');
+console.log('\nstructure / options               bits/w   mean rel out err   geo-mean   seconds');
 const summary: Record<string, unknown> = {};
 for (const [name] of configs) {
   const R = results[name];

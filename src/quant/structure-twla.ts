@@ -71,6 +71,8 @@ interface BlockFit {
   t1: Int8Array;
   /** Column role: 0 salient, 1 group A (small |w|), 2 group B; per weight [N×B]. */
   role: Uint8Array;
+  /** (order-2 cache entries) sorted |w| of the non-salient weights. */
+  mags?: Float64Array;
 }
 
 class TwlaQuantizer implements ColumnBlockQuantizer {
@@ -122,9 +124,13 @@ class TwlaQuantizer implements ColumnBlockQuantizer {
     const isSal = new Uint8Array(B);
     for (const j of sal) isSal[j] = 1;
     // Block-wide split threshold: the p-quantile of |w| over non-salient weights.
-    const mags: number[] = [];
-    for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) if (!isSal[j]) mags.push(Math.abs(w[n * B + j]));
-    mags.sort((a, b) => a - b);
+    let mags = cache.get(k)?.mags;
+    if (!mags) {
+      mags = new Float64Array(N * (B - k));
+      let c = 0;
+      for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) if (!isSal[j]) mags[c++] = Math.abs(w[n * B + j]);
+      mags.sort();
+    }
     const thr = mags.length ? mags[Math.min(mags.length - 1, Math.floor(p * mags.length))] : 0;
     const fit: BlockFit = {
       err: 0,
@@ -139,7 +145,7 @@ class TwlaQuantizer implements ColumnBlockQuantizer {
     // order-2 part depends on k only: cache it
     let o2 = cache.get(k);
     if (!o2) {
-      o2 = { err: 0, q: new Float64Array(0), params: new Float64Array(N * 3), t0: new Int8Array(N * k), t1: new Int8Array(N * k), role: new Uint8Array(0) };
+      o2 = { err: 0, q: new Float64Array(0), params: new Float64Array(N * 3), t0: new Int8Array(N * k), t1: new Int8Array(N * k), role: new Uint8Array(0), mags };
       for (let n = 0; n < N; n++) {
         for (let i = 0; i < k; i++) buf[i] = w[n * B + sal[i]];
         const f = fitOrder2(buf, 0, k, o2.t0, o2.t1, n * k, fscr);
@@ -158,7 +164,7 @@ class TwlaQuantizer implements ColumnBlockQuantizer {
         fit.t1[n * B + j] = o2.t1[n * k + i];
         fit.role[n * B + j] = 0;
       }
-      for (const grp of [1, 2]) {
+      for (let grp = 1; grp <= 2; grp++) {
         let m = 0;
         for (let j = 0; j < B; j++) {
           if (isSal[j]) continue;
