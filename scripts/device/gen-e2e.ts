@@ -1,0 +1,76 @@
+// Prepares the CUDA runtime's end-to-end runs under .device/e2e/ (ignored by git, carried
+// to the GPU machine; scripts/device/run-e2e.sh builds and runs them):
+//   fixture/   the rtn-ternary fixture artifact (`twlac model.onnx -o DIR --weights rtn-ternary`)
+//              with its CUDA target, float64 reference logits (src/runtime/reference.ts) of a
+//              prompt, its reference greedy continuation, and dev.txt as int32 token ids
+//   rand12m/   a random ternary model of the fixture's config with online Kronecker
+//              transforms at two sites (tq1_g128 with shifts), with the same references
+//   llama7b-tq1/, llama7b-tq2/  LLaMA-2-7B-shaped synthetic manifests (weights made on the GPU)
+// Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR]
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeArtifact } from '../../src/artifact/build.ts';
+import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
+import { readArtifact } from '../../src/artifact/weights.ts';
+import { emitCuda } from '../../src/codegen/cuda/emit.ts';
+import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
+import { loadTokenizer, tokenizeFile } from '../../src/eval/tokenizer.ts';
+import { ternaryFormat } from '../../src/formats/ternary.ts';
+import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
+
+const root = '.device/e2e';
+const fixtureDir = process.argv[2] ?? '/tmp/cuda-fixture';
+const archs = ['sm_90a'] as const;
+
+function references(dir: string, ids: number[], prompt: number[], steps: number) {
+  const art = readArtifact(dir);
+  const logits = referenceLogits(art, ids);
+  writeFileSync(join(dir, 'ref_logits.bin'), new Uint8Array(logits.buffer));
+  writeFileSync(join(dir, 'ref_ids.txt'), ids.join(','));
+  const greedy = referenceGreedy(art, prompt, steps);
+  writeFileSync(join(dir, 'ref_prompt.txt'), prompt.join(','));
+  writeFileSync(join(dir, 'ref_greedy.txt'), greedy.join(' ') + '\n');
+  emitCuda(art.manifest, join(dir, 'kernels', 'cuda'), archs);
+}
+
+mkdirSync(root, { recursive: true });
+const tok = loadTokenizer('../shared/models/pydocs-llama-12m/tokenizer.json');
+const prompt = Array.from(tok.encode('def read_file(path):\n    """Return the contents of a file."""\n'));
+
+if (existsSync(join(fixtureDir, 'manifest.json'))) {
+  const d = join(root, 'fixture');
+  mkdirSync(d, { recursive: true });
+  for (const f of ['manifest.json', 'weights.bin']) copyFileSync(join(fixtureDir, f), join(d, f));
+  const dev = tokenizeFile(tok, '../shared/data/pydocs/dev.txt');
+  writeFileSync(join(d, 'dev_ids.bin'), new Uint8Array(dev.buffer, dev.byteOffset, dev.byteLength));
+  references(d, Array.from(dev.subarray(0, 40)), prompt, 64);
+  console.log(`fixture: ${dev.length} dev tokens, prompt of ${prompt.length}`);
+} else console.log(`no fixture artifact at ${fixtureDir}; skipped`);
+
+{
+  const d = join(root, 'rand12m');
+  mkdirSync(d, { recursive: true });
+  const c: ModelConfig = { arch: 'llama', vocab: 4096, hidden: 384, layers: 6, heads: 6, kvHeads: 2, headDim: 64, intermediate: 1024, ropeTheta: 10000, normEps: 1e-5, maxPositions: 512 };
+  const m = randomArtifactModel(c, ternaryFormat('trit5', 128, true), 7);
+  const rand = rng(99);
+  const nearIdentity = (n: number) => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0) + 0.05 * (rand() * 2 - 1));
+  m.blocks.forEach((b) => {
+    b.acts.attn.transform = { l: 16, r: 24, C: nearIdentity(16), B: nearIdentity(24) };
+    b.acts.down.transform = { l: 32, r: 32, C: nearIdentity(32), B: nearIdentity(32) };
+  });
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 977 + 13) % c.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m: written');
+}
+
+const llama7b: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 2304 };
+for (const [name, f] of [['llama7b-tq1', ternaryFormat('trit5', 128, true)], ['llama7b-tq2', ternaryFormat('bit2', 128, true)]] as const) {
+  const d = join(root, name);
+  mkdirSync(d, { recursive: true });
+  const man = syntheticManifest(llama7b, f);
+  writeFileSync(join(d, 'manifest.json'), JSON.stringify(man));
+  emitCuda(man, join(d, 'kernels', 'cuda'), archs);
+  console.log(`${name}: ${(man.files['weights.bin'] / 2 ** 30).toFixed(2)} GiB of weights to synthesise`);
+}

@@ -1,0 +1,103 @@
+// Generates the device GEMV check + benchmark inputs under .device/cuda/ (ignored by git,
+// carried to the GPU machine):
+//   gemv_kernels.cuh  generated kernels for the check cases and the benchmark shapes
+//   case_<i>.bin      check cases: codes, scales, shifts, activations and the expected output
+//                     computed here in float64 by the format's reference decoder (decodeTernary)
+// Usage: npx tsx scripts/device/gen-gemv-bench.ts [--arch sm_90a]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
+import { gemvKernel, type GemvShape } from '../../src/codegen/cuda/kernels/gemv.ts';
+import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
+import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
+import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
+
+const arch = (process.argv.includes('--arch') ? process.argv[process.argv.indexOf('--arch') + 1] : 'sm_90a') as CudaArch;
+const dir = '.device/cuda';
+mkdirSync(dir, { recursive: true });
+
+const tq1 = ternaryFormat('trit5', 128, true);
+const tq2 = ternaryFormat('bit2', 128, true);
+const tq2ns = ternaryFormat('bit2', 128, false);
+const tq1g40 = ternaryFormat('trit5', 40, true);
+
+// Check cases: aligned (16 B vectors), unaligned rows (4 B vectors), partial final group,
+// rows not a multiple of the block's rows, K-tiling (M=16 with long rows), M = 1…16.
+const checks: { f: TernaryFormat; n: number; k: number; m: number; t: number }[] = [
+  { f: tq1, n: 256, k: 4096, m: 1, t: 1 },
+  { f: tq1, n: 256, k: 4096, m: 4, t: 3 },
+  { f: tq1, n: 96, k: 11008, m: 16, t: 16 },
+  { f: tq1, n: 200, k: 1000, m: 2, t: 2 },
+  { f: tq1g40, n: 130, k: 640, m: 8, t: 5 },
+  { f: tq2, n: 256, k: 4096, m: 1, t: 1 },
+  { f: tq2, n: 96, k: 11008, m: 16, t: 13 },
+  { f: tq2ns, n: 300, k: 2048, m: 2, t: 2 },
+  { f: ternaryFormat('trit5', 384, false), n: 384, k: 384, m: 4, t: 3 },
+  { f: ternaryFormat('trit5', 1024, false), n: 100, k: 1024, m: 16, t: 16 },
+  { f: ternaryFormat('bit2', 100, true), n: 64, k: 450, m: 1, t: 1 },
+  { f: ternaryFormat('trit5', 4096, false), n: 64, k: 4096, m: 16, t: 9 },
+];
+const benchShapes: [number, number][] = [
+  [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
+];
+const benchFormats = [tq1, tq2];
+
+const kernels = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvKernel> }>();
+const add = (shape: GemvShape) => {
+  const k = gemvKernel(shape);
+  kernels.set(k.name, { shape, k });
+  return k.name;
+};
+const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
+const benchNames = benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
+
+const table = [...kernels.values()].map(({ shape: s, k }) => {
+  const f = s.format;
+  return `  {"${k.name}", "${f.id}", ${PACKING_IDS[f.packing]}, ${s.n}, ${s.k}, ${s.m}, ${f.group}, ${f.shift ? 1 : 0}, launch_${k.name}},`;
+});
+const header = [
+  cudaPrelude().text,
+  packingHelpers().text,
+  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
+  'typedef void (*twlac_gemv_launch)(const __half*, const uint8_t*, const __half*, const __half*, float*, int, int, cudaStream_t);',
+  'struct TwlacGemv { const char* name; const char* format; int packing; int n, k, m, group, shift; twlac_gemv_launch launch; };',
+  'static const TwlacGemv twlac_gemvs[] = {',
+  ...table,
+  '};',
+  `static const int twlac_gemv_count = ${kernels.size};`,
+  `static const char* twlac_check_kernels[] = {${checkNames.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_check_t[] = {${checks.map((c) => c.t).join(', ')}};`,
+  `static const int twlac_check_count = ${checks.length};`,
+  `static const char* twlac_bench_kernels[] = {${benchNames.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_bench_count = ${benchNames.length};`,
+  '',
+].join('\n');
+writeFileSync(join(dir, 'gemv_kernels.cuh'), header);
+
+// Case files: little-endian sections [codes][scales u16][shifts u16][x fp16 T*K][y f64 T*N].
+const rand = rng(1234);
+checks.forEach((c, i) => {
+  const lin = randomTernaryLinear('q', c.n, c.k, c.f, rand).ternary!;
+  const w = decodeTernary(lin);
+  const x = new Uint16Array(c.t * c.k);
+  for (let j = 0; j < x.length; j++) x[j] = floatToHalf((rand() * 2 - 1) * 2);
+  const y = new Float64Array(c.t * c.n);
+  for (let m = 0; m < c.t; m++) {
+    for (let n = 0; n < c.n; n++) {
+      let s = 0;
+      for (let k = 0; k < c.k; k++) s += w[n * c.k + k] * halfToFloat(x[m * c.k + k]);
+      y[m * c.n + n] = s;
+    }
+  }
+  const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), new Uint8Array(x.buffer), new Uint8Array(y.buffer)];
+  const total = parts.reduce((a, p) => a + p.byteLength, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  writeFileSync(join(dir, `case_${i}.bin`), out);
+});
+console.log(`wrote ${kernels.size} kernels and ${checks.length} check cases to ${dir}`);

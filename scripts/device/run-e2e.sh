@@ -1,0 +1,27 @@
+#!/bin/bash
+# On the GPU machine: build and run the CUDA runtime end to end (prepared by gen-e2e.ts) and
+# the PyTorch decode baseline. Everything goes to $OUT/e2e.log and $OUT/*.json.
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+E=.device/e2e
+log() { echo "== $*"; }
+( for d in fixture rand12m llama7b-tq1 llama7b-tq2; do (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
+for d in rand12m fixture; do
+  B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
+  [ -x $B ] || continue
+  log "$d logits"; $B --weights $E/$d --ids $(cat $E/$d/ref_ids.txt) --logits-out /tmp/$d.logits.bin
+  python3 - "$E/$d/ref_logits.bin" /tmp/$d.logits.bin "$d" <<'PY'
+import sys, numpy as np
+r = np.fromfile(sys.argv[1], np.float32); c = np.fromfile(sys.argv[2], np.float32)
+d = np.abs(r - c); print(f"{sys.argv[3]}: logits max|d| {d.max():.4e}  max|ref| {np.abs(r).max():.3f}  relL2 {np.linalg.norm(r-c)/np.linalg.norm(r):.3e}  argmax agree {np.mean(r.reshape(-1,4096).argmax(1)==c.reshape(-1,4096).argmax(1)):.3f}")
+PY
+  log "$d greedy"; $B --weights $E/$d --prompt $(cat $E/$d/ref_prompt.txt) --max-tokens $(wc -w < $E/$d/ref_greedy.txt) > /tmp/$d.greedy.txt
+  if cmp -s /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; then echo "$d: greedy identical to the reference"; else echo "$d: greedy DIFFERS"; cat /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; fi
+done
+B=$E/fixture/kernels/cuda/twlac_cuda_sm_90a
+[ -x $B ] && { log "fixture ppl 200 windows"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin --windows 200 | tee $OUT/fixture_ppl200.json;
+               log "fixture ppl all"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin | tee $OUT/fixture_ppl.json; }
+for d in llama7b-tq1 llama7b-tq2; do
+  B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
+  [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json; }
+done
+log "torch fp16 baseline"; timeout 300 python3 scripts/device/torch_decode.py 2048 64 $OUT/torch_decode.json 2>&1 | tail -3

@@ -1,0 +1,45 @@
+# Baseline for the CUDA runtime's decode benchmark: PyTorch fp16 decode of a LLaMA-2-7B-shaped
+# model (random weights) at a given context, with a static KV cache and CUDA graphs
+# (torch.compile mode="reduce-overhead"); falls back to eager if compilation fails.
+# Usage: python3 torch_decode.py CTX STEPS OUT.json
+import json, sys, time
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.cache_utils import StaticCache
+
+ctx, steps, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+cfg = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+torch.manual_seed(0)
+with torch.device('cuda'):
+    model = LlamaForCausalLM(cfg).to(torch.float16).eval()
+cache = StaticCache(config=cfg, max_batch_size=1, max_cache_len=ctx + steps + 8, device='cuda', dtype=torch.float16)
+ids = torch.randint(0, 32000, (1, ctx), device='cuda')
+res = {'torch': torch.__version__, 'device': torch.cuda.get_device_name(), 'context': ctx, 'steps': steps}
+
+def step(tok, pos):
+    out = model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
+    return out.logits[:, -1].argmax(-1, keepdim=True)
+
+with torch.no_grad():
+    nxt = step(ids, torch.arange(ctx, device='cuda'))
+    torch.cuda.synchronize()
+    mode = 'compile-reduce-overhead'
+    try:
+        fstep = torch.compile(step, mode='reduce-overhead', fullgraph=False)
+        t0 = time.time()
+        for i in range(3):
+            nxt = fstep(nxt, torch.tensor([ctx + i], device='cuda'))
+        torch.cuda.synchronize()
+        res['compileSeconds'] = time.time() - t0
+    except Exception as e:  # report and fall back
+        res['compileError'] = str(e)[:300]
+        fstep, mode = step, 'eager'
+    start = ctx + 3
+    torch.cuda.synchronize(); t0 = time.time()
+    for i in range(steps):
+        nxt = fstep(nxt, torch.tensor([start + i], device='cuda'))
+    torch.cuda.synchronize(); dt = time.time() - t0
+res.update(mode=mode, msPerToken=1000 * dt / steps, tokensPerSecond=steps / dt, gpuMemUsedBytes=torch.cuda.max_memory_allocated())
+print(json.dumps(res))
+json.dump(res, open(out, 'w'))

@@ -1,0 +1,238 @@
+// `--target cuda[:sm_90a,sm_80]`: writes out/kernels/cuda/
+//   <arch>/twlac_model.cuh  every kernel the model needs, specialised to its shapes, formats
+//                           and the architecture; their launchers; the tensor index of
+//                           weights.bin; and `twlac_forward`, the block program as launches
+//   twlac_cuda_main.cu      the host program (static; src/codegen/cuda/runtime/main.cu):
+//                           load weights (or synthesise them on the GPU), prefill, greedy
+//                           decode with a KV cache, perplexity, decode benchmark
+//   Makefile                `make ARCH=sm_90a` builds ./twlac_cuda_sm_90a
+// Activations at a site with bits < 16 are quantised-dequantised (act-quant.ts) before the
+// fp16 GEMV reads them.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join as pjoin } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
+import { parseFormatId } from '../../formats/ternary.ts';
+import { Code, code, comment, ident, join } from '../common/fragments.ts';
+import { CUDA_ARCHS, type CudaArch } from './arch.ts';
+import type { CudaKernel } from './kernel.ts';
+import { cudaFloat } from './kernel.ts';
+import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, type ActSource } from './kernels/block.ts';
+import { gemvKernel } from './kernels/gemv.ts';
+import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
+
+/** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
+export const GEMV_M_BUCKETS = [1, 4, 16] as const;
+/** Most tokens one forward call takes (prefill runs in chunks of this many). */
+export const MAX_CHUNK = 16;
+
+const RUNTIME_MAIN = pjoin(dirname(fileURLToPath(import.meta.url)), 'runtime', 'main.cu');
+
+class KernelSet {
+  readonly byName = new Map<string, CudaKernel>();
+  add(k: CudaKernel): string {
+    const prev = this.byName.get(k.name);
+    if (prev && prev.cacheKey !== k.cacheKey) throw new Error(`CUDA emit: kernel name clash ${k.name}`);
+    this.byName.set(k.name, k);
+    return k.name;
+  }
+}
+
+/** Random-fill kinds understood by the host program (runtime/main.cu). */
+const FILL = { codesTrit5: 0, codesBit2: 1, half: 2, float: 3, identity: 4 } as const;
+
+interface FillSpec {
+  kind: number;
+  a: number;
+  b: number;
+}
+
+function checkLinear(l: LinearEntry): void {
+  if (l.bias) throw new Error(`CUDA target: linear ${l.name} has a bias, which the CUDA runtime does not support yet`);
+}
+
+/** Generate the model header for one architecture. */
+export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
+  const c = m.config;
+  const ks = new KernelSet();
+  const fills = new Map<string, FillSpec>();
+  const tensorRef = (name: string | null | undefined, type: string): Code => {
+    if (!name) return code`nullptr`;
+    const e = m.tensors[name];
+    if (!e) throw new Error(`CUDA emit: manifest has no tensor ${name}`);
+    return code`reinterpret_cast<${new Code(type)}>(W + ${e.offset}ull)`;
+  };
+  const setFill = (name: string | undefined | null, f: FillSpec) => {
+    if (name) fills.set(name, f);
+  };
+
+  // One dispatcher per linear shape: picks the M bucket for T.
+  const linearFns = new Map<string, Code>();
+  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean): Code => {
+    checkLinear(l);
+    const dense = l.format === 'float16' || l.format === 'float32';
+    const fnName = dense ? `linear_${l.format}_n${l.rows}_k${l.cols}` : `linear_${l.format}_n${l.rows}_k${l.cols}`;
+    if (!linearFns.has(fnName)) {
+      const branches = GEMV_M_BUCKETS.map((M) => {
+        if (dense) {
+          const k = denseGemvKernel(l.rows, l.cols, M, l.format as 'float16' | 'float32', arch);
+          ks.add(k);
+          return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
+        }
+        const k = gemvKernel({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch });
+        ks.add(k);
+        return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, codes, scales, shifts, y, T, acc, s); return; }`;
+      });
+      const sig = dense
+        ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
+        : code`static void ${ident(fnName)}(const __half* a, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
+      linearFns.set(fnName, join([sig, ...branches, code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`, code`}`]));
+    }
+    if (dense) {
+      setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
+      return code`  ${ident(fnName)}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    }
+    const f = parseFormatId(l.format);
+    const sc = 1 / Math.sqrt(l.cols * 0.6);
+    setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
+    setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
+    setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
+    return code`  ${ident(fnName)}(${a}, ${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+  };
+
+  const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
+    const t = site?.transform;
+    const k = actKernel({ source, dim, transform: t ? { l: t.l, r: t.r } : undefined, eps: c.normEps });
+    ks.add(k);
+    if (t) {
+      setFill(t.C, { kind: FILL.identity, a: t.l, b: 0 });
+      setFill(t.B, { kind: FILL.identity, a: t.r, b: 0 });
+    }
+    setFill(gamma, { kind: FILL.float, a: 1, b: 0.2 });
+    const bits = site?.bits ?? 16;
+    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${tensorRef(gamma, 'const float*')}, ${tensorRef(t?.C, 'const float*')}, ${tensorRef(t?.B, 'const float*')}, b.a16, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+  };
+
+  const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta };
+  const embedEntry = m.tensors[m.embed];
+  if (embedEntry.dtype !== 'float16' && embedEntry.dtype !== 'float32') throw new Error(`CUDA target: embedding dtype ${embedEntry.dtype} not supported`);
+  const embed = ks.add(embedKernel(c.hidden, embedEntry.dtype));
+  setFill(m.embed, embedEntry.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
+  const rope = ks.add(ropeKvKernel(attn));
+  const part = ks.add(attnPartialKernel(attn));
+  const comb = ks.add(attnCombineKernel(attn));
+  const qd = c.heads * c.headDim;
+  const kvd = c.kvHeads * c.headDim;
+  const splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
+
+  const layers = m.blocks.map((b, i) =>
+    join([
+      comment(`block ${i}`),
+      actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm),
+      linearCall(b.q, code`b.a16`, code`b.q`, false),
+      linearCall(b.k, code`b.a16`, code`b.k`, false),
+      linearCall(b.v, code`b.a16`, code`b.v`, false),
+      code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`,
+      code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`,
+      code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`,
+      actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null),
+      linearCall(b.o, code`b.a16`, code`b.x`, true),
+      actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm),
+      linearCall(b.gate, code`b.a16`, code`b.g`, false),
+      linearCall(b.up, code`b.a16`, code`b.u`, false),
+      actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null),
+      linearCall(b.down, code`b.a16`, code`b.x`, true),
+    ]),
+  );
+  const head = join([
+    comment('final norm and lm_head'),
+    actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm),
+    linearCall(m.lmHead, code`b.a16`, code`b.logits`, false),
+  ]);
+
+  const kernels = [...ks.byName.values()];
+  const tensorRows = Object.entries(m.tensors)
+    .sort((x, y) => x[1].offset - y[1].offset)
+    .map(([name, e]) => {
+      const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
+      return code`  {${e.offset}ull, ${e.bytes}ull, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}}, ${comment(name)}`;
+    });
+  const weightsBytes = Object.values(m.tensors).reduce((a, e) => Math.max(a, e.offset + e.bytes), 0);
+  const maxAct = Math.max(c.hidden, qd, c.intermediate);
+
+  return join([
+    comment(`twlac CUDA model for ${CUDA_ARCHS[arch].gencode}: generated from manifest.json, do not edit`),
+    cudaPrelude(),
+    packingHelpers(),
+    blockHelpers(),
+    code`#define TWLAC_VOCAB ${c.vocab}
+#define TWLAC_HIDDEN ${c.hidden}
+#define TWLAC_LAYERS ${c.layers}
+#define TWLAC_HEADS ${c.heads}
+#define TWLAC_KV_HEADS ${c.kvHeads}
+#define TWLAC_HEAD_DIM ${c.headDim}
+#define TWLAC_INTERMEDIATE ${c.intermediate}
+#define TWLAC_MAX_POS ${c.maxPositions}
+#define TWLAC_MAX_CHUNK ${MAX_CHUNK}
+#define TWLAC_MAX_ACT ${maxAct}
+#define TWLAC_ATTN_SPLITS ${splits}
+#define TWLAC_WEIGHTS_BYTES ${weightsBytes}ull
+#define TWLAC_ARCH "${ident(arch)}"
+#define TWLAC_FILL_CODES_TRIT5 ${FILL.codesTrit5}
+#define TWLAC_FILL_CODES_BIT2 ${FILL.codesBit2}
+#define TWLAC_FILL_HALF ${FILL.half}
+#define TWLAC_FILL_FLOAT ${FILL.float}
+#define TWLAC_FILL_IDENTITY ${FILL.identity}
+static_assert(${PACKING_IDS.trit5} == 0 && ${PACKING_IDS.bit2} == 1, "packing ids");
+struct TwlacTensor { unsigned long long offset, bytes; int fill; float a, b; };
+static const TwlacTensor twlac_tensors[] = {`,
+    join(tensorRows),
+    code`};
+static const int twlac_tensor_count = ${Object.keys(m.tensors).length};
+struct TwlacBuffers {
+  float *x, *q, *k, *v, *att, *g, *u, *logits, *pm, *pl, *pacc;
+  __half *a16, *kcache, *vcache;
+  int* pos; // device: position of the first token of this forward
+};`,
+    ...kernels.map((k) => new Code(k.source())),
+    ...kernels.map((k) => new Code(k.launcher())),
+    ...linearFns.values(),
+    code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits [T][${c.vocab}].
+static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s) {
+  launch_${ident(embed)}(ids, ${tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);`,
+    ...layers,
+    head,
+    code`}`,
+    code``,
+  ]).text;
+}
+
+/** Write the CUDA target into `dir` (out/kernels/cuda); returns written files and sizes (relative to dir). */
+export function emitCuda(manifest: ArtifactManifest, dir: string, archs: readonly CudaArch[]): Record<string, number> {
+  if (!archs.length) throw new Error('CUDA target: no architecture given');
+  const files: Record<string, number> = {};
+  const write = (rel: string, text: string) => {
+    const p = pjoin(dir, rel);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, text);
+    files[rel] = Buffer.byteLength(text);
+  };
+  for (const a of archs) write(`${a}/twlac_model.cuh`, cudaModelSource(manifest, a));
+  write('twlac_cuda_main.cu', readFileSync(RUNTIME_MAIN, 'utf8'));
+  write('Makefile', makefile(archs));
+  return files;
+}
+
+function makefile(archs: readonly CudaArch[]): string {
+  const lines = [
+    '# Generated by twlac. `make` builds every architecture; `make ARCH=sm_90a` one of them.',
+    'NVCC ?= nvcc',
+    `ARCHS := ${archs.join(' ')}`,
+    'ARCH ?= $(ARCHS)',
+    'all: $(foreach a,$(ARCH),twlac_cuda_$(a))',
+    ...archs.map((a) => `twlac_cuda_${a}: twlac_cuda_main.cu ${a}/twlac_model.cuh\n\t$(NVCC) -O3 -std=c++17 ${CUDA_ARCHS[a].gencode} -I${a} -o $@ twlac_cuda_main.cu`),
+    '.PHONY: all',
+    '',
+  ];
+  return lines.join('\n');
+}

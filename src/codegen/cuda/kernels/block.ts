@@ -1,0 +1,385 @@
+// The rest of the block program (src/artifact/manifest.ts), in fp32 with fp16 storage where
+// the GEMVs read it:
+//   embed      x[t] = E[id_t]                                   (fp16 table → fp32 stream)
+//   act        a[t] = quant(transform(src[t]))  → fp16, src one of
+//                norm:   x·rsqrt(mean(x²)+eps)·γ      plain: x      swiglu: silu(g)·u
+//              transform x' = C·X·Bᵀ on the [l, r] view; quant = src/quant/act-quant.ts
+//              (fp32 step by step, round half to even, s = 0 passes through)
+//   rope_kv    HF rotate_half RoPE on q and k (angles in float64), k and v appended to the
+//              fp16 KV cache at positions pos0 + t
+//   attention  causal GQA softmax(q·kᵀ/√d)·v, split over chunks of positions
+//              (flash-decoding) and combined with the log-sum-exp rule
+//   dense      y = W x for the fp16/fp32 lm_head
+import { Code, code } from '../../common/fragments.ts';
+import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
+import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
+
+const BLOCK_REDUCE = code`
+template <bool MAX>
+static __device__ __forceinline__ float twlac_block_reduce(float v, float* scratch) {
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) { const float w = __shfl_xor_sync(0xffffffffu, v, o); v = MAX ? fmaxf(v, w) : v + w; }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < nw; ++w) v = MAX ? fmaxf(v, scratch[w]) : v + scratch[w];
+  return v;
+}
+`;
+
+/** Helpers shared by the block kernels; emitted once per file. */
+export function blockHelpers(): Code {
+  return BLOCK_REDUCE;
+}
+
+export function embedKernel(hidden: number, dtype: 'float16' | 'float32'): CudaKernel {
+  const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}`;
+  const load = dtype === 'float16' ? code`__half2float(reinterpret_cast<const __half*>(table)[(size_t)id * ${hidden} + i])` : code`reinterpret_cast<const float*>(table)[(size_t)id * ${hidden} + i]`;
+  return defineKernel({
+    name,
+    params: { hidden, dtype },
+    args: [
+      { name: 'ids', type: 'const int*' },
+      { name: 'table', type: 'const uint8_t*' },
+      { name: 'x', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x;
+  const int id = ids[t];
+  for (int i = threadIdx.x; i < ${hidden}; i += blockDim.x) x[(size_t)t * ${hidden} + i] = ${load};`,
+  });
+}
+
+export type ActSource = 'norm' | 'plain' | 'swiglu';
+
+export interface ActKernelSpec {
+  source: ActSource;
+  dim: number;
+  /** Kronecker transform factors (l·r = dim), when the site has one online. */
+  transform?: { l: number; r: number };
+  eps: number;
+}
+
+export function actKernelName(s: ActKernelSpec): string {
+  return `act_${s.source}_d${s.dim}${s.transform ? `_kron${s.transform.l}x${s.transform.r}` : ''}`;
+}
+
+/**
+ * One block per token. Arguments: src (fp32 [T][dim]; for swiglu the gate), src2 (swiglu:
+ * up), gamma (norm: fp32 [dim] or null), C, B (transform, fp32), out (fp16 [T][dim]),
+ * T, bits (16 = no quantisation), clip.
+ */
+export function actKernel(s: ActKernelSpec): CudaKernel {
+  const D = s.dim;
+  if (s.transform && s.transform.l * s.transform.r !== D) throw new Error(`act kernel: transform ${s.transform.l}x${s.transform.r} does not cover ${D}`);
+  const smemBytes = D * 4 * (s.transform ? 2 : 1);
+  const load =
+    s.source === 'norm'
+      ? code`  float ss = 0.f;
+  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
+  ss = twlac_block_reduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(s.eps)});
+  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) buf[i] = src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f);`
+      : s.source === 'swiglu'
+        ? code`  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) {
+    const float g = src[(size_t)t * ${D} + i];
+    buf[i] = g / (1.f + expf(-g)) * src2[(size_t)t * ${D} + i];
+  }`
+        : code`  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) buf[i] = src[(size_t)t * ${D} + i];`;
+  const transform = s.transform
+    ? code`  __syncthreads();
+  { // x' = C·X·Bᵀ, X = buf as [${s.transform.l}][${s.transform.r}]: tmp = X·Bᵀ, then buf = C·tmp
+    float* tmp = buf + ${D};
+    for (int e = threadIdx.x; e < ${D}; e += blockDim.x) {
+      const int a = e / ${s.transform.r}, j = e - a * ${s.transform.r};
+      float acc = 0.f;
+      for (int b = 0; b < ${s.transform.r}; ++b) acc += buf[a * ${s.transform.r} + b] * B[j * ${s.transform.r} + b];
+      tmp[e] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < ${D}; e += blockDim.x) {
+      const int i = e / ${s.transform.r}, j = e - i * ${s.transform.r};
+      float acc = 0.f;
+      for (int a = 0; a < ${s.transform.l}; ++a) acc += C[i * ${s.transform.l} + a] * tmp[a * ${s.transform.r} + j];
+      buf[e] = acc;
+    }
+  }`
+    : code``;
+  return defineKernel({
+    name: actKernelName(s),
+    params: { source: s.source, dim: D, l: s.transform?.l ?? 0, r: s.transform?.r ?? 0, eps: s.eps },
+    args: [
+      { name: 'src', type: 'const float*' },
+      { name: 'src2', type: 'const float*' },
+      { name: 'gamma', type: 'const float*' },
+      { name: 'C', type: 'const float*' },
+      { name: 'B', type: 'const float*' },
+      { name: 'out', type: '__half*' },
+      { name: 'T', type: 'int' },
+      { name: 'bits', type: 'int' },
+      { name: 'clip', type: 'float' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    smemBytes,
+    body: code`  extern __shared__ __align__(16) float buf[];
+  __shared__ float scratch[32];
+  const int t = blockIdx.x;
+${load}
+${transform}
+  __syncthreads();
+  if (bits < 16) {
+    // src/quant/act-quant.ts, one float32 operation at a time.
+    float mn = INFINITY, mx = -INFINITY;
+    for (int i = threadIdx.x; i < ${D}; i += blockDim.x) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
+    mn = -twlac_block_reduce<true>(-mn, scratch);
+    mx = twlac_block_reduce<true>(mx, scratch);
+    const float L = (float)((1 << bits) - 1);
+    const float lo = __fmul_rn(mn, clip), hi = __fmul_rn(mx, clip);
+    const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
+    if (s != 0.f) {
+      const float z = rintf(__fdiv_rn(-lo, s));
+      for (int i = threadIdx.x; i < ${D}; i += blockDim.x) {
+        const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
+        buf[i] = __fmul_rn(__fsub_rn(q, z), s);
+      }
+    }
+  }
+  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) out[(size_t)t * ${D} + i] = __float2half_rn(buf[i]);`,
+  });
+}
+
+export interface AttnShape {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  ropeTheta: number;
+}
+
+/** RoPE on q and k, then k and v appended to this layer's fp16 cache [maxPos][kvHeads·d]. */
+export function ropeKvKernel(a: AttnShape): CudaKernel {
+  const d = a.headDim;
+  const qd = a.heads * d;
+  const kvd = a.kvHeads * d;
+  return defineKernel({
+    name: `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}`,
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, theta: a.ropeTheta, maxPos: a.maxPositions },
+    args: [
+      { name: 'q', type: 'float*' },
+      { name: 'k', type: 'const float*' },
+      { name: 'v', type: 'const float*' },
+      { name: 'kcache', type: '__half*' },
+      { name: 'vcache', type: '__half*' },
+      { name: 'posp', type: 'const int*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 128,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x, pos = *posp + t;
+  for (int e = threadIdx.x; e < ${(a.heads + a.kvHeads) * (d / 2)}; e += blockDim.x) {
+    const int hh = e / ${d / 2}, i = e - hh * ${d / 2};
+    double sn, cs;
+    sincos((double)pos * pow(${new Code(a.ropeTheta.toExponential(17))}, -2.0 * i / ${d}.0), &sn, &cs);
+    const float c = (float)cs, s = (float)sn;
+    if (hh < ${a.heads}) {
+      float* p = q + (size_t)t * ${qd} + hh * ${d};
+      const float x0 = p[i], x1 = p[i + ${d / 2}];
+      p[i] = x0 * c - x1 * s;
+      p[i + ${d / 2}] = x1 * c + x0 * s;
+    } else {
+      const int kh = hh - ${a.heads};
+      const float* p = k + (size_t)t * ${kvd} + kh * ${d};
+      const float x0 = p[i], x1 = p[i + ${d / 2}];
+      __half* dst = kcache + (size_t)pos * ${kvd} + kh * ${d};
+      dst[i] = __float2half_rn(x0 * c - x1 * s);
+      dst[i + ${d / 2}] = __float2half_rn(x1 * c + x0 * s);
+    }
+  }
+  for (int e = threadIdx.x; e < ${kvd}; e += blockDim.x) vcache[(size_t)pos * ${kvd} + e] = __float2half_rn(v[(size_t)t * ${kvd} + e]);`,
+  });
+}
+
+/** Positions per attention split (one block each). */
+export const ATTN_CHUNK = 256;
+
+/**
+ * Partial attention of query (t, h) over positions [s·CH, min((s+1)·CH, pos0+t+1)): writes the
+ * chunk's max score m, Σ exp(score − m) and Σ exp(score − m)·v. Grid (T·heads, splits).
+ */
+export function attnPartialKernel(a: AttnShape): CudaKernel {
+  const d = a.headDim;
+  const group = a.heads / a.kvHeads;
+  if (!Number.isInteger(group)) throw new Error(`attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
+  if (d % 64) throw new Error(`attention: head dim ${d} not a multiple of 64`);
+  const kvd = a.kvHeads * d;
+  return defineKernel({
+    name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}`,
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, chunk: ATTN_CHUNK },
+    args: [
+      { name: 'q', type: 'const float*' },
+      { name: 'kcache', type: 'const __half*' },
+      { name: 'vcache', type: 'const __half*' },
+      { name: 'pm', type: 'float*' },
+      { name: 'pl', type: 'float*' },
+      { name: 'pacc', type: 'float*' },
+      { name: 'posp', type: 'const int*' },
+      { name: 'T', type: 'int' },
+      { name: 'splits', type: 'int' },
+    ],
+    block: 128,
+    grid: [code`T * ${a.heads}`, code`splits`, code`1`],
+    body: code`  __shared__ float qs[${d}];
+  __shared__ float sc[${ATTN_CHUNK}];
+  __shared__ float scratch[32];
+  const int th = blockIdx.x, t = th / ${a.heads}, h = th - t * ${a.heads}, kh = h / ${group};
+  const int len = *posp + t + 1;
+  const int p0 = blockIdx.y * ${ATTN_CHUNK}, p1 = min(p0 + ${ATTN_CHUNK}, len);
+  const size_t slot = (size_t)th * splits + blockIdx.y;
+  if (p0 >= p1) {
+    if (threadIdx.x == 0) { pm[slot] = -INFINITY; pl[slot] = 0.f; }
+    for (int i = threadIdx.x; i < ${d}; i += blockDim.x) pacc[slot * ${d} + i] = 0.f;
+    return;
+  }
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) qs[i] = q[(size_t)t * ${a.heads * d} + h * ${d} + i] * ${cudaFloat(1 / Math.sqrt(d))};
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int p = p0 + warp; p < p1; p += 4) {
+    const __half2* kr = reinterpret_cast<const __half2*>(kcache + (size_t)p * ${kvd} + kh * ${d});
+    float acc = 0.f;
+    #pragma unroll
+    for (int j = lane; j < ${d / 2}; j += 32) { const float2 kv = __half22float2(kr[j]); acc += qs[2 * j] * kv.x + qs[2 * j + 1] * kv.y; }
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sc[p - p0] = acc;
+  }
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int p = threadIdx.x; p < p1 - p0; p += blockDim.x) mx = fmaxf(mx, sc[p]);
+  mx = twlac_block_reduce<true>(mx, scratch);
+  float sum = 0.f;
+  for (int p = threadIdx.x; p < p1 - p0; p += blockDim.x) { const float e = expf(sc[p] - mx); sc[p] = e; sum += e; }
+  sum = twlac_block_reduce<false>(sum, scratch);
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) {
+    float acc = 0.f;
+    for (int p = p0; p < p1; ++p) acc += sc[p - p0] * __half2float(vcache[(size_t)p * ${kvd} + kh * ${d} + i]);
+    pacc[slot * ${d} + i] = acc;
+  }
+  if (threadIdx.x == 0) { pm[slot] = mx; pl[slot] = sum; }`,
+  });
+}
+
+export function attnCombineKernel(a: AttnShape): CudaKernel {
+  const d = a.headDim;
+  return defineKernel({
+    name: `attn_combine_h${a.heads}_d${d}`,
+    params: { heads: a.heads, d },
+    args: [
+      { name: 'pm', type: 'const float*' },
+      { name: 'pl', type: 'const float*' },
+      { name: 'pacc', type: 'const float*' },
+      { name: 'out', type: 'float*' },
+      { name: 'T', type: 'int' },
+      { name: 'splits', type: 'int' },
+    ],
+    block: 64,
+    grid: [code`T * ${a.heads}`, code`1`, code`1`],
+    body: code`  const int th = blockIdx.x;
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s) m = fmaxf(m, pm[(size_t)th * splits + s]);
+  float l = 0.f;
+  for (int s = 0; s < splits; ++s) l += pl[(size_t)th * splits + s] * expf(pm[(size_t)th * splits + s] - m);
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float w = pm[(size_t)th * splits + s];
+      if (w != -INFINITY) acc += pacc[((size_t)th * splits + s) * ${d} + i] * expf(w - m);
+    }
+    out[(size_t)th * ${d} + i] = acc / l;
+  }`,
+  });
+}
+
+/** y[m, n] (=|+=) Σ_k W[n, k] a[m, k] with a dense row-major fp16 or fp32 weight. */
+export function denseGemvKernel(n: number, k: number, m: number, dtype: 'float16' | 'float32', arch: CudaArch): CudaKernel {
+  const R = m <= 4 ? 2 : 1;
+  const warps = 8;
+  const rowsPerBlock = warps * R;
+  const f16 = dtype === 'float16';
+  const vecElems = f16 ? 8 : 4;
+  const vec = k % vecElems === 0;
+  const smemBytes = m * k * 2;
+  if (smemBytes > CUDA_ARCHS[arch].maxSmemPerBlock) throw new Error(`dense GEMV ${n}x${k} M=${m}: activations exceed the shared memory of ${arch}`);
+  const inner = vec
+    ? f16
+      ? code`      for (int c = lane; c < ${k / 8}; c += 32) {
+        const uint4 w = __ldg(reinterpret_cast<const uint4*>(W + (size_t)row * ${k * 2}) + c);
+        const __half2* wh = reinterpret_cast<const __half2*>(&w);
+        #pragma unroll
+        for (int mm = 0; mm < ${m}; ++mm) {
+          const uint4 xv = reinterpret_cast<const uint4*>(xs + mm * ${k})[c];
+          const __half2* xh = reinterpret_cast<const __half2*>(&xv);
+          #pragma unroll
+          for (int e = 0; e < 4; ++e) { const float2 w2 = __half22float2(wh[e]), x2 = __half22float2(xh[e]); acc[r][mm] += w2.x * x2.x + w2.y * x2.y; }
+        }
+      }`
+      : code`      for (int c = lane; c < ${k / 4}; c += 32) {
+        const float4 w = __ldg(reinterpret_cast<const float4*>(W + (size_t)row * ${k * 4}) + c);
+        #pragma unroll
+        for (int mm = 0; mm < ${m}; ++mm) {
+          const float2 x0 = __half22float2(reinterpret_cast<const __half2*>(xs + mm * ${k})[2 * c]);
+          const float2 x1 = __half22float2(reinterpret_cast<const __half2*>(xs + mm * ${k})[2 * c + 1]);
+          acc[r][mm] += w.x * x0.x + w.y * x0.y + w.z * x1.x + w.w * x1.y;
+        }
+      }`
+    : code`      for (int c = lane; c < ${k}; c += 32) {
+        const float w = ${f16 ? code`__half2float(reinterpret_cast<const __half*>(W + (size_t)row * ${k * 2})[c])` : code`reinterpret_cast<const float*>(W + (size_t)row * ${k * 4})[c]`};
+        #pragma unroll
+        for (int mm = 0; mm < ${m}; ++mm) acc[r][mm] += w * __half2float(xs[mm * ${k} + c]);
+      }`;
+  return defineKernel({
+    name: `dense_${f16 ? 'f16' : 'f32'}_n${n}_k${k}_m${m}_${arch}`,
+    params: { n, k, m, dtype, arch, rows: R },
+    args: [
+      { name: 'a', type: 'const __half*' },
+      { name: 'W', type: 'const uint8_t*' },
+      { name: 'y', type: 'float*' },
+      { name: 'T', type: 'int' },
+      { name: 'accumulate', type: 'int' },
+    ],
+    block: warps * 32,
+    grid: [code`${Math.ceil(n / rowsPerBlock)}`, code`1`, code`1`],
+    smemBytes,
+    body: code`  extern __shared__ __align__(16) __half xs[];
+  for (int i = threadIdx.x; i < ${m * k}; i += blockDim.x) xs[i] = i / ${k} < T ? a[i] : __float2half(0.f);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int row0 = (blockIdx.x * ${warps} + warp) * ${R};
+  float acc[${R}][${m}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int mm = 0; mm < ${m}; ++mm) acc[r][mm] = 0.f;
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r) {
+    const int row = min(row0 + r, ${n - 1});
+${inner}
+  }
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int mm = 0; mm < ${m}; ++mm) {
+      float v = acc[r][mm];
+      #pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && row0 + r < ${n} && mm < T) {
+        float* dst = y + (size_t)mm * ${n} + row0 + r;
+        *dst = accumulate ? *dst + v : v;
+      }
+    }`,
+  });
+}

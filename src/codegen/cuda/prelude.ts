@@ -1,0 +1,30 @@
+// Shared C++ prelude of every generated CUDA file: includes, the error-check macro, and the
+// per-packing helpers the host programs use (random code bytes on the device, a host-side
+// trit decoder for spot checks), all taken from the packing table.
+import { code, ident, join, type Code } from '../common/fragments.ts';
+import type { CodePacking } from '../../formats/ternary.ts';
+import { CUDA_PACKINGS } from './packing.ts';
+
+export const PACKING_IDS: Record<CodePacking, number> = { trit5: 0, bit2: 1 };
+
+export function cudaPrelude(): Code {
+  return code`#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#define TWLAC_CUDA(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "CUDA error %s at %s:%d\\n", cudaGetErrorString(e_), __FILE__, __LINE__); exit(1); } } while (0)
+static const unsigned twlac_pow3[5] = {1u, 3u, 9u, 27u, 81u};
+`;
+}
+
+/** Device and host helpers for each packing, named by packing. */
+export function packingHelpers(): Code {
+  const parts = (Object.keys(CUDA_PACKINGS) as CodePacking[]).map((p) => {
+    const d = CUDA_PACKINGS[p];
+    return code`__device__ __forceinline__ uint8_t twlac_random_byte_${ident(p)}(uint32_t h) { return ${d.randomByte(code`h`)}; }
+static inline int twlac_host_trit_${ident(p)}(const uint8_t* g, int k) { return ${d.hostTrit(code`g`, code`k`)}; }`;
+  });
+  return join(parts);
+}

@@ -1,0 +1,241 @@
+// twlac CUDA host program (copied verbatim into out/kernels/cuda/; the model-specific part
+// is <arch>/twlac_model.cuh, generated from manifest.json).
+//
+//   twlac_cuda (--weights DIR | --random SEED) MODE
+//   modes:
+//     --prompt 1,2,3 --max-tokens N   greedy decode; prints the generated ids
+//     --ids 1,2,3 --logits-out F      logits [n][vocab] float32 of the ids (prefill) to file F
+//     --ppl F [--windows N]           perplexity over int32 token ids in F (../shared/EVAL.md:
+//                                     windows of 256, each predicting 256 next tokens)
+//     --bench-decode CTX [--steps N]  decode tokens/s after a CTX-token prefill (CUDA graph)
+// Weights: DIR/weights.bin as described by the generated index, or synthesised on the GPU
+// (--random: random codes/scales in the model's formats, for speed runs of large shapes).
+#include "twlac_model.cuh"
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+static void usage() {
+  fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N])\n");
+  exit(2);
+}
+
+__global__ void twlac_fill(uint8_t* W, unsigned long long off, unsigned long long bytes, int fill, float a, float b, uint32_t seed) {
+  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; ; i += stride) {
+    const unsigned long long n = (fill == TWLAC_FILL_CODES_TRIT5 || fill == TWLAC_FILL_CODES_BIT2) ? bytes : fill == TWLAC_FILL_HALF ? bytes / 2 : bytes / 4;
+    if (i >= n) break;
+    uint32_t h = (uint32_t)(i * 2654435761ull) ^ (seed * 0x9e3779b9u) ^ (uint32_t)(off >> 6);
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+    const float u = (h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    if (fill == TWLAC_FILL_CODES_TRIT5) W[off + i] = twlac_random_byte_trit5(h);
+    else if (fill == TWLAC_FILL_CODES_BIT2) W[off + i] = twlac_random_byte_bit2(h);
+    else if (fill == TWLAC_FILL_HALF) reinterpret_cast<__half*>(W + off)[i] = __float2half(a + b * u);
+    else if (fill == TWLAC_FILL_FLOAT) reinterpret_cast<float*>(W + off)[i] = a + b * u;
+    else { const int d = (int)a; reinterpret_cast<float*>(W + off)[i] = (i / d == i % d) ? 1.f : 0.f; }
+  }
+}
+
+// Greedy step on device: ids[0] = argmax(logits[0]); out[*step] = ids[0]; ++*step; *pos += 1.
+__global__ void twlac_argmax_advance(const float* logits, int* ids, int* out, int* step, int* pos) {
+  __shared__ float bv[1024];
+  __shared__ int bi[1024];
+  float v = -INFINITY; int idx = 0;
+  for (int i = threadIdx.x; i < TWLAC_VOCAB; i += blockDim.x) if (logits[i] > v) { v = logits[i]; idx = i; }
+  bv[threadIdx.x] = v; bi[threadIdx.x] = idx;
+  __syncthreads();
+  for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+    if (threadIdx.x < o) {
+      const float w = bv[threadIdx.x + o]; const int j = bi[threadIdx.x + o];
+      if (w > bv[threadIdx.x] || (w == bv[threadIdx.x] && j < bi[threadIdx.x])) { bv[threadIdx.x] = w; bi[threadIdx.x] = j; }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) { ids[0] = bi[0]; out[*step] = bi[0]; *step += 1; *pos += 1; }
+}
+
+static std::vector<int> parse_ids(const std::string& s) {
+  std::vector<int> v; size_t p = 0;
+  while (p < s.size()) { size_t q = s.find(',', p); if (q == std::string::npos) q = s.size(); if (q > p) v.push_back(std::stoi(s.substr(p, q - p))); p = q + 1; }
+  return v;
+}
+
+template <class T> static T* dalloc(size_t n) { T* p; TWLAC_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); return p; }
+
+struct Runtime {
+  uint8_t* W = nullptr;
+  TwlacBuffers b{};
+  int* ids = nullptr;
+  cudaStream_t s{};
+  void init() {
+    TWLAC_CUDA(cudaStreamCreate(&s));
+    const size_t C = TWLAC_MAX_CHUNK;
+    b.x = dalloc<float>(C * TWLAC_HIDDEN);
+    b.q = dalloc<float>(C * TWLAC_HEADS * TWLAC_HEAD_DIM);
+    b.k = dalloc<float>(C * TWLAC_KV_HEADS * TWLAC_HEAD_DIM);
+    b.v = dalloc<float>(C * TWLAC_KV_HEADS * TWLAC_HEAD_DIM);
+    b.att = dalloc<float>(C * TWLAC_HEADS * TWLAC_HEAD_DIM);
+    b.g = dalloc<float>(C * TWLAC_INTERMEDIATE);
+    b.u = dalloc<float>(C * TWLAC_INTERMEDIATE);
+    b.logits = dalloc<float>(C * TWLAC_VOCAB);
+    b.pm = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
+    b.pl = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
+    b.pacc = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS * TWLAC_HEAD_DIM);
+    b.a16 = dalloc<__half>(C * TWLAC_MAX_ACT);
+    const size_t kv = (size_t)TWLAC_LAYERS * TWLAC_MAX_POS * TWLAC_KV_HEADS * TWLAC_HEAD_DIM;
+    b.kcache = dalloc<__half>(kv);
+    b.vcache = dalloc<__half>(kv);
+    b.pos = dalloc<int>(1);
+    ids = dalloc<int>(C);
+    W = dalloc<uint8_t>(TWLAC_WEIGHTS_BYTES);
+  }
+  void load(const std::string& dir) {
+    const std::string path = dir + "/weights.bin";
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) { fprintf(stderr, "twlac: cannot open %s\n", path.c_str()); exit(1); }
+    std::vector<uint8_t> buf((size_t)64 << 20);
+    size_t done = 0;
+    while (done < TWLAC_WEIGHTS_BYTES) {
+      const size_t want = std::min(buf.size(), (size_t)(TWLAC_WEIGHTS_BYTES - done));
+      const size_t got = fread(buf.data(), 1, want, f);
+      if (got != want) { fprintf(stderr, "twlac: %s is shorter than the %llu bytes the model index needs\n", path.c_str(), TWLAC_WEIGHTS_BYTES); exit(1); }
+      TWLAC_CUDA(cudaMemcpy(W + done, buf.data(), got, cudaMemcpyHostToDevice));
+      done += got;
+    }
+    fclose(f);
+  }
+  void randomize(uint32_t seed) {
+    for (int i = 0; i < twlac_tensor_count; i++) {
+      const TwlacTensor& t = twlac_tensors[i];
+      twlac_fill<<<1024, 256, 0, s>>>(W, t.offset, t.bytes, t.fill, t.a, t.b, seed + i);
+      TWLAC_CUDA(cudaGetLastError());
+    }
+    TWLAC_CUDA(cudaStreamSynchronize(s));
+  }
+  void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
+  // Prefill `n` ids from position `pos`, in chunks; the logits of every token go to `out` when non-null.
+  void prefill(const int* hids, int n, int pos, float* out) {
+    for (int c0 = 0; c0 < n; c0 += TWLAC_MAX_CHUNK) {
+      const int T = std::min(TWLAC_MAX_CHUNK, n - c0);
+      set_pos(pos + c0);
+      TWLAC_CUDA(cudaMemcpyAsync(ids, hids + c0, T * sizeof(int), cudaMemcpyHostToDevice, s));
+      twlac_forward(W, b, ids, T, s);
+      if (out) TWLAC_CUDA(cudaMemcpyAsync(out + (size_t)c0 * TWLAC_VOCAB, b.logits, (size_t)T * TWLAC_VOCAB * 4, cudaMemcpyDeviceToHost, s));
+    }
+    TWLAC_CUDA(cudaStreamSynchronize(s));
+  }
+};
+
+int main(int argc, char** argv) {
+  std::string weights, prompt, idsArg, logitsOut, pplFile;
+  long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { if (i + 1 >= argc) usage(); return argv[++i]; };
+    if (a == "--weights") weights = next();
+    else if (a == "--random") seed = std::stol(next());
+    else if (a == "--prompt") prompt = next();
+    else if (a == "--max-tokens") maxTokens = std::stoi(next());
+    else if (a == "--ids") idsArg = next();
+    else if (a == "--logits-out") logitsOut = next();
+    else if (a == "--ppl") pplFile = next();
+    else if (a == "--windows") windows = std::stoi(next());
+    else if (a == "--bench-decode") benchCtx = std::stoi(next());
+    else if (a == "--steps") steps = std::stoi(next());
+    else usage();
+  }
+  if (weights.empty() == (seed < 0)) usage();
+  Runtime rt; rt.init();
+  if (seed >= 0) rt.randomize((uint32_t)seed); else rt.load(weights);
+
+  if (!prompt.empty()) {
+    std::vector<int> p = parse_ids(prompt);
+    if (p.empty() || (int)p.size() + maxTokens > TWLAC_MAX_POS) { fprintf(stderr, "twlac: prompt empty or too long\n"); return 1; }
+    std::vector<float> last((size_t)std::min<int>(TWLAC_MAX_CHUNK, p.size()) * TWLAC_VOCAB);
+    // Prefill all but the last token, then run the last one through the decode graph path.
+    rt.prefill(p.data(), (int)p.size() - 1, 0, nullptr);
+    int* out = dalloc<int>(maxTokens + 1); int* step = dalloc<int>(1);
+    TWLAC_CUDA(cudaMemset(step, 0, sizeof(int)));
+    rt.set_pos((int)p.size() - 1);
+    TWLAC_CUDA(cudaMemcpyAsync(rt.ids, &p.back(), sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    for (int t = 0; t < maxTokens; t++) {
+      twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+      twlac_argmax_advance<<<1, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, step, rt.b.pos);
+    }
+    std::vector<int> h(maxTokens);
+    TWLAC_CUDA(cudaMemcpy(h.data(), out, maxTokens * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int t = 0; t < maxTokens; t++) printf("%d%c", h[t], t + 1 < maxTokens ? ' ' : '\n');
+    return 0;
+  }
+  if (!idsArg.empty()) {
+    std::vector<int> p = parse_ids(idsArg);
+    std::vector<float> logits(p.size() * (size_t)TWLAC_VOCAB);
+    rt.prefill(p.data(), (int)p.size(), 0, logits.data());
+    FILE* f = fopen(logitsOut.c_str(), "wb");
+    if (!f) { fprintf(stderr, "twlac: cannot write %s\n", logitsOut.c_str()); return 1; }
+    fwrite(logits.data(), 4, logits.size(), f); fclose(f);
+    printf("wrote logits [%zu][%d] to %s\n", p.size(), TWLAC_VOCAB, logitsOut.c_str());
+    return 0;
+  }
+  if (!pplFile.empty()) {
+    FILE* f = fopen(pplFile.c_str(), "rb");
+    if (!f) { fprintf(stderr, "twlac: cannot open %s\n", pplFile.c_str()); return 1; }
+    fseek(f, 0, SEEK_END); long n = ftell(f) / 4; fseek(f, 0, SEEK_SET);
+    std::vector<int> tok(n);
+    if (fread(tok.data(), 4, n, f) != (size_t)n) { fprintf(stderr, "twlac: short read %s\n", pplFile.c_str()); return 1; }
+    fclose(f);
+    const int WIN = 256;
+    int nw = (int)((n - 1) / WIN);
+    if (windows > 0) nw = std::min(nw, windows);
+    std::vector<float> logits((size_t)WIN * TWLAC_VOCAB);
+    double nll = 0; long count = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int w = 0; w < nw; w++) {
+      rt.prefill(tok.data() + (size_t)w * WIN, WIN, 0, logits.data());
+      for (int i = 0; i < WIN; i++) {
+        const float* l = logits.data() + (size_t)i * TWLAC_VOCAB;
+        float mx = -INFINITY; for (int v = 0; v < TWLAC_VOCAB; v++) mx = std::max(mx, l[v]);
+        double se = 0; for (int v = 0; v < TWLAC_VOCAB; v++) se += std::exp((double)l[v] - mx);
+        const int target = tok[(size_t)w * WIN + i + 1];
+        nll += (std::log(se) + mx) - l[target]; count++;
+      }
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    printf("{\"ppl\": %.4f, \"tokens\": %ld, \"windows\": %d, \"seconds\": %.2f}\n", std::exp(nll / count), count, nw, secs);
+    return 0;
+  }
+  if (benchCtx >= 0) {
+    if (benchCtx + steps + 1 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
+    std::vector<int> p(std::max(benchCtx, 1));
+    for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+    auto t0 = std::chrono::steady_clock::now();
+    rt.prefill(p.data(), benchCtx, 0, nullptr);
+    const double prefillS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int* out = dalloc<int>(steps + 16); int* step = dalloc<int>(1);
+    TWLAC_CUDA(cudaMemset(step, 0, sizeof(int)));
+    rt.set_pos(benchCtx);
+    TWLAC_CUDA(cudaMemcpyAsync(rt.ids, p.data(), sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    // One decode step = forward(T=1) + on-device argmax/advance, captured once as a graph.
+    cudaGraph_t g; cudaGraphExec_t ge;
+    TWLAC_CUDA(cudaStreamBeginCapture(rt.s, cudaStreamCaptureModeGlobal));
+    twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+    twlac_argmax_advance<<<1, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, step, rt.b.pos);
+    TWLAC_CUDA(cudaStreamEndCapture(rt.s, &g));
+    TWLAC_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    TWLAC_CUDA(cudaGraphLaunch(ge, rt.s)); // warm-up step
+    TWLAC_CUDA(cudaStreamSynchronize(rt.s));
+    cudaEvent_t a, e; cudaEventCreate(&a); cudaEventCreate(&e);
+    cudaEventRecord(a, rt.s);
+    for (int t = 0; t < steps; t++) TWLAC_CUDA(cudaGraphLaunch(ge, rt.s));
+    cudaEventRecord(e, rt.s);
+    TWLAC_CUDA(cudaEventSynchronize(e));
+    float ms; cudaEventElapsedTime(&ms, a, e);
+    size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
+    printf("{\"arch\": \"%s\", \"context\": %d, \"steps\": %d, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"weightsBytes\": %llu, \"gpuMemUsedBytes\": %zu}\n",
+           TWLAC_ARCH, benchCtx, steps, ms / steps, 1000.0 * steps / ms, prefillS, TWLAC_WEIGHTS_BYTES, totalB - freeB);
+    return 0;
+  }
+  usage();
+}
