@@ -181,6 +181,8 @@ export class Graph {
   /** Append a node (or insert before `before`). Output names are registered. */
   addNode(node: Node, before?: Node): Node {
     node.graph = this;
+    // Node names share the namespace, so a loaded graph's node names are never handed out again.
+    if (node.name) this.names.add(node.name);
     for (const o of node.outputs) this.names.add(o.name);
     if (before) {
       const i = this._nodes.indexOf(before);
