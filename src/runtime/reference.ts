@@ -7,14 +7,16 @@
 //   m = act(norm(h, mlpNorm), 'mlp')
 //   x' = h + down( act(silu(gate(m)) * up(m), 'down') )
 //   logits = lmHead(norm(x_L, finalNorm))
-// act(x, site) = per-token activation quantisation of the online Kronecker transform
-// x → C·X·Bᵀ (X the row-major [l, r] view of x).
+// act(x, site) = per-token activation quantisation (src/quant/act-quant.ts, float32 as the
+// ONNX lowering computes it) of the online Kronecker transform x → C·X·Bᵀ (X the row-major
+// [l, r] view of x).
 //
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
 import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
 import { halfToFloat } from '../graph/tensor.ts';
+import { actQuantRows } from '../quant/act-quant.ts';
 
 /** An artifact in memory: the manifest and the bytes of weights.bin. */
 export interface LoadedArtifact {
@@ -142,9 +144,7 @@ export function kronTransform(x: Float64Array, l: number, r: number, C: Float64A
 
 function applyAct(x: Float64Array, s: RefSite): Float64Array {
   const t = s.transform ? kronTransform(x, s.transform.l, s.transform.r, s.transform.C, s.transform.B) : x;
-  if (s.bits >= 16) return t;
-  // src/quant/act-quant.ts (the act-quant reference) has not landed yet.
-  throw new Error(`reference runtime: ${s.bits}-bit activation quantisation is not supported yet`);
+  return s.bits >= 16 ? t : Float64Array.from(actQuantRows(t, 1, t.length, s.bits, s.clip));
 }
 
 /** RoPE (HF rotate_half) on one head vector of length d, in place. */

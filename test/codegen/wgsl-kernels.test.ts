@@ -6,6 +6,7 @@ import { NO_FEATURES, type WgslFeatures } from '../../src/codegen/wgsl/fragments
 import * as K from '../../src/codegen/wgsl/kernels.ts';
 import { CODE_PACKINGS, decodeTernary, encodeTernary, groupsPerRow, ternaryFormat, type CodePacking, type TernaryFormat } from '../../src/formats/ternary.ts';
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
+import { actQuantRows } from '../../src/quant/act-quant.ts';
 import { kronTransform, rmsNorm, ropeInPlace } from '../../src/runtime/reference.ts';
 import { runKernel, testDevice } from './wgsl-harness.ts';
 
@@ -111,20 +112,11 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     expectClose(y.Y, want, 1e-5);
   });
 
-  it('per-token asymmetric activation fake-quant (4 bits, clip 0.9)', async () => {
+  it('per-token asymmetric activation fake-quant (4 bits, clip 0.9) vs src/quant/act-quant.ts', async () => {
     const width = 50, ntok = 2, bits = 4, clip = 0.9;
     const x = randn(ntok * width, 2);
     const r = await runKernel(device, K.actQuantKernel(width, bits, clip), [x.slice()], ntok);
-    // float64 oracle of the formula the kernel documents (round half to even, as WGSL's round)
-    const rne = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
-    const want: number[] = [];
-    for (let m = 0; m < ntok; m++) {
-      const row = Array.from(x.subarray(m * width, (m + 1) * width));
-      const lo = clip * Math.min(...row), hi = clip * Math.max(...row);
-      const scale = (hi - lo) / (2 ** bits - 1);
-      const zero = rne(-lo / scale);
-      for (const v of row) want.push((Math.min(Math.max(rne(v / scale) + zero, 0), 2 ** bits - 1) - zero) * scale);
-    }
+    const want = actQuantRows(x, ntok, width, bits, clip);
     expectClose(r.Y, want, 1e-5);
     // it really quantises: at most 16 distinct levels per token
     expect(new Set(Array.from(r.Y.subarray(0, width), (v) => v.toFixed(5))).size).toBeLessThanOrEqual(16);

@@ -4,7 +4,7 @@
 // shader-f16 needed), ternary codes are read a byte at a time and decoded through the
 // per-packing table below.
 //
-// Linears compute y[m, n] = Σ_k W[n, k] x[m, k] (+ b[n]) with one workgroup per output row
+// Linears compute y[m, n] = Σ_k W[n, k] x[m, k] (+ b[n]) with one thread per output row
 // and a tile of TM tokens, so each weight byte is fetched and decoded once per TM tokens:
 // TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
 //   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
@@ -101,41 +101,40 @@ function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats:
 
 const tileCount = (ntok: number, tm: number) => Math.ceil(ntok / tm);
 
-/** Shared skeleton of the row kernels: a TM-token accumulator, the reduction, the store. */
+/** Shared skeleton of the linears: one thread per output row and TM-token tile, so no
+ *  barriers and no workgroup reductions (these dominate on software adapters, where a
+ *  barrier is a fiber switch); the row's weight bytes are read once per tile. */
 function rowKernel(o: {
   name: string;
   params: Record<string, string | number | boolean>;
-  bindings: Binding[];
   rows: number;
   cols: number;
   tm: number;
   bias: boolean;
   feats: WgslFeatures;
   module: Code;
-  /** Loop over this thread's share of the row, adding into acc[mm] for mm < TM. */
+  /** Walk row n, adding into acc[mm] for mm < mcount. */
   loop: Code;
 }): WgslKernel {
   const { tm, rows, cols } = o;
   return defineKernel({
     name: o.name,
     params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias },
-    bindings: [...o.bindings, f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
+    bindings: [u32buf('W'), f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
     features: o.feats,
-    module: join([reduceDecl(tm), o.module]),
-    body: wgsl`  let n = wid.x;
+    module: o.module,
+    body: wgsl`  let n = wid.x * ${u32(WG)} + lid;
   let m0 = wid.y * ${u32(tm)};
+  if (n >= ${u32(rows)} || m0 >= step.ntok) { return; }
   let mcount = min(${u32(tm)}, step.ntok - m0);
   var acc: array<f32, ${tm}>;
 ${o.loop}
-${reduce(tm, (i) => wgsl`acc[${i}]`, 'sum', o.feats)}
-  if (lid == 0u) {
-    for (var mm = 0u; mm < mcount; mm++) {
-      Y[(m0 + mm) * ${u32(rows)} + n] = red[mm * ${u32(WG)}]${o.bias ? wgsl` + bias[n]` : wgsl``};
-    }
+  for (var mm = 0u; mm < mcount; mm++) {
+    Y[(m0 + mm) * ${u32(rows)} + n] = acc[mm]${o.bias ? wgsl` + bias[n]` : wgsl``};
   }`,
-    dispatch: (ntok) => [rows, tileCount(ntok, tm), 1],
+    dispatch: (ntok) => [Math.ceil(rows / WG), tileCount(ntok, tm), 1],
   });
 }
 
@@ -143,41 +142,40 @@ ${reduce(tm, (i) => wgsl`acc[${i}]`, 'sum', o.feats)}
 export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
   const L = ternaryLayout(f, rows, cols);
   const P = WGSL_PACKINGS[f.packing];
-  const rowBytes = L.ng * L.bytesPerGroup;
   const b = new Code('byte');
-  const trits = Array.from({ length: P.perByte }, (_, i) => wgsl`    let t${i} = ${P.trit(b, i)};`);
-  // Trit i of this byte is column k0 + i; it exists when it is inside the group and the row.
+  const trits = Array.from({ length: P.perByte }, (_, i) => wgsl`      let t${i} = ${P.trit(b, i)};`);
+  // Trit i of a byte is column k0 + i; it exists when it is inside the group and the row.
   const terms = Array.from({ length: P.perByte }, (_, i) =>
-    wgsl`      if (${u32(i)} < valid) { let xv = X[xrow + k0 + ${u32(i)}]; st += t${i} * xv; sx += xv; }`,
+    wgsl`        if (${u32(i)} < valid) { let xv = X[xrow + k0 + ${u32(i)}]; st[mm] += t${i} * xv;${f.shift ? wgsl` sx[mm] += xv;` : wgsl``} }`,
   );
-  const shiftTerm = f.shift ? wgsl` + z * sx` : wgsl``;
   return rowKernel({
     name: `ternary_linear_${f.packing}`,
     params: { fmt: f.id },
-    bindings: [u32buf('W')],
     rows,
     cols,
     tm,
     bias,
     feats,
     module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
-    loop: wgsl`  for (var j = lid; j < ${u32(rowBytes)}; j += ${u32(WG)}) {
-    let bi = n * ${u32(rowBytes)} + j;
-    let byte = (W[bi >> 2u] >> ((bi & 3u) * 8u)) & 0xffu;
-    let g = j / ${u32(L.bytesPerGroup)};
-    let inGroup = (j % ${u32(L.bytesPerGroup)}) * ${u32(P.perByte)};
-    let k0 = g * ${u32(f.group)} + inGroup;
-    let valid = min(min(${u32(P.perByte)}, ${u32(f.group)} - inGroup), select(0u, ${u32(cols)} - k0, k0 < ${u32(cols)}));
+    // The explicit zero constructors matter: Dawn + SwiftShader does not re-zero a bare
+  // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
+  loop: wgsl`  for (var g = 0u; g < ${u32(L.ng)}; g++) {
+    var st = array<f32, ${tm}>();
+    ${f.shift ? wgsl`var sx = array<f32, ${tm}>();` : wgsl``}
+    for (var j = 0u; j < ${u32(L.bytesPerGroup)}; j++) {
+      let bi = (n * ${u32(L.ng)} + g) * ${u32(L.bytesPerGroup)} + j;
+      let byte = (W[bi >> 2u] >> ((bi & 3u) * 8u)) & 0xffu;
+      let k0 = g * ${u32(f.group)} + j * ${u32(P.perByte)};
+      let valid = min(min(${u32(P.perByte)}, ${u32(f.group)} - j * ${u32(P.perByte)}), select(0u, ${u32(cols)} - k0, k0 < ${u32(cols)}));
+${join(trits)}
+      for (var mm = 0u; mm < mcount; mm++) {
+        let xrow = (m0 + mm) * ${u32(cols)};
+${join(terms)}
+      }
+    }
     let s = half_at(${u32(L.scaleWord0)}, n * ${u32(L.ng)} + g);
     ${f.shift ? wgsl`let z = half_at(${u32(L.shiftWord0)}, n * ${u32(L.ng)} + g);` : wgsl``}
-${join(trits)}
-    for (var mm = 0u; mm < mcount; mm++) {
-      let xrow = (m0 + mm) * ${u32(cols)};
-      var st = 0.0;
-      var sx = 0.0;
-${join(terms)}
-      acc[mm] += s * st${shiftTerm};
-    }
+    for (var mm = 0u; mm < mcount; mm++) { acc[mm] += s * st[mm]${f.shift ? wgsl` + z * sx[mm]` : wgsl``}; }
   }`,
   });
 }
@@ -190,21 +188,17 @@ export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number,
   const per = dtype === 'float16' ? 2 : 1;
   const words = cols / per;
   const load = dtype === 'float16' ? wgsl`let w = unpack2x16float(W[n * ${u32(words)} + j]);` : wgsl`let w = vec2f(bitcast<f32>(W[n * ${u32(words)} + j]), 0.0);`;
-  const dot =
-    dtype === 'float16'
-      ? wgsl`acc[mm] += w.x * X[xb] + w.y * X[xb + 1u];`
-      : wgsl`acc[mm] += w.x * X[xb];`;
+  const dot = dtype === 'float16' ? wgsl`acc[mm] += w.x * X[xb] + w.y * X[xb + 1u];` : wgsl`acc[mm] += w.x * X[xb];`;
   return rowKernel({
     name: `dense_linear_${dtype}`,
     params: {},
-    bindings: [u32buf('W')],
     rows,
     cols,
     tm,
     bias,
     feats,
     module: wgsl``,
-    loop: wgsl`  for (var j = lid; j < ${u32(words)}; j += ${u32(WG)}) {
+    loop: wgsl`  for (var j = 0u; j < ${u32(words)}; j++) {
     ${load}
     for (var mm = 0u; mm < mcount; mm++) {
       let xb = (m0 + mm) * ${u32(cols)} + j * ${u32(per)};
@@ -299,12 +293,13 @@ export function kronLeftKernel(l: number, r: number): WgslKernel {
 }
 
 /**
- * Per-token asymmetric fake quantisation in place (act-quant): lo = clip·min(x),
- * hi = clip·max(x), scale = (hi − lo) / (2^bits − 1), zero = round(−lo / scale),
- * x̂ = (clamp(round(x / scale) + zero, 0, 2^bits − 1) − zero) · scale. Bindings: Y, step.
+ * Per-token asymmetric fake quantisation in place, as src/quant/act-quant.ts defines it:
+ * lo = clip·min(x), hi = clip·max(x), scale = (hi − lo) / (2^bits − 1), zero = round(−lo / scale),
+ * x̂ = (clamp(round(x / scale) + zero, 0, 2^bits − 1) − zero) · scale, round half to even
+ * (WGSL round), rows with scale = 0 unchanged. Bindings: Y, step.
  */
 export function actQuantKernel(width: number, bits: number, clip: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
-  if (![2, 3, 4, 5, 6, 8].includes(bits)) throw new Error(`act-quant: unsupported bit width ${bits}`);
+  if (!Number.isInteger(bits) || bits < 1 || bits > 15) throw new Error(`act-quant: unsupported bit width ${bits}`);
   if (!(clip > 0 && clip <= 1)) throw new Error(`act-quant: clip ratio ${clip} not in (0, 1]`);
   const qmax = 2 ** bits - 1;
   return defineKernel({
