@@ -194,7 +194,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       });
       expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: o.layers }, () => BLOCK_ROLES).flat(), 'lm_head']);
       expect(s.norms).toHaveLength(2 * o.layers + 1);
-      const diff = maxAbsDiff(await ortLogits(model, ids), referenceLogits(s, ids));
+      const diff = maxAbsDiff(await ortLogits(model, ids, { kvHeads: o.kvHeads, headDim: o.hidden / o.heads }), referenceLogits(s, ids));
       expect(diff).toBeLessThan(2e-5); // fp16 weights are widened exactly; a dropped bias gives 7e-2
     });
   }
