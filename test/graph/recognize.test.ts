@@ -135,7 +135,7 @@ describe.skipIf(!haveReal)('real exports of pydocs-llama-12m', () => {
     const s = recognize(load(REAL.kv));
     expectPydocsStructure(s, 'float16', 'rms-decomposed');
     const diff = maxAbsDiff(await ortLogits(REAL.kv, ids), referenceLogits(s, ids));
-    expect(diff).toBeLessThan(0.1); // onnxruntime computes in fp16 here
+    expect(diff).toBeLessThan(2e-2); // onnxruntime computes in fp16 here: measured 3.9e-3
   });
 
   it('fused fp16 export: SimplifiedLayerNormalization norms, logits match onnxruntime', async () => {
@@ -145,7 +145,7 @@ describe.skipIf(!haveReal)('real exports of pydocs-llama-12m', () => {
     const pos = new Map(s.model.graph.nodes.map((n, i) => [n, i]));
     expect(pos.get(s.blocks[0].k.node)!).toBeLessThan(pos.get(s.blocks[0].q.node)!);
     const diff = maxAbsDiff(await ortLogits(REAL.fused, ids), referenceLogits(s, ids));
-    expect(diff).toBeLessThan(0.1);
+    expect(diff).toBeLessThan(2e-2); // measured 2.8e-3
   });
 
   it('inspect prints every block and the config; JSON lists 43 linears', () => {
