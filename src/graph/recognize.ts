@@ -472,9 +472,8 @@ function recognizeBlock(
 
   // h = x + o(·): an Add, or a Skip norm that adds and normalises at once.
   let residualMid: Value | undefined;
-  let attnAdd: Node | undefined;
   let mlpNorm: Norm | undefined;
-  attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
+  const attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
   if (attnAdd) {
     residualMid = attnAdd.output(0);
     mlpNorm = norms.find((n) => !n.skip && sameValue(n.input, residualMid) && bySource.has(n.output));
