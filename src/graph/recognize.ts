@@ -327,8 +327,12 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   lmHead.role = 'lm_head';
   lmHead.block = -1;
 
-  const embedding = findEmbedding(model, blocks[0].residualIn ?? blocks[0].attnNorm.input);
+  const x0 = blocks[0].residualIn ?? blocks[0].attnNorm.input;
+  const embedding = findEmbedding(model, x0);
   if (!embedding) throw new UserError('could not find the token embedding: no Gather from a constant [vocab, hidden] table');
+  if (!sameValue(embedding.output, x0) && !sameValue(forwardOf(embedding.output), x0)) {
+    notes.push(`the embedding output reaches block 0 through ${x0.producer()?.qualifiedOp ?? 'a graph input'} (not a plain LLaMA embedding)`);
+  }
   const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
 
   // Config.

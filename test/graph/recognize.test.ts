@@ -266,6 +266,18 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(j.inputGroups.map((g) => `${g.site}${g.block}:${g.linears.join(',')}`)).toEqual(['attn0:q,k,v', 'o0:o', 'mlp0:gate,up', 'down0:down', 'head-1:lm_head']);
   });
 
+  it('an embedding scaled before block 0 (Gemma-style) is noted', () => {
+    const m = makeTinyLlama();
+    const gather = m.graph.nodes.find((n) => n.opType === 'Gather')!;
+    const x0 = gather.output(0);
+    const uses = x0.uses();
+    const scaled = new GraphBuilder(m.graph).op('Mul', [x0, m.graph.addInitializer('scale', Tensor.fromFloat32([], Float32Array.of(8)))], { before: uses[0].node });
+    for (const u of uses) u.node.setInput(u.index, scaled);
+    const s = recognize(m);
+    expect(s.embedding.node).toBe(gather);
+    expect(s.notes).toEqual(['the embedding output reaches block 0 through Mul (not a plain LLaMA embedding)']);
+  });
+
   it('names are ignored: misleading tensor names do not change roles', () => {
     const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['gemm-layernorm']));
     const b = s.blocks[1];
