@@ -1,7 +1,8 @@
 // Activation-precision pass (ILA-AMP, METHOD §3), on calibration data only.
 //   1. Sample each input site's activations on the weight-quantised model.
 //   2. Per site and bit-width b, search the clip ratio ρ ∈ {0.5, 0.505, …, 1} minimising the
-//      output error Σ‖W(x̂ − x)‖² of the linears that read the site (src/quant/act-quant.ts).
+//      output error Σ‖W(x̂ − x)‖² of the linears that read the site (all 101 ratios, in one
+//      onnxruntime call: src/calib/clip-search.ts).
 //   3. Uniform precision (--acts 8|6|4|2): every site gets b. Mixed precision (--acts mp:B):
 //      measure calibration NLL with block i at b bits (the rest at 8) and with neighbour
 //      pairs at (b′, b), then choose per-block bits by the exact DP of src/quant/ila-amp.ts
@@ -23,15 +24,16 @@ import { saveModel } from '../graph/onnx.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
 import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
-import { emitActQuant, emitActQuantWith, searchClip } from '../quant/act-quant.ts';
+import { emitActQuant, emitActQuantWith } from '../quant/act-quant.ts';
+import { ClipSearcher } from '../calib/clip-search.ts';
 import { AMP_BITS, allocateBits, costsFromMeasurements, measurementPlan, type AmpAllocation } from '../quant/ila-amp.ts';
 import type { CompileContext, SiteState } from './context.ts';
 import { activationDtype } from './lower-ort.ts';
 
 /** Token rows sampled per site for the clip search. */
-export const CLIP_SAMPLE_ROWS = 512;
+export const CLIP_SAMPLE_ROWS = 256;
 /** Calibration segments used for the ILA-AMP NLL measurements. */
-export const AMP_SEGMENTS = 16;
+export const AMP_SEGMENTS = 4;
 
 /** The value the site's linears read (after any online transform), grouped by distinct value. */
 function siteInputs(s: SiteState): Map<Value, Linear[]> {
@@ -70,22 +72,24 @@ export const actPrecisionPass = definePass<CompileContext>({
 
     // 1. Activation samples per site.
     const caps = sites.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-    const stats = await captureSites(model, caps, calib!.slice(0, Math.min(calib!.length, 8)), { sampleRows: CLIP_SAMPLE_ROWS, progress, label: 'activation samples' });
+    const stats = await captureSites(model, caps, calib!.slice(0, Math.min(calib!.length, 4)), { sampleRows: CLIP_SAMPLE_ROWS, progress, label: 'activation samples' });
 
     // 2. Clip ratio per site and bit-width.
     const clips = new Map<string, Map<number, number>>();
     progress.start('clip search', sites.length * bitsNeeded.length);
+    const searcher = await ClipSearcher.create();
     for (const s of sites) {
       const st = stats.get(s.id)!;
       const K = s.group.linears[0].inFeatures;
       const lins = s.group.linears.map((l) => ({ weight: weightRows(l), outDim: l.outFeatures }));
       const m = new Map<number, number>();
       for (const b of bitsNeeded) {
-        m.set(b, searchClip(st.samples!, st.sampleRows, K, lins, b).clip);
+        m.set(b, (await searcher.search(st.samples!, st.sampleRows, K, lins, b)).clip);
         progress.tick(1, `${s.id} ${b}b`);
       }
       clips.set(s.id, m);
     }
+    await searcher.release();
     progress.done();
 
     // 3. Bits per block.
