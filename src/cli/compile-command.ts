@@ -40,7 +40,11 @@ export function parseActs(spec: string): ActSpec {
 
 export async function compileCommand(model: string, f: CompileFlags): Promise<void> {
   if (!existsSync(model)) throw new UserError(`model file not found: ${model}`);
-  parseFormatId(f.format);
+  try {
+    parseFormatId(f.format);
+  } catch (e) {
+    throw new UserError(`--format: ${(e as Error).message}`);
+  }
   const acts = parseActs(f.acts);
   const targets = parseTargets(f.target ?? []);
   const progress = makeProgress({ quiet: f.quiet });

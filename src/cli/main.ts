@@ -1,6 +1,6 @@
 // The `twlac` command line: a thin layer over the library API (src/index.ts).
 // Results go to stdout; progress and errors go to stderr. A UserError is printed as one
-// line and exits 2; commander's own flag errors exit 1.
+// line and exits 2; commander's own flag errors are one line too and exit 1.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UserError } from '../errors.ts';
 import { TWLAC_VERSION } from '../artifact/build.ts';
@@ -18,8 +18,11 @@ export function buildProgram(): Command {
     .description('Compile ONNX decoder-only LLMs to ternary weights and low-bit activations (TWLA), with CUDA and WGSL kernels.')
     .version(TWLAC_VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
-    .showHelpAfterError('(run twlac --help for usage)');
+    // Commander's own errors (bad flag values, unknown options) as one line, like UserErrors.
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(`twlac: ${s.trim()} (see twlac --help)\n`),
+    });
 
   program
     .command('compile', { isDefault: true })
