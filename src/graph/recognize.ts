@@ -247,7 +247,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const notes: string[] = [];
   const linearsAll = findLinears(g.nodes);
   const normsAll = findNorms(g.nodes);
-  const idx: LinearIndex = { byOutput: new Map(), byNode: new Map(), stops: new Set() };
+  const idx: LinearIndex = { byOutput: new Map(), byNode: new Map(), normOutputs: new Set() };
   for (const l of linearsAll) {
     idx.byNode.set(l.node, l);
     idx.byOutput.set(l.node.output(0), l);
@@ -256,7 +256,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const normByOutput = new Map<Value, Norm>();
   for (const n of normsAll) {
     normByOutput.set(n.output, n);
-    idx.stops.add(n.output);
+    idx.normOutputs.add(n.output);
   }
   // Linears grouped by the activation they read (after reshapes/casts).
   const bySource = new Map<Value, Linear[]>();
@@ -419,6 +419,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const normKind = b0.attnNorm.kind;
   if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
+  if (blocks.some((b) => b.attention.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
 
   const linears: Linear[] = [];
   const norms: Norm[] = [];

@@ -278,6 +278,15 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(s.notes).toEqual(['the embedding output reaches block 0 through Mul (not a plain LLaMA embedding)']);
   });
 
+  it('QK-norm (per-head RMSNorm on q and k) is crossed and noted', () => {
+    const m = makeTinyLlama({ qkNorm: true });
+    const s = recognize(m);
+    expect(s.blocks.every((b) => b.attention.qkNorm)).toBe(true);
+    expect(s.notes).toEqual(['q/k are normalised per head (QK-norm): not a LLaMA attention']);
+    expect(s.linears.map((l) => l.role)).toEqual([...BLOCK_ROLES, ...BLOCK_ROLES, 'lm_head']);
+    expect(recognize(makeTinyLlama()).blocks.some((b) => b.attention.qkNorm)).toBe(false);
+  });
+
   it('names are ignored: misleading tensor names do not change roles', () => {
     const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['gemm-layernorm']));
     const b = s.blocks[1];

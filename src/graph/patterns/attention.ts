@@ -16,6 +16,8 @@ export interface AttentionCore {
   pv?: Node;
   /** A fused attention op, when the graph has one instead of Softmax. */
   fused?: Node;
+  /** q or k is normalised per head between its projection and the scores (QK-norm). */
+  qkNorm: boolean;
   /** Head counts stated by a fused op's attributes. */
   numHeads?: number;
   kvNumHeads?: number;
@@ -29,8 +31,8 @@ export interface LinearIndex {
   byOutput: Map<Value, Linear>;
   /** A linear by its node. */
   byNode: Map<Node, Linear>;
-  /** Values where backward searches stop (norm outputs: the start of a block's branch). */
-  stops: Set<Value>;
+  /** Norm outputs: a search that crosses one on the way to q or k has met a QK-norm. */
+  normOutputs: Set<Value>;
 }
 
 /**
@@ -39,8 +41,8 @@ export interface LinearIndex {
  */
 const POSITIONAL = new Set(['Shape', 'Size', 'Cos', 'Sin', 'Range']);
 
-/** Linears that `v` is computed from, searching backwards through any op but positional ones. */
-export function linearsUpstream(v: Value, idx: LinearIndex, limit = 400): Linear[] {
+/** Linears that `v` is computed from, searching backwards through any op but positional ones; norm outputs crossed go to `crossed`. */
+export function linearsUpstream(v: Value, idx: LinearIndex, crossed?: Set<Value>, limit = 400): Linear[] {
   const found = new Set<Linear>();
   const seen = new Set<Value>();
   const queue = [v];
@@ -53,7 +55,8 @@ export function linearsUpstream(v: Value, idx: LinearIndex, limit = 400): Linear
       found.add(l);
       continue;
     }
-    if (idx.stops.has(w) || constTensor(w)) continue;
+    if (idx.normOutputs.has(w)) crossed?.add(w);
+    if (constTensor(w)) continue;
     const p = w.producer();
     if (!p || POSITIONAL.has(p.opType)) continue;
     for (const i of p.inputs) if (i) queue.push(i);
@@ -126,12 +129,13 @@ export function matchSoftmaxAttention(sm: Node, idx: LinearIndex): AttentionResu
   if (!scores) return bad('no Q·Kᵀ MatMul before the Softmax');
   const pv = bfsForward(sm.output(0), (n, w) => isDynMatMul(n) && n.input(0) === w, 4);
   if (!pv) return bad('no P·V MatMul after the Softmax');
-  const q = one(linearsUpstream(scores.input(0)!, idx), 'the query');
-  const k = one(linearsUpstream(scores.input(1)!, idx), 'the key');
+  const crossed = new Set<Value>();
+  const q = one(linearsUpstream(scores.input(0)!, idx, crossed), 'the query');
+  const k = one(linearsUpstream(scores.input(1)!, idx, crossed), 'the key');
   const v = one(linearsUpstream(pv.input(1)!, idx), 'the value');
   const o = one(linearDownstream(pv.output(0), idx), 'nothing: no output projection reads the attention output');
   for (const r of [q, k, v, o]) if (typeof r === 'string') return bad(r);
-  return { ok: true, core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, softmax: sm, scores, pv } };
+  return { ok: true, core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, softmax: sm, scores, pv, qkNorm: crossed.size > 0 } };
 }
 
 const FUSED = new Set(['GroupQueryAttention', 'MultiHeadAttention', 'Attention']);
@@ -145,8 +149,9 @@ export function matchFusedAttention(n: Node, idx: LinearIndex): AttentionResult 
   const bad = (reason: string): AttentionResult => ({ ok: false, reason, anchor: n });
   const [qi, ki, vi] = [n.input(0), n.input(1), n.input(2)];
   if (!qi || !ki || !vi) return bad(`${n.opType} with packed QKV (not supported)`);
-  const q = one(linearsUpstream(qi, idx), 'the query');
-  const k = one(linearsUpstream(ki, idx), 'the key');
+  const crossed = new Set<Value>();
+  const q = one(linearsUpstream(qi, idx, crossed), 'the query');
+  const k = one(linearsUpstream(ki, idx, crossed), 'the key');
   const v = one(linearsUpstream(vi, idx), 'the value');
   const o = one(linearDownstream(n.output(0), idx), 'nothing: no output projection reads the attention output');
   for (const r of [q, k, v, o]) if (typeof r === 'string') return bad(r);
@@ -154,6 +159,6 @@ export function matchFusedAttention(n: Node, idx: LinearIndex): AttentionResult 
   const kvHeads = n.attr('kv_num_heads', 'int') ?? heads;
   return {
     ok: true,
-    core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, fused: n, numHeads: heads, kvNumHeads: kvHeads },
+    core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, fused: n, numHeads: heads, kvNumHeads: kvHeads, qkNorm: crossed.size > 0 },
   };
 }
