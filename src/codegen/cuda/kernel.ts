@@ -44,6 +44,8 @@ export interface KernelSpec {
   block: number;
   grid: readonly [Code, Code, Code];
   smemBytes?: number;
+  /** Persistent kernels: cap grid.x at the blocks that fit on the device at once. */
+  gridLimitByOccupancy?: boolean;
   /** Device helpers placed before the kernel; names must carry the kernel's name. */
   prelude?: Code;
   body: Code;
@@ -101,8 +103,18 @@ export function defineKernel(spec: KernelSpec): CudaKernel {
           ? code`  static bool raised = false;
   if (!raised) { TWLAC_CUDA(cudaFuncSetAttribute(${name}, cudaFuncAttributeMaxDynamicSharedMemorySize, ${smem})); raised = true; }`
           : code``,
-        code`  dim3 grid((unsigned)(${gx}), (unsigned)(${gy}), (unsigned)(${gz}));
-  ${name}<<<grid, ${spec.block}, ${smem}, stream>>>(${argNames});
+        spec.gridLimitByOccupancy
+          ? code`  static int resident = 0;
+  if (!resident) {
+    int dev = 0, sms = 0, occ = 0;
+    TWLAC_CUDA(cudaGetDevice(&dev));
+    TWLAC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    TWLAC_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, ${name}, ${spec.block}, ${smem}));
+    resident = occ > 0 ? occ * sms : 1;
+  }
+  dim3 grid((unsigned)min((int)(${gx}), resident), (unsigned)(${gy}), (unsigned)(${gz}));`
+          : code`  dim3 grid((unsigned)(${gx}), (unsigned)(${gy}), (unsigned)(${gz}));`,
+        code`  ${name}<<<grid, ${spec.block}, ${smem}, stream>>>(${argNames});
   TWLAC_CUDA(cudaGetLastError());
 }`,
         code``,

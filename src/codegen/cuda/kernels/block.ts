@@ -205,7 +205,7 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
 }
 
 /** Positions per attention split (one block each). */
-export const ATTN_CHUNK = 256;
+export const ATTN_CHUNK = 64;
 
 /**
  * Partial attention of query (t, h) over positions [s·CH, min((s+1)·CH, pos0+t+1)): writes the
@@ -248,6 +248,7 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   for (int i = threadIdx.x; i < ${d}; i += blockDim.x) qs[i] = q[(size_t)t * ${a.heads * d} + h * ${d} + i] * ${cudaFloat(1 / Math.sqrt(d))};
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  #pragma unroll 4
   for (int p = p0 + warp; p < p1; p += 4) {
     const __half2* kr = reinterpret_cast<const __half2*>(kcache + (size_t)p * ${kvd} + kh * ${d});
     float acc = 0.f;
@@ -266,6 +267,7 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   sum = twlac_block_reduce<false>(sum, scratch);
   for (int i = threadIdx.x; i < ${d}; i += blockDim.x) {
     float acc = 0.f;
+    #pragma unroll 8
     for (int p = p0; p < p1; ++p) acc += sc[p - p0] * __half2float(vcache[(size_t)p * ${kvd} + kh * ${d} + i]);
     pacc[slot * ${d} + i] = acc;
   }

@@ -40,8 +40,8 @@ export function gemvKernelName(s: GemvShape): string {
   return `gemv_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
 }
 
-/** Blocks a GEMV launch should have at least (4 per SM on a 132-SM H100). */
-const GEMV_MIN_BLOCKS = 512;
+/** Row blocks a GEMV should have at least (2 per SM on a 132-SM H100). */
+const GEMV_MIN_BLOCKS = 264;
 
 /** The tile plan for a shape; exported for tests. */
 export function gemvPlan(s: GemvShape) {
@@ -68,19 +68,23 @@ export function gemvPlan(s: GemvShape) {
   const tu = Math.min(upr, fit); // units per full tile
   const nch = tu / upc; // vectors per full tile
   const warps = arch.gemvWarps;
-  const r = arch.gemvRowsPerWarp(s.m);
-  // Warps split K (wk) as well as rows (wr = warps / wk): the fewest K-splits that still give
-  // enough blocks to hide memory latency on a large GPU.
+  // Rows per warp: the arch's choice for M, halved while that leaves too few row blocks to
+  // spread over a large GPU. Warps split K (wk) only when rows alone cannot fill it.
+  let r = arch.gemvRowsPerWarp(s.m);
+  while (r > 1 && Math.ceil(s.n / (warps * r)) < GEMV_MIN_BLOCKS) r /= 2;
   let wk = 1;
-  while (wk < warps && Math.ceil(s.n / ((warps / wk) * r)) < GEMV_MIN_BLOCKS) wk *= 2;
+  while (wk < warps && Math.ceil(s.n / ((warps / wk) * r)) < GEMV_MIN_BLOCKS / 2) wk *= 2;
   const wr = warps / wk;
   const rowsPerBlock = wr * r;
+  const rowBlocks = Math.ceil(s.n / rowsPerBlock);
+  // One K-tile: stage the activations once per block and loop over row blocks (persistent grid).
+  const singleTile = tu === upr;
   const smemBytes = lutBytes + s.m * tu * pp * 4 + s.m * tu * 4;
-  return { pk, G, bpg, ng, rowBytes, ub, upg, upr, vec, upc, tu, nch, pp, warps, wk, wr, r, rowsPerBlock, smemBytes, lutBytes };
+  return { pk, G, bpg, ng, rowBytes, ub, upg, upr, vec, upc, tu, nch, pp, warps, wk, wr, r, rowsPerBlock, rowBlocks, singleTile, smemBytes, lutBytes };
 }
 export function gemvKernel(s: GemvShape): CudaKernel {
   const p = gemvPlan(s);
-  const { pk, G, ng, rowBytes, ub, upg, upr, vec, upc, tu, nch, pp, warps, wk, wr, r: R, smemBytes, lutBytes } = p;
+  const { pk, G, ng, rowBytes, ub, upg, upr, vec, upc, tu, nch, pp, warps, wk, wr, r: R, rowBlocks, singleTile, smemBytes, lutBytes } = p;
   const M = s.m;
   const N = s.n;
   const K = s.k;
@@ -156,33 +160,7 @@ export function gemvKernel(s: GemvShape): CudaKernel {
   for (int v = threadIdx.x; v < 256; v += blockDim.x) lut[v] = ${pk.lutEntry(code`(unsigned)v`)};`
     : code``;
 
-  const body = code`  extern __shared__ __align__(16) unsigned char smem[];
-  __half2* xp = reinterpret_cast<__half2*>(smem);
-  float* xs = reinterpret_cast<float*>(smem + ${M * tu * pp * 4});
-${lut}
-  const __half2 bias2 = ${magic2};
-  __shared__ float red[${warps}][${R}][${M}];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
-  const int row0 = (blockIdx.x * ${wr} + wrow) * ${R};
-  size_t rowB[${R}];
-  int rowG[${R}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    const int row = min(row0 + r, ${N - 1});
-    rowB[r] = (size_t)row * ${rowBytes};
-    rowG[r] = row * ${ng};
-  }
-  float acc[${R}][${M}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r)
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
-
-  for (int t0 = 0; t0 < ${upr}; t0 += ${tu}) { // t0: first unit of this K-tile
-    const int tu = min(${tu}, ${upr} - t0);
-    const int nch = tu / ${upc};
-    __syncthreads();
+  const stage = code`    __syncthreads();
     // Stage activations of this tile as fp16 pairs in digit-word order.
     for (int i = threadIdx.x; i < ${M} * tu * ${pk.pairs}; i += blockDim.x) {
       const int m = i / (tu * ${pk.pairs});
@@ -212,6 +190,37 @@ ${lut}
       xs[(m * ${upc} + q) * ${nch} + c] = s;
     }
     __syncthreads();
+`;
+  const body = code`  extern __shared__ __align__(16) unsigned char smem[];
+  __half2* xp = reinterpret_cast<__half2*>(smem);
+  float* xs = reinterpret_cast<float*>(smem + ${M * tu * pp * 4});
+${lut}
+  const __half2 bias2 = ${magic2};
+  __shared__ float red[${warps}][${R}][${M}];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
+${singleTile ? code`  { const int t0 = 0, tu = ${tu}, nch = ${nch};
+${stage}  }` : code``}
+  for (int rb = blockIdx.x; rb < ${rowBlocks}; rb += gridDim.x) {
+  const int row0 = (rb * ${wr} + wrow) * ${R};
+  size_t rowB[${R}];
+  int rowG[${R}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r) {
+    const int row = min(row0 + r, ${N - 1});
+    rowB[r] = (size_t)row * ${rowBytes};
+    rowG[r] = row * ${ng};
+  }
+  float acc[${R}][${M}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
+
+  for (int t0 = 0; t0 < ${upr}; t0 += ${tu}) { // t0: first unit of this K-tile
+    const int tu = min(${tu}, ${upr} - t0);
+    const int nch = tu / ${upc};
+${singleTile ? code`` : stage}
     size_t rowOff[${R}];
     #pragma unroll
     for (int r = 0; r < ${R}; ++r) rowOff[r] = rowB[r] + (size_t)t0 * ${ub};
@@ -238,11 +247,13 @@ ${perUnit}
     float v = 0.f;
     #pragma unroll
     for (int w = 0; w < ${wk}; ++w) v += red[wr_ * ${wk} + w][r][m];
-    const int row = (blockIdx.x * ${wr} + wr_) * ${R} + r;
+    const int row = (rb * ${wr} + wr_) * ${R} + r;
     if (row < ${N} && m < T) {
       float* dst = y + (size_t)m * ${N} + row;
       *dst = accumulate ? *dst + v : v;
     }
+  }
+  __syncthreads();
   }`;
 
   return defineKernel({
@@ -258,8 +269,9 @@ ${perUnit}
       { name: 'accumulate', type: 'int' },
     ],
     block: warps * 32,
-    grid: [code`${Math.ceil(N / p.rowsPerBlock)}`, code`1`, code`1`],
+    grid: [code`${rowBlocks}`, code`1`, code`1`],
     smemBytes,
+    gridLimitByOccupancy: singleTile,
     body,
   });
 }

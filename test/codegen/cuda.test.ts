@@ -1,0 +1,193 @@
+// CUDA backend, without a GPU:
+// - the per-packing decode snippets (the same C++ the kernels use) run on the host through
+//   g++ against the format's reference decoder, on every slot of random groups;
+// - every kernel kind compiles with the local nvcc for sm_80 and sm_90a (skipped without nvcc);
+// - tile plans respect the alignment and shared-memory rules; golden sources are pinned.
+// Numerics on the GPU are checked by scripts/device/ (see bench/results/cuda-h100.json).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import { rng } from '../../src/artifact/random.ts';
+import { CUDA_ARCHS, parseArchs } from '../../src/codegen/cuda/arch.ts';
+import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
+import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
+import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
+import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
+import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
+import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
+import { CODE_PACKINGS, decodeTrits, encodeTernary, groupsPerRow, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+
+const run = promisify(execFile);
+const NVCC = ['/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
+const GXX = ['/usr/bin/g++'].find((p) => existsSync(p));
+const GOLDEN = join(import.meta.dirname, '..', 'golden', 'cuda');
+
+const tiny: ModelConfig = { arch: 'llama', vocab: 256, hidden: 128, layers: 1, heads: 2, kvHeads: 1, headDim: 64, intermediate: 256, ropeTheta: 10000, normEps: 1e-5, maxPositions: 128 };
+
+/** Host C++ that decodes every unit of `rows` groups with the CUDA snippets and compares each
+ *  trit slot with the reference decoder's trits; prints "ok <checked>" or the first mismatch. */
+function decodeCheckProgram(f: TernaryFormat, rows: number): string {
+  const rand = rng(f.group * 7 + (f.packing === 'bit2' ? 1 : 0));
+  const G = f.group;
+  const t = Int8Array.from({ length: rows * G }, () => Math.floor(rand() * 3) - 1);
+  const w = encodeTernary(f, rows, G, t, new Float32Array(rows).fill(1), f.shift ? new Float32Array(rows) : undefined);
+  const ref = decodeTrits(w);
+  const unit = CUDA_PACKINGS[f.packing].unit(G);
+  const bpg = CODE_PACKINGS[f.packing].bytesPerGroup(G);
+  const raw = cjoin(
+    Array.from({ length: unit.unitBytes }, (_, b) => code`((uint32_t)codes[g * ${bpg} + j * ${unit.unitBytes} + ${b}] << ${8 * b})`),
+    ' | ',
+  );
+  return cjoin([
+    code`#include <cstdint>
+#include <cstdio>
+static const unsigned twlac_pow3[5] = {1u, 3u, 9u, 27u, 81u};
+static const uint8_t codes[] = {${cjoin(Array.from(w.codes, (v) => code`${v}`), ', ')}};
+static const int ref[] = {${cjoin(Array.from(ref, (v) => code`${v + 1}`), ', ')}};
+static uint32_t lut[256];
+int main() {
+  long checked = 0;`,
+    unit.lutEntry ? code`  for (unsigned v = 0; v < 256; ++v) lut[v] = ${unit.lutEntry(code`v`)};` : code`  (void)lut;`,
+    code`  for (int g = 0; g < ${rows}; ++g)
+    for (int j = 0; j < ${bpg / unit.unitBytes}; ++j) {
+      const uint32_t raw = ${raw};
+      const uint32_t d = ${unit.digits(code`raw`)};
+      for (int p = 0; p < ${unit.pairs}; ++p)
+        for (int h = 0; h < 2; ++h) {
+          const int i = ${unit.tritIndex(code`j`, code`p`, code`h`)};
+          if (i >= ${G}) continue;
+          const int trit = (int)((d >> (2 * p + 16 * h)) & 3u) - ${unit.bias};
+          const int host = ${CUDA_PACKINGS[f.packing].hostTrit(code`(codes + g * ${bpg})`, code`i`)};
+          if (trit != ref[g * ${G} + i] - 1 || host != trit) { printf("mismatch group %d slot %d: %d %d ref %d\\n", g, i, trit, host, ref[g * ${G} + i] - 1); return 1; }
+          ++checked;
+        }
+    }
+  printf("ok %ld\\n", checked);
+  return 0;
+}`,
+  ]).text;
+}
+
+describe.skipIf(!GXX)('CUDA decode snippets vs the reference decoder (host, g++)', () => {
+  const formats = [
+    ternaryFormat('trit5', 128, true), // byte pairs
+    ternaryFormat('trit5', 384, false), // single bytes (77 bytes a group)
+    ternaryFormat('trit5', 43, false), // partial last byte
+    ternaryFormat('bit2', 128, true), // 32-bit words
+    ternaryFormat('bit2', 100, false), // single bytes
+    ternaryFormat('bit2', 30, false), // partial last byte
+  ];
+  it.each(formats.map((f) => [f.id, f] as const))('%s: every trit slot decodes as decodeTrits', async (_id, f) => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-dec-'));
+    try {
+      writeFileSync(join(dir, 'dec.cpp'), decodeCheckProgram(f, 6));
+      await run(GXX!, ['-O1', '-o', join(dir, 'dec'), join(dir, 'dec.cpp')]);
+      const { stdout } = await run(join(dir, 'dec'));
+      expect(stdout.trim()).toBe(`ok ${6 * f.group}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('GEMV tile plans', () => {
+  const shapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 28672], [384, 1024], [100, 450]];
+  const formats = [ternaryFormat('trit5', 128, true), ternaryFormat('bit2', 128, true), ternaryFormat('trit5', 1024, false), ternaryFormat('bit2', 100, false)];
+  for (const arch of ['sm_80', 'sm_86', 'sm_90a'] as const) {
+    it(`${arch}: vectors divide rows, tiles hold whole vectors, shared memory fits`, () => {
+      for (const f of formats) {
+        for (const [n, k] of shapes) {
+          for (const m of [1, 4, 16]) {
+            const p = gemvPlan({ format: f, n, k, m, arch });
+            expect(p.rowBytes % p.vec.bytes, `${f.id} ${n}x${k}`).toBe(0);
+            expect(p.tu % p.upc).toBe(0);
+            expect(p.upr).toBe(groupsPerRow(f, k) * p.upg);
+            expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS[arch].maxSmemPerBlock);
+            expect(p.rowsPerBlock * p.rowBlocks).toBeGreaterThanOrEqual(n);
+          }
+        }
+      }
+    });
+  }
+  it('rejects M outside 1…16 and unknown architectures', () => {
+    expect(() => gemvPlan({ format: ternaryFormat('trit5', 128), n: 8, k: 128, m: 17, arch: 'sm_90a' })).toThrow(/M=17/);
+    expect(() => parseArchs('sm_90a,sm_42')).toThrow(/unknown CUDA architecture 'sm_42'/);
+    expect(parseArchs(undefined)).toEqual(['sm_90a', 'sm_80']);
+  });
+});
+
+describe('emitCuda', () => {
+  it('writes per-arch model headers, the host program and a Makefile', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-emit-'));
+    try {
+      const files = emitCuda(syntheticManifest(tiny, ternaryFormat('trit5', 128)), dir, ['sm_90a', 'sm_80']);
+      expect(Object.keys(files).sort()).toEqual(['Makefile', 'sm_80/twlac_model.cuh', 'sm_90a/twlac_model.cuh', 'twlac_cuda_main.cu']);
+      const h = readFileSync(join(dir, 'sm_90a/twlac_model.cuh'), 'utf8');
+      expect(h).toContain('compute_90a');
+      expect(h).toMatch(/gemv_tq1_g128_n128_k128_m1_sm_90a/);
+      expect(readFileSync(join(dir, 'Makefile'), 'utf8')).toContain('twlac_cuda_sm_80:');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('refuses a linear with a bias, naming it', () => {
+    const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
+    m.blocks[0].q.bias = 'blocks.0.q.bias';
+    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/linear blocks\.0\.q has a bias/);
+  });
+});
+
+describe('golden CUDA sources', () => {
+  const goldens = {
+    'gemv_tq1_g128_n256_k4096_m1_sm_90a.cu': () => gemvKernel({ format: ternaryFormat('trit5', 128), n: 256, k: 4096, m: 1, arch: 'sm_90a' }).source(),
+    'gemv_tq2_g128_ns_n96_k11008_m16_sm_80.cu': () => gemvKernel({ format: ternaryFormat('bit2', 128, false), n: 96, k: 11008, m: 16, arch: 'sm_80' }).source(),
+    'act_norm_d384_kron16x24.cu': () => actKernel({ source: 'norm', dim: 384, transform: { l: 16, r: 24 }, eps: 1e-5 }).source(),
+    'attn_partial_h6_kv2_d64.cu': () => attnPartialKernel({ heads: 6, kvHeads: 2, headDim: 64, maxPositions: 512, ropeTheta: 10000 }).source(),
+  };
+  for (const [file, gen] of Object.entries(goldens)) {
+    it(file, () => {
+      const text = gen();
+      const path = join(GOLDEN, file);
+      if (process.env.UPDATE_GOLDEN) {
+        mkdirSync(GOLDEN, { recursive: true });
+        writeFileSync(path, text);
+      }
+      expect(text).toBe(readFileSync(path, 'utf8'));
+    });
+  }
+});
+
+describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
+  if (!NVCC) it.skip('nvcc not found at /usr/local/bin/nvcc: CUDA compile test skipped', () => {});
+  it('sm_80 and sm_90a: host program + model + representative GEMVs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-nvcc-'));
+    try {
+      const archs = ['sm_80', 'sm_90a'] as const;
+      emitCuda(syntheticManifest(tiny, ternaryFormat('trit5', 128)), dir, archs);
+      const extra = (arch: (typeof archs)[number]) =>
+        [
+          gemvKernel({ format: ternaryFormat('trit5', 384, false), n: 64, k: 384, m: 4, arch }),
+          gemvKernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 4096, m: 1, arch }),
+          gemvKernel({ format: ternaryFormat('bit2', 100, false), n: 64, k: 450, m: 16, arch }),
+          denseGemvKernel(64, 100, 2, 'float32', arch),
+          actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
+        ]
+          .map((k) => k.source() + k.launcher())
+          .join('\n');
+      await Promise.all(
+        archs.map(async (a) => {
+          writeFileSync(join(dir, a, 'extra.cuh'), extra(a));
+          writeFileSync(join(dir, a, 'all.cu'), '#include "twlac_model.cuh"\n#include "extra.cuh"\n#include "../twlac_cuda_main.cu"\n');
+          await run(NVCC!, ['-c', '-O1', '-std=c++17', ...CUDA_ARCHS[a].gencode.split(' '), '-I', join(dir, a), '-o', join(dir, a, 'all.o'), join(dir, a, 'all.cu')], { maxBuffer: 1 << 24 });
+          expect(existsSync(join(dir, a, 'all.o'))).toBe(true);
+        }),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+});
