@@ -1,0 +1,131 @@
+// End to end on the WebGPU runtime (Dawn + the software adapter on CI): logits and greedy
+// tokens against the float64 reference runtime on random models, and against stock
+// onnxruntime on the fixture compiled by twlac (same quantised model, out/model.onnx).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeArtifact, type ArtifactModel } from '../../src/artifact/build.ts';
+import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
+import { readArtifact } from '../../src/artifact/weights.ts';
+import { ternaryFormat } from '../../src/formats/ternary.ts';
+import { generate } from '../../src/eval/generate.ts';
+import { forward, openModel } from '../../src/eval/ort-session.ts';
+import { findTokenizer, loadTokenizer } from '../../src/eval/tokenizer.ts';
+import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
+import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
+import { testDevice } from '../codegen/wgsl-harness.ts';
+
+const { dev, skip } = await testDevice();
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'twlac-wgpu-'));
+  dirs.push(d);
+  return d;
+};
+
+/** max |a − b| / (1 + max |b|) */
+function relErr(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / (1 + m);
+}
+
+const tiny: ModelConfig = {
+  arch: 'llama', vocab: 64, hidden: 40, layers: 2, heads: 4, kvHeads: 2, headDim: 10,
+  intermediate: 48, ropeTheta: 10000, normEps: 1e-5, maxPositions: 32,
+};
+
+/** A dense orthogonal n×n matrix: a Householder reflection I − 2vvᵀ/‖v‖². */
+function householder(n: number, rand: () => number): Float64Array {
+  const v = Array.from({ length: n }, () => rand() - 0.5);
+  const vv = v.reduce((a, x) => a + x * x, 0);
+  return Float64Array.from({ length: n * n }, (_, i) => (Math.floor(i / n) === i % n ? 1 : 0) - (2 * v[Math.floor(i / n)] * v[i % n]) / vv);
+}
+
+/** Online transforms at every site, 8-bit inputs to q/k/v/gate/up, 4-bit to o and down. */
+function withTransformsAndActs(m: ArtifactModel): ArtifactModel {
+  const rand = rng(9);
+  const site = (bits: number, l: number, r: number) => ({ bits, clip: 0.95, transform: { l, r, C: householder(l, rand), B: householder(r, rand) } });
+  for (const b of m.blocks) {
+    b.acts = { attn: site(8, 5, 8), o: site(4, 4, 10), mlp: site(8, 4, 10), down: site(4, 6, 8) };
+    b.attnNorm = null;
+  }
+  return m;
+}
+
+describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)', () => {
+  const device = dev!.device;
+
+  it('trit5 g16 with shifts, A16: chunked prefill logits and 8 greedy tokens', async () => {
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('trit5', 16), 21));
+    const a = readArtifact(dir);
+    const model = await WebgpuModel.create(device, a, { capacity: 4 }); // 11 tokens = 3 chunks
+    try {
+      const ids = [1, 5, 7, 9, 11, 3, 2, 40, 41, 0, 63];
+      expect(relErr(await model.logitsOf(ids), referenceLogits(a, ids))).toBeLessThan(1e-5);
+      expect(await model.greedy([4, 8, 15], 8)).toEqual(referenceGreedy(a, [4, 8, 15], 8));
+    } finally {
+      model.destroy();
+    }
+  });
+
+  it('bit2 g8 without shifts, online Kronecker transforms, A8/A4 activations', async () => {
+    const dir = tmp();
+    writeArtifact(dir, withTransformsAndActs(randomArtifactModel(tiny, ternaryFormat('bit2', 8, false), 22)));
+    const a = readArtifact(dir);
+    const model = await WebgpuModel.create(device, a, { capacity: 8 });
+    try {
+      const ids = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
+      const got = await model.logitsOf(ids);
+      const want = referenceLogits(a, ids);
+      // A 4-bit code can land on the other side of a rounding boundary when the GPU's f32
+      // sums differ in their last bit from the reference's; such a flip moves one input by
+      // one quantisation step. Bound the error well below the A4 quantisation noise itself.
+      expect(relErr(got, want)).toBeLessThan(2e-3);
+    } finally {
+      model.destroy();
+    }
+  });
+});
+
+const FIXTURE = resolve('../shared/models/pydocs-llama-12m/model.onnx');
+const fixtureSkip = skip ?? (existsSync(FIXTURE) ? undefined : `fixture missing: ${FIXTURE}`);
+if (fixtureSkip && !skip) console.warn(`WebGPU fixture test skipped: ${fixtureSkip}`);
+
+describe.skipIf(!!fixtureSkip)('WebGPU runtime on the fixture (rtn-ternary) vs onnxruntime on out/model.onnx', () => {
+  let out = '';
+  let prompt: number[] = [];
+  beforeAll(() => {
+    out = join(tmp(), 'out');
+    execFileSync(process.execPath, ['bin/twlac.js', FIXTURE, '-o', out, '--weights', 'rtn-ternary', '--quiet'], { stdio: 'pipe' });
+    prompt = Array.from(loadTokenizer(findTokenizer(out)).encode('The json module can'));
+  }, 120_000);
+
+  it('prefill logits match ORT and 32 greedy tokens are identical', async () => {
+    const a = readArtifact(out);
+    const model = await WebgpuModel.create(dev!.device, a, { capacity: 16 });
+    const ort = await openModel(join(out, 'model.onnx'));
+    try {
+      const got = await model.logitsOf(prompt);
+      // The float64 reference reads the same weights.bin: agreement to f32 rounding.
+      expect(relErr(got, referenceLogits(a, prompt))).toBeLessThan(1e-5);
+      // ORT runs the lowered graph (MatMulNBits, its own op order): agreement to ~1e-4.
+      const want = await forward(ort, prompt, 1, prompt.length);
+      expect(relErr(got, want.logits)).toBeLessThan(1e-3);
+      const ortIds = Array.from(await generate(ort, prompt, 32));
+      expect(await model.greedy(prompt, 32)).toEqual(ortIds);
+    } finally {
+      model.destroy();
+      await ort.session.release();
+    }
+  }, 180_000);
+});
