@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadModel } from '../src/graph/onnx.ts';
 import { rotateWeight } from '../src/quant/kron.ts';
-import { optimiseKotms, ternaryRelError, type KotmsOptions } from '../src/quant/kotms.ts';
+import { KOTMS_DEFAULTS, optimiseKotms, ternaryRelError, type KotmsOptions } from '../src/quant/kotms.ts';
 
 const args = process.argv.slice(2);
 const variants = args.includes('--variants');
@@ -50,15 +50,15 @@ function errors(site: typeof linears, res?: ReturnType<typeof optimiseKotms>): {
 
 const configs: [string, KotmsOptions][] = variants
   ? [
-      ['trigauss/identity', {}],
-      ['trigauss/identity/full-batch', { maxEntriesPerStep: Infinity }],
-      ['trigauss/identity/32k-per-step', { maxEntriesPerStep: 32768 }],
+      ['trigauss/identity/131k-per-step', { init: 'identity', maxEntriesPerStep: 131072 }],
+      ['trigauss/identity/full-batch', { init: 'identity', maxEntriesPerStep: Infinity }],
+      ['trigauss/identity/32k-per-step', { init: 'identity', maxEntriesPerStep: 32768 }],
       ['trigauss/random', { init: 'random' }],
-      ['ternary/identity', { objective: 'ternary' }],
+      ['ternary/identity', { objective: 'ternary', init: 'identity' }],
       ['ternary/random', { objective: 'ternary', init: 'random' }],
       ['random rotation only (0 iters)', { init: 'random', iterations: 0 }],
     ]
-  : [[`${objective}/identity`, { objective, ...(entries ? { maxEntriesPerStep: entries } : {}) }]];
+  : [[`${objective}/${KOTMS_DEFAULTS.init}`, { objective, ...(entries ? { maxEntriesPerStep: entries } : {}) }]];
 const results: Record<string, unknown> = {};
 const base = siteList.map((s) => errors(s));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
