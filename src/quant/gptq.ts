@@ -130,16 +130,21 @@ export function gptq(
         }
       }
       if (!quantizer.end) break;
-      const again = quantizer.end(wStart, qBlk, ctx);
-      // E = (W_start − Q) U_bb⁻¹, row by row: e_j = (d_j − Σ_{i<j} e_i U_ij) / U_jj
-      for (let n = 0; n < N; n++) {
-        for (let j = 0; j < B; j++) {
-          let s = wStart[n * B + j] - qBlk[n * B + j];
-          for (let i = 0; i < j; i++) s -= err[i * N + n] * u[(c0 + i) * K + c0 + j];
-          err[j * N + n] = s / u[(c0 + j) * K + c0 + j];
+      if (quantizer.end(wStart, qBlk, ctx)) continue;
+      // E = (W_start − Q) U_bb⁻¹, column by column: E_j = (D_j − Σ_{i<j} U_ij E_i) / U_jj
+      for (let j = 0; j < B; j++) {
+        const eo = j * N;
+        for (let n = 0; n < N; n++) err[eo + n] = wStart[n * B + j] - qBlk[n * B + j];
+        for (let i = 0; i < j; i++) {
+          const f = u[(c0 + i) * K + c0 + j];
+          if (f === 0) continue;
+          const io = i * N;
+          for (let n = 0; n < N; n++) err[eo + n] -= f * err[io + n];
         }
+        const d = u[(c0 + j) * K + c0 + j];
+        for (let n = 0; n < N; n++) err[eo + n] /= d;
       }
-      if (!again) break;
+      break;
     }
     for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) q[n * K + c0 + j] = qBlk[n * B + j];
     for (let i = 0; i < B * N; i++) loss += err[i] * err[i];

@@ -27,6 +27,7 @@ import {
   type TernaryWeights,
 } from '../formats/ternary.ts';
 import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer } from './gptq.ts';
+import { quadForm } from './linalg.ts';
 import { fitOrder1, xDomainRefitRow } from './ternary-fit.ts';
 
 const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
@@ -88,6 +89,7 @@ class KernelQuantizer implements ColumnBlockQuantizer {
   private bestT = new Int8Array(0);
   private bestScale = new Float64Array(0);
   private bestShift = new Float64Array(0);
+  private wSw = new Float64Array(0);
 
   constructor(
     readonly rows: number,
@@ -142,13 +144,30 @@ class KernelQuantizer implements ColumnBlockQuantizer {
   }
 
   /** Joint X-domain LS of every row's (μ, α) over the block's groups, trits tb frozen. */
-  private refitRows(target: Float64Array, tb: Int8Array, S: Float64Array, groups: [number, number, number][], N: number, B: number): void {
+  private refitRows(
+    target: Float64Array,
+    tb: Int8Array,
+    S: Float64Array,
+    groups: [number, number, number][],
+    N: number,
+    B: number,
+    normals?: { gram: Float64Array; rhs: Float64Array }[],
+  ): void {
     const per = this.withShift ? 2 : 1;
     const m = per * groups.length;
     const basis = new Float64Array(m * B);
     const p = new Float64Array(m);
     const fb = new Float64Array(m);
     const sb = new Float64Array(m * B);
+    // S·1_g is the same for every row: compute it once per block and metric.
+    const fixed: (Float64Array | null)[] = new Array(m).fill(null);
+    if (this.withShift) {
+      groups.forEach(([, s, len], a) => {
+        const v = new Float64Array(B);
+        for (let k = s; k < s + len; k++) for (let i = 0; i < B; i++) v[i] += S[k * B + i];
+        fixed[a * per + 1] = v;
+      });
+    }
     for (let n = 0; n < N; n++) {
       basis.fill(0);
       groups.forEach(([gi, s, len], a) => {
@@ -160,7 +179,7 @@ class KernelQuantizer implements ColumnBlockQuantizer {
         fb[ia] = this.scale[n * this.ng + gi];
         if (this.withShift) fb[ia + 1] = this.shift[n * this.ng + gi];
       });
-      xDomainRefitRow(S, B, target, n * B, basis, m, p, fb, sb);
+      xDomainRefitRow(S, B, target, n * B, basis, m, p, fb, sb, false, fixed, normals?.[n]);
       groups.forEach(([gi], a) => {
         this.scale[n * this.ng + gi] = p[a * per];
         if (this.withShift) this.shift[n * this.ng + gi] = p[a * per + 1];
@@ -191,7 +210,11 @@ class KernelQuantizer implements ColumnBlockQuantizer {
     const groups = this.groups(c0, B);
     const tb = new Int8Array(N * B);
     for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) tb[n * B + j] = this.t[n * this.cols + c0 + j];
-    this.refitRows(wStart, tb, ctx.schur, groups, N, B);
+    const search = this.passes.length > 0;
+    const per = this.withShift ? 2 : 1;
+    const m = per * groups.length;
+    const normals = search ? Array.from({ length: N }, () => ({ gram: new Float64Array(m * m), rhs: new Float64Array(m) })) : undefined;
+    this.refitRows(wStart, tb, ctx.schur, groups, N, B, normals);
     for (let n = 0; n < N; n++) {
       for (const [gi, s, len] of groups) {
         const i = n * this.ng + gi;
@@ -200,8 +223,10 @@ class KernelQuantizer implements ColumnBlockQuantizer {
         for (let j = s; j < s + len; j++) q[n * B + j] = mu + a * tb[n * B + j];
       }
     }
-    if (this.passes.length === 0) return false;
-    // GPTQ's block loss per row: r (U_bbᵀU_bb)⁻¹ rᵀ, r = W_start − Q; keep each row's best pass.
+    if (!search) return false;
+    // GPTQ's block loss per row, r (U_bbᵀU_bb)⁻¹ rᵀ with r = W_start − Q, from the normal
+    // equations: wᵀSw − 2pᵀb + pᵀGp at the stored (fp16) parameters p. Each row keeps its best pass.
+    const S = ctx.schur;
     const gis = groups.map(([gi]) => gi);
     if (this.pass === 0) {
       this.bestLoss = new Float64Array(N).fill(Infinity);
@@ -209,16 +234,21 @@ class KernelQuantizer implements ColumnBlockQuantizer {
       this.bestT = new Int8Array(N * B);
       this.bestScale = new Float64Array(N * gis.length);
       this.bestShift = new Float64Array(N * gis.length);
+      this.wSw = new Float64Array(N);
+      for (let n = 0; n < N; n++) this.wSw[n] = quadForm(S, wStart, n * B, B);
     }
-    const r = new Float64Array(B);
-    const S = ctx.schur;
+    const p = new Float64Array(m);
     for (let n = 0; n < N; n++) {
-      for (let j = 0; j < B; j++) r[j] = wStart[n * B + j] - q[n * B + j];
-      let loss = 0;
-      for (let i = 0; i < B; i++) {
-        let d = 0;
-        for (let j = 0; j < B; j++) d += S[i * B + j] * r[j];
-        loss += r[i] * d;
+      gis.forEach((gi, a) => {
+        p[a * per] = this.scale[n * this.ng + gi];
+        if (this.withShift) p[a * per + 1] = this.shift[n * this.ng + gi];
+      });
+      const { gram, rhs } = normals![n];
+      let loss = this.wSw[n];
+      for (let a = 0; a < m; a++) {
+        let gp = 0;
+        for (let c = 0; c < m; c++) gp += gram[a * m + c] * p[c];
+        loss += p[a] * (gp - 2 * rhs[a]);
       }
       if (loss < this.bestLoss[n]) {
         this.bestLoss[n] = loss;

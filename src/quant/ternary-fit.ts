@@ -186,7 +186,9 @@ export function fitOrder2(
  * (their contribution is subtracted from the target first). If the remaining system is
  * singular (collinear basis, e.g. t = 1), a ridge of 1e-9·max diag makes it solvable;
  * any minimiser is then returned. `sb` is scratch [m*B]. Returns the objective value when
- * `wantObjective` (an extra B² pass), else NaN.
+ * `wantObjective` (an extra B² pass), else NaN. `fixedSb[j]`, when given, is S·basis_j
+ * precomputed (basis vectors shared by all rows, such as a group's all-ones vector);
+ * `normal`, when given, receives the normal equations (Gram m×m and right-hand side m).
  */
 export function xDomainRefitRow(
   s: Float64Array,
@@ -199,12 +201,19 @@ export function xDomainRefitRow(
   fallback: ArrayLike<number>,
   sb: Float64Array,
   wantObjective = false,
+  fixedSb?: readonly (Float64Array | null)[],
+  normal?: { gram: Float64Array; rhs: Float64Array },
 ): number {
   // sb_j = S · basis_j = Σ_k basis_j[k] · S[k, :] (S symmetric): contiguous row updates,
   // skipping zero entries (trit planes are sparse).
   sb.fill(0, 0, m * B);
   for (let j = 0; j < m; j++) {
     const bo = j * B;
+    const fixed = fixedSb?.[j];
+    if (fixed) {
+      sb.set(fixed.subarray(0, B), bo);
+      continue;
+    }
     for (let k = 0; k < B; k++) {
       const bk = basis[bo + k];
       if (bk === 0) continue;
@@ -214,8 +223,8 @@ export function xDomainRefitRow(
       else for (let i = 0; i < B; i++) sb[bo + i] += bk * s[rk + i];
     }
   }
-  const gram = new Float64Array(m * m);
-  const rhs = new Float64Array(m);
+  const gram = normal?.gram ?? new Float64Array(m * m);
+  const rhs = normal?.rhs ?? new Float64Array(m);
   for (let a = 0; a < m; a++) {
     for (let c = a; c < m; c++) {
       let d = 0;

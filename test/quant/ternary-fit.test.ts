@@ -245,6 +245,18 @@ describe('X-domain (manifold) refit', () => {
     };
     expect(obj).toBeCloseTo(objAt(p), 12);
     expect(obj).toBeLessThan(objAt(fb));
+    // precomputed S·1_g for the shared all-ones vectors gives the same solution, and the
+    // normal equations it reports give the objective as wᵀSw − 2pᵀb + pᵀGp
+    const fixed = Array.from({ length: m }, (_, j) => (j % 2 === 0 ? Float64Array.from({ length: K }, (_, i) => { let v = 0; for (let k = 0; k < K; k++) v += h[i * K + k] * basis[j * K + k]; return v; }) : null));
+    const p2 = new Float64Array(m);
+    const normal = { gram: new Float64Array(m * m), rhs: new Float64Array(m) };
+    xDomainRefitRow(h, K, w, 0, basis, m, p2, fb, new Float64Array(m * K), false, fixed, normal);
+    for (let j = 0; j < m; j++) expect(p2[j]).toBeCloseTo(p[j], 12);
+    let wSw = 0;
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) wSw += w[i] * h[i * K + j] * w[j];
+    let viaNormal = wSw;
+    for (let a = 0; a < m; a++) { let gp = 0; for (let c = 0; c < m; c++) gp += normal.gram[a * m + c] * p2[c]; viaNormal += p2[a] * (gp - 2 * normal.rhs[a]); }
+    expect(viaNormal).toBeCloseTo(obj, 10);
     for (let j = 0; j < m; j++) for (const d of [1e-4, -1e-4]) {
       const pp = Float64Array.from(p); pp[j] += d;
       expect(objAt(pp)).toBeGreaterThan(obj);
