@@ -5,7 +5,8 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { encodeModel } from '../../src/graph/onnx.ts';
-import { actQuantRows, CLIP_GRID, emitActQuant, roundHalfEven, searchClip } from '../../src/quant/act-quant.ts';
+import { actQuantRows, CLIP_GRID, emitActQuant, emitActQuantWith, roundHalfEven, searchClip } from '../../src/quant/act-quant.ts';
+import { Tensor } from '../../src/graph/tensor.ts';
 import { seededRandom } from '../../src/quant/kotms.ts';
 
 function gaussian(n: number, rand: () => number): Float32Array {
@@ -103,6 +104,35 @@ describe('emitActQuant in onnxruntime', () => {
         for (let i = 4 * n; i < want.length; i++) if (want[i] !== x[i]) changed++;
         expect(changed).toBeGreaterThan(0);
       }
+    }
+  });
+});
+
+describe('emitActQuantWith in onnxruntime', () => {
+  it('with levels as a graph input and ρ broadcast over a leading axis, every slice matches the reference', async () => {
+    const rand = seededRandom(10);
+    const n = 48;
+    const rows = 12;
+    const x = testRows(n, rows, rand);
+    const grid = [0.5, 0.73, 0.855, 0.995, 1];
+    const b = new GraphBuilder();
+    const xin = b.input('x', { dtype: 'float32', shape: [1, rows, n] });
+    const levels = b.input('levels', { dtype: 'float32', shape: [] });
+    const rho = b.init('rho', Tensor.fromFloat32([grid.length, 1, 1], Float32Array.from(grid)));
+    b.output(emitActQuantWith(b, xin, levels, rho), 'y');
+    const s = await ort.InferenceSession.create(encodeModel(b.model(18)));
+    for (const bits of [2, 4, 6, 8]) {
+      const y = (
+        await s.run({ x: new ort.Tensor('float32', x, [1, rows, n]), levels: new ort.Tensor('float32', Float32Array.of(2 ** bits - 1), []) })
+      ).y.data as Float32Array;
+      expect(y.length).toBe(grid.length * rows * n);
+      grid.forEach((clip, g) => {
+        const want = actQuantRows(x, rows, n, bits, clip);
+        const got = y.subarray(g * rows * n, (g + 1) * rows * n);
+        let mismatches = 0;
+        for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) mismatches++;
+        expect(mismatches, `bits ${bits} clip ${clip}`).toBe(0);
+      });
     }
   });
 });
