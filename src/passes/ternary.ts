@@ -6,12 +6,12 @@
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
-import { UserError } from '../errors.ts';
 import { parseFormatId } from '../formats/ternary.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
 import { captureSites, hessian } from '../calib/capture.ts';
-import { quantizeKernelStructure, rtnTernary } from '../quant/structure-kernel.ts';
+import { rtnTernary } from '../quant/structure-kernel.ts';
+import { quantizeLinear } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
@@ -41,7 +41,6 @@ export const ternaryPass = definePass<CompileContext>({
       progress.done();
       return { model, modified: true };
     }
-    if (opts.structure !== 'kernel') throw new UserError(`structure ${opts.structure} is not available yet`);
     const f = parseFormatId(opts.format);
     for (const block of structure.blocks) {
       const groups = ctx.sites.filter((s) => s.group.block === block.index);
@@ -51,14 +50,17 @@ export const ternaryPass = definePass<CompileContext>({
       for (const s of groups) {
         const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
         for (const l of s.group.linears) {
-          const r = quantizeKernelStructure(weightRows(l), l.outFeatures, l.inFeatures, H, {
+          const r = quantizeLinear(weightRows(l), l.outFeatures, l.inFeatures, H, {
+            structure: opts.structure,
             group: f.group,
             shift: f.shift,
             packing: f.packing,
             gptq: opts.gptq,
             xDomain: opts.xDomain,
+            order2Cols: opts.structure === 'twla' ? undefined : opts.order2Cols,
           });
           record(ctx, l, r);
+          ctx.linears.get(l)!.stats = { relWeightError: r.stats.relWeightError, seconds: r.stats.seconds };
           progress.tick(1, linearId(l));
         }
       }
@@ -67,7 +69,10 @@ export const ternaryPass = definePass<CompileContext>({
     return { model, modified: true };
   },
   ensures(_m, ctx) {
-    for (const l of quantizedLinears(ctx.structure)) if (!ctx.linears.get(l)?.ternary && ctx.opts.structure === 'kernel') return `${linearId(l)} was not quantised`;
+    for (const l of quantizedLinears(ctx.structure)) {
+      const st = ctx.linears.get(l);
+      if (!st?.ternary && st?.storageBits === undefined) return `${linearId(l)} was not quantised`;
+    }
     return undefined;
   },
 });

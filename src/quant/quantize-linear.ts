@@ -2,7 +2,7 @@
 // (row-major float32) and the proxy Hessian H = 2XᵀX/n [cols×cols] (or null) in, the
 // dequantized weights, the stored form (kernel/rtn structures) and true storage bits out.
 // With H null, GPTQ and the X-domain stage are off whatever the options say.
-import { bitsPerWeight, storageBytes, type TernaryWeights } from '../formats/ternary.ts';
+import { bitsPerWeight, storageBytes, type CodePacking, type TernaryWeights } from '../formats/ternary.ts';
 import { UserError } from '../errors.ts';
 import { outputError } from './gptq.ts';
 import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
@@ -16,12 +16,16 @@ export interface QuantizeLinearOptions {
   group?: number;
   /** Kernel structure stores a per-group shift μ (default true). */
   shift?: boolean;
+  /** Kernel structure code packing (default trit5). */
+  packing?: CodePacking;
   gptq: boolean;
   xDomain: boolean;
   /** Kernel structure: refit (μ, α) once a block's trits are final (default: xDomain). */
   refit?: boolean;
   /** Kernel structure: further GPTQ passes per block (see KernelStructureOptions.passes). */
   passes?: number[];
+  /** Kernel structure: trit coordinate-descent sweeps per block (see KernelStructureOptions.sweeps). */
+  sweeps?: number;
   /** Kernel structure: act-order inside each group. */
   actOrder?: boolean;
   /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
@@ -80,10 +84,12 @@ export function quantizeLinear(
       const r = quantizeKernelStructure(w, rows, cols, hh, {
         group: opts.group ?? 128,
         shift: opts.shift ?? true,
+        packing: opts.packing,
         gptq: useGptq,
         xDomain: useX,
         refit: (opts.refit ?? true) && useX,
         passes: opts.passes,
+        sweeps: opts.sweeps,
         actOrder: opts.actOrder,
         onProgress: opts.onProgress,
       });
