@@ -12,18 +12,10 @@ import { loadModel, saveModel } from '../../src/graph/onnx.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { recognize } from '../../src/graph/recognize.ts';
 import { Rng, makeTinyLlama } from '../fixtures/make-fixtures.ts';
+import { wordText } from './word-text.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'twlac-demo-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** ASCII text from a small word list, seeded: few distinct bytes, so rank hidden−1 is exact. */
-export function wordText(n: number, seed = 3): string {
-  const words = ['the', 'model', 'weights', 'are', 'ternary', 'and', 'runs', 'on', 'onnx', 'runtime', 'with', 'low', 'bit', 'activations'];
-  const rng = new Rng(seed);
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) out.push(words[Math.floor(rng.uniform() * words.length)] + (rng.uniform() < 0.1 ? '.\n' : ' '));
-  return out.join('');
-}
 
 describe('byte tokenizer', () => {
   it('ids are the UTF-8 bytes, and decoding gives the text back', () => {
