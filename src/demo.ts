@@ -13,8 +13,11 @@
 //    so every embedding row has RMS exactly 1, the final RMSNorm (γ = 1) leaves it as is, and
 //    lm_head = [V, 0] / k gives logits(t) = A_t·Vᵀ = rank-r L̄[t].
 // 2. The compile: `--weights twla` with small calibration settings, on text every clone has:
-//    README.md followed by src/**/*.ts (sorted paths). Held-out evaluation text is a
-//    different set of files, test/**/*.ts, never used for the bigram or the calibration.
+//    README.md (if present) followed by src/**/*.ts (sorted paths); the bigram counts the whole
+//    corpus, the 16 calibration segments of 256 tokens come from its first 60,000 characters.
+//    Held-out evaluation text is a different set of files, test/**/*.ts (24 windows of 256
+//    from its start), never used for the bigram or the calibration. The demo model therefore
+//    changes when src/ does; for one checkout it is deterministic.
 // 3. The summary: bits/weight, held-out perplexity of source and compiled, a greedy sample.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -382,7 +385,7 @@ export function formatSummary(d: DemoSummary): string {
   const q = (t: string) => JSON.stringify(t);
   return [
     `twlac demo: ${d.sourceModel} → ${d.compiledDir}/ in ${d.seconds.toFixed(1)}s`,
-    `  model: LLaMA, ${DEMO_MODEL.layers} blocks, hidden ${DEMO_MODEL.hidden}, byte vocabulary ${DEMO_MODEL.vocab}; random blocks, byte-bigram embeddings/lm_head (not a trained LM)`,
+    `  model: LLaMA, ${DEMO_MODEL.layers} blocks, hidden ${DEMO_MODEL.hidden}, byte vocabulary ${DEMO_MODEL.vocab}; random blocks, byte-bigram embeddings/lm_head: not a trained LM, so greedy text soon loops`,
     `  weights: ${d.bitsPerWeight.toFixed(3)} bits/weight in weights.bin` + (d.onnxBitsPerWeight !== undefined ? `, ${d.onnxBitsPerWeight.toFixed(3)} in model.onnx` : ''),
     `  held-out perplexity (test/**/*.ts, ${d.evalTokens} tokens; uniform would be ${DEMO_MODEL.vocab}): source ${d.sourcePpl.toFixed(3)}, compiled ${d.compiledPpl.toFixed(3)}`,
     `  greedy from ${q(d.prompt)}:`,
