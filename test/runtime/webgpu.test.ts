@@ -2,9 +2,12 @@
 // tokens against the float64 reference runtime on random models, and against stock
 // onnxruntime on the fixture compiled by twlac (same quantised model, out/model.onnx).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { extname, join, normalize, resolve } from 'node:path';
+import puppeteer from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeArtifact, type ArtifactModel } from '../../src/artifact/build.ts';
 import type { ModelConfig } from '../../src/artifact/manifest.ts';
@@ -17,6 +20,10 @@ import { findTokenizer, loadTokenizer } from '../../src/eval/tokenizer.ts';
 import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
+import { buildDemo } from '../../demo/build.ts';
+import { decodePng } from './png.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
 
 const { dev, skip } = await testDevice();
 const dirs: string[] = [];
@@ -101,7 +108,7 @@ const FIXTURE = resolve('../shared/models/pydocs-llama-12m/model.onnx');
 const fixtureSkip = skip ?? (existsSync(FIXTURE) ? undefined : `fixture missing: ${FIXTURE}`);
 if (fixtureSkip && !skip) console.warn(`WebGPU fixture test skipped: ${fixtureSkip}`);
 
-describe.skipIf(!!fixtureSkip)('WebGPU runtime on the fixture (rtn-ternary) vs onnxruntime on out/model.onnx', () => {
+describe.skipIf(!!fixtureSkip)('WebGPU runtime and demo on the fixture (rtn-ternary) vs onnxruntime on out/model.onnx', () => {
   let out = '';
   let prompt: number[] = [];
   beforeAll(() => {
@@ -109,6 +116,8 @@ describe.skipIf(!!fixtureSkip)('WebGPU runtime on the fixture (rtn-ternary) vs o
     execFileSync(process.execPath, ['bin/twlac.js', FIXTURE, '-o', out, '--weights', 'rtn-ternary', '--quiet'], { stdio: 'pipe' });
     prompt = Array.from(loadTokenizer(findTokenizer(out)).encode('The json module can'));
   }, 120_000);
+
+  let ortIds: number[] = [];
 
   it('prefill logits match ORT and 32 greedy tokens are identical', async () => {
     const a = readArtifact(out);
@@ -121,11 +130,63 @@ describe.skipIf(!!fixtureSkip)('WebGPU runtime on the fixture (rtn-ternary) vs o
       // ORT runs the lowered graph (MatMulNBits, its own op order): agreement to ~1e-4.
       const want = await forward(ort, prompt, 1, prompt.length);
       expect(relErr(got, want.logits)).toBeLessThan(1e-3);
-      const ortIds = Array.from(await generate(ort, prompt, 32));
+      ortIds = Array.from(await generate(ort, prompt, 32));
       expect(await model.greedy(prompt, 32)).toEqual(ortIds);
     } finally {
       model.destroy();
       await ort.session.release();
     }
   }, 180_000);
+
+  const chromiumSkip = existsSync(CHROMIUM) ? undefined : `no browser at ${CHROMIUM} (scripts/install-webgpu-deps.sh installs it)`;
+  it.skipIf(!!chromiumSkip && !process.env.CI)('the demo page in headless Chromium generates the same 32 tokens and shows them', async () => {
+    expect(ortIds).toHaveLength(32);
+    const site = join(tmp(), 'site');
+    await buildDemo(site, out);
+    const server = serveDir(site);
+    const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+    const browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      userDataDir: tmp(),
+      args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    try {
+      const page = await browser.newPage();
+      await page.setViewport({ width: 1000, height: 600 });
+      const prompt = 'The json module can';
+      await page.goto(`http://127.0.0.1:${port}/index.html?auto=1&tokens=32&prompt=${encodeURIComponent(prompt)}`);
+      await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state ?? ''), { timeout: 150_000 });
+      const r = await page.evaluate(() => {
+        const w = window as unknown as { twlacResult?: { ids: number[]; text: string }; twlacError?: string };
+        return { result: w.twlacResult, error: w.twlacError, shown: document.querySelector('#output .gen')?.textContent ?? '' };
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.result!.ids).toEqual(ortIds);
+      const text = loadTokenizer(findTokenizer(out)).decode(ortIds);
+      expect(r.shown).toBe(text);
+      const shot = join(process.env.TWLAC_DEMO_SCREENSHOT ?? join(tmp(), 'demo.png'));
+      await page.screenshot({ path: shot });
+      // The generated span, as rendered: dark text pixels on the highlight, not an empty box.
+      const gen = decodePng(new Uint8Array(await (await page.$('#output .gen'))!.screenshot({ type: 'png' })));
+      let dark = 0;
+      for (let i = 0; i < gen.width * gen.height; i++) if (gen.rgba[i * 4] + gen.rgba[i * 4 + 1] + gen.rgba[i * 4 + 2] < 300) dark++;
+      expect(dark).toBeGreaterThan(8 * text.replace(/\s/g, '').length);
+    } finally {
+      await browser.close();
+      server.close();
+    }
+  }, 240_000);
 });
+
+function serveDir(root: string): Server {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
+  return createServer((req, res) => {
+    const p = join(root, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    if (!p.startsWith(root) || !existsSync(p) || !statSync(p).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(p)] ?? 'application/octet-stream' }).end(readFileSync(p));
+  });
+}
