@@ -60,7 +60,9 @@ beforeAll(() => {
 
   writeFileSync(f('not-onnx.onnx'), 'def main():\n    print("this is Python, not ONNX")\n');
   writeFileSync(f('empty.onnx'), '');
-  writeFileSync(f('truncated.onnx'), onnx.subarray(0, Math.floor(onnx.length / 2)));
+  mkdirSync(f('truncated'));
+  writeFileSync(f('truncated', 'model.onnx'), onnx.subarray(0, Math.floor(onnx.length / 2)));
+  writeFileSync(f('truncated', 'model.onnx.data'), data);
   mkdirSync(f('no-data'));
   copyFileSync(f('good', 'model.onnx'), f('no-data', 'model.onnx'));
   mkdirSync(f('short-data'));
@@ -113,7 +115,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
   const cases: [string, () => string[], (string | RegExp)[]][] = [
     ['a file that is not ONNX', () => [f('not-onnx.onnx')], [/not an ONNX model/, 'not-onnx.onnx']],
     ['an empty file', () => [f('empty.onnx')], [/not an ONNX model/, /empty/]],
-    ['a truncated model.onnx', () => [f('truncated.onnx')], [/not an ONNX model/, /truncated|corrupt/]],
+    ['a truncated model.onnx (its data file intact)', () => [f('truncated', 'model.onnx')], [/not an ONNX model/, /truncated|corrupt/, 'truncated/model.onnx']],
     ['a missing external data file', () => [f('no-data', 'model.onnx')], [/external data/, /missing/, 'model.onnx.data']],
     ['a short external data file', () => [f('short-data', 'model.onnx')], [/external data/, /too short/, 'model.onnx.data']],
     ['a block without an MLP', () => [f('no-mlp.onnx')], [/block 0/, /MLP/]],
