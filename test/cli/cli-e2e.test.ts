@@ -257,5 +257,5 @@ describe('twlac demo', () => {
     expect(ppl, r.stdout).not.toBeNull();
     expect(Number(ppl![1])).toBeLessThan(64);
     expect(Number(ppl![2])).toBeLessThan(64);
-  });
+  }, 300_000); // ~15 s of CPU; a shared, loaded machine stretches the wall time
 });
