@@ -1,0 +1,20 @@
+// twlac's library API: the same pipeline the CLI runs, over in-memory ONNX models.
+export { loadModel, saveModel, decodeModel, encodeModel } from './graph/onnx.ts';
+export { Model, Graph, Node, Value } from './graph/ir.ts';
+export { Tensor } from './graph/tensor.ts';
+export { GraphBuilder } from './graph/builder.ts';
+export { PassManager, definePass, type Pass, type PassResult } from './graph/pass.ts';
+export { recognize, type TransformerStructure } from './graph/recognize.ts';
+export { compile, compileToDir, pipeline, DEFAULT_OPTIONS, type CompileOptions, type CompileResult } from './compile.ts';
+export { foldNormsPass } from './passes/fold-norms.ts';
+export { rotatePass } from './passes/rotate.ts';
+export { ternaryPass } from './passes/ternary.ts';
+export { actPrecisionPass } from './passes/act-precision.ts';
+export { lowerOrtPass } from './passes/lower-ort.ts';
+export { evaluatePerplexity } from './eval/perplexity.ts';
+export { generate } from './eval/generate.ts';
+export { loadTokenizer, tokenizeText } from './eval/tokenizer.ts';
+export { calibrationSegments, calibrationSegmentsFromText } from './calib/data.ts';
+export { CODE_PACKINGS, ternaryFormat, parseFormatId, encodeTernary, decodeTernary, bitsPerWeight } from './formats/ternary.ts';
+export type { ArtifactManifest } from './artifact/manifest.ts';
+export { UserError } from './errors.ts';
