@@ -114,6 +114,13 @@ export async function compileToDir(
       weights += n;
     }
     manifest.onnx = { file: 'model.onnx', linears, bitsPerWeight: weights ? bits / weights : 0 };
+    // Structures without a packed writer (the TWLA reference structure) are stored dense;
+    // their own storage is counted field by field (codes, masks, indices, fp16 parameters).
+    const counted = [...ctx.linears.values()].filter((st) => !st.ternary && st.storageBits !== undefined);
+    if (counted.length) {
+      const n = [...ctx.linears].filter(([, st]) => !st.ternary).reduce((a, [l]) => a + l.outFeatures * l.inFeatures, 0);
+      manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
+    }
     manifest.timings = timings;
     if (extra.targets) Object.assign(manifest.files, await extra.targets(dir, manifest));
     const report = renderReport(manifest, { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes });

@@ -25,6 +25,9 @@ export function renderReport(m: ArtifactManifest, info: { seconds: number; notes
   const rows: (string | number)[][] = [
     ['weights.bin (CUDA / WGSL runtimes)', `${fmt(m.bitsPerWeight)}`, `${params.toLocaleString('en-US')} weights in ${lin.length} linears`],
   ];
+  if (m.countedBitsPerWeight !== undefined) {
+    rows.push(['reference structure, counted', fmt(m.countedBitsPerWeight), 'codes + group masks + salient indices + fp16 parameters; no packed writer: stored dense in both files']);
+  }
   if (m.onnx) rows.push([`${m.onnx.file} (onnxruntime, MatMulNBits)`, fmt(m.onnx.bitsPerWeight), '2-bit codes + float scales (+ zero points)']);
   lines.push(table(['artifact', 'bits/weight', 'what'], rows), '');
   lines.push('Embeddings and the lm_head stay dense (fp16 in weights.bin, source precision in model.onnx).', '');

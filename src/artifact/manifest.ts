@@ -113,6 +113,8 @@ export interface ArtifactManifest {
   files: Record<string, number>;
   /** The ONNX lowering: how each quantised linear is stored in model.onnx, with bits per weight from the bytes of its initializers. */
   onnx?: { file: string; linears: Record<string, { op: string; bitsPerWeight: number; bytes: number }>; bitsPerWeight: number };
+  /** For structures stored dense (no packed writer yet): their storage counted field by field. */
+  countedBitsPerWeight?: number;
   /** Compile time per pass, seconds. */
   timings?: { pass: string; seconds: number }[];
 }

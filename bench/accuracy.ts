@@ -1,0 +1,101 @@
+// Accuracy benchmark: dev perplexity against honest bits per weight, for twlac's structures,
+// formats and ablations, with the RTN baseline and the source model measured in the same run.
+//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128]
+// Every figure follows ../shared/EVAL.md (dev.txt, 256-token windows); calibration draws
+// from train.txt only. Results are merged into bench/results/accuracy.json by config name,
+// so a partial run keeps what it finished.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { compileToDir, type CompileOptions } from '../src/compile.ts';
+import { calibrationSegmentsFromText } from '../src/calib/data.ts';
+import { evaluatePerplexity } from '../src/eval/perplexity.ts';
+import { loadTokenizer, tokenizeFile } from '../src/eval/tokenizer.ts';
+import { makeProgress } from '../src/cli/progress.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const shared = resolve(root, '../shared');
+const model = join(shared, 'models/pydocs-llama-12m/model.onnx');
+const arg = (name: string, dflt?: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+};
+const windows = arg('windows') ? Number(arg('windows')) : undefined;
+const samples = Number(arg('samples', '128'));
+const only = arg('only')?.split(',');
+
+interface Config {
+  name: string;
+  what: string;
+  opts?: Partial<CompileOptions>;
+}
+
+const A16 = { acts: { kind: 'none' } } as const;
+const MP4 = { acts: { kind: 'mp', budget: 4 } } as const;
+const CONFIGS: Config[] = [
+  { name: 'fp32', what: 'source model, no quantisation' },
+  { name: 'rtn-ternary', what: 'per-row absmean RTN ternary (BitNet style), A16', opts: { weights: 'rtn-ternary', ...A16 } },
+  { name: 'kernel-g128-A16', what: 'twla kernel structure tq1_g128, A16', opts: { ...A16 } },
+  { name: 'kernel-g128-A4mp', what: 'twla kernel structure tq1_g128, ILA-AMP mean 4 bits', opts: { ...MP4 } },
+  { name: 'twla-A16', what: 'reference structure (salient order-2 + magnitude groups), A16', opts: { structure: 'twla', ...A16 } },
+  { name: 'twla-A4mp', what: 'reference structure, ILA-AMP mean 4 bits', opts: { structure: 'twla', ...MP4 } },
+  { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { rotate: false, ...A16 } },
+  { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { gptq: false, ...A16 } },
+  { name: 'kernel-g128-A16-noxdomain', what: 'ablation: no X-domain stage', opts: { xDomain: false, ...A16 } },
+  { name: 'kernel-g128-A4uniform', what: 'ablation: no mixed precision (uniform 4-bit activations)', opts: { acts: { kind: 'uniform', bits: 4 } } },
+  { name: 'kernel-g64-ns-A16', what: 'tq1_g64_ns (scale only, group 64), A16', opts: { format: 'tq1_g64_ns', ...A16 } },
+  { name: 'kernel-g256-A16', what: 'tq1_g256 (group 256), A16', opts: { format: 'tq1_g256', ...A16 } },
+  { name: 'kernel-tq2-g128-A16', what: 'tq2_g128 (2-bit codes), A16', opts: { format: 'tq2_g128', ...A16 } },
+];
+
+const outFile = join(root, 'bench/results/accuracy.json');
+const results: Record<string, unknown> = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')).results ?? {} : {};
+const save = () =>
+  writeFileSync(
+    outFile,
+    JSON.stringify(
+      {
+        protocol: '../shared/EVAL.md: dev.txt, 256-token windows; calibration from train.txt only',
+        model: 'pydocs-llama-12m (fp32 torch export)',
+        reference: { note: 'the reference implementation on the H100 (issue 4): ~4 honest bits/weight', 'W1.58A16': 36.0, 'W1.58A4-MP': 37.47, W4g128RTN: 32.76, W2g128RTN: 78.89 },
+        command: `npm run bench:accuracy -- ${process.argv.slice(2).join(' ')}`,
+        results,
+      },
+      null,
+      1,
+    ),
+  );
+
+const progress = makeProgress();
+const tok = loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json'));
+const devIds = tokenizeFile(tok, join(shared, 'data/pydocs/dev.txt'));
+const calib = calibrationSegmentsFromText(readFileSync(join(shared, 'data/pydocs/train.txt'), 'utf8'), tok.encode, { samples, seq: 512, seed: 0 });
+const work = join(tmpdir(), `twlac-acc-${process.pid}`);
+mkdirSync(work, { recursive: true });
+try {
+  for (const c of CONFIGS) {
+    if (only && !only.includes(c.name)) continue;
+    progress.log(`== ${c.name}: ${c.what}`);
+    const t0 = performance.now();
+    let path = model;
+    let bits: Record<string, number | undefined> = { weightsBin: 32, onnx: 32 };
+    let timings: unknown;
+    if (c.opts) {
+      const dir = join(work, c.name);
+      const r = await compileToDir(model, dir, { ...c.opts, calib: c.opts.weights === 'rtn-ternary' && c.opts.acts?.kind === 'none' ? undefined : calib }, progress);
+      path = join(dir, 'model.onnx');
+      bits = { weightsBin: r.manifest.bitsPerWeight, onnx: r.manifest.onnx?.bitsPerWeight, counted: r.manifest.countedBitsPerWeight };
+      timings = r.manifest.timings;
+    }
+    const compileSeconds = (performance.now() - t0) / 1000;
+    progress.start('perplexity');
+    const p = await evaluatePerplexity(path, devIds, { maxWindows: windows });
+    progress.done(`ppl ${p.ppl.toFixed(3)}`);
+    results[c.name] = { what: c.what, ppl: p.ppl, windows: p.windows, tokens: p.tokens, bitsPerWeight: bits, calibration: c.opts ? `${samples}x512` : null, compileSeconds, timings, date: new Date().toISOString() };
+    save();
+    progress.log(`${c.name}: ppl ${p.ppl.toFixed(3)} at ${bits.weightsBin?.toFixed(3)} bits/weight (weights.bin), compile ${compileSeconds.toFixed(0)} s`);
+    rmSync(join(work, c.name), { recursive: true, force: true });
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
