@@ -194,12 +194,13 @@ export function quantizeBlocksNoFeedback(
     const ctx: BlockContext = { c0, width: B, rows: N, hBlock, uDiag, schur: hBlock };
     quantizer.begin(blk, ctx);
     const qBlk = new Float64Array(N * B);
-    for (let j = 0; j < B; j++) {
-      for (let n = 0; n < N; n++) col[n] = blk[n * B + j];
-      quantizer.column(j, col, qcol);
-      for (let n = 0; n < N; n++) qBlk[n * B + j] = qcol[n];
-    }
-    quantizer.end?.(blk, qBlk, ctx);
+    do {
+      for (let j = 0; j < B; j++) {
+        for (let n = 0; n < N; n++) col[n] = blk[n * B + j];
+        quantizer.column(j, col, qcol);
+        for (let n = 0; n < N; n++) qBlk[n * B + j] = qcol[n];
+      }
+    } while (quantizer.end?.(blk, qBlk, ctx));
     for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) q[n * K + c0 + j] = qBlk[n * B + j];
   }
   return q;

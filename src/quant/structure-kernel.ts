@@ -27,7 +27,7 @@ import {
   type TernaryWeights,
 } from '../formats/ternary.ts';
 import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer } from './gptq.ts';
-import { quadForm } from './linalg.ts';
+import { dot, quadForm } from './linalg.ts';
 import { fitOrder1, xDomainRefitRow } from './ternary-fit.ts';
 
 const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
@@ -35,6 +35,8 @@ const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
 /** Scale multipliers of the per-row pass search (on the real fixture's Hessians they cut the
  *  output error by ~5% over a single pass; bench/quant-proxy.ts). */
 export const DEFAULT_PASSES: readonly number[] = [1, 0.9, 1.1];
+/** Coordinate-descent sweeps over a block's trits after GPTQ's rounding. */
+export const DEFAULT_SWEEPS = 4;
 
 export interface KernelStructureOptions {
   group: number;
@@ -44,14 +46,17 @@ export interface KernelStructureOptions {
   gptq: boolean;
   /** X-domain refit of (μ, α) with trits frozen (needs H). */
   xDomain: boolean;
-  /** Refit (μ, α) once the block's trits are final, under GPTQ's block metric (needs H;
-   *  default: on when xDomain is). */
+  /** Refit (μ, α) once the block's trits are final, under GPTQ's block metric (needs H and
+   *  GPTQ; default: on when xDomain is). The passes and sweeps below work through it. */
   refit?: boolean;
   /** With GPTQ and refit: further passes over each block, pass i starting from each row's
    *  best refitted scale so far times passes[i] (shift kept); every row keeps its best pass
    *  by GPTQ's block loss. [] is one pass; [1] reruns once with the refit. Default
    *  DEFAULT_PASSES. */
   passes?: number[];
+  /** With GPTQ and refit: coordinate-descent sweeps over each block's trits under GPTQ's
+   *  block metric before the refit (default DEFAULT_SWEEPS). */
+  sweeps?: number;
   /** With GPTQ: inside each group, quantize columns in decreasing diag(H) order (GPTQ's
    *  act-order restricted to a group, so the stored group layout is unchanged). Default on. */
   actOrder?: boolean;
@@ -99,6 +104,7 @@ class KernelQuantizer implements ColumnBlockQuantizer {
     readonly xDomain: boolean,
     readonly refit: boolean,
     readonly passes: number[] = [],
+    readonly sweeps = 0,
   ) {
     this.ng = Math.ceil(cols / G);
     this.t = new Int8Array(rows * cols);
@@ -204,6 +210,49 @@ class KernelQuantizer implements ColumnBlockQuantizer {
     }
   }
 
+  /**
+   * Coordinate descent on the block's trits under GPTQ's block metric S = ([H⁻¹]_bb)⁻¹ with
+   * (μ, α) fixed: per row, keep g = S·r (r = w_start − q) and move single trits while
+   * that lowers r S rᵀ: changing q_j by δ changes it by −2δ·g_j + δ²·S_jj. Never increases
+   * the loss. Writes the improved trits into tb and this.t.
+   */
+  private localSearch(wStart: Float64Array, tb: Int8Array, S: Float64Array, groups: [number, number, number][], N: number, B: number): void {
+    const r = new Float64Array(B), g = new Float64Array(B);
+    const gOf = new Int32Array(B);
+    for (const [gi, s, len] of groups) for (let j = s; j < s + len; j++) gOf[j] = gi;
+    for (let n = 0; n < N; n++) {
+      const o = n * B;
+      for (let j = 0; j < B; j++) {
+        const gi = n * this.ng + gOf[j];
+        r[j] = wStart[o + j] - (this.shift[gi] + this.scale[gi] * tb[o + j]);
+      }
+      for (let i = 0; i < B; i++) g[i] = dot(S, i * B, r, 0, B);
+      for (let sweep = 0; sweep < this.sweeps; sweep++) {
+        let moved = false;
+        for (let j = 0; j < B; j++) {
+          const a = this.scale[n * this.ng + gOf[j]];
+          const t = tb[o + j];
+          let bestD = 0, bestT = t;
+          for (let c = -1; c <= 1; c++) {
+            if (c === t) continue;
+            const dq = a * (c - t);
+            const d = -2 * dq * g[j] + dq * dq * S[j * B + j];
+            if (d < bestD - 1e-15 * Math.abs(g[j] * dq)) { bestD = d; bestT = c; }
+          }
+          if (bestT === t) continue;
+          const dq = a * (bestT - t);
+          tb[o + j] = bestT;
+          r[j] -= dq;
+          const sj = j * B;
+          for (let i = 0; i < B; i++) g[i] -= dq * S[sj + i];
+          moved = true;
+        }
+        if (!moved) break;
+      }
+      for (let j = 0; j < B; j++) this.t[n * this.cols + this.c0 + j] = tb[o + j];
+    }
+  }
+
   end(wStart: Float64Array, q: Float64Array, ctx: BlockContext): boolean {
     if (!this.refit || !ctx.schur) return false;
     const { rows: N, width: B, c0 } = ctx;
@@ -214,12 +263,27 @@ class KernelQuantizer implements ColumnBlockQuantizer {
     const per = this.withShift ? 2 : 1;
     const m = per * groups.length;
     const normals = search ? Array.from({ length: N }, () => ({ gram: new Float64Array(m * m), rhs: new Float64Array(m) })) : undefined;
+    const roundParams = () => {
+      for (let n = 0; n < N; n++) {
+        for (const [gi] of groups) {
+          const i = n * this.ng + gi;
+          this.scale[i] = toHalf(this.scale[i]);
+          this.shift[i] = toHalf(this.shift[i]);
+        }
+      }
+    };
+    // refit (μ, α) → improve the trits at those parameters → refit again: each step lowers
+    // the block loss (up to fp16 rounding of the parameters).
+    if (this.sweeps > 0) {
+      this.refitRows(wStart, tb, ctx.schur, groups, N, B);
+      roundParams();
+      this.localSearch(wStart, tb, ctx.schur, groups, N, B);
+    }
     this.refitRows(wStart, tb, ctx.schur, groups, N, B, normals);
+    roundParams();
     for (let n = 0; n < N; n++) {
       for (const [gi, s, len] of groups) {
-        const i = n * this.ng + gi;
-        const a = (this.scale[i] = toHalf(this.scale[i]));
-        const mu = (this.shift[i] = toHalf(this.shift[i]));
+        const a = this.scale[n * this.ng + gi], mu = this.shift[n * this.ng + gi];
         for (let j = s; j < s + len; j++) q[n * B + j] = mu + a * tb[n * B + j];
       }
     }
@@ -290,7 +354,7 @@ export function quantizeKernelStructure(
   const format = ternaryFormat(opts.packing ?? 'trit5', G, opts.shift);
   const useH = h !== null;
   const xDomain = opts.xDomain && useH;
-  const qz = new KernelQuantizer(rows, cols, G, opts.shift, xDomain, (opts.refit ?? xDomain) && useH, [...(opts.passes ?? DEFAULT_PASSES)]);
+  const qz = new KernelQuantizer(rows, cols, G, opts.shift, xDomain, (opts.refit ?? xDomain) && useH && opts.gptq, [...(opts.passes ?? DEFAULT_PASSES)], opts.sweeps ?? DEFAULT_SWEEPS);
   const blockSize = (128 * G) / gcd(128, G); // GPTQ blocks hold whole groups
   const total = Math.ceil(cols / blockSize);
   let done = 0;
