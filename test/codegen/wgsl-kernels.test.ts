@@ -54,8 +54,8 @@ function matmulRef(W: ArrayLike<number>, rows: number, cols: number, x: Float32A
 }
 
 const FORMATS: Record<CodePacking, TernaryFormat[]> = {
-  trit5: [ternaryFormat('trit5', 16), ternaryFormat('trit5', 12, false)],
-  bit2: [ternaryFormat('bit2', 8, false), ternaryFormat('bit2', 16)],
+  trit5: [ternaryFormat('trit5', 16), ternaryFormat('trit5', 20, false)], // g16: byte path, partial bytes; g20: word path
+  bit2: [ternaryFormat('bit2', 8, false), ternaryFormat('bit2', 16)], // g8: byte path; g16: word path
 };
 
 describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {

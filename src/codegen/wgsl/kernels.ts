@@ -148,6 +148,39 @@ export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number
   const terms = Array.from({ length: P.perByte }, (_, i) =>
     wgsl`        if (${u32(i)} < valid) { let xv = X[xrow + k0 + ${u32(i)}]; st[mm] += t${i} * xv;${f.shift ? wgsl` sx[mm] += xv;` : wgsl``} }`,
   );
+  // Word path: when a group's codes are whole u32 words and every byte holds perByte trits
+  // of the group, full groups read a word at a time with no bounds checks (4x fewer loads);
+  // the row's last, partial group (and formats that do not align) take the byte path.
+  const wordPath = L.bytesPerGroup % 4 === 0 && f.group % P.perByte === 0;
+  const fullGroups = wordPath ? Math.floor(cols / f.group) : 0;
+  const wordBytes = Array.from({ length: 4 }, (_, b) => wgsl`      let b${b} = (word >> ${u32(8 * b)}) & 0xffu;`);
+  const wordTrits = Array.from({ length: 4 * P.perByte }, (_, i) =>
+    wgsl`        d += ${P.trit(wgsl`b${Math.floor(i / P.perByte)}`, i % P.perByte)} * X[xk + ${u32(i)}];`,
+  );
+  const wordSums = f.shift ? Array.from({ length: 4 * P.perByte }, (_, i) => wgsl`        e += X[xk + ${u32(i)}];`) : [];
+  const groupEnd = wgsl`    let s = half_at(${u32(L.scaleWord0)}, n * ${u32(L.ng)} + g);
+    ${f.shift ? wgsl`let z = half_at(${u32(L.shiftWord0)}, n * ${u32(L.ng)} + g);` : wgsl``}
+    for (var mm = 0u; mm < mcount; mm++) { acc[mm] += s * st[mm]${f.shift ? wgsl` + z * sx[mm]` : wgsl``}; }`;
+  const accDecl = wgsl`    var st = array<f32, ${tm}>();
+    ${f.shift ? wgsl`var sx = array<f32, ${tm}>();` : wgsl``}`;
+  const wordLoop = !wordPath ? wgsl`` : wgsl`  for (var g = 0u; g < ${u32(fullGroups)}; g++) {
+${accDecl}
+    let w0 = ((n * ${u32(L.ng)} + g) * ${u32(L.bytesPerGroup)}) >> 2u;
+    for (var j = 0u; j < ${u32(L.bytesPerGroup / 4)}; j++) {
+      let word = W[w0 + j];
+${join(wordBytes)}
+      for (var mm = 0u; mm < mcount; mm++) {
+        let xk = (m0 + mm) * ${u32(cols)} + g * ${u32(f.group)} + j * ${u32(4 * P.perByte)};
+        var d = 0.0;
+        ${f.shift ? wgsl`var e = 0.0;` : wgsl``}
+${join(wordTrits)}
+${join(wordSums)}
+        st[mm] += d;
+        ${f.shift ? wgsl`sx[mm] += e;` : wgsl``}
+      }
+    }
+${groupEnd}
+  }`;
   return rowKernel({
     name: `ternary_linear_${f.packing}`,
     params: { fmt: f.id },
@@ -158,10 +191,10 @@ export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number
     feats,
     module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
     // The explicit zero constructors matter: Dawn + SwiftShader does not re-zero a bare
-  // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
-  loop: wgsl`  for (var g = 0u; g < ${u32(L.ng)}; g++) {
-    var st = array<f32, ${tm}>();
-    ${f.shift ? wgsl`var sx = array<f32, ${tm}>();` : wgsl``}
+    // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
+    loop: wgsl`${wordLoop}
+  for (var g = ${u32(fullGroups)}; g < ${u32(L.ng)}; g++) {
+${accDecl}
     for (var j = 0u; j < ${u32(L.bytesPerGroup)}; j++) {
       let bi = (n * ${u32(L.ng)} + g) * ${u32(L.bytesPerGroup)} + j;
       let byte = (W[bi >> 2u] >> ((bi & 3u) * 8u)) & 0xffu;
@@ -173,9 +206,7 @@ ${join(trits)}
 ${join(terms)}
       }
     }
-    let s = half_at(${u32(L.scaleWord0)}, n * ${u32(L.ng)} + g);
-    ${f.shift ? wgsl`let z = half_at(${u32(L.shiftWord0)}, n * ${u32(L.ng)} + g);` : wgsl``}
-    for (var mm = 0u; mm < mcount; mm++) { acc[mm] += s * st[mm]${f.shift ? wgsl` + z * sx[mm]` : wgsl``}; }
+${groupEnd}
   }`,
   });
 }
