@@ -19,9 +19,10 @@ PY
 done
 B=$E/fixture/kernels/cuda/twlac_cuda_sm_90a
 [ -x $B ] && { log "fixture ppl 200 windows"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin --windows 200 | tee $OUT/fixture_ppl200.json;
-               log "fixture ppl all"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin | tee $OUT/fixture_ppl.json; }
+               [ -z "$SKIP_FULL_PPL" ] && { log "fixture ppl all"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin | tee $OUT/fixture_ppl.json; }; }
 for d in llama7b-tq1 llama7b-tq2; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
-  [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json; }
+  [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
+                 log "$d decode @64"; $B --random 1 --bench-decode 64 --steps 128 | tee $OUT/$d-ctx64.json; }
 done
-log "torch fp16 baseline"; timeout 300 python3 scripts/device/torch_decode.py 2048 64 $OUT/torch_decode.json 2>&1 | tail -3
+[ -n "$SKIP_TORCH" ] || log "torch fp16 baseline"; [ -n "$SKIP_TORCH" ] || timeout 300 python3 scripts/device/torch_decode.py 2048 64 $OUT/torch_decode.json 2>&1 | tail -3

@@ -86,7 +86,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 0) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -104,7 +105,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 1) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -122,7 +124,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 2) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -140,7 +143,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 3) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -158,7 +162,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 4) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -176,7 +181,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 5) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -194,7 +200,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 6) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
@@ -212,7 +219,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
           #pragma unroll
           for (int pr = 0; pr < 5; ++pr) {
             const __half2 xv = xp[((m * 6 + pr) * 8 + 7) * 52 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }

@@ -84,7 +84,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq2_g128_ns_n96_k11008_m1
           #pragma unroll
           for (int pr = 0; pr < 8; ++pr) {
             const __half2 xv = xp[((m * 8 + pr) * 4 + 0) * 35 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y); (void)xsum; }
@@ -102,7 +103,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq2_g128_ns_n96_k11008_m1
           #pragma unroll
           for (int pr = 0; pr < 8; ++pr) {
             const __half2 xv = xp[((m * 8 + pr) * 4 + 1) * 35 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y); (void)xsum; }
@@ -120,7 +122,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq2_g128_ns_n96_k11008_m1
           #pragma unroll
           for (int pr = 0; pr < 8; ++pr) {
             const __half2 xv = xp[((m * 8 + pr) * 4 + 2) * 35 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y); (void)xsum; }
@@ -138,7 +141,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq2_g128_ns_n96_k11008_m1
           #pragma unroll
           for (int pr = 0; pr < 8; ++pr) {
             const __half2 xv = xp[((m * 8 + pr) * 4 + 3) * 35 + c];
-            part0 = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d0 >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d0 >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part0);
+            { const uint32_t w = ((d0 >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part0 = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part0); }
           }
           { const float2 f = __half22float2(part0);
             acc[0][m] += sc0 * (f.x + f.y); (void)xsum; }

@@ -10,7 +10,7 @@
 //   attention  causal GQA softmax(q·kᵀ/√d)·v, split over chunks of positions
 //              (flash-decoding) and combined with the log-sum-exp rule
 //   dense      y = W x for the fp16/fp32 lm_head
-import { Code, code } from '../../common/fragments.ts';
+import { Code, code, ident } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
 import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
 
@@ -123,7 +123,7 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
       { name: 'bits', type: 'int' },
       { name: 'clip', type: 'float' },
     ],
-    block: 256,
+    block: 1024,
     grid: [code`T`, code`1`, code`1`],
     smemBytes,
     body: code`  extern __shared__ __align__(16) float buf[];
@@ -166,8 +166,9 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
   const d = a.headDim;
   const qd = a.heads * d;
   const kvd = a.kvHeads * d;
+  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}`;
   return defineKernel({
-    name: `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}`,
+    name,
     params: { heads: a.heads, kvHeads: a.kvHeads, d, theta: a.ropeTheta, maxPos: a.maxPositions },
     args: [
       { name: 'q', type: 'float*' },
@@ -178,14 +179,18 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
       { name: 'posp', type: 'const int*' },
       { name: 'T', type: 'int' },
     ],
-    block: 128,
+    block: 256,
     grid: [code`T`, code`1`, code`1`],
-    body: code`  const int t = blockIdx.x, pos = *posp + t;
+    // inverse frequencies ropeTheta^(−2i/d), computed in float64 by the generator
+    prelude: code`static __device__ const double ${ident(name + '_inv_freq')}[${d / 2}] = {${new Code(Array.from({ length: d / 2 }, (_, i) => Math.pow(a.ropeTheta, (-2 * i) / d).toExponential(17)).join(', '))}};`,
+    body: code`  const double* inv_freq = ${ident(name + '_inv_freq')};
+  const int t = blockIdx.x, pos = *posp + t;
   for (int e = threadIdx.x; e < ${(a.heads + a.kvHeads) * (d / 2)}; e += blockDim.x) {
     const int hh = e / ${d / 2}, i = e - hh * ${d / 2};
-    double sn, cs;
-    sincos((double)pos * pow(${new Code(a.ropeTheta.toExponential(17))}, -2.0 * i / ${d}.0), &sn, &cs);
-    const float c = (float)cs, s = (float)sn;
+    const double ang = (double)pos * inv_freq[i];
+    const float red = (float)(ang - 6.283185307179586 * rint(ang * 0.15915494309189535));
+    float s, c;
+    sincosf(red, &s, &c);
     if (hh < ${a.heads}) {
       float* p = q + (size_t)t * ${qd} + hh * ${d};
       const float x0 = p[i], x1 = p[i + ${d / 2}];

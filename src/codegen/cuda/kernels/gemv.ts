@@ -138,7 +138,8 @@ export function gemvKernel(s: GemvShape): CudaKernel {
             const __half2 xv = xp[((m * ${pp} + pr) * ${upc} + ${q}) * ${nch} + c];`,
         ...Array.from(
           { length: R },
-          (_, r) => code`            part${r} = __hfma2(__hsub2(__halves2half2(__ushort_as_half((unsigned short)(((d${r} >> (2 * pr)) & 3u) | 0x6400u)), __ushort_as_half((unsigned short)(((d${r} >> (2 * pr + 16)) & 3u) | 0x6400u))), bias2), xv, part${r});`,
+          (_, r) => code`            { const uint32_t w = ((d${r} >> (2 * pr)) & 0x00030003u) | 0x64006400u; // two fp16 1024+digit
+              part${r} = __hfma2(__hsub2(*reinterpret_cast<const __half2*>(&w), bias2), xv, part${r}); }`,
         ),
         code`          }`,
         ...Array.from({ length: R }, (_, r) =>

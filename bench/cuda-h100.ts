@@ -1,0 +1,69 @@
+// Assembles bench/results/cuda-h100.json from the outputs of the device runs
+// (scripts/device/run-gemv.sh and run-e2e.sh, fetched from $OUT) so the committed numbers are
+// exactly what the device printed. Usage:
+//   npx tsx bench/cuda-h100.ts --dir DEVICE_OUT [--torch-log E2E_LOG_WITH_TORCH] [--ort-ppl ORT_EVAL_LOG] [--full-ppl JSON]
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const arg = (k: string) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : undefined);
+const dir = arg('--dir');
+if (!dir) throw new Error('usage: npx tsx bench/cuda-h100.ts --dir DEVICE_OUT [...]');
+const gemv = JSON.parse(readFileSync(join(dir, 'gemv.json'), 'utf8'));
+const e2eLog = readFileSync(join(dir, 'e2e.log'), 'utf8');
+const gpu = readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n');
+
+/** The JSON object printed after a `== title` line of the e2e log. */
+function section(log: string, title: string): Record<string, unknown> | undefined {
+  const i = log.indexOf(`== ${title}`);
+  if (i < 0) return undefined;
+  const line = log.slice(i).split('\n').find((l) => l.startsWith('{'));
+  return line ? JSON.parse(line) : undefined;
+}
+const lines = (log: string, re: RegExp) => log.split('\n').filter((l) => re.test(l));
+
+const torchLog = arg('--torch-log');
+const torch = torchLog && existsSync(torchLog) ? section(readFileSync(torchLog, 'utf8'), 'torch fp16 baseline') : undefined;
+const ortLog = arg('--ort-ppl');
+const ortPpl = ortLog && existsSync(ortLog) ? JSON.parse(readFileSync(ortLog, 'utf8').split('\n').find((l) => l.startsWith('{'))!) : undefined;
+const fullPpl = arg('--full-ppl') && existsSync(arg('--full-ppl')!) ? JSON.parse(readFileSync(arg('--full-ppl')!, 'utf8')) : undefined;
+
+const decode = Object.fromEntries(
+  ['llama7b-tq1', 'llama7b-tq2'].flatMap((m) => [
+    [`${m}@2048`, section(e2eLog, `${m} decode @2048`)],
+    [`${m}@64`, section(e2eLog, `${m} decode @64`)],
+  ]),
+);
+const tps = (k: string) => (decode[k] as { tokensPerSecond?: number } | undefined)?.tokensPerSecond;
+const torchTps = (torch as { tokensPerSecond?: number } | undefined)?.tokensPerSecond;
+
+const result = {
+  device: gemv.device,
+  nvidiaSmi: gpu,
+  copyGBs: gemv.copyGBs,
+  commands: {
+    prepare: ['npx tsx scripts/device/gen-gemv-bench.ts', 'node bin/twlac.js ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/cuda-fixture --weights rtn-ternary', 'npx tsx scripts/device/gen-e2e.ts /tmp/cuda-fixture'],
+    device: 'bash scripts/device/run-gemv.sh; SKIP_FULL_PPL=1 SKIP_TORCH=1 bash scripts/device/run-e2e.sh   (carry .device)',
+    torchBaseline: 'python3 scripts/device/torch_decode.py 2048 64 torch_decode.json',
+    ortPerplexity: 'node bin/twlac.js eval /tmp/cuda-fixture/model.onnx --text ../shared/data/pydocs/dev.txt --max-windows 200 --json',
+    assemble: 'npx tsx bench/cuda-h100.ts --dir <device out> --torch-log <e2e log with torch> --ort-ppl <ort eval log> --full-ppl <full ppl json>',
+  },
+  gemvChecks: gemv.checks.filter(Boolean),
+  gemvNote: 'M=1, fp16 activations, fp32 accumulation of fp16 per-unit partials; CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays; cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy rate.',
+  gemv: gemv.gemv.filter(Boolean).map((g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) })),
+  endToEnd: {
+    fixtureLogits: lines(e2eLog, /^(fixture|rand12m): logits/),
+    fixtureGreedy: lines(e2eLog, /greedy (identical|DIFFERS)/),
+    note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary); fixture = rtn-ternary artifact of pydocs-llama-12m; rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites. 64 greedy tokens for the fixture, 32 for rand12m.',
+    perplexity200Windows: { cuda: section(e2eLog, 'fixture ppl 200 windows'), onnxruntimeCpu: ortPpl },
+    perplexityAllWindows: { cuda: fullPpl },
+  },
+  decode: {
+    ...decode,
+    torchFp16CudaGraphs: torch,
+    speedupVsTorch: torchTps ? { tq1: +(tps('llama7b-tq1@2048')! / torchTps).toFixed(2), tq2: +(tps('llama7b-tq2@2048')! / torchTps).toFixed(2) } : undefined,
+    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU, fp16 lm_head/embeddings, KV cache fp16, 2048-token context (and 64 for comparison), one decode step = one CUDA graph; torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead").',
+  },
+  notMeasured: ['prefill int8 tensor-core GEMM (not implemented)', 'int8/int4-activation GEMV (not implemented; A8 sites run as quantise-dequantise before the fp16 GEMV)', "onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)"],
+};
+writeFileSync('bench/results/cuda-h100.json', JSON.stringify(result, null, 1) + '\n');
+console.log('wrote bench/results/cuda-h100.json');
