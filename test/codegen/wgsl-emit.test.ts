@@ -1,0 +1,105 @@
+// `emitWgsl`: the files --target wgsl writes, golden sources of representative kernels
+// (UPDATE_GOLDEN=1 rewrites them), validation before generation, and every emitted module
+// compiling on the WebGPU adapter.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeArtifact } from '../../src/artifact/build.ts';
+import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import { randomArtifactModel } from '../../src/artifact/random.ts';
+import { readArtifact } from '../../src/artifact/weights.ts';
+import { emitWgsl, type EmittedKernel } from '../../src/codegen/wgsl/emit.ts';
+import { wgsl, u32, f32, ident } from '../../src/codegen/wgsl/fragments.ts';
+import * as K from '../../src/codegen/wgsl/kernels.ts';
+import { distinctKernels, planModel } from '../../src/codegen/wgsl/plan.ts';
+import { ternaryFormat } from '../../src/formats/ternary.ts';
+import { testDevice } from './wgsl-harness.ts';
+
+const GOLDEN = join(import.meta.dirname, '..', 'golden', 'wgsl');
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const tiny: ModelConfig = {
+  arch: 'llama', vocab: 64, hidden: 40, layers: 2, heads: 4, kvHeads: 2, headDim: 10,
+  intermediate: 48, ropeTheta: 10000, normEps: 1e-5, maxPositions: 32,
+};
+
+function artifact(c: ModelConfig) {
+  const dir = mkdtempSync(join(tmpdir(), 'twlac-wgsl-emit-'));
+  dirs.push(dir);
+  // trit5 g20 would trip writeArtifact's float equality of declared vs written bytes (768 vs 768.0000000000001).
+  writeArtifact(dir, randomArtifactModel(c, ternaryFormat('trit5', 16), 3));
+  return { dir, ...readArtifact(dir) };
+}
+
+describe('emitWgsl', () => {
+  it('writes one file per distinct kernel and an index with bindings', () => {
+    const a = artifact(tiny);
+    const files = emitWgsl(a.manifest, a.dir);
+    const written = readdirSync(join(a.dir, 'kernels', 'wgsl')).sort();
+    expect(Object.keys(files).map((f) => f.replace('kernels/wgsl/', '')).sort()).toEqual(written);
+    const index = JSON.parse(readFileSync(join(a.dir, 'kernels', 'wgsl', 'index.json'), 'utf8')) as EmittedKernel[];
+    const plan = distinctKernels(planModel(a.manifest));
+    expect(index.map((e) => e.cacheKey).sort()).toEqual(plan.map((k) => k.cacheKey).sort());
+    // ternary shapes [N, K]: q and o [40, 40], k/v [20, 40], gate/up [48, 40], down [40, 48]; × GEMV/GEMM
+    expect(index.filter((e) => e.file.startsWith('ternary_linear_trit5')).length).toBe(8);
+    expect(index.filter((e) => e.file.startsWith('dense_linear_float16')).length).toBe(2);
+    for (const e of index) {
+      const src = readFileSync(join(a.dir, 'kernels', 'wgsl', e.file), 'utf8');
+      e.bindings.forEach((b, i) => expect(src).toContain(`@binding(${i}) var<storage, ${b.access}> ${b.name}: array<${b.elem}>;`));
+    }
+  });
+
+  it('refuses what it cannot run, before generating', () => {
+    const a = artifact(tiny);
+    expect(() => planModel({ ...a.manifest, config: { ...a.manifest.config, headDim: 9 } })).toThrow(/head dim 9 must be even/);
+    const bad = structuredClone(a.manifest);
+    bad.blocks[0].q.format = 'tq3_g64';
+    expect(() => planModel(bad)).toThrow(/blocks\.0\.q: unknown weight format 'tq3_g64'/);
+    bad.blocks[0].q.format = a.manifest.blocks[0].q.format;
+    bad.blocks[0].acts.o = { bits: 4, clip: 1, transform: { l: 3, r: 3, C: 'x', B: 'y' } };
+    expect(() => planModel(bad)).toThrow(/online transform 3x3 does not match its input width 40/);
+  });
+
+  it('typed fragments reject raw floats and non-identifiers', () => {
+    expect(() => wgsl`${0.5}`).toThrow(/wrap floats with f32/);
+    expect(() => ident('a-b')).toThrow(/not an identifier/);
+    expect(() => u32(-1)).toThrow(/not a u32/);
+    expect(f32(1e-5).text).toBe('f32(1.000000000e-5)');
+  });
+});
+
+describe('golden WGSL sources', () => {
+  const goldens: Record<string, () => string> = {
+    'ternary_gemv_tq1_g128_n256_k384.wgsl': () => K.ternaryLinearKernel(ternaryFormat('trit5', 128), 256, 384, 1, false).source(),
+    'ternary_gemm_tq2_g128_ns_n96_k1000_tm8_bias.wgsl': () => K.ternaryLinearKernel(ternaryFormat('bit2', 128, false), 96, 1000, 8, true).source(),
+    'attention_h6_kv2_d64_subgroups.wgsl': () => K.attentionKernel(6, 2, 64, { subgroups: true }).source(),
+    'act_quant_w384_b4_clip0.9.wgsl': () => K.actQuantKernel(384, 4, 0.9).source(),
+  };
+  for (const [file, gen] of Object.entries(goldens)) {
+    it(file, () => {
+      const text = gen();
+      const path = join(GOLDEN, file);
+      if (process.env.UPDATE_GOLDEN) {
+        mkdirSync(GOLDEN, { recursive: true });
+        writeFileSync(path, text);
+      }
+      expect(text).toBe(readFileSync(path, 'utf8'));
+    });
+  }
+});
+
+const { dev, skip } = await testDevice();
+describe.skipIf(!!skip)('emitted WGSL compiles on the adapter', () => {
+  it('every module of a plan (with transforms and A4) has no compilation errors', async () => {
+    const a = artifact(tiny);
+    const m = structuredClone(a.manifest);
+    for (const b of m.blocks) b.acts.down = { bits: 4, clip: 0.9, transform: { l: 6, r: 8, C: 'c', B: 'b' } };
+    const device = dev!.device;
+    for (const k of distinctKernels(planModel(m, { subgroups: device.features.has('subgroups') }))) {
+      const info = await device.createShaderModule({ code: k.source() }).getCompilationInfo();
+      expect(info.messages.filter((x) => x.type === 'error').map((x) => `${k.cacheKey}: ${x.message}`)).toEqual([]);
+    }
+  });
+});
