@@ -2,6 +2,9 @@
 // pydocs-llama-12m and their real proxy Hessians H = 2XᵀX/n, measured by onnxruntime on
 // calibration text (train.txt only), on the fp32 model. Reports the relative output error
 // ‖(W−Ŵ)Xᵀ‖²/‖WXᵀ‖² per structure and option set, bits/weight and time, and writes JSON.
+// 'method' is METHOD.md's E2M-ATQ inside GPTQ; '+refit' refits (μ, α) under GPTQ's block
+// metric once the trits are final; '+cd' adds trit coordinate descent; 'default' adds
+// act-order inside groups and the per-row scale pass search (the kernel defaults).
 //   npx tsx bench/quant-proxy.ts [blocks=0,3,5] [segments=32]
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,13 +23,13 @@ const nseg = Number(process.argv[3] ?? 32);
 const configs: [string, QuantizeLinearOptions][] = [
   ['rtn (absmean, per row)', { structure: 'rtn', gptq: false, xDomain: false }],
   ['kernel g128 euclid only', { structure: 'kernel', gptq: false, xDomain: false }],
-  ['kernel g128 euclid+x', { structure: 'kernel', gptq: false, xDomain: true, refit: false }],
-  ['kernel g128 method', { structure: 'kernel', gptq: true, xDomain: true, refit: false, actOrder: false, passes: [] }],
-  ['kernel g128 +refit', { structure: 'kernel', gptq: true, xDomain: true, refit: true, actOrder: false, passes: [] }],
+  ['kernel g128 euclid+x', { structure: 'kernel', gptq: false, xDomain: true }],
+  ['kernel g128 method (gptq+x)', { structure: 'kernel', gptq: true, xDomain: true, refit: false, actOrder: false }],
+  ['kernel g128 +refit', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [], sweeps: 0 }],
+  ['kernel g128 +refit+cd', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [] }],
   ['kernel g128 default', { structure: 'kernel', gptq: true, xDomain: true }],
   ['kernel g128 noshift default', { structure: 'kernel', shift: false, gptq: true, xDomain: true }],
   ['kernel g64 default', { structure: 'kernel', group: 64, gptq: true, xDomain: true }],
-  ['kernel g256 default', { structure: 'kernel', group: 256, gptq: true, xDomain: true }],
   ['twla gptq+x', { structure: 'twla', gptq: true, xDomain: true }],
 ];
 

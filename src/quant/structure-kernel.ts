@@ -394,20 +394,26 @@ export function quantizeKernelStructure(
 
 /**
  * BitNet-style absmean round-to-nearest: per row α = mean|w|, t = round(clip(w/α, −1, 1)),
- * no shift. Stored as one group per row (G = cols, trit5), i.e. format `tq1_g<cols>_ns`.
+ * no shift. Stored as one group per row (G = cols, trit5), i.e. format `tq1_g<cols>_ns`;
+ * rows longer than the format's largest group (4096) use G = 4096 with the row's α repeated.
  */
 export function rtnTernary(w: Float32Array | Float64Array, rows: number, cols: number): KernelStructureResult {
-  const format = ternaryFormat('trit5', cols, false);
+  const G = Math.min(cols, MAX_GROUP);
+  const format = ternaryFormat('trit5', G, false);
+  const ng = Math.ceil(cols / G);
   const t = new Int8Array(rows * cols);
-  const scale = new Float64Array(rows);
+  const scale = new Float64Array(rows * ng);
   for (let n = 0; n < rows; n++) {
     let s = 0;
     for (let k = 0; k < cols; k++) s += Math.abs(w[n * cols + k]);
     const a = s / cols;
-    scale[n] = a;
+    scale.fill(a, n * ng, n * ng + ng);
     if (a === 0) continue;
     for (let k = 0; k < cols; k++) t[n * cols + k] = Math.max(-1, Math.min(1, Math.round(w[n * cols + k] / a)));
   }
   const weights = encodeTernary(format, rows, cols, t, scale);
   return { weights, dequant: decodeTernary(weights) };
 }
+
+/** Largest group size src/formats/ternary.ts accepts. */
+const MAX_GROUP = 4096;

@@ -73,6 +73,19 @@ describe('rtnTernary', () => {
   });
 });
 
+describe('rtnTernary on long rows', () => {
+  it('rows longer than 4096 keep one per-row α, repeated over groups of 4096', () => {
+    const Kl = 5000;
+    const w = Float32Array.from({ length: 2 * Kl }, (_, i) => Math.sin(i * 0.37) * 0.1);
+    const r = rtnTernary(w, 2, Kl);
+    expect(r.weights.format.id).toBe('tq1_g4096_ns');
+    expect(r.weights.scales[0]).toBe(r.weights.scales[1]);
+    let s = 0;
+    for (let k = 0; k < Kl; k++) s += Math.abs(w[k]);
+    expect(halfToFloat(r.weights.scales[0])).toBe(halfToFloat(floatToHalf(s / Kl)));
+  });
+});
+
 describe('TWLA reference structure', () => {
   it('counts bits: codes 1.6/trit (2 on salient), mask 1/non-salient weight, indices, fp16 params', () => {
     // one block of 128 columns, 10 rows, k = 8: trits 1.6·10·136, mask 10·120, idx min(56,128)+8, params 10·16·7
