@@ -40,6 +40,7 @@ const CONFIGS: Config[] = [
   { name: 'twla-A16', what: 'reference structure (salient order-2 + magnitude groups), A16', opts: { structure: 'twla', ...A16 } },
   { name: 'twla-A4mp', what: 'reference structure, ILA-AMP mean 4 bits', opts: { structure: 'twla', ...MP4 } },
   { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { rotate: false, ...A16 } },
+  { name: 'kernel-g128-A16-nofuse', what: 'every rotation online, as the reference (no folding of the o_proj rotation into v_proj)', opts: { fuse: false, ...A16 } },
   { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { gptq: false, ...A16 } },
   { name: 'kernel-g128-A16-noxdomain', what: 'ablation: no X-domain stage', opts: { xDomain: false, ...A16 } },
   { name: 'kernel-g128-A4uniform', what: 'ablation: no mixed precision (uniform 4-bit activations)', opts: { acts: { kind: 'uniform', bits: 4 } } },

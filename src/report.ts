@@ -47,7 +47,7 @@ export function renderReport(m: ArtifactManifest, info: { seconds: number; notes
             fmt(l.bitsPerWeight),
             on ? fmt(on.bitsPerWeight) : '-',
             site.bits === 16 ? '16' : `${site.bits} (clip ${site.clip})`,
-            site.transform ? `online ${site.transform.l}⊗${site.transform.r}` : '-',
+            site.transform ? `online ${site.transform.l}⊗${site.transform.r}` : (site.folded ?? '-'),
           ];
         }),
       ),

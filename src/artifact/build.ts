@@ -32,6 +32,7 @@ export interface ArtifactLinear {
 export interface ArtifactActSite {
   bits: number;
   clip: number;
+  folded?: string;
   transform?: { l: number; r: number; C: Float64Array; B: Float64Array };
 }
 
@@ -116,7 +117,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
     return name;
   };
   const site = (prefix: string, s: ArtifactActSite): ActSite => {
-    const out: ActSite = { bits: s.bits, clip: s.clip };
+    const out: ActSite = { bits: s.bits, clip: s.clip, ...(s.folded ? { folded: s.folded } : {}) };
     if (s.transform) {
       const { l, r, C, B } = s.transform;
       out.transform = { l, r, C: `${prefix}.C`, B: `${prefix}.B` };

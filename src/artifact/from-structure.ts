@@ -23,6 +23,7 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
     bits: st?.act?.bits ?? 16,
     clip: st?.act?.clip ?? 1,
     transform: st?.transform ? { ...st.transform } : undefined,
+    folded: st?.fused ? `I⊗B (${st.fused.r}×${st.fused.r} per head) folded into ${st.fused.into}_proj` : undefined,
   });
   const blocks: ArtifactBlock[] = s.blocks.map((b) => ({
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),

@@ -39,6 +39,8 @@ export interface ActSite {
   clip: number;
   /** Online Kronecker transform x' = C·X·Bᵀ on the row-major [l, r] view of x; absent when folded or not rotated. */
   transform?: { l: number; r: number; C: string; B: string };
+  /** A rotation folded into the producer's weights (no online op at run time), for the report. */
+  folded?: string;
 }
 
 export interface LinearEntry {

@@ -22,6 +22,7 @@ export interface CompileFlags {
   seq: number;
   seed: number;
   rotate: boolean;
+  fuse: boolean;
   gptq: boolean;
   xdomain: boolean;
   order2Cols: number;
@@ -71,6 +72,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     acts,
     calib,
     rotate: f.rotate,
+    fuse: f.fuse,
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,

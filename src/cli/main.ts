@@ -39,6 +39,7 @@ export function buildProgram(): Command {
     .option('--seq <n>', 'calibration segment length in tokens', intArg('--seq', 8), 512)
     .option('--seed <n>', 'calibration sampling seed', intArg('--seed', 0), 0)
     .option('--no-rotate', 'ablation: skip the KOTMS rotation pass')
+    .option('--no-fuse', 'keep every rotation online (do not fold the o_proj input rotation into v_proj)')
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'order-2 salient columns per 128-column block (kernel structure)', intArg('--order2-cols', 0), 0)

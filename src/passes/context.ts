@@ -22,6 +22,8 @@ export interface CompileOptions {
   /** Calibration token segments (required by twla and by activation search). */
   calib?: Int32Array[];
   rotate: boolean;
+  /** Fold rotations into neighbouring weights where exact (the o_proj input into v_proj). */
+  fuse: boolean;
   gptq: boolean;
   xDomain: boolean;
   order2Cols: number;
@@ -42,6 +44,8 @@ export interface SiteState {
   /** γ was folded into the consumers (the norm now has unit γ). */
   gammaFolded?: boolean;
   transform?: KronFactors;
+  /** A per-head rotation folded into a producer (no online op). */
+  fused?: { l: number; r: number; B: Float64Array; into: 'v' };
   act?: { bits: number; clip: number };
 }
 

@@ -4,16 +4,24 @@
 //   W' = W · Kᵀ        for each of those linears   (rotated weights, still fp)
 //   x' = K · x  ⇔  X' = C · X · Bᵀ on the [l, r] view of x   (an online op before them)
 // so that W' x' = W Kᵀ K x = W x exactly: the model computes the same function.
+//
+// Fusion (opts.fuse): the o_proj input is the concatenation of per-head attention outputs
+// x_h = A_h · V_g(h), linear in V. A per-head transform K = I_heads ⊗ B (B: headDim×headDim)
+// gives B·x_h = A_h · (B V_g), so it folds into v_proj's output rows, per KV head:
+//   W_v' = (I_kvHeads ⊗ B) W_v,   b_v' = (I ⊗ B) b_v,   W_o' = W_o (I_heads ⊗ B)ᵀ
+// and no online op remains at that site. The other sites sit behind a non-linearity (the
+// RMSNorm's division, SiLU·up) or would need one rotation shared by the whole residual
+// stream, which KOTMS's per-site transforms are not, so they stay online.
 import { definePass } from '../graph/pass.ts';
 import type { Value } from '../graph/ir.ts';
-import { weightRows, type Linear } from '../graph/recognize.ts';
+import { biasVector, weightRows, type Linear } from '../graph/recognize.ts';
 import { Rewriter } from '../graph/rewriter.ts';
 import { emitKronTransform } from '../lower/kron-transform.ts';
 import { optimiseKotms, type KotmsOptions } from '../quant/kotms.ts';
 import { rotateWeight } from '../quant/kron.ts';
-import type { CompileContext } from './context.ts';
+import type { CompileContext, SiteState } from './context.ts';
 import { activationDtype } from './lower-ort.ts';
-import { setLinearWeight } from './weights.ts';
+import { setLinearBias, setLinearWeight } from './weights.ts';
 
 export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>({
   name: 'rotate',
@@ -21,6 +29,7 @@ export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>(
     const rw = new Rewriter(model.graph);
     ctx.progress.start('rotation (KOTMS)', ctx.sites.length);
     for (const s of ctx.sites) {
+      if (ctx.opts.fuse && s.group.site === 'o' && fuseOSite(ctx, s)) continue;
       const lins = s.group.linears;
       const K = lins[0].inFeatures;
       const Ws = lins.map((l) => weightRows(l));
@@ -42,3 +51,43 @@ export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>(
     return { model, modified: ctx.sites.length > 0 };
   },
 });
+
+/** KOTMS with K = I ⊗ B per head at the o_proj input, folded into v_proj. False when the shapes do not allow it. */
+function fuseOSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState): boolean {
+  const { heads, kvHeads, headDim } = ctx.structure.config;
+  const block = ctx.structure.blocks[s.group.block];
+  const o = block.o;
+  const v = block.v;
+  if (s.group.linears.length !== 1 || s.group.linears[0] !== o) return false;
+  if (o.inFeatures !== heads * headDim || v.outFeatures !== kvHeads * headDim) return false;
+  if (v.node.output(0).consumers().length === 0) return false;
+  const shape = { l: heads, r: headDim };
+  const Wo = weightRows(o);
+  const r = optimiseKotms(o.inFeatures, [{ weight: Wo, outDim: o.outFeatures }], { ...ctx.kotms, shape, fixC: true });
+  setLinearWeight(o, rotateWeight(Wo, o.outFeatures, r.shape, r.B, r.C));
+  // v_proj rows: (I_kv ⊗ B) W_v, i.e. rotateWeight's transpose form applied to Wᵥᵀ.
+  const Wv = weightRows(v);
+  const K = v.inFeatures;
+  const out = new Float64Array(Wv.length);
+  for (let g = 0; g < kvHeads; g++) {
+    for (let i = 0; i < headDim; i++) {
+      for (let j = 0; j < headDim; j++) {
+        const bij = r.B[i * headDim + j];
+        if (bij === 0) continue;
+        const src = (g * headDim + j) * K;
+        const dst = (g * headDim + i) * K;
+        for (let k = 0; k < K; k++) out[dst + k] += bij * Wv[src + k];
+      }
+    }
+  }
+  setLinearWeight(v, out);
+  const bias = biasVector(v);
+  if (bias) {
+    const nb = new Float64Array(bias.length);
+    for (let g = 0; g < kvHeads; g++) for (let i = 0; i < headDim; i++) for (let j = 0; j < headDim; j++) nb[g * headDim + i] += r.B[i * headDim + j] * bias[g * headDim + j];
+    setLinearBias(v, nb);
+  }
+  s.fused = { l: heads, r: headDim, B: r.B, into: 'v' };
+  ctx.progress.tick(1, `${s.id} fused I⊗B (${headDim}) into v_proj, loss ${r.objectiveBefore.toFixed(3)}→${r.objectiveAfter.toFixed(3)}`);
+  return true;
+}

@@ -28,6 +28,14 @@ export function setLinearWeight(l: Linear, W: Float32Array | Float64Array): void
   }
 }
 
+/** Replace a linear's bias (beta already applied: y = W x + b). */
+export function setLinearBias(l: Linear, b: Float32Array | Float64Array): void {
+  if (!l.bias) throw new Error('setLinearBias: the linear has no bias');
+  const old = constTensor(l.bias)!;
+  const stored = Float64Array.from(b, (x) => x / l.beta);
+  l.bias.constValue = encodeFloats(old.dtype, old.dims, stored);
+}
+
 export function encodeFloats(dtype: string, dims: readonly number[], v: ArrayLike<number>): Tensor {
   switch (dtype) {
     case 'float32':

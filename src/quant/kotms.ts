@@ -70,8 +70,10 @@ export interface KotmsOptions {
   seed?: number;
   /** Cap on weights (rows × in) per Adam step; rows beyond it are visited in later steps. */
   maxEntriesPerStep?: number;
-  /** Override the shape rule (tests). */
+  /** Override the shape rule (tests; per-head transforms). */
   shape?: KronShape;
+  /** Keep C = I (only B is learned): a per-block transform I ⊗ B, which can be folded into a producer that writes the blocks independently (e.g. v_proj's per-head output rows). */
+  fixC?: boolean;
 }
 
 export const KOTMS_DEFAULTS = {
@@ -155,6 +157,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
 
   const rand = seededRandom(o.seed);
   const params = initialParams(shape, o.init, rand);
+  if (o.fixC) params.C0 = identity(shape.l);
   const lossOpts: KotmsLossOptions = { objective: o.objective, balanceWeight: o.balanceWeight, sigmaRatio: o.sigmaRatio };
   const objectiveBefore = kotmsLoss(W, rows, shape, params, lossOpts, false).loss;
 
@@ -176,7 +179,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
     const g = kotmsLoss(batch, perStep, shape, params, lossOpts, true, ws);
     history.push(g.loss);
     adam[0].step(params.aB, g.gaB, o.lr);
-    adam[1].step(params.aC, g.gaC, o.lr);
+    if (!o.fixC) adam[1].step(params.aC, g.gaC, o.lr);
     if (o.objective === 'trigauss') adam[2].step(params.logits, g.gLogits, o.lr);
   }
   const objectiveAfter = kotmsLoss(W, rows, shape, params, lossOpts, false).loss;

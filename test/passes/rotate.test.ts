@@ -39,15 +39,16 @@ describe('fold-norms + rotate keep the function', () => {
     ['fused SimplifiedLayerNormalization', { norm: 'simplified' }],
     ['Skip-fused norms, fp16 weights behind Casts', { norm: 'skip-simplified', weightDtype: 'float16' }],
   ];
-  for (const [name, opts] of styles) {
-    it(name, async () => {
+  for (const [name, opts] of styles) for (const fuse of [true, false]) {
+    it(`${name}${fuse ? ', o_proj rotation folded into v_proj' : ', all rotations online'}`, async () => {
       const src = makeTinyLlama({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 96, seed: 3, ...opts });
       const before = await logits(src, ids);
       const ctx = context(src);
       const pm = new PassManager<CompileContext>([foldNormsPass, rotatePass]);
+      ctx.opts.fuse = fuse;
       const r = await pm.run(src, { ...ctx, kotms: { iterations: 10 } } as CompileContext);
       expect(r.modified).toBe(true);
-      expect(ctx.sites.every((s) => s.transform)).toBe(true);
+      expect(ctx.sites.every((s) => (s.group.site === 'o' && fuse ? s.fused && !s.transform : s.transform && !s.fused))).toBe(true);
       expect(ctx.sites.filter((s) => s.gammaFolded).length).toBe(4); // attn + mlp of 2 blocks
       // The transforms are real: the q weight changed.
       const after = await logits(r.model, ids);
@@ -60,8 +61,9 @@ describe('fold-norms + rotate keep the function', () => {
       // fp32: rounding of the rotated weights only. fp16 weights are re-rounded to fp16 after
       // folding and rotating (2^-11 relative per weight), so logits move by ~1e-3 relative.
       expect(maxDiff / maxAbs).toBeLessThan(opts.weightDtype === 'float16' ? 2e-3 : 2e-5);
-      // One online transform (its C factor an initializer) per site: 4 sites x 2 blocks.
-      expect([...r.model.graph.initializers.keys()].filter((k) => /\.kron\.C$/.test(k)).length).toBe(8);
+      // One online transform (its C factor an initializer) per online site: 4 (or 3 when
+      // the o site is folded) sites x 2 blocks.
+      expect([...r.model.graph.initializers.keys()].filter((k) => /\.kron\.C$/.test(k)).length).toBe(fuse ? 6 : 8);
     });
   }
 });
