@@ -150,9 +150,11 @@ export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number
   );
   // Word path: when a group's codes are whole u32 words and every byte holds perByte trits
   // of the group, full groups read a word at a time with no bounds checks (4x fewer loads);
-  // the row's last, partial group (and formats that do not align) take the byte path.
+  // the row's last, partial group takes the checked byte path.
+  // Otherwise full groups read byte by byte, still unchecked: floor(G / perByte) full bytes,
+  // then (when perByte does not divide G) one byte of G mod perByte trits.
   const wordPath = L.bytesPerGroup % 4 === 0 && f.group % P.perByte === 0;
-  const fullGroups = wordPath ? Math.floor(cols / f.group) : 0;
+  const fullGroups = Math.floor(cols / f.group);
   const wordBytes = Array.from({ length: 4 }, (_, b) => wgsl`      let b${b} = (word >> ${u32(8 * b)}) & 0xffu;`);
   const wordTrits = Array.from({ length: 4 * P.perByte }, (_, i) =>
     wgsl`        d += ${P.trit(wgsl`b${Math.floor(i / P.perByte)}`, i % P.perByte)} * X[xk + ${u32(i)}];`,
@@ -181,6 +183,29 @@ ${join(wordSums)}
     }
 ${groupEnd}
   }`;
+  const fullBytes = Math.floor(f.group / P.perByte);
+  const remTrits = f.group - fullBytes * P.perByte;
+  /** One byte `j` of a full group with `count` trits, no checks. */
+  const uncheckedByte = (j: Code, count: number) => wgsl`      let byte = (W[(r0 + ${j}) >> 2u] >> (((r0 + ${j}) & 3u) * 8u)) & 0xffu;
+      for (var mm = 0u; mm < mcount; mm++) {
+        let xk = (m0 + mm) * ${u32(cols)} + g * ${u32(f.group)} + ${j} * ${u32(P.perByte)};
+        var d = 0.0;
+        ${f.shift ? wgsl`var e = 0.0;` : wgsl``}
+${join(Array.from({ length: count }, (_, i) => wgsl`        d += ${P.trit(b, i)} * X[xk + ${u32(i)}];${f.shift ? wgsl` e += X[xk + ${u32(i)}];` : wgsl``}`))}
+        st[mm] += d;
+        ${f.shift ? wgsl`sx[mm] += e;` : wgsl``}
+      }`;
+  const byteLoop = wordPath ? wgsl`` : wgsl`  for (var g = 0u; g < ${u32(fullGroups)}; g++) {
+${accDecl}
+    let r0 = (n * ${u32(L.ng)} + g) * ${u32(L.bytesPerGroup)};
+    for (var j = 0u; j < ${u32(fullBytes)}; j++) {
+${uncheckedByte(wgsl`j`, P.perByte)}
+    }
+    ${remTrits ? wgsl`{
+${uncheckedByte(u32(fullBytes), remTrits)}
+    }` : wgsl``}
+${groupEnd}
+  }`;
   return rowKernel({
     name: `ternary_linear_${f.packing}`,
     params: { fmt: f.id },
@@ -192,7 +217,7 @@ ${groupEnd}
     module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
     // The explicit zero constructors matter: Dawn + SwiftShader does not re-zero a bare
     // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
-    loop: wgsl`${wordLoop}
+    loop: wgsl`${wordLoop}${byteLoop}
   for (var g = ${u32(fullGroups)}; g < ${u32(L.ng)}; g++) {
 ${accDecl}
     for (var j = 0u; j < ${u32(L.bytesPerGroup)}; j++) {

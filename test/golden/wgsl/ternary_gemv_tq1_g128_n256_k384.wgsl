@@ -12,8 +12,43 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (n >= 256u || m0 >= step.ntok) { return; }
   let mcount = min(1u, step.ntok - m0);
   var acc: array<f32, 1>;
-
   for (var g = 0u; g < 3u; g++) {
+    var st = array<f32, 1>();
+    var sx = array<f32, 1>();
+    let r0 = (n * 3u + g) * 26u;
+    for (var j = 0u; j < 25u; j++) {
+      let byte = (W[(r0 + j) >> 2u] >> (((r0 + j) & 3u) * 8u)) & 0xffu;
+      for (var mm = 0u; mm < mcount; mm++) {
+        let xk = (m0 + mm) * 384u + g * 128u + j * 5u;
+        var d = 0.0;
+        var e = 0.0;
+        d += (f32((byte / 1u) % 3u) - 1.0) * X[xk + 0u]; e += X[xk + 0u];
+        d += (f32((byte / 3u) % 3u) - 1.0) * X[xk + 1u]; e += X[xk + 1u];
+        d += (f32((byte / 9u) % 3u) - 1.0) * X[xk + 2u]; e += X[xk + 2u];
+        d += (f32((byte / 27u) % 3u) - 1.0) * X[xk + 3u]; e += X[xk + 3u];
+        d += (f32((byte / 81u) % 3u) - 1.0) * X[xk + 4u]; e += X[xk + 4u];
+        st[mm] += d;
+        sx[mm] += e;
+      }
+    }
+    {
+      let byte = (W[(r0 + 25u) >> 2u] >> (((r0 + 25u) & 3u) * 8u)) & 0xffu;
+      for (var mm = 0u; mm < mcount; mm++) {
+        let xk = (m0 + mm) * 384u + g * 128u + 25u * 5u;
+        var d = 0.0;
+        var e = 0.0;
+        d += (f32((byte / 1u) % 3u) - 1.0) * X[xk + 0u]; e += X[xk + 0u];
+        d += (f32((byte / 3u) % 3u) - 1.0) * X[xk + 1u]; e += X[xk + 1u];
+        d += (f32((byte / 9u) % 3u) - 1.0) * X[xk + 2u]; e += X[xk + 2u];
+        st[mm] += d;
+        sx[mm] += e;
+      }
+    }
+    let s = half_at(4992u, n * 3u + g);
+    let z = half_at(5376u, n * 3u + g);
+    for (var mm = 0u; mm < mcount; mm++) { acc[mm] += s * st[mm] + z * sx[mm]; }
+  }
+  for (var g = 3u; g < 3u; g++) {
     var st = array<f32, 1>();
     var sx = array<f32, 1>();
     for (var j = 0u; j < 26u; j++) {
