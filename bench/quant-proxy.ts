@@ -3,8 +3,9 @@
 // calibration text (train.txt only), on the fp32 model. Reports the relative output error
 // ‖(W−Ŵ)Xᵀ‖²/‖WXᵀ‖² per structure and option set, bits/weight and time, and writes JSON.
 // 'method' is METHOD.md's E2M-ATQ inside GPTQ; '+refit' refits (μ, α) under GPTQ's block
-// metric once the trits are final; '+cd' adds trit coordinate descent; 'default' adds
-// act-order inside groups and the per-row scale pass search (the kernel defaults).
+// metric once the trits are final; '+cd' adds trit coordinate descent; then act-order
+// inside groups and the per-row scale pass search; 'default' adds the whole-row refinement
+// under the full H after GPTQ (the kernel defaults).
 //   npx tsx bench/quant-proxy.ts [blocks=0,3,5] [segments=32]
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,8 +26,9 @@ const configs: [string, QuantizeLinearOptions][] = [
   ['kernel g128 euclid only', { structure: 'kernel', gptq: false, xDomain: false }],
   ['kernel g128 euclid+x', { structure: 'kernel', gptq: false, xDomain: true }],
   ['kernel g128 method (gptq+x)', { structure: 'kernel', gptq: true, xDomain: true, refit: false, actOrder: false }],
-  ['kernel g128 +refit', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [], sweeps: 0 }],
-  ['kernel g128 +refit+cd', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [] }],
+  ['kernel g128 +refit', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [], sweeps: 0, globalRounds: 0 }],
+  ['kernel g128 +refit+cd', { structure: 'kernel', gptq: true, xDomain: true, actOrder: false, passes: [], globalRounds: 0 }],
+  ['kernel g128 +act-order+passes', { structure: 'kernel', gptq: true, xDomain: true, globalRounds: 0 }],
   ['kernel g128 default', { structure: 'kernel', gptq: true, xDomain: true }],
   ['kernel g128 noshift default', { structure: 'kernel', shift: false, gptq: true, xDomain: true }],
   ['kernel g64 default', { structure: 'kernel', group: 64, gptq: true, xDomain: true }],

@@ -26,6 +26,8 @@ export interface QuantizeLinearOptions {
   passes?: number[];
   /** Kernel structure: trit coordinate-descent sweeps per block (see KernelStructureOptions.sweeps). */
   sweeps?: number;
+  /** Kernel structure: whole-row refinement rounds after GPTQ (see KernelStructureOptions). */
+  globalRounds?: number;
   /** Kernel structure: act-order inside each group. */
   actOrder?: boolean;
   /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
@@ -90,6 +92,7 @@ export function quantizeLinear(
         refit: (opts.refit ?? true) && useX,
         passes: opts.passes,
         sweeps: opts.sweeps,
+        globalRounds: opts.globalRounds,
         actOrder: opts.actOrder,
         onProgress: opts.onProgress,
       });

@@ -15,7 +15,9 @@
 // (bench/quant-proxy.ts): act-order inside each group (columns by decreasing diag H; the
 // group's column set, hence the format, is unchanged), and a per-row pass search: the block
 // is re-run from its start state with each row's best refitted scale times 1, 0.9, 1.1, and
-// each row keeps the pass with the lowest GPTQ block loss.
+// each row keeps the pass with the lowest GPTQ block loss. Within each pass the block's
+// trits get coordinate descent under GPTQ's block metric between two (μ, α) refits; after
+// GPTQ, whole rows get the same descent + refit under the full H (refineWholeRows).
 //
 // `rtnTernary` is the BitNet-style baseline: per row α = mean|w|, t = round(clip(w/α)).
 import { halfToFloat, floatToHalf } from '../graph/tensor.ts';
@@ -37,6 +39,8 @@ const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
 export const DEFAULT_PASSES: readonly number[] = [1, 0.9, 1.1];
 /** Coordinate-descent sweeps over a block's trits after GPTQ's rounding. */
 export const DEFAULT_SWEEPS = 4;
+/** Rounds of whole-row trit descent + (μ, α) refit under the full H after GPTQ. */
+export const DEFAULT_GLOBAL_ROUNDS = 2;
 
 export interface KernelStructureOptions {
   group: number;
@@ -57,6 +61,9 @@ export interface KernelStructureOptions {
   /** With GPTQ and refit: coordinate-descent sweeps over each block's trits under GPTQ's
    *  block metric before the refit (default DEFAULT_SWEEPS). */
   sweeps?: number;
+  /** With GPTQ and refit: rounds of whole-row refinement under the full H after GPTQ
+   *  (default DEFAULT_GLOBAL_ROUNDS; 0 disables). */
+  globalRounds?: number;
   /** With GPTQ: inside each group, quantize columns in decreasing diag(H) order (GPTQ's
    *  act-order restricted to a group, so the stored group layout is unchanged). Default on. */
   actOrder?: boolean;
@@ -342,6 +349,89 @@ class KernelQuantizer implements ColumnBlockQuantizer {
   }
 }
 
+/**
+ * After GPTQ: per row, alternate coordinate descent on all trits and a joint (μ, α) refit of
+ * all the row's groups, both under the full H, i.e. on the layer's own output error
+ * (w − ŵ) H (w − ŵ)ᵀ, which GPTQ's greedy left-to-right pass only approximates. Each step
+ * lowers that error (up to fp16 rounding of the refitted parameters). Updates t, scale,
+ * shift and `fitted` in place.
+ */
+function refineWholeRows(
+  w: Float32Array | Float64Array,
+  N: number,
+  K: number,
+  H: Float64Array,
+  G: number,
+  withShift: boolean,
+  t: Int8Array,
+  scale: Float64Array,
+  shift: Float64Array,
+  rounds: number,
+  fitted: Float64Array,
+): void {
+  const ng = Math.ceil(K / G);
+  const per = withShift ? 2 : 1;
+  const m = per * ng;
+  const fixed: (Float64Array | null)[] = new Array(m).fill(null);
+  if (withShift) {
+    for (let gi = 0; gi < ng; gi++) {
+      const v = new Float64Array(K);
+      for (let k = gi * G; k < Math.min(K, (gi + 1) * G); k++) for (let i = 0; i < K; i++) v[i] += H[k * K + i];
+      fixed[gi * per + 1] = v;
+    }
+  }
+  const r = new Float64Array(K), g = new Float64Array(K), target = new Float64Array(K);
+  const basis = new Float64Array(m * K), sb = new Float64Array(m * K), p = new Float64Array(m), fb = new Float64Array(m);
+  for (let n = 0; n < N; n++) {
+    const o = n * K;
+    for (let k = 0; k < K; k++) target[k] = w[o + k];
+    for (let round = 0; round < rounds; round++) {
+      for (let k = 0; k < K; k++) {
+        const gi = n * ng + Math.floor(k / G);
+        r[k] = target[k] - (shift[gi] + scale[gi] * t[o + k]);
+      }
+      for (let i = 0; i < K; i++) g[i] = dot(H, i * K, r, 0, K);
+      let moved = false;
+      for (let k = 0; k < K; k++) {
+        const a = scale[n * ng + Math.floor(k / G)];
+        const tk = t[o + k];
+        let bestD = 0, bestT = tk;
+        for (let c = -1; c <= 1; c++) {
+          if (c === tk) continue;
+          const dq = a * (c - tk);
+          const d = -2 * dq * g[k] + dq * dq * H[k * K + k];
+          if (d < bestD - 1e-15 * Math.abs(g[k] * dq)) { bestD = d; bestT = c; }
+        }
+        if (bestT === tk) continue;
+        const dq = a * (bestT - tk);
+        t[o + k] = bestT;
+        const hk = k * K;
+        for (let i = 0; i < K; i++) g[i] -= dq * H[hk + i];
+        moved = true;
+      }
+      basis.fill(0);
+      for (let gi = 0; gi < ng; gi++) {
+        for (let k = gi * G; k < Math.min(K, (gi + 1) * G); k++) {
+          basis[gi * per * K + k] = t[o + k];
+          if (withShift) basis[(gi * per + 1) * K + k] = 1;
+        }
+        fb[gi * per] = scale[n * ng + gi];
+        if (withShift) fb[gi * per + 1] = shift[n * ng + gi];
+      }
+      xDomainRefitRow(H, K, target, 0, basis, m, p, fb, sb, false, fixed);
+      for (let gi = 0; gi < ng; gi++) {
+        scale[n * ng + gi] = toHalf(p[gi * per]);
+        if (withShift) shift[n * ng + gi] = toHalf(p[gi * per + 1]);
+      }
+      if (!moved) break;
+    }
+    for (let k = 0; k < K; k++) {
+      const gi = n * ng + Math.floor(k / G);
+      fitted[o + k] = shift[gi] + scale[gi] * t[o + k];
+    }
+  }
+}
+
 /** Fit the kernel structure to W [rows × cols] (row-major). */
 export function quantizeKernelStructure(
   w: Float32Array | Float64Array,
@@ -387,6 +477,10 @@ export function quantizeKernelStructure(
   } else {
     fitted = quantizeBlocksNoFeedback(w, rows, cols, useH ? h : null, qz, blockSize);
     opts.onProgress?.(total, total);
+  }
+  const rounds = opts.globalRounds ?? DEFAULT_GLOBAL_ROUNDS;
+  if (opts.gptq && h && (opts.refit ?? xDomain) && rounds > 0) {
+    refineWholeRows(w, rows, cols, h, G, opts.shift, qz.t, qz.scale, qz.shift, rounds, fitted);
   }
   const weights = encodeTernary(format, rows, cols, qz.t, qz.scale, opts.shift ? qz.shift : undefined);
   return { weights, dequant: decodeTernary(weights), gptqLoss, fitted };

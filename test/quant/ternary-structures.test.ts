@@ -152,6 +152,13 @@ describe('kernel structure: twlac additions', () => {
     expect(cd.gptqLoss!).toBeLessThan(0.98 * none.gptqLoss!);
   });
 
+  it('whole-row refinement under the full H lowers the layer output error', () => {
+    const base = { group: 128, shift: true, gptq: true, xDomain: true };
+    const r0 = rel(quantizeKernelStructure(W, N, K, H, { ...base, globalRounds: 0 }).dequant);
+    const r2 = rel(quantizeKernelStructure(W, N, K, H, { ...base, globalRounds: 2 }).dequant);
+    expect(r2).toBeLessThan(0.99 * r0);
+  });
+
   it('act-order keeps the format: codes decode to what was fitted, in original column order', () => {
     for (const actOrder of [false, true]) {
       const r = quantizeKernelStructure(W, N, K, H, { group: 64, shift: true, gptq: true, xDomain: true, actOrder });
