@@ -19,6 +19,7 @@ import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { findTokenizer, loadTokenizer } from '../../src/eval/tokenizer.ts';
 import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
+import { runWebgpu, webgpuLogits } from '../../src/runtime/webgpu/node.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
 import { buildDemo } from '../../demo/build.ts';
 import { decodePng } from './png.ts';
@@ -83,6 +84,15 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     } finally {
       model.destroy();
     }
+  });
+
+  it('the CLI entries: runWebgpu and webgpuLogits on an artifact directory, UserError without one', async () => {
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 16), 23));
+    const a = readArtifact(dir);
+    expect(await runWebgpu(dir, [7, 7, 2], 5)).toEqual(referenceGreedy(a, [7, 7, 2], 5));
+    expect(relErr(await webgpuLogits(dir, [9, 8, 7]), referenceLogits(a, [9, 8, 7]))).toBeLessThan(1e-5);
+    await expect(runWebgpu(tmp(), [1], 1)).rejects.toThrow(/no manifest\.json/);
   });
 
   it('bit2 g8 without shifts, online Kronecker transforms, A8/A4 activations', async () => {
