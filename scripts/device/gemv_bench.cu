@@ -69,6 +69,7 @@ template <class F> static double time_graph(cudaStream_t s, int iters, int reps,
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : ".device/cuda";
   std::string out = argc > 2 ? argv[2] : "gemv.json";
+  const std::string only = argc > 3 ? argv[3] : ""; // profile runs: just the benchmark kernels whose name contains this
   cudaDeviceProp prop; TWLAC_CUDA(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   cudaStream_t s; TWLAC_CUDA(cudaStreamCreate(&s));
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
 
   // ---- 1. checks against the reference decoder ----
   int failures = 0;
-  for (int c = 0; c < twlac_check_count; c++) {
+  for (int c = 0; c < (only.empty() ? twlac_check_count : 0); c++) {
     const TwlacGemv& g = *find(twlac_check_kernels[c]);
     const int T = twlac_check_t[c];
     std::vector<uint8_t> b = read_file(dir + "/case_" + std::to_string(c) + ".bin");
@@ -132,6 +133,7 @@ int main(int argc, char** argv) {
   printf("\n%-40s %9s %9s %8s %8s %7s %9s\n", "kernel (M=1)", "ours us", "cublas us", "speedup", "GB/s", "%copy", "relL2");
   for (int bi = 0; bi < twlac_bench_count; bi++) {
     const TwlacGemv& g = *find(twlac_bench_kernels[bi]);
+    if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
     size_t ng = ng_of(g), codesB = (size_t)g.n * ng * bpg_of(g), scN = (size_t)g.n * ng;
     size_t bytes = codesB + scN * 2 * (g.shift ? 2 : 1);
     int nbuf = (int)std::max<size_t>(2, (ROT + bytes - 1) / bytes);

@@ -5,10 +5,10 @@ extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const
   __shared__ float scratch[32];
   const int t = blockIdx.x;
   float ss = 0.f;
-  for (int i = threadIdx.x; i < 384; i += blockDim.x) { const float v = src[(size_t)t * 384 + i]; ss += v * v; }
+  for (int i = threadIdx.x; i < 384; i += 1024) { const float v = src[(size_t)t * 384 + i]; ss += v * v; }
   ss = twlac_block_reduce<false>(ss, scratch);
   const float inv = rsqrtf(ss / 384.0f + 1.000000000e-5f);
-  for (int i = threadIdx.x; i < 384; i += blockDim.x) buf[i] = src[(size_t)t * 384 + i] * inv * (gamma ? gamma[i] : 1.f);
+  for (int i = threadIdx.x; i < 384; i += 1024) buf[i] = src[(size_t)t * 384 + i] * inv * (gamma ? gamma[i] : 1.f);
   __syncthreads();
   { // x' = C·X·Bᵀ, X = buf as [16][24]: tmp = X·Bᵀ, then buf = C·tmp
     float* tmp = buf + 384;
@@ -30,7 +30,7 @@ extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const
   if (bits < 16) {
     // src/quant/act-quant.ts, one float32 operation at a time.
     float mn = INFINITY, mx = -INFINITY;
-    for (int i = threadIdx.x; i < 384; i += blockDim.x) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
+    for (int i = threadIdx.x; i < 384; i += 1024) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
     mn = -twlac_block_reduce<true>(-mn, scratch);
     mx = twlac_block_reduce<true>(mx, scratch);
     const float L = (float)((1 << bits) - 1);
@@ -38,11 +38,11 @@ extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const
     const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
     if (s != 0.f) {
       const float z = rintf(__fdiv_rn(-lo, s));
-      for (int i = threadIdx.x; i < 384; i += blockDim.x) {
+      for (int i = threadIdx.x; i < 384; i += 1024) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
         buf[i] = __fmul_rn(__fsub_rn(q, z), s);
       }
     }
   }
-  for (int i = threadIdx.x; i < 384; i += blockDim.x) out[(size_t)t * 384 + i] = __float2half_rn(buf[i]);
+  for (int i = threadIdx.x; i < 384; i += 1024) out[(size_t)t * 384 + i] = __float2half_rn(buf[i]);
 }

@@ -13,7 +13,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
   { const int t0 = 0, tu = 416, nch = 52;
     __syncthreads();
     // Stage activations of this tile as fp16 pairs in digit-word order.
-    for (int i = threadIdx.x; i < 1 * tu * 5; i += blockDim.x) {
+    #pragma unroll 8
+    for (int i = threadIdx.x; i < 1 * tu * 5; i += 256) {
       const int m = i / (tu * 5);
       const int rem = i - m * tu * 5;
       const int u = rem / 5;
@@ -30,7 +31,8 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
       xp[((m * 6 + pr) * 8 + q) * 52 + c] = __halves2half2(x0, x1);
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < 1 * tu; i += blockDim.x) {
+    #pragma unroll 4
+    for (int i = threadIdx.x; i < 1 * tu; i += 256) {
       const int m = i / tu, u = i - m * tu;
       const int c = u / 8, q = u - c * 8;
       float s = 0.f;
@@ -65,14 +67,24 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
     size_t rowOff[1];
     #pragma unroll
     for (int r = 0; r < 1; ++r) rowOff[r] = rowB[r] + (size_t)t0 * 2;
-    #pragma unroll 2
-    for (int c = lane + 32 * wkk; c < nch; c += 256) {
-      uint32_t raw[1][4];
+    uint32_t raw[1][4];
+    int c = lane + 32 * wkk;
+    if (c < nch) {
       { const uint4 v = __ldg(reinterpret_cast<const uint4*>(codes + rowOff[0]) + c);
         raw[0][0] = v.x;
         raw[0][1] = v.y;
         raw[0][2] = v.z;
         raw[0][3] = v.w;
+      }
+    }
+    for (; c < nch; c += 256) {
+      uint32_t nxt[1][4];
+      const int cn = min(c + 256, nch - 1);
+      { const uint4 v = __ldg(reinterpret_cast<const uint4*>(codes + rowOff[0]) + cn);
+        nxt[0][0] = v.x;
+        nxt[0][1] = v.y;
+        nxt[0][2] = v.z;
+        nxt[0][3] = v.w;
       }
       { // unit 0 of the vector
         const int g = (t0 + c * 8 + 0) / 13;
@@ -226,6 +238,10 @@ extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm
             acc[0][m] += sc0 * (f.x + f.y) + sh0 * xsum; }
         }
       }
+      #pragma unroll
+      for (int r = 0; r < 1; ++r)
+        #pragma unroll
+        for (int w = 0; w < 4; ++w) raw[r][w] = nxt[r][w];
     }
   }
   #pragma unroll

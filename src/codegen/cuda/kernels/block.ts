@@ -64,6 +64,9 @@ export interface ActKernelSpec {
   eps: number;
 }
 
+/** Threads of an act kernel (one block per token: at decode the whole kernel is one block). */
+const ACT_BLOCK = 1024;
+
 export function actKernelName(s: ActKernelSpec): string {
   return `act_${s.source}_d${s.dim}${s.transform ? `_kron${s.transform.l}x${s.transform.r}` : ''}`;
 }
@@ -80,16 +83,16 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
   const load =
     s.source === 'norm'
       ? code`  float ss = 0.f;
-  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
+  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
   ss = twlac_block_reduce<false>(ss, scratch);
   const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(s.eps)});
-  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) buf[i] = src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f);`
+  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f);`
       : s.source === 'swiglu'
-        ? code`  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) {
+        ? code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
     const float g = src[(size_t)t * ${D} + i];
     buf[i] = g / (1.f + expf(-g)) * src2[(size_t)t * ${D} + i];
   }`
-        : code`  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) buf[i] = src[(size_t)t * ${D} + i];`;
+        : code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i];`;
   const transform = s.transform
     ? code`  __syncthreads();
   { // x' = C·X·Bᵀ, X = buf as [${s.transform.l}][${s.transform.r}]: tmp = X·Bᵀ, then buf = C·tmp
@@ -123,7 +126,7 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
       { name: 'bits', type: 'int' },
       { name: 'clip', type: 'float' },
     ],
-    block: 1024,
+    block: ACT_BLOCK,
     grid: [code`T`, code`1`, code`1`],
     smemBytes,
     body: code`  extern __shared__ __align__(16) float buf[];
@@ -135,7 +138,7 @@ ${transform}
   if (bits < 16) {
     // src/quant/act-quant.ts, one float32 operation at a time.
     float mn = INFINITY, mx = -INFINITY;
-    for (int i = threadIdx.x; i < ${D}; i += blockDim.x) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
+    for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
     mn = -twlac_block_reduce<true>(-mn, scratch);
     mx = twlac_block_reduce<true>(mx, scratch);
     const float L = (float)((1 << bits) - 1);
@@ -143,13 +146,13 @@ ${transform}
     const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
     if (s != 0.f) {
       const float z = rintf(__fdiv_rn(-lo, s));
-      for (int i = threadIdx.x; i < ${D}; i += blockDim.x) {
+      for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
         buf[i] = __fmul_rn(__fsub_rn(q, z), s);
       }
     }
   }
-  for (int i = threadIdx.x; i < ${D}; i += blockDim.x) out[(size_t)t * ${D} + i] = __float2half_rn(buf[i]);`,
+  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) out[(size_t)t * ${D} + i] = __float2half_rn(buf[i]);`,
   });
 }
 

@@ -95,20 +95,21 @@ export function gemvKernel(s: GemvShape): CudaKernel {
 
   // Unpack the R raw vectors into 32-bit words; unit q of a vector sits at byte q·ub.
   const nWords = Math.max(1, vec.bytes / 4);
-  const loadRaw =
+  // Load vector `c` of the R rows into `dst` (the next vector is fetched while this one is decoded).
+  const loadRaw = (dst: Code, c: Code) =>
     vec.bytes >= 4
       ? join(
           Array.from({ length: R }, (_, r) => {
-            const v = code`__ldg(reinterpret_cast<const ${new Code(vec.type)}*>(codes + rowOff[${r}]) + c)`;
-            if (vec.bytes === 4) return code`      raw[${r}][0] = ${v};`;
+            const v = code`__ldg(reinterpret_cast<const ${new Code(vec.type)}*>(codes + rowOff[${r}]) + ${c})`;
+            if (vec.bytes === 4) return code`      ${dst}[${r}][0] = ${v};`;
             return join([
               code`      { const ${new Code(vec.type)} v = ${v};`,
-              ...vec.words.map((w, i) => code`        raw[${r}][${i}] = v.${new Code(w)};`),
+              ...vec.words.map((w, i) => code`        ${dst}[${r}][${i}] = v.${new Code(w)};`),
               code`      }`,
             ]);
           }),
         )
-      : join(Array.from({ length: R }, (_, r) => code`      raw[${r}][0] = __ldg(reinterpret_cast<const ${new Code(vec.type)}*>(codes + rowOff[${r}]) + c);`));
+      : join(Array.from({ length: R }, (_, r) => code`      ${dst}[${r}][0] = __ldg(reinterpret_cast<const ${new Code(vec.type)}*>(codes + rowOff[${r}]) + ${c});`));
 
   const unitRaw = (r: number, q: number): Code => {
     const byte = q * ub;
@@ -163,7 +164,8 @@ export function gemvKernel(s: GemvShape): CudaKernel {
 
   const stage = code`    __syncthreads();
     // Stage activations of this tile as fp16 pairs in digit-word order.
-    for (int i = threadIdx.x; i < ${M} * tu * ${pk.pairs}; i += blockDim.x) {
+    #pragma unroll 8
+    for (int i = threadIdx.x; i < ${M} * tu * ${pk.pairs}; i += ${warps * 32}) {
       const int m = i / (tu * ${pk.pairs});
       const int rem = i - m * tu * ${pk.pairs};
       const int u = rem / ${pk.pairs};
@@ -180,7 +182,8 @@ export function gemvKernel(s: GemvShape): CudaKernel {
       xp[((m * ${pp} + pr) * ${upc} + q) * ${nch} + c] = __halves2half2(x0, x1);
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < ${M} * tu; i += blockDim.x) {
+    #pragma unroll 4
+    for (int i = threadIdx.x; i < ${M} * tu; i += ${warps * 32}) {
       const int m = i / tu, u = i - m * tu;
       const int c = u / ${upc}, q = u - c * ${upc};
       float s = 0.f;
@@ -225,11 +228,20 @@ ${singleTile ? code`` : stage}
     size_t rowOff[${R}];
     #pragma unroll
     for (int r = 0; r < ${R}; ++r) rowOff[r] = rowB[r] + (size_t)t0 * ${ub};
-    #pragma unroll 2
-    for (int c = lane + 32 * wkk; c < nch; c += ${32 * wk}) {
-      uint32_t raw[${R}][${nWords}];
-${loadRaw}
+    uint32_t raw[${R}][${nWords}];
+    int c = lane + 32 * wkk;
+    if (c < nch) {
+${loadRaw(code`raw`, code`c`)}
+    }
+    for (; c < nch; c += ${32 * wk}) {
+      uint32_t nxt[${R}][${nWords}];
+      const int cn = min(c + ${32 * wk}, nch - 1);
+${loadRaw(code`nxt`, code`cn`)}
 ${perUnit}
+      #pragma unroll
+      for (int r = 0; r < ${R}; ++r)
+        #pragma unroll
+        for (int w = 0; w < ${nWords}; ++w) raw[r][w] = nxt[r][w];
     }
   }
   #pragma unroll
