@@ -238,13 +238,21 @@ ${groupEnd}
 
 export type DenseDtype = 'float16' | 'float32';
 
-/** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words. */
+/** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read
+ *  UNROLL words per iteration. */
 export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
   if (dtype === 'float16' && cols % 2) throw new Error(`fp16 dense linear needs an even column count, got ${cols}`);
   const per = dtype === 'float16' ? 2 : 1;
   const words = cols / per;
-  const load = dtype === 'float16' ? wgsl`let w = unpack2x16float(W[n * ${u32(words)} + j]);` : wgsl`let w = vec2f(bitcast<f32>(W[n * ${u32(words)} + j]), 0.0);`;
-  const dot = dtype === 'float16' ? wgsl`acc[mm] += w.x * X[xb] + w.y * X[xb + 1u];` : wgsl`acc[mm] += w.x * X[xb];`;
+  const unroll = words % 4 === 0 ? 4 : 1;
+  const terms = Array.from({ length: unroll }, (_, u) => {
+    const w = wgsl`W[wr + j + ${u32(u)}]`;
+    const xo = u32(u * per);
+    return dtype === 'float16'
+      ? wgsl`      let w${u} = unpack2x16float(${w});
+      d += w${u}.x * X[xb + ${xo}] + w${u}.y * X[xb + ${xo} + 1u];`
+      : wgsl`      d += bitcast<f32>(${w}) * X[xb + ${xo}];`;
+  });
   return rowKernel({
     name: `dense_linear_${dtype}`,
     params: {},
@@ -254,12 +262,14 @@ export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number,
     bias,
     feats,
     module: wgsl``,
-    loop: wgsl`  for (var j = 0u; j < ${u32(words)}; j++) {
-    ${load}
-    for (var mm = 0u; mm < mcount; mm++) {
+    loop: wgsl`  let wr = n * ${u32(words)};
+  for (var mm = 0u; mm < mcount; mm++) {
+    var d = 0.0;
+    for (var j = 0u; j < ${u32(words)}; j += ${u32(unroll)}) {
       let xb = (m0 + mm) * ${u32(cols)} + j * ${u32(per)};
-      ${dot}
+${join(terms)}
     }
+    acc[mm] = d;
   }`,
   });
 }
