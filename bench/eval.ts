@@ -4,14 +4,15 @@
 //   2. full dev.txt perplexity of the three exports (fp32 plain, KV fp16, fused fp16), timed.
 // Writes bench/results/eval.json.
 //
-//   npx tsx bench/eval.ts [--sweep-windows 24] [--rounds 2] [--batches 1,2,4,8] [--no-full] [--threads N] [--spin]
+//   npx tsx bench/eval.ts [--sweep-windows 24] [--rounds 2] [--batches 1,2,4,8] [--no-sweep] [--no-full]
+//                         [--threads N] [--spin] [--unit utf16|codepoint]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { openModel } from '../src/eval/ort-session.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
-import { loadTokenizer, tokenizeFile } from '../src/eval/tokenizer.ts';
+import { loadTokenizer, tokenizeFile, type ChunkUnit } from '../src/eval/tokenizer.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const shared = resolve(root, '../shared');
@@ -32,26 +33,31 @@ const batches = arg('--batches', '1,2,4,8').split(',').map(Number);
 const threads = args.includes('--threads') ? Number(arg('--threads', '0')) : undefined;
 const full = !args.includes('--no-full');
 const spin = args.includes('--spin');
+const sweepOn = !args.includes('--no-sweep');
+const unit = arg('--unit', 'utf16') as ChunkUnit;
 
 const t0 = performance.now();
-const ids = tokenizeFile(loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json')), join(shared, 'data/pydocs/dev.txt'));
+const ids = tokenizeFile(loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json')), join(shared, 'data/pydocs/dev.txt'), { chunkUnit: unit });
 const tokenizeSeconds = (performance.now() - t0) / 1000;
-console.log(`dev.txt: ${ids.length} tokens in ${tokenizeSeconds.toFixed(1)} s; ${cpus().length} CPUs`);
+console.log(`dev.txt: ${ids.length} tokens (${unit} chunks) in ${tokenizeSeconds.toFixed(1)} s; ${cpus().length} CPUs`);
 
 const sweep: Record<string, number[]> = {};
-const fp32 = await openModel(models.fp32, { threads, spin });
-await evaluatePerplexity(fp32, ids, { maxWindows: 2, batch: 1 }); // warm-up
-for (let r = 0; r < rounds; r++) {
-  for (const batch of batches) {
-    const t = performance.now();
-    await evaluatePerplexity(fp32, ids, { maxWindows: sweepWindows, batch });
-    (sweep[batch] ??= []).push((performance.now() - t) / sweepWindows);
+if (sweepOn) {
+  const fp32 = await openModel(models.fp32, { threads, spin });
+  await evaluatePerplexity(fp32, ids, { maxWindows: 2, batch: 1 }); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const batch of batches) {
+      const t = performance.now();
+      await evaluatePerplexity(fp32, ids, { maxWindows: sweepWindows, batch });
+      (sweep[batch] ??= []).push((performance.now() - t) / sweepWindows);
+    }
   }
+  const best = (xs: number[]) => Math.min(...xs);
+  for (const b of batches) console.log(`batch ${b}: ${best(sweep[b]).toFixed(1)} ms/window (best of ${rounds}; all: ${sweep[b].map((x) => x.toFixed(1)).join(', ')})`);
+  const base = best(sweep[batches[0]]);
+  console.log(`ratio to batch ${batches[0]}: ${batches.map((b) => `${b}: ${(best(sweep[b]) / base).toFixed(2)}`).join(', ')}`);
+  await fp32.session.release();
 }
-const best = (xs: number[]) => Math.min(...xs);
-for (const b of batches) console.log(`batch ${b}: ${best(sweep[b]).toFixed(1)} ms/window (best of ${rounds}; all: ${sweep[b].map((x) => x.toFixed(1)).join(', ')})`);
-const base = best(sweep[batches[0]]);
-console.log(`ratio to batch ${batches[0]}: ${batches.map((b) => `${b}: ${(best(sweep[b]) / base).toFixed(2)}`).join(', ')}`);
 
 const fullResults: Record<string, { ppl: number; windows: number; tokens: number; seconds: number }> = {};
 if (full) {
@@ -73,12 +79,12 @@ if (full) {
   }
 }
 
-const out = join(root, 'bench/results/eval.json');
+const out = join(root, `bench/results/eval${full ? '' : '-sweep'}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
   JSON.stringify(
-    { date: new Date().toISOString(), cpus: cpus().length, threads: threads ?? 'ort default', spin, devTokens: ids.length, tokenizeSeconds, sweepWindows, msPerWindowByBatch: sweep, full: fullResults },
+    { date: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, chunkUnit: unit, threads: threads ?? 'ort default', spin, devTokens: ids.length, tokenizeSeconds, sweepWindows, msPerWindowByBatch: sweep, full: fullResults },
     null,
     1,
   ) + '\n',

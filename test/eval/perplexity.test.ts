@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.ts';
 import { openModel, type OrtModel } from '../../src/eval/ort-session.ts';
 import { evaluatePerplexity, tokenNll, windowCount } from '../../src/eval/perplexity.ts';
-import { codePointChunks, loadTokenizer } from '../../src/eval/tokenizer.ts';
+import { chunkBounds, loadTokenizer } from '../../src/eval/tokenizer.ts';
 import { DEV, MODELS, REPORT, TOKENIZER, haveShared } from './shared.ts';
 
 const W = 256;
@@ -71,7 +71,7 @@ describe.skipIf(!haveShared)('perplexity on the fixture', () => {
     // are exactly the prefix of the full dev ids (≈ 63 k tokens, more than 200 windows).
     const text = readFileSync(DEV, 'utf8');
     const tok = loadTokenizer(TOKENIZER);
-    ids = tok.encode(text.slice(0, codePointChunks(text, 200_000)[1]));
+    ids = tok.encode(text.slice(0, chunkBounds(text, 200_000, 'utf16')[1]));
     for (const k of Object.keys(MODELS) as (keyof typeof MODELS)[]) models[k] = await openModel(MODELS[k]);
   });
 
