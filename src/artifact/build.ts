@@ -3,7 +3,7 @@
 // through here, so every runtime sees one layout.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bitsPerWeight as formatBits, encodedBytes, type TernaryWeights } from '../formats/ternary.ts';
+import { encodedBytes, storageBytes, type TernaryWeights } from '../formats/ternary.ts';
 import { floatToHalf } from '../graph/tensor.ts';
 import {
   MANIFEST_VERSION,
@@ -91,7 +91,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
         w.add(e.shifts, 'uint16', [t.shifts.length], new Uint8Array(t.shifts.buffer, t.shifts.byteOffset, t.shifts.byteLength));
       }
       bytes = encodedBytes(t);
-      const declared = (formatBits(t.format, t.rows, t.cols) * t.rows * t.cols) / 8;
+      const declared = storageBytes(t.format, t.rows, t.cols);
       if (declared !== bytes) throw new Error(`${l.name}: wrote ${bytes} bytes, format ${t.format.id} declares ${declared}`);
     } else if (l.dense) {
       const dt = l.denseDtype ?? 'float16';
