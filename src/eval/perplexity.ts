@@ -15,8 +15,12 @@ import { UserError } from '../errors.ts';
 import { openModel, windowLogits, type OpenOptions, type OrtModel } from './ort-session.ts';
 
 export const DEFAULT_WINDOW = 256;
-/** Windows per ORT run; see bench/eval.ts for the measurement on 2 cores. */
-export const DEFAULT_BATCH = 4;
+/**
+ * Windows per ORT run. bench/eval.ts on the shared 2-core machine (best of 3, ms/window):
+ * batch 1: 158, 2: 114, 4: 145, 8: 157; an earlier quieter run 1: 97, 2: 76, 4: 90, 8: 110.
+ * Noisy (other processes), but 2 was fastest or near it each time; larger batches lose.
+ */
+export const DEFAULT_BATCH = 2;
 
 export interface PerplexityOptions extends OpenOptions {
   windowSize?: number;
