@@ -1,6 +1,6 @@
 // Accuracy benchmark: dev perplexity against honest bits per weight, for twlac's structures,
 // formats and ablations, with the RTN baseline and the source model measured in the same run.
-//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128]
+//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128] [--keep DIR]
 // Every figure follows ../shared/EVAL.md (dev.txt, 256-token windows); calibration draws
 // from train.txt only. Results are merged into bench/results/accuracy.json by config name,
 // so a partial run keeps what it finished.
@@ -23,6 +23,8 @@ const arg = (name: string, dflt?: string) => {
 const windows = arg('windows') ? Number(arg('windows')) : undefined;
 const samples = Number(arg('samples', '128'));
 const only = arg('only')?.split(',');
+/** Keep the compiled output directories here (for later full-dev evaluations). */
+const keep = arg('keep');
 
 interface Config {
   name: string;
@@ -67,15 +69,61 @@ const save = () =>
     ),
   );
 
+/** Markdown table + SVG scatter of dev PPL against honest bits/weight, from the JSON results. */
+function renderCurve(): void {
+  type R = { what: string; ppl: number; windows: number; bitsPerWeight: { weightsBin?: number; onnx?: number; counted?: number } };
+  const rows = Object.entries(results as Record<string, R>).map(([name, r]) => ({
+    name,
+    what: r.what,
+    ppl: r.ppl,
+    windows: r.windows,
+    bits: r.bitsPerWeight.counted ?? r.bitsPerWeight.weightsBin ?? 32,
+    onnx: r.bitsPerWeight.onnx,
+  }));
+  const refs = [
+    { name: 'reference TWLA W1.58A16 (H100 run, issue 4)', bits: 4, ppl: 36.0 },
+    { name: 'reference TWLA W1.58A4-MP', bits: 4, ppl: 37.47 },
+    { name: 'W4 g128 RTN (EVAL.md)', bits: 4.25, ppl: 32.76 },
+    { name: 'W2 g128 RTN (EVAL.md)', bits: 2.25, ppl: 78.89 },
+  ];
+  const md = [
+    '# Dev perplexity against honest bits per weight',
+    '',
+    'Fixture pydocs-llama-12m, EVAL.md protocol on dev.txt (windows as listed; the first N windows when N < 2074), calibration from train.txt only. Bits per weight: from the bytes of weights.bin (kernel and RTN structures), counted field by field for the reference structure (stored dense). Reference points are full-dev figures from EVAL.md and issue 4.',
+    '',
+    '| config | what | bits/weight | bits/weight in model.onnx | dev PPL | windows |',
+    '|---|---|---|---|---|---|',
+    ...rows.sort((a, b) => a.bits - b.bits).map((r) => `| ${r.name} | ${r.what} | ${r.bits.toFixed(3)} | ${r.onnx?.toFixed(3) ?? '-'} | ${r.ppl.toFixed(2)} | ${r.windows} |`),
+    ...refs.map((r) => `| ${r.name} | published/measured elsewhere | ~${r.bits} | - | ${r.ppl} | 2074 |`),
+    '',
+    '![PPL vs bits](accuracy.svg)',
+    '',
+  ].join('\n');
+  writeFileSync(join(root, 'bench/results/accuracy.md'), md);
+  const pts = [...rows.filter((r) => r.bits < 32).map((r) => ({ ...r, ref: false })), ...refs.map((r) => ({ ...r, ref: true }))];
+  const W = 640, H = 400, x = (b: number) => 60 + ((b - 1.5) / 3) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
+  const svg = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<line x1="60" y1="${H - 40}" x2="${W - 20}" y2="${H - 40}" stroke="black"/><line x1="60" y1="20" x2="60" y2="${H - 40}" stroke="black"/>`,
+    ...[1.5, 2, 2.5, 3, 3.5, 4, 4.5].map((b) => `<text x="${x(b)}" y="${H - 25}" text-anchor="middle">${b}</text>`),
+    ...[30, 40, 60, 100, 200].map((p) => `<text x="55" y="${y(p) + 3}" text-anchor="end">${p}</text><line x1="60" x2="${W - 20}" y1="${y(p)}" y2="${y(p)}" stroke="#eee"/>`),
+    `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">honest bits per weight</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">dev PPL (log)</text>`,
+    ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.ref ? '#c33' : '#36c'}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
+    '</svg>',
+  ].join('\n');
+  writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
+}
+
 const progress = makeProgress();
 const tok = loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json'));
 const devIds = tokenizeFile(tok, join(shared, 'data/pydocs/dev.txt'));
 const calib = calibrationSegmentsFromText(readFileSync(join(shared, 'data/pydocs/train.txt'), 'utf8'), tok.encode, { samples, seq: 512, seed: 0 });
-const work = join(tmpdir(), `twlac-acc-${process.pid}`);
+const work = keep ? resolve(keep) : join(tmpdir(), `twlac-acc-${process.pid}`);
 mkdirSync(work, { recursive: true });
 try {
-  for (const c of CONFIGS) {
-    if (only && !only.includes(c.name)) continue;
+  const chosen = only ? only.map((n) => CONFIGS.find((c) => c.name === n) ?? (() => { throw new Error(`unknown config ${n}`); })()) : CONFIGS;
+  for (const c of chosen) {
     progress.log(`== ${c.name}: ${c.what}`);
     const t0 = performance.now();
     let path = model;
@@ -94,9 +142,10 @@ try {
     progress.done(`ppl ${p.ppl.toFixed(3)}`);
     results[c.name] = { what: c.what, ppl: p.ppl, windows: p.windows, tokens: p.tokens, bitsPerWeight: bits, calibration: c.opts ? `${samples}x512` : null, compileSeconds, timings, date: new Date().toISOString() };
     save();
+    renderCurve();
     progress.log(`${c.name}: ppl ${p.ppl.toFixed(3)} at ${bits.weightsBin?.toFixed(3)} bits/weight (weights.bin), compile ${compileSeconds.toFixed(0)} s`);
-    rmSync(join(work, c.name), { recursive: true, force: true });
+    if (!keep) rmSync(join(work, c.name), { recursive: true, force: true });
   }
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  if (!keep) rmSync(work, { recursive: true, force: true });
 }
