@@ -1,6 +1,6 @@
 // Accuracy benchmark: dev perplexity against honest bits per weight, for twlac's structures,
 // formats and ablations, with the RTN baseline and the source model measured in the same run.
-//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128] [--keep DIR]
+//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128] [--keep DIR] [--render-only]
 // Every figure follows ../shared/EVAL.md (dev.txt, 256-token windows); calibration draws
 // from train.txt only. Results are merged into bench/results/accuracy.json by config name,
 // so a partial run keeps what it finished.
@@ -115,6 +115,10 @@ function renderCurve(): void {
   writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
 }
 
+if (process.argv.includes('--render-only')) {
+  renderCurve();
+  process.exit(0);
+}
 const progress = makeProgress();
 const tok = loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json'));
 const devIds = tokenizeFile(tok, join(shared, 'data/pydocs/dev.txt'));
