@@ -28,6 +28,12 @@ __global__ void fill_codes(uint8_t* p, size_t n, int packing, uint32_t seed) {
     p[i] = packing == 0 ? twlac_random_byte_trit5(h) : twlac_random_byte_bit2(h);
   }
 }
+__global__ void fill_u8(uint8_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed; h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
+    p[i] = (uint8_t)(h >> 24);
+  }
+}
 __global__ void fill_half(__half* p, size_t n, float scale, float offset, uint32_t seed) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     uint32_t h = (uint32_t)i * 747796405u + seed; h ^= h >> 16; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : ".device/cuda";
   std::string out = argc > 2 ? argv[2] : "gemv.json";
   const std::string only = argc > 3 ? argv[3] : ""; // profile runs: just the benchmark kernels whose name contains this
+  const bool checksOnly = getenv("CHECKS_ONLY") != nullptr;
   cudaDeviceProp prop; TWLAC_CUDA(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   cudaStream_t s; TWLAC_CUDA(cudaStreamCreate(&s));
@@ -131,7 +138,7 @@ int main(int argc, char** argv) {
   const size_t ROT = (size_t)400 << 20; // rotate over ≥ 400 MB so L2 (50 MB) never holds the weights
   fprintf(js, " \"gemv\": [\n");
   printf("\n%-40s %9s %9s %8s %8s %7s %9s\n", "kernel (M=1)", "ours us", "cublas us", "speedup", "GB/s", "%copy", "relL2");
-  for (int bi = 0; bi < twlac_bench_count; bi++) {
+  for (int bi = 0; bi < (checksOnly ? 0 : twlac_bench_count); bi++) {
     const TwlacGemv& g = *find(twlac_bench_kernels[bi]);
     if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
     size_t ng = ng_of(g), codesB = (size_t)g.n * ng * bpg_of(g), scN = (size_t)g.n * ng;
@@ -190,6 +197,86 @@ int main(int argc, char** argv) {
     fprintf(js, "  {\"kernel\": \"%s\", \"format\": \"%s\", \"n\": %d, \"k\": %d, \"m\": 1, \"bytes\": %zu, \"us\": %.3f, \"cublasFp16Us\": %.3f, \"speedup\": %.3f, \"GBs\": %.1f, \"spotRelL2\": %.3e},\n",
             g.name, g.format, g.n, g.k, bytes, ours, cub, cub / ours, gbs, rel);
     if (!(rel < 2e-3)) failures++;
+  }
+  fprintf(js, "  null\n ],\n");
+
+  // ---- 3. int8-activation GEMV: checks vs the float64 oracle, then the benchmark shapes ----
+  fprintf(js, " \"a8Checks\": [\n");
+  for (int c = 0; c < (only.empty() ? twlac_check_a8_count : 0); c++) {
+    const TwlacGemvA8* gp = nullptr;
+    for (int i = 0; i < twlac_gemv_a8_count; i++) if (std::string(twlac_gemvs_a8[i].name) == twlac_check_a8_kernels[c]) gp = &twlac_gemvs_a8[i];
+    const TwlacGemvA8& g = *gp;
+    const int T = twlac_check_a8_t[c];
+    std::vector<uint8_t> b = read_file(dir + "/case_a8_" + std::to_string(c) + ".bin");
+    size_t ng = (g.k + g.group - 1) / g.group, codesB = (size_t)g.n * ng * ((g.group + 3) / 4), scB = (size_t)g.n * ng * 2, shB = g.shift ? scB : 0;
+    size_t qB = (size_t)T * g.k, apB = (size_t)T * 8, yB = (size_t)T * g.n * 8;
+    if (b.size() != codesB + scB + shB + qB + apB + yB) { fprintf(stderr, "a8 case %d: size mismatch\n", c); return 1; }
+    uint8_t* dc = dalloc<uint8_t>(codesB); __half* ds = dalloc<__half>(scB / 2); __half* dh = g.shift ? dalloc<__half>(shB / 2) : nullptr;
+    uint8_t* dq = dalloc<uint8_t>(qB); float* dap = dalloc<float>(T * 2); float* dy = dalloc<float>((size_t)T * g.n);
+    size_t o = 0;
+    TWLAC_CUDA(cudaMemcpy(dc, b.data() + o, codesB, cudaMemcpyHostToDevice)); o += codesB;
+    TWLAC_CUDA(cudaMemcpy(ds, b.data() + o, scB, cudaMemcpyHostToDevice)); o += scB;
+    if (dh) TWLAC_CUDA(cudaMemcpy(dh, b.data() + o, shB, cudaMemcpyHostToDevice)); o += shB;
+    TWLAC_CUDA(cudaMemcpy(dq, b.data() + o, qB, cudaMemcpyHostToDevice)); o += qB;
+    TWLAC_CUDA(cudaMemcpy(dap, b.data() + o, apB, cudaMemcpyHostToDevice)); o += apB;
+    const double* ref = reinterpret_cast<const double*>(b.data() + o);
+    TWLAC_CUDA(cudaMemset(dy, 0xff, (size_t)T * g.n * 4));
+    g.launch(dq, dap, dc, ds, dh, dy, T, 0, s);
+    TWLAC_CUDA(cudaStreamSynchronize(s));
+    std::vector<float> y((size_t)T * g.n);
+    TWLAC_CUDA(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+    double num = 0, den = 0, maxd = 0, maxr = 0; bool nan = false;
+    for (size_t i = 0; i < y.size(); i++) {
+      if (!std::isfinite(y[i])) nan = true;
+      double d = y[i] - ref[i]; num += d * d; den += ref[i] * ref[i];
+      maxd = std::max(maxd, std::fabs(d)); maxr = std::max(maxr, std::fabs(ref[i]));
+    }
+    double rel = std::sqrt(num / den), relmax = maxd / maxr;
+    bool ok = !nan && rel < 1e-4 && relmax < 1e-3; // integer sums are exact: only fp32 rounding remains
+    failures += !ok;
+    printf("check %-44s T=%2d  relL2 %.2e  max|d|/max|ref| %.2e  %s\n", g.name, T, rel, relmax, ok ? "ok" : "FAIL");
+    fprintf(js, "  {\"kernel\": \"%s\", \"T\": %d, \"relL2\": %.3e, \"relMax\": %.3e, \"ok\": %s},\n", g.name, T, rel, relmax, ok ? "true" : "false");
+    cudaFree(dc); cudaFree(ds); if (dh) cudaFree(dh); cudaFree(dq); cudaFree(dap); cudaFree(dy);
+  }
+  fprintf(js, "  null\n ],\n \"gemvA8\": [\n");
+  printf("\n%-40s %9s %9s %8s %8s\n", "int8-activation kernel (M=1)", "ours us", "cublas us", "speedup", "GB/s");
+  for (int bi = 0; bi < (checksOnly ? 0 : twlac_bench_a8_count); bi++) {
+    const TwlacGemvA8* gp = nullptr;
+    for (int i = 0; i < twlac_gemv_a8_count; i++) if (std::string(twlac_gemvs_a8[i].name) == twlac_bench_a8_kernels[bi]) gp = &twlac_gemvs_a8[i];
+    const TwlacGemvA8& g = *gp;
+    if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
+    size_t ng = (g.k + g.group - 1) / g.group, codesB = (size_t)g.n * ng * ((g.group + 3) / 4), scN = (size_t)g.n * ng;
+    size_t bytes = codesB + scN * 2 * (g.shift ? 2 : 1);
+    int nbuf = (int)std::min<size_t>(128, std::max<size_t>(2, (ROT + bytes - 1) / bytes));
+    std::vector<uint8_t*> dc(nbuf); std::vector<__half*> ds(nbuf), dh(nbuf);
+    for (int i = 0; i < nbuf; i++) {
+      dc[i] = dalloc<uint8_t>(codesB); ds[i] = dalloc<__half>(scN); dh[i] = g.shift ? dalloc<__half>(scN) : nullptr;
+      fill_codes<<<1024, 256, 0, s>>>(dc[i], codesB, g.packing, 77u + i);
+      fill_half<<<256, 256, 0, s>>>(ds[i], scN, 0.005f, 0.01f, 11u + i);
+      if (dh[i]) fill_half<<<256, 256, 0, s>>>(dh[i], scN, 0.001f, 0.f, 13u + i);
+    }
+    uint8_t* dq = dalloc<uint8_t>(g.k); float* dap = dalloc<float>(2); float* dy = dalloc<float>(g.n);
+    fill_u8<<<64, 256, 0, s>>>(dq, g.k, 5u);
+    const float aph[2] = {0.02f, 128.f};
+    TWLAC_CUDA(cudaMemcpy(dap, aph, 8, cudaMemcpyHostToDevice));
+    double ours = time_graph(s, 2 * nbuf, 15, [&](int i) { int j = i % nbuf; g.launch(dq, dap, dc[j], ds[j], dh[j], dy, 1, 0, s); });
+    for (int i = 0; i < nbuf; i++) { cudaFree(dc[i]); cudaFree(ds[i]); if (dh[i]) cudaFree(dh[i]); }
+    size_t wB = (size_t)g.n * g.k * 2;
+    int nw = (int)std::min<size_t>(64, std::max<size_t>(2, (ROT + wB - 1) / wB));
+    std::vector<__half*> dw(nw);
+    for (int i = 0; i < nw; i++) { dw[i] = dalloc<__half>((size_t)g.n * g.k); fill_half<<<1024, 256, 0, s>>>(dw[i], (size_t)g.n * g.k, 0.02f, 0.f, 17u + i); }
+    __half* dx = dalloc<__half>(g.k); __half* dyh = dalloc<__half>(g.n);
+    fill_half<<<64, 256, 0, s>>>(dx, g.k, 1.f, 0.f, 5u);
+    float alpha = 1.f, beta = 0.f;
+    double cub = time_graph(s, 2 * nw, 15, [&](int i) {
+      CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.n, 1, g.k, &alpha, dw[i % nw], CUDA_R_16F, g.k, dx, CUDA_R_16F, g.k, &beta, dyh, CUDA_R_16F, g.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+    for (int i = 0; i < nw; i++) cudaFree(dw[i]);
+    cudaFree(dx); cudaFree(dyh); cudaFree(dq); cudaFree(dap); cudaFree(dy);
+    double gbs = (bytes + g.k + g.n * 4.0) / (ours * 1e3);
+    printf("%-40s %9.2f %9.2f %7.2fx %8.0f\n", g.name, ours, cub, cub / ours, gbs);
+    fprintf(js, "  {\"kernel\": \"%s\", \"format\": \"%s\", \"n\": %d, \"k\": %d, \"m\": 1, \"bytes\": %zu, \"us\": %.3f, \"cublasFp16Us\": %.3f, \"speedup\": %.3f, \"GBs\": %.1f},\n",
+            g.name, g.format, g.n, g.k, bytes, ours, cub, cub / ours, gbs);
   }
   fprintf(js, "  null\n ],\n \"failures\": %d\n}\n", failures);
   fclose(js);

@@ -6,7 +6,10 @@
 //   rand12m/   a random ternary model of the fixture's config with online Kronecker
 //              transforms at two sites (tq1_g128 with shifts), with the same references
 //   llama7b-tq1/, llama7b-tq2/  LLaMA-2-7B-shaped synthetic manifests (weights made on the GPU)
-// Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR]
+//   rand12m-a8/  the same config with bit2 weights (tq2_g128) and 8-bit activations at every
+//              site (clip 0.95), so the int8-activation GEMV runs end to end
+//   llama7b-tq2-a8/ the 7B shape with 8-bit activation sites
+// Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeArtifact } from '../../src/artifact/build.ts';
@@ -20,7 +23,9 @@ import { ternaryFormat } from '../../src/formats/ternary.ts';
 import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
 
 const root = '.device/e2e';
-const fixtureDir = process.argv[2] ?? '/tmp/cuda-fixture';
+const fixtureDir = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : '/tmp/cuda-fixture';
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1].split(',') : null;
+const want = (name: string) => !only || only.includes(name);
 const archs = ['sm_90a'] as const;
 
 function references(dir: string, ids: number[], prompt: number[], steps: number) {
@@ -38,7 +43,8 @@ mkdirSync(root, { recursive: true });
 const tok = loadTokenizer('../shared/models/pydocs-llama-12m/tokenizer.json');
 const prompt = Array.from(tok.encode('def read_file(path):\n    """Return the contents of a file."""\n'));
 
-if (existsSync(join(fixtureDir, 'manifest.json'))) {
+if (!want('fixture')) console.log('fixture: skipped');
+else if (existsSync(join(fixtureDir, 'manifest.json'))) {
   const d = join(root, 'fixture');
   mkdirSync(d, { recursive: true });
   for (const f of ['manifest.json', 'weights.bin']) copyFileSync(join(fixtureDir, f), join(d, f));
@@ -48,10 +54,11 @@ if (existsSync(join(fixtureDir, 'manifest.json'))) {
   console.log(`fixture: ${dev.length} dev tokens, prompt of ${prompt.length}`);
 } else console.log(`no fixture artifact at ${fixtureDir}; skipped`);
 
-{
+const fixtureConfig: ModelConfig = { arch: 'llama', vocab: 4096, hidden: 384, layers: 6, heads: 6, kvHeads: 2, headDim: 64, intermediate: 1024, ropeTheta: 10000, normEps: 1e-5, maxPositions: 512 };
+if (want('rand12m')) {
   const d = join(root, 'rand12m');
   mkdirSync(d, { recursive: true });
-  const c: ModelConfig = { arch: 'llama', vocab: 4096, hidden: 384, layers: 6, heads: 6, kvHeads: 2, headDim: 64, intermediate: 1024, ropeTheta: 10000, normEps: 1e-5, maxPositions: 512 };
+  const c = fixtureConfig;
   const m = randomArtifactModel(c, ternaryFormat('trit5', 128, true), 7);
   const rand = rng(99);
   const nearIdentity = (n: number) => Float64Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0) + 0.05 * (rand() * 2 - 1));
@@ -64,12 +71,23 @@ if (existsSync(join(fixtureDir, 'manifest.json'))) {
   references(d, ids, prompt, 32);
   console.log('rand12m: written');
 }
+if (want('rand12m-a8')) {
+  const d = join(root, 'rand12m-a8');
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 8, 8);
+  m.blocks.forEach((b) => (b.acts.down.clip = 0.95));
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 577 + 5) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-a8: written');
+}
 
 const llama7b: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 2304 };
-for (const [name, f] of [['llama7b-tq1', ternaryFormat('trit5', 128, true)], ['llama7b-tq2', ternaryFormat('bit2', 128, true)]] as const) {
+for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true), 16], ['llama7b-tq2', ternaryFormat('bit2', 128, true), 16], ['llama7b-tq2-a8', ternaryFormat('bit2', 128, true), 8]] as const) {
+  if (!want(name)) continue;
   const d = join(root, name);
   mkdirSync(d, { recursive: true });
-  const man = syntheticManifest(llama7b, f);
+  const man = syntheticManifest(llama7b, f, bits);
   writeFileSync(join(d, 'manifest.json'), JSON.stringify(man));
   emitCuda(man, join(d, 'kernels', 'cuda'), archs);
   console.log(`${name}: ${(man.files['weights.bin'] / 2 ** 30).toFixed(2)} GiB of weights to synthesise`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemvKernel, type GemvShape } from '../../src/codegen/cuda/kernels/gemv.ts';
+import { gemvA8Kernel } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -42,6 +43,12 @@ const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
 ];
 const benchFormats = [tq1, tq2];
+// int8-activation GEMV (bit2 words): checks and the same benchmark shapes.
+const checksA8: { f: TernaryFormat; n: number; k: number; m: number; t: number }[] = [
+  { f: tq2, n: 256, k: 4096, m: 1, t: 1 },
+  { f: tq2ns, n: 300, k: 2048, m: 4, t: 3 },
+  { f: tq2, n: 96, k: 11008, m: 16, t: 16 },
+];
 
 const kernels = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvKernel> }>();
 const add = (shape: GemvShape) => {
@@ -51,6 +58,15 @@ const add = (shape: GemvShape) => {
 };
 const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
 const benchNames = benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
+const kernelsA8 = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvA8Kernel> }>();
+const addA8 = (shape: GemvShape) => {
+  const k = gemvA8Kernel(shape);
+  kernelsA8.set(k.name, { shape, k });
+  return k.name;
+};
+const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
+const benchA8Names = benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
+const tableA8 = [...kernelsA8.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.m}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
 
 const table = [...kernels.values()].map(({ shape: s, k }) => {
   const f = s.format;
@@ -59,7 +75,7 @@ const table = [...kernels.values()].map(({ shape: s, k }) => {
 const header = [
   cudaPrelude().text,
   packingHelpers().text,
-  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
+  ...[...kernels.values(), ...kernelsA8.values()].map(({ k }) => k.source() + k.launcher()),
   'typedef void (*twlac_gemv_launch)(const __half*, const uint8_t*, const __half*, const __half*, float*, int, int, cudaStream_t);',
   'struct TwlacGemv { const char* name; const char* format; int packing; int n, k, m, group, shift; twlac_gemv_launch launch; };',
   'static const TwlacGemv twlac_gemvs[] = {',
@@ -71,6 +87,17 @@ const header = [
   `static const int twlac_check_count = ${checks.length};`,
   `static const char* twlac_bench_kernels[] = {${benchNames.map((n) => `"${n}"`).join(', ')}};`,
   `static const int twlac_bench_count = ${benchNames.length};`,
+  'typedef void (*twlac_gemv_a8_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, float*, int, int, cudaStream_t);',
+  'struct TwlacGemvA8 { const char* name; const char* format; int packing; int n, k, m, group, shift; twlac_gemv_a8_launch launch; };',
+  'static const TwlacGemvA8 twlac_gemvs_a8[] = {',
+  ...tableA8,
+  '};',
+  `static const int twlac_gemv_a8_count = ${kernelsA8.size};`,
+  `static const char* twlac_check_a8_kernels[] = {${checkA8Names.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_check_a8_t[] = {${checksA8.map((c) => c.t).join(', ')}};`,
+  `static const int twlac_check_a8_count = ${checksA8.length};`,
+  `static const char* twlac_bench_a8_kernels[] = {${benchA8Names.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_bench_a8_count = ${benchA8Names.length};`,
   '',
 ].join('\n');
 writeFileSync(join(dir, 'gemv_kernels.cuh'), header);
@@ -99,5 +126,32 @@ checks.forEach((c, i) => {
     o += p.byteLength;
   }
   writeFileSync(join(dir, `case_${i}.bin`), out);
+});
+// A8 case files: [codes][scales][shifts][q u8 T*K][(s, z) f32 T*2][y f64 T*N], y = s·Σ W (q − z).
+checksA8.forEach((c, i) => {
+  const lin = randomTernaryLinear('q', c.n, c.k, c.f, rand).ternary!;
+  const w = decodeTernary(lin);
+  const q = Uint8Array.from({ length: c.t * c.k }, () => Math.floor(rand() * 256));
+  const ap = new Float32Array(c.t * 2);
+  for (let m = 0; m < c.t; m++) {
+    ap[2 * m] = 0.01 + 0.02 * rand();
+    ap[2 * m + 1] = Math.floor(rand() * 256);
+  }
+  const y = new Float64Array(c.t * c.n);
+  for (let m = 0; m < c.t; m++) {
+    for (let n = 0; n < c.n; n++) {
+      let s = 0;
+      for (let k = 0; k < c.k; k++) s += w[n * c.k + k] * (q[m * c.k + k] - ap[2 * m + 1]);
+      y[m * c.n + n] = s * ap[2 * m];
+    }
+  }
+  const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), q, new Uint8Array(ap.buffer), new Uint8Array(y.buffer)];
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  writeFileSync(join(dir, `case_a8_${i}.bin`), out);
 });
 console.log(`wrote ${kernels.size} kernels and ${checks.length} check cases to ${dir}`);

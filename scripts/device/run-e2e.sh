@@ -4,8 +4,8 @@
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 E=.device/e2e
 log() { echo "== $*"; }
-( for d in fixture rand12m llama7b-tq1 llama7b-tq2; do (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
-for d in rand12m fixture; do
+( for d in fixture rand12m rand12m-a8 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
+for d in rand12m rand12m-a8 fixture; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] || continue
   log "$d logits"; $B --weights $E/$d --ids $(cat $E/$d/ref_ids.txt) --logits-out /tmp/$d.logits.bin
@@ -20,7 +20,7 @@ done
 B=$E/fixture/kernels/cuda/twlac_cuda_sm_90a
 [ -x $B ] && { log "fixture ppl 200 windows"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin --windows 200 | tee $OUT/fixture_ppl200.json;
                [ -z "$SKIP_FULL_PPL" ] && { log "fixture ppl all"; $B --weights $E/fixture --ppl $E/fixture/dev_ids.bin | tee $OUT/fixture_ppl.json; }; }
-for d in llama7b-tq1 llama7b-tq2; do
+for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
                  log "$d decode @64"; $B --random 1 --bench-decode 64 --steps 128 | tee $OUT/$d-ctx64.json; }

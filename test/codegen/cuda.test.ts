@@ -16,6 +16,7 @@ import { CUDA_ARCHS, parseArchs } from '../../src/codegen/cuda/arch.ts';
 import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
+import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
@@ -134,6 +135,17 @@ describe('emitCuda', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('routes ≤ 8-bit sites to the int8 GEMV only where the format allows it', () => {
+    const a8 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_90a');
+    expect(a8).toMatch(/gemv_a8_tq2_g128_n128_k128_m1_sm_90a/);
+    expect(a8).toMatch(/linear_a8_tq2_g128_n256_k128\(b\.q8, b\.qp,/);
+    const a16 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 16), 'sm_90a');
+    expect(a16).not.toMatch(/gemv_a8_/);
+    const trit = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 128), 8), 'sm_90a');
+    expect(trit).not.toMatch(/gemv_a8_/);
+    expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
+    expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);
+  });
   it('refuses a linear with a bias, naming it', () => {
     const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
     m.blocks[0].q.bias = 'blocks.0.q.bias';
@@ -145,6 +157,7 @@ describe('golden CUDA sources', () => {
   const goldens = {
     'gemv_tq1_g128_n256_k4096_m1_sm_90a.cu': () => gemvKernel({ format: ternaryFormat('trit5', 128), n: 256, k: 4096, m: 1, arch: 'sm_90a' }).source(),
     'gemv_tq2_g128_ns_n96_k11008_m16_sm_80.cu': () => gemvKernel({ format: ternaryFormat('bit2', 128, false), n: 96, k: 11008, m: 16, arch: 'sm_80' }).source(),
+    'gemv_a8_tq2_g128_n4096_k4096_m1_sm_90a.cu': () => gemvA8Kernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 4096, m: 1, arch: 'sm_90a' }).source(),
     'act_norm_d384_kron16x24.cu': () => actKernel({ source: 'norm', dim: 384, transform: { l: 16, r: 24 }, eps: 1e-5 }).source(),
     'attn_partial_h6_kv2_d64.cu': () => attnPartialKernel({ heads: 6, kvHeads: 2, headDim: 64, maxPositions: 512, ropeTheta: 10000 }).source(),
   };
@@ -173,6 +186,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvKernel({ format: ternaryFormat('trit5', 384, false), n: 64, k: 384, m: 4, arch }),
           gemvKernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 4096, m: 1, arch }),
           gemvKernel({ format: ternaryFormat('bit2', 100, false), n: 64, k: 450, m: 16, arch }),
+          gemvA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 11008, m: 16, arch }),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
         ]

@@ -19,6 +19,7 @@ import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, type ActSource } from './kernels/block.ts';
 import { gemvKernel } from './kernels/gemv.ts';
+import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
@@ -68,9 +69,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 
   // One dispatcher per linear shape: picks the M bucket for T.
   const linearFns = new Map<string, Code>();
-  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean): Code => {
+  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16): Code => {
     checkLinear(l);
     const dense = l.format === 'float16' || l.format === 'float32';
+    // Sites quantised to ≤ 8 bits feed the int8-activation GEMV where the format allows it.
+    if (!dense && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols })) return linearA8Call(l, y, accumulate);
     const fnName = dense ? `linear_${l.format}_n${l.rows}_k${l.cols}` : `linear_${l.format}_n${l.rows}_k${l.cols}`;
     if (!linearFns.has(fnName)) {
       const branches = GEMV_M_BUCKETS.map((M) => {
@@ -100,6 +103,32 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     return code`  ${ident(fnName)}(${a}, ${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
   };
 
+  const linearA8Call = (l: LinearEntry, y: Code, accumulate: boolean): Code => {
+    const f = parseFormatId(l.format);
+    const fnName = `linear_a8_${l.format}_n${l.rows}_k${l.cols}`;
+    if (!linearFns.has(fnName)) {
+      const branches = GEMV_M_BUCKETS.map((M) => {
+        const k = gemvA8Kernel({ format: f, n: l.rows, k: l.cols, m: M, arch });
+        ks.add(k);
+        return code`  if (T <= ${M}) { launch_${ident(k.name)}(q, qp, codes, scales, shifts, y, T, acc, s); return; }`;
+      });
+      linearFns.set(
+        fnName,
+        join([
+          code`static void ${ident(fnName)}(const uint8_t* q, const float* qp, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`,
+          ...branches,
+          code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`,
+          code`}`,
+        ]),
+      );
+    }
+    const sc = 1 / Math.sqrt(l.cols * 0.6);
+    setFill(l.codes, { kind: FILL.codesBit2, a: 0, b: 0 });
+    setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
+    setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
+    return code`  ${ident(fnName)}(b.q8, b.qp, ${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+  };
+
   const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
     const t = site?.transform;
     const k = actKernel({ source, dim, transform: t ? { l: t.l, r: t.r } : undefined, eps: c.normEps });
@@ -110,7 +139,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     }
     setFill(gamma, { kind: FILL.float, a: 1, b: 0.2 });
     const bits = site?.bits ?? 16;
-    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${tensorRef(gamma, 'const float*')}, ${tensorRef(t?.C, 'const float*')}, ${tensorRef(t?.B, 'const float*')}, b.a16, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${tensorRef(gamma, 'const float*')}, ${tensorRef(t?.C, 'const float*')}, ${tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
   };
 
   const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta };
@@ -129,19 +158,19 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     join([
       comment(`block ${i}`),
       actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm),
-      linearCall(b.q, code`b.a16`, code`b.q`, false),
-      linearCall(b.k, code`b.a16`, code`b.k`, false),
-      linearCall(b.v, code`b.a16`, code`b.v`, false),
+      linearCall(b.q, code`b.a16`, code`b.q`, false, b.acts.attn.bits),
+      linearCall(b.k, code`b.a16`, code`b.k`, false, b.acts.attn.bits),
+      linearCall(b.v, code`b.a16`, code`b.v`, false, b.acts.attn.bits),
       code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`,
       code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`,
       code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`,
       actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null),
-      linearCall(b.o, code`b.a16`, code`b.x`, true),
+      linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits),
       actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm),
-      linearCall(b.gate, code`b.a16`, code`b.g`, false),
-      linearCall(b.up, code`b.a16`, code`b.u`, false),
+      linearCall(b.gate, code`b.a16`, code`b.g`, false, b.acts.mlp.bits),
+      linearCall(b.up, code`b.a16`, code`b.u`, false, b.acts.mlp.bits),
       actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null),
-      linearCall(b.down, code`b.a16`, code`b.x`, true),
+      linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits),
     ]),
   );
   const head = join([
@@ -192,6 +221,8 @@ static const int twlac_tensor_count = ${Object.keys(m.tensors).length};
 struct TwlacBuffers {
   float *x, *q, *k, *v, *att, *g, *u, *logits, *pm, *pl, *pacc;
   __half *a16, *kcache, *vcache;
+  uint8_t* q8; // int8 activation codes [T][max act] and (s, z) per token, sites with ≤ 8 bits
+  float* qp;
   int* pos; // device: position of the first token of this forward
 };`,
     ...kernels.map((k) => new Code(k.source())),

@@ -1,6 +1,6 @@
 // twlac kernel act_norm_d384_kron16x24(source=norm,dim=384,l=16,r=24,eps=0.00001)
 
-extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const float* __restrict__ src, const float* __restrict__ src2, const float* __restrict__ gamma, const float* __restrict__ C, const float* __restrict__ B, __half* __restrict__ out, int T, int bits, float clip) {
+extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const float* __restrict__ src, const float* __restrict__ src2, const float* __restrict__ gamma, const float* __restrict__ C, const float* __restrict__ B, __half* __restrict__ out, uint8_t* __restrict__ q8, float* __restrict__ qp, int T, int bits, float clip) {
   extern __shared__ __align__(16) float buf[];
   __shared__ float scratch[32];
   const int t = blockIdx.x;
@@ -41,7 +41,12 @@ extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const
       for (int i = threadIdx.x; i < 384; i += 1024) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
         buf[i] = __fmul_rn(__fsub_rn(q, z), s);
+        if (q8) q8[(size_t)t * 384 + i] = (uint8_t)q;
       }
+      if (q8 && threadIdx.x == 0) { qp[2 * t] = s; qp[2 * t + 1] = z; }
+    } else if (q8) { // one value v: codes 0 with z = −1 and s = v reproduce it
+      for (int i = threadIdx.x; i < 384; i += 1024) q8[(size_t)t * 384 + i] = 0;
+      if (threadIdx.x == 0) { qp[2 * t] = buf[0]; qp[2 * t + 1] = -1.f; }
     }
   }
   for (int i = threadIdx.x; i < 384; i += 1024) out[(size_t)t * 384 + i] = __float2half_rn(buf[i]);

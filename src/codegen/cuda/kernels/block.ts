@@ -74,6 +74,7 @@ export function actKernelName(s: ActKernelSpec): string {
 /**
  * One block per token. Arguments: src (fp32 [T][dim]; for swiglu the gate), src2 (swiglu:
  * up), gamma (norm: fp32 [dim] or null), C, B (transform, fp32), out (fp16 [T][dim]),
+ * q8/qp (bits ≤ 8, optional: the codes q [T][dim] and (s, z) per token for the int8 GEMV),
  * T, bits (16 = no quantisation), clip.
  */
 export function actKernel(s: ActKernelSpec): CudaKernel {
@@ -122,6 +123,8 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
       { name: 'C', type: 'const float*' },
       { name: 'B', type: 'const float*' },
       { name: 'out', type: '__half*' },
+      { name: 'q8', type: 'uint8_t*' },
+      { name: 'qp', type: 'float*' },
       { name: 'T', type: 'int' },
       { name: 'bits', type: 'int' },
       { name: 'clip', type: 'float' },
@@ -149,7 +152,12 @@ ${transform}
       for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
         buf[i] = __fmul_rn(__fsub_rn(q, z), s);
+        if (q8) q8[(size_t)t * ${D} + i] = (uint8_t)q;
       }
+      if (q8 && threadIdx.x == 0) { qp[2 * t] = s; qp[2 * t + 1] = z; }
+    } else if (q8) { // one value v: codes 0 with z = −1 and s = v reproduce it
+      for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) q8[(size_t)t * ${D} + i] = 0;
+      if (threadIdx.x == 0) { qp[2 * t] = buf[0]; qp[2 * t + 1] = -1.f; }
     }
   }
   for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) out[(size_t)t * ${D} + i] = __float2half_rn(buf[i]);`,

@@ -84,6 +84,8 @@ struct Runtime {
     b.pl = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
     b.pacc = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS * TWLAC_HEAD_DIM);
     b.a16 = dalloc<__half>(C * TWLAC_MAX_ACT);
+    b.q8 = dalloc<uint8_t>(C * TWLAC_MAX_ACT);
+    b.qp = dalloc<float>(C * 2);
     const size_t kv = (size_t)TWLAC_LAYERS * TWLAC_MAX_POS * TWLAC_KV_HEADS * TWLAC_HEAD_DIM;
     b.kcache = dalloc<__half>(kv);
     b.vcache = dalloc<__half>(kv);
