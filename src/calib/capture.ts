@@ -64,8 +64,8 @@ export function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: 
     const v = map.get(s.value);
     if (!v) throw new Error(`capture site ${s.id}: value not in model`);
     let x = rw.b.op('Reshape', [v, rw.init(`twlac.cap.${s.id}.shape`, Tensor.fromInt64([2], [-1, s.width]))]);
-    const dtype = v.type?.dtype ?? s.value.type?.dtype;
-    if (dtype && dtype !== 'float32') x = rw.b.op('Cast', [x], { attrs: { to: 1 } });
+    // Always widen to float32: values made by passes carry no type, and Cast to the same type is a no-op.
+    x = rw.b.op('Cast', [x], { attrs: { to: 1 } });
     const gram = rw.b.op('MatMul', [rw.b.op('Transpose', [x], { attrs: { perm: [1, 0] } }), x], { outputNames: [`twlac.gram.${s.id}`] });
     gram.type = { dtype: 'float32', shape: [s.width, s.width] };
     outs.push(gram);
