@@ -1,20 +1,12 @@
 // A random ternary transformer in artifact form, for kernel and runtime tests and for
 // speed benchmarks where accuracy does not matter. Deterministic given the seed.
+import { mulberry32 } from '../util/prng.ts';
 import { encodeTernary, groupsPerRow, type TernaryFormat } from '../formats/ternary.ts';
 import type { ModelConfig } from './manifest.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type BlockLinearRole } from './build.ts';
 
-/** mulberry32: a small, fast, seeded PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (src/util/prng.ts). */
+export const rng = mulberry32;
 
 export function linearShape(c: ModelConfig, role: BlockLinearRole): [rows: number, cols: number] {
   const qd = c.heads * c.headDim;

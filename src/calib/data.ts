@@ -7,6 +7,7 @@
 // lies inside the text. Segments may overlap. The generator uses only 32-bit integer
 // arithmetic (Math.imul), so the same ids and options give the same segments everywhere.
 import { UserError } from '../errors.ts';
+import { mulberry32 } from '../util/prng.ts';
 
 export interface CalibrationOptions {
   /** Number of segments (default 128). */
@@ -36,17 +37,7 @@ export function calibrationSegments(ids: Int32Array | number[], opts: Calibratio
   return out;
 }
 
-/** mulberry32: a 32-bit-state PRNG giving uniform floats in [0, 1) with 32 random bits each. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /**
  * Calibration segments straight from text, without tokenizing all of it: segment i starts

@@ -51,6 +51,7 @@
 //   ternary:   absmean-RTN 0.512 → 0.494,  E2M-ATQ init 0.434 → 0.407;  33.6 s CPU
 //   a Haar-random Kronecker rotation alone changes neither (block 0: 0.512, 0.435): the gain is learned.
 import { UserError } from '../errors.ts';
+import { mulberry32 } from '../util/prng.ts';
 import { kronFactorShape, type KronShape } from './kron.ts';
 
 type Floats = Float64Array | Float32Array;
@@ -661,17 +662,8 @@ class AdamState {
 // ---------------------------------------------------------------------------------------
 // Seeded randomness (reproducible compiles)
 
-/** mulberry32: a small seeded generator of uniforms in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (src/util/prng.ts). */
+export const seededRandom = mulberry32;
 
 function permutation(n: number, rand: () => number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);
