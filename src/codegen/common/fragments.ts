@@ -17,7 +17,7 @@ export type Frag = Code | number;
 function fragText(p: Frag): string {
   if (p instanceof Code) return p.text;
   if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0) {
-    throw new Error(`code fragment: ${String(p)} is not a non-negative integer; wrap other values in a typed literal`);
+    throw new Error(`code fragment: ${String(p)} is not a non-negative integer; wrap floats with f32() (WGSL) or the backend's typed float literal`);
   }
   return String(p);
 }

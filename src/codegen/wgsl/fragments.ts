@@ -4,33 +4,12 @@
 // emitted shader. Bindings, the step uniform and the entry point are declared here, never
 // by hand in a kernel.
 
-export class Code {
-  constructor(readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
-}
+import { code, Code, type Frag, ident } from '../common/fragments.ts';
 
-/** A fragment slot accepts code, an identifier, a typed literal, or a non-negative integer
- *  (emitted as an abstract-int literal, which WGSL converts to the needed integer type). */
-export type Frag = Code | number;
+export { Code, ident, type Frag };
 
-function fragText(p: Frag): string {
-  if (p instanceof Code) return p.text;
-  if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new Error(`WGSL fragment: raw number ${p} must be a non-negative integer; wrap floats with f32()`);
-  return String(p);
-}
-
-export function wgsl(strings: TemplateStringsArray, ...parts: Frag[]): Code {
-  let s = strings[0];
-  parts.forEach((p, i) => (s += fragText(p) + strings[i + 1]));
-  return new Code(s);
-}
-
-export function ident(name: string): Code {
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`WGSL: '${name}' is not an identifier`);
-  return new Code(name);
-}
+/** The WGSL tag: the shared typed-fragment template (integers emitted as abstract-int literals). */
+export const wgsl: (strings: TemplateStringsArray, ...parts: Frag[]) => Code = code;
 
 export function u32(n: number): Code {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`WGSL: ${n} is not a u32`);
