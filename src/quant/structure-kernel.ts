@@ -380,20 +380,46 @@ function refineWholeRows(
       fixed[gi * per + 1] = v;
     }
   }
-  const r = new Float64Array(K), g = new Float64Array(K), target = new Float64Array(K);
+  // Per row, everything lives in H-products kept up to date by rank-1 updates:
+  //   St_g = H·t_g (per group), Hw = H·w, g = H·r = Hw − Σ_g (μ_g·H1_g + α_g·St_g).
+  // A trit move at column k (Δt) costs two K-length updates (St_g and g); the refit then
+  // needs only the m×m Gram and right-hand side from these products.
+  const target = new Float64Array(K), g = new Float64Array(K), hw = new Float64Array(K);
+  const st: Float64Array[] = Array.from({ length: ng }, () => new Float64Array(K));
   const basis = new Float64Array(m * K), sb = new Float64Array(m * K), p = new Float64Array(m), fb = new Float64Array(m);
+  for (let gi = 0; gi < ng; gi++) fixed[gi * per] = st[gi];
+  const recomputeG = (n: number) => {
+    g.set(hw);
+    for (let gi = 0; gi < ng; gi++) {
+      const a = scale[n * ng + gi], v = st[gi];
+      for (let i = 0; i < K; i++) g[i] -= a * v[i];
+      if (withShift) {
+        const mu = shift[n * ng + gi], one = fixed[gi * per + 1]!;
+        for (let i = 0; i < K; i++) g[i] -= mu * one[i];
+      }
+    }
+  };
   for (let n = 0; n < N; n++) {
     const o = n * K;
     for (let k = 0; k < K; k++) target[k] = w[o + k];
-    for (let round = 0; round < rounds; round++) {
-      for (let k = 0; k < K; k++) {
-        const gi = n * ng + Math.floor(k / G);
-        r[k] = target[k] - (shift[gi] + scale[gi] * t[o + k]);
+    for (let i = 0; i < K; i++) hw[i] = dot(H, i * K, target, 0, K);
+    for (let gi = 0; gi < ng; gi++) {
+      const v = st[gi];
+      v.fill(0);
+      for (let k = gi * G; k < Math.min(K, (gi + 1) * G); k++) {
+        const tk = t[o + k];
+        if (tk === 0) continue;
+        const hk = k * K;
+        if (tk === 1) for (let i = 0; i < K; i++) v[i] += H[hk + i];
+        else for (let i = 0; i < K; i++) v[i] -= H[hk + i];
       }
-      for (let i = 0; i < K; i++) g[i] = dot(H, i * K, r, 0, K);
+    }
+    recomputeG(n);
+    for (let round = 0; round < rounds; round++) {
       let moved = false;
       for (let k = 0; k < K; k++) {
-        const a = scale[n * ng + Math.floor(k / G)];
+        const gk = Math.floor(k / G);
+        const a = scale[n * ng + gk];
         const tk = t[o + k];
         let bestD = 0, bestT = tk;
         for (let c = -1; c <= 1; c++) {
@@ -403,10 +429,13 @@ function refineWholeRows(
           if (d < bestD - 1e-15 * Math.abs(g[k] * dq)) { bestD = d; bestT = c; }
         }
         if (bestT === tk) continue;
-        const dq = a * (bestT - tk);
+        const dt = bestT - tk, dq = a * dt;
         t[o + k] = bestT;
-        const hk = k * K;
-        for (let i = 0; i < K; i++) g[i] -= dq * H[hk + i];
+        const hk = k * K, v = st[gk];
+        for (let i = 0; i < K; i++) {
+          g[i] -= dq * H[hk + i];
+          v[i] += dt * H[hk + i];
+        }
         moved = true;
       }
       basis.fill(0);
@@ -424,6 +453,7 @@ function refineWholeRows(
         if (withShift) shift[n * ng + gi] = toHalf(p[gi * per + 1]);
       }
       if (!moved) break;
+      recomputeG(n);
     }
     for (let k = 0; k < K; k++) {
       const gi = n * ng + Math.floor(k / G);
