@@ -9,6 +9,8 @@
 // factor of H⁻¹. Cost: one Cholesky and one triangular inverse (n³/3) instead of three.
 
 /** Σ_{k<len} a[ao+k]·b[bo+k], unrolled by 4 with independent accumulators. */
+import { mulberry32 } from '../util/prng.ts';
+
 export function dot(a: Float64Array, ao: number, b: Float64Array, bo: number, len: number): number {
   let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   let k = 0;
@@ -174,17 +176,8 @@ export function quadForm(s: Float64Array, v: Float64Array, off: number, b: numbe
   return acc;
 }
 
-/** Deterministic PRNG (mulberry32) for tests and benches. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (src/util/prng.ts), for tests and benches. */
+export const rng = mulberry32;
 
 /** Standard normal sampler on top of a uniform generator (Box–Muller). */
 export function gaussian(u: () => number): () => number {
