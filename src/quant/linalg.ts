@@ -8,9 +8,9 @@
 // U = V⁻¹ = P L'⁻¹ P, upper with a positive diagonal, hence the (unique) upper Cholesky
 // factor of H⁻¹. Cost: one Cholesky and one triangular inverse (n³/3) instead of three.
 
-/** Σ_{k<len} a[ao+k]·b[bo+k], unrolled by 4 with independent accumulators. */
 import { mulberry32 } from '../util/prng.ts';
 
+/** Σ_{k<len} a[ao+k]·b[bo+k], unrolled by 4 with independent accumulators. */
 export function dot(a: Float64Array, ao: number, b: Float64Array, bo: number, len: number): number {
   let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   let k = 0;
