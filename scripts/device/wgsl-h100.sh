@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Device side of the WGSL ternary GEMV benchmark on Dawn/Vulkan (scripts/device/wgsl-h100.ts).
+# The device image has no Node and no Vulkan loader, so both travel:
+#   here, once:   bash scripts/device/wgsl-h100.sh --prepare   (fills .gl/ and .device-wgsl/, both ignored)
+#   device run:   bash scripts/device/wgsl-h100.sh             (carry .gl and .device-wgsl; writes $OUT)
+set -euo pipefail
+P=.device-wgsl
+if [[ "${1:-}" == --prepare ]]; then
+  grep -qx '/.device-wgsl/' .git/info/exclude 2>/dev/null || echo /.device-wgsl/ >>.git/info/exclude
+  grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>.git/info/exclude
+  mkdir -p .gl /tmp/amd64/partial "$P/node_modules/webgpu/dist/linux-x64"
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  ls .gl/libvulkan1_*.deb >/dev/null 2>&1 || { apt-get $o update && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); }
+  node_modules/.bin/esbuild scripts/device/wgsl-h100.ts --bundle --platform=node --format=esm --target=node20 --external:webgpu --outfile=$P/wgsl-h100.mjs
+  cp node_modules/webgpu/index.js node_modules/webgpu/package.json $P/node_modules/webgpu/
+  [[ -f $P/node.xz ]] || xz -T1 -9 -c "$(command -v node)" >$P/node.xz
+  [[ -f $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz ]] || xz -T1 -9 -c node_modules/webgpu/dist/linux-x64/dawn.node >$P/node_modules/webgpu/dist/linux-x64/dawn.node.xz
+  du -sh .gl $P
+  exit 0
+fi
+OUT=${OUT:-/tmp/wgsl-out}
+mkdir -p "$OUT"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+unxz() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; }
+mkdir -p /tmp/wgsl/node_modules/webgpu/dist/linux-x64
+unxz $P/node.xz /tmp/wgsl/node && chmod +x /tmp/wgsl/node
+unxz $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz /tmp/wgsl/node_modules/webgpu/dist/linux-x64/dawn.node
+cp $P/node_modules/webgpu/index.js $P/node_modules/webgpu/package.json /tmp/wgsl/node_modules/webgpu/
+cp $P/wgsl-h100.mjs /tmp/wgsl/
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1 || true
+if [[ -f $icd ]]; then export VK_DRIVER_FILES=$icd; fi
+echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}; $(ldconfig -p | grep -c libvulkan) libvulkan entries; node $(/tmp/wgsl/node --version)"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory,memory.total --format=csv | tee "$OUT/nvidia-smi.txt"
+cd /tmp/wgsl && timeout "${WGSL_TIMEOUT:-150}" ./node wgsl-h100.mjs --out "$OUT/wgsl-h100.json" "$@" 2>&1 | tee "$OUT/wgsl-h100.log"

@@ -1,0 +1,313 @@
+// Device benchmark (not a test): the WGSL ternary GEMV (decode, M = 1) on a real GPU through
+// Dawn's Vulkan backend, as % of HBM bandwidth. Bundled with esbuild into one file (only
+// `webgpu` external) and run on the device machine with a carried Node: see
+// scripts/device/wgsl-h100.sh. Weights rotate over >= 400 MB of copies so the 50 MB L2 never
+// holds them (as scripts/device/gemv_bench.cu does). Time per GEMV: GPU timestamps around
+// one compute pass of `reps` dispatches when the adapter offers 'timestamp-query', and wall
+// time of the same submit (onSubmittedWorkDone) always. Outputs of a few rows are checked
+// against the format's reference decoder in float64.
+//   node wgsl-h100.mjs [--out wgsl-h100.json] [--target-ms 25] [--shapes NxK,...] [--rot-mb 400] [--copy-mb 1024]
+import { execSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { rng } from '../../src/artifact/random.ts';
+import { layoutEntries, NO_FEATURES } from '../../src/codegen/wgsl/fragments.ts';
+import { ternaryLayout, ternaryLinearKernel } from '../../src/codegen/wgsl/kernels.ts';
+import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
+import { floatToHalf } from '../../src/graph/tensor.ts';
+
+const arg = (name: string, dflt: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const OUT = arg('out', 'wgsl-h100.json');
+const TARGET_MS = Number(arg('target-ms', '25'));
+const HBM_GBPS = 3000; // the brief's nominal figure for H100 SXM HBM3 (3.35 TB/s spec sheet)
+const ROT_BYTES = Number(arg('rot-mb', '400')) * 2 ** 20;
+const TRIALS = 5;
+
+const DEFAULT_SHAPES = '4096x4096,11008x4096,4096x11008,8192x8192,28672x8192,8192x28672';
+const SHAPES = arg('shapes', DEFAULT_SHAPES).split(',').map((s) => s.split('x').map(Number) as [number, number]);
+const FORMATS: TernaryFormat[] = [ternaryFormat('trit5', 128), ternaryFormat('bit2', 128)];
+
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const rand = rng(11);
+
+const { create, globals } = await import('webgpu');
+Object.assign(globalThis, globals);
+const gpu = create(['backend=vulkan', 'disable-dawn-features=timestamp_quantization']);
+const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+if (!adapter) throw new Error('Dawn (vulkan) found no adapter');
+const info = adapter.info;
+const hasTs = adapter.features.has('timestamp-query');
+const l = adapter.limits;
+const device = await adapter.requestDevice({
+  requiredFeatures: hasTs ? ['timestamp-query'] : [],
+  requiredLimits: {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+  },
+});
+const errors: string[] = [];
+device.onuncapturederror = (e) => errors.push(String(e.error.message));
+console.log(`adapter: ${info.vendor} | ${info.architecture} | ${info.device} | ${info.description}; timestamp-query ${hasTs}`);
+
+const STORAGE = 0x80, COPY_DST = 0x08, COPY_SRC = 0x04, MAP_READ = 0x01, UNIFORM = 0x40, QUERY_RESOLVE = 0x200;
+
+/** A timestamp pair and its readback, reused by every timed pass. */
+const ts = hasTs
+  ? {
+      set: device.createQuerySet({ type: 'timestamp', count: 2 }),
+      resolve: device.createBuffer({ size: 16, usage: QUERY_RESOLVE | COPY_SRC }),
+      read: device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST }),
+    }
+  : undefined;
+
+/** Encode `body` into one compute pass (timestamped when possible), submit, wait: [gpu ms, wall ms]. */
+async function timedPass(body: (pass: GPUComputePassEncoder) => void): Promise<[number | undefined, number]> {
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass(ts ? { timestampWrites: { querySet: ts.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+  body(pass);
+  pass.end();
+  if (ts) {
+    enc.resolveQuerySet(ts.set, 0, 2, ts.resolve, 0);
+    enc.copyBufferToBuffer(ts.resolve, 0, ts.read, 0, 16);
+  }
+  const cmd = enc.finish();
+  const t0 = performance.now();
+  device.queue.submit([cmd]);
+  await device.queue.onSubmittedWorkDone();
+  const wall = performance.now() - t0;
+  if (!ts) return [undefined, wall];
+  await ts.read.mapAsync(MAP_READ);
+  const [a, b] = new BigUint64Array(ts.read.getMappedRange().slice(0));
+  ts.read.unmap();
+  return [Number(b - a) / 1e6, wall];
+}
+
+/** Device-to-device copy rate of a large buffer, counting read + write bytes. */
+async function copyRate(): Promise<{ bytes: number; reps: number; ms: number; GBps: number }> {
+  const bytes = Math.min(Number(arg('copy-mb', '1024')) * 2 ** 20, Math.floor(l.maxBufferSize / 256) * 256);
+  const a = device.createBuffer({ size: bytes, usage: COPY_SRC | COPY_DST });
+  const b = device.createBuffer({ size: bytes, usage: COPY_SRC | COPY_DST });
+  const reps = 20;
+  const times: number[] = [];
+  for (let t = 0; t < TRIALS + 1; t++) {
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < reps; i++) enc.copyBufferToBuffer(i % 2 ? b : a, 0, i % 2 ? a : b, 0, bytes);
+    const cmd = enc.finish();
+    const t0 = performance.now();
+    device.queue.submit([cmd]);
+    await device.queue.onSubmittedWorkDone();
+    if (t > 0) times.push((performance.now() - t0) / reps);
+  }
+  a.destroy();
+  b.destroy();
+  const ms = median(times);
+  return { bytes, reps, ms, GBps: (2 * bytes) / ms / 1e6 };
+}
+
+/** Random valid codes for a format: every byte drawn from the bytes its packing can produce. */
+function randomWeights(f: TernaryFormat, rows: number, cols: number): TernaryWeights {
+  const P = CODE_PACKINGS[f.packing];
+  const G = f.group;
+  const bpg = P.bytesPerGroup(G);
+  const ng = groupsPerRow(f, cols);
+  // Valid byte values at each byte position of a group, from the reference encoder itself.
+  const tables = Array.from({ length: bpg }, (_, j) => {
+    const n = Math.min(G - j * (f.packing === 'trit5' ? 5 : 4), f.packing === 'trit5' ? 5 : 4);
+    const vals = new Set<number>();
+    const grp = new Int8Array(G);
+    const out = new Uint8Array(bpg);
+    for (let c = 0; c < 3 ** n; c++) {
+      grp.fill(0);
+      for (let i = 0, v = c; i < n; i++, v = Math.floor(v / 3)) grp[j * (f.packing === 'trit5' ? 5 : 4) + i] = (v % 3) - 1;
+      P.encodeGroup(grp, G, out, 0);
+      vals.add(out[j]);
+    }
+    return Uint8Array.from(vals);
+  });
+  const codes = new Uint8Array(rows * ng * bpg);
+  for (let i = 0; i < codes.length; i++) {
+    const t = tables[i % bpg];
+    codes[i] = t[Math.floor(rand() * t.length)];
+  }
+  const sc = 1 / Math.sqrt(cols * 0.6);
+  const scales = Uint16Array.from({ length: rows * ng }, () => floatToHalf(sc * (0.5 + rand())));
+  const shifts = f.shift ? Uint16Array.from({ length: rows * ng }, () => floatToHalf(sc * 0.1 * (rand() - 0.5))) : undefined;
+  return { format: f, rows, cols, codes, scales, shifts };
+}
+
+/** The weights of `rows` only, as their own TernaryWeights (rows are contiguous in every field). */
+function rowSlice(w: TernaryWeights, n: number): TernaryWeights {
+  const ng = groupsPerRow(w.format, w.cols);
+  const bpg = CODE_PACKINGS[w.format.packing].bytesPerGroup(w.format.group);
+  return {
+    ...w,
+    rows: 1,
+    codes: w.codes.subarray(n * ng * bpg, (n + 1) * ng * bpg),
+    scales: w.scales.subarray(n * ng, (n + 1) * ng),
+    shifts: w.shifts?.subarray(n * ng, (n + 1) * ng),
+  };
+}
+
+interface Row {
+  format: string;
+  N: number;
+  K: number;
+  weightBytes: number;
+  /** weights + x read + y written */
+  bytes: number;
+  copies: number;
+  reps: number;
+  gpu_us?: number;
+  wall_us: number;
+  GBps: number;
+  pctOfHbm: number;
+  pctOfCopy: number;
+  spotRows: number;
+  maxRelErr: number;
+  ok: boolean;
+}
+
+const copy = await copyRate();
+console.log(`copyBufferToBuffer ${copy.bytes >> 20} MiB: ${copy.ms.toFixed(3)} ms -> ${copy.GBps.toFixed(0)} GB/s (read+write)`);
+
+const rows: Row[] = [];
+let smi = '';
+try {
+  smi = execSync('nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory,memory.total --format=csv,noheader', { encoding: 'utf8' }).trim();
+} catch (e) {
+  smi = `nvidia-smi failed: ${(e as Error).message.split('\n')[0]}`;
+}
+/** Written after every row, so a run cut off at its limit still leaves its rows. */
+function writeResult(complete: boolean): void {
+  writeFileSync(
+    OUT,
+    JSON.stringify(
+      {
+        bench: 'WGSL ternary GEMV (decode, M=1) on Dawn/Vulkan, % of HBM bandwidth',
+        date: new Date().toISOString(),
+        nvidiaSmi: smi,
+        adapter: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description },
+        dawn: 'webgpu npm 0.6.2 (dawn.node), backend=vulkan, timestamp_quantization disabled',
+        kernel: 'ternaryLinearKernel(fmt, N, K, tm=1, bias=false, no subgroups): one thread per output row, WG=64',
+        timing: hasTs
+          ? 'gpu_us: GPU timestamps around one compute pass of `reps` dispatches (weights rotating over `copies` buffers >= 400 MB), divided by reps, median of 5; wall_us: same submit timed to onSubmittedWorkDone'
+          : 'no timestamp-query: wall time of one submit of `reps` dispatches to onSubmittedWorkDone, divided by reps, median of 5',
+        hbmGBps: HBM_GBPS,
+        copy,
+        bytesCounted: 'codes + fp16 scales + fp16 shifts + x (f32) + y (f32)',
+        rows,
+        validationErrors: errors,
+        complete,
+        load: loadavg(),
+      },
+      null,
+      1,
+    ),
+  );
+}
+
+for (const f of FORMATS) {
+  for (const [N, K] of SHAPES) {
+    const w = randomWeights(f, N, K);
+    const L = ternaryLayout(f, N, K);
+    const packed = new Uint8Array(L.words * 4);
+    packed.set(w.codes, 0);
+    packed.set(new Uint8Array(w.scales.buffer, w.scales.byteOffset, w.scales.byteLength), L.scaleWord0 * 4);
+    if (w.shifts) packed.set(new Uint8Array(w.shifts.buffer, w.shifts.byteOffset, w.shifts.byteLength), L.shiftWord0 * 4);
+    const x = Float32Array.from({ length: K }, () => rand() * 2 - 1);
+    const k = ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES);
+    const wBytes = packed.byteLength;
+    const copies = Math.max(2, Math.ceil(ROT_BYTES / wBytes));
+    const W = Array.from({ length: copies }, () => device.createBuffer({ size: wBytes, usage: STORAGE | COPY_DST | COPY_SRC }));
+    device.queue.writeBuffer(W[0], 0, packed);
+    {
+      const enc = device.createCommandEncoder();
+      for (let i = 1; i < copies; i++) enc.copyBufferToBuffer(W[0], 0, W[i], 0, wBytes);
+      device.queue.submit([enc.finish()]);
+    }
+    const X = device.createBuffer({ size: K * 4, usage: STORAGE | COPY_DST });
+    device.queue.writeBuffer(X, 0, x);
+    const Y = device.createBuffer({ size: N * 4, usage: STORAGE | COPY_SRC });
+    const R = device.createBuffer({ size: N * 4, usage: MAP_READ | COPY_DST });
+    const step = device.createBuffer({ size: 16, usage: UNIFORM | COPY_DST });
+    device.queue.writeBuffer(step, 0, new Uint32Array([0, 1, 0, 0]));
+    const bgl = device.createBindGroupLayout({ entries: layoutEntries(k) });
+    const pipeline = await device.createComputePipelineAsync({
+      layout: device.createPipelineLayout({ bindGroupLayouts: [bgl] }),
+      compute: { module: device.createShaderModule({ code: k.source() }), entryPoint: 'main' },
+    });
+    const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: [wb, X, Y, step].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+    const [dx, dy, dz] = k.dispatch(1);
+    const dispatches = (reps: number) => (pass: GPUComputePassEncoder) => {
+      pass.setPipeline(pipeline);
+      for (let i = 0; i < reps; i++) {
+        pass.setBindGroup(0, binds[i % copies]);
+        pass.dispatchWorkgroups(dx, dy, dz);
+      }
+    };
+
+    // Check: the last copy (made on the GPU) against the reference decoder on a few rows.
+    const spot = [0, 1, N >> 1, N - 1, ...Array.from({ length: 4 }, () => Math.floor(rand() * N))];
+    await timedPass((pass) => {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, binds[copies - 1]);
+      pass.dispatchWorkgroups(dx, dy, dz);
+    });
+    {
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(Y, 0, R, 0, N * 4);
+      device.queue.submit([enc.finish()]);
+      await R.mapAsync(MAP_READ);
+    }
+    const y = new Float32Array(R.getMappedRange().slice(0));
+    R.unmap();
+    let maxRelErr = 0;
+    for (const n of spot) {
+      const ref = decodeTernary(rowSlice(w, n));
+      let s = 0, mag = 0;
+      for (let c = 0; c < K; c++) (s += ref[c] * x[c]), (mag += Math.abs(ref[c] * x[c]));
+      maxRelErr = Math.max(maxRelErr, Math.abs(y[n] - s) / mag);
+    }
+
+    // Calibrate reps so one pass takes about TARGET_MS, then median of TRIALS passes.
+    const [, warm] = await timedPass(dispatches(copies));
+    const reps = Math.max(copies, Math.min(20000, Math.round((TARGET_MS / warm) * copies)));
+    const gpuT: number[] = [], wallT: number[] = [];
+    for (let t = 0; t < TRIALS; t++) {
+      const [g, wt] = await timedPass(dispatches(reps));
+      if (g !== undefined) gpuT.push(g / reps);
+      wallT.push(wt / reps);
+    }
+    const gpuMs = gpuT.length ? median(gpuT) : undefined;
+    const wallMs = median(wallT);
+    const ms = gpuMs ?? wallMs;
+    const weightBytes = storageBytes(f, N, K);
+    const bytes = weightBytes + K * 4 + N * 4;
+    const GBps = bytes / ms / 1e6;
+    const r: Row = {
+      format: f.id, N, K, weightBytes, bytes, copies, reps,
+      gpu_us: gpuMs === undefined ? undefined : +(gpuMs * 1e3).toFixed(3),
+      wall_us: +(wallMs * 1e3).toFixed(3),
+      GBps: +GBps.toPrecision(4),
+      pctOfHbm: +((100 * GBps) / HBM_GBPS).toFixed(2),
+      pctOfCopy: +((100 * GBps) / copy.GBps).toFixed(2),
+      spotRows: spot.length,
+      maxRelErr,
+      ok: maxRelErr < 1e-4,
+    };
+    rows.push(r);
+    console.log(
+      `${f.id} ${N}x${K}: gpu ${r.gpu_us ?? '-'} us, wall ${r.wall_us} us (${reps} reps over ${copies} copies) ${r.GBps} GB/s = ${r.pctOfHbm}% of ${HBM_GBPS} GB/s, ${r.pctOfCopy}% of copy; spot maxRelErr ${maxRelErr.toExponential(2)} ${r.ok ? 'ok' : 'FAIL'}`,
+    );
+    [...W, X, Y, R, step].forEach((b) => b.destroy());
+    writeResult(false);
+  }
+}
+
+writeResult(true);
+console.log(`wrote ${OUT}; ${errors.length} device errors`);
+process.exit(rows.every((r) => r.ok) && errors.length === 0 ? 0 : 1);
