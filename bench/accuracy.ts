@@ -1,6 +1,6 @@
 // Accuracy benchmark: dev perplexity against honest bits per weight, for twlac's structures,
 // formats and ablations, with the RTN baseline and the source model measured in the same run.
-//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128] [--keep DIR] [--render-only]
+//   npm run bench:accuracy -- [--windows N] [--only name,name] [--samples 128] [--keep DIR] [--out FILE] [--render-only]
 // Every figure follows ../shared/EVAL.md (dev.txt, 256-token windows); calibration draws
 // from train.txt only. Results are merged into bench/results/accuracy.json by config name,
 // so a partial run keeps what it finished.
@@ -41,6 +41,7 @@ const CONFIGS: Config[] = [
   { name: 'kernel-g128-A4mp', what: 'twla kernel structure tq1_g128, ILA-AMP mean 4 bits', opts: { ...MP4 } },
   { name: 'twla-A16', what: 'reference structure (salient order-2 + magnitude groups), A16', opts: { structure: 'twla', ...A16 } },
   { name: 'twla-A4mp', what: 'reference structure, ILA-AMP mean 4 bits', opts: { structure: 'twla', ...MP4 } },
+  { name: 'twla-A16-noorder2', what: 'ablation: reference structure without order-2 salient columns', opts: { structure: 'twla', order2Cols: 0, ...A16 } },
   { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { rotate: false, ...A16 } },
   { name: 'kernel-g128-A16-nofuse', what: 'every rotation online, as the reference (no folding of the o_proj rotation into v_proj)', opts: { fuse: false, ...A16 } },
   { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { gptq: false, ...A16 } },
@@ -51,7 +52,7 @@ const CONFIGS: Config[] = [
   { name: 'kernel-tq2-g128-A16', what: 'tq2_g128 (2-bit codes), A16', opts: { format: 'tq2_g128', ...A16 } },
 ];
 
-const outFile = join(root, 'bench/results/accuracy.json');
+const outFile = resolve(arg('out', join(root, 'bench/results/accuracy.json'))!);
 const results: Record<string, unknown> = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')).results ?? {} : {};
 const save = () =>
   writeFileSync(

@@ -31,7 +31,6 @@ export const DEFAULT_OPTIONS: CompileOptions = {
   fuse: true,
   gptq: true,
   xDomain: true,
-  order2Cols: 0,
 };
 
 /** The passes for a set of options, in order. */

@@ -25,7 +25,7 @@ export interface CompileFlags {
   fuse: boolean;
   gptq: boolean;
   xdomain: boolean;
-  order2Cols: number;
+  order2Cols?: number;
   target?: string[];
   quiet?: boolean;
 }
@@ -47,6 +47,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     throw new UserError(`--format: ${(e as Error).message}`);
   }
   const acts = parseActs(f.acts);
+  if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
   const targets = parseTargets(f.target ?? []);
   const progress = makeProgress({ quiet: f.quiet });
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';

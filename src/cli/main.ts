@@ -42,7 +42,7 @@ export function buildProgram(): Command {
     .option('--no-fuse', 'keep every rotation online (do not fold the o_proj input rotation into v_proj)')
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
-    .option('--order2-cols <n>', 'order-2 salient columns per 128-column block (kernel structure)', intArg('--order2-cols', 0), 0)
+    .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
     .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {

@@ -62,7 +62,8 @@ export class PassManager<C extends PassContext = PassContext> {
     let modified = false;
     for (const p of this.passes) {
       const pre = p.requires?.(model, ctx);
-      if (pre) throw new PassError(p.name, `precondition failed: ${pre}`);
+      // A refused precondition is about what the caller asked for (options, inputs).
+      if (pre) throw new UserError(`pass ${p.name}: ${pre}`);
       const t0 = performance.now();
       let r: PassResult;
       try {

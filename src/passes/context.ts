@@ -26,7 +26,8 @@ export interface CompileOptions {
   fuse: boolean;
   gptq: boolean;
   xDomain: boolean;
-  order2Cols: number;
+  /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
+  order2Cols?: number;
 }
 
 export interface LinearState {

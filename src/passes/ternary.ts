@@ -27,6 +27,7 @@ export const ternaryPass = definePass<CompileContext>({
   name: 'ternary',
   requires(_m, ctx) {
     if (ctx.opts.weights === 'twla' && !ctx.opts.calib?.length) return 'twla needs calibration data (--calib)';
+    if (ctx.opts.order2Cols !== undefined && ctx.opts.structure !== 'twla') return 'order-2 columns exist only in the twla structure (--structure twla)';
     return undefined;
   },
   async run(model, ctx) {
@@ -57,7 +58,7 @@ export const ternaryPass = definePass<CompileContext>({
             packing: f.packing,
             gptq: opts.gptq,
             xDomain: opts.xDomain,
-            order2Cols: opts.structure === 'twla' ? undefined : opts.order2Cols,
+            order2Cols: opts.order2Cols,
           });
           record(ctx, l, r);
           ctx.linears.get(l)!.stats = { relWeightError: r.stats.relWeightError, seconds: r.stats.seconds };
