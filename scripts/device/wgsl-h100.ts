@@ -36,6 +36,9 @@ const rand = rng(11);
 const { create, globals } = await import('webgpu');
 Object.assign(globalThis, globals);
 const gpu = create(['backend=vulkan', 'disable-dawn-features=timestamp_quantization']);
+// The device dies with its Dawn instance when `gpu` is collected, and a module-level const
+// that nothing reads later is not a root: pin it (as src/runtime/webgpu/node.ts does).
+(globalThis as { dawnKeepAlive?: unknown }).dawnKeepAlive = gpu;
 const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
 if (!adapter) throw new Error('Dawn (vulkan) found no adapter');
 const info = adapter.info;
@@ -108,6 +111,40 @@ async function copyRate(): Promise<{ bytes: number; reps: number; ms: number; GB
   return { bytes, reps, ms, GBps: (2 * bytes) / ms / 1e6 };
 }
 
+/** Read rate of a plain WGSL streaming kernel over a large buffer (vec4<u32> loads, grid-stride,
+ *  one u32 written per thread): what a WGSL kernel can read at best on this adapter. */
+async function readRate(): Promise<{ bytes: number; reps: number; ms: number; GBps: number } | undefined> {
+  if (!ts) return undefined;
+  const bytes = Math.min(Number(arg('copy-mb', '1024')) * 2 ** 20, Math.floor(l.maxStorageBufferBindingSize / 256) * 256);
+  const threads = 4096 * 256;
+  const src = device.createBuffer({ size: bytes, usage: STORAGE });
+  const dst = device.createBuffer({ size: threads * 4, usage: STORAGE });
+  const code = `@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  var acc = vec4<u32>(0u);
+  for (var i = gid.x; i < ${bytes / 16}u; i += ${threads}u) { acc ^= a[i]; }
+  o[gid.x] = acc.x ^ acc.y ^ acc.z ^ acc.w;
+}`;
+  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+  const bind = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [src, dst].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  const reps = 10;
+  const times: number[] = [];
+  for (let t = 0; t < TRIALS + 1; t++) {
+    const [g] = await timedPass((pass) => {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bind);
+      for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(4096);
+    });
+    if (t > 0) times.push(g! / reps);
+  }
+  src.destroy();
+  dst.destroy();
+  const ms = median(times);
+  return { bytes, reps, ms, GBps: bytes / ms / 1e6 };
+}
+
 /** Random valid codes for a format: every byte drawn from the bytes its packing can produce. */
 function randomWeights(f: TernaryFormat, rows: number, cols: number): TernaryWeights {
   const P = CODE_PACKINGS[f.packing];
@@ -166,12 +203,18 @@ interface Row {
   GBps: number;
   pctOfHbm: number;
   pctOfCopy: number;
+  pctOfWgslRead?: number;
   spotRows: number;
   maxRelErr: number;
   ok: boolean;
 }
 
 const copy = await copyRate();
+const read = await readRate();
+if (read) console.log(`WGSL streaming read ${read.bytes >> 20} MiB: ${read.ms.toFixed(3)} ms -> ${read.GBps.toFixed(0)} GB/s`);
+// A full collection here (node --expose-gc) reproduces what the large host arrays below
+// trigger: it must not take the Dawn instance with it (see keepAlive above).
+(globalThis as { gc?: () => void }).gc?.();
 console.log(`copyBufferToBuffer ${copy.bytes >> 20} MiB: ${copy.ms.toFixed(3)} ms -> ${copy.GBps.toFixed(0)} GB/s (read+write)`);
 
 const rows: Row[] = [];
@@ -198,6 +241,7 @@ function writeResult(complete: boolean): void {
           : 'no timestamp-query: wall time of one submit of `reps` dispatches to onSubmittedWorkDone, divided by reps, median of 5',
         hbmGBps: HBM_GBPS,
         copy,
+      wgslRead: read,
         bytesCounted: 'codes + fp16 scales + fp16 shifts + x (f32) + y (f32)',
         rows,
         validationErrors: errors,
@@ -295,6 +339,7 @@ for (const f of FORMATS) {
       GBps: +GBps.toPrecision(4),
       pctOfHbm: +((100 * GBps) / HBM_GBPS).toFixed(2),
       pctOfCopy: +((100 * GBps) / copy.GBps).toFixed(2),
+      pctOfWgslRead: read ? +((100 * GBps) / read.GBps).toFixed(2) : undefined,
       spotRows: spot.length,
       maxRelErr,
       ok: maxRelErr < 1e-4,
