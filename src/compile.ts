@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import type { Model } from './graph/ir.ts';
 import { PassManager, type Pass, type Progress, silentProgress } from './graph/pass.ts';
-import { recognize } from './graph/recognize.ts';
+import { constTensor, recognize } from './graph/recognize.ts';
 import { loadModel, saveModel } from './graph/onnx.ts';
 import { artifactModel } from './artifact/from-structure.ts';
 import { writeArtifact, type ArtifactModel } from './artifact/build.ts';
@@ -106,10 +106,12 @@ export async function compileToDir(
     let bits = 0;
     let weights = 0;
     for (const [l, st] of ctx.linears) {
-      const bytes = st.stats?.onnxBytes;
+      // Lowered linears: their MatMulNBits initializers; the rest keep a dense weight.
+      const lowered = st.stats?.onnxBytes;
+      const bytes = lowered ?? constTensor(l.weight)?.byteLength;
       if (bytes === undefined) continue;
       const n = l.outFeatures * l.inFeatures;
-      linears[st.id] = { op: 'com.microsoft::MatMulNBits bits=2', bitsPerWeight: (bytes * 8) / n, bytes };
+      linears[st.id] = { op: lowered !== undefined ? 'com.microsoft::MatMulNBits bits=2' : `dense ${constTensor(l.weight)!.dtype}`, bitsPerWeight: (bytes * 8) / n, bytes };
       bits += bytes * 8;
       weights += n;
     }

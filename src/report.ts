@@ -28,7 +28,10 @@ export function renderReport(m: ArtifactManifest, info: { seconds: number; notes
   if (m.countedBitsPerWeight !== undefined) {
     rows.push(['reference structure, counted', fmt(m.countedBitsPerWeight), 'codes + group masks + salient indices + fp16 parameters; no packed writer: stored dense in both files']);
   }
-  if (m.onnx) rows.push([`${m.onnx.file} (onnxruntime, MatMulNBits)`, fmt(m.onnx.bitsPerWeight), '2-bit codes + float scales (+ zero points)']);
+  if (m.onnx) {
+    const ops = [...new Set(Object.values(m.onnx.linears).map((l) => l.op))].join(', ');
+    rows.push([`${m.onnx.file} (onnxruntime)`, fmt(m.onnx.bitsPerWeight), ops.includes('MatMulNBits') ? '2-bit codes + float scales (+ zero points)' : ops]);
+  }
   lines.push(table(['artifact', 'bits/weight', 'what'], rows), '');
   lines.push('Embeddings and the lm_head stay dense (fp16 in weights.bin, source precision in model.onnx).', '');
   lines.push('## Linears', '');
