@@ -99,7 +99,7 @@ export async function compileToDir(
       files['tokenizer.json'] = tok.byteLength;
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
-    am.method = describeMethod(ctx.opts);
+    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
     const manifest = writeArtifact(dir, am, files);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.
     const linears: NonNullable<ArtifactManifest['onnx']>['linears'] = {};

@@ -101,7 +101,7 @@ export const actPrecisionPass = definePass<CompileContext>({
       const alloc = await ampAllocate(model, ctx, clips, acts.budget);
       blockBits = alloc.bits;
       ctx.progress.log(`ILA-AMP: bits per block ${alloc.bits.join(',')} (mean ${alloc.meanBits.toFixed(2)}, cost ${alloc.cost.toFixed(4)})`);
-      (ctx as { amp?: AmpAllocation }).amp = alloc;
+      ctx.amp = alloc;
     }
 
     // 4. The chosen quantisers, as constants.

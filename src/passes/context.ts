@@ -6,6 +6,7 @@ import type { TernaryWeights } from '../formats/ternary.ts';
 import type { Progress, PassContext } from '../graph/pass.ts';
 import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
 import type { KronFactors } from '../lower/kron-transform.ts';
+import type { AmpAllocation } from '../quant/ila-amp.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -52,6 +53,8 @@ export interface SiteState {
 
 export interface CompileContext extends PassContext {
   progress: Progress;
+  /** ILA-AMP's allocation, when mixed precision ran (bits per block, objective, mean bits). */
+  amp?: AmpAllocation;
   opts: CompileOptions;
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;
