@@ -11,7 +11,7 @@ export { rotatePass } from './passes/rotate.ts';
 export { ternaryPass } from './passes/ternary.ts';
 export { actPrecisionPass } from './passes/act-precision.ts';
 export { lowerOrtPass } from './passes/lower-ort.ts';
-export { evaluatePerplexity } from './eval/perplexity.ts';
+export { evaluatePerplexity, evaluatePerplexity as evaluate } from './eval/perplexity.ts';
 export { generate } from './eval/generate.ts';
 export { loadTokenizer, tokenizeText } from './eval/tokenizer.ts';
 export { calibrationSegments, calibrationSegmentsFromText } from './calib/data.ts';
