@@ -12,7 +12,7 @@ import { readArtifact } from '../../src/artifact/weights.ts';
 import { emitWgsl, type EmittedKernel } from '../../src/codegen/wgsl/emit.ts';
 import { wgsl, u32, f32, ident } from '../../src/codegen/wgsl/fragments.ts';
 import * as K from '../../src/codegen/wgsl/kernels.ts';
-import { distinctKernels, planModel } from '../../src/codegen/wgsl/plan.ts';
+import { adapterKind, distinctKernels, planModel, type PlanOptions } from '../../src/codegen/wgsl/plan.ts';
 import { ternaryFormat } from '../../src/formats/ternary.ts';
 import { testDevice } from './wgsl-harness.ts';
 
@@ -42,8 +42,11 @@ describe('emitWgsl', () => {
     const index = JSON.parse(readFileSync(join(a.dir, 'kernels', 'wgsl', 'index.json'), 'utf8')) as EmittedKernel[];
     const plan = distinctKernels(planModel(a.manifest));
     expect(index.map((e) => e.cacheKey).sort()).toEqual(plan.map((k) => k.cacheKey).sort());
-    // ternary shapes [N, K]: q and o [40, 40], k/v [20, 40], gate/up [48, 40], down [40, 48]; × GEMV/GEMM
-    expect(index.filter((e) => e.file.startsWith('ternary_linear_trit5')).length).toBe(8);
+    // ternary shapes [N, K]: q and o [40, 40], k/v [20, 40], gate/up [48, 40], down [40, 48]; the
+    // GEMM is thread-per-row, the GEMV workgroup-per-row (emitted kernels default to a GPU adapter)
+    expect(index.filter((e) => e.file.startsWith('ternary_linear_trit5')).length).toBe(4);
+    expect(index.filter((e) => e.file.startsWith('ternary_gemv_wg_trit5')).length).toBe(4);
+    expect(index.filter((e) => e.cacheKey.startsWith('ternary_gemv_wg')).every((e) => e.workgroupSize === K.GEMV_WG)).toBe(true);
     expect(index.filter((e) => e.file.startsWith('dense_linear_float16')).length).toBe(2);
     for (const e of index) {
       const src = readFileSync(join(a.dir, 'kernels', 'wgsl', e.file), 'utf8');
@@ -62,6 +65,23 @@ describe('emitWgsl', () => {
     expect(() => planModel(bad)).toThrow(/online transform 3x3 does not match its input width 40/);
   });
 
+  it('the adapter table picks the GEMV shape; a forced shape wins; the GEMM is unchanged', () => {
+    expect(adapterKind({ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader driver 5.0.0', isFallbackAdapter: true })).toBe('software');
+    expect(adapterKind({ vendor: 'mesa', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' })).toBe('software');
+    expect(adapterKind({ vendor: 'nvidia', device: 'nvidia-h100-80gb-hbm3', description: 'NVIDIA: 580.159.04' })).toBe('gpu');
+    expect(adapterKind({ vendor: 'intel', architecture: 'gen-12lp', description: 'Intel(R) UHD Graphics' })).toBe('gpu');
+    const a = artifact(tiny);
+    const q = (o: PlanOptions) => planModel(a.manifest, o).blocks[0].q;
+    expect(q({ adapter: 'software' }).gemv.name).toBe('ternary_linear_trit5');
+    expect(q({ adapter: 'gpu' }).gemv.name).toBe('ternary_gemv_wg_trit5');
+    expect(q({}).gemv.name).toBe('ternary_gemv_wg_trit5');
+    expect(q({ adapter: 'gpu', gemv: 'thread-per-row' }).gemv.name).toBe('ternary_linear_trit5');
+    expect(q({ adapter: 'software', gemv: 'workgroup-per-row' }).gemv.name).toBe('ternary_gemv_wg_trit5');
+    expect(q({ adapter: 'gpu' }).gemm.cacheKey).toBe(q({ adapter: 'software' }).gemm.cacheKey);
+    // dense linears (lm_head) keep their one shape
+    expect(planModel(a.manifest, { adapter: 'gpu' }).lmHead.gemv.name).toBe('dense_linear_float16');
+  });
+
   it('typed fragments reject raw floats and non-identifiers', () => {
     expect(() => wgsl`${0.5}`).toThrow(/wrap floats with f32/);
     expect(() => ident('a-b')).toThrow(/not an identifier/);
@@ -76,6 +96,8 @@ describe('golden WGSL sources', () => {
     'ternary_gemm_tq2_g128_ns_n96_k1000_tm8_bias.wgsl': () => K.ternaryLinearKernel(ternaryFormat('bit2', 128, false), 96, 1000, 8, true).source(),
     'attention_h6_kv2_d64_subgroups.wgsl': () => K.attentionKernel(6, 2, 64, { subgroups: true }).source(),
     'act_quant_w384_b4_clip0.9.wgsl': () => K.actQuantKernel(384, 4, 0.9).source(),
+    'ternary_gemv_wg_tq1_g128_n256_k384.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('trit5', 128), 256, 384, false).source(),
+    'ternary_gemv_wg_tq2_g128_ns_n96_k1000_bias_subgroups.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('bit2', 128, false), 96, 1000, true, { subgroups: true }).source(),
   };
   for (const [file, gen] of Object.entries(goldens)) {
     it(file, () => {
@@ -97,7 +119,10 @@ describe.skipIf(!!skip)('emitted WGSL compiles on the adapter', () => {
     const m = structuredClone(a.manifest);
     for (const b of m.blocks) b.acts.down = { bits: 4, clip: 0.9, transform: { l: 6, r: 8, C: 'c', B: 'b' } };
     const device = dev!.device;
-    for (const k of distinctKernels(planModel(m, { subgroups: device.features.has('subgroups') }))) {
+    const features = { subgroups: device.features.has('subgroups') };
+    const kernels = [...distinctKernels(planModel(m, { features, adapter: 'gpu' })), ...distinctKernels(planModel(m, { features, adapter: 'software' }))];
+    expect(new Set(kernels.map((k) => k.name))).toContain('ternary_gemv_wg_trit5');
+    for (const k of kernels) {
       const info = await device.createShaderModule({ code: k.source() }).getCompilationInfo();
       expect(info.messages.filter((x) => x.type === 'error').map((x) => `${k.cacheKey}: ${x.message}`)).toEqual([]);
     }

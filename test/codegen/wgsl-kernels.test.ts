@@ -83,6 +83,31 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   }
 
+  // Workgroup-per-row GEMV: rows and groups that are not word-aligned (trit5 g16: 4-byte groups
+  // but 37 columns → 12-byte rows; g20; bit2 g8: 2-byte groups), words shared by two rows,
+  // partial last groups, rows longer than one stride of the workgroup (K = 700), bias (the
+  // last two shapes), a second token (K = 700), with the shared-memory tree and (when offered) subgroupAdd.
+  const WG_SHAPES: [number, number][] = [[6, 37], [5, 700], [65, 19]];
+  for (const packing of Object.keys(CODE_PACKINGS) as CodePacking[]) {
+    for (const f of [...FORMATS[packing], ternaryFormat(packing, 128)]) {
+      it(`workgroup-per-row ternary GEMV, ${f.id}, shapes ${WG_SHAPES.map((s) => s.join('x')).join(' ')}, vs the reference decoder`, async () => {
+        for (const [si, [rows, cols]] of WG_SHAPES.entries()) {
+          const w = randomTernary(f, rows, cols);
+          const W = decodeTernary(w);
+          const packed = packTernary(f, w);
+          const bias = si > 0 ? randn(rows) : undefined;
+          const ntok = si === 1 ? 2 : 1;
+          const x = randn(ntok * cols);
+          for (const feats of sg) {
+            const k = K.ternaryGemvWorkgroupKernel(f, rows, cols, !!bias, feats);
+            const r = await runKernel(device, k, [packed, x, ...(bias ? [bias] : []), new Float32Array(ntok * rows)], ntok);
+            expectClose(r.Y, matmulRef(W, rows, cols, x, ntok, bias), 1e-5);
+          }
+        }
+      });
+    }
+  }
+
   it('dense fp16 linear (lm_head) vs fp16-rounded weights, unrolled (K=24) and not (K=18)', async () => {
     for (const cols of [24, 18]) {
       const rows = 9, ntok = 3;

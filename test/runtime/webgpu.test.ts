@@ -86,6 +86,29 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
+  it('workgroup-per-row GEMV forced on (the GPU choice): decode logits and greedy tokens still match; the software adapter defaults to thread-per-row', async () => {
+    for (const [fmt, seed] of [[ternaryFormat('trit5', 16), 24], [ternaryFormat('bit2', 8, false), 25]] as const) {
+      const dir = tmp();
+      writeArtifact(dir, randomArtifactModel(tiny, fmt, seed));
+      const a = readArtifact(dir);
+      const model = await WebgpuModel.create(device, a, { capacity: 4, gemv: 'workgroup-per-row' });
+      const auto = await WebgpuModel.create(device, a, { capacity: 4 });
+      try {
+        expect(model.gemv).toBe('workgroup-per-row');
+        expect([auto.adapter, auto.gemv]).toEqual(dev!.adapter.match(/swiftshader|llvmpipe/i) ? ['software', 'thread-per-row'] : ['gpu', 'workgroup-per-row']);
+        // One token at a time: every linear runs its GEMV.
+        const ids = [2, 9, 33, 5, 17];
+        const got = new Float32Array(ids.length * tiny.vocab);
+        for (let i = 0; i < ids.length; i++) got.set(await model.forward([ids[i]]), i * tiny.vocab);
+        expect(relErr(got, referenceLogits(a, ids))).toBeLessThan(1e-5);
+        expect(await model.greedy([4, 8, 15], 8)).toEqual(referenceGreedy(a, [4, 8, 15], 8));
+      } finally {
+        model.destroy();
+        auto.destroy();
+      }
+    }
+  });
+
   it('the CLI entries: runWebgpu and webgpuLogits on an artifact directory, UserError without one', async () => {
     const dir = tmp();
     writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 16), 23));

@@ -4,8 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArtifactManifest } from '../../artifact/manifest.ts';
-import { NO_FEATURES, type WgslFeatures } from './fragments.ts';
-import { distinctKernels, planModel } from './plan.ts';
+import { distinctKernels, planModel, type PlanOptions } from './plan.ts';
 
 export interface EmittedKernel {
   file: string;
@@ -15,14 +14,15 @@ export interface EmittedKernel {
   workgroupSize: number;
 }
 
-/** Returns the files written (relative to outDir) and their sizes. */
-export function emitWgsl(manifest: ArtifactManifest, outDir: string, features: WgslFeatures = NO_FEATURES): Record<string, number> {
+/** Returns the files written (relative to outDir) and their sizes. The plan options pick the
+ *  adapter kind (and with it the GEMV shape) exactly as the runtime's do. */
+export function emitWgsl(manifest: ArtifactManifest, outDir: string, opts: PlanOptions = {}): Record<string, number> {
   const dir = join(outDir, 'kernels', 'wgsl');
   mkdirSync(dir, { recursive: true });
   const files: Record<string, number> = {};
   const index: EmittedKernel[] = [];
   const perName = new Map<string, number>();
-  for (const k of distinctKernels(planModel(manifest, features))) {
+  for (const k of distinctKernels(planModel(manifest, opts))) {
     const n = perName.get(k.name) ?? 0;
     perName.set(k.name, n + 1);
     const file = `${k.name}_${n}.wgsl`;

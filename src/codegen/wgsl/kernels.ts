@@ -236,6 +236,99 @@ ${groupEnd}
   });
 }
 
+/** Threads of the workgroup-per-row GEMV: one workgroup per output row and token. */
+export const GEMV_WG = 64;
+/** Rows per dispatch slice of the workgroup-per-row GEMV (wid.x + ROW_FOLD · wid.z), so any
+ *  row count stays under the 65535 workgroups a dimension allows. */
+const ROW_FOLD = 32768;
+
+/** Workgroup sum of each thread's `acc`, written by thread 0 as `out(total)`: subgroupAdd and
+ *  one partial per subgroup when the adapter offers subgroups, else a shared-memory tree. */
+function workgroupSum(out: (total: Code) => Code, feats: WgslFeatures): Code {
+  if (feats.subgroups) {
+    return wgsl`  let sv = subgroupAdd(acc);
+  if (sg_lane == 0u) { red[lid / sg_size] = sv; }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var tot = 0.0;
+    for (var si = 0u; si < (${u32(GEMV_WG)} + sg_size - 1u) / sg_size; si++) { tot += red[si]; }
+${out(wgsl`tot`)}
+  }`;
+  }
+  const steps: Code[] = [];
+  for (let s = GEMV_WG / 2; s >= 1; s >>= 1) {
+    steps.push(wgsl`  if (lid < ${u32(s)}) { red[lid] += red[lid + ${u32(s)}]; }
+  workgroupBarrier();`);
+  }
+  return wgsl`  red[lid] = acc;
+  workgroupBarrier();
+${join(steps)}
+  if (lid == 0u) {
+${out(wgsl`red[0]`)}
+  }`;
+}
+
+/**
+ * Ternary GEMV shaped for GPUs: one workgroup of GEMV_WG threads per output row n (and token
+ * m = wid.y). Thread t reads the row's u32 code words t, t + WG, …, so neighbouring threads
+ * load consecutive words. Rows and groups need not be word-aligned (trit5 g128 has 26-byte
+ * groups): each byte finds its group g and first column k0 from its offset in the row, adds
+ * s_g · Σ t_k x_k + z_g · Σ x_k over its valid trits (none for bytes of the neighbouring
+ * rows that share the row's first and last words), and the per-thread sums are reduced across
+ * the workgroup. Bindings as ternaryLinearKernel: W, X, [bias], Y, step.
+ */
+export function ternaryGemvWorkgroupKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  const L = ternaryLayout(f, rows, cols);
+  const P = WGSL_PACKINGS[f.packing];
+  const rowBytes = L.ng * L.bytesPerGroup;
+  const byteTerm = (b: number) => {
+    const c = new Code('c');
+    const trits = Array.from({ length: P.perByte }, (_, i) =>
+      wgsl`      { let xv = select(0.0, X[xr + min(k0 + ${u32(i)}, ${u32(cols - 1)})], ${u32(i)} < v); d += ${P.trit(c, i)} * xv;${f.shift ? wgsl` e += xv;` : wgsl``} }`,
+    );
+    // A byte of the next row has g = ng - 1 and j >= bytesPerGroup, so k0 >= ng · G >= K; one
+    // of the previous row wraps bi (and k0) past 2^31: k0 < K alone keeps both out.
+    return wgsl`    {
+      let bi = wb + ${u32(b)} - rb;
+      let c = (word >> ${u32(8 * b)}) & 0xffu;
+      let g = min(bi / ${u32(L.bytesPerGroup)}, ${u32(L.ng - 1)});
+      let j = bi - g * ${u32(L.bytesPerGroup)};
+      let k0 = g * ${u32(f.group)} + j * ${u32(P.perByte)};
+      let v = select(0u, min(min(${u32(P.perByte)}, ${u32(f.group)} - min(j * ${u32(P.perByte)}, ${u32(f.group)})), ${u32(cols)} - k0), k0 < ${u32(cols)});
+      var d = 0.0;
+      ${f.shift ? wgsl`var e = 0.0;` : wgsl``}
+${join(trits)}
+      acc += half_at(${u32(L.scaleWord0)}, gr + g) * d${f.shift ? wgsl` + half_at(${u32(L.shiftWord0)}, gr + g) * e` : wgsl``};
+    }`;
+  };
+  return defineKernel({
+    name: `ternary_gemv_wg_${f.packing}`,
+    params: { fmt: f.id, N: rows, K: cols, bias, WG: GEMV_WG },
+    bindings: [u32buf('W'), f32buf('X'), ...(bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: GEMV_WG,
+    features: feats,
+    module: wgsl`var<workgroup> red: array<f32, ${GEMV_WG}>;
+fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
+    // Every early exit depends on workgroup ids only, so barriers stay in uniform control flow.
+    body: wgsl`  let n = wid.x + wid.z * ${u32(ROW_FOLD)};
+  let m = wid.y;
+  if (n >= ${u32(rows)} || m >= step.ntok) { return; }
+  let xr = m * ${u32(cols)};
+  let gr = n * ${u32(L.ng)};
+  let rb = n * ${u32(rowBytes)};
+  let w1 = (rb + ${u32(rowBytes + 3)}) >> 2u;
+  var acc = 0.0;
+  for (var w = (rb >> 2u) + lid; w < w1; w += ${u32(GEMV_WG)}) {
+    let word = W[w];
+    let wb = w * 4u;
+${join(Array.from({ length: 4 }, (_, b) => byteTerm(b)))}
+  }
+${workgroupSum((t) => wgsl`    Y[m * ${u32(rows)} + n] = ${t}${bias ? wgsl` + bias[n]` : wgsl``};`, feats)}`,
+    dispatch: (ntok) => [Math.min(rows, ROW_FOLD), ntok, Math.ceil(rows / ROW_FOLD)],
+  });
+}
+
 export type DenseDtype = 'float16' | 'float32';
 
 /** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read

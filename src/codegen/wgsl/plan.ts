@@ -16,11 +16,51 @@ import {
   rmsNormKernel,
   ropeKvKernel,
   swigluKernel,
+  ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
 } from './kernels.ts';
 
 /** Token tile of the prefill GEMM. */
 export const PREFILL_TILE = 8;
+
+/**
+ * The two shapes of the ternary decode GEMV (M = 1). 'thread-per-row' walks K serially in
+ * one thread per output row: no barriers, what software adapters (a barrier is a fiber
+ * switch there) run fastest, but latency-bound on a GPU (0.6-3.2 % of HBM on the H100,
+ * bench/results/wgsl-h100.json). 'workgroup-per-row' strides a workgroup over the row's code
+ * words with coalesced loads and a reduction (ternaryGemvWorkgroupKernel).
+ */
+export type GemvVariant = 'thread-per-row' | 'workgroup-per-row';
+
+/** What runs the kernels: a CPU implementation of WebGPU, or a GPU (discrete or integrated). */
+export type AdapterKind = 'software' | 'gpu';
+
+/** The one place the GEMV shape is chosen; the runtime and `emitWgsl` both plan through it. */
+export const GEMV_BY_ADAPTER = {
+  software: 'thread-per-row',
+  gpu: 'workgroup-per-row',
+} as const satisfies Record<AdapterKind, GemvVariant>;
+
+/** The kind of an adapter from its GPUAdapterInfo (CPU implementations report themselves as
+ *  fallback adapters, or name themselves: SwiftShader, llvmpipe, lavapipe, WARP). */
+export function adapterKind(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): AdapterKind {
+  if (info.isFallbackAdapter) return 'software';
+  const text = [info.vendor, info.architecture, info.device, info.description].join(' ');
+  return /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bcpu\b/i.test(text) ? 'software' : 'gpu';
+}
+
+export interface PlanOptions {
+  /** Optional adapter features the kernels may use. Default none. */
+  features?: WgslFeatures;
+  /** The adapter the kernels are for. Default 'gpu' (what emitted kernels are deployed on). */
+  adapter?: AdapterKind;
+  /** Force a GEMV shape regardless of the adapter (tests, benchmarks). */
+  gemv?: GemvVariant;
+}
+
+export function gemvVariant(o: PlanOptions): GemvVariant {
+  return o.gemv ?? GEMV_BY_ADAPTER[o.adapter ?? 'gpu'];
+}
 
 export interface LinearKernels {
   entry: LinearEntry;
@@ -65,7 +105,7 @@ export interface ModelKernels {
   lmHead: LinearKernels;
 }
 
-function linearKernels(l: LinearEntry, feats: WgslFeatures): LinearKernels {
+function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
   const bias = !!l.bias;
   if (l.format === 'float16' || l.format === 'float32') {
     return {
@@ -82,7 +122,7 @@ function linearKernels(l: LinearEntry, feats: WgslFeatures): LinearKernels {
   }
   return {
     entry: l,
-    gemv: ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),
+    gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),
     gemm: ternaryLinearKernel(f, l.rows, l.cols, PREFILL_TILE, bias, feats),
   };
 }
@@ -99,7 +139,10 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
   return out;
 }
 
-export function planModel(m: ArtifactManifest, feats: WgslFeatures = NO_FEATURES): ModelKernels {
+export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKernels {
+  const feats = opts.features ?? NO_FEATURES;
+  const gemv = gemvVariant(opts);
+  const linearKernels = (l: LinearEntry) => linearKernelsOf(l, feats, gemv);
   const c = m.config;
   if (c.arch !== 'llama') throw new UserError(`WGSL backend: unsupported architecture '${c.arch}'`);
   if (c.headDim % 2) throw new UserError(`WGSL backend: head dim ${c.headDim} must be even for RoPE`);
@@ -107,27 +150,27 @@ export function planModel(m: ArtifactManifest, feats: WgslFeatures = NO_FEATURES
   const blocks = m.blocks.map((b): BlockKernels => ({
     attnNorm: rmsNormKernel(c.hidden, c.normEps, b.attnNorm !== null, feats),
     attnAct: actKernels(b.acts.attn, c.hidden, feats),
-    q: linearKernels(b.q, feats),
-    k: linearKernels(b.k, feats),
-    v: linearKernels(b.v, feats),
+    q: linearKernels(b.q),
+    k: linearKernels(b.k),
+    v: linearKernels(b.v),
     ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions),
     attention: attentionKernel(c.heads, c.kvHeads, c.headDim, feats),
     oAct: actKernels(b.acts.o, qd, feats),
-    o: linearKernels(b.o, feats),
+    o: linearKernels(b.o),
     mlpNorm: rmsNormKernel(c.hidden, c.normEps, b.mlpNorm !== null, feats),
     mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
-    gate: linearKernels(b.gate, feats),
-    up: linearKernels(b.up, feats),
+    gate: linearKernels(b.gate),
+    up: linearKernels(b.up),
     swiglu: swigluKernel(c.intermediate),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
-    down: linearKernels(b.down, feats),
+    down: linearKernels(b.down),
     residualHidden: residualAddKernel(c.hidden),
   }));
   return {
     embed: embedKernel(c.vocab, c.hidden),
     blocks,
     finalNorm: rmsNormKernel(c.hidden, c.normEps, m.finalNorm !== null, feats),
-    lmHead: linearKernels(m.lmHead, feats),
+    lmHead: linearKernels(m.lmHead),
   };
 }
 

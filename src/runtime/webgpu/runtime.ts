@@ -10,7 +10,7 @@ import type { ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
 import { parseFormatId } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
-import { planModel, type ActKernels, type LinearKernels } from '../../codegen/wgsl/plan.ts';
+import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 
 export interface WebgpuModelOptions {
@@ -18,6 +18,11 @@ export interface WebgpuModelOptions {
   capacity?: number;
   /** Use subgroup reductions when the device has the 'subgroups' feature. Default true. */
   subgroups?: boolean;
+  /** The adapter kind that picks the GEMV shape (plan.ts GEMV_BY_ADAPTER). Default: from
+   *  device.adapterInfo, 'gpu' when the device has none. */
+  adapter?: AdapterKind;
+  /** Force a GEMV shape (tests, benchmarks). */
+  gemv?: GemvVariant;
 }
 
 /** One kernel launch: a kernel (or a GEMV/GEMM pair) with its bound buffers. */
@@ -38,6 +43,9 @@ function isLinear(k: WgslKernel | LinearKernels): k is LinearKernels {
 
 export class WebgpuModel {
   readonly features: WgslFeatures;
+  readonly adapter: AdapterKind;
+  /** The decode GEMV shape this model runs. */
+  readonly gemv: GemvVariant;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
@@ -56,6 +64,9 @@ export class WebgpuModel {
   ) {
     this.capacity = Math.max(1, Math.min(opts.capacity ?? 64, manifest.config.maxPositions));
     this.features = { subgroups: (opts.subgroups ?? true) && device.features.has('subgroups') };
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    this.adapter = opts.adapter ?? (info ? adapterKind(info) : 'gpu');
+    this.gemv = gemvVariant({ adapter: this.adapter, gemv: opts.gemv });
   }
 
   /** Upload the artifact's weights and build every pipeline and bind group. */
@@ -158,7 +169,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, this.features);
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
