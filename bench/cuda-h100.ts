@@ -90,7 +90,9 @@ const result = {
     ncu,
     note: 'Profiled with four rows a warp (before the last change to two): the 70B-shape kernel was register-limited to 37.5% occupancy at 35% of DRAM peak with compute at 45%; the 4096² kernel is latency-bound (12.8% DRAM), dominated by staging the activations into shared memory before the weights stream. Two rows a warp and unrolled staging moved the timings within run-to-run noise (compare the gemv table of the previous run, 47.9/13.5 us for the tq2 28672x8192/11008x4096 shapes).',
   },
-  notMeasured: ['prefill int8 tensor-core GEMM (not implemented; prefill runs the skinny GEMM in chunks of 16 tokens)', 'int4-activation GEMV, and int8 activations for trit5 or non-16-multiple groups (those sites run quantise-dequantise before the fp16 GEMV)', 'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)', 'the fixed int8 GEMV was not re-timed (see gemvA8Note)'],
+  // the prefill GEMM section is written by scripts/device/merge-gemm.ts from its own run: kept
+  prefill: existsSync('bench/results/cuda-h100.json') ? JSON.parse(readFileSync('bench/results/cuda-h100.json', 'utf8')).prefill : undefined,
+  notMeasured: ['prefill int8 tensor-core GEMM not wired into the runtime (prefill runs the skinny GEMM in chunks of 16 tokens; the GEMM is measured standalone under prefill)', 'int4-activation GEMV, and int8 activations for trit5 or non-16-multiple groups (those sites run quantise-dequantise before the fp16 GEMV)', 'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)', 'the fixed int8 GEMV was not re-timed (see gemvA8Note)'],
 };
 writeFileSync('bench/results/cuda-h100.json', JSON.stringify(result, null, 1) + '\n');
 console.log('wrote bench/results/cuda-h100.json');

@@ -17,6 +17,7 @@ import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
+import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
@@ -153,6 +154,31 @@ describe('emitCuda', () => {
   });
 });
 
+describe('int8 prefill GEMM plan', () => {
+  it('fits every architecture\'s shared memory and refuses what it cannot generate', () => {
+    for (const arch of Object.keys(CUDA_ARCHS) as (keyof typeof CUDA_ARCHS)[]) {
+      const p = gemmA8Plan({ format: ternaryFormat('bit2', 128), n: 11008, k: 4096, arch });
+      expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS[arch].maxSmemPerBlock);
+      expect(p.kt).toBe(32);
+      expect(p.aStride % 16).toBe(0);
+    }
+    expect(gemmA8Unsupported({ format: ternaryFormat('trit5', 128), n: 128, k: 128, arch: 'sm_80' })).toMatch(/not bit2/);
+    expect(gemmA8Unsupported({ format: ternaryFormat('bit2', 64), n: 128, k: 128, arch: 'sm_80' })).toMatch(/groups of 128/);
+    expect(gemmA8Unsupported({ format: ternaryFormat('bit2', 128), n: 128, k: 200, arch: 'sm_80' })).toMatch(/K=200/);
+    expect(gemmA8Unsupported({ format: ternaryFormat('bit2', 128), n: 100, k: 128, arch: 'sm_80' })).toMatch(/N=100/);
+    expect(() => gemmA8Kernel({ format: ternaryFormat('bit2', 128), n: 100, k: 128, arch: 'sm_90a' })).toThrow(/N=100/);
+  });
+  it('bakes the shape and uses the u8 m16n8k32 tensor-core instruction', () => {
+    const k = gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 256, k: 1024, arch: 'sm_80' });
+    const src = k.source();
+    expect(src).toMatch(/mma\.sync\.aligned\.m16n8k32\.row\.col\.s32\.u8\.u8\.s32/);
+    expect(src).toMatch(/cp\.async\.cg\.shared\.global/);
+    expect(src).not.toMatch(/shifts\[/); // no-shift format reads no shifts
+    expect(k.grid[0].text).toBe('2');
+    expect(k.cacheKey).toMatch(/stages=3/);
+  });
+});
+
 describe('golden CUDA sources', () => {
   const goldens = {
     'gemv_tq1_g128_n256_k4096_m1_sm_90a.cu': () => gemvKernel({ format: ternaryFormat('trit5', 128), n: 256, k: 4096, m: 1, arch: 'sm_90a' }).source(),
@@ -187,6 +213,8 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvKernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 4096, m: 1, arch }),
           gemvKernel({ format: ternaryFormat('bit2', 100, false), n: 64, k: 450, m: 16, arch }),
           gemvA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 11008, m: 16, arch }),
+          gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
+          gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
         ]

@@ -1,0 +1,94 @@
+// Generates the device inputs of the int8 prefill GEMM check + benchmark under .device/gemm/
+// (ignored by git, carried to the GPU machine):
+//   gemm_kernels.cuh  generated kernels for the check cases and the LLaMA-2-7B benchmark shapes
+//   case_<i>.bin      check cases: [codes][scales u16][shifts u16][q u8 T*K][(s, z) f32 T*2]
+//                     [y f64 T*N], y = s·Σ_k W[n,k]·(q − z) in float64 with W from the format's
+//                     reference decoder (decodeTernary)
+// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
+import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
+import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
+
+const arch = (process.argv.includes('--arch') ? process.argv[process.argv.indexOf('--arch') + 1] : 'sm_90a') as CudaArch;
+const dir = '.device/gemm';
+mkdirSync(dir, { recursive: true });
+
+const tq2 = ternaryFormat('bit2', 128, true);
+const tq2ns = ternaryFormat('bit2', 128, false);
+// Partial token tiles (T not a multiple of 128), several K tiles (more groups than stages),
+// one K tile (fewer groups than stages), no-shift format, a LLaMA row length.
+const checks: { f: TernaryFormat; n: number; k: number; t: number }[] = [
+  { f: tq2, n: 256, k: 1024, t: 200 },
+  { f: tq2, n: 512, k: 4096, t: 64 },
+  { f: tq2ns, n: 128, k: 2048, t: 130 },
+  { f: tq2, n: 128, k: 128, t: 77 },
+  { f: tq2, n: 256, k: 11008, t: 96 },
+];
+const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
+const benchM = [128, 512, 2048, 4096];
+
+const kernels = new Map<string, { shape: GemmShape; k: ReturnType<typeof gemmA8Kernel> }>();
+const add = (shape: GemmShape) => {
+  const k = gemmA8Kernel(shape);
+  kernels.set(k.name, { shape, k });
+  return k.name;
+};
+const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, arch }));
+const benchNames = benchShapes.map(([n, k]) => add({ format: tq2, n, k, arch }));
+const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
+const header = [
+  cudaPrelude().text,
+  packingHelpers().text,
+  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
+  'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, __half*, int, cudaStream_t);',
+  'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift; twlac_gemm_launch launch; };',
+  'static const TwlacGemm twlac_gemms[] = {',
+  ...table,
+  '};',
+  `static const int twlac_gemm_count = ${kernels.size};`,
+  `static const char* twlac_check_kernels[] = {${checkNames.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_check_t[] = {${checks.map((c) => c.t).join(', ')}};`,
+  `static const int twlac_check_count = ${checks.length};`,
+  `static const char* twlac_bench_kernels[] = {${benchNames.map((n) => `"${n}"`).join(', ')}};`,
+  `static const int twlac_bench_count = ${benchNames.length};`,
+  `static const int twlac_bench_m[] = {${benchM.join(', ')}};`,
+  `static const int twlac_bench_m_count = ${benchM.length};`,
+  '',
+].join('\n');
+writeFileSync(join(dir, 'gemm_kernels.cuh'), header);
+
+const rand = rng(4321);
+checks.forEach((c, i) => {
+  const lin = randomTernaryLinear('q', c.n, c.k, c.f, rand).ternary!;
+  const w = decodeTernary(lin);
+  const q = Uint8Array.from({ length: c.t * c.k }, () => Math.floor(rand() * 256));
+  const ap = new Float32Array(c.t * 2);
+  for (let m = 0; m < c.t; m++) {
+    ap[2 * m] = 0.01 + 0.02 * rand();
+    ap[2 * m + 1] = Math.floor(rand() * 256);
+  }
+  const y = new Float64Array(c.t * c.n);
+  const xc = new Float64Array(c.k);
+  for (let m = 0; m < c.t; m++) {
+    for (let k = 0; k < c.k; k++) xc[k] = q[m * c.k + k] - ap[2 * m + 1];
+    for (let n = 0; n < c.n; n++) {
+      let s = 0;
+      const o = n * c.k;
+      for (let k = 0; k < c.k; k++) s += w[o + k] * xc[k];
+      y[m * c.n + n] = s * ap[2 * m];
+    }
+  }
+  const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), q, new Uint8Array(ap.buffer), new Uint8Array(y.buffer)];
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  writeFileSync(join(dir, `case_${i}.bin`), out);
+});
+console.log(`wrote ${kernels.size} kernels and ${checks.length} check cases to ${dir}`);
