@@ -1,5 +1,8 @@
 // Device benchmark (not a test): the WGSL ternary GEMV (decode, M = 1) on a real GPU through
-// Dawn's Vulkan backend, as % of HBM bandwidth. Bundled with esbuild into one file (only
+// Dawn's Vulkan backend, as % of HBM bandwidth, its two shapes side by side on the same
+// weights (src/codegen/wgsl/plan.ts GemvVariant): thread-per-row (ternaryLinearKernel, tm = 1)
+// and workgroup-per-row (ternaryGemvWorkgroupKernel) with the shared-memory tree and, when the
+// adapter offers them, with subgroups. Bundled with esbuild into one file (only
 // `webgpu` external) and run on the device machine with a carried Node: see
 // scripts/device/wgsl-h100.sh. Weights rotate over >= 400 MB of copies so the 50 MB L2 never
 // holds them (as scripts/device/gemv_bench.cu does). Time per GEMV: GPU timestamps around
@@ -11,8 +14,9 @@ import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { rng } from '../../src/artifact/random.ts';
-import { layoutEntries, NO_FEATURES } from '../../src/codegen/wgsl/fragments.ts';
-import { ternaryLayout, ternaryLinearKernel } from '../../src/codegen/wgsl/kernels.ts';
+import { layoutEntries, NO_FEATURES, type WgslKernel } from '../../src/codegen/wgsl/fragments.ts';
+import { ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel } from '../../src/codegen/wgsl/kernels.ts';
+import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
 
@@ -43,9 +47,11 @@ const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' }
 if (!adapter) throw new Error('Dawn (vulkan) found no adapter');
 const info = adapter.info;
 const hasTs = adapter.features.has('timestamp-query');
+const hasSg = adapter.features.has('subgroups');
+const T_START = performance.now();
 const l = adapter.limits;
 const device = await adapter.requestDevice({
-  requiredFeatures: hasTs ? ['timestamp-query'] : [],
+  requiredFeatures: [...(hasTs ? ['timestamp-query' as const] : []), ...(hasSg ? ['subgroups' as GPUFeatureName] : [])],
   requiredLimits: {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
     maxBufferSize: l.maxBufferSize,
@@ -54,7 +60,8 @@ const device = await adapter.requestDevice({
 });
 const errors: string[] = [];
 device.onuncapturederror = (e) => errors.push(String(e.error.message));
-console.log(`adapter: ${info.vendor} | ${info.architecture} | ${info.device} | ${info.description}; timestamp-query ${hasTs}`);
+const kind = adapterKind(info);
+console.log(`adapter: ${info.vendor} | ${info.architecture} | ${info.device} | ${info.description}; timestamp-query ${hasTs}; subgroups ${hasSg}; kind ${kind} -> ${GEMV_BY_ADAPTER[kind]}`);
 
 const STORAGE = 0x80, COPY_DST = 0x08, COPY_SRC = 0x04, MAP_READ = 0x01, UNIFORM = 0x40, QUERY_RESOLVE = 0x200;
 
@@ -190,6 +197,8 @@ function rowSlice(w: TernaryWeights, n: number): TernaryWeights {
 }
 
 interface Row {
+  /** 'thread-per-row', 'workgroup-per-row' (shared-memory tree) or 'workgroup-per-row+sg' (subgroupAdd). */
+  variant: string;
   format: string;
   N: number;
   K: number;
@@ -204,6 +213,8 @@ interface Row {
   pctOfHbm: number;
   pctOfCopy: number;
   pctOfWgslRead?: number;
+  /** thread-per-row time / this variant's time, same weights, same run */
+  speedupOverThreadPerRow: number;
   spotRows: number;
   maxRelErr: number;
   ok: boolean;
@@ -235,7 +246,14 @@ function writeResult(complete: boolean): void {
         nvidiaSmi: smi,
         adapter: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description },
         dawn: 'webgpu npm 0.6.2 (dawn.node), backend=vulkan, timestamp_quantization disabled',
-        kernel: 'ternaryLinearKernel(fmt, N, K, tm=1, bias=false, no subgroups): one thread per output row, WG=64',
+        kernels: {
+          'thread-per-row': 'ternaryLinearKernel(fmt, N, K, tm=1, bias=false, no subgroups): one thread per output row, WG=64',
+          'workgroup-per-row': 'ternaryGemvWorkgroupKernel(fmt, N, K, bias=false, no subgroups): one 64-thread workgroup per row, coalesced u32 code words, shared-memory tree',
+          'workgroup-per-row+sg': 'ternaryGemvWorkgroupKernel(fmt, N, K, bias=false, subgroups): as above, subgroupAdd then one partial per subgroup',
+        },
+        adapterKind: kind,
+        planChoice: GEMV_BY_ADAPTER[kind],
+        subgroups: hasSg,
         timing: hasTs
           ? 'gpu_us: GPU timestamps around one compute pass of `reps` dispatches (weights rotating over `copies` buffers >= 400 MB), divided by reps, median of 5; wall_us: same submit timed to onSubmittedWorkDone'
           : 'no timestamp-query: wall time of one submit of `reps` dispatches to onSubmittedWorkDone, divided by reps, median of 5',
@@ -254,8 +272,9 @@ function writeResult(complete: boolean): void {
   );
 }
 
-for (const f of FORMATS) {
-  for (const [N, K] of SHAPES) {
+// Shapes outer (smallest first), so a run cut off at its limit still has both formats.
+for (const [N, K] of SHAPES) {
+  for (const f of FORMATS) {
     const w = randomWeights(f, N, K);
     const L = ternaryLayout(f, N, K);
     const packed = new Uint8Array(L.words * 4);
@@ -263,7 +282,11 @@ for (const f of FORMATS) {
     packed.set(new Uint8Array(w.scales.buffer, w.scales.byteOffset, w.scales.byteLength), L.scaleWord0 * 4);
     if (w.shifts) packed.set(new Uint8Array(w.shifts.buffer, w.shifts.byteOffset, w.shifts.byteLength), L.shiftWord0 * 4);
     const x = Float32Array.from({ length: K }, () => rand() * 2 - 1);
-    const k = ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES);
+    const variants: [string, WgslKernel][] = [
+      ['thread-per-row', ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES)],
+      ['workgroup-per-row', ternaryGemvWorkgroupKernel(f, N, K, false, NO_FEATURES)],
+      ...(hasSg ? [['workgroup-per-row+sg', ternaryGemvWorkgroupKernel(f, N, K, false, { subgroups: true })] as [string, WgslKernel]] : []),
+    ];
     const wBytes = packed.byteLength;
     const copies = Math.max(2, Math.ceil(ROT_BYTES / wBytes));
     const W = Array.from({ length: copies }, () => device.createBuffer({ size: wBytes, usage: STORAGE | COPY_DST | COPY_SRC }));
@@ -275,79 +298,91 @@ for (const f of FORMATS) {
     }
     const X = device.createBuffer({ size: K * 4, usage: STORAGE | COPY_DST });
     device.queue.writeBuffer(X, 0, x);
-    const Y = device.createBuffer({ size: N * 4, usage: STORAGE | COPY_SRC });
+    const Y = device.createBuffer({ size: N * 4, usage: STORAGE | COPY_SRC | COPY_DST });
     const R = device.createBuffer({ size: N * 4, usage: MAP_READ | COPY_DST });
     const step = device.createBuffer({ size: 16, usage: UNIFORM | COPY_DST });
     device.queue.writeBuffer(step, 0, new Uint32Array([0, 1, 0, 0]));
-    const bgl = device.createBindGroupLayout({ entries: layoutEntries(k) });
-    const pipeline = await device.createComputePipelineAsync({
-      layout: device.createPipelineLayout({ bindGroupLayouts: [bgl] }),
-      compute: { module: device.createShaderModule({ code: k.source() }), entryPoint: 'main' },
-    });
-    const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: [wb, X, Y, step].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-    const [dx, dy, dz] = k.dispatch(1);
-    const dispatches = (reps: number) => (pass: GPUComputePassEncoder) => {
-      pass.setPipeline(pipeline);
-      for (let i = 0; i < reps; i++) {
-        pass.setBindGroup(0, binds[i % copies]);
-        pass.dispatchWorkgroups(dx, dy, dz);
-      }
-    };
-
-    // Check: the last copy (made on the GPU) against the reference decoder on a few rows.
     const spot = [0, 1, N >> 1, N - 1, ...Array.from({ length: 4 }, () => Math.floor(rand() * N))];
-    await timedPass((pass) => {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, binds[copies - 1]);
-      pass.dispatchWorkgroups(dx, dy, dz);
-    });
-    {
-      const enc = device.createCommandEncoder();
-      enc.copyBufferToBuffer(Y, 0, R, 0, N * 4);
-      device.queue.submit([enc.finish()]);
-      await R.mapAsync(MAP_READ);
-    }
-    const y = new Float32Array(R.getMappedRange().slice(0));
-    R.unmap();
-    let maxRelErr = 0;
-    for (const n of spot) {
+    const want = spot.map((n) => {
       const ref = decodeTernary(rowSlice(w, n));
       let s = 0, mag = 0;
       for (let c = 0; c < K; c++) (s += ref[c] * x[c]), (mag += Math.abs(ref[c] * x[c]));
-      maxRelErr = Math.max(maxRelErr, Math.abs(y[n] - s) / mag);
-    }
+      return { s, mag };
+    });
+    const baseline: { ms?: number } = {};
+    for (const [variant, k] of variants) {
+      const bgl = device.createBindGroupLayout({ entries: layoutEntries(k) });
+      const pipeline = await device.createComputePipelineAsync({
+        layout: device.createPipelineLayout({ bindGroupLayouts: [bgl] }),
+        compute: { module: device.createShaderModule({ code: k.source() }), entryPoint: 'main' },
+      });
+      const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: [wb, X, Y, step].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+      const [dx, dy, dz] = k.dispatch(1);
+      const dispatches = (reps: number) => (pass: GPUComputePassEncoder) => {
+        pass.setPipeline(pipeline);
+        for (let i = 0; i < reps; i++) {
+          pass.setBindGroup(0, binds[i % copies]);
+          pass.dispatchWorkgroups(dx, dy, dz);
+        }
+      };
 
-    // Calibrate reps so one pass takes about TARGET_MS, then median of TRIALS passes.
-    const [, warm] = await timedPass(dispatches(copies));
-    const reps = Math.max(copies, Math.min(20000, Math.round((TARGET_MS / warm) * copies)));
-    const gpuT: number[] = [], wallT: number[] = [];
-    for (let t = 0; t < TRIALS; t++) {
-      const [g, wt] = await timedPass(dispatches(reps));
-      if (g !== undefined) gpuT.push(g / reps);
-      wallT.push(wt / reps);
+      // Check: the last copy (made on the GPU) against the reference decoder on a few rows,
+      // after clearing Y so a variant cannot pass on the previous one's output.
+      device.queue.writeBuffer(Y, 0, new Float32Array(N).fill(Number.NaN));
+      await timedPass((pass) => {
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, binds[copies - 1]);
+        pass.dispatchWorkgroups(dx, dy, dz);
+      });
+      {
+        const enc = device.createCommandEncoder();
+        enc.copyBufferToBuffer(Y, 0, R, 0, N * 4);
+        device.queue.submit([enc.finish()]);
+        await R.mapAsync(MAP_READ);
+      }
+      const y = new Float32Array(R.getMappedRange().slice(0));
+      R.unmap();
+      let maxRelErr = 0;
+      spot.forEach((n, i) => {
+        const e = Math.abs(y[n] - want[i].s) / want[i].mag;
+        maxRelErr = Number.isNaN(e) ? Infinity : Math.max(maxRelErr, e);
+      });
+
+      // Calibrate reps so one pass takes about TARGET_MS, then median of TRIALS passes.
+      const [, warm] = await timedPass(dispatches(copies));
+      const reps = Math.max(copies, Math.min(20000, Math.round((TARGET_MS / warm) * copies)));
+      const gpuT: number[] = [], wallT: number[] = [];
+      for (let t = 0; t < TRIALS; t++) {
+        const [g, wt] = await timedPass(dispatches(reps));
+        if (g !== undefined) gpuT.push(g / reps);
+        wallT.push(wt / reps);
+      }
+      const gpuMs = gpuT.length ? median(gpuT) : undefined;
+      const wallMs = median(wallT);
+      const ms = gpuMs ?? wallMs;
+      baseline.ms ??= ms;
+      const weightBytes = storageBytes(f, N, K);
+      const bytes = weightBytes + K * 4 + N * 4;
+      const GBps = bytes / ms / 1e6;
+      const r: Row = {
+        variant, format: f.id, N, K, weightBytes, bytes, copies, reps,
+        gpu_us: gpuMs === undefined ? undefined : +(gpuMs * 1e3).toFixed(3),
+        wall_us: +(wallMs * 1e3).toFixed(3),
+        GBps: +GBps.toPrecision(4),
+        pctOfHbm: +((100 * GBps) / HBM_GBPS).toFixed(2),
+        pctOfCopy: +((100 * GBps) / copy.GBps).toFixed(2),
+        pctOfWgslRead: read ? +((100 * GBps) / read.GBps).toFixed(2) : undefined,
+        speedupOverThreadPerRow: +(baseline.ms / ms).toFixed(2),
+        spotRows: spot.length,
+        maxRelErr,
+        ok: maxRelErr < 1e-4,
+      };
+      rows.push(r);
+      console.log(
+        `${variant} ${f.id} ${N}x${K}: gpu ${r.gpu_us ?? '-'} us, wall ${r.wall_us} us (${reps} reps over ${copies} copies) ${r.GBps} GB/s = ${r.pctOfHbm}% of ${HBM_GBPS} GB/s, ${r.pctOfWgslRead ?? '-'}% of WGSL read; x${r.speedupOverThreadPerRow} vs thread-per-row; spot maxRelErr ${maxRelErr.toExponential(2)} ${r.ok ? 'ok' : 'FAIL'} [t=${((performance.now() - T_START) / 1e3).toFixed(1)} s]`,
+      );
+      writeResult(false);
     }
-    const gpuMs = gpuT.length ? median(gpuT) : undefined;
-    const wallMs = median(wallT);
-    const ms = gpuMs ?? wallMs;
-    const weightBytes = storageBytes(f, N, K);
-    const bytes = weightBytes + K * 4 + N * 4;
-    const GBps = bytes / ms / 1e6;
-    const r: Row = {
-      format: f.id, N, K, weightBytes, bytes, copies, reps,
-      gpu_us: gpuMs === undefined ? undefined : +(gpuMs * 1e3).toFixed(3),
-      wall_us: +(wallMs * 1e3).toFixed(3),
-      GBps: +GBps.toPrecision(4),
-      pctOfHbm: +((100 * GBps) / HBM_GBPS).toFixed(2),
-      pctOfCopy: +((100 * GBps) / copy.GBps).toFixed(2),
-      pctOfWgslRead: read ? +((100 * GBps) / read.GBps).toFixed(2) : undefined,
-      spotRows: spot.length,
-      maxRelErr,
-      ok: maxRelErr < 1e-4,
-    };
-    rows.push(r);
-    console.log(
-      `${f.id} ${N}x${K}: gpu ${r.gpu_us ?? '-'} us, wall ${r.wall_us} us (${reps} reps over ${copies} copies) ${r.GBps} GB/s = ${r.pctOfHbm}% of ${HBM_GBPS} GB/s, ${r.pctOfCopy}% of copy; spot maxRelErr ${maxRelErr.toExponential(2)} ${r.ok ? 'ok' : 'FAIL'}`,
-    );
     [...W, X, Y, R, step].forEach((b) => b.destroy());
     writeResult(false);
   }
