@@ -43,6 +43,7 @@ const CONFIGS: Config[] = [
   { name: 'twla-A4mp', what: 'reference structure, ILA-AMP mean 4 bits', opts: { structure: 'twla', ...MP4 } },
   { name: 'twla-A16-noorder2', what: 'ablation: reference structure without order-2 salient columns', opts: { structure: 'twla', order2Cols: 0, ...A16 } },
   { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { rotate: false, ...A16 } },
+  { name: 'kernel-g128-A4mp-norotate', what: 'ablation at A4: no KOTMS rotation, ILA-AMP mean 4 bits', opts: { rotate: false, ...MP4 } },
   { name: 'kernel-g128-A16-nofuse', what: 'every rotation online, as the reference (no folding of the o_proj rotation into v_proj)', opts: { fuse: false, ...A16 } },
   { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { gptq: false, ...A16 } },
   { name: 'kernel-g128-A16-noxdomain', what: 'ablation: no X-domain stage', opts: { xDomain: false, ...A16 } },
