@@ -8,6 +8,7 @@
 // Σ c·q by four __dp4a on bytes (w >> 2p) & 0x03030303 (codes p, p+4, p+8, p+12) against
 // the activations staged in that byte order, Σ c by two popcounts: ~1 instruction a weight
 // instead of ~2.6 for fp16 activations.
+import { warpSumsToShared } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
@@ -193,17 +194,7 @@ ${perUnit}
         for (int w = 0; w < ${nWords}; ++w) raw[r][w] = nxt[r][w];
     }
   }
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) {
-      float v = acc[r][m];
-      #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][r][m] = v;
-    }
-  }
-  __syncthreads();
+${warpSumsToShared(R, M)}
   for (int i = threadIdx.x; i < ${warps * R * M}; i += ${warps * 32}) {
     const int w_ = i / ${R * M}, r = (i / ${M}) % ${R}, m = i % ${M};
     const int row = (rb * ${warps} + w_) * ${R} + r;

@@ -10,6 +10,7 @@
 // shift term. Each unit's trits become exact fp16 (−1, 0, +1) by the 0x6400 trick
 // (packing.ts) and meet the activations in HFMA2; the fp16 partial of one unit (≤ 16
 // products) goes to an fp32 accumulator multiplied by the group's scale.
+import { warpSumsToShared } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
@@ -244,17 +245,7 @@ ${perUnit}
         for (int w = 0; w < ${nWords}; ++w) raw[r][w] = nxt[r][w];
     }
   }
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) {
-      float v = acc[r][m];
-      #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][r][m] = v;
-    }
-  }
-  __syncthreads();
+${warpSumsToShared(R, M)}
   for (int i = threadIdx.x; i < ${wr * R * M}; i += blockDim.x) {
     const int wr_ = i / ${R * M}, r = (i / ${M}) % ${R}, m = i % ${M};
     float v = 0.f;
