@@ -54,7 +54,10 @@ const CONFIGS: Config[] = [
 ];
 
 const outFile = resolve(arg('out', join(root, 'bench/results/accuracy.json'))!);
-const results: Record<string, unknown> = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')).results ?? {} : {};
+const previous = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')) : {};
+const results: Record<string, unknown> = previous.results ?? {};
+/** Full-dev evaluations of kept outputs (`twlac eval DIR --text dev.txt --json`), recorded by hand into the JSON. */
+const fullDev: Record<string, { bits: string; ppl: number; command: string }> = previous.fullDev ?? {};
 const save = () =>
   writeFileSync(
     outFile,
@@ -65,6 +68,7 @@ const save = () =>
         reference: { note: 'the reference implementation on the H100 (issue 4): ~4 honest bits/weight', 'W1.58A16': 36.0, 'W1.58A4-MP': 37.47, W4g128RTN: 32.76, W2g128RTN: 78.89 },
         command: `npm run bench:accuracy -- ${process.argv.slice(2).join(' ')}`,
         results,
+        fullDev,
       },
       null,
       1,
@@ -100,10 +104,28 @@ function renderCurve(): void {
     '',
     '![PPL vs bits](accuracy.svg)',
     '',
+    ...(Object.keys(fullDev).length
+      ? [
+          '## Full dev set (all 2074 windows)',
+          '',
+          '| config | bits/weight | dev PPL | command |',
+          '|---|---|---|---|',
+          ...Object.entries(fullDev).map(([k, v]) => `| ${k} | ${v.bits} | ${v.ppl.toFixed(2)} | \`${v.command}\` |`),
+          '',
+        ]
+      : []),
   ].join('\n');
   writeFileSync(join(root, 'bench/results/accuracy.md'), md);
-  const pts = [...rows.filter((r) => r.bits < 32).map((r) => ({ ...r, ref: false })), ...refs.map((r) => ({ ...r, ref: true }))];
-  const W = 640, H = 400, x = (b: number) => 60 + ((b - 1.5) / 3) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
+  // Blue: first-N-window figures of this run; green: full-dev figures; red: reference points (full dev).
+  const full = Object.entries(fullDev)
+    .map(([name, v]) => ({ name: `${name} (full dev)`, bits: parseFloat(v.bits), ppl: v.ppl, color: '#2a2' }))
+    .filter((p) => p.bits < 32);
+  const pts = [
+    ...rows.filter((r) => r.bits < 32).map((r) => ({ name: `${r.name} (${r.windows} w)`, bits: r.bits, ppl: r.ppl, color: '#36c' })),
+    ...full,
+    ...refs.map((r) => ({ ...r, color: '#c33' })),
+  ];
+  const W = 760, H = 480, x = (b: number) => 60 + ((b - 1.5) / 3) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
   const svg = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -111,7 +133,8 @@ function renderCurve(): void {
     ...[1.5, 2, 2.5, 3, 3.5, 4, 4.5].map((b) => `<text x="${x(b)}" y="${H - 25}" text-anchor="middle">${b}</text>`),
     ...[30, 40, 60, 100, 200].map((p) => `<text x="55" y="${y(p) + 3}" text-anchor="end">${p}</text><line x1="60" x2="${W - 20}" y1="${y(p)}" y2="${y(p)}" stroke="#eee"/>`),
     `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">honest bits per weight</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">dev PPL (log)</text>`,
-    ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.ref ? '#c33' : '#36c'}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
+    ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.color}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
+    `<text x="70" y="30" fill="#36c">blue: first N dev windows (this run)</text><text x="70" y="44" fill="#2a2">green: full dev set</text><text x="70" y="58" fill="#c33">red: reference points (full dev)</text>`,
     '</svg>',
   ].join('\n');
   writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
