@@ -125,7 +125,7 @@ function renderCurve(): void {
     ...full,
     ...refs.map((r) => ({ ...r, color: '#c33' })),
   ];
-  const W = 760, H = 480, x = (b: number) => 60 + ((b - 1.5) / 3) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
+  const W = 760, H = 480, x = (b: number) => 60 + ((b - 1.5) / 3.5) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
   const svg = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
@@ -134,7 +134,7 @@ function renderCurve(): void {
     ...[30, 40, 60, 100, 200].map((p) => `<text x="55" y="${y(p) + 3}" text-anchor="end">${p}</text><line x1="60" x2="${W - 20}" y1="${y(p)}" y2="${y(p)}" stroke="#eee"/>`),
     `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">honest bits per weight</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">dev PPL (log)</text>`,
     ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.color}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
-    `<text x="70" y="30" fill="#36c">blue: first N dev windows (this run)</text><text x="70" y="44" fill="#2a2">green: full dev set</text><text x="70" y="58" fill="#c33">red: reference points (full dev)</text>`,
+    `<text x="${W - 250}" y="30" fill="#36c">blue: first N dev windows (this run)</text><text x="${W - 250}" y="44" fill="#2a2">green: full dev set</text><text x="${W - 250}" y="58" fill="#c33">red: reference points (full dev)</text>`,
     '</svg>',
   ].join('\n');
   writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
