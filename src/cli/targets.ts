@@ -3,6 +3,7 @@
 import { UserError } from '../errors.ts';
 import type { ArtifactManifest } from '../artifact/manifest.ts';
 import type { Progress } from '../graph/pass.ts';
+import { parseArchs } from '../codegen/cuda/arch.ts';
 
 export interface TargetSpec {
   name: 'cuda' | 'wgsl';
@@ -27,7 +28,16 @@ export function parseTargets(specs: string[]): TargetSpec[] {
     const [name, opts] = s.split(':', 2);
     if (name !== 'cuda' && name !== 'wgsl') throw new UserError(`unknown --target '${s}' (expected cuda[:sm_90a,...] or wgsl)`);
     if (name === 'wgsl' && opts) throw new UserError(`--target wgsl takes no options, got '${s}'`);
-    return { name, options: opts ? opts.split(',').filter(Boolean) : [] };
+    const options = opts ? opts.split(',').filter(Boolean) : [];
+    // Check architecture names before any compile work is done.
+    if (name === 'cuda') {
+      try {
+        parseArchs(options.join(','));
+      } catch (e) {
+        throw new UserError(`--target ${s}: ${(e as Error).message}`);
+      }
+    }
+    return { name, options };
   });
 }
 

@@ -127,6 +127,8 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--format xyz', () => [f('good', 'model.onnx'), '--format', 'xyz'], ['--format', 'xyz']],
     ['--weights twla without --calib', () => [f('good', 'model.onnx'), '--weights', 'twla'], ['--calib']],
     ['--calib-samples 0', () => [f('good', 'model.onnx'), '--calib-samples', '0'], ['--calib-samples']],
+    ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
+    ['--target cuda:sm_1 (unknown architecture)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_1'], ['sm_1', /architecture/]],
   ];
   const rtn = (args: string[]) => (args.includes('--weights') || args.includes('--format') || args.includes('--calib-samples') ? [] : ['--weights', 'rtn-ternary']);
   cases.forEach(([what, args, mentions], i) => {

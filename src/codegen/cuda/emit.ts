@@ -8,6 +8,7 @@
 //   Makefile                `make ARCH=sm_90a` builds ./twlac_cuda_sm_90a
 // Activations at a site with bits < 16 are quantised-dequantised (act-quant.ts) before the
 // fp16 GEMV reads them.
+import { UserError } from '../../errors.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +50,7 @@ interface FillSpec {
 }
 
 function checkLinear(l: LinearEntry): void {
-  if (l.bias) throw new Error(`CUDA target: linear ${l.name} has a bias, which the CUDA runtime does not support yet`);
+  if (l.bias) throw new UserError(`CUDA target: linear ${l.name} has a bias, which the CUDA runtime does not support yet`);
 }
 
 /** Generate the model header for one architecture. */
@@ -144,7 +145,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 
   const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta };
   const embedEntry = m.tensors[m.embed];
-  if (embedEntry.dtype !== 'float16' && embedEntry.dtype !== 'float32') throw new Error(`CUDA target: embedding dtype ${embedEntry.dtype} not supported`);
+  if (embedEntry.dtype !== 'float16' && embedEntry.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${embedEntry.dtype} not supported`);
   const embed = ks.add(embedKernel(c.hidden, embedEntry.dtype));
   setFill(m.embed, embedEntry.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
   const rope = ks.add(ropeKvKernel(attn));

@@ -10,6 +10,7 @@
 //   attention  causal GQA softmax(q·kᵀ/√d)·v, split over chunks of positions
 //              (flash-decoding) and combined with the log-sum-exp rule
 //   dense      y = W x for the fp16/fp32 lm_head
+import { UserError } from '../../../errors.ts';
 import { Code, code, ident } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
 import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
@@ -230,8 +231,8 @@ export const ATTN_CHUNK = 64;
 export function attnPartialKernel(a: AttnShape): CudaKernel {
   const d = a.headDim;
   const group = a.heads / a.kvHeads;
-  if (!Number.isInteger(group)) throw new Error(`attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
-  if (d % 64) throw new Error(`attention: head dim ${d} not a multiple of 64`);
+  if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
+  if (d % 64) throw new UserError(`CUDA target: attention: head dim ${d} not a multiple of 64`);
   const kvd = a.kvHeads * d;
   return defineKernel({
     name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}`,
