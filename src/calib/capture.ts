@@ -17,7 +17,7 @@ import { saveModel } from '../graph/onnx.ts';
 import { Tensor } from '../graph/tensor.ts';
 import type { Progress } from '../graph/pass.ts';
 import { silentProgress } from '../graph/pass.ts';
-import { buildFeeds } from './feeds.ts';
+import { describeInputs, tokenFeeds } from '../eval/ort-session.ts';
 
 export interface CaptureSite {
   id: string;
@@ -93,6 +93,8 @@ export async function captureSites(model: Model, sites: CaptureSite[], segments:
     const path = join(dir, 'calib.onnx');
     saveModel(cap, path);
     const session = await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    // The knobs in extraFeeds are the caller's; the capture model keeps no present.* outputs.
+    const iface = describeInputs(path, session, { requirePresent: false, ignore: (n) => n in (opts.extraFeeds ?? {}) });
     const seq = segments[0].length;
     const totalTokens = segments.length * seq;
     // Keep every `stride`-th token row, so samples spread over the whole calibration set.
@@ -103,7 +105,7 @@ export async function captureSites(model: Model, sites: CaptureSite[], segments:
       const chunk = segments.slice(i, i + batch);
       const ids = new Int32Array(chunk.length * seq);
       chunk.forEach((c, j) => ids.set(c, j * seq));
-      const feeds = { ...buildFeeds(session, ids, chunk.length, seq), ...(opts.extraFeeds ?? {}) };
+      const feeds = { ...tokenFeeds(iface, ids, chunk.length, seq), ...(opts.extraFeeds ?? {}) };
       const out = await session.run(feeds);
       for (const s of sites) {
         const st = stats.get(s.id)!;

@@ -25,15 +25,10 @@ export interface CacheSlot {
   type: 'float32' | 'float16';
 }
 
-export interface OrtModel {
+export interface OrtModel extends InputInterface {
   readonly path: string;
   readonly session: ort.InferenceSession;
   readonly kind: 'plain' | 'kv';
-  readonly inputIds: { name: string; type: 'int64' | 'int32' };
-  readonly attentionMask?: { name: string; type: 'int64' | 'int32' };
-  readonly positionIds?: { name: string; type: 'int64' | 'int32' };
-  /** Empty for a plain model. */
-  readonly cache: CacheSlot[];
   readonly logits: string;
   /** From the logits output's last dimension when it is static, else learnt from the first run. */
   vocab: number | undefined;
@@ -65,9 +60,25 @@ export async function openModel(path: string, opts: OpenOptions = {}): Promise<O
   return describeSession(path, session);
 }
 
-/** Recognises the interface of an open session (exported for tests of odd interfaces). */
-export function describeSession(path: string, session: ort.InferenceSession): OrtModel {
-  const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]));
+/** The token-side interface of a session: what `tokenFeeds` needs to feed it. */
+export interface InputInterface {
+  readonly inputIds: { name: string; type: 'int64' | 'int32' };
+  readonly attentionMask?: { name: string; type: 'int64' | 'int32' };
+  readonly positionIds?: { name: string; type: 'int64' | 'int32' };
+  /** Empty for a plain model. */
+  readonly cache: CacheSlot[];
+}
+
+export interface DescribeInputsOptions {
+  /** Inputs the caller feeds itself (e.g. a search's knobs); they are not refused. */
+  ignore?: (name: string) => boolean;
+  /** Require a present.* output for every cache input (default true; calibration models drop them). */
+  requirePresent?: boolean;
+}
+
+/** Recognises the inputs of an open session; refuses any input it would not know how to feed. */
+export function describeInputs(path: string, session: ort.InferenceSession, opts: DescribeInputsOptions = {}): InputInterface {
+  const inputs = new Map(session.inputMetadata.filter((m) => !opts.ignore?.(m.name)).map((m) => [m.name, m]));
   const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
   const bad = (what: string) => new UserError(`${path}: ${what}`);
 
@@ -90,7 +101,7 @@ export function describeSession(path: string, session: ort.InferenceSession): Or
     const hit = /^past_key_values\.(\d+)\.(key|value)$/.exec(name) ?? /^past\.(\d+)\.(key|value)$/.exec(name);
     if (!hit) continue;
     const present = `present.${hit[1]}.${hit[2]}`;
-    if (!outputs.has(present)) throw bad(`cache input ${name} has no matching output ${present}`);
+    if ((opts.requirePresent ?? true) && !outputs.has(present)) throw bad(`cache input ${name} has no matching output ${present}`);
     if (!m.isTensor || (m.type !== 'float32' && m.type !== 'float16')) throw bad(`cache input ${name} must be float32 or float16`);
     const shape = m.shape;
     if (shape.length !== 4 || typeof shape[1] !== 'number' || typeof shape[3] !== 'number') {
@@ -101,7 +112,14 @@ export function describeSession(path: string, session: ort.InferenceSession): Or
   }
   if (inputs.size > 0) throw bad(`unsupported model inputs: ${[...inputs.keys()].join(', ')}`);
   if (cache.length > 0 && !attentionMask) throw bad('a KV-cache model needs an attention_mask input');
+  return { inputIds, attentionMask, positionIds, cache };
+}
 
+/** Recognises the interface of an open session (exported for tests of odd interfaces). */
+export function describeSession(path: string, session: ort.InferenceSession): OrtModel {
+  const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
+  const bad = (what: string) => new UserError(`${path}: ${what}`);
+  const { inputIds, attentionMask, positionIds, cache } = describeInputs(path, session);
   const logitsName = outputs.has('logits') ? 'logits' : session.outputNames[0];
   const lm = outputs.get(logitsName);
   if (!lm || !lm.isTensor || (lm.type !== 'float32' && lm.type !== 'float16') || lm.shape.length !== 3) {
@@ -142,27 +160,7 @@ export async function forward(
   past?: { tensors: Map<string, ort.Tensor>; length: number },
 ): Promise<ForwardResult> {
   if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
-  const feeds: Record<string, ort.Tensor> = {};
-  feeds[model.inputIds.name] = intTensor(model.inputIds.type, ids, [batch, seq]);
-  const pastLen = past?.length ?? 0;
-  if (model.attentionMask) {
-    const total = pastLen + seq;
-    feeds[model.attentionMask.name] = intTensor(model.attentionMask.type, new Array<number>(batch * total).fill(1), [batch, total]);
-  }
-  if (model.positionIds) {
-    const pos = new Array<number>(batch * seq);
-    for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) pos[b * seq + t] = pastLen + t;
-    feeds[model.positionIds.name] = intTensor(model.positionIds.type, pos, [batch, seq]);
-  }
-  for (const slot of model.cache) {
-    const given = past?.tensors.get(slot.past);
-    if (given) feeds[slot.past] = given;
-    else {
-      if (pastLen !== 0) throw new Error(`forward: no past tensor for ${slot.past}`);
-      const dims = [batch, slot.kvHeads, 0, slot.headDim];
-      feeds[slot.past] = slot.type === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
-    }
-  }
+  const feeds = tokenFeeds(model, ids, batch, seq, past);
   const fetches = [model.logits, ...model.cache.map((s) => s.present)];
   const out = await model.session.run(feeds, fetches);
   const lt = out[model.logits];
@@ -190,6 +188,42 @@ export async function windowLogits(model: OrtModel, windows: ArrayLike<number>[]
   });
   const r = await forward(model, ids, windows.length, seq);
   return { logits: r.logits, vocab: r.vocab };
+}
+
+/**
+ * Feeds for `batch` rows of `seq` token ids: input_ids, an all-ones attention mask over
+ * past + seq, positions counting on from the past length, and the past cache (empty when
+ * none is given). Used by every session twlac runs, with logits or without.
+ */
+export function tokenFeeds(
+  iface: InputInterface,
+  ids: ArrayLike<number>,
+  batch: number,
+  seq: number,
+  past?: { tensors: Map<string, ort.Tensor>; length: number },
+): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  feeds[iface.inputIds.name] = intTensor(iface.inputIds.type, ids, [batch, seq]);
+  const pastLen = past?.length ?? 0;
+  if (iface.attentionMask) {
+    const total = pastLen + seq;
+    feeds[iface.attentionMask.name] = intTensor(iface.attentionMask.type, new Array<number>(batch * total).fill(1), [batch, total]);
+  }
+  if (iface.positionIds) {
+    const pos = new Array<number>(batch * seq);
+    for (let b = 0; b < batch; b++) for (let t = 0; t < seq; t++) pos[b * seq + t] = pastLen + t;
+    feeds[iface.positionIds.name] = intTensor(iface.positionIds.type, pos, [batch, seq]);
+  }
+  for (const slot of iface.cache) {
+    const given = past?.tensors.get(slot.past);
+    if (given) feeds[slot.past] = given;
+    else {
+      if (pastLen !== 0) throw new Error(`tokenFeeds: no past tensor for ${slot.past}`);
+      const dims = [batch, slot.kvHeads, 0, slot.headDim];
+      feeds[slot.past] = slot.type === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+    }
+  }
+  return feeds;
 }
 
 function intTensor(type: 'int64' | 'int32', values: ArrayLike<number>, dims: number[]): ort.Tensor {
