@@ -27,6 +27,22 @@ export class Rewriter {
     return this.graph.replaceNode(old, n);
   }
 
+  /**
+   * Put an op chain in front of `nodes`' first input: for each distinct input-0 value x of
+   * `nodes`, `make(x, before, i)` emits the chain before the first of x's readers (in graph
+   * order) and returns its result, which those readers then read instead of x.
+   */
+  interpose(nodes: readonly Node[], make: (x: Value, before: Node, i: number) => Value): void {
+    const byInput = new Map<Value, Node[]>();
+    for (const n of nodes) byInput.set(n.input(0)!, [...(byInput.get(n.input(0)!) ?? []), n]);
+    let i = 0;
+    for (const [x, readers] of byInput) {
+      const first = this.graph.nodes.find((n) => readers.includes(n))!;
+      const y = make(x, first, i++);
+      for (const n of readers) n.setInput(0, y);
+    }
+  }
+
   /** Make every consumer of `from` (but not the nodes in `except`) read `to` instead. */
   redirect(from: Value, to: Value, except: Node[] = []): void {
     for (const u of from.uses()) if (!except.includes(u.node)) u.node.setInput(u.index, to);

@@ -15,14 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { captureSites } from '../calib/capture.ts';
-import { buildFeeds } from '../calib/feeds.ts';
 import { tokenNll } from '../eval/perplexity.ts';
-import { GraphBuilder } from '../graph/builder.ts';
+import { describeInputs, tokenFeeds } from '../eval/ort-session.ts';
+import type { GraphBuilder } from '../graph/builder.ts';
+import { Rewriter } from '../graph/rewriter.ts';
 import { cloneModel } from '../graph/clone.ts';
 import type { Model, Node, Value } from '../graph/ir.ts';
 import { saveModel } from '../graph/onnx.ts';
 import { definePass } from '../graph/pass.ts';
-import { weightRows, type Linear } from '../graph/recognize.ts';
+import { weightRows } from '../graph/recognize.ts';
 import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
 import { emitActQuant, emitActQuantWith } from '../quant/act-quant.ts';
 import { ClipSearcher } from '../calib/clip-search.ts';
@@ -35,27 +36,11 @@ export const CLIP_SAMPLE_ROWS = 256;
 /** Calibration segments used for the ILA-AMP NLL measurements. */
 export const AMP_SEGMENTS = 4;
 
-/** The value the site's linears read (after any online transform), grouped by distinct value. */
-function siteInputs(s: SiteState): Map<Value, Linear[]> {
-  const m = new Map<Value, Linear[]>();
-  for (const l of s.group.linears) m.set(l.node.input(0)!, [...(m.get(l.node.input(0)!) ?? []), l]);
-  return m;
-}
-
-/** Insert quantisers for one site; `make` emits the quantiser of one input value. */
+/** Insert quantisers before one site's linears (after any online transform); `make` emits the quantiser of one input value. */
 function insertQuantisers(model: Model, s: SiteState, make: (b: GraphBuilder, x: Value, before: Node, dtype: 'float32' | 'float16') => Value): void {
-  const b = new GraphBuilder(model.graph);
-  for (const [x, ls] of siteInputs(s)) {
-    const first = model.graph.nodes.find((n) => ls.some((l) => l.node === n))!;
-    const xq = make(b, x, first, activationDtype(ls[0]));
-    for (const l of ls) l.node.setInput(0, xq);
-  }
-}
-
-export interface AmpReport {
-  allocation?: AmpAllocation;
-  measurements: number;
-  seconds: number;
+  const rw = new Rewriter(model.graph);
+  const dtype = activationDtype(s.group.linears[0]);
+  rw.interpose(s.group.linears.map((l) => l.node), (x, before) => make(rw.b, x, before, dtype));
 }
 
 export const actPrecisionPass = definePass<CompileContext>({
@@ -122,24 +107,16 @@ async function ampAllocate(model: Model, ctx: CompileContext, clips: Map<string,
   const { model: m, map } = cloneModel(model);
   // Quantisers whose levels and clip ratio are graph inputs, one pair per site.
   const knobs: { site: SiteState; levels: string; clip: string; dtype: 'float32' | 'float16' }[] = [];
-  const b = new GraphBuilder(m.graph);
+  const rw = new Rewriter(m.graph);
+  const b = rw.b;
   for (const s of ctx.sites) {
     const dtype = activationDtype(s.group.linears[0]);
     const levels = b.input(`twlac.amp.${s.id}.levels`, { dtype, shape: [] });
     const clip = b.input(`twlac.amp.${s.id}.clip`, { dtype, shape: [] });
     knobs.push({ site: s, levels: levels.name, clip: clip.name, dtype });
-    // Rewire the clone's copies of the site's linears.
-    const byInput = new Map<Value, Node[]>();
-    for (const l of s.group.linears) {
-      const x = map.get(l.node.input(0)!)!;
-      const node = map.get(l.node.output(0))!.producer()!;
-      byInput.set(x, [...(byInput.get(x) ?? []), node]);
-    }
-    for (const [x, nodes] of byInput) {
-      const first = m.graph.nodes.find((n) => nodes.includes(n))!;
-      const xq = emitActQuantWith(b, x, levels, clip, { before: first, dtype, opset: m.opset(''), prefix: `${s.id}.ampq` });
-      for (const n of nodes) n.setInput(0, xq);
-    }
+    // The clone's copies of the site's linears.
+    const nodes = s.group.linears.map((l) => map.get(l.node.output(0))!.producer()!);
+    rw.interpose(nodes, (x, before) => emitActQuantWith(b, x, levels, clip, { before, dtype, opset: m.opset(''), prefix: `${s.id}.ampq` }));
   }
   const segs = ctx.opts.calib!.slice(0, Math.min(AMP_SEGMENTS, ctx.opts.calib!.length));
   const seq = segs[0].length;
@@ -150,6 +127,8 @@ async function ampAllocate(model: Model, ctx: CompileContext, clips: Map<string,
     saveModel(m, join(dir, 'amp.onnx'));
     const session = await ort.InferenceSession.create(join(dir, 'amp.onnx'), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
     const logitsName = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
+    const knobNames = new Set(knobs.flatMap((k) => [k.levels, k.clip]));
+    const iface = describeInputs(join(dir, 'amp.onnx'), session, { ignore: (n) => knobNames.has(n) });
     const scalar = (dtype: 'float32' | 'float16', v: number) =>
       dtype === 'float32' ? new ort.Tensor('float32', Float32Array.of(v), []) : new ort.Tensor('float16', Uint16Array.of(floatToHalf(v)), []);
     const nllOf = async (config: number[]): Promise<number> => {
@@ -158,7 +137,7 @@ async function ampAllocate(model: Model, ctx: CompileContext, clips: Map<string,
       const batch = 4;
       for (let i = 0; i < segs.length; i += batch) {
         const nb = Math.min(batch, segs.length - i);
-        const feeds: Record<string, ort.Tensor> = buildFeeds(session, ids.subarray(i * seq, (i + nb) * seq), nb, seq);
+        const feeds: Record<string, ort.Tensor> = tokenFeeds(iface, ids.subarray(i * seq, (i + nb) * seq), nb, seq);
         for (const k of knobs) {
           const bits = config[k.site.group.block];
           feeds[k.levels] = scalar(k.dtype, 2 ** bits - 1);

@@ -13,8 +13,7 @@
 // RMSNorm's division, SiLU·up) or would need one rotation shared by the whole residual
 // stream, which KOTMS's per-site transforms are not, so they stay online.
 import { definePass } from '../graph/pass.ts';
-import type { Value } from '../graph/ir.ts';
-import { biasVector, weightRows, type Linear } from '../graph/recognize.ts';
+import { biasVector, weightRows } from '../graph/recognize.ts';
 import { Rewriter } from '../graph/rewriter.ts';
 import { emitKronTransform } from '../lower/kron-transform.ts';
 import { optimiseKotms, type KotmsOptions } from '../quant/kotms.ts';
@@ -36,14 +35,10 @@ export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>(
       const r = optimiseKotms(K, lins.map((l, i) => ({ weight: Ws[i], outDim: l.outFeatures })), ctx.kotms);
       lins.forEach((l, i) => setLinearWeight(l, rotateWeight(Ws[i], l.outFeatures, r.shape, r.B, r.C)));
       // One online transform per distinct input value (normally one for the whole group).
-      const byInput = new Map<Value, Linear[]>();
-      for (const l of lins) byInput.set(l.node.input(0)!, [...(byInput.get(l.node.input(0)!) ?? []), l]);
-      let i = 0;
-      for (const [x, ls] of byInput) {
-        const first = model.graph.nodes.find((n) => ls.some((l) => l.node === n))!;
-        const y = emitKronTransform(rw, first, x, { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C }, `${s.id}.kron${i++ ? `_${i}` : ''}`, activationDtype(ls[0]));
-        for (const l of ls) l.node.setInput(0, y);
-      }
+      const dtype = activationDtype(lins[0]);
+      rw.interpose(lins.map((l) => l.node), (x, before, i) =>
+        emitKronTransform(rw, before, x, { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C }, `${s.id}.kron${i ? `_${i + 1}` : ''}`, dtype),
+      );
       s.transform = { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C };
       ctx.progress.tick(1, `${s.id} ${r.shape.l}⊗${r.shape.r} loss ${r.objectiveBefore.toFixed(3)}→${r.objectiveAfter.toFixed(3)}`);
     }
