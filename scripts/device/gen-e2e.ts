@@ -6,6 +6,8 @@
 //   rand12m/   a random ternary model of the fixture's config with online Kronecker
 //              transforms at two sites (tq1_g128 with shifts), with the same references
 //   llama7b-tq1/, llama7b-tq2/  LLaMA-2-7B-shaped synthetic manifests (weights made on the GPU)
+//   rand12m-tq2/ the same config with bit2 weights (tq2_g128) at A16: streaming + grouped GEMVs
+//   fixture-tq2/ a tq2_g128 compile of the fixture (--fixture-tq2 DIR, default /tmp/fx-tq2)
 //   rand12m-a8/  the same config with bit2 weights (tq2_g128) and 8-bit activations at every
 //              site (clip 0.95), so the int8-activation GEMV runs end to end
 //   llama7b-tq2-a8/ the 7B shape with 8-bit activation sites
@@ -43,16 +45,23 @@ mkdirSync(root, { recursive: true });
 const tok = loadTokenizer('../shared/models/pydocs-llama-12m/tokenizer.json');
 const prompt = Array.from(tok.encode('def read_file(path):\n    """Return the contents of a file."""\n'));
 
-if (!want('fixture')) console.log('fixture: skipped');
-else if (existsSync(join(fixtureDir, 'manifest.json'))) {
-  const d = join(root, 'fixture');
-  mkdirSync(d, { recursive: true });
-  for (const f of ['manifest.json', 'weights.bin']) copyFileSync(join(fixtureDir, f), join(d, f));
-  const dev = tokenizeFile(tok, '../shared/data/pydocs/dev.txt');
-  writeFileSync(join(d, 'dev_ids.bin'), new Uint8Array(dev.buffer, dev.byteOffset, dev.byteLength));
-  references(d, Array.from(dev.subarray(0, 40)), prompt, 64);
-  console.log(`fixture: ${dev.length} dev tokens, prompt of ${prompt.length}`);
-} else console.log(`no fixture artifact at ${fixtureDir}; skipped`);
+// Real fixture artifacts: the rtn-ternary tq1 one (staged GEMVs) and, when given with
+// --fixture-tq2 DIR, a tq2_g128 one (streaming and grouped GEMVs).
+const fixtureTq2Dir = process.argv.includes('--fixture-tq2') ? process.argv[process.argv.indexOf('--fixture-tq2') + 1] : '/tmp/fx-tq2';
+let devIds: Int32Array | null = null;
+for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', fixtureTq2Dir]] as const) {
+  if (!want(name)) console.log(`${name}: skipped`);
+  else if (existsSync(join(src, 'manifest.json'))) {
+    const d = join(root, name);
+    mkdirSync(d, { recursive: true });
+    for (const f of ['manifest.json', 'weights.bin']) copyFileSync(join(src, f), join(d, f));
+    devIds ??= tokenizeFile(tok, '../shared/data/pydocs/dev.txt');
+    const dev = devIds;
+    writeFileSync(join(d, 'dev_ids.bin'), new Uint8Array(dev.buffer, dev.byteOffset, dev.byteLength));
+    references(d, Array.from(dev.subarray(0, 40)), prompt, 64);
+    console.log(`${name}: ${dev.length} dev tokens, prompt of ${prompt.length}`);
+  } else console.log(`no ${name} artifact at ${src}; skipped`);
+}
 
 const fixtureConfig: ModelConfig = { arch: 'llama', vocab: 4096, hidden: 384, layers: 6, heads: 6, kvHeads: 2, headDim: 64, intermediate: 1024, ropeTheta: 10000, normEps: 1e-5, maxPositions: 512 };
 if (want('rand12m')) {
@@ -70,6 +79,14 @@ if (want('rand12m')) {
   const ids = Array.from({ length: 40 }, (_, i) => (i * 977 + 13) % c.vocab);
   references(d, ids, prompt, 32);
   console.log('rand12m: written');
+}
+if (want('rand12m-tq2')) {
+  const d = join(root, 'rand12m-tq2');
+  mkdirSync(d, { recursive: true });
+  writeArtifact(d, randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9));
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-tq2: written');
 }
 if (want('rand12m-a8')) {
   const d = join(root, 'rand12m-a8');

@@ -10,6 +10,7 @@ import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/form
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemvKernel, type GemvShape } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
+import { gemvStreamKernel, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -39,6 +40,18 @@ const checks: { f: TernaryFormat; n: number; k: number; m: number; t: number }[]
   { f: ternaryFormat('bit2', 100, true), n: 64, k: 450, m: 1, t: 1 },
   { f: ternaryFormat('trit5', 4096, false), n: 64, k: 4096, m: 16, t: 9 },
 ];
+// Streaming GEMV (gemv-stream.ts) checks: M = 1…4 with T < M, K-split warps, partial last
+// group (K % G ≠ 0), 8- and 4-byte chunks (G = 96, 48), no shift.
+const tq2g96 = ternaryFormat('bit2', 96, true);
+const tq2g48ns = ternaryFormat('bit2', 48, false);
+const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: number; tune?: Partial<StreamTuning> }[] = [
+  { f: tq2, n: 256, k: 4096, m: 1, t: 1 },
+  { f: tq2, n: 96, k: 11008, m: 4, t: 3 },
+  { f: tq2, n: 40, k: 8192, m: 2, t: 2, tune: { rows: 2, warps: 4, wk: 4, ub: 2 } },
+  { f: tq2ns, n: 300, k: 2048, m: 1, t: 1, tune: { rows: 8, warps: 2, wk: 1, ub: 1 } },
+  { f: tq2g96, n: 130, k: 1000 - 8, m: 4, t: 4 },
+  { f: tq2g48ns, n: 70, k: 400, m: 3, t: 2 },
+];
 const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
 ];
@@ -56,6 +69,11 @@ const add = (shape: GemvShape) => {
   kernels.set(k.name, { shape, k });
   return k.name;
 };
+const addStream = (shape: GemvShape, act: 'f16' | 'u8', tune?: Partial<StreamTuning>) => {
+  const k = gemvStreamKernel(shape, act, tune);
+  (act === 'f16' ? kernels : kernelsA8).set(k.name, { shape, k: k as ReturnType<typeof gemvKernel> });
+  return k.name;
+};
 const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
 const benchNames = benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
 const kernelsA8 = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvA8Kernel> }>();
@@ -66,6 +84,19 @@ const addA8 = (shape: GemvShape) => {
 };
 const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
 const benchA8Names = benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
+// Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
+const streamChecks = checksStream.map((c) => ({ c, f16: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune), u8: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'u8', c.tune) }));
+checks.push(...checksStream);
+checkNames.push(...streamChecks.map((s) => s.f16));
+checksA8.push(...checksStream);
+checkA8Names.push(...streamChecks.map((s) => s.u8));
+const sweep: (Partial<StreamTuning> | undefined)[] = [undefined, { rows: 2, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 8, wk: 1, ub: 1 }, { rows: 2, warps: 8, wk: 1, ub: 4 }, { rows: 8, warps: 4, wk: 1, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }];
+for (const [n, k] of benchShapes) {
+  for (const t of sweep) {
+    benchNames.push(addStream({ format: tq2, n, k, m: 1, arch }, 'f16', t));
+    benchA8Names.push(addStream({ format: tq2, n, k, m: 1, arch }, 'u8', t));
+  }
+}
 const tableA8 = [...kernelsA8.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.m}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
 
 const table = [...kernels.values()].map(({ shape: s, k }) => {

@@ -17,6 +17,7 @@ import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
+import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -138,14 +139,39 @@ describe('emitCuda', () => {
   });
   it('routes ≤ 8-bit sites to the int8 GEMV only where the format allows it', () => {
     const a8 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_90a');
-    expect(a8).toMatch(/gemv_a8_tq2_g128_n128_k128_m1_sm_90a/);
-    expect(a8).toMatch(/linear_a8_tq2_g128_n256_k128\(b\.q8, b\.qp,/);
+    // M = 1 and 4: streaming int8 GEMVs (q/k/v and gate/up grouped); M = 16: the staged one.
+    expect(a8).toMatch(/gemv_sa8g_tq2_g128_n128_64_64_k128_m1_sm_90a/);
+    expect(a8).toMatch(/gemv_sa8_tq2_g128_n128_k256_m4_sm_90a/);
+    expect(a8).toMatch(/gemv_a8_tq2_g128_n128_k128_m16_sm_90a/);
+    expect(a8).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.q8, b\.qp,/);
     const a16 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 16), 'sm_90a');
-    expect(a16).not.toMatch(/gemv_a8_/);
+    expect(a16).not.toMatch(/a8_/);
+    expect(a16).toMatch(/gemv_sg_tq2_g128_n256_256_k128_m1_sm_90a/);
     const trit = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 128), 8), 'sm_90a');
-    expect(trit).not.toMatch(/gemv_a8_/);
+    expect(trit).not.toMatch(/a8_|gemv_s/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
     expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);
+  });
+  it('streaming GEMV: supported shapes, tuning by activation kind, groups of one K only', () => {
+    const f = ternaryFormat('bit2', 128);
+    expect(gemvStreamUnsupported({ format: ternaryFormat('trit5', 128), k: 128, m: 1 })).toMatch(/not bit2/);
+    expect(gemvStreamUnsupported({ format: f, k: 120, m: 1 })).toMatch(/K=120/);
+    expect(gemvStreamUnsupported({ format: f, k: 128, m: 5 })).toMatch(/M=5/);
+    // Every lane chunk lies in one group, the grid covers every row, and the batches cover every chunk.
+    for (const [n, k] of [[4096, 4096], [28672, 8192], [8192, 28672], [384, 1024], [70, 992]]) {
+      for (const act of ['f16', 'u8'] as const) {
+        for (const g of [128, 96, 48]) {
+          const p = gemvStreamPlan({ format: ternaryFormat('bit2', g), n, k, m: 1, arch: 'sm_90a' }, act);
+          expect(p.bpg % p.vec).toBe(0);
+          expect(p.blocks * p.rowsPerBlock).toBeGreaterThanOrEqual(n);
+          expect(Math.ceil(p.iters / p.ub) * p.ub * 32 * p.wk).toBeGreaterThanOrEqual(p.cpr);
+        }
+      }
+    }
+    // The f16 kernel keeps more rows a warp than the memory-bound u8 kernel at the 70B shape.
+    const shape = { format: f, n: 28672, k: 8192, m: 1, arch: 'sm_90a' as const };
+    expect(gemvStreamPlan(shape, 'f16').rows).toBeGreaterThan(gemvStreamPlan(shape, 'u8').rows);
+    expect(() => gemvStreamGroupKernel([{ ...shape }, { ...shape, k: 4096 }], 'u8')).toThrow(/K=4096/);
   });
   it('refuses a linear with a bias, naming it', () => {
     const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
@@ -185,6 +211,9 @@ describe('golden CUDA sources', () => {
     'gemv_tq2_g128_ns_n96_k11008_m16_sm_80.cu': () => gemvKernel({ format: ternaryFormat('bit2', 128, false), n: 96, k: 11008, m: 16, arch: 'sm_80' }).source(),
     'gemv_a8_tq2_g128_n4096_k4096_m1_sm_90a.cu': () => gemvA8Kernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 4096, m: 1, arch: 'sm_90a' }).source(),
     'act_norm_d384_kron16x24.cu': () => actKernel({ source: 'norm', dim: 384, transform: { l: 16, r: 24 }, eps: 1e-5 }).source(),
+    'gemv_sa8g_tq2_g128_n384_128_k384_m1_sm_90a.cu': () =>
+      gemvStreamGroupKernel([384, 128].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 384, m: 1, arch: 'sm_90a' as const })), 'u8').source(),
+    'gemv_s_tq2_g128_n4096_k4096_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16').source(),
     'attn_partial_h6_kv2_d64.cu': () => attnPartialKernel({ heads: 6, kvHeads: 2, headDim: 64, maxPositions: 512, ropeTheta: 10000 }).source(),
   };
   for (const [file, gen] of Object.entries(goldens)) {
@@ -213,6 +242,9 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvKernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 4096, m: 1, arch }),
           gemvKernel({ format: ternaryFormat('bit2', 100, false), n: 64, k: 450, m: 16, arch }),
           gemvA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 64, k: 11008, m: 16, arch }),
+          gemvStreamKernel({ format: ternaryFormat('bit2', 96, true), n: 70, k: 1000 - 8, m: 3, arch }, 'f16'),
+          gemvStreamKernel({ format: ternaryFormat('bit2', 48, false), n: 70, k: 400, m: 2, arch }, 'u8', { rows: 2, warps: 4, wk: 2, ub: 2 }),
+          gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 4096, m: 4, arch })), 'f16'),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           denseGemvKernel(64, 100, 2, 'float32', arch),

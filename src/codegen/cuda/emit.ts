@@ -21,6 +21,7 @@ import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, type ActSource } from './kernels/block.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
+import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
@@ -68,66 +69,83 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     if (name) fills.set(name, f);
   };
 
-  // One dispatcher per linear shape: picks the M bucket for T.
+  // One dispatcher per linear shape and activation kind: picks the M bucket for T, and the
+  // kernel for the bucket (streaming GEMV for M ≤ STREAM_MAX_M where the format allows it,
+  // the staged GEMV otherwise; dense GEMV for fp16/fp32 weights).
   const linearFns = new Map<string, Code>();
-  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16): Code => {
+  const useA8 = (l: LinearEntry, actBits: number) =>
+    l.format !== 'float16' && l.format !== 'float32' && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols });
+  const streamable = (l: LinearEntry, M: number) =>
+    l.format !== 'float16' && l.format !== 'float32' && !gemvStreamUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M });
+  const linearFn = (l: LinearEntry, a8: boolean): string => {
     checkLinear(l);
     const dense = l.format === 'float16' || l.format === 'float32';
-    // Sites quantised to ≤ 8 bits feed the int8-activation GEMV where the format allows it.
-    if (!dense && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols })) return linearA8Call(l, y, accumulate);
-    const fnName = dense ? `linear_${l.format}_n${l.rows}_k${l.cols}` : `linear_${l.format}_n${l.rows}_k${l.cols}`;
-    if (!linearFns.has(fnName)) {
-      const branches = GEMV_M_BUCKETS.map((M) => {
-        if (dense) {
-          const k = denseGemvKernel(l.rows, l.cols, M, l.format as 'float16' | 'float32', arch);
-          ks.add(k);
-          return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
-        }
-        const k = gemvKernel({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch });
+    const fnName = `linear_${a8 ? 'a8_' : ''}${l.format}_n${l.rows}_k${l.cols}`;
+    if (linearFns.has(fnName)) return fnName;
+    const branches = GEMV_M_BUCKETS.map((M) => {
+      if (dense) {
+        const k = denseGemvKernel(l.rows, l.cols, M, l.format as 'float16' | 'float32', arch);
         ks.add(k);
-        return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, codes, scales, shifts, y, T, acc, s); return; }`;
-      });
-      const sig = dense
-        ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
-        : code`static void ${ident(fnName)}(const __half* a, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
-      linearFns.set(fnName, join([sig, ...branches, code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`, code`}`]));
-    }
-    if (dense) {
-      setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
-      return code`  ${ident(fnName)}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
-    }
+        return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
+      }
+      const shape = { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch };
+      const k = streamable(l, M) ? gemvStreamKernel(shape, a8 ? 'u8' : 'f16') : a8 ? gemvA8Kernel(shape) : gemvKernel(shape);
+      ks.add(k);
+      return code`  if (T <= ${M}) { launch_${ident(k.name)}(${a8 ? code`q, qp` : code`a`}, codes, scales, shifts, y, T, acc, s); return; }`;
+    });
+    const sig = dense
+      ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
+      : code`static void ${ident(fnName)}(${a8 ? code`const uint8_t* q, const float* qp` : code`const __half* a`}, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
+    linearFns.set(fnName, join([sig, ...branches, code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`, code`}`]));
+    return fnName;
+  };
+  const weightArgs = (l: LinearEntry): Code => {
     const f = parseFormatId(l.format);
     const sc = 1 / Math.sqrt(l.cols * 0.6);
     setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
     setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
     setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
-    return code`  ${ident(fnName)}(${a}, ${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    return code`${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}`;
   };
-
-  const linearA8Call = (l: LinearEntry, y: Code, accumulate: boolean): Code => {
-    const f = parseFormatId(l.format);
-    const fnName = `linear_a8_${l.format}_n${l.rows}_k${l.cols}`;
+  // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
+  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16): Code => {
+    const fn = ident(linearFn(l, useA8(l, actBits)));
+    if (l.format === 'float16' || l.format === 'float32') {
+      setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
+      return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    }
+    return code`  ${fn}(${useA8(l, actBits) ? code`b.q8, b.qp` : a}, ${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+  };
+  // Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
+  // T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
+  const groupCall = (ls: readonly LinearEntry[], a: Code, ys: readonly Code[], actBits: number): Code => {
+    const l0 = ls[0];
+    const a8 = useA8(l0, actBits);
+    const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && useA8(l, actBits) === a8);
+    const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => streamable(l, M)));
+    if (!same || !buckets.length) return join(ls.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
+    const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!linearFns.has(fnName)) {
-      const branches = GEMV_M_BUCKETS.map((M) => {
-        const k = gemvA8Kernel({ format: f, n: l.rows, k: l.cols, m: M, arch });
+      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(${a8 ? code`q, qp` : code`a`}, codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
+      const branches = buckets.map((M) => {
+        const k = gemvStreamGroupKernel(
+          ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch })),
+          a8 ? 'u8' : 'f16',
+        );
         ks.add(k);
-        return code`  if (T <= ${M}) { launch_${ident(k.name)}(q, qp, codes, scales, shifts, y, T, acc, s); return; }`;
+        return code`  if (T <= ${M}) { launch_${ident(k.name)}(${a8 ? code`q, qp` : code`a`}, ${join(ls.map((_, i) => code`codes${i}, scales${i}, shifts${i}, y${i}`), ', ')}, T, acc, s); return; }`;
       });
       linearFns.set(
         fnName,
         join([
-          code`static void ${ident(fnName)}(const uint8_t* q, const float* qp, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`,
+          code`static void ${ident(fnName)}(${a8 ? code`const uint8_t* q, const float* qp` : code`const __half* a`}, ${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
           ...branches,
-          code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`,
+          ...fallbacks,
           code`}`,
         ]),
       );
     }
-    const sc = 1 / Math.sqrt(l.cols * 0.6);
-    setFill(l.codes, { kind: FILL.codesBit2, a: 0, b: 0 });
-    setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
-    setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
-    return code`  ${ident(fnName)}(b.q8, b.qp, ${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    return code`  ${ident(fnName)}(${a8 ? code`b.q8, b.qp` : a}, ${join(ls.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
   };
 
   const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
@@ -159,17 +177,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     join([
       comment(`block ${i}`),
       actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm),
-      linearCall(b.q, code`b.a16`, code`b.q`, false, b.acts.attn.bits),
-      linearCall(b.k, code`b.a16`, code`b.k`, false, b.acts.attn.bits),
-      linearCall(b.v, code`b.a16`, code`b.v`, false, b.acts.attn.bits),
+      groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits),
       code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`,
       code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`,
       code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`,
       actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null),
       linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits),
       actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm),
-      linearCall(b.gate, code`b.a16`, code`b.g`, false, b.acts.mlp.bits),
-      linearCall(b.up, code`b.a16`, code`b.u`, false, b.acts.mlp.bits),
+      groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits),
       actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null),
       linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits),
     ]),

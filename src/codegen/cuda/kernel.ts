@@ -48,6 +48,10 @@ export interface KernelSpec {
   gridLimitByOccupancy?: boolean;
   /** Device helpers placed before the kernel; names must carry the kernel's name. */
   prelude?: Code;
+  /** Programmatic dependent launch: 'start' waits for the predecessor before the body (the
+   *  default); 'manual' means the body calls TWLAC_GRID_WAIT() and TWLAC_GRID_TRIGGER() itself,
+   *  after work that reads only immutable data (weights). */
+  pdl?: 'start' | 'manual';
   body: Code;
 }
 
@@ -92,6 +96,8 @@ export function defineKernel(spec: KernelSpec): CudaKernel {
         comment(`twlac kernel ${key}`),
         spec.prelude ?? code``,
         code`extern "C" __global__ void __launch_bounds__(${spec.block}) ${name}(${sig}) {`,
+        spec.pdl === 'manual' ? code`` : code`  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();`,
         spec.body,
         code`}`,
         code``,
@@ -114,7 +120,21 @@ export function defineKernel(spec: KernelSpec): CudaKernel {
   }
   dim3 grid((unsigned)min((int)(${gx}), resident), (unsigned)(${gy}), (unsigned)(${gz}));`
           : code`  dim3 grid((unsigned)(${gx}), (unsigned)(${gy}), (unsigned)(${gz}));`,
-        code`  ${name}<<<grid, ${spec.block}, ${smem}, stream>>>(${argNames});
+        code`  if (twlac_pdl_enabled()) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(${spec.block});
+    cfg.dynamicSmemBytes = ${smem};
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    TWLAC_CUDA(cudaLaunchKernelEx(&cfg, ${name}, ${argNames}));
+  } else {
+    ${name}<<<grid, ${spec.block}, ${smem}, stream>>>(${argNames});
+  }
   TWLAC_CUDA(cudaGetLastError());
 }`,
         code``,

@@ -16,6 +16,27 @@ export function cudaPrelude(): Code {
 #include <cstdlib>
 #define TWLAC_CUDA(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "CUDA error %s at %s:%d\\n", cudaGetErrorString(e_), __FILE__, __LINE__); exit(1); } } while (0)
 static const unsigned twlac_pow3[5] = {1u, 3u, 9u, 27u, 81u};
+// Programmatic dependent launch (sm_90+): a kernel may start while its predecessor finishes;
+// it reads nothing the predecessor writes before TWLAC_GRID_WAIT() (kernel.ts places it), and
+// lets its own successor launch once it is past that point. TWLAC_PDL=0 turns it off.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define TWLAC_GRID_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define TWLAC_GRID_TRIGGER() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define TWLAC_GRID_WAIT() do {} while (0)
+#define TWLAC_GRID_TRIGGER() do {} while (0)
+#endif
+static inline bool twlac_pdl_enabled() {
+  static int on = -1;
+  if (on < 0) {
+    const char* e = getenv("TWLAC_PDL");
+    int dev = 0, major = 0;
+    TWLAC_CUDA(cudaGetDevice(&dev));
+    TWLAC_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    on = major >= 9 && !(e && e[0] == '0') ? 1 : 0;
+  }
+  return on == 1;
+}
 `;
 }
 

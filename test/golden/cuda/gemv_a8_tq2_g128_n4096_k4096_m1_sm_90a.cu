@@ -1,6 +1,8 @@
 // twlac kernel gemv_a8_tq2_g128_n4096_k4096_m1_sm_90a(format=tq2_g128,n=4096,k=4096,m=1,arch=sm_90a,act=i8,vec=16,tu=256,rows=1,warps=8)
 
 extern "C" __global__ void __launch_bounds__(256) gemv_a8_tq2_g128_n4096_k4096_m1_sm_90a(const uint8_t* __restrict__ a, const float* __restrict__ ap, const uint8_t* __restrict__ codes, const __half* __restrict__ scales, const __half* __restrict__ shifts, float* __restrict__ y, int T, int accumulate) {
+  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();
   extern __shared__ __align__(16) unsigned char smem[];
   uint32_t* qw = reinterpret_cast<uint32_t*>(smem);
   int* qs = reinterpret_cast<int*>(smem + 4096);

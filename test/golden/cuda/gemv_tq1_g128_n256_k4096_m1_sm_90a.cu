@@ -1,6 +1,8 @@
 // twlac kernel gemv_tq1_g128_n256_k4096_m1_sm_90a(format=tq1_g128,n=256,k=4096,m=1,arch=sm_90a,unit=u2,vec=16,tu=416,rows=1,warps=8,wk=8)
 
 extern "C" __global__ void __launch_bounds__(256) gemv_tq1_g128_n256_k4096_m1_sm_90a(const __half* __restrict__ a, const uint8_t* __restrict__ codes, const __half* __restrict__ scales, const __half* __restrict__ shifts, float* __restrict__ y, int T, int accumulate) {
+  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();
   extern __shared__ __align__(16) unsigned char smem[];
   __half2* xp = reinterpret_cast<__half2*>(smem);
   float* xs = reinterpret_cast<float*>(smem + 9984);

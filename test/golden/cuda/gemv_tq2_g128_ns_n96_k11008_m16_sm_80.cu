@@ -1,6 +1,8 @@
 // twlac kernel gemv_tq2_g128_ns_n96_k11008_m16_sm_80(format=tq2_g128_ns,n=96,k=11008,m=16,arch=sm_80,unit=u4,vec=16,tu=140,rows=1,warps=8,wk=8)
 
 extern "C" __global__ void __launch_bounds__(256) gemv_tq2_g128_ns_n96_k11008_m16_sm_80(const __half* __restrict__ a, const uint8_t* __restrict__ codes, const __half* __restrict__ scales, const __half* __restrict__ shifts, float* __restrict__ y, int T, int accumulate) {
+  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();
   extern __shared__ __align__(16) unsigned char smem[];
   __half2* xp = reinterpret_cast<__half2*>(smem);
   float* xs = reinterpret_cast<float*>(smem + 71680);

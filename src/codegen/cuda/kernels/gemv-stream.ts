@@ -1,0 +1,384 @@
+// Streaming decode GEMV (M = 1…4 tokens) for bit2 codes in 16-code words, with fp16
+// activations ('f16') or the act kernel's u8 codes with per-token (s, z) ('u8'):
+//   y[m, n] (=|+=) Σ_g scale[n,g] · Σ_{k∈g} t[n,k] · x[m,k]  +  shift[n,g] · Σ_{k∈g} x[m,k]
+// (for 'u8', x = (q − z)·s, so y = s · (Σ_g sc·Σ t·(q − z) + sh·Σ (q − z))).
+//
+// Why a second GEMV: the staged kernel (gemv.ts) copies the activations into shared memory
+// behind a barrier before the first weight byte is requested and decodes each digit pair with
+// four instructions; at M = 1 that left it latency-bound at 12–35 % of DRAM peak on the H100
+// (bench/results/cuda-h100.json, profile). Here nothing waits on anything before the weight
+// loads: every lane issues 16-byte loads for all its chunks of R rows at once (UB chunks deep),
+// and the activations come straight from global memory (they are a few KB, L1/L2-resident),
+// re-ordered in registers by byte permutes shared by the R rows:
+// - f16: pair p of a word holds digits (p, p+8); masking the digit in place and OR-ing the
+//   fp16 exponent of 1024 gives 1024 + d·4^p exactly (p < 5; p ≥ 5 from w >> 10), and one
+//   HFMA2 by (4^-p, −(1024·4^-p + 2)) turns it into the trit t = d − 2 exactly; one HFMA2 more
+//   meets the activations (≤ 16 fp16 products a word, then fp32 with the group's scale).
+// - u8: (w & 0x03030303·4^p) holds digits p, p+4, p+8, p+12 times 4^p in its bytes; one dp4a
+//   against the matching activation bytes (a 4×4 byte transpose of the 16 activations, by
+//   PRMT) adds 4^p·Σ d·q exactly; the four partial sums are re-scaled by shifts at the end of
+//   the chunk. Σ d comes from two popcounts, Σ q from dp4a by ones.
+import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
+import { floatToHalf } from '../../../graph/tensor.ts';
+import { Code, code, join } from '../../common/fragments.ts';
+import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
+import type { GemvShape } from './gemv.ts';
+
+export type StreamAct = 'f16' | 'u8';
+
+/** Largest M the streaming GEMV is generated for (beyond it the staged kernel reuses weights better). */
+export const STREAM_MAX_M = 4;
+
+/** Why a shape cannot use the streaming GEMV, or null. */
+export function gemvStreamUnsupported(s: Pick<GemvShape, 'format' | 'k' | 'm'>): string | null {
+  if (s.format.packing !== 'bit2' || s.format.group % 16) return `format ${s.format.id} is not bit2 with groups of 16k`;
+  if (s.k % 16) return `K=${s.k} is not a multiple of 16`;
+  if (!Number.isInteger(s.m) || s.m < 1 || s.m > STREAM_MAX_M) return `M=${s.m} outside 1…${STREAM_MAX_M}`;
+  return null;
+}
+
+export interface StreamTuning {
+  /** Rows a warp keeps in flight. */
+  rows: number;
+  /** Warps a block. */
+  warps: number;
+  /** Warps that split one row's K range (partials summed in shared memory). */
+  wk: number;
+  /** Chunks a lane loads before it decodes any (memory-level parallelism). */
+  ub: number;
+}
+
+/** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
+ *  gen-gemv-bench.ts; bench/results/cuda-h100.json `gemvSweep`): the u8 kernel is bound by
+ *  memory and prefers two rows a warp unless the grid stays ≥ 640 blocks with four; the f16
+ *  kernel is bound by instructions and prefers more rows (the activation loads and permutes
+ *  are shared by the rows), eight for wide short linears, and K split over 2 warps at N ≤ 4096. */
+const STREAM_DEFAULTS: Record<StreamAct, (n: number, k: number) => StreamTuning> = {
+  u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2 }),
+  f16: (n, k) => ({ warps: 4, rows: n >= 11008 && k <= 8192 ? 8 : 4, wk: n <= 4096 ? 2 : 1, ub: 2 }),
+};
+
+/** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
+const MIN_BLOCKS = 264;
+
+/** Kernel name; explicit tunings (benchmark sweeps) are spelled into it. */
+export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}): string {
+  const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
+  if (!Object.keys(tune).length) return base;
+  const p = gemvStreamPlan(s, act, tune);
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}`;
+}
+
+export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
+  const why = gemvStreamUnsupported(s);
+  if (why) throw new Error(`CUDA streaming GEMV: ${why}`);
+  if (s.n < 1) throw new Error(`CUDA streaming GEMV: empty shape ${s.n}x${s.k}`);
+  const G = s.format.group;
+  const bpg = CODE_PACKINGS.bit2.bytesPerGroup(G);
+  const ng = groupsPerRow(s.format, s.k);
+  const rowBytes = ng * bpg;
+  const vec = bpg % 16 === 0 ? 16 : bpg % 8 === 0 ? 8 : 4; // chunk bytes: never straddles a group
+  const nw = vec / 4; // 16-code words a chunk
+  const cpr = rowBytes / vec; // chunks a row
+  const d = STREAM_DEFAULTS[act](s.n, s.k);
+  const warps = tune.warps ?? d.warps;
+  let rows = tune.rows ?? (s.m === 1 ? d.rows : Math.min(d.rows, 2));
+  let wk = tune.wk ?? d.wk;
+  while (tune.rows === undefined && rows > 1 && Math.ceil(s.n / ((warps / wk) * rows)) < MIN_BLOCKS) rows /= 2;
+  while (tune.wk === undefined && wk < warps && Math.ceil(s.n / ((warps / wk) * rows)) < MIN_BLOCKS / 2 && cpr >= 64 * wk) wk *= 2;
+  if (warps % wk) throw new Error(`CUDA streaming GEMV: ${wk} K-splits do not divide ${warps} warps`);
+  const wr = warps / wk;
+  const iters = Math.ceil(cpr / (32 * wk)); // chunk iterations a lane
+  const ub = Math.max(1, Math.min(tune.ub ?? d.ub, iters));
+  const rowsPerBlock = wr * rows;
+  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock) };
+}
+
+const h2 = (x: number) => {
+  const b = floatToHalf(x);
+  return code`__halves2half2(__ushort_as_half((unsigned short)${b}), __ushort_as_half((unsigned short)${b}))`;
+};
+
+/** Per-activation-kind pieces: kernel arguments, per-token setup, one word's work. */
+interface ActDecl {
+  args: readonly CudaParam[];
+  /** Declarations once per kernel. */
+  setup(M: number): Code;
+  /** Load and reshape the activations of word `kq` for token m (shared by the R rows). */
+  loadX(K: number): Code;
+  /** Work of one word `w` of row r into the chunk partials. */
+  word(r: number): Code;
+  /** Chunk partials declared per row before its words. */
+  chunkStart(r: number): Code;
+  /** Fold a row's chunk partials (scale sc, shift sh, `nwl` live words) into acc[r][m]. */
+  chunkEnd(r: number, shift: boolean): Code;
+  /** Output value of row r, token m (before the store). */
+  out: Code;
+}
+
+const ACTS: Record<StreamAct, ActDecl> = {
+  f16: {
+    args: [{ name: 'a', type: 'const __half*' }],
+    setup: () => code`  const __half2 c1[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map(h2), ', ')}};
+  const __half2 c2[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map((c) => h2(-(1024 * c + 2))), ', ')}};`,
+    loadX: (K) => code`          const uint4 xa = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq));
+          const uint4 xb = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq + 8));
+          const uint32_t xw[8] = {__byte_perm(xa.x, xb.x, 0x5410), __byte_perm(xa.x, xb.x, 0x7632), __byte_perm(xa.y, xb.y, 0x5410), __byte_perm(xa.y, xb.y, 0x7632),
+                                  __byte_perm(xa.z, xb.z, 0x5410), __byte_perm(xa.z, xb.z, 0x7632), __byte_perm(xa.w, xb.w, 0x5410), __byte_perm(xa.w, xb.w, 0x7632)};
+          __half2 xs2 = __hadd2(__hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xa.x), *reinterpret_cast<const __half2*>(&xa.y)), __hadd2(*reinterpret_cast<const __half2*>(&xa.z), *reinterpret_cast<const __half2*>(&xa.w))),
+                                __hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xb.x), *reinterpret_cast<const __half2*>(&xb.y)), __hadd2(*reinterpret_cast<const __half2*>(&xb.z), *reinterpret_cast<const __half2*>(&xb.w))));
+          const float2 xsf = __half22float2(xs2);
+          xsum[m] += xsf.x + xsf.y;`,
+    chunkStart: (r) => code`        float pc${r}[${STREAM_MAX_M}] = {0.f, 0.f, 0.f, 0.f};`,
+    word: (r) => code`          { const uint32_t w = wd[${r}], wh = w >> 10;
+            __half2 part = __float2half2_rn(0.f);
+            #pragma unroll
+            for (int p = 0; p < 8; ++p) {
+              const uint32_t src = p < 5 ? w : wh;
+              const int pp = p < 5 ? p : p - 5;
+              const uint32_t bits = (src & (0x00030003u << (2 * pp))) | 0x64006400u; // fp16 1024 + d·4^pp
+              const __half2 t = __hfma2(*reinterpret_cast<const __half2*>(&bits), c1[pp], c2[pp]); // exact trit
+              part = __hfma2(t, *reinterpret_cast<const __half2*>(&xw[p]), part);
+            }
+            const float2 f = __half22float2(part);
+            pc${r}[m] += f.x + f.y; }`,
+    chunkEnd: (r, shift) =>
+      shift
+        ? code`        #pragma unroll
+        for (int m = 0; m < M_; ++m) acc[${r}][m] += sc[${r}] * pc${r}[m] + sh[${r}] * xsum[m];`
+        : code`        #pragma unroll
+        for (int m = 0; m < M_; ++m) acc[${r}][m] += sc[${r}] * pc${r}[m];`,
+    out: code`acc[r][m]`,
+  },
+  u8: {
+    args: [
+      { name: 'a', type: 'const uint8_t*' },
+      { name: 'ap', type: 'const float*' },
+    ],
+    setup: (M) => code`  float sq[${M}], zq[${M}];
+  #pragma unroll
+  for (int m = 0; m < ${M}; ++m) { sq[m] = m < T ? ap[2 * m] : 0.f; zq[m] = m < T ? ap[2 * m + 1] : 0.f; }`,
+    loadX: (K) => code`          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq));
+          const uint32_t lo01 = __byte_perm(xv.x, xv.y, 0x5140), hi01 = __byte_perm(xv.x, xv.y, 0x7362);
+          const uint32_t lo23 = __byte_perm(xv.z, xv.w, 0x5140), hi23 = __byte_perm(xv.z, xv.w, 0x7362);
+          const uint32_t xw[4] = {__byte_perm(lo01, lo23, 0x5410), __byte_perm(lo01, lo23, 0x7632), __byte_perm(hi01, hi23, 0x5410), __byte_perm(hi01, hi23, 0x7632)};
+          qsum[m] += __dp4a(xv.x, 0x01010101u, __dp4a(xv.y, 0x01010101u, __dp4a(xv.z, 0x01010101u, __dp4a(xv.w, 0x01010101u, 0u))));`,
+    chunkStart: (r) => code`        unsigned d${r}[${STREAM_MAX_M}][4] = {};
+        int cs${r} = 0;`,
+    word: (r) => code`          { const uint32_t w = wd[${r}];
+            if (m == 0) cs${r} += __popc(w & 0x55555555u) + 2 * __popc(w & 0xaaaaaaaau);
+            d${r}[m][0] = __dp4a(w & 0x03030303u, xw[0], d${r}[m][0]);
+            d${r}[m][1] = __dp4a(w & 0x0c0c0c0cu, xw[1], d${r}[m][1]);
+            d${r}[m][2] = __dp4a(w & 0x30303030u, xw[2], d${r}[m][2]);
+            d${r}[m][3] = __dp4a(w & 0xc0c0c0c0u, xw[3], d${r}[m][3]); }`,
+    // Σ t·(q − z) = Σ d·q − 2·Σ q − z·(Σ d − 2·count); Σ (q − z) = Σ q − z·count.
+    chunkEnd: (r, shift) => code`        #pragma unroll
+        for (int m = 0; m < M_; ++m) {
+          const int dq = (int)(d${r}[m][0] + (d${r}[m][1] >> 2) + (d${r}[m][2] >> 4) + (d${r}[m][3] >> 6));
+          const float dot = (float)(dq - 2 * (int)qsum[m]) - zq[m] * (float)(cs${r} - 32 * nwl);
+          acc[${r}][m] += sc[${r}] * dot${shift ? code` + sh[${r}] * ((float)qsum[m] - zq[m] * (float)(16 * nwl))` : code``};
+        }`,
+    out: code`sq[m] * acc[r][m]`,
+  },
+};
+
+/** Names one segment's body reads: block index, weight tensors and output. */
+interface SegmentNames {
+  bid: Code;
+  codes: Code;
+  scales: Code;
+  shifts: Code;
+  y: Code;
+}
+
+/** The work of one linear: rows of block `bid`. The first batch of weight loads is issued before
+ *  TWLAC_GRID_WAIT() (weights are immutable; activations and outputs come after it). */
+function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, nm: SegmentNames): Code {
+  const p = gemvStreamPlan(s, act, tune);
+  const { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows: R, iters, ub } = p;
+  const M = s.m;
+  const N = s.n;
+  const K = s.k;
+  const A = ACTS[act];
+  const shift = s.format.shift;
+  const vtype = new Code(vec === 16 ? 'uint4' : vec === 8 ? 'uint2' : 'uint32_t');
+  const fields = vec === 16 ? ['x', 'y', 'z', 'w'] : vec === 8 ? ['x', 'y'] : [''];
+  const partialWords = K < ng * G; // the last group is partial: words at k ≥ K are skipped
+  const stride = 32 * wk;
+  const batches = Math.ceil(iters / ub);
+  const guard = stride * batches * ub > cpr; // some lanes run past the row in the last batch
+  const { bid, codes, scales, shifts, y } = nm;
+
+  // Batch `bt` of chunks of the R rows into raw (chunks past the row's end read as zero words).
+  const loadBatch = code`    #pragma unroll
+    for (int b = 0; b < ${ub}; ++b) {
+      const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;
+${join(
+  Array.from({ length: R }, (_, r) =>
+    vec === 4
+      ? code`      raw[b][${r}][0] = c < ${cpr} ? __ldg(reinterpret_cast<const uint32_t*>(${codes} + rowB[${r}]) + c) : 0u;`
+      : code`      { const ${vtype} v = c < ${cpr} ? __ldg(reinterpret_cast<const ${vtype}*>(${codes} + rowB[${r}]) + c) : ${vtype}{};
+${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`))} }`,
+  ),
+)}
+    }`;
+
+  return code`  {
+  constexpr int M_ = ${M};
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
+  const int row0 = (${bid} * ${wr} + wrow) * ${R};
+  size_t rowB[${R}];
+  int rowG[${R}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r) {
+    const int row = min(row0 + r, ${N - 1});
+    rowB[r] = (size_t)row * ${rowBytes};
+    rowG[r] = row * ${ng};
+  }
+  // Issue the loads of a batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
+  uint32_t raw[${ub}][${R}][${nw}];
+  { const int bt = 0;
+${loadBatch}
+  }
+  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();
+${A.setup(M)}
+  float acc[${R}][${M}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
+  #pragma unroll 1
+  for (int bt = 0; bt < ${batches}; ++bt) {
+    if (bt > 0) {
+${loadBatch}
+    }
+    #pragma unroll
+    for (int b = 0; b < ${ub}; ++b) {
+      const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;
+      ${guard ? code`if (c >= ${cpr}) continue;` : code``}
+      const int g = (c * ${vec}) / ${bpg};
+      const int kc = g * ${G} + ((c * ${vec}) % ${bpg}) * 4; // first k of the chunk
+      float sc[${R}], sh[${R}];
+      #pragma unroll
+      for (int r = 0; r < ${R}; ++r) {
+        sc[r] = __half2float(${scales}[rowG[r] + g]);
+        ${shift ? code`sh[r] = __half2float(${shifts}[rowG[r] + g]);` : code`sh[r] = 0.f;`}
+      }
+      ${act === 'u8' ? code`unsigned qsum[${STREAM_MAX_M}] = {0u, 0u, 0u, 0u};` : code`float xsum[${STREAM_MAX_M}] = {0.f, 0.f, 0.f, 0.f};`}
+      int nwl = 0;
+${join(Array.from({ length: R }, (_, r) => A.chunkStart(r)))}
+      #pragma unroll
+      for (int q = 0; q < ${nw}; ++q) {
+        const int kq = kc + 16 * q;
+        ${partialWords ? code`if (kq >= ${K}) break;` : code``}
+        ++nwl;
+        #pragma unroll
+        for (int m = 0; m < ${M}; ++m) {
+          if (m >= T) break;
+${A.loadX(K)}
+          uint32_t wd[${R}];
+          #pragma unroll
+          for (int r = 0; r < ${R}; ++r) wd[r] = raw[b][r][q];
+${join(Array.from({ length: R }, (_, r) => A.word(r)))}
+        }
+      }
+${join(Array.from({ length: R }, (_, r) => A.chunkEnd(r, shift)))}
+    }
+  }
+  // Sum the lanes (and the K-split warps) of each row.
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int m = 0; m < ${M}; ++m)
+      #pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
+${
+  wk > 1
+    ? code`  __shared__ float red[${warps}][${R}][${M}];
+  if (lane == 0)
+    #pragma unroll
+    for (int r = 0; r < ${R}; ++r)
+      #pragma unroll
+      for (int m = 0; m < ${M}; ++m) red[warp][r][m] = acc[r][m];
+  __syncthreads();
+  if (wkk != 0 || lane != 0) return;
+  #pragma unroll
+  for (int w = 1; w < ${wk}; ++w)
+    #pragma unroll
+    for (int r = 0; r < ${R}; ++r)
+      #pragma unroll
+      for (int m = 0; m < ${M}; ++m) acc[r][m] += red[warp + w][r][m];`
+    : code`  if (lane != 0) return;`
+}
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r) {
+    const int row = row0 + r;
+    #pragma unroll
+    for (int m = 0; m < ${M}; ++m) {
+      if (row < ${N} && m < T) {
+        const float v = ${A.out};
+        float* dst = ${y} + (size_t)m * ${N} + row;
+        *dst = accumulate ? *dst + v : v;
+      }
+    }
+  }
+  }`;
+}
+
+const WEIGHT_ARGS = (suffix: string): CudaParam[] => [
+  { name: `codes${suffix}`, type: 'const uint8_t*' },
+  { name: `scales${suffix}`, type: 'const __half*' },
+  { name: `shifts${suffix}`, type: 'const __half*' },
+  { name: `y${suffix}`, type: 'float*' },
+];
+
+export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}): CudaKernel {
+  const p = gemvStreamPlan(s, act, tune);
+  const names: SegmentNames = { bid: code`(int)blockIdx.x`, codes: code`codes`, scales: code`scales`, shifts: code`shifts`, y: code`y` };
+  return defineKernel({
+    name: gemvStreamKernelName(s, act, tune),
+    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub },
+    args: [...ACTS[act].args, ...WEIGHT_ARGS(''), { name: 'T', type: 'int' }, { name: 'accumulate', type: 'int' }],
+    block: p.warps * 32,
+    grid: [code`${p.blocks}`, code`1`, code`1`],
+    pdl: 'manual',
+    body: streamBody(s, act, tune, names),
+  });
+}
+
+export function gemvStreamGroupKernelName(segs: readonly GemvShape[], act: StreamAct): string {
+  const s = segs[0];
+  return `gemv_s${act === 'u8' ? 'a8' : ''}g_${s.format.id}_n${segs.map((x) => x.n).join('_')}_k${s.k}_m${s.m}_${s.arch}`;
+}
+
+/** Linears that read the same activations (q/k/v, gate/up) in one launch: the grid is the
+ *  concatenation of their grids, and each block runs the body of the linear it falls in. */
+export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct): CudaKernel {
+  if (segs.length < 2) throw new Error('CUDA streaming GEMV group: fewer than two linears');
+  const s0 = segs[0];
+  for (const s of segs) {
+    if (s.format.id !== s0.format.id || s.k !== s0.k || s.m !== s0.m || s.arch !== s0.arch) throw new Error(`CUDA streaming GEMV group: ${s.format.id} K=${s.k} M=${s.m} differs from ${s0.format.id} K=${s0.k} M=${s0.m}`);
+  }
+  const plans = segs.map((s) => gemvStreamPlan(s, act));
+  const warps = plans[0].warps;
+  if (plans.some((p) => p.warps !== warps)) throw new Error('CUDA streaming GEMV group: plans differ in block size');
+  let start = 0;
+  const branches = segs.map((s, i) => {
+    const end = start + plans[i].blocks;
+    const names: SegmentNames = { bid: code`((int)blockIdx.x - ${start})`, codes: code`codes${i}`, scales: code`scales${i}`, shifts: code`shifts${i}`, y: code`y${i}` };
+    const b = code`  ${i ? code`else ` : code``}if ((int)blockIdx.x < ${end}) ${streamBody(s, act, {}, names)}`;
+    start = end;
+    return b;
+  });
+  return defineKernel({
+    name: gemvStreamGroupKernelName(segs, act),
+    params: { format: s0.format.id, ns: segs.map((s) => s.n).join('_'), k: s0.k, m: s0.m, arch: s0.arch, act, plans: plans.map((p) => `${p.rows}x${p.wk}x${p.ub}`).join('_') },
+    args: [...ACTS[act].args, ...segs.flatMap((_, i) => WEIGHT_ARGS(String(i))), { name: 'T', type: 'int' }, { name: 'accumulate', type: 'int' }],
+    block: warps * 32,
+    grid: [code`${start}`, code`1`, code`1`],
+    pdl: 'manual',
+    body: join(branches),
+  });
+}
