@@ -26,6 +26,7 @@ for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
                  log "$d decode @64"; $B --random 1 --bench-decode 64 --steps 128 | tee $OUT/$d-ctx64.json;
-                 log "$d decode @2048 without programmatic dependent launch"; TWLAC_PDL=0 $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d-nopdl.json; }
+                 log "$d decode @2048 without programmatic dependent launch"; TWLAC_PDL=0 $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d-nopdl.json;
+                 log "$d profile of one step @2048 (events after every op, no graph)"; $B --random 1 --profile-decode 2048 | tee $OUT/$d-profile.json; }
 done
 [ -n "$SKIP_TORCH" ] || log "torch fp16 baseline"; [ -n "$SKIP_TORCH" ] || timeout 300 python3 scripts/device/torch_decode.py 2048 64 $OUT/torch_decode.json 2>&1 | tail -3

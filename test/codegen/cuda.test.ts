@@ -17,6 +17,7 @@ import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
+import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
@@ -97,6 +98,46 @@ describe.skipIf(!GXX)('CUDA decode snippets vs the reference decoder (host, g++)
   }, 60_000);
 });
 
+describe.skipIf(!GXX)('load-time trit5 → bit2 transcoding vs the reference encoder (host, g++)', () => {
+  it.each([128, 48, 100, 20])('group %d: bytes equal encodeTernary(bit2) of the same trits', async (G) => {
+    const rand = rng(G);
+    const rows = 5;
+    const t = Int8Array.from({ length: rows * G }, () => Math.floor(rand() * 3) - 1);
+    const ones = new Float32Array(rows).fill(1);
+    const src = encodeTernary(ternaryFormat('trit5', G, false), rows, G, t, ones);
+    const want = encodeTernary(ternaryFormat('bit2', G, false), rows, G, t, ones);
+    const inB = CODE_PACKINGS.trit5.bytesPerGroup(G);
+    const outB = CODE_PACKINGS.bit2.bytesPerGroup(G);
+    const prog = `#include <cstdint>
+#include <cstdio>
+#define __host__
+#define __device__
+#define __forceinline__ inline
+${transcodeGroupFunction(G).text}
+static const uint8_t src[] = {${Array.from(src.codes).join(', ')}};
+static const uint8_t want[] = {${Array.from(want.codes).join(', ')}};
+int main() {
+  uint8_t out[${outB}];
+  for (int g = 0; g < ${rows}; ++g) {
+    transcode_trit5_bit2_g${G}_group(src + g * ${inB}, out);
+    for (int b = 0; b < ${outB}; ++b) if (out[b] != want[g * ${outB} + b]) { printf("group %d byte %d: %d != %d\\n", g, b, out[b], want[g * ${outB} + b]); return 1; }
+  }
+  printf("ok\\n");
+  return 0;
+}
+`;
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-tc-'));
+    try {
+      writeFileSync(join(dir, 'tc.cpp'), prog);
+      await run(GXX!, ['-O1', '-o', join(dir, 'tc'), join(dir, 'tc.cpp')]);
+      const { stdout } = await run(join(dir, 'tc'));
+      expect(stdout.trim()).toBe('ok');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('GEMV tile plans', () => {
   const shapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 28672], [384, 1024], [100, 450]];
   const formats = [ternaryFormat('trit5', 128, true), ternaryFormat('bit2', 128, true), ternaryFormat('trit5', 1024, false), ternaryFormat('bit2', 100, false)];
@@ -131,7 +172,10 @@ describe('emitCuda', () => {
       expect(Object.keys(files).sort()).toEqual(['Makefile', 'sm_80/twlac_model.cuh', 'sm_90a/twlac_model.cuh', 'twlac_cuda_main.cu']);
       const h = readFileSync(join(dir, 'sm_90a/twlac_model.cuh'), 'utf8');
       expect(h).toContain('compute_90a');
-      expect(h).toMatch(/gemv_tq1_g128_n128_k128_m1_sm_90a/);
+      // tq1 codes are transcoded to bit2 at load and run on the streaming GEMVs.
+      expect(h).toMatch(/launch_transcode_trit5_bit2_g128\(/);
+      expect(h).toMatch(/gemv_sg_tq2_g128_n128_64_64_k128_m1_sm_90a/);
+      expect(h).toMatch(/#define TWLAC_DEVICE_BYTES/);
       expect(readFileSync(join(dir, 'Makefile'), 'utf8')).toContain('twlac_cuda_sm_80:');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -147,8 +191,12 @@ describe('emitCuda', () => {
     const a16 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 16), 'sm_90a');
     expect(a16).not.toMatch(/a8_/);
     expect(a16).toMatch(/gemv_sg_tq2_g128_n256_256_k128_m1_sm_90a/);
+    // tq1 with groups of 16k is transcoded to bit2 and takes the int8 path; tq1_g40 cannot be.
     const trit = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 128), 8), 'sm_90a');
-    expect(trit).not.toMatch(/a8_|gemv_s/);
+    expect(trit).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.q8, b\.qp,/);
+    const trit40 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 40), 8), 'sm_90a');
+    expect(trit40).not.toMatch(/a8_|gemv_s|transcode_/);
+    expect(trit40).toMatch(/gemv_tq1_g40_n128_k128_m1_sm_90a/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
     expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);
   });
@@ -248,6 +296,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           denseGemvKernel(64, 100, 2, 'float32', arch),
+          transcodeKernel(48),
           actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
         ]
           .map((k) => k.source() + k.launcher())

@@ -13,15 +13,16 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { parseFormatId } from '../../formats/ternary.ts';
+import { CODE_PACKINGS, groupsPerRow, parseFormatId, ternaryFormat } from '../../formats/ternary.ts';
 import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, type ActSource } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
+import { transcodeKernel } from './kernels/transcode.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
@@ -61,12 +62,42 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const fills = new Map<string, FillSpec>();
   const tensorRef = (name: string | null | undefined, type: string): Code => {
     if (!name) return code`nullptr`;
+    const dev = deviceOffsets.get(name);
+    if (dev !== undefined) return code`reinterpret_cast<${new Code(type)}>(W + ${dev}ull)`;
     const e = m.tensors[name];
     if (!e) throw new Error(`CUDA emit: manifest has no tensor ${name}`);
     return code`reinterpret_cast<${new Code(type)}>(W + ${e.offset}ull)`;
   };
   const setFill = (name: string | undefined | null, f: FillSpec) => {
     if (name) fills.set(name, f);
+  };
+
+  // Load-time transcoding: trit5 codes (1.6 bits a trit on disk) whose groups are whole
+  // 16-code words become bit2 codes in a device region after the weights, so that the linear
+  // runs on the streaming GEMVs; the trits, scales and shifts are unchanged (exact).
+  const weightsBytes = Object.values(m.tensors).reduce((a, e) => Math.max(a, e.offset + e.bytes), 0);
+  let deviceBytes = Math.ceil(weightsBytes / 256) * 256;
+  const transcodes: { src: string; dst: number; groups: number; group: number }[] = [];
+  const deviceOffsets = new Map<string, number>();
+  const deviceView = new Map<LinearEntry, LinearEntry>();
+  const onDevice = (l: LinearEntry): LinearEntry => {
+    const seen = deviceView.get(l);
+    if (seen) return seen;
+    let d = l;
+    if (l.format !== 'float16' && l.format !== 'float32' && l.codes) {
+      const f = parseFormatId(l.format);
+      const to = ternaryFormat('bit2', f.group, f.shift);
+      if (f.packing === 'trit5' && !gemvStreamUnsupported({ format: to, k: l.cols, m: 1 })) {
+        const groups = l.rows * groupsPerRow(f, l.cols);
+        const name = `${l.codes}@bit2`;
+        deviceOffsets.set(name, deviceBytes);
+        transcodes.push({ src: l.codes, dst: deviceBytes, groups, group: f.group });
+        deviceBytes += Math.ceil((groups * CODE_PACKINGS.bit2.bytesPerGroup(f.group)) / 256) * 256;
+        d = { ...l, format: to.id, codes: name };
+      }
+    }
+    deviceView.set(l, d);
+    return d;
   };
 
   // One dispatcher per linear shape and activation kind: picks the M bucket for T, and the
@@ -105,25 +136,28 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
     setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
     setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
-    return code`${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}`;
+    const d = onDevice(l);
+    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}`;
   };
   // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
   const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16): Code => {
-    const fn = ident(linearFn(l, useA8(l, actBits)));
+    const dl = onDevice(l);
+    const fn = ident(linearFn(dl, useA8(dl, actBits)));
     if (l.format === 'float16' || l.format === 'float32') {
       setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
       return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
     }
-    return code`  ${fn}(${useA8(l, actBits) ? code`b.q8, b.qp` : a}, ${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    return code`  ${fn}(${useA8(dl, actBits) ? code`b.q8, b.qp` : a}, ${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
   };
   // Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
   // T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
-  const groupCall = (ls: readonly LinearEntry[], a: Code, ys: readonly Code[], actBits: number): Code => {
+  const groupCall = (src: readonly LinearEntry[], a: Code, ys: readonly Code[], actBits: number): Code => {
+    const ls = src.map(onDevice);
     const l0 = ls[0];
     const a8 = useA8(l0, actBits);
     const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && useA8(l, actBits) === a8);
     const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => streamable(l, M)));
-    if (!same || !buckets.length) return join(ls.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
+    if (!same || !buckets.length) return join(src.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!linearFns.has(fnName)) {
       const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(${a8 ? code`q, qp` : code`a`}, codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
@@ -145,7 +179,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
         ]),
       );
     }
-    return code`  ${ident(fnName)}(${a8 ? code`b.q8, b.qp` : a}, ${join(ls.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
+    return code`  ${ident(fnName)}(${a8 ? code`b.q8, b.qp` : a}, ${join(src.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
   };
 
   const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
@@ -172,29 +206,35 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const qd = c.heads * c.headDim;
   const kvd = c.kvHeads * c.headDim;
   const splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
+  if (splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
 
+  // Each op is followed by TWLAC_MARK(s, tag): a no-op unless the host program profiles a step
+  // (`--profile-decode`: an event after every op, time summed by tag).
+  const op = (tag: string, c: Code): Code => join([c, code`  TWLAC_MARK(s, ${new Code(JSON.stringify(ident(tag).text))});`]);
   const layers = m.blocks.map((b, i) =>
     join([
       comment(`block ${i}`),
-      actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm),
-      groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits),
-      code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`,
-      code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`,
-      code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`,
-      actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null),
-      linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits),
-      actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm),
-      groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits),
-      actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null),
-      linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits),
+      op('attn_act', actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
+      op('qkv', groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)),
+      op('rope_kv', code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`),
+      op('attention', code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
+      op('attn_combine', code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`),
+      op('o_act', actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null)),
+      op('o', linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)),
+      op('mlp_act', actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
+      op('gate_up', groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)),
+      op('down_act', actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
+      op('down', linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)),
     ]),
   );
   const head = join([
     comment('final norm and lm_head'),
-    actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm),
-    linearCall(m.lmHead, code`b.a16`, code`b.logits`, false),
+    op('final_act', actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
+    op('lm_head', linearCall(m.lmHead, code`b.a16`, code`b.logits`, false)),
   ]);
 
+  const transcodeKernels = new Map<number, CudaKernel>();
+  for (const t of transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
   const kernels = [...ks.byName.values()];
   const tensorRows = Object.entries(m.tensors)
     .sort((x, y) => x[1].offset - y[1].offset)
@@ -202,7 +242,6 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
       return code`  {${e.offset}ull, ${e.bytes}ull, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}}, ${comment(name)}`;
     });
-  const weightsBytes = Object.values(m.tensors).reduce((a, e) => Math.max(a, e.offset + e.bytes), 0);
   const maxAct = Math.max(c.hidden, qd, c.intermediate);
 
   return join([
@@ -222,6 +261,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_MAX_ACT ${maxAct}
 #define TWLAC_ATTN_SPLITS ${splits}
 #define TWLAC_WEIGHTS_BYTES ${weightsBytes}ull
+#define TWLAC_DEVICE_BYTES ${deviceBytes}ull
 #define TWLAC_ARCH "${ident(arch)}"
 #define TWLAC_FILL_CODES_TRIT5 ${FILL.codesTrit5}
 #define TWLAC_FILL_CODES_BIT2 ${FILL.codesBit2}
@@ -230,6 +270,8 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_FILL_IDENTITY ${FILL.identity}
 static_assert(${PACKING_IDS.trit5} == 0 && ${PACKING_IDS.bit2} == 1, "packing ids");
 struct TwlacTensor { unsigned long long offset, bytes; int fill; float a, b; };
+static void (*twlac_mark_hook)(cudaStream_t, const char*) = nullptr;
+#define TWLAC_MARK(s, tag) do { if (twlac_mark_hook) twlac_mark_hook(s, tag); } while (0)
 static const TwlacTensor twlac_tensors[] = {`,
     join(tensorRows),
     code`};
@@ -244,9 +286,18 @@ struct TwlacBuffers {
     ...kernels.map((k) => new Code(k.source())),
     ...kernels.map((k) => new Code(k.launcher())),
     ...linearFns.values(),
+    code`// After the weights are on the device: transcode trit5 codes to bit2 (${transcodes.length} tensors).
+static void twlac_prepare(uint8_t* W, cudaStream_t s) {`,
+    ...transcodes.map((t) => {
+      const k = transcodeKernels.get(t.group)!;
+      return code`  launch_${ident(k.name)}(${tensorRef(t.src, 'const uint8_t*')}, W + ${t.dst}ull, ${t.groups}, s);`;
+    }),
+    code`  (void)W; (void)s;
+}`,
     code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits [T][${c.vocab}].
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s) {
-  launch_${ident(embed)}(ids, ${tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);`,
+  launch_${ident(embed)}(ids, ${tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);
+  TWLAC_MARK(s, "embed");`,
     ...layers,
     head,
     code`}`,

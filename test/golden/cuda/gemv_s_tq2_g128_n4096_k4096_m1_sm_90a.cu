@@ -15,33 +15,14 @@ extern "C" __global__ void __launch_bounds__(128) gemv_s_tq2_g128_n4096_k4096_m1
     rowB[r] = (size_t)row * 1024;
     rowG[r] = row * 32;
   }
-  // Issue the loads of a batch first: 1 chunk(s) × 4 rows of 16 B a lane.
-  uint32_t raw[1][4][4];
-  { const int bt = 0;
+  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
+  // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
+  #pragma unroll
+  for (int b = 0; b < 1; ++b) {
+    const int c = lane + 64 * b + 32 * wkk;
     #pragma unroll
-    for (int b = 0; b < 1; ++b) {
-      const int c = lane + 64 * (bt * 1 + b) + 32 * wkk;
-      { const uint4 v = c < 64 ? __ldg(reinterpret_cast<const uint4*>(codes + rowB[0]) + c) : uint4{};
-        raw[b][0][0] = v.x;
-        raw[b][0][1] = v.y;
-        raw[b][0][2] = v.z;
-        raw[b][0][3] = v.w; }
-      { const uint4 v = c < 64 ? __ldg(reinterpret_cast<const uint4*>(codes + rowB[1]) + c) : uint4{};
-        raw[b][1][0] = v.x;
-        raw[b][1][1] = v.y;
-        raw[b][1][2] = v.z;
-        raw[b][1][3] = v.w; }
-      { const uint4 v = c < 64 ? __ldg(reinterpret_cast<const uint4*>(codes + rowB[2]) + c) : uint4{};
-        raw[b][2][0] = v.x;
-        raw[b][2][1] = v.y;
-        raw[b][2][2] = v.z;
-        raw[b][2][3] = v.w; }
-      { const uint4 v = c < 64 ? __ldg(reinterpret_cast<const uint4*>(codes + rowB[3]) + c) : uint4{};
-        raw[b][3][0] = v.x;
-        raw[b][3][1] = v.y;
-        raw[b][3][2] = v.z;
-        raw[b][3][3] = v.w; }
-    }
+    for (int r = 0; r < 4; ++r)
+      if (c < 64) asm volatile("prefetch.global.L2 [%0];" :: "l"(codes + rowB[r] + (size_t)c * 16));
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
@@ -54,7 +35,8 @@ extern "C" __global__ void __launch_bounds__(128) gemv_s_tq2_g128_n4096_k4096_m1
     for (int m = 0; m < 1; ++m) acc[r][m] = 0.f;
   #pragma unroll 1
   for (int bt = 0; bt < 1; ++bt) {
-    if (bt > 0) {
+    // Issue every load of this batch first: 1 chunk(s) × 4 rows of 16 B a lane.
+    uint32_t raw[1][4][4];
     #pragma unroll
     for (int b = 0; b < 1; ++b) {
       const int c = lane + 64 * (bt * 1 + b) + 32 * wkk;
@@ -78,7 +60,6 @@ extern "C" __global__ void __launch_bounds__(128) gemv_s_tq2_g128_n4096_k4096_m1
         raw[b][3][1] = v.y;
         raw[b][3][2] = v.z;
         raw[b][3][3] = v.w; }
-    }
     }
     #pragma unroll
     for (int b = 0; b < 1; ++b) {

@@ -15,18 +15,14 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
     rowB[r] = (size_t)row * 96;
     rowG[r] = row * 3;
   }
-  // Issue the loads of a batch first: 1 chunk(s) × 1 rows of 16 B a lane.
-  uint32_t raw[1][1][4];
-  { const int bt = 0;
+  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
+  // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
+  #pragma unroll
+  for (int b = 0; b < 1; ++b) {
+    const int c = lane + 32 * b + 32 * wkk;
     #pragma unroll
-    for (int b = 0; b < 1; ++b) {
-      const int c = lane + 32 * (bt * 1 + b) + 32 * wkk;
-      { const uint4 v = c < 6 ? __ldg(reinterpret_cast<const uint4*>(codes0 + rowB[0]) + c) : uint4{};
-        raw[b][0][0] = v.x;
-        raw[b][0][1] = v.y;
-        raw[b][0][2] = v.z;
-        raw[b][0][3] = v.w; }
-    }
+    for (int r = 0; r < 1; ++r)
+      if (c < 6) asm volatile("prefetch.global.L2 [%0];" :: "l"(codes0 + rowB[r] + (size_t)c * 16));
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
@@ -40,7 +36,8 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
     for (int m = 0; m < 1; ++m) acc[r][m] = 0.f;
   #pragma unroll 1
   for (int bt = 0; bt < 1; ++bt) {
-    if (bt > 0) {
+    // Issue every load of this batch first: 1 chunk(s) × 1 rows of 16 B a lane.
+    uint32_t raw[1][1][4];
     #pragma unroll
     for (int b = 0; b < 1; ++b) {
       const int c = lane + 32 * (bt * 1 + b) + 32 * wkk;
@@ -49,7 +46,6 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
         raw[b][0][1] = v.y;
         raw[b][0][2] = v.z;
         raw[b][0][3] = v.w; }
-    }
     }
     #pragma unroll
     for (int b = 0; b < 1; ++b) {
@@ -133,18 +129,14 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
     rowB[r] = (size_t)row * 96;
     rowG[r] = row * 3;
   }
-  // Issue the loads of a batch first: 1 chunk(s) × 1 rows of 16 B a lane.
-  uint32_t raw[1][1][4];
-  { const int bt = 0;
+  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
+  // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
+  #pragma unroll
+  for (int b = 0; b < 1; ++b) {
+    const int c = lane + 32 * b + 32 * wkk;
     #pragma unroll
-    for (int b = 0; b < 1; ++b) {
-      const int c = lane + 32 * (bt * 1 + b) + 32 * wkk;
-      { const uint4 v = c < 6 ? __ldg(reinterpret_cast<const uint4*>(codes1 + rowB[0]) + c) : uint4{};
-        raw[b][0][0] = v.x;
-        raw[b][0][1] = v.y;
-        raw[b][0][2] = v.z;
-        raw[b][0][3] = v.w; }
-    }
+    for (int r = 0; r < 1; ++r)
+      if (c < 6) asm volatile("prefetch.global.L2 [%0];" :: "l"(codes1 + rowB[r] + (size_t)c * 16));
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
@@ -158,7 +150,8 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
     for (int m = 0; m < 1; ++m) acc[r][m] = 0.f;
   #pragma unroll 1
   for (int bt = 0; bt < 1; ++bt) {
-    if (bt > 0) {
+    // Issue every load of this batch first: 1 chunk(s) × 1 rows of 16 B a lane.
+    uint32_t raw[1][1][4];
     #pragma unroll
     for (int b = 0; b < 1; ++b) {
       const int c = lane + 32 * (bt * 1 + b) + 32 * wkk;
@@ -167,7 +160,6 @@ extern "C" __global__ void __launch_bounds__(128) gemv_sa8g_tq2_g128_n384_128_k3
         raw[b][0][1] = v.y;
         raw[b][0][2] = v.z;
         raw[b][0][3] = v.w; }
-    }
     }
     #pragma unroll
     for (int b = 0; b < 1; ++b) {

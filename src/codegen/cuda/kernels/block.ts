@@ -24,8 +24,10 @@ static __device__ __forceinline__ float twlac_block_reduce(float v, float* scrat
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = scratch[0];
-  for (int w = 1; w < nw; ++w) v = MAX ? fmaxf(v, scratch[w]) : v + scratch[w];
+  // Every warp combines the warp partials with shuffles (no serial chain over shared memory).
+  v = lane < nw ? scratch[lane] : (MAX ? -INFINITY : 0.f);
+  #pragma unroll
+  for (int o = 16; o > 0; o >>= 1) { const float w = __shfl_xor_sync(0xffffffffu, v, o); v = MAX ? fmaxf(v, w) : v + w; }
   return v;
 }
 `;
@@ -78,7 +80,88 @@ export function actKernelName(s: ActKernelSpec): string {
  * q8/qp (bits ≤ 8, optional: the codes q [T][dim] and (s, z) per token for the int8 GEMV),
  * T, bits (16 = no quantisation), clip.
  */
+/** Elements a block of the sliced act kernel writes (sites without a transform). */
+const ACT_SLICE = 2048;
+const ACT_SLICE_BLOCK = 1024;
+
+/**
+ * Sites without an online transform: the token's vector is cut into slices of ACT_SLICE, one
+ * block each (grid T × slices), so that a decode step is not one block on one SM. Every block
+ * computes the token's statistics itself (Σx² for the norm; min and max of the values for the
+ * quantiser) from the whole vector, which is a few KB in L2, in the same float32 operations as
+ * the reference (src/quant/act-quant.ts), then quantises and writes only its slice.
+ */
+function actSlicedKernel(s: ActKernelSpec): CudaKernel {
+  const D = s.dim;
+  const slices = Math.ceil(D / ACT_SLICE);
+  const value =
+    s.source === 'norm'
+      ? code`src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f)`
+      : s.source === 'swiglu'
+        ? code`(src[(size_t)t * ${D} + i] / (1.f + expf(-src[(size_t)t * ${D} + i])) * src2[(size_t)t * ${D} + i])`
+        : code`src[(size_t)t * ${D} + i]`;
+  return defineKernel({
+    name: actKernelName(s),
+    params: { source: s.source, dim: D, l: 0, r: 0, eps: s.eps, slice: ACT_SLICE },
+    args: ACT_ARGS,
+    block: ACT_SLICE_BLOCK,
+    grid: [code`T`, code`${slices}`, code`1`],
+    body: code`  __shared__ float scratch[32];
+  const int t = blockIdx.x, i0 = blockIdx.y * ${ACT_SLICE}, i1 = min(i0 + ${ACT_SLICE}, ${D});
+${
+  s.source === 'norm'
+    ? code`  float ss = 0.f;
+  for (int i = threadIdx.x; i < ${D}; i += ${ACT_SLICE_BLOCK}) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
+  ss = twlac_block_reduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(s.eps)});`
+    : code``
+}
+  if (bits < 16) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (int i = threadIdx.x; i < ${D}; i += ${ACT_SLICE_BLOCK}) { const float v = ${value}; mn = fminf(mn, v); mx = fmaxf(mx, v); }
+    mn = -twlac_block_reduce<true>(-mn, scratch);
+    mx = twlac_block_reduce<true>(mx, scratch);
+    const float L = (float)((1 << bits) - 1);
+    const float lo = __fmul_rn(mn, clip), hi = __fmul_rn(mx, clip);
+    const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
+    if (s != 0.f) {
+      const float z = rintf(__fdiv_rn(-lo, s));
+      for (int i = i0 + threadIdx.x; i < i1; i += ${ACT_SLICE_BLOCK}) {
+        const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(${value}, s)), z)));
+        out[(size_t)t * ${D} + i] = __float2half_rn(__fmul_rn(__fsub_rn(q, z), s));
+        if (q8) q8[(size_t)t * ${D} + i] = (uint8_t)q;
+      }
+      if (q8 && blockIdx.y == 0 && threadIdx.x == 0) { qp[2 * t] = s; qp[2 * t + 1] = z; }
+    } else {
+      const float v0 = mx; // every value equals it
+      for (int i = i0 + threadIdx.x; i < i1; i += ${ACT_SLICE_BLOCK}) {
+        out[(size_t)t * ${D} + i] = __float2half_rn(v0);
+        if (q8) q8[(size_t)t * ${D} + i] = 0;
+      }
+      if (q8 && blockIdx.y == 0 && threadIdx.x == 0) { qp[2 * t] = v0; qp[2 * t + 1] = -1.f; }
+    }
+    return;
+  }
+  for (int i = i0 + threadIdx.x; i < i1; i += ${ACT_SLICE_BLOCK}) out[(size_t)t * ${D} + i] = __float2half_rn(${value});`,
+  });
+}
+
+const ACT_ARGS = [
+  { name: 'src', type: 'const float*' },
+  { name: 'src2', type: 'const float*' },
+  { name: 'gamma', type: 'const float*' },
+  { name: 'C', type: 'const float*' },
+  { name: 'B', type: 'const float*' },
+  { name: 'out', type: '__half*' },
+  { name: 'q8', type: 'uint8_t*' },
+  { name: 'qp', type: 'float*' },
+  { name: 'T', type: 'int' },
+  { name: 'bits', type: 'int' },
+  { name: 'clip', type: 'float' },
+] as const;
+
 export function actKernel(s: ActKernelSpec): CudaKernel {
+  if (!s.transform) return actSlicedKernel(s);
   const D = s.dim;
   if (s.transform && s.transform.l * s.transform.r !== D) throw new Error(`act kernel: transform ${s.transform.l}x${s.transform.r} does not cover ${D}`);
   const smemBytes = D * 4 * (s.transform ? 2 : 1);
@@ -117,19 +200,7 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
   return defineKernel({
     name: actKernelName(s),
     params: { source: s.source, dim: D, l: s.transform?.l ?? 0, r: s.transform?.r ?? 0, eps: s.eps },
-    args: [
-      { name: 'src', type: 'const float*' },
-      { name: 'src2', type: 'const float*' },
-      { name: 'gamma', type: 'const float*' },
-      { name: 'C', type: 'const float*' },
-      { name: 'B', type: 'const float*' },
-      { name: 'out', type: '__half*' },
-      { name: 'q8', type: 'uint8_t*' },
-      { name: 'qp', type: 'float*' },
-      { name: 'T', type: 'int' },
-      { name: 'bits', type: 'int' },
-      { name: 'clip', type: 'float' },
-    ],
+    args: ACT_ARGS,
     block: ACT_BLOCK,
     grid: [code`T`, code`1`, code`1`],
     smemBytes,
@@ -191,14 +262,16 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
       { name: 'posp', type: 'const int*' },
       { name: 'T', type: 'int' },
     ],
-    block: 256,
-    grid: [code`T`, code`1`, code`1`],
+    block: d / 2,
+    grid: [code`T`, code`${a.heads + a.kvHeads}`, code`1`],
     // inverse frequencies ropeTheta^(−2i/d), computed in float64 by the generator
     prelude: code`static __device__ const double ${ident(name + '_inv_freq')}[${d / 2}] = {${new Code(Array.from({ length: d / 2 }, (_, i) => Math.pow(a.ropeTheta, (-2 * i) / d).toExponential(17)).join(', '))}};`,
     body: code`  const double* inv_freq = ${ident(name + '_inv_freq')};
+  // One block per (token, head of q or k), one thread per rotated pair; k-head blocks also
+  // append that head's v to the cache.
   const int t = blockIdx.x, pos = *posp + t;
-  for (int e = threadIdx.x; e < ${(a.heads + a.kvHeads) * (d / 2)}; e += blockDim.x) {
-    const int hh = e / ${d / 2}, i = e - hh * ${d / 2};
+  {
+    const int hh = blockIdx.y, i = threadIdx.x;
     const double ang = (double)pos * inv_freq[i];
     const float red = (float)(ang - 6.283185307179586 * rint(ang * 0.15915494309189535));
     float s, c;
@@ -217,12 +290,17 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
       dst[i + ${d / 2}] = __float2half_rn(x1 * c + x0 * s);
     }
   }
-  for (int e = threadIdx.x; e < ${kvd}; e += blockDim.x) vcache[(size_t)pos * ${kvd} + e] = __float2half_rn(v[(size_t)t * ${kvd} + e]);`,
+  if (blockIdx.y >= ${a.heads}) {
+    const int kh = blockIdx.y - ${a.heads};
+    for (int e = threadIdx.x; e < ${d}; e += blockDim.x) vcache[(size_t)pos * ${kvd} + kh * ${d} + e] = __float2half_rn(v[(size_t)t * ${kvd} + kh * ${d} + e]);
+  }`,
   });
 }
 
 /** Positions per attention split (one block each). */
 export const ATTN_CHUNK = 64;
+/** Most attention splits the combine kernel takes (ATTN_MAX_SPLITS · ATTN_CHUNK positions). */
+export const ATTN_MAX_SPLITS = 1024;
 
 /**
  * Partial attention of query (t, h) over positions [s·CH, min((s+1)·CH, pos0+t+1)): writes the
@@ -232,7 +310,7 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   const d = a.headDim;
   const group = a.heads / a.kvHeads;
   if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
-  if (d % 64) throw new UserError(`CUDA target: attention: head dim ${d} not a multiple of 64`);
+  if (d % 64 || 128 % (d / 2)) throw new UserError(`CUDA target: attention: head dim ${d} is not 64, 128 or 256`);
   const kvd = a.kvHeads * d;
   return defineKernel({
     name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}`,
@@ -264,16 +342,25 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   }
   for (int i = threadIdx.x; i < ${d}; i += blockDim.x) qs[i] = q[(size_t)t * ${a.heads * d} + h * ${d} + i] * ${cudaFloat(1 / Math.sqrt(d))};
   __syncthreads();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  #pragma unroll 4
-  for (int p = p0 + warp; p < p1; p += 4) {
-    const __half2* kr = reinterpret_cast<const __half2*>(kcache + (size_t)p * ${kvd} + kh * ${d});
+  // Scores: two threads a position, each a half of the head's dims in 16-byte loads.
+  {
+    const int pl_ = threadIdx.x >> 1, hf = threadIdx.x & 1, p = p0 + pl_;
     float acc = 0.f;
-    #pragma unroll
-    for (int j = lane; j < ${d / 2}; j += 32) { const float2 kv = __half22float2(kr[j]); acc += qs[2 * j] * kv.x + qs[2 * j + 1] * kv.y; }
-    #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) sc[p - p0] = acc;
+    if (p < p1) {
+      const uint4* kr = reinterpret_cast<const uint4*>(kcache + (size_t)p * ${kvd} + kh * ${d} + hf * ${d / 2});
+      #pragma unroll
+      for (int j = 0; j < ${d / 16}; ++j) {
+        const uint4 u = kr[j];
+        const __half2* hv = reinterpret_cast<const __half2*>(&u);
+        #pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 f = __half22float2(hv[e]);
+          acc += qs[hf * ${d / 2} + 8 * j + 2 * e] * f.x + qs[hf * ${d / 2} + 8 * j + 2 * e + 1] * f.y;
+        }
+      }
+    }
+    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+    if (hf == 0 && p < p1) sc[pl_] = acc;
   }
   __syncthreads();
   float mx = -INFINITY;
@@ -282,11 +369,27 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   float sum = 0.f;
   for (int p = threadIdx.x; p < p1 - p0; p += blockDim.x) { const float e = expf(sc[p] - mx); sc[p] = e; sum += e; }
   sum = twlac_block_reduce<false>(sum, scratch);
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) {
-    float acc = 0.f;
+  // Σ_p e_p·v_p: a thread a dim pair and every ${128 / (d / 2)}th position, then the groups summed.
+  {
+    constexpr int NG = ${128 / (d / 2)};
+    __shared__ float2 vs[NG][${d / 2}];
+    const int j = threadIdx.x % ${d / 2}, gi = threadIdx.x / ${d / 2};
+    float2 acc = make_float2(0.f, 0.f);
     #pragma unroll 8
-    for (int p = p0; p < p1; ++p) acc += sc[p - p0] * __half2float(vcache[(size_t)p * ${kvd} + kh * ${d} + i]);
-    pacc[slot * ${d} + i] = acc;
+    for (int p = p0 + gi; p < p1; p += NG) {
+      const float2 f = __half22float2(reinterpret_cast<const __half2*>(vcache + (size_t)p * ${kvd} + kh * ${d})[j]);
+      const float e = sc[p - p0];
+      acc.x += e * f.x;
+      acc.y += e * f.y;
+    }
+    vs[gi][j] = acc;
+    __syncthreads();
+    if (gi == 0) {
+      #pragma unroll
+      for (int g = 1; g < NG; ++g) { acc.x += vs[g][j].x; acc.y += vs[g][j].y; }
+      pacc[slot * ${d} + 2 * j] = acc.x;
+      pacc[slot * ${d} + 2 * j + 1] = acc.y;
+    }
   }
   if (threadIdx.x == 0) { pm[slot] = mx; pl[slot] = sum; }`,
   });
@@ -305,19 +408,28 @@ export function attnCombineKernel(a: AttnShape): CudaKernel {
       { name: 'T', type: 'int' },
       { name: 'splits', type: 'int' },
     ],
-    block: 64,
+    block: 128,
     grid: [code`T * ${a.heads}`, code`1`, code`1`],
-    body: code`  const int th = blockIdx.x;
+    // Split weights exp(m_s − m) once into shared memory (up to ATTN_MAX_SPLITS splits), then
+    // every dim sums its splits with independent loads.
+    body: code`  __shared__ float scratch[32];
+  __shared__ float w[${ATTN_MAX_SPLITS}];
+  const int th = blockIdx.x;
   float m = -INFINITY;
-  for (int s = 0; s < splits; ++s) m = fmaxf(m, pm[(size_t)th * splits + s]);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) m = fmaxf(m, pm[(size_t)th * splits + s]);
+  m = twlac_block_reduce<true>(m, scratch);
   float l = 0.f;
-  for (int s = 0; s < splits; ++s) l += pl[(size_t)th * splits + s] * expf(pm[(size_t)th * splits + s] - m);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    const float ms = pm[(size_t)th * splits + s];
+    const float e = ms == -INFINITY ? 0.f : expf(ms - m);
+    w[s] = e;
+    l += pl[(size_t)th * splits + s] * e;
+  }
+  l = twlac_block_reduce<false>(l, scratch);
   for (int i = threadIdx.x; i < ${d}; i += blockDim.x) {
     float acc = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float w = pm[(size_t)th * splits + s];
-      if (w != -INFINITY) acc += pacc[((size_t)th * splits + s) * ${d} + i] * expf(w - m);
-    }
+    #pragma unroll 4
+    for (int s = 0; s < splits; ++s) acc += pacc[((size_t)th * splits + s) * ${d} + i] * w[s];
     out[(size_t)th * ${d} + i] = acc / l;
   }`,
   });

@@ -55,7 +55,7 @@ export interface StreamTuning {
  *  are shared by the rows), eight for wide short linears, and K split over 2 warps at N ≤ 4096. */
 const STREAM_DEFAULTS: Record<StreamAct, (n: number, k: number) => StreamTuning> = {
   u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2 }),
-  f16: (n, k) => ({ warps: 4, rows: n >= 11008 && k <= 8192 ? 8 : 4, wk: n <= 4096 ? 2 : 1, ub: 2 }),
+  f16: (n, k) => (n >= 11008 && k <= 8192 ? { warps: 4, rows: 8, wk: 1, ub: 1 } : { warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: n <= 4096 ? 1 : 2 }),
 };
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
@@ -191,7 +191,7 @@ interface SegmentNames {
   y: Code;
 }
 
-/** The work of one linear: rows of block `bid`. The first batch of weight loads is issued before
+/** The work of one linear: rows of block `bid`. Only L2 prefetches of weights come before
  *  TWLAC_GRID_WAIT() (weights are immutable; activations and outputs come after it). */
 function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, nm: SegmentNames): Code {
   const p = gemvStreamPlan(s, act, tune);
@@ -236,10 +236,14 @@ ${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`
     rowB[r] = (size_t)row * ${rowBytes};
     rowG[r] = row * ${ng};
   }
-  // Issue the loads of a batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
-  uint32_t raw[${ub}][${R}][${nw}];
-  { const int bt = 0;
-${loadBatch}
+  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
+  // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
+  #pragma unroll
+  for (int b = 0; b < ${ub}; ++b) {
+    const int c = lane + ${stride} * b + 32 * wkk;
+    #pragma unroll
+    for (int r = 0; r < ${R}; ++r)
+      if (c < ${cpr}) asm volatile("prefetch.global.L2 [%0];" :: "l"(${codes} + rowB[r] + (size_t)c * ${vec}));
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
@@ -251,9 +255,9 @@ ${A.setup(M)}
     for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
-    if (bt > 0) {
+    // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
+    uint32_t raw[${ub}][${R}][${nw}];
 ${loadBatch}
-    }
     #pragma unroll
     for (int b = 0; b < ${ub}; ++b) {
       const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;

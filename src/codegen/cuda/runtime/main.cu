@@ -8,6 +8,7 @@
 //     --ppl F [--windows N]           perplexity over int32 token ids in F (../shared/EVAL.md:
 //                                     windows of 256, each predicting 256 next tokens)
 //     --bench-decode CTX [--steps N]  decode tokens/s after a CTX-token prefill (CUDA graph)
+//     --profile-decode CTX            milliseconds of each op of one decode step (events, no graph)
 // Weights: DIR/weights.bin as described by the generated index, or synthesised on the GPU
 // (--random: random codes/scales in the model's formats, for speed runs of large shapes).
 #include "twlac_model.cuh"
@@ -16,9 +17,10 @@
 #include <cmath>
 #include <string>
 #include <vector>
+#include <map>
 
 static void usage() {
-  fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N])\n");
+  fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N] | --profile-decode CTX)\n");
   exit(2);
 }
 
@@ -91,7 +93,7 @@ struct Runtime {
     b.vcache = dalloc<__half>(kv);
     b.pos = dalloc<int>(1);
     ids = dalloc<int>(C);
-    W = dalloc<uint8_t>(TWLAC_WEIGHTS_BYTES);
+    W = dalloc<uint8_t>(TWLAC_DEVICE_BYTES); // weights.bin, then codes transcoded at load (twlac_prepare)
   }
   void load(const std::string& dir) {
     const std::string path = dir + "/weights.bin";
@@ -107,6 +109,8 @@ struct Runtime {
       done += got;
     }
     fclose(f);
+    twlac_prepare(W, s);
+    TWLAC_CUDA(cudaStreamSynchronize(s));
   }
   void randomize(uint32_t seed) {
     for (int i = 0; i < twlac_tensor_count; i++) {
@@ -114,6 +118,7 @@ struct Runtime {
       twlac_fill<<<1024, 256, 0, s>>>(W, t.offset, t.bytes, t.fill, t.a, t.b, seed + i);
       TWLAC_CUDA(cudaGetLastError());
     }
+    twlac_prepare(W, s);
     TWLAC_CUDA(cudaStreamSynchronize(s));
   }
   void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
@@ -132,7 +137,7 @@ struct Runtime {
 
 int main(int argc, char** argv) {
   std::string weights, prompt, idsArg, logitsOut, pplFile;
-  long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128;
+  long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128, profileCtx = -1;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { if (i + 1 >= argc) usage(); return argv[++i]; };
@@ -145,6 +150,7 @@ int main(int argc, char** argv) {
     else if (a == "--ppl") pplFile = next();
     else if (a == "--windows") windows = std::stoi(next());
     else if (a == "--bench-decode") benchCtx = std::stoi(next());
+    else if (a == "--profile-decode") profileCtx = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
     else usage();
   }
@@ -208,6 +214,38 @@ int main(int argc, char** argv) {
     printf("{\"ppl\": %.4f, \"tokens\": %ld, \"windows\": %d, \"seconds\": %.2f}\n", std::exp(nll / count), count, nw, secs);
     return 0;
   }
+  if (profileCtx >= 0) {
+    // Time of every op of one decode step (T = 1) after a profileCtx-token prefill: an event
+    // after each op (no graph, no overlap), summed over the layers by tag; median of 5 steps.
+    if (profileCtx + 8 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d exceeds %d positions\n", profileCtx, TWLAC_MAX_POS); return 1; }
+    std::vector<int> p(std::max(profileCtx, 1));
+    for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+    rt.prefill(p.data(), profileCtx, 0, nullptr);
+    static std::vector<std::pair<std::string, cudaEvent_t>> marks;
+    twlac_mark_hook = [](cudaStream_t st, const char* tag) { cudaEvent_t e; TWLAC_CUDA(cudaEventCreate(&e)); TWLAC_CUDA(cudaEventRecord(e, st)); marks.push_back({tag, e}); };
+    std::map<std::string, std::vector<double>> byTag;
+    std::vector<double> totals;
+    for (int rep = 0; rep < 6; rep++) {
+      marks.clear();
+      rt.set_pos(profileCtx);
+      cudaEvent_t e0; TWLAC_CUDA(cudaEventCreate(&e0)); TWLAC_CUDA(cudaEventRecord(e0, rt.s));
+      twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+      TWLAC_CUDA(cudaStreamSynchronize(rt.s));
+      if (rep == 0) continue; // warm-up
+      std::map<std::string, double> step;
+      cudaEvent_t prev = e0; double tot = 0;
+      for (auto& m : marks) { float ms; cudaEventElapsedTime(&ms, prev, m.second); step[m.first] += ms; tot += ms; prev = m.second; }
+      for (auto& kv : step) byTag[kv.first].push_back(kv.second);
+      totals.push_back(tot);
+    }
+    twlac_mark_hook = nullptr;
+    auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+    printf("{\"context\": %d, \"msPerStep\": %.4f, \"ops\": {", profileCtx, med(totals));
+    bool first = true;
+    for (auto& kv : byTag) { printf("%s\"%s\": %.4f", first ? "" : ", ", kv.first.c_str(), med(kv.second)); first = false; }
+    printf("}}\n");
+    return 0;
+  }
   if (benchCtx >= 0) {
     if (benchCtx + steps + 1 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
     std::vector<int> p(std::max(benchCtx, 1));
@@ -235,8 +273,8 @@ int main(int argc, char** argv) {
     TWLAC_CUDA(cudaEventSynchronize(e));
     float ms; cudaEventElapsedTime(&ms, a, e);
     size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
-    printf("{\"arch\": \"%s\", \"context\": %d, \"steps\": %d, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"weightsBytes\": %llu, \"gpuMemUsedBytes\": %zu}\n",
-           TWLAC_ARCH, benchCtx, steps, ms / steps, 1000.0 * steps / ms, prefillS, TWLAC_WEIGHTS_BYTES, totalB - freeB);
+    printf("{\"arch\": \"%s\", \"context\": %d, \"steps\": %d, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"weightsBytes\": %llu, \"deviceWeightsBytes\": %llu, \"gpuMemUsedBytes\": %zu}\n",
+           TWLAC_ARCH, benchCtx, steps, ms / steps, 1000.0 * steps / ms, prefillS, TWLAC_WEIGHTS_BYTES, TWLAC_DEVICE_BYTES, totalB - freeB);
     return 0;
   }
   usage();
