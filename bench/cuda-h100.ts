@@ -1,98 +1,115 @@
-// Assembles bench/results/cuda-h100.json from the outputs of the device runs
-// (scripts/device/run-gemv.sh and run-e2e.sh, fetched from $OUT) so the committed numbers are
-// exactly what the device printed. Usage:
-//   npx tsx bench/cuda-h100.ts --dir DEVICE_OUT [--torch-log E2E_LOG_WITH_TORCH] [--ort-ppl ORT_EVAL_LOG] [--full-ppl JSON]
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// Assembles bench/results/cuda-h100.json from the outputs of the device runs, so the committed
+// numbers are exactly what the device printed (the raw logs are copied next to it, under
+// bench/results/cuda-h100-logs/). Usage:
+//   npx tsx bench/cuda-h100.ts --gemv DIR_WITH_gemv.json_gpu.csv --e2e E2E_LOG
+//        [--full-ppl E2E_LOG_WITH_FULL_PPL] [--ort FILE=JSON ...]
+// where the device runs are
+//   bash scripts/device/run-gemv.sh                       (carry .device/cuda)
+//   [SKIP_FULL_PPL=1] bash scripts/device/run-e2e.sh      (carry .device/e2e)
+// and --ort names ONNX Runtime CPU perplexities of the same artifacts (`twlac eval --json`):
+//   --ort fixture200=F --ort fixture-tq2-200=F --ort fixture-tq2-all=F
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const arg = (k: string) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : undefined);
-const dir = arg('--dir');
-if (!dir) throw new Error('usage: npx tsx bench/cuda-h100.ts --dir DEVICE_OUT [...]');
-const gemv = JSON.parse(readFileSync(join(dir, 'gemv.json'), 'utf8'));
-// A later checks-only run (CHECKS_ONLY=1 gemv_bench) replaces the checks of the timing run.
-const checksRun = arg('--checks') ? JSON.parse(readFileSync(arg('--checks')!, 'utf8')) : undefined;
-const a8Log = arg('--a8-log') && existsSync(arg('--a8-log')!) ? readFileSync(arg('--a8-log')!, 'utf8') : '';
-const e2eLog = readFileSync(arg('--e2e-log') ?? join(dir, 'e2e.log'), 'utf8');
-// Decode runs may come from a later run than the end-to-end checks (same kernels but the GEMV).
-const decodeLog = readFileSync(arg('--decode-log') ?? join(dir, 'e2e.log'), 'utf8');
-const gpu = readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n');
+const args = (k: string) => process.argv.flatMap((a, i) => (a === k ? [process.argv[i + 1]] : []));
+const gemvDir = arg('--gemv');
+const e2ePath = arg('--e2e');
+if (!gemvDir || !e2ePath) throw new Error('usage: npx tsx bench/cuda-h100.ts --gemv DIR --e2e E2E_LOG [--full-ppl LOG] [--ort name=FILE ...]');
+const gemv = JSON.parse(readFileSync(join(gemvDir, 'gemv.json'), 'utf8'));
+const gpu = readFileSync(join(gemvDir, 'gpu.csv'), 'utf8').trim().split('\n');
+const e2eLog = readFileSync(e2ePath, 'utf8');
+const fullLog = arg('--full-ppl') ? readFileSync(arg('--full-ppl')!, 'utf8') : '';
+const ort = Object.fromEntries(
+  args('--ort').map((s) => {
+    const [name, file] = s.split('=');
+    return [name, JSON.parse(readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('{'))!)];
+  }),
+);
 
-/** The JSON object printed after a `== title` line of the e2e log. */
+/** The JSON object printed after a `== title` line of an e2e log. */
 function section(log: string, title: string): Record<string, unknown> | undefined {
-  const i = log.indexOf(`== ${title}`);
+  const i = log.indexOf(`== ${title}\n`);
   if (i < 0) return undefined;
   const line = log.slice(i).split('\n').find((l) => l.startsWith('{'));
   return line ? JSON.parse(line) : undefined;
 }
 const lines = (log: string, re: RegExp) => log.split('\n').filter((l) => re.test(l));
+const pct = (g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) });
 
-const torchLog = arg('--torch-log');
-const torch = torchLog && existsSync(torchLog) ? section(readFileSync(torchLog, 'utf8'), 'torch fp16 baseline') : undefined;
-const ortLog = arg('--ort-ppl');
-const ortPpl = ortLog && existsSync(ortLog) ? JSON.parse(readFileSync(ortLog, 'utf8').split('\n').find((l) => l.startsWith('{'))!) : undefined;
-const fullPpl = arg('--full-ppl') && existsSync(arg('--full-ppl')!) ? JSON.parse(readFileSync(arg('--full-ppl')!, 'utf8')) : undefined;
+// Streaming kernels: the default plan per shape (name without a tuning suffix) and the sweep.
+const isSweep = (g: { kernel: string }) => /_r\d+w\d+k\d+u\d+$/.test(g.kernel);
+const a16 = gemv.gemv.filter(Boolean).map(pct);
+const a8 = gemv.gemvA8.filter(Boolean).map(pct);
 
-// Nsight Compute summaries (scripts/device/run-ncu.sh), when given.
-const ncuDir = arg('--ncu');
-const ncu = ncuDir
-  ? Object.fromEntries(
-      ['gemv_tq2_g128_n4096_k4096_m1_sm_90a', 'gemv_tq2_g128_n28672_k8192_m1_sm_90a']
-        .filter((k) => existsSync(join(ncuDir, `ncu_${k}.txt`)))
-        .map((k) => [k, lines(readFileSync(join(ncuDir, `ncu_${k}.txt`), 'utf8'), /(Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Block Limit Registers|Issued Warp Per Scheduler)\s/).map((l) => l.trim().replace(/\s+/g, ' '))]),
-    )
-  : undefined;
-
+const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4'].filter((m) => e2eLog.includes(`== ${m} decode`));
 const decode = Object.fromEntries(
-  ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8'].flatMap((m) => [
-    [`${m}@2048`, section(decodeLog, `${m} decode @2048`)],
-    [`${m}@64`, section(decodeLog, `${m} decode @64`)],
+  models.flatMap((m) => [
+    [`${m}@2048`, section(e2eLog, `${m} decode @2048`)],
+    [`${m}@64`, section(e2eLog, `${m} decode @64`)],
+    [`${m}@2048 without PDL`, section(e2eLog, `${m} decode @2048 without programmatic dependent launch`)],
   ]),
 );
-const tps = (k: string) => (decode[k] as { tokensPerSecond?: number } | undefined)?.tokensPerSecond;
-const torchTps = (torch as { tokensPerSecond?: number } | undefined)?.tokensPerSecond;
+const profiles = Object.fromEntries(models.map((m) => [m, section(e2eLog, `${m} profile of one step @2048 (events after every op, no graph)`)]));
+const torch = section(e2eLog, 'torch fp16 baseline') as { tokensPerSecond: number } | undefined;
+const tps = (k: string) => (decode[k] as { tokensPerSecond: number }).tokensPerSecond;
 
+const prefillPath = 'bench/results/cuda-h100-prefill.json';
 const result = {
   device: gemv.device,
   nvidiaSmi: gpu,
   copyGBs: gemv.copyGBs,
   commands: {
-    prepare: ['npx tsx scripts/device/gen-gemv-bench.ts', 'node bin/twlac.js ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/cuda-fixture --weights rtn-ternary', 'npx tsx scripts/device/gen-e2e.ts /tmp/cuda-fixture'],
-    device: 'bash scripts/device/run-gemv.sh; SKIP_FULL_PPL=1 SKIP_TORCH=1 bash scripts/device/run-e2e.sh   (carry .device)',
-    torchBaseline: 'python3 scripts/device/torch_decode.py 2048 64 torch_decode.json',
-    ortPerplexity: 'node bin/twlac.js eval /tmp/cuda-fixture/model.onnx --text ../shared/data/pydocs/dev.txt --max-windows 200 --json',
-    profile: 'bash scripts/device/run-ncu.sh',
-    assemble: 'npx tsx bench/cuda-h100.ts --dir <device out> --torch-log <e2e log with torch> --ort-ppl <ort eval log> --full-ppl <full ppl json> --ncu <ncu out>',
+    prepare: [
+      'npx tsx scripts/device/gen-gemv-bench.ts',
+      'node bin/twlac.js ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/cuda-fixture --weights rtn-ternary',
+      'node bin/twlac.js ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-tq2 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 16',
+      'npx tsx scripts/device/gen-e2e.ts /tmp/cuda-fixture   (also picks up /tmp/fx-tq2)',
+    ],
+    device: ['bash scripts/device/run-gemv.sh   (carry .device/cuda)', '[SKIP_FULL_PPL=1] bash scripts/device/run-e2e.sh   (carry .device/e2e; builds with make, runs checks, perplexity, 7B decode, profile, torch baseline)'],
+    ortPerplexity: 'node bin/twlac.js eval DIR/model.onnx --text ../shared/data/pydocs/dev.txt [--max-windows 200] --json',
+    assemble: 'npx tsx bench/cuda-h100.ts --gemv <gemv run out> --e2e <e2e.log> --full-ppl <e2e.log with full ppl> --ort name=file ...',
   },
-  gemvChecks: (checksRun ?? gemv).checks.filter(Boolean),
-  gemvA8Checks: (checksRun ?? gemv).a8Checks?.filter(Boolean),
-  gemvNote: 'M=1, fp16 activations, fp32 accumulation of fp16 per-unit partials; CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays; cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy rate.',
-  gemv: gemv.gemv.filter(Boolean).map((g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) })),
-  gemvA8: gemv.gemvA8?.filter(Boolean).map((g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) })),
-  gemvA8Note: checksRun
-    ? 'int8 activations (codes + per-token s, z), bit2 words, dp4a. Timed in the timing run with a kernel that read the activation bytes as signed (a bug, since fixed: unsigned dp4a, same instruction count); the fixed kernel passed gemvA8Checks (float64 oracle) in a later checks-only run and was not re-timed.'
-    : undefined,
+  gemvChecks: gemv.checks.filter(Boolean),
+  gemvA8Checks: gemv.a8Checks.filter(Boolean),
+  gemvNote:
+    'M=1. CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays, programmatic dependent launch off (TWLAC_PDL=0: no overlap between launches); cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, measured once per shape in the same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy (read + write). gemv_s*/gemv_sa8* = streaming kernels (src/codegen/cuda/kernels/gemv-stream.ts, the runtime\'s decode path, default plan); gemv_tq*/gemv_a8_* = the staged kernels (still used for M = 16 prefill chunks).',
+  gemv: a16.filter((g: { kernel: string }) => !isSweep(g)),
+  gemvA8: a8.filter((g: { kernel: string }) => !isSweep(g)),
+  gemvSweep: {
+    note: 'Streaming-kernel tunings rows (r) × warps (w) × K-split warps (k) × chunks in flight (u), same run; the defaults (STREAM_DEFAULTS) come from this table and the one before it.',
+    f16: a16.filter(isSweep).map((g: Record<string, number | string>) => ({ kernel: g.kernel, us: g.us, speedup: g.speedup, GBs: g.GBs })),
+    u8: a8.filter(isSweep).map((g: Record<string, number | string>) => ({ kernel: g.kernel, us: g.us, speedup: g.speedup, GBs: g.GBs })),
+  },
   endToEnd: {
-    fixtureLogits: lines(e2eLog, /^(fixture|rand12m): logits/),
-    fixtureGreedy: lines(e2eLog, /greedy (identical|DIFFERS)/).filter((l) => !l.startsWith('rand12m-a8')),
-    a8Model: a8Log ? lines(a8Log, /^rand12m-a8/) : undefined,
-    a8Note: 'rand12m-a8 (bit2 weights, 8-bit activations at every site) with the fixed int8 GEMV: relL2 3.4e-2 to the float64 reference and greedy equal for 9 of 32 tokens. The reference itself moves by relL2 3.8e-2 (max 0.10) when its activations are perturbed by 3e-4 relative before quantisation, and by 9.5e-3 at 3e-7 (fp32 level): rounding flips at 8 bits propagate in this random model, and the runtime keeps the KV cache and GEMV inputs elsewhere in fp16. The GEMV alone matches its float64 oracle to 1e-7.',
-    note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary); fixture = rtn-ternary artifact of pydocs-llama-12m; rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites. 64 greedy tokens for the fixture, 32 for rand12m.',
-    perplexity200Windows: { cuda: section(e2eLog, 'fixture ppl 200 windows'), onnxruntimeCpu: ortPpl },
-    perplexityAllWindows: { cuda: fullPpl },
+    logitsVsFloat64Reference: lines(e2eLog, /: logits max\|d\|/),
+    greedy: lines(e2eLog, /greedy (identical|DIFFERS)/),
+    perplexity: {
+      fixtureRtnTq1: { cuda200: section(e2eLog, 'fixture ppl 200 windows'), ort200: ort.fixture200, cudaAll: section(fullLog, 'fixture ppl all') },
+      fixtureTq2: { cuda200: section(e2eLog, 'fixture-tq2 ppl 200 windows'), ort200: ort['fixture-tq2-200'], cudaAll: section(fullLog, 'fixture-tq2 ppl all'), ortAll: ort['fixture-tq2-all'] },
+    },
+    note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary). fixture = rtn-ternary artifact of pydocs-llama-12m (tq1 codes, transcoded to bit2 at load); fixture-tq2 = `twlac --format tq2_g128 --acts 16` compile of the fixture (streaming + grouped GEMVs); rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites; rand12m-tq2 = bit2 weights at A16; rand12m-a8 = bit2 weights with 8-bit activations at every site (int8 GEMVs): its greedy text differs from the reference after 8 tokens as in the previous runs, because rounding flips at 8 bits propagate in this random model (the reference itself moves by relL2 3.8e-2 under a 3e-4 relative perturbation of its activations); the int8 GEMVs alone match their float64 oracle to 1e-7 (gemvA8Checks). Full-dev CUDA perplexities come from the --full-ppl run (same kernels except the block kernels changed after it; the 200-window figures of both runs agree to 2e-3).',
   },
   decode: {
     ...decode,
     torchFp16CudaGraphs: torch,
-    speedupVsTorch: torchTps ? { tq1: +(tps('llama7b-tq1@2048')! / torchTps).toFixed(2), tq2: +(tps('llama7b-tq2@2048')! / torchTps).toFixed(2), tq2A8: tps('llama7b-tq2-a8@2048') ? +(tps('llama7b-tq2-a8@2048')! / torchTps).toFixed(2) : undefined } : undefined,
-    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU, fp16 lm_head/embeddings, KV cache fp16, 2048-token context (and 64 for comparison), one decode step = one CUDA graph; llama7b-tq2-a8 has 8-bit activation sites on the int8 GEMV and was timed with the pre-fix (signed) kernel, see gemvA8Note; torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead").',
+    speedupVsTorchSameRun: torch
+      ? Object.fromEntries(models.map((m) => [m, +(tps(`${m}@2048`) / torch.tokensPerSecond).toFixed(2)]))
+      : undefined,
+    profileOneStep: profiles,
+    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU (tq1 codes are transcoded to bit2 at load: deviceWeightsBytes), fp16 lm_head/embeddings, fp16 KV cache, 2048-token context (and 64), one decode step = one CUDA graph with programmatic dependent launch (and without, for comparison). llama7b-tq2-a8 has 8-bit activation sites (int8 GEMVs); llama7b-tq1-a4 is the default twlac format (tq1_g128, transcoded) with 4-bit sites (codes < 16 on the same int8 GEMVs). torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead"), same run; it measured 131–141 tok/s across the runs of this session. profileOneStep: one step without a graph, an event after every op (each op carries ~3–4 µs of launch overhead there), ms summed over the layers.',
   },
-  profile: ncu && {
-    ncu,
-    note: 'Profiled with four rows a warp (before the last change to two): the 70B-shape kernel was register-limited to 37.5% occupancy at 35% of DRAM peak with compute at 45%; the 4096² kernel is latency-bound (12.8% DRAM), dominated by staging the activations into shared memory before the weights stream. Two rows a warp and unrolled staging moved the timings within run-to-run noise (compare the gemv table of the previous run, 47.9/13.5 us for the tq2 28672x8192/11008x4096 shapes).',
-  },
-  // the prefill GEMM section is written by scripts/device/merge-gemm.ts from its own run: kept
-  prefill: existsSync('bench/results/cuda-h100.json') ? JSON.parse(readFileSync('bench/results/cuda-h100.json', 'utf8')).prefill : undefined,
-  notMeasured: ['prefill int8 tensor-core GEMM not wired into the runtime (prefill runs the skinny GEMM in chunks of 16 tokens; the GEMM is measured standalone under prefill)', 'int4-activation GEMV, and int8 activations for trit5 or non-16-multiple groups (those sites run quantise-dequantise before the fp16 GEMV)', 'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)', 'the fixed int8 GEMV was not re-timed (see gemvA8Note)'],
+  prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'not re-measured in this session (previous figures in git history)',
+  notMeasured: [
+    'prefill still runs the skinny GEMVs in chunks of 16 tokens; the int8 tensor-core GEMM is measured standalone (bench/results/cuda-h100-prefill.json) and not wired into the runtime',
+    'no packed-int4 activation kernel: sites below 8 bits (A4, A6) use the int8 path with codes < 2^bits',
+    'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)',
+  ],
 };
 writeFileSync('bench/results/cuda-h100.json', JSON.stringify(result, null, 1) + '\n');
-console.log('wrote bench/results/cuda-h100.json');
+const logs = 'bench/results/cuda-h100-logs';
+mkdirSync(logs, { recursive: true });
+copyFileSync(join(gemvDir, 'gemv.log'), join(logs, 'gemv.log'));
+copyFileSync(e2ePath, join(logs, 'e2e.log'));
+if (arg('--full-ppl')) copyFileSync(arg('--full-ppl')!, join(logs, 'e2e-full-ppl.log'));
+console.log('wrote bench/results/cuda-h100.json and', logs);

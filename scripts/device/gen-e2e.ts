@@ -11,6 +11,7 @@
 //   rand12m-a8/  the same config with bit2 weights (tq2_g128) and 8-bit activations at every
 //              site (clip 0.95), so the int8-activation GEMV runs end to end
 //   llama7b-tq2-a8/ the 7B shape with 8-bit activation sites
+//   llama7b-tq1-a4/ the 7B shape as twlac compiles by default (tq1_g128) with 4-bit sites
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -100,7 +101,7 @@ if (want('rand12m-a8')) {
 }
 
 const llama7b: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 2304 };
-for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true), 16], ['llama7b-tq2', ternaryFormat('bit2', 128, true), 16], ['llama7b-tq2-a8', ternaryFormat('bit2', 128, true), 8]] as const) {
+for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true), 16], ['llama7b-tq2', ternaryFormat('bit2', 128, true), 16], ['llama7b-tq2-a8', ternaryFormat('bit2', 128, true), 8], ['llama7b-tq1-a4', ternaryFormat('trit5', 128, true), 4]] as const) {
   if (!want(name)) continue;
   const d = join(root, name);
   mkdirSync(d, { recursive: true });

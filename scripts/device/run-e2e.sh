@@ -4,7 +4,7 @@
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 E=.device/e2e
 log() { echo "== $*"; }
-( for d in fixture fixture-tq2 rand12m rand12m-tq2 rand12m-a8 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
+( for d in fixture fixture-tq2 rand12m rand12m-tq2 rand12m-a8 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
 for d in rand12m rand12m-tq2 rand12m-a8 fixture fixture-tq2; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] || continue
@@ -22,7 +22,7 @@ for d in fixture fixture-tq2; do
   [ -x $B ] && { log "$d ppl 200 windows"; $B --weights $E/$d --ppl $E/$d/dev_ids.bin --windows 200 | tee $OUT/${d}_ppl200.json;
                  [ -z "$SKIP_FULL_PPL" ] && { log "$d ppl all"; $B --weights $E/$d --ppl $E/$d/dev_ids.bin | tee $OUT/${d}_ppl.json; }; }
 done
-for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8; do
+for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
                  log "$d decode @64"; $B --random 1 --bench-decode 64 --steps 128 | tee $OUT/$d-ctx64.json;
