@@ -17,9 +17,15 @@ const gemvDir = arg('--gemv');
 const e2ePath = arg('--e2e');
 if (!gemvDir || !e2ePath) throw new Error('usage: npx tsx bench/cuda-h100.ts --gemv DIR --e2e E2E_LOG [--full-ppl LOG] [--ort name=FILE ...]');
 const gemv = JSON.parse(readFileSync(join(gemvDir, 'gemv.json'), 'utf8'));
-const gpu = readFileSync(join(gemvDir, 'gpu.csv'), 'utf8').trim().split('\n');
-const e2eLog = readFileSync(e2ePath, 'utf8');
-const fullLog = arg('--full-ppl') ? readFileSync(arg('--full-ppl')!, 'utf8') : '';
+const gpuCsv = [gemvDir, arg('--checks')].filter((d): d is string => !!d).map((d) => join(d, 'gpu.csv')).find((f) => existsSync(f));
+const gpu = gpuCsv ? readFileSync(gpuCsv, 'utf8').trim().split('\n') : undefined;
+// Several e2e logs may be given (--e2e A --e2e B): a later log's sections replace an earlier's.
+const e2ePaths = args('--e2e');
+const e2eLogs = e2ePaths.map((f) => readFileSync(f, 'utf8'));
+const e2eLog = e2eLogs.join('\n');
+const fullLog = arg('--full-ppl') ? readFileSync(arg('--full-ppl')!, 'utf8') : e2eLog;
+// A later checks-only run (CHECKS_ONLY=1) may replace the checks of the timing run.
+const checksRun = arg('--checks') ? JSON.parse(readFileSync(join(arg('--checks')!, 'gemv.json'), 'utf8')) : gemv;
 const ort = Object.fromEntries(
   args('--ort').map((s) => {
     const [name, file] = s.split('=');
@@ -29,12 +35,14 @@ const ort = Object.fromEntries(
 
 /** The JSON object printed after a `== title` line of an e2e log. */
 function section(log: string, title: string): Record<string, unknown> | undefined {
-  const i = log.indexOf(`== ${title}\n`);
+  const i = log.lastIndexOf(`== ${title}\n`);
   if (i < 0) return undefined;
   const line = log.slice(i).split('\n').find((l) => l.startsWith('{'));
   return line ? JSON.parse(line) : undefined;
 }
 const lines = (log: string, re: RegExp) => log.split('\n').filter((l) => re.test(l));
+/** Matching lines, the last one per model (the text before the first colon). */
+const lastPerModel = (log: string, re: RegExp) => [...new Map(lines(log, re).map((l) => [l.split(':')[0], l])).values()];
 const pct = (g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) });
 
 // Streaming kernels: the default plan per shape (name without a tuning suffix) and the sweep.
@@ -70,8 +78,8 @@ const result = {
     ortPerplexity: 'node bin/twlac.js eval DIR/model.onnx --text ../shared/data/pydocs/dev.txt [--max-windows 200] --json',
     assemble: 'npx tsx bench/cuda-h100.ts --gemv <gemv run out> --e2e <e2e.log> --full-ppl <e2e.log with full ppl> --ort name=file ...',
   },
-  gemvChecks: gemv.checks.filter(Boolean),
-  gemvA8Checks: gemv.a8Checks.filter(Boolean),
+  gemvChecks: checksRun.checks.filter(Boolean),
+  gemvA8Checks: checksRun.a8Checks.filter(Boolean),
   gemvNote:
     'M=1. CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays, programmatic dependent launch off (TWLAC_PDL=0: no overlap between launches); cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, measured once per shape in the same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy (read + write). gemv_s*/gemv_sa8* = streaming kernels (src/codegen/cuda/kernels/gemv-stream.ts, the runtime\'s decode path, default plan); gemv_tq*/gemv_a8_* = the staged kernels (still used for M = 16 prefill chunks).',
   gemv: a16.filter((g: { kernel: string }) => !isSweep(g)),
@@ -82,13 +90,13 @@ const result = {
     u8: a8.filter(isSweep).map((g: Record<string, number | string>) => ({ kernel: g.kernel, us: g.us, speedup: g.speedup, GBs: g.GBs })),
   },
   endToEnd: {
-    logitsVsFloat64Reference: lines(e2eLog, /: logits max\|d\|/),
-    greedy: lines(e2eLog, /greedy (identical|DIFFERS)/),
+    logitsVsFloat64Reference: lastPerModel(e2eLog, /: logits max\|d\|/),
+    greedy: lastPerModel(e2eLog, /: greedy (identical|DIFFERS)/),
     perplexity: {
       fixtureRtnTq1: { cuda200: section(e2eLog, 'fixture ppl 200 windows'), ort200: ort.fixture200, cudaAll: section(fullLog, 'fixture ppl all') },
       fixtureTq2: { cuda200: section(e2eLog, 'fixture-tq2 ppl 200 windows'), ort200: ort['fixture-tq2-200'], cudaAll: section(fullLog, 'fixture-tq2 ppl all'), ortAll: ort['fixture-tq2-all'] },
     },
-    note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary). fixture = rtn-ternary artifact of pydocs-llama-12m (tq1 codes, transcoded to bit2 at load); fixture-tq2 = `twlac --format tq2_g128 --acts 16` compile of the fixture (streaming + grouped GEMVs); rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites; rand12m-tq2 = bit2 weights at A16; rand12m-a8 = bit2 weights with 8-bit activations at every site (int8 GEMVs): its greedy text differs from the reference after 8 tokens as in the previous runs, because rounding flips at 8 bits propagate in this random model (the reference itself moves by relL2 3.8e-2 under a 3e-4 relative perturbation of its activations); the int8 GEMVs alone match their float64 oracle to 1e-7 (gemvA8Checks). Full-dev CUDA perplexities come from the --full-ppl run (same kernels except the block kernels changed after it; the 200-window figures of both runs agree to 2e-3).',
+    note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary). fixture = rtn-ternary artifact of pydocs-llama-12m (tq1_g384_ns codes, transcoded to bit2 at load); fixture-tq2 = `twlac --format tq2_g128 --acts 16` compile of the fixture; rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites; rand12m-tq2 = bit2 weights at A16; rand12m-a8 = bit2 weights with 8-bit activations at every site: its greedy text differs from the reference after 8 tokens as in every run, because rounding flips at 8 bits propagate in this random model (the reference itself moves by relL2 3.8e-2 under a 3e-4 relative perturbation of its activations); the int8 GEMVs alone match their float64 oracle to 1e-7 (gemvA8Checks). Perplexity runs go through prefill (16-token chunks: the tensor-core skinny GEMM) and the logits of every position. The second e2e log re-runs the tq1 fixture after a fix (24-byte code loads of the tensor-core kernel at G = 384 were misaligned in the first run).',
   },
   decode: {
     ...decode,
@@ -101,7 +109,7 @@ const result = {
   },
   prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'not re-measured in this session (previous figures in git history)',
   notMeasured: [
-    'prefill still runs the skinny GEMVs in chunks of 16 tokens; the int8 tensor-core GEMM is measured standalone (bench/results/cuda-h100-prefill.json) and not wired into the runtime',
+    'prefill runs in chunks of 16 tokens on the tensor-core skinny GEMM (gemv-tc.ts; fp16 activations, for ≤ 8-bit sites the dequantised fp16 copy); the int8 tensor-core GEMM for long prefills (M ≥ 64) is measured standalone (bench/results/cuda-h100-prefill.json) and not wired into the runtime',
     'no packed-int4 activation kernel: sites below 8 bits (A4, A6) use the int8 path with codes < 2^bits',
     'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)',
   ],
@@ -109,7 +117,8 @@ const result = {
 writeFileSync('bench/results/cuda-h100.json', JSON.stringify(result, null, 1) + '\n');
 const logs = 'bench/results/cuda-h100-logs';
 mkdirSync(logs, { recursive: true });
-copyFileSync(join(gemvDir, 'gemv.log'), join(logs, 'gemv.log'));
-copyFileSync(e2ePath, join(logs, 'e2e.log'));
-if (arg('--full-ppl')) copyFileSync(arg('--full-ppl')!, join(logs, 'e2e-full-ppl.log'));
+copyFileSync(join(gemvDir, 'gemv.log'), join(logs, 'gemv.txt'));
+e2ePaths.forEach((f, i) => copyFileSync(f, join(logs, i ? `e2e-${i + 1}.txt` : 'e2e.txt')));
+if (arg('--checks')) copyFileSync(join(arg('--checks')!, 'gemv.log'), join(logs, 'gemv-checks.txt'));
+if (arg('--full-ppl')) copyFileSync(arg('--full-ppl')!, join(logs, 'e2e-full-ppl.txt'));
 console.log('wrote bench/results/cuda-h100.json and', logs);

@@ -11,6 +11,7 @@ import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemvKernel, type GemvShape } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { gemvStreamKernel, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
+import { gemvTcKernel } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -91,6 +92,23 @@ checkNames.push(...streamChecks.map((s) => s.f16));
 checksA8.push(...checksStream);
 checkA8Names.push(...streamChecks.map((s) => s.u8));
 const sweep: (Partial<StreamTuning> | undefined)[] = [undefined, { rows: 2, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 8, wk: 1, ub: 1 }, { rows: 2, warps: 8, wk: 1, ub: 4 }, { rows: 8, warps: 4, wk: 1, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }];
+// Tensor-core skinny GEMM (gemv-tc.ts, prefill chunks): M up to 16 with T ≤ M, groups 64/128/256,
+// no shift, small and large grids.
+const checksTc: { f: TernaryFormat; n: number; k: number; m: number; t: number }[] = [
+  { f: tq2, n: 256, k: 4096, m: 16, t: 16 },
+  { f: tq2, n: 96, k: 11008, m: 4, t: 3 },
+  { f: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 16, t: 11 },
+  { f: ternaryFormat('bit2', 256, true), n: 100, k: 1024, m: 8, t: 7 },
+  { f: tq2, n: 1024, k: 4096, m: 16, t: 9 },
+  { f: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, t: 16 }, // 24-byte lane quarters
+  { f: ternaryFormat('bit2', 192, true), n: 48, k: 576, m: 4, t: 2 }, // 12-byte lane quarters
+];
+for (const c of checksTc) {
+  const k = gemvTcKernel({ format: c.f, n: c.n, k: c.k, m: c.m, arch });
+  kernels.set(k.name, { shape: { format: c.f, n: c.n, k: c.k, m: c.m, arch }, k: k as ReturnType<typeof gemvKernel> });
+  checks.push(c);
+  checkNames.push(k.name);
+}
 for (const [n, k] of benchShapes) {
   for (const t of sweep) {
     benchNames.push(addStream({ format: tq2, n, k, m: 1, arch }, 'f16', t));

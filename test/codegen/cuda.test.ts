@@ -18,6 +18,7 @@ import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
+import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
@@ -183,17 +184,20 @@ describe('emitCuda', () => {
   });
   it('routes ≤ 8-bit sites to the int8 GEMV only where the format allows it', () => {
     const a8 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_90a');
-    // M = 1 and 4: streaming int8 GEMVs (q/k/v and gate/up grouped); M = 16: the staged one.
+    // M = 1 and 4: streaming int8 GEMVs (q/k/v and gate/up grouped); M = 16 (prefill chunks):
+    // the tensor-core skinny GEMM on the dequantised fp16 copy.
     expect(a8).toMatch(/gemv_sa8g_tq2_g128_n128_64_64_k128_m1_sm_90a/);
     expect(a8).toMatch(/gemv_sa8_tq2_g128_n128_k256_m4_sm_90a/);
-    expect(a8).toMatch(/gemv_a8_tq2_g128_n128_k128_m16_sm_90a/);
-    expect(a8).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.q8, b\.qp,/);
+    expect(a8).toMatch(/gemv_tc_tq2_g128_n128_k128_m16_sm_90a/);
+    expect(a8).not.toMatch(/gemv_a8_/);
+    expect(a8).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.a16, b\.q8, b\.qp,/);
     const a16 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 16), 'sm_90a');
     expect(a16).not.toMatch(/a8_/);
     expect(a16).toMatch(/gemv_sg_tq2_g128_n256_256_k128_m1_sm_90a/);
+    expect(a16).toMatch(/gemv_tc_tq2_g128_n256_k128_m4_sm_90a/);
     // tq1 with groups of 16k is transcoded to bit2 and takes the int8 path; tq1_g40 cannot be.
     const trit = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 128), 8), 'sm_90a');
-    expect(trit).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.q8, b\.qp,/);
+    expect(trit).toMatch(/group_a8_tq2_g128_n256_256_k128\(b\.a16, b\.q8, b\.qp,/);
     const trit40 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 40), 8), 'sm_90a');
     expect(trit40).not.toMatch(/a8_|gemv_s|transcode_/);
     expect(trit40).toMatch(/gemv_tq1_g40_n128_k128_m1_sm_90a/);
@@ -220,6 +224,17 @@ describe('emitCuda', () => {
     const shape = { format: f, n: 28672, k: 8192, m: 1, arch: 'sm_90a' as const };
     expect(gemvStreamPlan(shape, 'f16').rows).toBeGreaterThan(gemvStreamPlan(shape, 'u8').rows);
     expect(() => gemvStreamGroupKernel([{ ...shape }, { ...shape, k: 4096 }], 'u8')).toThrow(/K=4096/);
+  });
+  it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
+    expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 96), k: 960, m: 4 })).toMatch(/groups of 64k/);
+    expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1000, m: 4 })).toMatch(/K=1000/);
+    expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1024, m: 17 })).toMatch(/M=17/);
+    for (const [n, k, m] of [[4096, 4096, 16], [28672, 8192, 9], [70, 448, 1]]) {
+      const p = gemvTcPlan({ format: ternaryFormat('bit2', 128), n, k: Math.ceil(k / 128) * 128, m, arch: 'sm_90a' });
+      expect(p.tiles * 16).toBeGreaterThanOrEqual(n);
+      expect(p.wk * p.gpw).toBeGreaterThanOrEqual(p.ng);
+      expect(p.nt).toBe(Math.ceil(m / 8));
+    }
   });
   it('refuses a linear with a bias, naming it', () => {
     const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
@@ -297,6 +312,10 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           transcodeKernel(48),
+          gemvTcKernel({ format: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 5, arch }),
+          gemvTcKernel({ format: ternaryFormat('bit2', 256, true), n: 100, k: 1024, m: 16, arch }),
+          gemvTcKernel({ format: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, arch }),
+          gemvTcKernel({ format: ternaryFormat('bit2', 192, true), n: 48, k: 576, m: 4, arch }),
           actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
         ]
           .map((k) => k.source() + k.launcher())

@@ -22,6 +22,7 @@ import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGem
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
+import { gemvTcKernel, gemvTcUnsupported } from './kernels/gemv-tc.ts';
 import { transcodeKernel } from './kernels/transcode.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
@@ -108,6 +109,17 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     l.format !== 'float16' && l.format !== 'float32' && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols });
   const streamable = (l: LinearEntry, M: number) =>
     l.format !== 'float16' && l.format !== 'float32' && !gemvStreamUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M });
+  // The kernel of a (device) linear for M tokens: int8 activations take the streaming kernel up
+  // to STREAM_MAX_M and the staged one beyond; fp16 activations take the streaming kernel at
+  // M = 1 and the tensor-core skinny GEMM for 2…16 tokens where the format allows.
+  const gemvChoice = (l: LinearEntry, M: number, a8: boolean): 'stream' | 'tc' | 'staged' => {
+    // (int8 sites beyond STREAM_MAX_M, i.e. prefill chunks, multiply the act kernel's fp16
+    // copy of the dequantised activations on tensor cores.)
+    if (a8 && streamable(l, M)) return 'stream';
+    if (M === 1 && streamable(l, M)) return 'stream';
+    if (!gemvTcUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M })) return 'tc';
+    return streamable(l, M) ? 'stream' : 'staged';
+  };
   const linearFn = (l: LinearEntry, a8: boolean): string => {
     checkLinear(l);
     const dense = l.format === 'float16' || l.format === 'float32';
@@ -120,13 +132,15 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
         return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
       }
       const shape = { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch };
-      const k = streamable(l, M) ? gemvStreamKernel(shape, a8 ? 'u8' : 'f16') : a8 ? gemvA8Kernel(shape) : gemvKernel(shape);
+      const choice = gemvChoice(l, M, a8);
+      const k = choice === 'stream' ? gemvStreamKernel(shape, a8 ? 'u8' : 'f16') : choice === 'tc' ? gemvTcKernel(shape) : a8 ? gemvA8Kernel(shape) : gemvKernel(shape);
       ks.add(k);
-      return code`  if (T <= ${M}) { launch_${ident(k.name)}(${a8 ? code`q, qp` : code`a`}, codes, scales, shifts, y, T, acc, s); return; }`;
+      const act = a8 && choice !== 'tc' ? code`q, qp` : code`a`;
+      return code`  if (T <= ${M}) { launch_${ident(k.name)}(${act}, codes, scales, shifts, y, T, acc, s); return; }`;
     });
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
-      : code`static void ${ident(fnName)}(${a8 ? code`const uint8_t* q, const float* qp` : code`const __half* a`}, const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
+      : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
     linearFns.set(fnName, join([sig, ...branches, code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`, code`}`]));
     return fnName;
   };
@@ -147,7 +161,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
       return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
     }
-    return code`  ${fn}(${useA8(dl, actBits) ? code`b.q8, b.qp` : a}, ${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    return code`  ${fn}(${a}, ${useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
   };
   // Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
   // T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
@@ -156,11 +170,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const l0 = ls[0];
     const a8 = useA8(l0, actBits);
     const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && useA8(l, actBits) === a8);
-    const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => streamable(l, M)));
+    const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => gemvChoice(l, M, a8) === 'stream'));
     if (!same || !buckets.length) return join(src.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!linearFns.has(fnName)) {
-      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(${a8 ? code`q, qp` : code`a`}, codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
+      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
       const branches = buckets.map((M) => {
         const k = gemvStreamGroupKernel(
           ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch })),
@@ -172,14 +186,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       linearFns.set(
         fnName,
         join([
-          code`static void ${ident(fnName)}(${a8 ? code`const uint8_t* q, const float* qp` : code`const __half* a`}, ${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
+          code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
           ...branches,
           ...fallbacks,
           code`}`,
         ]),
       );
     }
-    return code`  ${ident(fnName)}(${a8 ? code`b.q8, b.qp` : a}, ${join(src.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
+    return code`  ${ident(fnName)}(${a}, ${a8 ? code`b.q8, b.qp, ` : code``}${join(src.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
   };
 
   const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
