@@ -7,7 +7,7 @@
 //   bash scripts/device/run-gemv.sh                       (carry .device/cuda)
 //   [SKIP_FULL_PPL=1] bash scripts/device/run-e2e.sh      (carry .device/e2e)
 // and --ort names ONNX Runtime CPU perplexities of the same artifacts (`twlac eval --json`):
-//   --ort fixture200=F --ort fixture-tq2-200=F --ort fixture-tq2-all=F
+//   --ort fixture200=F --ort fixture-all=F --ort fixture-tq2-200=F --ort fixture-tq2-all=F
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -43,7 +43,11 @@ function section(log: string, title: string): Record<string, unknown> | undefine
 const lines = (log: string, re: RegExp) => log.split('\n').filter((l) => re.test(l));
 /** Matching lines, the last one per model (the text before the first colon). */
 const lastPerModel = (log: string, re: RegExp) => [...new Map(lines(log, re).map((l) => [l.split(':')[0], l])).values()];
-const pct = (g: Record<string, number>) => ({ ...g, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1) });
+const pct = (g: Record<string, number>) => {
+  const { usWithPdl, ...rest } = g;
+  const pdl = usWithPdl > 0 ? { usWithPdl, speedupWithPdl: +(g.cublasFp16Us / usWithPdl).toFixed(3) } : {};
+  return { ...rest, pctOfCopy: +((100 * g.GBs) / gemv.copyGBs).toFixed(1), ...pdl };
+};
 
 // Streaming kernels: the default plan per shape (name without a tuning suffix) and the sweep.
 const isSweep = (g: { kernel: string }) => /_r\d+w\d+k\d+u\d+$/.test(g.kernel);
@@ -67,6 +71,7 @@ const result = {
   device: gemv.device,
   nvidiaSmi: gpu,
   copyGBs: gemv.copyGBs,
+  emptyKernelUs: gemv.emptyKernelUs,
   commands: {
     prepare: [
       'npx tsx scripts/device/gen-gemv-bench.ts',
@@ -81,7 +86,7 @@ const result = {
   gemvChecks: checksRun.checks.filter(Boolean),
   gemvA8Checks: checksRun.a8Checks.filter(Boolean),
   gemvNote:
-    'M=1. CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays, programmatic dependent launch off (TWLAC_PDL=0: no overlap between launches); cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, measured once per shape in the same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy (read + write). gemv_s*/gemv_sa8* = streaming kernels (src/codegen/cuda/kernels/gemv-stream.ts, the runtime\'s decode path, default plan); gemv_tq*/gemv_a8_* = the staged kernels (still used for M = 16 prefill chunks).',
+    'M=1. CUDA graphs of back-to-back launches over rotating buffers (≥ 400 MB, no L2 reuse), median of 15 replays, programmatic dependent launch off (TWLAC_PDL=0: no overlap between launches; the streaming kernels of the runtime are also timed with it on, usWithPdl, as inside the model, where each launch overlaps the tail of the previous one); emptyKernelUs = the launch of an empty kernel in the same kind of graph; cuBLAS = cublasGemmEx fp16 in/out, fp32 compute, same shape, measured once per shape in the same run. GB/s counts codes+scales+shifts+x+y; %copy is against the measured device-to-device copy (read + write). gemv_s*/gemv_sa8* = streaming kernels (src/codegen/cuda/kernels/gemv-stream.ts, the runtime\'s decode path, default plan); gemv_tq*/gemv_a8_* = the staged kernels (still used for M = 16 prefill chunks).',
   gemv: a16.filter((g: { kernel: string }) => !isSweep(g)),
   gemvA8: a8.filter((g: { kernel: string }) => !isSweep(g)),
   gemvSweep: {
@@ -93,7 +98,7 @@ const result = {
     logitsVsFloat64Reference: lastPerModel(e2eLog, /: logits max\|d\|/),
     greedy: lastPerModel(e2eLog, /: greedy (identical|DIFFERS)/),
     perplexity: {
-      fixtureRtnTq1: { cuda200: section(e2eLog, 'fixture ppl 200 windows'), ort200: ort.fixture200, cudaAll: section(fullLog, 'fixture ppl all') },
+      fixtureRtnTq1: { cuda200: section(e2eLog, 'fixture ppl 200 windows'), ort200: ort.fixture200, cudaAll: section(fullLog, 'fixture ppl all'), ortAll: ort['fixture-all'] },
       fixtureTq2: { cuda200: section(e2eLog, 'fixture-tq2 ppl 200 windows'), ort200: ort['fixture-tq2-200'], cudaAll: section(fullLog, 'fixture-tq2 ppl all'), ortAll: ort['fixture-tq2-all'] },
     },
     note: 'reference = src/runtime/reference.ts (float64, the manifest semantics, weights through decodeTernary). fixture = rtn-ternary artifact of pydocs-llama-12m (tq1_g384_ns codes, transcoded to bit2 at load); fixture-tq2 = `twlac --format tq2_g128 --acts 16` compile of the fixture; rand12m = random tq1_g128 model of the fixture config with online Kronecker transforms at two sites; rand12m-tq2 = bit2 weights at A16; rand12m-a8 = bit2 weights with 8-bit activations at every site: its greedy text differs from the reference after 8 tokens as in every run, because rounding flips at 8 bits propagate in this random model (the reference itself moves by relL2 3.8e-2 under a 3e-4 relative perturbation of its activations); the int8 GEMVs alone match their float64 oracle to 1e-7 (gemvA8Checks). Perplexity runs go through prefill (16-token chunks: the tensor-core skinny GEMM) and the logits of every position. The second e2e log re-runs the tq1 fixture after a fix (24-byte code loads of the tensor-core kernel at G = 384 were misaligned in the first run).',

@@ -26,7 +26,9 @@ static const unsigned twlac_pow3[5] = {1u, 3u, 9u, 27u, 81u};
 #define TWLAC_GRID_WAIT() do {} while (0)
 #define TWLAC_GRID_TRIGGER() do {} while (0)
 #endif
+static int twlac_pdl_force = -1; // benchmarks: 1 / 0 overrides TWLAC_PDL
 static inline bool twlac_pdl_enabled() {
+  if (twlac_pdl_force >= 0) return twlac_pdl_force == 1;
   static int on = -1;
   if (on < 0) {
     const char* e = getenv("TWLAC_PDL");
