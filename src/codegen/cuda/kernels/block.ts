@@ -80,6 +80,16 @@ export function actKernelName(s: ActKernelSpec): string {
  * q8/qp (bits ≤ 8, optional: the codes q [T][dim] and (s, z) per token for the int8 GEMV),
  * T, bits (16 = no quantisation), clip.
  */
+/** The per-token quantiser of src/quant/act-quant.ts from the block's mn/mx, one float32
+ *  operation at a time: L, s and (when s ≠ 0, inside the opened branch) z. */
+const ACT_QUANT_PARAMS = code`    mn = -twlac_block_reduce<true>(-mn, scratch);
+    mx = twlac_block_reduce<true>(mx, scratch);
+    const float L = (float)((1 << bits) - 1);
+    const float lo = __fmul_rn(mn, clip), hi = __fmul_rn(mx, clip);
+    const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
+    if (s != 0.f) {
+      const float z = rintf(__fdiv_rn(-lo, s));`;
+
 /** Elements a block of the sliced act kernel writes (sites without a transform). */
 const ACT_SLICE = 2048;
 const ACT_SLICE_BLOCK = 1024;
@@ -119,13 +129,7 @@ ${
   if (bits < 16) {
     float mn = INFINITY, mx = -INFINITY;
     for (int i = threadIdx.x; i < ${D}; i += ${ACT_SLICE_BLOCK}) { const float v = ${value}; mn = fminf(mn, v); mx = fmaxf(mx, v); }
-    mn = -twlac_block_reduce<true>(-mn, scratch);
-    mx = twlac_block_reduce<true>(mx, scratch);
-    const float L = (float)((1 << bits) - 1);
-    const float lo = __fmul_rn(mn, clip), hi = __fmul_rn(mx, clip);
-    const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
-    if (s != 0.f) {
-      const float z = rintf(__fdiv_rn(-lo, s));
+${ACT_QUANT_PARAMS}
       for (int i = i0 + threadIdx.x; i < i1; i += ${ACT_SLICE_BLOCK}) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(${value}, s)), z)));
         out[(size_t)t * ${D} + i] = __float2half_rn(__fmul_rn(__fsub_rn(q, z), s));
@@ -214,13 +218,7 @@ ${transform}
     // src/quant/act-quant.ts, one float32 operation at a time.
     float mn = INFINITY, mx = -INFINITY;
     for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) { mn = fminf(mn, buf[i]); mx = fmaxf(mx, buf[i]); }
-    mn = -twlac_block_reduce<true>(-mn, scratch);
-    mx = twlac_block_reduce<true>(mx, scratch);
-    const float L = (float)((1 << bits) - 1);
-    const float lo = __fmul_rn(mn, clip), hi = __fmul_rn(mx, clip);
-    const float s = __fdiv_rn(__fsub_rn(hi, lo), L);
-    if (s != 0.f) {
-      const float z = rintf(__fdiv_rn(-lo, s));
+${ACT_QUANT_PARAMS}
       for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
         const float q = fminf(L, fmaxf(0.f, __fadd_rn(rintf(__fdiv_rn(buf[i], s)), z)));
         buf[i] = __fmul_rn(__fsub_rn(q, z), s);

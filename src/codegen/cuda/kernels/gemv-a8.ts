@@ -8,7 +8,7 @@
 // Σ c·q by four __dp4a on bytes (w >> 2p) & 0x03030303 (codes p, p+4, p+8, p+12) against
 // the activations staged in that byte order, Σ c by two popcounts: ~1 instruction a weight
 // instead of ~2.6 for fp16 activations.
-import { warpSumsToShared } from './reduce.ts';
+import { rowOffsets, warpSumsToShared } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
@@ -158,14 +158,7 @@ ${singleTile ? code`  { const int t0 = 0, tu = ${tu}, nch = ${nch};
 ${stage}  }` : code``}
   for (int rb = blockIdx.x; rb < ${rowBlocks}; rb += gridDim.x) {
   const int row0 = (rb * ${warps} + warp) * ${R};
-  size_t rowB[${R}];
-  int rowG[${R}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    const int row = min(row0 + r, ${N - 1});
-    rowB[r] = (size_t)row * ${rowBytes};
-    rowG[r] = row * ${ng};
-  }
+${rowOffsets(R, N, rowBytes, ng)}
   float acc[${R}][${M}];
   #pragma unroll
   for (int r = 0; r < ${R}; ++r)

@@ -19,8 +19,9 @@
 //   PRMT) adds 4^p·Σ d·q exactly; the four partial sums are re-scaled by shifts at the end of
 //   the chunk. Σ d comes from two popcounts, Σ q from dp4a by ones.
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
-import { floatToHalf } from '../../../graph/tensor.ts';
 import { Code, code, join } from '../../common/fragments.ts';
+import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
+import { rowOffsets } from './reduce.ts';
 import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
 import type { GemvShape } from './gemv.ts';
 
@@ -94,10 +95,6 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock) };
 }
 
-const h2 = (x: number) => {
-  const b = floatToHalf(x);
-  return code`__halves2half2(__ushort_as_half((unsigned short)${b}), __ushort_as_half((unsigned short)${b}))`;
-};
 
 /** Per-activation-kind pieces: kernel arguments, per-token setup, one word's work. */
 interface ActDecl {
@@ -119,16 +116,11 @@ interface ActDecl {
 const ACTS: Record<StreamAct, ActDecl> = {
   f16: {
     args: [{ name: 'a', type: 'const __half*' }],
-    setup: () => code`  const __half2 c1[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map(h2), ', ')}};
-  const __half2 c2[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map((c) => h2(-(1024 * c + 2))), ', ')}};`,
+    setup: () => code`${BIT2_FP16_CONSTANTS}`,
     loadX: (K) => code`          const uint4 xa = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq));
           const uint4 xb = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq + 8));
-          const uint32_t xw[8] = {__byte_perm(xa.x, xb.x, 0x5410), __byte_perm(xa.x, xb.x, 0x7632), __byte_perm(xa.y, xb.y, 0x5410), __byte_perm(xa.y, xb.y, 0x7632),
-                                  __byte_perm(xa.z, xb.z, 0x5410), __byte_perm(xa.z, xb.z, 0x7632), __byte_perm(xa.w, xb.w, 0x5410), __byte_perm(xa.w, xb.w, 0x7632)};
-          __half2 xs2 = __hadd2(__hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xa.x), *reinterpret_cast<const __half2*>(&xa.y)), __hadd2(*reinterpret_cast<const __half2*>(&xa.z), *reinterpret_cast<const __half2*>(&xa.w))),
-                                __hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xb.x), *reinterpret_cast<const __half2*>(&xb.y)), __hadd2(*reinterpret_cast<const __half2*>(&xb.z), *reinterpret_cast<const __half2*>(&xb.w))));
-          const float2 xsf = __half22float2(xs2);
-          xsum[m] += xsf.x + xsf.y;`,
+${BIT2_FP16_PAIRED_X}
+${sumWordActivations(code`xsum[m]`)}`,
     chunkStart: (r) => code`        float pc${r}[${STREAM_MAX_M}] = {0.f, 0.f, 0.f, 0.f};`,
     word: (r) => code`          { const uint32_t w = wd[${r}], wh = w >> 10;
             __half2 part = __float2half2_rn(0.f);
@@ -228,14 +220,7 @@ ${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
   const int row0 = (${bid} * ${wr} + wrow) * ${R};
-  size_t rowB[${R}];
-  int rowG[${R}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    const int row = min(row0 + r, ${N - 1});
-    rowB[r] = (size_t)row * ${rowBytes};
-    rowG[r] = row * ${ng};
-  }
+${rowOffsets(R, N, rowBytes, ng)}
   // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
   // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
   #pragma unroll

@@ -17,9 +17,9 @@
 // (permuted into the same pairs with byte permutes). One group = G/16 mma a token tile; its fp32
 // result is scaled by the group's scale per row, and the shift term uses Σx of the group.
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
-import { floatToHalf } from '../../../graph/tensor.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
+import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
 import type { GemvShape } from './gemv.ts';
 
 export const TC_MAX_M = 16;
@@ -57,10 +57,6 @@ export function gemvTcPlan(s: GemvShape) {
   return { G, bpg, ng, wpl, tiles, nt, wk, gpw, ub, rowBytes: ng * bpg };
 }
 
-const h2 = (x: number) => {
-  const b = floatToHalf(x);
-  return code`__halves2half2(__ushort_as_half((unsigned short)${b}), __ushort_as_half((unsigned short)${b}))`;
-};
 
 export function gemvTcKernel(s: GemvShape): CudaKernel {
   const p = gemvTcPlan(s);
@@ -97,8 +93,7 @@ export function gemvTcKernel(s: GemvShape): CudaKernel {
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
-  const __half2 c1[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map(h2), ', ')}};
-  const __half2 c2[5] = {${join([1, 1 / 4, 1 / 16, 1 / 64, 1 / 256].map((c) => h2(-(1024 * c + 2))), ', ')}};
+${BIT2_FP16_CONSTANTS}
   float acc[${NT}][4]; // token tile × (row g, row g+8) × (tokens 2t, 2t+1 of the tile)
   #pragma unroll
   for (int n = 0; n < ${NT}; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
@@ -143,14 +138,8 @@ export function gemvTcKernel(s: GemvShape): CudaKernel {
             xa = __ldg(reinterpret_cast<const uint4*>(xp));
             xb = __ldg(reinterpret_cast<const uint4*>(xp + 8));
           }
-          const uint32_t xw[8] = {__byte_perm(xa.x, xb.x, 0x5410), __byte_perm(xa.x, xb.x, 0x7632), __byte_perm(xa.y, xb.y, 0x5410), __byte_perm(xa.y, xb.y, 0x7632),
-                                  __byte_perm(xa.z, xb.z, 0x5410), __byte_perm(xa.z, xb.z, 0x7632), __byte_perm(xa.w, xb.w, 0x5410), __byte_perm(xa.w, xb.w, 0x7632)};
-          {
-            const __half2 s2 = __hadd2(__hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xa.x), *reinterpret_cast<const __half2*>(&xa.y)), __hadd2(*reinterpret_cast<const __half2*>(&xa.z), *reinterpret_cast<const __half2*>(&xa.w))),
-                                       __hadd2(__hadd2(*reinterpret_cast<const __half2*>(&xb.x), *reinterpret_cast<const __half2*>(&xb.y)), __hadd2(*reinterpret_cast<const __half2*>(&xb.z), *reinterpret_cast<const __half2*>(&xb.w))));
-            const float2 f = __half22float2(s2);
-            xs[n] += f.x + f.y;
-          }
+${BIT2_FP16_PAIRED_X}
+${sumWordActivations(code`xs[n]`)}
           #pragma unroll
           for (int j = 0; j < 4; ++j)
             asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"

@@ -10,7 +10,7 @@
 // shift term. Each unit's trits become exact fp16 (−1, 0, +1) by the 0x6400 trick
 // (packing.ts) and meet the activations in HFMA2; the fp16 partial of one unit (≤ 16
 // products) goes to an fp32 accumulator multiplied by the group's scale.
-import { warpSumsToShared } from './reduce.ts';
+import { rowOffsets, warpSumsToShared } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
@@ -208,14 +208,7 @@ ${singleTile ? code`  { const int t0 = 0, tu = ${tu}, nch = ${nch};
 ${stage}  }` : code``}
   for (int rb = blockIdx.x; rb < ${rowBlocks}; rb += gridDim.x) {
   const int row0 = (rb * ${wr} + wrow) * ${R};
-  size_t rowB[${R}];
-  int rowG[${R}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r) {
-    const int row = min(row0 + r, ${N - 1});
-    rowB[r] = (size_t)row * ${rowBytes};
-    rowG[r] = row * ${ng};
-  }
+${rowOffsets(R, N, rowBytes, ng)}
   float acc[${R}][${M}];
   #pragma unroll
   for (int r = 0; r < ${R}; ++r)

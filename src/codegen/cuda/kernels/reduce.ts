@@ -1,8 +1,21 @@
-// Reductions shared by the GEMV kernels: each warp sums its lanes' accumulators
-// acc[R][M] with butterfly shuffles, lane 0 stores the warp's partial in shared
-// red[warp][R][M], and the block synchronises before the partials are combined.
+// Fragments shared by the CUDA-core GEMV kernels (gemv.ts, gemv-a8.ts, gemv-stream.ts).
 import { code, type Code } from '../../common/fragments.ts';
 
+/** rowB[r] (byte offset of the row's codes) and rowG[r] (index of its first group) of the R
+ *  rows from row0, clamped to the last row (clamped rows are loaded but never written). */
+export function rowOffsets(R: number, N: number, rowBytes: number, ng: number): Code {
+  return code`  size_t rowB[${R}];
+  int rowG[${R}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r) {
+    const int row = min(row0 + r, ${N - 1});
+    rowB[r] = (size_t)row * ${rowBytes};
+    rowG[r] = row * ${ng};
+  }`;
+}
+
+/** Each warp sums its lanes' accumulators acc[R][M] with butterfly shuffles, lane 0 stores the
+ *  warp's partial in shared red[warp][R][M], and the block synchronises. */
 export function warpSumsToShared(R: number, M: number): Code {
   return code`  #pragma unroll
   for (int r = 0; r < ${R}; ++r) {
