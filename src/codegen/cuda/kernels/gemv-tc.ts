@@ -20,7 +20,7 @@ import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
-import type { GemvShape } from './gemv.ts';
+import { GEMV_F16_ARGS, type GemvShape } from './gemv.ts';
 
 export const TC_MAX_M = 16;
 
@@ -186,15 +186,7 @@ ${sumWordActivations(code`xs[n]`)}
   return defineKernel({
     name: gemvTcKernelName(s),
     params: { format: s.format.id, n: N, k: K, m: M, arch: s.arch, wk, ub },
-    args: [
-      { name: 'a', type: 'const __half*' },
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      { name: 'y', type: 'float*' },
-      { name: 'T', type: 'int' },
-      { name: 'accumulate', type: 'int' },
-    ],
+    args: GEMV_F16_ARGS,
     block: wk * 32,
     grid: [code`${tiles}`, code`1`, code`1`],
     pdl: 'manual',

@@ -14,7 +14,7 @@ import { rowOffsets, warpSumsToShared } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
-import { defineKernel, type CudaKernel } from '../kernel.ts';
+import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
 import { CUDA_PACKINGS } from '../packing.ts';
 
 export interface GemvShape {
@@ -36,6 +36,17 @@ const VECTORS = [
   { bytes: 2, type: 'uint16_t', words: [''] },
   { bytes: 1, type: 'uint8_t', words: [''] },
 ] as const;
+
+/** Arguments of every fp16-activation GEMV (the runtime's linear dispatchers call them alike). */
+export const GEMV_F16_ARGS: readonly CudaParam[] = [
+  { name: 'a', type: 'const __half*' },
+  { name: 'codes', type: 'const uint8_t*' },
+  { name: 'scales', type: 'const __half*' },
+  { name: 'shifts', type: 'const __half*' },
+  { name: 'y', type: 'float*' },
+  { name: 'T', type: 'int' },
+  { name: 'accumulate', type: 'int' },
+];
 
 export function gemvKernelName(s: GemvShape): string {
   return `gemv_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
@@ -256,15 +267,7 @@ ${warpSumsToShared(R, M)}
   return defineKernel({
     name,
     params: { format: s.format.id, n: N, k: K, m: M, arch: s.arch, unit: pk.tag, vec: vec.bytes, tu, rows: R, warps, wk },
-    args: [
-      { name: 'a', type: 'const __half*' },
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      { name: 'y', type: 'float*' },
-      { name: 'T', type: 'int' },
-      { name: 'accumulate', type: 'int' },
-    ],
+    args: GEMV_F16_ARGS,
     block: warps * 32,
     grid: [code`${rowBlocks}`, code`1`, code`1`],
     smemBytes,
