@@ -61,44 +61,47 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const c = m.config;
   const ks = new KernelSet();
   const fills = new Map<string, FillSpec>();
-  const tensorRef = (name: string | null | undefined, type: string): Code => {
-    if (!name) return code`nullptr`;
-    const dev = deviceOffsets.get(name);
-    if (dev !== undefined) return code`reinterpret_cast<${new Code(type)}>(W + ${dev}ull)`;
-    const e = m.tensors[name];
-    if (!e) throw new Error(`CUDA emit: manifest has no tensor ${name}`);
-    return code`reinterpret_cast<${new Code(type)}>(W + ${e.offset}ull)`;
-  };
   const setFill = (name: string | undefined | null, f: FillSpec) => {
     if (name) fills.set(name, f);
   };
 
-  // Load-time transcoding: trit5 codes (1.6 bits a trit on disk) whose groups are whole
-  // 16-code words become bit2 codes in a device region after the weights, so that the linear
-  // runs on the streaming GEMVs; the trits, scales and shifts are unchanged (exact).
-  const weightsBytes = Object.values(m.tensors).reduce((a, e) => Math.max(a, e.offset + e.bytes), 0);
-  let deviceBytes = Math.ceil(weightsBytes / 256) * 256;
-  const transcodes: { src: string; dst: number; groups: number; group: number }[] = [];
-  const deviceOffsets = new Map<string, number>();
+  // Device layout. trit5 codes (1.6 bits a trit on disk) whose groups are whole 16-code words
+  // are transcoded at load to bit2 codes, so that the linear runs on the streaming GEMVs (the
+  // trits, scales and shifts are unchanged: exact); their trit5 bytes pass through a staging
+  // buffer and take no room on the device. Every other tensor is placed in file order.
   const deviceView = new Map<LinearEntry, LinearEntry>();
-  const onDevice = (l: LinearEntry): LinearEntry => {
-    const seen = deviceView.get(l);
-    if (seen) return seen;
+  const transcodes: { src: string; dstName: string; groups: number; group: number }[] = [];
+  for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead]) {
     let d = l;
     if (l.format !== 'float16' && l.format !== 'float32' && l.codes) {
       const f = parseFormatId(l.format);
       const to = ternaryFormat('bit2', f.group, f.shift);
       if (f.packing === 'trit5' && !gemvStreamUnsupported({ format: to, k: l.cols, m: 1 })) {
-        const groups = l.rows * groupsPerRow(f, l.cols);
-        const name = `${l.codes}@bit2`;
-        deviceOffsets.set(name, deviceBytes);
-        transcodes.push({ src: l.codes, dst: deviceBytes, groups, group: f.group });
-        deviceBytes += Math.ceil((groups * CODE_PACKINGS.bit2.bytesPerGroup(f.group)) / 256) * 256;
-        d = { ...l, format: to.id, codes: name };
+        const dstName = `${l.codes}@bit2`;
+        transcodes.push({ src: l.codes, dstName, groups: l.rows * groupsPerRow(f, l.cols), group: f.group });
+        d = { ...l, format: to.id, codes: dstName };
       }
     }
     deviceView.set(l, d);
-    return d;
+  }
+  const onDevice = (l: LinearEntry): LinearEntry => deviceView.get(l) ?? l;
+  const staged = new Set(transcodes.map((t) => t.src));
+  const deviceOffsets = new Map<string, number>();
+  let deviceBytes = 0;
+  const place = (name: string, bytes: number) => {
+    deviceOffsets.set(name, deviceBytes);
+    deviceBytes += Math.ceil(bytes / 256) * 256;
+  };
+  const fileOrder = Object.entries(m.tensors).sort((x, y) => x[1].offset - y[1].offset);
+  for (const [name, e] of fileOrder) if (!staged.has(name)) place(name, e.bytes);
+  for (const t of transcodes) place(t.dstName, t.groups * CODE_PACKINGS.bit2.bytesPerGroup(t.group));
+  const stagingBytes = Math.max(0, ...transcodes.map((t) => m.tensors[t.src].bytes));
+  const weightsBytes = fileOrder.reduce((a, [, e]) => Math.max(a, e.offset + e.bytes), 0);
+  const tensorRef = (name: string | null | undefined, type: string): Code => {
+    if (!name) return code`nullptr`;
+    const dev = deviceOffsets.get(name);
+    if (dev === undefined) throw new Error(`CUDA emit: tensor ${name} has no place on the device`);
+    return code`reinterpret_cast<${new Code(type)}>(W + ${dev}ull)`;
   };
 
   // One dispatcher per linear shape and activation kind: picks the M bucket for T, and the
@@ -250,12 +253,17 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const transcodeKernels = new Map<number, CudaKernel>();
   for (const t of transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
   const kernels = [...ks.byName.values()];
-  const tensorRows = Object.entries(m.tensors)
-    .sort((x, y) => x[1].offset - y[1].offset)
-    .map(([name, e]) => {
-      const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
-      return code`  {${e.offset}ull, ${e.bytes}ull, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}}, ${comment(name)}`;
-    });
+  const tensorRows = fileOrder.map(([name, e]) => {
+    const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
+    const dev = staged.has(name) ? code`TWLAC_STAGED` : code`${deviceOffsets.get(name)!}ull`;
+    return code`  {${e.offset}ull, ${e.bytes}ull, ${dev}, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}}, ${comment(name)}`;
+  });
+  // Staged tensor i (index in twlac_tensors) → its transcode into place.
+  const placeCases = fileOrder.flatMap(([name], i) => {
+    const t = transcodes.find((x) => x.src === name);
+    if (!t) return [];
+    return [code`    case ${i}: launch_${ident(transcodeKernels.get(t.group)!.name)}(staging, W + ${deviceOffsets.get(t.dstName)!}ull, ${t.groups}, s); break;`];
+  });
   const maxAct = Math.max(c.hidden, qd, c.intermediate);
 
   return join([
@@ -276,6 +284,8 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_ATTN_SPLITS ${splits}
 #define TWLAC_WEIGHTS_BYTES ${weightsBytes}ull
 #define TWLAC_DEVICE_BYTES ${deviceBytes}ull
+#define TWLAC_STAGING_BYTES ${stagingBytes}ull
+#define TWLAC_STAGED (~0ull)
 #define TWLAC_ARCH "${ident(arch)}"
 #define TWLAC_FILL_CODES_TRIT5 ${FILL.codesTrit5}
 #define TWLAC_FILL_CODES_BIT2 ${FILL.codesBit2}
@@ -283,7 +293,9 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_FILL_FLOAT ${FILL.float}
 #define TWLAC_FILL_IDENTITY ${FILL.identity}
 static_assert(${PACKING_IDS.trit5} == 0 && ${PACKING_IDS.bit2} == 1, "packing ids");
-struct TwlacTensor { unsigned long long offset, bytes; int fill; float a, b; };
+// offset/bytes in weights.bin; device = offset in the device blob, or TWLAC_STAGED for codes
+// that are transcoded from the staging buffer at load (twlac_place).
+struct TwlacTensor { unsigned long long offset, bytes, device; int fill; float a, b; };
 static void (*twlac_mark_hook)(cudaStream_t, const char*) = nullptr;
 #define TWLAC_MARK(s, tag) do { if (twlac_mark_hook) twlac_mark_hook(s, tag); } while (0)
 static const TwlacTensor twlac_tensors[] = {`,
@@ -300,13 +312,12 @@ struct TwlacBuffers {
     ...kernels.map((k) => new Code(k.source())),
     ...kernels.map((k) => new Code(k.launcher())),
     ...linearFns.values(),
-    code`// After the weights are on the device: transcode trit5 codes to bit2 (${transcodes.length} tensors).
-static void twlac_prepare(uint8_t* W, cudaStream_t s) {`,
-    ...transcodes.map((t) => {
-      const k = transcodeKernels.get(t.group)!;
-      return code`  launch_${ident(k.name)}(${tensorRef(t.src, 'const uint8_t*')}, W + ${t.dst}ull, ${t.groups}, s);`;
-    }),
-    code`  (void)W; (void)s;
+    code`// A staged tensor (trit5 codes in \`staging\`) transcoded to its bit2 place in W.
+static void twlac_place(int i, const uint8_t* staging, uint8_t* W, cudaStream_t s) {
+  switch (i) {`,
+    ...placeCases,
+    code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
+  }
 }`,
     code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits [T][${c.vocab}].
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s) {

@@ -68,6 +68,7 @@ template <class T> static T* dalloc(size_t n) { T* p; TWLAC_CUDA(cudaMalloc(&p, 
 
 struct Runtime {
   uint8_t* W = nullptr;
+  uint8_t* staging = nullptr; // trit5 codes on their way to bit2 (load time only)
   TwlacBuffers b{};
   int* ids = nullptr;
   cudaStream_t s{};
@@ -93,33 +94,46 @@ struct Runtime {
     b.vcache = dalloc<__half>(kv);
     b.pos = dalloc<int>(1);
     ids = dalloc<int>(C);
-    W = dalloc<uint8_t>(TWLAC_DEVICE_BYTES); // weights.bin, then codes transcoded at load (twlac_prepare)
+    W = dalloc<uint8_t>(TWLAC_DEVICE_BYTES);
+    staging = TWLAC_STAGING_BYTES ? dalloc<uint8_t>(TWLAC_STAGING_BYTES) : nullptr;
   }
+  // Tensors in file order: straight to their device place, or (trit5 codes) through the staging
+  // buffer and transcoded into place; the staging buffer is freed afterwards.
   void load(const std::string& dir) {
     const std::string path = dir + "/weights.bin";
     FILE* f = fopen(path.c_str(), "rb");
     if (!f) { fprintf(stderr, "twlac: cannot open %s\n", path.c_str()); exit(1); }
     std::vector<uint8_t> buf((size_t)64 << 20);
-    size_t done = 0;
-    while (done < TWLAC_WEIGHTS_BYTES) {
-      const size_t want = std::min(buf.size(), (size_t)(TWLAC_WEIGHTS_BYTES - done));
-      const size_t got = fread(buf.data(), 1, want, f);
-      if (got != want) { fprintf(stderr, "twlac: %s is shorter than the %llu bytes the model index needs\n", path.c_str(), TWLAC_WEIGHTS_BYTES); exit(1); }
-      TWLAC_CUDA(cudaMemcpy(W + done, buf.data(), got, cudaMemcpyHostToDevice));
-      done += got;
+    for (int i = 0; i < twlac_tensor_count; i++) {
+      const TwlacTensor& t = twlac_tensors[i];
+      uint8_t* dst = t.device == TWLAC_STAGED ? staging : W + t.device;
+      if (fseek(f, (long)t.offset, SEEK_SET) != 0) { fprintf(stderr, "twlac: cannot seek %s to %llu\n", path.c_str(), t.offset); exit(1); }
+      for (size_t done = 0; done < t.bytes;) {
+        const size_t want = std::min(buf.size(), (size_t)(t.bytes - done));
+        const size_t got = fread(buf.data(), 1, want, f);
+        if (got != want) { fprintf(stderr, "twlac: %s is shorter than the %llu bytes the model index needs\n", path.c_str(), TWLAC_WEIGHTS_BYTES); exit(1); }
+        TWLAC_CUDA(cudaMemcpy(dst + done, buf.data(), got, cudaMemcpyHostToDevice));
+        done += got;
+      }
+      if (t.device == TWLAC_STAGED) { twlac_place(i, staging, W, s); TWLAC_CUDA(cudaStreamSynchronize(s)); }
     }
     fclose(f);
-    twlac_prepare(W, s);
-    TWLAC_CUDA(cudaStreamSynchronize(s));
+    release_staging();
   }
   void randomize(uint32_t seed) {
     for (int i = 0; i < twlac_tensor_count; i++) {
       const TwlacTensor& t = twlac_tensors[i];
-      twlac_fill<<<1024, 256, 0, s>>>(W, t.offset, t.bytes, t.fill, t.a, t.b, seed + i);
+      const bool st = t.device == TWLAC_STAGED;
+      twlac_fill<<<1024, 256, 0, s>>>(st ? staging : W, st ? 0ull : t.device, t.bytes, t.fill, t.a, t.b, seed + i);
       TWLAC_CUDA(cudaGetLastError());
+      if (st) twlac_place(i, staging, W, s);
     }
-    twlac_prepare(W, s);
     TWLAC_CUDA(cudaStreamSynchronize(s));
+    release_staging();
+  }
+  void release_staging() {
+    if (staging) TWLAC_CUDA(cudaFree(staging));
+    staging = nullptr;
   }
   void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
   // Prefill `n` ids from position `pos`, in chunks; the logits of every token go to `out` when non-null.
