@@ -25,6 +25,7 @@ done
 for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
+                 [ -n "$DECODE_2048_ONLY" ] && continue
                  log "$d decode @64"; $B --random 1 --bench-decode 64 --steps 128 | tee $OUT/$d-ctx64.json;
                  log "$d decode @2048 without programmatic dependent launch"; TWLAC_PDL=0 $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d-nopdl.json;
                  log "$d profile of one step @2048 (events after every op, no graph)"; $B --random 1 --profile-decode 2048 | tee $OUT/$d-profile.json; }
