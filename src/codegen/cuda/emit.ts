@@ -6,10 +6,10 @@
 //                           load weights (or synthesise them on the GPU), prefill, greedy
 //                           decode with a KV cache, perplexity, decode benchmark
 //   Makefile                `make ARCH=sm_90a` builds ./twlac_cuda_sm_90a
-// Linear kernels by tokens M and site (gemvChoice): M = 1…4 the streaming GEMVs (u8 codes at
-// sites with ≤ 8 bits, fp16 otherwise; q/k/v and gate/up grouped into one launch), M = 5…16
-// the tensor-core skinny GEMM on fp16 activations (the dequantised copy at ≤ 8-bit sites),
-// the staged GEMVs where a format allows neither. tq1 codes are transcoded to bit2 at load
+// Linear kernels by tokens M and site (gemvChoice): the streaming GEMVs at M = 1 (fp16) or
+// M ≤ 4 (u8 codes at sites with ≤ 8 bits), q/k/v and gate/up grouped into one launch; beyond
+// that the tensor-core skinny GEMM on fp16 activations (the dequantised copy at ≤ 8-bit
+// sites); the staged GEMVs where a format allows neither. tq1 codes are transcoded to bit2 at load
 // (transcode.ts) so that the default format runs on the same kernels. Sites with a transform
 // or bits < 16 go through the act kernel (norm / SwiGLU, Kronecker transform, quantiser).
 import { UserError } from '../../errors.ts';
