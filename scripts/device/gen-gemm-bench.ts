@@ -28,7 +28,8 @@ const checks: { f: TernaryFormat; n: number; k: number; t: number }[] = [
   { f: tq2, n: 128, k: 128, t: 77 },
   { f: tq2, n: 256, k: 11008, t: 96 },
 ];
-const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008]];
+// LLaMA-2-7B (4096, 11008) and LLaMA-3-70B-like (8192, 28672) linears, N×K
+const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672]];
 const benchM = [128, 512, 2048, 4096];
 
 const kernels = new Map<string, { shape: GemmShape; k: ReturnType<typeof gemmA8Kernel> }>();

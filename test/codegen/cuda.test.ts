@@ -266,6 +266,24 @@ describe('int8 prefill GEMM plan', () => {
     expect(k.grid[0].text).toBe('2');
     expect(k.cacheKey).toMatch(/stages=3/);
   });
+  it('reads the group sums as fp32 without I2F: 2^23 bias, exact over the whole range of D', () => {
+    const src = gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 1024, arch: 'sm_90a' }).source();
+    expect(src).toMatch(/d\[mt\]\[nt\]\[i\] = 0x4B000000/);
+    expect(src).toMatch(/__int_as_float\(d\[mt\]\[nt\]\[2 \* r \+ j\]\) - 8388608\.f/);
+    expect(src).not.toMatch(/\(float\)d\[/);
+    // the kernel's arithmetic, on the host: int32 register 0x4B000000 + D read as fp32, minus
+    // 2^23 in fp32, for every D a group of 128 digits c ≤ 3 times codes q ≤ 255 can reach
+    const bits = new DataView(new ArrayBuffer(4));
+    const two23 = Math.fround(8388608);
+    let bad = -1;
+    for (let d = 0; d <= 128 * 3 * 255 && bad < 0; d++) {
+      bits.setInt32(0, 0x4b000000 + d, true);
+      if (Math.fround(bits.getFloat32(0, true) - two23) !== d) bad = d;
+    }
+    expect(bad).toBe(-1);
+    bits.setInt32(0, 0x4b000000 + (1 << 23) + 1, true); // the bound matters: past 2^23 the exponent changes
+    expect(Math.fround(bits.getFloat32(0, true) - two23)).not.toBe((1 << 23) + 1);
+  });
 });
 
 describe('golden CUDA sources', () => {

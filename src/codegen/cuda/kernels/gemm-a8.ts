@@ -174,7 +174,7 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
       #pragma unroll
       for (int nt = 0; nt < ${NT}; ++nt)
         #pragma unroll
-        for (int i = 0; i < 4; ++i) d[mt][nt][i] = 0;
+        for (int i = 0; i < 4; ++i) d[mt][nt][i] = 0x4B000000; // the bits of 2^23 as fp32: see the fold
     }
     #pragma unroll
     for (int h = 0; h < 2; ++h) { // k32 steps 2h and 2h + 1
@@ -197,7 +197,10 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
         }
       }
     }
-    // fold the group: acc += sc·D + (sh − 2sc)·Q;  E += sc·C + G·(sh − 2sc)
+    // fold the group: acc += sc·D + (sh − 2sc)·Q;  E += sc·C + G·(sh − 2sc). The int32 sums
+    // started at the bits of 2^23, so with 0 ≤ D ≤ ${G}·3·255 < 2^23 the register read as fp32
+    // is exactly 2^23 + D: one FADD gives D as float (I2F runs at 16 a clock an SM on sm_80/90,
+    // an eighth of FADD, and was the busiest pipe of this loop).
     float beta[${NT}][2];
     #pragma unroll
     for (int nt = 0; nt < ${NT}; ++nt)
@@ -219,7 +222,7 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
         for (int nt = 0; nt < ${NT}; ++nt)
           #pragma unroll
           for (int j = 0; j < 2; ++j)
-            acc[mt][nt][2 * r + j] += sc[nt][j] * (float)d[mt][nt][2 * r + j] + beta[nt][j] * qf;
+            acc[mt][nt][2 * r + j] += sc[nt][j] * (__int_as_float(d[mt][nt][2 * r + j]) - 8388608.f) + beta[nt][j] * qf;
       }
     }
   }
