@@ -266,6 +266,32 @@ describe('int8 prefill GEMM plan', () => {
     expect(k.grid[0].text).toBe('2');
     expect(k.cacheKey).toMatch(/stages=3/);
   });
+  it('expands every code byte to its 4 digits (byte_perm formula of the kernel, emulated)', () => {
+    const src = gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 1024, arch: 'sm_90a' }).source();
+    expect(src).toMatch(/__byte_perm\(e0, e1, \(uint32_t\)\(j \| \(j << 4\) \| \(\(4 \+ j\) << 8\) \| \(\(4 \+ j\) << 12\)\)\)/);
+    expect(src).toMatch(/\(v & 0x00030003u\) \| \(\(v << 6\) & 0x03000300u\)/);
+    // __byte_perm(x, y, s): byte i of the result is byte (s >> 4i) & 7 of the 8 bytes y:x
+    const perm = (x: number, y: number, sel: number) => {
+      let r = 0;
+      for (let i = 0; i < 4; i++) {
+        const b = (sel >>> (4 * i)) & 7;
+        r |= (((b < 4 ? x >>> (8 * b) : y >>> (8 * (b - 4))) & 0xff) << (8 * i));
+      }
+      return r >>> 0;
+    };
+    let bad = 0;
+    for (let t = 0; t < 4096; t++) {
+      const w = (Math.imul(t, 2654435761) ^ (t << 7) ^ (t >>> 3)) >>> 0;
+      const e0 = w & 0x0f0f0f0f, e1 = (w >>> 4) & 0x0f0f0f0f;
+      for (let j = 0; j < 4; j++) {
+        const v = perm(e0, e1, j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12));
+        const r = ((v & 0x00030003) | ((v << 6) & 0x03000300)) >>> 0;
+        const byte = (w >>> (8 * j)) & 0xff;
+        for (let p = 0; p < 4; p++) if (((r >>> (8 * p)) & 0xff) !== ((byte >>> (2 * p)) & 3)) bad++; // digit p: bits 2p…2p+1, little end first
+      }
+    }
+    expect(bad).toBe(0);
+  });
   it('reads the group sums as fp32 without I2F: 2^23 bias, exact over the whole range of D', () => {
     const src = gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 1024, arch: 'sm_90a' }).source();
     expect(src).toMatch(/d\[mt\]\[nt\]\[i\] = 0x4B000000/);

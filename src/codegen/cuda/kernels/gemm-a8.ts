@@ -16,7 +16,7 @@
 // memory: the dot product is over k, so any k order shared by A and B is correct, and each
 // thread (group g = lane/4, quad t = lane%4) takes the 32 consecutive k = 32t…32t+31 of the
 // group: two 16-byte loads a row for A, one 8-byte code load a feature for B, where 8 code
-// bytes (32 digits) expand to the 8 B registers of 4 k32 steps (5 ALU ops per 4 weights).
+// bytes (32 digits) expand to the 8 B registers of 4 k32 steps (~3.75 ALU ops per 4 weights).
 import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
@@ -84,11 +84,13 @@ export function gemmA8Kernel(s: GemmShape): CudaKernel {
   const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(d), "l"(src), "r"(full ? 16 : 0));
 }
-// 4 bit2 codes of byte j of w → 4 digit bytes (c ∈ 0…3 each)
-__device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) {
-  const uint32_t c = (w >> (8 * j)) & 0xffu;
-  const uint32_t t = c | (c << 6);
-  return (t | (t << 12)) & 0x03030303u;
+// 4 bit2 codes of byte j of a code word w → 4 digit bytes (c ∈ 0…3 each), from the word's low
+// nibbles e0 = w & 0x0f0f0f0f and high nibbles e1 = (w >> 4) & 0x0f0f0f0f (shared by the 4
+// bytes): v holds byte j's low nibble in byte 0 and its high nibble in byte 2, so digits 0 and
+// 2 sit in place and digits 1 and 3 are 6 bits short of theirs (PRMT, SHF, LOP3 a word).
+__device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32_t e1, int j) {
+  const uint32_t v = __byte_perm(e0, e1, (uint32_t)(j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12)));
+  return (v & 0x00030003u) | ((v << 6) & 0x03000300u);
 }
 `;
   const cp = code`${new Code(name)}_cp16`;
@@ -182,8 +184,9 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
       #pragma unroll
       for (int nt = 0; nt < ${NT}; ++nt) {
         const uint32_t w = h ? cw[nt].y : cw[nt].x;
+        const uint32_t e0 = w & 0x0f0f0f0fu, e1 = (w >> 4) & 0x0f0f0f0fu;
         #pragma unroll
-        for (int j = 0; j < 4; ++j) b[nt][j] = ${dig}(w, j);
+        for (int j = 0; j < 4; ++j) b[nt][j] = ${dig}(e0, e1, j);
       }
       #pragma unroll
       for (int mt = 0; mt < ${MT}; ++mt) {
@@ -200,7 +203,7 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
     // fold the group: acc += sc·D + (sh − 2sc)·Q;  E += sc·C + G·(sh − 2sc). The int32 sums
     // started at the bits of 2^23, so with 0 ≤ D ≤ ${G}·3·255 < 2^23 the register read as fp32
     // is exactly 2^23 + D: one FADD gives D as float (I2F runs at 16 a clock an SM on sm_80/90,
-    // an eighth of FADD, and was the busiest pipe of this loop).
+    // an eighth of FADD, and was the busiest pipe of this loop). FADD + 2 FFMA an accumulator.
     float beta[${NT}][2];
     #pragma unroll
     for (int nt = 0; nt < ${NT}; ++nt)
@@ -222,7 +225,7 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t w, int j) 
         for (int nt = 0; nt < ${NT}; ++nt)
           #pragma unroll
           for (int j = 0; j < 2; ++j)
-            acc[mt][nt][2 * r + j] += sc[nt][j] * (__int_as_float(d[mt][nt][2 * r + j]) - 8388608.f) + beta[nt][j] * qf;
+            acc[mt][nt][2 * r + j] = fmaf(sc[nt][j], __int_as_float(d[mt][nt][2 * r + j]) - 8388608.f, fmaf(beta[nt][j], qf, acc[mt][nt][2 * r + j]));
       }
     }
   }
