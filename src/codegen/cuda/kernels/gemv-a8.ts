@@ -14,7 +14,7 @@ import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
 import { CUDA_PACKINGS } from '../packing.ts';
-import type { GemvShape } from './gemv.ts';
+import { GEMV_TAIL_ARGS, gemvWeightArgs, type GemvShape } from './gemv.ts';
 
 /** Why a linear cannot use the int8-activation GEMV, or null. */
 export function gemvA8Unsupported(s: Pick<GemvShape, 'format' | 'k'>): string | null {
@@ -205,12 +205,8 @@ ${warpSumsToShared(R, M)}
     args: [
       { name: 'a', type: 'const uint8_t*' },
       { name: 'ap', type: 'const float*' },
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      { name: 'y', type: 'float*' },
-      { name: 'T', type: 'int' },
-      { name: 'accumulate', type: 'int' },
+      ...gemvWeightArgs(),
+      ...GEMV_TAIL_ARGS,
     ],
     block: warps * 32,
     grid: [code`${rowBlocks}`, code`1`, code`1`],

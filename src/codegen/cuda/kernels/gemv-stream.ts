@@ -23,7 +23,7 @@ import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
 import { rowOffsets } from './reduce.ts';
 import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
-import type { GemvShape } from './gemv.ts';
+import { GEMV_TAIL_ARGS, gemvWeightArgs, type GemvShape } from './gemv.ts';
 
 export type StreamAct = 'f16' | 'u8';
 
@@ -316,12 +316,6 @@ ${
   }`;
 }
 
-const WEIGHT_ARGS = (suffix: string): CudaParam[] => [
-  { name: `codes${suffix}`, type: 'const uint8_t*' },
-  { name: `scales${suffix}`, type: 'const __half*' },
-  { name: `shifts${suffix}`, type: 'const __half*' },
-  { name: `y${suffix}`, type: 'float*' },
-];
 
 export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}): CudaKernel {
   const p = gemvStreamPlan(s, act, tune);
@@ -329,7 +323,7 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   return defineKernel({
     name: gemvStreamKernelName(s, act, tune),
     params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub },
-    args: [...ACTS[act].args, ...WEIGHT_ARGS(''), { name: 'T', type: 'int' }, { name: 'accumulate', type: 'int' }],
+    args: [...ACTS[act].args, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS],
     block: p.warps * 32,
     grid: [code`${p.blocks}`, code`1`, code`1`],
     pdl: 'manual',
@@ -364,7 +358,7 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   return defineKernel({
     name: gemvStreamGroupKernelName(segs, act),
     params: { format: s0.format.id, ns: segs.map((s) => s.n).join('_'), k: s0.k, m: s0.m, arch: s0.arch, act, plans: plans.map((p) => `${p.rows}x${p.wk}x${p.ub}`).join('_') },
-    args: [...ACTS[act].args, ...segs.flatMap((_, i) => WEIGHT_ARGS(String(i))), { name: 'T', type: 'int' }, { name: 'accumulate', type: 'int' }],
+    args: [...ACTS[act].args, ...segs.flatMap((_, i) => gemvWeightArgs(String(i))), ...GEMV_TAIL_ARGS],
     block: warps * 32,
     grid: [code`${start}`, code`1`, code`1`],
     pdl: 'manual',

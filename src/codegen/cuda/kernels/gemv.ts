@@ -37,16 +37,20 @@ const VECTORS = [
   { bytes: 1, type: 'uint8_t', words: [''] },
 ] as const;
 
-/** Arguments of every fp16-activation GEMV (the runtime's linear dispatchers call them alike). */
-export const GEMV_F16_ARGS: readonly CudaParam[] = [
-  { name: 'a', type: 'const __half*' },
-  { name: 'codes', type: 'const uint8_t*' },
-  { name: 'scales', type: 'const __half*' },
-  { name: 'shifts', type: 'const __half*' },
-  { name: 'y', type: 'float*' },
+/** A linear's weight tensors and output (named with `suffix` in grouped kernels). */
+export const gemvWeightArgs = (suffix = ''): CudaParam[] => [
+  { name: `codes${suffix}`, type: 'const uint8_t*' },
+  { name: `scales${suffix}`, type: 'const __half*' },
+  { name: `shifts${suffix}`, type: 'const __half*' },
+  { name: `y${suffix}`, type: 'float*' },
+];
+/** Token count and accumulate flag, the last arguments of every GEMV. */
+export const GEMV_TAIL_ARGS: readonly CudaParam[] = [
   { name: 'T', type: 'int' },
   { name: 'accumulate', type: 'int' },
 ];
+/** Arguments of every fp16-activation GEMV (the runtime's linear dispatchers call them alike). */
+export const GEMV_F16_ARGS: readonly CudaParam[] = [{ name: 'a', type: 'const __half*' }, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS];
 
 export function gemvKernelName(s: GemvShape): string {
   return `gemv_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
