@@ -8,7 +8,7 @@
 // Σ c·q by four __dp4a on bytes (w >> 2p) & 0x03030303 (codes p, p+4, p+8, p+12) against
 // the activations staged in that byte order, Σ c by two popcounts: ~1 instruction a weight
 // instead of ~2.6 for fp16 activations.
-import { rowOffsets, warpSumsToShared } from './reduce.ts';
+import { rowOffsets, warpSumsToShared, zeroAccumulators } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
@@ -159,11 +159,7 @@ ${stage}  }` : code``}
   for (int rb = blockIdx.x; rb < ${rowBlocks}; rb += gridDim.x) {
   const int row0 = (rb * ${warps} + warp) * ${R};
 ${rowOffsets(R, N, rowBytes, ng)}
-  float acc[${R}][${M}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r)
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
+${zeroAccumulators(R, M)}
   for (int t0 = 0; t0 < ${upr}; t0 += ${tu}) {
     const int tu = min(${tu}, ${upr} - t0);
     const int nch = tu / ${upc};

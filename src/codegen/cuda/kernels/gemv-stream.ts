@@ -21,7 +21,7 @@
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
-import { rowOffsets } from './reduce.ts';
+import { rowOffsets, zeroAccumulators } from './reduce.ts';
 import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
 import { GEMV_TAIL_ARGS, gemvWeightArgs, type GemvShape } from './gemv.ts';
 
@@ -233,11 +233,7 @@ ${rowOffsets(R, N, rowBytes, ng)}
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
 ${A.setup(M)}
-  float acc[${R}][${M}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r)
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
+${zeroAccumulators(R, M)}
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
     // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.

@@ -10,7 +10,7 @@
 // shift term. Each unit's trits become exact fp16 (−1, 0, +1) by the 0x6400 trick
 // (packing.ts) and meet the activations in HFMA2; the fp16 partial of one unit (≤ 16
 // products) goes to an fp32 accumulator multiplied by the group's scale.
-import { rowOffsets, warpSumsToShared } from './reduce.ts';
+import { rowOffsets, warpSumsToShared, zeroAccumulators } from './reduce.ts';
 import { CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
@@ -224,11 +224,7 @@ ${stage}  }` : code``}
   for (int rb = blockIdx.x; rb < ${rowBlocks}; rb += gridDim.x) {
   const int row0 = (rb * ${wr} + wrow) * ${R};
 ${rowOffsets(R, N, rowBytes, ng)}
-  float acc[${R}][${M}];
-  #pragma unroll
-  for (int r = 0; r < ${R}; ++r)
-    #pragma unroll
-    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;
+${zeroAccumulators(R, M)}
 
   for (int t0 = 0; t0 < ${upr}; t0 += ${tu}) { // t0: first unit of this K-tile
     const int tu = min(${tu}, ${upr} - t0);

@@ -14,6 +14,15 @@ export function rowOffsets(R: number, N: number, rowBytes: number, ng: number): 
   }`;
 }
 
+/** float acc[R][M], zeroed. */
+export function zeroAccumulators(R: number, M: number): Code {
+  return code`  float acc[${R}][${M}];
+  #pragma unroll
+  for (int r = 0; r < ${R}; ++r)
+    #pragma unroll
+    for (int m = 0; m < ${M}; ++m) acc[r][m] = 0.f;`;
+}
+
 /** Each warp sums its lanes' accumulators acc[R][M] with butterfly shuffles, lane 0 stores the
  *  warp's partial in shared red[warp][R][M], and the block synchronises. */
 export function warpSumsToShared(R: number, M: number): Code {
