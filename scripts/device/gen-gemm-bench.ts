@@ -84,12 +84,6 @@ checks.forEach((c, i) => {
     }
   }
   const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), q, new Uint8Array(ap.buffer), new Uint8Array(y.buffer)];
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  writeFileSync(join(dir, `case_${i}.bin`), out);
+  writeFileSync(join(dir, `case_${i}.bin`), Buffer.concat(parts));
 });
 console.log(`wrote ${kernels.size} kernels and ${checks.length} check cases to ${dir}`);

@@ -167,14 +167,7 @@ checks.forEach((c, i) => {
     }
   }
   const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), new Uint8Array(x.buffer), new Uint8Array(y.buffer)];
-  const total = parts.reduce((a, p) => a + p.byteLength, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  writeFileSync(join(dir, `case_${i}.bin`), out);
+  writeFileSync(join(dir, `case_${i}.bin`), Buffer.concat(parts));
 });
 // A8 case files: [codes][scales][shifts][q u8 T*K][(s, z) f32 T*2][y f64 T*N], y = s·Σ W (q − z).
 checksA8.forEach((c, i) => {
@@ -195,12 +188,6 @@ checksA8.forEach((c, i) => {
     }
   }
   const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), q, new Uint8Array(ap.buffer), new Uint8Array(y.buffer)];
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  writeFileSync(join(dir, `case_a8_${i}.bin`), out);
+  writeFileSync(join(dir, `case_a8_${i}.bin`), Buffer.concat(parts));
 });
 console.log(`wrote ${kernels.size} kernels and ${checks.length} check cases to ${dir}`);
