@@ -80,6 +80,37 @@ template <class F> static double time_graph(cudaStream_t s, int iters, int reps,
   return ts[ts.size() / 2];
 }
 
+// Weights of one benchmark shape, copied over ≥ rot bytes (2…128 buffers) so that back-to-back
+// launches never find them in L2; random codes of the packing, scales and shifts.
+struct Rotating { int n; std::vector<uint8_t*> dc; std::vector<__half*> ds, dh; };
+static Rotating rotating(size_t codesB, size_t scN, bool shift, int packing, size_t rot, cudaStream_t s) {
+  const size_t bytes = codesB + scN * 2 * (shift ? 2 : 1);
+  Rotating r;
+  r.n = (int)std::min<size_t>(128, std::max<size_t>(2, (rot + bytes - 1) / bytes));
+  r.dc.resize(r.n); r.ds.resize(r.n); r.dh.resize(r.n);
+  for (int i = 0; i < r.n; i++) {
+    r.dc[i] = dalloc<uint8_t>(codesB); r.ds[i] = dalloc<__half>(scN); r.dh[i] = shift ? dalloc<__half>(scN) : nullptr;
+    fill_codes<<<1024, 256, 0, s>>>(r.dc[i], codesB, packing, 77u + i);
+    fill_half<<<256, 256, 0, s>>>(r.ds[i], scN, 0.005f, 0.01f, 11u + i);
+    if (r.dh[i]) fill_half<<<256, 256, 0, s>>>(r.dh[i], scN, 0.001f, 0.f, 13u + i);
+  }
+  return r;
+}
+static void free_rotating(Rotating& r) {
+  for (int i = 0; i < r.n; i++) { cudaFree(r.dc[i]); cudaFree(r.ds[i]); if (r.dh[i]) cudaFree(r.dh[i]); }
+}
+// Median µs of `launch(buffer)` over the rotating buffers; streaming kernels (default plan) also
+// with programmatic dependent launch on (usPdl, else −1).
+template <class F> static void time_ours(cudaStream_t s, const char* name, int nbuf, F launch, double& us, double& usPdl) {
+  us = time_graph(s, 2 * nbuf, 15, [&](int i) { launch(i % nbuf); });
+  usPdl = -1;
+  if (streaming_default(name)) {
+    twlac_pdl_force = 1;
+    usPdl = time_graph(s, 2 * nbuf, 15, [&](int i) { launch(i % nbuf); });
+    twlac_pdl_force = 0;
+  }
+}
+
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : ".device/cuda";
   std::string out = argc > 2 ? argv[2] : "gemv.json";
@@ -176,25 +207,14 @@ int main(int argc, char** argv) {
     if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
     size_t ng = ng_of(g), codesB = (size_t)g.n * ng * bpg_of(g), scN = (size_t)g.n * ng;
     size_t bytes = codesB + scN * 2 * (g.shift ? 2 : 1);
-    int nbuf = (int)std::max<size_t>(2, (ROT + bytes - 1) / bytes);
-    nbuf = std::min(nbuf, 128);
-    std::vector<uint8_t*> dc(nbuf); std::vector<__half*> ds(nbuf), dh(nbuf);
-    for (int i = 0; i < nbuf; i++) {
-      dc[i] = dalloc<uint8_t>(codesB); ds[i] = dalloc<__half>(scN); dh[i] = g.shift ? dalloc<__half>(scN) : nullptr;
-      fill_codes<<<1024, 256, 0, s>>>(dc[i], codesB, g.packing, 77u + i);
-      fill_half<<<256, 256, 0, s>>>(ds[i], scN, 0.005f, 0.01f, 11u + i);
-      if (dh[i]) fill_half<<<256, 256, 0, s>>>(dh[i], scN, 0.001f, 0.f, 13u + i);
-    }
+    Rotating rw = rotating(codesB, scN, g.shift, g.packing, ROT, s);
+    const int nbuf = rw.n;
+    const std::vector<uint8_t*>& dc = rw.dc; const std::vector<__half*>& ds = rw.ds; const std::vector<__half*>& dh = rw.dh;
     __half* dx = dalloc<__half>(g.k); float* dy = dalloc<float>(g.n);
     fill_half<<<64, 256, 0, s>>>(dx, g.k, 1.f, 0.f, 5u);
     TWLAC_CUDA(cudaGetLastError());
-    double ours = time_graph(s, 2 * nbuf, 15, [&](int i) { int j = i % nbuf; g.launch(dx, dc[j], ds[j], dh[j], dy, 1, 0, s); });
-    double oursPdl = -1;
-    if (streaming_default(g.name)) {
-      twlac_pdl_force = 1;
-      oursPdl = time_graph(s, 2 * nbuf, 15, [&](int i) { int j = i % nbuf; g.launch(dx, dc[j], ds[j], dh[j], dy, 1, 0, s); });
-      twlac_pdl_force = 0;
-    }
+    double ours, oursPdl;
+    time_ours(s, g.name, nbuf, [&](int j) { g.launch(dx, dc[j], ds[j], dh[j], dy, 1, 0, s); }, ours, oursPdl);
     // spot check buffer 0 on 16 rows against a host float64 decode
     g.launch(dx, dc[0], ds[0], dh[0], dy, 1, 0, s);
     TWLAC_CUDA(cudaStreamSynchronize(s));
@@ -218,7 +238,7 @@ int main(int argc, char** argv) {
       num += (y[n] - ref) * (y[n] - ref); den += ref * ref;
     }
     double rel = std::sqrt(num / den);
-    for (int i = 0; i < nbuf; i++) { cudaFree(dc[i]); cudaFree(ds[i]); if (dh[i]) cudaFree(dh[i]); }
+    free_rotating(rw);
     // cuBLAS fp16 on the same shape: y[N] = W[N,K] · x[K]
     double cub = cublas_us(g.n, g.k);
     cudaFree(dx); cudaFree(dy);
@@ -279,26 +299,16 @@ int main(int argc, char** argv) {
     if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
     size_t ng = (g.k + g.group - 1) / g.group, codesB = (size_t)g.n * ng * ((g.group + 3) / 4), scN = (size_t)g.n * ng;
     size_t bytes = codesB + scN * 2 * (g.shift ? 2 : 1);
-    int nbuf = (int)std::min<size_t>(128, std::max<size_t>(2, (ROT + bytes - 1) / bytes));
-    std::vector<uint8_t*> dc(nbuf); std::vector<__half*> ds(nbuf), dh(nbuf);
-    for (int i = 0; i < nbuf; i++) {
-      dc[i] = dalloc<uint8_t>(codesB); ds[i] = dalloc<__half>(scN); dh[i] = g.shift ? dalloc<__half>(scN) : nullptr;
-      fill_codes<<<1024, 256, 0, s>>>(dc[i], codesB, g.packing, 77u + i);
-      fill_half<<<256, 256, 0, s>>>(ds[i], scN, 0.005f, 0.01f, 11u + i);
-      if (dh[i]) fill_half<<<256, 256, 0, s>>>(dh[i], scN, 0.001f, 0.f, 13u + i);
-    }
+    Rotating rw = rotating(codesB, scN, g.shift, g.packing, ROT, s);
+    const int nbuf = rw.n;
+    const std::vector<uint8_t*>& dc = rw.dc; const std::vector<__half*>& ds = rw.ds; const std::vector<__half*>& dh = rw.dh;
     uint8_t* dq = dalloc<uint8_t>(g.k); float* dap = dalloc<float>(2); float* dy = dalloc<float>(g.n);
     fill_u8<<<64, 256, 0, s>>>(dq, g.k, 5u);
     const float aph[2] = {0.02f, 128.f};
     TWLAC_CUDA(cudaMemcpy(dap, aph, 8, cudaMemcpyHostToDevice));
-    double ours = time_graph(s, 2 * nbuf, 15, [&](int i) { int j = i % nbuf; g.launch(dq, dap, dc[j], ds[j], dh[j], dy, 1, 0, s); });
-    double oursPdl = -1;
-    if (streaming_default(g.name)) {
-      twlac_pdl_force = 1;
-      oursPdl = time_graph(s, 2 * nbuf, 15, [&](int i) { int j = i % nbuf; g.launch(dq, dap, dc[j], ds[j], dh[j], dy, 1, 0, s); });
-      twlac_pdl_force = 0;
-    }
-    for (int i = 0; i < nbuf; i++) { cudaFree(dc[i]); cudaFree(ds[i]); if (dh[i]) cudaFree(dh[i]); }
+    double ours, oursPdl;
+    time_ours(s, g.name, nbuf, [&](int j) { g.launch(dq, dap, dc[j], ds[j], dh[j], dy, 1, 0, s); }, ours, oursPdl);
+    free_rotating(rw);
     double cub = cublas_us(g.n, g.k);
     cudaFree(dq); cudaFree(dap); cudaFree(dy);
     double gbs = (bytes + g.k + g.n * 4.0) / (ours * 1e3);
