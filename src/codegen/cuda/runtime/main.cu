@@ -245,12 +245,15 @@ int main(int argc, char** argv) {
       cudaEvent_t e0; TWLAC_CUDA(cudaEventCreate(&e0)); TWLAC_CUDA(cudaEventRecord(e0, rt.s));
       twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
       TWLAC_CUDA(cudaStreamSynchronize(rt.s));
-      if (rep == 0) continue; // warm-up
-      std::map<std::string, double> step;
-      cudaEvent_t prev = e0; double tot = 0;
-      for (auto& m : marks) { float ms; cudaEventElapsedTime(&ms, prev, m.second); step[m.first] += ms; tot += ms; prev = m.second; }
-      for (auto& kv : step) byTag[kv.first].push_back(kv.second);
-      totals.push_back(tot);
+      if (rep > 0) { // rep 0 warms up
+        std::map<std::string, double> step;
+        cudaEvent_t prev = e0; double tot = 0;
+        for (auto& m : marks) { float ms; cudaEventElapsedTime(&ms, prev, m.second); step[m.first] += ms; tot += ms; prev = m.second; }
+        for (auto& kv : step) byTag[kv.first].push_back(kv.second);
+        totals.push_back(tot);
+      }
+      TWLAC_CUDA(cudaEventDestroy(e0));
+      for (auto& m : marks) TWLAC_CUDA(cudaEventDestroy(m.second));
     }
     twlac_mark_hook = nullptr;
     auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
