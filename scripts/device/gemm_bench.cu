@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   for (int c = 0; c < twlac_check_count; c++) {
     const TwlacGemm& g = *find(twlac_check_kernels[c]);
     const int T = twlac_check_t[c];
-    std::vector<uint8_t> b = read_file(dir + "/case_" + std::to_string(c) + ".bin");
+    std::vector<uint8_t> b = read_file(dir + "/case_" + std::to_string(twlac_check_case[c]) + ".bin");
     size_t ng = g.k / g.group, codesB = (size_t)g.n * ng * (g.group / 4), scB = (size_t)g.n * ng * 2, shB = g.shift ? scB : 0;
     size_t qB = (size_t)T * g.k, apB = (size_t)T * 8, yB = (size_t)T * g.n * 8;
     if (b.size() != codesB + scB + shB + qB + apB + yB) { fprintf(stderr, "case %d: size mismatch\n", c); return 1; }

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
+import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
 
@@ -32,14 +34,16 @@ const checks: { f: TernaryFormat; n: number; k: number; t: number }[] = [
 const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672]];
 const benchM = [128, 512, 2048, 4096];
 
-const kernels = new Map<string, { shape: GemmShape; k: ReturnType<typeof gemmA8Kernel> }>();
-const add = (shape: GemmShape) => {
-  const k = gemmA8Kernel(shape);
-  kernels.set(k.name, { shape, k });
-  return k.name;
+// Both generated kernels where the arch has wgmma (sm_90a): the mma.sync one (gemm-a8.ts) and
+// the warpgroup one (gemm-wgmma.ts), checked and timed in the same run.
+const kernels = new Map<string, { shape: GemmShape; k: CudaKernel }>();
+const add = (shape: GemmShape): string[] => {
+  const ks = [gemmA8Kernel(shape), ...(gemmWgmmaUnsupported(shape) ? [] : [gemmWgmmaKernel(shape)])];
+  for (const k of ks) kernels.set(k.name, { shape, k });
+  return ks.map((k) => k.name);
 };
-const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, arch }));
-const benchNames = benchShapes.map(([n, k]) => add({ format: tq2, n, k, arch }));
+const checkKernels = checks.flatMap((c) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i: checks.indexOf(c) })));
+const benchNames = benchShapes.flatMap(([n, k]) => add({ format: tq2, n, k, arch }));
 const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
 const header = [
   cudaPrelude().text,
@@ -51,9 +55,10 @@ const header = [
   ...table,
   '};',
   `static const int twlac_gemm_count = ${kernels.size};`,
-  `static const char* twlac_check_kernels[] = {${checkNames.map((n) => `"${n}"`).join(', ')}};`,
-  `static const int twlac_check_t[] = {${checks.map((c) => c.t).join(', ')}};`,
-  `static const int twlac_check_count = ${checks.length};`,
+  `static const char* twlac_check_kernels[] = {${checkKernels.map((c) => `"${c.name}"`).join(', ')}};`,
+  `static const int twlac_check_t[] = {${checkKernels.map((c) => c.t).join(', ')}};`,
+  `static const int twlac_check_case[] = {${checkKernels.map((c) => c.i).join(', ')}};`,
+  `static const int twlac_check_count = ${checkKernels.length};`,
   `static const char* twlac_bench_kernels[] = {${benchNames.map((n) => `"${n}"`).join(', ')}};`,
   `static const int twlac_bench_count = ${benchNames.length};`,
   `static const int twlac_bench_m[] = {${benchM.join(', ')}};`,
