@@ -75,6 +75,9 @@ static int host_trit(const uint8_t* grp, int k) { return twlac_host_trit_bit2(gr
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : ".device/gemm";
   std::string out = argc > 2 ? argv[2] : "gemm.json";
+  // optional filter (profiling runs): only benchmark kernels whose name contains argv[3], at M = argv[4]
+  const std::string only = argc > 3 ? argv[3] : "";
+  const int onlyM = argc > 4 ? atoi(argv[4]) : 0;
   cudaDeviceProp prop; TWLAC_CUDA(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
   cudaStream_t s; TWLAC_CUDA(cudaStreamCreate(&s));
@@ -83,7 +86,7 @@ int main(int argc, char** argv) {
   int failures = 0;
 
   // ---- 1. checks against the reference decoder ----
-  for (int c = 0; c < twlac_check_count; c++) {
+  for (int c = 0; c < twlac_check_count && only.empty(); c++) {
     const TwlacGemm& g = *find(twlac_check_kernels[c]);
     const int T = twlac_check_t[c];
     std::vector<uint8_t> b = read_file(dir + "/case_" + std::to_string(twlac_check_case[c]) + ".bin");
@@ -129,8 +132,10 @@ int main(int argc, char** argv) {
   printf("\n%-36s %5s %9s %9s %9s %8s %8s %8s %8s %9s\n", "kernel", "M", "ours us", "fp16 us", "int8 us", "ours T/s", "fp16 T/s", "vs fp16", "vs int8", "spot relL2");
   for (int bi = 0; bi < twlac_bench_count; bi++) {
     const TwlacGemm& g = *find(twlac_bench_kernels[bi]);
+    if (!only.empty() && std::string(g.name).find(only) == std::string::npos) continue;
     for (int mi = 0; mi < twlac_bench_m_count; mi++) {
       const int M = twlac_bench_m[mi];
+      if (onlyM && M != onlyM) continue;
       size_t ng = g.k / g.group, codesB = (size_t)g.n * ng * (g.group / 4), scN = (size_t)g.n * ng, qB = (size_t)M * g.k;
       size_t bytes = codesB + scN * 4 + qB;
       int nbuf = (int)std::min<size_t>(16, std::max<size_t>(2, (ROT + bytes - 1) / bytes));
