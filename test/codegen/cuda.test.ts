@@ -20,8 +20,10 @@ import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
-import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported, prefillGemmKernel } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
+import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
 import { CODE_PACKINGS, decodeTrits, encodeTernary, groupsPerRow, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
@@ -270,21 +272,12 @@ describe('int8 prefill GEMM plan', () => {
     const src = gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 1024, arch: 'sm_90a' }).source();
     expect(src).toMatch(/__byte_perm\(e0, e1, \(uint32_t\)\(j \| \(j << 4\) \| \(\(4 \+ j\) << 8\) \| \(\(4 \+ j\) << 12\)\)\)/);
     expect(src).toMatch(/\(v & 0x00030003u\) \| \(\(v << 6\) & 0x03000300u\)/);
-    // __byte_perm(x, y, s): byte i of the result is byte (s >> 4i) & 7 of the 8 bytes y:x
-    const perm = (x: number, y: number, sel: number) => {
-      let r = 0;
-      for (let i = 0; i < 4; i++) {
-        const b = (sel >>> (4 * i)) & 7;
-        r |= (((b < 4 ? x >>> (8 * b) : y >>> (8 * (b - 4))) & 0xff) << (8 * i));
-      }
-      return r >>> 0;
-    };
     let bad = 0;
     for (let t = 0; t < 4096; t++) {
       const w = (Math.imul(t, 2654435761) ^ (t << 7) ^ (t >>> 3)) >>> 0;
       const e0 = w & 0x0f0f0f0f, e1 = (w >>> 4) & 0x0f0f0f0f;
       for (let j = 0; j < 4; j++) {
-        const v = perm(e0, e1, j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12));
+        const v = bytePerm(e0, e1, j | (j << 4) | ((4 + j) << 8) | ((4 + j) << 12));
         const r = ((v & 0x00030003) | ((v << 6) & 0x03000300)) >>> 0;
         const byte = (w >>> (8 * j)) & 0xff;
         for (let p = 0; p < 4; p++) if (((r >>> (8 * p)) & 0xff) !== ((byte >>> (2 * p)) & 3)) bad++; // digit p: bits 2p…2p+1, little end first
@@ -336,6 +329,65 @@ describe('golden CUDA sources', () => {
   }
 });
 
+// __byte_perm(x, y, s): byte i of the result is byte (s >> 4i) & 7 of the 8 bytes y:x
+function bytePerm(x: number, y: number, sel: number): number {
+  let r = 0;
+  for (let i = 0; i < 4; i++) {
+    const b = (sel >>> (4 * i)) & 7;
+    r |= ((b < 4 ? x >>> (8 * b) : y >>> (8 * (b - 4))) & 0xff) << (8 * i);
+  }
+  return r >>> 0;
+}
+
+describe('wgmma prefill GEMM (sm_90a)', () => {
+  const f = ternaryFormat('bit2', 128, true);
+  it('is the prefill GEMM of the architectures whose table row names wgmma, and only of those', () => {
+    expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }).name).toMatch(/^gemm_wg_/);
+    for (const arch of ['sm_80', 'sm_86', 'sm_89', 'sm_100', 'sm_120'] as const) {
+      expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch }).name).toMatch(/^gemm_a8_/);
+      expect(gemmWgmmaUnsupported({ format: f, n: 4096, k: 4096, arch })).toMatch(/no wgmma/);
+    }
+    expect(gemmWgmmaUnsupported({ format: ternaryFormat('trit5', 128), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not bit2/);
+    expect(gemmWgmmaUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
+    expect(gemmWgmmaUnsupported({ format: f, n: 128, k: 200, arch: 'sm_90a' })).toMatch(/K=200/);
+  });
+  it('keeps every ring slot on the 1024-byte swizzle alignment and within shared memory', () => {
+    for (const k of [128, 4096, 28672]) {
+      const p = gemmWgmmaPlan({ format: f, n: 8192, k, arch: 'sm_90a' });
+      expect(p.slotBytes % 1024).toBe(0);
+      expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
+    }
+  });
+  it('bakes the shape, drains every 4 K steps and issues u8 m64n64k32 wgmma from SWIZZLE_128B descriptors', () => {
+    const src = gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, false), n: 256, k: 128 * 10, arch: 'sm_90a' }).source();
+    expect(src).toMatch(/wgmma\.mma_async\.sync\.aligned\.m64n64k32\.s32\.u8\.u8/);
+    expect(src).toMatch(/\(1ull << 62\)/); // swizzle mode 1 = 128 B
+    expect(src).toMatch(/fence\.proxy\.async\.shared::cta/);
+    expect(src).toMatch(/for \(int g0 = 0; g0 < 8; g0 \+= 4\)/); // 10 groups: two blocks of 4 in the loop …
+    expect(src).toMatch(/const int g0 = 8;/); // … and a tail block of 2
+    expect(src).not.toMatch(/shifts\[/);
+  });
+  it('expands 16 codes to 16 digit bytes in k order (the kernel\'s shift/mask planes and 4×4 PRMT transpose, emulated)', () => {
+    const src = gemmWgmmaKernel({ format: f, n: 128, k: 128, arch: 'sm_90a' }).source();
+    const sels = [...src.matchAll(/__byte_perm\((\w+), (\w+), (0x[0-9a-f]+)\)/g)].map((m) => [m[1], m[2], Number(m[3])] as const);
+    expect(sels.map((s) => s[2])).toEqual([0x5140, 0x7362, 0x5140, 0x7362, 0x5410, 0x7632, 0x5410, 0x7632]);
+    let bad = 0;
+    for (let t = 0; t < 4096; t++) {
+      const w = (Math.imul(t, 2654435761) ^ (t << 9) ^ (t >>> 5)) >>> 0;
+      const p = [0, 2, 4, 6].map((sh) => (w >>> sh) & 0x03030303);
+      const t0 = bytePerm(p[0], p[1], 0x5140), t1 = bytePerm(p[0], p[1], 0x7362);
+      const t2 = bytePerm(p[2], p[3], 0x5140), t3 = bytePerm(p[2], p[3], 0x7362);
+      const out = [bytePerm(t0, t2, 0x5410), bytePerm(t0, t2, 0x7632), bytePerm(t1, t3, 0x5410), bytePerm(t1, t3, 0x7632)];
+      for (let k = 0; k < 16; k++) {
+        const digit = (out[k >> 2] >>> (8 * (k & 3))) & 0xff;
+        const ref = (((w >>> (8 * (k >> 2))) & 0xff) >>> (2 * (k & 3))) & 3; // reference bit2 layout: code k at byte k/4, bits 2(k%4)
+        if (digit !== ref) bad++;
+      }
+    }
+    expect(bad).toBe(0);
+  });
+});
+
 describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
   if (!NVCC) it.skip('nvcc not found at /usr/local/bin/nvcc: CUDA compile test skipped', () => {});
   it('sm_80 and sm_90a: host program + model + representative GEMVs', async () => {
@@ -354,6 +406,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 4096, m: 4, arch })), 'f16'),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
+          ...(arch === 'sm_90a' ? [gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch })] : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           transcodeKernel(48),
           gemvTcKernel({ format: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 5, arch }),
@@ -376,4 +429,18 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
+  it('sm_90a wgmma prefill GEMM: ptxas keeps the wgmma asynchronous (no serialisation, no injected waits, no spills at 4096)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-wgmma-'));
+    try {
+      const k = gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' });
+      writeFileSync(join(dir, 'k.cu'), [cudaPrelude().text, packingHelpers().text, k.source(), k.launcher()].join('\n'));
+      const { stderr, stdout } = await run(NVCC!, ['-c', '-O3', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-Xptxas', '-v', '-o', join(dir, 'k.o'), join(dir, 'k.cu')], { maxBuffer: 1 << 24 });
+      const log = stdout + stderr;
+      expect(log).toMatch(/Compiling entry function 'gemm_wg_/);
+      expect(log).not.toMatch(/C751[2479]/); // serialised wgmma (C7512/C7514), injected warpgroup.wait/arrive (C7517/C7519)
+      expect(log).toMatch(/0 bytes spill stores/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

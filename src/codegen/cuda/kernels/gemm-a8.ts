@@ -19,9 +19,10 @@
 // bytes (32 digits) expand to the 8 B registers of 4 k32 steps (~3.75 ALU ops per 4 weights).
 import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
-import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
+import { CUDA_ARCHS, type CudaArch, type CudaArchDecl } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
 import type { TernaryFormat } from '../../../formats/ternary.ts';
+import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
 
 export interface GemmShape {
   format: TernaryFormat;
@@ -263,4 +264,17 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32
     prelude,
     body,
   });
+}
+
+/** The prefill GEMM each architecture's int8 tensor-core instruction gets (arch table's
+ *  int8Mma): wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x this file's kernel on the H100),
+ *  mma.sync elsewhere and for shapes the wgmma kernel refuses. */
+const PREFILL_GEMMS: Record<CudaArchDecl['int8Mma'], { unsupported(s: GemmShape): string | null; kernel(s: GemmShape): CudaKernel }> = {
+  'mma.sync.m16n8k32.s8': { unsupported: gemmA8Unsupported, kernel: gemmA8Kernel },
+  'wgmma.m64nNk32.s8': { unsupported: gemmWgmmaUnsupported, kernel: gemmWgmmaKernel },
+};
+
+export function prefillGemmKernel(s: GemmShape): CudaKernel {
+  const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
+  return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
 }
