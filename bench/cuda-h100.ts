@@ -116,7 +116,7 @@ const result = {
   },
   prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'the int8 tensor-core GEMM was not re-measured in session 2; its session-1 figures: bench/results/cuda-h100-prefill-session1.json',
   notMeasured: [
-    'prefill runs in chunks of 16 tokens on the tensor-core skinny GEMM (gemv-tc.ts; fp16 activations, for ≤ 8-bit sites the dequantised fp16 copy); the int8 tensor-core GEMM for long prefills (M ≥ 64) is measured standalone (bench/results/cuda-h100-prefill.json) and not wired into the runtime',
+    'session 3: prefill runs 128 tokens a forward; ≤ 8-bit sites use the int8 prefill GEMM beyond 16 tokens (bench/results/cuda-h100-runtime-prefill.json); the figures of this file come from 16-token forwards (session 2)',
     'no packed-int4 activation kernel: sites below 8 bits (A4, A6) use the int8 path with codes < 2^bits',
     'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)',
   ],

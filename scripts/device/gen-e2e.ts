@@ -8,6 +8,9 @@
 //   llama7b-tq1/, llama7b-tq2/  LLaMA-2-7B-shaped synthetic manifests (weights made on the GPU)
 //   rand12m-tq2/ the same config with bit2 weights (tq2_g128) at A16: streaming + grouped GEMVs
 //   fixture-tq2/ a tq2_g128 compile of the fixture (--fixture-tq2 DIR, default /tmp/fx-tq2)
+//   fixture-a8/ a tq2_g128 compile of the fixture with 8-bit activations everywhere
+//              (`--format tq2_g128 --acts 8`; --fixture-a8 DIR, default /tmp/fx-a8): prefill
+//              chunks beyond 16 tokens run the int8 prefill GEMM
 //   rand12m-a8/  the same config with bit2 weights (tq2_g128) and 8-bit activations at every
 //              site (clip 0.95), so the int8-activation GEMV runs end to end
 //   llama7b-tq2-a8/ the 7B shape with 8-bit activation sites
@@ -48,9 +51,9 @@ const prompt = Array.from(tok.encode('def read_file(path):\n    """Return the co
 
 // Real fixture artifacts: the rtn-ternary tq1 one (staged GEMVs) and, when given with
 // --fixture-tq2 DIR, a tq2_g128 one (streaming and grouped GEMVs).
-const fixtureTq2Dir = process.argv.includes('--fixture-tq2') ? process.argv[process.argv.indexOf('--fixture-tq2') + 1] : '/tmp/fx-tq2';
+const argDir = (flag: string, dflt: string) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : dflt);
 let devIds: Int32Array | null = null;
-for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', fixtureTq2Dir]] as const) {
+for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', argDir('--fixture-tq2', '/tmp/fx-tq2')], ['fixture-a8', argDir('--fixture-a8', '/tmp/fx-a8')]] as const) {
   if (!want(name)) console.log(`${name}: skipped`);
   else if (existsSync(join(src, 'manifest.json'))) {
     const d = join(root, name);

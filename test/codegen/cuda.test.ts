@@ -203,6 +203,12 @@ describe('emitCuda', () => {
     const trit40 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('trit5', 40), 8), 'sm_90a');
     expect(trit40).not.toMatch(/a8_|gemv_s|transcode_/);
     expect(trit40).toMatch(/gemv_tq1_g40_n128_k128_m1_sm_90a/);
+    // beyond 16 tokens: the int8 prefill GEMM of the arch (fp32 out, accumulating into the
+    // residual), or the 16-token kernels slice by slice where the site is not int8
+    expect(a8).toMatch(/launch_gemm_wg_tq2_g128_n128_k256_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\)/);
+    expect(cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_80')).toMatch(/launch_gemm_a8_tq2_g128_n128_k256_sm_80_f32\(/);
+    expect(a16).not.toMatch(/gemm_/);
+    expect(a16).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 16\)/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
     expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);
   });
@@ -394,7 +400,10 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-nvcc-'));
     try {
       const archs = ['sm_80', 'sm_90a'] as const;
-      emitCuda(syntheticManifest(tiny, ternaryFormat('trit5', 128)), dir, archs);
+      // two blocks: 8-bit sites (int8 GEMVs, the prefill GEMM) and 16-bit sites
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128), 8);
+      m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
+      emitCuda(m, dir, archs);
       const extra = (arch: (typeof archs)[number]) =>
         [
           gemvKernel({ format: ternaryFormat('trit5', 384, false), n: 64, k: 384, m: 4, arch }),

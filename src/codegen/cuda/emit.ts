@@ -23,6 +23,7 @@ import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
+import { gemmA8Unsupported, prefillGemmKernel } from './kernels/gemm-a8.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
@@ -32,8 +33,11 @@ import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 export const GEMV_M_BUCKETS = [1, 4, 16] as const;
-/** Most tokens one forward call takes (prefill runs in chunks of this many). */
-export const MAX_CHUNK = 16;
+const GEMV_MAX_M = GEMV_M_BUCKETS[GEMV_M_BUCKETS.length - 1];
+/** Most tokens one forward call takes (prefill runs in chunks of this many). Beyond GEMV_MAX_M
+ *  tokens, linears whose input is quantised to ≤ 8 bits run the int8 tensor-core prefill GEMM
+ *  (the arch table's choice); the others run their GEMV in slices of GEMV_MAX_M tokens. */
+export const MAX_CHUNK = 128;
 
 const RUNTIME_MAIN = pjoin(dirname(fileURLToPath(import.meta.url)), 'runtime', 'main.cu');
 
@@ -148,7 +152,18 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
       : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
-    linearFns.set(fnName, join([sig, ...branches, code`  fprintf(stderr, "twlac: %d tokens exceed the largest GEMV bucket\\n", T); exit(1);`, code`}`]));
+    // Beyond the GEMV buckets: the int8 prefill GEMM, or the largest bucket slice by slice.
+    const gemmShape = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, arch, out: 'f32' as const };
+    const beyond =
+      a8 && gemmShape && !gemmA8Unsupported(gemmShape)
+        ? (() => {
+            const k = prefillGemmKernel(gemmShape);
+            ks.add(k);
+            return code`  launch_${ident(k.name)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
+          })()
+        : code`  for (int t0 = 0; t0 < T; t0 += ${GEMV_MAX_M})
+    ${ident(fnName)}(a + (size_t)t0 * ${l.cols}, ${dense ? code`W` : code`${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts`}, y + (size_t)t0 * ${l.rows}, min(T - t0, ${GEMV_MAX_M}), acc, s);`;
+    linearFns.set(fnName, join([sig, ...branches, beyond, code`}`]));
     return fnName;
   };
   const weightArgs = (l: LinearEntry): Code => {

@@ -20,7 +20,7 @@
 import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch, type CudaArchDecl } from '../arch.ts';
-import { defineKernel, type CudaKernel } from '../kernel.ts';
+import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
 import type { TernaryFormat } from '../../../formats/ternary.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
 
@@ -31,6 +31,28 @@ export interface GemmShape {
   /** Input features. */
   k: number;
   arch: CudaArch;
+  /** Output: fp16 [T][N] (default), or fp32 [T][N] added to y when the launch's acc is set (the
+   *  runtime's linears, which write the residual stream in place). */
+  out?: 'f16' | 'f32';
+}
+
+/** Output arguments and the store of the pair (v0, v1) at (row, col) of y [T][n]. */
+export function gemmOutArgs(s: GemmShape): CudaParam[] {
+  return s.out === 'f32' ? [{ name: 'y', type: 'float*' }] : [{ name: 'y', type: '__half*' }];
+}
+export function gemmStore(s: GemmShape, row: Code, col: Code, v0: Code, v1: Code): Code {
+  return s.out === 'f32'
+    ? code`{
+          float2* p = reinterpret_cast<float2*>(y + (size_t)(${row}) * ${s.n} + (${col}));
+          float2 v = make_float2(${v0}, ${v1});
+          if (acc) { const float2 o = *p; v.x += o.x; v.y += o.y; }
+          *p = v;
+        }`
+    : code`*reinterpret_cast<__half2*>(y + (size_t)(${row}) * ${s.n} + (${col})) = __floats2half2_rn(${v0}, ${v1});`;
+}
+/** Arguments after y: the token count, and for fp32 output the accumulate flag. */
+export function gemmTailArgs(s: GemmShape): CudaParam[] {
+  return s.out === 'f32' ? [{ name: 'T', type: 'int' }, { name: 'acc', type: 'int' }] : [{ name: 'T', type: 'int' }];
 }
 
 const G = 128;
@@ -45,7 +67,7 @@ export function gemmA8Unsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arc
 }
 
 export function gemmA8KernelName(s: GemmShape): string {
-  return `gemm_a8_${s.format.id}_n${s.n}_k${s.k}_${s.arch}`;
+  return `gemm_a8_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
 }
 
 export function gemmA8Plan(s: GemmShape) {
@@ -126,14 +148,14 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32
       ${cp}(sB + r * ${CB} + c * 16, codes + (size_t)(n0 + r) * ${rowBytes} + kt * ${CB} + c * 16, true);
     }
   };
-  float acc[${MT}][${NT}][4];
+  float accum[${MT}][${NT}][4];
   float E[${NT}][2];
   #pragma unroll
   for (int mt = 0; mt < ${MT}; ++mt)
     #pragma unroll
     for (int nt = 0; nt < ${NT}; ++nt)
       #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
+      for (int i = 0; i < 4; ++i) accum[mt][nt][i] = 0.f;
   #pragma unroll
   for (int nt = 0; nt < ${NT}; ++nt) E[nt][0] = E[nt][1] = 0.f;
   #pragma unroll
@@ -226,7 +248,7 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32
         for (int nt = 0; nt < ${NT}; ++nt)
           #pragma unroll
           for (int j = 0; j < 2; ++j)
-            acc[mt][nt][2 * r + j] = fmaf(sc[nt][j], __int_as_float(d[mt][nt][2 * r + j]) - 8388608.f, fmaf(beta[nt][j], qf, acc[mt][nt][2 * r + j]));
+            accum[mt][nt][2 * r + j] = fmaf(sc[nt][j], __int_as_float(d[mt][nt][2 * r + j]) - 8388608.f, fmaf(beta[nt][j], qf, accum[mt][nt][2 * r + j]));
       }
     }
   }
@@ -241,22 +263,21 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32
         #pragma unroll
         for (int nt = 0; nt < ${NT}; ++nt) {
           const int col = n0 + wc + nt * 8 + tq * 2;
-          const __half2 v = __floats2half2_rn(sq * (acc[mt][nt][2 * r] - zq * E[nt][0]), sq * (acc[mt][nt][2 * r + 1] - zq * E[nt][1]));
-          *reinterpret_cast<__half2*>(y + (size_t)row * ${s.n} + col) = v;
+          ${gemmStore(s, code`row`, code`col`, code`sq * (accum[mt][nt][2 * r] - zq * E[nt][0])`, code`sq * (accum[mt][nt][2 * r + 1] - zq * E[nt][1])`)}
         }
       }
     }`;
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', bm, bn, wm: WM, wn: WN, stages: S, mma: 'm16n8k32.u8.u8' },
+    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bm, bn, wm: WM, wn: WN, stages: S, mma: 'm16n8k32.u8.u8' },
     args: [
       { name: 'a', type: 'const uint8_t*' },
       { name: 'ap', type: 'const float*' },
       { name: 'codes', type: 'const uint8_t*' },
       { name: 'scales', type: 'const __half*' },
       { name: 'shifts', type: 'const __half*' },
-      { name: 'y', type: '__half*' },
-      { name: 'T', type: 'int' },
+      ...gemmOutArgs(s),
+      ...gemmTailArgs(s),
     ],
     block: threads,
     grid: [code`${s.n / bn}`, code`(T + ${bm - 1}) / ${bm}`, code`1`],

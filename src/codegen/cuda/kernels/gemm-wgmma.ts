@@ -27,7 +27,7 @@ import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
-import type { GemmShape } from './gemm-a8.ts';
+import { gemmOutArgs, gemmStore, gemmTailArgs, type GemmShape } from './gemm-a8.ts';
 
 const G = 128;
 const BM = 128;
@@ -47,7 +47,7 @@ export function gemmWgmmaUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | '
 }
 
 export function gemmWgmmaKernelName(s: GemmShape): string {
-  return `gemm_wg_${s.format.id}_n${s.n}_k${s.k}_${s.arch}`;
+  return `gemm_wg_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
 }
 
 export function gemmWgmmaPlan(s: GemmShape) {
@@ -153,10 +153,10 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
       #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const float4 f = sb4[${half * 32} + 4 * j + tq]; // (sc, β) of features 64·half + 8j + 2tq, + 1
-        acc[${half * 32} + 4 * j + 0] = fmaf(f.x, __int_as_float(${set}[4 * j + 0] | 0x4B000000) - 8388608.f, fmaf(f.y, Qa, acc[${half * 32} + 4 * j + 0]));
-        acc[${half * 32} + 4 * j + 1] = fmaf(f.z, __int_as_float(${set}[4 * j + 1] | 0x4B000000) - 8388608.f, fmaf(f.w, Qa, acc[${half * 32} + 4 * j + 1]));
-        acc[${half * 32} + 4 * j + 2] = fmaf(f.x, __int_as_float(${set}[4 * j + 2] | 0x4B000000) - 8388608.f, fmaf(f.y, Qb, acc[${half * 32} + 4 * j + 2]));
-        acc[${half * 32} + 4 * j + 3] = fmaf(f.z, __int_as_float(${set}[4 * j + 3] | 0x4B000000) - 8388608.f, fmaf(f.w, Qb, acc[${half * 32} + 4 * j + 3]));
+        accum[${half * 32} + 4 * j + 0] = fmaf(f.x, __int_as_float(${set}[4 * j + 0] | 0x4B000000) - 8388608.f, fmaf(f.y, Qa, accum[${half * 32} + 4 * j + 0]));
+        accum[${half * 32} + 4 * j + 1] = fmaf(f.z, __int_as_float(${set}[4 * j + 1] | 0x4B000000) - 8388608.f, fmaf(f.w, Qa, accum[${half * 32} + 4 * j + 1]));
+        accum[${half * 32} + 4 * j + 2] = fmaf(f.x, __int_as_float(${set}[4 * j + 2] | 0x4B000000) - 8388608.f, fmaf(f.y, Qb, accum[${half * 32} + 4 * j + 2]));
+        accum[${half * 32} + 4 * j + 3] = fmaf(f.z, __int_as_float(${set}[4 * j + 3] | 0x4B000000) - 8388608.f, fmaf(f.w, Qb, accum[${half * 32} + 4 * j + 3]));
       }
     }`;
   };
@@ -238,10 +238,10 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
       Eacc += sc * (float)csum + ${G}.f * beta;
     }
   };
-  float acc[64];
+  float accum[64];
   int dx[32], dy[32];
   #pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  for (int i = 0; i < 64; ++i) accum[i] = 0.f;
   #pragma unroll
   for (int i = 0; i < 32; ++i) dx[i] = dy[i] = 0; // defined before the first wgmma (scale-d 0 ignores them)
   // prologue: groups 0 … STAGES − 2 in flight, group 0 expanded
@@ -269,7 +269,7 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
     const int g0 = ${KT - (KT % UNROLL)};
     ${block(KT % UNROLL)}
   }` : code``}
-  // y = s·(acc − z·E), fp16
+  // y = s·(acc − z·E)
   float* sE = reinterpret_cast<float*>(sm + ${E_OFF});
   if (eh == 0) sE[er] = Eacc;
   __syncthreads();
@@ -281,22 +281,21 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
       #pragma unroll
       for (int j = 0; j < 16; ++j) {
         const int col = 8 * j + 2 * tq;
-        const __half2 v = __floats2half2_rn(sq * (acc[4 * j + 2 * r] - zq * sE[col]), sq * (acc[4 * j + 2 * r + 1] - zq * sE[col + 1]));
-        *reinterpret_cast<__half2*>(y + (size_t)row * ${s.n} + n0 + col) = v;
+        ${gemmStore(s, code`row`, code`n0 + col`, code`sq * (accum[4 * j + 2 * r] - zq * sE[col])`, code`sq * (accum[4 * j + 2 * r + 1] - zq * sE[col + 1])`)}
       }
     }
   }`;
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', bm: BM, bn: BN, stages: STAGES, mma: 'wgmma.m64n128k32.u8.u8' },
+    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bm: BM, bn: BN, stages: STAGES, unroll: UNROLL, mma: 'wgmma.m64n64k32.u8.u8' },
     args: [
       { name: 'a', type: 'const uint8_t*' },
       { name: 'ap', type: 'const float*' },
       { name: 'codes', type: 'const uint8_t*' },
       { name: 'scales', type: 'const __half*' },
       { name: 'shifts', type: 'const __half*' },
-      { name: 'y', type: '__half*' },
-      { name: 'T', type: 'int' },
+      ...gemmOutArgs(s),
+      ...gemmTailArgs(s),
     ],
     block: THREADS,
     grid: [code`${s.n / BN}`, code`(T + ${BM - 1}) / ${BM}`, code`1`],

@@ -11,6 +11,8 @@
 //     --profile-decode CTX            milliseconds of each op of one decode step (events, no graph)
 // Weights: DIR/weights.bin as described by the generated index, or synthesised on the GPU
 // (--random: random codes/scales in the model's formats, for speed runs of large shapes).
+// Environment: TWLAC_PDL=0 turns programmatic dependent launch off; TWLAC_PREFILL_CHUNK=N
+// prefills N tokens a forward (default TWLAC_MAX_CHUNK; 16 keeps prefill on the GEMVs).
 #include "twlac_model.cuh"
 #include <algorithm>
 #include <chrono>
@@ -137,9 +139,20 @@ struct Runtime {
   }
   void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
   // Prefill `n` ids from position `pos`, in chunks; the logits of every token go to `out` when non-null.
+  // TWLAC_PREFILL_CHUNK=N (1…TWLAC_MAX_CHUNK) caps the tokens of one forward, e.g. 16 to keep
+  // prefill on the GEMV kernels and compare with the prefill GEMM in the same run.
+  static int prefill_chunk() {
+    static int c = 0;
+    if (!c) {
+      const char* e = getenv("TWLAC_PREFILL_CHUNK");
+      c = e ? std::max(1, std::min(TWLAC_MAX_CHUNK, atoi(e))) : TWLAC_MAX_CHUNK;
+    }
+    return c;
+  }
   void prefill(const int* hids, int n, int pos, float* out) {
-    for (int c0 = 0; c0 < n; c0 += TWLAC_MAX_CHUNK) {
-      const int T = std::min(TWLAC_MAX_CHUNK, n - c0);
+    const int C = prefill_chunk();
+    for (int c0 = 0; c0 < n; c0 += C) {
+      const int T = std::min(C, n - c0);
       set_pos(pos + c0);
       TWLAC_CUDA(cudaMemcpyAsync(ids, hids + c0, T * sizeof(int), cudaMemcpyHostToDevice, s));
       twlac_forward(W, b, ids, T, s);
