@@ -1,14 +1,16 @@
 // Writes the runtime prefill run (scripts/device/run-e2e.sh's e2e.log, with the 16-token
 // comparison runs) to bench/results/cuda-h100-runtime-prefill.json and copies the log to
 // bench/results/cuda-h100-logs/.
-// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--ort name=FILE ...] [--log-name NAME]
+// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...]
+// (a later log's sections replace an earlier one's; each log is copied as e2e-runtime-prefill[-N].txt)
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 
 const argv = process.argv.slice(2);
 const logPath = argv[0];
-if (!logPath) throw new Error('usage: merge-runtime-prefill.ts <e2e.log> [--ort name=FILE ...] [--log-name NAME]');
+if (!logPath) throw new Error('usage: merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...]');
 const opt = (flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []));
-const log = readFileSync(logPath, 'utf8');
+const logPaths = [logPath, ...opt('--e2e')];
+const log = logPaths.map((f) => readFileSync(f, 'utf8')).join('\n');
 const ort = Object.fromEntries(
   opt('--ort').map((s) => {
     const [name, file] = s.split('=');
@@ -34,6 +36,7 @@ const prefill = models.map((m) => {
     speedup: +((gemv.prefillSeconds as number) / (gemm.prefillSeconds as number)).toFixed(3),
     decodeTokensPerSecond: gemm.tokensPerSecond,
     decodeVsTorchSameRun: torch ? +((gemm.tokensPerSecond as number) / (torch.tokensPerSecond as number)).toFixed(3) : null,
+    prefillVsTorchSameRun: torch?.prefillSeconds ? +((torch.prefillSeconds as number) / (gemm.prefillSeconds as number)).toFixed(3) : null,
     gpuMemUsedBytes: gemm.gpuMemUsedBytes,
   };
 });
@@ -46,7 +49,7 @@ const ppl = (d: string) => {
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 128 tokens a forward (TWLAC_MAX_CHUNK). Linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM beyond 16 tokens (gemm-wgmma.ts on sm_90a, fp32 output accumulated into the residual stream); the others run their 16-token kernels slice by slice. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (the GEMV and tensor-core skinny kernels) for the side-by-side comparison.',
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (gemm-wgmma.ts on sm_90a, fp32 output accumulated into the residual stream), the others their 16-token kernels slice by slice, and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -54,7 +57,8 @@ const out = {
       'node bin/twlac.js eval /tmp/fx-a8/model.onnx --text ../shared/data/pydocs/dev.txt --max-windows 200 --json   (ORT)',
     ],
     device: 'SKIP_FULL_PPL=1 DECODE_2048_ONLY=1 bash scripts/device/run-e2e.sh   (carry .device/e2e)',
-    merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json>',
+    merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e <later e2e.log>] --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json>',
+    logs: 'bench/results/cuda-h100-logs/e2e-runtime-prefill*.txt: the first run holds the fixture checks and perplexities; the second (7B runs and torch only, .device/e2e holding just the llama7b models) replaces its 7B sections and adds torch, whose first run failed (a device-side assert in an earlier version of the torch prefill timing)',
   },
   prefill7B: prefill,
   torchSameRun: torch,
@@ -63,10 +67,9 @@ const out = {
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
-    'Prefill at 2048 tokens is now dominated by attention, which still runs the decode-style kernel per query (each query re-reads its whole KV prefix); the linears take a small part of it.',
+    'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',
   ],
 };
 writeFileSync('bench/results/cuda-h100-runtime-prefill.json', JSON.stringify(out, null, 1) + '\n');
-const name = opt('--log-name')[0] ?? 'e2e-runtime-prefill.txt';
-copyFileSync(logPath, `bench/results/cuda-h100-logs/${name}`);
+logPaths.forEach((f, i) => copyFileSync(f, `bench/results/cuda-h100-logs/e2e-runtime-prefill${i ? `-${i + 1}` : ''}.txt`));
 console.log(prefill.map((p) => `${p.model}: prefill 2048 ${p.prefill2048Seconds} s vs ${p.prefill2048SecondsIn16TokenForwards} s (${p.speedup}x), decode ${p.decodeTokensPerSecond} tok/s`).join('\n'));

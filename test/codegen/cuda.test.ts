@@ -208,6 +208,9 @@ describe('emitCuda', () => {
     expect(a8).toMatch(/launch_gemm_wg_tq2_g128_n128_k256_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\)/);
     expect(cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_80')).toMatch(/launch_gemm_a8_tq2_g128_n128_k256_sm_80_f32\(/);
     expect(a16).not.toMatch(/gemm_/);
+    // attention: split kernels up to 16 tokens, the 16-queries-a-block prefill kernel beyond
+    expect(a16).toMatch(/if \(T > 16\) launch_attn_prefill_h2_kv1_d64\(/);
+    expect(a16).toMatch(/if \(T <= 16\) launch_attn_combine_h2_d64\(/);
     expect(a16).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 16\)/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
     expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);

@@ -22,7 +22,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, attnPartialKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
 import { gemmA8Unsupported, prefillGemmKernel } from './kernels/gemm-a8.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
@@ -37,7 +37,7 @@ const GEMV_MAX_M = GEMV_M_BUCKETS[GEMV_M_BUCKETS.length - 1];
 /** Most tokens one forward call takes (prefill runs in chunks of this many). Beyond GEMV_MAX_M
  *  tokens, linears whose input is quantised to ≤ 8 bits run the int8 tensor-core prefill GEMM
  *  (the arch table's choice); the others run their GEMV in slices of GEMV_MAX_M tokens. */
-export const MAX_CHUNK = 128;
+export const MAX_CHUNK = 512;
 
 const RUNTIME_MAIN = pjoin(dirname(fileURLToPath(import.meta.url)), 'runtime', 'main.cu');
 
@@ -176,14 +176,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}`;
   };
   // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
-  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16): Code => {
+  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code => {
     const dl = onDevice(l);
     const fn = ident(linearFn(dl, useA8(dl, actBits)));
     if (l.format === 'float16' || l.format === 'float32') {
       setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
-      return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+      return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
     }
-    return code`  ${fn}(${a}, ${useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${weightArgs(l)}, ${y}, T, ${accumulate ? 1 : 0}, s);`;
+    return code`  ${fn}(${a}, ${useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${weightArgs(l)}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
   };
   // Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
   // T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
@@ -239,6 +239,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const rope = ks.add(ropeKvKernel(attn));
   const part = ks.add(attnPartialKernel(attn));
   const comb = ks.add(attnCombineKernel(attn));
+  const pre = ks.add(attnPrefillKernel(attn));
   const qd = c.heads * c.headDim;
   const kvd = c.kvHeads * c.headDim;
   const splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
@@ -253,8 +254,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       op('attn_act', actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
       op('qkv', groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)),
       op('rope_kv', code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`),
-      op('attention', code`  launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
-      op('attn_combine', code`  launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`),
+      // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
+      // (prefill chunks): 16 queries a block over the whole prefix
+      op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.att, b.pos, T, s);
+  else launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
+      op('attn_combine', code`  if (T <= ${GEMV_MAX_M}) launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`),
       op('o_act', actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null)),
       op('o', linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)),
       op('mlp_act', actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
@@ -266,7 +270,8 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const head = join([
     comment('final norm and lm_head'),
     op('final_act', actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
-    op('lm_head', linearCall(m.lmHead, code`b.a16`, code`b.logits`, false)),
+    // logits of the last nLogits tokens only (prefill that needs none computes the last one)
+    op('lm_head', linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)),
   ]);
 
   const transcodeKernels = new Map<number, CudaKernel>();
@@ -301,6 +306,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_MAX_CHUNK ${MAX_CHUNK}
 #define TWLAC_MAX_ACT ${maxAct}
 #define TWLAC_ATTN_SPLITS ${splits}
+#define TWLAC_SPLIT_MAX_T ${GEMV_MAX_M}
 #define TWLAC_WEIGHTS_BYTES ${weightsBytes}ull
 #define TWLAC_DEVICE_BYTES ${deviceBytes}ull
 #define TWLAC_STAGING_BYTES ${stagingBytes}ull
@@ -338,8 +344,10 @@ static void twlac_place(int i, const uint8_t* staging, uint8_t* W, cudaStream_t 
     code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
   }
 }`,
-    code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits [T][${c.vocab}].
-static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s) {
+    code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
+// [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
+static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {
+  if (nLogits < 1 || nLogits > T) nLogits = T;
   launch_${ident(embed)}(ids, ${tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);
   TWLAC_MARK(s, "embed");`,
     ...layers,

@@ -433,6 +433,141 @@ export function attnCombineKernel(a: AttnShape): CudaKernel {
   });
 }
 
+/** Queries and key positions a block of the prefill attention kernel takes at a time. */
+export const ATTN_PREFILL_Q = 16;
+export const ATTN_PREFILL_KV = 64;
+
+/**
+ * Causal attention of T > 1 queries (prefill chunks) in one pass: a block takes 16 queries of
+ * one head and walks the key positions up to its last query's, 64 at a time, with an online
+ * softmax, so each K/V tile is read once per 16 queries (the split kernels read the prefix once
+ * per query). 128 threads, 8 a query: each scores 8 positions, then accumulates d/8 dims of
+ * the output. Grid (⌈T/16⌉, heads); out [T][heads·d] fp32.
+ */
+export function attnPrefillKernel(a: AttnShape): CudaKernel {
+  const d = a.headDim;
+  const group = a.heads / a.kvHeads;
+  if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
+  if (d % 64) throw new UserError(`CUDA target: attention: head dim ${d} is not a multiple of 64`);
+  const kvd = a.kvHeads * d;
+  const QN = ATTN_PREFILL_Q;
+  const KN = ATTN_PREFILL_KV;
+  const qStride = d + 4; // floats a query row (padded: the 4 rows a warp reads sit in different banks)
+  const kStride = d + 8; // halfs a key row (padded: the 8 rows a warp reads sit in different banks)
+  const smemBytes = QN * qStride * 4 + KN * kStride * 2 + KN * d * 2 + QN * KN * 4;
+  const chunks = d / 8; // 16-byte chunks of a row of halfs
+  return defineKernel({
+    name: `attn_prefill_h${a.heads}_kv${a.kvHeads}_d${d}`,
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, qn: QN, kn: KN },
+    args: [
+      { name: 'q', type: 'const float*' },
+      { name: 'kcache', type: 'const __half*' },
+      { name: 'vcache', type: 'const __half*' },
+      { name: 'out', type: 'float*' },
+      { name: 'posp', type: 'const int*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 128,
+    grid: [code`(T + ${QN - 1}) / ${QN}`, code`${a.heads}`, code`1`],
+    smemBytes,
+    body: code`  extern __shared__ __align__(16) unsigned char smem[];
+  float* qs = reinterpret_cast<float*>(smem);                     // [${QN}][${qStride}]
+  __half* ks = reinterpret_cast<__half*>(qs + ${QN * qStride});    // [${KN}][${kStride}]
+  __half* vs = ks + ${KN * kStride};                              // [${KN}][${d}]
+  float* ps = reinterpret_cast<float*>(vs + ${KN * d});          // [${QN}][${KN}]
+  const int h = blockIdx.y, kh = h / ${group}, t0 = blockIdx.x * ${QN};
+  const int pos0 = *posp;
+  const int qi = threadIdx.x >> 3, l8 = threadIdx.x & 7;
+  const int tq = min(t0 + qi, T - 1);          // rows past T repeat the last query (not stored)
+  const int last = pos0 + min(t0 + ${QN}, T) - 1; // last key position any query here sees
+  const int mine = pos0 + tq;                    // this row's last key position
+  for (int i = threadIdx.x; i < ${QN * d}; i += 128) {
+    const int r = i / ${d}, c = i - r * ${d};
+    qs[r * ${qStride} + c] = q[(size_t)min(t0 + r, T - 1) * ${a.heads * d} + h * ${d} + c] * ${cudaFloat(1 / Math.sqrt(d))};
+  }
+  float m = -INFINITY, l = 0.f;
+  float o[${d / 8}];
+  #pragma unroll
+  for (int i = 0; i < ${d / 8}; ++i) o[i] = 0.f;
+  for (int p0 = 0; p0 <= last; p0 += ${KN}) {
+    __syncthreads(); // the previous tile is consumed (and qs written, on the first pass)
+    for (int i = threadIdx.x; i < ${KN * chunks}; i += 128) {
+      const int r = i / ${chunks}, c = i - r * ${chunks}, p = min(p0 + r, last);
+      reinterpret_cast<uint4*>(ks + r * ${kStride})[c] = reinterpret_cast<const uint4*>(kcache + (size_t)p * ${kvd} + kh * ${d})[c];
+      reinterpret_cast<uint4*>(vs + r * ${d})[c] = reinterpret_cast<const uint4*>(vcache + (size_t)p * ${kvd} + kh * ${d})[c];
+    }
+    __syncthreads();
+    // scores of positions p0 + l8 + 8j, j < 8
+    float sc[8];
+    #pragma unroll
+    for (int j = 0; j < 8; ++j) sc[j] = 0.f;
+    #pragma unroll 4
+    for (int c = 0; c < ${chunks}; ++c) {
+      const float4 qa = *reinterpret_cast<const float4*>(qs + qi * ${qStride} + 8 * c);
+      const float4 qb = *reinterpret_cast<const float4*>(qs + qi * ${qStride} + 8 * c + 4);
+      #pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint4 u = reinterpret_cast<const uint4*>(ks + (l8 + 8 * j) * ${kStride})[c];
+        const __half2* hv = reinterpret_cast<const __half2*>(&u);
+        const float2 f0 = __half22float2(hv[0]), f1 = __half22float2(hv[1]), f2 = __half22float2(hv[2]), f3 = __half22float2(hv[3]);
+        sc[j] += qa.x * f0.x + qa.y * f0.y + qa.z * f1.x + qa.w * f1.y + qb.x * f2.x + qb.y * f2.y + qb.z * f3.x + qb.w * f3.y;
+      }
+    }
+    float mt = -INFINITY;
+    #pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (p0 + l8 + 8 * j > mine) sc[j] = -INFINITY; // causal (and past the tile's last position)
+      mt = fmaxf(mt, sc[j]);
+    }
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 4));
+    const float mn = fmaxf(m, mt); // finite: position 0 is in every row's first tile
+    const float alpha = expf(m - mn);
+    float sum = 0.f;
+    #pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float e = expf(sc[j] - mn);
+      ps[qi * ${KN} + l8 + 8 * j] = e;
+      sum += e;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+    l = l * alpha + sum;
+    m = mn;
+    __syncwarp();
+    // o = o·alpha + Σ_p e_p·v_p over this thread's dims: chunks l8 + 8i of the row
+    #pragma unroll
+    for (int i = 0; i < ${d / 8}; ++i) o[i] *= alpha;
+    #pragma unroll 4
+    for (int pj = 0; pj < ${KN}; ++pj) {
+      const float e = ps[qi * ${KN} + pj];
+      #pragma unroll
+      for (int i = 0; i < ${chunks / 8}; ++i) {
+        const uint4 u = reinterpret_cast<const uint4*>(vs + pj * ${d})[l8 + 8 * i];
+        const __half2* hv = reinterpret_cast<const __half2*>(&u);
+        #pragma unroll
+        for (int e2 = 0; e2 < 4; ++e2) {
+          const float2 f = __half22float2(hv[e2]);
+          o[8 * i + 2 * e2] += e * f.x;
+          o[8 * i + 2 * e2 + 1] += e * f.y;
+        }
+      }
+    }
+  }
+  if (t0 + qi < T) {
+    float* dst = out + (size_t)(t0 + qi) * ${a.heads * d} + h * ${d};
+    const float inv = 1.f / l;
+    #pragma unroll
+    for (int i = 0; i < ${chunks / 8}; ++i)
+      #pragma unroll
+      for (int e2 = 0; e2 < 8; e2 += 4)
+        *reinterpret_cast<float4*>(dst + 8 * (l8 + 8 * i) + e2) = make_float4(o[8 * i + e2] * inv, o[8 * i + e2 + 1] * inv, o[8 * i + e2 + 2] * inv, o[8 * i + e2 + 3] * inv);
+  }`,
+  });
+}
+
 /** y[m, n] (=|+=) Σ_k W[n, k] a[m, k] with a dense row-major fp16 or fp32 weight. */
 export function denseGemvKernel(n: number, k: number, m: number, dtype: 'float16' | 'float32', arch: CudaArch): CudaKernel {
   const R = m <= 4 ? 2 : 1;

@@ -85,9 +85,9 @@ struct Runtime {
     b.g = dalloc<float>(C * TWLAC_INTERMEDIATE);
     b.u = dalloc<float>(C * TWLAC_INTERMEDIATE);
     b.logits = dalloc<float>(C * TWLAC_VOCAB);
-    b.pm = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
-    b.pl = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
-    b.pacc = dalloc<float>(C * TWLAC_HEADS * TWLAC_ATTN_SPLITS * TWLAC_HEAD_DIM);
+    b.pm = dalloc<float>(TWLAC_SPLIT_MAX_T * TWLAC_HEADS * TWLAC_ATTN_SPLITS); // split attention: T ≤ TWLAC_SPLIT_MAX_T
+    b.pl = dalloc<float>(TWLAC_SPLIT_MAX_T * TWLAC_HEADS * TWLAC_ATTN_SPLITS);
+    b.pacc = dalloc<float>(TWLAC_SPLIT_MAX_T * TWLAC_HEADS * TWLAC_ATTN_SPLITS * TWLAC_HEAD_DIM);
     b.a16 = dalloc<__half>(C * TWLAC_MAX_ACT);
     b.q8 = dalloc<uint8_t>(C * TWLAC_MAX_ACT);
     b.qp = dalloc<float>(C * 2);
@@ -155,7 +155,7 @@ struct Runtime {
       const int T = std::min(C, n - c0);
       set_pos(pos + c0);
       TWLAC_CUDA(cudaMemcpyAsync(ids, hids + c0, T * sizeof(int), cudaMemcpyHostToDevice, s));
-      twlac_forward(W, b, ids, T, s);
+      twlac_forward(W, b, ids, T, s, out ? T : 1); // without `out`, only the last token's logits
       if (out) TWLAC_CUDA(cudaMemcpyAsync(out + (size_t)c0 * TWLAC_VOCAB, b.logits, (size_t)T * TWLAC_VOCAB * 4, cudaMemcpyDeviceToHost, s));
     }
     TWLAC_CUDA(cudaStreamSynchronize(s));
