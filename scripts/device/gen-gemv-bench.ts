@@ -109,8 +109,10 @@ for (const c of checksTc) {
   checks.push(c);
   checkNames.push(k.name);
 }
+// More K-split and fewer-row plans for the LLaMA-2-7B shapes (small grids: latency-bound)
+const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }, { rows: 1, warps: 4, wk: 4, ub: 2 }, { rows: 2, warps: 8, wk: 4, ub: 2 }, { rows: 1, warps: 8, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 2, ub: 4 }, { rows: 1, warps: 4, wk: 2, ub: 4 }];
 for (const [n, k] of benchShapes) {
-  for (const t of sweep) {
+  for (const t of n * k <= 11008 * 4096 ? [...sweep, ...sweepSmall] : sweep) {
     benchNames.push(addStream({ format: tq2, n, k, m: 1, arch }, 'f16', t));
     benchA8Names.push(addStream({ format: tq2, n, k, m: 1, arch }, 'u8', t));
   }
