@@ -20,7 +20,8 @@ import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
-import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported, prefillGemmKernel } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';

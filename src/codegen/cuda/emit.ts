@@ -23,7 +23,7 @@ import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
-import { gemmA8Unsupported, prefillGemmKernel } from './kernels/gemm-a8.ts';
+import { prefillGemmKernel, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
@@ -155,7 +155,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     // Beyond the GEMV buckets: the int8 prefill GEMM, or the largest bucket slice by slice.
     const gemmShape = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, arch, out: 'f32' as const };
     const beyond =
-      a8 && gemmShape && !gemmA8Unsupported(gemmShape)
+      a8 && gemmShape && !prefillGemmUnsupported(gemmShape)
         ? (() => {
             const k = prefillGemmKernel(gemmShape);
             ks.add(k);

@@ -300,16 +300,21 @@ export const ATTN_CHUNK = 64;
 /** Most attention splits the combine kernel takes (ATTN_MAX_SPLITS · ATTN_CHUNK positions). */
 export const ATTN_MAX_SPLITS = 1024;
 
+/** Head dim, query heads a KV head and KV row width; the head dims the attention kernels take. */
+function attnGeometry(a: AttnShape): { d: number; group: number; kvd: number } {
+  const d = a.headDim;
+  const group = a.heads / a.kvHeads;
+  if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
+  if (d % 64 || 128 % (d / 2)) throw new UserError(`CUDA target: attention: head dim ${d} is not 64, 128 or 256`);
+  return { d, group, kvd: a.kvHeads * d };
+}
+
 /**
  * Partial attention of query (t, h) over positions [s·CH, min((s+1)·CH, pos0+t+1)): writes the
  * chunk's max score m, Σ exp(score − m) and Σ exp(score − m)·v. Grid (T·heads, splits).
  */
 export function attnPartialKernel(a: AttnShape): CudaKernel {
-  const d = a.headDim;
-  const group = a.heads / a.kvHeads;
-  if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
-  if (d % 64 || 128 % (d / 2)) throw new UserError(`CUDA target: attention: head dim ${d} is not 64, 128 or 256`);
-  const kvd = a.kvHeads * d;
+  const { d, group, kvd } = attnGeometry(a);
   return defineKernel({
     name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}`,
     params: { heads: a.heads, kvHeads: a.kvHeads, d, chunk: ATTN_CHUNK },
@@ -445,11 +450,7 @@ export const ATTN_PREFILL_KV = 64;
  * the output. Grid (⌈T/16⌉, heads); out [T][heads·d] fp32.
  */
 export function attnPrefillKernel(a: AttnShape): CudaKernel {
-  const d = a.headDim;
-  const group = a.heads / a.kvHeads;
-  if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
-  if (d % 64) throw new UserError(`CUDA target: attention: head dim ${d} is not a multiple of 64`);
-  const kvd = a.kvHeads * d;
+  const { d, group, kvd } = attnGeometry(a);
   const QN = ATTN_PREFILL_Q;
   const KN = ATTN_PREFILL_KV;
   const qStride = d + 4; // floats a query row (padded: the 4 rows a warp reads sit in different banks)

@@ -19,51 +19,15 @@
 // bytes (32 digits) expand to the 8 B registers of 4 k32 steps (~3.75 ALU ops per 4 weights).
 import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
-import { CUDA_ARCHS, type CudaArch, type CudaArchDecl } from '../arch.ts';
-import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
-import type { TernaryFormat } from '../../../formats/ternary.ts';
-import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
+import { CUDA_ARCHS } from '../arch.ts';
+import { defineKernel, type CudaKernel } from '../kernel.ts';
+import { gemmArgs, gemmShapeUnsupported, gemmStore, GEMM_GROUP as G, type GemmShape } from './gemm.ts';
 
-export interface GemmShape {
-  format: TernaryFormat;
-  /** Output features. */
-  n: number;
-  /** Input features. */
-  k: number;
-  arch: CudaArch;
-  /** Output: fp16 [T][N] (default), or fp32 [T][N] added to y when the launch's acc is set (the
-   *  runtime's linears, which write the residual stream in place). */
-  out?: 'f16' | 'f32';
-}
+export type { GemmShape } from './gemm.ts';
 
-/** Output arguments and the store of the pair (v0, v1) at (row, col) of y [T][n]. */
-export function gemmOutArgs(s: GemmShape): CudaParam[] {
-  return s.out === 'f32' ? [{ name: 'y', type: 'float*' }] : [{ name: 'y', type: '__half*' }];
-}
-export function gemmStore(s: GemmShape, row: Code, col: Code, v0: Code, v1: Code): Code {
-  return s.out === 'f32'
-    ? code`{
-          float2* p = reinterpret_cast<float2*>(y + (size_t)(${row}) * ${s.n} + (${col}));
-          float2 v = make_float2(${v0}, ${v1});
-          if (acc) { const float2 o = *p; v.x += o.x; v.y += o.y; }
-          *p = v;
-        }`
-    : code`*reinterpret_cast<__half2*>(y + (size_t)(${row}) * ${s.n} + (${col})) = __floats2half2_rn(${v0}, ${v1});`;
-}
-/** Arguments after y: the token count, and for fp32 output the accumulate flag. */
-export function gemmTailArgs(s: GemmShape): CudaParam[] {
-  return s.out === 'f32' ? [{ name: 'T', type: 'int' }, { name: 'acc', type: 'int' }] : [{ name: 'T', type: 'int' }];
-}
-
-const G = 128;
-
-/** Why a linear cannot use the int8 prefill GEMM, or null. */
+/** Why a linear cannot use this int8 prefill GEMM, or null. */
 export function gemmA8Unsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arch'>): string | null {
-  if (s.format.packing !== 'bit2' || s.format.group !== G) return `format ${s.format.id} is not bit2 with groups of ${G}`;
-  if (s.k % G) return `K=${s.k} is not a multiple of ${G}`;
-  const t = CUDA_ARCHS[s.arch].prefill;
-  if (s.n % t.bn) return `N=${s.n} is not a multiple of the ${s.arch} tile width ${t.bn}`;
-  return null;
+  return gemmShapeUnsupported(s, CUDA_ARCHS[s.arch].prefill.bn, `the ${s.arch} tile width`);
 }
 
 export function gemmA8KernelName(s: GemmShape): string {
@@ -270,32 +234,11 @@ __device__ __forceinline__ uint32_t ${new Code(name)}_digits(uint32_t e0, uint32
   return defineKernel({
     name,
     params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bm, bn, wm: WM, wn: WN, stages: S, mma: 'm16n8k32.u8.u8' },
-    args: [
-      { name: 'a', type: 'const uint8_t*' },
-      { name: 'ap', type: 'const float*' },
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      ...gemmOutArgs(s),
-      ...gemmTailArgs(s),
-    ],
+    args: gemmArgs(s),
     block: threads,
     grid: [code`${s.n / bn}`, code`(T + ${bm - 1}) / ${bm}`, code`1`],
     smemBytes,
     prelude,
     body,
   });
-}
-
-/** The prefill GEMM each architecture's int8 tensor-core instruction gets (arch table's
- *  int8Mma): wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x this file's kernel on the H100),
- *  mma.sync elsewhere and for shapes the wgmma kernel refuses. */
-const PREFILL_GEMMS: Record<CudaArchDecl['int8Mma'], { unsupported(s: GemmShape): string | null; kernel(s: GemmShape): CudaKernel }> = {
-  'mma.sync.m16n8k32.s8': { unsupported: gemmA8Unsupported, kernel: gemmA8Kernel },
-  'wgmma.m64nNk32.s8': { unsupported: gemmWgmmaUnsupported, kernel: gemmWgmmaKernel },
-};
-
-export function prefillGemmKernel(s: GemmShape): CudaKernel {
-  const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
-  return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
 }

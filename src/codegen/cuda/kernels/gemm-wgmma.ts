@@ -27,9 +27,8 @@ import { CODE_PACKINGS } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
-import { gemmOutArgs, gemmStore, gemmTailArgs, type GemmShape } from './gemm-a8.ts';
+import { gemmArgs, gemmShapeUnsupported, gemmStore, GEMM_GROUP as G, type GemmShape } from './gemm.ts';
 
-const G = 128;
 const BM = 128;
 const BN = 128;
 const STAGES = 4;
@@ -40,10 +39,7 @@ const UNROLL = 4;
 /** Why a linear cannot use the wgmma prefill GEMM, or null. */
 export function gemmWgmmaUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arch'>): string | null {
   if (CUDA_ARCHS[s.arch].int8Mma !== 'wgmma.m64nNk32.s8') return `${s.arch} has no wgmma`;
-  if (s.format.packing !== 'bit2' || s.format.group !== G) return `format ${s.format.id} is not bit2 with groups of ${G}`;
-  if (s.k % G) return `K=${s.k} is not a multiple of ${G}`;
-  if (s.n % BN) return `N=${s.n} is not a multiple of the tile width ${BN}`;
-  return null;
+  return gemmShapeUnsupported(s, BN, 'the tile width');
 }
 
 export function gemmWgmmaKernelName(s: GemmShape): string {
@@ -288,15 +284,7 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
   return defineKernel({
     name,
     params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bm: BM, bn: BN, stages: STAGES, unroll: UNROLL, mma: 'wgmma.m64n64k32.u8.u8' },
-    args: [
-      { name: 'a', type: 'const uint8_t*' },
-      { name: 'ap', type: 'const float*' },
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      ...gemmOutArgs(s),
-      ...gemmTailArgs(s),
-    ],
+    args: gemmArgs(s),
     block: THREADS,
     grid: [code`${s.n / BN}`, code`(T + ${BM - 1}) / ${BM}`, code`1`],
     smemBytes,

@@ -1,0 +1,24 @@
+// The prefill GEMM of each architecture, chosen by its int8 tensor-core instruction in the
+// arch table (CUDA_ARCHS[arch].int8Mma).
+import { CUDA_ARCHS, type CudaArchDecl } from '../arch.ts';
+import type { CudaKernel } from '../kernel.ts';
+import type { GemmShape } from './gemm.ts';
+import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
+import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
+
+/** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
+ *  elsewhere and for shapes the wgmma kernel refuses. */
+const PREFILL_GEMMS: Record<CudaArchDecl['int8Mma'], { unsupported(s: GemmShape): string | null; kernel(s: GemmShape): CudaKernel }> = {
+  'mma.sync.m16n8k32.s8': { unsupported: gemmA8Unsupported, kernel: gemmA8Kernel },
+  'wgmma.m64nNk32.s8': { unsupported: gemmWgmmaUnsupported, kernel: gemmWgmmaKernel },
+};
+
+/** Why no prefill GEMM takes this linear, or null. */
+export function prefillGemmUnsupported(s: GemmShape): string | null {
+  return gemmA8Unsupported(s);
+}
+
+export function prefillGemmKernel(s: GemmShape): CudaKernel {
+  const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
+  return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
+}
