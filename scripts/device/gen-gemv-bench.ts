@@ -102,6 +102,8 @@ const checksTc: { f: TernaryFormat; n: number; k: number; m: number; t: number }
   { f: tq2, n: 1024, k: 4096, m: 16, t: 9 },
   { f: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, t: 16 }, // 24-byte lane quarters
   { f: ternaryFormat('bit2', 192, true), n: 48, k: 576, m: 4, t: 2 }, // 12-byte lane quarters
+  { f: tq2, n: 512, k: 4096, m: 64, t: 50 }, // prefill slices: 8 token tiles, T not a multiple of 8
+  { f: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 32, t: 32 },
 ];
 for (const c of checksTc) {
   const k = gemvTcKernel({ format: c.f, n: c.n, k: c.k, m: c.m, arch });

@@ -49,7 +49,7 @@ const ppl = (d: string) => {
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (gemm-wgmma.ts on sm_90a, fp32 output accumulated into the residual stream), the others their 16-token kernels slice by slice, and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (gemm-wgmma.ts on sm_90a, fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -58,7 +58,7 @@ const out = {
     ],
     device: 'SKIP_FULL_PPL=1 DECODE_2048_ONLY=1 bash scripts/device/run-e2e.sh   (carry .device/e2e)',
     merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e <later e2e.log>] --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json>',
-    logs: 'bench/results/cuda-h100-logs/e2e-runtime-prefill*.txt: the first run holds the fixture checks and perplexities; the second (7B runs and torch only, .device/e2e holding just the llama7b models) replaces its 7B sections and adds torch, whose first run failed (a device-side assert in an earlier version of the torch prefill timing)',
+    logs: 'bench/results/cuda-h100-logs/e2e-runtime-prefill*.txt (one file a run given; a later run replaces the sections it repeats)',
   },
   prefill7B: prefill,
   torchSameRun: torch,

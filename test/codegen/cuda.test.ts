@@ -212,7 +212,7 @@ describe('emitCuda', () => {
     // attention: split kernels up to 16 tokens, the 16-queries-a-block prefill kernel beyond
     expect(a16).toMatch(/if \(T > 16\) launch_attn_prefill_h2_kv1_d64\(/);
     expect(a16).toMatch(/if \(T <= 16\) launch_attn_combine_h2_d64\(/);
-    expect(a16).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 16\)/);
+    expect(a16).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 64\)\n    launch_gemv_tc_tq2_g128_n128_k256_m64_sm_90a\(/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
     expect(gemvA8Unsupported({ format: ternaryFormat('bit2', 128), k: 120 })).toMatch(/K=120/);
   });
@@ -240,7 +240,7 @@ describe('emitCuda', () => {
   it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 96), k: 960, m: 4 })).toMatch(/groups of 64k/);
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1000, m: 4 })).toMatch(/K=1000/);
-    expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1024, m: 17 })).toMatch(/M=17/);
+    expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1024, m: 65 })).toMatch(/M=65/);
     for (const [n, k, m] of [[4096, 4096, 16], [28672, 8192, 9], [70, 448, 1]]) {
       const p = gemvTcPlan({ format: ternaryFormat('bit2', 128), n, k: Math.ceil(k / 128) * 128, m, arch: 'sm_90a' });
       expect(p.tiles * 16).toBeGreaterThanOrEqual(n);
@@ -426,6 +426,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvTcKernel({ format: ternaryFormat('bit2', 256, true), n: 100, k: 1024, m: 16, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 192, true), n: 48, k: 576, m: 4, arch }),
+          gemvTcKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 64, arch }),
           actKernel({ source: 'swiglu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
         ]
           .map((k) => k.source() + k.launcher())

@@ -27,7 +27,7 @@ import { prefillGemmKernel, prefillGemmUnsupported } from './kernels/prefill-gem
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
-import { gemvTcKernel, gemvTcUnsupported } from './kernels/gemv-tc.ts';
+import { gemvTcKernel, gemvTcUnsupported, TC_MAX_M } from './kernels/gemv-tc.ts';
 import { transcodeKernel } from './kernels/transcode.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 
@@ -152,8 +152,10 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
       : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
-    // Beyond the GEMV buckets: the int8 prefill GEMM, or the largest bucket slice by slice.
+    // Beyond the GEMV buckets: the int8 prefill GEMM; for fp16 activations the tensor-core
+    // skinny GEMM in slices of TC_MAX_M tokens; otherwise the largest bucket slice by slice.
     const gemmShape = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, arch, out: 'f32' as const };
+    const tcWide = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: TC_MAX_M, arch };
     const beyond =
       a8 && gemmShape && !prefillGemmUnsupported(gemmShape)
         ? (() => {
@@ -161,7 +163,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
             ks.add(k);
             return code`  launch_${ident(k.name)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
           })()
-        : code`  for (int t0 = 0; t0 < T; t0 += ${GEMV_MAX_M})
+        : !a8 && tcWide && !gemvTcUnsupported(tcWide)
+          ? (() => {
+              const k = gemvTcKernel(tcWide);
+              ks.add(k);
+              return code`  for (int t0 = 0; t0 < T; t0 += ${TC_MAX_M})
+    launch_${ident(k.name)}(a + (size_t)t0 * ${l.cols}, codes, scales, shifts, y + (size_t)t0 * ${l.rows}, min(T - t0, ${TC_MAX_M}), acc, s);`;
+            })()
+          : code`  for (int t0 = 0; t0 < T; t0 += ${GEMV_MAX_M})
     ${ident(fnName)}(a + (size_t)t0 * ${l.cols}, ${dense ? code`W` : code`${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts`}, y + (size_t)t0 * ${l.rows}, min(T - t0, ${GEMV_MAX_M}), acc, s);`;
     linearFns.set(fnName, join([sig, ...branches, beyond, code`}`]));
     return fnName;

@@ -1,4 +1,4 @@
-// Skinny GEMM (M = 2…16 tokens: prefill chunks, small batches) with fp16 activations on tensor
+// Skinny GEMM (M = 2…64 tokens: prefill slices, small batches) with fp16 activations on tensor
 // cores, for bit2 codes in groups of 64k:
 //   y[m, n] (=|+=) Σ_g scale[n,g]·Σ_{k∈g} t·x[m,k] + shift[n,g]·Σ_{k∈g} x[m,k].
 //
@@ -22,7 +22,8 @@ import { defineKernel, type CudaKernel } from '../kernel.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
 import { GEMV_F16_ARGS, type GemvShape } from './gemv.ts';
 
-export const TC_MAX_M = 16;
+/** Most tokens a launch takes (8 token tiles of the mma's n: prefill slices of fp16 sites). */
+export const TC_MAX_M = 64;
 
 /** Why a shape cannot use the tensor-core skinny GEMM, or null. */
 export function gemvTcUnsupported(s: Pick<GemvShape, 'format' | 'k' | 'm'>): string | null {
