@@ -116,7 +116,7 @@ const result = {
   },
   prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'the int8 tensor-core GEMM was not re-measured in session 2; its session-1 figures: bench/results/cuda-h100-prefill-session1.json',
   notMeasured: [
-    'session 3: prefill runs 128 tokens a forward; ≤ 8-bit sites use the int8 prefill GEMM beyond 16 tokens (bench/results/cuda-h100-runtime-prefill.json); the figures of this file come from 16-token forwards (session 2)',
+    'session 3: prefill runs up to 512 tokens a forward (int8 prefill GEMM at ≤ 8-bit sites, 64-token tensor-core slices at fp16 sites, the prefill attention kernel; bench/results/cuda-h100-runtime-prefill.json); the figures of this file come from 16-token forwards (session 2)',
     'no packed-int4 activation kernel: sites below 8 bits (A4, A6) use the int8 path with codes < 2^bits',
     'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)',
   ],
