@@ -45,7 +45,18 @@ const ppl = (d: string) => {
   const cuda16 = section(`${d} ppl 200 windows in 16-token forwards`);
   const o = ort[`${d}-200`] as { ppl: number } | undefined;
   const rel = (x: Record<string, number | string> | undefined) => (x && o ? +(((x.ppl as number) - o.ppl) / o.ppl).toExponential(2) : null);
-  return { cuda200: cuda, cuda200In16TokenForwards: cuda16, ort200: o, relDiffVsOrt: rel(cuda), relDiffVsOrtIn16TokenForwards: rel(cuda16) };
+  const all = section(`${d} ppl all`);
+  const all16 = section(`${d} ppl all in 16-token forwards`);
+  const oa = ort[`${d}-all`] as { ppl: number } | undefined;
+  const relAll = (x: Record<string, number | string> | undefined) => (x && oa ? +(((x.ppl as number) - oa.ppl) / oa.ppl).toExponential(2) : null);
+  return {
+    cuda200: cuda,
+    cuda200In16TokenForwards: cuda16,
+    ort200: o,
+    relDiffVsOrt: rel(cuda),
+    relDiffVsOrtIn16TokenForwards: rel(cuda16),
+    ...(all ? { cudaAll: all, cudaAllIn16TokenForwards: all16, ortAll: oa, relDiffVsOrtAll: relAll(all), relDiffVsOrtAllIn16TokenForwards: relAll(all16) } : {}),
+  };
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
@@ -57,7 +68,8 @@ const out = {
       'node bin/twlac.js eval /tmp/fx-a8/model.onnx --text ../shared/data/pydocs/dev.txt --max-windows 200 --json   (ORT)',
     ],
     device: 'SKIP_FULL_PPL=1 DECODE_2048_ONLY=1 bash scripts/device/run-e2e.sh   (carry .device/e2e)',
-    merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e <later e2e.log>] --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json>',
+    merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e <later e2e.log>] --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json> [--ort fixture-a8-all=… --ort fixture-tq2-all=…]',
+    fullPerplexity: 'all 2074 dev windows, on the GPU: for d in fixture-tq2 fixture-a8: twlac_cuda --weights DIR --ppl dev_ids.bin, then again with TWLAC_PREFILL_CHUNK=16 (log e2e-runtime-prefill-2.txt); ORT: node bin/twlac.js eval DIR/model.onnx --text ../shared/data/pydocs/dev.txt --json',
     logs: 'bench/results/cuda-h100-logs/e2e-runtime-prefill*.txt (one file a run given; a later run replaces the sections it repeats)',
   },
   prefill7B: prefill,
