@@ -208,6 +208,10 @@ describe('emitCuda', () => {
     // residual), or the 16-token kernels slice by slice where the site is not int8
     expect(a8).toMatch(/launch_gemm_wg_tq2_g128_n128_k256_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\)/);
     expect(cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 128), 8), 'sm_80')).toMatch(/launch_gemm_a8_tq2_g128_n128_k256_sm_80_f32\(/);
+    // a format the prefill GEMM refuses (groups of 64) takes the skinny GEMM on the dequantised copy
+    const g64 = cudaModelSource(syntheticManifest(tiny, ternaryFormat('bit2', 64), 8), 'sm_90a');
+    expect(g64).not.toMatch(/gemm_/);
+    expect(g64).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 64\)\n    launch_gemv_tc_tq2_g64_n128_k256_m64_sm_90a\(a \+ \(size_t\)t0 \* 256, codes/);
     expect(a16).not.toMatch(/gemm_/);
     // attention: split kernels up to 16 tokens, the 16-queries-a-block prefill kernel beyond
     expect(a16).toMatch(/if \(T > 16\) launch_attn_prefill_h2_kv1_d64\(/);

@@ -7,9 +7,11 @@
 //                           decode with a KV cache, perplexity, decode benchmark
 //   Makefile                `make ARCH=sm_90a` builds ./twlac_cuda_sm_90a
 // Linear kernels by tokens M and site (gemvChoice): the streaming GEMVs at M = 1 (fp16) or
-// M ≤ 4 (u8 codes at sites with ≤ 8 bits), q/k/v and gate/up grouped into one launch; beyond
-// that the tensor-core skinny GEMM on fp16 activations (the dequantised copy at ≤ 8-bit
-// sites); the staged GEMVs where a format allows neither. tq1 codes are transcoded to bit2 at load
+// M ≤ 4 (u8 codes at sites with ≤ 8 bits), q/k/v and gate/up grouped into one launch; up to 16
+// tokens the tensor-core skinny GEMM on fp16 activations (the dequantised copy at ≤ 8-bit
+// sites); the staged GEMVs where a format allows neither. Prefill forwards of more tokens
+// (beyondBuckets): the int8 prefill GEMM at ≤ 8-bit sites, the skinny GEMM in slices of
+// TC_MAX_M tokens, and the prefill attention kernel. tq1 codes are transcoded to bit2 at load
 // (transcode.ts) so that the default format runs on the same kernels. Sites with a transform
 // or bits < 16 go through the act kernel (norm / SwiGLU, Kronecker transform, quantiser).
 import { UserError } from '../../errors.ts';
@@ -34,9 +36,8 @@ import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 export const GEMV_M_BUCKETS = [1, 4, 16] as const;
 const GEMV_MAX_M = GEMV_M_BUCKETS[GEMV_M_BUCKETS.length - 1];
-/** Most tokens one forward call takes (prefill runs in chunks of this many). Beyond GEMV_MAX_M
- *  tokens, linears whose input is quantised to ≤ 8 bits run the int8 tensor-core prefill GEMM
- *  (the arch table's choice); the others run their GEMV in slices of GEMV_MAX_M tokens. */
+/** Most tokens one forward call takes (prefill runs in chunks of this many); beyond GEMV_MAX_M
+ *  tokens the linears take the kernels of beyondBuckets. */
 export const MAX_CHUNK = 512;
 
 const RUNTIME_MAIN = pjoin(dirname(fileURLToPath(import.meta.url)), 'runtime', 'main.cu');
@@ -152,28 +153,27 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
       : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
-    // Beyond the GEMV buckets: the int8 prefill GEMM; for fp16 activations the tensor-core
-    // skinny GEMM in slices of TC_MAX_M tokens; otherwise the largest bucket slice by slice.
-    const gemmShape = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, arch, out: 'f32' as const };
-    const tcWide = dense ? null : { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: TC_MAX_M, arch };
-    const beyond =
-      a8 && gemmShape && !prefillGemmUnsupported(gemmShape)
-        ? (() => {
-            const k = prefillGemmKernel(gemmShape);
-            ks.add(k);
-            return code`  launch_${ident(k.name)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
-          })()
-        : !a8 && tcWide && !gemvTcUnsupported(tcWide)
-          ? (() => {
-              const k = gemvTcKernel(tcWide);
-              ks.add(k);
-              return code`  for (int t0 = 0; t0 < T; t0 += ${TC_MAX_M})
-    launch_${ident(k.name)}(a + (size_t)t0 * ${l.cols}, codes, scales, shifts, y + (size_t)t0 * ${l.rows}, min(T - t0, ${TC_MAX_M}), acc, s);`;
-            })()
-          : code`  for (int t0 = 0; t0 < T; t0 += ${GEMV_MAX_M})
-    ${ident(fnName)}(a + (size_t)t0 * ${l.cols}, ${dense ? code`W` : code`${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts`}, y + (size_t)t0 * ${l.rows}, min(T - t0, ${GEMV_MAX_M}), acc, s);`;
-    linearFns.set(fnName, join([sig, ...branches, beyond, code`}`]));
+    linearFns.set(fnName, join([sig, ...branches, beyondBuckets(l, a8, fnName), code`}`]));
     return fnName;
+  };
+  // T beyond the GEMV buckets (prefill): the int8 prefill GEMM at ≤ 8-bit sites where it takes
+  // the shape; else the tensor-core skinny GEMM on the fp16 activations (the dequantised copy at
+  // ≤ 8-bit sites) in slices of TC_MAX_M tokens; else the dispatcher itself in slices of the
+  // largest bucket.
+  const beyondBuckets = (l: LinearEntry, a8: boolean, fnName: string): Code => {
+    const slices = (m: number, call: Code) => code`  for (int t0 = 0; t0 < T; t0 += ${m})
+    ${call}(a + (size_t)t0 * ${l.cols}, `;
+    const rest = (m: number) => code`y + (size_t)t0 * ${l.rows}, min(T - t0, ${m}), acc, s);`;
+    if (l.format === 'float16' || l.format === 'float32') return code`${slices(GEMV_MAX_M, ident(fnName))}W, ${rest(GEMV_MAX_M)}`;
+    const format = parseFormatId(l.format);
+    const gemm = { format, n: l.rows, k: l.cols, arch, out: 'f32' as const };
+    if (a8 && !prefillGemmUnsupported(gemm)) {
+      const k = ks.add(prefillGemmKernel(gemm));
+      return code`  launch_${ident(k)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
+    }
+    const tc = { format, n: l.rows, k: l.cols, m: TC_MAX_M, arch };
+    if (!gemvTcUnsupported(tc)) return code`${slices(TC_MAX_M, code`launch_${ident(ks.add(gemvTcKernel(tc)))}`)}codes, scales, shifts, ${rest(TC_MAX_M)}`;
+    return code`${slices(GEMV_MAX_M, ident(fnName))}${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts, ${rest(GEMV_MAX_M)}`;
   };
   const weightArgs = (l: LinearEntry): Code => {
     const f = parseFormatId(l.format);
@@ -256,17 +256,19 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 
   // Each op is followed by TWLAC_MARK(s, tag): a no-op unless the host program profiles a step
   // (`--profile-decode`: an event after every op, time summed by tag).
+  // layer i's K and V cache arguments
+  const kvCache = (i: number) => code`b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}`;
   const op = (tag: string, c: Code): Code => join([c, code`  TWLAC_MARK(s, ${new Code(JSON.stringify(ident(tag).text))});`]);
   const layers = m.blocks.map((b, i) =>
     join([
       comment(`block ${i}`),
       op('attn_act', actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
       op('qkv', groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)),
-      op('rope_kv', code`  launch_${ident(rope)}(b.q, b.k, b.v, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pos, T, s);`),
+      op('rope_kv', code`  launch_${ident(rope)}(b.q, b.k, b.v, ${kvCache(i)}, b.pos, T, s);`),
       // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
       // (prefill chunks): 16 queries a block over the whole prefix
-      op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.att, b.pos, T, s);
-  else launch_${ident(part)}(b.q, b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
+      op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${kvCache(i)}, b.att, b.pos, T, s);
+  else launch_${ident(part)}(b.q, ${kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
       op('attn_combine', code`  if (T <= ${GEMV_MAX_M}) launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`),
       op('o_act', actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null)),
       op('o', linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)),
