@@ -455,6 +455,9 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const { d, group, kvd } = attnGeometry(a);
   const QN = ATTN_PREFILL_Q;
   const KN = ATTN_PREFILL_KV;
+  const TPQ = 128 / QN; // threads a query (a power of two ≤ 32: the row's lanes share a warp)
+  const PPT = KN / TPQ; // key positions a thread scores per tile
+  if (!Number.isInteger(PPT) || 32 % TPQ || (d / 8) % TPQ) throw new Error(`attention prefill: ${QN} queries × ${KN} positions do not fit 128 threads and head dim ${d}`);
   const qStride = d + 4; // floats a query row (padded: the 4 rows a warp reads sit in different banks)
   const kStride = d + 8; // halfs a key row (padded: the 8 rows a warp reads sit in different banks)
   const smemBytes = QN * qStride * 4 + KN * kStride * 2 + KN * d * 2 + QN * KN * 4;
@@ -480,7 +483,7 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   float* ps = reinterpret_cast<float*>(vs + ${KN * d});          // [${QN}][${KN}]
   const int h = blockIdx.y, kh = h / ${group}, t0 = blockIdx.x * ${QN};
   const int pos0 = *posp;
-  const int qi = threadIdx.x >> 3, l8 = threadIdx.x & 7;
+  const int qi = threadIdx.x / ${TPQ}, l8 = threadIdx.x % ${TPQ};
   const int tq = min(t0 + qi, T - 1);          // rows past T repeat the last query (not stored)
   const int last = pos0 + min(t0 + ${QN}, T) - 1; // last key position any query here sees
   const int mine = pos0 + tq;                    // this row's last key position
@@ -489,9 +492,9 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     qs[r * ${qStride} + c] = q[(size_t)min(t0 + r, T - 1) * ${a.heads * d} + h * ${d} + c] * ${cudaFloat(1 / Math.sqrt(d))};
   }
   float m = -INFINITY, l = 0.f;
-  float o[${d / 8}];
+  float o[${d / TPQ}];
   #pragma unroll
-  for (int i = 0; i < ${d / 8}; ++i) o[i] = 0.f;
+  for (int i = 0; i < ${d / TPQ}; ++i) o[i] = 0.f;
   for (int p0 = 0; p0 <= last; p0 += ${KN}) {
     __syncthreads(); // the previous tile is consumed (and qs written, on the first pass)
     for (int i = threadIdx.x; i < ${KN * chunks}; i += 128) {
@@ -500,17 +503,17 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
       reinterpret_cast<uint4*>(vs + r * ${d})[c] = reinterpret_cast<const uint4*>(vcache + (size_t)p * ${kvd} + kh * ${d})[c];
     }
     __syncthreads();
-    // scores of positions p0 + l8 + 8j, j < 8
-    float sc[8];
+    // scores of positions p0 + l8 + ${TPQ}j, j < ${PPT}
+    float sc[${PPT}];
     #pragma unroll
-    for (int j = 0; j < 8; ++j) sc[j] = 0.f;
+    for (int j = 0; j < ${PPT}; ++j) sc[j] = 0.f;
     #pragma unroll 4
     for (int c = 0; c < ${chunks}; ++c) {
       const float4 qa = *reinterpret_cast<const float4*>(qs + qi * ${qStride} + 8 * c);
       const float4 qb = *reinterpret_cast<const float4*>(qs + qi * ${qStride} + 8 * c + 4);
       #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint4 u = reinterpret_cast<const uint4*>(ks + (l8 + 8 * j) * ${kStride})[c];
+      for (int j = 0; j < ${PPT}; ++j) {
+        const uint4 u = reinterpret_cast<const uint4*>(ks + (l8 + ${TPQ} * j) * ${kStride})[c];
         const __half2* hv = reinterpret_cast<const __half2*>(&u);
         const float2 f0 = __half22float2(hv[0]), f1 = __half22float2(hv[1]), f2 = __half22float2(hv[2]), f3 = __half22float2(hv[3]);
         sc[j] += qa.x * f0.x + qa.y * f0.y + qa.z * f1.x + qa.w * f1.y + qb.x * f2.x + qb.y * f2.y + qb.z * f3.x + qb.w * f3.y;
@@ -518,37 +521,35 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     }
     float mt = -INFINITY;
     #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      if (p0 + l8 + 8 * j > mine) sc[j] = -INFINITY; // causal (and past the tile's last position)
+    for (int j = 0; j < ${PPT}; ++j) {
+      if (p0 + l8 + ${TPQ} * j > mine) sc[j] = -INFINITY; // causal (and past the tile's last position)
       mt = fmaxf(mt, sc[j]);
     }
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
-    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 4));
+    #pragma unroll
+    for (int o2 = 1; o2 < ${TPQ}; o2 *= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o2));
     const float mn = fmaxf(m, mt); // finite: position 0 is in every row's first tile
     const float alpha = expf(m - mn);
     float sum = 0.f;
     #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < ${PPT}; ++j) {
       const float e = expf(sc[j] - mn);
-      ps[qi * ${KN} + l8 + 8 * j] = e;
+      ps[qi * ${KN} + l8 + ${TPQ} * j] = e;
       sum += e;
     }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+    #pragma unroll
+    for (int o2 = 1; o2 < ${TPQ}; o2 *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o2);
     l = l * alpha + sum;
     m = mn;
     __syncwarp();
-    // o = o·alpha + Σ_p e_p·v_p over this thread's dims: chunks l8 + 8i of the row
+    // o = o·alpha + Σ_p e_p·v_p over this thread's dims: chunks l8 + ${TPQ}i of the row
     #pragma unroll
-    for (int i = 0; i < ${d / 8}; ++i) o[i] *= alpha;
+    for (int i = 0; i < ${d / TPQ}; ++i) o[i] *= alpha;
     #pragma unroll 4
     for (int pj = 0; pj < ${KN}; ++pj) {
       const float e = ps[qi * ${KN} + pj];
       #pragma unroll
-      for (int i = 0; i < ${chunks / 8}; ++i) {
-        const uint4 u = reinterpret_cast<const uint4*>(vs + pj * ${d})[l8 + 8 * i];
+      for (int i = 0; i < ${chunks / TPQ}; ++i) {
+        const uint4 u = reinterpret_cast<const uint4*>(vs + pj * ${d})[l8 + ${TPQ} * i];
         const __half2* hv = reinterpret_cast<const __half2*>(&u);
         #pragma unroll
         for (int e2 = 0; e2 < 4; ++e2) {
@@ -563,10 +564,10 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     float* dst = out + (size_t)(t0 + qi) * ${a.heads * d} + h * ${d};
     const float inv = 1.f / l;
     #pragma unroll
-    for (int i = 0; i < ${chunks / 8}; ++i)
+    for (int i = 0; i < ${chunks / TPQ}; ++i)
       #pragma unroll
       for (int e2 = 0; e2 < 8; e2 += 4)
-        *reinterpret_cast<float4*>(dst + 8 * (l8 + 8 * i) + e2) = make_float4(o[8 * i + e2] * inv, o[8 * i + e2 + 1] * inv, o[8 * i + e2 + 2] * inv, o[8 * i + e2 + 3] * inv);
+        *reinterpret_cast<float4*>(dst + 8 * (l8 + ${TPQ} * i) + e2) = make_float4(o[8 * i + e2] * inv, o[8 * i + e2 + 1] * inv, o[8 * i + e2 + 2] * inv, o[8 * i + e2 + 3] * inv);
   }`,
   });
 }
