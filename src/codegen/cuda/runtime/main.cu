@@ -68,6 +68,13 @@ static std::vector<int> parse_ids(const std::string& s) {
 
 template <class T> static T* dalloc(size_t n) { T* p; TWLAC_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); return p; }
 
+// A synthetic prompt of max(n, 1) ids for the speed runs (--bench-decode, --profile-decode).
+static std::vector<int> synthetic_ids(int n) {
+  std::vector<int> p(std::max(n, 1));
+  for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+  return p;
+}
+
 struct Runtime {
   uint8_t* W = nullptr;
   uint8_t* staging = nullptr; // trit5 codes on their way to bit2 (load time only)
@@ -145,7 +152,13 @@ struct Runtime {
     static int c = 0;
     if (!c) {
       const char* e = getenv("TWLAC_PREFILL_CHUNK");
-      c = e ? std::max(1, std::min(TWLAC_MAX_CHUNK, atoi(e))) : TWLAC_MAX_CHUNK;
+      c = TWLAC_MAX_CHUNK;
+      if (e) {
+        char* end = nullptr;
+        const long v = strtol(e, &end, 10);
+        if (end == e || *end || v < 1 || v > TWLAC_MAX_CHUNK) { fprintf(stderr, "twlac: TWLAC_PREFILL_CHUNK=%s is not a token count in 1…%d\n", e, TWLAC_MAX_CHUNK); exit(2); }
+        c = (int)v;
+      }
     }
     return c;
   }
@@ -245,8 +258,7 @@ int main(int argc, char** argv) {
     // Time of every op of one decode step (T = 1) after a profileCtx-token prefill: an event
     // after each op (no graph, no overlap), summed over the layers by tag; median of 5 steps.
     if (profileCtx + 8 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d exceeds %d positions\n", profileCtx, TWLAC_MAX_POS); return 1; }
-    std::vector<int> p(std::max(profileCtx, 1));
-    for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+    const std::vector<int> p = synthetic_ids(profileCtx);
     rt.prefill(p.data(), profileCtx, 0, nullptr);
     static std::vector<std::pair<std::string, cudaEvent_t>> marks;
     twlac_mark_hook = [](cudaStream_t st, const char* tag) { cudaEvent_t e; TWLAC_CUDA(cudaEventCreate(&e)); TWLAC_CUDA(cudaEventRecord(e, st)); marks.push_back({tag, e}); };
@@ -278,8 +290,7 @@ int main(int argc, char** argv) {
   }
   if (benchCtx >= 0) {
     if (benchCtx + steps + 1 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
-    std::vector<int> p(std::max(benchCtx, 1));
-    for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+    const std::vector<int> p = synthetic_ids(benchCtx);
     auto t0 = std::chrono::steady_clock::now();
     rt.prefill(p.data(), benchCtx, 0, nullptr);
     const double prefillS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
