@@ -10,6 +10,7 @@
 //   --ort fixture200=F --ort fixture-all=F --ort fixture-tq2-200=F --ort fixture-tq2-all=F
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { e2eSection, ortResults } from '../scripts/device/e2e-log.ts';
 
 const arg = (k: string) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : undefined);
 const args = (k: string) => process.argv.flatMap((a, i) => (a === k ? [process.argv[i + 1]] : []));
@@ -26,20 +27,8 @@ const e2eLog = e2eLogs.join('\n');
 const fullLog = arg('--full-ppl') ? readFileSync(arg('--full-ppl')!, 'utf8') : e2eLog;
 // A later checks-only run (CHECKS_ONLY=1) may replace the checks of the timing run.
 const checksRun = arg('--checks') ? JSON.parse(readFileSync(join(arg('--checks')!, 'gemv.json'), 'utf8')) : gemv;
-const ort = Object.fromEntries(
-  args('--ort').map((s) => {
-    const [name, file] = s.split('=');
-    return [name, JSON.parse(readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('{'))!)];
-  }),
-);
-
-/** The JSON object printed after a `== title` line of an e2e log. */
-function section(log: string, title: string): Record<string, unknown> | undefined {
-  const i = log.lastIndexOf(`== ${title}\n`);
-  if (i < 0) return undefined;
-  const line = log.slice(i).split('\n').find((l) => l.startsWith('{'));
-  return line ? JSON.parse(line) : undefined;
-}
+const ort = ortResults(args('--ort'));
+const section = e2eSection;
 const lines = (log: string, re: RegExp) => log.split('\n').filter((l) => re.test(l));
 /** Matching lines, the last one per model (the text before the first colon). */
 const lastPerModel = (log: string, re: RegExp) => [...new Map(lines(log, re).map((l) => [l.split(':')[0], l])).values()];

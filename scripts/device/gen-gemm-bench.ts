@@ -42,7 +42,7 @@ const add = (shape: GemmShape): string[] => {
   for (const k of ks) kernels.set(k.name, { shape, k });
   return ks.map((k) => k.name);
 };
-const checkKernels = checks.flatMap((c) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i: checks.indexOf(c) })));
+const checkKernels = checks.flatMap((c, i) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i })));
 const benchNames = benchShapes.flatMap(([n, k]) => add({ format: tq2, n, k, arch }));
 const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
 const header = [

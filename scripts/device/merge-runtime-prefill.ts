@@ -4,6 +4,7 @@
 // Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...]
 // (a later log's sections replace an earlier one's; each log is copied as e2e-runtime-prefill[-N].txt)
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { e2eSection, ortResults } from './e2e-log.ts';
 
 const argv = process.argv.slice(2);
 const logPath = argv[0];
@@ -11,24 +12,19 @@ if (!logPath) throw new Error('usage: merge-runtime-prefill.ts <e2e.log> [--e2e 
 const opt = (flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []));
 const logPaths = [logPath, ...opt('--e2e')];
 const log = logPaths.map((f) => readFileSync(f, 'utf8')).join('\n');
-const ort = Object.fromEntries(
-  opt('--ort').map((s) => {
-    const [name, file] = s.split('=');
-    return [name, JSON.parse(readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('{'))!)];
-  }),
-);
-/** The JSON object printed after a `== title` line. */
-function section(title: string): Record<string, number | string> | undefined {
-  const i = log.lastIndexOf(`== ${title}\n`);
-  if (i < 0) return undefined;
-  const line = log.slice(i).split('\n').find((l) => l.startsWith('{'));
-  return line ? JSON.parse(line) : undefined;
-}
+const ort = ortResults(opt('--ort'));
+const section = (title: string) => e2eSection(log, title);
+/** A section every run of the 7B models prints. */
+const required = (title: string) => {
+  const v = section(title);
+  if (!v) throw new Error(`no '== ${title}' section with a JSON line in ${logPaths.join(', ')}`);
+  return v;
+};
 const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4'].filter((m) => log.includes(`== ${m} decode`));
 const torch = section('torch fp16 baseline');
 const prefill = models.map((m) => {
-  const gemm = section(`${m} decode @2048`)!;
-  const gemv = section(`${m} prefill in 16-token forwards (GEMV kernels), same run`)!;
+  const gemm = required(`${m} decode @2048`);
+  const gemv = required(`${m} prefill in 16-token forwards (GEMV kernels), same run`);
   return {
     model: m,
     prefill2048Seconds: gemm.prefillSeconds,
@@ -43,11 +39,11 @@ const prefill = models.map((m) => {
 const ppl = (d: string) => {
   const cuda = section(`${d} ppl 200 windows`);
   const cuda16 = section(`${d} ppl 200 windows in 16-token forwards`);
-  const o = ort[`${d}-200`] as { ppl: number } | undefined;
+  const o = ort[`${d}-200`];
   const rel = (x: Record<string, number | string> | undefined) => (x && o ? +(((x.ppl as number) - o.ppl) / o.ppl).toExponential(2) : null);
   const all = section(`${d} ppl all`);
   const all16 = section(`${d} ppl all in 16-token forwards`);
-  const oa = ort[`${d}-all`] as { ppl: number } | undefined;
+  const oa = ort[`${d}-all`];
   const relAll = (x: Record<string, number | string> | undefined) => (x && oa ? +(((x.ppl as number) - oa.ppl) / oa.ppl).toExponential(2) : null);
   return {
     cuda200: cuda,
