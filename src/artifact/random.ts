@@ -1,7 +1,7 @@
 // A random ternary transformer in artifact form, for kernel and runtime tests and for
 // speed benchmarks where accuracy does not matter. Deterministic given the seed.
 import { mulberry32 } from '../util/prng.ts';
-import { encodeTernary, groupsPerRow, type TernaryFormat } from '../formats/ternary.ts';
+import { encodeTernary, groupsPerRow, snapRowToLattice, type TernaryFormat } from '../formats/ternary.ts';
 import type { ModelConfig } from './manifest.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type BlockLinearRole } from './build.ts';
 
@@ -30,6 +30,7 @@ export function randomTernaryLinear(role: BlockLinearRole | 'lm_head', rows: num
   const s = 1 / Math.sqrt(cols * 0.6);
   const scale = Float32Array.from({ length: rows * ng }, () => s * (0.5 + rand()));
   const shift = Float32Array.from({ length: rows * ng }, () => s * 0.1 * (rand() - 0.5));
+  if (f.lattice) for (let n = 0; n < rows; n++) snapRowToLattice(scale, f.shift ? shift : undefined, n, ng);
   return { name: `${role}`, role: role as ArtifactLinear['role'], rows, cols, ternary: encodeTernary(f, rows, cols, t, scale, f.shift ? shift : undefined) };
 }
 

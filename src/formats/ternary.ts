@@ -10,6 +10,12 @@
 //   scales [N][ceil(K/G)]                  fp16
 //   shifts [N][ceil(K/G)]                  fp16 (absent when the format has no shift)
 // A final partial group (K not a multiple of G) is padded with t = 0 codes.
+// Lattice formats (`_lat`) store the same fp16 scales and shifts under one more rule: in each
+// row, every scale and shift is an integer multiple of one power of two u = 2^e (the row's
+// lattice unit, latticeUnit) with |scale| + |shift| ≤ LATTICE_MAX·u. Then scale·t + shift is
+// u times an int8 for every trit, so an int8 GEMM can accumulate a whole row in int32 and
+// scale once (kernels/gemm-wgmma-lat.ts) instead of folding every group. Every other
+// consumer reads the fp16 values as before.
 import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
 
 export type CodePacking = 'trit5' | 'bit2';
@@ -68,24 +74,76 @@ export const CODE_PACKINGS = {
 } satisfies Record<CodePacking, CodePackingDecl>;
 
 export interface TernaryFormat {
-  /** e.g. `tq1_g128` (trit5, G=128, scale+shift) or `tq2_g128_ns` (bit2, no shift). */
+  /** e.g. `tq1_g128` (trit5, G=128, scale+shift), `tq2_g128_ns` (bit2, no shift) or
+   *  `tq2_g128_lat` (bit2, scales and shifts on a per-row int8 lattice). */
   id: string;
   packing: CodePacking;
   group: number;
   shift: boolean;
+  /** Scales and shifts lie on the row's int8 lattice (see the header). */
+  lattice: boolean;
+}
+
+/** Largest |scale| + |shift| of a lattice format, in lattice units: scale·t + shift is an int8. */
+export const LATTICE_MAX = 127;
+/** Smallest lattice unit: 2^-24, fp16's subnormal step, so that every lattice value is exact in fp16. */
+const LATTICE_MIN_EXP = -24;
+
+/** The lattice unit of a row whose largest |scale| + |shift| is `maxAbs`: the smallest power of
+ *  two u (≥ 2^-24) with maxAbs ≤ LATTICE_MAX·u. Any values that are multiples of a larger power
+ *  of two within the same bound are multiples of this one too, so the unit can be recomputed
+ *  from stored values (the CUDA GEMM does). */
+export function latticeUnit(maxAbs: number): number {
+  if (!(maxAbs > 0)) return 2 ** LATTICE_MIN_EXP;
+  let e = Math.ceil(Math.log2(maxAbs / LATTICE_MAX));
+  if (maxAbs > LATTICE_MAX * 2 ** e) e++; // log2 rounding, either way
+  else if (maxAbs <= LATTICE_MAX * 2 ** (e - 1)) e--;
+  return 2 ** Math.max(LATTICE_MIN_EXP, e);
+}
+
+/** Snaps row n's scales and shifts (float arrays [rows·ng], in place) to the row's lattice:
+ *  the unit from the row's largest |scale| + |shift|, each value rounded to a multiple, the
+ *  shift pulled in where rounding would break the bound. */
+export function snapRowToLattice(scale: Float64Array | Float32Array, shift: Float64Array | Float32Array | undefined, n: number, ng: number): number {
+  let mx = 0;
+  for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(scale[n * ng + g]) + (shift ? Math.abs(shift[n * ng + g]) : 0));
+  const u = latticeUnit(mx);
+  for (let g = 0; g < ng; g++) {
+    const i = n * ng + g;
+    const s = Math.max(-LATTICE_MAX, Math.min(LATTICE_MAX, Math.round(scale[i] / u)));
+    scale[i] = s * u;
+    if (shift) {
+      const lim = LATTICE_MAX - Math.abs(s);
+      shift[i] = Math.max(-lim, Math.min(lim, Math.round(shift[i] / u))) * u;
+    }
+  }
+  return u;
+}
+
+/** Why stored fp16 scales/shifts break the lattice rule of row n, or null. */
+function latticeViolation(scales: Uint16Array, shifts: Uint16Array | undefined, n: number, ng: number): string | null {
+  let mx = 0;
+  for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(halfToFloat(scales[n * ng + g])) + (shifts ? Math.abs(halfToFloat(shifts[n * ng + g])) : 0));
+  const u = latticeUnit(mx);
+  for (let g = 0; g < ng; g++) {
+    for (const v of [halfToFloat(scales[n * ng + g]), shifts ? halfToFloat(shifts[n * ng + g]) : 0]) {
+      if (!Number.isInteger(v / u)) return `row ${n} group ${g}: ${v} is not a multiple of the row's lattice unit 2^${Math.log2(u)}`;
+    }
+  }
+  return null;
 }
 
 const PACKING_TAG: Record<CodePacking, string> = { trit5: 'tq1', bit2: 'tq2' };
 
-export function ternaryFormat(packing: CodePacking, group: number, shift = true): TernaryFormat {
+export function ternaryFormat(packing: CodePacking, group: number, shift = true, lattice = false): TernaryFormat {
   if (!Number.isInteger(group) || group < 4 || group > 4096) throw new Error(`group size ${group} out of range`);
-  return { id: `${PACKING_TAG[packing]}_g${group}${shift ? '' : '_ns'}`, packing, group, shift };
+  return { id: `${PACKING_TAG[packing]}_g${group}${shift ? '' : '_ns'}${lattice ? '_lat' : ''}`, packing, group, shift, lattice };
 }
 
 export function parseFormatId(id: string): TernaryFormat {
-  const m = /^(tq1|tq2)_g(\d+)(_ns)?$/.exec(id);
-  if (!m) throw new Error(`unknown weight format '${id}' (expected tq1_g<G> or tq2_g<G>, optionally _ns)`);
-  return ternaryFormat(m[1] === 'tq1' ? 'trit5' : 'bit2', Number(m[2]), !m[3]);
+  const m = /^(tq1|tq2)_g(\d+)(_ns)?(_lat)?$/.exec(id);
+  if (!m) throw new Error(`unknown weight format '${id}' (expected tq1_g<G> or tq2_g<G>, optionally _ns, then optionally _lat)`);
+  return ternaryFormat(m[1] === 'tq1' ? 'trit5' : 'bit2', Number(m[2]), !m[3], !!m[4]);
 }
 
 export interface TernaryWeights {
@@ -151,6 +209,12 @@ export function encodeTernary(
   const scales = Uint16Array.from({ length: rows * ng }, (_, i) => floatToHalf(scale[i]));
   if (f.shift && !shift) throw new Error(`format ${f.id} needs shifts`);
   const shifts = f.shift ? Uint16Array.from({ length: rows * ng }, (_, i) => floatToHalf(shift![i])) : undefined;
+  if (f.lattice) {
+    for (let n = 0; n < rows; n++) {
+      const why = latticeViolation(scales, shifts, n, ng);
+      if (why) throw new Error(`format ${f.id}: ${why} (snap with snapRowToLattice first)`);
+    }
+  }
   return { format: f, rows, cols, codes, scales, shifts };
 }
 

@@ -56,6 +56,7 @@ export const ternaryPass = definePass<CompileContext>({
             group: f.group,
             shift: f.shift,
             packing: f.packing,
+            lattice: f.lattice,
             gptq: opts.gptq,
             xDomain: opts.xDomain,
             order2Cols: opts.order2Cols,

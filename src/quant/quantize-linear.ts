@@ -18,6 +18,8 @@ export interface QuantizeLinearOptions {
   shift?: boolean;
   /** Kernel structure code packing (default trit5). */
   packing?: CodePacking;
+  /** Kernel structure: scales and shifts on each row's int8 lattice (`_lat` formats). */
+  lattice?: boolean;
   gptq: boolean;
   xDomain: boolean;
   /** Kernel structure: refit (μ, α) once a block's trits are final (default: xDomain). */
@@ -87,6 +89,7 @@ export function quantizeLinear(
         group: opts.group ?? 128,
         shift: opts.shift ?? true,
         packing: opts.packing,
+        lattice: opts.lattice,
         gptq: useGptq,
         xDomain: useX,
         refit: (opts.refit ?? true) && useX,

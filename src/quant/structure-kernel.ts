@@ -24,6 +24,7 @@ import { halfToFloat, floatToHalf } from '../graph/tensor.ts';
 import {
   decodeTernary,
   encodeTernary,
+  snapRowToLattice,
   ternaryFormat,
   type CodePacking,
   type TernaryWeights,
@@ -46,6 +47,8 @@ export interface KernelStructureOptions {
   group: number;
   shift: boolean;
   packing?: CodePacking;
+  /** Round each row's final scales and shifts to its int8 lattice (`_lat` formats). */
+  lattice?: boolean;
   /** Use GPTQ error feedback (needs H). */
   gptq: boolean;
   /** X-domain refit of (μ, α) with trits frozen (needs H). */
@@ -471,7 +474,7 @@ export function quantizeKernelStructure(
   opts: KernelStructureOptions,
 ): KernelStructureResult {
   const G = opts.group;
-  const format = ternaryFormat(opts.packing ?? 'trit5', G, opts.shift);
+  const format = ternaryFormat(opts.packing ?? 'trit5', G, opts.shift, opts.lattice);
   const useH = h !== null;
   const xDomain = opts.xDomain && useH;
   const qz = new KernelQuantizer(rows, cols, G, opts.shift, xDomain, (opts.refit ?? xDomain) && useH && opts.gptq, [...(opts.passes ?? DEFAULT_PASSES)], opts.sweeps ?? DEFAULT_SWEEPS);
@@ -511,6 +514,11 @@ export function quantizeKernelStructure(
   const rounds = opts.globalRounds ?? DEFAULT_GLOBAL_ROUNDS;
   if (opts.gptq && h && (opts.refit ?? xDomain) && rounds > 0) {
     refineWholeRows(w, rows, cols, h, G, opts.shift, qz.t, qz.scale, qz.shift, rounds, fitted);
+  }
+  if (opts.lattice) {
+    // after the fit: each row's scales and shifts rounded to its int8 lattice (trits kept)
+    const ng = Math.ceil(cols / G);
+    for (let n = 0; n < rows; n++) snapRowToLattice(qz.scale, opts.shift ? qz.shift : undefined, n, ng);
   }
   const weights = encodeTernary(format, rows, cols, qz.t, qz.scale, opts.shift ? qz.shift : undefined);
   return { weights, dequant: decodeTernary(weights), gptqLoss, fitted };

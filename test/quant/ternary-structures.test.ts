@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeTernary, encodeTernary, ternaryFormat } from '../../src/formats/ternary.ts';
+import { decodeTernary, decodeTrits, encodeTernary, LATTICE_MAX, latticeUnit, parseFormatId, snapRowToLattice, ternaryFormat } from '../../src/formats/ternary.ts';
 import { UserError } from '../../src/errors.ts';
 import { halfToFloat, floatToHalf } from '../../src/graph/tensor.ts';
 import { outputError } from '../../src/quant/gptq.ts';
@@ -54,6 +54,62 @@ describe('kernel structure', () => {
     expect(xdom).toBeLessThan(euclid);
     expect(full).toBeLessThan(0.8 * xdom);
     expect(euclid).toBeLessThan(rtn);
+  });
+});
+
+describe('lattice formats (_lat)', () => {
+  it('parse, name and keep the fp16 storage of their base format', () => {
+    const f = parseFormatId('tq2_g128_ns_lat');
+    expect(f).toEqual({ id: 'tq2_g128_ns_lat', packing: 'bit2', group: 128, shift: false, lattice: true });
+    expect(parseFormatId('tq1_g64').lattice).toBe(false);
+    expect(() => parseFormatId('tq2_g128_lat_ns')).toThrow(/unknown weight format/);
+  });
+  it('latticeUnit is the smallest power of two u ≥ 2^-24 with max ≤ 127·u', () => {
+    const r = rng(5);
+    for (let i = 0; i < 2000; i++) {
+      const mx = Math.exp(-20 * r()) * (i % 7 === 0 ? 127 * 2 ** -10 : 1); // includes exact 127·2^e
+      const u = latticeUnit(mx);
+      expect(Number.isInteger(Math.log2(u))).toBe(true);
+      expect(mx).toBeLessThanOrEqual(LATTICE_MAX * u);
+      if (u > 2 ** -24) expect(mx).toBeGreaterThan((LATTICE_MAX * u) / 2);
+    }
+    expect(latticeUnit(0)).toBe(2 ** -24);
+  });
+  it('snapped rows encode (scale·t + shift is the unit times an int8) and off-lattice rows are refused', () => {
+    const f = ternaryFormat('bit2', 64, true, true);
+    const r = rng(3);
+    const t = Int8Array.from({ length: N * K }, () => Math.floor(r() * 3) - 1);
+    const ng = K / 64;
+    const sc = Float64Array.from({ length: N * ng }, () => 0.01 + 0.05 * r());
+    const sh = Float64Array.from({ length: N * ng }, () => 0.02 * (r() - 0.5));
+    expect(() => encodeTernary(f, N, K, t, sc, sh)).toThrow(/lattice unit/);
+    const sc0 = Float64Array.from(sc), sh0 = Float64Array.from(sh);
+    for (let n = 0; n < N; n++) {
+      const u = snapRowToLattice(sc, sh, n, ng);
+      for (let g = 0; g < ng; g++) {
+        const i = n * ng + g;
+        expect(Math.abs(sc[i] - sc0[i])).toBeLessThanOrEqual(u / 2);
+        expect(Math.abs(sc[i] / u) + Math.abs(sh[i] / u)).toBeLessThanOrEqual(LATTICE_MAX);
+      }
+    }
+    const w = encodeTernary(f, N, K, t, sc, sh);
+    const dq = decodeTernary(w), tr = decodeTrits(w);
+    for (let n = 0; n < N; n++) {
+      let mx = 0;
+      for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
+      const u = latticeUnit(mx);
+      for (let k = 0; k < K; k++) {
+        const q = dq[n * K + k] / u;
+        expect(Number.isInteger(q) && Math.abs(q) <= 127).toBe(true);
+        expect(q).toBe(Math.round(sc[n * ng + (k >> 6)] / u) * tr[n * K + k] + Math.round(sh[n * ng + (k >> 6)] / u));
+      }
+    }
+  });
+  it('the kernel structure fits lattice rows at a small cost in output error', () => {
+    const plain = quantizeKernelStructure(W, N, K, H, { group: 128, shift: true, packing: 'bit2', gptq: true, xDomain: true, refit: true });
+    const lat = quantizeKernelStructure(W, N, K, H, { group: 128, shift: true, packing: 'bit2', lattice: true, gptq: true, xDomain: true, refit: true });
+    expect(lat.weights.format.id).toBe('tq2_g128_lat');
+    expect(rel(lat.dequant)).toBeLessThan(1.02 * rel(plain.dequant));
   });
 });
 
