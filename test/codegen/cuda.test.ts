@@ -23,11 +23,12 @@ import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsu
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
+import { GEMM_LAT_VARIANTS, gemmWgmmaLatKernel, gemmWgmmaLatPlan, gemmWgmmaLatUnsupported, type GemmLatVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-lat.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
-import { CODE_PACKINGS, decodeTrits, encodeTernary, groupsPerRow, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 
 const run = promisify(execFile);
 const NVCC = ['/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
@@ -402,16 +403,82 @@ describe('wgmma prefill GEMM (sm_90a)', () => {
   });
 });
 
+describe('lattice prefill GEMM (sm_90a, _lat formats)', () => {
+  const f = ternaryFormat('bit2', 128, true, true);
+  it('is the prefill GEMM of lattice formats where the arch has wgmma; other formats and archs keep theirs', () => {
+    expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }).name).toMatch(/^gemm_wgl_tq2_g128_lat_/);
+    expect(prefillGemmKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' }).name).toMatch(/^gemm_wg_/);
+    expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_80' }).name).toMatch(/^gemm_a8_/);
+    expect(gemmWgmmaLatUnsupported({ format: ternaryFormat('bit2', 128, true), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not a lattice format/);
+    expect(gemmWgmmaLatUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
+  });
+  it('every pipeline variant keeps its rings aligned, frees a slot only after the wgmma that read it, and fits its blocks an SM', () => {
+    for (const v of Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[]) {
+      const p = gemmWgmmaLatPlan({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v);
+      expect(p.aSlot % 1024 + p.bSlot % 1024 + p.bOff % 1024).toBe(0);
+      expect(p.ahead).toBeLessThanOrEqual(p.stagesA - 1 - p.inFlight);
+      expect(p.stagesB).toBeGreaterThanOrEqual(2 + p.inFlight);
+      expect(p.smemBytes * p.blocksPerSm).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
+    }
+    expect(gemmWgmmaLatKernel({ format: f, n: 256, k: 1024, arch: 'sm_90a' }, 'twoPerSm').source()).toMatch(/__launch_bounds__\(256, 2\)/);
+  });
+  it('expands codes through the group table to s·t + z in lattice units (the kernel\'s PRMT selectors and lookup, emulated against the reference decoder)', () => {
+    const src = gemmWgmmaLatKernel({ format: f, n: 128, k: 128, arch: 'sm_90a' }).source();
+    const sels = [...src.matchAll(/__byte_perm\(s01, s23, (0x[0-9a-f]+)\)/g)].map((m) => Number(m[1]));
+    expect(sels).toEqual([0x40, 0x51, 0x62, 0x73]);
+    const r = rng(11);
+    const N = 8, K = 256, ng = K / 128;
+    const t = Int8Array.from({ length: N * K }, () => Math.floor(r() * 3) - 1);
+    const sc = Float64Array.from({ length: N * ng }, () => 0.01 + 0.04 * r());
+    const sh = Float64Array.from({ length: N * ng }, () => 0.01 * (r() - 0.5));
+    for (let n = 0; n < N; n++) {
+      let mx = 0;
+      for (let g = 0; g < ng; g++) mx = Math.max(mx, sc[n * ng + g] + Math.abs(sh[n * ng + g]));
+      const u = latticeUnit(mx);
+      for (let g = 0; g < ng; g++) { sc[n * ng + g] = Math.round(sc[n * ng + g] / u) * u; sh[n * ng + g] = Math.round(sh[n * ng + g] / u) * u; }
+    }
+    const w = encodeTernary(f, N, K, t, sc, sh);
+    const ref = decodeTernary(w);
+    let bad = 0;
+    for (let n = 0; n < N; n++) {
+      let mx = 0;
+      for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
+      const u = latticeUnit(mx);
+      for (let g = 0; g < ng; g++) {
+        const si = Math.round(sc[n * ng + g] / u), zi = Math.round(sh[n * ng + g] / u);
+        const table = ((((zi - si) & 0xff) << 8) | ((zi & 0xff) << 16) | (((zi + si) & 0xff) << 24)) >>> 0;
+        for (let word = 0; word < 8; word++) {
+          const o = (n * ng + g) * 32 + word * 4;
+          const x = (w.codes[o] | (w.codes[o + 1] << 8) | (w.codes[o + 2] << 16) | (w.codes[o + 3] << 24)) >>> 0;
+          const s01 = ((x & 0x03030303) | ((x << 2) & 0x30303030)) >>> 0;
+          const s23 = (((x >>> 4) & 0x03030303) | ((x >>> 2) & 0x30303030)) >>> 0;
+          for (let b = 0; b < 4; b++) {
+            const out = bytePerm(table, 0, bytePerm(s01, s23, sels[b]) & 0xffff);
+            for (let j = 0; j < 4; j++) {
+              const k = g * 128 + word * 16 + b * 4 + j;
+              const v = ((out >>> (8 * j)) << 24) >> 24; // signed byte
+              if (v * u !== ref[n * K + k]) bad++;
+            }
+          }
+        }
+      }
+    }
+    expect(bad).toBe(0);
+  });
+});
+
 describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
   if (!NVCC) it.skip('nvcc not found at /usr/local/bin/nvcc: CUDA compile test skipped', () => {});
   it('sm_80 and sm_90a: host program + model + representative GEMVs', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-nvcc-'));
     try {
       const archs = ['sm_80', 'sm_90a'] as const;
-      // two blocks: 8-bit sites (int8 GEMVs, the prefill GEMM) and 16-bit sites
-      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128), 8);
+      // two blocks: 8-bit sites (int8 GEMVs, the prefill GEMM: the lattice kernel on sm_90a) and 16-bit sites
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
       m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
       emitCuda(m, dir, archs);
+      expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgl_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
+      expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgl_/);
       const extra = (arch: (typeof archs)[number]) =>
         [
           gemvKernel({ format: ternaryFormat('trit5', 384, false), n: 64, k: 384, m: 4, arch }),
@@ -423,7 +490,12 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 4096, m: 4, arch })), 'f16'),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
-          ...(arch === 'sm_90a' ? [gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch })] : []),
+          ...(arch === 'sm_90a'
+            ? [
+                gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch }),
+                ...(['twoPerSm', 'shallow'] as const).map((v) => gemmWgmmaLatKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 6, arch }, v)),
+              ]
+            : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           transcodeKernel(48),
           gemvTcKernel({ format: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 5, arch }),
@@ -450,13 +522,18 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
   it('sm_90a wgmma prefill GEMM: ptxas keeps the wgmma asynchronous (no serialisation, no injected waits, no spills at 4096)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-wgmma-'));
     try {
-      const k = gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' });
-      writeFileSync(join(dir, 'k.cu'), [cudaPrelude().text, packingHelpers().text, k.source(), k.launcher()].join('\n'));
+      const shape = { format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' } as const;
+      const ks = [gemmWgmmaKernel(shape), ...(Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[]).map((v) => gemmWgmmaLatKernel({ ...shape, format: ternaryFormat('bit2', 128, true, true) }, v))];
+      writeFileSync(join(dir, 'k.cu'), [cudaPrelude().text, packingHelpers().text, ...ks.map((k) => k.source() + k.launcher())].join('\n'));
       const { stderr, stdout } = await run(NVCC!, ['-c', '-O3', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-Xptxas', '-v', '-o', join(dir, 'k.o'), join(dir, 'k.cu')], { maxBuffer: 1 << 24 });
       const log = stdout + stderr;
       expect(log).toMatch(/Compiling entry function 'gemm_wg_/);
+      expect(log.match(/Compiling entry function 'gemm_wgl_/g)).toHaveLength(3);
       expect(log).not.toMatch(/C751[2479]/); // serialised wgmma (C7512/C7514), injected warpgroup.wait/arrive (C7517/C7519)
-      expect(log).toMatch(/0 bytes spill stores/);
+      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(4);
+      // the two-blocks-an-SM variant must fit in half the register file
+      const regs = [...log.matchAll(/Function properties for (\w+)[\s\S]*?Used (\d+) registers/g)].map((m) => [m[1], Number(m[2])] as const);
+      expect(regs.find(([name]) => name.includes('twoPerSm'))![1]).toBeLessThanOrEqual(128);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

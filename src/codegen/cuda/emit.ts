@@ -19,7 +19,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { CODE_PACKINGS, groupsPerRow, parseFormatId, ternaryFormat } from '../../formats/ternary.ts';
+import { CODE_PACKINGS, groupsPerRow, latticeUnit, parseFormatId, ternaryFormat } from '../../formats/ternary.ts';
 import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
@@ -53,12 +53,14 @@ class KernelSet {
 }
 
 /** Random-fill kinds understood by the host program (runtime/main.cu). */
-const FILL = { codesTrit5: 0, codesBit2: 1, half: 2, float: 3, identity: 4 } as const;
+const FILL = { codesTrit5: 0, codesBit2: 1, half: 2, float: 3, identity: 4, halfLattice: 5 } as const;
 
 interface FillSpec {
   kind: number;
   a: number;
   b: number;
+  /** halfLattice: the unit the values are rounded to. */
+  c?: number;
 }
 
 function checkLinear(l: LinearEntry): void {
@@ -84,7 +86,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     let d = l;
     if (l.format !== 'float16' && l.format !== 'float32' && l.codes) {
       const f = parseFormatId(l.format);
-      const to = ternaryFormat('bit2', f.group, f.shift);
+      const to = ternaryFormat('bit2', f.group, f.shift, f.lattice);
       if (f.packing === 'trit5' && !gemvStreamUnsupported({ format: to, k: l.cols, m: 1 })) {
         const dstName = `${l.codes}@bit2`;
         transcodes.push({ src: l.codes, dstName, groups: l.rows * groupsPerRow(f, l.cols), group: f.group });
@@ -179,8 +181,10 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const f = parseFormatId(l.format);
     const sc = 1 / Math.sqrt(l.cols * 0.6);
     setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
-    setFill(l.scales, { kind: FILL.half, a: sc, b: 0.5 * sc });
-    setFill(l.shifts, { kind: FILL.half, a: 0, b: 0.05 * sc });
+    // lattice formats: values rounded to one power-of-two unit with |scale| + |shift| ≤ 127 units
+    const unit = f.lattice ? latticeUnit(1.6 * sc) : 0; // ≥ the largest |scale| + |shift| (1.55·sc) plus rounding
+    setFill(l.scales, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: sc, b: 0.5 * sc, c: unit });
+    setFill(l.shifts, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: 0, b: 0.05 * sc, c: unit });
     const d = onDevice(l);
     return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}`;
   };
@@ -291,7 +295,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const tensorRows = fileOrder.map(([name, e]) => {
     const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
     const dev = staged.has(name) ? code`TWLAC_STAGED` : code`${deviceOffsets.get(name)!}ull`;
-    return code`  {${e.offset}ull, ${e.bytes}ull, ${dev}, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}}, ${comment(name)}`;
+    return code`  {${e.offset}ull, ${e.bytes}ull, ${dev}, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}, ${cudaFloat(f.c ?? 0)}}, ${comment(name)}`;
   });
   // Staged tensor i (index in twlac_tensors) → its transcode into place.
   const placeCases = fileOrder.flatMap(([name], i) => {
@@ -328,10 +332,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_FILL_HALF ${FILL.half}
 #define TWLAC_FILL_FLOAT ${FILL.float}
 #define TWLAC_FILL_IDENTITY ${FILL.identity}
+#define TWLAC_FILL_HALF_LATTICE ${FILL.halfLattice}
 static_assert(${PACKING_IDS.trit5} == 0 && ${PACKING_IDS.bit2} == 1, "packing ids");
 // offset/bytes in weights.bin; device = offset in the device blob, or TWLAC_STAGED for codes
 // that are transcoded from the staging buffer at load (twlac_place).
-struct TwlacTensor { unsigned long long offset, bytes, device; int fill; float a, b; };
+struct TwlacTensor { unsigned long long offset, bytes, device; int fill; float a, b, c; };
 static void (*twlac_mark_hook)(cudaStream_t, const char*) = nullptr;
 #define TWLAC_MARK(s, tag) do { if (twlac_mark_hook) twlac_mark_hook(s, tag); } while (0)
 static const TwlacTensor twlac_tensors[] = {`,

@@ -62,6 +62,19 @@ export function gemmWgmmaPlan(s: GemmShape) {
   return { codeBytes, aBytes, bBytes, cBytes, sbBytes, slotBytes, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
+/** Device helpers of the wgmma GEMMs, named after the kernel `n`: `n_cp16` (a 16-byte
+ *  cp.async, zero-filling when !full) and `n_desc` (the SWIZZLE_128B K-major descriptor of a
+ *  tile of 128-byte rows). */
+export function wgmmaHelpers(n: Code): Code {
+  return code`__device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src, bool full) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(full ? 16 : 0));
+}
+// SWIZZLE_128B K-major matrix descriptor: start address, LBO 1 (unused), SBO 1024 B (8 rows of 128 B)
+__device__ __forceinline__ uint64_t ${n}_desc(uint32_t addr) {
+  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
+}`;
+}
+
 /** wgmma.m64n64k32 u8×u8 → s32 into the 32 registers `set[0..31]`; scale-d 0 overwrites. */
 function wgmmaU8(set: string, accumulate: boolean, descA: Code, descB: Code): Code {
   const regs = Array.from({ length: 32 }, (_, i) => `%${i}`).join(', ');
@@ -76,9 +89,38 @@ function wgmmaU8(set: string, accumulate: boolean, descA: Code, descB: Code): Co
  *  compiler may move the fold's reads of an asynchronous accumulator across the wgmma wait
  *  (the asm statements order each other, plain register reads they do not), and ptxas then
  *  serialises every wgmma (C7514). */
-function pin(set: string, count: number): Code {
+export function pin(set: string, count: number): Code {
   return new Code(`#pragma unroll
     for (int i = 0; i < ${count}; ++i) asm volatile("" : "+r"(${set}[i]) :: "memory");`);
+}
+
+/** The opening of a wgmma GEMM block of ${BM} tokens × ${BN} features (${THREADS} threads): the
+ *  1024-byte aligned shared ring \`sm\` at \`base\`, the thread's indices (warpgroup wg,
+ *  accumulator rows r0 and r0 + 8, expansion feature er and code half eh) and
+ *  \`load_stage(slot, grp)\`, which brings group grp's activation rows (128-byte swizzled) and,
+ *  given cOff, the features' packed codes into the slot by cp.async. */
+export function wgmmaBlockSetup(n: Code, p: { k: number; kt: number; slotBytes: number; cOff?: number; codeBytes: number; rowBytes: number }): Code {
+  const { k: K, kt: KT, slotBytes, cOff: C_OFF, codeBytes: CB, rowBytes } = p;
+  return code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u; // swizzled tiles need 1024-byte alignment
+  unsigned char* sm = smem_raw + (base - raw);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, tq = lane & 3;
+  const int wg = warp >> 2;              // warpgroup: tokens 64·wg … 64·wg + 63 of the tile
+  const int r0 = warp * 16 + (lane >> 2); // this thread's accumulator rows r0 and r0 + 8
+  const int m0 = blockIdx.y * ${BM}, n0 = blockIdx.x * ${BN};
+  const int er = tid >> 1, eh = tid & 1;  // expansion: feature er of the tile, code bytes 16·eh…
+  const size_t colScale = (size_t)(n0 + er) * ${KT};
+  auto load_stage = [&](int slot, int grp) {
+    const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
+    #pragma unroll
+    for (int u = 0; u < ${(BM * 8) / THREADS}; ++u) {
+      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = m0 + r;
+      const bool ok = row < T;
+      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
+    }
+    ${C_OFF === undefined ? code`` : code`${n}_cp16(sa + ${C_OFF} + er * ${CB} + eh * 16, codes + (size_t)(n0 + er) * ${rowBytes} + grp * ${CB} + eh * 16, true);`}
+  };`;
 }
 
 export function gemmWgmmaKernel(s: GemmShape): CudaKernel {
@@ -91,13 +133,7 @@ export function gemmWgmmaKernel(s: GemmShape): CudaKernel {
   const C_OFF = aBytes + bBytes;
   const SB_OFF = aBytes + bBytes + cBytes;
   const E_OFF = STAGES * slotBytes;
-  const prelude = code`__device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src, bool full) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(full ? 16 : 0));
-}
-// SWIZZLE_128B K-major matrix descriptor: start address, LBO 1 (unused), SBO 1024 B (8 rows of 128 B)
-__device__ __forceinline__ uint64_t ${n}_desc(uint32_t addr) {
-  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
-}
+  const prelude = code`${wgmmaHelpers(n)}
 // 16 bit2 codes (byte b holds codes 4b…4b+3, code j at bits 2j) → 16 digit bytes in k order:
 // planes p_j = (w >> 2j) & 0x03030303 hold code 4b + j in byte b; a 4×4 byte transpose gives
 // word b = codes 4b…4b+3.
@@ -194,26 +230,7 @@ __device__ __forceinline__ uint4 ${n}_expand(uint32_t w) {
       ${step(u === count - 1)}
     }`),
     ], '\n    ');
-  const body = code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
-  const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
-  const uint32_t base = (raw + 1023u) & ~1023u; // swizzled tiles need 1024-byte alignment
-  unsigned char* sm = smem_raw + (base - raw);
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, tq = lane & 3;
-  const int wg = warp >> 2;              // warpgroup: tokens 64·wg … 64·wg + 63 of the tile
-  const int r0 = warp * 16 + (lane >> 2); // this thread's accumulator rows r0 and r0 + 8
-  const int m0 = blockIdx.y * ${BM}, n0 = blockIdx.x * ${BN};
-  const int er = tid >> 1, eh = tid & 1;  // expansion: feature er of the tile, code bytes 16·eh…
-  const size_t colScale = (size_t)(n0 + er) * ${KT};
-  auto load_stage = [&](int slot, int grp) {
-    const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
-    #pragma unroll
-    for (int u = 0; u < ${(BM * 8) / THREADS}; ++u) {
-      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = m0 + r;
-      const bool ok = row < T;
-      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
-    }
-    ${n}_cp16(sa + ${C_OFF} + er * ${CB} + eh * 16, codes + (size_t)(n0 + er) * ${rowBytes} + grp * ${CB} + eh * 16, true);
-  };
+  const body = code`${wgmmaBlockSetup(n, { k: K, kt: KT, slotBytes, cOff: C_OFF, codeBytes: CB, rowBytes })}
   float Eacc = 0.f;
   auto expand_stage = [&](int slot, float sc, float sh) {
     unsigned char* s0 = sm + slot * ${slotBytes};

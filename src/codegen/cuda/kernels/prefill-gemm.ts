@@ -1,10 +1,12 @@
-// The prefill GEMM of each architecture, chosen by its int8 tensor-core instruction in the
-// arch table (CUDA_ARCHS[arch].int8Mma).
+// The prefill GEMM of each linear: the lattice formats' fold-free kernel where the arch has
+// wgmma, else the kernel of the arch's int8 tensor-core instruction in the arch table
+// (CUDA_ARCHS[arch].int8Mma).
 import { CUDA_ARCHS, type CudaArchDecl } from '../arch.ts';
 import type { CudaKernel } from '../kernel.ts';
 import type { GemmShape } from './gemm.ts';
 import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
+import { gemmWgmmaLatKernel, gemmWgmmaLatUnsupported } from './gemm-wgmma-lat.ts';
 
 /** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
  *  elsewhere and for shapes the wgmma kernel refuses. */
@@ -19,6 +21,7 @@ export function prefillGemmUnsupported(s: GemmShape): string | null {
 }
 
 export function prefillGemmKernel(s: GemmShape): CudaKernel {
+  if (!gemmWgmmaLatUnsupported(s)) return gemmWgmmaLatKernel(s);
   const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
   return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
 }

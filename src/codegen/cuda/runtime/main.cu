@@ -26,10 +26,10 @@ static void usage() {
   exit(2);
 }
 
-__global__ void twlac_fill(uint8_t* W, unsigned long long off, unsigned long long bytes, int fill, float a, float b, uint32_t seed) {
+__global__ void twlac_fill(uint8_t* W, unsigned long long off, unsigned long long bytes, int fill, float a, float b, float c, uint32_t seed) {
   const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
   for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; ; i += stride) {
-    const unsigned long long n = (fill == TWLAC_FILL_CODES_TRIT5 || fill == TWLAC_FILL_CODES_BIT2) ? bytes : fill == TWLAC_FILL_HALF ? bytes / 2 : bytes / 4;
+    const unsigned long long n = (fill == TWLAC_FILL_CODES_TRIT5 || fill == TWLAC_FILL_CODES_BIT2) ? bytes : (fill == TWLAC_FILL_HALF || fill == TWLAC_FILL_HALF_LATTICE) ? bytes / 2 : bytes / 4;
     if (i >= n) break;
     uint32_t h = (uint32_t)(i * 2654435761ull) ^ (seed * 0x9e3779b9u) ^ (uint32_t)(off >> 6);
     h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
@@ -37,6 +37,7 @@ __global__ void twlac_fill(uint8_t* W, unsigned long long off, unsigned long lon
     if (fill == TWLAC_FILL_CODES_TRIT5) W[off + i] = twlac_random_byte_trit5(h);
     else if (fill == TWLAC_FILL_CODES_BIT2) W[off + i] = twlac_random_byte_bit2(h);
     else if (fill == TWLAC_FILL_HALF) reinterpret_cast<__half*>(W + off)[i] = __float2half(a + b * u);
+    else if (fill == TWLAC_FILL_HALF_LATTICE) reinterpret_cast<__half*>(W + off)[i] = __float2half(rintf((a + b * u) / c) * c); // c: the lattice unit
     else if (fill == TWLAC_FILL_FLOAT) reinterpret_cast<float*>(W + off)[i] = a + b * u;
     else { const int d = (int)a; reinterpret_cast<float*>(W + off)[i] = (i / d == i % d) ? 1.f : 0.f; }
   }
@@ -133,7 +134,7 @@ struct Runtime {
     for (int i = 0; i < twlac_tensor_count; i++) {
       const TwlacTensor& t = twlac_tensors[i];
       const bool st = t.device == TWLAC_STAGED;
-      twlac_fill<<<1024, 256, 0, s>>>(st ? staging : W, st ? 0ull : t.device, t.bytes, t.fill, t.a, t.b, seed + i);
+      twlac_fill<<<1024, 256, 0, s>>>(st ? staging : W, st ? 0ull : t.device, t.bytes, t.fill, t.a, t.b, t.c, seed + i);
       TWLAC_CUDA(cudaGetLastError());
       if (st) twlac_place(i, staging, W, s);
     }
