@@ -15,6 +15,9 @@
 //              site (clip 0.95), so the int8-activation GEMV runs end to end
 //   llama7b-tq2-a8/ the 7B shape with 8-bit activation sites
 //   llama7b-tq1-a4/ the 7B shape as twlac compiles by default (tq1_g128) with 4-bit sites
+//   fixture-lat-a8/ fixture-a8 in the lattice format (`--format tq2_g128_lat --acts 8`;
+//              --fixture-lat-a8 DIR, default /tmp/fx-lat-a8): the fold-free prefill GEMM
+//   llama7b-tq2lat-a8/, llama7b-tq1lat-a4/ the 7B shapes above in the lattice formats
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,7 +56,7 @@ const prompt = Array.from(tok.encode('def read_file(path):\n    """Return the co
 // --fixture-tq2 DIR, a tq2_g128 one (streaming and grouped GEMVs).
 const argDir = (flag: string, dflt: string) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : dflt);
 let devIds: Int32Array | null = null;
-for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', argDir('--fixture-tq2', '/tmp/fx-tq2')], ['fixture-a8', argDir('--fixture-a8', '/tmp/fx-a8')]] as const) {
+for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', argDir('--fixture-tq2', '/tmp/fx-tq2')], ['fixture-a8', argDir('--fixture-a8', '/tmp/fx-a8')], ['fixture-lat-a8', argDir('--fixture-lat-a8', '/tmp/fx-lat-a8')]] as const) {
   if (!want(name)) console.log(`${name}: skipped`);
   else if (existsSync(join(src, 'manifest.json'))) {
     const d = join(root, name);
@@ -104,7 +107,7 @@ if (want('rand12m-a8')) {
 }
 
 const llama7b: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 2304 };
-for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true), 16], ['llama7b-tq2', ternaryFormat('bit2', 128, true), 16], ['llama7b-tq2-a8', ternaryFormat('bit2', 128, true), 8], ['llama7b-tq1-a4', ternaryFormat('trit5', 128, true), 4]] as const) {
+for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true), 16], ['llama7b-tq2', ternaryFormat('bit2', 128, true), 16], ['llama7b-tq2-a8', ternaryFormat('bit2', 128, true), 8], ['llama7b-tq1-a4', ternaryFormat('trit5', 128, true), 4], ['llama7b-tq2lat-a8', ternaryFormat('bit2', 128, true, true), 8], ['llama7b-tq1lat-a4', ternaryFormat('trit5', 128, true, true), 4]] as const) {
   if (!want(name)) continue;
   const d = join(root, name);
   mkdirSync(d, { recursive: true });

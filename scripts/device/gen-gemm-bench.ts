@@ -11,6 +11,7 @@ import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/form
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
+import { GEMM_LAT_VARIANTS, gemmWgmmaLatKernel, gemmWgmmaLatUnsupported, type GemmLatVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-lat.ts';
 import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -21,36 +22,51 @@ mkdirSync(dir, { recursive: true });
 
 const tq2 = ternaryFormat('bit2', 128, true);
 const tq2ns = ternaryFormat('bit2', 128, false);
+const tq2lat = ternaryFormat('bit2', 128, true, true);
+const tq2nslat = ternaryFormat('bit2', 128, false, true);
 // Partial token tiles (T not a multiple of 128), several K tiles (more groups than stages),
-// one K tile (fewer groups than stages), no-shift format, a LLaMA row length.
-const checks: { f: TernaryFormat; n: number; k: number; t: number }[] = [
+// one K tile (fewer groups than stages), no-shift format, a LLaMA row length; the lattice
+// formats (whose GEMM also takes the others' kernels) likewise, one with fractional zero points.
+const checks: { f: TernaryFormat; n: number; k: number; t: number; fracZ?: boolean }[] = [
   { f: tq2, n: 256, k: 1024, t: 200 },
   { f: tq2, n: 512, k: 4096, t: 64 },
   { f: tq2ns, n: 128, k: 2048, t: 130 },
   { f: tq2, n: 128, k: 128, t: 77 },
   { f: tq2, n: 256, k: 11008, t: 96 },
+  { f: tq2lat, n: 256, k: 1024, t: 200 },
+  { f: tq2lat, n: 512, k: 4096, t: 64, fracZ: true },
+  { f: tq2nslat, n: 128, k: 2048, t: 130 },
+  { f: tq2lat, n: 128, k: 128, t: 77 },
+  { f: tq2lat, n: 256, k: 11008, t: 96 },
 ];
 // LLaMA-2-7B (4096, 11008) and LLaMA-3-70B-like (8192, 28672) linears, N×K
 const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672]];
 const benchM = [128, 512, 2048, 4096];
 
-// Both generated kernels where the arch has wgmma (sm_90a): the mma.sync one (gemm-a8.ts) and
-// the warpgroup one (gemm-wgmma.ts), checked and timed in the same run.
+// Every generated kernel that takes the shape, checked and timed in the same run: the mma.sync
+// one (gemm-a8.ts) and, where the arch has wgmma (sm_90a), the warpgroup one (gemm-wgmma.ts)
+// and for lattice formats the fold-free one (gemm-wgmma-lat.ts).
 const kernels = new Map<string, { shape: GemmShape; k: CudaKernel }>();
+// the lattice kernel in every pipeline variant (the default and those it was measured against)
+const latVariants = Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[];
 const add = (shape: GemmShape): string[] => {
-  const ks = [gemmA8Kernel(shape), ...(gemmWgmmaUnsupported(shape) ? [] : [gemmWgmmaKernel(shape)])];
+  const ks = [
+    gemmA8Kernel(shape),
+    ...(gemmWgmmaUnsupported(shape) ? [] : [gemmWgmmaKernel(shape)]),
+    ...(gemmWgmmaLatUnsupported(shape) ? [] : latVariants.map((v) => gemmWgmmaLatKernel(shape, v))),
+  ];
   for (const k of ks) kernels.set(k.name, { shape, k });
   return ks.map((k) => k.name);
 };
 const checkKernels = checks.flatMap((c, i) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i })));
-const benchNames = benchShapes.flatMap(([n, k]) => add({ format: tq2, n, k, arch }));
-const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);
+const benchNames = benchShapes.flatMap(([n, k]) => [...add({ format: tq2, n, k, arch }), ...add({ format: tq2lat, n, k, arch })]);
+const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, launch_${k.name}},`);
 const header = [
   cudaPrelude().text,
   packingHelpers().text,
   ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
   'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, __half*, int, cudaStream_t);',
-  'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift; twlac_gemm_launch launch; };',
+  'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift, lattice; twlac_gemm_launch launch; };',
   'static const TwlacGemm twlac_gemms[] = {',
   ...table,
   '};',
@@ -75,7 +91,7 @@ checks.forEach((c, i) => {
   const ap = new Float32Array(c.t * 2);
   for (let m = 0; m < c.t; m++) {
     ap[2 * m] = 0.01 + 0.02 * rand();
-    ap[2 * m + 1] = Math.floor(rand() * 256);
+    ap[2 * m + 1] = c.fracZ ? rand() * 256 : Math.floor(rand() * 256);
   }
   const y = new Float64Array(c.t * c.n);
   const xc = new Float64Array(c.k);

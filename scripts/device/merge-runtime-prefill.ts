@@ -1,8 +1,9 @@
 // Writes the runtime prefill run (scripts/device/run-e2e.sh's e2e.log, with the 16-token
 // comparison runs) to bench/results/cuda-h100-runtime-prefill.json and copies the log to
 // bench/results/cuda-h100-logs/.
-// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...]
-// (a later log's sections replace an earlier one's; each log is copied as e2e-runtime-prefill[-N].txt)
+// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...] [--name NAME]
+// (a later log's sections replace an earlier one's; each log is copied as e2e-NAME[-N].txt; NAME
+// defaults to runtime-prefill, and the results go to bench/results/cuda-h100-NAME.json)
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { e2eSection, ortResults } from './e2e-log.ts';
 
@@ -13,6 +14,7 @@ const opt = (flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]]
 const logPaths = [logPath, ...opt('--e2e')];
 const log = logPaths.map((f) => readFileSync(f, 'utf8')).join('\n');
 const ort = ortResults(opt('--ort'));
+const name = opt('--name')[0] ?? 'runtime-prefill';
 const section = (title: string) => e2eSection(log, title);
 /** A section every run of the 7B models prints. */
 const required = (title: string) => {
@@ -20,7 +22,7 @@ const required = (title: string) => {
   if (!v) throw new Error(`no '== ${title}' section with a JSON line in ${logPaths.join(', ')}`);
   return v;
 };
-const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4'].filter((m) => log.includes(`== ${m} decode`));
+const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4', 'llama7b-tq2lat-a8', 'llama7b-tq1lat-a4'].filter((m) => log.includes(`== ${m} decode`));
 const torch = section('torch fp16 baseline');
 const prefill = models.map((m) => {
   const gemm = required(`${m} decode @2048`);
@@ -56,7 +58,7 @@ const ppl = (d: string) => {
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (gemm-wgmma.ts on sm_90a, fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-lat.ts; fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -70,14 +72,17 @@ const out = {
   },
   prefill7B: prefill,
   torchSameRun: torch,
-  perplexity: { fixtureA8: ppl('fixture-a8'), fixtureTq2: ppl('fixture-tq2') },
+  perplexity: Object.fromEntries(
+    [['fixtureA8', 'fixture-a8'], ['fixtureTq2', 'fixture-tq2'], ['fixtureLatA8', 'fixture-lat-a8']].filter(([, d]) => log.includes(`== ${d} ppl`)).map(([k, d]) => [k, ppl(d)]),
+  ),
   logitsVsFloat64Reference: log.split('\n').filter((l) => /: logits max\|d\|/.test(l)),
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
+    'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-lat.ts).',
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
     'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',
   ],
 };
-writeFileSync('bench/results/cuda-h100-runtime-prefill.json', JSON.stringify(out, null, 1) + '\n');
-logPaths.forEach((f, i) => copyFileSync(f, `bench/results/cuda-h100-logs/e2e-runtime-prefill${i ? `-${i + 1}` : ''}.txt`));
+writeFileSync(`bench/results/cuda-h100-${name}.json`, JSON.stringify(out, null, 1) + '\n');
+logPaths.forEach((f, i) => copyFileSync(f, `bench/results/cuda-h100-logs/e2e-${name}${i ? `-${i + 1}` : ''}.txt`));
 console.log(prefill.map((p) => `${p.model}: prefill 2048 ${p.prefill2048Seconds} s vs ${p.prefill2048SecondsIn16TokenForwards} s (${p.speedup}x), decode ${p.decodeTokensPerSecond} tok/s`).join('\n'));

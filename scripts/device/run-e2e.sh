@@ -4,8 +4,8 @@
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 E=.device/e2e
 log() { echo "== $*"; }
-( for d in fixture fixture-tq2 fixture-a8 rand12m rand12m-tq2 rand12m-a8 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
-for d in rand12m rand12m-tq2 rand12m-a8 fixture fixture-tq2 fixture-a8; do
+( for d in fixture fixture-tq2 fixture-a8 fixture-lat-a8 rand12m rand12m-tq2 rand12m-a8 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4 llama7b-tq2lat-a8 llama7b-tq1lat-a4; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
+for d in rand12m rand12m-tq2 rand12m-a8 fixture fixture-tq2 fixture-a8 fixture-lat-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] || continue
   log "$d logits"; $B --weights $E/$d --ids $(cat $E/$d/ref_ids.txt) --logits-out /tmp/$d.logits.bin
@@ -17,13 +17,13 @@ PY
   log "$d greedy"; $B --weights $E/$d --prompt $(cat $E/$d/ref_prompt.txt) --max-tokens $(wc -w < $E/$d/ref_greedy.txt) > /tmp/$d.greedy.txt
   if cmp -s /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; then echo "$d: greedy identical to the reference"; else echo "$d: greedy DIFFERS"; cat /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; fi
 done
-for d in fixture fixture-tq2 fixture-a8; do
+for d in fixture fixture-tq2 fixture-a8 fixture-lat-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d ppl 200 windows"; $B --weights $E/$d --ppl $E/$d/dev_ids.bin --windows 200 | tee $OUT/${d}_ppl200.json;
                  log "$d ppl 200 windows in 16-token forwards"; TWLAC_PREFILL_CHUNK=16 $B --weights $E/$d --ppl $E/$d/dev_ids.bin --windows 200 | tee $OUT/${d}_ppl200_chunk16.json;
                  [ -z "$SKIP_FULL_PPL" ] && { log "$d ppl all"; $B --weights $E/$d --ppl $E/$d/dev_ids.bin | tee $OUT/${d}_ppl.json; }; }
 done
-for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4; do
+for d in llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4 llama7b-tq2lat-a8 llama7b-tq1lat-a4; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d decode @2048"; $B --random 1 --bench-decode 2048 --steps 128 | tee $OUT/$d.json;
                  log "$d prefill in 16-token forwards (GEMV kernels), same run"; TWLAC_PREFILL_CHUNK=16 $B --random 1 --bench-decode 2048 --steps 16 | tee $OUT/$d-chunk16.json;
