@@ -38,7 +38,7 @@ const THREADS = 256;
  *  and B ring sizes, and the blocks that must share an SM (2 needs ≤ 128 registers and half
  *  the shared memory). */
 export interface GemmLatVariant {
-  inFlight: 1 | 2;
+  inFlight: 0 | 1 | 2;
   stagesA: number;
   stagesB: number;
   blocksPerSm: 1 | 2;
@@ -47,6 +47,8 @@ export const GEMM_LAT_VARIANTS = {
   deep: { inFlight: 2, stagesA: 6, stagesB: 4, blocksPerSm: 1 },
   twoPerSm: { inFlight: 1, stagesA: 3, stagesB: 3, blocksPerSm: 2 },
   shallow: { inFlight: 1, stagesA: 3, stagesB: 3, blocksPerSm: 1 },
+  deeper: { inFlight: 2, stagesA: 7, stagesB: 4, blocksPerSm: 1 },
+  twoPerSmSync: { inFlight: 0, stagesA: 3, stagesB: 2, blocksPerSm: 2 },
 } as const satisfies Record<string, GemmLatVariant>;
 export type GemmLatVariantName = keyof typeof GEMM_LAT_VARIANTS;
 export const GEMM_LAT_DEFAULT: GemmLatVariantName = 'deep';
@@ -84,6 +86,21 @@ export function gemmWgmmaLatPlan(s: GemmShape, variant: GemmLatVariantName = GEM
   return { ...v, ahead, codeBytes, aSlot, bSlot, bOff, ueOff, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
+/** \`n_expand(w, table)\`: 16 bit2 codes (byte b of w holds codes 4b…4b+3, code j at bits 2j)
+ *  → 16 int8 weights in k order, word b = table[codes of byte b]: s01/s23 byte b holds codes
+ *  (4b, 4b+1)/(4b+2, 4b+3) as nibbles, one PRMT joins byte b of both into the selector of
+ *  word b, a second looks it up (13 ALU ops). The table's bytes 1, 2, 3 are the weights of
+ *  codes 1, 2, 3 (t = −1, 0, 1). */
+export function latticeExpand(n: Code): Code {
+  return code`__device__ __forceinline__ uint4 ${n}_expand(uint32_t w, uint32_t table) {
+  const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);
+  const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);
+  return make_uint4(__byte_perm(table, 0u, __byte_perm(s01, s23, 0x40)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x51)),
+                    __byte_perm(table, 0u, __byte_perm(s01, s23, 0x62)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x73)));
+}
+`;
+}
+
 /** wgmma.m64n128k32 u8 (activations) × s8 (weights) → s32, accumulating into accum[0..63]. */
 function wgmmaU8S8(descA: Code, descB: Code): Code {
   const regs = Array.from({ length: 64 }, (_, i) => `%${i}`).join(', ');
@@ -102,16 +119,7 @@ export function gemmWgmmaLatKernel(s: GemmShape, variant: GemmLatVariantName = G
   const C_OFF = BM * G;
   const PENDING = new Code(String(AHEAD - 1)); // cp.async groups that may stay pending once g + 1 must have landed
   const prelude = code`${wgmmaHelpers(n)}
-// 16 bit2 codes (byte b holds codes 4b…4b+3, code j at bits 2j) → 16 int8 weights in k order,
-// word b = table[codes 4b…4b+3]: s01/s23 byte b holds codes (4b, 4b+1)/(4b+2, 4b+3) as
-// nibbles, one PRMT joins byte b of both into the selector of word b, a second looks it up.
-__device__ __forceinline__ uint4 ${n}_expand(uint32_t w, uint32_t table) {
-  const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);
-  const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);
-  return make_uint4(__byte_perm(table, 0u, __byte_perm(s01, s23, 0x40)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x51)),
-                    __byte_perm(table, 0u, __byte_perm(s01, s23, 0x62)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x73)));
-}
-`;
+${latticeExpand(n)}`;
   const shiftAt = (grp: string) => (s.format.shift ? new Code(`__half2float(shifts[colScale + ${grp}])`) : new Code('0.f'));
   const body = code`${wgmmaBlockSetup(n, { k: s.k, kt: KT, slotBytes: aSlot, cOff: C_OFF, codeBytes: CB, rowBytes })}
   // prologue: A slots of groups 0 … ${AHEAD - 1} in flight
