@@ -14,7 +14,7 @@
 // row, every scale and shift is an integer multiple of one power of two u = 2^e (the row's
 // lattice unit, latticeUnit) with |scale| + |shift| ≤ LATTICE_MAX·u. Then scale·t + shift is
 // u times an int8 for every trit, so an int8 GEMM can accumulate a whole row in int32 and
-// scale once (kernels/gemm-wgmma-lat.ts) instead of folding every group. Every other
+// scale once (kernels/gemm-wgmma-rs.ts) instead of folding every group. Every other
 // consumer reads the fp16 values as before.
 import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
 

@@ -23,7 +23,7 @@ import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsu
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
-import { GEMM_LAT_VARIANTS, gemmWgmmaLatKernel, gemmWgmmaLatPlan, gemmWgmmaLatUnsupported, type GemmLatVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-lat.ts';
+import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -403,61 +403,70 @@ describe('wgmma prefill GEMM (sm_90a)', () => {
   });
 });
 
-describe('lattice prefill GEMM (sm_90a, _lat formats)', () => {
+describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', () => {
   const f = ternaryFormat('bit2', 128, true, true);
   it('is the prefill GEMM of lattice formats where the arch has wgmma; other formats and archs keep theirs', () => {
-    expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }).name).toMatch(/^gemm_wgl_tq2_g128_lat_/);
+    expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }).name).toBe(`gemm_wgr_${GEMM_RS_RUNTIME}_tq2_g128_lat_n4096_k4096_sm_90a`);
     expect(prefillGemmKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' }).name).toMatch(/^gemm_wg_/);
     expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_80' }).name).toMatch(/^gemm_a8_/);
-    expect(gemmWgmmaLatUnsupported({ format: ternaryFormat('bit2', 128, true), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not a lattice format/);
-    expect(gemmWgmmaLatUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
+    expect(gemmWgmmaRsUnsupported({ format: ternaryFormat('bit2', 128, true), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not a lattice format/);
+    expect(gemmWgmmaRsUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
   });
-  it('every pipeline variant keeps its rings aligned, frees a slot only after the wgmma that read it, and fits its blocks an SM', () => {
-    for (const v of Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[]) {
-      const p = gemmWgmmaLatPlan({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v);
-      expect(p.aSlot % 1024 + p.bSlot % 1024 + p.bOff % 1024).toBe(0);
-      expect(p.ahead).toBeLessThanOrEqual(p.stagesA - 1 - p.inFlight);
-      expect(p.stagesB).toBeGreaterThanOrEqual(2 + p.inFlight);
-      expect(p.smemBytes * p.blocksPerSm).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
+  it('every tile variant keeps its ring aligned and in shared memory, and reloads a slot only after the wgmma that read it', () => {
+    for (const v of Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]) {
+      const p = gemmWgmmaRsPlan({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v);
+      expect(p.slot % 1024).toBe(0);
+      expect(p.ahead).toBe(p.stages - 2); // after step g's barrier wgmma(g − 2) is done in both warpgroups
+      expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
+      const src = gemmWgmmaRsKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v).source();
+      expect(src.match(/wgmma\.mma_async\.sync\.aligned\.m64n128k32\.s32\.s8\.u8 \{[^}]*\}, \{%64, %65, %66, %67\}/g)).toHaveLength(2 * 4 * (p.bt / 128)); // two steps an iteration
     }
-    expect(gemmWgmmaLatKernel({ format: f, n: 256, k: 1024, arch: 'sm_90a' }, 'twoPerSm').source()).toMatch(/__launch_bounds__\(256, 2\)/);
   });
-  it('expands codes through the group table to s·t + z in lattice units (the kernel\'s PRMT selectors and lookup, emulated against the reference decoder)', () => {
-    const src = gemmWgmmaLatKernel({ format: f, n: 128, k: 128, arch: 'sm_90a' }).source();
-    const sels = [...src.matchAll(/__byte_perm\(s01, s23, (0x[0-9a-f]+)\)/g)].map((m) => Number(m[1]));
-    expect(sels).toEqual([0x40, 0x51, 0x62, 0x73]);
+  it('builds A fragments from the code bytes: byte lane%4 of each word, through the group table (the kernel\'s PRMTs, emulated against the reference decoder)', () => {
+    const src = gemmWgmmaRsKernel({ format: f, n: 128, k: 256, arch: 'sm_90a' }, 't128').source();
+    expect([...src.matchAll(/__byte_perm\(s01, s23, (0x[0-9a-f]+)\)/g)].map((m) => Number(m[1]))).toEqual([0x40, 0x51, 0x62, 0x73]);
+    expect(src).toMatch(/selq = \(uint32_t\)q \| \(\(uint32_t\)\(4 \+ q\) << 4\)/);
     const r = rng(11);
-    const N = 8, K = 256, ng = K / 128;
+    const N = 16, K = 256, ng = K / 128;
     const t = Int8Array.from({ length: N * K }, () => Math.floor(r() * 3) - 1);
     const sc = Float64Array.from({ length: N * ng }, () => 0.01 + 0.04 * r());
     const sh = Float64Array.from({ length: N * ng }, () => 0.01 * (r() - 0.5));
+    const units: number[] = [];
     for (let n = 0; n < N; n++) {
       let mx = 0;
       for (let g = 0; g < ng; g++) mx = Math.max(mx, sc[n * ng + g] + Math.abs(sh[n * ng + g]));
       const u = latticeUnit(mx);
       for (let g = 0; g < ng; g++) { sc[n * ng + g] = Math.round(sc[n * ng + g] / u) * u; sh[n * ng + g] = Math.round(sh[n * ng + g] / u) * u; }
+      let m2 = 0;
+      for (let g = 0; g < ng; g++) m2 = Math.max(m2, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
+      units.push(latticeUnit(m2));
     }
     const w = encodeTernary(f, N, K, t, sc, sh);
     const ref = decodeTernary(w);
+    const word = (n: number, g: number, j: number) => { const o = (n * ng + g) * 32 + 4 * j; return (w.codes[o] | (w.codes[o + 1] << 8) | (w.codes[o + 2] << 16) | (w.codes[o + 3] << 24)) >>> 0; };
+    const expand4 = (x: number, table: number) => {
+      const s01 = ((x & 0x03030303) | ((x << 2) & 0x30303030)) >>> 0, s23 = (((x >>> 4) & 0x03030303) | ((x >>> 2) & 0x30303030)) >>> 0;
+      return [0x40, 0x51, 0x62, 0x73].map((sel) => bytePerm(table, 0, bytePerm(s01, s23, sel) & 0xffff));
+    };
     let bad = 0;
-    for (let n = 0; n < N; n++) {
-      let mx = 0;
-      for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
-      const u = latticeUnit(mx);
-      for (let g = 0; g < ng; g++) {
-        const si = Math.round(sc[n * ng + g] / u), zi = Math.round(sh[n * ng + g] / u);
-        const table = ((((zi - si) & 0xff) << 8) | ((zi & 0xff) << 16) | (((zi + si) & 0xff) << 24)) >>> 0;
-        for (let word = 0; word < 8; word++) {
-          const o = (n * ng + g) * 32 + word * 4;
-          const x = (w.codes[o] | (w.codes[o + 1] << 8) | (w.codes[o + 2] << 16) | (w.codes[o + 3] << 24)) >>> 0;
-          const s01 = ((x & 0x03030303) | ((x << 2) & 0x30303030)) >>> 0;
-          const s23 = (((x >>> 4) & 0x03030303) | ((x >>> 2) & 0x30303030)) >>> 0;
-          for (let b = 0; b < 4; b++) {
-            const out = bytePerm(table, 0, bytePerm(s01, s23, sels[b]) & 0xffff);
-            for (let j = 0; j < 4; j++) {
-              const k = g * 128 + word * 16 + b * 4 + j;
-              const v = ((out >>> (8 * j)) << 24) >> 24; // signed byte
-              if (v * u !== ref[n * K + k]) bad++;
+    for (let lane = 0; lane < 32; lane++) {
+      const q = lane & 3, selq = q | ((4 + q) << 4);
+      for (const row of [lane >> 2, (lane >> 2) + 8]) {
+        const u = units[row];
+        for (let g = 0; g < ng; g++) {
+          const si = Math.round(sc[row * ng + g] / u), zi = Math.round(sh[row * ng + g] / u);
+          const table = ((((zi - si) & 0xff) << 8) | ((zi & 0xff) << 16) | (((zi + si) & 0xff) << 24)) >>> 0;
+          for (const half of [0, 1]) {
+            const W = [0, 1, 2, 3].map((j) => word(row, g, 4 * half + j));
+            const x = bytePerm(bytePerm(W[0], W[1], selq), bytePerm(W[2], W[3], selq), 0x5410);
+            const out = expand4(x, table); // out[b]: weights of code byte q of word 4·half + b
+            for (let b = 0; b < 4; b++) {
+              const st = 2 * half + (b >> 1); // k32 step; b odd: the +16 half (a2/a3)
+              for (let e = 0; e < 4; e++) {
+                const k = g * 128 + 32 * st + 16 * (b & 1) + 4 * q + e; // the m16n8k32 A layout
+                const v = ((out[b] >>> (8 * e)) << 24) >> 24;
+                if (v * u !== ref[row * K + k]) bad++;
+              }
             }
           }
         }
@@ -477,8 +486,8 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
       m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
       emitCuda(m, dir, archs);
-      expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgl_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
-      expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgl_/);
+      expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
+      expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);
       const extra = (arch: (typeof archs)[number]) =>
         [
           gemvKernel({ format: ternaryFormat('trit5', 384, false), n: 64, k: 384, m: 4, arch }),
@@ -493,7 +502,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           ...(arch === 'sm_90a'
             ? [
                 gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch }),
-                ...(['twoPerSm', 'shallow'] as const).map((v) => gemmWgmmaLatKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 6, arch }, v)),
+                gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 7, arch }, 't256'), // odd group count: scalar scale loads
               ]
             : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
@@ -523,17 +532,14 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-wgmma-'));
     try {
       const shape = { format: ternaryFormat('bit2', 128, true), n: 4096, k: 4096, arch: 'sm_90a' } as const;
-      const ks = [gemmWgmmaKernel(shape), ...(Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[]).map((v) => gemmWgmmaLatKernel({ ...shape, format: ternaryFormat('bit2', 128, true, true) }, v))];
+      const ks = [gemmWgmmaKernel(shape), ...(Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]).map((v) => gemmWgmmaRsKernel({ ...shape, format: ternaryFormat('bit2', 128, true, true) }, v))];
       writeFileSync(join(dir, 'k.cu'), [cudaPrelude().text, packingHelpers().text, ...ks.map((k) => k.source() + k.launcher())].join('\n'));
       const { stderr, stdout } = await run(NVCC!, ['-c', '-O3', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-Xptxas', '-v', '-o', join(dir, 'k.o'), join(dir, 'k.cu')], { maxBuffer: 1 << 24 });
       const log = stdout + stderr;
       expect(log).toMatch(/Compiling entry function 'gemm_wg_/);
-      expect(log.match(/Compiling entry function 'gemm_wgl_/g)).toHaveLength(3);
+      expect(log.match(/Compiling entry function 'gemm_wgr_/g)).toHaveLength(2);
       expect(log).not.toMatch(/C751[2479]/); // serialised wgmma (C7512/C7514), injected warpgroup.wait/arrive (C7517/C7519)
-      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(4);
-      // the two-blocks-an-SM variant must fit in half the register file
-      const regs = [...log.matchAll(/Function properties for (\w+)[\s\S]*?Used (\d+) registers/g)].map((m) => [m[1], Number(m[2])] as const);
-      expect(regs.find(([name]) => name.includes('twoPerSm'))![1]).toBeLessThanOrEqual(128);
+      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(3);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -53,3 +53,13 @@ export function gemmStore(s: GemmShape, row: Code, col: Code, v0: Code, v1: Code
         }`
     : code`*reinterpret_cast<__half2*>(y + (size_t)(${row}) * ${s.n} + (${col})) = __floats2half2_rn(${v0}, ${v1});`;
 }
+
+/** The store of one value v at (row, col) of y [T][n] (kernels whose registers run along tokens). */
+export function gemmStore1(s: GemmShape, row: Code, col: Code, v: Code): Code {
+  return s.out === 'f32'
+    ? code`{
+          float* p = y + (size_t)(${row}) * ${s.n} + (${col});
+          *p = acc ? *p + (${v}) : (${v});
+        }`
+    : code`y[(size_t)(${row}) * ${s.n} + (${col})] = __float2half_rn(${v});`;
+}

@@ -6,7 +6,7 @@ import type { CudaKernel } from '../kernel.ts';
 import type { GemmShape } from './gemm.ts';
 import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
-import { gemmWgmmaLatKernel, gemmWgmmaLatUnsupported } from './gemm-wgmma-lat.ts';
+import { GEMM_RS_RUNTIME, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported } from './gemm-wgmma-rs.ts';
 
 /** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
  *  elsewhere and for shapes the wgmma kernel refuses. */
@@ -21,7 +21,7 @@ export function prefillGemmUnsupported(s: GemmShape): string | null {
 }
 
 export function prefillGemmKernel(s: GemmShape): CudaKernel {
-  if (!gemmWgmmaLatUnsupported(s)) return gemmWgmmaLatKernel(s);
+  if (!gemmWgmmaRsUnsupported(s)) return gemmWgmmaRsKernel(s, GEMM_RS_RUNTIME);
   const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
   return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
 }

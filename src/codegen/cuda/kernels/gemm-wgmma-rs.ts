@@ -1,0 +1,293 @@
+// Prefill GEMM of the lattice formats (`_lat`, formats/ternary.ts) on Hopper's warpgroup
+// tensor cores (wgmma, sm_90a). In a lattice format every scale s and shift z of weight row n
+// is an integer multiple of the row's unit u_n = 2^e, with |s| + |z| ≤ 127 units, so each
+// weight s·t + z is u_n times an int8 w = s'·t + z'. With u8 activation codes q and per-token
+// (sa, za):
+//   y[m, n] = sa·u_n·(D − za·E),   D = Σ_k q·w over the whole row (int32, tensor cores),
+//                                  E = Σ_k w (per feature, int32).
+// So there is no per-group fold (gemm-wgmma.ts spends 4 instructions per output per group on
+// it): the accumulators stay with the tensor cores for all of K.
+//
+// The weights are wgmma's A operand, expanded straight into registers (the per-(feature,
+// group) byte table below), and the activation tile is its B operand in shared memory. The
+// expanded weights never touch shared memory, and each activation byte the tensor cores read
+// serves 64 features: shared-memory traffic per MAC is ~40% below the layout with the weights
+// as the shared-memory operand (measured: bench/results/cuda-h100-logs/gemm-lattice-*.txt,
+// ncu-gemm-wgmma-lat-v1.txt; that kernel, in git history as gemm-wgmma-lat.ts, reached
+// 0.84–1.09× cuBLAS fp16 against this one's 1.24–1.51×).
+//
+// Block: 128 features × BT tokens (BT = 128 or 256), two warpgroups of 64 features (256
+// threads); each issues wgmma.m64n128k32.s32.s8.u8 (BT/128 a k32 step) into 64·BT/128 int32
+// registers. A thread's A fragment is features f0 = lane/4 and f0 + 8 of its warp's 16, at
+// k = 4·(lane%4) … + 3 and + 16 of each k32 step (the m16n8k32 layout): byte lane%4 of every
+// code word of the two rows. The quad's four lanes read the same 32 code bytes of a row from
+// shared memory and each gathers its byte of 4 words with 3 PRMT before the table expansion.
+// K step g: barrier → cp.async group g + AHEAD → issue wgmma(g) from register set g % 2 →
+// wait for wgmma(g − 1) → expand group g + 1 into set (g + 1) % 2 → fence.proxy.async.
+import { Code, code, join } from '../../common/fragments.ts';
+import { CUDA_ARCHS } from '../arch.ts';
+import { defineKernel, type CudaKernel } from '../kernel.ts';
+import { gemmArgs, gemmShapeUnsupported, gemmStore1, GEMM_GROUP as G, type GemmShape } from './gemm.ts';
+import { pin, wgmmaHelpers } from './gemm-wgmma.ts';
+
+/** \`n_expand(w, table)\`: 16 bit2 codes (byte b of w holds codes 4b…4b+3, code j at bits 2j)
+ *  → 16 int8 weights in k order, word b = table[codes of byte b]: s01/s23 byte b holds codes
+ *  (4b, 4b+1)/(4b+2, 4b+3) as nibbles, one PRMT joins byte b of both into the selector of
+ *  word b, a second looks it up (13 ALU ops). The table's bytes 1, 2, 3 are the weights of
+ *  codes 1, 2, 3 (t = −1, 0, 1). */
+export function latticeExpand(n: Code): Code {
+  return code`__device__ __forceinline__ uint4 ${n}_expand(uint32_t w, uint32_t table) {
+  const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);
+  const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);
+  return make_uint4(__byte_perm(table, 0u, __byte_perm(s01, s23, 0x40)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x51)),
+                    __byte_perm(table, 0u, __byte_perm(s01, s23, 0x62)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x73)));
+}
+`;
+}
+
+const BF = 128;
+const THREADS = 256;
+
+export interface GemmRsVariant {
+  /** Tokens a block (wgmma n = 128, BT/128 instructions a k32 step). */
+  bt: 128 | 256;
+  /** Activation ring slots (a slot is reloaded two steps after the wgmma that read it). */
+  stages: number;
+}
+export const GEMM_RS_VARIANTS = {
+  t256: { bt: 256, stages: 5 },
+  t128: { bt: 128, stages: 6 },
+} as const satisfies Record<string, GemmRsVariant>;
+export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
+/** The runtime's variant: its forwards take at most TWLAC_MAX_CHUNK = 512 tokens, where
+ *  128-token tiles give 4× the blocks (t256 leaves most SMs idle at N = 4096, M = 512). */
+export const GEMM_RS_RUNTIME: GemmRsVariantName = 't128';
+
+/** Why a linear cannot use the register-weight lattice GEMM, or null. */
+export function gemmWgmmaRsUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arch'>): string | null {
+  if (!s.format.lattice) return `format ${s.format.id} is not a lattice format`;
+  if (CUDA_ARCHS[s.arch].int8Mma !== 'wgmma.m64nNk32.s8') return `${s.arch} has no wgmma`;
+  return gemmShapeUnsupported(s, BF, 'the tile width');
+}
+
+export function gemmWgmmaRsKernelName(s: GemmShape, variant: GemmRsVariantName): string {
+  return `gemm_wgr_${variant}_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
+}
+
+export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
+  const why = gemmWgmmaRsUnsupported(s);
+  if (why) throw new Error(`CUDA register-weight prefill GEMM: ${why}`);
+  const v: GemmRsVariant = GEMM_RS_VARIANTS[variant];
+  const ahead = v.stages - 2; // after the barrier of step g, wgmma(g − 2) is done in both warpgroups
+  if (ahead < 1) throw new Error(`CUDA register-weight prefill GEMM: ${v.stages} slots leave no group in flight`);
+  const codeBytes = G / 4;
+  const slot = v.bt * G + BF * codeBytes; // activation rows (128-byte swizzled), then codes
+  if (slot % 1024) throw new Error('CUDA register-weight prefill GEMM: slots must keep the 1024-byte swizzle alignment');
+  const smemBytes = 1024 + v.stages * slot;
+  const arch = CUDA_ARCHS[s.arch];
+  if (smemBytes > arch.maxSmemPerBlock) throw new Error(`CUDA register-weight prefill GEMM: ${smemBytes} B of shared memory exceed ${s.arch}'s ${arch.maxSmemPerBlock}`);
+  return { ...v, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
+}
+
+/** wgmma.m64n128k32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..63]. */
+function wgmmaRs(acc: string, a: string, descB: Code): Code {
+  const regs = Array.from({ length: 64 }, (_, i) => `%${i}`).join(', ');
+  const outs = Array.from({ length: 64 }, (_, i) => `"+r"(${acc}[${i}])`).join(', ');
+  return new Code(`asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.u8 {${regs}}, {%64, %65, %66, %67}, %68, p;\\n}\\n"
+      : ${outs}
+      : "r"(${a}[0]), "r"(${a}[1]), "r"(${a}[2]), "r"(${a}[3]), "l"(${descB.text}));`);
+}
+
+export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
+  const p = gemmWgmmaRsPlan(s, variant);
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB } = p;
+  const H = BT / BF; // n128 instructions a k32 step
+  const K = s.k;
+  const name = gemmWgmmaRsKernelName(s, variant);
+  const n = new Code(name);
+  const prelude = code`${wgmmaHelpers(n)}
+${latticeExpand(n)}`;
+  const shiftAt = (row: string, grp: string) => (s.format.shift ? new Code(`__half2float(shifts[${row} + ${grp}])`) : new Code('0.f'));
+  // issue step g's wgmmas from register set `set`
+  const issue = (set: string) =>
+    join(
+      [0, 1, 2, 3].flatMap((st) =>
+        Array.from({ length: H }, (_, h) => wgmmaRs(`accum${h}`, `${set}[${st}]`, new Code(`${n}_desc(sa + ${h * BF * G}u) + ${2 * st}`))),
+      ),
+      '\n      ',
+    );
+  // cp.async of group g + AHEAD into the slot wgmma(g − 2) read (free after the barrier of step g)
+  const load = code`if (g + ${AHEAD} < ${KT}) load_stage((g + ${AHEAD}) % ${SA}, g + ${AHEAD});
+    asm volatile("cp.async.commit_group;" ::: "memory");`;
+  // With an even group count, scales and shifts come two groups a load (half2, aligned): pa
+  // holds groups (g0, g0 + 1) of the iteration's first step g0, pb (g0 + 2, g0 + 3); the first
+  // step expands g0 + 1 from pa's high halves, the second g0 + 2 from pb's low halves, then pb
+  // moves to pa and the pair (g0 + 4, g0 + 5) is loaded, two steps before its first use.
+  const pairs = KT % 2 === 0;
+  const loadPair = (reg: string, grp: string) =>
+    code`${new Code(reg)}[0] = __ldg(reinterpret_cast<const unsigned*>(scales + cs0 + ${new Code(grp)})); ${new Code(reg)}[2] = __ldg(reinterpret_cast<const unsigned*>(scales + cs1 + ${new Code(grp)}));${
+      s.format.shift
+        ? code` ${new Code(reg)}[1] = __ldg(reinterpret_cast<const unsigned*>(shifts + cs0 + ${new Code(grp)})); ${new Code(reg)}[3] = __ldg(reinterpret_cast<const unsigned*>(shifts + cs1 + ${new Code(grp)}));`
+        : code``
+    }`;
+  const tablesFromPair = (reg: string, shift: number) => {
+    const h = (i: number) => new Code(`__half2float(__ushort_as_half((unsigned short)(${reg}[${i}] >> ${shift})))`);
+    return code`table_of(${h(0)}, ${s.format.shift ? h(1) : new Code('0.f')}, iu0), table_of(${h(2)}, ${s.format.shift ? h(3) : new Code('0.f')}, iu1)`;
+  };
+  // one K step g with register sets cur (this step) and nxt (the next); second: the
+  // iteration's second step
+  const step = (cur: string, nxt: string, second: boolean) => code`{
+    __syncthreads(); // A(g) landed and fenced in every thread; wgmma(g − 2) done in both warpgroups
+    ${load}
+    {
+      const uint32_t sa = base + (uint32_t)((g % ${SA}) * ${slot});
+      asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+      ${issue(cur)}
+      asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+    if (g + 1 < ${KT}) {
+      asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
+      ${
+        pairs
+          ? code`expand(g + 1, ${new Code(nxt)}, ${tablesFromPair(second ? 'pb' : 'pa', second ? 0 : 16)});
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      ${second ? code`#pragma unroll
+      for (int i = 0; i < 4; ++i) pa[i] = pb[i];
+      if (g + 3 < ${KT}) { ${loadPair('pb', 'g + 3')} }` : code``}`
+          : code`expand(g + 1, ${new Code(nxt)}, table_of(sc0a, sh0a, iu0), table_of(sc1a, sh1a, iu1));
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      sc0a = sc0b; sh0a = sh0b; sc1a = sc1b; sh1a = sh1b;
+      if (g + 3 < ${KT}) { sc0b = __half2float(scales[cs0 + g + 3]); sh0b = ${shiftAt('cs0', 'g + 3')}; sc1b = __half2float(scales[cs1 + g + 3]); sh1b = ${shiftAt('cs1', 'g + 3')}; }`
+      }
+    }
+  }`;
+  const body = code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u; // swizzled tiles need 1024-byte alignment
+  unsigned char* sm = smem_raw + (base - raw);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q = lane & 3;
+  const int f0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2); // features f0 and f0 + 8 of the tile
+  const int n0 = blockIdx.x * ${BF}, t0 = blockIdx.y * ${BT};
+  const size_t cs0 = (size_t)(n0 + f0) * ${KT}, cs1 = cs0 + 8 * ${KT};
+  // group grp's activation rows t0 … t0 + ${BT - 1} (128-byte swizzled) and the tile's codes into a slot
+  auto load_stage = [&](int st, int grp) {
+    const uint32_t sa = base + (uint32_t)(st * ${slot});
+    #pragma unroll
+    for (int u = 0; u < ${(BT * 8) / THREADS}; ++u) {
+      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = t0 + r;
+      const bool ok = row < T;
+      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
+    }
+    ${n}_cp16(sa + ${C_OFF} + (tid >> 1) * ${CB} + (tid & 1) * 16, codes + (size_t)(n0 + (tid >> 1)) * ${rowBytes} + grp * ${CB} + (tid & 1) * 16, true);
+  };
+  #pragma unroll
+  for (int st = 0; st < ${AHEAD}; ++st) {
+    if (st < ${KT}) load_stage(st, st);
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  }
+  ${
+    pairs
+      ? code`// scales and shifts (half2 bits) of rows f0 and f0 + 8: [sc f0, sh f0, sc f0+8, sh f0+8]
+  unsigned pa[4] = {0u, 0u, 0u, 0u}, pb[4] = {0u, 0u, 0u, 0u};
+  ${loadPair('pa', '0')}
+  if (${KT} > 2) { ${loadPair('pb', '2')} }`
+      : code`// scales and shifts of rows f0 (0) and f0 + 8 (1) for groups g + 1 (a) and g + 2 (b)
+  float sc0a = 0.f, sh0a = 0.f, sc1a = 0.f, sh1a = 0.f, sc0b = 0.f, sh0b = 0.f, sc1b = 0.f, sh1b = 0.f;
+  if (${KT} > 1) { sc0a = __half2float(scales[cs0 + 1]); sh0a = ${shiftAt('cs0', '1')}; sc1a = __half2float(scales[cs1 + 1]); sh1a = ${shiftAt('cs1', '1')}; }
+  if (${KT} > 2) { sc0b = __half2float(scales[cs0 + 2]); sh0b = ${shiftAt('cs0', '2')}; sc1b = __half2float(scales[cs1 + 2]); sh1b = ${shiftAt('cs1', '2')}; }`
+  }
+  // lattice units of the two rows (formats/ternary.ts latticeUnit), the quad splitting the groups
+  float mx0 = 0.f, mx1 = 0.f;
+  #pragma unroll 2
+  for (int g = q; g < ${KT}; g += 4) {
+    mx0 = fmaxf(mx0, fabsf(__half2float(scales[cs0 + g])) + fabsf(${shiftAt('cs0', 'g')}));
+    mx1 = fmaxf(mx1, fabsf(__half2float(scales[cs1 + g])) + fabsf(${shiftAt('cs1', 'g')}));
+  }
+  #pragma unroll
+  for (int o = 1; o < 4; o <<= 1) { mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o)); }
+  auto unit_of = [](float mx) -> float {
+    int ex;
+    frexpf(mx, &ex);
+    float u = ldexpf(1.f, ex - 7);
+    if (mx > 127.f * u) u *= 2.f;
+    return mx > 0.f ? fmaxf(u, 0x1p-24f) : 0x1p-24f;
+  };
+  const float u0 = unit_of(mx0), u1 = unit_of(mx1);
+  const float iu0 = 1.f / u0, iu1 = 1.f / u1; // exact: powers of two
+  // byte table of a group: bytes 1, 2, 3 = z' − s', z', z' + s' (codes t + 2)
+  auto table_of = [](float sc, float sh, float iu) -> uint32_t {
+    // exact integers below 2^22: the 1.5·2^23 bias leaves them in the low mantissa bits (no F2I)
+    const int si = __float_as_int(fmaf(sc, iu, 12582912.f)) - 0x4B400000, zi = __float_as_int(fmaf(sh, iu, 12582912.f)) - 0x4B400000;
+    return (((uint32_t)(zi - si) & 0xffu) << 8) | (((uint32_t)zi & 0xffu) << 16) | (((uint32_t)(zi + si) & 0xffu) << 24);
+  };
+  const uint32_t selq = (uint32_t)q | ((uint32_t)(4 + q) << 4); // byte q of a word pair
+  int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8
+  // A fragments of group grp into frag[4 steps][a0 a1 a2 a3]: a0/a2 row f0 at k 4q… and 16 + 4q…
+  // of the step (bytes q of code words 2·st and 2·st + 1), a1/a3 the same of row f0 + 8
+  auto expand = [&](int grp, uint32_t (&frag)[4][4], uint32_t tb0, uint32_t tb1) {
+    const unsigned char* cb = sm + (grp % ${SA}) * ${slot} + ${C_OFF};
+    #pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint4 lo = *reinterpret_cast<const uint4*>(cb + (f0 + 8 * r) * ${CB});
+      const uint4 hi = *reinterpret_cast<const uint4*>(cb + (f0 + 8 * r) * ${CB} + 16);
+      const uint32_t xlo = __byte_perm(__byte_perm(lo.x, lo.y, selq), __byte_perm(lo.z, lo.w, selq), 0x5410);
+      const uint32_t xhi = __byte_perm(__byte_perm(hi.x, hi.y, selq), __byte_perm(hi.z, hi.w, selq), 0x5410);
+      const uint4 wl = ${n}_expand(xlo, r ? tb1 : tb0), wh = ${n}_expand(xhi, r ? tb1 : tb0);
+      frag[0][r] = wl.x; frag[0][2 + r] = wl.y; frag[1][r] = wl.z; frag[1][2 + r] = wl.w;
+      frag[2][r] = wh.x; frag[2][2 + r] = wh.y; frag[3][r] = wh.z; frag[3][2 + r] = wh.w;
+      int es = 0;
+      es = __dp4a((int)wl.x, 0x01010101, __dp4a((int)wl.y, 0x01010101, __dp4a((int)wl.z, 0x01010101, __dp4a((int)wl.w, 0x01010101, es))));
+      es = __dp4a((int)wh.x, 0x01010101, __dp4a((int)wh.y, 0x01010101, __dp4a((int)wh.z, 0x01010101, __dp4a((int)wh.w, 0x01010101, es))));
+      if (r) e1 += es; else e0 += es;
+    }
+  };
+  ${join(Array.from({ length: H }, (_, h) => code`int accum${h}[64];
+  #pragma unroll
+  for (int i = 0; i < 64; ++i) accum${h}[i] = 0;`))}
+  uint32_t fa[4][4], fb[4][4];
+  asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
+  expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  // two K steps an iteration, so that each register set has a fixed name
+  #pragma unroll 1
+  for (int g0 = 0; g0 < ${KT}; g0 += 2) {
+    { const int g = g0; ${step('fa', 'fb', false)} }
+    if (g0 + 1 < ${KT}) { const int g = g0 + 1; ${step('fb', 'fa', true)} }
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+  ${join(Array.from({ length: H }, (_, h) => pin(`accum${h}`, 64)))}
+  #pragma unroll
+  for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }
+  // y = sa·u·(D − za·E); za's integer part in int32 (exact, no cancellation), any fraction after
+  ${join(
+    Array.from(
+      { length: H },
+      (_, h) => code`#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    #pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int row = t0 + ${h * BF} + 8 * j + 2 * q + c;
+      if (row < T) {
+        const float sq = ap[2 * row], zq = ap[2 * row + 1];
+        const float zr = rintf(zq), zf = zq - zr;
+        const int zi = (int)zr;
+        ${gemmStore1(s, code`row`, code`n0 + f0`, code`sq * u0 * ((float)(accum${h}[4 * j + c] - zi * e0) - zf * (float)e0)`)}
+        ${gemmStore1(s, code`row`, code`n0 + f0 + 8`, code`sq * u1 * ((float)(accum${h}[4 * j + 2 + c] - zi * e1) - zf * (float)e1)`)}
+      }
+    }
+  }`,
+    ),
+  )}`;
+  return defineKernel({
+    name,
+    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: 'wgmma.m64n128k32.s8.u8.rs' },
+    args: gemmArgs(s),
+    block: THREADS,
+    grid: [code`${s.n / BF}`, code`(T + ${BT - 1}) / ${BT}`, code`1`],
+    smemBytes,
+    prelude,
+    body,
+  });
+}
