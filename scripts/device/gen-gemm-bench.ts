@@ -11,7 +11,7 @@ import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/form
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
-import { GEMM_LAT_VARIANTS, gemmWgmmaLatKernel, gemmWgmmaLatUnsupported, type GemmLatVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-lat.ts';
+import { GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -45,15 +45,13 @@ const benchM = [128, 512, 2048, 4096];
 
 // Every generated kernel that takes the shape, checked and timed in the same run: the mma.sync
 // one (gemm-a8.ts) and, where the arch has wgmma (sm_90a), the warpgroup one (gemm-wgmma.ts)
-// and for lattice formats the fold-free one (gemm-wgmma-lat.ts).
+// and for lattice formats the fold-free one (gemm-wgmma-rs.ts) in each of its tile variants.
 const kernels = new Map<string, { shape: GemmShape; k: CudaKernel }>();
-// the lattice kernel in every pipeline variant (the default and those it was measured against)
-const latVariants = Object.keys(GEMM_LAT_VARIANTS) as GemmLatVariantName[];
 const add = (shape: GemmShape): string[] => {
   const ks = [
     gemmA8Kernel(shape),
     ...(gemmWgmmaUnsupported(shape) ? [] : [gemmWgmmaKernel(shape)]),
-    ...(gemmWgmmaLatUnsupported(shape) ? [] : latVariants.map((v) => gemmWgmmaLatKernel(shape, v))),
+    ...(gemmWgmmaRsUnsupported(shape) ? [] : (Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]).map((v) => gemmWgmmaRsKernel(shape, v))),
   ];
   for (const k of ks) kernels.set(k.name, { shape, k });
   return ks.map((k) => k.name);

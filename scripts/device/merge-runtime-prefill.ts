@@ -58,7 +58,7 @@ const ppl = (d: string) => {
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-lat.ts; fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-rs.ts (weights in registers, 128-token tiles); fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -78,7 +78,7 @@ const out = {
   logitsVsFloat64Reference: log.split('\n').filter((l) => /: logits max\|d\|/.test(l)),
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
-    'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-lat.ts).',
+    'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-rs.ts).',
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
     'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',
   ],
