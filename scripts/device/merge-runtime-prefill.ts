@@ -78,6 +78,7 @@ const out = {
   logitsVsFloat64Reference: log.split('\n').filter((l) => /: logits max\|d\|/.test(l)),
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
+    'Session 4, last run (log e2e-runtime-prefill-lattice-3.txt): the activation kernels take a token\'s whole vector in one block from 128 tokens on (kernels/block.ts ACT_UNSLICED_T) instead of 6 slices that each re-read the vector for its statistics; ncu of the 7B prefill before it: attention 41%, the lattice GEMM 28.5%, the SwiGLU activation kernel 16%. Prefill 0.184 → 0.158 s at 8-bit sites, 0.159 → 0.132 s in the lattice formats, results bit-identical (perplexities unchanged).',
     'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-rs.ts).',
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
     'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',

@@ -93,10 +93,16 @@ const ACT_QUANT_PARAMS = code`    mn = -twlac_block_reduce<true>(-mn, scratch);
 /** Elements a block of the sliced act kernel writes (sites without a transform). */
 const ACT_SLICE = 2048;
 const ACT_SLICE_BLOCK = 1024;
+/** From this many tokens on (prefill), one block a token covers its whole vector: the grid is
+ *  full anyway, and slicing would make each of a token's blocks re-read and re-evaluate the
+ *  whole vector for its statistics (measured on the 7B prefill under ncu: the SwiGLU site took
+ *  16% of the prefill's kernel time with 6 slices a token). */
+const ACT_UNSLICED_T = 128;
 
 /**
  * Sites without an online transform: the token's vector is cut into slices of ACT_SLICE, one
- * block each (grid T × slices), so that a decode step is not one block on one SM. Every block
+ * block each (grid T × slices), so that a decode step is not one block on one SM (below
+ * ACT_UNSLICED_T tokens; from there on a block takes the whole vector). Every block
  * computes the token's statistics itself (Σx² for the norm; min and max of the values for the
  * quantiser) from the whole vector, which is a few KB in L2, in the same float32 operations as
  * the reference (src/quant/act-quant.ts), then quantises and writes only its slice.
@@ -115,9 +121,10 @@ function actSlicedKernel(s: ActKernelSpec): CudaKernel {
     params: { source: s.source, dim: D, l: 0, r: 0, eps: s.eps, slice: ACT_SLICE },
     args: ACT_ARGS,
     block: ACT_SLICE_BLOCK,
-    grid: [code`T`, code`${slices}`, code`1`],
+    grid: [code`T`, code`(T >= ${ACT_UNSLICED_T} ? 1 : ${slices})`, code`1`],
     body: code`  __shared__ float scratch[32];
-  const int t = blockIdx.x, i0 = blockIdx.y * ${ACT_SLICE}, i1 = min(i0 + ${ACT_SLICE}, ${D});
+  const int slice = gridDim.y == 1 ? ${D} : ${ACT_SLICE};
+  const int t = blockIdx.x, i0 = blockIdx.y * slice, i1 = min(i0 + slice, ${D});
 ${
   s.source === 'norm'
     ? code`  float ss = 0.f;
