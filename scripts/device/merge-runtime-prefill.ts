@@ -22,8 +22,10 @@ const required = (title: string) => {
   if (!v) throw new Error(`no '== ${title}' section with a JSON line in ${logPaths.join(', ')}`);
   return v;
 };
-const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4', 'llama7b-tq2lat-a8', 'llama7b-tq1lat-a4'].filter((m) => log.includes(`== ${m} decode`));
-const torch = section('torch fp16 baseline');
+// the 7B rows and torch come from the last log only, so that every ratio is from one run
+const lastLog = readFileSync(logPaths[logPaths.length - 1], 'utf8');
+const models = ['llama7b-tq1', 'llama7b-tq2', 'llama7b-tq2-a8', 'llama7b-tq1-a4', 'llama7b-tq2lat-a8', 'llama7b-tq1lat-a4'].filter((m) => lastLog.includes(`== ${m} decode`));
+const torch = e2eSection(lastLog, 'torch fp16 baseline');
 const prefill = models.map((m) => {
   const gemm = required(`${m} decode @2048`);
   const gemv = required(`${m} prefill in 16-token forwards (GEMV kernels), same run`);
@@ -58,7 +60,7 @@ const ppl = (d: string) => {
 };
 const out = {
   device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-rs.ts (weights in registers, 128-token tiles); fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (16 queries a block over the whole prefix, online softmax; attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-rs.ts (weights in registers, 128-token tiles); fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (from session 4: the tensor-core flash-attention forward of kernels/attn-prefill-tc.ts for head dims ≤ 128; before, 16 queries a block on CUDA cores, attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -73,12 +75,13 @@ const out = {
   prefill7B: prefill,
   torchSameRun: torch,
   perplexity: Object.fromEntries(
-    [['fixtureA8', 'fixture-a8'], ['fixtureTq2', 'fixture-tq2'], ['fixtureLatA8', 'fixture-lat-a8']].filter(([, d]) => log.includes(`== ${d} ppl`)).map(([k, d]) => [k, ppl(d)]),
+    [['fixtureRtn', 'fixture'], ['fixtureA8', 'fixture-a8'], ['fixtureTq2', 'fixture-tq2'], ['fixtureLatA8', 'fixture-lat-a8']].filter(([, d]) => log.includes(`== ${d} ppl`)).map(([k, d]) => [k, ppl(d)]),
   ),
   logitsVsFloat64Reference: log.split('\n').filter((l) => /: logits max\|d\|/.test(l)),
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
-    'Session 4, last run (log e2e-runtime-prefill-lattice-3.txt): the activation kernels take a token\'s whole vector in one block from 128 tokens on (kernels/block.ts ACT_UNSLICED_T) instead of 6 slices that each re-read the vector for its statistics; ncu of the 7B prefill before it: attention 41%, the lattice GEMM 28.5%, the SwiGLU activation kernel 16%. Prefill 0.184 → 0.158 s at 8-bit sites, 0.159 → 0.132 s in the lattice formats, results bit-identical (perplexities unchanged).',
+    'Session 4, fourth run (log e2e-runtime-prefill-lattice-4.txt): prefill attention on tensor cores (kernels/attn-prefill-tc.ts: flash-attention forward, mma.sync m16n8k16 fp16 with fp32 sums, 64 queries a block; the CUDA-core kernel was 41% of the 7B prefill under ncu). 7B prefill 2048 tokens: 0.132 → 0.073 s in the lattice format (torch fp16 0.069 s in the same run), 0.158 → 0.099 s at 4-bit sites, 0.526 → 0.468 s at fp16 activations. Accuracy: logits vs the float64 reference relL2 rand12m 8.1e-4, fixture (rtn) 3.5e-4, fixture-lat-a8 9.9e-3, all greedy-identical; fixture-lat-a8 perplexity over all windows 40.9544 as before; fixture (rtn) 227.7157 vs ORT 227.7107.',
+    'Session 4, third run (log e2e-runtime-prefill-lattice-3.txt): the activation kernels take a token\'s whole vector in one block from 128 tokens on (kernels/block.ts ACT_UNSLICED_T) instead of 6 slices that each re-read the vector for its statistics; ncu of the 7B prefill before it: attention 41%, the lattice GEMM 28.5%, the SwiGLU activation kernel 16%. Prefill 0.184 → 0.158 s at 8-bit sites, 0.159 → 0.132 s in the lattice formats, results bit-identical (perplexities unchanged).',
     'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-rs.ts).',
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
     'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',

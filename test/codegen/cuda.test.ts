@@ -23,6 +23,7 @@ import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsu
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
+import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen/cuda/kernels/attn-prefill-tc.ts';
 import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
@@ -214,8 +215,8 @@ describe('emitCuda', () => {
     expect(g64).not.toMatch(/gemm_/);
     expect(g64).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 64\)\n    launch_gemv_tc_tq2_g64_n128_k256_m64_sm_90a\(a \+ \(size_t\)t0 \* 256, codes/);
     expect(a16).not.toMatch(/gemm_/);
-    // attention: split kernels up to 16 tokens, the 16-queries-a-block prefill kernel beyond
-    expect(a16).toMatch(/if \(T > 16\) launch_attn_prefill_h2_kv1_d64\(/);
+    // attention: split kernels up to 16 tokens, the tensor-core prefill kernel beyond
+    expect(a16).toMatch(/if \(T > 16\) launch_attn_prefill_tc_h2_kv1_d64\(/);
     expect(a16).toMatch(/if \(T <= 16\) launch_attn_combine_h2_d64\(/);
     expect(a16).toMatch(/for \(int t0 = 0; t0 < T; t0 \+= 64\)\n    launch_gemv_tc_tq2_g128_n128_k256_m64_sm_90a\(/);
     expect(gemvA8Unsupported({ format: ternaryFormat('trit5', 128), k: 128 })).toMatch(/not bit2/);
@@ -400,6 +401,20 @@ describe('wgmma prefill GEMM (sm_90a)', () => {
       }
     }
     expect(bad).toBe(0);
+  });
+});
+
+describe('tensor-core prefill attention', () => {
+  it('is the prefill attention up to head dim 128; larger heads keep the CUDA-core kernel', () => {
+    const a = { heads: 32, kvHeads: 8, headDim: 128, maxPositions: 4096, ropeTheta: 1e4 };
+    const src = attnPrefillTcKernel(a).source();
+    expect(src).toMatch(/mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32/);
+    expect(src).toMatch(/ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared\.b16/); // V as the B operand
+    expect(src).toMatch(/kh = h \/ 4/); // GQA
+    expect(attnPrefillTcUnsupported({ ...a, headDim: 256 })).toMatch(/head dim 256/);
+    const big = cudaModelSource(syntheticManifest({ ...tiny, heads: 2, kvHeads: 1, headDim: 256, hidden: 512 }, ternaryFormat('bit2', 128), 16), 'sm_90a');
+    expect(big).toMatch(/launch_attn_prefill_h2_kv1_d256\(/);
+    expect(big).not.toMatch(/attn_prefill_tc/);
   });
 });
 

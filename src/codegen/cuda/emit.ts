@@ -26,6 +26,7 @@ import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
 import { prefillGemmKernel, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
+import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
@@ -252,7 +253,8 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const rope = ks.add(ropeKvKernel(attn));
   const part = ks.add(attnPartialKernel(attn));
   const comb = ks.add(attnCombineKernel(attn));
-  const pre = ks.add(attnPrefillKernel(attn));
+  // tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts)
+  const pre = ks.add(attnPrefillTcUnsupported(attn) ? attnPrefillKernel(attn) : attnPrefillTcKernel(attn));
   const qd = c.heads * c.headDim;
   const kvd = c.kvHeads * c.headDim;
   const splits = Math.ceil(c.maxPositions / ATTN_CHUNK);

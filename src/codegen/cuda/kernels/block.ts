@@ -310,7 +310,7 @@ export const ATTN_CHUNK = 64;
 export const ATTN_MAX_SPLITS = 1024;
 
 /** Head dim, query heads a KV head and KV row width; the head dims the attention kernels take. */
-function attnGeometry(a: AttnShape): { d: number; group: number; kvd: number } {
+export function attnGeometry(a: AttnShape): { d: number; group: number; kvd: number } {
   const d = a.headDim;
   const group = a.heads / a.kvHeads;
   if (!Number.isInteger(group)) throw new UserError(`CUDA target: attention: ${a.heads} heads not a multiple of ${a.kvHeads} KV heads`);
