@@ -13,7 +13,7 @@
 // Q and P in fp32 (compare the fixture's perplexities in bench/results).
 import { Code, code, join } from '../../common/fragments.ts';
 import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
-import { attnGeometry, type AttnShape } from './block.ts';
+import { ATTN_PREFILL_ARGS, attnGeometry, type AttnShape } from './block.ts';
 
 const QB = 64; // queries a block
 const KB = 64; // key positions a tile
@@ -181,14 +181,7 @@ __device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src) {
   return defineKernel({
     name,
     params: { heads: a.heads, kvHeads: a.kvHeads, d, qb: QB, kb: KB, mma: 'm16n8k16.f16' },
-    args: [
-      { name: 'q', type: 'const float*' },
-      { name: 'kcache', type: 'const __half*' },
-      { name: 'vcache', type: 'const __half*' },
-      { name: 'out', type: 'float*' },
-      { name: 'posp', type: 'const int*' },
-      { name: 'T', type: 'int' },
-    ],
+    args: ATTN_PREFILL_ARGS,
     block: THREADS,
     grid: [code`(T + ${QB - 1}) / ${QB}`, code`${a.heads}`, code`1`],
     smemBytes,

@@ -458,6 +458,18 @@ export const ATTN_PREFILL_KV = 64;
  * per query). 128 threads, 8 a query: each scores 8 positions, then accumulates d/8 dims of
  * the output. Grid (⌈T/16⌉, heads); out [T][heads·d] fp32.
  */
+/** Arguments of the prefill attention kernels (this one and kernels/attn-prefill-tc.ts): q fp32
+ *  [T][heads·d], the layer's fp16 K/V cache [pos][kvHeads·d], out fp32 [T][heads·d], the first
+ *  position, T. */
+export const ATTN_PREFILL_ARGS = [
+  { name: 'q', type: 'const float*' },
+  { name: 'kcache', type: 'const __half*' },
+  { name: 'vcache', type: 'const __half*' },
+  { name: 'out', type: 'float*' },
+  { name: 'posp', type: 'const int*' },
+  { name: 'T', type: 'int' },
+] as const;
+
 export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const { d, group, kvd } = attnGeometry(a);
   const QN = ATTN_PREFILL_Q;
@@ -472,14 +484,7 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   return defineKernel({
     name: `attn_prefill_h${a.heads}_kv${a.kvHeads}_d${d}`,
     params: { heads: a.heads, kvHeads: a.kvHeads, d, qn: QN, kn: KN },
-    args: [
-      { name: 'q', type: 'const float*' },
-      { name: 'kcache', type: 'const __half*' },
-      { name: 'vcache', type: 'const __half*' },
-      { name: 'out', type: 'float*' },
-      { name: 'posp', type: 'const int*' },
-      { name: 'T', type: 'int' },
-    ],
+    args: ATTN_PREFILL_ARGS,
     block: 128,
     grid: [code`(T + ${QN - 1}) / ${QN}`, code`${a.heads}`, code`1`],
     smemBytes,
