@@ -101,13 +101,19 @@ export function latticeUnit(maxAbs: number): number {
   return 2 ** Math.max(LATTICE_MIN_EXP, e);
 }
 
+/** The lattice unit of row n of scale/shift arrays [rows·ng]: latticeUnit of its largest
+ *  |scale| + |shift|. */
+function rowLatticeUnit(scale: ArrayLike<number>, shift: ArrayLike<number> | undefined, n: number, ng: number): number {
+  let mx = 0;
+  for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(scale[n * ng + g]) + (shift ? Math.abs(shift[n * ng + g]) : 0));
+  return latticeUnit(mx);
+}
+
 /** Snaps row n's scales and shifts (float arrays [rows·ng], in place) to the row's lattice:
  *  the unit from the row's largest |scale| + |shift|, each value rounded to a multiple, the
  *  shift pulled in where rounding would break the bound. */
 export function snapRowToLattice(scale: Float64Array | Float32Array, shift: Float64Array | Float32Array | undefined, n: number, ng: number): number {
-  let mx = 0;
-  for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(scale[n * ng + g]) + (shift ? Math.abs(shift[n * ng + g]) : 0));
-  const u = latticeUnit(mx);
+  const u = rowLatticeUnit(scale, shift, n, ng);
   for (let g = 0; g < ng; g++) {
     const i = n * ng + g;
     const s = Math.max(-LATTICE_MAX, Math.min(LATTICE_MAX, Math.round(scale[i] / u)));
@@ -120,13 +126,11 @@ export function snapRowToLattice(scale: Float64Array | Float32Array, shift: Floa
   return u;
 }
 
-/** Why stored fp16 scales/shifts break the lattice rule of row n, or null. */
-function latticeViolation(scales: Uint16Array, shifts: Uint16Array | undefined, n: number, ng: number): string | null {
-  let mx = 0;
-  for (let g = 0; g < ng; g++) mx = Math.max(mx, Math.abs(halfToFloat(scales[n * ng + g])) + (shifts ? Math.abs(halfToFloat(shifts[n * ng + g])) : 0));
-  const u = latticeUnit(mx);
+/** Why row n of stored (decoded fp16) scales/shifts breaks the lattice rule, or null. */
+function latticeViolation(scale: Float64Array, shift: Float64Array | undefined, n: number, ng: number): string | null {
+  const u = rowLatticeUnit(scale, shift, n, ng);
   for (let g = 0; g < ng; g++) {
-    for (const v of [halfToFloat(scales[n * ng + g]), shifts ? halfToFloat(shifts[n * ng + g]) : 0]) {
+    for (const v of [scale[n * ng + g], shift ? shift[n * ng + g] : 0]) {
       if (!Number.isInteger(v / u)) return `row ${n} group ${g}: ${v} is not a multiple of the row's lattice unit 2^${Math.log2(u)}`;
     }
   }
@@ -210,8 +214,10 @@ export function encodeTernary(
   if (f.shift && !shift) throw new Error(`format ${f.id} needs shifts`);
   const shifts = f.shift ? Uint16Array.from({ length: rows * ng }, (_, i) => floatToHalf(shift![i])) : undefined;
   if (f.lattice) {
+    const sf = Float64Array.from(scales, halfToFloat);
+    const hf = shifts ? Float64Array.from(shifts, halfToFloat) : undefined;
     for (let n = 0; n < rows; n++) {
-      const why = latticeViolation(scales, shifts, n, ng);
+      const why = latticeViolation(sf, hf, n, ng);
       if (why) throw new Error(`format ${f.id}: ${why} (snap with snapRowToLattice first)`);
     }
   }

@@ -80,7 +80,9 @@ export interface KernelStructureResult {
   /** GPTQ's loss, when GPTQ ran. */
   gptqLoss?: number;
   /** The values the fitter (and GPTQ's feedback) worked with; equal to `dequant` because
-   *  scales and shifts are fp16-rounded during fitting. Absent for rtn. */
+   *  scales and shifts are fp16-rounded during fitting, except in lattice formats, whose
+   *  scales and shifts are rounded to the row's lattice after the fit (by up to half a unit).
+   *  Absent for rtn. */
   fitted?: Float64Array;
 }
 

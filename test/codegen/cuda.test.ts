@@ -29,7 +29,7 @@ import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
-import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, snapRowToLattice, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 
 const run = promisify(execFile);
 const NVCC = ['/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
@@ -448,10 +448,8 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
     const sh = Float64Array.from({ length: N * ng }, () => 0.01 * (r() - 0.5));
     const units: number[] = [];
     for (let n = 0; n < N; n++) {
-      let mx = 0;
-      for (let g = 0; g < ng; g++) mx = Math.max(mx, sc[n * ng + g] + Math.abs(sh[n * ng + g]));
-      const u = latticeUnit(mx);
-      for (let g = 0; g < ng; g++) { sc[n * ng + g] = Math.round(sc[n * ng + g] / u) * u; sh[n * ng + g] = Math.round(sh[n * ng + g] / u) * u; }
+      snapRowToLattice(sc, sh, n, ng);
+      // the unit the kernel recomputes from the stored values
       let m2 = 0;
       for (let g = 0; g < ng; g++) m2 = Math.max(m2, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
       units.push(latticeUnit(m2));

@@ -451,13 +451,6 @@ export function attnCombineKernel(a: AttnShape): CudaKernel {
 export const ATTN_PREFILL_Q = 16;
 export const ATTN_PREFILL_KV = 64;
 
-/**
- * Causal attention of T > 1 queries (prefill chunks) in one pass: a block takes 16 queries of
- * one head and walks the key positions up to its last query's, 64 at a time, with an online
- * softmax, so each K/V tile is read once per 16 queries (the split kernels read the prefix once
- * per query). 128 threads, 8 a query: each scores 8 positions, then accumulates d/8 dims of
- * the output. Grid (⌈T/16⌉, heads); out [T][heads·d] fp32.
- */
 /** Arguments of the prefill attention kernels (this one and kernels/attn-prefill-tc.ts): q fp32
  *  [T][heads·d], the layer's fp16 K/V cache [pos][kvHeads·d], out fp32 [T][heads·d], the first
  *  position, T. */
@@ -470,6 +463,13 @@ export const ATTN_PREFILL_ARGS = [
   { name: 'T', type: 'int' },
 ] as const;
 
+/**
+ * Causal attention of T > 1 queries (prefill chunks) in one pass: a block takes 16 queries of
+ * one head and walks the key positions up to its last query's, 64 at a time, with an online
+ * softmax, so each K/V tile is read once per 16 queries (the split kernels read the prefix once
+ * per query). 128 threads, 8 a query: each scores 8 positions, then accumulates d/8 dims of
+ * the output. Grid (⌈T/16⌉, heads); out [T][heads·d] fp32.
+ */
 export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const { d, group, kvd } = attnGeometry(a);
   const QN = ATTN_PREFILL_Q;

@@ -14,7 +14,8 @@
 // serves 64 features: shared-memory traffic per MAC is ~40% below the layout with the weights
 // as the shared-memory operand (measured: bench/results/cuda-h100-logs/gemm-lattice-*.txt,
 // ncu-gemm-wgmma-lat-v1.txt; that kernel, in git history as gemm-wgmma-lat.ts, reached
-// 0.84–1.09× cuBLAS fp16 against this one's 1.24–1.51×).
+// 0.84–1.22× cuBLAS fp16 at M ≥ 2048 against this one's 1.19–1.55×, bench/results/
+// cuda-h100-prefill.json).
 //
 // Block: 128 features × BT tokens (BT = 128 or 256), two warpgroups of 64 features (256
 // threads); each issues wgmma.m64n128k32.s32.s8.u8 (BT/128 a k32 step) into 64·BT/128 int32
@@ -28,7 +29,7 @@ import { Code, code, join } from '../../common/fragments.ts';
 import { CUDA_ARCHS } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
 import { gemmArgs, gemmShapeUnsupported, gemmStore1, GEMM_GROUP as G, type GemmShape } from './gemm.ts';
-import { pin, wgmmaHelpers } from './gemm-wgmma.ts';
+import { pin, wgmmaHelpers, wgmmaLoadStage } from './gemm-wgmma.ts';
 
 /** \`n_expand(w, table)\`: 16 bit2 codes (byte b of w holds codes 4b…4b+3, code j at bits 2j)
  *  → 16 int8 weights in k order, word b = table[codes of byte b]: s01/s23 byte b holds codes
@@ -169,19 +170,10 @@ ${latticeExpand(n)}`;
   unsigned char* sm = smem_raw + (base - raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q = lane & 3;
   const int f0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2); // features f0 and f0 + 8 of the tile
-  const int n0 = blockIdx.x * ${BF}, t0 = blockIdx.y * ${BT};
+  const int n0 = blockIdx.x * ${BF}, m0 = blockIdx.y * ${BT};
+  const int er = tid >> 1, eh = tid & 1; // this thread's codes to load: feature er, bytes 16·eh…
   const size_t cs0 = (size_t)(n0 + f0) * ${KT}, cs1 = cs0 + 8 * ${KT};
-  // group grp's activation rows t0 … t0 + ${BT - 1} (128-byte swizzled) and the tile's codes into a slot
-  auto load_stage = [&](int st, int grp) {
-    const uint32_t sa = base + (uint32_t)(st * ${slot});
-    #pragma unroll
-    for (int u = 0; u < ${(BT * 8) / THREADS}; ++u) {
-      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = t0 + r;
-      const bool ok = row < T;
-      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
-    }
-    ${n}_cp16(sa + ${C_OFF} + (tid >> 1) * ${CB} + (tid & 1) * 16, codes + (size_t)(n0 + (tid >> 1)) * ${rowBytes} + grp * ${CB} + (tid & 1) * 16, true);
-  };
+  ${wgmmaLoadStage(n, { rows: BT, k: K, slotBytes: slot, cOff: C_OFF, codeBytes: CB, rowBytes })}
   #pragma unroll
   for (int st = 0; st < ${AHEAD}; ++st) {
     if (st < ${KT}) load_stage(st, st);
@@ -268,7 +260,7 @@ ${latticeExpand(n)}`;
   for (int j = 0; j < 16; ++j) {
     #pragma unroll
     for (int c = 0; c < 2; ++c) {
-      const int row = t0 + ${h * BF} + 8 * j + 2 * q + c;
+      const int row = m0 + ${h * BF} + 8 * j + 2 * q + c;
       if (row < T) {
         const float sq = ap[2 * row], zq = ap[2 * row + 1];
         const float zr = rintf(zq), zf = zq - zr;

@@ -94,13 +94,28 @@ export function pin(set: string, count: number): Code {
     for (int i = 0; i < ${count}; ++i) asm volatile("" : "+r"(${set}[i]) :: "memory");`);
 }
 
-/** The opening of a wgmma GEMM block of ${BM} tokens × ${BN} features (${THREADS} threads): the
+/** \`load_stage(slot, grp)\` of the wgmma GEMMs: cp.async of group grp's activation rows
+ *  m0 … m0 + rows − 1 (128-byte swizzled, zero-filled past T) and of the tile's packed codes
+ *  (feature er = tid / 2, code bytes 16·eh …, eh = tid % 2) into the slot at cOff. Uses base,
+ *  tid, m0, n0, er and eh of the block; ${THREADS} threads. */
+export function wgmmaLoadStage(n: Code, p: { rows: number; k: number; slotBytes: number; cOff: number; codeBytes: number; rowBytes: number }): Code {
+  const { rows, k: K, slotBytes, cOff: C_OFF, codeBytes: CB, rowBytes } = p;
+  return code`auto load_stage = [&](int slot, int grp) {
+    const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
+    #pragma unroll
+    for (int u = 0; u < ${(rows * 8) / THREADS}; ++u) {
+      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = m0 + r;
+      const bool ok = row < T;
+      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
+    }
+    ${n}_cp16(sa + ${C_OFF} + er * ${CB} + eh * 16, codes + (size_t)(n0 + er) * ${rowBytes} + grp * ${CB} + eh * 16, true);
+  };`;
+}
+
+/** The opening of this kernel's block of ${BM} tokens × ${BN} features (${THREADS} threads): the
  *  1024-byte aligned shared ring \`sm\` at \`base\`, the thread's indices (warpgroup wg,
- *  accumulator rows r0 and r0 + 8, expansion feature er and code half eh) and
- *  \`load_stage(slot, grp)\`, which brings group grp's activation rows (128-byte swizzled) and,
- *  given cOff, the features' packed codes into the slot by cp.async. */
-export function wgmmaBlockSetup(n: Code, p: { k: number; kt: number; slotBytes: number; cOff?: number; codeBytes: number; rowBytes: number }): Code {
-  const { k: K, kt: KT, slotBytes, cOff: C_OFF, codeBytes: CB, rowBytes } = p;
+ *  accumulator rows r0 and r0 + 8, expansion feature er and code half eh) and load_stage. */
+function wgmmaBlockSetup(n: Code, p: { k: number; kt: number; slotBytes: number; cOff: number; codeBytes: number; rowBytes: number }): Code {
   return code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u; // swizzled tiles need 1024-byte alignment
@@ -110,17 +125,8 @@ export function wgmmaBlockSetup(n: Code, p: { k: number; kt: number; slotBytes: 
   const int r0 = warp * 16 + (lane >> 2); // this thread's accumulator rows r0 and r0 + 8
   const int m0 = blockIdx.y * ${BM}, n0 = blockIdx.x * ${BN};
   const int er = tid >> 1, eh = tid & 1;  // expansion: feature er of the tile, code bytes 16·eh…
-  const size_t colScale = (size_t)(n0 + er) * ${KT};
-  auto load_stage = [&](int slot, int grp) {
-    const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
-    #pragma unroll
-    for (int u = 0; u < ${(BM * 8) / THREADS}; ++u) {
-      const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = m0 + r;
-      const bool ok = row < T;
-      ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
-    }
-    ${C_OFF === undefined ? code`` : code`${n}_cp16(sa + ${C_OFF} + er * ${CB} + eh * 16, codes + (size_t)(n0 + er) * ${rowBytes} + grp * ${CB} + eh * 16, true);`}
-  };`;
+  const size_t colScale = (size_t)(n0 + er) * ${p.kt};
+  ${wgmmaLoadStage(n, { rows: BM, ...p })}`;
 }
 
 export function gemmWgmmaKernel(s: GemmShape): CudaKernel {

@@ -1,5 +1,6 @@
-// What the int8 prefill GEMMs (gemm-a8.ts: mma.sync; gemm-wgmma.ts: wgmma) share: the shape,
-// the shapes they take, their arguments and their output store.
+// What the int8 prefill GEMMs (gemm-a8.ts: mma.sync; gemm-wgmma.ts and, for the lattice
+// formats, gemm-wgmma-rs.ts: wgmma) share: the shape, the shapes they take, their arguments and
+// their output stores.
 import type { TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code } from '../../common/fragments.ts';
 import type { CudaArch } from '../arch.ts';
