@@ -1,5 +1,5 @@
 // Writes the prefill GEMM run (scripts/device/run-gemm.sh's gemm.json, gemm.log and gpu.csv)
-// to bench/results/cuda-h100-prefill.json (its own file: cuda-h100.json belongs to the
+// to bench/results/cuda-h100-prefill.json (cuda-h200-prefill.json for an H200 run; its own file: cuda-h100.json belongs to the
 // end-to-end runtime results), with a summary per kernel kind (the name before the format).
 // Usage: npx tsx scripts/device/merge-gemm.ts <device out dir> [FILTER the run used]
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -7,9 +7,10 @@ import { join } from 'node:path';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: merge-gemm.ts <device out dir>');
-const path = 'bench/results/cuda-h100-prefill.json';
 const results: Record<string, unknown> = {};
 const run = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
+// H100 runs go to cuda-h100-prefill.json; a run on another card gets a file of its own
+const path = /H100/.test(run.device) ? 'bench/results/cuda-h100-prefill.json' : `bench/results/cuda-${String(run.device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu'}-prefill.json`;
 const gpu = readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n');
 const log = readFileSync(join(dir, 'gemm.log'), 'utf8');
 const bench = (run.bench as unknown[]).filter((b) => b !== null) as { kernel: string; m: number; n: number; k: number; speedupVsFp16: number; TOPs: number }[];

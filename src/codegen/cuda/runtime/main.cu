@@ -128,6 +128,8 @@ struct Runtime {
       if (t.device == TWLAC_STAGED) { twlac_place(i, staging, W, s); TWLAC_CUDA(cudaStreamSynchronize(s)); }
     }
     fclose(f);
+    twlac_derive(W, s);
+    TWLAC_CUDA(cudaStreamSynchronize(s));
     release_staging();
   }
   void randomize(uint32_t seed) {
@@ -138,6 +140,7 @@ struct Runtime {
       TWLAC_CUDA(cudaGetLastError());
       if (st) twlac_place(i, staging, W, s);
     }
+    twlac_derive(W, s);
     TWLAC_CUDA(cudaStreamSynchronize(s));
     release_staging();
   }
