@@ -53,8 +53,8 @@ static std::vector<uint8_t> read_file(const std::string& path) {
 }
 
 __global__ void twlac_empty_kernel() {}
-// Streaming kernels (the runtime's decode path) are also timed with programmatic dependent
-// launch on, as inside the model: a launch overlaps the previous one's tail.
+// Streaming kernels (the runtime's decode path, any plan) are also timed with programmatic
+// dependent launch on, as inside the model: a launch overlaps the previous one's tail.
 static bool streaming_default(const char* name) {
   return std::string(name).rfind("gemv_s", 0) == 0;
 }

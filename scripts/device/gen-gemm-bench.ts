@@ -12,7 +12,7 @@ import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/form
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
-import { GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, latticeRowConstantsKernel, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
+import { GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
@@ -58,32 +58,15 @@ const add = (shape: GemmShape): string[] => {
   for (const k of ks) kernels.set(k.name, { shape, k });
   return ks.map((k) => k.name);
 };
-// Kernels that read precomputed lattice row constants, and the kernel that computes them.
-const rowcOf = (name: string, s: GemmShape): CudaKernel | null => {
-  const v = name.match(/^gemm_wgr_([a-z0-9]+)_/)?.[1] as GemmRsVariantName | undefined;
-  return v && gemmWgmmaRsPlan(s, v).rowc ? latticeRowConstantsKernel(s.format, s.k) : null;
-};
 const checkKernels = checks.flatMap((c, i) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i })));
 const benchNames = benchShapes.flatMap(([n, k]) => [...(rsOnly ? [] : add({ format: tq2, n, k, arch })), ...add({ format: tq2lat, n, k, arch })]);
-const rowcKernels = new Map<string, CudaKernel>();
-for (const { shape, k } of kernels.values()) {
-  const r = rowcOf(k.name, shape);
-  if (r) rowcKernels.set(r.name, r);
-}
-const table = [...kernels.values()].map(({ shape: s, k }) => {
-  const r = rowcOf(k.name, s);
-  return `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, bench_${k.name}, ${r ? `launch_${r.name}` : 'nullptr'}},`;
-});
-// One signature for every kernel: rowc is passed to those that read it.
-const wrappers = [...kernels.values()].map(({ shape: s, k }) => `static void bench_${k.name}(const uint8_t* a, const float* ap, const uint8_t* c, const __half* sc, const __half* sh, const float* rowc, __half* y, int T, cudaStream_t st) { ${rowcOf(k.name, s) ? '' : '(void)rowc; '}launch_${k.name}(a, ap, c, sc, sh, y, T, ${rowcOf(k.name, s) ? 'rowc, ' : ''}st); }`);
+const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, launch_${k.name}},`);
 const header = [
   cudaPrelude().text,
   packingHelpers().text,
-  ...[...[...kernels.values()].map(({ k }) => k), ...rowcKernels.values()].map((k) => k.source() + k.launcher()),
-  ...wrappers,
-  'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, const float*, __half*, int, cudaStream_t);',
-  'typedef void (*twlac_rowc_launch)(const uint8_t*, const __half*, const __half*, float*, int, cudaStream_t);',
-  'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift, lattice; twlac_gemm_launch launch; twlac_rowc_launch rowc; };',
+  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
+  'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, __half*, int, cudaStream_t);',
+  'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift, lattice; twlac_gemm_launch launch; };',
   'static const TwlacGemm twlac_gemms[] = {',
   ...table,
   '};',

@@ -3,9 +3,9 @@
 //   gemv_kernels.cuh  generated kernels for the check cases and the benchmark shapes
 //   case_<i>.bin      check cases: codes, scales, shifts, activations and the expected output
 //                     computed here in float64 by the format's reference decoder (decodeTernary)
-// Usage: npx tsx scripts/device/gen-gemv-bench.ts [--arch sm_90a] [--stream | --a8-tune]
-//   --stream: benchmark only the streaming GEMVs (both activation kinds, both early modes, a
-//   few plans a shape); the checks stay whole.
+// Usage: npx tsx scripts/device/gen-gemv-bench.ts [--arch sm_90a] [--a8-tune]
+//   --a8-tune: benchmark only the int8-activation streaming GEMV, its default plan and nearby
+//   plans per shape (the checks stay whole).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
@@ -18,7 +18,6 @@ import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
 
-const streamOnly = process.argv.includes('--stream');
 const arch = (process.argv.includes('--arch') ? process.argv[process.argv.indexOf('--arch') + 1] : 'sm_90a') as CudaArch;
 const dir = '.device/cuda';
 mkdirSync(dir, { recursive: true });
@@ -55,12 +54,7 @@ const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: numb
   { f: tq2ns, n: 300, k: 2048, m: 1, t: 1, tune: { rows: 8, warps: 2, wk: 1, ub: 1 } },
   { f: tq2g96, n: 130, k: 1000 - 8, m: 4, t: 4 },
   { f: tq2g48ns, n: 70, k: 400, m: 3, t: 2 },
-  // registers filled before the grid wait, bulk L2 prefetch of later batches (unaligned scale rows at K = 11008)
-  { f: tq2, n: 96, k: 11008, m: 1, t: 1, tune: { early: 'load' } },
-  { f: tq2, n: 40, k: 8192, m: 2, t: 2, tune: { rows: 2, warps: 4, wk: 4, ub: 2, early: 'load' } },
-  { f: tq2g96, n: 130, k: 1000 - 8, m: 4, t: 4, tune: { early: 'load' } },
-  { f: tq2g48ns, n: 70, k: 400, m: 3, t: 2, tune: { early: 'load', ub: 1 } },
-  { f: tq2, n: 96, k: 11008, m: 4, t: 3, tune: { next: 'start' } },
+  { f: tq2, n: 64, k: 4096, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1 } },
 ];
 const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
@@ -85,7 +79,7 @@ const addStream = (shape: GemvShape, act: 'f16' | 'u8', tune?: Partial<StreamTun
   return k.name;
 };
 const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
-const benchNames = streamOnly || process.argv.includes('--a8-tune') ? [] : benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
+const benchNames = process.argv.includes('--a8-tune') ? [] : benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
 const kernelsA8 = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvA8Kernel> }>();
 const addA8 = (shape: GemvShape) => {
   const k = gemvA8Kernel(shape);
@@ -93,7 +87,7 @@ const addA8 = (shape: GemvShape) => {
   return k.name;
 };
 const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
-const benchA8Names = streamOnly || process.argv.includes('--a8-tune') ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
+const benchA8Names = process.argv.includes('--a8-tune') ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
 // Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
 const streamChecks = checksStream.map((c) => ({ c, f16: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune), u8: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'u8', c.tune) }));
 checks.push(...checksStream);
@@ -122,16 +116,14 @@ for (const c of checksTc) {
 }
 // More K-split and fewer-row plans for the LLaMA-2-7B shapes (small grids: latency-bound)
 const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }, { rows: 1, warps: 4, wk: 4, ub: 2 }, { rows: 2, warps: 8, wk: 4, ub: 2 }, { rows: 1, warps: 8, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 2, ub: 4 }, { rows: 1, warps: 4, wk: 2, ub: 4 }];
-// --stream: the default plan in both early modes, and the plans nearest it with registers filled early.
-const sweepEarly: (Partial<StreamTuning> | undefined)[] = [undefined, { next: 'start' }, { early: 'load', next: 'start' }, ...[{ rows: 2, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 8, warps: 4, wk: 1, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 1 }].flatMap((t) => [t, { ...t, next: 'start' as const }])];
 // --a8-tune: only the int8-activation streaming GEMV, the default plan and nearby plans per
 // LLaMA-2-7B / 8192² shape (confirmation runs of the defaults).
 const a8Tune = process.argv.includes('--a8-tune');
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
-  '4096x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 1, early: 'load' }, { rows: 2, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 4, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }, { rows: 2, warps: 4, wk: 1, ub: 2 }],
-  '11008x4096': [{ rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 1, ub: 2, early: 'load' }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
-  '4096x11008': [{ rows: 2, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 2, ub: 2, early: 'load' }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 2, warps: 4, wk: 1, ub: 6 }, { rows: 4, warps: 4, wk: 2, ub: 3 }, { rows: 2, warps: 4, wk: 2, ub: 3 }, { rows: 2, warps: 4, wk: 1, ub: 3, early: 'load' }, { rows: 4, warps: 4, wk: 4, ub: 2 }],
-  '8192x8192': [{ rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 4, warps: 4, wk: 1, ub: 4 }],
+  '4096x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 2, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 4, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
+  '11008x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
+  '4096x11008': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 2, warps: 4, wk: 1, ub: 6 }, { rows: 4, warps: 4, wk: 2, ub: 3 }, { rows: 2, warps: 4, wk: 2, ub: 3 }, { rows: 4, warps: 4, wk: 4, ub: 2 }],
+  '8192x8192': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 4, warps: 4, wk: 1, ub: 4 }],
 };
 if (a8Tune) {
   for (const [n, k] of benchShapes) {
@@ -142,7 +134,7 @@ if (a8Tune) {
   }
 }
 for (const [n, k] of a8Tune ? [] : benchShapes) {
-  for (const t of streamOnly ? sweepEarly : n * k <= 11008 * 4096 ? [...sweep, ...sweepSmall] : sweep) {
+  for (const t of n * k <= 11008 * 4096 ? [...sweep, ...sweepSmall] : sweep) {
     const f16 = addStream({ format: tq2, n, k, m: 1, arch }, 'f16', t);
     const u8 = addStream({ format: tq2, n, k, m: 1, arch }, 'u8', t);
     if (!benchNames.includes(f16)) benchNames.push(f16);

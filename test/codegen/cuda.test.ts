@@ -24,7 +24,7 @@ import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/c
 import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen/cuda/kernels/attn-prefill-tc.ts';
-import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, latticeRowConstantsKernel, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
+import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -499,14 +499,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
       m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
       emitCuda(m, dir, archs);
-      const h90 = readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8');
-      expect(h90).toContain(`launch_gemm_wgr_${GEMM_RS_RUNTIME}_tq2_g128_lat_n256_k128_sm_90a_f32(`);
-      if (gemmWgmmaRsPlan({ format: ternaryFormat('bit2', 128, true, true), n: 256, k: 128, arch: 'sm_90a' }, GEMM_RS_RUNTIME).rowc) {
-        // row constants of every lattice linear, computed once the weights are placed
-        const tiled = m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]).filter((l) => l.rows % 128 === 0);
-        expect(tiled.length).toBeGreaterThan(0);
-        expect(h90.match(/^  launch_lattice_rowc_tq2_g128_lat_k\d+\(/gm)).toHaveLength(tiled.length);
-      }
+      expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
       expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);
       const extra = (arch: (typeof archs)[number]) =>
         [
@@ -523,12 +516,10 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
             ? [
                 gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch }),
                 gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 7, arch }, 't256'), // odd group count: scalar scale loads
-                gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 256, k: 128 * 7, arch, out: 'f32' }, 't256rs'), // row constants, staged f32 epilogue
               ]
             : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           transcodeKernel(48),
-          latticeRowConstantsKernel(ternaryFormat('bit2', 128, true, true), 1024),
           gemvTcKernel({ format: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 5, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 256, true), n: 100, k: 1024, m: 16, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, arch }),
@@ -559,10 +550,9 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       const { stderr, stdout } = await run(NVCC!, ['-c', '-O3', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-Xptxas', '-v', '-o', join(dir, 'k.o'), join(dir, 'k.cu')], { maxBuffer: 1 << 24 });
       const log = stdout + stderr;
       expect(log).toMatch(/Compiling entry function 'gemm_wg_/);
-      const variants = Object.keys(GEMM_RS_VARIANTS).length;
-      expect(log.match(/Compiling entry function 'gemm_wgr_/g)).toHaveLength(variants);
+      expect(log.match(/Compiling entry function 'gemm_wgr_/g)).toHaveLength(2);
       expect(log).not.toMatch(/C751[2479]/); // serialised wgmma (C7512/C7514), injected warpgroup.wait/arrive (C7517/C7519)
-      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(1 + variants);
+      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(3);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -9,9 +9,6 @@ export interface CudaArchDecl {
   gencode: string;
   /** Largest dynamic shared memory one block may opt in to (bytes). */
   maxSmemPerBlock: number;
-  /** Shared memory of one SM (bytes), what all its resident blocks share (each also takes
-   *  1 KB the runtime reserves). */
-  smemPerSm: number;
   /** Shared memory a decode GEMV block may use for staged activations, chosen so that at
    *  least two blocks fit on one SM. */
   gemvSmemBudget: number;
@@ -43,12 +40,12 @@ const PREFILL_SMALL_SMEM: PrefillTile = { bm: 128, bn: 128, warpsM: 2, warpsN: 4
 const rowsPerWarp = (m: number) => (m <= 8 ? 2 : 1);
 
 export const CUDA_ARCHS = {
-  sm_80: { cc: 80, gencode: '-gencode=arch=compute_80,code=sm_80', maxSmemPerBlock: 163 * 1024, smemPerSm: 164 * 1024, gemvSmemBudget: 80 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
-  sm_86: { cc: 86, gencode: '-gencode=arch=compute_86,code=sm_86', maxSmemPerBlock: 99 * 1024, smemPerSm: 100 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
-  sm_89: { cc: 89, gencode: '-gencode=arch=compute_89,code=sm_89', maxSmemPerBlock: 99 * 1024, smemPerSm: 100 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
-  sm_90a: { cc: 90, gencode: '-gencode=arch=compute_90a,code=sm_90a', maxSmemPerBlock: 227 * 1024, smemPerSm: 228 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'wgmma.m64nNk32.s8', prefill: PREFILL_BIG },
-  sm_100: { cc: 100, gencode: '-gencode=arch=compute_100,code=sm_100', maxSmemPerBlock: 227 * 1024, smemPerSm: 228 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
-  sm_120: { cc: 120, gencode: '-gencode=arch=compute_120,code=sm_120', maxSmemPerBlock: 99 * 1024, smemPerSm: 100 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_80: { cc: 80, gencode: '-gencode=arch=compute_80,code=sm_80', maxSmemPerBlock: 163 * 1024, gemvSmemBudget: 80 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
+  sm_86: { cc: 86, gencode: '-gencode=arch=compute_86,code=sm_86', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_89: { cc: 89, gencode: '-gencode=arch=compute_89,code=sm_89', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_90a: { cc: 90, gencode: '-gencode=arch=compute_90a,code=sm_90a', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'wgmma.m64nNk32.s8', prefill: PREFILL_BIG },
+  sm_100: { cc: 100, gencode: '-gencode=arch=compute_100,code=sm_100', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
+  sm_120: { cc: 120, gencode: '-gencode=arch=compute_120,code=sm_120', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
 } satisfies Record<CudaArch, CudaArchDecl>;
 
 export const DEFAULT_ARCHS: readonly CudaArch[] = ['sm_90a', 'sm_80'];

@@ -25,7 +25,7 @@ import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
-import { prefillGemmKernel, prefillGemmRowConstants, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
+import { prefillGemmKernel, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
@@ -107,17 +107,6 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const fileOrder = Object.entries(m.tensors).sort((x, y) => x[1].offset - y[1].offset);
   for (const [name, e] of fileOrder) if (!staged.has(name)) place(name, e.bytes);
   for (const t of transcodes) place(t.dstName, t.groups * CODE_PACKINGS.bit2.bytesPerGroup(t.group));
-  // Lattice linears whose prefill GEMM reads per-row constants (u, E): computed on the device
-  // once the weights are in place (twlac_derive), rows × 2 floats each.
-  const rowConstants = new Map<LinearEntry, { name: string; kernel: CudaKernel; d: LinearEntry }>();
-  for (const [l, d] of deviceView) {
-    if (d.format === 'float16' || d.format === 'float32' || !d.codes) continue;
-    const kernel = prefillGemmRowConstants({ format: parseFormatId(d.format), n: d.rows, k: d.cols, arch, out: 'f32' });
-    if (!kernel) continue;
-    const name = `${l.codes}@rowc`;
-    place(name, d.rows * 8);
-    rowConstants.set(l, { name, kernel: ks.byName.get(ks.add(kernel))!, d });
-  }
   const stagingBytes = Math.max(0, ...transcodes.map((t) => m.tensors[t.src].bytes));
   const weightsBytes = fileOrder.reduce((a, [, e]) => Math.max(a, e.offset + e.bytes), 0);
   const tensorRef = (name: string | null | undefined, type: string): Code => {
@@ -166,7 +155,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     });
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
-      : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, const float* rowc, float* y, int T, int acc, cudaStream_t s) {`;
+      : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
     linearFns.set(fnName, join([sig, ...branches, beyondBuckets(l, a8, fnName), code`}`]));
     return fnName;
   };
@@ -183,7 +172,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const gemm = { format, n: l.rows, k: l.cols, arch, out: 'f32' as const };
     if (a8 && !prefillGemmUnsupported(gemm)) {
       const k = ks.add(prefillGemmKernel(gemm));
-      return code`  launch_${ident(k)}(q, qp, codes, scales, shifts, y, T, acc, ${prefillGemmRowConstants(gemm) ? code`rowc, ` : code``}s);`;
+      return code`  launch_${ident(k)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
     }
     const tc = { format, n: l.rows, k: l.cols, m: TC_MAX_M, arch };
     if (!gemvTcUnsupported(tc)) return code`${slices(TC_MAX_M, code`launch_${ident(ks.add(gemvTcKernel(tc)))}`)}codes, scales, shifts, ${rest(TC_MAX_M)}`;
@@ -198,7 +187,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     setFill(l.scales, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: sc, b: 0.5 * sc, c: unit });
     setFill(l.shifts, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: 0, b: 0.05 * sc, c: unit });
     const d = onDevice(l);
-    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}, ${tensorRef(rowConstants.get(l)?.name, 'const float*')}`;
+    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}`;
   };
   // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
   const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code => {
@@ -221,7 +210,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     if (!same || !buckets.length) return join(src.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!linearFns.has(fnName)) {
-      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rowc${i}, y${i}, T, acc, s);`);
+      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
       const branches = buckets.map((M) => {
         const k = gemvStreamGroupKernel(
           ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch })),
@@ -233,7 +222,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       linearFns.set(
         fnName,
         join([
-          code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, const float* rowc${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
+          code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
           ...branches,
           ...fallbacks,
           code`}`,
@@ -372,14 +361,6 @@ static void twlac_place(int i, const uint8_t* staging, uint8_t* W, cudaStream_t 
     ...placeCases,
     code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
   }
-}`,
-    code`// Tensors derived on the device from the placed weights (after load or randomize).
-static void twlac_derive(uint8_t* W, cudaStream_t s) {`,
-    ...[...rowConstants.values()].map(
-      ({ name, kernel, d }) =>
-        code`  launch_${ident(kernel.name)}(${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}, reinterpret_cast<float*>(W + ${deviceOffsets.get(name)!}ull), ${d.rows}, s);`,
-    ),
-    code`  (void)W; (void)s;
 }`,
     code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).

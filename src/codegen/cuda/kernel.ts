@@ -44,8 +44,6 @@ export interface KernelSpec {
   block: number;
   grid: readonly [Code, Code, Code];
   smemBytes?: number;
-  /** Blocks an SM must hold at once (__launch_bounds__'s second argument: caps registers). */
-  minBlocksPerSm?: number;
   /** Persistent kernels: cap grid.x at the blocks that fit on the device at once. */
   gridLimitByOccupancy?: boolean;
   /** Device helpers placed before the kernel; names must carry the kernel's name. */
@@ -97,7 +95,7 @@ export function defineKernel(spec: KernelSpec): CudaKernel {
       join([
         comment(`twlac kernel ${key}`),
         spec.prelude ?? code``,
-        code`extern "C" __global__ void __launch_bounds__(${spec.block}${new Code(spec.minBlocksPerSm ? `, ${spec.minBlocksPerSm}` : '')}) ${name}(${sig}) {`,
+        code`extern "C" __global__ void __launch_bounds__(${spec.block}) ${name}(${sig}) {`,
         spec.pdl === 'manual' ? code`` : code`  TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();`,
         spec.body,

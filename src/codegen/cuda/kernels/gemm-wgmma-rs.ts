@@ -30,7 +30,6 @@ import { CUDA_ARCHS } from '../arch.ts';
 import { defineKernel, type CudaKernel } from '../kernel.ts';
 import { gemmArgs, gemmShapeUnsupported, gemmStore1, GEMM_GROUP as G, type GemmShape } from './gemm.ts';
 import { pin, wgmmaHelpers, wgmmaLoadStage } from './gemm-wgmma.ts';
-import type { TernaryFormat } from '../../../formats/ternary.ts';
 
 /** \`n_expand(w, table)\`: 16 bit2 codes (byte b of w holds codes 4b…4b+3, code j at bits 2j)
  *  → 16 int8 weights in k order, word b = table[codes of byte b]: s01/s23 byte b holds codes
@@ -47,64 +46,6 @@ export function latticeExpand(n: Code): Code {
 `;
 }
 
-/** \`n_unit(mx)\`: the lattice unit of a row whose largest |scale| + |shift| is mx, as
- *  formats/ternary.ts latticeUnit computes it. */
-function latticeUnitFunction(n: Code): Code {
-  return code`__device__ __forceinline__ float ${n}_unit(float mx) {
-  int ex;
-  frexpf(mx, &ex);
-  float u = ldexpf(1.f, ex - 7);
-  if (mx > 127.f * u) u *= 2.f;
-  return mx > 0.f ? fmaxf(u, 0x1p-24f) : 0x1p-24f;
-}
-`;
-}
-
-/** Per-row constants of a lattice weight for the GEMM variants with `rowc`: rowc[2n], rowc[2n + 1]
- *  = (u, E) with u the
- *  row's lattice unit and E = Σ_k w[n, k] (int8 weights w = s'·t + z', exact in fp32: |E| ≤
- *  127·K < 2^24). One warp a row; run once when the weights are placed. */
-export function latticeRowConstantsKernel(format: TernaryFormat, k: number): CudaKernel {
-  if (!format.lattice || format.packing !== 'bit2' || format.group !== G || k % G) throw new Error(`lattice row constants: format ${format.id} with K=${k} is not a bit2 lattice format in groups of ${G}`);
-  const name = `lattice_rowc_${format.id}_k${k}`;
-  const n = new Code(name);
-  const KT = k / G;
-  const sh = (g: string) => (format.shift ? new Code(`__half2float(shifts[(size_t)row * ${KT} + ${g}])`) : new Code('0.f'));
-  return defineKernel({
-    name,
-    params: { format: format.id, k },
-    args: [
-      { name: 'codes', type: 'const uint8_t*' },
-      { name: 'scales', type: 'const __half*' },
-      { name: 'shifts', type: 'const __half*' },
-      { name: 'rowc', type: 'float*' },
-      { name: 'rows', type: 'int' },
-    ],
-    block: 256,
-    grid: [code`(rows + 7) / 8`, code`1`, code`1`],
-    prelude: latticeUnitFunction(n),
-    body: code`  const int row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  float mx = 0.f;
-  for (int g = lane; g < ${KT}; g += 32) mx = fmaxf(mx, fabsf(__half2float(scales[(size_t)row * ${KT} + g])) + fabsf(${sh('g')}));
-  #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  const float u = ${n}_unit(mx), iu = 1.f / u;
-  int e = 0;
-  for (int g = lane; g < ${KT}; g += 32) {
-    const int si = (int)rintf(__half2float(scales[(size_t)row * ${KT} + g]) * iu), zi = (int)rintf(${sh('g')} * iu);
-    const uint32_t* w = reinterpret_cast<const uint32_t*>(codes + ((size_t)row * ${KT} + g) * ${G / 4});
-    int d = 0; // Σ of the group's digits (t + 2)
-    #pragma unroll
-    for (int i = 0; i < ${G / 16}; ++i) d += __popc(w[i] & 0x55555555u) + 2 * __popc(w[i] & 0xaaaaaaaau);
-    e += si * (d - 2 * ${G}) + zi * ${G};
-  }
-  #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) e += __shfl_xor_sync(0xffffffffu, e, o);
-  if (lane == 0) { rowc[2 * row] = u; rowc[2 * row + 1] = (float)e; }`,
-  });
-}
-
 const BF = 128;
 const THREADS = 256;
 
@@ -113,30 +54,15 @@ export interface GemmRsVariant {
   bt: 128 | 256;
   /** Activation ring slots (a slot is reloaded two steps after the wgmma that read it). */
   stages: number;
-  /** Row constants (u, E) read from a `rowc` argument (latticeRowConstantsKernel, once per
-   *  weight) instead of derived in every block: no unit prologue over the row's scales, no
-   *  dp4a sums during the expansion. */
-  rowc?: boolean;
-  /** Epilogue through shared memory: the block's outputs are staged there and written as
-   *  16-byte row segments (else one scattered element store per output). */
-  staged?: boolean;
-  /** Blocks an SM holds at once (2: registers capped at 128, the ring sized for two blocks, so
-   *  one block's barriers, prologue and epilogue overlap the other's wgmma). */
-  perSm?: 1 | 2;
 }
 export const GEMM_RS_VARIANTS = {
   t256: { bt: 256, stages: 5 },
   t128: { bt: 128, stages: 6 },
-  t256r: { bt: 256, stages: 5, rowc: true },
-  t256rs: { bt: 256, stages: 5, rowc: true, staged: true },
-  t256s: { bt: 256, stages: 5, staged: true },
-  t128rs: { bt: 128, stages: 6, rowc: true, staged: true },
-  t128x2: { bt: 128, stages: 5, rowc: true, staged: true, perSm: 2 },
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
 /** The runtime's variant: its forwards take at most TWLAC_MAX_CHUNK = 512 tokens, where
  *  128-token tiles give 4× the blocks (t256 leaves most SMs idle at N = 4096, M = 512). */
-export const GEMM_RS_RUNTIME: GemmRsVariantName = 't128rs';
+export const GEMM_RS_RUNTIME: GemmRsVariantName = 't128';
 
 /** Why a linear cannot use the register-weight lattice GEMM, or null. */
 export function gemmWgmmaRsUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arch'>): string | null {
@@ -158,14 +84,10 @@ export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
   const codeBytes = G / 4;
   const slot = v.bt * G + BF * codeBytes; // activation rows (128-byte swizzled), then codes
   if (slot % 1024) throw new Error('CUDA register-weight prefill GEMM: slots must keep the 1024-byte swizzle alignment');
-  const outBytes = s.out === 'f32' ? 4 : 2;
-  const stagePitch = BF * outBytes + 16; // padded row: the quad's four token rows land on different banks
-  const smemBytes = 1024 + Math.max(v.stages * slot, v.staged ? v.bt * stagePitch : 0);
+  const smemBytes = 1024 + v.stages * slot;
   const arch = CUDA_ARCHS[s.arch];
   if (smemBytes > arch.maxSmemPerBlock) throw new Error(`CUDA register-weight prefill GEMM: ${smemBytes} B of shared memory exceed ${s.arch}'s ${arch.maxSmemPerBlock}`);
-  const perSm = v.perSm ?? 1;
-  if (perSm * (smemBytes + 1024) > arch.smemPerSm) throw new Error(`CUDA register-weight prefill GEMM: ${perSm} blocks of ${smemBytes} B exceed ${s.arch}'s ${arch.smemPerSm} B an SM`);
-  return { ...v, rowc: !!v.rowc, staged: !!v.staged, perSm, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, stagePitch, outBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
+  return { ...v, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
 /** wgmma.m64n128k32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..63]. */
@@ -180,14 +102,13 @@ function wgmmaRs(acc: string, a: string, descB: Code): Code {
 
 export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB, rowc, staged, stagePitch, outBytes } = p;
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB } = p;
   const H = BT / BF; // n128 instructions a k32 step
   const K = s.k;
   const name = gemmWgmmaRsKernelName(s, variant);
   const n = new Code(name);
   const prelude = code`${wgmmaHelpers(n)}
-${latticeExpand(n)}
-${latticeUnitFunction(n)}`;
+${latticeExpand(n)}`;
   const shiftAt = (row: string, grp: string) => (s.format.shift ? new Code(`__half2float(shifts[${row} + ${grp}])`) : new Code('0.f'));
   // issue step g's wgmmas from register set `set`
   const issue = (set: string) =>
@@ -227,9 +148,6 @@ ${latticeUnitFunction(n)}`;
       asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
     }
     asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
-    // the next set was wgmma(g − 1)'s operand: its rewrite must not move above the wait
-    #pragma unroll
-    for (int i = 0; i < 16; ++i) asm volatile("" : "+r"(${new Code(nxt)}[i / 4][i % 4]) :: "memory");
     if (g + 1 < ${KT}) {
       asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
       ${
@@ -272,12 +190,7 @@ ${latticeUnitFunction(n)}`;
   if (${KT} > 1) { sc0a = __half2float(scales[cs0 + 1]); sh0a = ${shiftAt('cs0', '1')}; sc1a = __half2float(scales[cs1 + 1]); sh1a = ${shiftAt('cs1', '1')}; }
   if (${KT} > 2) { sc0b = __half2float(scales[cs0 + 2]); sh0b = ${shiftAt('cs0', '2')}; sc1b = __half2float(scales[cs1 + 2]); sh1b = ${shiftAt('cs1', '2')}; }`
   }
-${
-    rowc
-      ? code`  // lattice units and Σ w of the two rows, precomputed once per weight (latticeRowConstantsKernel)
-  const float u0 = rowc[2 * (n0 + f0)], u1 = rowc[2 * (n0 + f0 + 8)];
-  const int e0 = (int)rowc[2 * (n0 + f0) + 1], e1 = (int)rowc[2 * (n0 + f0 + 8) + 1];`
-      : code`  // lattice units of the two rows (formats/ternary.ts latticeUnit), the quad splitting the groups
+  // lattice units of the two rows (formats/ternary.ts latticeUnit), the quad splitting the groups
   float mx0 = 0.f, mx1 = 0.f;
   #pragma unroll 2
   for (int g = q; g < ${KT}; g += 4) {
@@ -286,9 +199,14 @@ ${
   }
   #pragma unroll
   for (int o = 1; o < 4; o <<= 1) { mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o)); }
-  const float u0 = ${n}_unit(mx0), u1 = ${n}_unit(mx1);
-  int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8`
-  }
+  auto unit_of = [](float mx) -> float {
+    int ex;
+    frexpf(mx, &ex);
+    float u = ldexpf(1.f, ex - 7);
+    if (mx > 127.f * u) u *= 2.f;
+    return mx > 0.f ? fmaxf(u, 0x1p-24f) : 0x1p-24f;
+  };
+  const float u0 = unit_of(mx0), u1 = unit_of(mx1);
   const float iu0 = 1.f / u0, iu1 = 1.f / u1; // exact: powers of two
   // byte table of a group: bytes 1, 2, 3 = z' − s', z', z' + s' (codes t + 2)
   auto table_of = [](float sc, float sh, float iu) -> uint32_t {
@@ -297,6 +215,7 @@ ${
     return (((uint32_t)(zi - si) & 0xffu) << 8) | (((uint32_t)zi & 0xffu) << 16) | (((uint32_t)(zi + si) & 0xffu) << 24);
   };
   const uint32_t selq = (uint32_t)q | ((uint32_t)(4 + q) << 4); // byte q of a word pair
+  int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8
   // A fragments of group grp into frag[4 steps][a0 a1 a2 a3]: a0/a2 row f0 at k 4q… and 16 + 4q…
   // of the step (bytes q of code words 2·st and 2·st + 1), a1/a3 the same of row f0 + 8
   auto expand = [&](int grp, uint32_t (&frag)[4][4], uint32_t tb0, uint32_t tb1) {
@@ -310,14 +229,10 @@ ${
       const uint4 wl = ${n}_expand(xlo, r ? tb1 : tb0), wh = ${n}_expand(xhi, r ? tb1 : tb0);
       frag[0][r] = wl.x; frag[0][2 + r] = wl.y; frag[1][r] = wl.z; frag[1][2 + r] = wl.w;
       frag[2][r] = wh.x; frag[2][2 + r] = wh.y; frag[3][r] = wh.z; frag[3][2 + r] = wh.w;
-${
-        rowc
-          ? code``
-          : code`      int es = 0;
+      int es = 0;
       es = __dp4a((int)wl.x, 0x01010101, __dp4a((int)wl.y, 0x01010101, __dp4a((int)wl.z, 0x01010101, __dp4a((int)wl.w, 0x01010101, es))));
       es = __dp4a((int)wh.x, 0x01010101, __dp4a((int)wh.y, 0x01010101, __dp4a((int)wh.z, 0x01010101, __dp4a((int)wh.w, 0x01010101, es))));
-      if (r) e1 += es; else e0 += es;`
-      }
+      if (r) e1 += es; else e0 += es;
     }
   };
   ${join(Array.from({ length: H }, (_, h) => code`int accum${h}[64];
@@ -335,10 +250,9 @@ ${
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
   ${join(Array.from({ length: H }, (_, h) => pin(`accum${h}`, 64)))}
-  ${rowc ? code`` : code`#pragma unroll
-  for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }`}
+  #pragma unroll
+  for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }
   // y = sa·u·(D − za·E); za's integer part in int32 (exact, no cancellation), any fraction after
-  ${staged ? code`__syncthreads(); // every warpgroup's wgmmas are done with the ring: it becomes the output tile` : code``}
   ${join(
     Array.from(
       { length: H },
@@ -351,52 +265,20 @@ ${
         const float sq = ap[2 * row], zq = ap[2 * row + 1];
         const float zr = rintf(zq), zf = zq - zr;
         const int zi = (int)zr;
-        const float v0 = sq * u0 * ((float)(accum${h}[4 * j + c] - zi * e0) - zf * (float)e0);
-        const float v1 = sq * u1 * ((float)(accum${h}[4 * j + 2 + c] - zi * e1) - zf * (float)e1);
-        ${
-          staged
-            ? s.out === 'f32'
-              ? code`float* o = reinterpret_cast<float*>(sm + (${h * BF} + 8 * j + 2 * q + c) * ${stagePitch}) + f0;
-        o[0] = v0; o[8] = v1;`
-              : code`__half* o = reinterpret_cast<__half*>(sm + (${h * BF} + 8 * j + 2 * q + c) * ${stagePitch}) + f0;
-        o[0] = __float2half_rn(v0); o[8] = __float2half_rn(v1);`
-            : code`${gemmStore1(s, code`row`, code`n0 + f0`, code`v0`)}
-        ${gemmStore1(s, code`row`, code`n0 + f0 + 8`, code`v1`)}`
-        }
+        ${gemmStore1(s, code`row`, code`n0 + f0`, code`sq * u0 * ((float)(accum${h}[4 * j + c] - zi * e0) - zf * (float)e0)`)}
+        ${gemmStore1(s, code`row`, code`n0 + f0 + 8`, code`sq * u1 * ((float)(accum${h}[4 * j + 2 + c] - zi * e1) - zf * (float)e1)`)}
       }
     }
   }`,
     ),
-  )}
-  ${
-    staged
-      ? code`__syncthreads();
-  // ${BT} token rows of ${BF * outBytes} bytes: 16-byte segments, consecutive threads along a row
-  #pragma unroll 4
-  for (int i = tid; i < ${(BT * BF * outBytes) / 16}; i += ${THREADS}) {
-    const int r = i / ${(BF * outBytes) / 16}, c16 = i % ${(BF * outBytes) / 16};
-    if (m0 + r < T) {
-      const uint4 v = *reinterpret_cast<const uint4*>(sm + r * ${stagePitch} + 16 * c16);
-      ${
-        s.out === 'f32'
-          ? code`float4* p = reinterpret_cast<float4*>(y + (size_t)(m0 + r) * ${s.n} + n0) + c16;
-      float4 f = *reinterpret_cast<const float4*>(&v);
-      if (acc) { const float4 o = *p; f.x += o.x; f.y += o.y; f.z += o.z; f.w += o.w; }
-      *p = f;`
-          : code`*(reinterpret_cast<uint4*>(y + (size_t)(m0 + r) * ${s.n} + n0) + c16) = v;`
-      }
-    }
-  }`
-      : code``
-  }`;
+  )}`;
   return defineKernel({
     name,
     params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: 'wgmma.m64n128k32.s8.u8.rs' },
-    args: rowc ? [...gemmArgs(s), { name: 'rowc', type: 'const float*' }] : gemmArgs(s),
+    args: gemmArgs(s),
     block: THREADS,
     grid: [code`${s.n / BF}`, code`(T + ${BT - 1}) / ${BT}`, code`1`],
     smemBytes,
-    minBlocksPerSm: p.perSm > 1 ? p.perSm : undefined,
     prelude,
     body,
   });

@@ -47,16 +47,6 @@ export interface StreamTuning {
   wk: number;
   /** Chunks a lane loads before it decodes any (memory-level parallelism). */
   ub: number;
-  /** What happens before TWLAC_GRID_WAIT() (weights are immutable once loaded: the runtime
-   *  synchronises after placing them): 'prefetch' = L2 prefetches of the first batch's codes;
-   *  'load' = the first batch's codes, scales and shifts loaded into registers, and the rest of
-   *  the block's codes and scales prefetched into L2 by bulk copies. */
-  early: 'prefetch' | 'load';
-  /** When the next kernel may launch (programmatic dependent launch): 'wait' = once this
-   *  kernel's blocks are past their own grid wait; 'start' = as soon as they start (safe: a
-   *  kernel's grid wait still waits for its predecessor to complete, which waits for ours), so
-   *  that the next GEMVs' weight prefetches overlap this one. */
-  next: 'wait' | 'start';
 }
 
 /** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
@@ -65,8 +55,8 @@ export interface StreamTuning {
  *  kernel is bound by instructions and prefers more rows (the activation loads and permutes
  *  are shared by the rows), eight for wide short linears, and K split over 2 warps at N ≤ 4096. */
 const STREAM_DEFAULTS: Record<StreamAct, (n: number, k: number) => StreamTuning> = {
-  u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2, early: 'prefetch', next: 'wait' }),
-  f16: (n, k) => ({ ...(n >= 11008 && k <= 8192 ? { warps: 4, rows: 8, wk: 1, ub: 1 } : { warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: n <= 4096 ? 1 : 2 }), early: 'prefetch', next: 'wait' }),
+  u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2 }),
+  f16: (n, k) => (n >= 11008 && k <= 8192 ? { warps: 4, rows: 8, wk: 1, ub: 1 } : { warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: n <= 4096 ? 1 : 2 }),
 };
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
@@ -77,7 +67,7 @@ export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
-  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.early === 'load' ? 'L' : ''}${p.next === 'start' ? 'S' : ''}`;
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}`;
 }
 
 export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
@@ -102,9 +92,7 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const iters = Math.ceil(cpr / (32 * wk)); // chunk iterations a lane
   const ub = Math.max(1, Math.min(tune.ub ?? d.ub, iters));
   const rowsPerBlock = wr * rows;
-  const early = tune.early ?? d.early;
-  const next = tune.next ?? d.next;
-  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, early, next, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock) };
+  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock) };
 }
 
 
@@ -213,12 +201,10 @@ function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, n
   const guard = stride * batches * ub > cpr; // some lanes run past the row in the last batch
   const { bid, codes, scales, shifts, y } = nm;
 
-  // Batch `bt` of chunks of the R rows into raw, with their groups' scales and shifts (chunks
-  // past the row's end read as zero words).
-  const loadBatch = (bt: Code) => code`    #pragma unroll
+  // Batch `bt` of chunks of the R rows into raw (chunks past the row's end read as zero words).
+  const loadBatch = code`    #pragma unroll
     for (int b = 0; b < ${ub}; ++b) {
-      const int c = lane + ${stride} * (${bt} * ${ub} + b) + 32 * wkk;
-      const int g = (c * ${vec}) / ${bpg};
+      const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;
 ${join(
   Array.from({ length: R }, (_, r) =>
     vec === 4
@@ -227,38 +213,15 @@ ${join(
 ${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`))} }`,
   ),
 )}
-      #pragma unroll
-      for (int r = 0; r < ${R}; ++r) {
-        scb[b][r] = c < ${cpr} ? __ldg(${scales} + rowG[r] + g) : __half{};
-        ${shift ? code`shb[b][r] = c < ${cpr} ? __ldg(${shifts} + rowG[r] + g) : __half{};` : code``}
-      }
     }`;
-  const declareRaw = code`  uint32_t raw[${ub}][${R}][${nw}];
-  __half scb[${ub}][${R}]${shift ? code`, shb[${ub}][${R}]` : code``};`;
-  // Bulk L2 prefetch of [lo, hi) bytes of tensor `base` rounded inwards to 16 B (cp.async.bulk
-  // needs 16-byte addresses and sizes; the fringes come with the ordinary loads).
-  const bulkPrefetch = (base: Code, lo: Code, hi: Code) => code`{
-      const size_t a0 = (reinterpret_cast<size_t>(${base}) + (${lo}) + 15) & ~(size_t)15, a1 = (reinterpret_cast<size_t>(${base}) + (${hi})) & ~(size_t)15;
-      if (a1 > a0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(a0), "r"((unsigned)(a1 - a0)) : "memory");
-    }`;
-  const firstRow = code`((int)(${bid}) * ${p.rowsPerBlock})`;
-  const lastRow = code`min(${firstRow} + ${p.rowsPerBlock}, ${N})`;
-  const early =
-    p.early === 'load'
-      ? code`  // Before waiting for the previous kernel (weights are immutable): load this lane's first
-  // batch with its scales into registers, and have the block's other chunks pulled into L2.
-${declareRaw}
-  { const int bt = 0;
-${loadBatch(code`bt`)}
-  }
-${
-  batches > 1
-    ? code`  if (threadIdx.x == 0) ${bulkPrefetch(codes, code`(size_t)${firstRow} * ${rowBytes}`, code`(size_t)${lastRow} * ${rowBytes}`)}
-  if (threadIdx.x == 32) ${bulkPrefetch(scales, code`(size_t)${firstRow} * ${ng * 2}`, code`(size_t)${lastRow} * ${ng * 2}`)}
-${shift ? code`  if (threadIdx.x == 64) ${bulkPrefetch(shifts, code`(size_t)${firstRow} * ${ng * 2}`, code`(size_t)${lastRow} * ${ng * 2}`)}` : code``}`
-    : code``
-}`
-      : code`  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
+
+  return code`  {
+  constexpr int M_ = ${M};
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
+  const int row0 = (${bid} * ${wr} + wrow) * ${R};
+${rowOffsets(R, N, rowBytes, ng)}
+  // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
   // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
   #pragma unroll
   for (int b = 0; b < ${ub}; ++b) {
@@ -267,26 +230,15 @@ ${shift ? code`  if (threadIdx.x == 64) ${bulkPrefetch(shifts, code`(size_t)${fi
     for (int r = 0; r < ${R}; ++r)
       if (c < ${cpr}) asm volatile("prefetch.global.L2 [%0];" :: "l"(${codes} + rowB[r] + (size_t)c * ${vec}));
   }
-${declareRaw}`;
-
-  return code`  {
-  constexpr int M_ = ${M};
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
-  const int row0 = (${bid} * ${wr} + wrow) * ${R};
-${rowOffsets(R, N, rowBytes, ng)}
-${p.next === 'start' ? code`  TWLAC_GRID_TRIGGER();` : code``}
-${early}
   TWLAC_GRID_WAIT();
-${p.next === 'wait' ? code`  TWLAC_GRID_TRIGGER();` : code``}
+  TWLAC_GRID_TRIGGER();
 ${A.setup(M)}
 ${zeroAccumulators(R, M)}
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
     // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
-    ${p.early === 'load' ? code`if (bt > 0) ` : code``}{
-${loadBatch(code`bt`)}
-    }
+    uint32_t raw[${ub}][${R}][${nw}];
+${loadBatch}
     #pragma unroll
     for (int b = 0; b < ${ub}; ++b) {
       const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;
@@ -296,8 +248,8 @@ ${loadBatch(code`bt`)}
       float sc[${R}], sh[${R}];
       #pragma unroll
       for (int r = 0; r < ${R}; ++r) {
-        sc[r] = __half2float(scb[b][r]);
-        ${shift ? code`sh[r] = __half2float(shb[b][r]);` : code`sh[r] = 0.f;`}
+        sc[r] = __half2float(${scales}[rowG[r] + g]);
+        ${shift ? code`sh[r] = __half2float(${shifts}[rowG[r] + g]);` : code`sh[r] = 0.f;`}
       }
       ${act === 'u8' ? code`unsigned qsum[${STREAM_MAX_M}] = {0u, 0u, 0u, 0u};` : code`float xsum[${STREAM_MAX_M}] = {0.f, 0.f, 0.f, 0.f};`}
       int nwl = 0;

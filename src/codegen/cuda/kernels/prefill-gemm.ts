@@ -6,7 +6,7 @@ import type { CudaKernel } from '../kernel.ts';
 import type { GemmShape } from './gemm.ts';
 import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
-import { GEMM_RS_RUNTIME, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, latticeRowConstantsKernel } from './gemm-wgmma-rs.ts';
+import { GEMM_RS_RUNTIME, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported } from './gemm-wgmma-rs.ts';
 
 /** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
  *  elsewhere and for shapes the wgmma kernel refuses. */
@@ -24,11 +24,4 @@ export function prefillGemmKernel(s: GemmShape): CudaKernel {
   if (!gemmWgmmaRsUnsupported(s)) return gemmWgmmaRsKernel(s, GEMM_RS_RUNTIME);
   const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
   return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
-}
-
-/** The kernel that computes the per-row constants the linear's prefill GEMM reads (its extra
- *  `rowc` argument), or null when that GEMM reads none. */
-export function prefillGemmRowConstants(s: GemmShape): CudaKernel | null {
-  if (gemmWgmmaRsUnsupported(s) || !gemmWgmmaRsPlan(s, GEMM_RS_RUNTIME).rowc) return null;
-  return latticeRowConstantsKernel(s.format, s.k);
 }

@@ -128,8 +128,6 @@ struct Runtime {
       if (t.device == TWLAC_STAGED) { twlac_place(i, staging, W, s); TWLAC_CUDA(cudaStreamSynchronize(s)); }
     }
     fclose(f);
-    twlac_derive(W, s);
-    TWLAC_CUDA(cudaStreamSynchronize(s));
     release_staging();
   }
   void randomize(uint32_t seed) {
@@ -140,7 +138,6 @@ struct Runtime {
       TWLAC_CUDA(cudaGetLastError());
       if (st) twlac_place(i, staging, W, s);
     }
-    twlac_derive(W, s);
     TWLAC_CUDA(cudaStreamSynchronize(s));
     release_staging();
   }

@@ -1,0 +1,48 @@
+// Writes an int8-activation streaming GEMV tuning run (gen-gemv-bench.ts --a8-tune, then
+// scripts/device/run-gemv.sh and, for a second sample, `gemv_bench . gemv2.json a8_tq2`) to
+// bench/results/cuda-h100-gemv-a8.json: per shape the default plan and every candidate, each
+// with the median µs of both samples, with and without programmatic dependent launch, and
+// its ratio to cuBLAS fp16 measured in the same run.
+// Usage: npx tsx scripts/device/merge-gemv-a8.ts <device out dir> [decode log]
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2];
+if (!dir) throw new Error('usage: merge-gemv-a8.ts <device out dir> [decode log]');
+interface Row { kernel: string; n: number; k: number; bytes: number; us: number; cublasFp16Us: number; usWithPdl: number }
+const runs = ['gemv.json', 'gemv2.json'].map((f) => join(dir, f)).filter(existsSync).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+if (!runs.length) throw new Error(`no gemv.json in ${dir}`);
+const rows = (r: { gemvA8: (Row | null)[] }) => r.gemvA8.filter((x): x is Row => x !== null);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const byKernel = new Map<string, Row[]>();
+for (const r of runs) for (const x of rows(r)) byKernel.set(x.kernel, [...(byKernel.get(x.kernel) ?? []), x]);
+const shapes = [...new Set([...byKernel.values()].map((xs) => `${xs[0].n}x${xs[0].k}`))];
+const out = {
+  device: runs[0].device,
+  copyGBs: runs[0].copyGBs,
+  commands: {
+    prepare: 'npx tsx scripts/device/gen-gemv-bench.ts --a8-tune',
+    device: 'bash scripts/device/run-gemv.sh; cd .device/cuda && ./gemv_bench . $OUT/gemv2.json a8_tq2   (carry .device/cuda)',
+    merge: 'npx tsx scripts/device/merge-gemv-a8.ts <device out> [decode log]',
+  },
+  note: 'M = 1, int8 activation codes, tq2_g128. gemv_sa8_<shape> = the default plan (STREAM_DEFAULTS in kernels/gemv-stream.ts), suffix rRwWkKuU = an explicit plan (rows a warp, warps, K-split warps, chunks in flight). us = median over the samples of the per-launch time in a CUDA graph over rotating buffers (>= 400 MB, no L2 reuse), withPdl = the same with programmatic dependent launch on, as inside the runtime. Ratios are against cuBLAS fp16 (cublasGemmEx) of the same run.',
+  checksFailed: runs.map((r) => r.failures),
+  shapes: Object.fromEntries(
+    shapes.map((sh) => {
+      const ks = [...byKernel.entries()].filter(([, xs]) => `${xs[0].n}x${xs[0].k}` === sh);
+      return [
+        sh,
+        ks.map(([kernel, xs]) => {
+          const cub = median(xs.map((x) => x.cublasFp16Us));
+          const us = median(xs.map((x) => x.us));
+          const pdl = median(xs.map((x) => x.usWithPdl));
+          return { kernel, samples: xs.length, us, usWithPdl: pdl, cublasFp16Us: cub, speedup: +(cub / us).toFixed(3), speedupWithPdl: +(cub / pdl).toFixed(3), GBsWithPdl: +(xs[0].bytes / (pdl * 1e3)).toFixed(1) };
+        }),
+      ];
+    }),
+  ),
+  decode: process.argv[3] ? readFileSync(process.argv[3], 'utf8').split('\n').filter((l) => /^(==|\{)/.test(l)) : undefined,
+};
+writeFileSync('bench/results/cuda-h100-gemv-a8.json', JSON.stringify(out, null, 1) + '\n');
+console.log('wrote bench/results/cuda-h100-gemv-a8.json');
+for (const [sh, ks] of Object.entries(out.shapes)) for (const k of ks) console.log(sh.padEnd(11), k.kernel.padEnd(60), k.us.toFixed(2).padStart(7), k.usWithPdl.toFixed(2).padStart(7), `${k.speedup}x`.padStart(7), `${k.speedupWithPdl}x`.padStart(7));
