@@ -87,7 +87,7 @@ export interface TernaryFormat {
 /** Largest |scale| + |shift| of a lattice format, in lattice units: scale·t + shift is an int8. */
 export const LATTICE_MAX = 127;
 /** Smallest lattice unit: 2^-24, fp16's subnormal step, so that every lattice value is exact in fp16. */
-const LATTICE_MIN_EXP = -24;
+export const LATTICE_MIN_EXP = -24;
 
 /** The lattice unit of a row whose largest |scale| + |shift| is `maxAbs`: the smallest power of
  *  two u (≥ 2^-24) with maxAbs ≤ LATTICE_MAX·u. Any values that are multiples of a larger power

@@ -27,6 +27,8 @@ import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen
 import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
+import { latticeCheckFunctions } from '../../src/codegen/cuda/lattice-check.ts';
+import { floatToHalf } from '../../src/graph/tensor.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
 import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, snapRowToLattice, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
@@ -142,6 +144,73 @@ int main() {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe.skipIf(!GXX)('load-time lattice check of the host program vs the reference encoder (host, g++)', () => {
+  it('refuses exactly the rows encodeTernary refuses for a lattice format, and rows with NaN', async () => {
+    const G = 128;
+    const ng = 3;
+    const K = G * ng;
+    const rand = rng(77);
+    const cases: { f: TernaryFormat; sc: Float64Array; sh?: Float64Array; nan?: boolean }[] = [];
+    for (const shift of [true, false]) {
+      const f = ternaryFormat('bit2', G, shift, true);
+      for (let i = 0; i < 24; i++) {
+        const sc = Float64Array.from({ length: ng }, () => (0.001 + 0.05 * rand()) * (rand() < 0.2 ? -1 : 1));
+        const sh = shift ? Float64Array.from({ length: ng }, () => 0.01 * (rand() - 0.5)) : undefined;
+        snapRowToLattice(sc, sh, 0, ng);
+        // perturb some rows off the lattice: one value up by a relative step above fp16 rounding
+        if (i % 3 === 1) sc[i % ng] *= 1 + 2 ** -9;
+        if (i % 3 === 2 && sh) sh[i % ng] += latticeUnit(0.06) / 4;
+        if (i === 5) sc.fill(0); // all-zero row: the smallest unit
+        cases.push({ f, sc, sh });
+      }
+      cases.push({ f, sc: Float64Array.from([0.5, Number.NaN, 0.25]), sh: shift ? new Float64Array(ng) : undefined, nan: true });
+    }
+    const t = new Int8Array(K);
+    const expected = cases.map(({ f, sc, sh, nan }) => {
+      if (nan) return 0;
+      try {
+        encodeTernary(f, 1, K, t, sc, sh);
+        return -1;
+      } catch {
+        return 0;
+      }
+    });
+    expect(expected.filter((e) => e === -1).length).toBeGreaterThan(10);
+    expect(expected.filter((e) => e === 0).length).toBeGreaterThan(10);
+    const halves = (a: Float64Array | undefined) => (a ? Array.from(a, (v) => floatToHalf(v)).join(', ') : '');
+    const prog = `#include <cstdint>
+#include <cstdio>
+${latticeCheckFunctions().text}
+${cases.map((c, i) => `static const uint16_t sc${i}[] = {${halves(c.sc)}};${c.sh ? ` static const uint16_t sh${i}[] = {${halves(c.sh)}};` : ''}`).join('\n')}
+int main() {
+${cases.map((c, i) => `  printf("%d\\n", twlac_lattice_bad_row(sc${i}, ${c.sh ? `sh${i}` : 'nullptr'}, 1, ${ng}));`).join('\n')}
+  return 0;
+}
+`;
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-lat-'));
+    try {
+      writeFileSync(join(dir, 'lat.cpp'), prog);
+      await run(GXX!, ['-O1', '-o', join(dir, 'lat'), join(dir, 'lat.cpp')]);
+      const { stdout } = await run(join(dir, 'lat'));
+      expect(stdout.trim().split('\n').map(Number)).toEqual(expected);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+  it('the host program checks every lattice linear after loading', () => {
+    const two: ModelConfig = { ...tiny, layers: 2 };
+    const m = syntheticManifest(two, ternaryFormat('trit5', 128, true, true), 8);
+    const lat = [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead].filter((l) => l.format.endsWith('_lat'));
+    expect(lat.length).toBeGreaterThanOrEqual(14);
+    const h = cudaModelSource(m, 'sm_90a');
+    expect(h).toContain(`twlac_lattice_linear_count = ${lat.length};`);
+    // device view: trit5 codes transcoded to bit2, so the bit2 lattice format is what the GEMM reads
+    expect(h.match(/^  \{"[^"]+", "tq2_g128_lat", \d+ull, \d+ull, \d+, \d+\},$/gm)).toHaveLength(lat.length);
+    expect(cudaModelSource(syntheticManifest(two, ternaryFormat('trit5', 128, true), 8), 'sm_90a')).toMatch(/twlac_lattice_linear_count = 0;/);
+    expect(readFileSync(join(import.meta.dirname, '..', '..', 'src', 'codegen', 'cuda', 'runtime', 'main.cu'), 'utf8')).toMatch(/release_staging\(\);\n    check_lattice\(path\);/);
+  });
 });
 
 describe('GEMV tile plans', () => {

@@ -33,6 +33,7 @@ import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from '
 import { gemvTcKernel, gemvTcUnsupported, TC_MAX_M } from './kernels/gemv-tc.ts';
 import { transcodeKernel } from './kernels/transcode.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
+import { latticeCheckFunctions } from './lattice-check.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 export const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -306,6 +307,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     return [code`    case ${i}: launch_${ident(transcodeKernels.get(t.group)!.name)}(staging, W + ${deviceOffsets.get(t.dstName)!}ull, ${t.groups}, s); break;`];
   });
   const maxAct = Math.max(c.hidden, qd, c.intermediate);
+  // Lattice linears: their scales and shifts are checked against the lattice after loading.
+  const latticeRows = [...deviceView.values()].flatMap((d) => {
+    if (d.format === 'float16' || d.format === 'float32' || !d.scales) return [];
+    const f = parseFormatId(d.format);
+    if (!f.lattice) return [];
+    const dev = (t: string | null | undefined) => (t ? code`${deviceOffsets.get(t)!}ull` : code`TWLAC_NO_TENSOR`);
+    return [code`  {${new Code(JSON.stringify(d.name))}, ${new Code(JSON.stringify(f.id))}, ${dev(d.scales)}, ${dev(d.shifts)}, ${d.rows}, ${groupsPerRow(f, d.cols)}},`];
+  });
 
   return join([
     comment(`twlac CUDA model for ${CUDA_ARCHS[arch].gencode}: generated from manifest.json, do not edit`),
@@ -362,6 +371,14 @@ static void twlac_place(int i, const uint8_t* staging, uint8_t* W, cudaStream_t 
     code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
   }
 }`,
+    latticeCheckFunctions(),
+    code`#define TWLAC_NO_TENSOR (~0ull)
+// Lattice linears (name, format, device offsets of scales and shifts, rows, groups a row).
+struct TwlacLatticeLinear { const char* name; const char* format; unsigned long long scales, shifts; int rows, groups; };
+static const TwlacLatticeLinear twlac_lattice_linears[] = {`,
+    ...latticeRows,
+    code`  {nullptr, nullptr, 0ull, 0ull, 0, 0}};
+static const int twlac_lattice_linear_count = ${latticeRows.length};`,
     code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {

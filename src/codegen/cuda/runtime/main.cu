@@ -129,6 +129,21 @@ struct Runtime {
     }
     fclose(f);
     release_staging();
+    check_lattice(path);
+  }
+  // Lattice formats: the prefill GEMM rounds each scale and shift to its row's lattice unit, so
+  // values off the lattice (a weights.bin edited or written by another tool) are refused here.
+  void check_lattice(const std::string& path) {
+    std::vector<uint16_t> sc, sh;
+    for (int i = 0; i < twlac_lattice_linear_count; i++) {
+      const TwlacLatticeLinear& l = twlac_lattice_linears[i];
+      const size_t n = (size_t)l.rows * l.groups;
+      sc.resize(n);
+      TWLAC_CUDA(cudaMemcpy(sc.data(), W + l.scales, n * 2, cudaMemcpyDeviceToHost));
+      if (l.shifts != TWLAC_NO_TENSOR) { sh.resize(n); TWLAC_CUDA(cudaMemcpy(sh.data(), W + l.shifts, n * 2, cudaMemcpyDeviceToHost)); }
+      const int bad = twlac_lattice_bad_row(sc.data(), l.shifts != TWLAC_NO_TENSOR ? sh.data() : nullptr, l.rows, l.groups);
+      if (bad >= 0) { fprintf(stderr, "twlac: %s: linear %s row %d: a scale or shift is not finite or not a multiple of the row's lattice unit, which format %s requires\n", path.c_str(), l.name, bad, l.format); exit(1); }
+    }
   }
   void randomize(uint32_t seed) {
     for (int i = 0; i < twlac_tensor_count; i++) {
