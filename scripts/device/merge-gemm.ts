@@ -1,7 +1,7 @@
 // Writes the prefill GEMM run (scripts/device/run-gemm.sh's gemm.json, gemm.log and gpu.csv)
 // to bench/results/cuda-h100-prefill.json (cuda-h200-prefill.json for an H200 run; its own file: cuda-h100.json belongs to the
 // end-to-end runtime results), with a summary per kernel kind (the name before the format).
-// Usage: npx tsx scripts/device/merge-gemm.ts <device out dir> [FILTER the run used]
+// Usage: npx tsx scripts/device/merge-gemm.ts <device out dir> [FILTER the run used] [--out FILE]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -9,8 +9,9 @@ const dir = process.argv[2];
 if (!dir) throw new Error('usage: merge-gemm.ts <device out dir>');
 const results: Record<string, unknown> = {};
 const run = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
-// H100 runs go to cuda-h100-prefill.json; a run on another card gets a file of its own
-const path = /H100/.test(run.device) ? 'bench/results/cuda-h100-prefill.json' : `bench/results/cuda-${String(run.device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu'}-prefill.json`;
+// H100 runs go to cuda-h100-prefill.json (or --out FILE, for experiments); a run on another
+// card gets a file of its own
+const path = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : /H100/.test(run.device) ? 'bench/results/cuda-h100-prefill.json' : `bench/results/cuda-${String(run.device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu'}-prefill.json`;
 const gpu = readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n');
 const log = readFileSync(join(dir, 'gemm.log'), 'utf8');
 const bench = (run.bench as unknown[]).filter((b) => b !== null) as { kernel: string; m: number; n: number; k: number; speedupVsFp16: number; TOPs: number }[];
@@ -22,7 +23,7 @@ results.prefill = {
   nvidiaSmi: gpu,
   commands: {
     prepare: 'npx tsx scripts/device/gen-gemm-bench.ts   (writes .device/gemm/: kernels + check cases with float64 oracle)',
-    device: `${process.argv[3] ? `FILTER=${process.argv[3]} ` : ''}bash scripts/device/run-gemm.sh   (carry .device/gemm; builds with nvcc -O3 sm_90a -lcublas on the device)`,
+    device: `${process.argv[3] && !process.argv[3].startsWith('--') ? `FILTER=${process.argv[3]} ` : ''}bash scripts/device/run-gemm.sh   (carry .device/gemm; builds with nvcc -O3 sm_90a -lcublas on the device)`,
     merge: 'npx tsx scripts/device/merge-gemm.ts <device out>',
   },
   kernels: {
