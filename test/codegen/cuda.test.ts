@@ -36,6 +36,17 @@ import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow,
 const run = promisify(execFile);
 const NVCC = ['/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
 const GXX = ['/usr/bin/g++'].find((p) => existsSync(p));
+/** Builds a C++ program with g++ in a temporary directory, runs it and returns its stdout. */
+async function runHostProgram(source: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-host-'));
+  try {
+    writeFileSync(join(dir, 'prog.cpp'), source);
+    await run(GXX!, ['-O1', '-o', join(dir, 'prog'), join(dir, 'prog.cpp')]);
+    return (await run(join(dir, 'prog'))).stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 const GOLDEN = join(import.meta.dirname, '..', 'golden', 'cuda');
 
 const tiny: ModelConfig = { arch: 'llama', vocab: 256, hidden: 128, layers: 1, heads: 2, kvHeads: 1, headDim: 64, intermediate: 256, ropeTheta: 10000, normEps: 1e-5, maxPositions: 128 };
@@ -94,15 +105,7 @@ describe.skipIf(!GXX)('CUDA decode snippets vs the reference decoder (host, g++)
     ternaryFormat('bit2', 30, false), // partial last byte
   ];
   it.each(formats.map((f) => [f.id, f] as const))('%s: every trit slot decodes as decodeTrits', async (_id, f) => {
-    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-dec-'));
-    try {
-      writeFileSync(join(dir, 'dec.cpp'), decodeCheckProgram(f, 6));
-      await run(GXX!, ['-O1', '-o', join(dir, 'dec'), join(dir, 'dec.cpp')]);
-      const { stdout } = await run(join(dir, 'dec'));
-      expect(stdout.trim()).toBe(`ok ${6 * f.group}`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await runHostProgram(decodeCheckProgram(f, 6))).trim()).toBe(`ok ${6 * f.group}`);
   }, 60_000);
 });
 
@@ -134,15 +137,7 @@ int main() {
   return 0;
 }
 `;
-    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-tc-'));
-    try {
-      writeFileSync(join(dir, 'tc.cpp'), prog);
-      await run(GXX!, ['-O1', '-o', join(dir, 'tc'), join(dir, 'tc.cpp')]);
-      const { stdout } = await run(join(dir, 'tc'));
-      expect(stdout.trim()).toBe('ok');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await runHostProgram(prog)).trim()).toBe('ok');
   }, 60_000);
 });
 
@@ -189,15 +184,7 @@ ${cases.map((c, i) => `  printf("%d\\n", twlac_lattice_bad_row(sc${i}, ${c.sh ? 
   return 0;
 }
 `;
-    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-lat-'));
-    try {
-      writeFileSync(join(dir, 'lat.cpp'), prog);
-      await run(GXX!, ['-O1', '-o', join(dir, 'lat'), join(dir, 'lat.cpp')]);
-      const { stdout } = await run(join(dir, 'lat'));
-      expect(stdout.trim().split('\n').map(Number)).toEqual(expected);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect((await runHostProgram(prog)).trim().split('\n').map(Number)).toEqual(expected);
   }, 60_000);
   it('the host program checks every lattice linear after loading', () => {
     const two: ModelConfig = { ...tiny, layers: 2 };
