@@ -55,7 +55,7 @@ static std::vector<uint8_t> read_file(const std::string& path) {
 __global__ void twlac_empty_kernel() {}
 // Streaming kernels (the runtime's decode path, any plan) are also timed with programmatic
 // dependent launch on, as inside the model: a launch overlaps the previous one's tail.
-static bool streaming_default(const char* name) {
+static bool is_streaming(const char* name) {
   return std::string(name).rfind("gemv_s", 0) == 0;
 }
 template <class T> static T* dalloc(size_t n) { T* p; TWLAC_CUDA(cudaMalloc(&p, n * sizeof(T))); return p; }
@@ -103,7 +103,7 @@ static void free_rotating(Rotating& r) {
 template <class F> static void time_ours(cudaStream_t s, const char* name, int nbuf, F launch, double& us, double& usPdl) {
   us = time_graph(s, 2 * nbuf, 15, [&](int i) { launch(i % nbuf); });
   usPdl = -1;
-  if (streaming_default(name)) {
+  if (is_streaming(name)) {
     twlac_pdl_force = 1;
     usPdl = time_graph(s, 2 * nbuf, 15, [&](int i) { launch(i % nbuf); });
     twlac_pdl_force = 0;

@@ -18,6 +18,7 @@ import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
 
+const a8Tune = process.argv.includes('--a8-tune');
 const arch = (process.argv.includes('--arch') ? process.argv[process.argv.indexOf('--arch') + 1] : 'sm_90a') as CudaArch;
 const dir = '.device/cuda';
 mkdirSync(dir, { recursive: true });
@@ -79,7 +80,7 @@ const addStream = (shape: GemvShape, act: 'f16' | 'u8', tune?: Partial<StreamTun
   return k.name;
 };
 const checkNames = checks.map((c) => add({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
-const benchNames = process.argv.includes('--a8-tune') ? [] : benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
+const benchNames = a8Tune ? [] : benchFormats.flatMap((f) => benchShapes.map(([n, k]) => add({ format: f, n, k, m: 1, arch })));
 const kernelsA8 = new Map<string, { shape: GemvShape; k: ReturnType<typeof gemvA8Kernel> }>();
 const addA8 = (shape: GemvShape) => {
   const k = gemvA8Kernel(shape);
@@ -87,7 +88,7 @@ const addA8 = (shape: GemvShape) => {
   return k.name;
 };
 const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
-const benchA8Names = process.argv.includes('--a8-tune') ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
+const benchA8Names = a8Tune ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
 // Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
 const streamChecks = checksStream.map((c) => ({ c, f16: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune), u8: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'u8', c.tune) }));
 checks.push(...checksStream);
@@ -118,7 +119,6 @@ for (const c of checksTc) {
 const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }, { rows: 1, warps: 4, wk: 4, ub: 2 }, { rows: 2, warps: 8, wk: 4, ub: 2 }, { rows: 1, warps: 8, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 2, ub: 4 }, { rows: 1, warps: 4, wk: 2, ub: 4 }];
 // --a8-tune: only the int8-activation streaming GEMV, the default plan and nearby plans per
 // LLaMA-2-7B / 8192² shape (confirmation runs of the defaults).
-const a8Tune = process.argv.includes('--a8-tune');
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
   '4096x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 2, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 4, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
   '11008x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],

@@ -20,12 +20,13 @@ static inline double twlac_half_value(uint16_t h) {
   return (h & 0x8000) ? -v : v;
 }
 // formats/ternary.ts latticeUnit: the smallest power of two u ≥ 2^${minExp} with mx ≤ ${LATTICE_MAX}·u
+// (the same rule as the lattice GEMM's unit_of, kernels/gemm-wgmma-rs.ts)
 static inline double twlac_lattice_unit(double mx) {
-  if (!(mx > 0)) return std::ldexp(1.0, ${minExp});
-  int e = (int)std::ceil(std::log2(mx / ${LATTICE_MAX}.0));
-  if (mx > ${LATTICE_MAX}.0 * std::ldexp(1.0, e)) e++;
-  else if (mx <= ${LATTICE_MAX}.0 * std::ldexp(1.0, e - 1)) e--;
-  return std::ldexp(1.0, e < ${minExp} ? ${minExp} : e);
+  int ex;
+  std::frexp(mx, &ex); // mx in [2^(ex−1), 2^ex): 2^(ex−7) or its double is the smallest
+  double u = std::ldexp(1.0, ex - 7);
+  if (mx > ${LATTICE_MAX}.0 * u) u *= 2.0;
+  return mx > 0 ? std::fmax(u, std::ldexp(1.0, ${minExp})) : std::ldexp(1.0, ${minExp});
 }
 static int twlac_lattice_bad_row(const uint16_t* sc, const uint16_t* sh, int rows, int groups) {
   for (int r = 0; r < rows; ++r) {
