@@ -18,8 +18,9 @@
 //   fixture-lat-a8/ fixture-a8 in the lattice format (`--format tq2_g128_lat --acts 8`;
 //              --fixture-lat-a8 DIR, default /tmp/fx-lat-a8): the fold-free prefill GEMM
 //   llama7b-tq2lat-a8/, llama7b-tq1lat-a4/ the 7B shapes above in the lattice formats
+//   fixture-lat-a8-offlattice/ fixture-lat-a8's weights with one scale off its row's lattice
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeArtifact } from '../../src/artifact/build.ts';
 import type { ModelConfig } from '../../src/artifact/manifest.ts';
@@ -68,6 +69,26 @@ for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', argDir('--fi
     references(d, Array.from(dev.subarray(0, 40)), prompt, 64);
     console.log(`${name}: ${dev.length} dev tokens, prompt of ${prompt.length}`);
   } else console.log(`no ${name} artifact at ${src}; skipped`);
+}
+
+// fixture-lat-a8-offlattice/: fixture-lat-a8 with one scale of blocks.2.up nudged by one fp16
+// ulp, off its row's lattice; run-e2e.sh expects the host program to refuse it (exit 1, one line).
+if (want('fixture-lat-a8-offlattice') && existsSync(join(root, 'fixture-lat-a8', 'manifest.json'))) {
+  const src = join(root, 'fixture-lat-a8');
+  const d = join(root, 'fixture-lat-a8-offlattice');
+  mkdirSync(d, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(src, 'manifest.json'), 'utf8'));
+  const w = readFileSync(join(src, 'weights.bin'));
+  const t = manifest.tensors[manifest.blocks[2].up.scales];
+  const row = 5; // first nonzero scale of row 5
+  const groups = t.bytes / 2 / manifest.blocks[2].up.rows;
+  let at = -1;
+  for (let g = 0; g < groups && at < 0; g++) if (w.readUInt16LE(t.offset + 2 * (row * groups + g)) & 0x7fff) at = t.offset + 2 * (row * groups + g);
+  if (at < 0) throw new Error('fixture-lat-a8: row 5 of blocks.2.up has no nonzero scale');
+  w.writeUInt16LE(w.readUInt16LE(at) + 1, at);
+  writeFileSync(join(d, 'weights.bin'), w);
+  copyFileSync(join(src, 'manifest.json'), join(d, 'manifest.json'));
+  console.log(`fixture-lat-a8-offlattice: scale at byte ${at} of blocks.2.up row ${row} nudged by one ulp`);
 }
 
 const fixtureConfig: ModelConfig = { arch: 'llama', vocab: 4096, hidden: 384, layers: 6, heads: 6, kvHeads: 2, headDim: 64, intermediate: 1024, ropeTheta: 10000, normEps: 1e-5, maxPositions: 512 };

@@ -4,8 +4,9 @@
 //   case_<i>.bin      check cases: codes, scales, shifts, activations and the expected output
 //                     computed here in float64 by the format's reference decoder (decodeTernary)
 // Usage: npx tsx scripts/device/gen-gemv-bench.ts [--arch sm_90a] [--a8-tune]
-//   --a8-tune: benchmark only the int8-activation streaming GEMV, its default plan and nearby
-//   plans per shape (the checks stay whole).
+//   --a8-tune: benchmark only the streaming GEMV: int8 activations with the default plan and
+//   nearby plans per shape (bulk-loading ones among them), fp16 activations with the default
+//   plan with and without bulk loads (the checks stay whole).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
@@ -56,6 +57,12 @@ const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: numb
   { f: tq2g96, n: 130, k: 1000 - 8, m: 4, t: 4 },
   { f: tq2g48ns, n: 70, k: 400, m: 3, t: 2 },
   { f: tq2, n: 64, k: 4096, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1 } },
+  // bulk plans (the block's slice through shared memory): a partial last block, K split over
+  // warps, M = 4 with T < M and a partial chunk iteration, no shift
+  { f: tq2, n: 300, k: 4096, m: 1, t: 1, tune: { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 2 } },
+  { f: tq2, n: 40, k: 8192, m: 2, t: 2, tune: { rows: 2, warps: 4, wk: 2, ub: 1, bulk: 2 } },
+  { f: tq2, n: 96, k: 11008, m: 4, t: 3, tune: { rows: 1, warps: 4, wk: 1, ub: 2, bulk: 3 } },
+  { f: tq2ns, n: 301, k: 2048, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 1 } },
 ];
 const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
@@ -119,17 +126,30 @@ for (const c of checksTc) {
 const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }, { rows: 1, warps: 4, wk: 4, ub: 2 }, { rows: 2, warps: 8, wk: 4, ub: 2 }, { rows: 1, warps: 8, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 2, ub: 4 }, { rows: 1, warps: 4, wk: 2, ub: 4 }];
 // --a8-tune: only the int8-activation streaming GEMV, the default plan and nearby plans per
 // LLaMA-2-7B / 8192² shape (confirmation runs of the defaults).
+const bk = (rows: number, warps: number, wk: number, ub: number, bulk: number): Partial<StreamTuning> => ({ rows, warps, wk, ub, bulk });
+// the previous default plans (register streaming, before bulk loads) next to the current defaults
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
-  '4096x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 2, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 4, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
-  '11008x4096': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 8, warps: 4, wk: 2, ub: 1 }],
-  '4096x11008': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 2, warps: 4, wk: 1, ub: 6 }, { rows: 4, warps: 4, wk: 2, ub: 3 }, { rows: 2, warps: 4, wk: 2, ub: 3 }, { rows: 4, warps: 4, wk: 4, ub: 2 }],
-  '8192x8192': [{ rows: 4, warps: 4, wk: 2, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 1, ub: 4 }, { rows: 4, warps: 4, wk: 1, ub: 4 }],
+  '4096x4096': [bk(2, 4, 1, 2, 0)],
+  '11008x4096': [bk(4, 4, 1, 2, 0)],
+  '4096x11008': [bk(2, 4, 1, 2, 0), bk(2, 4, 2, 1, 3)],
+  '8192x8192': [bk(2, 4, 1, 2, 0)],
+  '28672x8192': [bk(8, 4, 2, 1, 0)],
+  '8192x28672': [bk(4, 4, 4, 1, 0)],
 };
 if (a8Tune) {
   for (const [n, k] of benchShapes) {
     for (const t of [undefined, ...(a8Candidates[`${n}x${k}`] ?? [])]) {
       const u8 = addStream({ format: tq2, n, k, m: 1, arch }, 'u8', t);
       if (!benchA8Names.includes(u8)) benchA8Names.push(u8);
+    }
+    // fp16 activations: the default plan, with and without bulk loads where the slice fits
+    for (const t of [undefined, { bulk: 1 }]) {
+      try {
+        const f16 = addStream({ format: tq2, n, k, m: 1, arch }, 'f16', t);
+        if (!benchNames.includes(f16)) benchNames.push(f16);
+      } catch (e) {
+        console.log(`skip f16 ${n}x${k} bulk: ${(e as Error).message}`);
+      }
     }
   }
 }

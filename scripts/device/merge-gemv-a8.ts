@@ -1,18 +1,26 @@
-// Writes an int8-activation streaming GEMV tuning run (gen-gemv-bench.ts --a8-tune, then
-// scripts/device/run-gemv.sh and, for a second sample, `gemv_bench . gemv2.json a8_tq2`) to
-// bench/results/cuda-h100-gemv-a8.json: per shape the default plan and every candidate, each
-// with the median µs of both samples, with and without programmatic dependent launch, and
-// its ratio to cuBLAS fp16 measured in the same run.
-// Usage: npx tsx scripts/device/merge-gemv-a8.ts <device out dir> [decode log]
+// Writes streaming-GEMV tuning runs (gen-gemv-bench.ts --a8-tune, then scripts/device/
+// run-gemv.sh and, for a second sample, `gemv_bench . gemv2.json sa8`) to bench/results/
+// cuda-<card>-gemv-a8.json: per shape the default plan and every candidate, int8 activations
+// (and the fp16-activation kernels the run timed), each with the median µs of its samples
+// over all the given run directories, with and without programmatic dependent launch, and its
+// ratio to cuBLAS fp16 measured in the same run.
+// Usage: npx tsx scripts/device/merge-gemv-a8.ts <device out dir>... [--decode LOG] [--out FILE]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dir = process.argv[2];
-if (!dir) throw new Error('usage: merge-gemv-a8.ts <device out dir> [decode log]');
+const args = process.argv.slice(2);
+const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const dirs = args.filter((a, i) => !a.startsWith('--') && !['--decode', '--out'].includes(args[i - 1]));
+if (!dirs.length) throw new Error('usage: merge-gemv-a8.ts <device out dir>... [--decode LOG] [--out FILE]');
 interface Row { kernel: string; n: number; k: number; bytes: number; us: number; cublasFp16Us: number; usWithPdl: number }
-const runs = ['gemv.json', 'gemv2.json'].map((f) => join(dir, f)).filter(existsSync).map((f) => JSON.parse(readFileSync(f, 'utf8')));
-if (!runs.length) throw new Error(`no gemv.json in ${dir}`);
-const rows = (r: { gemvA8: (Row | null)[] }) => r.gemvA8.filter((x): x is Row => x !== null);
+const runs = dirs.flatMap((dir) => ['gemv.json', 'gemv2.json'].map((f) => join(dir, f)).filter(existsSync)).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+if (!runs.length) throw new Error(`no gemv.json in ${dirs.join(', ')}`);
+const devices = new Set(runs.map((r) => r.device));
+if (devices.size > 1) throw new Error(`runs on different cards: ${[...devices].join(', ')}`);
+const card = String(runs[0].device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu';
+const path = opt('--out') ?? `bench/results/cuda-${card}-gemv-a8.json`;
+// streaming kernels only (gemv_s…: the runtime's decode path, default plans and candidates)
+const rows = (r: { gemv: (Row | null)[]; gemvA8: (Row | null)[] }) => [...r.gemv, ...r.gemvA8].filter((x): x is Row => x !== null && x.kernel.startsWith('gemv_s'));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const byKernel = new Map<string, Row[]>();
 for (const r of runs) for (const x of rows(r)) byKernel.set(x.kernel, [...(byKernel.get(x.kernel) ?? []), x]);
@@ -22,10 +30,11 @@ const out = {
   copyGBs: runs[0].copyGBs,
   commands: {
     prepare: 'npx tsx scripts/device/gen-gemv-bench.ts --a8-tune',
-    device: 'bash scripts/device/run-gemv.sh; cd .device/cuda && ./gemv_bench . $OUT/gemv2.json a8_tq2   (carry .device/cuda)',
-    merge: 'npx tsx scripts/device/merge-gemv-a8.ts <device out> [decode log]',
+    device: 'bash scripts/device/run-gemv.sh; cd .device/cuda && ./gemv_bench . $OUT/gemv2.json sa8   (carry .device/cuda)',
+    merge: 'npx tsx scripts/device/merge-gemv-a8.ts <device out>... [--decode LOG]',
   },
-  note: 'M = 1, int8 activation codes, tq2_g128. gemv_sa8_<shape> = the default plan (STREAM_DEFAULTS in kernels/gemv-stream.ts), suffix rRwWkKuU = an explicit plan (rows a warp, warps, K-split warps, chunks in flight). us = median over the samples of the per-launch time in a CUDA graph over rotating buffers (>= 400 MB, no L2 reuse), withPdl = the same with programmatic dependent launch on, as inside the runtime. Ratios are against cuBLAS fp16 (cublasGemmEx) of the same run.',
+  runs: runs.length,
+  note: 'M = 1, tq2_g128; gemv_sa8_* = int8 activation codes, gemv_s_* = fp16 activations. gemv_s(a8)_<shape> = the default plan (kernels/gemv-stream.ts), suffix rRwWkKuU = an explicit plan (rows a warp, warps, K-split warps, chunks in flight), then bB = bulk loads into shared memory landing in B phases (a bare b, from the first runs, is one phase). samples = timings over all runs (each run times every kernel it has once). us = median over the samples of the per-launch time in a CUDA graph over rotating buffers (>= 400 MB, no L2 reuse), withPdl = the same with programmatic dependent launch on, as inside the runtime. Ratios are against cuBLAS fp16 (cublasGemmEx) of the same run.',
   checksFailed: runs.map((r) => r.failures),
   shapes: Object.fromEntries(
     shapes.map((sh) => {
@@ -41,8 +50,8 @@ const out = {
       ];
     }),
   ),
-  decode: process.argv[3] ? readFileSync(process.argv[3], 'utf8').split('\n').filter((l) => /^(==|\{)/.test(l)) : undefined,
+  decode: opt('--decode') ? readFileSync(opt('--decode')!, 'utf8').split('\n').filter((l) => /^(==|\{)/.test(l)) : undefined,
 };
-writeFileSync('bench/results/cuda-h100-gemv-a8.json', JSON.stringify(out, null, 1) + '\n');
-console.log('wrote bench/results/cuda-h100-gemv-a8.json');
+writeFileSync(path, JSON.stringify(out, null, 1) + '\n');
+console.log(`wrote ${path}`);
 for (const [sh, ks] of Object.entries(out.shapes)) for (const k of ks) console.log(sh.padEnd(11), k.kernel.padEnd(60), k.us.toFixed(2).padStart(7), k.usWithPdl.toFixed(2).padStart(7), `${k.speedup}x`.padStart(7), `${k.speedupWithPdl}x`.padStart(7));

@@ -17,6 +17,11 @@ PY
   log "$d greedy"; $B --weights $E/$d --prompt $(cat $E/$d/ref_prompt.txt) --max-tokens $(wc -w < $E/$d/ref_greedy.txt) > /tmp/$d.greedy.txt
   if cmp -s /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; then echo "$d: greedy identical to the reference"; else echo "$d: greedy DIFFERS"; cat /tmp/$d.greedy.txt $E/$d/ref_greedy.txt; fi
 done
+if [ -d $E/fixture-lat-a8-offlattice ] && [ -x $E/fixture-lat-a8/kernels/cuda/twlac_cuda_sm_90a ]; then
+  log "fixture-lat-a8 with one scale off its lattice (must be refused)"
+  $E/fixture-lat-a8/kernels/cuda/twlac_cuda_sm_90a --weights $E/fixture-lat-a8-offlattice --ids $(cat $E/fixture-lat-a8/ref_ids.txt) --logits-out /tmp/off.bin > /tmp/off.out 2>&1
+  rc=$?; cat /tmp/off.out; [ $rc -ne 0 ] && grep -q "lattice unit" /tmp/off.out && echo "offlattice: refused (exit $rc)" || echo "offlattice: NOT REFUSED (exit $rc)"
+fi
 for d in fixture fixture-tq2 fixture-a8 fixture-lat-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] && { log "$d ppl 200 windows"; $B --weights $E/$d --ppl $E/$d/dev_ids.bin --windows 200 | tee $OUT/${d}_ppl200.json;

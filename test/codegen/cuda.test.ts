@@ -12,14 +12,14 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/artifact/manifest.ts';
 import { rng } from '../../src/artifact/random.ts';
-import { CUDA_ARCHS, parseArchs } from '../../src/codegen/cuda/arch.ts';
+import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
 import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
-import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
+import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
@@ -299,6 +299,48 @@ describe('emitCuda', () => {
     expect(gemvStreamPlan(shape, 'f16').rows).toBeGreaterThan(gemvStreamPlan(shape, 'u8').rows);
     expect(() => gemvStreamGroupKernel([{ ...shape }, { ...shape, k: 4096 }], 'u8')).toThrow(/K=4096/);
   });
+  it('streaming GEMV bulk loads: default for int8 activations at M = 1 up to 20 MB of codes on sm_90+, phases of whole batches', () => {
+    const f = ternaryFormat('bit2', 128);
+    const plan = (n: number, k: number, o: { act?: 'f16' | 'u8'; m?: number; arch?: CudaArch; tune?: Partial<StreamTuning> } = {}) =>
+      gemvStreamPlan({ format: f, n, k, m: o.m ?? 1, arch: o.arch ?? 'sm_90a' }, o.act ?? 'u8', o.tune);
+    // the LLaMA-2-7B shapes and 8192²: one phase a batch, 8 rows a block at N ≤ 4096 (K split over 2 warps), else 16
+    for (const [n, k, phases, rpb] of [[4096, 4096, 1, 8], [11008, 4096, 2, 16], [4096, 11008, 3, 8], [8192, 8192, 4, 16]]) {
+      const p = plan(n, k);
+      expect([p.bulk, p.rowsPerBlock, p.batches]).toEqual([phases, rpb, phases]);
+      expect(p.sliceBytes).toBeLessThanOrEqual(40 * 1024);
+    }
+    // not: 70B shapes (register streaming at the copy bandwidth), fp16 activations, M > 1,
+    // architectures without bulk copies, slices off 16-byte alignment (K = 384: 6-byte scale rows)
+    for (const p of [plan(28672, 8192), plan(8192, 28672), plan(4096, 4096, { act: 'f16' }), plan(4096, 4096, { m: 2 }), plan(4096, 4096, { arch: 'sm_80' }), plan(384, 384)]) expect(p.bulk).toBe(0);
+    // a shape the bulk default does not fit falls back to the plain default plan, not to the bulk plan's rows
+    const fields = ({ phaseStart: _, ...rest }: ReturnType<typeof plan>) => rest;
+    expect(fields(plan(384, 384))).toEqual(fields(plan(384, 384, { tune: { bulk: 0, warps: 4 } })));
+    // explicit plans load through registers unless they ask for bulk; sm_80 refuses an explicit bulk plan
+    expect(plan(4096, 4096, { tune: { rows: 4, warps: 4, wk: 2, ub: 1 } }).bulk).toBe(0);
+    expect(() => plan(4096, 4096, { arch: 'sm_80', tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 1 } })).toThrow(/bulk loads need sm_90/);
+    // phases start on batch boundaries, grow strictly, and end at the row's last chunk
+    for (const [n, k, tune] of [[4096, 11008, { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 6 }], [96, 11008, { rows: 1, warps: 4, wk: 1, ub: 2, bulk: 3 }], [300, 4096, { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 2 }], [8192, 8192, {}]] as const) {
+      const p = plan(n, k, { tune });
+      const starts = Array.from({ length: p.bulk + 1 }, (_, i) => p.phaseStart(i));
+      expect(starts[0]).toBe(0);
+      expect(starts[p.bulk]).toBe(p.cpr);
+      for (let i = 0; i < p.bulk; i++) {
+        expect(starts[i + 1]).toBeGreaterThan(starts[i]);
+        expect(starts[i] % (32 * p.wk * p.ub)).toBe(0);
+      }
+      // the kernel waits, before batch bt, for phase ((bt + 1)·P − 1) / batches: it holds every chunk of the batch
+      for (let bt = 0; bt < p.batches; bt++) {
+        const need = Math.floor(((bt + 1) * p.bulk - 1) / p.batches);
+        expect(starts[need + 1]).toBeGreaterThanOrEqual(Math.min(p.cpr, 32 * p.wk * p.ub * (bt + 1)));
+        expect(starts[need]).toBeLessThanOrEqual(32 * p.wk * p.ub * bt);
+      }
+    }
+    const src = gemvStreamKernel({ format: f, n: 8192, k: 8192, m: 1, arch: 'sm_90a' }, 'u8').source();
+    expect(src).toMatch(/cp\.async\.bulk\.shared::cluster\.global\.mbarrier::complete_tx::bytes/);
+    expect(src).toMatch(/uint64_t twlac_wbar\[4\]/);
+    expect(src.indexOf('cp.async.bulk')).toBeLessThan(src.indexOf('TWLAC_GRID_WAIT()')); // requested before the grid wait
+    expect(src).not.toMatch(/__ldg\(reinterpret_cast<const uint4\*>\(wc/); // shared memory is read with plain loads
+  });
   it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 96), k: 960, m: 4 })).toMatch(/groups of 64k/);
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1000, m: 4 })).toMatch(/K=1000/);
@@ -386,6 +428,7 @@ describe('golden CUDA sources', () => {
     'gemv_sa8g_tq2_g128_n384_128_k384_m1_sm_90a.cu': () =>
       gemvStreamGroupKernel([384, 128].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 384, m: 1, arch: 'sm_90a' as const })), 'u8').source(),
     'gemv_s_tq2_g128_n4096_k4096_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16').source(),
+    'gemv_sa8_tq2_g128_n8192_k8192_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 8192, k: 8192, m: 1, arch: 'sm_90a' }, 'u8').source(),
     'attn_partial_h6_kv2_d64.cu': () => attnPartialKernel({ heads: 6, kvHeads: 2, headDim: 64, maxPositions: 512, ropeTheta: 10000 }).source(),
   };
   for (const [file, gen] of Object.entries(goldens)) {
@@ -566,6 +609,9 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           gemvStreamKernel({ format: ternaryFormat('bit2', 96, true), n: 70, k: 1000 - 8, m: 3, arch }, 'f16'),
           gemvStreamKernel({ format: ternaryFormat('bit2', 48, false), n: 70, k: 400, m: 2, arch }, 'u8', { rows: 2, warps: 4, wk: 2, ub: 2 }),
           gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128), n, k: 4096, m: 4, arch })), 'f16'),
+          // bulk loads on sm_90a (register streaming on sm_80): one and three phases, grouped
+          gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8'),
+          gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128, false), n, k: 4096, m: 1, arch })), 'u8'),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           ...(arch === 'sm_90a'

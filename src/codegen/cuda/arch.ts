@@ -16,6 +16,9 @@ export interface CudaArchDecl {
   gemvWarps: number;
   /** Rows each warp of the decode GEMV keeps in flight, by token count M. */
   gemvRowsPerWarp(m: number): number;
+  /** cp.async.bulk into shared memory with mbarrier completion (sm_90+): the streaming GEMV
+   *  can then fetch a block's whole weight slice before its grid wait. */
+  bulkCopy: boolean;
   /** Tensor-core int8 instruction the prefill GEMM would use. */
   int8Mma: 'mma.sync.m16n8k32.s8' | 'wgmma.m64nNk32.s8';
   /** Prefill GEMM tile (kernels/gemm-a8.ts): block tile bm×bn tokens×features, warps laid
@@ -40,12 +43,12 @@ const PREFILL_SMALL_SMEM: PrefillTile = { bm: 128, bn: 128, warpsM: 2, warpsN: 4
 const rowsPerWarp = (m: number) => (m <= 8 ? 2 : 1);
 
 export const CUDA_ARCHS = {
-  sm_80: { cc: 80, gencode: '-gencode=arch=compute_80,code=sm_80', maxSmemPerBlock: 163 * 1024, gemvSmemBudget: 80 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
-  sm_86: { cc: 86, gencode: '-gencode=arch=compute_86,code=sm_86', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
-  sm_89: { cc: 89, gencode: '-gencode=arch=compute_89,code=sm_89', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
-  sm_90a: { cc: 90, gencode: '-gencode=arch=compute_90a,code=sm_90a', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'wgmma.m64nNk32.s8', prefill: PREFILL_BIG },
-  sm_100: { cc: 100, gencode: '-gencode=arch=compute_100,code=sm_100', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
-  sm_120: { cc: 120, gencode: '-gencode=arch=compute_120,code=sm_120', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_80: { cc: 80, gencode: '-gencode=arch=compute_80,code=sm_80', maxSmemPerBlock: 163 * 1024, gemvSmemBudget: 80 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: false, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
+  sm_86: { cc: 86, gencode: '-gencode=arch=compute_86,code=sm_86', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: false, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_89: { cc: 89, gencode: '-gencode=arch=compute_89,code=sm_89', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: false, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
+  sm_90a: { cc: 90, gencode: '-gencode=arch=compute_90a,code=sm_90a', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: true, int8Mma: 'wgmma.m64nNk32.s8', prefill: PREFILL_BIG },
+  sm_100: { cc: 100, gencode: '-gencode=arch=compute_100,code=sm_100', maxSmemPerBlock: 227 * 1024, gemvSmemBudget: 110 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: true, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_BIG },
+  sm_120: { cc: 120, gencode: '-gencode=arch=compute_120,code=sm_120', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: true, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
 } satisfies Record<CudaArch, CudaArchDecl>;
 
 export const DEFAULT_ARCHS: readonly CudaArch[] = ['sm_90a', 'sm_80'];

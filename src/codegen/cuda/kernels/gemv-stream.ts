@@ -23,6 +23,7 @@ import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
 import { rowOffsets, zeroAccumulators } from './reduce.ts';
 import { defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
+import { CUDA_ARCHS } from '../arch.ts';
 import { GEMV_TAIL_ARGS, gemvWeightArgs, type GemvShape } from './gemv.ts';
 
 export type StreamAct = 'f16' | 'u8';
@@ -47,6 +48,10 @@ export interface StreamTuning {
   wk: number;
   /** Chunks a lane loads before it decodes any (memory-level parallelism). */
   ub: number;
+  /** 0, or: bulk-copy the block's rows (codes, scales, shifts) into shared memory with
+   *  cp.async.bulk, requested before the grid wait (sm_90+), landing in this many phases
+   *  along K (one mbarrier each), so that decoding starts when the first phase has landed. */
+  bulk: number;
 }
 
 /** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
@@ -55,9 +60,21 @@ export interface StreamTuning {
  *  kernel is bound by instructions and prefers more rows (the activation loads and permutes
  *  are shared by the rows), eight for wide short linears, and K split over 2 warps at N ≤ 4096. */
 const STREAM_DEFAULTS: Record<StreamAct, (n: number, k: number) => StreamTuning> = {
-  u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2 }),
-  f16: (n, k) => (n >= 11008 && k <= 8192 ? { warps: 4, rows: 8, wk: 1, ub: 1 } : { warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: n <= 4096 ? 1 : 2 }),
+  u8: (n) => ({ warps: 4, rows: Math.ceil(n / 16) >= 640 ? 4 : 2, wk: 1, ub: 2, bulk: 0 }),
+  f16: (n, k) => (n >= 11008 && k <= 8192 ? { warps: 4, rows: 8, wk: 1, ub: 1, bulk: 0 } : { warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: n <= 4096 ? 1 : 2, bulk: 0 }),
 };
+
+/** Largest shared-memory slice a bulk-loading block takes (static shared memory). */
+const BULK_MAX_BYTES = 40 * 1024;
+
+/** Default plan of the u8 kernel at M = 1 for linears of at most BULK_DEFAULT_CODE_BYTES of
+ *  codes: each block bulk-loads 8 (N ≤ 4096) or 16 rows into shared memory before its grid
+ *  wait, one phase a chunk batch. Measured on the H100 with programmatic dependent launch
+ *  (bench/results/cuda-h100-gemv-a8.json, medians): 4096² 3.35 → 2.98 µs, 11008×4096 6.80 →
+ *  5.95 µs, 4096×11008 8.25 → 7.39 µs, 8192² 9.46 → 8.29 µs; at the 70B shapes (58 MB of codes) the
+ *  register-streaming plan, already at the copy bandwidth, stays ahead, so larger linears keep it. */
+const BULK_DEFAULT_CODE_BYTES = 20 << 20;
+const bulkDefault = (n: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8 });
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
 const MIN_BLOCKS = 264;
@@ -67,7 +84,7 @@ export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
-  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}`;
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}`;
 }
 
 export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
@@ -81,7 +98,9 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const vec = bpg % 16 === 0 ? 16 : bpg % 8 === 0 ? 8 : 4; // chunk bytes: never straddles a group
   const nw = vec / 4; // 16-code words a chunk
   const cpr = rowBytes / vec; // chunks a row
-  const d = STREAM_DEFAULTS[act](s.n, s.k);
+  const explicit = Object.keys(tune).length > 0;
+  const tryBulk = act === 'u8' && s.m === 1 && !explicit && s.n * rowBytes <= BULK_DEFAULT_CODE_BYTES;
+  const d = tryBulk ? bulkDefault(s.n) : { ...STREAM_DEFAULTS[act](s.n, s.k), ...(explicit ? { bulk: 0 } : {}) };
   const warps = tune.warps ?? d.warps;
   let rows = tune.rows ?? (s.m === 1 ? d.rows : Math.min(d.rows, 2));
   let wk = tune.wk ?? d.wk;
@@ -92,7 +111,23 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const iters = Math.ceil(cpr / (32 * wk)); // chunk iterations a lane
   const ub = Math.max(1, Math.min(tune.ub ?? d.ub, iters));
   const rowsPerBlock = wr * rows;
-  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock) };
+  // Bulk copies move 16-byte multiples between 16-byte aligned addresses: the block's slices of
+  // codes and scales (and the last block's, when N is not a multiple of its rows) must be so.
+  const scaleRowBytes = ng * 2;
+  const sliceBytes = rowsPerBlock * (rowBytes + scaleRowBytes * (s.format.shift ? 2 : 1));
+  const bulkOk =
+    CUDA_ARCHS[s.arch].bulkCopy &&
+    vec === 16 && (rowsPerBlock * scaleRowBytes) % 16 === 0 && (scaleRowBytes % 16 === 0 || s.n % rowsPerBlock === 0) && sliceBytes <= BULK_MAX_BYTES;
+  if (tune.bulk && !bulkOk) throw new Error(`CUDA streaming GEMV: bulk loads need sm_90+, 16-byte chunks, 16-byte aligned scale slices and ≤ ${BULK_MAX_BYTES} B a block (${s.n}x${s.k}, ${rowsPerBlock} rows)`);
+  const batches = Math.ceil(iters / ub);
+  const bulk = bulkOk ? Math.min(tune.bulk ?? d.bulk, batches) : 0;
+  if (!Number.isInteger(bulk) || bulk < 0) throw new Error(`CUDA streaming GEMV: ${tune.bulk} bulk phases`);
+  // the bulk default does not fit this shape (slice too large, misaligned, no bulk copies): the plain default
+  if (tryBulk && !bulk) return gemvStreamPlan(s, act, { warps: STREAM_DEFAULTS[act](s.n, s.k).warps, bulk: 0 });
+  /** First chunk of bulk phase i (i = 0…bulk): phases are whole chunk batches, batch bt in
+   *  phase ⌊((bt + 1)·bulk − 1) / batches⌋. */
+  const phaseStart = (i: number) => Math.min(cpr, 32 * wk * ub * Math.floor((i * batches) / bulk));
+  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
 }
 
 
@@ -183,6 +218,76 @@ interface SegmentNames {
   y: Code;
 }
 
+/** The kernel's shared weight slice and its mbarriers (bulk plans), declared once a kernel
+ *  so that the segments of a grouped launch share them. */
+const BULK_SMEM = { buf: code`twlac_wsm`, bar: code`twlac_wbar` };
+
+function bulkDeclarations(sliceBytes: number, phases: number): Code {
+  return code`  __shared__ __align__(128) uint8_t ${BULK_SMEM.buf}[${sliceBytes}];
+  __shared__ __align__(8) uint64_t ${BULK_SMEM.bar}[${phases}];`;
+}
+
+/** Bulk plans, before the grid wait. Thread 0 initialises one mbarrier a phase and arms each
+ *  with its byte count (phase 0 also carries the scales and shifts); then the lanes of warp 0
+ *  request phase i of row r (chunks phaseStart(i)… of the row) and the scale and shift rows
+ *  with one cp.async.bulk each. Weights are immutable, so the copies overlap the previous
+ *  kernel. Defines the slice pointers wc/wsc/wsh. */
+function bulkRequest(p: ReturnType<typeof gemvStreamPlan>, N: number, shift: boolean, nm: SegmentNames): Code {
+  const { rowsPerBlock: rpb, rowBytes, scaleRowBytes, ng, bulk: P, phaseStart, vec } = p;
+  const copy = (dst: Code, src: Code, bytes: Code, bar: Code) =>
+    code`asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(${dst}), "l"(${src}), "r"(${bytes}), "r"(${bar}) : "memory");`;
+  const starts = Array.from({ length: P + 1 }, (_, i) => phaseStart(i) * vec);
+  const phaseBytes = (i: number) => starts[i + 1] - starts[i];
+  // phase i's first byte of a row and its length, by a switch over the (constant) phases
+  const sel = (f: (i: number) => number) =>
+    Array.from({ length: P }, (_, i) => i).reduceRight<Code>((acc, i) => (i === P - 1 ? code`${f(i)}u` : code`(ph == ${i} ? ${f(i)}u : ${acc})`), code``);
+  return code`  const int brow0 = ${nm.bid} * ${rpb};
+  const uint32_t bar = (uint32_t)__cvta_generic_to_shared(${BULK_SMEM.bar});
+  const uint32_t slice = (uint32_t)__cvta_generic_to_shared(${BULK_SMEM.buf});
+  const uint32_t bnr = (uint32_t)min(${rpb}, ${N} - brow0);
+  if (threadIdx.x == 0) {
+    #pragma unroll
+    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(bar + 8 * i) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+${join(
+  Array.from({ length: P }, (_, i) => {
+    const bytes = i === 0 ? code`bnr * ${phaseBytes(0) + scaleRowBytes * (shift ? 2 : 1)}u` : code`bnr * ${phaseBytes(i)}u`;
+    return code`    asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" :: "r"(bar + ${8 * i}), "r"(${bytes}) : "memory");`;
+  }),
+)}
+  }
+  __syncwarp();
+  if (threadIdx.x < 32) {
+    for (uint32_t j = threadIdx.x; j < ${P} * bnr; j += 32) {
+      const uint32_t ph = j / bnr, r = j - ph * bnr, off = ${sel((i) => starts[i])};
+      ${copy(code`slice + r * ${rowBytes}u + off`, code`${nm.codes} + (size_t)(brow0 + r) * ${rowBytes} + off`, sel((i) => phaseBytes(i)), code`bar + 8 * ph`)}
+    }
+    if (threadIdx.x == 31) {
+      ${copy(code`slice + ${rpb * rowBytes}u`, code`${nm.scales} + (size_t)brow0 * ${ng}`, code`bnr * ${scaleRowBytes}u`, code`bar`)}
+      ${shift ? copy(code`slice + ${rpb * (rowBytes + scaleRowBytes)}u`, code`${nm.shifts} + (size_t)brow0 * ${ng}`, code`bnr * ${scaleRowBytes}u`, code`bar`) : code``}
+    }
+  }
+  __syncthreads(); // the mbarriers are initialised before any thread waits on them
+  const uint8_t* const wc = ${BULK_SMEM.buf};
+  const __half* const wsc = reinterpret_cast<const __half*>(${BULK_SMEM.buf} + ${rpb * rowBytes});
+  const __half* const wsh = reinterpret_cast<const __half*>(${BULK_SMEM.buf} + ${rpb * (rowBytes + scaleRowBytes)});
+  int landed = 0; // phases this thread has seen land`;
+}
+
+/** Bulk plans, before batch bt: wait until every phase up to the batch's own has landed. A
+ *  phase's mbarrier completes once, so each is waited on with parity 0. */
+function bulkWait(p: ReturnType<typeof gemvStreamPlan>): Code {
+  const { batches, bulk: P } = p;
+  return code`    {
+      const int need = ((bt + 1) * ${P} - 1) / ${batches}; // the phase of batch bt
+      for (; landed <= need; ++landed) {
+        uint32_t done = 0;
+        while (!done)
+          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(bar + 8 * landed) : "memory");
+      }
+    }`;
+}
+
 /** The work of one linear: rows of block `bid`. Only L2 prefetches of weights come before
  *  TWLAC_GRID_WAIT() (weights are immutable; activations and outputs come after it). */
 function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, nm: SegmentNames): Code {
@@ -197,9 +302,15 @@ function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, n
   const fields = vec === 16 ? ['x', 'y', 'z', 'w'] : vec === 8 ? ['x', 'y'] : [''];
   const partialWords = K < ng * G; // the last group is partial: words at k ≥ K are skipped
   const stride = 32 * wk;
-  const batches = Math.ceil(iters / ub);
+  const { batches } = p;
   const guard = stride * batches * ub > cpr; // some lanes run past the row in the last batch
-  const { bid, codes, scales, shifts, y } = nm;
+  const { bid, y } = nm;
+  // Bulk plans read the block's slice in shared memory (plain loads), others global memory.
+  const { bulk } = p;
+  const codes = bulk ? code`wc` : nm.codes;
+  const scales = bulk ? code`wsc` : nm.scales;
+  const shifts = bulk ? code`wsh` : nm.shifts;
+  const ld = (ptr: Code) => (bulk ? code`*(${ptr})` : code`__ldg(${ptr})`);
 
   // Batch `bt` of chunks of the R rows into raw (chunks past the row's end read as zero words).
   const loadBatch = code`    #pragma unroll
@@ -208,8 +319,8 @@ function streamBody(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning>, n
 ${join(
   Array.from({ length: R }, (_, r) =>
     vec === 4
-      ? code`      raw[b][${r}][0] = c < ${cpr} ? __ldg(reinterpret_cast<const uint32_t*>(${codes} + rowB[${r}]) + c) : 0u;`
-      : code`      { const ${vtype} v = c < ${cpr} ? __ldg(reinterpret_cast<const ${vtype}*>(${codes} + rowB[${r}]) + c) : ${vtype}{};
+      ? code`      raw[b][${r}][0] = c < ${cpr} ? ${ld(code`reinterpret_cast<const uint32_t*>(${codes} + rowB[${r}]) + c`)} : 0u;`
+      : code`      { const ${vtype} v = c < ${cpr} ? ${ld(code`reinterpret_cast<const ${vtype}*>(${codes} + rowB[${r}]) + c`)} : ${vtype}{};
 ${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`))} }`,
   ),
 )}
@@ -220,7 +331,14 @@ ${join(fields.map((f, i) => code`        raw[b][${r}][${i}] = v.${new Code(f)};`
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int wrow = warp / ${wk}, wkk = warp - wrow * ${wk};
   const int row0 = (${bid} * ${wr} + wrow) * ${R};
-${rowOffsets(R, N, rowBytes, ng)}
+${
+  bulk
+    ? code`${bulkRequest(p, N, shift, nm)}
+${rowOffsets(R, N, rowBytes, ng, code`brow0`)}
+  TWLAC_GRID_WAIT();
+  TWLAC_GRID_TRIGGER();
+${A.setup(M)}`
+    : code`${rowOffsets(R, N, rowBytes, ng)}
   // Before waiting for the previous kernel: pull this lane's first chunks into L2 (weights are
   // immutable), so the loads below meet L2 instead of DRAM when the activations are ready.
   #pragma unroll
@@ -232,13 +350,15 @@ ${rowOffsets(R, N, rowBytes, ng)}
   }
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
-${A.setup(M)}
+${A.setup(M)}`
+}
 ${zeroAccumulators(R, M)}
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
     // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
     uint32_t raw[${ub}][${R}][${nw}];
-${loadBatch}
+${bulk ? code`${bulkWait(p)}
+` : code``}${loadBatch}
     #pragma unroll
     for (int b = 0; b < ${ub}; ++b) {
       const int c = lane + ${stride} * (bt * ${ub} + b) + 32 * wkk;
@@ -318,12 +438,12 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   const names: SegmentNames = { bid: code`(int)blockIdx.x`, codes: code`codes`, scales: code`scales`, shifts: code`shifts`, y: code`y` };
   return defineKernel({
     name: gemvStreamKernelName(s, act, tune),
-    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub },
+    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}) },
     args: [...ACTS[act].args, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS],
     block: p.warps * 32,
     grid: [code`${p.blocks}`, code`1`, code`1`],
     pdl: 'manual',
-    body: streamBody(s, act, tune, names),
+    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), streamBody(s, act, tune, names)]),
   });
 }
 
@@ -343,6 +463,8 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   const plans = segs.map((s) => gemvStreamPlan(s, act));
   const warps = plans[0].warps;
   if (plans.some((p) => p.warps !== warps)) throw new Error('CUDA streaming GEMV group: plans differ in block size');
+  const bulkSlice = Math.max(0, ...plans.filter((p) => p.bulk).map((p) => p.sliceBytes));
+  const bulkPhases = Math.max(0, ...plans.map((p) => p.bulk));
   let start = 0;
   const branches = segs.map((s, i) => {
     const end = start + plans[i].blocks;
@@ -353,11 +475,11 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   });
   return defineKernel({
     name: gemvStreamGroupKernelName(segs, act),
-    params: { format: s0.format.id, ns: segs.map((s) => s.n).join('_'), k: s0.k, m: s0.m, arch: s0.arch, act, plans: plans.map((p) => `${p.rows}x${p.wk}x${p.ub}`).join('_') },
+    params: { format: s0.format.id, ns: segs.map((s) => s.n).join('_'), k: s0.k, m: s0.m, arch: s0.arch, act, plans: plans.map((p) => `${p.rows}x${p.wk}x${p.ub}${p.bulk ? `b${p.bulk}` : ''}`).join('_') },
     args: [...ACTS[act].args, ...segs.flatMap((_, i) => gemvWeightArgs(String(i))), ...GEMV_TAIL_ARGS],
     block: warps * 32,
     grid: [code`${start}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join(branches),
+    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...branches]),
   });
 }

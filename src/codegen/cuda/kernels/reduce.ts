@@ -2,13 +2,14 @@
 import { code, type Code } from '../../common/fragments.ts';
 
 /** rowB[r] (byte offset of the row's codes) and rowG[r] (index of its first group) of the R
- *  rows from row0, clamped to the last row (clamped rows are loaded but never written). */
-export function rowOffsets(R: number, N: number, rowBytes: number, ng: number): Code {
+ *  rows from row0, clamped to the last row (clamped rows are loaded but never written);
+ *  counted from row `base` when given (a block's slice in shared memory). */
+export function rowOffsets(R: number, N: number, rowBytes: number, ng: number, base?: Code): Code {
   return code`  size_t rowB[${R}];
   int rowG[${R}];
   #pragma unroll
   for (int r = 0; r < ${R}; ++r) {
-    const int row = min(row0 + r, ${N - 1});
+    const int row = min(row0 + r, ${N - 1})${base ? code` - ${base}` : code``};
     rowB[r] = (size_t)row * ${rowBytes};
     rowG[r] = row * ${ng};
   }`;
