@@ -115,6 +115,10 @@ int main(int argc, char** argv) {
   std::string out = argc > 2 ? argv[2] : "gemv.json";
   const std::string only = argc > 3 ? argv[3] : ""; // profile runs: just the benchmark kernels whose name contains this
   const bool checksOnly = getenv("CHECKS_ONLY") != nullptr;
+  // Launches are timed without programmatic dependent launch unless time_ours asks for it,
+  // whatever TWLAC_PDL says (before session 6 an unset TWLAC_PDL left it on for the "off"
+  // timing of the first streaming kernel of a run).
+  twlac_pdl_force = 0;
   cudaDeviceProp prop; TWLAC_CUDA(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   cudaStream_t s; TWLAC_CUDA(cudaStreamCreate(&s));

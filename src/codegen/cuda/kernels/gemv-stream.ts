@@ -70,9 +70,10 @@ const BULK_MAX_BYTES = 40 * 1024;
 /** Default plan of the u8 kernel at M = 1 for linears of at most BULK_DEFAULT_CODE_BYTES of
  *  codes: each block bulk-loads 8 (N ≤ 4096) or 16 rows into shared memory before its grid
  *  wait, one phase a chunk batch. Measured on the H100 with programmatic dependent launch
- *  (bench/results/cuda-h100-gemv-a8.json, medians): 4096² 3.35 → 2.98 µs, 11008×4096 6.80 →
- *  5.95 µs, 4096×11008 8.25 → 7.39 µs, 8192² 9.46 → 8.29 µs; at the 70B shapes (58 MB of codes) the
- *  register-streaming plan, already at the copy bandwidth, stays ahead, so larger linears keep it. */
+ *  (tuning medians in bench/results/cuda-h100-logs/gemv-bulk-session6/tuning.json): 4096²
+ *  3.35 → 2.98 µs, 11008×4096 6.80 → 5.95 µs, 4096×11008 8.25 → 7.39 µs, 8192² 9.46 →
+ *  8.29 µs; at the 70B shapes (58 MB of codes) the register-streaming plan, already at the
+ *  copy bandwidth, stays ahead, so larger linears keep it. */
 const BULK_DEFAULT_CODE_BYTES = 20 << 20;
 const bulkDefault = (n: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8 });
 
