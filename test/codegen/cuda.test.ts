@@ -21,7 +21,7 @@ import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
-import { prefillGemmKernel } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
+import { prefillGemmKernel, prefillGemmKernels } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen/cuda/kernels/attn-prefill-tc.ts';
 import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
@@ -526,6 +526,17 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
     expect(gemmWgmmaRsUnsupported({ format: ternaryFormat('bit2', 128, true), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not a lattice format/);
     expect(gemmWgmmaRsUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
   });
+  it('the runtime runs 256-token tiles beyond 256 tokens where N ≥ 8192, 128-token tiles otherwise', () => {
+    const names = (n: number, fmt = f, arch: CudaArch = 'sm_90a') => prefillGemmKernels({ format: fmt, n, k: 4096, arch }).map(({ kernel, beyondT }) => `${kernel.name.split('_tq2')[0]}>${beyondT}`);
+    expect(names(4096)).toEqual(['gemm_wgr_t128>0']);
+    expect(names(11008)).toEqual(['gemm_wgr_t256>256', 'gemm_wgr_t128>0']);
+    expect(names(11008, ternaryFormat('bit2', 128, true))).toEqual(['gemm_wg>0']);
+    expect(names(11008, f, 'sm_80')).toEqual(['gemm_a8>0']);
+    // the model's dispatcher: the first variant whose threshold T exceeds
+    const src = cudaModelSource(syntheticManifest({ ...tiny, intermediate: 8192 }, f, 8), 'sm_90a');
+    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
+    expect(src).not.toMatch(/launch_gemm_wgr_t256_tq2_g128_lat_n128_/); // N = 128 (q, o): 128-token tiles only
+  });
   it('every tile variant keeps its ring aligned and in shared memory, and reloads a slot only after the wgmma that read it', () => {
     for (const v of Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]) {
       const p = gemmWgmmaRsPlan({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v);
@@ -533,7 +544,11 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
       expect(p.ahead).toBe(p.stages - 2); // after step g's barrier wgmma(g − 2) is done in both warpgroups
       expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
       const src = gemmWgmmaRsKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v).source();
-      expect(src.match(/wgmma\.mma_async\.sync\.aligned\.m64n128k32\.s32\.s8\.u8 \{[^}]*\}, \{%64, %65, %66, %67\}/g)).toHaveLength(2 * 4 * (p.bt / 128)); // two steps an iteration
+      // two steps an iteration, 4 k32 steps a group: BT/128 m64n128k32 each, or one m64n(BT)k32 (wide)
+      const nTok = 'wide' in p && p.wide ? p.bt : 128;
+      const operands = new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${nTok}k32\\.s32\\.s8\\.u8 \\{[^}]*\\}, \\{%${nTok / 2}, %${nTok / 2 + 1}, %${nTok / 2 + 2}, %${nTok / 2 + 3}\\}, %${nTok / 2 + 4}`, 'g');
+      expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / nTok));
+      expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / nTok));
     }
   });
   it('builds A fragments from the code bytes: byte lane%4 of each word, through the group table (the kernel\'s PRMTs, emulated against the reference decoder)', () => {
@@ -652,9 +667,10 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       const { stderr, stdout } = await run(NVCC!, ['-c', '-O3', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-Xptxas', '-v', '-o', join(dir, 'k.o'), join(dir, 'k.cu')], { maxBuffer: 1 << 24 });
       const log = stdout + stderr;
       expect(log).toMatch(/Compiling entry function 'gemm_wg_/);
-      expect(log.match(/Compiling entry function 'gemm_wgr_/g)).toHaveLength(2);
+      const variants = Object.keys(GEMM_RS_VARIANTS).length;
+      expect(log.match(/Compiling entry function 'gemm_wgr_/g)).toHaveLength(variants);
       expect(log).not.toMatch(/C751[2479]/); // serialised wgmma (C7512/C7514), injected warpgroup.wait/arrive (C7517/C7519)
-      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(3);
+      expect(log.match(/ 0 bytes spill stores/g)).toHaveLength(1 + variants);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -25,7 +25,7 @@ import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
-import { prefillGemmKernel, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
+import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
@@ -172,8 +172,12 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const format = parseFormatId(l.format);
     const gemm = { format, n: l.rows, k: l.cols, arch, out: 'f32' as const };
     if (a8 && !prefillGemmUnsupported(gemm)) {
-      const k = ks.add(prefillGemmKernel(gemm));
-      return code`  launch_${ident(k)}(q, qp, codes, scales, shifts, y, T, acc, s);`;
+      return join(
+        prefillGemmKernels(gemm).map(({ kernel, beyondT }) => {
+          const call = code`launch_${ident(ks.add(kernel))}(q, qp, codes, scales, shifts, y, T, acc, s);`;
+          return beyondT > 0 ? code`  if (T > ${beyondT}) { ${call} return; }` : code`  ${call}`;
+        }),
+      );
     }
     const tc = { format, n: l.rows, k: l.cols, m: TC_MAX_M, arch };
     if (!gemvTcUnsupported(tc)) return code`${slices(TC_MAX_M, code`launch_${ident(ks.add(gemvTcKernel(tc)))}`)}codes, scales, shifts, ${rest(TC_MAX_M)}`;

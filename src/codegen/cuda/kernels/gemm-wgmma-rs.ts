@@ -54,14 +54,28 @@ export interface GemmRsVariant {
   bt: 128 | 256;
   /** Activation ring slots (a slot is reloaded two steps after the wgmma that read it). */
   stages: number;
+  /** One wgmma.m64n(BT)k32 a k32 step instead of BT/128 m64n128k32 (the A registers are read
+   *  once for all BT tokens). */
+  wide?: boolean;
 }
 export const GEMM_RS_VARIANTS = {
   t256: { bt: 256, stages: 5 },
+  t256w: { bt: 256, stages: 5, wide: true },
   t128: { bt: 128, stages: 6 },
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
-/** The runtime's variant: its forwards take at most TWLAC_MAX_CHUNK = 512 tokens, where
- *  128-token tiles give 4× the blocks (t256 leaves most SMs idle at N = 4096, M = 512). */
+/** The runtime's variants of a linear, each with the token count beyond which it runs (its
+ *  forwards take at most TWLAC_MAX_CHUNK = 512 tokens). 128-token tiles by default: at
+ *  N = 4096, M = 512 they give 4× the blocks, and t256 leaves most SMs idle (H100, session 6:
+ *  t128 25.8 µs vs t256 33.9 µs at 4096², 62.8 vs 88.5 at 4096×11008). From N = 8192 the
+ *  256-token tiles fill the GPU beyond 256 tokens and win (M = 512: 71.4 vs 92.7 µs at
+ *  11008×4096, 68.7 vs 104.3 at 8192², 279 vs 397 at 28672×8192), while at 128 tokens they
+ *  would compute half padding (t256 35.2 vs t128 31.8 µs at 11008×4096, 79.8 vs 61.3 at
+ *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. */
+export function gemmRsRuntimeVariants(n: number): { variant: GemmRsVariantName; beyondT: number }[] {
+  return n >= 8192 ? [{ variant: 't256', beyondT: 256 }, { variant: 't128', beyondT: 0 }] : [{ variant: 't128', beyondT: 0 }];
+}
+/** The variant the runtime uses at small token counts (every linear has it). */
 export const GEMM_RS_RUNTIME: GemmRsVariantName = 't128';
 
 /** Why a linear cannot use the register-weight lattice GEMM, or null. */
@@ -90,12 +104,13 @@ export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
   return { ...v, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
-/** wgmma.m64n128k32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..63]. */
-function wgmmaRs(acc: string, a: string, descB: Code): Code {
-  const regs = Array.from({ length: 64 }, (_, i) => `%${i}`).join(', ');
-  const outs = Array.from({ length: 64 }, (_, i) => `"+r"(${acc}[${i}])`).join(', ');
+/** wgmma.m64nNk32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..N/2−1]. */
+function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
+  const r = nTok / 2;
+  const regs = Array.from({ length: r }, (_, i) => `%${i}`).join(', ');
+  const outs = Array.from({ length: r }, (_, i) => `"+r"(${acc}[${i}])`).join(', ');
   return new Code(`asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.u8 {${regs}}, {%64, %65, %66, %67}, %68, p;\\n}\\n"
+      "wgmma.mma_async.sync.aligned.m64n${nTok}k32.s32.s8.u8 {${regs}}, {%${r}, %${r + 1}, %${r + 2}, %${r + 3}}, %${r + 4}, p;\\n}\\n"
       : ${outs}
       : "r"(${a}[0]), "r"(${a}[1]), "r"(${a}[2]), "r"(${a}[3]), "l"(${descB.text}));`);
 }
@@ -103,7 +118,10 @@ function wgmmaRs(acc: string, a: string, descB: Code): Code {
 export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
   const p = gemmWgmmaRsPlan(s, variant);
   const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB } = p;
-  const H = BT / BF; // n128 instructions a k32 step
+  const H = BT / BF; // 128-token halves of the tile
+  const wide = 'wide' in GEMM_RS_VARIANTS[variant] && GEMM_RS_VARIANTS[variant].wide === true;
+  // accumulator of token half h, register i (0…63): accum<h>[i], or accum0[64h + i] with one wide instruction
+  const accAt = (h: number, i: Code) => (wide ? code`accum0[${64 * h} + ${i}]` : code`accum${h}[${i}]`);
   const K = s.k;
   const name = gemmWgmmaRsKernelName(s, variant);
   const n = new Code(name);
@@ -114,7 +132,9 @@ ${latticeExpand(n)}`;
   const issue = (set: string) =>
     join(
       [0, 1, 2, 3].flatMap((st) =>
-        Array.from({ length: H }, (_, h) => wgmmaRs(`accum${h}`, `${set}[${st}]`, new Code(`${n}_desc(sa + ${h * BF * G}u) + ${2 * st}`))),
+        wide
+          ? [wgmmaRs('accum0', `${set}[${st}]`, new Code(`${n}_desc(sa) + ${2 * st}`), BT)]
+          : Array.from({ length: H }, (_, h) => wgmmaRs(`accum${h}`, `${set}[${st}]`, new Code(`${n}_desc(sa + ${h * BF * G}u) + ${2 * st}`))),
       ),
       '\n      ',
     );
@@ -235,9 +255,9 @@ ${latticeExpand(n)}`;
       if (r) e1 += es; else e0 += es;
     }
   };
-  ${join(Array.from({ length: H }, (_, h) => code`int accum${h}[64];
+  ${join(Array.from({ length: wide ? 1 : H }, (_, h) => code`int accum${h}[${wide ? BT / 2 : 64}];
   #pragma unroll
-  for (int i = 0; i < 64; ++i) accum${h}[i] = 0;`))}
+  for (int i = 0; i < ${wide ? BT / 2 : 64}; ++i) accum${h}[i] = 0;`))}
   uint32_t fa[4][4], fb[4][4];
   asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
@@ -249,7 +269,7 @@ ${latticeExpand(n)}`;
     if (g0 + 1 < ${KT}) { const int g = g0 + 1; ${step('fb', 'fa', true)} }
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
-  ${join(Array.from({ length: H }, (_, h) => pin(`accum${h}`, 64)))}
+  ${join(Array.from({ length: wide ? 1 : H }, (_, h) => pin(`accum${h}`, wide ? BT / 2 : 64)))}
   #pragma unroll
   for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }
   // y = sa·u·(D − za·E); za's integer part in int32 (exact, no cancellation), any fraction after
@@ -265,8 +285,8 @@ ${latticeExpand(n)}`;
         const float sq = ap[2 * row], zq = ap[2 * row + 1];
         const float zr = rintf(zq), zf = zq - zr;
         const int zi = (int)zr;
-        ${gemmStore1(s, code`row`, code`n0 + f0`, code`sq * u0 * ((float)(accum${h}[4 * j + c] - zi * e0) - zf * (float)e0)`)}
-        ${gemmStore1(s, code`row`, code`n0 + f0 + 8`, code`sq * u1 * ((float)(accum${h}[4 * j + 2 + c] - zi * e1) - zf * (float)e1)`)}
+        ${gemmStore1(s, code`row`, code`n0 + f0`, code`sq * u0 * ((float)(${accAt(h, code`4 * j + c`)} - zi * e0) - zf * (float)e0)`)}
+        ${gemmStore1(s, code`row`, code`n0 + f0 + 8`, code`sq * u1 * ((float)(${accAt(h, code`4 * j + 2 + c`)} - zi * e1) - zf * (float)e1)`)}
       }
     }
   }`,
@@ -274,7 +294,7 @@ ${latticeExpand(n)}`;
   )}`;
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: 'wgmma.m64n128k32.s8.u8.rs' },
+    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs' },
     args: gemmArgs(s),
     block: THREADS,
     grid: [code`${s.n / BF}`, code`(T + ${BT - 1}) / ${BT}`, code`1`],

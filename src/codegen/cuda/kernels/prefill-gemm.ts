@@ -6,7 +6,7 @@ import type { CudaKernel } from '../kernel.ts';
 import type { GemmShape } from './gemm.ts';
 import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
-import { GEMM_RS_RUNTIME, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported } from './gemm-wgmma-rs.ts';
+import { GEMM_RS_RUNTIME, gemmRsRuntimeVariants, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported } from './gemm-wgmma-rs.ts';
 
 /** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
  *  elsewhere and for shapes the wgmma kernel refuses. */
@@ -24,4 +24,11 @@ export function prefillGemmKernel(s: GemmShape): CudaKernel {
   if (!gemmWgmmaRsUnsupported(s)) return gemmWgmmaRsKernel(s, GEMM_RS_RUNTIME);
   const chosen = PREFILL_GEMMS[CUDA_ARCHS[s.arch].int8Mma];
   return chosen.unsupported(s) ? gemmA8Kernel(s) : chosen.kernel(s);
+}
+
+/** The runtime's prefill GEMMs of a linear, each run for T > beyondT (first match): the
+ *  lattice kernel's tile variants by N (gemmRsRuntimeVariants), else prefillGemmKernel. */
+export function prefillGemmKernels(s: GemmShape): { kernel: CudaKernel; beyondT: number }[] {
+  if (!gemmWgmmaRsUnsupported(s)) return gemmRsRuntimeVariants(s.n).map(({ variant, beyondT }) => ({ kernel: gemmWgmmaRsKernel(s, variant), beyondT }));
+  return [{ kernel: prefillGemmKernel(s), beyondT: 0 }];
 }
