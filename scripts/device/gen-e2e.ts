@@ -73,7 +73,8 @@ for (const [name, src] of [['fixture', fixtureDir], ['fixture-tq2', argDir('--fi
 
 // fixture-lat-a8-offlattice/: fixture-lat-a8 with one scale of blocks.2.up nudged by one fp16
 // ulp, off its row's lattice; run-e2e.sh expects the host program to refuse it (exit 1, one line).
-if (want('fixture-lat-a8-offlattice') && existsSync(join(root, 'fixture-lat-a8', 'manifest.json'))) {
+if (want('fixture-lat-a8-offlattice') && !existsSync(join(root, 'fixture-lat-a8', 'manifest.json'))) console.log('fixture-lat-a8-offlattice: needs .device/e2e/fixture-lat-a8 (generate it first, or in the same run); skipped');
+else if (want('fixture-lat-a8-offlattice')) {
   const src = join(root, 'fixture-lat-a8');
   const d = join(root, 'fixture-lat-a8-offlattice');
   mkdirSync(d, { recursive: true });
