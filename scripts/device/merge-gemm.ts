@@ -4,6 +4,7 @@
 // Usage: npx tsx scripts/device/merge-gemm.ts <device out dir> [FILTER the run used] [--out FILE]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { resultsPath } from './results-path.ts';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: merge-gemm.ts <device out dir>');
@@ -11,7 +12,7 @@ const results: Record<string, unknown> = {};
 const run = JSON.parse(readFileSync(join(dir, 'gemm.json'), 'utf8'));
 // H100 runs go to cuda-h100-prefill.json (or --out FILE, for experiments); a run on another
 // card gets a file of its own
-const path = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : /H100/.test(run.device) ? 'bench/results/cuda-h100-prefill.json' : `bench/results/cuda-${String(run.device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu'}-prefill.json`;
+const path = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : resultsPath(run.device, 'prefill');
 const gpu = readFileSync(join(dir, 'gpu.csv'), 'utf8').trim().split('\n');
 const log = readFileSync(join(dir, 'gemm.log'), 'utf8');
 const bench = (run.bench as unknown[]).filter((b) => b !== null) as { kernel: string; m: number; n: number; k: number; speedupVsFp16: number; TOPs: number }[];

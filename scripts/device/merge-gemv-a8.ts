@@ -7,6 +7,7 @@
 // Usage: npx tsx scripts/device/merge-gemv-a8.ts <device out dir>... [--decode LOG] [--out FILE]
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { resultsPath } from './results-path.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
@@ -17,8 +18,7 @@ const runs = dirs.flatMap((dir) => ['gemv.json', 'gemv2.json'].map((f) => join(d
 if (!runs.length) throw new Error(`no gemv.json in ${dirs.join(', ')}`);
 const devices = new Set(runs.map((r) => r.device));
 if (devices.size > 1) throw new Error(`runs on different cards: ${[...devices].join(', ')}`);
-const card = String(runs[0].device).match(/H\d00/)?.[0]?.toLowerCase() ?? 'gpu';
-const path = opt('--out') ?? `bench/results/cuda-${card}-gemv-a8.json`;
+const path = opt('--out') ?? resultsPath(runs[0].device, 'gemv-a8');
 // streaming kernels only (gemv_s…: the runtime's decode path, default plans and candidates)
 const rows = (r: { gemv: (Row | null)[]; gemvA8: (Row | null)[] }) => [...r.gemv, ...r.gemvA8].filter((x): x is Row => x !== null && x.kernel.startsWith('gemv_s'));
 const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] : NaN);

@@ -545,7 +545,7 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
       expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
       const src = gemmWgmmaRsKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v).source();
       // two steps an iteration, 4 k32 steps a group: BT/128 m64n128k32 each, or one m64n(BT)k32 (wide)
-      const nTok = 'wide' in p && p.wide ? p.bt : 128;
+      const nTok = p.wide ? p.bt : 128;
       const operands = new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${nTok}k32\\.s32\\.s8\\.u8 \\{[^}]*\\}, \\{%${nTok / 2}, %${nTok / 2 + 1}, %${nTok / 2 + 2}, %${nTok / 2 + 3}\\}, %${nTok / 2 + 4}`, 'g');
       expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / nTok));
       expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / nTok));

@@ -117,10 +117,12 @@ function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
 
 export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB } = p;
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB, wide = false } = p;
   const H = BT / BF; // 128-token halves of the tile
-  const wide = 'wide' in GEMM_RS_VARIANTS[variant] && GEMM_RS_VARIANTS[variant].wide === true;
-  // accumulator of token half h, register i (0…63): accum<h>[i], or accum0[64h + i] with one wide instruction
+  // accumulator arrays: one a 128-token half (64 registers), or one of BT/2 with the wide instruction;
+  // token half h, register i (0…63): accum<h>[i], or accum0[64h + i]
+  const accSets = wide ? 1 : H;
+  const accLen = wide ? BT / 2 : 64;
   const accAt = (h: number, i: Code) => (wide ? code`accum0[${64 * h} + ${i}]` : code`accum${h}[${i}]`);
   const K = s.k;
   const name = gemmWgmmaRsKernelName(s, variant);
@@ -255,9 +257,9 @@ ${latticeExpand(n)}`;
       if (r) e1 += es; else e0 += es;
     }
   };
-  ${join(Array.from({ length: wide ? 1 : H }, (_, h) => code`int accum${h}[${wide ? BT / 2 : 64}];
+  ${join(Array.from({ length: accSets }, (_, h) => code`int accum${h}[${accLen}];
   #pragma unroll
-  for (int i = 0; i < ${wide ? BT / 2 : 64}; ++i) accum${h}[i] = 0;`))}
+  for (int i = 0; i < ${accLen}; ++i) accum${h}[i] = 0;`))}
   uint32_t fa[4][4], fb[4][4];
   asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
@@ -269,7 +271,7 @@ ${latticeExpand(n)}`;
     if (g0 + 1 < ${KT}) { const int g = g0 + 1; ${step('fb', 'fa', true)} }
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
-  ${join(Array.from({ length: wide ? 1 : H }, (_, h) => pin(`accum${h}`, wide ? BT / 2 : 64)))}
+  ${join(Array.from({ length: accSets }, (_, h) => pin(`accum${h}`, accLen)))}
   #pragma unroll
   for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }
   // y = sa·u·(D − za·E); za's integer part in int32 (exact, no cancellation), any fraction after

@@ -99,6 +99,17 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const why = gemvStreamUnsupported(s);
   if (why) throw new Error(`CUDA streaming GEMV: ${why}`);
   if (s.n < 1) throw new Error(`CUDA streaming GEMV: empty shape ${s.n}x${s.k}`);
+  // int8 activations at M = 1 without an explicit plan: the bulk default where its slice fits
+  // (size, 16-byte alignment, bulk copies on the arch) and the linear is small enough
+  if (act === 'u8' && s.m === 1 && !Object.keys(tune).length) {
+    const p = streamPlanFrom(s, tune, bulkDefault(s.n));
+    if (p.bulk && s.n * p.rowBytes <= BULK_DEFAULT_CODE_BYTES) return p;
+  }
+  return streamPlanFrom(s, tune, STREAM_DEFAULTS[act](s.n, s.k));
+}
+
+/** The plan of a valid shape: `tune`'s fields, the rest from the defaults `d`. */
+function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuning) {
   const G = s.format.group;
   const bpg = CODE_PACKINGS.bit2.bytesPerGroup(G);
   const ng = groupsPerRow(s.format, s.k);
@@ -106,9 +117,6 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const vec = bpg % 16 === 0 ? 16 : bpg % 8 === 0 ? 8 : 4; // chunk bytes: never straddles a group
   const nw = vec / 4; // 16-code words a chunk
   const cpr = rowBytes / vec; // chunks a row
-  const explicit = Object.keys(tune).length > 0;
-  const tryBulk = act === 'u8' && s.m === 1 && !explicit && s.n * rowBytes <= BULK_DEFAULT_CODE_BYTES;
-  const d = tryBulk ? bulkDefault(s.n) : { ...STREAM_DEFAULTS[act](s.n, s.k), ...(explicit ? { bulk: 0 } : {}) };
   const warps = tune.warps ?? d.warps;
   let rows = tune.rows ?? (s.m === 1 ? d.rows : Math.min(d.rows, 2));
   let wk = tune.wk ?? d.wk;
@@ -130,8 +138,6 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   const batches = Math.ceil(iters / ub);
   const bulk = bulkOk ? Math.min(tune.bulk ?? d.bulk, batches) : 0;
   if (!Number.isInteger(bulk) || bulk < 0) throw new Error(`CUDA streaming GEMV: ${tune.bulk} bulk phases`);
-  // the bulk default does not fit this shape (slice too large, misaligned, no bulk copies): the plain default
-  if (tryBulk && !bulk) return gemvStreamPlan(s, act, { warps: STREAM_DEFAULTS[act](s.n, s.k).warps, bulk: 0 });
   /** First chunk of bulk phase i (i = 0…bulk): phases are whole chunk batches, batch bt in
    *  phase ⌊((bt + 1)·bulk − 1) / batches⌋. */
   const phaseStart = (i: number) => Math.min(cpr, 32 * wk * ub * Math.floor((i * batches) / bulk));
