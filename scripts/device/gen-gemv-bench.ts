@@ -124,8 +124,8 @@ for (const c of checksTc) {
 }
 // More K-split and fewer-row plans for the LLaMA-2-7B shapes (small grids: latency-bound)
 const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }, { rows: 1, warps: 4, wk: 4, ub: 2 }, { rows: 2, warps: 8, wk: 4, ub: 2 }, { rows: 1, warps: 8, wk: 2, ub: 2 }, { rows: 2, warps: 4, wk: 2, ub: 4 }, { rows: 1, warps: 4, wk: 2, ub: 4 }];
-// --a8-tune: only the int8-activation streaming GEMV, the default plan and nearby plans per
-// LLaMA-2-7B / 8192² shape (confirmation runs of the defaults).
+// --a8-tune: only the streaming GEMV at the benchmark shapes: int8 activations with the default
+// plan and the candidates below, fp16 activations with and without bulk loads (confirmation runs).
 const bk = (rows: number, warps: number, wk: number, ub: number, bulk: number): Partial<StreamTuning> => ({ rows, warps, wk, ub, bulk });
 // the previous default plans (register streaming, before bulk loads) next to the current defaults
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
