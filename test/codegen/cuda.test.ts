@@ -24,7 +24,7 @@ import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/c
 import { prefillGemmKernel, prefillGemmKernels } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen/cuda/kernels/attn-prefill-tc.ts';
-import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
+import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmRsTailSplit, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import { CUDA_PACKINGS } from '../../src/codegen/cuda/packing.ts';
 import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { latticeCheckFunctions } from '../../src/codegen/cuda/lattice-check.ts';
@@ -529,13 +529,13 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
   it('the runtime runs 256-token tiles beyond 256 tokens where N ≥ 8192, 128-token tiles otherwise', () => {
     const names = (n: number, fmt = f, arch: CudaArch = 'sm_90a') => prefillGemmKernels({ format: fmt, n, k: 4096, arch }).map(({ kernel, beyondT }) => `${kernel.name.split('_tq2')[0]}>${beyondT}`);
     expect(names(4096)).toEqual(['gemm_wgr_t128>0']);
-    expect(names(11008)).toEqual(['gemm_wgr_t256>256', 'gemm_wgr_t128>0']);
+    expect(names(11008)).toEqual(['gemm_wgr_t256s>256', 'gemm_wgr_t128>0']);
     expect(names(11008, ternaryFormat('bit2', 128, true))).toEqual(['gemm_wg>0']);
     expect(names(11008, f, 'sm_80')).toEqual(['gemm_a8>0']);
     // the model's dispatcher: the first variant whose threshold T exceeds
     const src = cudaModelSource(syntheticManifest({ ...tiny, intermediate: 8192 }, f, 8), 'sm_90a');
-    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
-    expect(src).not.toMatch(/launch_gemm_wgr_t256_tq2_g128_lat_n128_/); // N = 128 (q, o): 128-token tiles only
+    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256s_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
+    expect(src).not.toMatch(/launch_gemm_wgr_t256s?_tq2_g128_lat_n128_/); // N = 128 (q, o): 128-token tiles only
   });
   it('every tile variant keeps its ring aligned and in shared memory, and reloads a slot only after the wgmma that read it', () => {
     for (const v of Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]) {
@@ -547,9 +547,60 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
       // two steps an iteration, 4 k32 steps a group: BT/128 m64n128k32 each, or one m64n(BT)k32 (wide)
       const nTok = p.wide ? p.bt : 128;
       const operands = new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${nTok}k32\\.s32\\.s8\\.u8 \\{[^}]*\\}, \\{%${nTok / 2}, %${nTok / 2 + 1}, %${nTok / 2 + 2}, %${nTok / 2 + 3}\\}, %${nTok / 2 + 4}`, 'g');
-      expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / nTok));
-      expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / nTok));
+      // a tail-split variant also holds its half-height tiles' body (m64n128k32)
+      const tail = p.tail ? 2 * 4 : 0;
+      expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / nTok) + (nTok === 128 ? tail : 0));
+      expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / nTok) + tail);
     }
+  });
+  it.skipIf(!GXX)('t256s: its blocks cover every (feature, token) once, the last partial wave split in half-height tiles only when they fit in one wave (the launcher\'s and kernel\'s own index code, on the host)', async () => {
+    const k = gemmWgmmaRsKernel({ format: f, n: 11008, k: 4096, arch: 'sm_90a' }, 't256s');
+    const src = k.source();
+    const helpers = src.slice(src.indexOf('__host__ __device__ inline int'), src.indexOf('static unsigned'));
+    const nm = k.name;
+    const out = await runHostProgram(`#include <cstdio>
+#include <vector>
+#define __host__
+#define __device__
+${helpers}
+int main() {
+  const int NT = 86, smsList[] = {132, 114, 10, 7, 1};
+  long cases = 0;
+  for (int sms : smsList) {
+    long blocksSum = 0;
+    for (int T = 1; T <= 1100; ++T) {
+      const int blocks = ${nm}_blocks_for(T, sms);
+      blocksSum += blocks;
+      std::vector<int> cov((size_t)NT * T, 0);
+      for (int b = 0; b < blocks; ++b) {
+        int n0 = -1, m0 = -1;
+        const int bt = ${nm}_tile(b, blocks, T, &n0, &m0);
+        if (bt == 0) continue;
+        if ((bt != 256 && bt != 128) || n0 % 128 || n0 < 0 || n0 >= NT * 128 || m0 < 0 || m0 >= T) { printf("bad tile b=%d T=%d sms=%d\\n", b, T, sms); return 0; }
+        for (int r = m0; r < m0 + bt && r < T; ++r) cov[(size_t)(n0 / 128) * T + r]++;
+      }
+      for (size_t i = 0; i < cov.size(); ++i)
+        if (cov[i] != 1) { printf("T=%d sms=%d: feature tile %d token %d covered %d times\\n", T, sms, (int)(i / T), (int)(i % T), cov[i]); return 0; }
+      ++cases;
+    }
+    printf("sms %d blocks %ld\\n", sms, blocksSum);
+  }
+  printf("ok %ld\\n", cases);
+}
+`);
+    expect(out).toMatch(/^ok 5500$/m);
+    // the launcher's block counts are the TS rule's
+    for (const sms of [132, 114, 10, 7, 1]) {
+      let sum = 0;
+      for (let T = 1; T <= 1100; T++) {
+        const tiles = 86 * Math.ceil(T / 256);
+        sum += tiles + gemmRsTailSplit(tiles, sms);
+      }
+      expect(out).toContain(`sms ${sms} blocks ${sum}\n`);
+    }
+    // e.g. 2048 tokens of 11008 features on 132 SMs: 688 tiles = 5 waves + 28, the 28 split
+    expect(gemmRsTailSplit(86 * 8, 132)).toBe(28);
+    expect(gemmRsTailSplit(32 * 16, 132)).toBe(0); // 4096² at 4096 tokens: 116 in the last wave, halves would not fit
   });
   it('builds A fragments from the code bytes: byte lane%4 of each word, through the group table (the kernel\'s PRMTs, emulated against the reference decoder)', () => {
     const src = gemmWgmmaRsKernel({ format: f, n: 128, k: 256, arch: 'sm_90a' }, 't128').source();

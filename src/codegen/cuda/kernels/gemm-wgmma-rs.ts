@@ -57,11 +57,21 @@ export interface GemmRsVariant {
   /** One wgmma.m64n(BT)k32 a k32 step instead of BT/128 m64n128k32 (the A registers are read
    *  once for all BT tokens). */
   wide?: boolean;
+  /** Split the tiles of the last partial wave into two tiles of this half-height variant each,
+   *  when the halves fit in one wave (gemmRsTailSplit): the wave ends sooner, as a half-height
+   *  tile takes less time than a whole one (t128 at M = 2048: ~0.72 of a t256 tile's time).
+   *  H100, session 7 (bench/results/cuda-h100-prefill-session7-split.json), t256s vs t256:
+   *  63.0 vs 72.9 µs at 11008×4096 and 291 vs 355 µs at 28672×8192 with 512 tokens, 204 vs
+   *  208 µs at 11008×4096 with 2048; where nothing is split the larger kernel runs 1–3 % slower
+   *  (9 % at 8192², 512 tokens), and at 11008×4096 with 4096 tokens the split of 56 of 1376
+   *  tiles did not pay (394 vs 384 µs). */
+  tail?: 't128';
 }
 export const GEMM_RS_VARIANTS = {
   t256: { bt: 256, stages: 5 },
   t256w: { bt: 256, stages: 5, wide: true },
   t128: { bt: 128, stages: 6 },
+  t256s: { bt: 256, stages: 5, tail: 't128' },
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
 /** The runtime's variants of a linear, each with the token count beyond which it runs (its
@@ -71,9 +81,18 @@ export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
  *  256-token tiles fill the GPU beyond 256 tokens and win (M = 512: 71.4 vs 92.7 µs at
  *  11008×4096, 68.7 vs 104.3 at 8192², 279 vs 397 at 28672×8192), while at 128 tokens they
  *  would compute half padding (t256 35.2 vs t128 31.8 µs at 11008×4096, 79.8 vs 61.3 at
- *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. */
+ *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. The 256-token tiles run as
+ *  t256s, which splits a short last wave into half-height tiles: LLaMA-2-7B's gate/up at 512
+ *  tokens have 172 tiles on 132 SMs, 40 of them split (63.0 vs 72.9 µs a linear; 7B prefill of
+ *  2048 tokens 0.070–0.071 s against 0.072–0.073 s with t256, three runs each, session 7). */
 export function gemmRsRuntimeVariants(n: number): { variant: GemmRsVariantName; beyondT: number }[] {
-  return n >= 8192 ? [{ variant: 't256', beyondT: 256 }, { variant: 't128', beyondT: 0 }] : [{ variant: 't128', beyondT: 0 }];
+  return n >= 8192 ? [{ variant: 't256s', beyondT: 256 }, { variant: 't128', beyondT: 0 }] : [{ variant: 't128', beyondT: 0 }];
+}
+/** Tiles of a tail-split variant's last wave that run as two half-height tiles: all of the
+ *  last partial wave's, when their halves fit in one wave of `sms` blocks (the launcher's rule). */
+export function gemmRsTailSplit(tiles: number, sms: number): number {
+  const r = tiles % sms;
+  return r > 0 && 2 * r <= sms ? r : 0;
 }
 /** The variant the runtime uses at small token counts (every linear has it). */
 export const GEMM_RS_RUNTIME: GemmRsVariantName = 't128';
@@ -101,6 +120,11 @@ export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
   const smemBytes = 1024 + v.stages * slot;
   const arch = CUDA_ARCHS[s.arch];
   if (smemBytes > arch.maxSmemPerBlock) throw new Error(`CUDA register-weight prefill GEMM: ${smemBytes} B of shared memory exceed ${s.arch}'s ${arch.maxSmemPerBlock}`);
+  if (v.tail) {
+    const t: GemmRsVariant = GEMM_RS_VARIANTS[v.tail];
+    if (2 * t.bt !== v.bt || t.tail) throw new Error(`CUDA register-weight prefill GEMM: ${v.tail} is not a half-height tile`);
+    if (gemmWgmmaRsPlan(s, v.tail).smemBytes > smemBytes) throw new Error(`CUDA register-weight prefill GEMM: the ${v.tail} tail needs more shared memory than ${variant}`);
+  }
   return { ...v, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
@@ -115,9 +139,11 @@ function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
       : "r"(${a}[0]), "r"(${a}[1]), "r"(${a}[2]), "r"(${a}[3]), "l"(${descB.text}));`);
 }
 
-export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
+/** One tile's work: 128 features from n0, BT tokens from m0 (C++ expressions), in the kernel
+ *  named `n` (its helpers). */
+function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code, m0: Code): Code {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, smemBytes, kt: KT, rowBytes, codeBytes: CB, wide = false } = p;
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, kt: KT, rowBytes, codeBytes: CB, wide = false } = p;
   const H = BT / BF; // 128-token halves of the tile
   // accumulator arrays: one a 128-token half (64 registers), or one of BT/2 with the wide instruction;
   // token half h, register i (0…63): accum<h>[i], or accum0[64h + i]
@@ -125,10 +151,6 @@ export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): Cud
   const accLen = wide ? BT / 2 : 64;
   const accAt = (h: number, i: Code) => (wide ? code`accum0[${64 * h} + ${i}]` : code`accum${h}[${i}]`);
   const K = s.k;
-  const name = gemmWgmmaRsKernelName(s, variant);
-  const n = new Code(name);
-  const prelude = code`${wgmmaHelpers(n)}
-${latticeExpand(n)}`;
   const shiftAt = (row: string, grp: string) => (s.format.shift ? new Code(`__half2float(shifts[${row} + ${grp}])`) : new Code('0.f'));
   // issue step g's wgmmas from register set `set`
   const issue = (set: string) =>
@@ -186,13 +208,13 @@ ${latticeExpand(n)}`;
       }
     }
   }`;
-  const body = code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  return code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u; // swizzled tiles need 1024-byte alignment
   unsigned char* sm = smem_raw + (base - raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q = lane & 3;
   const int f0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2); // features f0 and f0 + 8 of the tile
-  const int n0 = blockIdx.x * ${BF}, m0 = blockIdx.y * ${BT};
+  const int n0 = ${n0}, m0 = ${m0};
   const int er = tid >> 1, eh = tid & 1; // this thread's codes to load: feature er, bytes 16·eh…
   const size_t cs0 = (size_t)(n0 + f0) * ${KT}, cs1 = cs0 + 8 * ${KT};
   ${wgmmaLoadStage(n, { rows: BT, k: K, slotBytes: slot, cOff: C_OFF, codeBytes: CB, rowBytes })}
@@ -294,12 +316,67 @@ ${latticeExpand(n)}`;
   }`,
     ),
   )}`;
+}
+
+export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
+  const p = gemmWgmmaRsPlan(s, variant);
+  const { bt: BT, smemBytes, wide = false } = p;
+  const name = gemmWgmmaRsKernelName(s, variant);
+  const n = new Code(name);
+  const NT = s.n / BF; // feature tiles
+  let body: Code;
+  let grid: readonly [Code, Code, Code];
+  let prelude = code`${wgmmaHelpers(n)}
+${latticeExpand(n)}`;
+  if (p.tail) {
+    // 1-D grid over the BT-token tiles (features fastest), the last `split` of them as two
+    // half-height tiles each (gemmRsTailSplit); the block count tells the kernel the split
+    body = code`  int tn0 = 0, tm0 = 0;
+  const int bt = ${n}_tile((int)blockIdx.x, (int)gridDim.x, T, &tn0, &tm0);
+  if (bt == ${BT}) {
+${rsTileBody(s, variant, n, code`tn0`, code`tm0`)}
+  } else if (bt == ${BT / 2}) {
+${rsTileBody(s, p.tail, n, code`tn0`, code`tm0`)}
+  }`;
+    prelude = code`${prelude}
+/** Blocks of ${n} for T tokens on \`sms\` SMs: its ${BT}-token tiles, plus one for each tile of
+ *  the last partial wave split in two, when the halves fit in one wave. */
+__host__ __device__ inline int ${n}_blocks_for(int T, int sms) {
+  const int tiles = ${NT} * ((T + ${BT - 1}) / ${BT});
+  const int r = tiles % sms; // tiles of the last wave
+  return tiles + (r > 0 && 2 * r <= sms ? r : 0);
+}
+/** The tile of block b of \`blocks\`: its first feature n0 and token m0, and its height (${BT},
+ *  ${BT / 2} for the halves of the split tiles, the last ones, or 0 for a half beyond T). */
+__host__ __device__ inline int ${n}_tile(int b, int blocks, int T, int* n0, int* m0) {
+  const int tiles = ${NT} * ((T + ${BT - 1}) / ${BT});
+  const int full = tiles - (blocks - tiles);
+  if (b < full) { *n0 = (b % ${NT}) * ${BF}; *m0 = (b / ${NT}) * ${BT}; return ${BT}; }
+  const int j = b - full, t = full + (j >> 1);
+  *n0 = (t % ${NT}) * ${BF};
+  *m0 = (t / ${NT}) * ${BT} + (j & 1) * ${BT / 2};
+  return *m0 < T ? ${BT / 2} : 0;
+}
+static unsigned ${n}_blocks(int T) {
+  static int sms = 0;
+  if (!sms) {
+    int dev = 0;
+    TWLAC_CUDA(cudaGetDevice(&dev));
+    TWLAC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return (unsigned)${n}_blocks_for(T, sms);
+}`;
+    grid = [code`${n}_blocks(T)`, code`1`, code`1`];
+  } else {
+    body = rsTileBody(s, variant, n, code`blockIdx.x * ${BF}`, code`blockIdx.y * ${BT}`);
+    grid = [code`${NT}`, code`(T + ${BT - 1}) / ${BT}`, code`1`];
+  }
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: K, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs' },
+    params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}) },
     args: gemmArgs(s),
     block: THREADS,
-    grid: [code`${s.n / BF}`, code`(T + ${BT - 1}) / ${BT}`, code`1`],
+    grid,
     smemBytes,
     prelude,
     body,
