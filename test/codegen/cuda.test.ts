@@ -556,7 +556,7 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
   it.skipIf(!GXX)('t256s: its blocks cover every (feature, token) once, the last partial wave split in half-height tiles only when they fit in one wave (the launcher\'s and kernel\'s own index code, on the host)', async () => {
     const k = gemmWgmmaRsKernel({ format: f, n: 11008, k: 4096, arch: 'sm_90a' }, 't256s');
     const src = k.source();
-    const helpers = src.slice(src.indexOf('__host__ __device__ inline int'), src.indexOf('static unsigned'));
+    const helpers = src.slice(src.indexOf('__host__ __device__ inline int'), src.indexOf('extern "C" __global__'));
     const nm = k.name;
     const out = await runHostProgram(`#include <cstdio>
 #include <vector>

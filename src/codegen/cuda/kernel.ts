@@ -112,11 +112,9 @@ export function defineKernel(spec: KernelSpec): CudaKernel {
         spec.gridLimitByOccupancy
           ? code`  static int resident = 0;
   if (!resident) {
-    int dev = 0, sms = 0, occ = 0;
-    TWLAC_CUDA(cudaGetDevice(&dev));
-    TWLAC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    int occ = 0;
     TWLAC_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, ${name}, ${spec.block}, ${smem}));
-    resident = occ > 0 ? occ * sms : 1;
+    resident = occ > 0 ? occ * twlac_sm_count() : 1;
   }
   dim3 grid((unsigned)min((int)(${gx}), resident), (unsigned)(${gy}), (unsigned)(${gz}));`
           : code`  dim3 grid((unsigned)(${gx}), (unsigned)(${gy}), (unsigned)(${gz}));`,

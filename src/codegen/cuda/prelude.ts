@@ -26,6 +26,16 @@ static const unsigned twlac_pow3[5] = {1u, 3u, 9u, 27u, 81u};
 #define TWLAC_GRID_WAIT() do {} while (0)
 #define TWLAC_GRID_TRIGGER() do {} while (0)
 #endif
+// SMs of the current device, read once (launchers that size their grids by waves)
+static inline int twlac_sm_count() {
+  static int sms = 0;
+  if (!sms) {
+    int dev = 0;
+    TWLAC_CUDA(cudaGetDevice(&dev));
+    TWLAC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  return sms;
+}
 static int twlac_pdl_force = -1; // benchmarks: 1 / 0 overrides TWLAC_PDL
 static inline bool twlac_pdl_enabled() {
   if (twlac_pdl_force >= 0) return twlac_pdl_force == 1;

@@ -356,17 +356,8 @@ __host__ __device__ inline int ${n}_tile(int b, int blocks, int T, int* n0, int*
   *n0 = (t % ${NT}) * ${BF};
   *m0 = (t / ${NT}) * ${BT} + (j & 1) * ${BT / 2};
   return *m0 < T ? ${BT / 2} : 0;
-}
-static unsigned ${n}_blocks(int T) {
-  static int sms = 0;
-  if (!sms) {
-    int dev = 0;
-    TWLAC_CUDA(cudaGetDevice(&dev));
-    TWLAC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
-  return (unsigned)${n}_blocks_for(T, sms);
 }`;
-    grid = [code`${n}_blocks(T)`, code`1`, code`1`];
+    grid = [code`${n}_blocks_for(T, twlac_sm_count())`, code`1`, code`1`];
   } else {
     body = rsTileBody(s, variant, n, code`blockIdx.x * ${BF}`, code`blockIdx.y * ${BT}`);
     grid = [code`${NT}`, code`(T + ${BT - 1}) / ${BT}`, code`1`];
