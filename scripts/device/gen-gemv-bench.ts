@@ -63,6 +63,9 @@ const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: numb
   { f: tq2, n: 40, k: 8192, m: 2, t: 2, tune: { rows: 2, warps: 4, wk: 2, ub: 1, bulk: 2 } },
   { f: tq2, n: 96, k: 11008, m: 4, t: 3, tune: { rows: 1, warps: 4, wk: 1, ub: 2, bulk: 3 } },
   { f: tq2ns, n: 301, k: 2048, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 1 } },
+  // activations staged in shared memory: bulk and register plans, M = 4 with T < M, no shift
+  { f: tq2, n: 296, k: 11008, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xsm: true } },
+  { f: tq2, n: 96, k: 2048, m: 4, t: 3, tune: { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true } },
 ];
 const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
@@ -97,11 +100,12 @@ const addA8 = (shape: GemvShape) => {
 const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
 const benchA8Names = a8Tune ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
 // Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
-const streamChecks = checksStream.map((c) => ({ c, f16: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune), u8: addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'u8', c.tune) }));
-checks.push(...checksStream);
-checkNames.push(...streamChecks.map((s) => s.f16));
+// (activations in shared memory are an int8-only plan)
+const checksStreamF16 = checksStream.filter((c) => !c.tune?.xsm);
+checks.push(...checksStreamF16);
+checkNames.push(...checksStreamF16.map((c) => addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune)));
 checksA8.push(...checksStream);
-checkA8Names.push(...streamChecks.map((s) => s.u8));
+checkA8Names.push(...checksStream.map((c) => addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'u8', c.tune)));
 const sweep: (Partial<StreamTuning> | undefined)[] = [undefined, { rows: 2, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 4, wk: 1, ub: 2 }, { rows: 4, warps: 8, wk: 1, ub: 1 }, { rows: 2, warps: 8, wk: 1, ub: 4 }, { rows: 8, warps: 4, wk: 1, ub: 1 }, { rows: 4, warps: 4, wk: 2, ub: 2 }];
 // Tensor-core skinny GEMM (gemv-tc.ts, prefill chunks): M up to 16 with T ≤ M, groups 64/128/256,
 // no shift, small and large grids.
@@ -128,13 +132,16 @@ const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }
 // plan and the candidates below, fp16 activations with and without bulk loads (confirmation runs).
 const bk = (rows: number, warps: number, wk: number, ub: number, bulk: number): Partial<StreamTuning> => ({ rows, warps, wk, ub, bulk });
 // the previous default plans (register streaming, before bulk loads) next to the current defaults
+// session 8: the register-streaming plans of session 6 at the 70B shapes; activations staged in
+// shared memory (xsm) next to the same plans without
+const xs = (t: Partial<StreamTuning>): Partial<StreamTuning> => ({ ...t, xsm: true });
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
-  '4096x4096': [bk(2, 4, 1, 2, 0)],
-  '11008x4096': [bk(4, 4, 1, 2, 0)],
-  '4096x11008': [bk(2, 4, 1, 2, 0), bk(2, 4, 2, 1, 3)],
-  '8192x8192': [bk(2, 4, 1, 2, 0)],
-  '28672x8192': [bk(8, 4, 2, 1, 0)],
-  '8192x28672': [bk(4, 4, 4, 1, 0)],
+  '4096x4096': [xs(bk(4, 4, 2, 1, 1))],
+  '11008x4096': [xs(bk(4, 4, 1, 1, 2))],
+  '4096x11008': [bk(2, 4, 2, 1, 3), bk(4, 4, 2, 2, 2), xs(bk(4, 4, 2, 1, 3)), xs(bk(4, 4, 2, 2, 2)), xs(bk(2, 4, 2, 1, 3)), xs(bk(4, 8, 4, 1, 2))],
+  '8192x8192': [xs(bk(4, 4, 1, 1, 4))],
+  '28672x8192': [bk(4, 4, 1, 2, 0)],
+  '8192x28672': [bk(2, 4, 1, 2, 0)],
 };
 if (a8Tune) {
   for (const [n, k] of benchShapes) {
@@ -159,6 +166,36 @@ for (const [n, k] of a8Tune ? [] : benchShapes) {
     const u8 = addStream({ format: tq2, n, k, m: 1, arch }, 'u8', t);
     if (!benchNames.includes(f16)) benchNames.push(f16);
     if (!benchA8Names.includes(u8)) benchA8Names.push(u8);
+  }
+}
+// --diag (with --a8-tune): speed-only copies of the default int8 plan at the 7B shapes with one
+// part of the work removed, to see which part bounds a launch (their results are wrong, so they
+// are benchmarked but never checked): nopopc (no Σ d per chunk), noload (no bulk copies: the
+// phases complete at once over stale shared memory), noact (activations not read), nomath (the
+// dot products reduced to XORs). H100, session 8 (bench/results/cuda-h100-logs/gemv-session8/
+// d*.log), chained launches with PDL at 4096×11008: default 7.39 µs, noload 4.8–5.0, noact
+// 6.0, nomath 7.3, nopopc 7.8–7.9: the activation loads, one L2 round trip a batch, are what
+// that shape pays beyond 11008×4096 (5.95 µs, where noact changes nothing).
+const DIAGS: Record<string, (src: string) => string> = {
+  nopopc: (src) => src.replace(/\n\s*if \(m == 0\) cs\d+ \+= __popc[^\n]*/g, ''),
+  noload: (src) =>
+    src
+      .replace(/\n[^\n]*cp\.async\.bulk\.shared[^\n]*/g, '')
+      .replace(/mbarrier\.arrive\.expect_tx\.shared::cta\.b64 st, \[%0\], %1;/g, 'mbarrier.arrive.shared::cta.b64 st, [%0];'),
+  noact: (src) => src.replace(/__ldg\(reinterpret_cast<const uint4\*>\(a \+ \(size_t\)m \* \d+ \+ kq\)\)/g, 'make_uint4(kq, kq + 1, kq + 2, kq + 3)'),
+  nomath: (src) => DIAGS.nopopc(src).replace(/__dp4a\(w & 0x[0-9a-f]+u, xw\[\d\], (d\d\[m\]\[\d\])\)/g, '($1 ^ w)'),
+};
+if (a8Tune && process.argv.includes('--diag')) {
+  for (const [n, k] of [[4096, 11008], [11008, 4096], [4096, 4096], [8192, 8192]]) {
+    const base = gemvStreamKernel({ format: tq2, n, k, m: 1, arch }, 'u8');
+    for (const [d, edit] of Object.entries(DIAGS)) {
+      const name = `${base.name}_d${d}`;
+      const rename = (t: string) => t.split(base.name).join(name);
+      const src = edit(rename(base.source()));
+      if (src === rename(base.source())) throw new Error(`diag ${d} changed nothing in ${base.name}`);
+      kernelsA8.set(name, { shape: { format: tq2, n, k, m: 1, arch }, k: { ...base, name, source: () => src, launcher: () => rename(base.launcher()) } });
+      benchA8Names.push(name);
+    }
   }
 }
 const tableA8 = [...kernelsA8.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.m}, ${s.format.group}, ${s.format.shift ? 1 : 0}, launch_${k.name}},`);

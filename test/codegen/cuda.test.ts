@@ -19,7 +19,7 @@ import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
-import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
+import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, xsmPiece, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel, prefillGemmKernels } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
@@ -340,6 +340,24 @@ describe('emitCuda', () => {
     expect(src).toMatch(/uint64_t twlac_wbar\[4\]/);
     expect(src.indexOf('cp.async.bulk')).toBeLessThan(src.indexOf('TWLAC_GRID_WAIT()')); // requested before the grid wait
     expect(src).not.toMatch(/__ldg\(reinterpret_cast<const uint4\*>\(wc/); // shared memory is read with plain loads
+  });
+  it('streaming GEMV activations in shared memory: a bijective swizzle, conflict-free chunk reads, int8 only', () => {
+    // pieces of 16 B stay in their aligned group of four (so any K·M rounded to 64 B holds them)
+    for (let g = 0; g < 64; g++) expect(new Set([0, 1, 2, 3].map((q) => xsmPiece(4 * g + q)))).toEqual(new Set([0, 1, 2, 3].map((q) => 4 * g + q)));
+    // lanes read piece q of consecutive chunks: each phase of 8 lanes (16-byte reads) covers 32 distinct banks
+    for (const c0 of [0, 8, 172, 1000])
+      for (let q = 0; q < 4; q++)
+        for (let ph = 0; ph < 4; ph++) {
+          const banks = new Set<number>();
+          for (let l = 8 * ph; l < 8 * ph + 8; l++) for (let b = 0; b < 4; b++) banks.add(((xsmPiece(4 * (c0 + l) + q) * 16) / 4 + b) % 32);
+          expect(banks.size).toBe(32);
+        }
+    const f = ternaryFormat('bit2', 128);
+    const src = gemvStreamKernel({ format: f, n: 4096, k: 11008, m: 1, arch: 'sm_90a' }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xsm: true }).source();
+    expect(src).toContain('(P & ~3) | ((P + (P >> 3)) & 3)');
+    expect(src).toMatch(/__shared__ __align__\(16\) uint8_t twlac_xsm\[11008\]/);
+    expect(src.indexOf('twlac_xsm + 16 * xsm_piece(P)')).toBeGreaterThan(src.indexOf('TWLAC_GRID_WAIT()')); // staged after the grid wait
+    expect(() => gemvStreamKernel({ format: f, n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16', { xsm: true })).toThrow(/int8 activations/);
   });
   it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 96), k: 960, m: 4 })).toMatch(/groups of 64k/);
@@ -678,6 +696,9 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           // bulk loads on sm_90a (register streaming on sm_80): one and three phases, grouped
           gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8'),
           gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128, false), n, k: 4096, m: 1, arch })), 'u8'),
+          // activations staged in shared memory (explicit plans): bulk (sm_90a) and register loads, M = 4
+          gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 2, bulk: arch === 'sm_90a' ? 2 : 0, xsm: true }),
+          gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 96, k: 2048, m: 4, arch }, 'u8', { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           ...(arch === 'sm_90a'

@@ -59,6 +59,17 @@ export interface StreamTuning {
    *  cp.async.bulk, requested before the grid wait (sm_90+), landing in this many phases
    *  along K (one mbarrier each), so that decoding starts when the first phase has landed. */
   bulk: number;
+  /** int8 activations staged once a block in shared memory after the grid wait (coalesced
+   *  loads, 16-byte pieces swizzled so that the lanes' chunk reads are free of bank conflicts),
+   *  read from there by every batch. An explicit plan only. H100, session 8 (bench/results/
+   *  cuda-h100-logs/gemv-session8/): at 4096×11008 the activation loads cost a launch 1.35 µs
+   *  of its 7.4 (a copy of the kernel that does not read them runs in 6.0 µs), one L2 round
+   *  trip a batch; staged, the chained launches take 6.8–7.1 µs (r4w4k2u2b2: 4.98–5.11×
+   *  cuBLAS fp16, against 4.74×), but inside the 7B model, where the predecessor is the
+   *  activation kernel and not another GEMV, decode slowed by 0.5–1 % with it on the down
+   *  projection (409 vs 412 tok/s), so no default plan uses it. No change at 4096² and
+   *  11008×4096, 7 % slower at 8192². */
+  xsm?: boolean;
 }
 
 /** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
@@ -92,7 +103,7 @@ export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
-  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}`;
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}${p.xsm ? 'xsm' : ''}`;
 }
 
 export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
@@ -102,14 +113,14 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   // int8 activations at M = 1 without an explicit plan: the bulk default where its slice fits
   // (size, 16-byte alignment, bulk copies on the arch) and the linear is small enough
   if (act === 'u8' && s.m === 1 && !Object.keys(tune).length) {
-    const p = streamPlanFrom(s, tune, bulkDefault(s.n));
+    const p = streamPlanFrom(s, tune, bulkDefault(s.n), act);
     if (p.bulk && s.n * p.rowBytes <= BULK_DEFAULT_CODE_BYTES) return p;
   }
-  return streamPlanFrom(s, tune, STREAM_DEFAULTS[act](s.n, s.k));
+  return streamPlanFrom(s, tune, STREAM_DEFAULTS[act](s.n, s.k), act);
 }
 
 /** The plan of a valid shape: `tune`'s fields, the rest from the defaults `d`. */
-function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuning) {
+function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuning, act: StreamAct) {
   const G = s.format.group;
   const bpg = CODE_PACKINGS.bit2.bytesPerGroup(G);
   const ng = groupsPerRow(s.format, s.k);
@@ -141,7 +152,11 @@ function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuni
   /** First chunk of bulk phase i (i = 0…bulk): phases are whole chunk batches, batch bt in
    *  phase ⌊((bt + 1)·bulk − 1) / batches⌋. */
   const phaseStart = (i: number) => Math.min(cpr, 32 * wk * ub * Math.floor((i * batches) / bulk));
-  return { G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
+  const xsmFits = (bytes: number) => act === 'u8' && (bulkOk ? sliceBytes : 0) + bytes <= 46 * 1024;
+  const xsm = tune.xsm ?? (!!d.xsm && xsmFits(Math.ceil((s.m * s.k) / 64) * 64));
+  const xsmBytes = xsm ? Math.ceil((s.m * s.k) / 64) * 64 : 0;
+  if (xsm && !xsmFits(xsmBytes)) throw new Error(`CUDA streaming GEMV: activations in shared memory need int8 activations and ≤ 46 KB with the slice (${s.n}x${s.k})`);
+  return { xsm, xsmBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
 }
 
 
@@ -151,7 +166,7 @@ interface ActDecl {
   /** Declarations once per kernel. */
   setup(M: number): Code;
   /** Load and reshape the activations of word `kq` for token m (shared by the R rows). */
-  loadX(K: number): Code;
+  loadX(K: number, xsm: boolean): Code;
   /** Work of one word `w` of row r into the chunk partials. */
   word(r: number): Code;
   /** Chunk partials declared per row before its words. */
@@ -199,7 +214,7 @@ ${sumWordActivations(code`xsum[m]`)}`,
     setup: (M) => code`  float sq[${M}], zq[${M}];
   #pragma unroll
   for (int m = 0; m < ${M}; ++m) { sq[m] = m < T ? ap[2 * m] : 0.f; zq[m] = m < T ? ap[2 * m + 1] : 0.f; }`,
-    loadX: (K) => code`          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq));
+    loadX: (K, xsm) => code`          const uint4 xv = ${xsm ? code`*reinterpret_cast<const uint4*>(${XSM} + 16 * xsm_piece((m * ${K} + kq) >> 4))` : code`__ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq))`};
           const uint32_t lo01 = __byte_perm(xv.x, xv.y, 0x5140), hi01 = __byte_perm(xv.x, xv.y, 0x7362);
           const uint32_t lo23 = __byte_perm(xv.z, xv.w, 0x5140), hi23 = __byte_perm(xv.z, xv.w, 0x7362);
           const uint32_t xw[4] = {__byte_perm(lo01, lo23, 0x5410), __byte_perm(lo01, lo23, 0x7632), __byte_perm(hi01, hi23, 0x5410), __byte_perm(hi01, hi23, 0x7632)};
@@ -235,6 +250,30 @@ interface SegmentNames {
 /** The kernel's shared weight slice and its mbarriers (bulk plans), declared once a kernel
  *  so that the segments of a grouped launch share them. */
 const BULK_SMEM = { buf: code`twlac_wsm`, bar: code`twlac_wbar` };
+/** Staged activations (plans with xsm). */
+const XSM = code`twlac_xsm`;
+
+/** xsm plans: the shared array and the piece swizzle, declared once a kernel. Piece P (16 B)
+ *  lives at (P & ~3) | ((P + (P >> 3)) & 3): the lanes of a warp read piece q of consecutive
+ *  64-byte chunks c, which land at 4c + ((q + c/2) & 3), eight lanes on 32 distinct banks. */
+function xsmDeclarations(bytes: number): Code {
+  return code`  __shared__ __align__(16) uint8_t ${XSM}[${bytes}];
+  auto xsm_piece = [](int P) { return ${new Code(XSM_PIECE)}; };`;
+}
+/** The swizzle as C++ (of P), and its TypeScript twin (tests). */
+const XSM_PIECE = '(P & ~3) | ((P + (P >> 3)) & 3)';
+export const xsmPiece = (P: number): number => (P & ~3) | ((P + (P >> 3)) & 3);
+
+/** xsm plans, after the grid wait: the block copies the T tokens' activation codes into ${XSM}. */
+function xsmStage(K: number, M: number, threads: number): Code {
+  const pieces = (M * K) / 16;
+  return code`  #pragma unroll
+  for (int i = 0; i < ${Math.ceil(pieces / threads)}; ++i) {
+    const int P = (int)threadIdx.x + ${threads} * i;
+    if (P < T * ${K / 16}) *reinterpret_cast<uint4*>(${XSM} + 16 * xsm_piece(P)) = __ldg(reinterpret_cast<const uint4*>(a) + P);
+  }
+  __syncthreads();`;
+}
 
 function bulkDeclarations(sliceBytes: number, phases: number): Code {
   return code`  __shared__ __align__(128) uint8_t ${BULK_SMEM.buf}[${sliceBytes}];
@@ -366,7 +405,8 @@ ${A.setup(M)}`
   TWLAC_GRID_TRIGGER();
 ${A.setup(M)}`
 }
-${zeroAccumulators(R, M)}
+${p.xsm ? code`${xsmStage(K, M, warps * 32)}
+` : code``}${zeroAccumulators(R, M)}
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
     // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
@@ -396,7 +436,7 @@ ${join(Array.from({ length: R }, (_, r) => A.chunkStart(r)))}
         #pragma unroll
         for (int m = 0; m < ${M}; ++m) {
           if (m >= T) break;
-${A.loadX(K)}
+${A.loadX(K, p.xsm)}
           uint32_t wd[${R}];
           #pragma unroll
           for (int r = 0; r < ${R}; ++r) wd[r] = raw[b][r][q];
@@ -452,12 +492,12 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   const names: SegmentNames = { bid: code`(int)blockIdx.x`, codes: code`codes`, scales: code`scales`, shifts: code`shifts`, y: code`y` };
   return defineKernel({
     name: gemvStreamKernelName(s, act, tune),
-    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}) },
+    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}), ...(p.xsm ? { xsm: 1 } : {}) },
     args: [...ACTS[act].args, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS],
     block: p.warps * 32,
     grid: [code`${p.blocks}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), streamBody(s, act, tune, names)]),
+    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), ...(p.xsm ? [xsmDeclarations(p.xsmBytes)] : []), streamBody(s, act, tune, names)]),
   });
 }
 
@@ -479,6 +519,7 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   if (plans.some((p) => p.warps !== warps)) throw new Error('CUDA streaming GEMV group: plans differ in block size');
   const bulkSlice = Math.max(0, ...plans.filter((p) => p.bulk).map((p) => p.sliceBytes));
   const bulkPhases = Math.max(0, ...plans.map((p) => p.bulk));
+  const xsmBytes = Math.max(0, ...plans.map((p) => p.xsmBytes));
   let start = 0;
   const branches = segs.map((s, i) => {
     const end = start + plans[i].blocks;
@@ -494,6 +535,6 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
     block: warps * 32,
     grid: [code`${start}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...branches]),
+    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...(xsmBytes > 0 ? [xsmDeclarations(xsmBytes)] : []), ...branches]),
   });
 }
