@@ -4,7 +4,7 @@
 //   case_<i>.bin      check cases: [codes][scales u16][shifts u16][q u8 T*K][(s, z) f32 T*2]
 //                     [y f64 T*N], y = s·Σ_k W[n,k]·(q − z) in float64 with W from the format's
 //                     reference decoder (decodeTernary)
-// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs]
+// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs] [--variants t256,t256t,…]
 //   --rs: only the lattice formats' register-weight kernels (gemm-wgmma-rs.ts), all variants
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,11 +52,16 @@ const benchM = [128, 512, 2048, 4096];
 // and for lattice formats the fold-free one (gemm-wgmma-rs.ts) in each of its tile variants.
 const kernels = new Map<string, { shape: GemmShape; k: CudaKernel }>();
 const rsOnly = process.argv.includes('--rs');
+// --variants a,b: only these register-weight variants (default: all)
+const rsVariants = process.argv.includes('--variants')
+  ? (process.argv[process.argv.indexOf('--variants') + 1].split(',') as GemmRsVariantName[])
+  : (Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]);
+for (const v of rsVariants) if (!(v in GEMM_RS_VARIANTS)) throw new Error(`unknown variant ${v}; known: ${Object.keys(GEMM_RS_VARIANTS).join(', ')}`);
 const add = (shape: GemmShape): string[] => {
   const ks = [
     ...(rsOnly ? [] : [gemmA8Kernel(shape)]),
     ...(rsOnly || gemmWgmmaUnsupported(shape) ? [] : [gemmWgmmaKernel(shape)]),
-    ...(gemmWgmmaRsUnsupported(shape) ? [] : (Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]).map((v) => gemmWgmmaRsKernel(shape, v))),
+    ...(gemmWgmmaRsUnsupported(shape) ? [] : rsVariants.map((v) => gemmWgmmaRsKernel(shape, v))),
   ];
   for (const k of ks) kernels.set(k.name, { shape, k });
   return ks.map((k) => k.name);
