@@ -40,8 +40,13 @@ export function latticeExpand(n: Code): Code {
   return code`__device__ __forceinline__ uint4 ${n}_expand(uint32_t w, uint32_t table) {
   const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);
   const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);
-  return make_uint4(__byte_perm(table, 0u, __byte_perm(s01, s23, 0x40)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x51)),
-                    __byte_perm(table, 0u, __byte_perm(s01, s23, 0x62)), __byte_perm(table, 0u, __byte_perm(s01, s23, 0x73)));
+  // the lookups by PRMT directly: the selectors' nibbles are codes (0…3), so their sign bits are
+  // clear, and __byte_perm's own masking of a variable selector (one LOP3 each) is not needed
+  uint32_t r[4];
+  const uint32_t sel[4] = {__byte_perm(s01, s23, 0x40), __byte_perm(s01, s23, 0x51), __byte_perm(s01, s23, 0x62), __byte_perm(s01, s23, 0x73)};
+  #pragma unroll
+  for (int i = 0; i < 4; ++i) asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r[i]) : "r"(table), "r"(sel[i]));
+  return make_uint4(r[0], r[1], r[2], r[3]);
 }
 `;
 }
@@ -163,7 +168,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       '\n      ',
     );
   // cp.async of group g + AHEAD into the slot wgmma(g − 2) read (free after the barrier of step g)
-  const load = code`if (g + ${AHEAD} < ${KT}) load_stage((g + ${AHEAD}) % ${SA}, g + ${AHEAD});
+  const load = code`if (g + ${AHEAD} < ${KT}) load_stage(sl, g + ${AHEAD});
     asm volatile("cp.async.commit_group;" ::: "memory");`;
   // With an even group count, scales and shifts come two groups a load (half2, aligned): pa
   // holds groups (g0, g0 + 1) of the iteration's first step g0, pb (g0 + 2, g0 + 3); the first
@@ -182,11 +187,14 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   };
   // one K step g with register sets cur (this step) and nxt (the next); second: the
   // iteration's second step
+  // ring slots: sg = g % SA (read by wgmma(g)), sl = (g + AHEAD) % SA (loaded at step g), kept
+  // as counters (a modulo by a non-power of two costs a dozen instructions a use)
   const step = (cur: string, nxt: string, second: boolean) => code`{
+    const int sg1 = sg + 1 == ${SA} ? 0 : sg + 1;
     __syncthreads(); // A(g) landed and fenced in every thread; wgmma(g − 2) done in both warpgroups
     ${load}
     {
-      const uint32_t sa = base + (uint32_t)((g % ${SA}) * ${slot});
+      const uint32_t sa = base + (uint32_t)(sg * ${slot});
       asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
       ${issue(cur)}
       asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
@@ -196,17 +204,19 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
       ${
         pairs
-          ? code`expand(g + 1, ${new Code(nxt)}, ${tablesFromPair(second ? 'pb' : 'pa', second ? 0 : 16)});
+          ? code`expand(sg1, ${new Code(nxt)}, ${tablesFromPair(second ? 'pb' : 'pa', second ? 0 : 16)});
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
       ${second ? code`#pragma unroll
       for (int i = 0; i < 4; ++i) pa[i] = pb[i];
       if (g + 3 < ${KT}) { ${loadPair('pb', 'g + 3')} }` : code``}`
-          : code`expand(g + 1, ${new Code(nxt)}, table_of(sc0a, sh0a, iu0), table_of(sc1a, sh1a, iu1));
+          : code`expand(sg1, ${new Code(nxt)}, table_of(sc0a, sh0a, iu0), table_of(sc1a, sh1a, iu1));
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
       sc0a = sc0b; sh0a = sh0b; sc1a = sc1b; sh1a = sh1b;
       if (g + 3 < ${KT}) { sc0b = __half2float(scales[cs0 + g + 3]); sh0b = ${shiftAt('cs0', 'g + 3')}; sc1b = __half2float(scales[cs1 + g + 3]); sh1b = ${shiftAt('cs1', 'g + 3')}; }`
       }
     }
+    sg = sg1;
+    sl = sl + 1 == ${SA} ? 0 : sl + 1;
   }`;
   return code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t raw = (uint32_t)__cvta_generic_to_shared(smem_raw);
@@ -262,8 +272,8 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8
   // A fragments of group grp into frag[4 steps][a0 a1 a2 a3]: a0/a2 row f0 at k 4q… and 16 + 4q…
   // of the step (bytes q of code words 2·st and 2·st + 1), a1/a3 the same of row f0 + 8
-  auto expand = [&](int grp, uint32_t (&frag)[4][4], uint32_t tb0, uint32_t tb1) {
-    const unsigned char* cb = sm + (grp % ${SA}) * ${slot} + ${C_OFF};
+  auto expand = [&](int slotE, uint32_t (&frag)[4][4], uint32_t tb0, uint32_t tb1) {
+    const unsigned char* cb = sm + slotE * ${slot} + ${C_OFF};
     #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const uint4 lo = *reinterpret_cast<const uint4*>(cb + (f0 + 8 * r) * ${CB});
@@ -288,6 +298,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   // two K steps an iteration, so that each register set has a fixed name
   #pragma unroll 1
+  int sg = 0, sl = ${AHEAD % SA};
   for (int g0 = 0; g0 < ${KT}; g0 += 2) {
     { const int g = g0; ${step('fa', 'fb', false)} }
     if (g0 + 1 < ${KT}) { const int g = g0 + 1; ${step('fb', 'fa', true)} }
