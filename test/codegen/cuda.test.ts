@@ -521,6 +521,45 @@ describe('wgmma prefill GEMM (sm_90a)', () => {
   });
 });
 
+/** PTX prmt.b32 in its default mode: selector nibble bit 3 replicates the chosen byte's sign. */
+function prmtDefault(x: number, y: number, sel: number): number {
+  let r = 0;
+  for (let i = 0; i < 4; i++) {
+    const nib = (sel >>> (4 * i)) & 15, b = nib & 7;
+    const v = (b < 4 ? x >>> (8 * b) : y >>> (8 * (b - 4))) & 0xff;
+    r |= (nib & 8 ? (v & 0x80 ? 0xff : 0) : v) << (8 * i);
+  }
+  return r >>> 0;
+}
+
+describe('lattice GEMM weight expansion', () => {
+  it('looks the codes up by plain prmt: every selector nibble is a code (0…3, sign bit clear), and the bytes come out in k order', () => {
+    const src = gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 128, k: 128, arch: 'sm_90a' }, 't128').source();
+    // the generated expansion, as emulated below
+    expect(src).toContain('const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);');
+    expect(src).toContain('const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);');
+    expect(src).toContain('{__byte_perm(s01, s23, 0x40), __byte_perm(s01, s23, 0x51), __byte_perm(s01, s23, 0x62), __byte_perm(s01, s23, 0x73)}');
+    expect(src).toContain('asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r[i]) : "r"(table), "r"(sel[i]));');
+    let bad = 0;
+    for (let t = 0; t < 4096; t++) {
+      const w = (Math.imul(t, 2654435761) ^ (t << 11) ^ (t >>> 3)) >>> 0;
+      const table = (Math.imul(t + 7, 40503) & 0xffffff00) >>> 0; // bytes 1, 2, 3: the weights of codes 1, 2, 3
+      const s01 = ((w & 0x03030303) | ((w << 2) & 0x30303030)) >>> 0;
+      const s23 = (((w >>> 4) & 0x03030303) | ((w >>> 2) & 0x30303030)) >>> 0;
+      const out = [0x40, 0x51, 0x62, 0x73].map((c) => {
+        const sel = bytePerm(s01, s23, c);
+        for (let i = 0; i < 4; i++) if (((sel >>> (4 * i)) & 15) > 3) bad++;
+        return prmtDefault(table, 0, sel);
+      });
+      for (let k = 0; k < 16; k++) {
+        const code = (w >>> (2 * k)) & 3; // bit2 layout: code k at bits 2k
+        if (((out[k >> 2] >>> (8 * (k & 3))) & 0xff) !== ((table >>> (8 * code)) & 0xff)) bad++;
+      }
+    }
+    expect(bad).toBe(0);
+  });
+});
+
 describe('tensor-core prefill attention', () => {
   it('is the prefill attention up to head dim 128; larger heads keep the CUDA-core kernel', () => {
     const a = { heads: 32, kvHeads: 8, headDim: 128, maxPositions: 4096, ropeTheta: 1e4 };
