@@ -51,6 +51,8 @@ const CONFIGS: Config[] = [
   { name: 'kernel-g64-ns-A16', what: 'tq1_g64_ns (scale only, group 64), A16', opts: { format: 'tq1_g64_ns', ...A16 } },
   { name: 'kernel-g256-A16', what: 'tq1_g256 (group 256), A16', opts: { format: 'tq1_g256', ...A16 } },
   { name: 'kernel-tq2-g128-A16', what: 'tq2_g128 (2-bit codes), A16', opts: { format: 'tq2_g128', ...A16 } },
+  { name: 'kernel-lat-g128-A16', what: 'tq1_g128_lat (scales and shifts on a per-row lattice: the fold-free CUDA prefill GEMM), A16', opts: { format: 'tq1_g128_lat', ...A16 } },
+  { name: 'kernel-lat-g128-A4mp', what: 'tq1_g128_lat, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', ...MP4 } },
 ];
 
 const outFile = resolve(arg('out', join(root, 'bench/results/accuracy.json'))!);
