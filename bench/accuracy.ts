@@ -33,21 +33,24 @@ interface Config {
 }
 
 const A16 = { acts: { kind: 'none' } } as const;
+/** The kernel-g128-* rows (and their ablations) are tq1_g128 without the lattice, as measured
+ *  before tq1_g128_lat became the default (session 8); kernel-lat-g128-* are the default's. */
+const G128 = { format: 'tq1_g128' } as const;
 const MP4 = { acts: { kind: 'mp', budget: 4 } } as const;
 const CONFIGS: Config[] = [
   { name: 'fp32', what: 'source model, no quantisation' },
   { name: 'rtn-ternary', what: 'per-row absmean RTN ternary (BitNet style), A16', opts: { weights: 'rtn-ternary', ...A16 } },
-  { name: 'kernel-g128-A16', what: 'twla kernel structure tq1_g128, A16', opts: { ...A16 } },
-  { name: 'kernel-g128-A4mp', what: 'twla kernel structure tq1_g128, ILA-AMP mean 4 bits', opts: { ...MP4 } },
+  { name: 'kernel-g128-A16', what: 'twla kernel structure tq1_g128, A16', opts: { ...G128, ...A16 } },
+  { name: 'kernel-g128-A4mp', what: 'twla kernel structure tq1_g128, ILA-AMP mean 4 bits', opts: { ...G128, ...MP4 } },
   { name: 'twla-A16', what: 'reference structure (salient order-2 + magnitude groups), A16', opts: { structure: 'twla', ...A16 } },
   { name: 'twla-A4mp', what: 'reference structure, ILA-AMP mean 4 bits', opts: { structure: 'twla', ...MP4 } },
   { name: 'twla-A16-noorder2', what: 'ablation: reference structure without order-2 salient columns', opts: { structure: 'twla', order2Cols: 0, ...A16 } },
-  { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { rotate: false, ...A16 } },
-  { name: 'kernel-g128-A4mp-norotate', what: 'ablation at A4: no KOTMS rotation, ILA-AMP mean 4 bits', opts: { rotate: false, ...MP4 } },
-  { name: 'kernel-g128-A16-nofuse', what: 'every rotation online, as the reference (no folding of the o_proj rotation into v_proj)', opts: { fuse: false, ...A16 } },
-  { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { gptq: false, ...A16 } },
-  { name: 'kernel-g128-A16-noxdomain', what: 'ablation: no X-domain stage', opts: { xDomain: false, ...A16 } },
-  { name: 'kernel-g128-A4uniform', what: 'ablation: no mixed precision (uniform 4-bit activations)', opts: { acts: { kind: 'uniform', bits: 4 } } },
+  { name: 'kernel-g128-A16-norotate', what: 'ablation: no KOTMS rotation', opts: { ...G128, rotate: false, ...A16 } },
+  { name: 'kernel-g128-A4mp-norotate', what: 'ablation at A4: no KOTMS rotation, ILA-AMP mean 4 bits', opts: { ...G128, rotate: false, ...MP4 } },
+  { name: 'kernel-g128-A16-nofuse', what: 'every rotation online, as the reference (no folding of the o_proj rotation into v_proj)', opts: { ...G128, fuse: false, ...A16 } },
+  { name: 'kernel-g128-A16-nogptq', what: 'ablation: no GPTQ error feedback', opts: { ...G128, gptq: false, ...A16 } },
+  { name: 'kernel-g128-A16-noxdomain', what: 'ablation: no X-domain stage', opts: { ...G128, xDomain: false, ...A16 } },
+  { name: 'kernel-g128-A4uniform', what: 'ablation: no mixed precision (uniform 4-bit activations)', opts: { ...G128, acts: { kind: 'uniform', bits: 4 } } },
   { name: 'kernel-g64-ns-A16', what: 'tq1_g64_ns (scale only, group 64), A16', opts: { format: 'tq1_g64_ns', ...A16 } },
   { name: 'kernel-g256-A16', what: 'tq1_g256 (group 256), A16', opts: { format: 'tq1_g256', ...A16 } },
   { name: 'kernel-tq2-g128-A16', what: 'tq2_g128 (2-bit codes), A16', opts: { format: 'tq2_g128', ...A16 } },

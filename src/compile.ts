@@ -25,7 +25,11 @@ export type { CompileOptions } from './passes/context.ts';
 export const DEFAULT_OPTIONS: CompileOptions = {
   weights: 'twla',
   structure: 'kernel',
-  format: 'tq1_g128',
+  // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, fixture perplexity
+  // 40.95 / 42.38 at A16 / ILA-AMP mean 4 bits against 41.04 / 42.43 (all dev windows,
+  // bench/results/accuracy.md), and the CUDA prefill GEMM needs no per-group fold (7B prefill
+  // of 2048 tokens 0.069 s against 0.099 s on the H100).
+  format: 'tq1_g128_lat',
   acts: { kind: 'none' },
   rotate: true,
   fuse: true,

@@ -31,7 +31,7 @@ export function buildProgram(): Command {
     .requiredOption('-o, --out <dir>', 'output directory (written atomically)')
     .addOption(new Option('--weights <method>', 'weight quantization method').choices(['twla', 'rtn-ternary']).default('twla'))
     .addOption(new Option('--structure <s>', 'ternary structure for --weights twla: kernel (fast, <= 2 bits) or twla (the reference structure)').choices(['kernel', 'twla']).default('kernel'))
-    .option('--format <id>', 'storage format for the kernel structure, e.g. tq1_g128 (trit5 codes, group 128, scale+shift); _ns: no shift; _lat: scales on a per-row int8 lattice (fold-free CUDA prefill GEMM)', 'tq1_g128')
+    .option('--format <id>', 'storage format for the kernel structure, e.g. tq1_g128 (trit5 codes, group 128, scale+shift); _ns: no shift; _lat: scales and shifts on a per-row lattice (same bytes; the fold-free CUDA prefill GEMM)', 'tq1_g128_lat')
     .option('--acts <spec>', 'activation precision: 16 | 8 | 4 | mp:4 | mp:6 (mixed precision, mean bits)', '16')
     .option('--calib <text>', 'calibration text file (required by --weights twla and mixed precision)')
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')

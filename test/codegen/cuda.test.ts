@@ -22,6 +22,7 @@ import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/c
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, xsmPiece, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel, prefillGemmKernels } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
+import { DEFAULT_OPTIONS } from '../../src/compile.ts';
 import { gemmWgmmaKernel, gemmWgmmaPlan, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from '../../src/codegen/cuda/kernels/attn-prefill-tc.ts';
 import { GEMM_RS_RUNTIME, GEMM_RS_VARIANTS, gemmRsTailSplit, gemmWgmmaRsKernel, gemmWgmmaRsPlan, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
@@ -31,7 +32,7 @@ import { latticeCheckFunctions } from '../../src/codegen/cuda/lattice-check.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
-import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, snapRowToLattice, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
+import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, parseFormatId, snapRowToLattice, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 
 const run = promisify(execFile);
 const NVCC = ['/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
@@ -582,6 +583,13 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
     expect(prefillGemmKernel({ format: f, n: 4096, k: 4096, arch: 'sm_80' }).name).toMatch(/^gemm_a8_/);
     expect(gemmWgmmaRsUnsupported({ format: ternaryFormat('bit2', 128, true), n: 128, k: 128, arch: 'sm_90a' })).toMatch(/not a lattice format/);
     expect(gemmWgmmaRsUnsupported({ format: f, n: 100, k: 128, arch: 'sm_90a' })).toMatch(/N=100/);
+  });
+  it('the default format is a lattice format, so default compiles take the fold-free prefill GEMM on sm_90a', () => {
+    const d = parseFormatId(DEFAULT_OPTIONS.format);
+    expect(d.lattice).toBe(true);
+    // the runtime's device view of the default (trit5 codes transcoded to bit2 at load) keeps the lattice
+    const onDevice = ternaryFormat('bit2', d.group, d.shift, d.lattice);
+    expect(prefillGemmKernels({ format: onDevice, n: 4096, k: 4096, arch: 'sm_90a' }).map(({ kernel }) => kernel.name)).toEqual([expect.stringMatching(/^gemm_wgr_t128_/)]);
   });
   it('the runtime runs 256-token tiles beyond 256 tokens where N ≥ 8192, 128-token tiles otherwise', () => {
     const names = (n: number, fmt = f, arch: CudaArch = 'sm_90a') => prefillGemmKernels({ format: fmt, n, k: 4096, arch }).map(({ kernel, beyondT }) => `${kernel.name.split('_tq2')[0]}>${beyondT}`);
