@@ -28,7 +28,7 @@ export const DEFAULT_OPTIONS: CompileOptions = {
   // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, fixture perplexity
   // 40.95 / 42.38 at A16 / ILA-AMP mean 4 bits against 41.04 / 42.43 (all dev windows,
   // bench/results/accuracy.md), and the CUDA prefill GEMM needs no per-group fold (7B prefill
-  // of 2048 tokens 0.069 s against 0.099 s on the H100).
+  // of 2048 tokens on the H100: 0.073 s against 0.099 s in one session-6 run).
   format: 'tq1_g128_lat',
   acts: { kind: 'none' },
   rotate: true,
