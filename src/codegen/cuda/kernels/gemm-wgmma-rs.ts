@@ -296,8 +296,10 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  // two K steps an iteration, so that each register set has a fixed name
-  #pragma unroll 1
+  // two K steps an iteration, so that each register set has a fixed name. The loop's unrolling
+  // is nvcc's own: session 8's measurements (bench/results/cuda-h100-logs/gemm-session8/) ran
+  // this source with a \`#pragma unroll 1\` that the counters' declaration had displaced from the
+  // loop (nvcc warned and ignored it); whether forcing it back pays is not measured yet.
   int sg = 0, sl = ${AHEAD % SA};
   for (int g0 = 0; g0 < ${KT}; g0 += 2) {
     { const int g = g0; ${step('fa', 'fb', false)} }
