@@ -152,10 +152,12 @@ function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuni
   /** First chunk of bulk phase i (i = 0…bulk): phases are whole chunk batches, batch bt in
    *  phase ⌊((bt + 1)·bulk − 1) / batches⌋. */
   const phaseStart = (i: number) => Math.min(cpr, 32 * wk * ub * Math.floor((i * batches) / bulk));
-  const xsmFits = (bytes: number) => act === 'u8' && (bulkOk ? sliceBytes : 0) + bytes <= 46 * 1024;
-  const xsm = tune.xsm ?? (!!d.xsm && xsmFits(Math.ceil((s.m * s.k) / 64) * 64));
-  const xsmBytes = xsm ? Math.ceil((s.m * s.k) / 64) * 64 : 0;
-  if (xsm && !xsmFits(xsmBytes)) throw new Error(`CUDA streaming GEMV: activations in shared memory need int8 activations and ≤ 46 KB with the slice (${s.n}x${s.k})`);
+  // staged activations: M·K bytes in whole 64-byte swizzle groups, beside the bulk slice
+  const xsmNeed = Math.ceil((s.m * s.k) / 64) * 64;
+  const xsmFits = act === 'u8' && (bulkOk ? sliceBytes : 0) + xsmNeed <= 46 * 1024;
+  const xsm = tune.xsm ?? (!!d.xsm && xsmFits);
+  const xsmBytes = xsm ? xsmNeed : 0;
+  if (xsm && !xsmFits) throw new Error(`CUDA streaming GEMV: activations in shared memory need int8 activations and ≤ 46 KB with the slice (${s.n}x${s.k})`);
   return { xsm, xsmBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
 }
 
