@@ -70,13 +70,21 @@ export interface GemmRsVariant {
    *  208 µs at 11008×4096 with 2048; where nothing is split the larger kernel runs 1–3 % slower
    *  (9 % at 8192², 512 tokens), and at 11008×4096 with 4096 tokens the split of 56 of 1376
    *  tiles did not pay (394 vs 384 µs). */
-  tail?: 't128';
+  tail?: 't128' | 't128d';
+  /** The two warpgroups run their K loops apart: no block barrier a step, but a full and an
+   *  empty mbarrier a ring slot (cp.async.mbarrier.arrive.noinc by every thread when its copies
+   *  of the slot land; each warp's arrival once its wgmma that read the slot is done), so that
+   *  one warpgroup can expand while the other issues. */
+  decoupled?: boolean;
 }
 export const GEMM_RS_VARIANTS = {
   t256: { bt: 256, stages: 5 },
   t256w: { bt: 256, stages: 5, wide: true },
   t128: { bt: 128, stages: 6 },
   t256s: { bt: 256, stages: 5, tail: 't128' },
+  t256d: { bt: 256, stages: 5, decoupled: true },
+  t128d: { bt: 128, stages: 6, decoupled: true },
+  t256sd: { bt: 256, stages: 5, tail: 't128d', decoupled: true },
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
 /** The runtime's variants of a linear, each with the token count beyond which it runs (its
@@ -127,6 +135,7 @@ export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
   if (smemBytes > arch.maxSmemPerBlock) throw new Error(`CUDA register-weight prefill GEMM: ${smemBytes} B of shared memory exceed ${s.arch}'s ${arch.maxSmemPerBlock}`);
   if (v.tail) {
     const t: GemmRsVariant = GEMM_RS_VARIANTS[v.tail];
+    if (!!t.decoupled !== !!v.decoupled) throw new Error(`CUDA register-weight prefill GEMM: ${variant} and its tail ${v.tail} synchronise differently`);
     if (2 * t.bt !== v.bt || t.tail) throw new Error(`CUDA register-weight prefill GEMM: ${v.tail} is not a half-height tile`);
     if (gemmWgmmaRsPlan(s, v.tail).smemBytes > smemBytes) throw new Error(`CUDA register-weight prefill GEMM: the ${v.tail} tail needs more shared memory than ${variant}`);
   }
@@ -148,7 +157,7 @@ function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
  *  named `n` (its helpers). */
 function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code, m0: Code): Code {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, kt: KT, rowBytes, codeBytes: CB, wide = false } = p;
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, kt: KT, rowBytes, codeBytes: CB, wide = false, decoupled: D = false } = p;
   const H = BT / BF; // 128-token halves of the tile
   // accumulator arrays: one a 128-token half (64 registers), or one of BT/2 with the wide instruction;
   // token half h, register i (0…63): accum<h>[i], or accum0[64h + i]
@@ -168,7 +177,15 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       '\n      ',
     );
   // cp.async of group g + AHEAD into the slot wgmma(g − 2) read (free after the barrier of step g)
-  const load = code`if (g + ${AHEAD} < ${KT}) load_stage(sl, g + ${AHEAD});
+  const mbarWait = (bar: Code, parity: Code) => code`{ uint32_t done_ = 0; while (!done_) asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }" : "=r"(done_) : "r"(${bar}), "r"(${parity}) : "memory"); }`;
+  const load = D
+    ? code`if (g + ${AHEAD} < ${KT}) {
+      // slot sl last held group g + ${AHEAD} − ${SA}: wait until every warp's wgmma that read it is done
+      if (g + ${AHEAD} >= ${SA}) ${mbarWait(code`emptyb + 8 * sl`, code`phl ^ 1`)}
+      load_stage(sl, g + ${AHEAD});
+      asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(fullb + 8 * sl) : "memory");
+    }`
+    : code`if (g + ${AHEAD} < ${KT}) load_stage(sl, g + ${AHEAD});
     asm volatile("cp.async.commit_group;" ::: "memory");`;
   // With an even group count, scales and shifts come two groups a load (half2, aligned): pa
   // holds groups (g0, g0 + 1) of the iteration's first step g0, pb (g0 + 2, g0 + 3); the first
@@ -191,8 +208,8 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   // as counters (a modulo by a non-power of two costs a dozen instructions a use)
   const step = (cur: string, nxt: string, second: boolean) => code`{
     const int sg1 = sg + 1 == ${SA} ? 0 : sg + 1;
-    __syncthreads(); // A(g) landed and fenced in every thread; wgmma(g − 2) done in both warpgroups
-    ${load}
+    ${D ? code`` : code`__syncthreads(); // A(g) landed and fenced in every thread; wgmma(g − 2) done in both warpgroups
+    `}${load}
     {
       const uint32_t sa = base + (uint32_t)(sg * ${slot});
       asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
@@ -200,8 +217,14 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
     }
     asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
-    if (g + 1 < ${KT}) {
-      asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
+    ${
+      D
+        ? code`// this warp's wgmma(g − 1) is done: slot sp is free as far as it is concerned
+    if (g >= 1 && lane == 0) asm volatile("{ .reg .b64 st; mbarrier.arrive.shared::cta.b64 st, [%0]; }" :: "r"(emptyb + 8 * sp) : "memory");
+    `
+        : code``
+    }if (g + 1 < ${KT}) {
+      ${D ? mbarWait(code`fullb + 8 * sg1`, code`ph ^ (sg1 == 0 ? 1 : 0)`) : code`asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");`}
       ${
         pairs
           ? code`expand(sg1, ${new Code(nxt)}, ${tablesFromPair(second ? 'pb' : 'pa', second ? 0 : 16)});
@@ -215,7 +238,10 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       if (g + 3 < ${KT}) { sc0b = __half2float(scales[cs0 + g + 3]); sh0b = ${shiftAt('cs0', 'g + 3')}; sc1b = __half2float(scales[cs1 + g + 3]); sh1b = ${shiftAt('cs1', 'g + 3')}; }`
       }
     }
-    sg = sg1;
+    ${D ? code`sp = sg;
+    if (sg1 == 0) ph ^= 1;
+    if (sl + 1 == ${SA}) phl ^= 1;
+    ` : code``}sg = sg1;
     sl = sl + 1 == ${SA} ? 0 : sl + 1;
   }`;
   return code`  extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -228,10 +254,31 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   const int er = tid >> 1, eh = tid & 1; // this thread's codes to load: feature er, bytes 16·eh…
   const size_t cs0 = (size_t)(n0 + f0) * ${KT}, cs1 = cs0 + 8 * ${KT};
   ${wgmmaLoadStage(n, { rows: BT, k: K, slotBytes: slot, cOff: C_OFF, codeBytes: CB, rowBytes })}
+  ${
+    D
+      ? code`// full[s]: the 256 threads' copies of the slot landed; empty[s]: the 8 warps' wgmma that read it done
+  __shared__ __align__(8) uint64_t ${n}_full[${SA}], ${n}_empty[${SA}];
+  const uint32_t fullb = (uint32_t)__cvta_generic_to_shared(${n}_full), emptyb = (uint32_t)__cvta_generic_to_shared(${n}_empty);
+  if (tid == 0) {
+    #pragma unroll
+    for (int i = 0; i < ${SA}; ++i) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], ${new Code(String(THREADS))};" :: "r"(fullb + 8 * i) : "memory");
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], ${new Code(String(THREADS / 32))};" :: "r"(emptyb + 8 * i) : "memory");
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
   #pragma unroll
+  for (int st = 0; st < ${AHEAD}; ++st)
+    if (st < ${KT}) {
+      load_stage(st, st);
+      asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(fullb + 8 * st) : "memory");
+    }`
+      : code`#pragma unroll
   for (int st = 0; st < ${AHEAD}; ++st) {
     if (st < ${KT}) load_stage(st, st);
     asm volatile("cp.async.commit_group;" ::: "memory");
+  }`
   }
   ${
     pairs
@@ -293,14 +340,15 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   #pragma unroll
   for (int i = 0; i < ${accLen}; ++i) accum${h}[i] = 0;`))}
   uint32_t fa[4][4], fb[4][4];
-  asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");
+  ${D ? mbarWait(code`fullb`, code`0u`) : code`asm volatile("cp.async.wait_group ${new Code(String(AHEAD - 1))};" ::: "memory");`}
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   // two K steps an iteration, so that each register set has a fixed name. The loop's unrolling
   // is nvcc's own: session 8's measurements (bench/results/cuda-h100-logs/gemm-session8/) ran
   // this source with a \`#pragma unroll 1\` that the counters' declaration had displaced from the
   // loop (nvcc warned and ignored it); whether forcing it back pays is not measured yet.
-  int sg = 0, sl = ${AHEAD % SA};
+  int sg = 0, sl = ${AHEAD % SA};${D ? code`
+  int sp = 0, ph = 0, phl = 0; // slot of g − 1; parities of the uses of sg (g / ${SA}) and of sl ((g + ${AHEAD}) / ${SA})` : code``}
   for (int g0 = 0; g0 < ${KT}; g0 += 2) {
     { const int g = g0; ${step('fa', 'fb', false)} }
     if (g0 + 1 < ${KT}) { const int g = g0 + 1; ${step('fb', 'fa', true)} }
@@ -377,7 +425,7 @@ __host__ __device__ inline int ${n}_tile(int b, int blocks, int T, int* n0, int*
   }
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}) },
+    params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}), ...(p.decoupled ? { sync: 'mbarriers' } : {}) },
     args: gemmArgs(s),
     block: THREADS,
     grid,
