@@ -795,3 +795,98 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
     }
   }, 300_000);
 });
+
+describe('lattice GEMM, decoupled warpgroups (t256d, t128d): the ring protocol, simulated', () => {
+  // The two warpgroups' K loops as the kernel runs them (gemm-wgmma-rs.ts, decoupled variants),
+  // interleaved at random; mbarriers as phase counters. Checks: no deadlock, every expand and
+  // wgmma reads the group it expects, a slot is reloaded only after both warpgroups' wgmma that
+  // read it are done, and no parity wait is ever two phases behind (it would alias).
+  it('no deadlock, no early reload, no aliased parity wait, for every ring size, K length and interleaving', () => {
+    // the generated kernel uses the protocol simulated below
+    const src = gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 256, k: 4096, arch: 'sm_90a' }, 't256d').source();
+    for (const piece of [
+      'mbarrier.init.shared::cta.b64 [%0], 256;', // full: every thread's copies
+      'mbarrier.init.shared::cta.b64 [%0], 8;', // empty: every warp's wgmma
+      'if (g + 3 >= 5) { uint32_t done_ = 0;', // the loader waits for the slot's previous group …
+      '"r"(emptyb + 8 * sl), "r"(phl ^ 1)', // … one phase behind the group it loads
+      'cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(fullb + 8 * sl)',
+      'if (g >= 1 && lane == 0) asm volatile("{ .reg .b64 st; mbarrier.arrive.shared::cta.b64 st, [%0]; }" :: "r"(emptyb + 8 * sp)',
+      '"r"(fullb + 8 * sg1), "r"(ph ^ (sg1 == 0 ? 1 : 0))',
+      'sp = sg;\n    if (sg1 == 0) ph ^= 1;\n    if (sl + 1 == 5) phl ^= 1;',
+    ])
+      expect(src).toContain(piece);
+    expect(src).not.toContain('__syncthreads(); // A(g)');
+    const rnd = rng(99);
+    for (const SA of [5, 6]) {
+      const AHEAD = SA - 2;
+      for (const KT of [1, 2, 3, 4, 5, 7, 8, 11, 32, 33]) {
+        for (let trial = 0; trial < 40; trial++) {
+          type Bar = { done: number; got: number; need: number };
+          const mk = (need: number): Bar[] => Array.from({ length: SA }, () => ({ done: 0, got: 0, need }));
+          const full = mk(2), empty = mk(2); // per warpgroup arrivals stand for its 128 threads / 4 warps
+          const arrive = (b: Bar) => {
+            if (++b.got === b.need) { b.got = 0; b.done++; }
+          };
+          const errors: string[] = [];
+          // wait for the phase of parity `par` that the caller means to be phase n: true once done
+          const ready = (b: Bar, par: number, n: number) => {
+            if (b.done >= n + 2) errors.push(`aliased wait: phase ${n}, ${b.done} done`);
+            if ((n & 1) !== par) errors.push(`parity ${par} is not phase ${n}'s`);
+            return b.done > n;
+          };
+          const slotGroup = Array.from({ length: SA }, () => -1);
+          const readers = Array.from({ length: SA }, () => new Set<number>()); // warpgroups whose wgmma reads the slot's group
+          const wgs = [0, 1].map((w) => ({ w, g: 0, pc: 0, sg: 0, sl: AHEAD % SA, sp: 0, ph: 0, phl: 0, inflight: [] as number[], fin: false }));
+          // prologue, both warpgroups: groups 0…AHEAD−1 into slots 0…AHEAD−1
+          for (const wg of wgs) for (let st = 0; st < AHEAD && st < KT; st++) { slotGroup[st] = st; arrive(full[st]); }
+          const firstWait = wgs.map(() => false);
+          let steps = 0;
+          while (wgs.some((x) => !x.fin) && steps++ < 100000 && !errors.length) {
+            const live = wgs.filter((x) => !x.fin);
+            const wg = live[Math.floor(rnd() * live.length)];
+            const w = wg.w;
+            if (!firstWait[w]) { if (ready(full[0], 0, 0)) firstWait[w] = true; continue; } // expand(0)
+            const g = wg.g;
+            const sg1 = wg.sg + 1 === SA ? 0 : wg.sg + 1;
+            if (wg.pc === 0) { // load group g + AHEAD into slot sl
+              if (g + AHEAD < KT) {
+                if (g + AHEAD >= SA && !ready(empty[wg.sl], wg.phl ^ 1, Math.floor((g + AHEAD) / SA) - 1)) continue;
+                if (readers[wg.sl].size) errors.push(`slot ${wg.sl} reloaded while group ${slotGroup[wg.sl]} is read by ${[...readers[wg.sl]]}`);
+                const before = g + AHEAD - SA; // the group the slot held (−1: none yet)
+                if (slotGroup[wg.sl] !== g + AHEAD && slotGroup[wg.sl] !== (before < 0 ? -1 : before)) errors.push(`slot ${wg.sl} held ${slotGroup[wg.sl]} before ${g + AHEAD}`);
+                slotGroup[wg.sl] = g + AHEAD;
+                arrive(full[wg.sl]);
+              }
+              wg.pc = 1;
+            } else if (wg.pc === 1) { // issue wgmma(g) on slot sg, wait for wgmma(g − 1), arrive on its slot's empty barrier
+              if (slotGroup[wg.sg] !== g) errors.push(`wgmma(${g}) of ${w} reads slot ${wg.sg} holding ${slotGroup[wg.sg]}`);
+              readers[wg.sg].add(w);
+              wg.inflight.push(wg.sg);
+              if (wg.inflight.length > 1) {
+                const s = wg.inflight.shift()!;
+                readers[s].delete(w);
+                if (g >= 1) arrive(empty[wg.sp]);
+                if (s !== wg.sp) errors.push(`empty arrival on ${wg.sp}, wgmma read ${s}`);
+              }
+              wg.pc = 2;
+            } else { // expand(g + 1): wait for its slot to be full
+              if (g + 1 < KT) {
+                if (!ready(full[sg1], wg.ph ^ (sg1 === 0 ? 1 : 0), Math.floor((g + 1) / SA))) continue;
+                if (slotGroup[sg1] !== g + 1) errors.push(`expand(${g + 1}) of ${w} reads slot ${sg1} holding ${slotGroup[sg1]}`);
+              }
+              wg.sp = wg.sg;
+              if (sg1 === 0) wg.ph ^= 1;
+              if (wg.sl + 1 === SA) wg.phl ^= 1;
+              wg.sg = sg1;
+              wg.sl = wg.sl + 1 === SA ? 0 : wg.sl + 1;
+              wg.pc = 0;
+              if (++wg.g === KT) { wg.fin = true; for (const s of wg.inflight) readers[s].delete(w); }
+            }
+          }
+          expect(errors.slice(0, 3), `SA ${SA} KT ${KT}`).toEqual([]);
+          expect(wgs.every((x) => x.fin), `deadlock: SA ${SA} KT ${KT}`).toBe(true);
+        }
+      }
+    }
+  });
+});
