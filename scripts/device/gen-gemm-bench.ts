@@ -4,7 +4,7 @@
 //   case_<i>.bin      check cases: [codes][scales u16][shifts u16][q u8 T*K][(s, z) f32 T*2]
 //                     [y f64 T*N], y = s·Σ_k W[n,k]·(q − z) in float64 with W from the format's
 //                     reference decoder (decodeTernary)
-// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs] [--variants t256,t256t,…]
+// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs] [--variants t256,t256t,…] [--m 512,1024]
 //   --rs: only the lattice formats' register-weight kernels (gemm-wgmma-rs.ts), all variants
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,7 +45,9 @@ const checks: { f: TernaryFormat; n: number; k: number; t: number; fracZ?: boole
 ];
 // LLaMA-2-7B (4096, 11008) and LLaMA-3-70B-like (8192, 28672) linears, N×K
 const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672]];
-const benchM = [128, 512, 2048, 4096];
+// --m a,b: token counts to time (default 128, 512, 2048, 4096)
+const benchM = process.argv.includes('--m') ? process.argv[process.argv.indexOf('--m') + 1].split(',').map(Number) : [128, 512, 2048, 4096];
+for (const m of benchM) if (!Number.isInteger(m) || m < 1) throw new Error(`--m: ${m} is not a token count`);
 
 // Every generated kernel that takes the shape, checked and timed in the same run: the mma.sync
 // one (gemm-a8.ts) and, where the arch has wgmma (sm_90a), the warpgroup one (gemm-wgmma.ts)

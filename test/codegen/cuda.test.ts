@@ -589,18 +589,18 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
     expect(d.lattice).toBe(true);
     // the runtime's device view of the default (trit5 codes transcoded to bit2 at load) keeps the lattice
     const onDevice = ternaryFormat('bit2', d.group, d.shift, d.lattice);
-    expect(prefillGemmKernels({ format: onDevice, n: 4096, k: 4096, arch: 'sm_90a' }).map(({ kernel }) => kernel.name)).toEqual([expect.stringMatching(/^gemm_wgr_t128_/)]);
+    expect(prefillGemmKernels({ format: onDevice, n: 4096, k: 4096, arch: 'sm_90a' }).map(({ kernel }) => kernel.name)).toEqual([expect.stringMatching(/^gemm_wgr_t256sd_/), expect.stringMatching(/^gemm_wgr_t128_/)]);
   });
-  it('the runtime runs 256-token tiles beyond 256 tokens where N ≥ 8192, 128-token tiles otherwise', () => {
+  it('the runtime runs 256-token tiles beyond 256 tokens where N ≥ 8192 and beyond 512 tokens elsewhere, 128-token tiles otherwise', () => {
     const names = (n: number, fmt = f, arch: CudaArch = 'sm_90a') => prefillGemmKernels({ format: fmt, n, k: 4096, arch }).map(({ kernel, beyondT }) => `${kernel.name.split('_tq2')[0]}>${beyondT}`);
-    expect(names(4096)).toEqual(['gemm_wgr_t128>0']);
-    expect(names(11008)).toEqual(['gemm_wgr_t256s>256', 'gemm_wgr_t128>0']);
+    expect(names(4096)).toEqual(['gemm_wgr_t256sd>512', 'gemm_wgr_t128>0']);
+    expect(names(11008)).toEqual(['gemm_wgr_t256sd>256', 'gemm_wgr_t128>0']);
     expect(names(11008, ternaryFormat('bit2', 128, true))).toEqual(['gemm_wg>0']);
     expect(names(11008, f, 'sm_80')).toEqual(['gemm_a8>0']);
     // the model's dispatcher: the first variant whose threshold T exceeds
     const src = cudaModelSource(syntheticManifest({ ...tiny, intermediate: 8192 }, f, 8), 'sm_90a');
-    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256s_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
-    expect(src).not.toMatch(/launch_gemm_wgr_t256s?_tq2_g128_lat_n128_/); // N = 128 (q, o): 128-token tiles only
+    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256sd_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
+    expect(src).toMatch(/if \(T > 512\) \{ launch_gemm_wgr_t256sd_tq2_g128_lat_n128_k128_sm_90a_f32\(/); // N = 128 (q, o): 256-token tiles only beyond 512 tokens
   });
   it('every tile variant keeps its ring aligned and in shared memory, and reloads a slot only after the wgmma that read it', () => {
     for (const v of Object.keys(GEMM_RS_VARIANTS) as GemmRsVariantName[]) {

@@ -74,7 +74,11 @@ export interface GemmRsVariant {
   /** The two warpgroups run their K loops apart: no block barrier a step, but a full and an
    *  empty mbarrier a ring slot (cp.async.mbarrier.arrive.noinc by every thread when its copies
    *  of the slot land; each warp's arrival once its wgmma that read the slot is done), so that
-   *  one warpgroup can expand while the other issues. */
+   *  one warpgroup can expand while the other issues. H100, session 9 (bench/results/
+   *  cuda-h100-logs/gemm-session9/, two rounds, 18 shape × M cases at M ≥ 512): t256d vs t256
+   *  1.00× and 0.98× (geometric mean of the speed ratios), t128d vs t128 0.92× both rounds, but
+   *  t256sd vs t256s 1.04× and 1.06× at M ≥ 2048 (1.01× and 1.03× from 512). Keeping the K loop
+   *  rolled (`#pragma unroll 1`) changed nothing (0.99–1.01×), so nvcc's own unrolling stays. */
   decoupled?: boolean;
 }
 export const GEMM_RS_VARIANTS = {
@@ -88,18 +92,22 @@ export const GEMM_RS_VARIANTS = {
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
 /** The runtime's variants of a linear, each with the token count beyond which it runs (its
- *  forwards take at most TWLAC_MAX_CHUNK = 512 tokens). 128-token tiles by default: at
+ *  forwards take at most TWLAC_MAX_CHUNK = 2048 tokens). 128-token tiles by default: at
  *  N = 4096, M = 512 they give 4× the blocks, and t256 leaves most SMs idle (H100, session 6:
  *  t128 25.8 µs vs t256 33.9 µs at 4096², 62.8 vs 88.5 at 4096×11008). From N = 8192 the
  *  256-token tiles fill the GPU beyond 256 tokens and win (M = 512: 71.4 vs 92.7 µs at
  *  11008×4096, 68.7 vs 104.3 at 8192², 279 vs 397 at 28672×8192), while at 128 tokens they
  *  would compute half padding (t256 35.2 vs t128 31.8 µs at 11008×4096, 79.8 vs 61.3 at
- *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. The 256-token tiles run as
- *  t256s, which splits a short last wave into half-height tiles: LLaMA-2-7B's gate/up at 512
- *  tokens have 172 tiles on 132 SMs, 40 of them split (63.0 vs 72.9 µs a linear; 7B prefill of
- *  2048 tokens 0.070–0.071 s against 0.072–0.073 s with t256, three runs each, session 7). */
+ *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. Below N = 8192 they win
+ *  beyond 512 tokens (session 9, bench/results/cuda-h100-logs/gemm-session9/: t256sd vs t128
+ *  at 768 tokens 32.9 vs 43.1 µs at 4096², 81.3 vs 111.4 at 4096×11008; at 512, 27.1 vs 22.1
+ *  and 63.0 vs 62.8). The 256-token tiles run as t256sd: a short last wave split into
+ *  half-height tiles (LLaMA-2-7B's gate/up at 512 tokens have 172 tiles on 132 SMs, 40 of them
+ *  split: 63.0 vs 72.9 µs a linear, session 7), and the warpgroups synchronised by a ring
+ *  slot's mbarriers rather than a block barrier a K step (session 9: the same speed as t256s at
+ *  512 tokens, 4–6 % faster at 2048 and 4096 in two rounds, geometric mean over the 12 cases). */
 export function gemmRsRuntimeVariants(n: number): { variant: GemmRsVariantName; beyondT: number }[] {
-  return n >= 8192 ? [{ variant: 't256s', beyondT: 256 }, { variant: 't128', beyondT: 0 }] : [{ variant: 't128', beyondT: 0 }];
+  return [{ variant: 't256sd', beyondT: n >= 8192 ? 256 : 512 }, { variant: 't128', beyondT: 0 }];
 }
 /** Tiles of a tail-split variant's last wave that run as two half-height tiles: all of the
  *  last partial wave's, when their halves fit in one wave of `sms` blocks (the launcher's rule). */
@@ -344,9 +352,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   // two K steps an iteration, so that each register set has a fixed name. The loop's unrolling
-  // is nvcc's own: session 8's measurements (bench/results/cuda-h100-logs/gemm-session8/) ran
-  // this source with a \`#pragma unroll 1\` that the counters' declaration had displaced from the
-  // loop (nvcc warned and ignored it); whether forcing it back pays is not measured yet.
+  // is nvcc's own (a \`#pragma unroll 1\` measured no different in session 9).
   int sg = 0, sl = ${AHEAD % SA};${D ? code`
   int sp = 0, ph = 0, phl = 0; // slot of g − 1; parities of the uses of sg (g / ${SA}) and of sl ((g + ${AHEAD}) / ${SA})` : code``}
   for (int g0 = 0; g0 < ${KT}; g0 += 2) {

@@ -12,7 +12,8 @@
 // Weights: DIR/weights.bin as described by the generated index, or synthesised on the GPU
 // (--random: random codes/scales in the model's formats, for speed runs of large shapes).
 // Environment: TWLAC_PDL=0 turns programmatic dependent launch off; TWLAC_PREFILL_CHUNK=N
-// prefills N tokens a forward (default TWLAC_MAX_CHUNK; 16 keeps prefill on the GEMVs).
+// prefills N tokens a forward (default TWLAC_MAX_CHUNK; 16 keeps prefill on the GEMVs; the
+// token buffers are sized by it, so a smaller N also takes less memory).
 #include "twlac_model.cuh"
 #include <algorithm>
 #include <chrono>
@@ -84,7 +85,7 @@ struct Runtime {
   cudaStream_t s{};
   void init() {
     TWLAC_CUDA(cudaStreamCreate(&s));
-    const size_t C = TWLAC_MAX_CHUNK;
+    const size_t C = prefill_chunk(); // token buffers for the largest forward (TWLAC_PREFILL_CHUNK caps it, and the memory)
     b.x = dalloc<float>(C * TWLAC_HIDDEN);
     b.q = dalloc<float>(C * TWLAC_HEADS * TWLAC_HEAD_DIM);
     b.k = dalloc<float>(C * TWLAC_KV_HEADS * TWLAC_HEAD_DIM);
