@@ -66,6 +66,10 @@ const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: numb
   // activations staged in shared memory: bulk and register plans, M = 4 with T < M, no shift
   { f: tq2, n: 296, k: 11008, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xsm: true } },
   { f: tq2, n: 96, k: 2048, m: 4, t: 3, tune: { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true } },
+  // activations by bulk copy (xbulk): the 7B down projection's plan on a partial last block;
+  // a partial last group (K = 4000: the last 128-byte run is 32 bytes) over two phases, no shift
+  { f: tq2, n: 296, k: 11008, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xbulk: true } },
+  { f: tq2ns, n: 200, k: 4000, m: 1, t: 1, tune: { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 2, xbulk: true } },
 ];
 const benchShapes: [number, number][] = [
   [4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672],
@@ -101,7 +105,7 @@ const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m:
 const benchA8Names = a8Tune ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
 // Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
 // (activations in shared memory are an int8-only plan)
-const checksStreamF16 = checksStream.filter((c) => !c.tune?.xsm);
+const checksStreamF16 = checksStream.filter((c) => !c.tune?.xsm && !c.tune?.xbulk);
 checks.push(...checksStreamF16);
 checkNames.push(...checksStreamF16.map((c) => addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune)));
 checksA8.push(...checksStream);
@@ -135,11 +139,14 @@ const bk = (rows: number, warps: number, wk: number, ub: number, bulk: number): 
 // session 8: the register-streaming plans of session 6 at the 70B shapes; activations staged in
 // shared memory (xsm) next to the same plans without
 const xs = (t: Partial<StreamTuning>): Partial<StreamTuning> => ({ ...t, xsm: true });
+// session 9: activations by bulk copy (xbulk) on the default plans and the best xsm plans
+const xb = (t: Partial<StreamTuning>): Partial<StreamTuning> => ({ ...t, xbulk: true });
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
-  '4096x4096': [xs(bk(4, 4, 2, 1, 1))],
-  '11008x4096': [xs(bk(4, 4, 1, 1, 2))],
-  '4096x11008': [bk(2, 4, 2, 1, 3), bk(4, 4, 2, 2, 2), xs(bk(4, 4, 2, 1, 3)), xs(bk(4, 4, 2, 2, 2)), xs(bk(2, 4, 2, 1, 3)), xs(bk(4, 8, 4, 1, 2))],
-  '8192x8192': [xs(bk(4, 4, 1, 1, 4))],
+  '4096x4096': [xb(bk(4, 4, 2, 1, 8))],
+  '11008x4096': [xb(bk(4, 4, 1, 1, 8))],
+  // the default takes xbulk here (K > 8192); bk(4, 4, 2, 1, 8) is the same plan without it
+  '4096x11008': [bk(4, 4, 2, 1, 8), xs(bk(4, 4, 2, 2, 2)), xb(bk(4, 4, 2, 2, 2)), xb(bk(2, 4, 2, 1, 3)), xb(bk(4, 8, 4, 1, 2))],
+  '8192x8192': [xb(bk(4, 4, 1, 1, 8))],
   '28672x8192': [bk(4, 4, 1, 2, 0)],
   '8192x28672': [bk(2, 4, 1, 2, 0)],
 };

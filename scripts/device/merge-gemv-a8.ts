@@ -42,7 +42,7 @@ const out = {
     merge: 'npx tsx scripts/device/merge-gemv-a8.ts <device out>... [--decode LOG]',
   },
   runs: runs.length,
-  note: 'M = 1, tq2_g128; gemv_sa8_* = int8 activation codes, gemv_s_* = fp16 activations. gemv_s(a8)_<shape> = the default plan (kernels/gemv-stream.ts), suffix rRwWkKuU = an explicit plan (rows a warp, warps, K-split warps, chunks in flight), then bB = bulk loads into shared memory landing in B phases (a bare b, from the first runs, is one phase). samples = timings over all runs (each run times every kernel it has once). us = median over the samples of the per-launch time in a CUDA graph over rotating buffers (>= 400 MB, no L2 reuse), withPdl = the same with programmatic dependent launch on, as inside the runtime. Ratios are against cuBLAS fp16 (cublasGemmEx) of the same run.',
+  note: 'M = 1, tq2_g128; gemv_sa8_* = int8 activation codes, gemv_s_* = fp16 activations. gemv_s(a8)_<shape> = the default plan (kernels/gemv-stream.ts), suffix rRwWkKuU = an explicit plan (rows a warp, warps, K-split warps, chunks in flight), then bB = bulk loads into shared memory landing in B phases (a bare b, from the first runs, is one phase). A trailing xsm or xb: the activations too go through shared memory, copied by the threads (xsm) or by bulk copies a phase (xb, as the default plans do beyond K = 8192). samples = timings over all runs (each run times every kernel it has once). us = median over the samples of the per-launch time in a CUDA graph over rotating buffers (>= 400 MB, no L2 reuse), withPdl = the same with programmatic dependent launch on, as inside the runtime. Ratios are against cuBLAS fp16 (cublasGemmEx) of the same run.',
   checksFailed: runs.map((r) => r.failures),
   shapes: Object.fromEntries(
     shapes.map((sh) => {

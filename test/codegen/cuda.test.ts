@@ -360,6 +360,45 @@ describe('emitCuda', () => {
     expect(src.indexOf('twlac_xsm + 16 * xsm_piece(P)')).toBeGreaterThan(src.indexOf('TWLAC_GRID_WAIT()')); // staged after the grid wait
     expect(() => gemvStreamKernel({ format: f, n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16', { xsm: true })).toThrow(/int8 activations/);
   });
+  it('streaming GEMV activations by bulk copy: one copy a phase, of the K range its chunks read, on the phase\'s mbarrier armed with its bytes', () => {
+    const f = ternaryFormat('bit2', 128);
+    for (const [n, k, tune] of [
+      [4096, 11008, { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3 }],
+      [200, 4000, { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 2 }],
+    ] as const) {
+      const p = gemvStreamPlan({ format: f, n, k, m: 1, arch: 'sm_90a' }, 'u8', { ...tune, xbulk: true });
+      const src = gemvStreamKernel({ format: f, n, k, m: 1, arch: 'sm_90a' }, 'u8', { ...tune, xbulk: true }).source();
+      expect(p.bulk).toBe(tune.bulk);
+      expect(src).toContain(`uint8_t twlac_xbk[${k}]`);
+      expect(src).toContain('*reinterpret_cast<const uint4*>(twlac_xbk + kq)');
+      const armed = [...src.matchAll(/"r"\(xbar \+ (\d+)\), "r"\((\d+)u\)/g)].map((m) => [Number(m[1]) / 8, Number(m[2])]);
+      const copies = [...src.matchAll(/"r"\(xs \+ (\d+)u\), "l"\(a \+ (\d+)\), "r"\((\d+)u\), "r"\(xbar \+ (\d+)\)/g)].map((m) => m.slice(1).map(Number));
+      expect(armed.map(([i]) => i)).toEqual([...Array(p.bulk).keys()]);
+      expect(copies).toHaveLength(p.bulk);
+      let next = 0;
+      for (const [i, [dst, src0, bytes, bar]] of copies.entries()) {
+        // the chunks of phase i (64 codes each) read k = 64·phaseStart(i)… (clipped to K): that range, in order, no gaps
+        expect(dst).toBe(src0);
+        expect(src0).toBe(next);
+        expect(src0).toBe(Math.min(k, 64 * p.phaseStart(i)));
+        expect(src0 + bytes).toBe(Math.min(k, 64 * p.phaseStart(i + 1)));
+        expect(bar / 8).toBe(i);
+        expect(armed[i][1]).toBe(bytes);
+        expect(bytes % 16).toBe(0);
+        next = src0 + bytes;
+      }
+      expect(next).toBe(k);
+      // requested after the grid wait (the activations are the previous kernel's output), waited on with the weights' phases
+      expect(src.indexOf('"l"(a + 0)')).toBeGreaterThan(src.indexOf('TWLAC_GRID_WAIT()'));
+      expect(src).toMatch(/__cvta_generic_to_shared\(twlac_xbar\) \+ 8 \* landed/);
+    }
+    const s1 = { format: f, n: 4096, k: 11008, m: 1, arch: 'sm_90a' } as const;
+    expect(() => gemvStreamPlan(s1, 'f16', { bulk: 3, xbulk: true })).toThrow(/int8 activations, M = 1/);
+    expect(() => gemvStreamPlan({ ...s1, m: 2 }, 'u8', { bulk: 3, xbulk: true })).toThrow(/M = 1/);
+    expect(() => gemvStreamPlan(s1, 'u8', { bulk: 0, xbulk: true })).toThrow(/a bulk plan/);
+    expect(() => gemvStreamPlan(s1, 'u8', { bulk: 3, xsm: true, xbulk: true })).toThrow(/no xsm/);
+    expect(() => gemvStreamPlan({ ...s1, arch: 'sm_80' }, 'u8', { xbulk: true })).toThrow(/a bulk plan/);
+  });
   it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 96), k: 960, m: 4 })).toMatch(/groups of 64k/);
     expect(gemvTcUnsupported({ format: ternaryFormat('bit2', 128), k: 1000, m: 4 })).toMatch(/K=1000/);
@@ -746,6 +785,13 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           // activations staged in shared memory (explicit plans): bulk (sm_90a) and register loads, M = 4
           gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 2, bulk: arch === 'sm_90a' ? 2 : 0, xsm: true }),
           gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 96, k: 2048, m: 4, arch }, 'u8', { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true }),
+          // activations by bulk copy (sm_90a only: bulk copies), three phases and a partial last run
+          ...(arch === 'sm_90a'
+            ? [
+                gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xbulk: true }),
+                gemvStreamKernel({ format: ternaryFormat('bit2', 128, false), n: 200, k: 4000, m: 1, arch }, 'u8', { rows: 2, warps: 4, wk: 1, ub: 1, bulk: 2, xbulk: true }),
+              ]
+            : []),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 4096, arch }),
           gemmA8Kernel({ format: ternaryFormat('bit2', 128, false), n: 128, k: 128, arch }),
           ...(arch === 'sm_90a'

@@ -25,6 +25,8 @@
 // Inside a CUDA graph with programmatic dependent launch the slice arrives while the previous
 // kernel still runs (bench/results/cuda-h100-gemv-a8.json, vs cuBLAS fp16: 5.2–5.9× at
 // 4096², 11008×4096 and 8192², 4.7× at 4096×11008, against 4.3–5.1× with register loads).
+// Beyond K = 8192 the activations come the same way, after the grid wait (xbulk): 5.6× at
+// 4096×11008 (session 9).
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
@@ -70,6 +72,11 @@ export interface StreamTuning {
    *  projection (409 vs 412 tok/s), so no default plan uses it. No change at 4096² and
    *  11008×4096, 7 % slower at 8192². */
   xsm?: boolean;
+  /** Bulk plans at M = 1: the int8 activations also come by cp.async.bulk into shared memory,
+   *  requested after the grid wait by thread 0, one copy a weight phase's K range with an
+   *  mbarrier each. Every block reads the activations from L2 once, with no block barrier and
+   *  no thread copying them. The default of bulk plans beyond XBULK_DEFAULT_MIN_K. */
+  xbulk?: boolean;
 }
 
 /** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
@@ -93,7 +100,16 @@ const BULK_MAX_BYTES = 40 * 1024;
  *  8.29 µs; at the 70B shapes (58 MB of codes) the register-streaming plan, already at the
  *  copy bandwidth, stays ahead, so larger linears keep it. */
 const BULK_DEFAULT_CODE_BYTES = 20 << 20;
-const bulkDefault = (n: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8 });
+const bulkDefault = (n: number, k: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8, xbulk: k > XBULK_DEFAULT_MIN_K });
+/** Bulk plans take the activations by bulk copy too (xbulk) beyond this K, where it fits. H100,
+ *  session 9 (bench/results/cuda-h100-logs/gemv-session9/): chained launches with PDL at
+ *  4096×11008, 5.56–5.63× cuBLAS fp16 against 4.73–4.75× without (the activation reads were
+ *  1.35 of its 7.4 µs, session 8); 5.20–5.29× vs 5.22–5.27× at 4096², 5.91–5.93× vs 5.86–5.88× at
+ *  11008×4096, but 5.41–5.43× vs 5.69–5.72× at 8192². Inside the 7B model with it on the down
+ *  projection only (K = 11008), decode ran at 411.6/411.2 and 412.1/409.6 tok/s (tq2lat-a8,
+ *  tq1lat-a4) against 409.8/409.8 and 408.5/408.4 without, two alternating rounds; on every bulk
+ *  GEMV, 410.7/410.8 and 412.6/410.5. */
+const XBULK_DEFAULT_MIN_K = 8192;
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
 const MIN_BLOCKS = 264;
@@ -103,7 +119,7 @@ export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
-  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}${p.xsm ? 'xsm' : ''}`;
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}${p.xsm ? 'xsm' : ''}${p.xbulk ? 'xb' : ''}`;
 }
 
 export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
@@ -113,7 +129,7 @@ export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<Strea
   // int8 activations at M = 1 without an explicit plan: the bulk default where its slice fits
   // (size, 16-byte alignment, bulk copies on the arch) and the linear is small enough
   if (act === 'u8' && s.m === 1 && !Object.keys(tune).length) {
-    const p = streamPlanFrom(s, tune, bulkDefault(s.n), act);
+    const p = streamPlanFrom(s, tune, bulkDefault(s.n, s.k), act);
     if (p.bulk && s.n * p.rowBytes <= BULK_DEFAULT_CODE_BYTES) return p;
   }
   return streamPlanFrom(s, tune, STREAM_DEFAULTS[act](s.n, s.k), act);
@@ -158,7 +174,12 @@ function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuni
   const xsm = tune.xsm ?? (!!d.xsm && xsmFits);
   const xsmBytes = xsm ? xsmNeed : 0;
   if (xsm && !xsmFits) throw new Error(`CUDA streaming GEMV: activations in shared memory need int8 activations and ≤ 46 KB with the slice (${s.n}x${s.k})`);
-  return { xsm, xsmBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
+  const xbulkFits = sliceBytes + s.k <= 46 * 1024;
+  const xbulk = tune.xbulk ?? (!!d.xbulk && act === 'u8' && s.m === 1 && bulk > 0 && !xsm && xbulkFits);
+  if (xbulk && (act !== 'u8' || s.m !== 1 || !bulk || xsm)) throw new Error(`CUDA streaming GEMV: activations by bulk copy need int8 activations, M = 1, a bulk plan and no xsm (${s.n}x${s.k})`);
+  if (xbulk && !xbulkFits) throw new Error(`CUDA streaming GEMV: the slice and the activations need ${sliceBytes + s.k} B of shared memory, more than 46 KB (${s.n}x${s.k})`);
+  const xbulkBytes = xbulk ? s.k : 0;
+  return { xsm, xsmBytes, xbulk, xbulkBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
 }
 
 
@@ -168,7 +189,7 @@ interface ActDecl {
   /** Declarations once per kernel. */
   setup(M: number): Code;
   /** Load and reshape the activations of word `kq` for token m (shared by the R rows). */
-  loadX(K: number, xsm: boolean): Code;
+  loadX(K: number, xsm: boolean, xbulk?: boolean): Code;
   /** Work of one word `w` of row r into the chunk partials. */
   word(r: number): Code;
   /** Chunk partials declared per row before its words. */
@@ -216,7 +237,7 @@ ${sumWordActivations(code`xsum[m]`)}`,
     setup: (M) => code`  float sq[${M}], zq[${M}];
   #pragma unroll
   for (int m = 0; m < ${M}; ++m) { sq[m] = m < T ? ap[2 * m] : 0.f; zq[m] = m < T ? ap[2 * m + 1] : 0.f; }`,
-    loadX: (K, xsm) => code`          const uint4 xv = ${xsm ? code`*reinterpret_cast<const uint4*>(${XSM} + 16 * xsm_piece((m * ${K} + kq) >> 4))` : code`__ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq))`};
+    loadX: (K, xsm, xbulk) => code`          const uint4 xv = ${xbulk ? code`*reinterpret_cast<const uint4*>(${XBULK.buf} + kq)` : xsm ? code`*reinterpret_cast<const uint4*>(${XSM} + 16 * xsm_piece((m * ${K} + kq) >> 4))` : code`__ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq))`};
           const uint32_t lo01 = __byte_perm(xv.x, xv.y, 0x5140), hi01 = __byte_perm(xv.x, xv.y, 0x7362);
           const uint32_t lo23 = __byte_perm(xv.z, xv.w, 0x5140), hi23 = __byte_perm(xv.z, xv.w, 0x7362);
           const uint32_t xw[4] = {__byte_perm(lo01, lo23, 0x5410), __byte_perm(lo01, lo23, 0x7632), __byte_perm(hi01, hi23, 0x5410), __byte_perm(hi01, hi23, 0x7632)};
@@ -266,6 +287,35 @@ function xsmDeclarations(bytes: number): Code {
 const XSM_PIECE = '(P & ~3) | ((P + (P >> 3)) & 3)';
 export const xsmPiece = (P: number): number => (P & ~3) | ((P + (P >> 3)) & 3);
 
+const XBULK = { buf: code`twlac_xbk`, bar: code`twlac_xbar` };
+function xbulkDeclarations(bytes: number, phases: number): Code {
+  return code`  __shared__ __align__(128) uint8_t ${XBULK.buf}[${bytes}];
+  __shared__ __align__(8) uint64_t ${XBULK.bar}[${phases}];`;
+}
+/** xbulk plans, after the grid wait: thread 0 requests each phase's K range of the activations
+ *  (one cp.async.bulk a phase, on the phase's own mbarrier, armed with its bytes). The layout is
+ *  plain (byte k at k), so the lanes' 16-byte reads of consecutive 64-byte chunks conflict 4-way
+ *  in the banks: a few dozen cycles a batch, against one bulk copy a 128-byte run with padding,
+ *  which measured 1.5× slower at 4096×11008 (session 9: 86 small copies a block). */
+function xbulkRequest(p: ReturnType<typeof gemvStreamPlan>, K: number): Code {
+  const { bulk: P, phaseStart } = p;
+  const kStart = (i: number) => Math.min(K, 64 * phaseStart(i)); // chunks are 64 codes (16-byte code chunks)
+  return code`  if (threadIdx.x == 0) {
+    const uint32_t xs = (uint32_t)__cvta_generic_to_shared(${XBULK.buf}), xbar = (uint32_t)__cvta_generic_to_shared(${XBULK.bar});
+${join(
+  Array.from({ length: P }, (_, i) => {
+    const k0 = kStart(i), bytes = kStart(i + 1) - k0;
+    return code`    asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" :: "r"(xbar + ${8 * i}), "r"(${bytes}u) : "memory");${
+      bytes > 0
+        ? code`
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" :: "r"(xs + ${k0}u), "l"(a + ${k0}), "r"(${bytes}u), "r"(xbar + ${8 * i}) : "memory");`
+        : code``
+    }`;
+  }),
+)}
+  }`;
+}
+
 /** xsm plans, after the grid wait: the block copies the T tokens' activation codes into ${XSM}. */
 function xsmStage(K: number, M: number, threads: number): Code {
   const pieces = (M * K) / 16;
@@ -302,7 +352,13 @@ function bulkRequest(p: ReturnType<typeof gemvStreamPlan>, N: number, shift: boo
   const uint32_t bnr = (uint32_t)min(${rpb}, ${N} - brow0);
   if (threadIdx.x == 0) {
     #pragma unroll
-    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(bar + 8 * i) : "memory");
+    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(bar + 8 * i) : "memory");${
+      p.xbulk
+        ? code`
+    #pragma unroll
+    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"((uint32_t)__cvta_generic_to_shared(${XBULK.bar}) + 8 * i) : "memory");`
+        : code``
+    }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 ${join(
   Array.from({ length: P }, (_, i) => {
@@ -332,13 +388,20 @@ ${join(
 /** Bulk plans, before batch bt: wait until every phase up to the batch's own has landed. A
  *  phase's mbarrier completes once, so each is waited on with parity 0. */
 function bulkWait(p: ReturnType<typeof gemvStreamPlan>): Code {
-  const { batches, bulk: P } = p;
+  const { batches, bulk: P, xbulk } = p;
   return code`    {
       const int need = ((bt + 1) * ${P} - 1) / ${batches}; // the phase of batch bt
       for (; landed <= need; ++landed) {
         uint32_t done = 0;
         while (!done)
-          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(bar + 8 * landed) : "memory");
+          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(bar + 8 * landed) : "memory");${
+            xbulk
+              ? code`
+        done = 0;
+        while (!done) // and the phase's activations
+          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"((uint32_t)__cvta_generic_to_shared(${XBULK.bar}) + 8 * landed) : "memory");`
+              : code``
+          }
       }
     }`;
 }
@@ -390,7 +453,8 @@ ${
   bulk
     ? code`${bulkRequest(p, N, shift, nm)}
 ${rowOffsets(R, N, rowBytes, ng, code`brow0`)}
-  TWLAC_GRID_WAIT();
+  TWLAC_GRID_WAIT();${p.xbulk ? code`
+${xbulkRequest(p, K)}` : code``}
   TWLAC_GRID_TRIGGER();
 ${A.setup(M)}`
     : code`${rowOffsets(R, N, rowBytes, ng)}
@@ -438,7 +502,7 @@ ${join(Array.from({ length: R }, (_, r) => A.chunkStart(r)))}
         #pragma unroll
         for (int m = 0; m < ${M}; ++m) {
           if (m >= T) break;
-${A.loadX(K, p.xsm)}
+${A.loadX(K, p.xsm, p.xbulk)}
           uint32_t wd[${R}];
           #pragma unroll
           for (int r = 0; r < ${R}; ++r) wd[r] = raw[b][r][q];
@@ -494,12 +558,12 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   const names: SegmentNames = { bid: code`(int)blockIdx.x`, codes: code`codes`, scales: code`scales`, shifts: code`shifts`, y: code`y` };
   return defineKernel({
     name: gemvStreamKernelName(s, act, tune),
-    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}), ...(p.xsm ? { xsm: 1 } : {}) },
+    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}), ...(p.xsm ? { xsm: 1 } : {}), ...(p.xbulk ? { xbulk: 1 } : {}) },
     args: [...ACTS[act].args, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS],
     block: p.warps * 32,
     grid: [code`${p.blocks}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), ...(p.xsm ? [xsmDeclarations(p.xsmBytes)] : []), streamBody(s, act, tune, names)]),
+    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), ...(p.xsm ? [xsmDeclarations(p.xsmBytes)] : []), ...(p.xbulk ? [xbulkDeclarations(p.xbulkBytes, p.bulk)] : []), streamBody(s, act, tune, names)]),
   });
 }
 
@@ -522,6 +586,8 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   const bulkSlice = Math.max(0, ...plans.filter((p) => p.bulk).map((p) => p.sliceBytes));
   const bulkPhases = Math.max(0, ...plans.map((p) => p.bulk));
   const xsmBytes = Math.max(0, ...plans.map((p) => p.xsmBytes));
+  const xbulkBytes = Math.max(0, ...plans.map((p) => p.xbulkBytes));
+  const xbulkPhases = Math.max(0, ...plans.filter((p) => p.xbulk).map((p) => p.bulk));
   let start = 0;
   const branches = segs.map((s, i) => {
     const end = start + plans[i].blocks;
@@ -537,6 +603,6 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
     block: warps * 32,
     grid: [code`${start}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...(xsmBytes > 0 ? [xsmDeclarations(xsmBytes)] : []), ...branches]),
+    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...(xsmBytes > 0 ? [xsmDeclarations(xsmBytes)] : []), ...(xbulkBytes > 0 ? [xbulkDeclarations(xbulkBytes, xbulkPhases)] : []), ...branches]),
   });
 }
