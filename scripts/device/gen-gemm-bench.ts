@@ -42,6 +42,9 @@ const checks: { f: TernaryFormat; n: number; k: number; t: number; fracZ?: boole
   // 133 feature tiles × one 256-token tile on a 132-SM GPU: t256s runs 132 whole tiles and
   // splits the last in two half-height tiles (the small cases above are all split)
   { f: tq2lat, n: 17024, k: 256, t: 160 },
+  // whole 256-token tiles and a partial last one (the decoupled variants' one-address copies in
+  // whole tiles, per-row checks in the last)
+  { f: tq2lat, n: 256, k: 1024, t: 600 },
 ];
 // LLaMA-2-7B (4096, 11008) and LLaMA-3-70B-like (8192, 28672) linears, N×K
 const benchShapes: [number, number][] = [[4096, 4096], [11008, 4096], [4096, 11008], [8192, 8192], [28672, 8192], [8192, 28672]];

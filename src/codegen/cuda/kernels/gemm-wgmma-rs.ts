@@ -261,7 +261,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   const int n0 = ${n0}, m0 = ${m0};
   const int er = tid >> 1, eh = tid & 1; // this thread's codes to load: feature er, bytes 16·eh…
   const size_t cs0 = (size_t)(n0 + f0) * ${KT}, cs1 = cs0 + 8 * ${KT};
-  ${wgmmaLoadStage(n, { rows: BT, k: K, slotBytes: slot, cOff: C_OFF, codeBytes: CB, rowBytes })}
+  ${wgmmaLoadStage(n, { rows: BT, k: K, slotBytes: slot, cOff: C_OFF, codeBytes: CB, rowBytes, oneAddress: D })}
   ${
     D
       ? code`// full[s]: the 256 threads' copies of the slot landed; empty[s]: the 8 warps' wgmma that read it done
@@ -321,7 +321,8 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   auto table_of = [](float sc, float sh, float iu) -> uint32_t {
     // exact integers below 2^22: the 1.5·2^23 bias leaves them in the low mantissa bits (no F2I)
     const int si = __float_as_int(fmaf(sc, iu, 12582912.f)) - 0x4B400000, zi = __float_as_int(fmaf(sh, iu, 12582912.f)) - 0x4B400000;
-    return (((uint32_t)(zi - si) & 0xffu) << 8) | (((uint32_t)zi & 0xffu) << 16) | (((uint32_t)(zi + si) & 0xffu) << 24);
+    // bytes [0, z' − s', z', z' + s'] by two byte permutes
+    return __byte_perm(__byte_perm((uint32_t)(zi - si) << 8, (uint32_t)zi, 0x0410), (uint32_t)(zi + si), 0x4210);
   };
   const uint32_t selq = (uint32_t)q | ((uint32_t)(4 + q) << 4); // byte q of a word pair
   int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8

@@ -69,6 +69,9 @@ export function wgmmaHelpers(n: Code): Code {
   return code`__device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src, bool full) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(full ? 16 : 0));
 }
+__device__ __forceinline__ void ${n}_cp16f(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src));
+}
 // SWIZZLE_128B K-major matrix descriptor: start address, LBO 1 (unused), SBO 1024 B (8 rows of 128 B)
 __device__ __forceinline__ uint64_t ${n}_desc(uint32_t addr) {
   return (uint64_t)((addr & 0x3FFFFu) >> 4) | (1ull << 16) | ((uint64_t)(1024 >> 4) << 32) | (1ull << 62);
@@ -98,17 +101,46 @@ export function pin(set: string, count: number): Code {
  *  m0 … m0 + rows − 1 (128-byte swizzled, zero-filled past T) and of the tile's packed codes
  *  (feature er = tid / 2, code bytes 16·eh …, eh = tid % 2) into the slot at cOff. Uses base,
  *  tid, m0, n0, er and eh of the block; ${THREADS} threads. */
-export function wgmmaLoadStage(n: Code, p: { rows: number; k: number; slotBytes: number; cOff: number; codeBytes: number; rowBytes: number }): Code {
+export function wgmmaLoadStage(n: Code, p: { rows: number; k: number; slotBytes: number; cOff: number; codeBytes: number; rowBytes: number; oneAddress?: boolean }): Code {
   const { rows, k: K, slotBytes, cOff: C_OFF, codeBytes: CB, rowBytes } = p;
-  return code`auto load_stage = [&](int slot, int grp) {
+  const rowsPerPass = THREADS / 8;
+  if (!p.oneAddress)
+    return code`auto load_stage = [&](int slot, int grp) {
     const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
     #pragma unroll
-    for (int u = 0; u < ${(rows * 8) / THREADS}; ++u) {
+    for (int u = 0; u < ${rows / rowsPerPass}; ++u) {
       const int i = tid + u * ${THREADS}, r = i >> 3, c = i & 7, row = m0 + r;
       const bool ok = row < T;
       ${n}_cp16(sa + r * ${G} + ((c ^ (r & 7)) << 4), a + (size_t)(ok ? row : 0) * ${K} + grp * ${G} + c * 16, ok);
     }
     ${n}_cp16(sa + ${C_OFF} + er * ${CB} + eh * 16, codes + (size_t)(n0 + er) * ${rowBytes} + grp * ${CB} + eh * 16, true);
+  };`;
+  // oneAddress: thread tid copies chunk c = tid & 7 of rows lr + 32·u of the activation tile, and
+  // its swizzled place (c ^ (row & 7)) is the same for every u, so the destinations and, in whole
+  // tiles, the sources are one address each plus a constant offset a copy (immediates in the
+  // copies); tiles past the last token check each row. H100, session 9 (bench/results/
+  // cuda-h100-logs/gemm-session9/loads/): 4–6 % faster for the decoupled t256sd at M ≥ 2048 in four
+  // rounds, but 2–5 % slower for the block-synchronised t128 and t256, which keep the per-copy
+  // addresses.
+  return code`const int lr = tid >> 3, lc = tid & 7;
+  const uint32_t ldst = (uint32_t)(lr * ${G} + ((lc ^ (lr & 7)) << 4));
+  const size_t lsrc = (size_t)(m0 + lr) * ${K} + lc * 16; // row m0 + lr, chunk lc
+  const bool lfull = m0 + ${rows} <= T;
+  const uint8_t* const csrc = codes + (size_t)(n0 + er) * ${rowBytes} + eh * 16;
+  auto load_stage = [&](int slot, int grp) {
+    const uint32_t sa = base + (uint32_t)(slot * ${slotBytes});
+    if (lfull) {
+      const uint8_t* const src = a + lsrc + grp * ${G};
+      #pragma unroll
+      for (int u = 0; u < ${rows / rowsPerPass}; ++u) ${n}_cp16f(sa + ldst + u * ${rowsPerPass * G}, src + (size_t)u * ${rowsPerPass * K});
+    } else {
+      #pragma unroll
+      for (int u = 0; u < ${rows / rowsPerPass}; ++u) {
+        const bool ok = m0 + lr + ${rowsPerPass} * u < T;
+        ${n}_cp16(sa + ldst + u * ${rowsPerPass * G}, ok ? a + lsrc + grp * ${G} + (size_t)u * ${rowsPerPass * K} : a, ok);
+      }
+    }
+    ${n}_cp16f(sa + ${C_OFF} + er * ${CB} + eh * 16, csrc + grp * ${CB});
   };`;
 }
 
