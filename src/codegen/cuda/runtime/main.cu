@@ -24,6 +24,7 @@
 
 static void usage() {
   fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N] | --profile-decode CTX)\n");
+  fprintf(stderr, "environment: TWLAC_PREFILL_CHUNK=N (1..%d, default %d) tokens a prefill forward; its token buffers, and so part of the GPU memory, scale with it. TWLAC_PDL=0 turns programmatic dependent launch off.\n", TWLAC_MAX_CHUNK, TWLAC_MAX_CHUNK);
   exit(2);
 }
 
