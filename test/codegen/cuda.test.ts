@@ -390,7 +390,8 @@ describe('emitCuda', () => {
       expect(next).toBe(k);
       // requested after the grid wait (the activations are the previous kernel's output), waited on with the weights' phases
       expect(src.indexOf('"l"(a + 0)')).toBeGreaterThan(src.indexOf('TWLAC_GRID_WAIT()'));
-      expect(src).toMatch(/__cvta_generic_to_shared\(twlac_xbar\) \+ 8 \* landed/);
+      expect(src).toMatch(/"r"\(xbar \+ 8 \* landed\)/);
+      expect(src).toContain('const uint32_t xbar = (uint32_t)__cvta_generic_to_shared(twlac_xbar);');
     }
     const s1 = { format: f, n: 4096, k: 11008, m: 1, arch: 'sm_90a' } as const;
     expect(() => gemvStreamPlan(s1, 'f16', { bulk: 3, xbulk: true })).toThrow(/int8 activations, M = 1/);

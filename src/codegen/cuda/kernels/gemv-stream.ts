@@ -292,7 +292,7 @@ function xbulkDeclarations(bytes: number, phases: number): Code {
   return code`  __shared__ __align__(128) uint8_t ${XBULK.buf}[${bytes}];
   __shared__ __align__(8) uint64_t ${XBULK.bar}[${phases}];`;
 }
-/** xbulk plans, after the grid wait: thread 0 requests each phase's K range of the activations
+/** xbulk plans, after the grid wait (xbar: bulkRequest's): thread 0 requests each phase's K range of the activations
  *  (one cp.async.bulk a phase, on the phase's own mbarrier, armed with its bytes). The layout is
  *  plain (byte k at k), so the lanes' 16-byte reads of consecutive 64-byte chunks conflict 4-way
  *  in the banks: a few dozen cycles a batch, against one bulk copy a 128-byte run with padding,
@@ -301,7 +301,7 @@ function xbulkRequest(p: ReturnType<typeof gemvStreamPlan>, K: number): Code {
   const { bulk: P, phaseStart } = p;
   const kStart = (i: number) => Math.min(K, 64 * phaseStart(i)); // chunks are 64 codes (16-byte code chunks)
   return code`  if (threadIdx.x == 0) {
-    const uint32_t xs = (uint32_t)__cvta_generic_to_shared(${XBULK.buf}), xbar = (uint32_t)__cvta_generic_to_shared(${XBULK.bar});
+    const uint32_t xs = (uint32_t)__cvta_generic_to_shared(${XBULK.buf});
 ${join(
   Array.from({ length: P }, (_, i) => {
     const k0 = kStart(i), bytes = kStart(i + 1) - k0;
@@ -348,7 +348,8 @@ function bulkRequest(p: ReturnType<typeof gemvStreamPlan>, N: number, shift: boo
     Array.from({ length: P }, (_, i) => i).reduceRight<Code>((acc, i) => (i === P - 1 ? code`${f(i)}u` : code`(ph == ${i} ? ${f(i)}u : ${acc})`), code``);
   return code`  const int brow0 = ${nm.bid} * ${rpb};
   const uint32_t bar = (uint32_t)__cvta_generic_to_shared(${BULK_SMEM.bar});
-  const uint32_t slice = (uint32_t)__cvta_generic_to_shared(${BULK_SMEM.buf});
+  const uint32_t slice = (uint32_t)__cvta_generic_to_shared(${BULK_SMEM.buf});${p.xbulk ? code`
+  const uint32_t xbar = (uint32_t)__cvta_generic_to_shared(${XBULK.bar}); // the activations' phases (xbulk)` : code``}
   const uint32_t bnr = (uint32_t)min(${rpb}, ${N} - brow0);
   if (threadIdx.x == 0) {
     #pragma unroll
@@ -356,7 +357,7 @@ function bulkRequest(p: ReturnType<typeof gemvStreamPlan>, N: number, shift: boo
       p.xbulk
         ? code`
     #pragma unroll
-    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"((uint32_t)__cvta_generic_to_shared(${XBULK.bar}) + 8 * i) : "memory");`
+    for (int i = 0; i < ${P}; ++i) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(xbar + 8 * i) : "memory");`
         : code``
     }
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -389,19 +390,19 @@ ${join(
  *  phase's mbarrier completes once, so each is waited on with parity 0. */
 function bulkWait(p: ReturnType<typeof gemvStreamPlan>): Code {
   const { batches, bulk: P, xbulk } = p;
+  const waitPhase = (bars: string) => code`while (!done)
+          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(${new Code(bars)} + 8 * landed) : "memory");`;
   return code`    {
       const int need = ((bt + 1) * ${P} - 1) / ${batches}; // the phase of batch bt
       for (; landed <= need; ++landed) {
         uint32_t done = 0;
-        while (!done)
-          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"(bar + 8 * landed) : "memory");${
-            xbulk
-              ? code`
-        done = 0;
-        while (!done) // and the phase's activations
-          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }" : "=r"(done) : "r"((uint32_t)__cvta_generic_to_shared(${XBULK.bar}) + 8 * landed) : "memory");`
-              : code``
-          }
+        ${waitPhase('bar')}${
+          xbulk
+            ? code`
+        done = 0; // and the phase's activations
+        ${waitPhase('xbar')}`
+            : code``
+        }
       }
     }`;
 }

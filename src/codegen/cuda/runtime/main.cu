@@ -219,7 +219,6 @@ int main(int argc, char** argv) {
   if (!prompt.empty()) {
     std::vector<int> p = parse_ids(prompt);
     if (p.empty() || (int)p.size() + maxTokens > TWLAC_MAX_POS) { fprintf(stderr, "twlac: prompt empty or too long\n"); return 1; }
-    std::vector<float> last((size_t)std::min<int>(TWLAC_MAX_CHUNK, p.size()) * TWLAC_VOCAB);
     // Prefill all but the last token, then run the last one through the decode graph path.
     rt.prefill(p.data(), (int)p.size() - 1, 0, nullptr);
     int* out = dalloc<int>(maxTokens + 1); int* step = dalloc<int>(1);
