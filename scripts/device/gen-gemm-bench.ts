@@ -14,6 +14,7 @@ import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gem
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
+import { latticeRowsKernel } from '../../src/codegen/cuda/kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
 
@@ -73,12 +74,19 @@ const add = (shape: GemmShape): string[] => {
 };
 const checkKernels = checks.flatMap((c, i) => add({ format: c.f, n: c.n, k: c.k, arch }).map((name) => ({ name, t: c.t, i })));
 const benchNames = benchShapes.flatMap(([n, k]) => [...(rsOnly ? [] : add({ format: tq2, n, k, arch })), ...add({ format: tq2lat, n, k, arch })]);
-const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, launch_${k.name}},`);
+const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, bench_${k.name}},`);
+// one launch signature for all: the lattice kernels also take their row constants (lattice-rows.ts)
+const wrapper = (k: CudaKernel) =>
+  `static void bench_${k.name}(const uint8_t* a, const float* ap, const uint8_t* c, const __half* sc, const __half* sh, const int2* rows, __half* y, int T, cudaStream_t s) { ${
+    k.params.some((p) => p.name === 'rows') ? '' : '(void)rows; '
+  }launch_${k.name}(a, ap, c, sc, sh, ${k.params.some((p) => p.name === 'rows') ? 'rows, ' : ''}y, T, s); }`;
+const rowsKernel = latticeRowsKernel(128);
 const header = [
   cudaPrelude().text,
   packingHelpers().text,
-  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher()),
-  'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, __half*, int, cudaStream_t);',
+  rowsKernel.source() + rowsKernel.launcher(),
+  ...[...kernels.values()].map(({ k }) => k.source() + k.launcher() + wrapper(k)),
+  'typedef void (*twlac_gemm_launch)(const uint8_t*, const float*, const uint8_t*, const __half*, const __half*, const int2*, __half*, int, cudaStream_t);',
   'struct TwlacGemm { const char* name; const char* format; int packing; int n, k, group, shift, lattice; twlac_gemm_launch launch; };',
   'static const TwlacGemm twlac_gemms[] = {',
   ...table,

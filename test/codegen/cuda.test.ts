@@ -18,6 +18,7 @@ import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
+import { latticeRowFunction, latticeRowsKernel } from '../../src/codegen/cuda/kernels/lattice-rows.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, xsmPiece, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
@@ -140,6 +141,68 @@ int main() {
 `;
     expect((await runHostProgram(prog)).trim()).toBe('ok');
   }, 60_000);
+});
+
+describe.skipIf(!GXX)('load-time row constants of the lattice GEMM vs the reference decoder (host, g++)', () => {
+  it('E = Σ_k weight/u and u = latticeUnit of the row, with and without shifts, for all-zero and one-sign rows too', async () => {
+    const G = 128;
+    const ng = 5;
+    const K = G * ng;
+    const rand = rng(91);
+    const rows: { f: TernaryFormat; codes: Uint8Array; sc: Float64Array; sh?: Float64Array; e: number; u: number }[] = [];
+    for (const shift of [true, false]) {
+      const f = ternaryFormat('bit2', G, shift, true);
+      for (let i = 0; i < 12; i++) {
+        const sc = Float64Array.from({ length: ng }, () => (0.0005 + 0.08 * rand()) * (rand() < 0.3 ? -1 : 1));
+        const sh = shift ? Float64Array.from({ length: ng }, () => 0.02 * (rand() - 0.5)) : undefined;
+        if (i === 3) sc.fill(0); // all-zero scales: the smallest unit, E from the shifts alone
+        snapRowToLattice(sc, sh, 0, ng);
+        const p1 = i === 7 ? 1 : 0.4; // i = 7: every trit +1
+        const t = Int8Array.from({ length: K }, () => (rand() < p1 ? 1 : Math.floor(rand() * 3) - 1));
+        const w = encodeTernary(f, 1, K, t, sc, sh);
+        const ref = decodeTernary(w);
+        let m2 = 0;
+        for (let g = 0; g < ng; g++) m2 = Math.max(m2, Math.abs(sc[g]) + (sh ? Math.abs(sh[g]) : 0));
+        const u = latticeUnit(m2);
+        let e = 0;
+        for (let k = 0; k < K; k++) e += ref[k] / u;
+        expect(Number.isInteger(e)).toBe(true);
+        rows.push({ f, codes: w.codes, sc, sh, e, u });
+      }
+    }
+    const halves = (a: Float64Array | undefined) => (a ? Array.from(a, (v) => floatToHalf(v)).join(', ') : '0');
+    const prog = `#include <cstdint>
+#include <cstdio>
+#include <cmath>
+#define __host__
+#define __device__
+${latticeRowFunction(G).text}
+${rows.map((r, i) => `static const uint8_t c${i}[] = {${Array.from(r.codes).join(', ')}}; static const uint16_t sc${i}[] = {${halves(r.sc)}}; static const uint16_t sh${i}[] = {${halves(r.sh)}};`).join('\n')}
+int main() {
+  int e;
+  float u;
+${rows.map((r, i) => `  twlac_lattice_row_g${G}(c${i}, sc${i}, ${r.sh ? `sh${i}` : 'nullptr'}, ${ng}, &e, &u); printf("%d %.17g\\n", e, (double)u);`).join('\n')}
+  return 0;
+}
+`;
+    const got = (await runHostProgram(prog)).trim().split('\n').map((l) => l.split(' '));
+    expect(got.map(([e, u]) => [Number(e), Number(u)])).toEqual(rows.map((r) => [r.e, r.u]));
+    expect(rows.some((r) => r.e > 1000) && rows.some((r) => r.e < -1000)).toBe(true);
+  }, 60_000);
+  it('the host program computes them after loading and after random fills, for the linears the lattice GEMM runs, and passes them to it', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
+    const h = cudaModelSource(m, 'sm_90a');
+    const fn = h.slice(h.indexOf('static void twlac_lattice_rows('), h.indexOf('static void twlac_forward('));
+    // q, o, gate, up, down of both blocks; not k and v (64 features: no whole 128-feature tile,
+    // so no lattice GEMM and no row constants, nullptr), nor the fp16 lm_head
+    expect(fn.match(/launch_lattice_rows_g128\(/g)).toHaveLength(10);
+    expect(h).toMatch(/group_a8_tq2_g128_lat_n128_64_64_k128\(b\.a16, b\.q8, b\.qp, [^;]*reinterpret_cast<const int2\*>\(W \+ \d+ull\), b\.q, [^;]*, nullptr, b\.k, [^;]*, nullptr, b\.v, T, 0, s\);/);
+    expect(h).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(q, qp, codes, scales, shifts, rows, y, T, acc, s\)/);
+    expect(cudaModelSource(m, 'sm_80')).toMatch(/static void twlac_lattice_rows\(uint8_t\* W, cudaStream_t s\) \{\n  \(void\)W;/); // no lattice GEMM on sm_80
+    const main = readFileSync(join(import.meta.dirname, '..', '..', 'src', 'codegen', 'cuda', 'runtime', 'main.cu'), 'utf8');
+    expect(main).toMatch(/check_lattice\(path\);\n    lattice_rows\(\);/);
+    expect(main).toMatch(/release_staging\(\);\n    lattice_rows\(\);\n  \}/);
+  });
 });
 
 describe.skipIf(!GXX)('load-time lattice check of the host program vs the reference encoder (host, g++)', () => {
@@ -639,7 +702,7 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
     expect(names(11008, f, 'sm_80')).toEqual(['gemm_a8>0']);
     // the model's dispatcher: the first variant whose threshold T exceeds
     const src = cudaModelSource(syntheticManifest({ ...tiny, intermediate: 8192 }, f, 8), 'sm_90a');
-    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256sd_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
+    expect(src).toMatch(/if \(T > 256\) \{ launch_gemm_wgr_t256sd_tq2_g128_lat_n8192_k128_sm_90a_f32\(q, qp, codes, scales, shifts, rows, y, T, acc, s\); return; \}\n\s*launch_gemm_wgr_t128_tq2_g128_lat_n8192_k128_sm_90a_f32\(/);
     expect(src).toMatch(/if \(T > 512\) \{ launch_gemm_wgr_t256sd_tq2_g128_lat_n128_k128_sm_90a_f32\(/); // N = 128 (q, o): 256-token tiles only beyond 512 tokens
   });
   it('every tile variant keeps its ring aligned and in shared memory, and reloads a slot only after the wgmma that read it', () => {
@@ -719,7 +782,7 @@ int main() {
     const units: number[] = [];
     for (let n = 0; n < N; n++) {
       snapRowToLattice(sc, sh, n, ng);
-      // the unit the kernel recomputes from the stored values
+      // the row's unit (lattice-rows.ts computes it from the stored values at load)
       let m2 = 0;
       for (let g = 0; g < ng; g++) m2 = Math.max(m2, Math.abs(sc[n * ng + g]) + Math.abs(sh[n * ng + g]));
       units.push(latticeUnit(m2));
@@ -803,6 +866,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
             : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
           transcodeKernel(48),
+          latticeRowsKernel(64),
           gemvTcKernel({ format: ternaryFormat('bit2', 64, false), n: 70, k: 448, m: 5, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 256, true), n: 100, k: 1024, m: 16, arch }),
           gemvTcKernel({ format: ternaryFormat('bit2', 384, false), n: 64, k: 768, m: 16, arch }),

@@ -32,6 +32,8 @@ import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
 import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamUnsupported } from './kernels/gemv-stream.ts';
 import { gemvTcKernel, gemvTcUnsupported, TC_MAX_M } from './kernels/gemv-tc.ts';
 import { transcodeKernel } from './kernels/transcode.ts';
+import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
+import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
 
@@ -108,6 +110,16 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
   const fileOrder = Object.entries(m.tensors).sort((x, y) => x[1].offset - y[1].offset);
   for (const [name, e] of fileOrder) if (!staged.has(name)) place(name, e.bytes);
   for (const t of transcodes) place(t.dstName, t.groups * CODE_PACKINGS.bit2.bytesPerGroup(t.group));
+  // Linears of the lattice GEMM (gemm-wgmma-rs.ts): their row constants (E, u), an int2 a row,
+  // computed after loading (twlac_lattice_rows); keyed by the device codes.
+  const rowsOf = new Map<string, { l: LinearEntry; name: string }>();
+  for (const d of deviceView.values()) {
+    if (d.format === 'float16' || d.format === 'float32' || !d.codes || rowsOf.has(d.codes)) continue;
+    if (gemmWgmmaRsUnsupported({ format: parseFormatId(d.format), n: d.rows, k: d.cols, arch })) continue;
+    const name = `${d.codes}@rows`;
+    rowsOf.set(d.codes, { l: d, name });
+    place(name, d.rows * 8);
+  }
   const stagingBytes = Math.max(0, ...transcodes.map((t) => m.tensors[t.src].bytes));
   const weightsBytes = fileOrder.reduce((a, [, e]) => Math.max(a, e.offset + e.bytes), 0);
   const tensorRef = (name: string | null | undefined, type: string): Code => {
@@ -156,7 +168,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     });
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
-      : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, float* y, int T, int acc, cudaStream_t s) {`;
+      : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, const int2* rows, float* y, int T, int acc, cudaStream_t s) {`;
     linearFns.set(fnName, join([sig, ...branches, beyondBuckets(l, a8, fnName), code`}`]));
     return fnName;
   };
@@ -174,14 +186,14 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     if (a8 && !prefillGemmUnsupported(gemm)) {
       return join(
         prefillGemmKernels(gemm).map(({ kernel, beyondT }) => {
-          const call = code`launch_${ident(ks.add(kernel))}(q, qp, codes, scales, shifts, y, T, acc, s);`;
+          const call = code`launch_${ident(ks.add(kernel))}(q, qp, codes, scales, shifts, ${kernel.params.some((p) => p.name === 'rows') ? code`rows, ` : code``}y, T, acc, s);`;
           return beyondT > 0 ? code`  if (T > ${beyondT}) { ${call} return; }` : code`  ${call}`;
         }),
       );
     }
     const tc = { format, n: l.rows, k: l.cols, m: TC_MAX_M, arch };
     if (!gemvTcUnsupported(tc)) return code`${slices(TC_MAX_M, code`launch_${ident(ks.add(gemvTcKernel(tc)))}`)}codes, scales, shifts, ${rest(TC_MAX_M)}`;
-    return code`${slices(GEMV_MAX_M, ident(fnName))}${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts, ${rest(GEMV_MAX_M)}`;
+    return code`${slices(GEMV_MAX_M, ident(fnName))}${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts, rows, ${rest(GEMV_MAX_M)}`;
   };
   const weightArgs = (l: LinearEntry): Code => {
     const f = parseFormatId(l.format);
@@ -192,7 +204,8 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     setFill(l.scales, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: sc, b: 0.5 * sc, c: unit });
     setFill(l.shifts, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: 0, b: 0.05 * sc, c: unit });
     const d = onDevice(l);
-    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}`;
+    const rows = d.codes ? rowsOf.get(d.codes) : undefined;
+    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}, ${rows ? tensorRef(rows.name, 'const int2*') : code`nullptr`}`;
   };
   // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
   const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code => {
@@ -215,7 +228,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     if (!same || !buckets.length) return join(src.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!linearFns.has(fnName)) {
-      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, y${i}, T, acc, s);`);
+      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rows${i}, y${i}, T, acc, s);`);
       const branches = buckets.map((M) => {
         const k = gemvStreamGroupKernel(
           ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch })),
@@ -227,7 +240,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
       linearFns.set(
         fnName,
         join([
-          code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
+          code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, const int2* rows${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
           ...branches,
           ...fallbacks,
           code`}`,
@@ -298,6 +311,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 
   const transcodeKernels = new Map<number, CudaKernel>();
   for (const t of transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
+  const rowsCalls = [...rowsOf.values()].map(({ l, name }) => {
+    const f = parseFormatId(l.format);
+    const k = ks.add(latticeRowsKernel(f.group));
+    return code`  launch_${ident(k)}(${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${tensorRef(name, 'int2*')}, ${l.rows}, ${groupsPerRow(f, l.cols)}, s);`;
+  });
   const kernels = [...ks.byName.values()];
   const tensorRows = fileOrder.map(([name, e]) => {
     const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
@@ -382,7 +400,13 @@ struct TwlacLatticeLinear { const char* name; const char* format; unsigned long 
 static const TwlacLatticeLinear twlac_lattice_linears[] = {`,
     ...latticeRows,
     code`  {nullptr, nullptr, 0ull, 0ull, 0, 0}};
-static const int twlac_lattice_linear_count = ${latticeRows.length};`,
+static const int twlac_lattice_linear_count = ${latticeRows.length};
+// The lattice GEMM's row constants (E = Σ_k w, unit u) of its ${rowsCalls.length} linears, from the loaded weights.
+static void twlac_lattice_rows(uint8_t* W, cudaStream_t s) {`,
+    ...rowsCalls,
+    code`  (void)W;
+  (void)s;
+}`,
     code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {

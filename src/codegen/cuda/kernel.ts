@@ -11,6 +11,8 @@ export type CType =
   | 'const uint8_t*'
   | 'uint8_t*'
   | 'const int*'
+  | 'const int2*'
+  | 'int2*'
   | 'int'
   | 'float'
   | 'uint32_t';

@@ -20,7 +20,7 @@ static inline double twlac_half_value(uint16_t h) {
   return (h & 0x8000) ? -v : v;
 }
 // formats/ternary.ts latticeUnit: the smallest power of two u ≥ 2^${minExp} with mx ≤ ${LATTICE_MAX}·u
-// (the same rule as the lattice GEMM's unit_of, kernels/gemm-wgmma-rs.ts)
+// (the same rule as the lattice GEMM's load-time row constants, kernels/lattice-rows.ts)
 static inline double twlac_lattice_unit(double mx) {
   int ex;
   std::frexp(mx, &ex); // mx in [2^(ex−1), 2^ex): 2^(ex−7) or its double is the smallest

@@ -5,6 +5,8 @@
 // (sa, za):
 //   y[m, n] = sa·u_n·(D − za·E),   D = Σ_k q·w over the whole row (int32, tensor cores),
 //                                  E = Σ_k w (per feature, int32).
+// u_n and E depend on the weights only: the host program computes them once after loading
+// (kernels/lattice-rows.ts) and the kernel reads them (`rows`, one int2 a feature).
 // So there is no per-group fold (gemm-wgmma.ts spends 4 instructions per output per group on
 // it): the accumulators stay with the tensor cores for all of K.
 //
@@ -299,23 +301,10 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   if (${KT} > 1) { sc0a = __half2float(scales[cs0 + 1]); sh0a = ${shiftAt('cs0', '1')}; sc1a = __half2float(scales[cs1 + 1]); sh1a = ${shiftAt('cs1', '1')}; }
   if (${KT} > 2) { sc0b = __half2float(scales[cs0 + 2]); sh0b = ${shiftAt('cs0', '2')}; sc1b = __half2float(scales[cs1 + 2]); sh1b = ${shiftAt('cs1', '2')}; }`
   }
-  // lattice units of the two rows (formats/ternary.ts latticeUnit), the quad splitting the groups
-  float mx0 = 0.f, mx1 = 0.f;
-  #pragma unroll 2
-  for (int g = q; g < ${KT}; g += 4) {
-    mx0 = fmaxf(mx0, fabsf(__half2float(scales[cs0 + g])) + fabsf(${shiftAt('cs0', 'g')}));
-    mx1 = fmaxf(mx1, fabsf(__half2float(scales[cs1 + g])) + fabsf(${shiftAt('cs1', 'g')}));
-  }
-  #pragma unroll
-  for (int o = 1; o < 4; o <<= 1) { mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o)); }
-  auto unit_of = [](float mx) -> float {
-    int ex;
-    frexpf(mx, &ex);
-    float u = ldexpf(1.f, ex - 7);
-    if (mx > 127.f * u) u *= 2.f;
-    return mx > 0.f ? fmaxf(u, 0x1p-24f) : 0x1p-24f;
-  };
-  const float u0 = unit_of(mx0), u1 = unit_of(mx1);
+  // rows f0 and f0 + 8: E = Σ_k w and the lattice unit u (float bits), computed at load (lattice-rows.ts)
+  const int2 ri0 = __ldg(rows + n0 + f0), ri1 = __ldg(rows + n0 + f0 + 8);
+  const int e0 = ri0.x, e1 = ri1.x;
+  const float u0 = __int_as_float(ri0.y), u1 = __int_as_float(ri1.y);
   const float iu0 = 1.f / u0, iu1 = 1.f / u1; // exact: powers of two
   // byte table of a group: bytes 1, 2, 3 = z' − s', z', z' + s' (codes t + 2)
   auto table_of = [](float sc, float sh, float iu) -> uint32_t {
@@ -325,7 +314,6 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
     return __byte_perm(__byte_perm((uint32_t)(zi - si) << 8, (uint32_t)zi, 0x0410), (uint32_t)(zi + si), 0x4210);
   };
   const uint32_t selq = (uint32_t)q | ((uint32_t)(4 + q) << 4); // byte q of a word pair
-  int e0 = 0, e1 = 0; // Σ w over this thread's quarter of rows f0 and f0 + 8
   // A fragments of group grp into frag[4 steps][a0 a1 a2 a3]: a0/a2 row f0 at k 4q… and 16 + 4q…
   // of the step (bytes q of code words 2·st and 2·st + 1), a1/a3 the same of row f0 + 8
   auto expand = [&](int slotE, uint32_t (&frag)[4][4], uint32_t tb0, uint32_t tb1) {
@@ -339,10 +327,6 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
       const uint4 wl = ${n}_expand(xlo, r ? tb1 : tb0), wh = ${n}_expand(xhi, r ? tb1 : tb0);
       frag[0][r] = wl.x; frag[0][2 + r] = wl.y; frag[1][r] = wl.z; frag[1][2 + r] = wl.w;
       frag[2][r] = wh.x; frag[2][2 + r] = wh.y; frag[3][r] = wh.z; frag[3][2 + r] = wh.w;
-      int es = 0;
-      es = __dp4a((int)wl.x, 0x01010101, __dp4a((int)wl.y, 0x01010101, __dp4a((int)wl.z, 0x01010101, __dp4a((int)wl.w, 0x01010101, es))));
-      es = __dp4a((int)wh.x, 0x01010101, __dp4a((int)wh.y, 0x01010101, __dp4a((int)wh.z, 0x01010101, __dp4a((int)wh.w, 0x01010101, es))));
-      if (r) e1 += es; else e0 += es;
     }
   };
   ${join(Array.from({ length: accSets }, (_, h) => code`int accum${h}[${accLen}];
@@ -362,8 +346,6 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
   ${join(Array.from({ length: accSets }, (_, h) => pin(`accum${h}`, accLen)))}
-  #pragma unroll
-  for (int o = 1; o < 4; o <<= 1) { e0 += __shfl_xor_sync(0xffffffffu, e0, o); e1 += __shfl_xor_sync(0xffffffffu, e1, o); }
   // y = sa·u·(D − za·E); za's integer part in int32 (exact, no cancellation), any fraction after
   ${join(
     Array.from(
@@ -433,7 +415,7 @@ __host__ __device__ inline int ${n}_tile(int b, int blocks, int T, int* n0, int*
   return defineKernel({
     name,
     params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}), ...(p.decoupled ? { sync: 'mbarriers' } : {}) },
-    args: gemmArgs(s),
+    args: gemmArgs(s, true),
     block: THREADS,
     grid,
     smemBytes,

@@ -30,15 +30,16 @@ export function gemmShapeUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n'>, t
   return null;
 }
 
-/** Arguments: u8 codes a [T][K] with (s, z) per token in ap, the weight, y, T, and for fp32
- *  output the accumulate flag. */
-export function gemmArgs(s: GemmShape): CudaParam[] {
+/** Arguments: u8 codes a [T][K] with (s, z) per token in ap, the weight (with `rows`, also its
+ *  load-time row constants: kernels/lattice-rows.ts), y, T, and for fp32 output the accumulate flag. */
+export function gemmArgs(s: GemmShape, rows = false): CudaParam[] {
   return [
     { name: 'a', type: 'const uint8_t*' },
     { name: 'ap', type: 'const float*' },
     { name: 'codes', type: 'const uint8_t*' },
     { name: 'scales', type: 'const __half*' },
     { name: 'shifts', type: 'const __half*' },
+    ...(rows ? ([{ name: 'rows', type: 'const int2*' }] as const) : []),
     ...(s.out === 'f32' ? ([{ name: 'y', type: 'float*' }, { name: 'T', type: 'int' }, { name: 'acc', type: 'int' }] as const) : ([{ name: 'y', type: '__half*' }, { name: 'T', type: 'int' }] as const)),
   ];
 }

@@ -132,6 +132,7 @@ struct Runtime {
     fclose(f);
     release_staging();
     check_lattice(path);
+    lattice_rows();
   }
   // Lattice formats: the prefill GEMM rounds each scale and shift to its row's lattice unit, so
   // values off the lattice (a weights.bin edited or written by another tool) are refused here.
@@ -157,6 +158,13 @@ struct Runtime {
     }
     TWLAC_CUDA(cudaStreamSynchronize(s));
     release_staging();
+    lattice_rows();
+  }
+  // The lattice GEMM's per-row constants, from the weights now on the device.
+  void lattice_rows() {
+    twlac_lattice_rows(W, s);
+    TWLAC_CUDA(cudaGetLastError());
+    TWLAC_CUDA(cudaStreamSynchronize(s));
   }
   void release_staging() {
     if (staging) TWLAC_CUDA(cudaFree(staging));
