@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { decodeTernary, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 import { randomTernaryLinear, rng } from '../../src/artifact/random.ts';
 import { gemmA8Kernel, type GemmShape } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
+import { gemmTakesRows } from '../../src/codegen/cuda/kernels/gemm.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from '../../src/codegen/cuda/kernels/gemm-wgmma.ts';
 import { GEMM_RS_VARIANTS, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported, type GemmRsVariantName } from '../../src/codegen/cuda/kernels/gemm-wgmma-rs.ts';
 import type { CudaKernel } from '../../src/codegen/cuda/kernel.ts';
@@ -76,10 +77,12 @@ const checkKernels = checks.flatMap((c, i) => add({ format: c.f, n: c.n, k: c.k,
 const benchNames = benchShapes.flatMap(([n, k]) => [...(rsOnly ? [] : add({ format: tq2, n, k, arch })), ...add({ format: tq2lat, n, k, arch })]);
 const table = [...kernels.values()].map(({ shape: s, k }) => `  {"${k.name}", "${s.format.id}", ${PACKING_IDS[s.format.packing]}, ${s.n}, ${s.k}, ${s.format.group}, ${s.format.shift ? 1 : 0}, ${s.format.lattice ? 1 : 0}, bench_${k.name}},`);
 // one launch signature for all: the lattice kernels also take their row constants (lattice-rows.ts)
-const wrapper = (k: CudaKernel) =>
-  `static void bench_${k.name}(const uint8_t* a, const float* ap, const uint8_t* c, const __half* sc, const __half* sh, const int2* rows, __half* y, int T, cudaStream_t s) { ${
-    k.params.some((p) => p.name === 'rows') ? '' : '(void)rows; '
-  }launch_${k.name}(a, ap, c, sc, sh, ${k.params.some((p) => p.name === 'rows') ? 'rows, ' : ''}y, T, s); }`;
+const wrapper = (k: CudaKernel) => {
+  const rows = gemmTakesRows(k);
+  return `static void bench_${k.name}(const uint8_t* a, const float* ap, const uint8_t* c, const __half* sc, const __half* sh, const int2* rows, __half* y, int T, cudaStream_t s) { ${
+    rows ? '' : '(void)rows; '
+  }launch_${k.name}(a, ap, c, sc, sh, ${rows ? 'rows, ' : ''}y, T, s); }`;
+};
 const rowsKernel = latticeRowsKernel(128);
 const header = [
   cudaPrelude().text,

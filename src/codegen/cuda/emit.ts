@@ -26,6 +26,7 @@ import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
 import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
+import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
 import { gemvKernel } from './kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from './kernels/gemv-a8.ts';
@@ -186,7 +187,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     if (a8 && !prefillGemmUnsupported(gemm)) {
       return join(
         prefillGemmKernels(gemm).map(({ kernel, beyondT }) => {
-          const call = code`launch_${ident(ks.add(kernel))}(q, qp, codes, scales, shifts, ${kernel.params.some((p) => p.name === 'rows') ? code`rows, ` : code``}y, T, acc, s);`;
+          const call = code`launch_${ident(ks.add(kernel))}(q, qp, codes, scales, shifts, ${gemmTakesRows(kernel) ? code`rows, ` : code``}y, T, acc, s);`;
           return beyondT > 0 ? code`  if (T > ${beyondT}) { ${call} return; }` : code`  ${call}`;
         }),
       );

@@ -4,7 +4,7 @@
 import type { TernaryFormat } from '../../../formats/ternary.ts';
 import { Code, code } from '../../common/fragments.ts';
 import type { CudaArch } from '../arch.ts';
-import type { CudaParam } from '../kernel.ts';
+import type { CudaKernel, CudaParam } from '../kernel.ts';
 
 export interface GemmShape {
   format: TernaryFormat;
@@ -42,6 +42,11 @@ export function gemmArgs(s: GemmShape, rows = false): CudaParam[] {
     ...(rows ? ([{ name: 'rows', type: 'const int2*' }] as const) : []),
     ...(s.out === 'f32' ? ([{ name: 'y', type: 'float*' }, { name: 'T', type: 'int' }, { name: 'acc', type: 'int' }] as const) : ([{ name: 'y', type: '__half*' }, { name: 'T', type: 'int' }] as const)),
   ];
+}
+
+/** Whether a GEMM takes the `rows` argument of gemmArgs (its launch passes the row constants). */
+export function gemmTakesRows(k: Pick<CudaKernel, 'params'>): boolean {
+  return k.params.some((p) => p.name === 'rows');
 }
 
 /** The store of the pair (v0, v1) at (row, col) of y [T][n]. */
