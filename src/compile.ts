@@ -18,7 +18,7 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
-import { withAtomicDir } from './cli/atomic-dir.ts';
+import { withAtomicDir } from './util/atomic-dir.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
