@@ -22,7 +22,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTinyLlama, type TinyLlamaOptions } from '../test/fixtures/make-fixtures.ts';
+import { makeTinyLlama, type TinyLlamaOptions } from './graph/synthetic-llama.ts';
 import type { Model } from './graph/ir.ts';
 import { saveModel } from './graph/onnx.ts';
 import { Tensor } from './graph/tensor.ts';
