@@ -12,8 +12,8 @@ import {
   type BlockEntry,
   type LinearEntry,
   type LinearRole,
-  type ModelConfig,
 } from './manifest.ts';
+import type { ModelConfig } from '../graph/model-config.ts';
 import { WeightsWriter } from './weights.ts';
 
 export interface ArtifactLinear {

@@ -9,7 +9,7 @@
 // model only fills what the graph does not state.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelConfig } from '../artifact/manifest.ts';
+import type { ModelConfig } from './model-config.ts';
 import { UserError } from '../errors.ts';
 import type { Model, Node, Value } from './ir.ts';
 import type { DType } from './tensor.ts';
