@@ -1,4 +1,4 @@
-// The CLI's entry to the CUDA backend (src/cli/targets.ts): `--target cuda[:sm_90a,sm_80]`.
+// The CUDA row of the target table (src/codegen/targets.ts): `--target cuda[:sm_90a,sm_80]`.
 import { join } from 'node:path';
 import type { ArtifactManifest } from '../../artifact/manifest.ts';
 import { UserError } from '../../errors.ts';
