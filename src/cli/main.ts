@@ -105,6 +105,11 @@ export function buildProgram(): Command {
 /** Run the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Bare `twlac`: the help, not the default command's missing-argument error.
+  if (argv.length <= 2) {
+    process.stdout.write(program.helpInformation());
+    return 0;
+  }
   try {
     await program.parseAsync(argv);
     return 0;
