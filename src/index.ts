@@ -20,3 +20,13 @@ export { calibrationSegments, calibrationSegmentsFromText } from './calib/data.t
 export { CODE_PACKINGS, ternaryFormat, parseFormatId, encodeTernary, decodeTernary, bitsPerWeight } from './formats/ternary.ts';
 export type { ArtifactManifest } from './artifact/manifest.ts';
 export { UserError } from './errors.ts';
+// Option and result types of the functions above, for callers' own signatures.
+export type { SaveOptions } from './graph/onnx.ts';
+export type { RecognizeOptions } from './graph/recognize.ts';
+export type { ModelConfig } from './graph/model-config.ts';
+export type { PerplexityOptions } from './eval/perplexity.ts';
+export type { GenerateOptions } from './eval/generate.ts';
+export type { OrtModel } from './eval/ort-session.ts';
+export type { TextTokenizer, TokenizeOptions } from './eval/tokenizer.ts';
+export type { CalibrationOptions } from './calib/data.ts';
+export type { CodePacking } from './formats/ternary.ts';
