@@ -13,6 +13,14 @@ function intArg(name: string, min = 1) {
   };
 }
 
+function floatArg(name: string, min: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+    return n;
+  };
+}
+
 export function buildProgram(): Command {
   const program = new Command('twlac')
     .description('Compile ONNX decoder-only LLMs to ternary weights and low-bit activations (TWLA), with CUDA and WGSL kernels.')
@@ -65,6 +73,7 @@ export function buildProgram(): Command {
     .description('perplexity of MODEL on a text file (EVAL.md protocol: 256-token windows)')
     .argument('<model>', 'ONNX model file, or a twlac output directory')
     .requiredOption('--text <file>', 'evaluation text')
+    .addOption(new Option('--backend <b>', 'ort: onnxruntime on model.onnx; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU)').choices(['ort', 'cuda']).default('ort'))
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
     .option('--max-windows <n>', 'evaluate only the first N windows', intArg('--max-windows'))
     .option('--batch <n>', 'windows per onnxruntime call', intArg('--batch'), 4)
@@ -79,10 +88,14 @@ export function buildProgram(): Command {
     .command('run')
     .description('generate text from a twlac output directory (or any source model); prints only the generated text')
     .argument('<model>', 'twlac output directory or ONNX model file')
-    .addOption(new Option('--backend <b>', 'execution backend').choices(['ort', 'webgpu', 'cuda']).default('ort'))
+    .addOption(new Option('--backend <b>', 'ort: onnxruntime; webgpu: Dawn; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU, greedy only)').choices(['ort', 'webgpu', 'cuda']).default('ort'))
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens'), 32)
-    .option('--greedy', 'greedy decoding (the only mode so far)', true)
+    .option('--greedy', 'greedy decoding: the default, the same as --temperature 0')
+    .option('--temperature <t>', 'sample from softmax(logits / t); 0 = greedy', floatArg('--temperature', 0), 0)
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg('--top-k'))
+    .option('--top-p <p>', 'sample among the most likely tokens whose probabilities reach p (0 < p <= 1)', floatArg('--top-p', 0))
+    .option('--seed <n>', 'sampling seed (the same seed gives the same text)', intArg('--seed', 0), 0)
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
     .action(async (model: string, opts) => {
       const { runCommand } = await import('./commands.ts');
