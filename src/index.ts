@@ -30,3 +30,4 @@ export type { OrtModel } from './eval/ort-session.ts';
 export type { TextTokenizer, TokenizeOptions } from './eval/tokenizer.ts';
 export type { CalibrationOptions } from './calib/data.ts';
 export type { CodePacking } from './formats/ternary.ts';
+export { emitKernelPack, parseShapes, type KernelPackSpec, type KernelPackManifest } from './codegen/kernel-pack.ts';

@@ -103,6 +103,19 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('kernels')
+    .description('generate standalone ternary linear kernels for N×K shapes, with check cases, a harness and manifest.json (no model)')
+    .requiredOption('--target <target>', 'cuda:<arch> (one of sm_80, sm_86, sm_89, sm_90a, sm_100, sm_120) or wgsl')
+    .option('--format <id>', 'ternary storage format, e.g. tq2_g128 or tq1_g128_lat', 'tq2_g128')
+    .requiredOption('--shapes <list>', 'NxK shapes (out x in features), comma-separated, e.g. 4096x4096,11008x4096')
+    .requiredOption('-o, --out <dir>', 'output directory (written atomically)')
+    .action(async (opts: { target: string; format: string; shapes: string; out: string }) => {
+      const { emitKernelPack, parseShapes } = await import('../codegen/kernel-pack.ts');
+      const m = await emitKernelPack({ target: opts.target, format: opts.format, shapes: parseShapes(opts.shapes) }, opts.out);
+      process.stderr.write(`wrote ${opts.out}: ${m.kernels.length} kernels, check cases and a harness (${m.harness.build ? `${m.harness.build}, then ` : ''}${m.harness.run})\n`);
+    });
+
+  program
     .command('demo')
     .description('generate the small built-in demo model and compile it (no other files needed)')
     .option('-o, --out <dir>', 'output directory', 'twlac-demo')
