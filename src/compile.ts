@@ -149,7 +149,7 @@ export async function compileToDir(
   });
 }
 
-export function describeMethod(o: CompileOptions): Record<string, unknown> {
+function describeMethod(o: CompileOptions): Record<string, unknown> {
   return {
     weights: o.weights,
     structure: o.weights === 'twla' ? o.structure : 'per-row absmean',

@@ -11,7 +11,7 @@ import { tokenChooser, type SamplingOptions } from '../eval/sampling.ts';
 import { makeProgress } from './progress.ts';
 
 /** A twlac output directory or a model folder → its model.onnx; a file stays as is. */
-export function resolveModelFile(p: string): string {
+function resolveModelFile(p: string): string {
   if (!existsSync(p)) throw new UserError(`not found: ${p}`);
   if (statSync(p).isDirectory()) {
     const f = join(p, 'model.onnx');

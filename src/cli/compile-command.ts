@@ -30,7 +30,7 @@ export interface CompileFlags {
   quiet?: boolean;
 }
 
-export function parseActs(spec: string): ActSpec {
+function parseActs(spec: string): ActSpec {
   const s = spec.trim();
   if (s === '16') return { kind: 'none' };
   if (/^(2|4|6|8)$/.test(s)) return { kind: 'uniform', bits: Number(s) };

@@ -21,7 +21,7 @@ function floatArg(name: string, min: number) {
   };
 }
 
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command('twlac')
     .description('Compile ONNX decoder-only LLMs to ternary weights and low-bit activations (TWLA), with CUDA and WGSL kernels.')
     .version(TWLAC_VERSION)

@@ -81,7 +81,7 @@ export interface TinyLlamaOptions {
 
 type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock'>> & { dropMlpOfBlock?: number };
 
-export const DEFAULT_TINY_LLAMA: Resolved = {
+const DEFAULT_TINY_LLAMA: Resolved = {
   layers: 2,
   hidden: 64,
   heads: 4,

@@ -21,7 +21,7 @@ export async function emitCudaTarget(dir: string, manifest: ArtifactManifest, op
 }
 
 /** out/kernels/cuda/README.md: how to build and run the host program the target wrote. */
-export function cudaReadme(archs: readonly CudaArch[]): string {
+function cudaReadme(archs: readonly CudaArch[]): string {
   const a = archs[0];
   return `# CUDA host program
 

@@ -11,21 +11,21 @@ import { UserError } from '../../errors.ts';
 import { CUDA_ARCHS, type CudaArch } from '../../codegen/cuda/arch.ts';
 
 /** The CUDA target folder of a twlac output directory. */
-export function cudaTargetDir(outDir: string): string {
+function cudaTargetDir(outDir: string): string {
   const dir = join(outDir, 'kernels', 'cuda');
   if (!existsSync(join(dir, 'Makefile'))) throw new UserError(`${outDir} has no CUDA program (kernels/cuda/Makefile): compile with --target cuda`);
   return dir;
 }
 
 /** Architectures the Makefile of a CUDA target folder builds (its `ARCHS :=` line). */
-export function emittedArchs(dir: string): CudaArch[] {
+function emittedArchs(dir: string): CudaArch[] {
   const make = readFileSync(join(dir, 'Makefile'), 'utf8');
   const line = /^ARCHS := (.*)$/m.exec(make);
   return (line?.[1].split(/\s+/).filter((a) => a in CUDA_ARCHS) ?? []) as CudaArch[];
 }
 
 /** Compute capability × 10 of GPU 0, from nvidia-smi; refuses when there is no usable NVIDIA GPU. */
-export function gpuComputeCapability(): number {
+function gpuComputeCapability(): number {
   const r = spawnSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], { encoding: 'utf8' });
   const first = r.status === 0 ? r.stdout.trim().split('\n')[0] : '';
   if (!/^\d+\.\d+$/.test(first ?? '')) throw new UserError('--backend cuda needs an NVIDIA GPU and its driver: nvidia-smi reports none on this machine');
@@ -34,7 +34,7 @@ export function gpuComputeCapability(): number {
 }
 
 /** The generated architecture that runs on a GPU of compute capability `cc` (exact match). */
-export function archFor(cc: number, archs: readonly CudaArch[]): CudaArch {
+function archFor(cc: number, archs: readonly CudaArch[]): CudaArch {
   const a = archs.find((x) => CUDA_ARCHS[x].cc === cc);
   if (!a) throw new UserError(`the CUDA program was generated for ${archs.join(', ')}; this GPU is compute capability ${Math.floor(cc / 10)}.${cc % 10}: compile again with --target cuda:sm_${cc}${cc >= 90 && cc < 100 ? 'a' : ''}`);
   return a;

@@ -10,7 +10,7 @@ import { WebgpuModel, type WebgpuModelOptions } from './runtime.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
 
 /** Where Debian's chromium ships SwiftShader's Vulkan ICD. */
-export const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json', '/usr/lib/chromium-browser/vk_swiftshader_icd.json'];
+const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json', '/usr/lib/chromium-browser/vk_swiftshader_icd.json'];
 
 export interface NodeDevice {
   device: GPUDevice;
