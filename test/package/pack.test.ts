@@ -58,6 +58,13 @@ describe('npm package', () => {
       expect(packed).toContain(f);
     }
     expect(packed.filter((f) => /^(test|bench|scripts|demo|examples|docs)\/|\.log$|\.test\.|\.tgz$/.test(f))).toEqual([]);
+    expect(readFileSync(join(REPO, 'LICENSE'), 'utf8')).toMatch(/Apache License\s+Version 2\.0, January 2004[\s\S]*END OF TERMS AND CONDITIONS/);
+  });
+
+  it('npx twlac inside the repository prints nothing but its output (no npm config warnings)', () => {
+    const r = spawnSync('npx', ['--offline', 'twlac', '--version'], { cwd: REPO, env, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(pkg.version);
   });
 
   it('runs `npx twlac --version` and `npx twlac` (help) without tsx', () => {
