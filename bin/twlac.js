@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Thin launcher: the CLI is TypeScript, loaded through tsx's ESM hooks.
-import { register } from 'tsx/esm/api';
+// Thin launcher for the compiled CLI (dist/, built by `npm run build`).
+import { main } from '../dist/cli/main.js';
 
-register();
-const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv);

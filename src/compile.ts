@@ -18,7 +18,8 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
-import { withAtomicDir } from './cli/atomic-dir.ts';
+import { withAtomicDir } from './util/atomic-dir.ts';
+import { emitTargets, type TargetSpec } from './codegen/targets.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -57,18 +58,26 @@ export interface CompileResult {
   timings: { pass: string; seconds: number }[];
 }
 
-/** Compile an in-memory model. The model is rewritten in place and returned. */
-export async function compile(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): Promise<CompileResult> {
-  const o: CompileOptions = { ...DEFAULT_OPTIONS, ...opts };
+/**
+ * The state twlac's passes share, for `model`: its recognised structure, the options (over
+ * {@link DEFAULT_OPTIONS}) and empty per-linear and per-site records. Run any of the passes
+ * with it through a {@link PassManager}.
+ */
+export function createContext(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): CompileContext {
   const structure = recognize(model);
-  const ctx: CompileContext = {
+  return {
     progress,
-    opts: o,
+    opts: { ...DEFAULT_OPTIONS, ...opts },
     structure,
     linears: new Map(quantizedLinears(structure).map((l) => [l, { id: linearId(l) }])),
     sites: structure.inputGroups.filter((g) => g.site !== 'head').map((g) => ({ id: siteId(g), group: g })),
   };
-  const pm = new PassManager(pipeline(o));
+}
+
+/** Compile an in-memory model. The model is rewritten in place and returned. */
+export async function compile(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): Promise<CompileResult> {
+  const ctx = createContext(model, opts, progress);
+  const pm = new PassManager(pipeline(ctx.opts));
   const r = await pm.run(model, ctx);
   return { model: r.model, ctx, timings: pm.timings.map((t) => ({ pass: t.pass, seconds: t.seconds })) };
 }
@@ -78,13 +87,16 @@ export interface CompileFileResult {
   outDir: string;
 }
 
-/** Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json, report.md. */
+/**
+ * Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json,
+ * report.md, and kernels/<target>/ for each of `extra.targets` (see {@link parseTargets}).
+ */
 export async function compileToDir(
   modelPath: string,
   outDir: string,
   opts: Partial<CompileOptions> = {},
   progress: Progress = silentProgress,
-  extra: { targets?: (dir: string, manifest: ArtifactManifest) => Promise<Record<string, number>>; tokenizer?: string } = {},
+  extra: { targets?: TargetSpec[]; tokenizer?: string } = {},
 ): Promise<CompileFileResult> {
   const t0 = performance.now();
   progress.start(`loading ${basename(modelPath)}`);
@@ -128,7 +140,7 @@ export async function compileToDir(
       manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
     }
     manifest.timings = timings;
-    if (extra.targets) Object.assign(manifest.files, await extra.targets(dir, manifest));
+    if (extra.targets?.length) Object.assign(manifest.files, await emitTargets(dir, manifest, extra.targets, progress));
     const report = renderReport(manifest, { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes });
     writeFileSync(join(dir, 'report.md'), report);
     manifest.files['report.md'] = Buffer.byteLength(report);
@@ -137,7 +149,7 @@ export async function compileToDir(
   });
 }
 
-export function describeMethod(o: CompileOptions): Record<string, unknown> {
+function describeMethod(o: CompileOptions): Record<string, unknown> {
   return {
     weights: o.weights,
     structure: o.weights === 'twla' ? o.structure : 'per-row absmean',

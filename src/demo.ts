@@ -22,7 +22,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTinyLlama, type TinyLlamaOptions } from '../test/fixtures/make-fixtures.ts';
+import { makeTinyLlama, type TinyLlamaOptions } from './graph/synthetic-llama.ts';
 import type { Model } from './graph/ir.ts';
 import { saveModel } from './graph/onnx.ts';
 import { Tensor } from './graph/tensor.ts';
@@ -33,7 +33,7 @@ import { calibrationSegments } from './calib/data.ts';
 import { loadTokenizer, type TextTokenizer } from './eval/tokenizer.ts';
 import { evaluatePerplexity } from './eval/perplexity.ts';
 import { generate } from './eval/generate.ts';
-import { withAtomicDir } from './cli/atomic-dir.ts';
+import { withAtomicDir } from './util/atomic-dir.ts';
 
 /** The demo model's shape. The kernel format's group of 128 needs every in-features a multiple of 128. */
 export const DEMO_MODEL: TinyLlamaOptions = { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, vocab: 256, seed: 7 };

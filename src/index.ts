@@ -5,7 +5,9 @@ export { Tensor } from './graph/tensor.ts';
 export { GraphBuilder } from './graph/builder.ts';
 export { PassManager, definePass, type Pass, type PassResult } from './graph/pass.ts';
 export { recognize, type TransformerStructure } from './graph/recognize.ts';
-export { compile, compileToDir, pipeline, DEFAULT_OPTIONS, type CompileOptions, type CompileResult } from './compile.ts';
+export { compile, compileToDir, createContext, pipeline, DEFAULT_OPTIONS, type CompileOptions, type CompileResult, type CompileFileResult } from './compile.ts';
+export { emitTargets, parseTargets, type TargetSpec } from './codegen/targets.ts';
+export { checkWeightsPass } from './passes/check-weights.ts';
 export { foldNormsPass } from './passes/fold-norms.ts';
 export { rotatePass } from './passes/rotate.ts';
 export { ternaryPass } from './passes/ternary.ts';
@@ -18,3 +20,14 @@ export { calibrationSegments, calibrationSegmentsFromText } from './calib/data.t
 export { CODE_PACKINGS, ternaryFormat, parseFormatId, encodeTernary, decodeTernary, bitsPerWeight } from './formats/ternary.ts';
 export type { ArtifactManifest } from './artifact/manifest.ts';
 export { UserError } from './errors.ts';
+// Option and result types of the functions above, for callers' own signatures.
+export type { SaveOptions } from './graph/onnx.ts';
+export type { RecognizeOptions } from './graph/recognize.ts';
+export type { ModelConfig } from './graph/model-config.ts';
+export type { PerplexityOptions } from './eval/perplexity.ts';
+export type { GenerateOptions } from './eval/generate.ts';
+export type { OrtModel } from './eval/ort-session.ts';
+export type { TextTokenizer, TokenizeOptions } from './eval/tokenizer.ts';
+export type { CalibrationOptions } from './calib/data.ts';
+export type { CodePacking } from './formats/ternary.ts';
+export { emitKernelPack, parseShapes, type KernelPackSpec, type KernelPackManifest } from './codegen/kernel-pack.ts';

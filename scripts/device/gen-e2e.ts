@@ -23,7 +23,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeArtifact } from '../../src/artifact/build.ts';
-import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { emitCuda } from '../../src/codegen/cuda/emit.ts';

@@ -16,7 +16,7 @@ import { gemvA8Kernel } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
 import { gemvStreamKernel, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemvTcKernel } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from '../../src/codegen/cuda/prelude.ts';
-import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
+import { checkCaseBytes, ternaryCheckCase } from '../../src/codegen/check-case.ts';
 import type { CudaArch } from '../../src/codegen/cuda/arch.ts';
 
 const a8Tune = process.argv.includes('--a8-tune');
@@ -241,24 +241,9 @@ const header = [
 ].join('\n');
 writeFileSync(join(dir, 'gemv_kernels.cuh'), header);
 
-// Case files: little-endian sections [codes][scales u16][shifts u16][x fp16 T*K][y f64 T*N].
+// Case files (src/codegen/check-case.ts): [codes][scales u16][shifts u16][x fp16 T*K][y f64 T*N].
 const rand = rng(1234);
-checks.forEach((c, i) => {
-  const lin = randomTernaryLinear('q', c.n, c.k, c.f, rand).ternary!;
-  const w = decodeTernary(lin);
-  const x = new Uint16Array(c.t * c.k);
-  for (let j = 0; j < x.length; j++) x[j] = floatToHalf((rand() * 2 - 1) * 2);
-  const y = new Float64Array(c.t * c.n);
-  for (let m = 0; m < c.t; m++) {
-    for (let n = 0; n < c.n; n++) {
-      let s = 0;
-      for (let k = 0; k < c.k; k++) s += w[n * c.k + k] * halfToFloat(x[m * c.k + k]);
-      y[m * c.n + n] = s;
-    }
-  }
-  const parts = [lin.codes, new Uint8Array(lin.scales.buffer), lin.shifts ? new Uint8Array(lin.shifts.buffer) : new Uint8Array(0), new Uint8Array(x.buffer), new Uint8Array(y.buffer)];
-  writeFileSync(join(dir, `case_${i}.bin`), Buffer.concat(parts));
-});
+checks.forEach((c, i) => writeFileSync(join(dir, `case_${i}.bin`), checkCaseBytes(ternaryCheckCase(c.f, c.n, c.k, c.t, rand))));
 // A8 case files: [codes][scales][shifts][q u8 T*K][(s, z) f32 T*2][y f64 T*N], y = s·Σ W (q − z).
 checksA8.forEach((c, i) => {
   const lin = randomTernaryLinear('q', c.n, c.k, c.f, rand).ternary!;

@@ -12,8 +12,8 @@ import {
   type BlockEntry,
   type LinearEntry,
   type LinearRole,
-  type ModelConfig,
 } from './manifest.ts';
+import type { ModelConfig } from '../graph/model-config.ts';
 import { WeightsWriter } from './weights.ts';
 
 export interface ArtifactLinear {
@@ -61,7 +61,7 @@ export interface ArtifactModel {
 
 export const TWLAC_VERSION = '0.1.0';
 
-export function toHalfBytes(a: ArrayLike<number>): Uint8Array {
+function toHalfBytes(a: ArrayLike<number>): Uint8Array {
   const h = new Uint16Array(a.length);
   for (let i = 0; i < a.length; i++) h[i] = floatToHalf(a[i]);
   return new Uint8Array(h.buffer);

@@ -19,6 +19,7 @@
 //   floor(h / (heads / kvHeads)) (GQA); the head outputs are concatenated in head order
 // - silu(g) = g · sigmoid(g)
 // - act-quant: src/quant/act-quant.ts is the reference (per-token, asymmetric, clipped)
+import type { ModelConfig } from '../graph/model-config.ts';
 import type { DType } from '../graph/tensor.ts';
 
 export const MANIFEST_VERSION = 1;
@@ -77,21 +78,6 @@ export interface BlockEntry {
   up: LinearEntry;
   down: LinearEntry;
   acts: { attn: ActSite; o: ActSite; mlp: ActSite; down: ActSite };
-}
-
-export interface ModelConfig {
-  arch: 'llama';
-  vocab: number;
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  intermediate: number;
-  ropeTheta: number;
-  normEps: number;
-  /** Longest context the runtimes should plan for. */
-  maxPositions: number;
 }
 
 export interface ArtifactManifest {

@@ -2,7 +2,7 @@
 // speed benchmarks where accuracy does not matter. Deterministic given the seed.
 import { mulberry32 } from '../util/prng.ts';
 import { encodeTernary, groupsPerRow, snapRowToLattice, type TernaryFormat } from '../formats/ternary.ts';
-import type { ModelConfig } from './manifest.ts';
+import type { ModelConfig } from '../graph/model-config.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type BlockLinearRole } from './build.ts';
 
 /** The project's seeded PRNG (src/util/prng.ts). */

@@ -55,7 +55,7 @@ export function hessian(s: SiteStats): Float64Array {
 }
 
 /** A model whose outputs are, per site, the Gram matrix (and optionally the rows) of that site. */
-export function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: boolean): Model {
+function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: boolean): Model {
   const { model: m, map } = cloneModel(model);
   const g = m.graph;
   const rw = new Rewriter(g);

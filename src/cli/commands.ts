@@ -1,16 +1,17 @@
 // The CLI's other subcommands: inspect, eval, run, demo.
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { loadModel } from '../graph/onnx.ts';
 import { recognize } from '../graph/recognize.ts';
 import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
-import { evaluatePerplexity } from '../eval/perplexity.ts';
+import { DEFAULT_WINDOW, evaluatePerplexity } from '../eval/perplexity.ts';
 import { generate } from '../eval/generate.ts';
+import { tokenChooser, type SamplingOptions } from '../eval/sampling.ts';
 import { makeProgress } from './progress.ts';
 
 /** A twlac output directory or a model folder → its model.onnx; a file stays as is. */
-export function resolveModelFile(p: string): string {
+function resolveModelFile(p: string): string {
   if (!existsSync(p)) throw new UserError(`not found: ${p}`);
   if (statSync(p).isDirectory()) {
     const f = join(p, 'model.onnx');
@@ -28,9 +29,11 @@ export async function inspectCommand(model: string, opts: { json?: boolean }): P
 
 export async function evalCommand(
   model: string,
-  opts: { text: string; tokenizer?: string; maxWindows?: number; batch: number; json?: boolean; quiet?: boolean },
+  opts: { text: string; tokenizer?: string; maxWindows?: number; batch: number; json?: boolean; quiet?: boolean; backend: 'ort' | 'cuda' },
 ): Promise<void> {
-  const file = resolveModelFile(model);
+  // The CUDA program is looked for (GPU, architecture, build) before any tokenizing work.
+  const cuda = opts.backend === 'cuda' ? await openCudaProgram(model) : undefined;
+  const file = cuda ? '' : resolveModelFile(model);
   const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
   const progress = makeProgress({ quiet: opts.quiet });
   progress.start('tokenizing');
@@ -38,7 +41,7 @@ export async function evalCommand(
   progress.done(`${ids.length} tokens`);
   progress.start('perplexity');
   let last = 0;
-  const r = await evaluatePerplexity(file, ids, {
+  const r = cuda ? { ...cuda.perplexity(ids, opts.maxWindows), windowSize: DEFAULT_WINDOW } : await evaluatePerplexity(file, ids, {
     maxWindows: opts.maxWindows,
     batch: opts.batch,
     onProgress: (done, total) => {
@@ -54,22 +57,42 @@ export async function evalCommand(
 
 type RunBackend = 'ort' | 'webgpu' | 'cuda';
 
+/** The CUDA host program of a twlac output directory (or of the folder of its model.onnx). */
+async function openCudaProgram(model: string) {
+  const { CudaProgram } = await import('../runtime/cuda/host.ts');
+  if (!existsSync(model)) throw new UserError(`not found: ${model}`);
+  return CudaProgram.open(statSync(model).isDirectory() ? model : dirname(model));
+}
+
 /** Generators by backend: each returns the generated ids for prompt ids. */
-const GENERATORS: Record<RunBackend, (model: string, prompt: Int32Array, maxTokens: number) => Promise<ArrayLike<number>>> = {
-  ort: (model, prompt, n) => generate(resolveModelFile(model), prompt, n),
-  webgpu: async (model, prompt, n) => {
-    const { runWebgpuGreedy } = await import('../runtime/webgpu/cli.ts');
-    return runWebgpuGreedy(model, prompt, n);
+const GENERATORS: Record<RunBackend, (model: string, prompt: Int32Array, maxTokens: number, sampling: SamplingOptions) => Promise<ArrayLike<number>>> = {
+  ort: (model, prompt, n, sampling) => generate(resolveModelFile(model), prompt, n, { choose: tokenChooser(sampling) }),
+  webgpu: async (model, prompt, n, sampling) => {
+    const { runWebgpuDecode } = await import('../runtime/webgpu/cli.ts');
+    return runWebgpuDecode(model, prompt, n, tokenChooser(sampling));
   },
-  cuda: async () => {
-    throw new UserError('--backend cuda runs on an NVIDIA GPU through the generated host program: build out/kernels/cuda (see its README) and run it there');
+  cuda: async (model, prompt, n, sampling) => {
+    // The host program picks each token with an argmax on the GPU.
+    if ((sampling.temperature ?? 0) > 0) throw new UserError('--backend cuda decodes greedily (argmax on the GPU): drop --temperature, --top-k and --top-p');
+    return (await openCudaProgram(model)).generate(prompt, n);
   },
 };
 
-export async function runCommand(model: string, opts: { backend: RunBackend; prompt: string; maxTokens: number; tokenizer?: string }): Promise<void> {
+export interface RunFlags extends SamplingOptions {
+  backend: RunBackend;
+  prompt: string;
+  maxTokens: number;
+  tokenizer?: string;
+  greedy?: boolean;
+}
+
+export async function runCommand(model: string, opts: RunFlags): Promise<void> {
+  if (opts.greedy && (opts.temperature ?? 0) > 0) throw new UserError('--greedy and --temperature above 0 contradict each other');
+  const sampling: SamplingOptions = { temperature: opts.temperature, topK: opts.topK, topP: opts.topP, seed: opts.seed };
+  tokenChooser(sampling); // bad sampling options are refused before any model is loaded
   const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
   const prompt = tok.encode(opts.prompt);
-  const ids = await GENERATORS[opts.backend](model, prompt, opts.maxTokens);
+  const ids = await GENERATORS[opts.backend](model, prompt, opts.maxTokens, sampling);
   process.stdout.write(`${tok.decode(ids)}\n`);
 }
 

@@ -8,7 +8,7 @@ import { parseFormatId } from '../formats/ternary.ts';
 import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { makeProgress } from './progress.ts';
-import { emitTargets, parseTargets } from './targets.ts';
+import { parseTargets } from '../codegen/targets.ts';
 
 export interface CompileFlags {
   out: string;
@@ -30,7 +30,7 @@ export interface CompileFlags {
   quiet?: boolean;
 }
 
-export function parseActs(spec: string): ActSpec {
+function parseActs(spec: string): ActSpec {
   const s = spec.trim();
   if (s === '16') return { kind: 'none' };
   if (/^(2|4|6|8)$/.test(s)) return { kind: 'uniform', bits: Number(s) };
@@ -80,7 +80,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   };
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
-    targets: targets.length ? (dir, manifest) => emitTargets(dir, manifest, targets, progress) : undefined,
+    targets,
   });
   const m = r.manifest;
   progress.log(

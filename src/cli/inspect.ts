@@ -3,7 +3,7 @@
 import { linearName, structureToJSON, type Linear, type Norm, type StructureJSON, type TransformerStructure } from '../graph/recognize.ts';
 
 /** Left-aligned columns separated by two spaces; trailing spaces trimmed. */
-export function alignColumns(rows: string[][]): string[] {
+function alignColumns(rows: string[][]): string[] {
   const widths: number[] = [];
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());

@@ -13,7 +13,15 @@ function intArg(name: string, min = 1) {
   };
 }
 
-export function buildProgram(): Command {
+function floatArg(name: string, min: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+    return n;
+  };
+}
+
+function buildProgram(): Command {
   const program = new Command('twlac')
     .description('Compile ONNX decoder-only LLMs to ternary weights and low-bit activations (TWLA), with CUDA and WGSL kernels.')
     .version(TWLAC_VERSION)
@@ -65,6 +73,7 @@ export function buildProgram(): Command {
     .description('perplexity of MODEL on a text file (EVAL.md protocol: 256-token windows)')
     .argument('<model>', 'ONNX model file, or a twlac output directory')
     .requiredOption('--text <file>', 'evaluation text')
+    .addOption(new Option('--backend <b>', 'ort: onnxruntime on model.onnx; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU)').choices(['ort', 'cuda']).default('ort'))
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
     .option('--max-windows <n>', 'evaluate only the first N windows', intArg('--max-windows'))
     .option('--batch <n>', 'windows per onnxruntime call', intArg('--batch'), 4)
@@ -79,14 +88,31 @@ export function buildProgram(): Command {
     .command('run')
     .description('generate text from a twlac output directory (or any source model); prints only the generated text')
     .argument('<model>', 'twlac output directory or ONNX model file')
-    .addOption(new Option('--backend <b>', 'execution backend').choices(['ort', 'webgpu', 'cuda']).default('ort'))
+    .addOption(new Option('--backend <b>', 'ort: onnxruntime; webgpu: Dawn; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU, greedy only)').choices(['ort', 'webgpu', 'cuda']).default('ort'))
     .requiredOption('--prompt <text>', 'prompt text')
     .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens'), 32)
-    .option('--greedy', 'greedy decoding (the only mode so far)', true)
+    .option('--greedy', 'greedy decoding: the default, the same as --temperature 0')
+    .option('--temperature <t>', 'sample from softmax(logits / t); 0 = greedy', floatArg('--temperature', 0), 0)
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg('--top-k'))
+    .option('--top-p <p>', 'sample among the most likely tokens whose probabilities reach p (0 < p <= 1)', floatArg('--top-p', 0))
+    .option('--seed <n>', 'sampling seed (the same seed gives the same text)', intArg('--seed', 0), 0)
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
     .action(async (model: string, opts) => {
       const { runCommand } = await import('./commands.ts');
       await runCommand(model, opts);
+    });
+
+  program
+    .command('kernels')
+    .description('generate standalone ternary linear kernels for N×K shapes, with check cases, a harness and manifest.json (no model)')
+    .requiredOption('--target <target>', 'cuda:<arch> (one of sm_80, sm_86, sm_89, sm_90a, sm_100, sm_120) or wgsl')
+    .option('--format <id>', 'ternary storage format, e.g. tq2_g128 or tq1_g128_lat', 'tq2_g128')
+    .requiredOption('--shapes <list>', 'NxK shapes (out x in features), comma-separated, e.g. 4096x4096,11008x4096')
+    .requiredOption('-o, --out <dir>', 'output directory (written atomically)')
+    .action(async (opts: { target: string; format: string; shapes: string; out: string }) => {
+      const { emitKernelPack, parseShapes } = await import('../codegen/kernel-pack.ts');
+      const m = await emitKernelPack({ target: opts.target, format: opts.format, shapes: parseShapes(opts.shapes) }, opts.out);
+      process.stderr.write(`wrote ${opts.out}: ${m.kernels.length} kernels, check cases and a harness (${m.harness.build ? `${m.harness.build}, then ` : ''}${m.harness.run})\n`);
     });
 
   program
@@ -105,6 +131,11 @@ export function buildProgram(): Command {
 /** Run the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Bare `twlac`: the help, not the default command's missing-argument error.
+  if (argv.length <= 2) {
+    process.stdout.write(program.helpInformation());
+    return 0;
+  }
   try {
     await program.parseAsync(argv);
     return 0;

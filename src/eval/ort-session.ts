@@ -116,7 +116,7 @@ export function describeInputs(path: string, session: ort.InferenceSession, opts
 }
 
 /** Recognises the interface of an open session (exported for tests of odd interfaces). */
-export function describeSession(path: string, session: ort.InferenceSession): OrtModel {
+function describeSession(path: string, session: ort.InferenceSession): OrtModel {
   const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
   const bad = (what: string) => new UserError(`${path}: ${what}`);
   const { inputIds, attentionMask, positionIds, cache } = describeInputs(path, session);

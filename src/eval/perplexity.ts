@@ -20,7 +20,7 @@ export const DEFAULT_WINDOW = 256;
  * batch 1: 158, 2: 114, 4: 145, 8: 157; an earlier quieter run 1: 97, 2: 76, 4: 90, 8: 110.
  * Noisy (other processes), but 2 was fastest or near it each time; larger batches lose.
  */
-export const DEFAULT_BATCH = 2;
+const DEFAULT_BATCH = 2;
 
 export interface PerplexityOptions extends OpenOptions {
   windowSize?: number;

@@ -16,8 +16,8 @@ import { dirname, join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
 
-export const TOKENIZER_FILE = 'tokenizer.json';
-export const CHUNK_CHARS = 200_000;
+const TOKENIZER_FILE = 'tokenizer.json';
+const CHUNK_CHARS = 200_000;
 
 export interface TextTokenizer {
   /** The file it was loaded from. */

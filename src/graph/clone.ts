@@ -2,7 +2,7 @@
 // so cloning a model with gigabytes of external weights costs only the graph.
 import { Graph, Model, Node, Value, type AttrValue } from './ir.ts';
 
-export function cloneGraph(g: Graph, outer: Map<Value, Value> = new Map()): { graph: Graph; map: Map<Value, Value> } {
+function cloneGraph(g: Graph, outer: Map<Value, Value> = new Map()): { graph: Graph; map: Map<Value, Value> } {
   const map = new Map<Value, Value>(outer);
   const ng = new Graph();
   ng.name = g.name;

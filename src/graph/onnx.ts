@@ -37,9 +37,9 @@ import {
 } from './proto/schema.ts';
 
 /** Meta key (Graph, Node, Value): encoded protobuf fields twlac does not interpret, written back on save. */
-export const UNKNOWN_FIELDS = 'onnx.unknownFields';
+const UNKNOWN_FIELDS = 'onnx.unknownFields';
 /** Meta key (Value): the encoded TypeProto of a value whose type a `ValueType` cannot express (sequences, maps, ...). */
-export const TYPE_PROTO = 'onnx.typeProto';
+const TYPE_PROTO = 'onnx.typeProto';
 
 const ALIGN = 64;
 const COPY_CHUNK = 8 << 20;

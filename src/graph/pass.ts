@@ -35,6 +35,12 @@ export interface Progress {
   tick(n?: number, detail?: string): void;
   done(summary?: string): void;
   log(line: string): void;
+  /** The passes about to run, in order, announced once before the first. */
+  plan?(passes: readonly string[]): void;
+  /** Pass `index` (1-based) of the plan starts; index 0 after the last one finished. */
+  phase?(index: number, name: string): void;
+  /** `done` of the running pass's `total` equal parts (blocks) are finished: an ETA for the pass. */
+  units?(done: number, total: number): void;
 }
 
 export const silentProgress: Progress = { start() {}, tick() {}, done() {}, log() {} };
@@ -60,7 +66,9 @@ export class PassManager<C extends PassContext = PassContext> {
 
   async run(model: Model, ctx: C): Promise<PassResult> {
     let modified = false;
-    for (const p of this.passes) {
+    ctx.progress.plan?.(this.passes.map((p) => p.name));
+    for (const [i, p] of this.passes.entries()) {
+      ctx.progress.phase?.(i + 1, p.name);
       const pre = p.requires?.(model, ctx);
       // A refused precondition is about what the caller asked for (options, inputs).
       if (pre) throw new UserError(`pass ${p.name}: ${pre}`);
@@ -79,6 +87,7 @@ export class PassManager<C extends PassContext = PassContext> {
       const post = p.ensures?.(model, ctx);
       if (post) throw new PassError(p.name, `postcondition failed: ${post}`);
     }
+    ctx.progress.phase?.(0, '');
     return { model, modified };
   }
 }

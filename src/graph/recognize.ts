@@ -9,7 +9,7 @@
 // model only fills what the graph does not state.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelConfig } from '../artifact/manifest.ts';
+import type { ModelConfig } from './model-config.ts';
 import { UserError } from '../errors.ts';
 import type { Model, Node, Value } from './ir.ts';
 import type { DType } from './tensor.ts';
@@ -116,7 +116,7 @@ export interface RecognizeOptions {
 const DEFAULT_MAX_POSITIONS = 2048;
 
 /** Follow data movement back from a value (Reshape/Cast/... input 0). */
-export function sourceOf(v: Value): Value {
+function sourceOf(v: Value): Value {
   for (;;) {
     const p = v.producer();
     if (!p || !PASS_THROUGH.has(p.opType) || p.opType === 'Transpose' || !p.input(0) || p.domain !== '') return v;
@@ -125,7 +125,7 @@ export function sourceOf(v: Value): Value {
 }
 
 /** Follow data movement forward while a value has exactly one consumer. */
-export function forwardOf(v: Value): Value {
+function forwardOf(v: Value): Value {
   for (;;) {
     const c = v.consumers();
     if (c.length !== 1 || !PASS_THROUGH.has(c[0].opType) || c[0].opType === 'Transpose' || c[0].input(0) !== v) return v;

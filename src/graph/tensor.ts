@@ -26,13 +26,6 @@ export const DTYPES = {
 } as const;
 export type DType = keyof typeof DTYPES;
 
-const BY_CODE = new Map<number, DType>(Object.entries(DTYPES).map(([k, v]) => [v.code, k as DType]));
-export function dtypeFromCode(code: number): DType {
-  const d = BY_CODE.get(code);
-  if (!d) throw new Error(`unsupported ONNX tensor element type ${code}`);
-  return d;
-}
-
 export function numel(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
@@ -146,7 +139,7 @@ export class Tensor {
   }
 }
 
-export function readExternal(path: string, offset: number, length: number): Uint8Array {
+function readExternal(path: string, offset: number, length: number): Uint8Array {
   const fd = openSync(path, 'r');
   try {
     const size = fstatSync(fd).size;

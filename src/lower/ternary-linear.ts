@@ -23,7 +23,7 @@ export interface LinearSite {
 }
 
 /** MatMulNBits block size for a format group G: the largest power of two ≤ 256 dividing G (each ONNX block then lies inside one group). */
-export function onnxBlockSize(G: number): number {
+function onnxBlockSize(G: number): number {
   for (let b = 256; b >= 16; b /= 2) if (G % b === 0) return b;
   throw new Error(`group size ${G} has no power-of-two divisor >= 16, so MatMulNBits cannot hold it`);
 }

@@ -32,9 +32,9 @@ import type { CompileContext, SiteState } from './context.ts';
 import { activationDtype } from './lower-ort.ts';
 
 /** Token rows sampled per site for the clip search. */
-export const CLIP_SAMPLE_ROWS = 256;
+const CLIP_SAMPLE_ROWS = 256;
 /** Calibration segments used for the ILA-AMP NLL measurements. */
-export const AMP_SEGMENTS = 4;
+const AMP_SEGMENTS = 4;
 
 /** Insert quantisers before one site's linears (after any online transform); `make` emits the quantiser of one input value. */
 function insertQuantisers(model: Model, s: SiteState, make: (b: GraphBuilder, x: Value, before: Node, dtype: 'float32' | 'float16') => Value): void {

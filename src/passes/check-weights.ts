@@ -14,7 +14,7 @@ function firstNonFinite(v: Value | undefined): number {
   return -1;
 }
 
-export function checkWeights(s: TransformerStructure): void {
+function checkWeights(s: TransformerStructure): void {
   const named: [string, Value | undefined][] = [
     ['embedding', s.embedding.table],
     ...s.linears.map((l): [string, Value | undefined] => [`${l.block! >= 0 ? `block ${l.block} ` : ''}${l.role} weight ${l.weight.name}`, l.weight]),

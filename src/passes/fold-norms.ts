@@ -22,7 +22,7 @@ function feedsOnly(v: Value, targets: Set<Node>): boolean {
   return true;
 }
 
-export function canFold(g: InputGroup): boolean {
+function canFold(g: InputGroup): boolean {
   const n = g.norm;
   return !!n && n.rms && !!n.gamma && !!constTensor(n.gamma) && feedsOnly(n.output, new Set(g.linears.map((l) => l.node)));
 }

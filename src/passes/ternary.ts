@@ -43,11 +43,13 @@ export const ternaryPass = definePass<CompileContext>({
       return { model, modified: true };
     }
     const f = parseFormatId(opts.format);
-    for (const block of structure.blocks) {
+    const nb = structure.blocks.length;
+    for (const [bi, block] of structure.blocks.entries()) {
+      progress.units?.(bi, nb);
       const groups = ctx.sites.filter((s) => s.group.block === block.index);
       const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await captureSites(model, capSites, opts.calib!, { progress, label: `block ${block.index}: calibration` });
-      progress.start(`block ${block.index}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
+      const stats = await captureSites(model, capSites, opts.calib!, { progress, label: `block ${bi + 1}/${nb}: calibration` });
+      progress.start(`block ${bi + 1}/${nb}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
       for (const s of groups) {
         const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
         for (const l of s.group.linears) {
@@ -68,6 +70,7 @@ export const ternaryPass = definePass<CompileContext>({
       }
       progress.done();
     }
+    progress.units?.(nb, nb);
     return { model, modified: true };
   },
   ensures(_m, ctx) {

@@ -27,8 +27,6 @@ import { floatToHalf, Tensor } from '../graph/tensor.ts';
 import { UserError } from '../errors.ts';
 import { gemmABt } from './kotms.ts';
 
-export type ActBits = 2 | 4 | 6 | 8;
-export const ACT_BITS: readonly ActBits[] = [2, 4, 6, 8];
 
 /** The clip ratios searched: 0.5 to 1.0 in steps of 0.005 (101 values). */
 export const CLIP_GRID: readonly number[] = Array.from({ length: 101 }, (_, k) => (500 + 5 * k) / 1000);
@@ -100,7 +98,7 @@ export function emitActQuant(b: GraphBuilder, x: Value, bits: number, clip: numb
 }
 
 /** A scalar constant of the activation's element type. */
-export function actScalar(b: GraphBuilder, prefix: string, dtype: 'float32' | 'float16') {
+function actScalar(b: GraphBuilder, prefix: string, dtype: 'float32' | 'float16') {
   return (name: string, v: number): Value =>
     dtype === 'float32'
       ? b.init(b.graph.uniqueName(`${prefix}.${name}`), Tensor.fromFloat32([], Float32Array.of(v)))
@@ -131,7 +129,7 @@ export function emitActQuantWith(b: GraphBuilder, x: Value, levels: Value, rho: 
 }
 
 /** H = WᵀW [in, in] of a linear W [out, in]; sum these over the linears that share an input. */
-export function gramOf(W: Float32Array | Float64Array, outDim: number, inDim: number): Float64Array {
+function gramOf(W: Float32Array | Float64Array, outDim: number, inDim: number): Float64Array {
   const Wt = new Float64Array(inDim * outDim);
   for (let o = 0; o < outDim; o++) for (let i = 0; i < inDim; i++) Wt[i * outDim + o] = W[o * inDim + i];
   const H = new Float64Array(inDim * inDim);

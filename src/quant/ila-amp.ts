@@ -25,7 +25,7 @@
 import { UserError } from '../errors.ts';
 
 export const AMP_BITS: readonly number[] = [2, 4, 6, 8];
-export const AMP_BETA = 0.5;
+const AMP_BETA = 0.5;
 
 /**
  * Costs indexed by position in `bits`: single[i][k] = Δ₁[i][bits[k]];

@@ -202,7 +202,7 @@ export function initialParams(shape: KronShape, init: 'identity' | 'random', ran
 }
 
 /** B = B₀·cay(A_B), C = C₀·cay(A_C). */
-export function factorsOf(shape: KronShape, p: KotmsParams): { B: Float64Array; C: Float64Array } {
+function factorsOf(shape: KronShape, p: KotmsParams): { B: Float64Array; C: Float64Array } {
   return {
     B: matmulSquare(p.B0, cayley(p.aB, shape.r).Q, shape.r),
     C: matmulSquare(p.C0, cayley(p.aC, shape.l).Q, shape.l),
@@ -285,7 +285,7 @@ export function kotmsLoss(
 }
 
 /** Scratch buffers of a KOTMS step, reused across steps (no allocation in the loop). */
-export class KotmsWorkspace {
+class KotmsWorkspace {
   private bufs: Float64Array[] = [];
   constructor(private readonly size: number) {}
   get(slot: number, length: number): Float64Array {
@@ -441,7 +441,7 @@ export interface CayleyResult {
 }
 
 /** The skew matrix A = U − Uᵀ from its strict upper triangle (row by row). */
-export function skewFromParams(a: Floats, n: number): Float64Array {
+function skewFromParams(a: Floats, n: number): Float64Array {
   if (a.length !== (n * (n - 1)) / 2) throw new Error(`skew: ${a.length} parameters do not fill a ${n}×${n} upper triangle`);
   const A = new Float64Array(n * n);
   let k = 0;

@@ -46,7 +46,7 @@ export function choleskyInPlace(a: Float64Array, n: number): boolean {
 
 /** Inverse of a lower-triangular L, returned transposed: T = (L⁻¹)ᵀ (upper triangular).
  *  Row j of T is column j of L⁻¹, found by forward substitution with contiguous dots. */
-export function lowerInverseTransposed(l: Float64Array, n: number): Float64Array {
+function lowerInverseTransposed(l: Float64Array, n: number): Float64Array {
   const t = new Float64Array(n * n);
   for (let j = 0; j < n; j++) {
     const x = t.subarray(j * n, j * n + n); // x[k] = (L⁻¹)[k, j], zero for k < j

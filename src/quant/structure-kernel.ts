@@ -37,11 +37,11 @@ const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
 
 /** Scale multipliers of the per-row pass search (on the real fixture's Hessians they cut the
  *  output error by ~5% over a single pass; bench/quant-proxy.ts). */
-export const DEFAULT_PASSES: readonly number[] = [1, 0.9, 1.1];
+const DEFAULT_PASSES: readonly number[] = [1, 0.9, 1.1];
 /** Coordinate-descent sweeps over a block's trits after GPTQ's rounding. */
-export const DEFAULT_SWEEPS = 4;
+const DEFAULT_SWEEPS = 4;
 /** Rounds of whole-row trit descent + (μ, α) refit under the full H after GPTQ. */
-export const DEFAULT_GLOBAL_ROUNDS = 2;
+const DEFAULT_GLOBAL_ROUNDS = 2;
 
 export interface KernelStructureOptions {
   group: number;

@@ -23,9 +23,9 @@ import { fitOrder1, fitOrder2, xDomainRefitRow } from './ternary-fit.ts';
 
 const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
 
-export const TWLA_BLOCK = 128;
-export const TWLA_K_GRID = [0, 4, 8, 16, 32, 64];
-export const TWLA_SPLIT_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
+const TWLA_BLOCK = 128;
+const TWLA_K_GRID = [0, 4, 8, 16, 32, 64];
+const TWLA_SPLIT_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
 const TRIT_BITS = 1.6;
 
 export interface TwlaOptions {

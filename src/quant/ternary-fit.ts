@@ -17,9 +17,9 @@
 //   minimisations of the squared error, so it never increases.
 import { solveSmall } from './linalg.ts';
 
-export const EUCLID_ITERS = 15;
-export const ORDER2_ITERS = 15;
-export const DELTA_FACTOR = 0.75;
+const EUCLID_ITERS = 15;
+const ORDER2_ITERS = 15;
+const DELTA_FACTOR = 0.75;
 
 export interface Order1Fit {
   mu: number;

@@ -33,7 +33,7 @@ export function tensorBytesCopy(a: LoadedArtifact, name: string): Uint8Array {
 }
 
 /** A float32/float16 tensor as float64 values. */
-export function tensorValues(a: LoadedArtifact, name: string): Float64Array {
+function tensorValues(a: LoadedArtifact, name: string): Float64Array {
   const e = a.manifest.tensors[name];
   const b = tensorBytesCopy(a, name);
   switch (e.dtype) {
@@ -50,7 +50,7 @@ export function tensorValues(a: LoadedArtifact, name: string): Float64Array {
 }
 
 /** The ternary storage of a linear, as the format declaration describes it. */
-export function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
+function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
   if (!l.codes || !l.scales) throw new Error(`${l.name}: format ${l.format} has no codes/scales tensors`);
   const format = parseFormatId(l.format);
   const u16 = (name: string) => {
@@ -109,7 +109,7 @@ export function rmsNorm(x: Float64Array, gamma: Float64Array | null, eps: number
   return Float64Array.from(x, (v, i) => v * inv * (gamma ? gamma[i] : 1));
 }
 
-export function matVec(l: RefLinear, x: Float64Array): Float64Array {
+function matVec(l: RefLinear, x: Float64Array): Float64Array {
   const y = new Float64Array(l.rows);
   for (let n = 0; n < l.rows; n++) {
     let s = 0;

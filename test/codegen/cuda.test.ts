@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { rng } from '../../src/artifact/random.ts';
 import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
 import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeArtifact } from '../../src/artifact/build.ts';
-import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { randomArtifactModel } from '../../src/artifact/random.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { emitWgsl, type EmittedKernel } from '../../src/codegen/wgsl/emit.ts';

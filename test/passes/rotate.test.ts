@@ -5,12 +5,11 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { encodeModel } from '../../src/graph/onnx.ts';
-import { PassManager, silentProgress } from '../../src/graph/pass.ts';
-import { recognize } from '../../src/graph/recognize.ts';
+import { PassManager } from '../../src/graph/pass.ts';
 import { foldNormsPass } from '../../src/passes/fold-norms.ts';
 import { rotatePass } from '../../src/passes/rotate.ts';
-import { linearId, quantizedLinears, siteId, type CompileContext } from '../../src/passes/context.ts';
-import { DEFAULT_OPTIONS } from '../../src/compile.ts';
+import type { CompileContext } from '../../src/passes/context.ts';
+import { createContext } from '../../src/compile.ts';
 import { makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 import type { Model } from '../../src/graph/ir.ts';
 
@@ -18,17 +17,6 @@ async function logits(m: Model, ids: number[]): Promise<Float32Array> {
   const s = await ort.InferenceSession.create(encodeModel(m));
   const out = await s.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]) });
   return out.logits.data as Float32Array;
-}
-
-function context(m: Model): CompileContext {
-  const structure = recognize(m);
-  return {
-    progress: silentProgress,
-    opts: { ...DEFAULT_OPTIONS },
-    structure,
-    linears: new Map(quantizedLinears(structure).map((l) => [l, { id: linearId(l) }])),
-    sites: structure.inputGroups.filter((g) => g.site !== 'head').map((g) => ({ id: siteId(g), group: g })),
-  };
 }
 
 const ids = [3, 17, 5, 42, 9, 1, 30, 8, 11, 2];
@@ -43,7 +31,7 @@ describe('fold-norms + rotate keep the function', () => {
     it(`${name}${fuse ? ', o_proj rotation folded into v_proj' : ', all rotations online'}`, async () => {
       const src = makeTinyLlama({ layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 96, seed: 3, ...opts });
       const before = await logits(src, ids);
-      const ctx = context(src);
+      const ctx = createContext(src);
       const pm = new PassManager<CompileContext>([foldNormsPass, rotatePass]);
       ctx.opts.fuse = fuse;
       const r = await pm.run(src, { ...ctx, kotms: { iterations: 10 } } as CompileContext);

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { writeArtifact } from '../../src/artifact/build.ts';
 import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
-import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { ternaryFormat, decodeTernary } from '../../src/formats/ternary.ts';
 import { kronTransform, referenceGreedy, referenceLogits, ropeInPlace, ReferenceModel, linearWeight } from '../../src/runtime/reference.ts';
 

@@ -10,7 +10,7 @@ import { extname, join, normalize, resolve } from 'node:path';
 import puppeteer from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeArtifact, type ArtifactModel } from '../../src/artifact/build.ts';
-import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { ternaryFormat } from '../../src/formats/ternary.ts';

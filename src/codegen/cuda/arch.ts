@@ -51,7 +51,7 @@ export const CUDA_ARCHS = {
   sm_120: { cc: 120, gencode: '-gencode=arch=compute_120,code=sm_120', maxSmemPerBlock: 99 * 1024, gemvSmemBudget: 48 * 1024, gemvWarps: 8, gemvRowsPerWarp: rowsPerWarp, bulkCopy: true, int8Mma: 'mma.sync.m16n8k32.s8', prefill: PREFILL_SMALL_SMEM },
 } satisfies Record<CudaArch, CudaArchDecl>;
 
-export const DEFAULT_ARCHS: readonly CudaArch[] = ['sm_90a', 'sm_80'];
+const DEFAULT_ARCHS: readonly CudaArch[] = ['sm_90a', 'sm_80'];
 
 export function parseArchs(spec: string | undefined): CudaArch[] {
   if (!spec) return [...DEFAULT_ARCHS];

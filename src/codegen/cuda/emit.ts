@@ -39,11 +39,11 @@ import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
-export const GEMV_M_BUCKETS = [1, 4, 16] as const;
+const GEMV_M_BUCKETS = [1, 4, 16] as const;
 const GEMV_MAX_M = GEMV_M_BUCKETS[GEMV_M_BUCKETS.length - 1];
 /** Most tokens one forward call takes (prefill runs in chunks of this many); beyond GEMV_MAX_M
  *  tokens the linears take the kernels of beyondBuckets. */
-export const MAX_CHUNK = 2048;
+const MAX_CHUNK = 2048;
 
 const RUNTIME_MAIN = pjoin(dirname(fileURLToPath(import.meta.url)), 'runtime', 'main.cu');
 

@@ -62,7 +62,7 @@ export function cudaFloat(x: number): Code {
   return new Code(`${x.toExponential(9)}f`);
 }
 
-export function ctype(t: CType): Code {
+function ctype(t: CType): Code {
   return new Code(t);
 }
 

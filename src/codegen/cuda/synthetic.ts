@@ -3,7 +3,8 @@
 // the CUDA host program can synthesise the weights on the GPU (`--random SEED`) for shapes
 // too large to ship (a LLaMA-2-7B-shaped model).
 import { BLOCK_LINEARS } from '../../artifact/build.ts';
-import { MANIFEST_VERSION, type ArtifactManifest, type BlockEntry, type LinearEntry, type ModelConfig, type TensorEntry } from '../../artifact/manifest.ts';
+import { MANIFEST_VERSION, type ArtifactManifest, type BlockEntry, type LinearEntry, type TensorEntry } from '../../artifact/manifest.ts';
+import type { ModelConfig } from '../../graph/model-config.ts';
 import { linearShape } from '../../artifact/random.ts';
 import { bitsPerWeight, CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../formats/ternary.ts';
 import type { DType } from '../../graph/tensor.ts';

@@ -35,7 +35,7 @@ export interface Binding {
 
 /** Values that change per forward call, shared by every kernel of that call: position of
  *  the first token, tokens in the call, first input row (rmsNorm of the last token only). */
-export const STEP_UNIFORM = { name: 'step', fields: ['pos0', 'ntok', 'row0'] } as const;
+const STEP_UNIFORM = { name: 'step', fields: ['pos0', 'ntok', 'row0'] } as const;
 
 /** Optional adapter features a kernel was generated for (part of the cache key). */
 export interface WgslFeatures {

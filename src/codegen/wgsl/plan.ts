@@ -105,7 +105,7 @@ export interface ModelKernels {
   lmHead: LinearKernels;
 }
 
-function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
+export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
   const bias = !!l.bias;
   if (l.format === 'float16' || l.format === 'float32') {
     return {

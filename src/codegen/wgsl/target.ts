@@ -1,4 +1,4 @@
-// `--target wgsl` as the CLI's target table calls it.
+// `--target wgsl`: the WGSL row of the target table (src/codegen/targets.ts).
 import type { ArtifactManifest } from '../../artifact/manifest.ts';
 import { emitWgsl } from './emit.ts';
 

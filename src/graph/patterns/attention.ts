@@ -42,7 +42,7 @@ export interface LinearIndex {
 const POSITIONAL = new Set(['Shape', 'Size', 'Cos', 'Sin', 'Range']);
 
 /** Linears that `v` is computed from, searching backwards through any op but positional ones; norm outputs crossed go to `crossed`. */
-export function linearsUpstream(v: Value, idx: LinearIndex, crossed?: Set<Value>, limit = 400): Linear[] {
+function linearsUpstream(v: Value, idx: LinearIndex, crossed?: Set<Value>, limit = 400): Linear[] {
   const found = new Set<Linear>();
   const seen = new Set<Value>();
   const queue = [v];
@@ -65,7 +65,7 @@ export function linearsUpstream(v: Value, idx: LinearIndex, crossed?: Set<Value>
 }
 
 /** The linear that reads `v` after data movement only. */
-export function linearDownstream(v: Value, idx: LinearIndex, limit = 50): Linear[] {
+function linearDownstream(v: Value, idx: LinearIndex, limit = 50): Linear[] {
   const found = new Set<Linear>();
   const queue = [v];
   const seen = new Set<Value>();

@@ -82,7 +82,7 @@ function isBiasVector(v: Value | undefined, n: number): boolean {
   return !!t && t.numel === n && t.dims.length >= 1 && t.dims[t.dims.length - 1] === n;
 }
 
-export function matchLinear(node: Node): Match<Linear> {
+function matchLinear(node: Node): Match<Linear> {
   if (node.domain !== '' && node.domain !== 'ai.onnx') return fail('not an ONNX-domain op');
   if (node.opType !== 'MatMul' && node.opType !== 'Gemm') return fail(`${node.opType} is not MatMul/Gemm`);
   const x = node.input(0);

@@ -57,7 +57,7 @@ export function stripCasts(v: Value): Value {
  * The shortest decimal that rounds back to the same stored value: a float32 ε of 1e-5 is
  * 9.99999974737875e-6 in a double, but the model's author wrote 1e-5.
  */
-export function cleanFloat(x: number, dtype: DType = 'float32'): number {
+function cleanFloat(x: number, dtype: DType = 'float32'): number {
   const round = dtype === 'float16' ? roundToHalf : dtype === 'float64' ? (y: number) => y : Math.fround;
   const stored = round(x);
   for (let p = 1; p <= 17; p++) {
@@ -89,7 +89,7 @@ function reduceAxes(n: Node): number[] | undefined {
 }
 
 /** Match a decomposed RMSNorm anchored at its ReduceMean. */
-export function matchDecomposedRms(rm: Node): Match<Norm> {
+function matchDecomposedRms(rm: Node): Match<Norm> {
   if (rm.opType !== 'ReduceMean' || !isOnnx(rm)) return fail('not ReduceMean');
   const axes = reduceAxes(rm);
   if (!axes || axes.length !== 1) return fail('ReduceMean is not over one axis');
@@ -166,7 +166,7 @@ function epsAttr(n: Node, dflt = 1e-5): number {
 }
 
 /** Match one of the fused normalisation ops. */
-export function matchFusedNorm(n: Node): Match<Norm> {
+function matchFusedNorm(n: Node): Match<Norm> {
   const x = n.input(0);
   if (!x) return fail('no input');
   const axis = n.attr('axis', 'int') ?? -1;

@@ -7,9 +7,10 @@ import { readArtifact } from '../../artifact/weights.ts';
 import { UserError } from '../../errors.ts';
 import { requestModelDevice } from './device.ts';
 import { WebgpuModel, type WebgpuModelOptions } from './runtime.ts';
+import type { TokenChooser } from '../../eval/sampling.ts';
 
 /** Where Debian's chromium ships SwiftShader's Vulkan ICD. */
-export const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json', '/usr/lib/chromium-browser/vk_swiftshader_icd.json'];
+const SWIFTSHADER_ICD = ['/usr/lib/chromium/vk_swiftshader_icd.json', '/usr/lib/chromium-browser/vk_swiftshader_icd.json'];
 
 export interface NodeDevice {
   device: GPUDevice;
@@ -64,11 +65,11 @@ export async function loadWebgpuModel(dir: string, opts: WebgpuModelOptions = {}
   return WebgpuModel.create(device, readArtifact(dir), opts);
 }
 
-/** Greedy decode: the `maxTokens` ids generated after `promptIds`. */
-export async function runWebgpu(dir: string, promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void): Promise<number[]> {
+/** Decode: the `maxTokens` ids generated after `promptIds`, greedy unless `choose` samples. */
+export async function runWebgpu(dir: string, promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void, choose?: TokenChooser): Promise<number[]> {
   const model = await loadWebgpuModel(dir);
   try {
-    return await model.greedy(promptIds, maxTokens, onToken);
+    return await model.greedy(promptIds, maxTokens, onToken, choose);
   } finally {
     model.destroy();
   }

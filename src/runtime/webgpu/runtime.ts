@@ -12,6 +12,7 @@ import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
+import type { TokenChooser } from '../../eval/sampling.ts';
 
 export interface WebgpuModelOptions {
   /** Most tokens per forward chunk (activation buffers are sized for it). Default 64. */
@@ -318,14 +319,14 @@ export class WebgpuModel {
     return this.forward(ids, true);
   }
 
-  /** Greedy decode: `maxTokens` ids after the prompt. `onToken` sees each as it comes. */
-  async greedy(promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void): Promise<number[]> {
+  /** Decode `maxTokens` ids after the prompt, greedy unless `choose` samples. `onToken` sees each as it comes. */
+  async greedy(promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void, choose: TokenChooser = argmax): Promise<number[]> {
     if (promptIds.length === 0) throw new Error('greedy decode needs at least one prompt token');
     this.reset();
     let logits = await this.forward(promptIds);
     const out: number[] = [];
     for (let i = 0; i < maxTokens; i++) {
-      const next = argmax(logits);
+      const next = choose(logits, 0, logits.length);
       out.push(next);
       onToken?.(next);
       if (i + 1 < maxTokens) logits = await this.forward([next]);

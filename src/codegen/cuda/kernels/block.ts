@@ -70,7 +70,7 @@ export interface ActKernelSpec {
 /** Threads of an act kernel (one block per token: at decode the whole kernel is one block). */
 const ACT_BLOCK = 1024;
 
-export function actKernelName(s: ActKernelSpec): string {
+function actKernelName(s: ActKernelSpec): string {
   return `act_${s.source}_d${s.dim}${s.transform ? `_kron${s.transform.l}x${s.transform.r}` : ''}`;
 }
 
@@ -448,8 +448,8 @@ export function attnCombineKernel(a: AttnShape): CudaKernel {
 }
 
 /** Queries and key positions a block of the prefill attention kernel takes at a time. */
-export const ATTN_PREFILL_Q = 16;
-export const ATTN_PREFILL_KV = 64;
+const ATTN_PREFILL_Q = 16;
+const ATTN_PREFILL_KV = 64;
 
 /** Arguments of the prefill attention kernels (this one and kernels/attn-prefill-tc.ts): q fp32
  *  [T][heads·d], the layer's fp16 K/V cache [pos][kvHeads·d], out fp32 [T][heads·d], the first

@@ -30,7 +30,7 @@ export function gemmA8Unsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | 'arc
   return gemmShapeUnsupported(s, CUDA_ARCHS[s.arch].prefill.bn, `the ${s.arch} tile width`);
 }
 
-export function gemmA8KernelName(s: GemmShape): string {
+function gemmA8KernelName(s: GemmShape): string {
   return `gemm_a8_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
 }
 

@@ -38,7 +38,7 @@ import { pin, wgmmaHelpers, wgmmaLoadStage } from './gemm-wgmma.ts';
  *  (4b, 4b+1)/(4b+2, 4b+3) as nibbles, one PRMT joins byte b of both into the selector of
  *  word b, a second looks it up (13 ALU ops). The table's bytes 1, 2, 3 are the weights of
  *  codes 1, 2, 3 (t = −1, 0, 1). */
-export function latticeExpand(n: Code): Code {
+function latticeExpand(n: Code): Code {
   return code`__device__ __forceinline__ uint4 ${n}_expand(uint32_t w, uint32_t table) {
   const uint32_t s01 = (w & 0x03030303u) | ((w << 2) & 0x30303030u);
   const uint32_t s23 = ((w >> 4) & 0x03030303u) | ((w >> 2) & 0x30303030u);
@@ -127,7 +127,7 @@ export function gemmWgmmaRsUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' |
   return gemmShapeUnsupported(s, BF, 'the tile width');
 }
 
-export function gemmWgmmaRsKernelName(s: GemmShape, variant: GemmRsVariantName): string {
+function gemmWgmmaRsKernelName(s: GemmShape, variant: GemmRsVariantName): string {
   return `gemm_wgr_${variant}_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
 }
 

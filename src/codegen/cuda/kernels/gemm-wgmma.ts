@@ -42,7 +42,7 @@ export function gemmWgmmaUnsupported(s: Pick<GemmShape, 'format' | 'k' | 'n' | '
   return gemmShapeUnsupported(s, BN, 'the tile width');
 }
 
-export function gemmWgmmaKernelName(s: GemmShape): string {
+function gemmWgmmaKernelName(s: GemmShape): string {
   return `gemm_wg_${s.format.id}_n${s.n}_k${s.k}_${s.arch}${s.out === 'f32' ? '_f32' : ''}`;
 }
 

@@ -23,13 +23,13 @@ export function gemvA8Unsupported(s: Pick<GemvShape, 'format' | 'k'>): string | 
   return null;
 }
 
-export function gemvA8KernelName(s: GemvShape): string {
+function gemvA8KernelName(s: GemvShape): string {
   return `gemv_a8_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
 }
 
 const MIN_ROW_BLOCKS = 264;
 
-export function gemvA8Plan(s: GemvShape) {
+function gemvA8Plan(s: GemvShape) {
   const why = gemvA8Unsupported(s);
   if (why) throw new Error(`CUDA A8 GEMV: ${why}`);
   if (!Number.isInteger(s.m) || s.m < 1 || s.m > 16) throw new Error(`CUDA A8 GEMV: M=${s.m} outside 1…16`);

@@ -115,7 +115,7 @@ const XBULK_DEFAULT_MIN_K = 8192;
 const MIN_BLOCKS = 264;
 
 /** Kernel name; explicit tunings (benchmark sweeps) are spelled into it. */
-export function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}): string {
+function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}): string {
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
@@ -568,7 +568,7 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   });
 }
 
-export function gemvStreamGroupKernelName(segs: readonly GemvShape[], act: StreamAct): string {
+function gemvStreamGroupKernelName(segs: readonly GemvShape[], act: StreamAct): string {
   const s = segs[0];
   return `gemv_s${act === 'u8' ? 'a8' : ''}g_${s.format.id}_n${segs.map((x) => x.n).join('_')}_k${s.k}_m${s.m}_${s.arch}`;
 }

@@ -33,7 +33,7 @@ export function gemvTcUnsupported(s: Pick<GemvShape, 'format' | 'k' | 'm'>): str
   return null;
 }
 
-export function gemvTcKernelName(s: GemvShape): string {
+function gemvTcKernelName(s: GemvShape): string {
   return `gemv_tc_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
 }
 

@@ -52,7 +52,7 @@ export const GEMV_TAIL_ARGS: readonly CudaParam[] = [
 /** Arguments of every fp16-activation GEMV (the runtime's linear dispatchers call them alike). */
 export const GEMV_F16_ARGS: readonly CudaParam[] = [{ name: 'a', type: 'const __half*' }, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS];
 
-export function gemvKernelName(s: GemvShape): string {
+function gemvKernelName(s: GemvShape): string {
   return `gemv_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
 }
 

@@ -1,9 +1,9 @@
-// Kernel targets: `--target cuda[:sm_90a,sm_80]` and `--target wgsl`. Each backend is one
-// row of the table below.
+// Kernel targets that a compile writes beside its model: `cuda[:sm_90a,sm_80]` and `wgsl`
+// (compileToDir's `targets`, the CLI's `--target`). Each backend is one row of the table below.
 import { UserError } from '../errors.ts';
 import type { ArtifactManifest } from '../artifact/manifest.ts';
 import type { Progress } from '../graph/pass.ts';
-import { parseArchs } from '../codegen/cuda/arch.ts';
+import { parseArchs } from './cuda/arch.ts';
 
 export interface TargetSpec {
   name: 'cuda' | 'wgsl';
@@ -14,11 +14,11 @@ type Emitter = (dir: string, manifest: ArtifactManifest, options: string[]) => P
 
 const BACKENDS: Record<TargetSpec['name'], Emitter> = {
   cuda: async (dir, manifest, options) => {
-    const { emitCudaTarget } = await import('../codegen/cuda/target.ts');
+    const { emitCudaTarget } = await import('./cuda/target.ts');
     return emitCudaTarget(dir, manifest, options);
   },
   wgsl: async (dir, manifest) => {
-    const { emitWgslTarget } = await import('../codegen/wgsl/target.ts');
+    const { emitWgslTarget } = await import('./wgsl/target.ts');
     return emitWgslTarget(dir, manifest);
   },
 };

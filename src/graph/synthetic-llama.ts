@@ -1,0 +1,461 @@
+// Tiny LLaMA-family ONNX models made with the graph builder, in several export styles, with
+// seeded random weights so that they compute something onnxruntime can check:
+//   x₀ = E[ids];  hᵢ = xᵢ + o(attn(rope(q(a)), rope(k(a)), v(a))), a = norm(xᵢ)
+//   xᵢ₊₁ = hᵢ + down(silu(gate(m)) ⊙ up(m)), m = norm(hᵢ);  logits = lm_head(norm(x_L))
+// with causal softmax attention, GQA (k/v heads repeated), RoPE θ^(-2i/d) via Cos/Sin.
+// The weights depend only on (seed, sizes), drawn in the same order whatever the style, so two
+// styles with the same seed compute the same function (up to fp16 weight rounding and, for
+// LayerNorm, its β and mean subtraction).
+//
+// The demo model and the test fixtures (test/fixtures/make-fixtures.ts) are built here.
+import { GraphBuilder } from './builder.ts';
+import type { Model, Value } from './ir.ts';
+import { Tensor, floatToHalf } from './tensor.ts';
+
+export type NormStyle =
+  /** Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul·γ, as torch.onnx.export(dynamo=True) writes RMSNorm. */
+  | 'decomposed'
+  /** Div(x, Sqrt(·)) instead of Mul(x, Reciprocal(Sqrt(·))), squares as Mul(x, x). */
+  | 'decomposed-div'
+  /** SimplifiedLayerNormalization for every norm (onnxruntime's fused RMSNorm). */
+  | 'simplified'
+  /** SimplifiedLayerNormalization for the first norm, com.microsoft::SkipSimplifiedLayerNormalization (residual Add fused) after. */
+  | 'skip-simplified'
+  /** LayerNormalization with γ and β (not RMS). */
+  | 'layernorm'
+  /** RMSNormalization (opset 23). */
+  | 'rmsnorm23';
+
+export type LinearStyle =
+  /** MatMul(x, Wᵀ) with the initializer stored [in, out] (torch dynamo). */
+  | 'matmul'
+  /** MatMul(x, Transpose(W)) with W stored [out, in]. */
+  | 'matmul-transposed'
+  /** MatMul(x, Wᵀ) then Add(bias). */
+  | 'matmul-bias'
+  /** Reshape to 2-D, Gemm(x, W [out, in], b, transB=1), Reshape back. */
+  | 'gemm';
+
+export type NameStyle = 'hf' | 'anonymous' | 'misleading';
+
+export interface TinyLlamaOptions {
+  layers?: number;
+  hidden?: number;
+  heads?: number;
+  kvHeads?: number;
+  intermediate?: number;
+  vocab?: number;
+  seed?: number;
+  ropeTheta?: number;
+  normEps?: number;
+  norm?: NormStyle;
+  linear?: LinearStyle;
+  /** Linear weights stored as fp16 behind a Cast (activations stay fp32). */
+  weightDtype?: 'float32' | 'float16';
+  names?: NameStyle;
+  /**
+   * RoPE angles as Mul(positions, inv_freq), as MatMul(positions [s,1], inv_freq [1,d/2]) (looks
+   * like a 1-input linear), or as constant cos/sin caches [cachePositions, d] gathered by position.
+   */
+  ropeFreqs?: 'mul' | 'matmul' | 'cache';
+  /** Rows of the cos/sin caches (ropeFreqs 'cache'). */
+  cachePositions?: number;
+  /**
+   * Attention as Softmax/MatMul ops, or as one com.microsoft::GroupQueryAttention (rotary
+   * inside, cos/sin caches [cachePositions, d/2]) as onnxruntime's LLaMA builders write it.
+   */
+  attention?: 'decomposed' | 'gqa';
+  /**
+   * A KV-cache decoder as deployment exporters write it: inputs input_ids, attention_mask
+   * [batch, total], position_ids, past_key_values.{i}.key|value [batch, kvHeads, past, d];
+   * outputs logits and present.{i}.key|value (decomposed attention only).
+   */
+  kvCache?: boolean;
+  /** RMSNorm over each q and k head before RoPE (Qwen3-style QK-norm; not LLaMA). */
+  qkNorm?: boolean;
+  /** lm_head reads the embedding table through a Transpose (tied weights). */
+  tiedEmbeddings?: boolean;
+  /** Leave out block `n`'s MLP entirely (for recognition error tests). */
+  dropMlpOfBlock?: number;
+}
+
+type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock'>> & { dropMlpOfBlock?: number };
+
+const DEFAULT_TINY_LLAMA: Resolved = {
+  layers: 2,
+  hidden: 64,
+  heads: 4,
+  kvHeads: 2,
+  intermediate: 128,
+  vocab: 256,
+  seed: 1,
+  ropeTheta: 10000,
+  normEps: 1e-5,
+  norm: 'decomposed',
+  linear: 'matmul',
+  weightDtype: 'float32',
+  names: 'hf',
+  ropeFreqs: 'mul',
+  cachePositions: 128,
+  attention: 'decomposed',
+  kvCache: false,
+  qkNorm: false,
+  tiedEmbeddings: false,
+};
+
+/** mulberry32 uniform stream with Box–Muller normals: small, seeded, the same everywhere. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0 || 1;
+  }
+  uniform(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  normal(): number {
+    const u = Math.max(this.uniform(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
+  }
+  array(n: number, scale: number, mean = 0): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = mean + scale * this.normal();
+    return a;
+  }
+}
+
+/** Per-layer weights, W row-major [out, in]. */
+interface LayerWeights {
+  attnGamma: Float32Array;
+  attnBeta: Float32Array;
+  mlpGamma: Float32Array;
+  mlpBeta: Float32Array;
+  w: Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', { W: Float32Array; b: Float32Array; out: number; inp: number }>;
+}
+
+function drawWeights(o: Resolved): { embed: Float32Array; layers: LayerWeights[]; finalGamma: Float32Array; finalBeta: Float32Array; head: Float32Array; headBias: Float32Array } {
+  const rng = new Rng(o.seed);
+  const D = o.hidden / o.heads;
+  const embed = rng.array(o.vocab * o.hidden, 1);
+  const lin = (out: number, inp: number) => ({ W: rng.array(out * inp, 1 / Math.sqrt(inp)), b: rng.array(out, 0.05), out, inp });
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < o.layers; l++) {
+    layers.push({
+      attnGamma: rng.array(o.hidden, 0.1, 1),
+      attnBeta: rng.array(o.hidden, 0.05),
+      mlpGamma: rng.array(o.hidden, 0.1, 1),
+      mlpBeta: rng.array(o.hidden, 0.05),
+      w: {
+        q: lin(o.heads * D, o.hidden),
+        k: lin(o.kvHeads * D, o.hidden),
+        v: lin(o.kvHeads * D, o.hidden),
+        o: lin(o.hidden, o.heads * D),
+        gate: lin(o.intermediate, o.hidden),
+        up: lin(o.intermediate, o.hidden),
+        down: lin(o.hidden, o.intermediate),
+      },
+    });
+  }
+  const finalGamma = rng.array(o.hidden, 0.1, 1);
+  const finalBeta = rng.array(o.hidden, 0.05);
+  const head = rng.array(o.vocab * o.hidden, 1 / Math.sqrt(o.hidden));
+  const headBias = rng.array(o.vocab, 0.05);
+  return { embed, layers, finalGamma, finalBeta, head, headBias };
+}
+
+function transpose(W: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(W.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = W[r * cols + c];
+  return t;
+}
+
+function halfTensor(dims: number[], a: Float32Array): Tensor {
+  const h = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) h[i] = floatToHalf(a[i]);
+  return Tensor.fromBytes('float16', dims, new Uint8Array(h.buffer));
+}
+
+function namer(style: NameStyle): (layer: number, what: string) => string {
+  let n = 0;
+  // Misleading: every block's tensors carry another role's name.
+  const lie: Record<string, string> = {
+    q_proj: 'mlp.down_proj',
+    k_proj: 'mlp.up_proj',
+    v_proj: 'mlp.gate_proj',
+    o_proj: 'self_attn.q_proj',
+    gate_proj: 'self_attn.o_proj',
+    up_proj: 'self_attn.v_proj',
+    down_proj: 'self_attn.k_proj',
+    input_layernorm: 'post_attention_layernorm',
+    post_attention_layernorm: 'input_layernorm',
+  };
+  return (layer, what) => {
+    if (style === 'anonymous') return `t${n++}`;
+    const m = /^(?:(?:self_attn|mlp)\.)?([a-z_]+)\.(weight|bias)$/.exec(what);
+    const name = style === 'misleading' && m && lie[m[1]] ? `${lie[m[1]]}.${m[2]}` : what;
+    return layer < 0 ? `model.${name}` : `model.layers.${layer}.${name}`;
+  };
+}
+
+/** A tiny LLaMA (by default exactly as torch's dynamo exporter writes one) with random weights. */
+export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
+  const o: Resolved = { ...DEFAULT_TINY_LLAMA, ...opts };
+  if (o.hidden % o.heads !== 0 || o.heads % o.kvHeads !== 0) throw new Error('makeTinyLlama: heads must divide hidden, kvHeads must divide heads');
+  const D = o.hidden / o.heads;
+  if (D % 2 !== 0) throw new Error('makeTinyLlama: head size must be even for RoPE');
+  if (o.kvCache && o.attention === 'gqa') throw new Error('makeTinyLlama: kvCache is for decomposed attention');
+  const weights = drawWeights(o);
+  const name = namer(o.names);
+  const b = new GraphBuilder();
+  const g = b.graph;
+  g.name = 'tiny_llama';
+  const f32 = (n: string, dims: number[], data: Float32Array | number[]): Value => b.f32(n, dims, data);
+  const i64 = (n: string, data: number[]): Value => b.i64(n, data);
+  const scalarF = (n: string, v: number): Value => b.f32(n, [], [v]);
+
+  const ids = b.input('input_ids', { dtype: 'int64', shape: ['batch', 'sequence'] });
+  const table = f32(name(-1, 'embed_tokens.weight'), [o.vocab, o.hidden], weights.embed);
+  const x0 = b.op('Gather', [table, ids], { attrs: { axis: 0 } });
+  const kv = o.kvCache
+    ? {
+        attentionMask: b.input('attention_mask', { dtype: 'int64', shape: ['batch', 'total'] }),
+        positionIds: b.input('position_ids', { dtype: 'int64', shape: ['batch', 'sequence'] }),
+        past: Array.from({ length: o.layers }, (_, l) =>
+          (['key', 'value'] as const).map((w) => b.input(`past_key_values.${l}.${w}`, { dtype: 'float32', shape: ['batch', o.kvHeads, 'past', D] })),
+        ),
+      }
+    : undefined;
+
+  // Positions 0..s-1 (or position_ids), RoPE tables [s, D] (or [b, 1, s, D]) and the additive causal mask [s, s] (or [b, 1, s, total]).
+  const idsShape = b.op('Shape', [ids]);
+  const seqLen = b.op('Squeeze', [b.op('Slice', [idsShape, i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
+  const pos = b.op('Range', [b.i64('start', [0], []), seqLen, b.i64('delta', [1], [])]);
+  const ropePos = kv ? kv.positionIds : pos;
+  const invFreq = new Float32Array(D / 2);
+  for (let i = 0; i < D / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / D);
+  let cos: Value;
+  let sin: Value;
+  if (o.ropeFreqs === 'cache') {
+    const P = o.cachePositions;
+    const [c, s] = [new Float32Array(P * D), new Float32Array(P * D)];
+    for (let p = 0; p < P; p++) {
+      for (let i = 0; i < D; i++) {
+        const ang = p / o.ropeTheta ** ((2 * (i % (D / 2))) / D);
+        c[p * D + i] = Math.cos(ang);
+        s[p * D + i] = Math.sin(ang);
+      }
+    }
+    cos = b.op('Gather', [f32('cos_cached', [P, D], c), ropePos], { attrs: { axis: 0 } });
+    sin = b.op('Gather', [f32('sin_cached', [P, D], s), ropePos], { attrs: { axis: 0 } });
+  } else {
+    const posCol = b.op('Unsqueeze', [b.op('Cast', [ropePos], { attrs: { to: 1 } }), i64('axis_last', [-1])]);
+    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, D / 2], invFreq)]);
+    const emb = b.op('Concat', [freqs, freqs], { attrs: { axis: -1 } });
+    cos = b.op('Cos', [emb]);
+    sin = b.op('Sin', [emb]);
+  }
+  let allowed: Value;
+  if (kv) {
+    // Query i sits at absolute position past + i and sees keys j ≤ past + i that the attention mask keeps.
+    cos = b.op('Unsqueeze', [cos, i64('axis1', [1])]);
+    sin = b.op('Unsqueeze', [sin, i64('axis1', [1])]);
+    const pastLen = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.past[0][0]]), i64('two', [2]), i64('three', [3])]), i64('zero', [0])]);
+    const total = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.attentionMask]), i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
+    const qPos = b.op('Add', [pos, pastLen]);
+    const kPos = b.op('Range', [b.i64('start', [0], []), total, b.i64('delta', [1], [])]);
+    const causal = b.op('LessOrEqual', [b.op('Unsqueeze', [kPos, i64('axis0', [0])]), b.op('Unsqueeze', [qPos, i64('axis1', [1])])]);
+    const keep = b.op('Unsqueeze', [b.op('Cast', [kv.attentionMask], { attrs: { to: 9 } }), i64('axes12', [1, 2])]);
+    allowed = b.op('And', [causal, keep]);
+  } else {
+    allowed = b.op('LessOrEqual', [b.op('Unsqueeze', [pos, i64('axis0', [0])]), b.op('Unsqueeze', [pos, i64('axis1', [1])])]);
+  }
+  const mask = b.op('Where', [allowed, scalarF('zero_f', 0), scalarF('min_f', -3.4028234663852886e38)]);
+
+  // Shape [batch, seq] for reshaping Gemm outputs back to 3-D.
+  const outShapes = new Map<number, Value>();
+  const outShape = (n: number): Value => {
+    let v = outShapes.get(n);
+    if (!v) outShapes.set(n, (v = b.op('Concat', [idsShape, i64('features', [n])], { attrs: { axis: 0 } })));
+    return v;
+  };
+
+  const linear = (x: Value, wName: string, w: { W: Float32Array; b: Float32Array; out: number; inp: number }): Value => {
+    const { W, out, inp } = w;
+    const stored = o.linear === 'matmul' || o.linear === 'matmul-bias' ? transpose(W, out, inp) : W;
+    const dims = o.linear === 'matmul' || o.linear === 'matmul-bias' ? [inp, out] : [out, inp];
+    let wv: Value;
+    if (o.weightDtype === 'float16') {
+      wv = b.init(wName, halfTensor(dims, stored));
+      wv = b.op('Cast', [wv], { attrs: { to: 1 } });
+    } else {
+      wv = f32(wName, dims, stored);
+    }
+    const biasName = wName.replace(/weight$/, 'bias') + (o.names === 'anonymous' ? '_b' : '');
+    switch (o.linear) {
+      case 'matmul':
+        return b.op('MatMul', [x, wv]);
+      case 'matmul-transposed':
+        return b.op('MatMul', [x, b.op('Transpose', [wv], { attrs: { perm: [1, 0] } })]);
+      case 'matmul-bias':
+        return b.op('Add', [b.op('MatMul', [x, wv]), f32(biasName, [out], w.b)]);
+      case 'gemm': {
+        const x2 = b.op('Reshape', [x, i64('rows', [-1, inp])]);
+        const y2 = b.op('Gemm', [x2, wv, f32(biasName, [out], w.b)], { attrs: { transB: 1 } });
+        return b.op('Reshape', [y2, outShape(out)]);
+      }
+    }
+  };
+
+  // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
+  let pending: { delta: Value; resid: Value } | undefined;
+  const norm = (x: Value | undefined, layer: number, what: string, gamma: Float32Array, beta: Float32Array): { out: Value; stream: Value } => {
+    const gv = f32(name(layer, `${what}.weight`), [o.hidden], gamma);
+    const eps = o.normEps;
+    if (o.norm === 'skip-simplified' && pending) {
+      const [out, , , sum] = b.node('SkipSimplifiedLayerNormalization', [pending.delta, pending.resid, gv], {
+        domain: 'com.microsoft',
+        outputs: 4,
+        attrs: { epsilon: { type: 'float', value: eps } },
+      });
+      pending = undefined;
+      return { out, stream: sum };
+    }
+    if (!x) throw new Error('norm without input');
+    switch (o.norm) {
+      case 'decomposed':
+      case 'decomposed-div': {
+        const div = o.norm === 'decomposed-div';
+        const sq = div ? b.op('Mul', [x, x]) : b.op('Pow', [x, scalarF('two_f', 2)]);
+        const ms = b.op('ReduceMean', [sq, i64('last', [-1])], { attrs: { keepdims: 1 } });
+        const rms = b.op('Sqrt', [b.op('Add', [ms, scalarF('eps', eps)])]);
+        const normed = div ? b.op('Div', [x, rms]) : b.op('Mul', [x, b.op('Reciprocal', [rms])]);
+        return { out: b.op('Mul', [gv, normed]), stream: x };
+      }
+      case 'simplified':
+      case 'skip-simplified':
+        return { out: b.op('SimplifiedLayerNormalization', [x, gv], { attrs: { axis: -1, epsilon: { type: 'float', value: eps } } }), stream: x };
+      case 'rmsnorm23':
+        return { out: b.op('RMSNormalization', [x, gv], { attrs: { axis: -1, epsilon: { type: 'float', value: eps } } }), stream: x };
+      case 'layernorm': {
+        const bv = f32(name(layer, `${what}.bias`), [o.hidden], beta);
+        return { out: b.op('LayerNormalization', [x, gv, bv], { attrs: { axis: -1, epsilon: { type: 'float', value: eps } } }), stream: x };
+      }
+    }
+  };
+  const residual = (resid: Value, delta: Value): Value | undefined => {
+    if (o.norm === 'skip-simplified') {
+      pending = { delta, resid };
+      return undefined;
+    }
+    return b.op('Add', [resid, delta]);
+  };
+
+  const rope = (t: Value): Value => {
+    const axes = i64('axes_last', [-1]);
+    const x1 = b.op('Slice', [t, i64('s0', [0]), i64('s1', [D / 2]), axes]);
+    const x2 = b.op('Slice', [t, i64('s0', [D / 2]), i64('s1', [D]), axes]);
+    const rot = b.op('Concat', [b.op('Neg', [x2]), x1], { attrs: { axis: -1 } });
+    return b.op('Add', [b.op('Mul', [t, cos]), b.op('Mul', [rot, sin])]);
+  };
+  const heads = (t: Value, n: number): Value =>
+    b.op('Transpose', [b.op('Reshape', [t, i64('heads', [0, 0, n, D])])], { attrs: { perm: [0, 2, 1, 3] } });
+  const rep = o.heads / o.kvHeads;
+  const repeatKv = (t: Value): Value =>
+    rep === 1
+      ? t
+      : b.op('Reshape', [b.op('Expand', [b.op('Unsqueeze', [t, i64('axis2', [2])]), i64('rep', [1, 1, rep, 1, 1])]), i64('merged', [0, o.heads, -1, D])]);
+
+  // GroupQueryAttention's extra inputs: per-batch last position (int32) and total length, half-width caches.
+  let gqa: { seqlensK: Value; totalLen: Value; cos: Value; sin: Value } | undefined;
+  if (o.attention === 'gqa') {
+    const P = o.cachePositions;
+    const [c, s] = [new Float32Array((P * D) / 2), new Float32Array((P * D) / 2)];
+    for (let p = 0; p < P; p++) {
+      for (let i = 0; i < D / 2; i++) {
+        c[(p * D) / 2 + i] = Math.cos(p * invFreq[i]);
+        s[(p * D) / 2 + i] = Math.sin(p * invFreq[i]);
+      }
+    }
+    const batch = b.op('Slice', [idsShape, i64('zero', [0]), i64('one', [1])]);
+    const last = b.op('Cast', [b.op('Sub', [seqLen, b.i64('one_s', [1], [])])], { attrs: { to: 6 } });
+    gqa = {
+      seqlensK: b.op('Expand', [last, batch]),
+      totalLen: b.op('Cast', [seqLen], { attrs: { to: 6 } }),
+      cos: f32('cos_cache', [P, D / 2], c),
+      sin: f32('sin_cache', [P, D / 2], s),
+    };
+  }
+
+  // QK-norm γ drawn after every other weight, so the other weights do not depend on the option.
+  const qkRng = new Rng(o.seed + 7919);
+  const headGamma = (): Float32Array => qkRng.array(D, 0.1, 1);
+  const presents: [Value, string][] = [];
+  let x: Value | undefined = x0;
+  let stream: Value = x0;
+  for (let l = 0; l < o.layers; l++) {
+    const L = weights.layers[l];
+    const a = norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
+    stream = a.stream;
+    const qLin = linear(a.out, name(l, 'self_attn.q_proj.weight'), L.w.q);
+    const kLin = linear(a.out, name(l, 'self_attn.k_proj.weight'), L.w.k);
+    const vLin = linear(a.out, name(l, 'self_attn.v_proj.weight'), L.w.v);
+    let merged: Value;
+    if (o.attention === 'gqa') {
+      merged = b.node('GroupQueryAttention', [qLin, kLin, vLin, undefined, undefined, gqa!.seqlensK, gqa!.totalLen, gqa!.cos, gqa!.sin], {
+        domain: 'com.microsoft',
+        outputs: 3,
+        attrs: { num_heads: o.heads, kv_num_heads: o.kvHeads, do_rotary: 1, rotary_interleaved: 0 },
+      })[0];
+    } else {
+      const headNorm = (t: Value, what: string): Value => {
+        if (!o.qkNorm) return t;
+        const ms = b.op('ReduceMean', [b.op('Pow', [t, scalarF('two_f', 2)]), i64('last', [-1])], { attrs: { keepdims: 1 } });
+        const normed = b.op('Mul', [t, b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [ms, scalarF('eps', o.normEps)])])])]);
+        return b.op('Mul', [f32(name(l, `self_attn.${what}.weight`), [D], headGamma()), normed]);
+      };
+      const q = rope(headNorm(heads(qLin, o.heads), 'q_norm'));
+      let kAll = rope(headNorm(heads(kLin, o.kvHeads), 'k_norm'));
+      let vAll = heads(vLin, o.kvHeads);
+      if (kv) {
+        kAll = b.op('Concat', [kv.past[l][0], kAll], { attrs: { axis: 2 } });
+        vAll = b.op('Concat', [kv.past[l][1], vAll], { attrs: { axis: 2 } });
+        presents.push([kAll, `present.${l}.key`], [vAll, `present.${l}.value`]);
+      }
+      const k = repeatKv(kAll);
+      const v = repeatKv(vAll);
+      const scores = b.op('Add', [b.op('Mul', [b.op('MatMul', [q, b.op('Transpose', [k], { attrs: { perm: [0, 1, 3, 2] } })]), scalarF('scale', 1 / Math.sqrt(D))]), mask]);
+      const ctx = b.op('MatMul', [b.op('Softmax', [scores], { attrs: { axis: -1 } }), v]);
+      merged = b.op('Reshape', [b.op('Transpose', [ctx], { attrs: { perm: [0, 2, 1, 3] } }), i64('merge', [0, 0, o.heads * D])]);
+    }
+    const attnOut = linear(merged, name(l, 'self_attn.o_proj.weight'), L.w.o);
+    let h = residual(stream, attnOut);
+    if (l === o.dropMlpOfBlock) {
+      x = h;
+      continue;
+    }
+    const m = norm(h, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta);
+    h = m.stream;
+    const gate = linear(m.out, name(l, 'mlp.gate_proj.weight'), L.w.gate);
+    const silu = b.op('Mul', [gate, b.op('Sigmoid', [gate])]);
+    const up = linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
+    const down = linear(b.op('Mul', [silu, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
+    x = residual(h, down);
+  }
+  const fin = norm(x, -1, 'norm', weights.finalGamma, weights.finalBeta);
+  const headW = { W: weights.head, b: weights.headBias, out: o.vocab, inp: o.hidden };
+  const logits = o.tiedEmbeddings
+    ? b.op('MatMul', [fin.out, b.op('Transpose', [table], { attrs: { perm: [1, 0] } })])
+    : linear(fin.out, o.names === 'anonymous' ? name(-1, 'x') : 'lm_head.weight', headW);
+  b.output(logits, 'logits');
+  logits.type = { dtype: 'float32', shape: ['batch', 'sequence', o.vocab] };
+  for (const [v, n] of presents) {
+    b.output(v, n);
+    v.type = { dtype: 'float32', shape: ['batch', o.kvHeads, 'total', D] };
+  }
+  // Styles that do not use the shared RoPE tables or mask leave them dead.
+  g.removeDeadNodes();
+  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' ? [{ domain: 'com.microsoft', version: 1 }] : [];
+  return b.model(o.norm === 'rmsnorm23' ? 23 : 18, extra);
+}
