@@ -18,6 +18,8 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
+import { renderHtmlReport } from './report-html.ts';
+import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
 import { withAtomicDir } from './cli/atomic-dir.ts';
 
 export type { CompileOptions } from './passes/context.ts';
@@ -78,13 +80,18 @@ export interface CompileFileResult {
   outDir: string;
 }
 
-/** Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json, report.md. */
+/** Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json, report.md, report.html. */
 export async function compileToDir(
   modelPath: string,
   outDir: string,
   opts: Partial<CompileOptions> = {},
   progress: Progress = silentProgress,
-  extra: { targets?: (dir: string, manifest: ArtifactManifest) => Promise<Record<string, number>>; tokenizer?: string } = {},
+  extra: {
+    targets?: (dir: string, manifest: ArtifactManifest) => Promise<Record<string, number>>;
+    tokenizer?: string;
+    /** Perplexity against bits on held-out text: the source, an RTN-ternary compile and this one. */
+    eval?: EvalRequest;
+  } = {},
 ): Promise<CompileFileResult> {
   const t0 = performance.now();
   progress.start(`loading ${basename(modelPath)}`);
@@ -128,10 +135,21 @@ export async function compileToDir(
       manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
     }
     manifest.timings = timings;
+    manifest.errors = Object.fromEntries(
+      [...ctx.linears.values()]
+        .filter((st) => st.stats?.relWeightError !== undefined)
+        .map(({ id, stats: s }) => [id, { weight: s!.relWeightError, ...(s!.relOutputError !== undefined ? { output: s!.relOutputError, outputRows: s!.outputErrorRows } : {}) }]),
+    );
+    if (extra.eval) {
+      manifest.eval = await pplVsBits(extra.eval, modelPath, { onnx: join(dir, 'model.onnx'), bitsPerWeight: manifest.bitsPerWeight }, (rtnDir) => compileToDir(modelPath, rtnDir, { weights: 'rtn-ternary' }).then((r) => r.manifest), progress);
+    }
     if (extra.targets) Object.assign(manifest.files, await extra.targets(dir, manifest));
-    const report = renderReport(manifest, { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes });
+    const info = { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes };
+    const report = renderReport(manifest, info);
     writeFileSync(join(dir, 'report.md'), report);
     manifest.files['report.md'] = Buffer.byteLength(report);
+    // The page embeds the manifest, so it is rendered last and its own size is not listed in it.
+    writeFileSync(join(dir, 'report.html'), renderHtmlReport(manifest, info));
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     return { manifest, outDir };
   });
