@@ -304,7 +304,7 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
 
 /** Positions per attention split (one block each): the partial kernel's 128 threads score them
  *  two a position. 128- and 256-position splits (scored in passes) decoded 2-4.5 % slower on
- *  the H100 (bench/results/cuda-h100-logs/attn-chunk-session3.txt). */
+ *  the H100 (bench/archive/cuda-h100-logs/attn-chunk-session3.txt). */
 export const ATTN_CHUNK = 64;
 /** Most attention splits the combine kernel takes (ATTN_MAX_SPLITS · ATTN_CHUNK positions). */
 export const ATTN_MAX_SPLITS = 1024;
