@@ -35,7 +35,7 @@ interface Config {
 
 const A16 = { acts: { kind: 'none' } } as const;
 /** The kernel-g128-* rows (and their ablations) are tq1_g128 without the lattice, as measured
- *  before tq1_g128_lat became the default (session 8); kernel-lat-g128-* are the default's. */
+ *  before tq1_g128_lat became the default (2026-12-05); kernel-lat-g128-* are the default's. */
 const G128 = { format: 'tq1_g128' } as const;
 const MP4 = { acts: { kind: 'mp', budget: 4 } } as const;
 const CONFIGS: Config[] = [

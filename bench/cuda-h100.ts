@@ -55,7 +55,7 @@ const decode = Object.fromEntries(
   ]),
 );
 const profiles = Object.fromEntries(models.map((m) => [m, section(e2eLog, `${m} profile of one step @2048 (events after every op, no graph)`)]));
-// Ratios to torch only from the log that holds the torch run (same device session).
+// Ratios to torch only from the log that holds the torch run (same device run).
 const torchLog = [...e2eLogs].reverse().find((l) => l.includes('== torch fp16 baseline\n')) ?? '';
 const torch = section(torchLog, 'torch fp16 baseline') as { tokensPerSecond: number } | undefined;
 const sameRunTps = (m: string) => (section(torchLog, `${m} decode @2048`) as { tokensPerSecond: number } | undefined)?.tokensPerSecond;
@@ -106,7 +106,7 @@ const result = {
       ? Object.fromEntries(models.filter((m) => sameRunTps(m)).map((m) => [m, { tokensPerSecond: sameRunTps(m), torchTokensPerSecond: torch.tokensPerSecond, ratio: +(sameRunTps(m)! / torch.tokensPerSecond).toFixed(2) }]))
       : undefined,
     profileOneStep: profiles,
-    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU (tq1 codes are transcoded to bit2 at load: deviceWeightsBytes), fp16 lm_head/embeddings, fp16 KV cache, 2048-token context (and 64), one decode step = one CUDA graph with programmatic dependent launch (and without, for comparison). llama7b-tq2-a8 has 8-bit activation sites (int8 GEMVs); llama7b-tq1-a4 is the default twlac format (tq1_g128, transcoded) with 4-bit sites (codes < 16 on the same int8 GEMVs). torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead"); speedupVsTorchSameRun uses the decode figures of the device run that also ran torch (the decode entries above are the latest run; the tq1 models were re-run after the staging change that stopped keeping their trit5 codes on the GPU: 5.4 → 4.1 GB); torch measured 119–141 tok/s across the runs of this session. profileOneStep: one step without a graph, an event after every op (each op carries ~3–4 µs of launch overhead there), ms summed over the layers.',
+    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU (tq1 codes are transcoded to bit2 at load: deviceWeightsBytes), fp16 lm_head/embeddings, fp16 KV cache, 2048-token context (and 64), one decode step = one CUDA graph with programmatic dependent launch (and without, for comparison). llama7b-tq2-a8 has 8-bit activation sites (int8 GEMVs); llama7b-tq1-a4 is the default twlac format (tq1_g128, transcoded) with 4-bit sites (codes < 16 on the same int8 GEMVs). torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead"); speedupVsTorchSameRun uses the decode figures of the device run that also ran torch (the decode entries above are the latest run; the tq1 models were re-run after the staging change that stopped keeping their trit5 codes on the GPU: 5.4 → 4.1 GB); torch measured 119–141 tok/s across these runs. profileOneStep: one step without a graph, an event after every op (each op carries ~3–4 µs of launch overhead there), ms summed over the layers.',
   },
   prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'not measured in this run',
   notMeasured: [

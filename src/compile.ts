@@ -27,10 +27,8 @@ export type { CompileOptions } from './passes/context.ts';
 export const DEFAULT_OPTIONS: CompileOptions = {
   weights: 'twla',
   structure: 'kernel',
-  // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, fixture perplexity
-  // 40.95 / 42.38 at A16 / ILA-AMP mean 4 bits against 41.04 / 42.43 (all dev windows,
-  // bench/results/accuracy.md), and the CUDA prefill GEMM needs no per-group fold (7B prefill
-  // of 2048 tokens on the H100: 0.073 s against 0.099 s in one session-6 run).
+  // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, no worse fixture
+  // perplexity, and the CUDA prefill GEMM needs no per-group fold (docs/performance.md).
   format: 'tq1_g128_lat',
   acts: { kind: 'none' },
   rotate: true,

@@ -173,7 +173,7 @@ for (const [n, k] of a8Tune ? [] : benchShapes) {
 // part of the work removed, to see which part bounds a launch (their results are wrong, so they
 // are benchmarked but never checked): nopopc (no Σ d per chunk), noload (no bulk copies: the
 // phases complete at once over stale shared memory), noact (activations not read), nomath (the
-// dot products reduced to XORs). H100, session 8 (bench/archive/cuda-h100-logs/gemv-session8/
+// dot products reduced to XORs). H100, 2026-12-05 at 32d9042 (bench/archive/cuda-h100-logs/gemv-2026-12-05-32d9042/
 // d*.log), chained launches with PDL at 4096×11008: default 7.39 µs, noload 4.8–5.0, noact
 // 6.0, nomath 7.3, nopopc 7.8–7.9: the activation loads, one L2 round trip a batch, are what
 // that shape pays beyond 11008×4096 (5.95 µs, where noact changes nothing).

@@ -5,9 +5,8 @@
 //
 // Why a second GEMV: the staged kernel (gemv.ts) copies the activations into shared memory
 // behind a barrier before the first weight byte is requested and decodes each digit pair with
-// four instructions; at M = 1 that left it latency-bound at 12–35 % of DRAM peak on the H100
-// (bench/results/cuda-h100-decode-e2e.json, profile). Here nothing waits on anything before the weight
-// loads: every lane issues 16-byte loads for all its chunks of R rows at once (UB chunks deep),
+// four instructions; at M = 1 that left it latency-bound, far from DRAM peak. Here nothing
+// waits on anything before the weight loads: every lane issues 16-byte loads for all its chunks of R rows at once (UB chunks deep),
 // and the activations come straight from global memory (they are a few KB, L1/L2-resident),
 // re-ordered in registers by byte permutes shared by the R rows:
 // - f16: pair p of a word holds digits (p, p+8); masking the digit in place and OR-ing the
@@ -23,10 +22,8 @@
 // codes, scales and shifts with cp.async.bulk into shared memory, landing in phases along K
 // (one mbarrier each); the lanes then read their chunks from shared memory as the phases land.
 // Inside a CUDA graph with programmatic dependent launch the slice arrives while the previous
-// kernel still runs (bench/results/cuda-h100-decode-gemv.json, vs cuBLAS fp16: 5.2–5.9× at
-// 4096², 11008×4096 and 8192², 4.7× at 4096×11008, against 4.3–5.1× with register loads).
-// Beyond K = 8192 the activations come the same way, after the grid wait (xbulk): 5.6× at
-// 4096×11008 (session 9).
+// kernel still runs. Beyond K = 8192 the activations come the same way, after the grid wait
+// (xbulk). Figures: docs/performance.md, decode GEMV.
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
@@ -83,21 +80,13 @@ const BULK_MAX_BYTES = 40 * 1024;
 
 /** Default plan of the u8 kernel at M = 1 for linears of at most BULK_DEFAULT_CODE_BYTES of
  *  codes: each block bulk-loads 8 (N ≤ 4096) or 16 rows into shared memory before its grid
- *  wait, one phase a chunk batch. Measured on the H100 with programmatic dependent launch
- *  (tuning medians in bench/archive/cuda-h100-logs/gemv-bulk-session6/tuning.json): 4096²
- *  3.35 → 2.98 µs, 11008×4096 6.80 → 5.95 µs, 4096×11008 8.25 → 7.39 µs, 8192² 9.46 →
- *  8.29 µs; at the 70B shapes (58 MB of codes) the register-streaming plan, already at the
- *  copy bandwidth, stays ahead, so larger linears keep it. */
+ *  wait, one phase a chunk batch. Larger linears (the 70B shapes) keep the register-streaming
+ *  plan, which already reaches the copy bandwidth there. */
 const BULK_DEFAULT_CODE_BYTES = 20 << 20;
 const bulkDefault = (n: number, k: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8, xbulk: k > XBULK_DEFAULT_MIN_K });
-/** Bulk plans take the activations by bulk copy too (xbulk) beyond this K, where it fits. H100,
- *  session 9 (bench/archive/cuda-h100-logs/gemv-session9/): chained launches with PDL at
- *  4096×11008, 5.56–5.63× cuBLAS fp16 against 4.73–4.75× without (the activation reads were
- *  1.35 of its 7.4 µs, session 8); 5.20–5.29× vs 5.22–5.27× at 4096², 5.91–5.93× vs 5.86–5.88× at
- *  11008×4096, but 5.41–5.43× vs 5.69–5.72× at 8192². Inside the 7B model with it on the down
- *  projection only (K = 11008), decode ran at 411.6/411.2 and 412.1/409.6 tok/s (tq2lat-a8,
- *  tq1lat-a4) against 409.8/409.8 and 408.5/408.4 without, two alternating rounds; on every bulk
- *  GEMV, 410.7/410.8 and 412.6/410.5. */
+/** Bulk plans take the activations by bulk copy too (xbulk) beyond this K, where it fits: the
+ *  long rows' activation reads are a large share of such a launch, while at smaller K the
+ *  plain loads were as fast or faster. */
 const XBULK_DEFAULT_MIN_K = 8192;
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
@@ -264,8 +253,8 @@ function xbulkDeclarations(bytes: number, phases: number): Code {
 /** xbulk plans, after the grid wait (xbar: bulkRequest's): thread 0 requests each phase's K range of the activations
  *  (one cp.async.bulk a phase, on the phase's own mbarrier, armed with its bytes). The layout is
  *  plain (byte k at k), so the lanes' 16-byte reads of consecutive 64-byte chunks conflict 4-way
- *  in the banks: a few dozen cycles a batch, against one bulk copy a 128-byte run with padding,
- *  which measured 1.5× slower at 4096×11008 (session 9: 86 small copies a block). */
+ *  in the banks: a few dozen cycles a batch, cheaper than one bulk copy a 128-byte run with
+ *  padding (many small copies a block). */
 function xbulkRequest(p: ReturnType<typeof gemvStreamPlan>, K: number): Code {
   const { bulk: P, phaseStart } = p;
   const kStart = (i: number) => Math.min(K, 64 * phaseStart(i)); // chunks are 64 codes (16-byte code chunks)
