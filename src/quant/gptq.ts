@@ -226,7 +226,7 @@ export function outputError(w: ArrayLike<number>, wq: ArrayLike<number>, rows: n
 /**
  * Relative output error ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖² through H, on evenly spaced rows so that the
  * cost stays near `budget` multiply-adds (each row costs 2·cols²): exact for small linears, an
- * estimate on a row sample for large ones (a 4096-column linear: 8 rows at the default).
+ * estimate on a row sample for large ones (a 4096-column linear: 8 rows at 2^28).
  */
 export function relativeOutputError(
   w: ArrayLike<number>,
@@ -234,7 +234,7 @@ export function relativeOutputError(
   rows: number,
   cols: number,
   h: Float64Array,
-  budget = 2 ** 28,
+  budget: number,
 ): { error: number; rows: number } {
   const n = Math.max(1, Math.min(rows, Math.floor(budget / (2 * cols * cols))));
   const ids = Array.from({ length: n }, (_, i) => Math.floor((i * rows) / n));
