@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ArtifactManifest } from './artifact/manifest.ts';
 import { ACT_SITES, BLOCK_LINEARS } from './artifact/build.ts';
-import { ampSummary, pointLabel, type ReportInfo } from './report.ts';
+import { ampSummary, pointLabel, timeRows, type ReportInfo } from './report.ts';
 
 let chartJs: string | undefined;
 /** Chart.js's minified UMD build (the package exports only its ESM and CJS entry points, so find it beside them). */
@@ -25,7 +25,7 @@ const f3 = (x: number) => x.toFixed(3);
 export function renderHtmlReport(m: ArtifactManifest, info: ReportInfo): string {
   const c = m.config;
   const amp = ampSummary(m);
-  const data = { manifest: m, blockLinears: BLOCK_LINEARS, actSites: ACT_SITES, pointLabel, totalSeconds: info.seconds };
+  const data = { manifest: m, blockLinears: BLOCK_LINEARS, actSites: ACT_SITES, pointLabel, times: timeRows(m, info) };
   const evalSection = m.eval
     ? `<p>Held-out text <code>${esc(m.eval.text)}</code> (it must never have been used for calibration or any search): ${m.eval.windows} windows of ${m.eval.windowSize} tokens, onnxruntime, EVAL.md protocol.</p>
 <div class="chart"><canvas id="ppl"></canvas></div>
@@ -52,7 +52,7 @@ pre { background: #f6f8fb; padding: 10px; overflow: auto; max-height: 480px; fon
 <div class="card">weights.bin<b>${f3(m.bitsPerWeight)}</b>bits/weight (from bytes)</div>
 ${m.onnx ? `<div class="card">model.onnx<b>${f3(m.onnx.bitsPerWeight)}</b>bits/weight (from bytes)</div>` : ''}
 ${m.eval ? `<div class="card">perplexity<b>${f3(m.eval.points.find((p) => p.model === 'compiled')!.ppl)}</b>source ${f3(m.eval.points.find((p) => p.model === 'source')!.ppl)}</div>` : ''}
-<div class="card">compile<b>${info.seconds.toFixed(1)} s</b>load and write included</div>
+<div class="card">run time<b>${info.seconds.toFixed(1)} s</b>${m.eval ? `evaluation ${m.eval.seconds.toFixed(1)} s of it` : 'load and write included'}</div>
 </div>
 ${amp ? `<p class="note" id="amp-note">${esc(amp)}</p>` : ''}
 <h2>Perplexity against bits per weight</h2>
@@ -88,11 +88,18 @@ const CLIENT = `
     document.getElementById('manifest').textContent = JSON.stringify(m, null, 1);
     const chart = (id, config) => charts.push(new Chart(document.getElementById(id), { ...config, options: { maintainAspectRatio: false, animation: false, ...config.options } }));
     const ids = m.blocks.flatMap((b, i) => d.blockLinears.map((r) => 'blocks.' + i + '.' + r));
+    // log-axis bounds a quarter beyond the data, so that no point sits on the frame
+    const around = (xs) => ({
+      min: Math.min(...xs) / 1.25,
+      max: Math.max(...xs) * 1.25,
+      // the bounds themselves are not round numbers: leave them unlabelled
+      ticks: { callback(v, i, ticks) { return i === 0 || i === ticks.length - 1 ? '' : Chart.Ticks.formatters.logarithmic.call(this, v, i, ticks); } },
+    });
     if (m.eval) {
       chart('ppl', {
         type: 'scatter',
         data: { datasets: m.eval.points.map((p, i) => ({ label: d.pointLabel[p.model], data: [{ x: p.bitsPerWeight, y: p.ppl }], backgroundColor: colors[i], pointRadius: 7 })) },
-        options: { scales: { x: { type: 'logarithmic', title: { display: true, text: 'bits per weight (from bytes)' } }, y: { type: 'logarithmic', title: { display: true, text: 'perplexity (held-out)' } } } },
+        options: { scales: { x: { type: 'logarithmic', ...around(m.eval.points.map((p) => p.bitsPerWeight)), title: { display: true, text: 'bits per weight (from bytes)' } }, y: { type: 'logarithmic', ...around(m.eval.points.map((p) => p.ppl)), title: { display: true, text: 'perplexity (held-out)' } } } },
       });
     }
     const err = (k) => ids.map((id) => (m.errors && m.errors[id] && m.errors[id][k] !== undefined ? m.errors[id][k] : null));
@@ -108,8 +115,8 @@ const CLIENT = `
     });
     const bpw = [{ label: 'weights.bin', data: ids.map((id, j) => m.blocks[Math.floor(j / d.blockLinears.length)][d.blockLinears[j % d.blockLinears.length]].bitsPerWeight), backgroundColor: colors[2] }];
     if (m.onnx) bpw.push({ label: 'model.onnx', data: ids.map((id) => (m.onnx.linears[id] ? m.onnx.linears[id].bitsPerWeight : null)), backgroundColor: colors[3] });
-    chart('bpw', { type: 'bar', data: { labels: ids, datasets: bpw }, options: { scales: { y: { title: { display: true, text: 'bits per weight' } } } } });
-    const t = (m.timings || []).concat([{ pass: 'total (load and write included)', seconds: d.totalSeconds }]);
+    chart('bpw', { type: 'bar', data: { labels: ids, datasets: bpw }, options: { scales: { y: { beginAtZero: true, grace: '10%', title: { display: true, text: 'bits per weight' } } } } });
+    const t = d.times;
     chart('time', {
       type: 'bar',
       data: { labels: t.map((x) => x.pass), datasets: [{ label: 'seconds', data: t.map((x) => x.seconds), backgroundColor: colors[4] }] },

@@ -47,6 +47,7 @@ export async function pplVsBits(
   compileRtn: (outDir: string) => Promise<{ bitsPerWeight: number }>,
   progress: Progress,
 ): Promise<PplVsBits> {
+  const t0 = performance.now();
   const ppl = async (model: string, label: string) => {
     let last = 0;
     const r = await evaluatePerplexity(model, req.ids, {
@@ -75,6 +76,7 @@ export async function pplVsBits(
     windows: src.windows,
     windowSize: src.windowSize,
     tokens: src.tokens,
+    seconds: (performance.now() - t0) / 1000,
     points: [
       { model: 'source', bitsPerWeight: sourceBitsPerWeight(source), ppl: src.ppl },
       { model: 'rtn-ternary', ...rtn },

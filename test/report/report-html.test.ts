@@ -48,6 +48,7 @@ describe('report facts', () => {
   it('perplexity against bits: the source, RTN ternary and this compile, each as evaluatePerplexity gives it on the same windows', async () => {
     const e = manifest.eval!;
     expect(e).toMatchObject({ text: 'held-out.txt', windows: WINDOWS, windowSize: 256, tokens: WINDOWS * 256 });
+    expect(e.seconds).toBeGreaterThan(0);
     expect(e.points.map((p) => p.model)).toEqual(['source', 'rtn-ternary', 'compiled']);
     const ppl = async (model: string) => (await evaluatePerplexity(model, ids, { maxWindows: WINDOWS })).ppl;
     const rtnDir = join(tmp, 'rtn');
