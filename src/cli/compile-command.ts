@@ -8,6 +8,7 @@ import type { ActSpec, CompileOptions } from '../passes/context.ts';
 import { parseFormatId } from '../formats/ternary.ts';
 import { findTokenizer, loadTokenizer, tokenizeText } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
+import { DEFAULT_WINDOW, windowCount } from '../eval/perplexity.ts';
 import { makeProgress } from './progress.ts';
 import { emitTargets, parseTargets } from './targets.ts';
 
@@ -69,14 +70,17 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     calib = calibrationSegmentsFromText(readFileSync(f.calib, 'utf8'), tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
     progress.done(`${calib.length} × ${f.seq} tokens`);
   }
-  let evalText: string | undefined;
+  // Checked before the compile starts, so that a bad --eval never costs a compile.
+  let evalIds: Int32Array | undefined;
   if (f.eval !== undefined) {
     if (!existsSync(f.eval) || !statSync(f.eval).isFile()) throw new UserError(`evaluation text not found: ${f.eval}`);
-    evalText = readFileSync(f.eval, 'utf8');
-    if (f.calib && (realpathSync(f.eval) === realpathSync(f.calib) || evalText === readFileSync(f.calib, 'utf8'))) {
+    const text = readFileSync(f.eval, 'utf8');
+    if (f.calib && (realpathSync(f.eval) === realpathSync(f.calib) || text === readFileSync(f.calib, 'utf8'))) {
       throw new UserError(`--eval ${f.eval} is the calibration text: perplexity must be measured on held-out text`);
     }
     if (!tokenizerPath) throw new UserError(`--eval needs a tokenizer: pass --tokenizer <tokenizer.json>`);
+    evalIds = tokenizeText(loadTokenizer(tokenizerPath), text);
+    if (windowCount(evalIds.length, DEFAULT_WINDOW) < 1) throw new UserError(`--eval ${f.eval} is too short: ${evalIds.length} tokens, a window of ${DEFAULT_WINDOW} needs ${DEFAULT_WINDOW + 1}`);
   }
   const opts: Partial<CompileOptions> = {
     weights: f.weights,
@@ -92,7 +96,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   };
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
-    eval: evalText !== undefined ? { ids: tokenizeText(loadTokenizer(tokenizerPath!), evalText), text: basename(f.eval!), maxWindows: f.evalWindows } : undefined,
+    eval: evalIds ? { ids: evalIds, text: basename(f.eval!), maxWindows: f.evalWindows } : undefined,
     targets: targets.length ? (dir, manifest) => emitTargets(dir, manifest, targets, progress) : undefined,
   });
   const m = r.manifest;

@@ -65,7 +65,9 @@ export async function pplVsBits(
   const tmp = mkdtempSync(join(tmpdir(), 'twlac-rtn-'));
   let rtn: { ppl: number; bitsPerWeight: number };
   try {
+    progress.start('RTN-ternary compile (the baseline)');
     const { bitsPerWeight } = await compileRtn(join(tmp, 'rtn'));
+    progress.done();
     rtn = { ppl: (await ppl(join(tmp, 'rtn', 'model.onnx'), 'rtn-ternary')).ppl, bitsPerWeight };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

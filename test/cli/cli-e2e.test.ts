@@ -60,6 +60,7 @@ beforeAll(() => {
 
   writeFileSync(f('calib.txt'), wordText(500));
   writeFileSync(f('calib-copy.txt'), wordText(500));
+  writeFileSync(f('short.txt'), 'a few words, not 257 tokens');
   writeFileSync(f('not-onnx.onnx'), 'def main():\n    print("this is Python, not ONNX")\n');
   writeFileSync(f('empty.onnx'), '');
   mkdirSync(f('truncated'));
@@ -134,6 +135,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--eval on the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib.txt')], ['--eval', /held-out/]],
     ['--eval on a copy of the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib-copy.txt')], ['calib-copy.txt', /held-out/]],
     ['--eval on a missing file', () => [f('good', 'model.onnx'), '--eval', f('nowhere.txt')], [/not found/, 'nowhere.txt']],
+    ['--eval on a text shorter than one window', () => [f('good', 'model.onnx'), '--eval', f('short.txt')], ['short.txt', /too short/]],
   ];
   const rtn = (args: string[]) => (args.includes('--weights') || args.includes('--format') || args.includes('--calib-samples') ? [] : ['--weights', 'rtn-ternary']);
   cases.forEach(([what, args, mentions], i) => {

@@ -66,8 +66,8 @@ describe('report facts', () => {
   }, 120_000);
 
   it('per-linear errors: every quantised linear has a weight error and, calibrated, an output error in (0, 1)', () => {
-    const ids = manifest.blocks.flatMap((_, i) => ['q', 'k', 'v', 'o', 'gate', 'up', 'down'].map((r) => `blocks.${i}.${r}`));
-    expect(Object.keys(manifest.errors!).sort()).toEqual(ids.sort());
+    const linears = manifest.blocks.flatMap((_, i) => ['q', 'k', 'v', 'o', 'gate', 'up', 'down'].map((r) => `blocks.${i}.${r}`));
+    expect(Object.keys(manifest.errors!).sort()).toEqual(linears.sort());
     for (const e of Object.values(manifest.errors!)) {
       expect(e.weight).toBeGreaterThan(0);
       expect(e.output).toBeGreaterThan(0);
