@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { compileToDir, type CompileOptions } from '../src/compile.ts';
 import { calibrationSegmentsFromText } from '../src/calib/data.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 import { loadTokenizer, tokenizeFile } from '../src/eval/tokenizer.ts';
 import { makeProgress } from '../src/cli/progress.ts';
 
@@ -34,7 +35,7 @@ interface Config {
 
 const A16 = { acts: { kind: 'none' } } as const;
 /** The kernel-g128-* rows (and their ablations) are tq1_g128 without the lattice, as measured
- *  before tq1_g128_lat became the default (session 8); kernel-lat-g128-* are the default's. */
+ *  before tq1_g128_lat became the default (2026-12-05); kernel-lat-g128-* are the default's. */
 const G128 = { format: 'tq1_g128' } as const;
 const MP4 = { acts: { kind: 'mp', budget: 4 } } as const;
 const CONFIGS: Config[] = [
@@ -68,10 +69,10 @@ const save = () =>
     outFile,
     JSON.stringify(
       {
+        ...resultHeader('fixture dev perplexity against bits per weight, per compile configuration', cpuDevice(), `npm run bench:accuracy -- ${process.argv.slice(2).join(' ')}`),
         protocol: '../shared/EVAL.md: dev.txt, 256-token windows; calibration from train.txt only',
         model: 'pydocs-llama-12m (fp32 torch export)',
         reference: { note: 'the reference implementation on the H100 (issue 4): ~4 honest bits/weight', 'W1.58A16': 36.0, 'W1.58A4-MP': 37.47, W4g128RTN: 32.76, W2g128RTN: 78.89 },
-        command: `npm run bench:accuracy -- ${process.argv.slice(2).join(' ')}`,
         results,
         fullDev,
       },
@@ -80,7 +81,7 @@ const save = () =>
     ),
   );
 
-/** Markdown table + SVG scatter of dev PPL against honest bits/weight, from the JSON results. */
+/** Markdown tables of dev PPL against honest bits/weight, from the JSON results (docs/performance.md carries them). */
 function renderCurve(): void {
   type R = { what: string; ppl: number; windows: number; bitsPerWeight: { weightsBin?: number; onnx?: number; counted?: number } };
   const rows = Object.entries(results as Record<string, R>).map(([name, r]) => ({
@@ -107,8 +108,6 @@ function renderCurve(): void {
     ...rows.sort((a, b) => a.bits - b.bits).map((r) => `| ${r.name} | ${r.what} | ${r.bits.toFixed(3)} | ${r.onnx?.toFixed(3) ?? '-'} | ${r.ppl.toFixed(2)} | ${r.windows} |`),
     ...refs.map((r) => `| ${r.name} | published/measured elsewhere | ~${r.bits} | - | ${r.ppl} | 2074 |`),
     '',
-    '![PPL vs bits](accuracy.svg)',
-    '',
     ...(Object.keys(fullDev).length
       ? [
           '## Full dev set (all 2074 windows)',
@@ -120,29 +119,7 @@ function renderCurve(): void {
         ]
       : []),
   ].join('\n');
-  writeFileSync(join(root, 'bench/results/accuracy.md'), md);
-  // Blue: first-N-window figures of this run; green: full-dev figures; red: reference points (full dev).
-  const full = Object.entries(fullDev)
-    .map(([name, v]) => ({ name: `${name} (full dev)`, bits: parseFloat(v.bits), ppl: v.ppl, color: '#2a2' }))
-    .filter((p) => p.bits < 32);
-  const pts = [
-    ...rows.filter((r) => r.bits < 32).map((r) => ({ name: `${r.name} (${r.windows} w)`, bits: r.bits, ppl: r.ppl, color: '#36c' })),
-    ...full,
-    ...refs.map((r) => ({ ...r, color: '#c33' })),
-  ];
-  const W = 760, H = 480, x = (b: number) => 60 + ((b - 1.5) / 3.5) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
-  const svg = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<line x1="60" y1="${H - 40}" x2="${W - 20}" y2="${H - 40}" stroke="black"/><line x1="60" y1="20" x2="60" y2="${H - 40}" stroke="black"/>`,
-    ...[1.5, 2, 2.5, 3, 3.5, 4, 4.5].map((b) => `<text x="${x(b)}" y="${H - 25}" text-anchor="middle">${b}</text>`),
-    ...[30, 40, 60, 100, 200].map((p) => `<text x="55" y="${y(p) + 3}" text-anchor="end">${p}</text><line x1="60" x2="${W - 20}" y1="${y(p)}" y2="${y(p)}" stroke="#eee"/>`),
-    `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">honest bits per weight</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">dev PPL (log)</text>`,
-    ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.color}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
-    `<text x="${W - 250}" y="30" fill="#36c">blue: first N dev windows (this run)</text><text x="${W - 250}" y="44" fill="#2a2">green: full dev set</text><text x="${W - 250}" y="58" fill="#c33">red: reference points (full dev)</text>`,
-    '</svg>',
-  ].join('\n');
-  writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
+  console.log(md);
 }
 
 if (process.argv.includes('--render-only')) {

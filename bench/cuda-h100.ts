@@ -1,6 +1,7 @@
-// Assembles bench/results/cuda-h100.json from the outputs of the device runs, so the committed
-// numbers are exactly what the device printed (the raw logs are copied next to it, under
-// bench/results/cuda-h100-logs/). Usage:
+// Assembles bench/results/cuda-h100-decode-e2e.json from the outputs of the device runs, so the
+// committed numbers are exactly what the device printed (the raw logs are copied to
+// bench/archive/cuda-h100-logs/<date>-<commit>/). Earlier runs kept in the file's `runs`
+// (keyed <date>-<commit>) stay. Usage:
 //   npx tsx bench/cuda-h100.ts --gemv DIR_WITH_gemv.json_gpu.csv --e2e E2E_LOG
 //        [--full-ppl E2E_LOG_WITH_FULL_PPL] [--ort FILE=JSON ...]
 // where the device runs are
@@ -11,6 +12,8 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2eSection, ortResults } from '../scripts/device/e2e-log.ts';
+import { logsDir, resultsPath } from '../scripts/device/results-path.ts';
+import { resultHeader } from './result-header.ts';
 
 const arg = (k: string) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : undefined);
 const args = (k: string) => process.argv.flatMap((a, i) => (a === k ? [process.argv[i + 1]] : []));
@@ -52,14 +55,16 @@ const decode = Object.fromEntries(
   ]),
 );
 const profiles = Object.fromEntries(models.map((m) => [m, section(e2eLog, `${m} profile of one step @2048 (events after every op, no graph)`)]));
-// Ratios to torch only from the log that holds the torch run (same device session).
+// Ratios to torch only from the log that holds the torch run (same device run).
 const torchLog = [...e2eLogs].reverse().find((l) => l.includes('== torch fp16 baseline\n')) ?? '';
 const torch = section(torchLog, 'torch fp16 baseline') as { tokensPerSecond: number } | undefined;
 const sameRunTps = (m: string) => (section(torchLog, `${m} decode @2048`) as { tokensPerSecond: number } | undefined)?.tokensPerSecond;
 
-const prefillPath = 'bench/results/cuda-h100-prefill.json';
+const prefillPath = resultsPath(gemv.device, 'prefill-gemm');
+const outPath = resultsPath(gemv.device, 'decode-e2e');
+const header = resultHeader('decode GEMV and decode end to end (7B shape), fixture logits and perplexity', gemv.device, 'bash scripts/device/run-gemv.sh; bash scripts/device/run-e2e.sh; npx tsx bench/cuda-h100.ts …');
 const result = {
-  device: gemv.device,
+  ...header,
   nvidiaSmi: gpu,
   copyGBs: gemv.copyGBs,
   emptyKernelUs: gemv.emptyKernelUs,
@@ -101,20 +106,20 @@ const result = {
       ? Object.fromEntries(models.filter((m) => sameRunTps(m)).map((m) => [m, { tokensPerSecond: sameRunTps(m), torchTokensPerSecond: torch.tokensPerSecond, ratio: +(sameRunTps(m)! / torch.tokensPerSecond).toFixed(2) }]))
       : undefined,
     profileOneStep: profiles,
-    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU (tq1 codes are transcoded to bit2 at load: deviceWeightsBytes), fp16 lm_head/embeddings, fp16 KV cache, 2048-token context (and 64), one decode step = one CUDA graph with programmatic dependent launch (and without, for comparison). llama7b-tq2-a8 has 8-bit activation sites (int8 GEMVs); llama7b-tq1-a4 is the default twlac format (tq1_g128, transcoded) with 4-bit sites (codes < 16 on the same int8 GEMVs). torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead"); speedupVsTorchSameRun uses the decode figures of the device run that also ran torch (the decode entries above are the latest run; the tq1 models were re-run after the staging change that stopped keeping their trit5 codes on the GPU: 5.4 → 4.1 GB); torch measured 119–141 tok/s across the runs of this session. profileOneStep: one step without a graph, an event after every op (each op carries ~3–4 µs of launch overhead there), ms summed over the layers.',
+    note: 'LLaMA-2-7B shape (32 layers, 4096 hidden, 11008 intermediate, 32 heads, vocab 32000), random ternary weights synthesised on the GPU (tq1 codes are transcoded to bit2 at load: deviceWeightsBytes), fp16 lm_head/embeddings, fp16 KV cache, 2048-token context (and 64), one decode step = one CUDA graph with programmatic dependent launch (and without, for comparison). llama7b-tq2-a8 has 8-bit activation sites (int8 GEMVs); llama7b-tq1-a4 is the default twlac format (tq1_g128, transcoded) with 4-bit sites (codes < 16 on the same int8 GEMVs). torch: HF LlamaForCausalLM fp16, StaticCache, torch.compile(mode="reduce-overhead"); speedupVsTorchSameRun uses the decode figures of the device run that also ran torch (the decode entries above are the latest run; the tq1 models were re-run after the staging change that stopped keeping their trit5 codes on the GPU: 5.4 → 4.1 GB); torch measured 119–141 tok/s across these runs. profileOneStep: one step without a graph, an event after every op (each op carries ~3–4 µs of launch overhead there), ms summed over the layers.',
   },
-  prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'the int8 tensor-core GEMM was not re-measured in session 2; its session-1 figures: bench/results/cuda-h100-prefill-session1.json',
+  prefill: existsSync(prefillPath) ? `see ${prefillPath}` : 'not measured in this run',
   notMeasured: [
-    'session 3: prefill runs up to 512 tokens a forward (int8 prefill GEMM at ≤ 8-bit sites, 64-token tensor-core slices at fp16 sites, the prefill attention kernel; bench/results/cuda-h100-runtime-prefill.json); the figures of this file come from 16-token forwards (session 2)',
     'no packed-int4 activation kernel: sites below 8 bits (A4, A6) use the int8 path with codes < 2^bits',
     'onnxruntime MatMulNBits CUDA (onnxruntime-gpu is not in the device image)',
   ],
 };
-writeFileSync('bench/results/cuda-h100.json', JSON.stringify(result, null, 1) + '\n');
-const logs = 'bench/results/cuda-h100-logs';
+const previousRuns = existsSync(outPath) ? JSON.parse(readFileSync(outPath, 'utf8')).runs : undefined;
+writeFileSync(outPath, JSON.stringify({ ...result, runs: previousRuns }, null, 1) + '\n');
+const logs = logsDir(gemv.device, header);
 mkdirSync(logs, { recursive: true });
 copyFileSync(join(gemvDir, 'gemv.log'), join(logs, 'gemv.txt'));
 e2ePaths.forEach((f, i) => copyFileSync(f, join(logs, i ? `e2e-${i + 1}.txt` : 'e2e.txt')));
 if (arg('--checks')) copyFileSync(join(arg('--checks')!, 'gemv.log'), join(logs, 'gemv-checks.txt'));
 if (arg('--full-ppl')) copyFileSync(arg('--full-ppl')!, join(logs, 'e2e-full-ppl.txt'));
-console.log('wrote bench/results/cuda-h100.json and', logs);
+console.log(`wrote ${outPath} and`, logs);

@@ -13,6 +13,7 @@ import { cpus, loadavg } from 'node:os';
 import { openModel } from '../src/eval/ort-session.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
 import { loadTokenizer, tokenizeFile, type ChunkUnit } from '../src/eval/tokenizer.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const shared = resolve(root, '../shared');
@@ -84,7 +85,7 @@ mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
   JSON.stringify(
-    { date: new Date().toISOString(), loadavg: loadavg(), cpus: cpus().length, chunkUnit: unit, threads: threads ?? 'ort default', spin, devTokens: ids.length, tokenizeSeconds, sweepWindows, msPerWindowByBatch: sweep, full: fullResults },
+    { ...resultHeader('perplexity evaluation speed (onnxruntime-node CPU, ms per 256-token window by batch)', cpuDevice(), `npm run bench:eval -- ${process.argv.slice(2).join(' ')}`), loadavg: loadavg(), cpus: cpus().length, chunkUnit: unit, threads: threads ?? 'ort default', spin, devTokens: ids.length, tokenizeSeconds, sweepWindows, msPerWindowByBatch: sweep, full: fullResults },
     null,
     1,
   ) + '\n',

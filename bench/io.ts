@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { loadModel, saveModel } from '../src/graph/onnx.ts';
 import { Tensor } from '../src/graph/tensor.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FIXTURE = resolve(REPO, '../shared/models/pydocs-llama-12m/model.onnx');
@@ -154,8 +155,7 @@ function main(): void {
     }
     console.log(`baseline peak RSS of a child that only imports onnx.ts: ${(baseline.peakRssBytes / MB).toFixed(0)} MB; generating case (b) took ${(genMs / 1000).toFixed(1)} s`);
     const json = {
-      bench: 'io',
-      date: new Date().toISOString(),
+      ...resultHeader('ONNX load and save: peak memory against the largest tensor', cpuDevice(), 'npm run bench:io'),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
       target: 'peak RSS < 1.5 × largest single tensor + 300 MB (peak RSS of the child process that loads and saves)',
       baselinePeakRssBytes: baseline.peakRssBytes,

@@ -1,6 +1,6 @@
 // KOTMS on the fixture: time of all 24 transform sites, and the ternary rounding error of
-// the rotated weights (absmean RTN and E2M-ATQ's init quantiser) for the objective variants.
-// Usage: npx tsx bench/kotms.ts [--variants] [--blocks N] [--objective trigauss|ternary] [--entries N] [--json out.json]
+// the rotated weights (absmean RTN and E2M-ATQ's init quantiser) for the start and step-size variants.
+// Usage: npx tsx bench/kotms.ts [--variants] [--blocks N] [--entries N] [--json out.json]
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadModel } from '../src/graph/onnx.ts';
@@ -10,7 +10,6 @@ import { KOTMS_DEFAULTS, optimiseKotms, ternaryRelError, type KotmsOptions } fro
 const args = process.argv.slice(2);
 const variants = args.includes('--variants');
 const blocks = args.includes('--blocks') ? Number(args[args.indexOf('--blocks') + 1]) : 6;
-const objective = (args.includes('--objective') ? args[args.indexOf('--objective') + 1] : 'trigauss') as 'trigauss' | 'ternary';
 const entries = args.includes('--entries') ? Number(args[args.indexOf('--entries') + 1]) : undefined;
 const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
 const fixture = resolve(import.meta.dirname, '../../shared/models/pydocs-llama-12m/model.onnx');
@@ -54,11 +53,9 @@ const configs: [string, KotmsOptions][] = variants
       ['trigauss/identity/full-batch', { init: 'identity', maxEntriesPerStep: Infinity }],
       ['trigauss/identity/32k-per-step', { init: 'identity', maxEntriesPerStep: 32768 }],
       ['trigauss/random', { init: 'random' }],
-      ['ternary/identity', { objective: 'ternary', init: 'identity' }],
-      ['ternary/random', { objective: 'ternary', init: 'random' }],
       ['random rotation only (0 iters)', { init: 'random', iterations: 0 }],
     ]
-  : [[`${objective}/${KOTMS_DEFAULTS.init}`, { objective, ...(entries ? { maxEntriesPerStep: entries } : {}) }]];
+  : [[`trigauss/${KOTMS_DEFAULTS.init}`, { ...(entries ? { maxEntriesPerStep: entries } : {}) }]];
 const results: Record<string, unknown> = {};
 const base = siteList.map((s) => errors(s));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

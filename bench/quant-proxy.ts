@@ -15,6 +15,7 @@ import { loadTokenizer, tokenizeText } from '../src/eval/tokenizer.ts';
 import { loadModel } from '../src/graph/onnx.ts';
 import { recognize, weightRows } from '../src/graph/recognize.ts';
 import { quantizeLinear, type QuantizeLinearOptions } from '../src/quant/quantize-linear.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 
 const root = join(import.meta.dirname, '..');
 const modelDir = join(root, '../shared/models/pydocs-llama-12m');
@@ -73,4 +74,4 @@ for (const [name] of configs) {
   summary[name] = { bitsPerWeight: R.bits / R.weights, meanRelOutErr: mean, geoMeanRelOutErr: geo, seconds: R.seconds, perLinear: R.rel };
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
-writeFileSync(join(root, 'bench/results/quant-proxy.json'), JSON.stringify({ blocks, segments: nseg, seq: 256, summary }, null, 1));
+writeFileSync(join(root, 'bench/results/quant-proxy.json'), JSON.stringify({ ...resultHeader('output-error proxy of the weight structures on fixture blocks', cpuDevice(), `npm run bench:quant-proxy -- ${process.argv.slice(2).join(' ')}`), blocks, segments: nseg, seq: 256, summary }, null, 1));

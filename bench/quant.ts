@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dampedUpperCholeskyOfInverse, gaussian, rng, syntheticHessian } from '../src/quant/linalg.ts';
 import { quantizeLinear, type QuantizeLinearOptions, type WeightStructure } from '../src/quant/quantize-linear.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 
 const structures = (process.argv[2] ?? 'rtn,kernel,twla').split(',') as WeightStructure[];
 const shapes: [number, number][] = [[1024, 384], [384, 1024]];
@@ -47,4 +48,4 @@ for (const s of structures) {
   out[`fixtureEstimate/${s}`] = est;
 }
 mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
-writeFileSync(join(import.meta.dirname, 'results/quant.json'), JSON.stringify(out, null, 1));
+writeFileSync(join(import.meta.dirname, 'results/quant.json'), JSON.stringify({ ...resultHeader('ternary fit time per linear and structure', cpuDevice(), 'npm run bench:quant'), results: out }, null, 1));

@@ -15,6 +15,7 @@ import { encodeModel } from '../src/graph/onnx.ts';
 import { floatToHalf } from '../src/graph/tensor.ts';
 import { matmulNBitsTensors } from '../src/lower/ternary-linear.ts';
 import { nodeDevice } from '../src/runtime/webgpu/node.ts';
+import { resultHeader } from './result-header.ts';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -168,8 +169,7 @@ writeFileSync(
   OUT,
   JSON.stringify(
     {
-      bench: 'wgsl ternary GEMV vs onnxruntime-node webgpu EP MatMulNBits bits=2 (decode, M=1)',
-      date: new Date().toISOString(),
+      ...resultHeader('WGSL ternary GEMV vs onnxruntime-node webgpu EP MatMulNBits bits=2 (decode, M=1)', String(adapter), 'npm run bench:wgsl'),
       adapter,
       backend,
       reps: REPS,

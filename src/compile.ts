@@ -20,16 +20,16 @@ import { type CompileContext, type CompileOptions, linearId, quantizedLinears, s
 import { renderReport } from './report.ts';
 import { withAtomicDir } from './util/atomic-dir.ts';
 import { emitTargets, type TargetSpec } from './codegen/targets.ts';
+import { renderHtmlReport } from './report-html.ts';
+import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
 export const DEFAULT_OPTIONS: CompileOptions = {
   weights: 'twla',
   structure: 'kernel',
-  // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, fixture perplexity
-  // 40.95 / 42.38 at A16 / ILA-AMP mean 4 bits against 41.04 / 42.43 (all dev windows,
-  // bench/results/accuracy.md), and the CUDA prefill GEMM needs no per-group fold (7B prefill
-  // of 2048 tokens on the H100: 0.073 s against 0.099 s in one session-6 run).
+  // The lattice variant of tq1_g128 (formats/ternary.ts): the same bytes, no worse fixture
+  // perplexity, and the CUDA prefill GEMM needs no per-group fold (docs/performance.md).
   format: 'tq1_g128_lat',
   acts: { kind: 'none' },
   rotate: true,
@@ -89,14 +89,19 @@ export interface CompileFileResult {
 
 /**
  * Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json,
- * report.md, and kernels/<target>/ for each of `extra.targets` (see {@link parseTargets}).
+ * report.md, report.html, and kernels/<target>/ for each of `extra.targets` (see {@link parseTargets}).
  */
 export async function compileToDir(
   modelPath: string,
   outDir: string,
   opts: Partial<CompileOptions> = {},
   progress: Progress = silentProgress,
-  extra: { targets?: TargetSpec[]; tokenizer?: string } = {},
+  extra: {
+    targets?: TargetSpec[];
+    tokenizer?: string;
+    /** Perplexity against bits on held-out text: the source, an RTN-ternary compile and this one. */
+    eval?: EvalRequest;
+  } = {},
 ): Promise<CompileFileResult> {
   const t0 = performance.now();
   progress.start(`loading ${basename(modelPath)}`);
@@ -140,10 +145,21 @@ export async function compileToDir(
       manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
     }
     manifest.timings = timings;
+    manifest.errors = Object.fromEntries(
+      [...ctx.linears.values()]
+        .filter((st) => st.stats?.relWeightError !== undefined)
+        .map(({ id, stats: s }) => [id, { weight: s!.relWeightError, ...(s!.relOutputError !== undefined ? { output: s!.relOutputError, outputRows: s!.outputErrorRows } : {}) }]),
+    );
+    if (extra.eval) {
+      manifest.eval = await pplVsBits(extra.eval, modelPath, { onnx: join(dir, 'model.onnx'), bitsPerWeight: manifest.bitsPerWeight }, (rtnDir) => compileToDir(modelPath, rtnDir, { weights: 'rtn-ternary' }).then((r) => r.manifest), progress);
+    }
     if (extra.targets?.length) Object.assign(manifest.files, await emitTargets(dir, manifest, extra.targets, progress));
-    const report = renderReport(manifest, { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes });
+    const info = { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes };
+    const report = renderReport(manifest, info);
     writeFileSync(join(dir, 'report.md'), report);
     manifest.files['report.md'] = Buffer.byteLength(report);
+    // The page embeds the manifest, so it is rendered last and its own size is not listed in it.
+    writeFileSync(join(dir, 'report.html'), renderHtmlReport(manifest, info));
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     return { manifest, outDir };
   });

@@ -1,6 +1,32 @@
-// out/report.md: a short human summary of what was compiled, from the manifest alone.
-import type { ArtifactManifest, LinearEntry } from './artifact/manifest.ts';
-import { BLOCK_LINEARS } from './artifact/build.ts';
+// out/report.md: a short human summary of what was compiled, from the manifest alone
+// (report-html.ts draws the same facts as charts).
+import type { ActSite, ArtifactManifest, BlockEntry, LinearEntry } from './artifact/manifest.ts';
+import { ACT_SITES, BLOCK_LINEARS, type ActSiteName, type BlockLinearRole } from './artifact/build.ts';
+
+export interface ReportInfo {
+  /** Wall time of the whole compile, load and write included. */
+  seconds: number;
+  notes?: string[];
+}
+
+/** The activation site that feeds a block linear. */
+export function siteOf(b: BlockEntry, role: BlockLinearRole): ActSite {
+  return b.acts[linearSite[role]];
+}
+const linearSite: Record<BlockLinearRole, ActSiteName> = { q: 'attn', k: 'attn', v: 'attn', o: 'o', gate: 'mlp', up: 'mlp', down: 'down' };
+
+/**
+ * What mixed precision did, in one sentence, or undefined where activations were not
+ * searched: ILA-AMP may find one width best for every block, and then nothing is mixed.
+ */
+export function ampSummary(m: ArtifactManifest): string | undefined {
+  const acts = m.method.acts as { kind: string; budget?: number } | undefined;
+  if (acts?.kind !== 'mp') return undefined;
+  const bits = new Set(m.blocks.flatMap((b) => ACT_SITES.map((s) => b.acts[s].bits)));
+  if (bits.size === 1) return `ILA-AMP chose ${[...bits][0]} bits at every site of every block under the mean budget of ${acts.budget}: nothing is mixed.`;
+  const per = m.blocks.map((b) => b.acts.attn.bits);
+  return `ILA-AMP mixed ${[...bits].sort((a, b) => a - b).join(', ')} bits under the mean budget of ${acts.budget} (blocks: ${per.join(' ')}).`;
+}
 
 const fmt = (x: number, d = 3) => x.toFixed(d);
 
@@ -8,7 +34,7 @@ function table(head: string[], rows: (string | number)[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-export function renderReport(m: ArtifactManifest, info: { seconds: number; notes?: string[] }): string {
+export function renderReport(m: ArtifactManifest, info: ReportInfo): string {
   const c = m.config;
   const lin: LinearEntry[] = m.blocks.flatMap((b) => BLOCK_LINEARS.map((r) => b[r]));
   const params = lin.reduce((a, l) => a + l.rows * l.cols, 0);
@@ -34,21 +60,33 @@ export function renderReport(m: ArtifactManifest, info: { seconds: number; notes
   }
   lines.push(table(['artifact', 'bits/weight', 'what'], rows), '');
   lines.push('Embeddings and the lm_head stay dense (fp16 in weights.bin, source precision in model.onnx).', '');
+  if (m.eval) {
+    const e = m.eval;
+    lines.push('## Perplexity against bits', '');
+    lines.push(`Held-out text \`${e.text}\` (it must not have been used for calibration or any search): ${e.windows} windows of ${e.windowSize} tokens, onnxruntime, EVAL.md protocol.`, '');
+    lines.push(table(['model', 'bits/weight', 'PPL'], e.points.map((p) => [pointLabel[p.model], fmt(p.bitsPerWeight), fmt(p.ppl)])), '');
+  }
+  const amp = ampSummary(m);
+  if (amp) lines.push('## Activation precision', '', amp, '');
   lines.push('## Linears', '');
+  lines.push('Errors are relative squared errors: weight ‖W − Ŵ‖²/‖W‖², output ‖(W − Ŵ)Xᵀ‖²/‖WXᵀ‖² on the calibration inputs (on an even row sample where marked).', '');
   lines.push(
     table(
-      ['linear', 'shape', 'format', 'bits/w (weights.bin)', 'bits/w (onnx)', 'act bits', 'transform'],
+      ['linear', 'shape', 'format', 'bits/w (weights.bin)', 'bits/w (onnx)', 'weight error', 'output error', 'act bits', 'transform'],
       m.blocks.flatMap((b, i) =>
         BLOCK_LINEARS.map((r) => {
           const l = b[r];
-          const site = r === 'q' || r === 'k' || r === 'v' ? b.acts.attn : r === 'gate' || r === 'up' ? b.acts.mlp : r === 'o' ? b.acts.o : b.acts.down;
+          const site = siteOf(b, r);
           const on = m.onnx?.linears[`blocks.${i}.${r}`];
+          const err = m.errors?.[`blocks.${i}.${r}`];
           return [
             `blocks.${i}.${r}`,
             `${l.rows}×${l.cols}`,
             l.format,
             fmt(l.bitsPerWeight),
             on ? fmt(on.bitsPerWeight) : '-',
+            err ? err.weight.toExponential(2) : '-',
+            err?.output !== undefined ? err.output.toExponential(2) + (err.outputRows! < l.rows ? ` (${err.outputRows} rows)` : '') : '-',
             site.bits === 16 ? '16' : `${site.bits} (clip ${site.clip})`,
             site.transform ? `online ${site.transform.l}⊗${site.transform.r}` : (site.folded ?? '-'),
           ];
@@ -59,10 +97,25 @@ export function renderReport(m: ArtifactManifest, info: { seconds: number; notes
   );
   if (m.timings?.length) {
     lines.push('## Compile time', '');
-    lines.push(table(['pass', 'seconds'], [...m.timings.map((t) => [t.pass, fmt(t.seconds, 1)]), ['total (with load and write)', fmt(info.seconds, 1)]]), '');
+    lines.push(table(['pass', 'seconds'], timeRows(m, info).map((t) => [t.pass, fmt(t.seconds, 1)])), '');
   }
   lines.push('## Files', '');
   lines.push(table(['file', 'bytes'], Object.entries(m.files).map(([f, n]) => [f, n.toLocaleString('en-US')])), '');
   if (info.notes?.length) lines.push('## Notes', '', ...info.notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }
+
+/** Time per pass, then the perplexity evaluation (--eval) and the whole run. */
+export function timeRows(m: ArtifactManifest, info: ReportInfo): { pass: string; seconds: number }[] {
+  return [
+    ...(m.timings ?? []),
+    ...(m.eval ? [{ pass: 'perplexity (--eval: 3 models and the RTN compile)', seconds: m.eval.seconds }] : []),
+    { pass: 'total (load and write included)', seconds: info.seconds },
+  ];
+}
+
+export const pointLabel: Record<NonNullable<ArtifactManifest['eval']>['points'][number]['model'], string> = {
+  source: 'source',
+  'rtn-ternary': 'RTN ternary (per-row absmean)',
+  compiled: 'this compile',
+};

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   const std::string only = argc > 3 ? argv[3] : ""; // profile runs: just the benchmark kernels whose name contains this
   const bool checksOnly = getenv("CHECKS_ONLY") != nullptr;
   // Launches are timed without programmatic dependent launch unless time_ours asks for it,
-  // whatever TWLAC_PDL says (before session 6 an unset TWLAC_PDL left it on for the "off"
+  // whatever TWLAC_PDL says (before fc23029, 2026-12-05, an unset TWLAC_PDL left it on for the "off"
   // timing of the first streaming kernel of a run).
   twlac_pdl_force = 0;
   cudaDeviceProp prop; TWLAC_CUDA(cudaGetDeviceProperties(&prop, 0));

@@ -4,7 +4,7 @@
 //   case_<i>.bin      check cases: [codes][scales u16][shifts u16][q u8 T*K][(s, z) f32 T*2]
 //                     [y f64 T*N], y = s·Σ_k W[n,k]·(q − z) in float64 with W from the format's
 //                     reference decoder (decodeTernary)
-// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs] [--variants t256,t256t,…] [--m 512,1024]
+// Usage: npx tsx scripts/device/gen-gemm-bench.ts [--arch sm_90a] [--rs] [--variants t256sd,t128] [--m 512,1024]
 //   --rs: only the lattice formats' register-weight kernels (gemm-wgmma-rs.ts), all variants
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,7 +41,7 @@ const checks: { f: TernaryFormat; n: number; k: number; t: number; fracZ?: boole
   { f: tq2nslat, n: 128, k: 2048, t: 130 },
   { f: tq2lat, n: 128, k: 128, t: 77 },
   { f: tq2lat, n: 256, k: 11008, t: 96 },
-  // 133 feature tiles × one 256-token tile on a 132-SM GPU: t256s runs 132 whole tiles and
+  // 133 feature tiles × one 256-token tile on a 132-SM GPU: t256sd runs 132 whole tiles and
   // splits the last in two half-height tiles (the small cases above are all split)
   { f: tq2lat, n: 17024, k: 256, t: 160 },
   // whole 256-token tiles and a partial last one (the decoupled variants' one-address copies in

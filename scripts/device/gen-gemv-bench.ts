@@ -63,9 +63,6 @@ const checksStream: { f: TernaryFormat; n: number; k: number; m: number; t: numb
   { f: tq2, n: 40, k: 8192, m: 2, t: 2, tune: { rows: 2, warps: 4, wk: 2, ub: 1, bulk: 2 } },
   { f: tq2, n: 96, k: 11008, m: 4, t: 3, tune: { rows: 1, warps: 4, wk: 1, ub: 2, bulk: 3 } },
   { f: tq2ns, n: 301, k: 2048, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 1 } },
-  // activations staged in shared memory: bulk and register plans, M = 4 with T < M, no shift
-  { f: tq2, n: 296, k: 11008, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xsm: true } },
-  { f: tq2, n: 96, k: 2048, m: 4, t: 3, tune: { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true } },
   // activations by bulk copy (xbulk): the 7B down projection's plan on a partial last block;
   // a partial last group (K = 4000: the last 128-byte run is 32 bytes) over two phases, no shift
   { f: tq2, n: 296, k: 11008, m: 1, t: 1, tune: { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xbulk: true } },
@@ -104,8 +101,8 @@ const addA8 = (shape: GemvShape) => {
 const checkA8Names = checksA8.map((c) => addA8({ format: c.f, n: c.n, k: c.k, m: c.m, arch }));
 const benchA8Names = a8Tune ? [] : benchShapes.map(([n, k]) => addA8({ format: tq2, n, k, m: 1, arch }));
 // Streaming GEMV: the same checks for both activation kinds, and a tuning sweep at M = 1.
-// (activations in shared memory are an int8-only plan)
-const checksStreamF16 = checksStream.filter((c) => !c.tune?.xsm && !c.tune?.xbulk);
+// (activations by bulk copy are an int8-only plan)
+const checksStreamF16 = checksStream.filter((c) => !c.tune?.xbulk);
 checks.push(...checksStreamF16);
 checkNames.push(...checksStreamF16.map((c) => addStream({ format: c.f, n: c.n, k: c.k, m: c.m, arch }, 'f16', c.tune)));
 checksA8.push(...checksStream);
@@ -135,17 +132,14 @@ const sweepSmall: Partial<StreamTuning>[] = [{ rows: 2, warps: 4, wk: 2, ub: 2 }
 // --a8-tune: only the streaming GEMV at the benchmark shapes: int8 activations with the default
 // plan and the candidates below, fp16 activations with and without bulk loads (confirmation runs).
 const bk = (rows: number, warps: number, wk: number, ub: number, bulk: number): Partial<StreamTuning> => ({ rows, warps, wk, ub, bulk });
-// the previous default plans (register streaming, before bulk loads) next to the current defaults
-// session 8: the register-streaming plans of session 6 at the 70B shapes; activations staged in
-// shared memory (xsm) next to the same plans without
-const xs = (t: Partial<StreamTuning>): Partial<StreamTuning> => ({ ...t, xsm: true });
-// session 9: activations by bulk copy (xbulk) on the default plans and the best xsm plans
+// the register-streaming plans at the 70B shapes, and activations by bulk copy (xbulk) on
+// other bulk plans
 const xb = (t: Partial<StreamTuning>): Partial<StreamTuning> => ({ ...t, xbulk: true });
 const a8Candidates: Record<string, Partial<StreamTuning>[]> = {
   '4096x4096': [xb(bk(4, 4, 2, 1, 8))],
   '11008x4096': [xb(bk(4, 4, 1, 1, 8))],
   // the default takes xbulk here (K > 8192); bk(4, 4, 2, 1, 8) is the same plan without it
-  '4096x11008': [bk(4, 4, 2, 1, 8), xs(bk(4, 4, 2, 2, 2)), xb(bk(4, 4, 2, 2, 2)), xb(bk(2, 4, 2, 1, 3)), xb(bk(4, 8, 4, 1, 2))],
+  '4096x11008': [bk(4, 4, 2, 1, 8), xb(bk(4, 4, 2, 2, 2)), xb(bk(2, 4, 2, 1, 3)), xb(bk(4, 8, 4, 1, 2))],
   '8192x8192': [xb(bk(4, 4, 1, 1, 8))],
   '28672x8192': [bk(4, 4, 1, 2, 0)],
   '8192x28672': [bk(2, 4, 1, 2, 0)],
@@ -179,7 +173,7 @@ for (const [n, k] of a8Tune ? [] : benchShapes) {
 // part of the work removed, to see which part bounds a launch (their results are wrong, so they
 // are benchmarked but never checked): nopopc (no Σ d per chunk), noload (no bulk copies: the
 // phases complete at once over stale shared memory), noact (activations not read), nomath (the
-// dot products reduced to XORs). H100, session 8 (bench/results/cuda-h100-logs/gemv-session8/
+// dot products reduced to XORs). H100, 2026-12-05 at 32d9042 (bench/archive/cuda-h100-logs/gemv-2026-12-05-32d9042/
 // d*.log), chained launches with PDL at 4096×11008: default 7.39 µs, noload 4.8–5.0, noact
 // 6.0, nomath 7.3, nopopc 7.8–7.9: the activation loads, one L2 round trip a batch, are what
 // that shape pays beyond 11008×4096 (5.95 µs, where noact changes nothing).

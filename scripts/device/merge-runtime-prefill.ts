@@ -1,11 +1,12 @@
 // Writes the runtime prefill run (scripts/device/run-e2e.sh's e2e.log, with the 16-token
-// comparison runs) to bench/results/cuda-h100-runtime-prefill.json and copies the log to
-// bench/results/cuda-h100-logs/.
-// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...] [--name NAME]
-// (a later log's sections replace an earlier one's; each log is copied as e2e-NAME[-N].txt; NAME
-// defaults to runtime-prefill, and the results go to bench/results/cuda-h100-NAME.json)
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+// comparison runs) to bench/results/cuda-<card>-prefill-e2e.json (or --out FILE) and copies
+// the logs to bench/archive/cuda-<card>-logs/<date>-<commit>/.
+// Usage: npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e LATER.log ...] [--ort name=FILE ...] [--out FILE]
+// (a later log's sections replace an earlier one's; each log is copied as e2e-prefill[-N].txt)
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { e2eSection, ortResults } from './e2e-log.ts';
+import { logsDir, resultsPath } from './results-path.ts';
+import { resultHeader } from '../../bench/result-header.ts';
 
 const argv = process.argv.slice(2);
 const logPath = argv[0];
@@ -14,7 +15,6 @@ const opt = (flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]]
 const logPaths = [logPath, ...opt('--e2e')];
 const log = logPaths.map((f) => readFileSync(f, 'utf8')).join('\n');
 const ort = ortResults(opt('--ort'));
-const name = opt('--name')[0] ?? 'runtime-prefill';
 const section = (title: string) => e2eSection(log, title);
 /** A section every run of the 7B models prints. */
 const required = (title: string) => {
@@ -58,9 +58,11 @@ const ppl = (d: string) => {
     ...(all ? { cudaAll: all, cudaAllIn16TokenForwards: all16, ortAll: oa, relDiffVsOrtAll: relAll(all), relDiffVsOrtAllIn16TokenForwards: relAll(all16) } : {}),
   };
 };
+const device = (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3';
+const header = resultHeader('prefill end to end (7B shape, 2048 tokens) against torch fp16', device, 'bash scripts/device/run-e2e.sh; npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> --ort …');
 const out = {
-  device: (log.match(/"device": "([^"]+)"/) ?? [])[1] ?? 'NVIDIA H100 80GB HBM3',
-  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-rs.ts (weights in registers, 128-token tiles); fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (from session 4: the tensor-core flash-attention forward of kernels/attn-prefill-tc.ts for head dims ≤ 128; before, 16 queries a block on CUDA cores, attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
+  ...header,
+  what: 'The CUDA runtime prefills up to 512 tokens a forward (TWLAC_MAX_CHUNK). Beyond 16 tokens, linears whose input is quantised to ≤ 8 bits run the int8 prefill GEMM (on sm_90a gemm-wgmma.ts, or for the lattice formats (_lat) the fold-free gemm-wgmma-rs.ts (weights in registers, 128-token tiles); fp32 output accumulated into the residual stream), fp16 sites the tensor-core skinny GEMM in 64-token slices (gemv-tc.ts), and attention runs the prefill kernel (from 2026-11-24: the tensor-core flash-attention forward of kernels/attn-prefill-tc.ts for head dims ≤ 128; before, 16 queries a block on CUDA cores, attnPrefillKernel in kernels/block.ts). A prefill that needs no logits computes the last token\'s only. TWLAC_PREFILL_CHUNK=16 restores 16-token forwards (GEMVs, tensor-core skinny GEMM, split attention) for the side-by-side comparison.',
   commands: {
     prepare: [
       'node bin/twlac.js compile ../shared/models/pydocs-llama-12m/model.onnx -o /tmp/fx-a8 --calib ../shared/data/pydocs/train.txt --format tq2_g128 --acts 8',
@@ -70,7 +72,7 @@ const out = {
     device: 'SKIP_FULL_PPL=1 DECODE_2048_ONLY=1 bash scripts/device/run-e2e.sh   (carry .device/e2e)',
     merge: 'npx tsx scripts/device/merge-runtime-prefill.ts <e2e.log> [--e2e <later e2e.log>] --ort fixture-a8-200=<ort json> --ort fixture-tq2-200=<ort json> [--ort fixture-a8-all=… --ort fixture-tq2-all=…]',
     fullPerplexity: 'all 2074 dev windows, on the GPU: for d in fixture-tq2 fixture-a8: twlac_cuda --weights DIR --ppl dev_ids.bin, then again with TWLAC_PREFILL_CHUNK=16 (log e2e-runtime-prefill-2.txt); ORT: node bin/twlac.js eval DIR/model.onnx --text ../shared/data/pydocs/dev.txt --json',
-    logs: 'bench/results/cuda-h100-logs/e2e-runtime-prefill*.txt (one file a run given; a later run replaces the sections it repeats)',
+    logs: 'bench/archive/cuda-h100-logs/e2e-runtime-prefill*.txt (one file a run given; a later run replaces the sections it repeats)',
   },
   prefill7B: prefill,
   torchSameRun: torch,
@@ -80,13 +82,15 @@ const out = {
   logitsVsFloat64Reference: log.split('\n').filter((l) => /: logits max\|d\|/.test(l)),
   greedy: log.split('\n').filter((l) => /: greedy (identical|DIFFERS)/.test(l)),
   notes: [
-    'Session 4, fourth run (log e2e-runtime-prefill-lattice-4.txt): prefill attention on tensor cores (kernels/attn-prefill-tc.ts: flash-attention forward, mma.sync m16n8k16 fp16 with fp32 sums, 64 queries a block; the CUDA-core kernel was 41% of the 7B prefill under ncu). 7B prefill 2048 tokens: 0.132 → 0.073 s in the lattice format (torch fp16 0.069 s in the same run), 0.158 → 0.099 s at 4-bit sites, 0.526 → 0.468 s at fp16 activations. Accuracy: logits vs the float64 reference relL2 rand12m 8.1e-4, fixture (rtn) 3.5e-4, fixture-lat-a8 9.9e-3, all greedy-identical; fixture-lat-a8 perplexity over all windows 40.9544 as before; fixture (rtn) 227.7157 vs ORT 227.7107.',
-    'Session 4, third run (log e2e-runtime-prefill-lattice-3.txt): the activation kernels take a token\'s whole vector in one block from 128 tokens on (kernels/block.ts ACT_UNSLICED_T) instead of 6 slices that each re-read the vector for its statistics; ncu of the 7B prefill before it: attention 41%, the lattice GEMM 28.5%, the SwiGLU activation kernel 16%. Prefill 0.184 → 0.158 s at 8-bit sites, 0.159 → 0.132 s in the lattice formats, results bit-identical (perplexities unchanged).',
+    'Fourth run of 2026-11-24 (log e2e-runtime-prefill-lattice-4.txt): prefill attention on tensor cores (kernels/attn-prefill-tc.ts: flash-attention forward, mma.sync m16n8k16 fp16 with fp32 sums, 64 queries a block; the CUDA-core kernel was 41% of the 7B prefill under ncu). 7B prefill 2048 tokens: 0.132 → 0.073 s in the lattice format (torch fp16 0.069 s in the same run), 0.158 → 0.099 s at 4-bit sites, 0.526 → 0.468 s at fp16 activations. Accuracy: logits vs the float64 reference relL2 rand12m 8.1e-4, fixture (rtn) 3.5e-4, fixture-lat-a8 9.9e-3, all greedy-identical; fixture-lat-a8 perplexity over all windows 40.9544 as before; fixture (rtn) 227.7157 vs ORT 227.7107.',
+    'Third run of 2026-11-24 (log e2e-runtime-prefill-lattice-3.txt): the activation kernels take a token\'s whole vector in one block from 128 tokens on (kernels/block.ts ACT_UNSLICED_T) instead of 6 slices that each re-read the vector for its statistics; ncu of the 7B prefill before it: attention 41%, the lattice GEMM 28.5%, the SwiGLU activation kernel 16%. Prefill 0.184 → 0.158 s at 8-bit sites, 0.159 → 0.132 s in the lattice formats, results bit-identical (perplexities unchanged).',
     'fixture-lat-a8 = the same compile with --format tq2_g128_lat: each row\'s scales and shifts rounded to its int8 lattice after the fit (formats/ternary.ts), so the prefill GEMM needs no per-group fold (gemm-wgmma-rs.ts).',
     'fixture-a8 = `twlac --format tq2_g128 --acts 8` compile of pydocs-llama-12m: every site quantised to 8 bits, so each 128-token forward of --ppl runs the prefill GEMM. Its logits differ from the float64 reference by relL2 ~1e-2 (argmax agreement 0.9 over 40 positions) because 8-bit rounding flips propagate, as with rand12m-a8; perplexity agrees with onnxruntime on the same model to 1e-4 relative.',
     'torch prefill = eager fp16 forward of the 2048 tokens (cuBLAS GEMMs, SDPA attention), logits of the last token only; prefillVsTorchSameRun > 1 means twlac is faster.',
   ],
 };
-writeFileSync(`bench/results/cuda-h100-${name}.json`, JSON.stringify(out, null, 1) + '\n');
-logPaths.forEach((f, i) => copyFileSync(f, `bench/results/cuda-h100-logs/e2e-${name}${i ? `-${i + 1}` : ''}.txt`));
+writeFileSync(opt('--out')[0] ?? resultsPath(device, 'prefill-e2e'), JSON.stringify(out, null, 1) + '\n');
+const logs = logsDir(device, header);
+mkdirSync(logs, { recursive: true });
+logPaths.forEach((f, i) => copyFileSync(f, `${logs}/e2e-prefill${i ? `-${i + 1}` : ''}.txt`));
 console.log(prefill.map((p) => `${p.model}: prefill 2048 ${p.prefill2048Seconds} s vs ${p.prefill2048SecondsIn16TokenForwards} s (${p.speedup}x), decode ${p.decodeTokensPerSecond} tok/s`).join('\n'));

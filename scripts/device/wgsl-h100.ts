@@ -19,6 +19,7 @@ import { ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel } from '
 import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
+import { resultHeader } from '../../bench/result-header.ts';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -241,8 +242,7 @@ function writeResult(complete: boolean): void {
     OUT,
     JSON.stringify(
       {
-        bench: 'WGSL ternary GEMV (decode, M=1) on Dawn/Vulkan, % of HBM bandwidth',
-        date: new Date().toISOString(),
+        ...resultHeader('WGSL ternary GEMV (decode, M=1) on Dawn/Vulkan, % of HBM bandwidth', smi, 'bash scripts/device/wgsl-h100.sh'),
         nvidiaSmi: smi,
         adapter: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description },
         dawn: 'webgpu npm 0.6.2 (dawn.node), backend=vulkan, timestamp_quantization disabled',

@@ -105,4 +105,30 @@ export interface ArtifactManifest {
   countedBitsPerWeight?: number;
   /** Compile time per pass, seconds. */
   timings?: { pass: string; seconds: number }[];
+  /** What quantisation cost each quantised linear (keyed blocks.<i>.<role>), for the report. */
+  errors?: Record<string, LinearError>;
+  /** Perplexity against bits on held-out text (`--eval TEXT`). */
+  eval?: PplVsBits;
+}
+
+export interface LinearError {
+  /** ‖W − Ŵ‖² / ‖W‖² (in the rotated basis where the linear was rotated). */
+  weight: number;
+  /** ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖² on the calibration inputs X, through their Gram matrix; absent where no calibration ran. */
+  output?: number;
+  /** Rows the output error was measured on: all, or an even sample of large linears. */
+  outputRows?: number;
+}
+
+/** Perplexity (EVAL.md protocol, onnxruntime) of the source, an RTN-ternary compile and this compile on the same held-out windows. */
+export interface PplVsBits {
+  /** The held-out text (file name). */
+  text: string;
+  windows: number;
+  windowSize: number;
+  /** Predicted positions (windows × windowSize). */
+  tokens: number;
+  /** Wall time of the three evaluations and the RTN compile. */
+  seconds: number;
+  points: { model: 'source' | 'rtn-ternary' | 'compiled'; bitsPerWeight: number; ppl: number }[];
 }

@@ -1,12 +1,14 @@
 // `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
 // then compileToDir (atomic output).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
 import { compileToDir } from '../compile.ts';
 import type { ActSpec, CompileOptions } from '../passes/context.ts';
 import { parseFormatId } from '../formats/ternary.ts';
-import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
+import { findTokenizer, loadTokenizer, tokenizeText } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
+import { DEFAULT_WINDOW, windowCount } from '../eval/perplexity.ts';
 import { makeProgress } from './progress.ts';
 import { parseTargets } from '../codegen/targets.ts';
 
@@ -27,6 +29,8 @@ export interface CompileFlags {
   xdomain: boolean;
   order2Cols?: number;
   target?: string[];
+  eval?: string;
+  evalWindows?: number;
   quiet?: boolean;
 }
 
@@ -66,6 +70,18 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     calib = calibrationSegmentsFromText(readFileSync(f.calib, 'utf8'), tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
     progress.done(`${calib.length} × ${f.seq} tokens`);
   }
+  // Checked before the compile starts, so that a bad --eval never costs a compile.
+  let evalIds: Int32Array | undefined;
+  if (f.eval !== undefined) {
+    if (!existsSync(f.eval) || !statSync(f.eval).isFile()) throw new UserError(`evaluation text not found: ${f.eval}`);
+    const text = readFileSync(f.eval, 'utf8');
+    if (f.calib && (realpathSync(f.eval) === realpathSync(f.calib) || text === readFileSync(f.calib, 'utf8'))) {
+      throw new UserError(`--eval ${f.eval} is the calibration text: perplexity must be measured on held-out text`);
+    }
+    if (!tokenizerPath) throw new UserError(`--eval needs a tokenizer: pass --tokenizer <tokenizer.json>`);
+    evalIds = tokenizeText(loadTokenizer(tokenizerPath), text);
+    if (windowCount(evalIds.length, DEFAULT_WINDOW) < 1) throw new UserError(`--eval ${f.eval} is too short: ${evalIds.length} tokens, a window of ${DEFAULT_WINDOW} needs ${DEFAULT_WINDOW + 1}`);
+  }
   const opts: Partial<CompileOptions> = {
     weights: f.weights,
     structure: f.structure,
@@ -81,6 +97,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
     targets,
+    eval: evalIds ? { ids: evalIds, text: basename(f.eval!), maxWindows: f.evalWindows } : undefined,
   });
   const m = r.manifest;
   progress.log(

@@ -52,6 +52,8 @@ function buildProgram(): Command {
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
     .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
+    .option('--eval <text>', 'held-out text (never the calibration text): perplexity of the source, an RTN-ternary compile and this compile, in report.md and report.html')
+    .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows'))
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {
       const { compileCommand } = await import('./compile-command.ts');

@@ -11,7 +11,7 @@ import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
 import { captureSites, hessian } from '../calib/capture.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
-import { quantizeLinear } from '../quant/quantize-linear.ts';
+import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
@@ -22,6 +22,9 @@ function record(ctx: CompileContext, l: Linear, r: { weights?: import('../format
   st.ternary = r.weights;
   st.storageBits = r.storageBits;
 }
+
+/** Multiply-adds a linear may spend on measuring its output error for the report (quant/gptq.ts relativeOutputError). */
+export const OUTPUT_ERROR_BUDGET = 2 ** 28;
 
 export const ternaryPass = definePass<CompileContext>({
   name: 'ternary',
@@ -36,7 +39,10 @@ export const ternaryPass = definePass<CompileContext>({
     if (opts.weights === 'rtn-ternary') {
       progress.start('ternary (rtn)', linears.length);
       for (const l of linears) {
-        record(ctx, l, rtnTernary(weightRows(l), l.outFeatures, l.inFeatures));
+        const w = weightRows(l);
+        const r = rtnTernary(w, l.outFeatures, l.inFeatures);
+        record(ctx, l, r);
+        ctx.linears.get(l)!.stats = { relWeightError: relWeightError(w, r.dequant) };
         progress.tick(1, linearId(l));
       }
       progress.done();
@@ -62,9 +68,11 @@ export const ternaryPass = definePass<CompileContext>({
             gptq: opts.gptq,
             xDomain: opts.xDomain,
             order2Cols: opts.order2Cols,
+            measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
           });
           record(ctx, l, r);
-          ctx.linears.get(l)!.stats = { relWeightError: r.stats.relWeightError, seconds: r.stats.seconds };
+          const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
+          ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
           progress.tick(1, linearId(l));
         }
       }

@@ -206,11 +206,11 @@ export function quantizeBlocksNoFeedback(
   return q;
 }
 
-/** Output error ‖(W − Ŵ) Xᵀ‖² expressed through H ∝ XᵀX: Σ_rows (w−ŵ) H (w−ŵ)ᵀ. */
-export function outputError(w: ArrayLike<number>, wq: ArrayLike<number>, rows: number, cols: number, h: Float64Array): number {
+/** Output error ‖(W − Ŵ) Xᵀ‖² expressed through H ∝ XᵀX: Σ_rows (w−ŵ) H (w−ŵ)ᵀ (over `rowIds`, default every row). */
+export function outputError(w: ArrayLike<number>, wq: ArrayLike<number>, rows: number, cols: number, h: Float64Array, rowIds?: readonly number[]): number {
   const r = new Float64Array(cols);
   let total = 0;
-  for (let n = 0; n < rows; n++) {
+  for (const n of rowIds ?? Array.from({ length: rows }, (_, i) => i)) {
     for (let k = 0; k < cols; k++) r[k] = w[n * cols + k] - wq[n * cols + k];
     for (let i = 0; i < cols; i++) {
       if (r[i] === 0) continue;
@@ -221,4 +221,23 @@ export function outputError(w: ArrayLike<number>, wq: ArrayLike<number>, rows: n
     }
   }
   return total;
+}
+
+/**
+ * Relative output error ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖² through H, on evenly spaced rows so that the
+ * cost stays near `budget` multiply-adds (each row costs 2·cols²): exact for small linears, an
+ * estimate on a row sample for large ones (a 4096-column linear: 8 rows at 2^28).
+ */
+export function relativeOutputError(
+  w: ArrayLike<number>,
+  wq: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  h: Float64Array,
+  budget: number,
+): { error: number; rows: number } {
+  const n = Math.max(1, Math.min(rows, Math.floor(budget / (2 * cols * cols))));
+  const ids = Array.from({ length: n }, (_, i) => Math.floor((i * rows) / n));
+  const ref = outputError(w, new Float64Array(w.length), rows, cols, h, ids);
+  return { error: ref > 0 ? outputError(w, wq, rows, cols, h, ids) / ref : 0, rows: n };
 }

@@ -10,15 +10,13 @@
 //   where U holds the parameters on its strict upper triangle. B₀, C₀ are seeded Haar-random
 //   orthogonal factors by default (`init: 'random'`); `init: 'identity'` is the plain Cayley
 //   start at A = 0. Both reach the same ternary weight error, but only the random start
-//   spreads activation outliers (bench/kotms-acts.ts, block 0–1 of the fixture, 4-bit
-//   per-token activations, relative output error of the down_proj input: none 4.4e-2,
-//   identity start 2.7e-2, random start 8.3e-3; block 1: 5.0e-2, 2.6e-2, 1.1e-2; the other
-//   sites within ±10% of each other). Gradient through the Cayley map:
+//   spreads activation outliers (bench/kotms-acts.ts; docs/performance.md). Gradient through
+//   the Cayley map:
 //   with S = (I + A)⁻¹, Q = cay(A) = 2S − I and dQ = −(I + Q) dA S = −2 S dA S, so
 //   ∂L/∂A = −2 Sᵀ (∂L/∂Q) Sᵀ
 //   and ∂L/∂U_ij = (∂L/∂A)_ij − (∂L/∂A)_ji for i < j.
 //
-// Objective `trigauss` (the METHOD's): for each row w of W' (length n = in)
+// Objective (the METHOD's trigauss): for each row w of W' (length n = in)
 //   v = w − mean(w),  c = mean|v|,  u = v / c           (the row, centred and standardised)
 //   f(u) = −log Σ_k π_k 𝒩(u; m_k, s²),  m = (−1, 0, +1),  s = 0.25     (σ = 0.25·c in v units)
 //   π = softmax(ζ), ζ ∈ ℝ³ learnable, shared by all rows of the site
@@ -31,41 +29,25 @@
 //   ∂f/∂u = Σ_k γ_k (u − m_k)/s² with responsibilities γ_k; ∂L/∂ζ_k = π_k − mean(γ_k) + λ(π_k − 1/3).
 //   Through the standardisation: ∂/∂v_j = g_j/c − sign(v_j)·(Σ_i g_i u_i)/(n c); ∂/∂w = ∂/∂v − mean(∂/∂v).
 //
-// Objective `ternary` (an alternative, measured against `trigauss` in bench/kotms.ts): the
-// relative error of the ternary quantiser that E2M-ATQ starts from (METHOD §2 init):
-//   Δ = 0.75·c, t = sign(v)·[|v| > Δ], α = Σ t v / Σ|t|,  L = Σ_rows ‖v − α t‖² / Σ_rows ‖v‖².
-//   t is piecewise constant in W' and α is the least-squares fit given t (so ∂L/∂α = 0):
-//   ∂L/∂v = 2(v − α t)/N − 2 L v / N with N = Σ‖v‖², exact almost everywhere.
-//
 // Optimiser: Adam (β 0.9/0.999, ε 1e-8), 100 iterations, lr 1e-2. Rows are visited in
 // minibatches of at most `maxEntriesPerStep` weights (default 32768; a seeded permutation,
-// cycled), which bounds the cost of a step; Infinity gives full-batch steps. Measured on the
-// fixture's block 0 (bench/kotms.ts): full batch keeps 100% of the ternary-error reduction,
-// 131072 a step 95%, 32768 a step 90% at a third of the time of 131072.
+// cycled), which bounds the cost of a step; Infinity gives full-batch steps (the trade-off is
+// measured by bench/kotms.ts, docs/performance.md).
 // Cost of a step over N rows: 2·N·in·r + 3·N·in·l multiply-adds (the r-terms are two GEMMs).
 //
-// Measured on the fixture, all 24 sites (bench/kotms.ts → bench/results/kotms.json; relative
-// Frobenius error of per-row ternary rounding, mean over sites, unrotated → rotated; identity
-// start — the random start measures the same, 0.4782 vs 0.4783 absmean on block 0):
-//   trigauss:  absmean-RTN 0.512 → 0.481,  E2M-ATQ init 0.434 → 0.416;  38.8 s CPU, one thread
-//   ternary:   absmean-RTN 0.512 → 0.494,  E2M-ATQ init 0.434 → 0.407;  33.6 s CPU
-//   a Haar-random Kronecker rotation alone changes neither (block 0: 0.512, 0.435): the gain is learned.
 import { UserError } from '../errors.ts';
 import { mulberry32 } from '../util/prng.ts';
 import { kronFactorShape, type KronShape } from './kron.ts';
 
 type Floats = Float64Array | Float32Array;
 
-export type KotmsObjective = 'trigauss' | 'ternary';
-
 export interface KotmsOptions {
   iterations?: number;
   lr?: number;
-  /** λ of the balance term (trigauss only). */
+  /** λ of the balance term. */
   balanceWeight?: number;
-  /** σ / c of each mixture component (trigauss only). */
+  /** σ / c of each mixture component. */
   sigmaRatio?: number;
-  objective?: KotmsObjective;
   /** Starting factors B₀, C₀: identity (Cayley at A = 0) or seeded random orthogonal. */
   init?: 'identity' | 'random';
   seed?: number;
@@ -82,7 +64,6 @@ export const KOTMS_DEFAULTS = {
   lr: 1e-2,
   balanceWeight: 0.1,
   sigmaRatio: 0.25,
-  objective: 'trigauss' as KotmsObjective,
   init: 'random' as 'identity' | 'random',
   seed: 1,
   maxEntriesPerStep: 32768,
@@ -100,7 +81,7 @@ export interface KotmsResult {
   B: Float64Array;
   /** l×l orthogonal, row-major. */
   C: Float64Array;
-  /** Learned mixing weights π (−c, 0, +c); trigauss only. */
+  /** Learned mixing weights π (−c, 0, +c). */
   mixing: [number, number, number];
   /** Full-data objective at the start (factors B₀, C₀) and at the end. */
   objectiveBefore: number;
@@ -120,7 +101,6 @@ export interface KotmsParams {
 }
 
 export interface KotmsLossOptions {
-  objective: KotmsObjective;
   balanceWeight: number;
   sigmaRatio: number;
 }
@@ -159,7 +139,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
   const rand = seededRandom(o.seed);
   const params = initialParams(shape, o.init, rand);
   if (o.fixC) params.C0 = identity(shape.l);
-  const lossOpts: KotmsLossOptions = { objective: o.objective, balanceWeight: o.balanceWeight, sigmaRatio: o.sigmaRatio };
+  const lossOpts: KotmsLossOptions = { balanceWeight: o.balanceWeight, sigmaRatio: o.sigmaRatio };
   const objectiveBefore = kotmsLoss(W, rows, shape, params, lossOpts, false).loss;
 
   const perStep = Math.max(1, Math.min(rows, Math.floor(o.maxEntriesPerStep / inDim)));
@@ -181,7 +161,7 @@ export function optimiseKotms(inDim: number, linears: readonly KotmsLinear[], op
     history.push(g.loss);
     adam[0].step(params.aB, g.gaB, o.lr);
     if (!o.fixC) adam[1].step(params.aC, g.gaC, o.lr);
-    if (o.objective === 'trigauss') adam[2].step(params.logits, g.gLogits, o.lr);
+    adam[2].step(params.logits, g.gLogits, o.lr);
   }
   const objectiveAfter = kotmsLoss(W, rows, shape, params, lossOpts, false).loss;
   const { B, C } = factorsOf(shape, params);
@@ -248,9 +228,7 @@ export function kotmsLoss(
 
   // Elementwise objective; G = ∂L/∂W' is written over Wp.
   const gLogits = new Float64Array(3);
-  let loss: number;
-  if (opts.objective === 'trigauss') loss = trigaussRows(Wp, rows, n, p.logits, opts, wantGrad, gLogits);
-  else loss = ternaryRows(Wp, rows, n, wantGrad, ws.get(5, rows * n));
+  const loss = trigaussRows(Wp, rows, n, p.logits, opts, wantGrad, gLogits);
   const gaB = new Float64Array(p.aB.length);
   const gaC = new Float64Array(p.aC.length);
   if (!wantGrad) return { loss, gaB, gaC, gLogits };
@@ -370,64 +348,6 @@ function trigaussRows(
   for (let k = 0; k < 3; k++) balance += (1 / 3) * Math.log(1 / (3 * pi[k]));
   if (wantGrad) for (let k = 0; k < 3; k++) gLogits[k] = pi[k] - gam[k] / E + lam * (pi[k] - 1 / 3);
   return total / E + lam * balance;
-}
-
-function ternaryRows(Wp: Float64Array, rows: number, n: number, wantGrad: boolean, v: Float64Array): number {
-  const alpha = new Float64Array(rows);
-  let errSum = 0;
-  let normSum = 0;
-  for (let q = 0; q < rows; q++) {
-    const o = q * n;
-    let mean = 0;
-    for (let j = 0; j < n; j++) mean += Wp[o + j];
-    mean /= n;
-    let c = 0;
-    for (let j = 0; j < n; j++) {
-      v[o + j] = Wp[o + j] - mean;
-      c += Math.abs(v[o + j]);
-    }
-    const delta = (0.75 * c) / n;
-    let st = 0;
-    let cnt = 0;
-    for (let j = 0; j < n; j++) {
-      const x = v[o + j];
-      if (Math.abs(x) > delta) {
-        st += Math.abs(x);
-        cnt++;
-      }
-    }
-    const a = cnt ? st / cnt : 0;
-    alpha[q] = a;
-    for (let j = 0; j < n; j++) {
-      const x = v[o + j];
-      const t = Math.abs(x) > delta ? Math.sign(x) : 0;
-      errSum += (x - a * t) ** 2;
-      normSum += x * x;
-    }
-  }
-  if (!(normSum > 0)) {
-    Wp.fill(0);
-    return 0;
-  }
-  const L = errSum / normSum;
-  if (!wantGrad) return L;
-  for (let q = 0; q < rows; q++) {
-    const o = q * n;
-    let c = 0;
-    for (let j = 0; j < n; j++) c += Math.abs(v[o + j]);
-    const delta = (0.75 * c) / n;
-    let gMean = 0;
-    for (let j = 0; j < n; j++) {
-      const x = v[o + j];
-      const t = Math.abs(x) > delta ? Math.sign(x) : 0;
-      const g = (2 * (x - alpha[q] * t) - 2 * L * x) / normSum;
-      Wp[o + j] = g;
-      gMean += g;
-    }
-    gMean /= n;
-    for (let j = 0; j < n; j++) Wp[o + j] -= gMean;
-  }
-  return L;
 }
 
 // ---------------------------------------------------------------------------------------

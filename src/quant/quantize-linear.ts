@@ -4,7 +4,7 @@
 // With H null, GPTQ and the X-domain stage are off whatever the options say.
 import { bitsPerWeight, storageBytes, type CodePacking, type TernaryWeights } from '../formats/ternary.ts';
 import { UserError } from '../errors.ts';
-import { outputError } from './gptq.ts';
+import { relativeOutputError } from './gptq.ts';
 import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
 import { quantizeTwlaStructure } from './structure-twla.ts';
 
@@ -35,8 +35,8 @@ export interface QuantizeLinearOptions {
   /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
   order2Cols?: number;
   onProgress?: (done: number, total: number) => void;
-  /** Also measure the relative output error through H (costs 2·rows·cols² flops). */
-  measure?: boolean;
+  /** Also measure the relative output error through H: every row, or a row sample of about this many multiply-adds (see relativeOutputError). */
+  measure?: boolean | { budget: number };
 }
 
 export interface QuantizeLinearStats {
@@ -44,6 +44,8 @@ export interface QuantizeLinearStats {
   bitsPerWeight: number;
   /** ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖² through H (null without H or without `measure`). */
   relOutputError: number | null;
+  /** Rows the output error was measured on (all, or an even sample). */
+  outputErrorRows?: number;
   /** ‖W − Ŵ‖² / ‖W‖². */
   relWeightError: number;
   seconds: number;
@@ -120,13 +122,8 @@ export function quantizeLinear(
     default:
       throw new UserError(`unknown weight structure '${String(opts.structure)}' (expected twla, kernel or rtn)`);
   }
-  let dw = 0, ww = 0;
-  for (let i = 0; i < w.length; i++) {
-    dw += (w[i] - dq[i]) ** 2;
-    ww += w[i] * w[i];
-  }
   const seconds = (performance.now() - t0) / 1000;
-  const relOutputError = hh && opts.measure ? outputError(w, dq, rows, cols, hh) / outputError(w, new Float64Array(w.length), rows, cols, hh) : null;
+  const out = hh && opts.measure ? relativeOutputError(w, dq, rows, cols, hh, opts.measure === true ? Infinity : opts.measure.budget) : null;
   const bpw = weights ? bitsPerWeight(weights.format, rows, cols) : storageBits / (rows * cols);
   return {
     dequant: Float32Array.from(dq),
@@ -135,10 +132,21 @@ export function quantizeLinear(
     stats: {
       structure: opts.structure,
       bitsPerWeight: bpw,
-      relOutputError,
-      relWeightError: ww > 0 ? dw / ww : 0,
+      relOutputError: out?.error ?? null,
+      ...(out ? { outputErrorRows: out.rows } : {}),
+      relWeightError: relWeightError(w, dq),
       seconds,
       ...extra,
     },
   };
+}
+
+/** ‖W − Ŵ‖² / ‖W‖² (0 for an all-zero W). */
+export function relWeightError(w: ArrayLike<number>, dq: ArrayLike<number>): number {
+  let dw = 0, ww = 0;
+  for (let i = 0; i < w.length; i++) {
+    dw += (w[i] - dq[i]) ** 2;
+    ww += w[i] * w[i];
+  }
+  return ww > 0 ? dw / ww : 0;
 }

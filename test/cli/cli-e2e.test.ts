@@ -58,6 +58,9 @@ beforeAll(() => {
   const onnx = readFileSync(f('good', 'model.onnx'));
   const data = readFileSync(f('good', 'model.onnx.data'));
 
+  writeFileSync(f('calib.txt'), wordText(500));
+  writeFileSync(f('calib-copy.txt'), wordText(500));
+  writeFileSync(f('short.txt'), 'a few words, not 257 tokens');
   writeFileSync(f('not-onnx.onnx'), 'def main():\n    print("this is Python, not ONNX")\n');
   writeFileSync(f('empty.onnx'), '');
   mkdirSync(f('truncated'));
@@ -129,6 +132,10 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--calib-samples 0', () => [f('good', 'model.onnx'), '--calib-samples', '0'], ['--calib-samples']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
     ['--target cuda:sm_1 (unknown architecture)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_1'], ['sm_1', /architecture/]],
+    ['--eval on the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib.txt')], ['--eval', /held-out/]],
+    ['--eval on a copy of the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib-copy.txt')], ['calib-copy.txt', /held-out/]],
+    ['--eval on a missing file', () => [f('good', 'model.onnx'), '--eval', f('nowhere.txt')], [/not found/, 'nowhere.txt']],
+    ['--eval on a text shorter than one window', () => [f('good', 'model.onnx'), '--eval', f('short.txt')], ['short.txt', /too short/]],
   ];
   const rtn = (args: string[]) => (args.includes('--weights') || args.includes('--format') || args.includes('--calib-samples') ? [] : ['--weights', 'rtn-ternary']);
   cases.forEach(([what, args, mentions], i) => {
@@ -146,7 +153,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe('');
-    for (const file of ['model.onnx', 'weights.bin', 'manifest.json', 'report.md', 'tokenizer.json']) expect(existsSync(join(out, file)), file).toBe(true);
+    for (const file of ['model.onnx', 'weights.bin', 'manifest.json', 'report.md', 'report.html', 'tokenizer.json']) expect(existsSync(join(out, file)), file).toBe(true);
   });
 
   it('a failed run leaves an existing output directory untouched', async () => {

@@ -3,7 +3,7 @@
 //   g++ against the format's reference decoder, on every slot of random groups;
 // - every kernel kind compiles with the local nvcc for sm_80 and sm_90a (skipped without nvcc);
 // - tile plans respect the alignment and shared-memory rules; golden sources are pinned.
-// Numerics on the GPU are checked by scripts/device/ (see bench/results/cuda-h100.json).
+// Numerics on the GPU are checked by scripts/device/ (see bench/results/cuda-h100-decode-e2e.json).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,7 @@ import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/
 import { transcodeGroupFunction, transcodeKernel } from '../../src/codegen/cuda/kernels/transcode.ts';
 import { latticeRowFunction, latticeRowsKernel } from '../../src/codegen/cuda/kernels/lattice-rows.ts';
 import { gemvTcPlan, gemvTcKernel, gemvTcUnsupported } from '../../src/codegen/cuda/kernels/gemv-tc.ts';
-import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, xsmPiece, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
+import { gemvStreamGroupKernel, gemvStreamKernel, gemvStreamPlan, gemvStreamUnsupported, type StreamTuning } from '../../src/codegen/cuda/kernels/gemv-stream.ts';
 import { gemmA8Kernel, gemmA8Plan, gemmA8Unsupported } from '../../src/codegen/cuda/kernels/gemm-a8.ts';
 import { prefillGemmKernel, prefillGemmKernels } from '../../src/codegen/cuda/kernels/prefill-gemm.ts';
 import { DEFAULT_OPTIONS } from '../../src/compile.ts';
@@ -405,24 +405,6 @@ describe('emitCuda', () => {
     expect(src.indexOf('cp.async.bulk')).toBeLessThan(src.indexOf('TWLAC_GRID_WAIT()')); // requested before the grid wait
     expect(src).not.toMatch(/__ldg\(reinterpret_cast<const uint4\*>\(wc/); // shared memory is read with plain loads
   });
-  it('streaming GEMV activations in shared memory: a bijective swizzle, conflict-free chunk reads, int8 only', () => {
-    // pieces of 16 B stay in their aligned group of four (so any K·M rounded to 64 B holds them)
-    for (let g = 0; g < 64; g++) expect(new Set([0, 1, 2, 3].map((q) => xsmPiece(4 * g + q)))).toEqual(new Set([0, 1, 2, 3].map((q) => 4 * g + q)));
-    // lanes read piece q of consecutive chunks: each phase of 8 lanes (16-byte reads) covers 32 distinct banks
-    for (const c0 of [0, 8, 172, 1000])
-      for (let q = 0; q < 4; q++)
-        for (let ph = 0; ph < 4; ph++) {
-          const banks = new Set<number>();
-          for (let l = 8 * ph; l < 8 * ph + 8; l++) for (let b = 0; b < 4; b++) banks.add(((xsmPiece(4 * (c0 + l) + q) * 16) / 4 + b) % 32);
-          expect(banks.size).toBe(32);
-        }
-    const f = ternaryFormat('bit2', 128);
-    const src = gemvStreamKernel({ format: f, n: 4096, k: 11008, m: 1, arch: 'sm_90a' }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 1, bulk: 3, xsm: true }).source();
-    expect(src).toContain('(P & ~3) | ((P + (P >> 3)) & 3)');
-    expect(src).toMatch(/__shared__ __align__\(16\) uint8_t twlac_xsm\[11008\]/);
-    expect(src.indexOf('twlac_xsm + 16 * xsm_piece(P)')).toBeGreaterThan(src.indexOf('TWLAC_GRID_WAIT()')); // staged after the grid wait
-    expect(() => gemvStreamKernel({ format: f, n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16', { xsm: true })).toThrow(/int8 activations/);
-  });
   it('streaming GEMV activations by bulk copy: one copy a phase, of the K range its chunks read, on the phase\'s mbarrier armed with its bytes', () => {
     const f = ternaryFormat('bit2', 128);
     for (const [n, k, tune] of [
@@ -460,7 +442,6 @@ describe('emitCuda', () => {
     expect(() => gemvStreamPlan(s1, 'f16', { bulk: 3, xbulk: true })).toThrow(/int8 activations, M = 1/);
     expect(() => gemvStreamPlan({ ...s1, m: 2 }, 'u8', { bulk: 3, xbulk: true })).toThrow(/M = 1/);
     expect(() => gemvStreamPlan(s1, 'u8', { bulk: 0, xbulk: true })).toThrow(/a bulk plan/);
-    expect(() => gemvStreamPlan(s1, 'u8', { bulk: 3, xsm: true, xbulk: true })).toThrow(/no xsm/);
     expect(() => gemvStreamPlan({ ...s1, arch: 'sm_80' }, 'u8', { xbulk: true })).toThrow(/a bulk plan/);
   });
   it('tensor-core skinny GEMM: groups of 64k, whole groups, up to 16 tokens in tiles of 8', () => {
@@ -552,6 +533,11 @@ describe('golden CUDA sources', () => {
     'gemv_s_tq2_g128_n4096_k4096_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 4096, m: 1, arch: 'sm_90a' }, 'f16').source(),
     'gemv_sa8_tq2_g128_n8192_k8192_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 8192, k: 8192, m: 1, arch: 'sm_90a' }, 'u8').source(),
     'attn_partial_h6_kv2_d64.cu': () => attnPartialKernel({ heads: 6, kvHeads: 2, headDim: 64, maxPositions: 512, ropeTheta: 10000 }).source(),
+    // the runtime's picks for a 7B model: decode GEMV with bulk-copied activations (K > 8192), and
+    // the lattice prefill GEMM's two variants (gemmRsRuntimeVariants)
+    'gemv_sa8_tq2_g128_n4096_k11008_m1_sm_90a.cu': () => gemvStreamKernel({ format: ternaryFormat('bit2', 128), n: 4096, k: 11008, m: 1, arch: 'sm_90a' }, 'u8').source(),
+    'gemm_wgr_t256sd_tq2_g128_lat_n11008_k4096_sm_90a.cu': () => gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 11008, k: 4096, arch: 'sm_90a' }, 't256sd').source(),
+    'gemm_wgr_t128_tq2_g128_lat_n4096_k4096_sm_90a_f32.cu': () => gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 4096, k: 4096, arch: 'sm_90a', out: 'f32' }, 't128').source(),
   };
   for (const [file, gen] of Object.entries(goldens)) {
     it(file, () => {
@@ -712,17 +698,16 @@ describe('lattice prefill GEMM (sm_90a, _lat formats): weights in registers', ()
       expect(p.ahead).toBe(p.stages - 2); // after step g's barrier wgmma(g − 2) is done in both warpgroups
       expect(p.smemBytes).toBeLessThanOrEqual(CUDA_ARCHS.sm_90a.maxSmemPerBlock);
       const src = gemmWgmmaRsKernel({ format: f, n: 4096, k: 4096, arch: 'sm_90a' }, v).source();
-      // two steps an iteration, 4 k32 steps a group: BT/128 m64n128k32 each, or one m64n(BT)k32 (wide)
-      const nTok = p.wide ? p.bt : 128;
-      const operands = new RegExp(`wgmma\\.mma_async\\.sync\\.aligned\\.m64n${nTok}k32\\.s32\\.s8\\.u8 \\{[^}]*\\}, \\{%${nTok / 2}, %${nTok / 2 + 1}, %${nTok / 2 + 2}, %${nTok / 2 + 3}\\}, %${nTok / 2 + 4}`, 'g');
-      // a tail-split variant also holds its half-height tiles' body (m64n128k32)
+      // two steps an iteration, 4 k32 steps a group: BT/128 m64n128k32 each
+      const operands = /wgmma\.mma_async\.sync\.aligned\.m64n128k32\.s32\.s8\.u8 \{[^}]*\}, \{%64, %65, %66, %67\}, %68/g;
+      // a tail-split variant also holds its half-height tiles' body
       const tail = p.tail ? 2 * 4 : 0;
-      expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / nTok) + (nTok === 128 ? tail : 0));
-      expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / nTok) + tail);
+      expect(src.match(operands)).toHaveLength(2 * 4 * (p.bt / 128) + tail);
+      expect(src.match(/wgmma\.mma_async/g)).toHaveLength(2 * 4 * (p.bt / 128) + tail);
     }
   });
-  it.skipIf(!GXX)('t256s: its blocks cover every (feature, token) once, the last partial wave split in half-height tiles only when they fit in one wave (the launcher\'s and kernel\'s own index code, on the host)', async () => {
-    const k = gemmWgmmaRsKernel({ format: f, n: 11008, k: 4096, arch: 'sm_90a' }, 't256s');
+  it.skipIf(!GXX)('t256sd: its blocks cover every (feature, token) once, the last partial wave split in half-height tiles only when they fit in one wave (the launcher\'s and kernel\'s own index code, on the host)', async () => {
+    const k = gemmWgmmaRsKernel({ format: f, n: 11008, k: 4096, arch: 'sm_90a' }, 't256sd');
     const src = k.source();
     const helpers = src.slice(src.indexOf('__host__ __device__ inline int'), src.indexOf('extern "C" __global__'));
     const nm = k.name;
@@ -846,9 +831,6 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           // bulk loads on sm_90a (register streaming on sm_80): one and three phases, grouped
           gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8'),
           gemvStreamGroupKernel([4096, 1024].map((n) => ({ format: ternaryFormat('bit2', 128, false), n, k: 4096, m: 1, arch })), 'u8'),
-          // activations staged in shared memory (explicit plans): bulk (sm_90a) and register loads, M = 4
-          gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 4096, k: 11008, m: 1, arch }, 'u8', { rows: 4, warps: 4, wk: 2, ub: 2, bulk: arch === 'sm_90a' ? 2 : 0, xsm: true }),
-          gemvStreamKernel({ format: ternaryFormat('bit2', 128, true), n: 96, k: 2048, m: 4, arch }, 'u8', { rows: 2, warps: 4, wk: 2, ub: 1, xsm: true }),
           // activations by bulk copy (sm_90a only: bulk copies), three phases and a partial last run
           ...(arch === 'sm_90a'
             ? [
@@ -861,7 +843,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           ...(arch === 'sm_90a'
             ? [
                 gemmWgmmaKernel({ format: ternaryFormat('bit2', 128, true), n: 256, k: 128 * 6, arch }),
-                gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 7, arch }, 't256'), // odd group count: scalar scale loads
+                gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, false, true), n: 256, k: 128 * 7, arch }, 't256sd'), // odd group count: scalar scale loads
               ]
             : []),
           denseGemvKernel(64, 100, 2, 'float32', arch),
@@ -907,14 +889,14 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
   }, 300_000);
 });
 
-describe('lattice GEMM, decoupled warpgroups (t256d, t128d): the ring protocol, simulated', () => {
+describe('lattice GEMM, decoupled warpgroups (t256sd, t128d): the ring protocol, simulated', () => {
   // The two warpgroups' K loops as the kernel runs them (gemm-wgmma-rs.ts, decoupled variants),
   // interleaved at random; mbarriers as phase counters. Checks: no deadlock, every expand and
   // wgmma reads the group it expects, a slot is reloaded only after both warpgroups' wgmma that
   // read it are done, and no parity wait is ever two phases behind (it would alias).
   it('no deadlock, no early reload, no aliased parity wait, for every ring size, K length and interleaving', () => {
     // the generated kernel uses the protocol simulated below
-    const src = gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 256, k: 4096, arch: 'sm_90a' }, 't256d').source();
+    const src = gemmWgmmaRsKernel({ format: ternaryFormat('bit2', 128, true, true), n: 256, k: 4096, arch: 'sm_90a' }, 't256sd').source();
     for (const piece of [
       'mbarrier.init.shared::cta.b64 [%0], 256;', // full: every thread's copies
       'mbarrier.init.shared::cta.b64 [%0], 8;', // empty: every warp's wgmma

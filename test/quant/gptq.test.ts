@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gptq, outputError, type BlockContext, type ColumnBlockQuantizer } from '../../src/quant/gptq.ts';
+import { gptq, outputError, relativeOutputError, type BlockContext, type ColumnBlockQuantizer } from '../../src/quant/gptq.ts';
 import { dampedUpperCholeskyOfInverse, gaussian, rng, syntheticHessian } from '../../src/quant/linalg.ts';
 
 function randW(N: number, K: number, seed: number): Float64Array {
@@ -121,5 +121,25 @@ describe('GPTQ', () => {
       const eg = outputError(w, g.q, N, K, h), ep = outputError(w, plain, N, K, h);
       expect(eg).toBeLessThan(0.8 * ep);
     }
+  });
+});
+
+describe('relative output error (the report\'s per-linear figure)', () => {
+  const N = 40, K = 64;
+  const g = gaussian(rng(5));
+  const w = Float64Array.from({ length: N * K }, () => g());
+  const wq = w.map((x, i) => x + 0.1 * (i % 7 === 0 ? 1 : -0.3) * g());
+  const h = syntheticHessian(K, 9);
+  it('is exact when the budget covers every row', () => {
+    const r = relativeOutputError(w, wq, N, K, h, Infinity);
+    expect(r.rows).toBe(N);
+    expect(r.error).toBeCloseTo(outputError(w, wq, N, K, h) / outputError(w, new Float64Array(N * K), N, K, h), 12);
+  });
+  it('on a small budget, is the same ratio over evenly spaced rows', () => {
+    const r = relativeOutputError(w, wq, N, K, h, 2 * K * K * 5);
+    expect(r.rows).toBe(5);
+    const ids = [0, 8, 16, 24, 32];
+    const pick = (a: Float64Array) => Float64Array.from(ids.flatMap((n) => [...a.subarray(n * K, (n + 1) * K)]));
+    expect(r.error).toBeCloseTo(outputError(pick(w), pick(wq), 5, K, h) / outputError(pick(w), new Float64Array(5 * K), 5, K, h), 12);
   });
 });

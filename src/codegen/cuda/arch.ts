@@ -39,7 +39,7 @@ export interface PrefillTile {
 const PREFILL_BIG: PrefillTile = { bm: 128, bn: 128, warpsM: 2, warpsN: 4, stages: 3 };
 const PREFILL_SMALL_SMEM: PrefillTile = { bm: 128, bn: 128, warpsM: 2, warpsN: 4, stages: 2 };
 
-// Two rows a warp at M ≤ 8 (four rows ran at 37% occupancy, register-limited, on the H100).
+// Two rows a warp at M ≤ 8 (four rows are register-limited to low occupancy).
 const rowsPerWarp = (m: number) => (m <= 8 ? 2 : 1);
 
 export const CUDA_ARCHS = {

@@ -26,8 +26,8 @@ export const PREFILL_TILE = 8;
 /**
  * The two shapes of the ternary decode GEMV (M = 1). 'thread-per-row' walks K serially in
  * one thread per output row: no barriers, what software adapters (a barrier is a fiber
- * switch there) run fastest, but latency-bound on a GPU (0.6-3.2 % of HBM on the H100,
- * bench/results/wgsl-h100.json). 'workgroup-per-row' strides a workgroup over the row's code
+ * switch there) run fastest, but latency-bound on a GPU (bench/results/wgsl-h100.json).
+ * 'workgroup-per-row' strides a workgroup over the row's code
  * words with coalesced loads and a reduction (ternaryGemvWorkgroupKernel).
  */
 export type GemvVariant = 'thread-per-row' | 'workgroup-per-row';

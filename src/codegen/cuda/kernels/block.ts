@@ -95,8 +95,7 @@ const ACT_SLICE = 2048;
 const ACT_SLICE_BLOCK = 1024;
 /** From this many tokens on (prefill), one block a token covers its whole vector: the grid is
  *  full anyway, and slicing would make each of a token's blocks re-read and re-evaluate the
- *  whole vector for its statistics (measured on the 7B prefill under ncu: the SwiGLU site took
- *  16% of the prefill's kernel time with 6 slices a token). */
+ *  whole vector for its statistics. */
 const ACT_UNSLICED_T = 128;
 
 /**
@@ -303,8 +302,7 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
 }
 
 /** Positions per attention split (one block each): the partial kernel's 128 threads score them
- *  two a position. 128- and 256-position splits (scored in passes) decoded 2-4.5 % slower on
- *  the H100 (bench/results/cuda-h100-logs/attn-chunk-session3.txt). */
+ *  two a position (longer splits, scored in passes, decoded slower). */
 export const ATTN_CHUNK = 64;
 /** Most attention splits the combine kernel takes (ATTN_MAX_SPLITS · ATTN_CHUNK positions). */
 export const ATTN_MAX_SPLITS = 1024;

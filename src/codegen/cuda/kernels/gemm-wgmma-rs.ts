@@ -13,11 +13,8 @@
 // The weights are wgmma's A operand, expanded straight into registers (the per-(feature,
 // group) byte table below), and the activation tile is its B operand in shared memory. The
 // expanded weights never touch shared memory, and each activation byte the tensor cores read
-// serves 64 features: shared-memory traffic per MAC is ~40% below the layout with the weights
-// as the shared-memory operand (measured: bench/results/cuda-h100-logs/gemm-lattice-*.txt,
-// ncu-gemm-wgmma-lat-v1.txt; that kernel, in git history as gemm-wgmma-lat.ts, reached
-// 0.84–1.22× cuBLAS fp16 at M ≥ 2048 against this one's 1.19–1.55×, bench/results/
-// cuda-h100-prefill.json).
+// serves 64 features, so shared-memory traffic per MAC is well below that of the layout with
+// the weights as the shared-memory operand (docs/performance.md, prefill GEMM).
 //
 // Block: 128 features × BT tokens (BT = 128 or 256), two warpgroups of 64 features (256
 // threads); each issues wgmma.m64n128k32.s32.s8.u8 (BT/128 a k32 step) into 64·BT/128 int32
@@ -61,53 +58,30 @@ export interface GemmRsVariant {
   bt: 128 | 256;
   /** Activation ring slots (a slot is reloaded two steps after the wgmma that read it). */
   stages: number;
-  /** One wgmma.m64n(BT)k32 a k32 step instead of BT/128 m64n128k32 (the A registers are read
-   *  once for all BT tokens). */
-  wide?: boolean;
   /** Split the tiles of the last partial wave into two tiles of this half-height variant each,
    *  when the halves fit in one wave (gemmRsTailSplit): the wave ends sooner, as a half-height
-   *  tile takes less time than a whole one (t128 at M = 2048: ~0.72 of a t256 tile's time).
-   *  H100, session 7 (bench/results/cuda-h100-prefill-session7-split.json), t256s vs t256:
-   *  63.0 vs 72.9 µs at 11008×4096 and 291 vs 355 µs at 28672×8192 with 512 tokens, 204 vs
-   *  208 µs at 11008×4096 with 2048; where nothing is split the larger kernel runs 1–3 % slower
-   *  (9 % at 8192², 512 tokens), and at 11008×4096 with 4096 tokens the split of 56 of 1376
-   *  tiles did not pay (394 vs 384 µs). */
-  tail?: 't128' | 't128d';
+   *  tile takes less time than a whole one. */
+  tail?: 't128d';
   /** The two warpgroups run their K loops apart: no block barrier a step, but a full and an
    *  empty mbarrier a ring slot (cp.async.mbarrier.arrive.noinc by every thread when its copies
    *  of the slot land; each warp's arrival once its wgmma that read the slot is done), so that
-   *  one warpgroup can expand while the other issues. H100, session 9 (bench/results/
-   *  cuda-h100-logs/gemm-session9/, two rounds, 18 shape × M cases at M ≥ 512): t256d vs t256
-   *  1.00× and 0.98× (geometric mean of the speed ratios), t128d vs t128 0.92× both rounds, but
-   *  t256sd vs t256s 1.04× and 1.06× at M ≥ 2048 (1.01× and 1.03× from 512). Keeping the K loop
-   *  rolled (`#pragma unroll 1`) changed nothing (0.99–1.01×), so nvcc's own unrolling stays. */
+   *  one warpgroup can expand while the other issues. */
   decoupled?: boolean;
 }
+/** The variants the runtime runs (t128d only as t256sd's half-height tail). Variants measured
+ *  and dropped are in docs/performance.md. */
 export const GEMM_RS_VARIANTS = {
-  t256: { bt: 256, stages: 5 },
-  t256w: { bt: 256, stages: 5, wide: true },
   t128: { bt: 128, stages: 6 },
-  t256s: { bt: 256, stages: 5, tail: 't128' },
-  t256d: { bt: 256, stages: 5, decoupled: true },
   t128d: { bt: 128, stages: 6, decoupled: true },
   t256sd: { bt: 256, stages: 5, tail: 't128d', decoupled: true },
 } as const satisfies Record<string, GemmRsVariant>;
 export type GemmRsVariantName = keyof typeof GEMM_RS_VARIANTS;
 /** The runtime's variants of a linear, each with the token count beyond which it runs (its
- *  forwards take at most TWLAC_MAX_CHUNK = 2048 tokens). 128-token tiles by default: at
- *  N = 4096, M = 512 they give 4× the blocks, and t256 leaves most SMs idle (H100, session 6:
- *  t128 25.8 µs vs t256 33.9 µs at 4096², 62.8 vs 88.5 at 4096×11008). From N = 8192 the
- *  256-token tiles fill the GPU beyond 256 tokens and win (M = 512: 71.4 vs 92.7 µs at
- *  11008×4096, 68.7 vs 104.3 at 8192², 279 vs 397 at 28672×8192), while at 128 tokens they
- *  would compute half padding (t256 35.2 vs t128 31.8 µs at 11008×4096, 79.8 vs 61.3 at
- *  8192²). bench/results/cuda-h100-logs/gemm-rs-wide-session6.txt. Below N = 8192 they win
- *  beyond 512 tokens (session 9, bench/results/cuda-h100-logs/gemm-session9/: t256sd vs t128
- *  at 768 tokens 32.9 vs 43.1 µs at 4096², 81.3 vs 111.4 at 4096×11008; at 512, 27.1 vs 22.1
- *  and 63.0 vs 62.8). The 256-token tiles run as t256sd: a short last wave split into
- *  half-height tiles (LLaMA-2-7B's gate/up at 512 tokens have 172 tiles on 132 SMs, 40 of them
- *  split: 63.0 vs 72.9 µs a linear, session 7), and the warpgroups synchronised by a ring
- *  slot's mbarriers rather than a block barrier a K step (session 9: the same speed as t256s at
- *  512 tokens, 4–6 % faster at 2048 and 4096 in two rounds, geometric mean over the 12 cases). */
+ *  forwards take at most TWLAC_MAX_CHUNK = 2048 tokens). 128-token tiles by default: at small
+ *  N and few tokens, 256-token tiles leave most SMs idle. From N = 8192 the 256-token tiles
+ *  fill the GPU beyond 256 tokens; below it, beyond 512 tokens. The 256-token tiles run as
+ *  t256sd: a short last wave split into half-height tiles, and the warpgroups synchronised by
+ *  a ring slot's mbarriers rather than a block barrier a K step. */
 export function gemmRsRuntimeVariants(n: number): { variant: GemmRsVariantName; beyondT: number }[] {
   return [{ variant: 't256sd', beyondT: n >= 8192 ? 256 : 512 }, { variant: 't128', beyondT: 0 }];
 }
@@ -152,13 +126,13 @@ export function gemmWgmmaRsPlan(s: GemmShape, variant: GemmRsVariantName) {
   return { ...v, ahead, codeBytes, slot, cOff: v.bt * G, smemBytes, kt: s.k / G, rowBytes: (s.k / G) * codeBytes };
 }
 
-/** wgmma.m64nNk32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..N/2−1]. */
-function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
-  const r = nTok / 2;
+/** wgmma.m64n128k32 s8 (weights, registers a[0..3]) × u8 (activations) → s32 into acc[0..63]. */
+function wgmmaRs(acc: string, a: string, descB: Code): Code {
+  const r = 64;
   const regs = Array.from({ length: r }, (_, i) => `%${i}`).join(', ');
   const outs = Array.from({ length: r }, (_, i) => `"+r"(${acc}[${i}])`).join(', ');
   return new Code(`asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, 1, 0;\\n"
-      "wgmma.mma_async.sync.aligned.m64n${nTok}k32.s32.s8.u8 {${regs}}, {%${r}, %${r + 1}, %${r + 2}, %${r + 3}}, %${r + 4}, p;\\n}\\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.u8 {${regs}}, {%${r}, %${r + 1}, %${r + 2}, %${r + 3}}, %${r + 4}, p;\\n}\\n"
       : ${outs}
       : "r"(${a}[0]), "r"(${a}[1]), "r"(${a}[2]), "r"(${a}[3]), "l"(${descB.text}));`);
 }
@@ -167,23 +141,18 @@ function wgmmaRs(acc: string, a: string, descB: Code, nTok = 128): Code {
  *  named `n` (its helpers). */
 function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code, m0: Code): Code {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, kt: KT, rowBytes, codeBytes: CB, wide = false, decoupled: D = false } = p;
+  const { bt: BT, stages: SA, ahead: AHEAD, slot, cOff: C_OFF, kt: KT, rowBytes, codeBytes: CB, decoupled: D = false } = p;
   const H = BT / BF; // 128-token halves of the tile
-  // accumulator arrays: one a 128-token half (64 registers), or one of BT/2 with the wide instruction;
-  // token half h, register i (0…63): accum<h>[i], or accum0[64h + i]
-  const accSets = wide ? 1 : H;
-  const accLen = wide ? BT / 2 : 64;
-  const accAt = (h: number, i: Code) => (wide ? code`accum0[${64 * h} + ${i}]` : code`accum${h}[${i}]`);
+  // accumulator arrays: one a 128-token half, token half h, register i (0…63): accum<h>[i]
+  const accSets = H;
+  const accLen = 64;
+  const accAt = (h: number, i: Code) => code`accum${h}[${i}]`;
   const K = s.k;
   const shiftAt = (row: string, grp: string) => (s.format.shift ? new Code(`__half2float(shifts[${row} + ${grp}])`) : new Code('0.f'));
   // issue step g's wgmmas from register set `set`
   const issue = (set: string) =>
     join(
-      [0, 1, 2, 3].flatMap((st) =>
-        wide
-          ? [wgmmaRs('accum0', `${set}[${st}]`, new Code(`${n}_desc(sa) + ${2 * st}`), BT)]
-          : Array.from({ length: H }, (_, h) => wgmmaRs(`accum${h}`, `${set}[${st}]`, new Code(`${n}_desc(sa + ${h * BF * G}u) + ${2 * st}`))),
-      ),
+      [0, 1, 2, 3].flatMap((st) => Array.from({ length: H }, (_, h) => wgmmaRs(`accum${h}`, `${set}[${st}]`, new Code(`${n}_desc(sa + ${h * BF * G}u) + ${2 * st}`)))),
       '\n      ',
     );
   // cp.async of group g + AHEAD into the slot wgmma(g − 2) read (free after the barrier of step g)
@@ -337,7 +306,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
   expand(0, fa, ${pairs ? tablesFromPair('pa', 0) : code`table_of(__half2float(scales[cs0]), ${shiftAt('cs0', '0')}, iu0), table_of(__half2float(scales[cs1]), ${shiftAt('cs1', '0')}, iu1)`});
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   // two K steps an iteration, so that each register set has a fixed name. The loop's unrolling
-  // is nvcc's own (a \`#pragma unroll 1\` measured no different in session 9).
+  // is nvcc's own (a \`#pragma unroll 1\` measured no faster).
   int sg = 0, sl = ${AHEAD % SA};${D ? code`
   int sp = 0, ph = 0, phl = 0; // slot of g − 1; parities of the uses of sg (g / ${SA}) and of sl ((g + ${AHEAD}) / ${SA})` : code``}
   for (int g0 = 0; g0 < ${KT}; g0 += 2) {
@@ -370,7 +339,7 @@ function rsTileBody(s: GemmShape, variant: GemmRsVariantName, n: Code, n0: Code,
 
 export function gemmWgmmaRsKernel(s: GemmShape, variant: GemmRsVariantName): CudaKernel {
   const p = gemmWgmmaRsPlan(s, variant);
-  const { bt: BT, smemBytes, wide = false } = p;
+  const { bt: BT, smemBytes } = p;
   const name = gemmWgmmaRsKernelName(s, variant);
   const n = new Code(name);
   const NT = s.n / BF; // feature tiles
@@ -414,7 +383,7 @@ __host__ __device__ inline int ${n}_tile(int b, int blocks, int T, int* n0, int*
   }
   return defineKernel({
     name,
-    params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: wide ? `wgmma.m64n${BT}k32.s8.u8.rs` : 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}), ...(p.decoupled ? { sync: 'mbarriers' } : {}) },
+    params: { format: s.format.id, n: s.n, k: s.k, arch: s.arch, act: 'u8', out: s.out ?? 'f16', bf: BF, variant, mma: 'wgmma.m64n128k32.s8.u8.rs', ...(p.tail ? { tail: p.tail } : {}), ...(p.decoupled ? { sync: 'mbarriers' } : {}) },
     args: gemmArgs(s, true),
     block: THREADS,
     grid,

@@ -118,10 +118,9 @@ export function wgmmaLoadStage(n: Code, p: { rows: number; k: number; slotBytes:
   // oneAddress: thread tid copies chunk c = tid & 7 of rows lr + 32·u of the activation tile, and
   // its swizzled place (c ^ (row & 7)) is the same for every u, so the destinations and, in whole
   // tiles, the sources are one address each plus a constant offset a copy (immediates in the
-  // copies); tiles past the last token check each row. H100, session 9 (bench/results/
-  // cuda-h100-logs/gemm-session9/loads/): 4–6 % faster for the decoupled t256sd at M ≥ 2048 in four
-  // rounds, but 2–5 % slower for the block-synchronised t128 and t256, which keep the per-copy
-  // addresses.
+  // copies); tiles past the last token check each row. The decoupled variants take it; the
+  // block-synchronised ones keep the per-copy addresses, which measured faster for them
+  // (docs/performance.md, prefill GEMM).
   return code`const int lr = tid >> 3, lc = tid & 7;
   const uint32_t ldst = (uint32_t)(lr * ${G} + ((lc ^ (lr & 7)) << 4));
   const size_t lsrc = (size_t)(m0 + lr) * ${K} + lc * 16; // row m0 + lr, chunk lc

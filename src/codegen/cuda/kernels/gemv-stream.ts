@@ -5,9 +5,8 @@
 //
 // Why a second GEMV: the staged kernel (gemv.ts) copies the activations into shared memory
 // behind a barrier before the first weight byte is requested and decodes each digit pair with
-// four instructions; at M = 1 that left it latency-bound at 12–35 % of DRAM peak on the H100
-// (bench/results/cuda-h100.json, profile). Here nothing waits on anything before the weight
-// loads: every lane issues 16-byte loads for all its chunks of R rows at once (UB chunks deep),
+// four instructions; at M = 1 that left it latency-bound, far from DRAM peak. Here nothing
+// waits on anything before the weight loads: every lane issues 16-byte loads for all its chunks of R rows at once (UB chunks deep),
 // and the activations come straight from global memory (they are a few KB, L1/L2-resident),
 // re-ordered in registers by byte permutes shared by the R rows:
 // - f16: pair p of a word holds digits (p, p+8); masking the digit in place and OR-ing the
@@ -23,10 +22,8 @@
 // codes, scales and shifts with cp.async.bulk into shared memory, landing in phases along K
 // (one mbarrier each); the lanes then read their chunks from shared memory as the phases land.
 // Inside a CUDA graph with programmatic dependent launch the slice arrives while the previous
-// kernel still runs (bench/results/cuda-h100-gemv-a8.json, vs cuBLAS fp16: 5.2–5.9× at
-// 4096², 11008×4096 and 8192², 4.7× at 4096×11008, against 4.3–5.1× with register loads).
-// Beyond K = 8192 the activations come the same way, after the grid wait (xbulk): 5.6× at
-// 4096×11008 (session 9).
+// kernel still runs. Beyond K = 8192 the activations come the same way, after the grid wait
+// (xbulk). Figures: docs/performance.md, decode GEMV.
 import { CODE_PACKINGS, groupsPerRow } from '../../../formats/ternary.ts';
 import { Code, code, join } from '../../common/fragments.ts';
 import { BIT2_FP16_CONSTANTS, BIT2_FP16_PAIRED_X, sumWordActivations } from './bit2-fp16.ts';
@@ -61,17 +58,6 @@ export interface StreamTuning {
    *  cp.async.bulk, requested before the grid wait (sm_90+), landing in this many phases
    *  along K (one mbarrier each), so that decoding starts when the first phase has landed. */
   bulk: number;
-  /** int8 activations staged once a block in shared memory after the grid wait (coalesced
-   *  loads, 16-byte pieces swizzled so that the lanes' chunk reads are free of bank conflicts),
-   *  read from there by every batch. An explicit plan only. H100, session 8 (bench/results/
-   *  cuda-h100-logs/gemv-session8/): at 4096×11008 the activation loads cost a launch 1.35 µs
-   *  of its 7.4 (a copy of the kernel that does not read them runs in 6.0 µs), one L2 round
-   *  trip a batch; staged, the chained launches take 6.8–7.1 µs (r4w4k2u2b2: 4.98–5.11×
-   *  cuBLAS fp16, against 4.74×), but inside the 7B model, where the predecessor is the
-   *  activation kernel and not another GEMV, decode slowed by 0.5–1 % with it on the down
-   *  projection (409 vs 412 tok/s), so no default plan uses it. No change at 4096² and
-   *  11008×4096, 7 % slower at 8192². */
-  xsm?: boolean;
   /** Bulk plans at M = 1: the int8 activations also come by cp.async.bulk into shared memory,
    *  requested after the grid wait by thread 0, one copy a weight phase's K range with an
    *  mbarrier each. Every block reads the activations from L2 once, with no block barrier and
@@ -80,7 +66,7 @@ export interface StreamTuning {
 }
 
 /** Default tuning by activation kind and shape, from the sweep on the H100 (scripts/device/
- *  gen-gemv-bench.ts; bench/results/cuda-h100.json `gemvSweep`): the u8 kernel is bound by
+ *  gen-gemv-bench.ts; bench/results/cuda-h100-decode-e2e.json `gemvSweep`): the u8 kernel is bound by
  *  memory and prefers two rows a warp unless the grid stays ≥ 640 blocks with four; the f16
  *  kernel is bound by instructions and prefers more rows (the activation loads and permutes
  *  are shared by the rows), eight for wide short linears, and K split over 2 warps at N ≤ 4096. */
@@ -94,21 +80,13 @@ const BULK_MAX_BYTES = 40 * 1024;
 
 /** Default plan of the u8 kernel at M = 1 for linears of at most BULK_DEFAULT_CODE_BYTES of
  *  codes: each block bulk-loads 8 (N ≤ 4096) or 16 rows into shared memory before its grid
- *  wait, one phase a chunk batch. Measured on the H100 with programmatic dependent launch
- *  (tuning medians in bench/results/cuda-h100-logs/gemv-bulk-session6/tuning.json): 4096²
- *  3.35 → 2.98 µs, 11008×4096 6.80 → 5.95 µs, 4096×11008 8.25 → 7.39 µs, 8192² 9.46 →
- *  8.29 µs; at the 70B shapes (58 MB of codes) the register-streaming plan, already at the
- *  copy bandwidth, stays ahead, so larger linears keep it. */
+ *  wait, one phase a chunk batch. Larger linears (the 70B shapes) keep the register-streaming
+ *  plan, which already reaches the copy bandwidth there. */
 const BULK_DEFAULT_CODE_BYTES = 20 << 20;
 const bulkDefault = (n: number, k: number): StreamTuning => ({ warps: 4, rows: 4, wk: n <= 4096 ? 2 : 1, ub: 1, bulk: 8, xbulk: k > XBULK_DEFAULT_MIN_K });
-/** Bulk plans take the activations by bulk copy too (xbulk) beyond this K, where it fits. H100,
- *  session 9 (bench/results/cuda-h100-logs/gemv-session9/): chained launches with PDL at
- *  4096×11008, 5.56–5.63× cuBLAS fp16 against 4.73–4.75× without (the activation reads were
- *  1.35 of its 7.4 µs, session 8); 5.20–5.29× vs 5.22–5.27× at 4096², 5.91–5.93× vs 5.86–5.88× at
- *  11008×4096, but 5.41–5.43× vs 5.69–5.72× at 8192². Inside the 7B model with it on the down
- *  projection only (K = 11008), decode ran at 411.6/411.2 and 412.1/409.6 tok/s (tq2lat-a8,
- *  tq1lat-a4) against 409.8/409.8 and 408.5/408.4 without, two alternating rounds; on every bulk
- *  GEMV, 410.7/410.8 and 412.6/410.5. */
+/** Bulk plans take the activations by bulk copy too (xbulk) beyond this K, where it fits: the
+ *  long rows' activation reads are a large share of such a launch, while at smaller K the
+ *  plain loads were as fast or faster. */
 const XBULK_DEFAULT_MIN_K = 8192;
 
 /** Rows of blocks below which the plan splits K over warps (2 blocks an SM on a 132-SM GPU). */
@@ -119,7 +97,7 @@ function gemvStreamKernelName(s: GemvShape, act: StreamAct, tune: Partial<Stream
   const base = `gemv_s${act === 'u8' ? 'a8' : ''}_${s.format.id}_n${s.n}_k${s.k}_m${s.m}_${s.arch}`;
   if (!Object.keys(tune).length) return base;
   const p = gemvStreamPlan(s, act, tune);
-  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}${p.xsm ? 'xsm' : ''}${p.xbulk ? 'xb' : ''}`;
+  return `${base}_r${p.rows}w${p.warps}k${p.wk}u${p.ub}${p.bulk ? `b${p.bulk}` : ''}${p.xbulk ? 'xb' : ''}`;
 }
 
 export function gemvStreamPlan(s: GemvShape, act: StreamAct, tune: Partial<StreamTuning> = {}) {
@@ -168,18 +146,12 @@ function streamPlanFrom(s: GemvShape, tune: Partial<StreamTuning>, d: StreamTuni
   /** First chunk of bulk phase i (i = 0…bulk): phases are whole chunk batches, batch bt in
    *  phase ⌊((bt + 1)·bulk − 1) / batches⌋. */
   const phaseStart = (i: number) => Math.min(cpr, 32 * wk * ub * Math.floor((i * batches) / bulk));
-  // staged activations: M·K bytes in whole 64-byte swizzle groups, beside the bulk slice
-  const xsmNeed = Math.ceil((s.m * s.k) / 64) * 64;
-  const xsmFits = act === 'u8' && (bulkOk ? sliceBytes : 0) + xsmNeed <= 46 * 1024;
-  const xsm = tune.xsm ?? (!!d.xsm && xsmFits);
-  const xsmBytes = xsm ? xsmNeed : 0;
-  if (xsm && !xsmFits) throw new Error(`CUDA streaming GEMV: activations in shared memory need int8 activations and ≤ 46 KB with the slice (${s.n}x${s.k})`);
   const xbulkFits = sliceBytes + s.k <= 46 * 1024;
-  const xbulk = tune.xbulk ?? (!!d.xbulk && act === 'u8' && s.m === 1 && bulk > 0 && !xsm && xbulkFits);
-  if (xbulk && (act !== 'u8' || s.m !== 1 || !bulk || xsm)) throw new Error(`CUDA streaming GEMV: activations by bulk copy need int8 activations, M = 1, a bulk plan and no xsm (${s.n}x${s.k})`);
+  const xbulk = tune.xbulk ?? (!!d.xbulk && act === 'u8' && s.m === 1 && bulk > 0 && xbulkFits);
+  if (xbulk && (act !== 'u8' || s.m !== 1 || !bulk)) throw new Error(`CUDA streaming GEMV: activations by bulk copy need int8 activations, M = 1 and a bulk plan (${s.n}x${s.k})`);
   if (xbulk && !xbulkFits) throw new Error(`CUDA streaming GEMV: the slice and the activations need ${sliceBytes + s.k} B of shared memory, more than 46 KB (${s.n}x${s.k})`);
   const xbulkBytes = xbulk ? s.k : 0;
-  return { xsm, xsmBytes, xbulk, xbulkBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
+  return { xbulk, xbulkBytes, G, bpg, ng, rowBytes, vec, nw, cpr, warps, wk, wr, rows, iters, ub, batches, rowsPerBlock, blocks: Math.ceil(s.n / rowsPerBlock), bulk, scaleRowBytes, sliceBytes, phaseStart };
 }
 
 
@@ -189,7 +161,7 @@ interface ActDecl {
   /** Declarations once per kernel. */
   setup(M: number): Code;
   /** Load and reshape the activations of word `kq` for token m (shared by the R rows). */
-  loadX(K: number, xsm: boolean, xbulk?: boolean): Code;
+  loadX(K: number, xbulk?: boolean): Code;
   /** Work of one word `w` of row r into the chunk partials. */
   word(r: number): Code;
   /** Chunk partials declared per row before its words. */
@@ -237,7 +209,7 @@ ${sumWordActivations(code`xsum[m]`)}`,
     setup: (M) => code`  float sq[${M}], zq[${M}];
   #pragma unroll
   for (int m = 0; m < ${M}; ++m) { sq[m] = m < T ? ap[2 * m] : 0.f; zq[m] = m < T ? ap[2 * m + 1] : 0.f; }`,
-    loadX: (K, xsm, xbulk) => code`          const uint4 xv = ${xbulk ? code`*reinterpret_cast<const uint4*>(${XBULK.buf} + kq)` : xsm ? code`*reinterpret_cast<const uint4*>(${XSM} + 16 * xsm_piece((m * ${K} + kq) >> 4))` : code`__ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq))`};
+    loadX: (K, xbulk) => code`          const uint4 xv = ${xbulk ? code`*reinterpret_cast<const uint4*>(${XBULK.buf} + kq)` : code`__ldg(reinterpret_cast<const uint4*>(a + (size_t)m * ${K} + kq))`};
           const uint32_t lo01 = __byte_perm(xv.x, xv.y, 0x5140), hi01 = __byte_perm(xv.x, xv.y, 0x7362);
           const uint32_t lo23 = __byte_perm(xv.z, xv.w, 0x5140), hi23 = __byte_perm(xv.z, xv.w, 0x7362);
           const uint32_t xw[4] = {__byte_perm(lo01, lo23, 0x5410), __byte_perm(lo01, lo23, 0x7632), __byte_perm(hi01, hi23, 0x5410), __byte_perm(hi01, hi23, 0x7632)};
@@ -273,20 +245,6 @@ interface SegmentNames {
 /** The kernel's shared weight slice and its mbarriers (bulk plans), declared once a kernel
  *  so that the segments of a grouped launch share them. */
 const BULK_SMEM = { buf: code`twlac_wsm`, bar: code`twlac_wbar` };
-/** Staged activations (plans with xsm). */
-const XSM = code`twlac_xsm`;
-
-/** xsm plans: the shared array and the piece swizzle, declared once a kernel. Piece P (16 B)
- *  lives at (P & ~3) | ((P + (P >> 3)) & 3): the lanes of a warp read piece q of consecutive
- *  64-byte chunks c, which land at 4c + ((q + c/2) & 3), eight lanes on 32 distinct banks. */
-function xsmDeclarations(bytes: number): Code {
-  return code`  __shared__ __align__(16) uint8_t ${XSM}[${bytes}];
-  auto xsm_piece = [](int P) { return ${new Code(XSM_PIECE)}; };`;
-}
-/** The swizzle as C++ (of P), and its TypeScript twin (tests). */
-const XSM_PIECE = '(P & ~3) | ((P + (P >> 3)) & 3)';
-export const xsmPiece = (P: number): number => (P & ~3) | ((P + (P >> 3)) & 3);
-
 const XBULK = { buf: code`twlac_xbk`, bar: code`twlac_xbar` };
 function xbulkDeclarations(bytes: number, phases: number): Code {
   return code`  __shared__ __align__(128) uint8_t ${XBULK.buf}[${bytes}];
@@ -295,8 +253,8 @@ function xbulkDeclarations(bytes: number, phases: number): Code {
 /** xbulk plans, after the grid wait (xbar: bulkRequest's): thread 0 requests each phase's K range of the activations
  *  (one cp.async.bulk a phase, on the phase's own mbarrier, armed with its bytes). The layout is
  *  plain (byte k at k), so the lanes' 16-byte reads of consecutive 64-byte chunks conflict 4-way
- *  in the banks: a few dozen cycles a batch, against one bulk copy a 128-byte run with padding,
- *  which measured 1.5× slower at 4096×11008 (session 9: 86 small copies a block). */
+ *  in the banks: a few dozen cycles a batch, cheaper than one bulk copy a 128-byte run with
+ *  padding (many small copies a block). */
 function xbulkRequest(p: ReturnType<typeof gemvStreamPlan>, K: number): Code {
   const { bulk: P, phaseStart } = p;
   const kStart = (i: number) => Math.min(K, 64 * phaseStart(i)); // chunks are 64 codes (16-byte code chunks)
@@ -314,17 +272,6 @@ ${join(
   }),
 )}
   }`;
-}
-
-/** xsm plans, after the grid wait: the block copies the T tokens' activation codes into ${XSM}. */
-function xsmStage(K: number, M: number, threads: number): Code {
-  const pieces = (M * K) / 16;
-  return code`  #pragma unroll
-  for (int i = 0; i < ${Math.ceil(pieces / threads)}; ++i) {
-    const int P = (int)threadIdx.x + ${threads} * i;
-    if (P < T * ${K / 16}) *reinterpret_cast<uint4*>(${XSM} + 16 * xsm_piece(P)) = __ldg(reinterpret_cast<const uint4*>(a) + P);
-  }
-  __syncthreads();`;
 }
 
 function bulkDeclarations(sliceBytes: number, phases: number): Code {
@@ -472,8 +419,7 @@ ${A.setup(M)}`
   TWLAC_GRID_TRIGGER();
 ${A.setup(M)}`
 }
-${p.xsm ? code`${xsmStage(K, M, warps * 32)}
-` : code``}${zeroAccumulators(R, M)}
+${zeroAccumulators(R, M)}
   #pragma unroll 1
   for (int bt = 0; bt < ${batches}; ++bt) {
     // Issue every load of this batch first: ${ub} chunk(s) × ${R} rows of ${vec} B a lane.
@@ -503,7 +449,7 @@ ${join(Array.from({ length: R }, (_, r) => A.chunkStart(r)))}
         #pragma unroll
         for (int m = 0; m < ${M}; ++m) {
           if (m >= T) break;
-${A.loadX(K, p.xsm, p.xbulk)}
+${A.loadX(K, p.xbulk)}
           uint32_t wd[${R}];
           #pragma unroll
           for (int r = 0; r < ${R}; ++r) wd[r] = raw[b][r][q];
@@ -559,12 +505,12 @@ export function gemvStreamKernel(s: GemvShape, act: StreamAct, tune: Partial<Str
   const names: SegmentNames = { bid: code`(int)blockIdx.x`, codes: code`codes`, scales: code`scales`, shifts: code`shifts`, y: code`y` };
   return defineKernel({
     name: gemvStreamKernelName(s, act, tune),
-    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}), ...(p.xsm ? { xsm: 1 } : {}), ...(p.xbulk ? { xbulk: 1 } : {}) },
+    params: { format: s.format.id, n: s.n, k: s.k, m: s.m, arch: s.arch, act, vec: p.vec, rows: p.rows, warps: p.warps, wk: p.wk, ub: p.ub, ...(p.bulk ? { bulk: p.bulk } : {}), ...(p.xbulk ? { xbulk: 1 } : {}) },
     args: [...ACTS[act].args, ...gemvWeightArgs(), ...GEMV_TAIL_ARGS],
     block: p.warps * 32,
     grid: [code`${p.blocks}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), ...(p.xsm ? [xsmDeclarations(p.xsmBytes)] : []), ...(p.xbulk ? [xbulkDeclarations(p.xbulkBytes, p.bulk)] : []), streamBody(s, act, tune, names)]),
+    body: join([...(p.bulk ? [bulkDeclarations(p.sliceBytes, p.bulk)] : []), ...(p.xbulk ? [xbulkDeclarations(p.xbulkBytes, p.bulk)] : []), streamBody(s, act, tune, names)]),
   });
 }
 
@@ -586,7 +532,6 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
   if (plans.some((p) => p.warps !== warps)) throw new Error('CUDA streaming GEMV group: plans differ in block size');
   const bulkSlice = Math.max(0, ...plans.filter((p) => p.bulk).map((p) => p.sliceBytes));
   const bulkPhases = Math.max(0, ...plans.map((p) => p.bulk));
-  const xsmBytes = Math.max(0, ...plans.map((p) => p.xsmBytes));
   const xbulkBytes = Math.max(0, ...plans.map((p) => p.xbulkBytes));
   const xbulkPhases = Math.max(0, ...plans.filter((p) => p.xbulk).map((p) => p.bulk));
   let start = 0;
@@ -604,6 +549,6 @@ export function gemvStreamGroupKernel(segs: readonly GemvShape[], act: StreamAct
     block: warps * 32,
     grid: [code`${start}`, code`1`, code`1`],
     pdl: 'manual',
-    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...(xsmBytes > 0 ? [xsmDeclarations(xsmBytes)] : []), ...(xbulkBytes > 0 ? [xbulkDeclarations(xbulkBytes, xbulkPhases)] : []), ...branches]),
+    body: join([...(bulkSlice > 0 ? [bulkDeclarations(bulkSlice, bulkPhases)] : []), ...(xbulkBytes > 0 ? [xbulkDeclarations(xbulkBytes, xbulkPhases)] : []), ...branches]),
   });
 }

@@ -7,7 +7,7 @@
 // token), so a 16-token prefill chunk costs ~15 decode steps. Here each digit pair is decoded
 // once (mask + FMA to an exact fp16 trit) and mma.sync m16n8k16 multiplies it with 8 tokens at
 // a time in fp32, so 16 tokens cost about one decode step. (At M = 1 the streaming kernel stays
-// faster: 34.6 vs 44.4 µs at 28672×8192 on the H100, bench/results/cuda-h100-logs.)
+// faster.)
 //
 // Layout: a warp owns 16 rows (A rows g and g+8 for lane g = lane/4) and a range of groups; the
 // four lanes t = lane%4 of a quad take the four quarters of a group (G/4 codes, G/64 words of

@@ -2,9 +2,8 @@
 // computes y = sa·u·(D − za·E) with the row's lattice unit u and E = Σ_k w, the sum of the row's
 // int8 weights w = weight/u. Both depend on the weights only, so the host program computes them
 // once after loading (one int2 a row: E, and u's float bits) instead of every GEMM tile
-// recomputing them: u by a scan of the row's scales and shifts at the tile's start, E by 16 dp4a
-// a thread a K step. H100, session 10 (bench/results/cuda-h100-logs/gemm-session10/): the K loop
-// without the dp4a ran t256sd 1.04× and 1.01× as fast at M ≥ 2048.
+// recomputing them (a scan of the row's scales and shifts at each tile's start, and 16 dp4a a
+// thread a K step).
 // The per-row function is plain C++ on fp16 bits (__host__ __device__), so the tests run it on
 // the CPU against the reference decoder (test/codegen/cuda.test.ts).
 import { CODE_PACKINGS, LATTICE_MAX, LATTICE_MIN_EXP } from '../../../formats/ternary.ts';

@@ -8,7 +8,7 @@ import { gemmA8Kernel, gemmA8Unsupported } from './gemm-a8.ts';
 import { gemmWgmmaKernel, gemmWgmmaUnsupported } from './gemm-wgmma.ts';
 import { GEMM_RS_RUNTIME, gemmRsRuntimeVariants, gemmWgmmaRsKernel, gemmWgmmaRsUnsupported } from './gemm-wgmma-rs.ts';
 
-/** wgmma on sm_90a (kernels/gemm-wgmma.ts, 1.5-1.9x the mma.sync kernel on the H100), mma.sync
+/** wgmma on sm_90a (kernels/gemm-wgmma.ts, faster than the mma.sync kernel there), mma.sync
  *  elsewhere and for shapes the wgmma kernel refuses. */
 const PREFILL_GEMMS: Record<CudaArchDecl['int8Mma'], { unsupported(s: GemmShape): string | null; kernel(s: GemmShape): CudaKernel }> = {
   'mma.sync.m16n8k32.s8': { unsupported: gemmA8Unsupported, kernel: gemmA8Kernel },
