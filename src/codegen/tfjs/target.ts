@@ -16,23 +16,24 @@ import { graphModelFiles } from './graphdef.ts';
 import { translateToTf, type TernaryLookup } from './translate.ts';
 
 /** The packed weights of every ternary linear in the artifact, by linear id (its tensors are `${id}.codes` etc., artifact/build.ts). */
-function ternaryLinears(manifest: ArtifactManifest, weights: Uint8Array): Map<string, TernaryWeights> {
+function ternaryLinears(manifest: ArtifactManifest, weights: Uint8Array): Map<string, NonNullable<ReturnType<TernaryLookup>>> {
   const all: LinearEntry[] = [manifest.lmHead, ...manifest.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down])];
   const fp16 = (name: string) => {
     const b = tensorBytes(manifest, weights, name).slice();
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);
   };
-  const out = new Map<string, TernaryWeights>();
+  const out = new Map<string, NonNullable<ReturnType<TernaryLookup>>>();
   for (const e of all) {
     if (!e.codes || !e.scales) continue;
-    out.set(e.codes.replace(/\.codes$/, ''), {
+    const w: TernaryWeights = {
       format: parseFormatId(e.format),
       rows: e.rows,
       cols: e.cols,
       codes: tensorBytes(manifest, weights, e.codes),
       scales: fp16(e.scales),
       shifts: e.shifts ? fp16(e.shifts) : undefined,
-    });
+    };
+    out.set(e.codes.replace(/\.codes$/, ''), { weights: w, names: { codes: e.codes, scales: e.scales, shifts: e.shifts } });
   }
   return out;
 }

@@ -50,8 +50,9 @@ function weightOf(t: Tensor, what: string) {
   return { dtype: d, shape, bytes: new Uint8Array(clampInt32(t.toNumbers()).buffer) };
 }
 
-/** The packed ternary weights of a MatMulNBits node, or undefined when twlac did not write it. */
-export type TernaryLookup = (node: Node) => TernaryWeights | undefined;
+/** The packed ternary weights of a MatMulNBits node and the names of their tensors in
+ *  weights.bin (the shard weights take the same names), or undefined when twlac did not write it. */
+export type TernaryLookup = (node: Node) => { weights: TernaryWeights; names: { codes: string; scales: string; shifts?: string } } | undefined;
 
 export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTranslation {
   const opset = model.opset('') ?? 0;
@@ -114,17 +115,17 @@ export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTransla
 }
 
 /** MatMulNBits → TwlacTernaryMatMul(x, codes, scales[, shifts]) over the format's packed bytes. */
-function ternaryMatMul(c: OpContext, w: TernaryWeights | undefined): string {
+function ternaryMatMul(c: OpContext, found: ReturnType<TernaryLookup>): string {
   const n = c.node;
-  if (!w) c.refuse('has no ternary linear in manifest.json (only twlac-compiled linears translate)');
+  if (!found) c.refuse('has no ternary linear in manifest.json (only twlac-compiled linears translate)');
+  const { weights: w, names } = found;
   if (c.has(4) || c.has(5)) c.refuse('has g_idx or bias inputs');
   if (n.attr('K', 'int') !== w.cols || n.attr('N', 'int') !== w.rows) c.refuse(`is ${n.attr('N', 'int')}x${n.attr('K', 'int')} but its manifest linear is ${w.rows}x${w.cols}`);
-  const base = n.output().name;
   const words = new Uint8Array(Math.ceil(w.codes.byteLength / 4) * 4);
   words.set(w.codes);
-  const fp16 = (a: Uint16Array, what: string) =>
-    c.g.constant(`${base}/${what}`, { dtype: 'float32', shape: [a.length], bytes: new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice(), quantization: { dtype: 'float16' } });
-  const inputs = [c.input(0), c.g.constant(`${base}/codes`, { dtype: 'int32', shape: [words.byteLength / 4], bytes: words }), fp16(w.scales, 'scales')];
-  if (w.shifts) inputs.push(fp16(w.shifts, 'shifts'));
-  return c.g.op(TERNARY_MATMUL_OP, inputs, { format: attr.str(w.format.id), rows: attr.int(w.rows), cols: attr.int(w.cols) }, base);
+  const fp16 = (a: Uint16Array, name: string) =>
+    c.g.constant(name, { dtype: 'float32', shape: [a.length], bytes: new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice(), quantization: { dtype: 'float16' } });
+  const inputs = [c.input(0), c.g.constant(names.codes, { dtype: 'int32', shape: [words.byteLength / 4], bytes: words }), fp16(w.scales, names.scales)];
+  if (w.shifts) inputs.push(fp16(w.shifts, names.shifts ?? c.refuse('has shifts without a tensor name')));
+  return c.g.op(TERNARY_MATMUL_OP, inputs, { format: attr.str(w.format.id), rows: attr.int(w.rows), cols: attr.int(w.cols) }, n.output().name);
 }
