@@ -32,6 +32,7 @@ import { halfToFloat } from '../../src/util/half.ts';
 import { dequantize, registerTwlacOps, TERNARY_MATMUL_OP } from '../../src/runtime/tfjs/index.ts';
 import { graphModelFromDir } from '../../src/runtime/tfjs/node.ts';
 import { makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
+import type { PageInput } from './tfjs-page.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURE = resolve('../shared/models/pydocs-llama-12m/model.onnx');
@@ -68,8 +69,8 @@ function randomTernary(id: string, rows: number, cols: number, seed: number): Te
   return encodeTernary(f, rows, cols, t, scale, shift);
 }
 
-/** A GraphModel of one TwlacTernaryMatMul node, built by the emitter's own graph writer. */
-async function oneOpModel(w: TernaryWeights) {
+/** model.json and shards of one TwlacTernaryMatMul node, built by the emitter's own graph writer. */
+function oneOpFiles(w: TernaryWeights) {
   const g = new TfGraph();
   g.nodes.push({ name: g.reserve('x'), op: 'Placeholder', input: [], attr: { dtype: attr.type('float32'), shape: attr.shape([null, null, w.cols]) } });
   const words = new Uint8Array(Math.ceil(w.codes.byteLength / 4) * 4);
@@ -78,7 +79,11 @@ async function oneOpModel(w: TernaryWeights) {
   const ins = ['x', g.constant('codes', { dtype: 'int32', shape: [words.byteLength / 4], bytes: words }), g.constant('scales', half(w.scales))];
   if (w.shifts) ins.push(g.constant('shifts', half(w.shifts)));
   g.nodes.push({ name: g.reserve('y'), op: TERNARY_MATMUL_OP, input: ins, attr: { format: attr.str(w.format.id), rows: attr.int(w.rows), cols: attr.int(w.cols) } });
-  const { modelJson, shards } = graphModelFiles(g, { inputs: {}, outputs: {} }, { generatedBy: 'test', convertedBy: 'test' });
+  return graphModelFiles(g, { inputs: {}, outputs: {} }, { generatedBy: 'test', convertedBy: 'test' });
+}
+
+async function oneOpModel(w: TernaryWeights) {
+  const { modelJson, shards } = oneOpFiles(w);
   const j = JSON.parse(modelJson);
   const data = Buffer.concat(shards.map((s) => s.bytes));
   return loadGraphModel(tf.io.fromMemory({ modelTopology: j.modelTopology, weightSpecs: j.weightsManifest[0].weights, weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) }));
@@ -203,13 +208,27 @@ function checkPackedBytes(out: string): number {
 const fixtureSkip = existsSync(FIXTURE) ? undefined : `fixture missing: ${FIXTURE}`;
 if (fixtureSkip) console.warn(`TF.js fixture test skipped: ${fixtureSkip}`);
 
-/** The models every backend test below runs: [label, out dir, prompt ids]. */
-const models: { label: string; out: string; ids: number[] }[] = [];
+/** Each compile once, shared by the CPU and WebGPU tests. */
+function once<T>(f: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= f());
+}
+
+const fixtureOut = once(async () => {
+  const out = join(tmp(), 'out');
+  execFileSync(process.execPath, ['bin/twlac.js', FIXTURE, '-o', out, '--weights', 'rtn-ternary', '--target', 'tfjs', '--quiet'], { stdio: 'pipe' });
+  return out;
+});
+const ampOut = once(() => compileTiny({ seed: 7 }, { weights: 'twla', acts: { kind: 'mp', budget: 4 }, calib: calib(256), gptq: false }));
+const bit2Out = once(() =>
+  compileTiny({ norm: 'decomposed-div', linear: 'matmul-bias', kvHeads: 1, seed: 3 }, { weights: 'twla', format: 'tq2_g32', acts: { kind: 'uniform', bits: 8 }, calib: calib(256), gptq: false }),
+);
+const AMP_IDS = [5, 100, 7, 200, 31, 9, 12, 40, 3, 3, 17];
+const BIT2_IDS = [1, 2, 3, 250, 128, 64];
 
 describe('loadGraphModel on the CPU backend against onnxruntime on out/model.onnx', () => {
   it.skipIf(!!fixtureSkip)('pydocs-llama-12m, rtn-ternary (MatMulNBits over trit5 codes) through the CLI: logits at 5 and 12 tokens, packed bytes, bits', async () => {
-    const out = join(tmp(), 'out');
-    execFileSync(process.execPath, ['bin/twlac.js', FIXTURE, '-o', out, '--weights', 'rtn-ternary', '--target', 'tfjs', '--quiet'], { stdio: 'pipe' });
+    const out = await fixtureOut();
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as ArtifactManifest;
     expect(Object.keys(manifest.files)).toContain('tfjs/model.json');
     const ops = loadModel(join(out, 'model.onnx')).graph.nodes.filter((n) => n.opType === 'MatMulNBits').length;
@@ -222,11 +241,10 @@ describe('loadGraphModel on the CPU backend against onnxruntime on out/model.onn
       console.log(`tfjs cpu vs ORT, pydocs-llama-12m rtn-ternary, ${ids.length} tokens: relL2 ${e.toExponential(2)}`);
       expect(e).toBeLessThan(1e-5);
     }
-    models.push({ label: 'pydocs-llama-12m rtn-ternary', out, ids: [464, 33, 1024, 7, 99, 12, 2000] });
   }, 180_000);
 
   it('tiny LLaMA, twla tq1_g128_lat (shifts) with ILA-AMP activation quantisers (mp:4) and online rotations', async () => {
-    const out = await compileTiny({ seed: 7 }, { weights: 'twla', acts: { kind: 'mp', budget: 4 }, calib: calib(256), gptq: false });
+    const out = await ampOut();
     const g = loadModel(join(out, 'model.onnx')).graph;
     // Activation quantisation sites are in the graph (Round/Clip per site), and so are the
     // MatMulNBits linears.
@@ -235,24 +253,21 @@ describe('loadGraphModel on the CPU backend against onnxruntime on out/model.onn
     const sites = readArtifact(out).manifest.blocks.flatMap((b) => Object.values(b.acts));
     expect(sites.filter((a) => a.transform && a.bits < 16).length).toBeGreaterThan(0);
     expect(checkPackedBytes(out)).toBe(14);
-    const ids = [5, 100, 7, 200, 31, 9, 12, 40, 3, 3, 17];
-    const e = relL2(...(Object.values(await bothLogits(out, ids)).slice(0, 2) as [Float32Array, Float32Array]));
+    const { got, want } = await bothLogits(out, AMP_IDS);
+    const e = relL2(got, want);
     console.log(`tfjs cpu vs ORT, tiny twla tq1_g128_lat mp:4: relL2 ${e.toExponential(2)}`);
     // A 4-bit code can round the other way when the two runtimes' f32 sums differ in their
     // last bit; bound the error far below that quantisation noise.
     expect(e).toBeLessThan(1e-4);
-    models.push({ label: 'tiny twla tq1_g128_lat mp:4', out, ids });
   }, 120_000);
 
   it('tiny LLaMA with biases, twla tq2_g32 (bit2 codes, shifts), 8-bit activations', async () => {
-    const out = await compileTiny({ norm: 'decomposed-div', linear: 'matmul-bias', kvHeads: 1, seed: 3 }, { weights: 'twla', format: 'tq2_g32', acts: { kind: 'uniform', bits: 8 }, calib: calib(256), gptq: false });
+    const out = await bit2Out();
     expect(checkPackedBytes(out)).toBe(14);
-    const ids = [1, 2, 3, 250, 128, 64];
-    const { got, want } = await bothLogits(out, ids);
+    const { got, want } = await bothLogits(out, BIT2_IDS);
     const e = relL2(got, want);
     console.log(`tfjs cpu vs ORT, tiny twla tq2_g32 A8 with biases: relL2 ${e.toExponential(2)}`);
     expect(e).toBeLessThan(1e-4);
-    models.push({ label: 'tiny twla tq2_g32 A8', out, ids });
   }, 120_000);
 
   it('export styles: fused SkipSimplifiedLayerNormalization with fp16 weights, and a KV-cache model fed an empty cache', async () => {
@@ -278,3 +293,93 @@ describe('loadGraphModel on the CPU backend against onnxruntime on out/model.onn
     expect(existsSync(join(dir, 'out'))).toBe(false);
   }, 60_000);
 });
+
+const chromiumSkip = existsSync(CHROMIUM) ? undefined : `no browser at ${CHROMIUM} (scripts/install-webgpu-deps.sh installs it)`;
+
+describe.skipIf(!!chromiumSkip && !process.env.CI)('headless Chromium, tfjs WebGPU backend, the model loaded over http by tf.loadGraphModel', () => {
+  let site = '';
+  let server: Server;
+  let port = 0;
+  beforeAll(async () => {
+    site = tmp();
+    // Bundled for the browser with no Node stubs: twlac/tfjs must not reach node:* modules.
+    await build({ entryPoints: [resolve('test/runtime/tfjs-page.ts')], bundle: true, format: 'esm', platform: 'browser', target: 'es2022', outfile: join(site, 'page.js'), logLevel: 'warning' });
+    writeFileSync(join(site, 'index.html'), '<!doctype html><html><body><script type="module" src="page.js"></script></body></html>');
+    server = serveDir(site);
+    port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+  }, 120_000);
+  afterAll(() => server?.close());
+
+  it('the custom op against the reference decoder, then logits of the three quantised models against onnxruntime; the backend is webgpu, no GPU errors', async () => {
+    // Bounds on relL2 against ORT. The first op where WebGPU departs from the CPU backend is
+    // Cos/Sin of the RoPE angles (WGSL allows an absolute error of 2^-11 there; SwiftShader's
+    // is ~1e-4): ~1e-5 in the logits of an A16 model, and enough to move a few per-token A8
+    // codes by one step in a quantised one. A wrong weight layout, shift or scale is O(1).
+    const cases: [string, () => Promise<string>, number[], number][] = [
+      ['tiny twla tq1_g128_lat mp:4', ampOut, AMP_IDS, 2e-2],
+      ['tiny twla tq2_g32 A8 with biases', bit2Out, BIT2_IDS, 2e-2],
+      ...(fixtureSkip ? [] : ([['pydocs-llama-12m rtn-ternary', fixtureOut, [464, 33, 1024, 7, 99, 12, 2000], 1e-3]] as [string, () => Promise<string>, number[], number][])),
+    ];
+    const browser = await puppeteer.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      userDataDir: tmp(),
+      args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('console', (m) => {
+        if (m.type() === 'error' && !m.text().includes('Failed to load resource')) errors.push(m.text());
+        if (m.text().includes('synchronously reading')) errors.push(m.text());
+      });
+      await page.goto(`http://127.0.0.1:${port}/index.html`);
+      await page.waitForFunction(() => document.body.dataset.state === 'ready', { timeout: 60_000 });
+      type Run = { backend: string; shape: number[]; values: number[] };
+      const run = (url: string, inputs: Record<string, PageInput>, output?: string) =>
+        page.evaluate((u, i, o) => (window as unknown as { runTwlacTfjs(u: string, i: unknown, o?: string): Promise<Run> }).runTwlacTfjs(u, i, o), url, inputs, output);
+
+      for (const [i, [id, rows, cols]] of OP_CASES.entries()) {
+        const w = randomTernary(id, rows, cols, rows * 31 + cols);
+        const { modelJson, shards } = oneOpFiles(w);
+        mkdirSync(join(site, `op${i}`));
+        writeFileSync(join(site, `op${i}`, 'model.json'), modelJson);
+        for (const s of shards) writeFileSync(join(site, `op${i}`, s.file), s.bytes);
+        const x = Float32Array.from({ length: 6 * cols }, (_, k) => Math.cos(k * 0.37));
+        const r = await run(`/op${i}/model.json`, { x: { data: Array.from(x), shape: [2, 3, cols], dtype: 'float32' } });
+        expect(r.backend).toBe('webgpu');
+        expect(r.shape).toEqual([2, 3, rows]);
+        const e = relL2(r.values, referenceMatMul(w, x, 6));
+        console.log(`TwlacTernaryMatMul on webgpu vs the reference decoder, ${id} ${rows}x${cols}: relL2 ${e.toExponential(2)}`);
+        expect(e).toBeLessThan(1e-6);
+      }
+
+      for (const [i, [label, out, ids, bound]] of cases.entries()) {
+        cpSync(join(await out(), 'tfjs'), join(site, `m${i}`), { recursive: true });
+        const r = await run(`/m${i}/model.json`, { input_ids: { data: ids, shape: [1, ids.length], dtype: 'int32' } }, 'logits');
+        expect(r.backend).toBe('webgpu');
+        const { want } = await bothLogits(await out(), ids);
+        expect(r.shape).toEqual([1, ids.length, want.length / ids.length]);
+        const e = relL2(r.values, want);
+        console.log(`tfjs webgpu (headless Chromium) vs ORT, ${label}: relL2 ${e.toExponential(2)}`);
+        expect(e).toBeLessThan(bound);
+      }
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 300_000);
+});
+
+function serveDir(root: string): Server {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
+  return createServer((req, res) => {
+    const p = join(root, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    if (!p.startsWith(root) || !existsSync(p) || !statSync(p).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(p)] ?? 'application/octet-stream' }).end(readFileSync(p));
+  });
+}

@@ -241,11 +241,17 @@ const cast: Translate = (c) => {
   return [c.g.op('Cast', [c.input(0)], { DstT: attr.type(d) }, c.node.output().name)];
 };
 
-/** Expand broadcasts both ways (a 1 in the shape keeps the input's dim), BroadcastTo one way: broadcast the two shapes first. */
+/** Expand broadcasts both ways (a 1 in the shape keeps the input's dim), TF's BroadcastTo one
+ *  way: add a zero tensor of the target shape instead, which broadcasts both ways. (Not
+ *  BroadcastArgs + BroadcastTo: tfjs's WebGPU backend computes BroadcastArgs on the GPU, and
+ *  BroadcastTo then reads the shape back synchronously.) */
 const expand: Translate = (c) => {
   const name = c.node.output().name;
-  const target = c.g.op('BroadcastArgs', [c.g.op('Shape', [c.input(0)], { out_type: attr.type('int32') }, `${name}/in_shape`), c.input(1)], {}, `${name}/shape`);
-  return [c.g.op('BroadcastTo', [c.input(0), target], {}, name)];
+  const d = c.dtype(c.node.input(0)!);
+  const t = (d && tfjsDtype(d)) || c.refuse(`expands a tensor of type ${d ?? 'unknown'}`);
+  const zero = c.g.constant(`${name}/zero`, { dtype: t, shape: [], bytes: t === 'bool' ? new Uint8Array(1) : new Uint8Array(4) });
+  const zeros = c.g.op('Fill', [c.input(1), zero], { T: attr.type(t) }, `${name}/zeros`);
+  return [c.g.op(t === 'bool' ? 'LogicalOr' : 'AddV2', [c.input(0), zeros], {}, name)];
 };
 
 const range: Translate = (c) => {

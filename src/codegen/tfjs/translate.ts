@@ -22,6 +22,9 @@ const refuse = (what: string): never => {
   throw new UserError(`--target tfjs: ${what}`);
 };
 
+/** Largest integer constant that is written once per use (see `ref`). */
+const SMALL_INT_CONST = 64;
+
 const BOOL_OPS = new Set(['Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'And', 'Or', 'Not', 'IsNaN']);
 
 /** Element type of an ONNX value: declared, constant, or from its producer. */
@@ -79,9 +82,14 @@ export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTransla
   const ref = (v: Value): string => {
     const r = refs.get(v);
     if (r) return r;
-    if (!v.constValue) throw new Error(`TF graph: ${v.name} is used before it is computed`);
-    const c = g.constant(v.name, weightOf(v.constValue, `initializer ${v.name}`));
-    refs.set(v, c);
+    const t = v.constValue;
+    if (!t) throw new Error(`TF graph: ${v.name} is used before it is computed`);
+    const c = g.constant(v.name, weightOf(t, `initializer ${v.name}`));
+    // Small integer constants (axes, shapes, bounds) get a Const node per use. tfjs reads
+    // such inputs of shape ops on the CPU; a Const shared with a GPU op would have been
+    // uploaded by then, and tfjs's WebGPU backend drops the CPU copy on upload, so the read
+    // would become a synchronous GPU readback.
+    if (!(/int/.test(t.dtype) && t.numel <= SMALL_INT_CONST)) refs.set(v, c);
     return c;
   };
 
