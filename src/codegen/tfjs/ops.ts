@@ -283,6 +283,17 @@ const clip: Translate = (c) => {
   return [x];
 };
 
+/** ConstantOfShape: Fill(shape, value), value a one-element tensor attribute (default float 0). */
+const constantOfShape: Translate = (c) => {
+  const name = c.node.output().name;
+  const v = c.node.attr('value', 'tensor');
+  const d = v ? tfjsDtype(v.dtype) : 'float32';
+  if (!d) return c.refuse(`fills with type ${v!.dtype}`);
+  const x = v ? v.toNumbers()[0] : 0;
+  const bytes = d === 'float32' ? new Uint8Array(Float32Array.of(x).buffer) : d === 'int32' ? new Uint8Array(Int32Array.of(x).buffer) : Uint8Array.of(x ? 1 : 0);
+  return [c.g.op('Fill', [c.input(0), c.g.constant(`${name}/value`, { dtype: d, shape: [], bytes })], { T: attr.type(d) }, name)];
+};
+
 const matmul: Translate = (c) => [c.g.op('BatchMatMulV2', [c.input(0), c.input(1)], { adj_x: attr.bool(false), adj_y: attr.bool(false) }, c.node.output().name)];
 
 export const ONNX_TO_TF: Record<string, Translate> = {
@@ -340,6 +351,7 @@ export const ONNX_TO_TF: Record<string, Translate> = {
   Transpose: transpose,
   Expand: expand,
   Range: range,
+  ConstantOfShape: constantOfShape,
   CumSum: cumsum,
   SimplifiedLayerNormalization: simplifiedLayerNorm,
   RMSNormalization: simplifiedLayerNorm,

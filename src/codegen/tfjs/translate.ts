@@ -6,7 +6,7 @@
 // compile time, in one line that names the op and the target.
 import { UserError } from '../../errors.ts';
 import type { Model, Node, Value } from '../../graph/ir.ts';
-import type { DType, Tensor } from '../../graph/tensor.ts';
+import { Tensor as TensorClass, type DType, type Tensor } from '../../graph/tensor.ts';
 import type { TernaryWeights } from '../../formats/ternary.ts';
 import { TERNARY_MATMUL_OP } from '../../runtime/tfjs/op.ts';
 import { attr, clampInt32, TF_DTYPE, TfGraph, type TfDtype, type TfAttr } from './graphdef.ts';
@@ -93,7 +93,12 @@ export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTransla
     return c;
   };
 
+  // Constant nodes become constants (so that axes, shapes and bounds they feed are known
+  // at compile time, as initializers are).
+  for (const node of graph.nodes) if (node.opType === 'Constant' && !node.domain) node.output().constValue = constantNodeValue(node);
+
   for (const node of graph.nodes) {
+    if (node.opType === 'Constant' && !node.domain) continue;
     const op = node.qualifiedOp;
     const translate = ONNX_TO_TF[op] ?? refuse(`ONNX op ${op} (node ${node.name || node.output().name}) has no TF.js translation`);
     const ctx: OpContext = {
@@ -120,6 +125,21 @@ export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTransla
     outputs[v.name] = { name: `${outputNames[i]}:0` };
   });
   return { graph: g, inputs, outputs };
+}
+
+/** The tensor of an ONNX Constant node (value, or one of the value_* scalar/list forms). */
+function constantNodeValue(node: Node): Tensor {
+  const t = node.attr('value', 'tensor');
+  if (t) return t;
+  const f = node.attr('value_float', 'float');
+  if (f !== undefined) return TensorClass.fromFloat32([], Float32Array.of(f));
+  const fs = node.attr('value_floats', 'floats');
+  if (fs) return TensorClass.fromFloat32([fs.length], Float32Array.from(fs));
+  const i = node.attr('value_int', 'int');
+  if (i !== undefined) return TensorClass.fromInt64([], [i]);
+  const is = node.attr('value_ints', 'ints');
+  if (is) return TensorClass.fromInt64([is.length], is);
+  return refuse(`ONNX op Constant (node ${node.name}) holds a value form this target does not read`);
 }
 
 /** MatMulNBits → TwlacTernaryMatMul(x, codes, scales[, shifts]) over the format's packed bytes. */
