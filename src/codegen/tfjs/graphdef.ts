@@ -94,10 +94,17 @@ export function clampInt32(values: ArrayLike<number>): Int32Array {
 const SHARD_BYTES = 4 * 1024 * 1024;
 
 /** model.json and its weight shards: the weights concatenated in manifest order, cut into shards. */
+/** A model input or output of the signature: the TF tensor (`node:0`), and for inputs its dtype and dims (null = any). */
+export interface SignatureEntry {
+  name: string;
+  dtype?: TfDtype;
+  dims?: (number | null)[];
+}
+
 export function graphModelFiles(
   g: TfGraph,
-  signature: { inputs: Record<string, { name: string; dtype: TfDtype; tensorShape: TfAttr }>; outputs: Record<string, { name: string }> },
-  meta: Record<string, string>,
+  signature: { inputs: Record<string, SignatureEntry>; outputs: Record<string, SignatureEntry> },
+  meta: { generatedBy: string; convertedBy: string },
 ): { modelJson: string; shards: { file: string; bytes: Uint8Array }[] } {
   const total = g.weights.reduce((a, w) => a + w.bytes.byteLength, 0);
   const all = new Uint8Array(total);
@@ -113,7 +120,9 @@ export function graphModelFiles(
     generatedBy: meta.generatedBy,
     convertedBy: meta.convertedBy,
     signature: {
-      inputs: Object.fromEntries(Object.entries(signature.inputs).map(([k, v]) => [k, { name: v.name, dtype: v.dtype, tensorShape: (v.tensorShape as { shape: unknown }).shape }])),
+      inputs: Object.fromEntries(
+        Object.entries(signature.inputs).map(([k, v]) => [k, { name: v.name, dtype: v.dtype, tensorShape: { dim: (v.dims ?? []).map((d) => ({ size: String(d ?? -1) })) } }]),
+      ),
       outputs: signature.outputs,
     },
     modelTopology: { node: g.nodes, library: {}, versions: { producer: 1 } },

@@ -9,13 +9,14 @@ import type { Model, Node, Value } from '../../graph/ir.ts';
 import { Tensor as TensorClass, type DType, type Tensor } from '../../graph/tensor.ts';
 import type { TernaryWeights } from '../../formats/ternary.ts';
 import { TERNARY_MATMUL_OP } from '../../runtime/tfjs/op.ts';
-import { attr, clampInt32, TF_DTYPE, TfGraph, type TfDtype, type TfAttr } from './graphdef.ts';
+import { attr, clampInt32, TF_DTYPE, TfGraph, type SignatureEntry } from './graphdef.ts';
 import { ONNX_TO_TF, onnxTypeOfCode, tfjsDtype, type OpContext } from './ops.ts';
 
 export interface TfTranslation {
   graph: TfGraph;
-  inputs: Record<string, { name: string; dtype: TfDtype; tensorShape: TfAttr }>;
-  outputs: Record<string, { name: string }>;
+  /** The model's inputs and outputs by their ONNX names. */
+  inputs: Record<string, SignatureEntry>;
+  outputs: Record<string, SignatureEntry>;
 }
 
 const refuse = (what: string): never => {
@@ -71,11 +72,10 @@ export function translateToTf(model: Model, ternaryOf: TernaryLookup): TfTransla
     if (v.isConstant) continue;
     const d = (v.type && tfjsDtype(v.type.dtype)) || refuse(`model input ${v.name} has type ${v.type?.dtype ?? 'unknown'}`);
     const dims = (v.type!.shape ?? []).map((x) => (typeof x === 'number' ? x : null));
-    const shapeAttr = attr.shape(dims);
     const name = g.reserve(v.name.replace(/[^A-Za-z0-9_.\-/]/g, '_'));
-    g.nodes.push({ name, op: 'Placeholder', input: [], attr: { dtype: attr.type(d), shape: shapeAttr } });
+    g.nodes.push({ name, op: 'Placeholder', input: [], attr: { dtype: attr.type(d), shape: attr.shape(dims) } });
     refs.set(v, name);
-    inputs[v.name] = { name: `${name}:0`, dtype: TF_DTYPE[d], tensorShape: shapeAttr };
+    inputs[v.name] = { name: `${name}:0`, dtype: TF_DTYPE[d], dims };
   }
   const outputNames = graph.outputs.map((v) => g.reserve(v.name.replace(/[^A-Za-z0-9_.\-/]/g, '_')));
 
