@@ -47,3 +47,10 @@ export function readArtifact(dir: string): { manifest: ArtifactManifest; weights
   return { manifest, weights };
 }
 
+
+/** A view of one tensor's bytes inside weights.bin. */
+export function tensorBytes(m: ArtifactManifest, weights: Uint8Array, name: string): Uint8Array {
+  const e = m.tensors[name];
+  if (!e) throw new Error(`artifact has no tensor ${name}`);
+  return weights.subarray(e.offset, e.offset + e.bytes);
+}

@@ -51,7 +51,7 @@ function buildProgram(): Command {
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
-    .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
+    .option('--target <targets...>', 'targets: cuda[:sm_90a,sm_80,...], wgsl (kernels) and/or tfjs (a TF.js GraphModel in out/tfjs/)')
     .option('--eval <text>', 'held-out text (never the calibration text): perplexity of the source, an RTN-ternary compile and this compile, in report.md and report.html')
     .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows'))
     .option('-q, --quiet', 'no progress output')

@@ -1,12 +1,13 @@
-// Kernel targets that a compile writes beside its model: `cuda[:sm_90a,sm_80]` and `wgsl`
-// (compileToDir's `targets`, the CLI's `--target`). Each backend is one row of the table below.
+// Targets that a compile writes beside its model: `cuda[:sm_90a,sm_80]` and `wgsl` kernels, and
+// `tfjs` (a TF.js GraphModel in out/tfjs/) — compileToDir's `targets`, the CLI's `--target`.
+// Each backend is one row of the table below.
 import { UserError } from '../errors.ts';
 import type { ArtifactManifest } from '../artifact/manifest.ts';
 import type { Progress } from '../graph/pass.ts';
 import { parseArchs } from './cuda/arch.ts';
 
 export interface TargetSpec {
-  name: 'cuda' | 'wgsl';
+  name: 'cuda' | 'wgsl' | 'tfjs';
   options: string[];
 }
 
@@ -21,13 +22,17 @@ const BACKENDS: Record<TargetSpec['name'], Emitter> = {
     const { emitWgslTarget } = await import('./wgsl/target.ts');
     return emitWgslTarget(dir, manifest);
   },
+  tfjs: async (dir, manifest) => {
+    const { emitTfjsTarget } = await import('./tfjs/target.ts');
+    return emitTfjsTarget(dir, manifest);
+  },
 };
 
 export function parseTargets(specs: string[]): TargetSpec[] {
   return specs.flatMap((s) => s.split(/\s+/)).filter(Boolean).map((s) => {
     const [name, opts] = s.split(':', 2);
-    if (name !== 'cuda' && name !== 'wgsl') throw new UserError(`unknown --target '${s}' (expected cuda[:sm_90a,...] or wgsl)`);
-    if (name === 'wgsl' && opts) throw new UserError(`--target wgsl takes no options, got '${s}'`);
+    if (name !== 'cuda' && name !== 'wgsl' && name !== 'tfjs') throw new UserError(`unknown --target '${s}' (expected cuda[:sm_90a,...], wgsl or tfjs)`);
+    if (name !== 'cuda' && opts) throw new UserError(`--target ${name} takes no options, got '${s}'`);
     const options = opts ? opts.split(',').filter(Boolean) : [];
     // Check architecture names before any compile work is done.
     if (name === 'cuda') {
@@ -44,7 +49,7 @@ export function parseTargets(specs: string[]): TargetSpec[] {
 export async function emitTargets(dir: string, manifest: ArtifactManifest, targets: TargetSpec[], progress: Progress): Promise<Record<string, number>> {
   const files: Record<string, number> = {};
   for (const t of targets) {
-    progress.start(`emitting ${t.name} kernels`);
+    progress.start(t.name === 'tfjs' ? 'emitting the TF.js graph model' : `emitting ${t.name} kernels`);
     Object.assign(files, await BACKENDS[t.name](dir, manifest, t.options));
     progress.done();
   }

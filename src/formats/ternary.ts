@@ -16,7 +16,7 @@
 // u times an int8 for every trit, so an int8 GEMM can accumulate a whole row in int32 and
 // scale once (kernels/gemm-wgmma-rs.ts) instead of folding every group. Every other
 // consumer reads the fp16 values as before.
-import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
+import { floatToHalf, halfToFloat } from '../util/half.ts';
 
 export type CodePacking = 'trit5' | 'bit2';
 

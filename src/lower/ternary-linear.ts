@@ -85,11 +85,20 @@ export function matmulNBitsTensors(w: TernaryWeights, actDtype: 'float32' | 'flo
   };
 }
 
+/** Name of the MatMulNBits codes initializer of linear `id`; the TF.js target reads the id
+ *  back from it to find the linear's packed weights in the manifest. */
+export const qweightName = (id: string): string => `${id}.qweight`;
+
+/** The linear id of a MatMulNBits codes initializer written by this lowering, or undefined. */
+export function linearIdOfQweight(name: string): string | undefined {
+  return name.endsWith('.qweight') ? name.slice(0, -'.qweight'.length) : undefined;
+}
+
 /** Replace the site's MatMul/Gemm by MatMulNBits (+ Add for a bias). Returns the bytes of the initializers written. */
 export function lowerTernaryLinear(rw: Rewriter, site: LinearSite, w: TernaryWeights, prefix: string): number {
   if (w.rows !== site.rows || w.cols !== site.cols) throw new Error(`${prefix}: weights ${w.rows}x${w.cols} do not match the linear ${site.rows}x${site.cols}`);
   const t = matmulNBitsTensors(w, site.actDtype);
-  const B = rw.init(`${prefix}.qweight`, t.codes);
+  const B = rw.init(qweightName(prefix), t.codes);
   const S = rw.init(`${prefix}.scales`, t.scales);
   const Z = t.zeroPoints ? rw.init(`${prefix}.zero_points`, t.zeroPoints) : undefined;
   const inputs = Z ? [site.input, B, S, Z] : [site.input, B, S];

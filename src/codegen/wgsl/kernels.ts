@@ -34,7 +34,7 @@ interface WgslPackingDecl {
 
 const POW3 = [1, 3, 9, 27, 81];
 
-const WGSL_PACKINGS = {
+export const WGSL_PACKINGS = {
   trit5: { perByte: 5, trit: (b, i) => wgsl`(f32((${b} / ${u32(POW3[i])}) % 3u) - 1.0)` },
   bit2: { perByte: 4, trit: (b, i) => wgsl`(f32((${b} >> ${u32(2 * i)}) & 3u) - 2.0)` },
 } satisfies Record<CodePacking, WgslPackingDecl>;
