@@ -1,15 +1,17 @@
 // The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
 // precision] → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, join, relative } from 'node:path';
 import type { Model } from './graph/ir.ts';
 import { PassManager, type Pass, type Progress, silentProgress } from './graph/pass.ts';
 import { constTensor, recognize } from './graph/recognize.ts';
 import { loadModel, saveModel } from './graph/onnx.ts';
 import { artifactModel } from './artifact/from-structure.ts';
-import { writeArtifact, type ArtifactModel } from './artifact/build.ts';
+import { TWLAC_VERSION, writeArtifact, type ArtifactModel } from './artifact/build.ts';
 import type { ArtifactManifest } from './artifact/manifest.ts';
+import { checkModelPass } from './passes/check-model.ts';
 import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
 import { foldNormsPass } from './passes/fold-norms.ts';
@@ -18,7 +20,9 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
-import { withAtomicDir } from './cli/atomic-dir.ts';
+import { checkOutputPlace, withAtomicDir } from './cli/atomic-dir.ts';
+import { checkTokenizerFitsModel, readTokenizerFile } from './eval/tokenizer.ts';
+import { checkOrtLoads } from './eval/ort-session.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -39,7 +43,7 @@ export const DEFAULT_OPTIONS: CompileOptions = {
 
 /** The passes for a set of options, in order. */
 export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
-  const passes: Pass<CompileContext>[] = [checkWeightsPass];
+  const passes: Pass<CompileContext>[] = [checkModelPass, checkWeightsPass];
   if (opts.weights === 'twla') {
     passes.push(foldNormsPass);
     if (opts.rotate) passes.push(rotatePass);
@@ -76,6 +80,18 @@ export async function compile(model: Model, opts: Partial<CompileOptions> = {}, 
 export interface CompileFileResult {
   manifest: ArtifactManifest;
   outDir: string;
+  /** Seconds per pass (kept out of out/, which is byte-identical from run to run). */
+  timings: { pass: string; seconds: number }[];
+}
+
+export interface CompileFileExtras {
+  targets?: (dir: string, manifest: ArtifactManifest) => Promise<Record<string, number>>;
+  /** A tokenizer.json to check against the model's vocabulary and copy into out/. */
+  tokenizer?: string;
+  /** Replace an earlier twlac output at outDir. */
+  force?: boolean;
+  /** How the compile was asked for (CLI flags, calibration source), recorded in the manifest. */
+  invocation?: Record<string, unknown>;
 }
 
 /** Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json, report.md. */
@@ -84,27 +100,34 @@ export async function compileToDir(
   outDir: string,
   opts: Partial<CompileOptions> = {},
   progress: Progress = silentProgress,
-  extra: { targets?: (dir: string, manifest: ArtifactManifest) => Promise<Record<string, number>>; tokenizer?: string } = {},
+  extra: CompileFileExtras = {},
 ): Promise<CompileFileResult> {
-  const t0 = performance.now();
+  const output = { inputs: [modelPath, ...(extra.tokenizer ? [extra.tokenizer] : [])], force: extra.force };
+  checkOutputPlace(outDir, output);
   progress.start(`loading ${basename(modelPath)}`);
   const model = loadModel(modelPath);
   progress.done();
+  // The tokenizer is checked before the compile, which can take minutes: its ids must index the model's embedding.
+  const tokenizer = extra.tokenizer ? readTokenizerFile(extra.tokenizer) : undefined;
+  if (tokenizer) checkTokenizerFitsModel(tokenizer, recognize(model).config.vocab);
   return withAtomicDir(outDir, async (dir) => {
     const { model: out, ctx, timings } = await compile(model, opts, progress);
     progress.start('writing model.onnx');
     const saved = saveModel(out, join(dir, 'model.onnx'));
     progress.done();
+    progress.start('checking that onnxruntime loads model.onnx');
+    await checkOrtLoads(join(dir, 'model.onnx'), 'the compiled model (the source model is likely malformed)');
+    progress.done();
     const files: Record<string, number> = {};
     for (const [f, n] of Object.entries(saved.files)) files[relative(dir, f) || f] = n;
-    if (extra.tokenizer) {
-      const tok = readFileSync(extra.tokenizer);
-      writeFileSync(join(dir, 'tokenizer.json'), tok);
-      files['tokenizer.json'] = tok.byteLength;
+    if (tokenizer) {
+      writeFileSync(join(dir, 'tokenizer.json'), tokenizer.text);
+      files['tokenizer.json'] = Buffer.byteLength(tokenizer.text);
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
     am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
     const manifest = writeArtifact(dir, am, files);
+    manifest.producer = producer(extra.invocation);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.
     const linears: NonNullable<ArtifactManifest['onnx']>['linears'] = {};
     let bits = 0;
@@ -127,14 +150,27 @@ export async function compileToDir(
       const n = [...ctx.linears].filter(([, st]) => !st.ternary).reduce((a, [l]) => a + l.outFeatures * l.inFeatures, 0);
       manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
     }
-    manifest.timings = timings;
     if (extra.targets) Object.assign(manifest.files, await extra.targets(dir, manifest));
-    const report = renderReport(manifest, { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes });
+    // No timings in out/: the same model, options and seed give the same bytes.
+    const report = renderReport(manifest, { seconds: 0, notes: ctx.structure.notes });
     writeFileSync(join(dir, 'report.md'), report);
     manifest.files['report.md'] = Buffer.byteLength(report);
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
-    return { manifest, outDir };
-  });
+    return { manifest, outDir, timings };
+  }, output);
+}
+
+/** What produced an artifact: versions of twlac and of the libraries whose behaviour shapes the bytes, and the invocation. */
+function producer(invocation: Record<string, unknown> | undefined): NonNullable<ArtifactManifest['producer']> {
+  const require = createRequire(import.meta.url);
+  const version = (pkg: string): string => (require(`${pkg}/package.json`) as { version: string }).version;
+  return {
+    twlac: TWLAC_VERSION,
+    node: process.versions.node,
+    onnxruntime: version('onnxruntime-node'),
+    protobufjs: version('protobufjs'),
+    ...(invocation ? { invocation } : {}),
+  };
 }
 
 export function describeMethod(o: CompileOptions): Record<string, unknown> {

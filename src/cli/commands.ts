@@ -73,7 +73,7 @@ export async function runCommand(model: string, opts: { backend: RunBackend; pro
   process.stdout.write(`${tok.decode(ids)}\n`);
 }
 
-export async function demoCommand(opts: { out: string; quiet?: boolean }): Promise<void> {
+export async function demoCommand(opts: { out: string; quiet?: boolean; force?: boolean }): Promise<void> {
   const { runDemo } = await import('../demo.ts');
-  await runDemo(opts.out, makeProgress({ quiet: opts.quiet }));
+  await runDemo(opts.out, makeProgress({ quiet: opts.quiet }), undefined, { force: opts.force });
 }

@@ -1,6 +1,7 @@
 // `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
 // then compileToDir (atomic output).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { compileToDir } from '../compile.ts';
 import type { ActSpec, CompileOptions } from '../passes/context.ts';
@@ -9,6 +10,8 @@ import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { makeProgress } from './progress.ts';
 import { emitTargets, parseTargets } from './targets.ts';
+import { checkOutputPlace } from './atomic-dir.ts';
+import { MiB, readTextFile, statRegularFile } from '../util/files.ts';
 
 export interface CompileFlags {
   out: string;
@@ -28,7 +31,11 @@ export interface CompileFlags {
   order2Cols?: number;
   target?: string[];
   quiet?: boolean;
+  force?: boolean;
 }
+
+/** Calibration text files larger than this are refused unread (sampling reads only a few MB of it). */
+const MAX_CALIB_BYTES = 1024 * MiB;
 
 export function parseActs(spec: string): ActSpec {
   const s = spec.trim();
@@ -49,22 +56,36 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
   const targets = parseTargets(f.target ?? []);
-  const progress = makeProgress({ quiet: f.quiet });
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
-  let calib: Int32Array[] | undefined;
-  let tokenizerPath: string | undefined;
-  try {
-    tokenizerPath = f.tokenizer ?? findTokenizer(model);
-  } catch (e) {
-    if (needsCalib) throw e;
+  if (needsCalib && !f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
+  // The tokenizer: needed to cut calibration text; otherwise only copied into out/ when the
+  // model has one that is a regular file (a FIFO or device there is skipped, not read).
+  let tokenizerPath: string | undefined = f.tokenizer ?? findTokenizer(model, !needsCalib);
+  const skipped: string[] = [];
+  if (!needsCalib && f.tokenizer === undefined && tokenizerPath !== undefined) {
+    try {
+      statRegularFile(tokenizerPath, 'tokenizer file');
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      skipped.push(`not copying the tokenizer into ${f.out}: ${e.message}`);
+      tokenizerPath = undefined;
+    }
   }
+  // Refuse an unsafe -o before any work is done.
+  const inputs = [model, ...(tokenizerPath ? [tokenizerPath] : []), ...(f.calib ? [f.calib] : [])];
+  checkOutputPlace(f.out, { inputs, force: f.force });
+  const progress = makeProgress({ quiet: f.quiet });
+  for (const note of skipped) progress.log(note);
+  let calib: Int32Array[] | undefined;
+  let calibSource: Record<string, unknown> | undefined;
   if (needsCalib) {
-    if (!f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
     const tok = loadTokenizer(tokenizerPath!);
-    if (!existsSync(f.calib) || !statSync(f.calib).isFile()) throw new UserError(`calibration text not found: ${f.calib}`);
+    if (!existsSync(f.calib!)) throw new UserError(`calibration text not found: ${f.calib}`);
+    const text = readTextFile(f.calib!, 'calibration text', MAX_CALIB_BYTES);
     progress.start('sampling calibration segments');
-    calib = calibrationSegmentsFromText(readFileSync(f.calib, 'utf8'), tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
+    calib = calibrationSegmentsFromText(text, tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
     progress.done(`${calib.length} × ${f.seq} tokens`);
+    calibSource = { file: f.calib, sha256: createHash('sha256').update(text).digest('hex'), samples: f.calibSamples, seq: f.seq, seed: f.seed };
   }
   const opts: Partial<CompileOptions> = {
     weights: f.weights,
@@ -78,11 +99,15 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
   };
+  const { out: _out, quiet: _quiet, force: _force, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
+    force: f.force,
+    invocation: { model, flags, ...(calibSource ? { calibration: calibSource } : {}) },
     targets: targets.length ? (dir, manifest) => emitTargets(dir, manifest, targets, progress) : undefined,
   });
   const m = r.manifest;
+  progress.log(`pass seconds: ${r.timings.map((t) => `${t.pass} ${t.seconds.toFixed(1)}`).join(', ')}`);
   progress.log(
     `wrote ${f.out}: ${m.blocks.length * 7} ternary linears, ${m.bitsPerWeight.toFixed(3)} bits/weight in weights.bin` +
       (m.onnx ? `, ${m.onnx.bitsPerWeight.toFixed(3)} in model.onnx` : ''),
