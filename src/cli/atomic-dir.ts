@@ -35,12 +35,14 @@ export async function withAtomicDir<T>(outDir: string, job: (tmpDir: string) => 
   const tmp = join(parent, `.${basename(target)}.twlac-tmp-${process.pid}`);
   const old = join(parent, `.${basename(target)}.twlac-old-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
+  // The janitor first: from the moment the temporary folder exists, someone will remove it.
+  const janitor = startJanitor(tmp, target, old);
   try {
     mkdirSync(tmp);
   } catch (e) {
+    janitor?.stdin?.end();
     throw new UserError(`cannot write output ${outDir}: creating a folder in ${parent}: ${errnoWords(e)}`);
   }
-  const janitor = startJanitor(tmp, target, old);
   try {
     const r = await job(tmp);
     if (existsSync(target)) {
@@ -159,7 +161,8 @@ process.stdin.on('end', clean).on('error', clean).on('close', clean).resume();
 
 function startJanitor(tmp: string, target: string, old: string): ChildProcess | undefined {
   try {
-    const child = spawn(process.execPath, ['-e', JANITOR, tmp, target, old], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    // A bare environment: nothing of this process's NODE_OPTIONS or loaders is needed, or wanted.
+    const child = spawn(process.execPath, ['-e', JANITOR, tmp, target, old], { detached: true, stdio: ['pipe', 'ignore', 'ignore'], env: {} });
     child.on('error', () => {});
     child.unref();
     (child.stdin as Socket | null)?.unref();
