@@ -20,6 +20,17 @@ export function resolveModelFile(p: string): string {
   return p;
 }
 
+/**
+ * resolveModelFile, then the model decoded before onnxruntime sees it: a special file, a
+ * corrupt protobuf or external data outside the model's folder is refused by twlac's own
+ * checks, in its words (weights stay on disk; only their files' sizes are read).
+ */
+function checkedModelFile(p: string): string {
+  const f = resolveModelFile(p);
+  loadModel(f);
+  return f;
+}
+
 export async function inspectCommand(model: string, opts: { json?: boolean }): Promise<void> {
   const { formatInspectTable, inspectJSON } = await import('./inspect.ts');
   const s = recognize(loadModel(resolveModelFile(model)));
@@ -30,7 +41,7 @@ export async function evalCommand(
   model: string,
   opts: { text: string; tokenizer?: string; maxWindows?: number; batch: number; json?: boolean; quiet?: boolean },
 ): Promise<void> {
-  const file = resolveModelFile(model);
+  const file = checkedModelFile(model);
   const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
   const progress = makeProgress({ quiet: opts.quiet });
   progress.start('tokenizing');
@@ -56,7 +67,7 @@ type RunBackend = 'ort' | 'webgpu' | 'cuda';
 
 /** Generators by backend: each returns the generated ids for prompt ids. */
 const GENERATORS: Record<RunBackend, (model: string, prompt: Int32Array, maxTokens: number) => Promise<ArrayLike<number>>> = {
-  ort: (model, prompt, n) => generate(resolveModelFile(model), prompt, n),
+  ort: (model, prompt, n) => generate(checkedModelFile(model), prompt, n),
   webgpu: async (model, prompt, n) => {
     const { runWebgpuGreedy } = await import('../runtime/webgpu/cli.ts');
     return runWebgpuGreedy(model, prompt, n);

@@ -711,12 +711,25 @@ const CLI_KINDS: CliKind[] = [
       return { args: ['eval', model(c, d), '--text', join(d, 'text.txt'), '--tokenizer', tok, '--max-windows', '1', '-q'], bare: true };
     },
   },
+  {
+    name: 'run-external-outside',
+    expect: 'refuse',
+    mentions: /resolves outside the model's folder/,
+    setup: (c, d) => {
+      const m = model(c, d);
+      writeFileSync(join(d, 'outside.data'), readFileSync(join(d, 'm', 'model.onnx.data')));
+      rmSync(join(d, 'm', 'model.onnx.data'));
+      symlinkSync(join(d, 'outside.data'), join(d, 'm', 'model.onnx.data'));
+      return { args: ['run', m, '--prompt', 'the', '--max-tokens', '2'], bare: true };
+    },
+  },
   { name: 'control-ok', expect: 'accept', setup: (c, d) => ({ args: [model(c, d), ...RTN] }) },
   // Through the real binary only: the working folder, special files, signals.
   { name: 'out-dot', expect: 'refuse', mentions: /current folder/, cli: true, setup: (c, d) => ({ args: [model(c, d), ...RTN, '-o', '.', '-q'], cwd: d, out: join(d, 'never') }) },
   { name: 'out-empty', expect: 'refuse', mentions: /empty/, cli: true, setup: (c, d) => ({ args: [model(c, d), ...RTN, '-o', '', '-q'], cwd: d, out: join(d, 'never') }) },
   { name: 'out-parent-of-cwd', expect: 'refuse', mentions: /current folder/, cli: true, setup: (c, d) => (mkdirSync(join(d, 'w')), { args: [model(c, d), ...RTN, '-o', '..', '-q'], cwd: join(d, 'w'), out: join(d, 'never') }) },
   { name: 'model-fifo', expect: 'refuse', mentions: /it is a FIFO/, cli: true, setup: (_c, d) => (fifo(join(d, 'model.onnx')), { args: [join(d, 'model.onnx'), ...RTN] }) },
+  { name: 'eval-model-fifo', expect: 'refuse', mentions: /it is a FIFO/, cli: true, setup: (c, d) => (fifo(join(d, 'model.onnx')), { args: ['eval', join(d, 'model.onnx'), '--text', c.calibPath, '--tokenizer', join(c.extDir('torch'), 'tokenizer.json')], bare: true }) },
   { name: 'model-dev-zero', expect: 'refuse', mentions: /it is a device/, cli: true, setup: (_c, d) => (symlinkSync('/dev/zero', join(d, 'zero.onnx')), { args: ['inspect', join(d, 'zero.onnx')], bare: true }) },
   {
     name: 'tokenizer-fifo-needed',
