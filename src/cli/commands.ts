@@ -1,7 +1,7 @@
 // The CLI's other subcommands: inspect, eval, run, demo.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { printable, UserError } from '../errors.ts';
 import { loadModel } from '../graph/onnx.ts';
 import { recognize } from '../graph/recognize.ts';
 import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
@@ -34,7 +34,9 @@ function checkedModelFile(p: string): string {
 export async function inspectCommand(model: string, opts: { json?: boolean }): Promise<void> {
   const { formatInspectTable, inspectJSON } = await import('./inspect.ts');
   const s = recognize(loadModel(resolveModelFile(model)));
-  process.stdout.write(opts.json ? `${JSON.stringify(inspectJSON(s))}\n` : `${formatInspectTable(s)}\n`);
+  // Names come from the model: escape what a terminal would act on (JSON escapes the C0 set itself).
+  const text = opts.json ? JSON.stringify(inspectJSON(s)) : formatInspectTable(s).split('\n').map(printable).join('\n');
+  process.stdout.write(`${text}\n`);
 }
 
 export async function evalCommand(

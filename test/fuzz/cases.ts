@@ -353,10 +353,17 @@ const SEMANTIC: Mutation[] = [
     run(l, r) {
       // Control bytes, escape sequences and newlines in names; the error line must escape them.
       const evil = pick(r, ['\u001b[2J\u001b[31mred', 'a\nb\rc', 'nul\u0000x', 'bidi\u202etxt', '\u0007bell']);
-      const t = pick(r, inits(l.msg));
-      const old = t.name!;
-      t.name = `${old}${evil}`;
-      if (r() < 0.5) for (const n of nodes(l.msg)) n.input = n.input?.map((i) => (i === old ? t.name! : i));
+      if (r() < 0.5) {
+        // Renamed consistently: the model stays valid.
+        const t = pick(r, inits(l.msg));
+        const old = t.name!;
+        t.name = `${old}${evil}`;
+        for (const n of nodes(l.msg)) n.input = n.input?.map((i) => (i === old ? t.name! : i));
+      } else {
+        // A reference to a hostile name nobody defines: the refusal prints it.
+        const n = pick(r, nodes(l.msg).filter((x) => (x.input?.length ?? 0) > 0));
+        n.input![0] = `x${evil}`;
+      }
     },
   },
 ];
