@@ -45,6 +45,8 @@ export async function withAtomicDir<T>(outDir: string, job: (tmpDir: string) => 
   }
   try {
     const r = await job(tmp);
+    // Checked again: the place may have changed during a compile of minutes.
+    checkOutputPlace(outDir, opts);
     if (existsSync(target)) {
       renameSync(target, old);
       renameSync(tmp, target);
