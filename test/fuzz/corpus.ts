@@ -2,7 +2,7 @@
 // (test/fixtures/make-fixtures.ts) with its weights in external data and a copy with every
 // tensor inline, in two export styles, with a byte-level tokenizer.json, a config.json that
 // agrees with the model, and calibration text. Each case copies what it needs and damages it.
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
@@ -66,8 +66,4 @@ export function buildCorpus(root: string): Corpus {
 export function copyDir(from: string, to: string): void {
   mkdirSync(to, { recursive: true });
   for (const f of readdirSync(from)) copyFileSync(join(from, f), join(to, f));
-}
-
-export function readBytes(path: string): Buffer {
-  return readFileSync(path);
 }

@@ -124,6 +124,16 @@ function runCli(
       timedOut = true;
       child.kill('SIGKILL');
     }, opts.timeoutMs);
+    // Without /usr/bin/time (or with a signal to deliver), the peak is sampled from /proc.
+    let sampledKiB = 0;
+    const sampler = cmd[0] === TIME ? undefined : setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (m) sampledKiB = Math.max(sampledKiB, Number(m[1]));
+      } catch {
+        // exited, or no /proc
+      }
+    }, 10);
     let poll: NodeJS.Timeout | undefined;
     if (opts.signal) {
       // Interrupt once the compile is under way (its temporary folder exists).
@@ -138,7 +148,8 @@ function runCli(
     child.on('close', (code, sig) => {
       clearTimeout(timer);
       clearInterval(poll);
-      let maxRssKiB: number | undefined;
+      clearInterval(sampler);
+      let maxRssKiB: number | undefined = sampledKiB || undefined;
       if (existsSync(rssFile)) {
         const m = /(\d+)\s*$/.exec(readFileSync(rssFile, 'utf8'));
         maxRssKiB = m ? Number(m[1]) : undefined;
