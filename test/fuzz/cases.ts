@@ -299,7 +299,8 @@ const SEMANTIC: Mutation[] = [
     expect: 'refuse',
     run(l, r) {
       const t = pick(r, inits(l.msg).filter(isNormWeight));
-      const n = pick(r, [1, 32, 63, 65, 128]);
+      // (A width of 1 broadcasts: a valid scalar γ, not damage.)
+      const n = pick(r, [2, 32, 63, 65, 128]);
       t.dims = [n];
       t.raw_data = new Uint8Array(new Float32Array(n).fill(1).buffer);
       delete t.float_data;
