@@ -51,6 +51,8 @@ export async function openModel(path: string, opts: OpenOptions = {}): Promise<O
     session = await ort.InferenceSession.create(path, {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
+      // onnxruntime's own log lines would add to twlac's one-line errors; failures are reported by twlac.
+      logSeverityLevel: 4,
       ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
       extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' }, inter_op: { allow_spinning: opts.spin ? '1' : '0' } } },
     });
