@@ -142,10 +142,11 @@ try {
     let timings: unknown;
     if (c.opts) {
       const dir = join(work, c.name);
-      const r = await compileToDir(model, dir, { ...c.opts, calib: c.opts.weights === 'rtn-ternary' && c.opts.acts?.kind === 'none' ? undefined : calib }, progress);
+      // --force: a --keep folder holds this config's output from an earlier run.
+      const r = await compileToDir(model, dir, { ...c.opts, calib: c.opts.weights === 'rtn-ternary' && c.opts.acts?.kind === 'none' ? undefined : calib }, progress, { force: true });
       path = join(dir, 'model.onnx');
       bits = { weightsBin: r.manifest.bitsPerWeight, onnx: r.manifest.onnx?.bitsPerWeight, counted: r.manifest.countedBitsPerWeight };
-      timings = r.manifest.timings;
+      timings = r.timings;
     }
     const compileSeconds = (performance.now() - t0) / 1000;
     progress.start('perplexity');

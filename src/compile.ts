@@ -1,15 +1,17 @@
 // The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
 // precision] → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, join, relative } from 'node:path';
 import type { Model } from './graph/ir.ts';
 import { PassManager, type Pass, type Progress, silentProgress } from './graph/pass.ts';
 import { constTensor, recognize } from './graph/recognize.ts';
 import { loadModel, saveModel } from './graph/onnx.ts';
 import { artifactModel } from './artifact/from-structure.ts';
-import { writeArtifact, type ArtifactModel } from './artifact/build.ts';
+import { TWLAC_VERSION, writeArtifact, type ArtifactModel } from './artifact/build.ts';
 import type { ArtifactManifest } from './artifact/manifest.ts';
+import { checkModelPass } from './passes/check-model.ts';
 import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
 import { foldNormsPass } from './passes/fold-norms.ts';
@@ -18,10 +20,12 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
-import { withAtomicDir } from './util/atomic-dir.ts';
+import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
 import { emitTargets, type TargetSpec } from './codegen/targets.ts';
 import { renderHtmlReport } from './report-html.ts';
 import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
+import { checkTokenizerFitsModel, readTokenizerFile } from './eval/tokenizer.ts';
+import { checkOrtLoads } from './eval/ort-session.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -40,7 +44,7 @@ export const DEFAULT_OPTIONS: CompileOptions = {
 
 /** The passes for a set of options, in order. */
 export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
-  const passes: Pass<CompileContext>[] = [checkWeightsPass];
+  const passes: Pass<CompileContext>[] = [checkModelPass, checkWeightsPass];
   if (opts.weights === 'twla') {
     passes.push(foldNormsPass);
     if (opts.rotate) passes.push(rotatePass);
@@ -85,6 +89,23 @@ export async function compile(model: Model, opts: Partial<CompileOptions> = {}, 
 export interface CompileFileResult {
   manifest: ArtifactManifest;
   outDir: string;
+  /** Seconds per pass (kept out of out/, which is byte-identical from run to run). */
+  timings: { pass: string; seconds: number }[];
+}
+
+export interface CompileFileExtras {
+  /** Kernel and model targets written under out/ (see {@link parseTargets}). */
+  targets?: TargetSpec[];
+  /** Perplexity against bits on held-out text: the source, an RTN-ternary compile and this one. */
+  eval?: EvalRequest;
+  /** Record seconds per pass in the manifest and reports (out/ then differs from run to run). */
+  timings?: boolean;
+  /** A tokenizer.json to check against the model's vocabulary and copy into out/. */
+  tokenizer?: string;
+  /** Replace an earlier twlac output at outDir. */
+  force?: boolean;
+  /** How the compile was asked for (CLI flags, calibration source), recorded in the manifest. */
+  invocation?: Record<string, unknown>;
 }
 
 /**
@@ -96,32 +117,35 @@ export async function compileToDir(
   outDir: string,
   opts: Partial<CompileOptions> = {},
   progress: Progress = silentProgress,
-  extra: {
-    targets?: TargetSpec[];
-    tokenizer?: string;
-    /** Perplexity against bits on held-out text: the source, an RTN-ternary compile and this one. */
-    eval?: EvalRequest;
-  } = {},
+  extra: CompileFileExtras = {},
 ): Promise<CompileFileResult> {
   const t0 = performance.now();
+  const output = { inputs: [modelPath, ...(extra.tokenizer ? [extra.tokenizer] : [])], force: extra.force };
+  checkOutputPlace(outDir, output);
   progress.start(`loading ${basename(modelPath)}`);
   const model = loadModel(modelPath);
   progress.done();
+  // The tokenizer is checked before the compile, which can take minutes: its ids must index the model's embedding.
+  const tokenizer = extra.tokenizer ? readTokenizerFile(extra.tokenizer) : undefined;
+  if (tokenizer) checkTokenizerFitsModel(tokenizer, recognize(model).config.vocab);
   return withAtomicDir(outDir, async (dir) => {
     const { model: out, ctx, timings } = await compile(model, opts, progress);
     progress.start('writing model.onnx');
     const saved = saveModel(out, join(dir, 'model.onnx'));
     progress.done();
+    progress.start('checking that onnxruntime loads model.onnx');
+    await checkOrtLoads(join(dir, 'model.onnx'), 'the compiled model (the source model is likely malformed)');
+    progress.done();
     const files: Record<string, number> = {};
     for (const [f, n] of Object.entries(saved.files)) files[relative(dir, f) || f] = n;
-    if (extra.tokenizer) {
-      const tok = readFileSync(extra.tokenizer);
-      writeFileSync(join(dir, 'tokenizer.json'), tok);
-      files['tokenizer.json'] = tok.byteLength;
+    if (tokenizer) {
+      writeFileSync(join(dir, 'tokenizer.json'), tokenizer.text);
+      files['tokenizer.json'] = Buffer.byteLength(tokenizer.text);
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
     am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
     const manifest = writeArtifact(dir, am, files);
+    manifest.producer = producer(extra.invocation);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.
     const linears: NonNullable<ArtifactManifest['onnx']>['linears'] = {};
     let bits = 0;
@@ -144,7 +168,8 @@ export async function compileToDir(
       const n = [...ctx.linears].filter(([, st]) => !st.ternary).reduce((a, [l]) => a + l.outFeatures * l.inFeatures, 0);
       manifest.countedBitsPerWeight = counted.reduce((a, st) => a + st.storageBits!, 0) / n;
     }
-    manifest.timings = timings;
+    // Timings only on request: without them the same model, options and seed give the same bytes.
+    if (extra.timings) manifest.timings = timings;
     manifest.errors = Object.fromEntries(
       [...ctx.linears.values()]
         .filter((st) => st.stats?.relWeightError !== undefined)
@@ -154,15 +179,30 @@ export async function compileToDir(
       manifest.eval = await pplVsBits(extra.eval, modelPath, { onnx: join(dir, 'model.onnx'), bitsPerWeight: manifest.bitsPerWeight }, (rtnDir) => compileToDir(modelPath, rtnDir, { weights: 'rtn-ternary' }).then((r) => r.manifest), progress);
     }
     if (extra.targets?.length) Object.assign(manifest.files, await emitTargets(dir, manifest, extra.targets, progress));
-    const info = { seconds: (performance.now() - t0) / 1000, notes: ctx.structure.notes };
+    const info = { seconds: extra.timings ? (performance.now() - t0) / 1000 : 0, notes: ctx.structure.notes };
     const report = renderReport(manifest, info);
     writeFileSync(join(dir, 'report.md'), report);
     manifest.files['report.md'] = Buffer.byteLength(report);
-    // The page embeds the manifest, so it is rendered last and its own size is not listed in it.
-    writeFileSync(join(dir, 'report.html'), renderHtmlReport(manifest, info));
+    // The page embeds the manifest as it stands before the page's own entry is added.
+    const html = renderHtmlReport(manifest, info);
+    writeFileSync(join(dir, 'report.html'), html);
+    manifest.files['report.html'] = Buffer.byteLength(html);
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
-    return { manifest, outDir };
-  });
+    return { manifest, outDir, timings };
+  }, output);
+}
+
+/** What produced an artifact: versions of twlac and of the libraries whose behaviour shapes the bytes, and the invocation. */
+function producer(invocation: Record<string, unknown> | undefined): NonNullable<ArtifactManifest['producer']> {
+  const require = createRequire(import.meta.url);
+  const version = (pkg: string): string => (require(`${pkg}/package.json`) as { version: string }).version;
+  return {
+    twlac: TWLAC_VERSION,
+    node: process.versions.node,
+    onnxruntime: version('onnxruntime-node'),
+    protobufjs: version('protobufjs'),
+    ...(invocation ? { invocation } : {}),
+  };
 }
 
 function describeMethod(o: CompileOptions): Record<string, unknown> {

@@ -19,7 +19,7 @@
 //    from its start), never used for the bigram or the calibration. The demo model therefore
 //    changes when src/ does; for one checkout it is deterministic.
 // 3. The summary: bits/weight, held-out perplexity of source and compiled, a greedy sample.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeTinyLlama, type TinyLlamaOptions } from './graph/synthetic-llama.ts';
@@ -34,6 +34,7 @@ import { loadTokenizer, type TextTokenizer } from './eval/tokenizer.ts';
 import { evaluatePerplexity } from './eval/perplexity.ts';
 import { generate } from './eval/generate.ts';
 import { withAtomicDir } from './util/atomic-dir.ts';
+import { TWLAC_VERSION } from './artifact/build.ts';
 
 /** The demo model's shape. The kernel format's group of 128 needs every in-features a multiple of 128. */
 export const DEMO_MODEL: TinyLlamaOptions = { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, vocab: 256, seed: 7 };
@@ -300,24 +301,46 @@ export interface DemoSummary {
 
 /**
  * Write `<out>/source/` (model.onnx, tokenizer.json) and compile it to `<out>/compiled/`; print
- * a summary on stdout. A run that fails removes `<out>` if it created it.
+ * a summary on stdout. `<out>` is written atomically (a failed run leaves nothing); `force`
+ * replaces an earlier demo output there.
  */
-export async function runDemo(outDir: string, progress: Progress = silentProgress, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<DemoSummary> {
+export async function runDemo(
+  outDir: string,
+  progress: Progress = silentProgress,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  opts: { force?: boolean } = {},
+): Promise<DemoSummary> {
   const t0 = performance.now();
-  const target = resolve(outDir);
-  if (existsSync(target) && !statSync(target).isDirectory()) throw new UserError(`output ${outDir} exists and is not a directory`);
-  const created = !existsSync(target);
-  if (created && !existsSync(dirname(target))) throw new UserError(`output parent directory ${dirname(target)} does not exist`);
-  mkdirSync(target, { recursive: true });
-  try {
-    return await demo(outDir, progress, out, t0);
-  } catch (e) {
-    if (created) rmSync(target, { recursive: true, force: true });
-    throw e;
-  }
+  const summary = await withAtomicDir(
+    outDir,
+    async (dir) => {
+      const d = await demo(dir, progress, t0);
+      writeDemoManifest(dir);
+      return d;
+    },
+    { force: opts.force },
+  );
+  // Paths as the user will find them, once the folder is in place.
+  const shown = { ...summary, outDir, sourceModel: join(outDir, 'source', 'model.onnx'), compiledDir: join(outDir, 'compiled') };
+  out(formatSummary(shown));
+  return shown;
 }
 
-async function demo(outDir: string, progress: Progress, out: (s: string) => void, t0: number): Promise<DemoSummary> {
+/** `<out>/manifest.json`: marks the folder as a demo output and lists its files, so that `--force` knows what twlac wrote. */
+function writeDemoManifest(dir: string): void {
+  const files: Record<string, number> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else files[relative(dir, p).split('\\').join('/')] = statSync(p).size;
+    }
+  };
+  walk(dir);
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ kind: 'twlac-demo', twlac: TWLAC_VERSION, files }, null, 1));
+}
+
+async function demo(outDir: string, progress: Progress, t0: number): Promise<DemoSummary> {
   const s = DEMO_SETTINGS;
   progress.start('reading the demo corpora (README.md + src/**/*.ts; held out: test/**/*.ts)');
   const { calibration, heldOut } = demoCorpora();
@@ -326,10 +349,9 @@ async function demo(outDir: string, progress: Progress, out: (s: string) => void
   const sourceDir = join(outDir, 'source');
   const sourceModel = join(sourceDir, 'model.onnx');
   progress.start('generating the demo model (byte bigram in embeddings and lm_head)');
-  await withAtomicDir(sourceDir, async (dir) => {
-    saveModel(makeDemoModel(Buffer.from(calibration.text, 'utf8')), join(dir, 'model.onnx'));
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
-  });
+  mkdirSync(sourceDir);
+  saveModel(makeDemoModel(Buffer.from(calibration.text, 'utf8')), sourceModel);
+  writeFileSync(join(sourceDir, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
   progress.done();
 
   const tok: TextTokenizer = loadTokenizer(join(sourceDir, 'tokenizer.json'));
@@ -377,7 +399,6 @@ async function demo(outDir: string, progress: Progress, out: (s: string) => void
     compiledText,
     seconds: (performance.now() - t0) / 1000,
   };
-  out(formatSummary(summary));
   return summary;
 }
 

@@ -103,12 +103,14 @@ export interface ArtifactManifest {
   onnx?: { file: string; linears: Record<string, { op: string; bitsPerWeight: number; bytes: number }>; bitsPerWeight: number };
   /** For structures stored dense (no packed writer yet): their storage counted field by field. */
   countedBitsPerWeight?: number;
-  /** Compile time per pass, seconds. */
+  /** Compile time per pass, seconds (artifacts before 2026-12-06; compiles now leave it out so that out/ is reproducible). */
   timings?: { pass: string; seconds: number }[];
   /** What quantisation cost each quantised linear (keyed blocks.<i>.<role>), for the report. */
   errors?: Record<string, LinearError>;
   /** Perplexity against bits on held-out text (`--eval TEXT`). */
   eval?: PplVsBits;
+  /** What produced the artifact: versions and the invocation (options, calibration source, seed). */
+  producer?: { twlac: string; node: string; onnxruntime: string; protobufjs: string; invocation?: Record<string, unknown> };
 }
 
 export interface LinearError {

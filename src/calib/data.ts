@@ -64,15 +64,19 @@ export function calibrationSegmentsFromText(
     const nl = text.indexOf('\n', start);
     start = nl < 0 ? 0 : nl + 1;
     const ids: number[] = [];
+    // Read on from the start, wrapping to the text's beginning at most once and never past
+    // the start again: a segment holds each character of the text at most once.
+    const tooShort = () => new UserError(`calibration text too short: fewer than ${seq} tokens, the length of one calibration segment (--seq)`);
     for (let pos = start, wrapped = false; ids.length < seq; ) {
       if (pos >= text.length) {
-        if (wrapped) throw new UserError(`calibration text too short: fewer than ${seq} tokens`);
+        if (wrapped) throw tooShort();
         pos = 0;
         wrapped = true;
       }
-      const chunk = text.slice(pos, pos + piece);
-      for (const id of encode(chunk)) ids.push(id);
-      pos += piece;
+      if (wrapped && pos >= start) throw tooShort();
+      const end = wrapped ? Math.min(pos + piece, start) : pos + piece;
+      for (const id of encode(text.slice(pos, end))) ids.push(id);
+      pos = end;
     }
     out.push(Int32Array.from(ids.slice(0, seq)));
   }

@@ -1,7 +1,7 @@
 // The CLI's other subcommands: inspect, eval, run, demo.
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { printable, UserError } from '../errors.ts';
 import { loadModel } from '../graph/onnx.ts';
 import { recognize } from '../graph/recognize.ts';
 import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
@@ -21,10 +21,23 @@ function resolveModelFile(p: string): string {
   return p;
 }
 
+/**
+ * resolveModelFile, then the model decoded before onnxruntime sees it: a special file, a
+ * corrupt protobuf or external data outside the model's folder is refused by twlac's own
+ * checks, in its words (weights stay on disk; only their files' sizes are read).
+ */
+function checkedModelFile(p: string): string {
+  const f = resolveModelFile(p);
+  loadModel(f);
+  return f;
+}
+
 export async function inspectCommand(model: string, opts: { json?: boolean }): Promise<void> {
   const { formatInspectTable, inspectJSON } = await import('./inspect.ts');
   const s = recognize(loadModel(resolveModelFile(model)));
-  process.stdout.write(opts.json ? `${JSON.stringify(inspectJSON(s))}\n` : `${formatInspectTable(s)}\n`);
+  // Names come from the model: escape what a terminal would act on (JSON escapes the C0 set itself).
+  const text = opts.json ? JSON.stringify(inspectJSON(s)) : formatInspectTable(s).split('\n').map(printable).join('\n');
+  process.stdout.write(`${text}\n`);
 }
 
 export async function evalCommand(
@@ -33,7 +46,7 @@ export async function evalCommand(
 ): Promise<void> {
   // The CUDA program is looked for (GPU, architecture, build) before any tokenizing work.
   const cuda = opts.backend === 'cuda' ? await openCudaProgram(model) : undefined;
-  const file = cuda ? '' : resolveModelFile(model);
+  const file = cuda ? '' : checkedModelFile(model);
   const tok = loadTokenizer(opts.tokenizer ?? findTokenizer(model));
   const progress = makeProgress({ quiet: opts.quiet });
   progress.start('tokenizing');
@@ -66,7 +79,7 @@ async function openCudaProgram(model: string) {
 
 /** Generators by backend: each returns the generated ids for prompt ids. */
 const GENERATORS: Record<RunBackend, (model: string, prompt: Int32Array, maxTokens: number, sampling: SamplingOptions) => Promise<ArrayLike<number>>> = {
-  ort: (model, prompt, n, sampling) => generate(resolveModelFile(model), prompt, n, { choose: tokenChooser(sampling) }),
+  ort: (model, prompt, n, sampling) => generate(checkedModelFile(model), prompt, n, { choose: tokenChooser(sampling) }),
   webgpu: async (model, prompt, n, sampling) => {
     const { runWebgpuDecode } = await import('../runtime/webgpu/cli.ts');
     return runWebgpuDecode(model, prompt, n, tokenChooser(sampling));
@@ -96,7 +109,7 @@ export async function runCommand(model: string, opts: RunFlags): Promise<void> {
   process.stdout.write(`${tok.decode(ids)}\n`);
 }
 
-export async function demoCommand(opts: { out: string; quiet?: boolean }): Promise<void> {
+export async function demoCommand(opts: { out: string; quiet?: boolean; force?: boolean }): Promise<void> {
   const { runDemo } = await import('../demo.ts');
-  await runDemo(opts.out, makeProgress({ quiet: opts.quiet }));
+  await runDemo(opts.out, makeProgress({ quiet: opts.quiet }), undefined, { force: opts.force });
 }

@@ -1,5 +1,6 @@
 // `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
 // then compileToDir (atomic output).
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -11,6 +12,8 @@ import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { DEFAULT_WINDOW, windowCount } from '../eval/perplexity.ts';
 import { makeProgress } from './progress.ts';
 import { parseTargets } from '../codegen/targets.ts';
+import { checkOutputPlace } from '../util/atomic-dir.ts';
+import { MiB, readTextFile, statRegularFile } from '../util/files.ts';
 
 export interface CompileFlags {
   out: string;
@@ -32,9 +35,14 @@ export interface CompileFlags {
   eval?: string;
   evalWindows?: number;
   quiet?: boolean;
+  force?: boolean;
+  timings?: boolean;
 }
 
-function parseActs(spec: string): ActSpec {
+/** Calibration text files larger than this are refused unread (sampling reads only a few MB of it). */
+const MAX_CALIB_BYTES = 1024 * MiB;
+
+export function parseActs(spec: string): ActSpec {
   const s = spec.trim();
   if (s === '16') return { kind: 'none' };
   if (/^(2|4|6|8)$/.test(s)) return { kind: 'uniform', bits: Number(s) };
@@ -53,22 +61,36 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
   const targets = parseTargets(f.target ?? []);
-  const progress = makeProgress({ quiet: f.quiet });
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
-  let calib: Int32Array[] | undefined;
-  let tokenizerPath: string | undefined;
-  try {
-    tokenizerPath = f.tokenizer ?? findTokenizer(model);
-  } catch (e) {
-    if (needsCalib) throw e;
+  if (needsCalib && !f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
+  // The tokenizer: needed to cut calibration text; otherwise only copied into out/ when the
+  // model has one that is a regular file (a FIFO or device there is skipped, not read).
+  let tokenizerPath: string | undefined = f.tokenizer ?? findTokenizer(model, !needsCalib);
+  const skipped: string[] = [];
+  if (!needsCalib && f.tokenizer === undefined && tokenizerPath !== undefined) {
+    try {
+      statRegularFile(tokenizerPath, 'tokenizer file');
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      skipped.push(`not copying the tokenizer into ${f.out}: ${e.message}`);
+      tokenizerPath = undefined;
+    }
   }
+  // Refuse an unsafe -o before any work is done.
+  const inputs = [model, ...(tokenizerPath ? [tokenizerPath] : []), ...(f.calib ? [f.calib] : [])];
+  checkOutputPlace(f.out, { inputs, force: f.force });
+  const progress = makeProgress({ quiet: f.quiet });
+  for (const note of skipped) progress.log(note);
+  let calib: Int32Array[] | undefined;
+  let calibSource: Record<string, unknown> | undefined;
   if (needsCalib) {
-    if (!f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
     const tok = loadTokenizer(tokenizerPath!);
-    if (!existsSync(f.calib) || !statSync(f.calib).isFile()) throw new UserError(`calibration text not found: ${f.calib}`);
+    if (!existsSync(f.calib!)) throw new UserError(`calibration text not found: ${f.calib}`);
+    const text = readTextFile(f.calib!, 'calibration text', MAX_CALIB_BYTES);
     progress.start('sampling calibration segments');
-    calib = calibrationSegmentsFromText(readFileSync(f.calib, 'utf8'), tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
+    calib = calibrationSegmentsFromText(text, tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
     progress.done(`${calib.length} × ${f.seq} tokens`);
+    calibSource = { file: f.calib, sha256: createHash('sha256').update(text).digest('hex'), samples: f.calibSamples, seq: f.seq, seed: f.seed };
   }
   // Checked before the compile starts, so that a bad --eval never costs a compile.
   let evalIds: Int32Array | undefined;
@@ -94,12 +116,17 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
   };
+  const { out: _out, quiet: _quiet, force: _force, timings: _timings, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
     targets,
     eval: evalIds ? { ids: evalIds, text: basename(f.eval!), maxWindows: f.evalWindows } : undefined,
+    timings: f.timings,
+    force: f.force,
+    invocation: { model, flags, ...(calibSource ? { calibration: calibSource } : {}) },
   });
   const m = r.manifest;
+  progress.log(`pass seconds: ${r.timings.map((t) => `${t.pass} ${t.seconds.toFixed(1)}`).join(', ')}`);
   progress.log(
     `wrote ${f.out}: ${m.blocks.length * 7} ternary linears, ${m.bitsPerWeight.toFixed(3)} bits/weight in weights.bin` +
       (m.onnx ? `, ${m.onnx.bitsPerWeight.toFixed(3)} in model.onnx` : ''),

@@ -2,13 +2,15 @@
 // Results go to stdout; progress and errors go to stderr. A UserError is printed as one
 // line and exits 2; commander's own flag errors are one line too and exit 1.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { UserError } from '../errors.ts';
+import { printable, UserError } from '../errors.ts';
+import { ERRNO_WORDS } from '../util/files.ts';
 import { TWLAC_VERSION } from '../artifact/build.ts';
 
-function intArg(name: string, min = 1) {
+/** An integer flag in [min, max]: every count a user gives is bounded before it sizes any work or memory. */
+function intArg(name: string, min: number, max: number) {
   return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
     return n;
   };
 }
@@ -29,7 +31,7 @@ function buildProgram(): Command {
     // Commander's own errors (bad flag values, unknown options) as one line, like UserErrors.
     .configureOutput({
       writeErr: (s) => process.stderr.write(s),
-      outputError: (s, write) => write(`twlac: ${s.trim()} (see twlac --help)\n`),
+      outputError: (s, write) => write(`twlac: ${printable(s.trim().replace(/\s*\n\s*/g, ' '))} (see twlac --help)\n`),
     });
 
   program
@@ -43,17 +45,19 @@ function buildProgram(): Command {
     .option('--acts <spec>', 'activation precision: 16 | 8 | 4 | mp:4 | mp:6 (mixed precision, mean bits)', '16')
     .option('--calib <text>', 'calibration text file (required by --weights twla and mixed precision)')
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
-    .option('--calib-samples <n>', 'calibration segments', intArg('--calib-samples'), 128)
-    .option('--seq <n>', 'calibration segment length in tokens', intArg('--seq', 8), 512)
-    .option('--seed <n>', 'calibration sampling seed', intArg('--seed', 0), 0)
+    .option('--calib-samples <n>', 'calibration segments', intArg('--calib-samples', 1, 4096), 128)
+    .option('--seq <n>', 'calibration segment length in tokens', intArg('--seq', 8, 32768), 512)
+    .option('--seed <n>', 'calibration sampling seed', intArg('--seed', 0, 2 ** 32 - 1), 0)
     .option('--no-rotate', 'ablation: skip the KOTMS rotation pass')
     .option('--no-fuse', 'keep every rotation online (do not fold the o_proj input rotation into v_proj)')
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
-    .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
+    .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0, 128))
     .option('--target <targets...>', 'targets: cuda[:sm_90a,sm_80,...], wgsl (kernels) and/or tfjs (a TF.js GraphModel in out/tfjs/)')
     .option('--eval <text>', 'held-out text (never the calibration text): perplexity of the source, an RTN-ternary compile and this compile, in report.md and report.html')
-    .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows'))
+    .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows', 1, 10_000_000))
+    .option('--timings', 'record seconds per pass in the manifest and reports (out/ then differs from run to run; without it the same inputs give the same bytes)')
+    .option('--force', 'replace an earlier twlac output at -o (recognised by its manifest.json; nothing else is ever deleted)')
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {
       const { compileCommand } = await import('./compile-command.ts');
@@ -77,8 +81,8 @@ function buildProgram(): Command {
     .requiredOption('--text <file>', 'evaluation text')
     .addOption(new Option('--backend <b>', 'ort: onnxruntime on model.onnx; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU)').choices(['ort', 'cuda']).default('ort'))
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
-    .option('--max-windows <n>', 'evaluate only the first N windows', intArg('--max-windows'))
-    .option('--batch <n>', 'windows per onnxruntime call', intArg('--batch'), 4)
+    .option('--max-windows <n>', 'evaluate only the first N windows', intArg('--max-windows', 1, 10_000_000))
+    .option('--batch <n>', 'windows per onnxruntime call', intArg('--batch', 1, 256), 4)
     .option('--json', 'print one JSON line {"ppl","tokens","windows"}')
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {
@@ -92,12 +96,12 @@ function buildProgram(): Command {
     .argument('<model>', 'twlac output directory or ONNX model file')
     .addOption(new Option('--backend <b>', 'ort: onnxruntime; webgpu: Dawn; cuda: the generated CUDA program (built with make if needed; needs an NVIDIA GPU, greedy only)').choices(['ort', 'webgpu', 'cuda']).default('ort'))
     .requiredOption('--prompt <text>', 'prompt text')
-    .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens'), 32)
+    .option('--max-tokens <n>', 'tokens to generate', intArg('--max-tokens', 1, 65536), 32)
     .option('--greedy', 'greedy decoding: the default, the same as --temperature 0')
     .option('--temperature <t>', 'sample from softmax(logits / t); 0 = greedy', floatArg('--temperature', 0), 0)
-    .option('--top-k <k>', 'sample among the k most likely tokens', intArg('--top-k'))
+    .option('--top-k <k>', 'sample among the k most likely tokens', intArg('--top-k', 1, 1_000_000))
     .option('--top-p <p>', 'sample among the most likely tokens whose probabilities reach p (0 < p <= 1)', floatArg('--top-p', 0))
-    .option('--seed <n>', 'sampling seed (the same seed gives the same text)', intArg('--seed', 0), 0)
+    .option('--seed <n>', 'sampling seed (the same seed gives the same text)', intArg('--seed', 0, 2 ** 32 - 1), 0)
     .option('--tokenizer <file>', 'tokenizer.json (default: beside the model)')
     .action(async (model: string, opts) => {
       const { runCommand } = await import('./commands.ts');
@@ -121,14 +125,18 @@ function buildProgram(): Command {
     .command('demo')
     .description('generate the small built-in demo model and compile it (no other files needed)')
     .option('-o, --out <dir>', 'output directory', 'twlac-demo')
+    .option('--force', 'replace an earlier demo output at -o')
     .option('-q, --quiet', 'no progress output')
-    .action(async (opts: { out: string; quiet?: boolean }) => {
+    .action(async (opts: { out: string; quiet?: boolean; force?: boolean }) => {
       const { demoCommand } = await import('./commands.ts');
       await demoCommand(opts);
     });
 
   return program;
 }
+
+/** Exit codes (docs/errors.md): 1 usage, 2 refused input, 70 internal error, 74 the file system refused. */
+export const EXIT = { usage: 1, input: 2, internal: 70, io: 74 } as const;
 
 /** Run the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -138,18 +146,25 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(program.helpInformation());
     return 0;
   }
+  const fail = (line: string) => process.stderr.write(`twlac: ${printable(line)}\n`);
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : e.exitCode || 1;
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : e.exitCode || EXIT.usage;
     if (e instanceof UserError) {
-      process.stderr.write(`twlac: error: ${e.message}\n`);
+      fail(`error: ${e.message}`);
       return e.exitCode;
     }
-    const err = e as Error;
-    process.stderr.write(`twlac: internal error: ${err.message}\n`);
+    // The file system said no (permissions, a full disk, a path that is not a folder): the
+    // environment's doing, not a bug, so one line without a stack.
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.code === 'string' && err.code in ERRNO_WORDS) {
+      fail(`error: ${err.path ? `${err.path}: ` : ''}${ERRNO_WORDS[err.code]} (${err.syscall ?? 'file system'})`);
+      return EXIT.io;
+    }
+    fail(`internal error: ${err.message}`);
     if (process.env.TWLAC_DEBUG) process.stderr.write(`${err.stack}\n`);
-    return 70;
+    return EXIT.internal;
   }
 }

@@ -51,6 +51,8 @@ export async function openModel(path: string, opts: OpenOptions = {}): Promise<O
     session = await ort.InferenceSession.create(path, {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
+      // onnxruntime's own log lines would add to twlac's one-line errors; failures are reported by twlac.
+      logSeverityLevel: 4,
       ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
       extra: { session: { intra_op: { allow_spinning: opts.spin ? '1' : '0' }, inter_op: { allow_spinning: opts.spin ? '1' : '0' } } },
     });
@@ -61,6 +63,28 @@ export async function openModel(path: string, opts: OpenOptions = {}): Promise<O
 }
 
 /** The token-side interface of a session: what `tokenFeeds` needs to feed it. */
+/**
+ * Refuse a model onnxruntime cannot load (graph checks, type inference, kernel lookup; no
+ * optimisation, one thread). The compiler runs this on what it wrote before putting it in
+ * place, so that a damaged source cannot "compile" into an output nobody can run.
+ */
+export async function checkOrtLoads(path: string, what: string): Promise<void> {
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path, {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'disabled',
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      // Its own log lines would break the one-line error contract; the failure is reported below.
+      logSeverityLevel: 4,
+    });
+  } catch (e) {
+    throw new UserError(`onnxruntime cannot load ${what}: ${firstLine((e as Error).message).replace(/^.*?failed:\s*/, '')}`);
+  }
+  await session.release();
+}
+
 export interface InputInterface {
   readonly inputIds: { name: string; type: 'int64' | 'int32' };
   readonly attentionMask?: { name: string; type: 'int64' | 'int32' };
@@ -160,9 +184,19 @@ export async function forward(
   past?: { tensors: Map<string, ort.Tensor>; length: number },
 ): Promise<ForwardResult> {
   if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+  if (model.vocab !== undefined) {
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < model.vocab)) throw new UserError(`token id ${ids[i]} is outside ${model.path}'s vocabulary of ${model.vocab}: is the tokenizer the model's own?`);
+    }
+  }
   const feeds = tokenFeeds(model, ids, batch, seq, past);
   const fetches = [model.logits, ...model.cache.map((s) => s.present)];
-  const out = await model.session.run(feeds, fetches);
+  let out: ort.InferenceSession.OnnxValueMapType;
+  try {
+    out = await model.session.run(feeds, fetches);
+  } catch (e) {
+    throw new UserError(`onnxruntime failed to run ${model.path}: ${firstLine((e as Error).message)}`);
+  }
   const lt = out[model.logits];
   const vocab = lt.dims[2];
   if (lt.dims.length !== 3 || lt.dims[0] !== batch || lt.dims[1] !== seq) {

@@ -1,6 +1,7 @@
 // The graph IR, after onnx-ir: values (not names) connect nodes; a value knows its
 // producer and its uses; initializers are values that hold a constant tensor.
 // Pass annotations live in `meta` maps and never reach disk unless a pass lowers them.
+import { UserError } from '../errors.ts';
 import type { DType } from './tensor.ts';
 import { Tensor } from './tensor.ts';
 
@@ -123,7 +124,8 @@ export class Node {
   attr<T extends AttrValue['type']>(name: string, type: T): Extract<AttrValue, { type: T }>['value'] | undefined {
     const a = this.attributes.get(name);
     if (!a) return undefined;
-    if (a.type !== type) throw new Error(`${this.opType} ${this.name}: attribute ${name} is ${a.type}, expected ${type}`);
+    // A model's attribute of the wrong type is the model's defect, not twlac's.
+    if (a.type !== type) throw new UserError(`invalid ONNX model: node '${this.name}' (${this.opType}) has attribute ${name} of type ${a.type}; ONNX defines it as ${type}`);
     return a.value as never;
   }
 

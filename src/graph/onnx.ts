@@ -13,9 +13,10 @@
 // Round trips: fields twlac does not interpret come back from protobufjs as `$unknowns`
 // (encoded fields) and are kept in `meta.get(UNKNOWN_FIELDS)` of the Graph, Node or Value
 // they belong to (and in `Model.opaqueFunctions` for ModelProto), then written back as is.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
+import { readRegularFile, resolvesInside, statRegularFile } from '../util/files.ts';
 import { Graph, Model, Node, Value, type AttrValue, type Dim, type ValueType } from './ir.ts';
 import { DTYPES, Tensor, numel, rawByteLength, type DType } from './tensor.ts';
 import {
@@ -51,14 +52,8 @@ const DTYPE_BY_CODE = new Map<number, DType>(Object.entries(DTYPES).map(([k, v])
 // ------------------------------------------------------------------ loading
 
 export function loadModel(path: string): Model {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? '';
-    const why = { ENOENT: 'no such file', EISDIR: 'it is a folder', EACCES: 'permission denied' }[code] ?? (e as Error).message;
-    throw new UserError(`cannot read ONNX model ${path}: ${why}`);
-  }
+  // A regular file no larger than a protobuf can be: a FIFO, a device or /dev/zero is refused unread.
+  const bytes = readRegularFile(path, 'ONNX model', PROTOBUF_LIMIT);
   return decodeModel(bytes, dirname(resolve(path)), path);
 }
 
@@ -92,7 +87,7 @@ export function decodeModel(bytes: Uint8Array, baseDir: string, source = '<bytes
 }
 
 class LoadContext {
-  private sizes = new Map<string, number | undefined>();
+  private sizes = new Map<string, number>();
   constructor(
     readonly baseDir: string,
     readonly source: string,
@@ -102,19 +97,20 @@ class LoadContext {
     return new UserError(`invalid ONNX model ${this.source}: ${why}`);
   }
 
-  /** Size of an external data file, or undefined when it does not exist (cached per path). */
-  fileSize(path: string): number | undefined {
-    if (!this.sizes.has(path)) {
-      let size: number | undefined;
-      try {
-        const st = statSync(path);
-        size = st.isFile() ? st.size : undefined;
-      } catch {
-        size = undefined;
-      }
+  /**
+   * Size of an external data file (cached per path). The file must be a regular file inside
+   * the model's folder once symbolic links are resolved, as onnx's checker and onnxruntime
+   * require: a model must not make twlac read (and copy into out/) files from elsewhere.
+   */
+  fileSize(path: string, what: string): number {
+    let size = this.sizes.get(path);
+    if (size === undefined) {
+      if (!existsSync(path)) throw new UserError(`external data for ${what} is missing: ${path}`);
+      if (!resolvesInside(path, this.baseDir)) throw new UserError(`external data for ${what} resolves outside the model's folder ${this.baseDir}: ${path}`);
+      size = statRegularFile(path, `external data for ${what}`).size;
       this.sizes.set(path, size);
     }
-    return this.sizes.get(path);
+    return size;
   }
 }
 
@@ -174,6 +170,7 @@ function decodeGraph(msg: GraphMsg, parent: Scope | undefined, ctx: LoadContext)
     }),
   );
   nodeMsgs.forEach((n, i) => g.addNode(decodeNode(n, outputs[i], scope, ctx)));
+  checkAcyclic(g, ctx);
 
   for (const vi of msg.output ?? []) {
     const v = scope.lookup(vi.name ?? '');
@@ -189,6 +186,32 @@ function decodeGraph(msg: GraphMsg, parent: Scope | undefined, ctx: LoadContext)
     if (v && !g.inputs.includes(v) && !g.outputs.includes(v)) applyValueInfo(v, vi);
   }
   return g;
+}
+
+/** Nodes may be listed in any order, but their data flow must not loop (Kahn's algorithm over the graph's own nodes). */
+function checkAcyclic(g: Graph, ctx: LoadContext): void {
+  const nodes = g.nodes;
+  const index = new Map(nodes.map((n, i) => [n, i]));
+  const waiting = nodes.map((n) => n.inputs.filter((v) => v?.producer() && index.has(v.producer()!)).length);
+  const ready = nodes.filter((_, i) => waiting[i] === 0);
+  let done = 0;
+  while (ready.length) {
+    const n = ready.pop()!;
+    done++;
+    for (const o of n.outputs) {
+      for (const c of o.consumers()) {
+        const i = index.get(c);
+        if (i === undefined) continue;
+        // A consumer reading this value k times was counted k times.
+        waiting[i] -= c.inputs.filter((v) => v === o).length;
+        if (waiting[i] === 0) ready.push(c);
+      }
+    }
+  }
+  if (done < nodes.length) {
+    const stuck = nodes.find((_, i) => waiting[i] > 0)!;
+    throw ctx.invalid(`the graph has a cycle: node '${stuck.name}' (${stuck.opType}) depends on its own output`);
+  }
 }
 
 function decodeNode(msg: NodeMsg, outputs: Value[], scope: Scope, ctx: LoadContext): Node {
@@ -291,6 +314,9 @@ function externalTensor(t: TensorMsg, dtype: DType, dims: number[], want: number
   const kv = new Map((t.external_data ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = kv.get('location');
   if (!location) throw ctx.invalid(`${what} is in external data but names no location`);
+  // onnx's rule: a location is a relative path below the model's folder.
+  if (isAbsolute(location) || /^[A-Za-z]:|^[\\/]/.test(location)) throw ctx.invalid(`${what}: external data location '${location}' is absolute; it must be relative to the model's folder`);
+  if (location.split(/[\\/]/).includes('..')) throw ctx.invalid(`${what}: external data location '${location}' leaves the model's folder ('..')`);
   const path = resolve(ctx.baseDir, location);
   const num = (key: string): number | undefined => {
     const s = kv.get(key);
@@ -299,8 +325,7 @@ function externalTensor(t: TensorMsg, dtype: DType, dims: number[], want: number
     return Number(s);
   };
   const offset = num('offset') ?? 0;
-  const size = ctx.fileSize(path);
-  if (size === undefined) throw new UserError(`external data for ${what} is missing: ${path}`);
+  const size = ctx.fileSize(path, what);
   // Without a length the data runs to the end of the file; a well-formed file then holds exactly the tensor.
   const length = num('length') ?? Math.min(want, Math.max(0, size - offset));
   if (offset + length > size || length < want) {

@@ -7,10 +7,9 @@
 // walk along the stream accepts either form. Config numbers come from the graph (weight
 // shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
 // model only fills what the graph does not state.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ModelConfig } from './model-config.ts';
 import { UserError } from '../errors.ts';
+import { readConfigJson } from './config-json.ts';
 import type { Model, Node, Value } from './ir.ts';
 import type { DType } from './tensor.ts';
 import {
@@ -155,17 +154,6 @@ function topologicalRank(nodes: readonly Node[]): Map<Node, number> {
 
 const sameValue = (a: Value | undefined, b: Value | undefined): boolean =>
   !!a && !!b && (a === b || stripCasts(a) === stripCasts(b) || sourceOf(a) === sourceOf(b));
-
-function readConfigJson(model: Model, notes: string[]): Record<string, unknown> | undefined {
-  const p = join(model.baseDir, 'config.json');
-  if (!existsSync(p)) return undefined;
-  try {
-    return JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    notes.push(`config.json beside the model is not valid JSON (${(e as Error).message}); ignored`);
-    return undefined;
-  }
-}
 
 function num(o: Record<string, unknown> | undefined, ...keys: string[]): number | undefined {
   for (const k of keys) {
@@ -336,7 +324,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
 
   // Config.
-  const cfgJson = opts.readConfigJson === false ? undefined : readConfigJson(model, notes);
+  const cfgJson = opts.readConfigJson === false ? undefined : readConfigJson(model.baseDir);
   const [vocab, hidden] = constTensor(embedding.table)!.dims;
   const b0 = blocks[0];
   if (b0.q.inFeatures !== hidden) throw blockError(0, `q reads ${b0.q.inFeatures} features but the embedding is ${hidden} wide`);

@@ -5,6 +5,7 @@ import { readSync, openSync, closeSync, fstatSync } from 'node:fs';
 import { halfToFloat } from '../util/half.ts';
 
 export { floatToHalf, halfToFloat, roundToHalf } from '../util/half.ts';
+import { UserError } from '../errors.ts';
 
 /** ONNX element types, by the names twlac uses. Codes are onnx.proto's TensorProto.DataType. */
 export const DTYPES = {
@@ -142,18 +143,24 @@ export class Tensor {
   }
 }
 
-function readExternal(path: string, offset: number, length: number): Uint8Array {
-  const fd = openSync(path, 'r');
+/** Bytes of external data; the file was checked at load, so a failure here means it changed since. */
+export function readExternal(path: string, offset: number, length: number): Uint8Array {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new UserError(`external data ${path} can no longer be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
   try {
     const size = fstatSync(fd).size;
     if (offset + length > size) {
-      throw new Error(`external data ${path} is too short: need bytes ${offset}..${offset + length}, file has ${size}`);
+      throw new UserError(`external data ${path} is too short: need bytes ${offset}..${offset + length}, file has ${size}`);
     }
     const out = new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const r = readSync(fd, out, done, length - done, offset + done);
-      if (r <= 0) throw new Error(`external data ${path}: short read at ${offset + done}`);
+      if (r <= 0) throw new UserError(`external data ${path}: short read at ${offset + done}`);
       done += r;
     }
     return out;
