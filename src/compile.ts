@@ -1,5 +1,5 @@
 // The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
-// precision] → lower for onnxruntime. `compile` works on an in-memory Model (the library
+// precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
@@ -16,6 +16,7 @@ import { foldNormsPass } from './passes/fold-norms.ts';
 import { rotatePass } from './passes/rotate.ts';
 import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
+import { storagePrecisionPass } from './passes/storage-precision.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { withAtomicDir } from './cli/atomic-dir.ts';
@@ -46,7 +47,7 @@ export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
   }
   passes.push(ternaryPass);
   if (opts.acts.kind !== 'none') passes.push(actPrecisionPass);
-  passes.push(lowerOrtPass);
+  passes.push(storagePrecisionPass, lowerOrtPass);
   return passes;
 }
 

@@ -2,6 +2,10 @@
 // `out/manifest.json` describes the model as a decoder-only transformer program over
 // named tensors stored in `out/weights.bin`. Runtimes never parse ONNX; they read this.
 //
+// Version 2 carries the block program (src/program/block-program.ts): `program` (model-wide:
+// residual layout, norm kind, RoPE), each block's `attention` and `mlp`, and `features`,
+// the program's features by name. Runtimes read these and refuse features they lack.
+//
 // Block program (LLaMA family), per token position, with act(x, site) meaning: apply the
 // site's online transform (x → C·X·Bᵀ on the [l, r] view of x, if present), then per-token
 // asymmetric activation quantisation to site.bits (16 = none) with clip ratio site.clip:
@@ -13,15 +17,18 @@
 // Exact semantics every runtime must follow (the ONNX lowering computes the same):
 // - norm(x, γ) = x / sqrt(mean(x²) + normEps) · γ            (RMSNorm, fp32 accumulation)
 // - linear(x) = W x (+ bias), W [rows, cols] decoded by the format's reference decoder
-// - rope (HF "rotate_half"): d = headDim, for i < d/2: f_i = ropeTheta^(−2i/d), a = pos·f_i,
-//   y_i = x_i cos a − x_{i+d/2} sin a,  y_{i+d/2} = x_{i+d/2} cos a + x_i sin a
-// - attention: causal, softmax(q·kᵀ / sqrt(d)), query head h reads KV head
+// - q/k norm (block.attention.qkNorm): rms(·, γ, its own ε) over each head of q and of k
+// - rope (HF "rotate_half"): d = program.rope.rotaryDim, for i < d/2: f_i = θ^(−2i/d), a = pos·f_i,
+//   y_i = x_i cos a − x_{i+d/2} sin a,  y_{i+d/2} = x_{i+d/2} cos a + x_i sin a; dims ≥ d unchanged
+// - attention: causal, softmax(scale · q·kᵀ) over keys pos − window < t ≤ pos (block.attention),
+//   query head h reads KV head
 //   floor(h / (heads / kvHeads)) (GQA); the head outputs are concatenated in head order
 // - silu(g) = g · sigmoid(g)
 // - act-quant: src/quant/act-quant.ts is the reference (per-token, asymmetric, clipped)
 import type { DType } from '../graph/tensor.ts';
+import type { BlockProgram, Feature, ModelProgram } from '../program/block-program.ts';
 
-export const MANIFEST_VERSION = 1;
+export const MANIFEST_VERSION = 2;
 
 export interface TensorEntry {
   /** Byte offset in weights.bin (aligned to 64). */
@@ -66,7 +73,7 @@ export interface LinearEntry {
 
 export type LinearRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down' | 'lm_head';
 
-export interface BlockEntry {
+export interface BlockEntry extends BlockProgram {
   attnNorm: string | null;
   mlpNorm: string | null;
   q: LinearEntry;
@@ -100,6 +107,9 @@ export interface ArtifactManifest {
   twlac: string;
   source: { path: string; inputs: string[]; outputs: string[] };
   config: ModelConfig;
+  program: ModelProgram;
+  /** Every feature of the program (block-program.ts programFeatures), for readers and reports. */
+  features: Feature[];
   weightsFile: string;
   tensors: Record<string, TensorEntry>;
   /** Embedding table [vocab, hidden]. */

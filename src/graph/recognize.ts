@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../artifact/manifest.ts';
+import type { MlpActivation } from '../program/block-program.ts';
 import { UserError } from '../errors.ts';
 import type { Model, Node, Value } from './ir.ts';
 import type { DType } from './tensor.ts';
@@ -39,7 +40,7 @@ export interface Embedding {
   output: Value;
 }
 
-export type MlpActivation = 'silu' | 'gelu';
+export type { MlpActivation } from '../program/block-program.ts';
 
 export interface Block {
   index: number;
@@ -53,6 +54,8 @@ export interface Block {
   up: Linear;
   down: Linear;
   attention: AttentionCore;
+  /** Per-head RMSNorms of q and k before RoPE (Qwen3), resolved once the head size is known. */
+  qkNorm?: { q: Norm; k: Norm };
   activation: MlpActivation;
   /** The gate·up product that `down` reads. */
   product: Value;
@@ -185,7 +188,8 @@ function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined
     }
     if (c.opType === 'Swish' && (c.attr('alpha', 'float') ?? 1) === 1) return { kind: 'silu', out: c.output(0) };
     if (c.opType === 'QuickGelu' && c.domain === 'com.microsoft' && c.attr('alpha', 'float') === 1) return { kind: 'silu', out: c.output(0) };
-    if ((c.opType === 'Gelu' || c.opType === 'FastGelu') && c.input(0) === v) return { kind: 'gelu', out: c.output(0) };
+    if (c.opType === 'FastGelu' && c.input(0) === v) return { kind: 'gelu-tanh', out: c.output(0) };
+    if (c.opType === 'Gelu' && c.input(0) === v) return { kind: c.attr('approximate', 'string') === 'tanh' ? 'gelu-tanh' : 'gelu', out: c.output(0) };
   }
   return undefined;
 }
@@ -419,7 +423,10 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const normKind = b0.attnNorm.kind;
   if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
-  if (blocks.some((b) => b.attention.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
+  for (const b of blocks) resolveAttention(b, normByOutput, headDim);
+  if (blocks.some((b) => b.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
+  const windows = [...new Set(blocks.map((b) => b.attention.window).filter((w) => w !== undefined))];
+  if (windows.length) notes.push(`sliding-window attention: ${windows.join(', ')} keys`);
 
   const linears: Linear[] = [];
   const norms: Norm[] = [];
@@ -456,6 +463,26 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     normKind,
     notes,
   };
+}
+
+/** The q/k norms as Norms (per head, RMS, one on each of q and k), and the default attention scale. */
+function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: number): void {
+  const core = b.attention;
+  core.scale ??= 1 / Math.sqrt(headDim);
+  if (!core.qkNorm) return;
+  const pick = (outs: Value[], which: string): Norm => {
+    const ns = outs.map((o) => normByOutput.get(o)!);
+    if (ns.length !== 1) throw blockError(b.index, `${which} crosses ${ns.length} norms on its way to the scores (one per-head RMSNorm is supported)`);
+    const n = ns[0];
+    if (!n.rms) throw blockError(b.index, `the ${which} norm is a ${n.kind} (q/k norms must be RMSNorm)`);
+    const g = n.gamma && constTensor(n.gamma);
+    if (n.gamma && !g) throw blockError(b.index, `the ${which} norm's γ is not a constant`);
+    if (g && g.numel !== headDim) {
+      throw blockError(b.index, `the ${which} norm spans ${g.numel} features, not one head of ${headDim}: q/k norm over the full width is not supported yet`);
+    }
+    return n;
+  };
+  b.qkNorm = { q: pick(core.qNorms, 'query'), k: pick(core.kNorms, 'key') };
 }
 
 function recognizeBlock(

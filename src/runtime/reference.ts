@@ -1,9 +1,9 @@
-// CPU reference of the manifest's block program (src/artifact/manifest.ts), in float64.
+// CPU reference of the manifest's block program (src/program/block-program.ts), in float64.
 // It is the oracle for the WGSL and CUDA runtimes: it reads weights only through the
 // format's reference decoder (decodeTernary) and follows the manifest's semantics line by
 // line, with no fusion and no shortcuts:
 //   a = act(norm(x, attnNorm), 'attn')
-//   h = x + o( act(attention(rope(q(a)), rope(k(a)), v(a)), 'o') )
+//   h = x + o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
 //   m = act(norm(h, mlpNorm), 'mlp')
 //   x' = h + down( act(silu(gate(m)) * up(m), 'down') )
 //   logits = lmHead(norm(x_L, finalNorm))
@@ -14,6 +14,7 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
+import { refuseMissing, type AttentionProgram, type FeatureTable } from '../program/block-program.ts';
 import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
@@ -89,6 +90,26 @@ interface RefSite {
   transform?: { l: number; r: number; C: Float64Array; B: Float64Array };
 }
 
+/** The program features this runtime implements exactly. */
+export const REFERENCE_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': true,
+  'query-scale': true,
+  'partial-rotary': true,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': false,
+  'attn-softcap': false,
+} as const satisfies FeatureTable;
+
 interface RefBlock {
   attnNorm: Float64Array | null;
   mlpNorm: Float64Array | null;
@@ -100,6 +121,7 @@ interface RefBlock {
   up: RefLinear;
   down: RefLinear;
   acts: Record<'attn' | 'o' | 'mlp' | 'down', RefSite>;
+  attention: AttentionProgram<Float64Array | null>;
 }
 
 export function rmsNorm(x: Float64Array, gamma: Float64Array | null, eps: number): Float64Array {
@@ -147,7 +169,7 @@ function applyAct(x: Float64Array, s: RefSite): Float64Array {
   return s.bits >= 16 ? t : Float64Array.from(actQuantRows(t, 1, t.length, s.bits, s.clip));
 }
 
-/** RoPE (HF rotate_half) on one head vector of length d, in place. */
+/** RoPE (HF rotate_half) on the first d dims of one head vector, in place (later dims unchanged). */
 export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number, theta: number): void {
   const half = d / 2;
   for (let i = 0; i < half; i++) {
@@ -163,6 +185,11 @@ export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number
 
 const silu = (g: number) => g / (1 + Math.exp(-g));
 
+/** rms(·, γ, ε) over each head of width d, in place. */
+function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float64Array | null, eps: number): void {
+  for (let h = 0; h < heads; h++) x.set(rmsNorm(x.subarray(h * d, (h + 1) * d), gamma, eps), h * d);
+}
+
 /** The block program on the CPU with a KV cache: feed tokens in order, get their logits. */
 export class ReferenceModel {
   private readonly blocks: RefBlock[];
@@ -175,6 +202,7 @@ export class ReferenceModel {
 
   constructor(readonly artifact: LoadedArtifact) {
     const m = artifact.manifest;
+    refuseMissing('the reference runtime', REFERENCE_FEATURES, m);
     const lin = (l: LinearEntry): RefLinear => ({
       rows: l.rows,
       cols: l.cols,
@@ -196,6 +224,13 @@ export class ReferenceModel {
     this.finalNorm = norm(m.finalNorm);
     this.lmHead = lin(m.lmHead);
     this.blocks = m.blocks.map((b) => ({
+      attention: {
+        ...b.attention,
+        qkNorm: b.attention.qkNorm && {
+          q: { eps: b.attention.qkNorm.q.eps, gamma: norm(b.attention.qkNorm.q.gamma) },
+          k: { eps: b.attention.qkNorm.k.eps, gamma: norm(b.attention.qkNorm.k.gamma) },
+        },
+      },
       attnNorm: norm(b.attnNorm),
       mlpNorm: norm(b.mlpNorm),
       q: lin(b.q),
@@ -226,6 +261,7 @@ export class ReferenceModel {
     if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
     const pos = this.position;
     const d = c.headDim;
+    const rope = this.artifact.manifest.program.rope;
     const group = c.heads / c.kvHeads;
     let x = this.embed.slice(id * c.hidden, (id + 1) * c.hidden);
     this.blocks.forEach((b, li) => {
@@ -233,25 +269,32 @@ export class ReferenceModel {
       const q = matVec(b.q, a);
       const k = matVec(b.k, a);
       const v = matVec(b.v, a);
-      for (let h = 0; h < c.heads; h++) ropeInPlace(q, h * d, d, pos, c.ropeTheta);
-      for (let h = 0; h < c.kvHeads; h++) ropeInPlace(k, h * d, d, pos, c.ropeTheta);
+      const at = b.attention;
+      if (at.qkNorm) {
+        headNormInPlace(q, c.heads, d, at.qkNorm.q.gamma, at.qkNorm.q.eps);
+        headNormInPlace(k, c.kvHeads, d, at.qkNorm.k.gamma, at.qkNorm.k.eps);
+      }
+      for (let h = 0; h < c.heads; h++) ropeInPlace(q, h * d, rope.rotaryDim, pos, rope.theta);
+      for (let h = 0; h < c.kvHeads; h++) ropeInPlace(k, h * d, rope.rotaryDim, pos, rope.theta);
       this.kCache[li].push(k);
       this.vCache[li].push(v);
       const att = new Float64Array(c.heads * d);
       const scores = new Float64Array(pos + 1);
+      // keys pos − window < t ≤ pos
+      const first = at.window === null ? 0 : Math.max(0, pos - at.window + 1);
       for (let h = 0; h < c.heads; h++) {
         const kh = Math.floor(h / group);
         let max = -Infinity;
-        for (let t = 0; t <= pos; t++) {
+        for (let t = first; t <= pos; t++) {
           const kt = this.kCache[li][t];
           let s = 0;
           for (let i = 0; i < d; i++) s += q[h * d + i] * kt[kh * d + i];
-          scores[t] = s / Math.sqrt(d);
+          scores[t] = s * at.scale;
           max = Math.max(max, scores[t]);
         }
         let sum = 0;
-        for (let t = 0; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
-        for (let t = 0; t <= pos; t++) {
+        for (let t = first; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
+        for (let t = first; t <= pos; t++) {
           const p = scores[t] / sum;
           const vt = this.vCache[li][t];
           for (let i = 0; i < d; i++) att[h * d + i] += p * vt[kh * d + i];

@@ -474,10 +474,20 @@ describe('emitCuda', () => {
       expect(p.nt).toBe(Math.ceil(m / 8));
     }
   });
-  it('refuses a linear with a bias, naming it', () => {
-    const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
-    m.blocks[0].q.bias = 'blocks.0.q.bias';
-    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/linear blocks\.0\.q has a bias/);
+  it('refuses every program feature its table lacks, naming the feature and the block', () => {
+    const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
+      ['linear-bias', (m) => void (m.blocks[1].q.bias = 'blocks.1.q.bias')],
+      ['qk-norm', (m) => void (m.blocks[1].attention.qkNorm = { q: { gamma: null, eps: 1e-6 }, k: { gamma: null, eps: 1e-6 } })],
+      ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
+      ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.5)],
+      ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
+    ];
+    for (const [feature, edit] of cases) {
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+      expect(() => cudaModelSource(m, 'sm_90a')).not.toThrow();
+      edit(m);
+      expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
+    }
   });
 });
 

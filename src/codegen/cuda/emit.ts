@@ -37,6 +37,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
+import { refuseMissing, type FeatureTable } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 export const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -68,12 +69,29 @@ interface FillSpec {
   c?: number;
 }
 
-function checkLinear(l: LinearEntry): void {
-  if (l.bias) throw new UserError(`CUDA target: linear ${l.name} has a bias, which the CUDA runtime does not support yet`);
-}
+/** The program features the generated CUDA implements; the rest are refused by name. */
+export const CUDA_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': false,
+  'qk-norm': false,
+  'sliding-window': false,
+  'query-scale': false,
+  'partial-rotary': false,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': false,
+  'attn-softcap': false,
+} as const satisfies FeatureTable;
 
 /** Generate the model header for one architecture. */
 export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
+  refuseMissing('the CUDA backend', CUDA_FEATURES, m);
   const c = m.config;
   const ks = new KernelSet();
   const fills = new Map<string, FillSpec>();
@@ -150,7 +168,6 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     return streamable(l, M) ? 'stream' : 'staged';
   };
   const linearFn = (l: LinearEntry, a8: boolean): string => {
-    checkLinear(l);
     const dense = l.format === 'float16' || l.format === 'float32';
     const fnName = `linear_${a8 ? 'a8_' : ''}${l.format}_n${l.rows}_k${l.cols}`;
     if (linearFns.has(fnName)) return fnName;
@@ -264,7 +281,7 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     return code`  launch_${ident(k.name)}(${src}, ${src2}, ${tensorRef(gamma, 'const float*')}, ${tensorRef(t?.C, 'const float*')}, ${tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
   };
 
-  const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta };
+  const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta };
   const embedEntry = m.tensors[m.embed];
   if (embedEntry.dtype !== 'float16' && embedEntry.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${embedEntry.dtype} not supported`);
   const embed = ks.add(embedKernel(c.hidden, embedEntry.dtype));

@@ -494,6 +494,27 @@ ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
  * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
  * Bindings: Q, K, V, rope, Kc, Vc, step.
  */
+/** rms(·, γ, ε) over each head of X [ntok, heads·d] in place (q/k norm before RoPE); one
+ *  workgroup per (token, head). Bindings: X, gamma?. */
+export function headRmsNormKernel(heads: number, d: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  return defineKernel({
+    name: 'head_rms_norm',
+    params: { heads, d, eps, gamma },
+    bindings: [f32buf('X', 'read_write'), ...(gamma ? [f32buf('gamma')] : [])],
+    usesStep: false,
+    workgroupSize: WG,
+    features: feats,
+    module: reduceDecl(1),
+    body: wgsl`  let o = wid.x * ${u32(heads * d)} + wid.y * ${u32(d)};
+  var ss = 0.0;
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { let v = X[o + i]; ss += v * v; }
+${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  let inv = inverseSqrt(red[0] / ${f32(d)} + ${f32(eps)});
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { X[o + i] = X[o + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``}; }`,
+    dispatch: (ntok) => [ntok, heads, 1],
+  });
+}
+
 export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number): WgslKernel {
   const half = d / 2;
   const kvd = kvHeads * d;
@@ -532,15 +553,16 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
 }
 
 /** Causal GQA attention over the KV cache with a chunked online softmax; one workgroup
- *  per (head, token). Bindings: Q, Kc, Vc, O, step. */
-export function attentionKernel(heads: number, kvHeads: number, d: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+ *  per (head, token). softmax(scale · q·kᵀ) over the keys pos − window < t ≤ pos (window
+ *  null: every t ≤ pos). Bindings: Q, Kc, Vc, O, step. */
+export function attentionKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, feats: WgslFeatures = NO_FEATURES): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
   const CH = 256;
   const dpt = Math.ceil(d / WG);
   const kvd = kvHeads * d;
   return defineKernel({
     name: 'attention',
-    params: { heads, kvHeads, d },
+    params: { heads, kvHeads, d, scale, window: window ?? 0 },
     bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -551,11 +573,11 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, feats
   let kh = h / ${u32(heads / kvHeads)};
   let last = step.pos0 + m;
   let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  let scale = ${f32(1 / Math.sqrt(d))};
+  let scale = ${f32(scale)};
   var mrun = -3.0e38;
   var lrun = 0.0;
   var acc: array<f32, ${dpt}>;
-  for (var c0 = 0u; c0 <= last; c0 += ${u32(CH)}) {
+  for (var c0 = ${window === null ? wgsl`0u` : wgsl`select(0u, last + 1u - ${u32(window)}, last + 1u > ${u32(window)})`}; c0 <= last; c0 += ${u32(CH)}) {
     let cn = min(${u32(CH)}, last + 1u - c0);
     var cmax = -3.0e38;
     for (var t = lid; t < cn; t += ${u32(WG)}) {

@@ -5,11 +5,13 @@ import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/mani
 import { parseFormatId } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
+import { refuseMissing, type FeatureTable, type HeadNorm } from '../../program/block-program.ts';
 import {
   actQuantKernel,
   attentionKernel,
   denseLinearKernel,
   embedKernel,
+  headRmsNormKernel,
   kronLeftKernel,
   kronRightKernel,
   residualAddKernel,
@@ -19,6 +21,26 @@ import {
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
 } from './kernels.ts';
+
+/** The program features the WGSL kernels implement exactly (runtime and emitter alike). */
+export const WGSL_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': true,
+  'query-scale': true,
+  'partial-rotary': false,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': false,
+  'attn-softcap': false,
+} as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
 export const PREFILL_TILE = 8;
@@ -84,6 +106,9 @@ export interface BlockKernels {
   q: LinearKernels;
   k: LinearKernels;
   v: LinearKernels;
+  /** Per-head q/k norms (program qkNorm), before RoPE. */
+  qNorm?: WgslKernel;
+  kNorm?: WgslKernel;
   ropeKv: WgslKernel;
   attention: WgslKernel;
   oAct: ActKernels;
@@ -144,17 +169,19 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const gemv = gemvVariant(opts);
   const linearKernels = (l: LinearEntry) => linearKernelsOf(l, feats, gemv);
   const c = m.config;
-  if (c.arch !== 'llama') throw new UserError(`WGSL backend: unsupported architecture '${c.arch}'`);
+  refuseMissing('the WGSL backend', WGSL_FEATURES, m);
   if (c.headDim % 2) throw new UserError(`WGSL backend: head dim ${c.headDim} must be even for RoPE`);
   const qd = c.heads * c.headDim;
+  const headNorm = (heads: number, n: HeadNorm) => headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
   const blocks = m.blocks.map((b): BlockKernels => ({
     attnNorm: rmsNormKernel(c.hidden, c.normEps, b.attnNorm !== null, feats),
     attnAct: actKernels(b.acts.attn, c.hidden, feats),
     q: linearKernels(b.q),
     k: linearKernels(b.k),
     v: linearKernels(b.v),
+    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k) } : {}),
     ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions),
-    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, feats),
+    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats),
     oAct: actKernels(b.acts.o, qd, feats),
     o: linearKernels(b.o),
     mlpNorm: rmsNormKernel(c.hidden, c.normEps, b.mlpNorm !== null, feats),
@@ -182,7 +209,7 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
   for (const b of p.blocks) {
-    [b.attnNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.residualHidden].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.residualHidden].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].forEach(lin);
   }

@@ -198,7 +198,7 @@ export class WebgpuModel {
     const rope = new Float32Array(c.maxPositions * half * 2);
     for (let p = 0; p < c.maxPositions; p++) {
       for (let i = 0; i < half; i++) {
-        const ang = p * Math.pow(c.ropeTheta, (-2 * i) / c.headDim);
+        const ang = p * Math.pow(m.program.rope.theta, (-2 * i) / c.headDim);
         rope[(p * half + i) * 2] = Math.cos(ang);
         rope[(p * half + i) * 2 + 1] = Math.sin(ang);
       }
@@ -234,6 +234,11 @@ export class WebgpuModel {
       linearOp(bk.q, ai, q);
       linearOp(bk.k, ai, k);
       linearOp(bk.v, ai, v);
+      const qk = b.attention.qkNorm;
+      if (qk) {
+        this.op(bk.qNorm!, [q, ...(qk.q.gamma ? [t(qk.q.gamma)] : [])]);
+        this.op(bk.kNorm!, [k, ...(qk.k.gamma ? [t(qk.k.gamma)] : [])]);
+      }
       this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]);
       this.op(bk.attention, [q, kc, vc, att]);
       linearOp(bk.o, actOps(bk.oAct, att), y);
