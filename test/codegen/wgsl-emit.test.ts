@@ -56,7 +56,12 @@ describe('emitWgsl', () => {
 
   it('refuses what it cannot run, before generating', () => {
     const a = artifact(tiny);
-    expect(() => planModel({ ...a.manifest, config: { ...a.manifest.config, headDim: 9 } })).toThrow(/head dim 9 must be even/);
+    const odd = { ...a.manifest, config: { ...a.manifest.config, headDim: 9 } };
+    expect(() => planModel(odd)).toThrow(/^the WGSL backend does not implement feature 'partial-rotary'/);
+    expect(() => planModel({ ...odd, program: { ...odd.program, rope: { ...odd.program.rope, rotaryDim: 9 } } })).toThrow(/head dim 9 must be even/);
+    const gelu = structuredClone(a.manifest);
+    gelu.blocks[1].mlp.activation = 'gelu';
+    expect(() => planModel(gelu)).toThrow(/^the WGSL backend does not implement feature 'gelu-mlp' \(.*\) \(block 1\)$/);
     const bad = structuredClone(a.manifest);
     bad.blocks[0].q.format = 'tq3_g64';
     expect(() => planModel(bad)).toThrow(/blocks\.0\.q: unknown weight format 'tq3_g64'/);

@@ -9,6 +9,7 @@
 // TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
 //   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
 import { CODE_PACKINGS, groupsPerRow, type CodePacking, type TernaryFormat } from '../../formats/ternary.ts';
+import { isDefaultScale } from '../../program/block-program.ts';
 import {
   Code,
   defineKernel,
@@ -562,7 +563,8 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, scale
   const kvd = kvHeads * d;
   return defineKernel({
     name: 'attention',
-    params: { heads, kvHeads, d, scale, window: window ?? 0 },
+    // The default scale keeps the default key (and text); windowed kernels are keyed by window.
+    params: { heads, kvHeads, d, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }) },
     bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -573,7 +575,7 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, scale
   let kh = h / ${u32(heads / kvHeads)};
   let last = step.pos0 + m;
   let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  let scale = ${f32(scale)};
+  let scale = ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)};
   var mrun = -3.0e38;
   var lrun = 0.0;
   var acc: array<f32, ${dpt}>;
