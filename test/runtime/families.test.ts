@@ -14,7 +14,7 @@ import { generate } from '../../src/eval/generate.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
 import type { Feature } from '../../src/program/block-program.ts';
-import { referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src/runtime/reference.ts';
+import { ReferenceModel, referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
 import { FAMILY_VARIANTS, makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
@@ -120,5 +120,21 @@ describe('one compile, one model', () => {
     const { logits } = await ortRun(out);
     // Before the storage-precision pass ORT multiplied fp32 copies: relL2 0.02 here.
     expect(relL2(referenceLogits(a, PROMPT), logits)).toBeLessThan(1e-3);
+  }, 120_000);
+});
+
+describe('a runtime loading a program with a feature it lacks refuses it by name', () => {
+  it('GeGLU (tanh GELU gate): ORT runs model.onnx; the reference and WebGPU runtimes refuse the manifest', async () => {
+    const out = await compileVariant('geglu', { activation: 'gelu-tanh', seed: 22 });
+    const a = readArtifact(out);
+    expect(a.manifest.features).toContain('gelu-tanh-mlp');
+    expect((await ortRun(out)).greedy).toHaveLength(GREEDY);
+    expect(() => new ReferenceModel(a)).toThrow(/^the reference runtime does not implement feature 'gelu-tanh-mlp' \(.*\) \(block 0\)$/);
+    if (!skip) await expect(WebgpuModel.create(dev!.device, a)).rejects.toThrow(/^the WGSL backend does not implement feature 'gelu-tanh-mlp'/);
+    // A feature name from a newer twlac is refused by name too.
+    const b = readArtifact(await compileVariant('plain', { seed: 23 }));
+    expect(() => new ReferenceModel(b)).not.toThrow();
+    b.manifest.features.push('parallel-residual' as never);
+    expect(() => new ReferenceModel(b)).toThrow(/^the reference runtime does not implement feature 'parallel-residual' \(unknown to this twlac\)$/);
   }, 120_000);
 });
