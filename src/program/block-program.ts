@@ -90,6 +90,26 @@ export interface BlockProgram<G = string | null> {
   mlp: { activation: MlpActivation };
 }
 
+/**
+ * The steps of a block, in order. Every backend walks `blockOps(b)` with one handler per step
+ * (a `Record<BlockOp, …>`), so a new step fails to typecheck until each backend has one:
+ *   attn-in        a = act(rms(x, attnNorm), 'attn')
+ *   qkv            q, k, v = q(a), k(a), v(a)
+ *   qk-norm        q, k = headRms(q, qNorm), headRms(k, kNorm)      (only with attention.qkNorm)
+ *   rope-kv        q, k = rope(q), rope(k); k and v appended to the cache at pos
+ *   attention      o = attention(q, cache)
+ *   o-residual     x = x + o(act(o, 'o'))
+ *   mlp-in         m = act(rms(x, mlpNorm), 'mlp')
+ *   gate-up        g, u = gate(m), up(m)
+ *   down-residual  x = x + down(act(σ(g) ⊙ u, 'down'))
+ */
+export const BLOCK_OPS = ['attn-in', 'qkv', 'qk-norm', 'rope-kv', 'attention', 'o-residual', 'mlp-in', 'gate-up', 'down-residual'] as const;
+export type BlockOp = (typeof BLOCK_OPS)[number];
+
+export function blockOps(b: BlockProgram<unknown>): BlockOp[] {
+  return BLOCK_OPS.filter((op) => op !== 'qk-norm' || b.attention.qkNorm !== null);
+}
+
 /** Model-wide parts of the program (the per-block parts live in each manifest block). */
 export interface ModelProgram {
   residual: 'sequential';

@@ -14,7 +14,7 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
-import { refuseMissing, type AttentionProgram, type FeatureTable } from '../program/block-program.ts';
+import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type FeatureTable } from '../program/block-program.ts';
 import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
@@ -110,7 +110,7 @@ export const REFERENCE_FEATURES = {
   'attn-softcap': false,
 } as const satisfies FeatureTable;
 
-interface RefBlock {
+interface RefBlock extends BlockProgram<Float64Array | null> {
   attnNorm: Float64Array | null;
   mlpNorm: Float64Array | null;
   q: RefLinear;
@@ -121,7 +121,6 @@ interface RefBlock {
   up: RefLinear;
   down: RefLinear;
   acts: Record<'attn' | 'o' | 'mlp' | 'down', RefSite>;
-  attention: AttentionProgram<Float64Array | null>;
 }
 
 export function rmsNorm(x: Float64Array, gamma: Float64Array | null, eps: number): Float64Array {
@@ -224,6 +223,7 @@ export class ReferenceModel {
     this.finalNorm = norm(m.finalNorm);
     this.lmHead = lin(m.lmHead);
     this.blocks = m.blocks.map((b) => ({
+      mlp: b.mlp,
       attention: {
         ...b.attention,
         qkNorm: b.attention.qkNorm && {
@@ -260,57 +260,88 @@ export class ReferenceModel {
     const c = this.artifact.manifest.config;
     if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
     const pos = this.position;
-    const d = c.headDim;
-    const rope = this.artifact.manifest.program.rope;
-    const group = c.heads / c.kvHeads;
-    let x = this.embed.slice(id * c.hidden, (id + 1) * c.hidden);
+    const st: StepState = { x: this.embed.slice(id * c.hidden, (id + 1) * c.hidden), pos, layer: 0 } as StepState;
     this.blocks.forEach((b, li) => {
-      const a = applyAct(rmsNorm(x, b.attnNorm, c.normEps), b.acts.attn);
-      const q = matVec(b.q, a);
-      const k = matVec(b.k, a);
-      const v = matVec(b.v, a);
-      const at = b.attention;
-      if (at.qkNorm) {
-        headNormInPlace(q, c.heads, d, at.qkNorm.q.gamma, at.qkNorm.q.eps);
-        headNormInPlace(k, c.kvHeads, d, at.qkNorm.k.gamma, at.qkNorm.k.eps);
-      }
-      for (let h = 0; h < c.heads; h++) ropeInPlace(q, h * d, rope.rotaryDim, pos, rope.theta);
-      for (let h = 0; h < c.kvHeads; h++) ropeInPlace(k, h * d, rope.rotaryDim, pos, rope.theta);
-      this.kCache[li].push(k);
-      this.vCache[li].push(v);
-      const att = new Float64Array(c.heads * d);
+      st.layer = li;
+      for (const op of blockOps(b)) this.ops[op](b, st);
+    });
+    return matVec(this.lmHead, rmsNorm(st.x, this.finalNorm, c.normEps));
+  }
+
+  /** One handler per block step (block-program.ts BLOCK_OPS), each reading and writing `st`. */
+  private readonly ops: Record<BlockOp, (b: RefBlock, st: StepState) => void> = {
+    'attn-in': (b, st) => void (st.a = applyAct(rmsNorm(st.x, b.attnNorm, this.config.normEps), b.acts.attn)),
+    qkv: (b, st) => Object.assign(st, { q: matVec(b.q, st.a), k: matVec(b.k, st.a), v: matVec(b.v, st.a) }),
+    'qk-norm': (b, st) => {
+      const { heads, kvHeads, headDim } = this.config;
+      const n = b.attention.qkNorm!;
+      headNormInPlace(st.q, heads, headDim, n.q.gamma, n.q.eps);
+      headNormInPlace(st.k, kvHeads, headDim, n.k.gamma, n.k.eps);
+    },
+    'rope-kv': (_, st) => {
+      const { heads, kvHeads, headDim: d } = this.config;
+      const rope = this.artifact.manifest.program.rope;
+      for (let h = 0; h < heads; h++) ropeInPlace(st.q, h * d, rope.rotaryDim, st.pos, rope.theta);
+      for (let h = 0; h < kvHeads; h++) ropeInPlace(st.k, h * d, rope.rotaryDim, st.pos, rope.theta);
+      this.kCache[st.layer].push(st.k);
+      this.vCache[st.layer].push(st.v);
+    },
+    attention: (b, st) => {
+      const { heads, kvHeads, headDim: d } = this.config;
+      const { scale, window } = b.attention;
+      const [kc, vc, q, pos] = [this.kCache[st.layer], this.vCache[st.layer], st.q, st.pos];
+      const att = (st.att = new Float64Array(heads * d));
       const scores = new Float64Array(pos + 1);
       // keys pos − window < t ≤ pos
-      const first = at.window === null ? 0 : Math.max(0, pos - at.window + 1);
-      for (let h = 0; h < c.heads; h++) {
-        const kh = Math.floor(h / group);
+      const first = window === null ? 0 : Math.max(0, pos - window + 1);
+      for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / (heads / kvHeads));
         let max = -Infinity;
         for (let t = first; t <= pos; t++) {
-          const kt = this.kCache[li][t];
           let s = 0;
-          for (let i = 0; i < d; i++) s += q[h * d + i] * kt[kh * d + i];
-          scores[t] = s * at.scale;
+          for (let i = 0; i < d; i++) s += q[h * d + i] * kc[t][kh * d + i];
+          scores[t] = s * scale;
           max = Math.max(max, scores[t]);
         }
         let sum = 0;
         for (let t = first; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
         for (let t = first; t <= pos; t++) {
           const p = scores[t] / sum;
-          const vt = this.vCache[li][t];
-          for (let i = 0; i < d; i++) att[h * d + i] += p * vt[kh * d + i];
+          for (let i = 0; i < d; i++) att[h * d + i] += p * vc[t][kh * d + i];
         }
       }
-      const o = matVec(b.o, applyAct(att, b.acts.o));
-      const h = Float64Array.from(x, (xv, i) => xv + o[i]);
-      const m = applyAct(rmsNorm(h, b.mlpNorm, c.normEps), b.acts.mlp);
-      const g = matVec(b.gate, m);
-      const u = matVec(b.up, m);
-      const gu = Float64Array.from(g, (gv, i) => silu(gv) * u[i]);
+    },
+    'o-residual': (b, st) => {
+      const o = matVec(b.o, applyAct(st.att, b.acts.o));
+      st.x = Float64Array.from(st.x, (xv, i) => xv + o[i]);
+    },
+    'mlp-in': (b, st) => void (st.m = applyAct(rmsNorm(st.x, b.mlpNorm, this.config.normEps), b.acts.mlp)),
+    'gate-up': (b, st) => Object.assign(st, { g: matVec(b.gate, st.m), u: matVec(b.up, st.m) }),
+    'down-residual': (b, st) => {
+      const gu = Float64Array.from(st.g, (gv, i) => silu(gv) * st.u[i]);
       const dn = matVec(b.down, applyAct(gu, b.acts.down));
-      x = Float64Array.from(h, (hv, i) => hv + dn[i]);
-    });
-    return matVec(this.lmHead, rmsNorm(x, this.finalNorm, c.normEps));
+      st.x = Float64Array.from(st.x, (xv, i) => xv + dn[i]);
+    },
+  };
+
+  private get config() {
+    return this.artifact.manifest.config;
   }
+}
+
+/** The values one token's block steps pass along (names as in BLOCK_OPS). */
+interface StepState {
+  pos: number;
+  layer: number;
+  x: Float64Array;
+  a: Float64Array;
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+  att: Float64Array;
+  m: Float64Array;
+  g: Float64Array;
+  u: Float64Array;
 }
 
 /** Logits [seq, vocab] of a token sequence starting at position 0. */

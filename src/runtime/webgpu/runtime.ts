@@ -6,11 +6,12 @@
 // the chunk has several tokens, decode when it has one) in one compute pass, appending to the
 // per-layer KV caches. Linears use the GEMV kernel for one token and the token-tiled GEMM
 // otherwise.
-import type { ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
+import type { ArtifactManifest, BlockEntry, LinearEntry } from '../../artifact/manifest.ts';
+import { blockOps as programBlockOps, type BlockOp } from '../../program/block-program.ts';
 import { parseFormatId } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
-import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
+import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 
 export interface WebgpuModelOptions {
@@ -225,31 +226,49 @@ export class WebgpuModel {
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), output], last);
 
     this.op(plan.embed, [this.ids, t(m.embed), x]);
+    // One handler per block step (block-program.ts BLOCK_OPS); activations live in the
+    // buffers above, the KV cache per layer.
+    let ai = nrm; // the attention / MLP input after act(): nrm, or act when transformed
+    let mi = nrm;
+    const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
+      'attn-in': (bk, b) => {
+        norm(bk.attnNorm, b.attnNorm, x, nrm);
+        ai = actOps(bk.attnAct, nrm);
+      },
+      qkv: (bk) => {
+        linearOp(bk.q, ai, q);
+        linearOp(bk.k, ai, k);
+        linearOp(bk.v, ai, v);
+      },
+      'qk-norm': (bk, b) => {
+        const n = b.attention.qkNorm!;
+        this.op(bk.qNorm!, [q, ...(n.q.gamma ? [t(n.q.gamma)] : [])]);
+        this.op(bk.kNorm!, [k, ...(n.k.gamma ? [t(n.k.gamma)] : [])]);
+      },
+      'rope-kv': (bk, _, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]),
+      attention: (bk, _, { kc, vc }) => this.op(bk.attention, [q, kc, vc, att]),
+      'o-residual': (bk) => {
+        linearOp(bk.o, actOps(bk.oAct, att), y);
+        this.op(bk.residualHidden, [y, x]);
+      },
+      'mlp-in': (bk, b) => {
+        norm(bk.mlpNorm, b.mlpNorm, x, nrm);
+        mi = actOps(bk.mlpAct, nrm);
+      },
+      'gate-up': (bk) => {
+        linearOp(bk.gate, mi, g);
+        linearOp(bk.up, mi, u);
+      },
+      'down-residual': (bk) => {
+        this.op(bk.swiglu, [g, u, gu]);
+        linearOp(bk.down, actOps(bk.downAct, gu), y);
+        this.op(bk.residualHidden, [y, x]);
+      },
+    };
     plan.blocks.forEach((bk, li) => {
       const b = m.blocks[li];
-      const kc = f4(c.maxPositions * kvd);
-      const vc = f4(c.maxPositions * kvd);
-      norm(bk.attnNorm, b.attnNorm, x, nrm);
-      const ai = actOps(bk.attnAct, nrm);
-      linearOp(bk.q, ai, q);
-      linearOp(bk.k, ai, k);
-      linearOp(bk.v, ai, v);
-      const qk = b.attention.qkNorm;
-      if (qk) {
-        this.op(bk.qNorm!, [q, ...(qk.q.gamma ? [t(qk.q.gamma)] : [])]);
-        this.op(bk.kNorm!, [k, ...(qk.k.gamma ? [t(qk.k.gamma)] : [])]);
-      }
-      this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]);
-      this.op(bk.attention, [q, kc, vc, att]);
-      linearOp(bk.o, actOps(bk.oAct, att), y);
-      this.op(bk.residualHidden, [y, x]);
-      norm(bk.mlpNorm, b.mlpNorm, x, nrm);
-      const mi = actOps(bk.mlpAct, nrm);
-      linearOp(bk.gate, mi, g);
-      linearOp(bk.up, mi, u);
-      this.op(bk.swiglu, [g, u, gu]);
-      linearOp(bk.down, actOps(bk.downAct, gu), y);
-      this.op(bk.residualHidden, [y, x]);
+      const kv = { kc: f4(c.maxPositions * kvd), vc: f4(c.maxPositions * kvd) };
+      for (const op of programBlockOps(b)) blockOps[op](bk, b, kv);
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
     this.finalOps = this.ops.length;
