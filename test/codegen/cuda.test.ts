@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/artifact/manifest.ts';
+import { cudaFloat } from '../../src/codegen/cuda/kernel.ts';
 import { rng } from '../../src/artifact/random.ts';
 import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
 import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
@@ -474,12 +475,31 @@ describe('emitCuda', () => {
       expect(p.nt).toBe(Math.ceil(m / 8));
     }
   });
+  it('a block whose program states another query scale gets attention kernels with that scale; the default keeps the default ones', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a');
+    m.blocks[1].attention.scale = 0.1;
+    const src = cudaModelSource(m, 'sm_90a');
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const blocks = forward.split('// block ');
+    expect(blocks[1]).toMatch(/launch_attn_partial_h2_kv1_d64\(/);
+    expect(blocks[2]).toMatch(/launch_attn_partial_h2_kv1_d64_s10000000\(/);
+    expect(blocks[2]).toMatch(/launch_attn_prefill_tc_h2_kv1_d64_s10000000\(/);
+    const kernelText = (name: string) => {
+      const at = src.indexOf(`// twlac kernel ${name}(`);
+      expect(at).toBeGreaterThan(0);
+      return src.slice(at, src.indexOf('// twlac kernel', at + 1));
+    };
+    expect(kernelText('attn_partial_h2_kv1_d64_s10000000')).toContain(`* ${cudaFloat(0.1).text};`);
+    expect(kernelText('attn_prefill_tc_h2_kv1_d64_s10000000')).toContain(`const float sc = ${cudaFloat(Math.LOG2E * 0.1).text};`);
+    expect(kernelText('attn_partial_h2_kv1_d64')).toContain(`* ${cudaFloat(1 / 8).text};`);
+    expect(plain).not.toMatch(/_s10000000/);
+  });
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['linear-bias', (m) => void (m.blocks[1].q.bias = 'blocks.1.q.bias')],
       ['qk-norm', (m) => void (m.blocks[1].attention.qkNorm = { q: { gamma: null, eps: 1e-6 }, k: { gamma: null, eps: 1e-6 } })],
       ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
-      ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.5)],
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
     ];
     for (const [feature, edit] of cases) {
@@ -841,6 +861,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       // two blocks: 8-bit sites (int8 GEMVs, the prefill GEMM: the lattice kernel on sm_90a) and 16-bit sites
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
       m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
+      m.blocks[1].attention.scale = 0.1; // a program query scale: its own attention kernels
       emitCuda(m, dir, archs);
       expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
       expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);

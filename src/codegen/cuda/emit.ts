@@ -24,7 +24,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -37,7 +37,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
-import { blockOps, refuseMissing, type BlockOp, type FeatureTable } from '../../program/block-program.ts';
+import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type FeatureTable } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 export const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -82,7 +82,7 @@ export const CUDA_FEATURES = {
   'linear-bias': false,
   'qk-norm': false,
   'sliding-window': false,
-  'query-scale': false,
+  'query-scale': true,
   'partial-rotary': false,
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
@@ -180,8 +180,10 @@ class ModelEmitter {
   private readonly linearFns = new Map<string, Code>();
   private readonly attn: AttnShape;
   private readonly splits: number;
-  /** Kernels every model has, by name: embedding, RoPE + cache write, decode (split) and prefill attention. */
-  private readonly kern: { embed: string; rope: string; part: string; comb: string; pre: string };
+  /** Kernels every model has, by name: embedding, RoPE + cache write, the attention combine. */
+  private readonly kern: { embed: string; rope: string; comb: string };
+  /** Decode (split) and prefill attention kernels by softmax scale (block attention.scale). */
+  private readonly attnByScale = new Map<number, { part: string; pre: string }>();
 
   constructor(
     private readonly m: ArtifactManifest,
@@ -197,14 +199,32 @@ class ModelEmitter {
     if (e.dtype !== 'float16' && e.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${e.dtype} not supported`);
     this.setFill(m.embed, e.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
     const ks = this.ks;
-    this.kern = {
-      embed: ks.add(embedKernel(c.hidden, e.dtype)),
-      rope: ks.add(ropeKvKernel(this.attn)),
-      part: ks.add(attnPartialKernel(this.attn)),
-      comb: ks.add(attnCombineKernel(this.attn)),
-      // tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts)
-      pre: ks.add(attnPrefillTcUnsupported(this.attn) ? attnPrefillKernel(this.attn) : attnPrefillTcKernel(this.attn)),
-    };
+    const embed = ks.add(embedKernel(c.hidden, e.dtype));
+    const rope = ks.add(ropeKvKernel(this.attn));
+    // block 0's attention kernels (the combine does not depend on the scale), in header order
+    const scale0 = m.blocks[0]?.attention.scale ?? attnScale(this.attn);
+    const part = ks.add(attnPartialKernel(this.attnShape(scale0)));
+    this.kern = { embed, rope, comb: ks.add(attnCombineKernel(this.attn)) };
+    this.attnByScale.set(scale0, { part, pre: ks.add(this.prefillAttnKernel(this.attnShape(scale0))) });
+  }
+
+  private attnShape(scale: number): AttnShape {
+    return isDefaultScale(scale, this.c.headDim) ? this.attn : { ...this.attn, scale };
+  }
+
+  /** Tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts). */
+  private prefillAttnKernel(a: AttnShape): CudaKernel {
+    return attnPrefillTcUnsupported(a) ? attnPrefillKernel(a) : attnPrefillTcKernel(a);
+  }
+
+  /** The split-decode and prefill attention kernels for one softmax scale. */
+  private attnKernels(scale: number): { part: string; pre: string } {
+    let k = this.attnByScale.get(scale);
+    if (!k) {
+      const a = this.attnShape(scale);
+      this.attnByScale.set(scale, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
+    }
+    return k;
   }
 
   private setFill(name: string | undefined | null, f: FillSpec): void {
@@ -393,8 +413,9 @@ class ModelEmitter {
     'rope-kv': (_, i) => this.op('rope_kv', code`  launch_${ident(this.kern.rope)}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
     // (prefill chunks): 16 queries a block over the whole prefix
-    attention: (_, i) => {
-      const { part, comb, pre } = this.kern;
+    attention: (b, i) => {
+      const { part, pre } = this.attnKernels(b.attention.scale);
+      const { comb } = this.kern;
       return join([
         this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
   else launch_${ident(part)}(b.q, ${this.kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, T, ${this.splits}, s);`),
