@@ -111,6 +111,27 @@ describe.each(Object.entries(FAMILY_VARIANTS))('family %s compiled by twlac', (n
   }, 120_000);
 });
 
+describe('the default pipeline (TWLA: norm folding, KOTMS rotation, GPTQ) on the Qwen3 shape at 4-bit activations', () => {
+  it('reference and WebGPU runtimes match ORT on out/model.onnx', async () => {
+    const calib = [0, 1, 2, 3].map((s) => Int32Array.from({ length: 48 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % 256));
+    const out = await compileVariant('qwen3-twla', FAMILY_VARIANTS.qwen3, { calib, acts: { kind: 'uniform', bits: 4 } });
+    const a = readArtifact(out);
+    expect(a.manifest.features).toEqual(expect.arrayContaining(['qk-norm', 'online-transform', 'act-quant']));
+    const want = await ortRun(out);
+    expect(relErr(referenceLogits(a, PROMPT), want.logits)).toBeLessThan(1e-5);
+    expect(referenceGreedy(a, PROMPT, GREEDY)).toEqual(want.greedy);
+    if (skip) return;
+    const model = await WebgpuModel.create(dev!.device, a, { capacity: 4 });
+    try {
+      // 4-bit codes may flip on last-bit differences of f32 sums (see webgpu.test.ts): bounded well below A4 noise
+      expect(relErr(await model.logitsOf(PROMPT), want.logits)).toBeLessThan(2e-3);
+      expect(await model.greedy(PROMPT, GREEDY)).toEqual(want.greedy);
+    } finally {
+      model.destroy();
+    }
+  }, 180_000);
+});
+
 describe('one compile, one model', () => {
   it('at 4-bit activation sites model.onnx and weights.bin compute the same function (fp16 embedding and lm_head in both)', async () => {
     const calib = [Int32Array.from({ length: 32 }, (_, i) => (i * 37 + 11) % 256), Int32Array.from({ length: 32 }, (_, i) => (i * 53 + 5) % 256)];
