@@ -516,12 +516,14 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
   });
 }
 
-export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number): WgslKernel {
-  const half = d / 2;
+export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
+  // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
+  const r = rotaryDim;
+  const half = r / 2;
   const kvd = kvHeads * d;
   return defineKernel({
     name: 'rope_kv',
-    params: { heads, kvHeads, d, maxPos },
+    params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
     bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), f32buf('Kc', 'read_write'), f32buf('Vc', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -548,7 +550,11 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
       Kc[c + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
     }
   }
-  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
+${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32(kvHeads * (d - r))}; e += ${u32(WG)}) {
+    let o = (e / ${u32(d - r)}) * ${u32(d)} + ${u32(r)} + e % ${u32(d - r)};
+    Kc[pos * ${u32(kvd)} + o] = K[m * ${u32(kvd)} + o];
+  }
+`}  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
     dispatch: (ntok) => [ntok, 1, 1],
   });
 }

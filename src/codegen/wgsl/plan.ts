@@ -36,7 +36,7 @@ export const WGSL_FEATURES = {
   'qk-norm': true,
   'sliding-window': true,
   'query-scale': true,
-  'partial-rotary': false,
+  'partial-rotary': true,
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
   'attn-softcap': false,
@@ -170,7 +170,8 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const linearKernels = (l: LinearEntry) => linearKernelsOf(l, feats, gemv);
   const c = m.config;
   refuseMissing('the WGSL backend', WGSL_FEATURES, m);
-  if (c.headDim % 2) throw new UserError(`WGSL backend: head dim ${c.headDim} must be even for RoPE`);
+  const rotaryDim = m.program.rope.rotaryDim;
+  if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
   const headNorm = (heads: number, n: HeadNorm) => headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
   const blocks = m.blocks.map((b): BlockKernels => ({
@@ -180,7 +181,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     k: linearKernels(b.k),
     v: linearKernels(b.v),
     ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k) } : {}),
-    ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions),
+    ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
     attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats),
     oAct: actKernels(b.acts.o, qd, feats),
     o: linearKernels(b.o),

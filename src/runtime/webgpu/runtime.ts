@@ -195,11 +195,13 @@ export class WebgpuModel {
     this.logits = f4(cap * c.vocab);
     this.readback = this.buffer(cap * c.vocab * 4, MAP_READ);
 
-    const half = c.headDim / 2;
+    // cos/sin of pos·θ^(−2i/r) for the r = rotaryDim rotated dims of a head
+    const { theta, rotaryDim } = m.program.rope;
+    const half = rotaryDim / 2;
     const rope = new Float32Array(c.maxPositions * half * 2);
     for (let p = 0; p < c.maxPositions; p++) {
       for (let i = 0; i < half; i++) {
-        const ang = p * Math.pow(m.program.rope.theta, (-2 * i) / c.headDim);
+        const ang = p * Math.pow(theta, (-2 * i) / rotaryDim);
         rope[(p * half + i) * 2] = Math.cos(ang);
         rope[(p * half + i) * 2 + 1] = Math.sin(ang);
       }
