@@ -18,6 +18,7 @@
 // fails to typecheck until every backend has decided.
 import type { ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
 import { UserError } from '../errors.ts';
+import { linearFormat } from '../formats/linear-format.ts';
 
 const BLOCK_LINEAR_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 
@@ -140,7 +141,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
   if (p.config.kvHeads !== p.config.heads) use('gqa', -1);
   if (p.program.rope.rotaryDim !== p.config.headDim) use('partial-rotary', -1);
   const linear = (l: LinearEntry, block: number) => {
-    use(l.format === 'float16' || l.format === 'float32' ? 'dense-linear' : 'ternary-linear', block);
+    use(linearFormat(l).kind === 'dense' ? 'dense-linear' : 'ternary-linear', block);
     if (l.bias) use('linear-bias', block);
   };
   p.blocks.forEach((b, i) => {

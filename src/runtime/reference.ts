@@ -15,7 +15,8 @@
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
 import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type FeatureTable } from '../program/block-program.ts';
-import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
+import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
+import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
 
@@ -53,7 +54,8 @@ export function tensorValues(a: LoadedArtifact, name: string): Float64Array {
 /** The ternary storage of a linear, as the format declaration describes it. */
 export function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
   if (!l.codes || !l.scales) throw new Error(`${l.name}: format ${l.format} has no codes/scales tensors`);
-  const format = parseFormatId(l.format);
+  const format = ternaryFormatOf(l);
+  if (!format) throw new Error(`${l.name}: dense format ${l.format} has no ternary storage`);
   const u16 = (name: string) => {
     const b = tensorBytesCopy(a, name);
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);
@@ -70,7 +72,7 @@ export function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
 
 /** Dequantised weight of a linear, row-major [rows, cols], float64. */
 export function linearWeight(a: LoadedArtifact, l: LinearEntry): Float64Array {
-  if (l.format === 'float16' || l.format === 'float32') {
+  if (linearFormat(l).kind === 'dense') {
     if (!l.weight) throw new Error(`${l.name}: dense linear without a weight tensor`);
     return tensorValues(a, l.weight);
   }

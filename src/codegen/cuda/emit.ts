@@ -19,7 +19,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ActSite, ArtifactManifest, BlockEntry, LinearEntry, ModelConfig, TensorEntry } from '../../artifact/manifest.ts';
-import { CODE_PACKINGS, groupsPerRow, latticeUnit, parseFormatId, ternaryFormat } from '../../formats/ternary.ts';
+import { CODE_PACKINGS, groupsPerRow, latticeUnit, ternaryFormat } from '../../formats/ternary.ts';
+import { linearFormat, ternaryFormatOf } from '../../formats/linear-format.ts';
 import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
@@ -124,8 +125,8 @@ function deviceLayout(m: ArtifactManifest, arch: CudaArch): DeviceLayout {
   const transcodes: DeviceLayout['transcodes'] = [];
   for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead]) {
     let d = l;
-    if (l.format !== 'float16' && l.format !== 'float32' && l.codes) {
-      const f = parseFormatId(l.format);
+    const f = ternaryFormatOf(l);
+    if (f && l.codes) {
       const to = ternaryFormat('bit2', f.group, f.shift, f.lattice);
       if (f.packing === 'trit5' && !gemvStreamUnsupported({ format: to, k: l.cols, m: 1 })) {
         const dstName = `${l.codes}@bit2`;
@@ -147,8 +148,9 @@ function deviceLayout(m: ArtifactManifest, arch: CudaArch): DeviceLayout {
   for (const t of transcodes) place(t.dstName, t.groups * CODE_PACKINGS.bit2.bytesPerGroup(t.group));
   const rowsOf = new Map<string, { l: LinearEntry; name: string }>();
   for (const d of view.values()) {
-    if (d.format === 'float16' || d.format === 'float32' || !d.codes || rowsOf.has(d.codes)) continue;
-    if (gemmWgmmaRsUnsupported({ format: parseFormatId(d.format), n: d.rows, k: d.cols, arch })) continue;
+    const f = ternaryFormatOf(d);
+    if (!f || !d.codes || rowsOf.has(d.codes)) continue;
+    if (gemmWgmmaRsUnsupported({ format: f, n: d.rows, k: d.cols, arch })) continue;
     const name = `${d.codes}@rows`;
     rowsOf.set(d.codes, { l: d, name });
     place(name, d.rows * 8);
@@ -243,11 +245,13 @@ class ModelEmitter {
   }
 
   private useA8(l: LinearEntry, actBits: number): boolean {
-    return l.format !== 'float16' && l.format !== 'float32' && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols });
+    const f = ternaryFormatOf(l);
+    return !!f && actBits <= 8 && !gemvA8Unsupported({ format: f, k: l.cols });
   }
 
   private streamable(l: LinearEntry, M: number): boolean {
-    return l.format !== 'float16' && l.format !== 'float32' && !gemvStreamUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M });
+    const f = ternaryFormatOf(l);
+    return !!f && !gemvStreamUnsupported({ format: f, k: l.cols, m: M });
   }
 
   /**
@@ -260,23 +264,24 @@ class ModelEmitter {
   private gemvChoice(l: LinearEntry, M: number, a8: boolean): 'stream' | 'tc' | 'staged' {
     if (a8 && this.streamable(l, M)) return 'stream';
     if (M === 1 && this.streamable(l, M)) return 'stream';
-    if (!gemvTcUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M })) return 'tc';
+    if (!gemvTcUnsupported({ format: ternaryFormatOf(l)!, k: l.cols, m: M })) return 'tc';
     return this.streamable(l, M) ? 'stream' : 'staged';
   }
 
   /** The dispatcher of a linear shape and activation kind: picks the M bucket for T, and the kernel for the bucket. */
   private linearFn(l: LinearEntry, a8: boolean): string {
     const { arch, ks } = this;
-    const dense = l.format === 'float16' || l.format === 'float32';
+    const lf = linearFormat(l);
+    const dense = lf.kind === 'dense';
     const fnName = `linear_${a8 ? 'a8_' : ''}${l.format}_n${l.rows}_k${l.cols}`;
     if (this.linearFns.has(fnName)) return fnName;
     const branches = GEMV_M_BUCKETS.map((M) => {
-      if (dense) {
-        const k = denseGemvKernel(l.rows, l.cols, M, l.format as 'float16' | 'float32', arch);
+      if (lf.kind === 'dense') {
+        const k = denseGemvKernel(l.rows, l.cols, M, lf.dtype, arch);
         ks.add(k);
         return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
       }
-      const shape = { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch };
+      const shape = { format: lf.format, n: l.rows, k: l.cols, m: M, arch };
       const choice = this.gemvChoice(l, M, a8);
       const k = choice === 'stream' ? gemvStreamKernel(shape, a8 ? 'u8' : 'f16') : choice === 'tc' ? gemvTcKernel(shape) : a8 ? gemvA8Kernel(shape) : gemvKernel(shape);
       ks.add(k);
@@ -301,8 +306,9 @@ class ModelEmitter {
     const slices = (m: number, call: Code) => code`  for (int t0 = 0; t0 < T; t0 += ${m})
     ${call}(a + (size_t)t0 * ${l.cols}, `;
     const rest = (m: number) => code`y + (size_t)t0 * ${l.rows}, min(T - t0, ${m}), acc, s);`;
-    if (l.format === 'float16' || l.format === 'float32') return code`${slices(GEMV_MAX_M, ident(fnName))}W, ${rest(GEMV_MAX_M)}`;
-    const format = parseFormatId(l.format);
+    const lf = linearFormat(l);
+    if (lf.kind === 'dense') return code`${slices(GEMV_MAX_M, ident(fnName))}W, ${rest(GEMV_MAX_M)}`;
+    const format = lf.format;
     const gemm = { format, n: l.rows, k: l.cols, arch, out: 'f32' as const };
     if (a8 && !prefillGemmUnsupported(gemm)) {
       return join(
@@ -319,7 +325,7 @@ class ModelEmitter {
 
   /** A ternary linear's device tensors (codes, scales, shifts, lattice rows), with their random fills. */
   private weightArgs(l: LinearEntry): Code {
-    const f = parseFormatId(l.format);
+    const f = ternaryFormatOf(l)!;
     const sc = 1 / Math.sqrt(l.cols * 0.6);
     this.setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
     // lattice formats: values rounded to one power-of-two unit with |scale| + |shift| ≤ 127 units
@@ -335,8 +341,9 @@ class ModelEmitter {
   private linearCall(l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code {
     const dl = this.onDevice(l);
     const fn = ident(this.linearFn(dl, this.useA8(dl, actBits)));
-    if (l.format === 'float16' || l.format === 'float32') {
-      this.setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
+    const lf = linearFormat(l);
+    if (lf.kind === 'dense') {
+      this.setFill(l.weight, lf.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
       return code`  ${fn}(${a}, ${this.tensorRef(l.weight, 'const uint8_t*')}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
     }
     return code`  ${fn}(${a}, ${this.useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${this.weightArgs(l)}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
@@ -358,7 +365,7 @@ class ModelEmitter {
       const fallbacks = ls.map((l, i) => code`  ${ident(this.linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rows${i}, y${i}, T, acc, s);`);
       const branches = buckets.map((M) => {
         const k = gemvStreamGroupKernel(
-          ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch: this.arch })),
+          ls.map((l) => ({ format: ternaryFormatOf(l)!, n: l.rows, k: l.cols, m: M, arch: this.arch })),
           a8 ? 'u8' : 'f16',
         );
         this.ks.add(k);
@@ -450,7 +457,7 @@ class ModelEmitter {
     const transcodeKernels = new Map<number, CudaKernel>();
     for (const t of layout.transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
     const rowsCalls = [...layout.rowsOf.values()].map(({ l, name }) => {
-      const f = parseFormatId(l.format);
+      const f = ternaryFormatOf(l)!;
       const k = ks.add(latticeRowsKernel(f.group));
       return code`  launch_${ident(k)}(${this.tensorRef(l.codes, 'const uint8_t*')}, ${this.tensorRef(l.scales, 'const __half*')}, ${this.tensorRef(l.shifts, 'const __half*')}, ${this.tensorRef(name, 'int2*')}, ${l.rows}, ${groupsPerRow(f, l.cols)}, s);`;
     });
@@ -470,9 +477,8 @@ class ModelEmitter {
     const maxAct = Math.max(c.hidden, qd, c.intermediate);
     // Lattice linears: their scales and shifts are checked against the lattice after loading.
     const latticeRows = [...layout.view.values()].flatMap((d) => {
-      if (d.format === 'float16' || d.format === 'float32' || !d.scales) return [];
-      const f = parseFormatId(d.format);
-      if (!f.lattice) return [];
+      const f = ternaryFormatOf(d);
+      if (!f || !d.scales || !f.lattice) return [];
       const dev = (t: string | null | undefined) => (t ? code`${layout.offsets.get(t)!}ull` : code`TWLAC_NO_TENSOR`);
       return [code`  {${new Code(JSON.stringify(d.name))}, ${new Code(JSON.stringify(f.id))}, ${dev(d.scales)}, ${dev(d.shifts)}, ${d.rows}, ${groupsPerRow(f, d.cols)}},`];
     });

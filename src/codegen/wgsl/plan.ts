@@ -2,7 +2,7 @@
 // runtime (which dispatches them) and `emitWgsl` (which writes their source), so the two
 // can never disagree. Validation happens here, before any source is generated.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { parseFormatId } from '../../formats/ternary.ts';
+import { linearFormat } from '../../formats/linear-format.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
 import { refuseMissing, type FeatureTable, type HeadNorm } from '../../program/block-program.ts';
@@ -132,19 +132,15 @@ export interface ModelKernels {
 
 function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
   const bias = !!l.bias;
-  if (l.format === 'float16' || l.format === 'float32') {
+  const lf = linearFormat(l);
+  if (lf.kind === 'dense') {
     return {
       entry: l,
-      gemv: denseLinearKernel(l.format, l.rows, l.cols, 1, bias, feats),
-      gemm: denseLinearKernel(l.format, l.rows, l.cols, PREFILL_TILE, bias, feats),
+      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats),
+      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats),
     };
   }
-  let f;
-  try {
-    f = parseFormatId(l.format);
-  } catch (e) {
-    throw new UserError(`${l.name}: ${(e as Error).message}`);
-  }
+  const f = lf.format;
   return {
     entry: l,
     gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),

@@ -8,7 +8,7 @@
 // otherwise.
 import type { ArtifactManifest, BlockEntry, LinearEntry } from '../../artifact/manifest.ts';
 import { blockOps as programBlockOps, type BlockOp } from '../../program/block-program.ts';
-import { parseFormatId } from '../../formats/ternary.ts';
+import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
@@ -157,8 +157,8 @@ export class WebgpuModel {
 
   private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer } {
     const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
-    if (l.format === 'float16' || l.format === 'float32') return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
-    const f = parseFormatId(l.format);
+    const f = ternaryFormatOf(l);
+    if (!f) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
     packed.set(tensorBytesCopy(a, l.codes!), 0);
