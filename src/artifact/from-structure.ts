@@ -51,7 +51,7 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
 
 function modelProgram(s: TransformerStructure): ModelProgram {
   const c = s.config;
-  return { residual: 'sequential', norm: 'rms', rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim } };
+  return { residual: 'sequential', norm: 'rms', embedScale: s.embedScale, logitScale: s.logitScale, rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim } };
 }
 
 function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {

@@ -103,6 +103,9 @@ export interface TransformerStructure {
   configSources: { headDim: ConfigSource; ropeTheta: ConfigSource; normEps: ConfigSource; maxPositions: ConfigSource };
   /** Where the RoPE frequencies were read (inv_freq constant or cos cache). */
   rope: { source?: Value; kind?: 'inv-freq' | 'cache'; rotaryDim?: number };
+  /** x₀ = embedScale · E[ids]; logits = logitScale · lm_head(·). */
+  embedScale: number;
+  logitScale: number;
   /** Norm kind shared by the blocks (for reports; mixed graphs list the first). */
   normKind: Norm['kind'];
   /** Things noticed but not fatal. */
@@ -124,6 +127,34 @@ export function sourceOf(v: Value): Value {
     const p = v.producer();
     if (!p || !PASS_THROUGH.has(p.opType) || p.opType === 'Transpose' || !p.input(0) || p.domain !== '') return v;
     v = p.input(0)!;
+  }
+}
+
+function scalarConst(v: Value | undefined): number | undefined {
+  const t = constTensor(v);
+  return t && t.numel === 1 ? t.toFloat32()[0] : undefined;
+}
+
+/**
+ * Follow a value back through data movement and multiplications / divisions by constant
+ * scalars: the value they scale, and the factor (y = scale · value).
+ */
+export function scaledSource(v: Value): { value: Value; scale: number } {
+  let scale = 1;
+  for (;;) {
+    v = sourceOf(v);
+    const p = v.producer();
+    if (!p || p.domain !== '' || !p.input(0) || !p.input(1)) return { value: v, scale };
+    const [c0, c1] = [scalarConst(p.input(0)), scalarConst(p.input(1))];
+    if (p.opType === 'Mul' && (c0 === undefined) !== (c1 === undefined)) {
+      scale *= c1 ?? c0!;
+      v = c1 !== undefined ? p.input(0)! : p.input(1)!;
+    } else if (p.opType === 'Div' && c1 !== undefined && c0 === undefined) {
+      scale /= c1;
+      v = p.input(0)!;
+    } else {
+      return { value: v, scale };
+    }
   }
 }
 
@@ -315,7 +346,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const outs = g.outputs;
   const logitsOut = outs.find((o) => o.name === 'logits') ?? outs[0];
   if (!logitsOut) throw new UserError('could not find the lm_head: the graph has no outputs');
-  const lmHead = idx.byOutput.get(sourceOf(logitsOut));
+  const logits = scaledSource(logitsOut);
+  const lmHead = idx.byOutput.get(logits.value);
   if (!lmHead) throw new UserError(`could not find the lm_head: graph output "${logitsOut.name}" is not produced by a linear`);
   const last = blocks[blocks.length - 1];
   const finalNorm = normByOutput.get(sourceOf(lmHead.input));
@@ -331,12 +363,15 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   lmHead.role = 'lm_head';
   lmHead.block = -1;
 
-  const x0 = blocks[0].residualIn ?? blocks[0].attnNorm.input;
-  const embedding = findEmbedding(model, x0);
+  // x₀ = embedScale · E[ids] (Gemma's √hidden, Granite's embedding multiplier)
+  const x0 = scaledSource(blocks[0].residualIn ?? blocks[0].attnNorm.input);
+  const embedding = findEmbedding(model, x0.value);
   if (!embedding) throw new UserError('could not find the token embedding: no Gather from a constant [vocab, hidden] table');
-  if (!sameValue(embedding.output, x0) && !sameValue(forwardOf(embedding.output), x0)) {
-    notes.push(`the embedding output reaches block 0 through ${x0.producer()?.qualifiedOp ?? 'a graph input'} (not a plain LLaMA embedding)`);
+  if (!sameValue(embedding.output, x0.value) && !sameValue(forwardOf(embedding.output), x0.value)) {
+    throw new UserError(`the embedding output reaches block 0 through ${x0.value.producer()?.qualifiedOp ?? 'a graph input'}, which is not understood`);
   }
+  if (x0.scale !== 1) notes.push(`the embedding is scaled by ${x0.scale} before block 0`);
+  if (logits.scale !== 1) notes.push(`the logits are scaled by ${logits.scale}`);
   const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
 
   // Config.
@@ -460,6 +495,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     config,
     configSources,
     rope: { source: rope?.source, kind: rope?.kind, rotaryDim },
+    embedScale: x0.scale,
+    logitScale: logits.scale,
     normKind,
     notes,
   };

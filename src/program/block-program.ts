@@ -39,6 +39,8 @@ export const FEATURES = [
   'gelu-mlp',
   'gelu-tanh-mlp',
   'attn-softcap',
+  'embed-scale',
+  'logit-scale',
 ] as const;
 
 export type Feature = (typeof FEATURES)[number];
@@ -61,6 +63,8 @@ export const FEATURE_TEXT = {
   'gelu-mlp': 'GELU(erf)-gated MLP',
   'gelu-tanh-mlp': 'GELU(tanh)-gated MLP (GeGLU)',
   'attn-softcap': 'attention logit soft-capping',
+  'embed-scale': 'embedding multiplied by a constant (Gemma √hidden, Granite)',
+  'logit-scale': 'logits multiplied by a constant (Granite logits_scaling)',
 } as const satisfies Record<Feature, string>;
 
 /** Which features a backend implements exactly. */
@@ -115,6 +119,10 @@ export function blockOps(b: BlockProgram<unknown>): BlockOp[] {
 export interface ModelProgram {
   residual: 'sequential';
   norm: 'rms';
+  /** x₀ = embedScale · embed[id] (Gemma's √hidden, Granite's embedding multiplier). */
+  embedScale: number;
+  /** logits = logitScale · lmHead(·) (Granite's 1/logits_scaling). */
+  logitScale: number;
   rope: { kind: 'rotate-half'; theta: number; rotaryDim: number };
 }
 
@@ -124,7 +132,7 @@ export function llamaBlockProgram(headDim: number): BlockProgram<never> {
 }
 
 export function llamaProgram(c: { ropeTheta: number; headDim: number }): ModelProgram {
-  return { residual: 'sequential', norm: 'rms', rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: c.headDim } };
+  return { residual: 'sequential', norm: 'rms', embedScale: 1, logitScale: 1, rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: c.headDim } };
 }
 
 /** Scales within float32 rounding of 1/√d are the default scale. */
@@ -140,6 +148,8 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
   use('rope-rotate-half', -1);
   if (p.config.kvHeads !== p.config.heads) use('gqa', -1);
   if (p.program.rope.rotaryDim !== p.config.headDim) use('partial-rotary', -1);
+  if (p.program.embedScale !== 1) use('embed-scale', -1);
+  if (p.program.logitScale !== 1) use('logit-scale', -1);
   const linear = (l: LinearEntry, block: number) => {
     use(linearFormat(l).kind === 'dense' ? 'dense-linear' : 'ternary-linear', block);
     if (l.bias) use('linear-bias', block);

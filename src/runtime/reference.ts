@@ -110,6 +110,8 @@ export const REFERENCE_FEATURES = {
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
   'attn-softcap': false,
+  'embed-scale': true,
+  'logit-scale': true,
 } as const satisfies FeatureTable;
 
 interface RefBlock extends BlockProgram<Float64Array | null> {
@@ -262,12 +264,13 @@ export class ReferenceModel {
     const c = this.artifact.manifest.config;
     if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
     const pos = this.position;
-    const st: StepState = { x: this.embed.slice(id * c.hidden, (id + 1) * c.hidden), pos, layer: 0 } as StepState;
+    const { embedScale, logitScale } = this.artifact.manifest.program;
+    const st: StepState = { x: this.embed.slice(id * c.hidden, (id + 1) * c.hidden).map((e) => e * embedScale), pos, layer: 0 } as StepState;
     this.blocks.forEach((b, li) => {
       st.layer = li;
       for (const op of blockOps(b)) this.ops[op](b, st);
     });
-    return matVec(this.lmHead, rmsNorm(st.x, this.finalNorm, c.normEps));
+    return matVec(this.lmHead, rmsNorm(st.x, this.finalNorm, c.normEps)).map((z) => z * logitScale);
   }
 
   /** One handler per block step (block-program.ts BLOCK_OPS), each reading and writing `st`. */

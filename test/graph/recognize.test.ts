@@ -266,7 +266,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(j.inputGroups.map((g) => `${g.site}${g.block}:${g.linears.join(',')}`)).toEqual(['attn0:q,k,v', 'o0:o', 'mlp0:gate,up', 'down0:down', 'head-1:lm_head']);
   });
 
-  it('an embedding scaled before block 0 (Gemma-style) is noted', () => {
+  it('an embedding scaled before block 0 (Gemma-style) is recognised with its scale; an unknown op there is refused', () => {
     const m = makeTinyLlama();
     const gather = m.graph.nodes.find((n) => n.opType === 'Gather')!;
     const x0 = gather.output(0);
@@ -275,7 +275,10 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     for (const u of uses) u.node.setInput(u.index, scaled);
     const s = recognize(m);
     expect(s.embedding.node).toBe(gather);
-    expect(s.notes).toEqual(['the embedding output reaches block 0 through Mul (not a plain LLaMA embedding)']);
+    expect(s.embedScale).toBe(8);
+    expect(s.notes).toEqual(['the embedding is scaled by 8 before block 0']);
+    scaled.producer()!.opType = 'Add';
+    expect(() => recognize(m)).toThrow(/^the embedding output reaches block 0 through Add, which is not understood$/);
   });
 
   it('QK-norm (per-head RMSNorm on q and k) is crossed and noted', () => {

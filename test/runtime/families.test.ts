@@ -1,6 +1,6 @@
 // Family-shaped tiny models (test/fixtures/make-fixtures.ts FAMILY_VARIANTS: Qwen2 biases,
 // Qwen3 per-head q/k RMSNorm, Mistral sliding windows, with and without a KV-cache graph,
-// partial rotary as GPT-NeoX/Phi-2 apply it)
+// partial rotary as GPT-NeoX/Phi-2 apply it, Gemma/Granite embedding and logit scales)
 // compiled by twlac; the reference runtime and the WebGPU runtime against stock onnxruntime
 // on the same out/model.onnx, with prompts longer than every sliding window. Each family's
 // feature is also shown to matter: the program without it no longer matches ORT. And one
@@ -56,6 +56,7 @@ const FAMILY: Record<string, { feature: Feature; window?: number; without: (a: L
   mistral: { feature: 'sliding-window', window: 5, without: (a) => a.manifest.blocks.forEach((b) => (b.attention.window = null)) },
   'mistral-kv': { feature: 'sliding-window', window: 4, without: (a) => a.manifest.blocks.forEach((b) => (b.attention.window = null)) },
   'partial-rotary': { feature: 'partial-rotary', without: (a) => void (a.manifest.program.rope.rotaryDim = a.manifest.config.headDim) },
+  'scaled-embed-logits': { feature: 'embed-scale', without: (a) => void (a.manifest.program.embedScale = 1) },
 };
 
 async function compileVariant(name: string, opts: TinyLlamaOptions, compile: Partial<CompileOptions> = { weights: 'rtn-ternary' }): Promise<string> {

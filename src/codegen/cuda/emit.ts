@@ -88,6 +88,8 @@ export const CUDA_FEATURES = {
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
   'attn-softcap': false,
+  'embed-scale': false,
+  'logit-scale': false,
 } as const satisfies FeatureTable;
 
 /** Generate the model header for one architecture: refuse what the table lacks, then walk the program. */

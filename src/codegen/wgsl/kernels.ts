@@ -369,19 +369,19 @@ ${join(terms)}
 }
 
 /** Embedding gather from an fp16 table [vocab, hidden]. Bindings: ids, E, X, step. */
-export function embedKernel(vocab: number, hidden: number): WgslKernel {
+export function embedKernel(vocab: number, hidden: number, scale = 1): WgslKernel {
   if (hidden % 2) throw new Error(`embedding gather needs an even hidden size, got ${hidden}`);
   const pairs = hidden / 2;
   return defineKernel({
     name: 'embed_gather',
-    params: { vocab, hidden },
+    params: { vocab, hidden, ...(scale === 1 ? {} : { scale }) },
     bindings: [u32buf('ids'), u32buf('E'), f32buf('X', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let m = wid.x;
   let id = min(ids[m], ${u32(vocab - 1)});
   for (var p = lid; p < ${u32(pairs)}; p += ${u32(WG)}) {
-    let v = unpack2x16float(E[id * ${u32(pairs)} + p]);
+    let v = unpack2x16float(E[id * ${u32(pairs)} + p])${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};
     X[m * ${u32(hidden)} + 2u * p] = v.x;
     X[m * ${u32(hidden)} + 2u * p + 1u] = v.y;
   }`,
@@ -641,6 +641,22 @@ export function swigluKernel(width: number): WgslKernel {
 }
 
 /** X += D, elementwise over [ntok, width]. Bindings: D, X, step. */
+/** X ← s · X elementwise over [ntok, width] (the program's logit scale). Bindings: X, step. */
+export function scaleKernel(width: number, s: number): WgslKernel {
+  return defineKernel({
+    name: 'scale',
+    params: { width, s },
+    bindings: [f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  X[e] = X[e] * ${f32(s)};`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
 export function residualAddKernel(width: number): WgslKernel {
   return defineKernel({
     name: 'residual_add',

@@ -15,6 +15,7 @@ import {
   kronLeftKernel,
   kronRightKernel,
   residualAddKernel,
+  scaleKernel,
   rmsNormKernel,
   ropeKvKernel,
   swigluKernel,
@@ -40,6 +41,8 @@ export const WGSL_FEATURES = {
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
   'attn-softcap': false,
+  'embed-scale': true,
+  'logit-scale': true,
 } as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
@@ -128,6 +131,8 @@ export interface ModelKernels {
   blocks: BlockKernels[];
   finalNorm: WgslKernel;
   lmHead: LinearKernels;
+  /** logits ← logitScale · logits, when the program scales them. */
+  logitScale?: WgslKernel;
 }
 
 function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
@@ -191,10 +196,11 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     residualHidden: residualAddKernel(c.hidden),
   }));
   return {
-    embed: embedKernel(c.vocab, c.hidden),
+    embed: embedKernel(c.vocab, c.hidden, m.program.embedScale),
     blocks,
     finalNorm: rmsNormKernel(c.hidden, c.normEps, m.finalNorm !== null, feats),
     lmHead: linearKernels(m.lmHead),
+    ...(m.program.logitScale === 1 ? {} : { logitScale: scaleKernel(c.vocab, m.program.logitScale) }),
   };
 }
 
@@ -212,5 +218,6 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   }
   add(p.finalNorm);
   lin(p.lmHead);
+  add(p.logitScale);
   return [...all.values()];
 }

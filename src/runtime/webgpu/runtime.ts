@@ -274,10 +274,11 @@ export class WebgpuModel {
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
     this.finalOps = this.ops.length;
-    norm(plan.finalNorm, m.finalNorm, x, nrm);
-    linearOp(plan.lmHead, nrm, this.logits);
-    norm(plan.finalNorm, m.finalNorm, x, nrm, true);
-    linearOp(plan.lmHead, nrm, this.logits, true);
+    for (const last of [false, true]) {
+      norm(plan.finalNorm, m.finalNorm, x, nrm, last);
+      linearOp(plan.lmHead, nrm, this.logits, last);
+      if (plan.logitScale) this.op(plan.logitScale, [this.logits], last);
+    }
   }
 
   private finalOps = 0;
