@@ -522,6 +522,22 @@ function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: num
   b.qkNorm = { q: pick(core.qNorms, 'query'), k: pick(core.kNorms, 'key') };
 }
 
+/** A linear whose output reaches a TopK within a few ops: an MoE router (Mixtral, Qwen-MoE). */
+function routesExperts(l: Linear): boolean {
+  let frontier = [l.output];
+  for (let depth = 0; depth < 4 && frontier.length; depth++) {
+    const next: Value[] = [];
+    for (const v of frontier) {
+      for (const c of v.consumers()) {
+        if (c.opType === 'TopK') return true;
+        next.push(...c.outputs);
+      }
+    }
+    frontier = next;
+  }
+  return false;
+}
+
 function recognizeBlock(
   i: number,
   core: AttentionCore,
@@ -557,6 +573,9 @@ function recognizeBlock(
   if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
   const group = bySource.get(mlpNorm.output) ?? [];
   if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
+  if (group.some(routesExperts)) {
+    throw blockError(i, `mixture-of-experts MLP (a router picks experts with TopK) is not supported yet`);
+  }
   if (group.length !== 2) {
     throw blockError(i, `could not find the MLP gate/up projections: the post-attention norm feeds ${group.length} linear(s), not 2`);
   }

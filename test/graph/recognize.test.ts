@@ -281,6 +281,16 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(() => recognize(m)).toThrow(/^the embedding output reaches block 0 through Add, which is not understood$/);
   });
 
+  it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
+    const m = makeTinyLlama();
+    const s0 = recognize(m);
+    const mlpIn = s0.blocks[1].mlpNorm.output;
+    const b = new GraphBuilder(m.graph);
+    const router = b.op('MatMul', [mlpIn, m.graph.addInitializer('router', Tensor.fromFloat32([64, 4], new Float32Array(256).fill(0.1)))]);
+    b.node('TopK', [b.op('Softmax', [router], { attrs: { axis: -1 } }), b.i64('top_k', [2])], { outputs: 2, attrs: { axis: -1 } });
+    expect(() => recognize(m)).toThrow(/^block 1: mixture-of-experts MLP \(a router picks experts with TopK\) is not supported yet$/);
+  });
+
   it('QK-norm (per-head RMSNorm on q and k) is crossed and noted', () => {
     const m = makeTinyLlama({ qkNorm: true });
     const s = recognize(m);
