@@ -1,4 +1,4 @@
-// The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
+// The compile pipeline: split packed linears → recognise → check → [fold norms → rotate] → ternary → [activation
 // precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { rotatePass } from './passes/rotate.ts';
 import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { storagePrecisionPass } from './passes/storage-precision.ts';
+import { splitPackedLinears } from './passes/split-packed.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { withAtomicDir } from './cli/atomic-dir.ts';
@@ -61,6 +62,7 @@ export interface CompileResult {
 /** Compile an in-memory model. The model is rewritten in place and returned. */
 export async function compile(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): Promise<CompileResult> {
   const o: CompileOptions = { ...DEFAULT_OPTIONS, ...opts };
+  splitPackedLinears(model);
   const structure = recognize(model);
   const ctx: CompileContext = {
     progress,
