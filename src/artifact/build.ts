@@ -145,6 +145,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
         },
       },
       mlp: { ...b.mlp },
+      residualScale: { ...b.residualScale },
       attnNorm: norm(`${p}.attn_norm`, b.attnNorm),
       mlpNorm: norm(`${p}.mlp_norm`, b.mlpNorm),
       ...lin,

@@ -30,6 +30,7 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
   const blocks: ArtifactBlock[] = s.blocks.map((b) => ({
     attention: attentionProgram(b),
     mlp: { activation: b.activation },
+    residualScale: { ...b.residualScale },
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
     mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
     linears: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(b[r])])) as ArtifactBlock['linears'],

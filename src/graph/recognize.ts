@@ -65,6 +65,10 @@ export interface Block {
   residualMid: Value;
   /** xᵢ₊₁ = hᵢ + MLP output; undefined when a following Skip norm computes it without exposing it. */
   residualOut: Value | undefined;
+  /** h = x + residualScale.attn · o(·), x' = h + residualScale.mlp · down(·) (Granite's residual multiplier). */
+  residualScale: { attn: number; mlp: number };
+  /** The value the MLP adds to the stream (down's output, after any residual scale). */
+  mlpDelta: Value;
   /** Explicit residual Add nodes; absent where a Skip norm fuses the Add. */
   attnAdd?: Node;
   mlpAdd?: Node;
@@ -155,6 +159,21 @@ export function scaledSource(v: Value): { value: Value; scale: number } {
     } else {
       return { value: v, scale };
     }
+  }
+}
+
+/** Follow a value forward through one consumer at a time that multiplies or divides it by a constant scalar. */
+function scaledForward(v: Value): { value: Value; scale: number } {
+  let scale = 1;
+  for (;;) {
+    const c = v.consumers();
+    if (c.length !== 1 || c[0].domain !== '' || !c[0].input(1)) return { value: v, scale };
+    const n = c[0];
+    const other = scalarConst(n.input(0) === v ? n.input(1) : n.input(0));
+    if (n.opType === 'Mul' && other !== undefined) scale *= other;
+    else if (n.opType === 'Div' && n.input(0) === v && other !== undefined) scale /= other;
+    else return { value: v, scale };
+    v = forwardOf(n.output(0));
   }
 }
 
@@ -334,7 +353,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     const prev = blocks[i - 1];
     const n = blocks[i].attnNorm;
     const ok = n.skip
-      ? sameValue(n.input, forwardOf(prev.down.output)) || sameValue(n.skip, forwardOf(prev.down.output))
+      ? sameValue(n.input, prev.mlpDelta) || sameValue(n.skip, prev.mlpDelta)
       : sameValue(n.input, prev.residualOut);
     if (!ok) {
       const why = coreFailures.length ? ` (an attention was not recognised: ${coreFailures[0]})` : '';
@@ -354,7 +373,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   if (!finalNorm) notes.push('no final norm before the lm_head');
   else {
     const ok = finalNorm.skip
-      ? sameValue(finalNorm.input, forwardOf(last.down.output)) || sameValue(finalNorm.skip, forwardOf(last.down.output))
+      ? sameValue(finalNorm.input, last.mlpDelta) || sameValue(finalNorm.skip, last.mlpDelta)
       : sameValue(finalNorm.input, last.residualOut);
     if (!ok) throw new UserError(`the final norm does not read the residual stream written by block ${last.index}`);
     finalNorm.role = 'final';
@@ -553,7 +572,8 @@ function recognizeBlock(
   const attnNorm = normByOutput.get(qkvIn);
   if (!attnNorm) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm');
   const residualIn = normStream(attnNorm);
-  const oOut = forwardOf(o.output);
+  const attnDelta = scaledForward(forwardOf(o.output));
+  const oOut = attnDelta.value;
 
   // h = x + o(·): an Add, or a Skip norm that adds and normalises at once.
   let residualMid: Value | undefined;
@@ -593,7 +613,8 @@ function recognizeBlock(
   const product = prod.output(0);
   const down = bySource.get(product)?.[0];
   if (!down) throw blockError(i, 'could not find the down projection');
-  const downOut = forwardOf(down.output);
+  const mlpDelta = scaledForward(forwardOf(down.output));
+  const downOut = mlpDelta.value;
   const mlpAdd = downOut
     .consumers()
     .find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== downOut), residualMid));
@@ -631,6 +652,8 @@ function recognizeBlock(
     residualOut,
     attnAdd,
     mlpAdd,
+    residualScale: { attn: attnDelta.scale, mlp: mlpDelta.scale },
+    mlpDelta: downOut,
   };
 }
 

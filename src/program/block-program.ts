@@ -9,9 +9,9 @@
 //     q, k = rope(q), rope(k)                        (rotate_half on the first rotaryDim dims)
 //     o = attention(q, k, v)                         softmax(scale · q·kᵀ) over the keys t with
 //                                                    pos − window < t ≤ pos (window null: 0 ≤ t)
-//     h = x + o(act(o, 'o'))
+//     h = x + ra · o(act(o, 'o'))                   ra, rm: residualScale (Granite)
 //     m = act(rms(h, mlpNorm), 'mlp')
-//     x = h + down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
+//     x = h + rm · down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
 //   logits = lmHead(rms(x_L, finalNorm))
 // A feature is a part of this program that a backend either implements exactly or refuses by
 // name. Each backend declares a table `satisfies FeatureTable`, so adding a feature here
@@ -41,6 +41,7 @@ export const FEATURES = [
   'attn-softcap',
   'embed-scale',
   'logit-scale',
+  'residual-scale',
 ] as const;
 
 export type Feature = (typeof FEATURES)[number];
@@ -65,6 +66,7 @@ export const FEATURE_TEXT = {
   'attn-softcap': 'attention logit soft-capping',
   'embed-scale': 'embedding multiplied by a constant (Gemma √hidden, Granite)',
   'logit-scale': 'logits multiplied by a constant (Granite logits_scaling)',
+  'residual-scale': 'attention and MLP outputs multiplied by a constant before the residual add (Granite)',
 } as const satisfies Record<Feature, string>;
 
 /** Which features a backend implements exactly. */
@@ -92,6 +94,8 @@ export interface AttentionProgram<G = string | null> {
 
 export interface BlockProgram<G = string | null> {
   attention: AttentionProgram<G>;
+  /** x ← x + attn · o(·) and x ← x + mlp · down(·) (Granite's residual multiplier; 1 for LLaMA). */
+  residualScale: { attn: number; mlp: number };
   mlp: { activation: MlpActivation };
 }
 
@@ -103,10 +107,10 @@ export interface BlockProgram<G = string | null> {
  *   qk-norm        q, k = headRms(q, qNorm), headRms(k, kNorm)      (only with attention.qkNorm)
  *   rope-kv        q, k = rope(q), rope(k); k and v appended to the cache at pos
  *   attention      o = attention(q, cache)
- *   o-residual     x = x + o(act(o, 'o'))
+ *   o-residual     x = x + ra · o(act(o, 'o'))
  *   mlp-in         m = act(rms(x, mlpNorm), 'mlp')
  *   gate-up        g, u = gate(m), up(m)
- *   down-residual  x = x + down(act(σ(g) ⊙ u, 'down'))
+ *   down-residual  x = x + rm · down(act(σ(g) ⊙ u, 'down'))
  */
 export const BLOCK_OPS = ['attn-in', 'qkv', 'qk-norm', 'rope-kv', 'attention', 'o-residual', 'mlp-in', 'gate-up', 'down-residual'] as const;
 export type BlockOp = (typeof BLOCK_OPS)[number];
@@ -128,7 +132,7 @@ export interface ModelProgram {
 
 /** The program a plain LLaMA of this shape has (random artifacts, tests). */
 export function llamaBlockProgram(headDim: number): BlockProgram<never> {
-  return { attention: { scale: 1 / Math.sqrt(headDim), window: null, qkNorm: null, softcap: null }, mlp: { activation: 'silu' } };
+  return { attention: { scale: 1 / Math.sqrt(headDim), window: null, qkNorm: null, softcap: null }, mlp: { activation: 'silu' }, residualScale: { attn: 1, mlp: 1 } };
 }
 
 export function llamaProgram(c: { ropeTheta: number; headDim: number }): ModelProgram {
@@ -165,6 +169,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
     if (a.window !== null) use('sliding-window', i);
     if (!isDefaultScale(a.scale, p.config.headDim)) use('query-scale', i);
     if (a.softcap !== null) use('attn-softcap', i);
+    if (b.residualScale.attn !== 1 || b.residualScale.mlp !== 1) use('residual-scale', i);
     use(({ silu: 'swiglu', gelu: 'gelu-mlp', 'gelu-tanh': 'gelu-tanh-mlp' } as const)[b.mlp.activation], i);
   });
   linear(p.lmHead, -1);

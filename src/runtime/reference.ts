@@ -112,6 +112,7 @@ export const REFERENCE_FEATURES = {
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
+  'residual-scale': true,
 } as const satisfies FeatureTable;
 
 interface RefBlock extends BlockProgram<Float64Array | null> {
@@ -228,6 +229,7 @@ export class ReferenceModel {
     this.lmHead = lin(m.lmHead);
     this.blocks = m.blocks.map((b) => ({
       mlp: b.mlp,
+      residualScale: b.residualScale,
       attention: {
         ...b.attention,
         qkNorm: b.attention.qkNorm && {
@@ -318,14 +320,14 @@ export class ReferenceModel {
     },
     'o-residual': (b, st) => {
       const o = matVec(b.o, applyAct(st.att, b.acts.o));
-      st.x = Float64Array.from(st.x, (xv, i) => xv + o[i]);
+      st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.attn * o[i]);
     },
     'mlp-in': (b, st) => void (st.m = applyAct(rmsNorm(st.x, b.mlpNorm, this.config.normEps), b.acts.mlp)),
     'gate-up': (b, st) => Object.assign(st, { g: matVec(b.gate, st.m), u: matVec(b.up, st.m) }),
     'down-residual': (b, st) => {
       const gu = Float64Array.from(st.g, (gv, i) => silu(gv) * st.u[i]);
       const dn = matVec(b.down, applyAct(gu, b.acts.down));
-      st.x = Float64Array.from(st.x, (xv, i) => xv + dn[i]);
+      st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.mlp * dn[i]);
     },
   };
 

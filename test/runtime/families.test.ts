@@ -1,7 +1,7 @@
 // Family-shaped tiny models (test/fixtures/make-fixtures.ts FAMILY_VARIANTS: Qwen2 biases,
 // Qwen3 per-head q/k RMSNorm, Mistral sliding windows, with and without a KV-cache graph,
 // partial rotary as GPT-NeoX/Phi-2 apply it, Gemma/Granite embedding and logit scales, Phi-3's
-// packed qkv and gate_up)
+// packed qkv and gate_up, Granite's multipliers)
 // compiled by twlac; the reference runtime and the WebGPU runtime against stock onnxruntime
 // on the same out/model.onnx, with prompts longer than every sliding window. Each family's
 // feature is also shown to matter: the program without it no longer matches ORT. And one
@@ -54,7 +54,7 @@ const GREEDY = 12;
  * The feature each family adds, and the program without it (to show it matters); packed
  * linears add none: they are cut into the LLaMA roles before recognition.
  */
-const FAMILY: Record<string, { feature: Feature; window?: number; without: (a: LoadedArtifact) => void } | { packed: true }> = {
+const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: number; without: (a: LoadedArtifact) => void } | { packed: true }> = {
   qwen2: { feature: 'linear-bias', without: (a) => a.manifest.blocks.forEach((b) => (['q', 'k', 'v'] as const).forEach((r) => delete b[r].bias)) },
   qwen3: { feature: 'qk-norm', without: (a) => a.manifest.blocks.forEach((b) => (b.attention.qkNorm = null)) },
   mistral: { feature: 'sliding-window', window: 5, without: (a) => a.manifest.blocks.forEach((b) => (b.attention.window = null)) },
@@ -62,6 +62,7 @@ const FAMILY: Record<string, { feature: Feature; window?: number; without: (a: L
   'partial-rotary': { feature: 'partial-rotary', without: (a) => void (a.manifest.program.rope.rotaryDim = a.manifest.config.headDim) },
   'scaled-embed-logits': { feature: 'embed-scale', without: (a) => void (a.manifest.program.embedScale = 1) },
   packed: { packed: true },
+  granite: { feature: 'residual-scale', also: ['embed-scale', 'logit-scale', 'query-scale'], without: (a) => a.manifest.blocks.forEach((b) => (b.residualScale = { attn: 1, mlp: 1 })) },
 };
 
 async function compileVariant(name: string, opts: TinyLlamaOptions, compile: Partial<CompileOptions> = { weights: 'rtn-ternary' }): Promise<string> {
@@ -101,7 +102,7 @@ describe.each(Object.entries(FAMILY_VARIANTS))('family %s compiled by twlac', (n
       for (const b of m.blocks) expect([b.q, b.k, b.v, b.gate, b.up].map((l) => l.rows)).toEqual([c.heads * c.headDim, c.kvHeads * c.headDim, c.kvHeads * c.headDim, c.intermediate, c.intermediate]);
       return;
     }
-    expect(m.features).toContain(fam.feature);
+    expect(m.features).toEqual(expect.arrayContaining([fam.feature, ...(fam.also ?? [])]));
     for (const b of m.blocks) expect(b.attention.window).toBe(fam.window ?? null);
   });
 

@@ -90,6 +90,7 @@ export const CUDA_FEATURES = {
   'attn-softcap': false,
   'embed-scale': false,
   'logit-scale': false,
+  'residual-scale': false,
 } as const satisfies FeatureTable;
 
 /** Generate the model header for one architecture: refuse what the table lacks, then walk the program. */

@@ -657,17 +657,17 @@ export function scaleKernel(width: number, s: number): WgslKernel {
   });
 }
 
-export function residualAddKernel(width: number): WgslKernel {
+export function residualAddKernel(width: number, scale = 1): WgslKernel {
   return defineKernel({
     name: 'residual_add',
-    params: { width },
+    params: { width, ...(scale === 1 ? {} : { scale }) },
     bindings: [f32buf('D'), f32buf('X', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
-  X[e] = X[e] + D[e];`,
+  X[e] = X[e] + D[e]${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }

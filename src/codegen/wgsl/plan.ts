@@ -43,6 +43,7 @@ export const WGSL_FEATURES = {
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
+  'residual-scale': true,
 } as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
@@ -123,7 +124,9 @@ export interface BlockKernels {
   swiglu: WgslKernel;
   downAct: ActKernels;
   down: LinearKernels;
-  residualHidden: WgslKernel;
+  /** x ← x + residualScale · delta, after the attention and after the MLP. */
+  attnResidual: WgslKernel;
+  mlpResidual: WgslKernel;
 }
 
 export interface ModelKernels {
@@ -193,7 +196,8 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     swiglu: swigluKernel(c.intermediate),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
     down: linearKernels(b.down),
-    residualHidden: residualAddKernel(c.hidden),
+    attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
+    mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
   }));
   return {
     embed: embedKernel(c.vocab, c.hidden, m.program.embedScale),
@@ -212,7 +216,7 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
   for (const b of p.blocks) {
-    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.residualHidden].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].forEach(lin);
   }

@@ -251,7 +251,7 @@ export class WebgpuModel {
       attention: (bk, _, { kc, vc }) => this.op(bk.attention, [q, kc, vc, att]),
       'o-residual': (bk) => {
         linearOp(bk.o, actOps(bk.oAct, att), y);
-        this.op(bk.residualHidden, [y, x]);
+        this.op(bk.attnResidual, [y, x]);
       },
       'mlp-in': (bk, b) => {
         norm(bk.mlpNorm, b.mlpNorm, x, nrm);
@@ -264,7 +264,7 @@ export class WebgpuModel {
       'down-residual': (bk) => {
         this.op(bk.swiglu, [g, u, gu]);
         linearOp(bk.down, actOps(bk.downAct, gu), y);
-        this.op(bk.residualHidden, [y, x]);
+        this.op(bk.mlpResidual, [y, x]);
       },
     };
     plan.blocks.forEach((bk, li) => {
