@@ -14,7 +14,7 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
-import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type FeatureTable } from '../program/block-program.ts';
+import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
 import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
 import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
@@ -108,7 +108,7 @@ export const REFERENCE_FEATURES = {
   'query-scale': true,
   'partial-rotary': true,
   'gelu-mlp': false,
-  'gelu-tanh-mlp': false,
+  'gelu-tanh-mlp': true,
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
@@ -187,7 +187,12 @@ export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number
   }
 }
 
-const silu = (g: number) => g / (1 + Math.exp(-g));
+/** The MLP gate activations (GELU(erf) is refused by REFERENCE_FEATURES). */
+const GATES: Record<MlpActivation, ((g: number) => number) | undefined> = {
+  silu: (g) => g / (1 + Math.exp(-g)),
+  'gelu-tanh': (g) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))),
+  gelu: undefined,
+};
 
 /** rms(·, γ, ε) over each head of width d, in place. */
 function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float64Array | null, eps: number): void {
@@ -325,7 +330,8 @@ export class ReferenceModel {
     'mlp-in': (b, st) => void (st.m = applyAct(rmsNorm(st.x, b.mlpNorm, this.config.normEps), b.acts.mlp)),
     'gate-up': (b, st) => Object.assign(st, { g: matVec(b.gate, st.m), u: matVec(b.up, st.m) }),
     'down-residual': (b, st) => {
-      const gu = Float64Array.from(st.g, (gv, i) => silu(gv) * st.u[i]);
+      const gate = GATES[b.mlp.activation]!;
+      const gu = Float64Array.from(st.g, (gv, i) => gate(gv) * st.u[i]);
       const dn = matVec(b.down, applyAct(gu, b.acts.down));
       st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.mlp * dn[i]);
     },

@@ -70,7 +70,7 @@ beforeAll(() => {
   writeFileSync(f('short-data', 'model.onnx.data'), data.subarray(0, data.length - 64));
   saveModel(makeTinyLlama({ hidden: HIDDEN, dropMlpOfBlock: 0 }), f('no-mlp.onnx'));
   saveModel(makeTinyLlama({ hidden: HIDDEN, slidingWindow: 4 }), f('sliding.onnx'));
-  saveModel(makeTinyLlama({ hidden: HIDDEN, activation: 'gelu-tanh' }), f('geglu.onnx'));
+  saveModel(makeTinyLlama({ hidden: HIDDEN, activation: 'gelu' }), f('gelu.onnx'));
   const b = new GraphBuilder();
   const x = b.input('x', { dtype: 'float32', shape: [1, 8] });
   b.output(b.op('Relu', [b.op('MatMul', [x, b.f32('w', [8, 8], new Float32Array(64).fill(0.5))])]), 'y');
@@ -131,7 +131,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--calib-samples 0', () => [f('good', 'model.onnx'), '--calib-samples', '0'], ['--calib-samples']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
     ['--target cuda on a sliding-window model', () => [f('sliding.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'sliding-window' \(.*\) \(block 0\)$/]],
-    ['--target wgsl on a GeGLU model', () => [f('geglu.onnx'), '--target', 'wgsl'], [/^twlac: error: the WGSL backend does not implement feature 'gelu-tanh-mlp' \(.*\) \(block 0\)$/]],
+    ['--target wgsl on a GELU(erf)-gated model', () => [f('gelu.onnx'), '--target', 'wgsl'], [/^twlac: error: the WGSL backend does not implement feature 'gelu-mlp' \(.*\) \(block 0\)$/]],
     ['--target cuda:sm_1 (unknown architecture)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_1'], ['sm_1', /architecture/]],
   ];
   const rtn = (args: string[]) => (args.includes('--weights') || args.includes('--format') || args.includes('--calib-samples') ? [] : ['--weights', 'rtn-ternary']);

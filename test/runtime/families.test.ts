@@ -1,7 +1,7 @@
 // Family-shaped tiny models (test/fixtures/make-fixtures.ts FAMILY_VARIANTS: Qwen2 biases,
 // Qwen3 per-head q/k RMSNorm, Mistral sliding windows, with and without a KV-cache graph,
 // partial rotary as GPT-NeoX/Phi-2 apply it, Gemma/Granite embedding and logit scales, Phi-3's
-// packed qkv and gate_up, Granite's multipliers)
+// packed qkv and gate_up, Granite's multipliers, Gemma's GeGLU)
 // compiled by twlac; the reference runtime and the WebGPU runtime against stock onnxruntime
 // on the same out/model.onnx, with prompts longer than every sliding window. Each family's
 // feature is also shown to matter: the program without it no longer matches ORT. And one
@@ -62,6 +62,7 @@ const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: numb
   'partial-rotary': { feature: 'partial-rotary', without: (a) => void (a.manifest.program.rope.rotaryDim = a.manifest.config.headDim) },
   'scaled-embed-logits': { feature: 'embed-scale', without: (a) => void (a.manifest.program.embedScale = 1) },
   packed: { packed: true },
+  'gemma-geglu': { feature: 'gelu-tanh-mlp', also: ['embed-scale'], without: (a) => a.manifest.blocks.forEach((b) => (b.mlp.activation = 'silu')) },
   granite: { feature: 'residual-scale', also: ['embed-scale', 'logit-scale', 'query-scale'], without: (a) => a.manifest.blocks.forEach((b) => (b.residualScale = { attn: 1, mlp: 1 })) },
 };
 
@@ -160,13 +161,13 @@ describe('one compile, one model', () => {
 });
 
 describe('a runtime loading a program with a feature it lacks refuses it by name', () => {
-  it('GeGLU (tanh GELU gate): ORT runs model.onnx; the reference and WebGPU runtimes refuse the manifest', async () => {
-    const out = await compileVariant('geglu', { activation: 'gelu-tanh', seed: 22 });
+  it('GELU(erf) gate: ORT runs model.onnx; the reference and WebGPU runtimes refuse the manifest', async () => {
+    const out = await compileVariant('gelu-erf', { activation: 'gelu', seed: 22 });
     const a = readArtifact(out);
-    expect(a.manifest.features).toContain('gelu-tanh-mlp');
+    expect(a.manifest.features).toContain('gelu-mlp');
     expect((await ortRun(out)).greedy).toHaveLength(GREEDY);
-    expect(() => new ReferenceModel(a)).toThrow(/^the reference runtime does not implement feature 'gelu-tanh-mlp' \(.*\) \(block 0\)$/);
-    if (!skip) await expect(WebgpuModel.create(dev!.device, a)).rejects.toThrow(/^the WGSL backend does not implement feature 'gelu-tanh-mlp'/);
+    expect(() => new ReferenceModel(a)).toThrow(/^the reference runtime does not implement feature 'gelu-mlp' \(.*\) \(block 0\)$/);
+    if (!skip) await expect(WebgpuModel.create(dev!.device, a)).rejects.toThrow(/^the WGSL backend does not implement feature 'gelu-mlp'/);
     // A feature name from a newer twlac is refused by name too.
     const b = readArtifact(await compileVariant('plain', { seed: 23 }));
     expect(() => new ReferenceModel(b)).not.toThrow();

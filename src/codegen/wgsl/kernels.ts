@@ -624,9 +624,15 @@ ${reduce(1, () => wgsl`csum`, 'sum', feats)}
 }
 
 /** y = silu(g) · u, elementwise over [ntok, width]. Bindings: G, U, Y, step. */
-export function swigluKernel(width: number): WgslKernel {
+/** GELU(tanh) as 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), tanh written with exp (exact at ±∞). */
+const GELU_TANH = wgsl`let t = ${f32(Math.sqrt(2 / Math.PI))} * (g + ${f32(0.044715)} * g * g * g);
+  Y[e] = 0.5 * g * (2.0 - 2.0 / (exp(2.0 * t) + 1.0)) * U[e];`;
+
+/** The gated MLP product y = σ(g) · u elementwise over [ntok, width], σ the program's
+ *  activation: SiLU (SwiGLU) or tanh GELU (GeGLU). Bindings: G, U, Y, step. */
+export function swigluKernel(width: number, activation: 'silu' | 'gelu-tanh' = 'silu'): WgslKernel {
   return defineKernel({
-    name: 'swiglu',
+    name: activation === 'silu' ? 'swiglu' : 'geglu_tanh',
     params: { width },
     bindings: [f32buf('G'), f32buf('U'), f32buf('Y', 'read_write')],
     usesStep: true,
@@ -635,7 +641,7 @@ export function swigluKernel(width: number): WgslKernel {
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
   let g = G[e];
-  Y[e] = g / (1.0 + exp(-g)) * U[e];`,
+  ${activation === 'silu' ? wgsl`Y[e] = g / (1.0 + exp(-g)) * U[e];` : GELU_TANH}`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }

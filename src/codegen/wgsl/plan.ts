@@ -5,7 +5,7 @@ import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/mani
 import { linearFormat } from '../../formats/linear-format.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
-import { refuseMissing, type FeatureTable, type HeadNorm } from '../../program/block-program.ts';
+import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation } from '../../program/block-program.ts';
 import {
   actQuantKernel,
   attentionKernel,
@@ -39,7 +39,7 @@ export const WGSL_FEATURES = {
   'query-scale': true,
   'partial-rotary': true,
   'gelu-mlp': false,
-  'gelu-tanh-mlp': false,
+  'gelu-tanh-mlp': true,
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
@@ -168,6 +168,12 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
   return out;
 }
 
+/** The gate activations the kernels have; GELU(erf) is refused by WGSL_FEATURES first. */
+function gatedActivation(a: MlpActivation): 'silu' | 'gelu-tanh' {
+  if (a === 'gelu') throw new Error('WGSL plan: GELU(erf) reached the planner although WGSL_FEATURES refuses it');
+  return a;
+}
+
 export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKernels {
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
@@ -193,7 +199,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
     gate: linearKernels(b.gate),
     up: linearKernels(b.up),
-    swiglu: swigluKernel(c.intermediate),
+    swiglu: swigluKernel(c.intermediate, gatedActivation(b.mlp.activation)),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
     down: linearKernels(b.down),
     attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
