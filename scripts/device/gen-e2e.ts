@@ -19,6 +19,7 @@
 //              --fixture-lat-a8 DIR, default /tmp/fx-lat-a8): the fold-free prefill GEMM
 //   llama7b-tq2lat-a8/, llama7b-tq1lat-a4/ the 7B shapes above in the lattice formats
 //   fixture-lat-a8-offlattice/ fixture-lat-a8's weights with one scale off its row's lattice
+//   rand12m-qscale/ rand12m-tq2 with the block program's query scale 0.1 (not 1/√d)
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -108,6 +109,19 @@ if (want('rand12m')) {
   const ids = Array.from({ length: 40 }, (_, i) => (i * 977 + 13) % c.vocab);
   references(d, ids, prompt, 32);
   console.log('rand12m: written');
+}
+// rand12m-qscale/: rand12m-tq2 whose block program states a query scale of 0.1 instead of
+// 1/√64 (Granite's attention_multiplier): the CUDA attention kernels generated for it (split
+// decode, tensor-core prefill) against the float64 reference.
+if (want('rand12m-qscale')) {
+  const d = join(root, 'rand12m-qscale');
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9);
+  m.blocks.forEach((b) => (b.attention.scale = 0.1));
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-qscale: written');
 }
 if (want('rand12m-tq2')) {
   const d = join(root, 'rand12m-tq2');
