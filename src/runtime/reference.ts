@@ -3,10 +3,11 @@
 // format's reference decoder (decodeTernary) and follows the manifest's semantics line by
 // line, with no fusion and no shortcuts:
 //   a = act(norm(x, attnNorm), 'attn')
-//   h = x + o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
+//   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
 //   m = act(norm(h, mlpNorm), 'mlp')
-//   x' = h + down( act(silu(gate(m)) * up(m), 'down') )
-//   logits = lmHead(norm(x_L, finalNorm))
+//   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') )
+//   logits = logitScale · lmHead(norm(x_L, finalNorm)),  x₀ = embedScale · embed[id]
+// walking the block steps (block-program.ts BLOCK_OPS) with one handler each.
 // act(x, site) = per-token activation quantisation (src/quant/act-quant.ts, float32 as the
 // ONNX lowering computes it) of the online Kronecker transform x → C·X·Bᵀ (X the row-major
 // [l, r] view of x).
