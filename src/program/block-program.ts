@@ -1,7 +1,7 @@
 // The block program: one backend-neutral description of the decoder, derived once from
 // recognition and the compile context, written into manifest.json, and read by every
 // backend (the float64 reference, the WGSL plan and runtime, the CUDA emitter). Per token:
-//   x₀ = embed[id]
+//   x₀ = embedScale · embed[id]
 //   for each block (residual 'sequential', norm 'rms'):
 //     a = act(rms(x, attnNorm), 'attn')
 //     q, k, v = q(a), k(a), v(a)                     (+ bias where the linear has one)
@@ -12,7 +12,7 @@
 //     h = x + ra · o(act(o, 'o'))                   ra, rm: residualScale (Granite)
 //     m = act(rms(h, mlpNorm), 'mlp')
 //     x = h + rm · down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
-//   logits = lmHead(rms(x_L, finalNorm))
+//   logits = logitScale · lmHead(rms(x_L, finalNorm))
 // A feature is a part of this program that a backend either implements exactly or refuses by
 // name. Each backend declares a table `satisfies FeatureTable`, so adding a feature here
 // fails to typecheck until every backend has decided.

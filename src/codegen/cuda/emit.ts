@@ -25,7 +25,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -80,8 +80,8 @@ export const CUDA_FEATURES = {
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,
-  'linear-bias': false,
-  'qk-norm': false,
+  'linear-bias': true,
+  'qk-norm': true,
   'sliding-window': false,
   'query-scale': true,
   'partial-rotary': false,
@@ -352,6 +352,15 @@ class ModelEmitter {
     return code`  ${fn}(${a}, ${this.useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${this.weightArgs(l)}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
   }
 
+  /** The bias of a linear added to its T output rows (none: no launch). */
+  private biasCall(l: LinearEntry, y: Code, tokens: Code = code`T`): Code {
+    if (!l.bias) return code``;
+    this.setFill(l.bias, { kind: FILL.float, a: 0, b: 0.05 });
+    const k = this.ks.add(biasAddKernel(l.rows));
+    return code`
+  launch_${ident(k)}(${this.tensorRef(l.bias, 'const float*')}, ${y}, ${tokens}, s);`;
+  }
+
   /**
    * Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
    * T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
@@ -413,12 +422,23 @@ class ModelEmitter {
     return code`b.kcache + (size_t)${i} * ${this.c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${this.c.maxPositions * kvd}`;
   }
 
-  /** One handler per block step (block-program.ts BLOCK_OPS); q/k norm is refused by CUDA_FEATURES first. */
+  /** One handler per block step (block-program.ts BLOCK_OPS). */
   private readonly steps: Record<BlockOp, (b: BlockEntry, i: number) => Code> = {
     'attn-in': (b) => this.op('attn_act', this.actCall('norm', this.c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
-    qkv: (b) => this.op('qkv', this.groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)),
-    'qk-norm': () => {
-      throw new Error('CUDA emit: qk-norm reached the emitter although CUDA_FEATURES refuses it');
+    qkv: (b) =>
+      this.op(
+        'qkv',
+        code`${this.groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)}${this.biasCall(b.q, code`b.q`)}${this.biasCall(b.k, code`b.k`)}${this.biasCall(b.v, code`b.v`)}`,
+      ),
+    'qk-norm': (b) => {
+      const n = b.attention.qkNorm!;
+      const { heads, kvHeads, headDim } = this.c;
+      const call = (h: number, norm: { gamma: string | null; eps: number }, x: Code) => {
+        this.setFill(norm.gamma, { kind: FILL.float, a: 1, b: 0.2 });
+        const k = this.ks.add(headNormKernel(h, headDim, norm.eps, norm.gamma !== null));
+        return code`  launch_${ident(k)}(${x}, ${this.tensorRef(norm.gamma, 'const float*')}, T, s);`;
+      };
+      return this.op('qk_norm', join([call(heads, n.q, code`b.q`), call(kvHeads, n.k, code`b.k`)]));
     },
     'rope-kv': (_, i) => this.op('rope_kv', code`  launch_${ident(this.kern.rope)}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
@@ -435,14 +455,15 @@ class ModelEmitter {
     'o-residual': (b) =>
       join([
         this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`, null)),
-        this.op('o', this.linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)),
+        this.op('o', code`${this.linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)}${this.biasCall(b.o, code`b.x`)}`),
       ]),
     'mlp-in': (b) => this.op('mlp_act', this.actCall('norm', this.c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
-    'gate-up': (b) => this.op('gate_up', this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)),
+    'gate-up': (b) =>
+      this.op('gate_up', code`${this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
     'down-residual': (b) =>
       join([
         this.op('down_act', this.actCall('swiglu', this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
-        this.op('down', this.linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)),
+        this.op('down', code`${this.linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)}${this.biasCall(b.down, code`b.x`)}`),
       ]),
   };
 
@@ -454,7 +475,10 @@ class ModelEmitter {
       comment('final norm and lm_head'),
       this.op('final_act', this.actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
       // logits of the last nLogits tokens only (prefill that needs none computes the last one)
-      this.op('lm_head', this.linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)),
+      this.op(
+        'lm_head',
+        code`${this.linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)}${this.biasCall(m.lmHead, code`b.logits`, code`nLogits`)}`,
+      ),
     ]);
 
     const transcodeKernels = new Map<number, CudaKernel>();

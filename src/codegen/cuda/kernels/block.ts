@@ -57,6 +57,45 @@ export function embedKernel(hidden: number, dtype: 'float16' | 'float32'): CudaK
   });
 }
 
+/** y[t][i] += bias[i] for the T rows of a linear's fp32 output (after its GEMV/GEMM, which may have accumulated into y). */
+export function biasAddKernel(n: number): CudaKernel {
+  return defineKernel({
+    name: `bias_add_n${n}`,
+    params: { n },
+    args: [
+      { name: 'bias', type: 'const float*' },
+      { name: 'y', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x;
+  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) y[(size_t)t * ${n} + i] += bias[i];`,
+  });
+}
+
+/** rms(·, γ, ε) over each head of x [T][heads·d] in place (the program's q/k norm, before RoPE); one block per (token, head). */
+export function headNormKernel(heads: number, d: number, eps: number, gamma: boolean): CudaKernel {
+  return defineKernel({
+    name: `head_norm_h${heads}_d${d}${gamma ? '' : '_nog'}`,
+    params: { heads, d, eps, gamma },
+    args: [
+      { name: 'x', type: 'float*' },
+      { name: 'gamma', type: 'const float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 64,
+    grid: [code`T`, code`${heads}`, code`1`],
+    body: code`  __shared__ float scratch[32];
+  float* row = x + ((size_t)blockIdx.x * ${heads} + blockIdx.y) * ${d};
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) { const float v = row[i]; ss += v * v; }
+  ss = twlac_block_reduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / ${d}.0f + ${cudaFloat(eps)});
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) row[i] = row[i] * inv${gamma ? code` * gamma[i]` : code``};`,
+  });
+}
+
 export type ActSource = 'norm' | 'plain' | 'swiglu';
 
 export interface ActKernelSpec {
