@@ -281,6 +281,17 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(() => recognize(m)).toThrow(/^the embedding output reaches block 0 through Add, which is not understood$/);
   });
 
+  it('attention without a causal mask is refused (the runtimes are causal), and a sliding window is read off the mask', () => {
+    const m = makeTinyLlama({ layers: 1 });
+    const sm = m.graph.nodes.find((n) => n.opType === 'Softmax')!;
+    const add = sm.input(0)!.producer()!;
+    expect(add.opType).toBe('Add');
+    sm.setInput(0, add.input(0)); // scores · scale straight into the Softmax
+    expect(() => recognize(m)).toThrow(/no attention found \(Softmax .*: no mask between the Q·Kᵀ MatMul and the Softmax: non-causal attention is not supported\)/);
+    expect(recognize(makeTinyLlama({ layers: 1, slidingWindow: 3 })).blocks[0].attention.window).toBe(3);
+    expect(recognize(makeTinyLlama({ layers: 1 })).blocks[0].attention.window).toBeUndefined();
+  });
+
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
     const m = makeTinyLlama();
     const s0 = recognize(m);

@@ -147,6 +147,7 @@ export function matchSoftmaxAttention(sm: Node, idx: LinearIndex): AttentionResu
   for (const r of [q, k, v, o]) if (typeof r === 'string') return bad(r);
   const path = scoresToSoftmax(sm, scores);
   if (typeof path === 'string') return bad(path);
+  if (!path.masks.length) return bad('no mask between the Q·Kᵀ MatMul and the Softmax: non-causal attention is not supported');
   const window = slidingWindow(path.masks);
   if (typeof window === 'string') return bad(window);
   const scale = path.scale * scalarFactors(scores.input(0)!) * scalarFactors(scores.input(1)!);
@@ -191,7 +192,11 @@ export function matchFusedAttention(n: Node, idx: LinearIndex): AttentionResult 
   const heads = n.attr('num_heads', 'int') ?? n.attr('q_num_heads', 'int');
   const kvHeads = n.attr('kv_num_heads', 'int') ?? heads;
   if ((n.attr('local_window_size', 'int') ?? -1) >= 0) return bad(`${n.opType} with local_window_size (a sliding window) is not supported yet`);
+  // The runtimes compute causal attention: a fused op must say it is causal, with no mask of its own.
   if (n.opType === 'Attention' && n.input(3)) return bad('Attention with an explicit attn_mask is not supported yet');
+  if (n.opType === 'Attention' && n.attr('is_causal', 'int') !== 1) return bad('Attention without is_causal = 1 (non-causal attention) is not supported');
+  if (n.opType === 'MultiHeadAttention' && (n.input(4) || n.input(5))) return bad('MultiHeadAttention with a key padding mask or attention bias is not supported yet');
+  if (n.opType === 'MultiHeadAttention' && n.attr('unidirectional', 'int') !== 1) return bad('MultiHeadAttention without unidirectional = 1 (non-causal attention) is not supported');
   const scaleAttr = n.attr('scale', 'float');
   const softcap = n.attr('softcap', 'float');
   return {
