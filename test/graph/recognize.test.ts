@@ -292,6 +292,23 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(recognize(makeTinyLlama({ layers: 1 })).blocks[0].attention.window).toBeUndefined();
   });
 
+  it('several different RoPE frequency sets (per-layer θ, Gemma 3) are refused; copies of one set are not', () => {
+    const withSecondSet = (theta: number) => {
+      const m = makeTinyLlama();
+      const inv = m.graph.initializers.get('inv_freq')!;
+      const n = inv.constValue!.numel;
+      const other = Float32Array.from({ length: n }, (_, i) => theta ** (-(2 * i) / (2 * n)));
+      const b = new GraphBuilder(m.graph);
+      const cos = m.graph.nodes.find((x) => x.opType === 'Cos')!;
+      const angles = cos.input(0)!.producer()!; // Concat(freqs, freqs) of Mul(positions, inv_freq)
+      const mul = angles.input(0)!.producer()!;
+      b.op('Cos', [b.op('Mul', [mul.input(0)!, m.graph.addInitializer('inv_freq_global', Tensor.fromFloat32([1, n], other))])]);
+      return m;
+    };
+    expect(() => recognize(withSecondSet(1e6))).toThrow(/^the graph holds 2 different RoPE frequency sets \(per-layer RoPE θ/);
+    expect(recognize(withSecondSet(10000)).config.ropeTheta).toBe(10000);
+  });
+
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
     const m = makeTinyLlama();
     const s0 = recognize(m);
