@@ -8,8 +8,9 @@ import type { CompileContext, SiteState } from '../passes/context.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactActSite, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type ActSiteName } from './build.ts';
 
 function gammaOf(n: Norm | undefined, folded: boolean): Float32Array | null {
-  if (!n || folded || !n.gamma) return null;
+  if (!n) return null;
   if (!n.rms) throw new UserError(`the ${n.kind} norm subtracts the mean: the CUDA/WGSL runtimes support RMSNorm only`);
+  if (folded || !n.gamma) return null;
   return constTensor(n.gamma)!.toFloat32();
 }
 

@@ -475,6 +475,9 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     for (const [role, got, want] of shapes) if (got !== want) throw blockError(b.index, `${role} has ${got} features where block 0 has ${want}`);
   }
   const normKind = b0.attnNorm.kind;
+  // The program has one ε for the block and final norms (q/k norms carry their own).
+  const odd = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), ...(finalNorm ? [finalNorm] : [])].find((n) => Math.abs(n.eps - config.normEps) > 1e-6 * config.normEps);
+  if (odd) throw new UserError(`the ${odd.role ?? ''} norm of block ${odd.block} has ε = ${odd.eps} where block 0's attention norm has ${config.normEps}: norms with different ε are not supported yet`);
   if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
   for (const b of blocks) resolveAttention(b, normByOutput, headDim);
