@@ -370,8 +370,9 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   if (!lmHead) throw new UserError(`could not find the lm_head: graph output "${logitsOut.name}" is not produced by a linear`);
   const last = blocks[blocks.length - 1];
   const finalNorm = normByOutput.get(sourceOf(lmHead.input));
-  if (!finalNorm) notes.push('no final norm before the lm_head');
-  else {
+  // Every runtime normalises before the lm_head; a graph without that norm would run differently.
+  if (!finalNorm) throw new UserError(`no final norm before the lm_head (it reads ${sourceOf(lmHead.input).producer()?.qualifiedOp ?? 'a graph input'}): not supported`);
+  {
     const ok = finalNorm.skip
       ? sameValue(finalNorm.input, last.mlpDelta) || sameValue(finalNorm.skip, last.mlpDelta)
       : sameValue(finalNorm.input, last.residualOut);
