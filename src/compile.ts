@@ -1,5 +1,5 @@
-// The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
-// precision] → lower for onnxruntime. `compile` works on an in-memory Model (the library
+// The compile pipeline: split packed linears → recognise → check → [fold norms → rotate] → ternary → [activation
+// precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,6 +18,8 @@ import { foldNormsPass } from './passes/fold-norms.ts';
 import { rotatePass } from './passes/rotate.ts';
 import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
+import { storagePrecisionPass } from './passes/storage-precision.ts';
+import { splitPackedLinears } from './passes/split-packed.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
@@ -51,7 +53,7 @@ export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
   }
   passes.push(ternaryPass);
   if (opts.acts.kind !== 'none') passes.push(actPrecisionPass);
-  passes.push(lowerOrtPass);
+  passes.push(storagePrecisionPass, lowerOrtPass);
   return passes;
 }
 
@@ -63,11 +65,13 @@ export interface CompileResult {
 }
 
 /**
- * The state twlac's passes share, for `model`: its recognised structure, the options (over
+ * The state twlac's passes share, for `model` (its packed q/k/v and gate/up linears cut into one
+ * linear each first, which recognition needs): its recognised structure, the options (over
  * {@link DEFAULT_OPTIONS}) and empty per-linear and per-site records. Run any of the passes
  * with it through a {@link PassManager}.
  */
 export function createContext(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): CompileContext {
+  splitPackedLinears(model);
   const structure = recognize(model);
   return {
     progress,

@@ -13,12 +13,28 @@ export { rotatePass } from './passes/rotate.ts';
 export { ternaryPass } from './passes/ternary.ts';
 export { actPrecisionPass } from './passes/act-precision.ts';
 export { lowerOrtPass } from './passes/lower-ort.ts';
+export { storagePrecisionPass } from './passes/storage-precision.ts';
+export { splitPackedLinears } from './passes/split-packed.ts';
 export { evaluatePerplexity, evaluatePerplexity as evaluate } from './eval/perplexity.ts';
 export { generate } from './eval/generate.ts';
 export { loadTokenizer, tokenizeText } from './eval/tokenizer.ts';
 export { calibrationSegments, calibrationSegmentsFromText } from './calib/data.ts';
 export { CODE_PACKINGS, ternaryFormat, parseFormatId, encodeTernary, decodeTernary, bitsPerWeight } from './formats/ternary.ts';
 export type { ArtifactManifest } from './artifact/manifest.ts';
+export {
+  BLOCK_OPS,
+  FEATURES,
+  FEATURE_TEXT,
+  blockOps,
+  programFeatures,
+  refuseMissing,
+  type BlockOp,
+  type BlockProgram,
+  type Feature,
+  type FeatureTable,
+  type ModelProgram,
+} from './program/block-program.ts';
+export { linearFormat, type LinearFormat } from './formats/linear-format.ts';
 export { UserError } from './errors.ts';
 // Option and result types of the functions above, for callers' own signatures.
 export type { SaveOptions } from './graph/onnx.ts';

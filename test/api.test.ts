@@ -11,7 +11,7 @@ describe('library API', () => {
     const outputs = m.graph.outputs.map((v) => v.name);
     const blocks = recognize(m).blocks.length;
     const r = await compile(m, { weights: 'rtn-ternary' });
-    expect(r.timings.map((t) => t.pass)).toEqual(['check-model', 'check-weights', 'ternary', lowerOrtPass.name]);
+    expect(r.timings.map((t) => t.pass)).toEqual(['check-model', 'check-weights', 'ternary', 'storage-precision', lowerOrtPass.name]);
     expect(r.model.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length).toBe(7 * blocks);
     expect(r.model.graph.inputs.map((v) => v.name)).toEqual(inputs);
     expect(r.model.graph.outputs.map((v) => v.name)).toEqual(outputs);

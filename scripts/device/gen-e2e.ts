@@ -19,6 +19,9 @@
 //              --fixture-lat-a8 DIR, default /tmp/fx-lat-a8): the fold-free prefill GEMM
 //   llama7b-tq2lat-a8/, llama7b-tq1lat-a4/ the 7B shapes above in the lattice formats
 //   fixture-lat-a8-offlattice/ fixture-lat-a8's weights with one scale off its row's lattice
+//   rand12m-qscale/ rand12m-tq2 with the block program's query scale 0.1 (not 1/√d)
+//   rand12m-bias/ rand12m-tq2 with biases on q, k, v, o and lm_head
+//   rand12m-qknorm/ rand12m-tq2 with per-head q/k RMSNorms
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -108,6 +111,47 @@ if (want('rand12m')) {
   const ids = Array.from({ length: 40 }, (_, i) => (i * 977 + 13) % c.vocab);
   references(d, ids, prompt, 32);
   console.log('rand12m: written');
+}
+// rand12m-qscale/: rand12m-tq2 whose block program states a query scale of 0.1 instead of
+// 1/√64 (Granite's attention_multiplier): the CUDA attention kernels generated for it (split
+// decode, tensor-core prefill) against the float64 reference.
+if (want('rand12m-qscale')) {
+  const d = join(root, 'rand12m-qscale');
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9);
+  m.blocks.forEach((b) => (b.attention.scale = 0.1));
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-qscale: written');
+}
+// rand12m-qknorm/: rand12m-tq2 with per-head q/k RMSNorms (Qwen3) in every block.
+if (want('rand12m-qknorm')) {
+  const d = join(root, 'rand12m-qknorm');
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9);
+  const rand = rng(6);
+  const gamma = () => Float32Array.from({ length: fixtureConfig.headDim }, () => 0.8 + 0.4 * rand());
+  for (const b of m.blocks) b.attention.qkNorm = { q: { gamma: gamma(), eps: 1e-6 }, k: { gamma: gamma(), eps: 1e-6 } };
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-qknorm: written');
+}
+// rand12m-bias/: rand12m-tq2 with biases on q, k, v (Qwen2) and on o and lm_head: the CUDA
+// bias adds after each linear against the float64 reference.
+if (want('rand12m-bias')) {
+  const d = join(root, 'rand12m-bias');
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9);
+  const rand = rng(5);
+  const bias = (n: number) => Float32Array.from({ length: n }, () => 0.1 * (rand() * 2 - 1));
+  for (const b of m.blocks) for (const r of ['q', 'k', 'v', 'o'] as const) b.linears[r].bias = bias(b.linears[r].rows);
+  m.lmHead.bias = bias(m.lmHead.rows);
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log('rand12m-bias: written');
 }
 if (want('rand12m-tq2')) {
   const d = join(root, 'rand12m-tq2');

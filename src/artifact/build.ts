@@ -15,6 +15,7 @@ import {
 } from './manifest.ts';
 import type { ModelConfig } from '../graph/model-config.ts';
 import { WeightsWriter } from './weights.ts';
+import { programFeatures, type BlockProgram, type ModelProgram } from '../program/block-program.ts';
 
 export interface ArtifactLinear {
   name: string;
@@ -41,7 +42,8 @@ export const BLOCK_LINEARS: readonly BlockLinearRole[] = ['q', 'k', 'v', 'o', 'g
 export const ACT_SITES = ['attn', 'o', 'mlp', 'down'] as const;
 export type ActSiteName = (typeof ACT_SITES)[number];
 
-export interface ArtifactBlock {
+/** A block's program with q/k norm γ held as values (written as tensors by writeArtifact). */
+export interface ArtifactBlock extends BlockProgram<Float32Array | null> {
   attnNorm: Float32Array | null;
   mlpNorm: Float32Array | null;
   linears: Record<BlockLinearRole, ArtifactLinear>;
@@ -50,6 +52,7 @@ export interface ArtifactBlock {
 
 export interface ArtifactModel {
   config: ModelConfig;
+  program: ModelProgram;
   source: ArtifactManifest['source'];
   method: Record<string, unknown>;
   /** [vocab, hidden] */
@@ -132,7 +135,17 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
   const blocks: BlockEntry[] = m.blocks.map((b, i) => {
     const p = `blocks.${i}`;
     const lin = Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(`${p}.${r}`, b.linears[r])])) as Record<BlockLinearRole, LinearEntry>;
+    const qk = b.attention.qkNorm;
     return {
+      attention: {
+        ...b.attention,
+        qkNorm: qk && {
+          q: { eps: qk.q.eps, gamma: norm(`${p}.q_norm`, qk.q.gamma) },
+          k: { eps: qk.k.eps, gamma: norm(`${p}.k_norm`, qk.k.gamma) },
+        },
+      },
+      mlp: { ...b.mlp },
+      residualScale: { ...b.residualScale },
       attnNorm: norm(`${p}.attn_norm`, b.attnNorm),
       mlpNorm: norm(`${p}.mlp_norm`, b.mlpNorm),
       ...lin,
@@ -162,6 +175,8 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
     twlac: TWLAC_VERSION,
     source: m.source,
     config,
+    program: m.program,
+    features: [],
     weightsFile: 'weights.bin',
     tensors: w.entries,
     embed: 'embed',
@@ -172,6 +187,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
     bitsPerWeight: qWeights ? qBits / qWeights : 0,
     files: { 'weights.bin': total, ...extraFiles },
   };
+  manifest.features = [...programFeatures(manifest).keys()];
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
   return manifest;
 }

@@ -1,13 +1,16 @@
 // Build the runtimes' artifact model from the compiled graph's recognised structure and
-// the passes' per-linear / per-site state.
+// the passes' per-linear / per-site state. This is where the block program
+// (src/program/block-program.ts) is derived, once, for every backend.
 import { UserError } from '../errors.ts';
-import { biasVector, constTensor, weightRows, type Linear, type Norm } from '../graph/recognize.ts';
+import { biasVector, constTensor, weightRows, type Block, type Linear, type Norm, type TransformerStructure } from '../graph/recognize.ts';
+import type { AttentionProgram, ModelProgram } from '../program/block-program.ts';
 import type { CompileContext, SiteState } from '../passes/context.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactActSite, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type ActSiteName } from './build.ts';
 
 function gammaOf(n: Norm | undefined, folded: boolean): Float32Array | null {
-  if (!n || folded || !n.gamma) return null;
+  if (!n) return null;
   if (!n.rms) throw new UserError(`the ${n.kind} norm subtracts the mean: the CUDA/WGSL runtimes support RMSNorm only`);
+  if (folded || !n.gamma) return null;
   return constTensor(n.gamma)!.toFloat32();
 }
 
@@ -26,6 +29,9 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
     folded: st?.fused ? `I⊗B (${st.fused.r}×${st.fused.r} per head) folded into ${st.fused.into}_proj` : undefined,
   });
   const blocks: ArtifactBlock[] = s.blocks.map((b) => ({
+    attention: attentionProgram(b),
+    mlp: { activation: b.activation },
+    residualScale: { ...b.residualScale },
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
     mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
     linears: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(b[r])])) as ArtifactBlock['linears'],
@@ -35,11 +41,28 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
   if (!table) throw new UserError('the embedding table is not a constant');
   return {
     config: s.config,
+    program: modelProgram(s),
     source: { path: sourcePath, inputs: s.model.graph.inputs.map((v) => v.name), outputs: s.model.graph.outputs.map((v) => v.name) },
     method: {},
     embed: table.toFloat32(),
     finalNorm: gammaOf(s.finalNorm, false),
     lmHead: linear(s.lmHead),
     blocks,
+  };
+}
+
+function modelProgram(s: TransformerStructure): ModelProgram {
+  const c = s.config;
+  return { residual: 'sequential', norm: 'rms', embedScale: s.embedScale, logitScale: s.logitScale, rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim } };
+}
+
+function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
+  const a = b.attention;
+  const head = (n: Norm) => ({ gamma: n.gamma ? constTensor(n.gamma)!.toFloat32() : null, eps: n.eps });
+  return {
+    scale: a.scale!,
+    window: a.window ?? null,
+    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k) } : null,
+    softcap: a.softcap ?? null,
   };
 }

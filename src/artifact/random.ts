@@ -3,6 +3,7 @@
 import { mulberry32 } from '../util/prng.ts';
 import { encodeTernary, groupsPerRow, snapRowToLattice, type TernaryFormat } from '../formats/ternary.ts';
 import type { ModelConfig } from '../graph/model-config.ts';
+import { llamaBlockProgram, llamaProgram } from '../program/block-program.ts';
 import { ACT_SITES, BLOCK_LINEARS, type ArtifactBlock, type ArtifactLinear, type ArtifactModel, type BlockLinearRole } from './build.ts';
 
 /** The project's seeded PRNG (src/util/prng.ts). */
@@ -49,10 +50,11 @@ export function randomArtifactModel(c: ModelConfig, f: TernaryFormat, seed = 0, 
       }),
     ) as ArtifactBlock['linears'];
     const acts = Object.fromEntries(ACT_SITES.map((s) => [s, { bits: actBits, clip: 1 }])) as ArtifactBlock['acts'];
-    blocks.push({ attnNorm: ones(c.hidden), mlpNorm: ones(c.hidden), linears, acts });
+    blocks.push({ ...llamaBlockProgram(c.headDim), attnNorm: ones(c.hidden), mlpNorm: ones(c.hidden), linears, acts });
   }
   return {
     config: c,
+    program: llamaProgram(c),
     source: { path: `random:seed=${seed}`, inputs: ['input_ids'], outputs: ['logits'] },
     method: { weights: 'random', format: f.id },
     embed: dense(c.vocab * c.hidden, 1),

@@ -3,7 +3,8 @@
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DType } from '../graph/tensor.ts';
-import type { ArtifactManifest, TensorEntry } from './manifest.ts';
+import { UserError } from '../errors.ts';
+import { MANIFEST_VERSION, type ArtifactManifest, type TensorEntry } from './manifest.ts';
 
 export const WEIGHT_ALIGN = 64;
 
@@ -43,6 +44,9 @@ export class WeightsWriter {
 export function readArtifact(dir: string): { manifest: ArtifactManifest; weights: Uint8Array } {
   const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as ArtifactManifest;
   if (manifest.kind !== 'twlac-artifact') throw new Error(`${dir}/manifest.json is not a twlac artifact manifest`);
+  if (manifest.version !== MANIFEST_VERSION) {
+    throw new UserError(`${dir}/manifest.json is version ${manifest.version}; this twlac reads version ${MANIFEST_VERSION} (recompile the model)`);
+  }
   const weights = new Uint8Array(readFileSync(join(dir, manifest.weightsFile)));
   return { manifest, weights };
 }

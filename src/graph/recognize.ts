@@ -8,6 +8,7 @@
 // shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
 // model only fills what the graph does not state.
 import type { ModelConfig } from './model-config.ts';
+import type { MlpActivation } from '../program/block-program.ts';
 import { UserError } from '../errors.ts';
 import { readConfigJson } from './config-json.ts';
 import type { Model, Node, Value } from './ir.ts';
@@ -38,7 +39,7 @@ export interface Embedding {
   output: Value;
 }
 
-export type MlpActivation = 'silu' | 'gelu';
+export type { MlpActivation } from '../program/block-program.ts';
 
 export interface Block {
   index: number;
@@ -52,6 +53,8 @@ export interface Block {
   up: Linear;
   down: Linear;
   attention: AttentionCore;
+  /** Per-head RMSNorms of q and k before RoPE (Qwen3), resolved once the head size is known. */
+  qkNorm?: { q: Norm; k: Norm };
   activation: MlpActivation;
   /** The gate·up product that `down` reads. */
   product: Value;
@@ -61,6 +64,10 @@ export interface Block {
   residualMid: Value;
   /** xᵢ₊₁ = hᵢ + MLP output; undefined when a following Skip norm computes it without exposing it. */
   residualOut: Value | undefined;
+  /** h = x + residualScale.attn · o(·), x' = h + residualScale.mlp · down(·) (Granite's residual multiplier). */
+  residualScale: { attn: number; mlp: number };
+  /** The value the MLP adds to the stream (down's output, after any residual scale). */
+  mlpDelta: Value;
   /** Explicit residual Add nodes; absent where a Skip norm fuses the Add. */
   attnAdd?: Node;
   mlpAdd?: Node;
@@ -99,6 +106,9 @@ export interface TransformerStructure {
   configSources: { headDim: ConfigSource; ropeTheta: ConfigSource; normEps: ConfigSource; maxPositions: ConfigSource };
   /** Where the RoPE frequencies were read (inv_freq constant or cos cache). */
   rope: { source?: Value; kind?: 'inv-freq' | 'cache'; rotaryDim?: number };
+  /** x₀ = embedScale · E[ids]; logits = logitScale · lm_head(·). */
+  embedScale: number;
+  logitScale: number;
   /** Norm kind shared by the blocks (for reports; mixed graphs list the first). */
   normKind: Norm['kind'];
   /** Things noticed but not fatal. */
@@ -120,6 +130,49 @@ function sourceOf(v: Value): Value {
     const p = v.producer();
     if (!p || !PASS_THROUGH.has(p.opType) || p.opType === 'Transpose' || !p.input(0) || p.domain !== '') return v;
     v = p.input(0)!;
+  }
+}
+
+function scalarConst(v: Value | undefined): number | undefined {
+  const t = constTensor(v);
+  return t && t.numel === 1 ? t.toFloat32()[0] : undefined;
+}
+
+/**
+ * Follow a value back through data movement and multiplications / divisions by constant
+ * scalars: the value they scale, and the factor (y = scale · value).
+ */
+export function scaledSource(v: Value): { value: Value; scale: number } {
+  let scale = 1;
+  for (;;) {
+    v = sourceOf(v);
+    const p = v.producer();
+    if (!p || p.domain !== '' || !p.input(0) || !p.input(1)) return { value: v, scale };
+    const [c0, c1] = [scalarConst(p.input(0)), scalarConst(p.input(1))];
+    if (p.opType === 'Mul' && (c0 === undefined) !== (c1 === undefined)) {
+      scale *= c1 ?? c0!;
+      v = c1 !== undefined ? p.input(0)! : p.input(1)!;
+    } else if (p.opType === 'Div' && c1 !== undefined && c0 === undefined) {
+      scale /= c1;
+      v = p.input(0)!;
+    } else {
+      return { value: v, scale };
+    }
+  }
+}
+
+/** Follow a value forward through one consumer at a time that multiplies or divides it by a constant scalar. */
+function scaledForward(v: Value): { value: Value; scale: number } {
+  let scale = 1;
+  for (;;) {
+    const c = v.consumers();
+    if (c.length !== 1 || c[0].domain !== '' || !c[0].input(1)) return { value: v, scale };
+    const n = c[0];
+    const other = scalarConst(n.input(0) === v ? n.input(1) : n.input(0));
+    if (n.opType === 'Mul' && other !== undefined) scale *= other;
+    else if (n.opType === 'Div' && n.input(0) === v && other !== undefined) scale /= other;
+    else return { value: v, scale };
+    v = forwardOf(n.output(0));
   }
 }
 
@@ -173,7 +226,8 @@ function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined
     }
     if (c.opType === 'Swish' && (c.attr('alpha', 'float') ?? 1) === 1) return { kind: 'silu', out: c.output(0) };
     if (c.opType === 'QuickGelu' && c.domain === 'com.microsoft' && c.attr('alpha', 'float') === 1) return { kind: 'silu', out: c.output(0) };
-    if ((c.opType === 'Gelu' || c.opType === 'FastGelu') && c.input(0) === v) return { kind: 'gelu', out: c.output(0) };
+    if (c.opType === 'FastGelu' && c.input(0) === v) return { kind: 'gelu-tanh', out: c.output(0) };
+    if (c.opType === 'Gelu' && c.input(0) === v) return { kind: c.attr('approximate', 'string') === 'tanh' ? 'gelu-tanh' : 'gelu', out: c.output(0) };
   }
   return undefined;
 }
@@ -287,7 +341,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     const prev = blocks[i - 1];
     const n = blocks[i].attnNorm;
     const ok = n.skip
-      ? sameValue(n.input, forwardOf(prev.down.output)) || sameValue(n.skip, forwardOf(prev.down.output))
+      ? sameValue(n.input, prev.mlpDelta) || sameValue(n.skip, prev.mlpDelta)
       : sameValue(n.input, prev.residualOut);
     if (!ok) {
       const why = coreFailures.length ? ` (an attention was not recognised: ${coreFailures[0]})` : '';
@@ -299,14 +353,16 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const outs = g.outputs;
   const logitsOut = outs.find((o) => o.name === 'logits') ?? outs[0];
   if (!logitsOut) throw new UserError('could not find the lm_head: the graph has no outputs');
-  const lmHead = idx.byOutput.get(sourceOf(logitsOut));
+  const logits = scaledSource(logitsOut);
+  const lmHead = idx.byOutput.get(logits.value);
   if (!lmHead) throw new UserError(`could not find the lm_head: graph output "${logitsOut.name}" is not produced by a linear`);
   const last = blocks[blocks.length - 1];
   const finalNorm = normByOutput.get(sourceOf(lmHead.input));
-  if (!finalNorm) notes.push('no final norm before the lm_head');
-  else {
+  // Every runtime normalises before the lm_head; a graph without that norm would run differently.
+  if (!finalNorm) throw new UserError(`no final norm before the lm_head (it reads ${sourceOf(lmHead.input).producer()?.qualifiedOp ?? 'a graph input'}): not supported`);
+  {
     const ok = finalNorm.skip
-      ? sameValue(finalNorm.input, forwardOf(last.down.output)) || sameValue(finalNorm.skip, forwardOf(last.down.output))
+      ? sameValue(finalNorm.input, last.mlpDelta) || sameValue(finalNorm.skip, last.mlpDelta)
       : sameValue(finalNorm.input, last.residualOut);
     if (!ok) throw new UserError(`the final norm does not read the residual stream written by block ${last.index}`);
     finalNorm.role = 'final';
@@ -315,12 +371,15 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   lmHead.role = 'lm_head';
   lmHead.block = -1;
 
-  const x0 = blocks[0].residualIn ?? blocks[0].attnNorm.input;
-  const embedding = findEmbedding(model, x0);
+  // x₀ = embedScale · E[ids] (Gemma's √hidden, Granite's embedding multiplier)
+  const x0 = scaledSource(blocks[0].residualIn ?? blocks[0].attnNorm.input);
+  const embedding = findEmbedding(model, x0.value);
   if (!embedding) throw new UserError('could not find the token embedding: no Gather from a constant [vocab, hidden] table');
-  if (!sameValue(embedding.output, x0) && !sameValue(forwardOf(embedding.output), x0)) {
-    notes.push(`the embedding output reaches block 0 through ${x0.producer()?.qualifiedOp ?? 'a graph input'} (not a plain LLaMA embedding)`);
+  if (!sameValue(embedding.output, x0.value) && !sameValue(forwardOf(embedding.output), x0.value)) {
+    throw new UserError(`the embedding output reaches block 0 through ${x0.value.producer()?.qualifiedOp ?? 'a graph input'}, which is not understood`);
   }
+  if (x0.scale !== 1) notes.push(`the embedding is scaled by ${x0.scale} before block 0`);
+  if (logits.scale !== 1) notes.push(`the logits are scaled by ${logits.scale}`);
   const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
 
   // Config.
@@ -405,9 +464,15 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     for (const [role, got, want] of shapes) if (got !== want) throw blockError(b.index, `${role} has ${got} features where block 0 has ${want}`);
   }
   const normKind = b0.attnNorm.kind;
+  // The program has one ε for the block and final norms (q/k norms carry their own).
+  const odd = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), ...(finalNorm ? [finalNorm] : [])].find((n) => Math.abs(n.eps - config.normEps) > 1e-6 * config.normEps);
+  if (odd) throw new UserError(`the ${odd.role ?? ''} norm of block ${odd.block} has ε = ${odd.eps} where block 0's attention norm has ${config.normEps}: norms with different ε are not supported yet`);
   if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
-  if (blocks.some((b) => b.attention.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
+  for (const b of blocks) resolveAttention(b, normByOutput, headDim);
+  if (blocks.some((b) => b.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
+  const windows = [...new Set(blocks.map((b) => b.attention.window).filter((w) => w !== undefined))];
+  if (windows.length) notes.push(`sliding-window attention: ${windows.join(', ')} keys`);
 
   const linears: Linear[] = [];
   const norms: Norm[] = [];
@@ -441,9 +506,47 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     config,
     configSources,
     rope: { source: rope?.source, kind: rope?.kind, rotaryDim },
+    embedScale: x0.scale,
+    logitScale: logits.scale,
     normKind,
     notes,
   };
+}
+
+/** The q/k norms as Norms (per head, RMS, one on each of q and k), and the default attention scale. */
+function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: number): void {
+  const core = b.attention;
+  core.scale ??= 1 / Math.sqrt(headDim);
+  if (!core.qkNorm) return;
+  const pick = (outs: Value[], which: string): Norm => {
+    const ns = outs.map((o) => normByOutput.get(o)!);
+    if (ns.length !== 1) throw blockError(b.index, `${which} crosses ${ns.length} norms on its way to the scores (one per-head RMSNorm is supported)`);
+    const n = ns[0];
+    if (!n.rms) throw blockError(b.index, `the ${which} norm is a ${n.kind} (q/k norms must be RMSNorm)`);
+    const g = n.gamma && constTensor(n.gamma);
+    if (n.gamma && !g) throw blockError(b.index, `the ${which} norm's γ is not a constant`);
+    if (g && g.numel !== headDim) {
+      throw blockError(b.index, `the ${which} norm spans ${g.numel} features, not one head of ${headDim}: q/k norm over the full width is not supported yet`);
+    }
+    return n;
+  };
+  b.qkNorm = { q: pick(core.qNorms, 'query'), k: pick(core.kNorms, 'key') };
+}
+
+/** A linear whose output reaches a TopK within a few ops: an MoE router (Mixtral, Qwen-MoE). */
+function routesExperts(l: Linear): boolean {
+  let frontier = [l.output];
+  for (let depth = 0; depth < 4 && frontier.length; depth++) {
+    const next: Value[] = [];
+    for (const v of frontier) {
+      for (const c of v.consumers()) {
+        if (c.opType === 'TopK') return true;
+        next.push(...c.outputs);
+      }
+    }
+    frontier = next;
+  }
+  return false;
 }
 
 function recognizeBlock(
@@ -461,7 +564,8 @@ function recognizeBlock(
   const attnNorm = normByOutput.get(qkvIn);
   if (!attnNorm) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm');
   const residualIn = normStream(attnNorm);
-  const oOut = forwardOf(o.output);
+  const attnDelta = scaledForward(forwardOf(o.output));
+  const oOut = attnDelta.value;
 
   // h = x + o(·): an Add, or a Skip norm that adds and normalises at once.
   let residualMid: Value | undefined;
@@ -481,6 +585,9 @@ function recognizeBlock(
   if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
   const group = bySource.get(mlpNorm.output) ?? [];
   if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
+  if (group.some(routesExperts)) {
+    throw blockError(i, `mixture-of-experts MLP (a router picks experts with TopK) is not supported yet`);
+  }
   if (group.length !== 2) {
     throw blockError(i, `could not find the MLP gate/up projections: the post-attention norm feeds ${group.length} linear(s), not 2`);
   }
@@ -498,7 +605,8 @@ function recognizeBlock(
   const product = prod.output(0);
   const down = bySource.get(product)?.[0];
   if (!down) throw blockError(i, 'could not find the down projection');
-  const downOut = forwardOf(down.output);
+  const mlpDelta = scaledForward(forwardOf(down.output));
+  const downOut = mlpDelta.value;
   const mlpAdd = downOut
     .consumers()
     .find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== downOut), residualMid));
@@ -536,6 +644,8 @@ function recognizeBlock(
     residualOut,
     attnAdd,
     mlpAdd,
+    residualScale: { attn: attnDelta.scale, mlp: mlpDelta.scale },
+    mlpDelta: downOut,
   };
 }
 
@@ -606,12 +716,21 @@ export function structureToJSON(s: TransformerStructure) {
     normKind: s.normKind,
     embedding: { node: s.embedding.node.name, table: s.embedding.table.name, dims: [...table.dims], dtype: table.dtype, ids: s.embedding.ids.name },
     tiedEmbeddings: s.tiedEmbeddings,
+    embedScale: s.embedScale,
+    logitScale: s.logitScale,
     rope: { source: s.rope.source?.name ?? null, kind: s.rope.kind ?? null, rotaryDim: s.rope.rotaryDim ?? null },
     blocks: s.blocks.map((b) => ({
       index: b.index,
       attnNorm: normJSON(b.attnNorm),
       mlpNorm: normJSON(b.mlpNorm),
-      attention: b.attention.fused ? { fused: b.attention.fused.qualifiedOp } : { softmax: b.attention.softmax?.name ?? null },
+      attention: {
+        ...(b.attention.fused ? { fused: b.attention.fused.qualifiedOp } : { softmax: b.attention.softmax?.name ?? null }),
+        scale: b.attention.scale ?? null,
+        window: b.attention.window ?? null,
+        softcap: b.attention.softcap ?? null,
+        qkNorm: b.qkNorm ? { q: normJSON(b.qkNorm.q), k: normJSON(b.qkNorm.k) } : null,
+      },
+      residualScale: b.residualScale,
       activation: b.activation,
       linears: [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map(linearJSON),
       residual: { in: b.residualIn?.name ?? null, mid: b.residualMid.name, out: b.residualOut?.name ?? null },

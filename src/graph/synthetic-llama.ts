@@ -73,13 +73,30 @@ export interface TinyLlamaOptions {
   kvCache?: boolean;
   /** RMSNorm over each q and k head before RoPE (Qwen3-style QK-norm; not LLaMA). */
   qkNorm?: boolean;
+  /** Sliding-window attention as transformers' masks write it: key k is visible to query q
+   *  when k ≤ q and k > q − window (decomposed attention only; 0 = none). */
+  slidingWindow?: number;
+  /** Phi-3 style: q/k/v as one qkv_proj cut by three Slices, gate/up as one gate_up_proj cut by a Split (matmul linear styles). */
+  packed?: boolean;
+  /** softmax(scale · q·kᵀ) (Granite's attention_multiplier, Gemma's query_pre_attn_scalar); default 1/√headDim. */
+  attentionScale?: number;
+  /** h = x + r·o(·), x' = h + r·down(·) (Granite's residual_multiplier as a Mul); default 1 (no op). */
+  residualScale?: number;
+  /** x₀ = embedScale · E[ids] (Gemma's √hidden normaliser as a Mul); default 1 (no op). */
+  embedScale?: number;
+  /** logits = lm_head(·) / logitDivisor (Granite's logits_scaling as a Div); default 1 (no op). */
+  logitDivisor?: number;
+  /** RoPE on the first rotaryDim dims of each head only (partial rotary, as GPT-NeoX/Phi); default the head size. */
+  rotaryDim?: number;
+  /** MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU) or com.microsoft::Gelu (erf). */
+  activation?: 'silu' | 'gelu-tanh' | 'gelu';
   /** lm_head reads the embedding table through a Transpose (tied weights). */
   tiedEmbeddings?: boolean;
   /** Leave out block `n`'s MLP entirely (for recognition error tests). */
   dropMlpOfBlock?: number;
 }
 
-type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock'>> & { dropMlpOfBlock?: number };
+type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim'>> & { dropMlpOfBlock?: number; rotaryDim?: number };
 
 const DEFAULT_TINY_LLAMA: Resolved = {
   layers: 2,
@@ -100,7 +117,36 @@ const DEFAULT_TINY_LLAMA: Resolved = {
   attention: 'decomposed',
   kvCache: false,
   qkNorm: false,
+  slidingWindow: 0,
+  packed: false,
+  attentionScale: 0,
+  residualScale: 1,
+  embedScale: 1,
+  logitDivisor: 1,
+  activation: 'silu',
   tiedEmbeddings: false,
+};
+
+/**
+ * Family-shaped variants: the features each family adds to the LLaMA block, built the same
+ * way (Qwen2: q/k/v biases; Qwen3: per-head q/k RMSNorm; Mistral: a sliding window shorter
+ * than the test prompts).
+ */
+export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
+  qwen2: { linear: 'matmul-bias', seed: 11 },
+  qwen3: { qkNorm: true, normEps: 1e-6, seed: 12 },
+  mistral: { slidingWindow: 5, seed: 13 },
+  'mistral-kv': { slidingWindow: 4, kvCache: true, ropeFreqs: 'cache', seed: 14 },
+  /** RoPE on half of each head (GPT-NeoX / Phi-2 rotary fraction), otherwise LLaMA. */
+  'partial-rotary': { rotaryDim: 8, seed: 15 },
+  /** Gemma's √hidden embedding normaliser and Granite's logits_scaling divisor. */
+  'scaled-embed-logits': { embedScale: 8, logitDivisor: 4, seed: 16 },
+  /** Phi-3's packed qkv_proj and gate_up_proj (with biases, to check they are cut too). */
+  packed: { packed: true, linear: 'matmul-bias', seed: 17 },
+  /** Granite's multipliers: embedding, residual, attention (a query scale) and logits. */
+  granite: { embedScale: 12, residualScale: 0.22, attentionScale: 0.1, logitDivisor: 8, seed: 18 },
+  /** Gemma's GeGLU (tanh GELU gate) and √hidden embedding normaliser. */
+  'gemma-geglu': { activation: 'gelu-tanh', embedScale: 8, seed: 19 },
 };
 
 /** mulberry32 uniform stream with Box–Muller normals: small, seeded, the same everywhere. */
@@ -206,6 +252,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   const D = o.hidden / o.heads;
   if (D % 2 !== 0) throw new Error('makeTinyLlama: head size must be even for RoPE');
   if (o.kvCache && o.attention === 'gqa') throw new Error('makeTinyLlama: kvCache is for decomposed attention');
+  if (o.slidingWindow && o.attention === 'gqa') throw new Error('makeTinyLlama: slidingWindow is for decomposed attention');
   const weights = drawWeights(o);
   const name = namer(o.names);
   const b = new GraphBuilder();
@@ -217,7 +264,8 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
 
   const ids = b.input('input_ids', { dtype: 'int64', shape: ['batch', 'sequence'] });
   const table = f32(name(-1, 'embed_tokens.weight'), [o.vocab, o.hidden], weights.embed);
-  const x0 = b.op('Gather', [table, ids], { attrs: { axis: 0 } });
+  const gathered = b.op('Gather', [table, ids], { attrs: { axis: 0 } });
+  const x0 = o.embedScale === 1 ? gathered : b.op('Mul', [gathered, b.f32('normalizer', [], [o.embedScale])]);
   const kv = o.kvCache
     ? {
         attentionMask: b.input('attention_mask', { dtype: 'int64', shape: ['batch', 'total'] }),
@@ -233,29 +281,38 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   const seqLen = b.op('Squeeze', [b.op('Slice', [idsShape, i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
   const pos = b.op('Range', [b.i64('start', [0], []), seqLen, b.i64('delta', [1], [])]);
   const ropePos = kv ? kv.positionIds : pos;
-  const invFreq = new Float32Array(D / 2);
-  for (let i = 0; i < D / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / D);
+  // RoPE over the first R dims of a head: frequencies θ^(−2i/R), i < R/2.
+  const R = o.rotaryDim ?? D;
+  if (R % 2 || R > D || (R < D && o.attention === 'gqa')) throw new Error('makeTinyLlama: rotaryDim must be even, at most the head size, with decomposed attention');
+  const invFreq = new Float32Array(R / 2);
+  for (let i = 0; i < R / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / R);
   let cos: Value;
   let sin: Value;
   if (o.ropeFreqs === 'cache') {
     const P = o.cachePositions;
-    const [c, s] = [new Float32Array(P * D), new Float32Array(P * D)];
+    const [c, s] = [new Float32Array(P * R), new Float32Array(P * R)];
     for (let p = 0; p < P; p++) {
-      for (let i = 0; i < D; i++) {
-        const ang = p / o.ropeTheta ** ((2 * (i % (D / 2))) / D);
-        c[p * D + i] = Math.cos(ang);
-        s[p * D + i] = Math.sin(ang);
+      for (let i = 0; i < R; i++) {
+        const ang = p / o.ropeTheta ** ((2 * (i % (R / 2))) / R);
+        c[p * R + i] = Math.cos(ang);
+        s[p * R + i] = Math.sin(ang);
       }
     }
-    cos = b.op('Gather', [f32('cos_cached', [P, D], c), ropePos], { attrs: { axis: 0 } });
-    sin = b.op('Gather', [f32('sin_cached', [P, D], s), ropePos], { attrs: { axis: 0 } });
+    cos = b.op('Gather', [f32('cos_cached', [P, R], c), ropePos], { attrs: { axis: 0 } });
+    sin = b.op('Gather', [f32('sin_cached', [P, R], s), ropePos], { attrs: { axis: 0 } });
   } else {
     const posCol = b.op('Unsqueeze', [b.op('Cast', [ropePos], { attrs: { to: 1 } }), i64('axis_last', [-1])]);
-    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, D / 2], invFreq)]);
+    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, R / 2], invFreq)]);
     const emb = b.op('Concat', [freqs, freqs], { attrs: { axis: -1 } });
     cos = b.op('Cos', [emb]);
     sin = b.op('Sin', [emb]);
   }
+  // k ≤ q, and k > q − window when there is one.
+  const windowed = (k: Value, q: Value): Value => {
+    const causal = b.op('LessOrEqual', [k, q]);
+    if (!o.slidingWindow) return causal;
+    return b.op('And', [causal, b.op('Greater', [k, b.op('Sub', [q, b.i64('window', [o.slidingWindow], [])])])]);
+  };
   let allowed: Value;
   if (kv) {
     // Query i sits at absolute position past + i and sees keys j ≤ past + i that the attention mask keeps.
@@ -265,11 +322,11 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const total = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.attentionMask]), i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
     const qPos = b.op('Add', [pos, pastLen]);
     const kPos = b.op('Range', [b.i64('start', [0], []), total, b.i64('delta', [1], [])]);
-    const causal = b.op('LessOrEqual', [b.op('Unsqueeze', [kPos, i64('axis0', [0])]), b.op('Unsqueeze', [qPos, i64('axis1', [1])])]);
+    const [k, q] = [b.op('Unsqueeze', [kPos, i64('axis0', [0])]), b.op('Unsqueeze', [qPos, i64('axis1', [1])])];
     const keep = b.op('Unsqueeze', [b.op('Cast', [kv.attentionMask], { attrs: { to: 9 } }), i64('axes12', [1, 2])]);
-    allowed = b.op('And', [causal, keep]);
+    allowed = b.op('And', [windowed(k, q), keep]);
   } else {
-    allowed = b.op('LessOrEqual', [b.op('Unsqueeze', [pos, i64('axis0', [0])]), b.op('Unsqueeze', [pos, i64('axis1', [1])])]);
+    allowed = windowed(b.op('Unsqueeze', [pos, i64('axis0', [0])]), b.op('Unsqueeze', [pos, i64('axis1', [1])]));
   }
   const mask = b.op('Where', [allowed, scalarF('zero_f', 0), scalarF('min_f', -3.4028234663852886e38)]);
 
@@ -306,6 +363,17 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
         return b.op('Reshape', [y2, outShape(out)]);
       }
     }
+  };
+
+  /** Row blocks of several [out, in] weights as one (their outputs concatenated). */
+  const packedWeights = (ws: { W: Float32Array; b: Float32Array; out: number; inp: number }[]) => {
+    const concat = (arrays: Float32Array[]) => {
+      const r = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+      let at = 0;
+      for (const a of arrays) r.set(a, (at += a.length) - a.length);
+      return r;
+    };
+    return { W: concat(ws.map((w) => w.W)), b: concat(ws.map((w) => w.b)), out: ws.reduce((n, w) => n + w.out, 0), inp: ws[0].inp };
   };
 
   // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
@@ -345,6 +413,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     }
   };
   const residual = (resid: Value, delta: Value): Value | undefined => {
+    if (o.residualScale !== 1) delta = b.op('Mul', [delta, b.f32('residual_multiplier', [], [o.residualScale])]);
     if (o.norm === 'skip-simplified') {
       pending = { delta, resid };
       return undefined;
@@ -354,10 +423,12 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
 
   const rope = (t: Value): Value => {
     const axes = i64('axes_last', [-1]);
-    const x1 = b.op('Slice', [t, i64('s0', [0]), i64('s1', [D / 2]), axes]);
-    const x2 = b.op('Slice', [t, i64('s0', [D / 2]), i64('s1', [D]), axes]);
+    const tr = R === D ? t : b.op('Slice', [t, i64('s0', [0]), i64('sR', [R]), axes]);
+    const x1 = b.op('Slice', [tr, i64('s0', [0]), i64('sh', [R / 2]), axes]);
+    const x2 = b.op('Slice', [tr, i64('sh', [R / 2]), i64('sR', [R]), axes]);
     const rot = b.op('Concat', [b.op('Neg', [x2]), x1], { attrs: { axis: -1 } });
-    return b.op('Add', [b.op('Mul', [t, cos]), b.op('Mul', [rot, sin])]);
+    const rotated = b.op('Add', [b.op('Mul', [tr, cos]), b.op('Mul', [rot, sin])]);
+    return R === D ? rotated : b.op('Concat', [rotated, b.op('Slice', [t, i64('sR', [R]), i64('sD', [D]), axes])], { attrs: { axis: -1 } });
   };
   const heads = (t: Value, n: number): Value =>
     b.op('Transpose', [b.op('Reshape', [t, i64('heads', [0, 0, n, D])])], { attrs: { perm: [0, 2, 1, 3] } });
@@ -398,9 +469,17 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const L = weights.layers[l];
     const a = norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
     stream = a.stream;
-    const qLin = linear(a.out, name(l, 'self_attn.q_proj.weight'), L.w.q);
-    const kLin = linear(a.out, name(l, 'self_attn.k_proj.weight'), L.w.k);
-    const vLin = linear(a.out, name(l, 'self_attn.v_proj.weight'), L.w.v);
+    let qLin: Value, kLin: Value, vLin: Value;
+    if (o.packed) {
+      const qkv = linear(a.out, name(l, 'self_attn.qkv_proj.weight'), packedWeights([L.w.q, L.w.k, L.w.v]));
+      const cut = (from: number, to: number) => b.op('Slice', [qkv, i64('p0', [from]), i64('p1', [to]), i64('axes_last', [-1])]);
+      const [qd, kvd] = [L.w.q.out, L.w.k.out];
+      [qLin, kLin, vLin] = [cut(0, qd), cut(qd, qd + kvd), cut(qd + kvd, qd + 2 * kvd)];
+    } else {
+      qLin = linear(a.out, name(l, 'self_attn.q_proj.weight'), L.w.q);
+      kLin = linear(a.out, name(l, 'self_attn.k_proj.weight'), L.w.k);
+      vLin = linear(a.out, name(l, 'self_attn.v_proj.weight'), L.w.v);
+    }
     let merged: Value;
     if (o.attention === 'gqa') {
       merged = b.node('GroupQueryAttention', [qLin, kLin, vLin, undefined, undefined, gqa!.seqlensK, gqa!.totalLen, gqa!.cos, gqa!.sin], {
@@ -425,7 +504,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
       }
       const k = repeatKv(kAll);
       const v = repeatKv(vAll);
-      const scores = b.op('Add', [b.op('Mul', [b.op('MatMul', [q, b.op('Transpose', [k], { attrs: { perm: [0, 1, 3, 2] } })]), scalarF('scale', 1 / Math.sqrt(D))]), mask]);
+      const scores = b.op('Add', [b.op('Mul', [b.op('MatMul', [q, b.op('Transpose', [k], { attrs: { perm: [0, 1, 3, 2] } })]), scalarF('scale', o.attentionScale || 1 / Math.sqrt(D))]), mask]);
       const ctx = b.op('MatMul', [b.op('Softmax', [scores], { attrs: { axis: -1 } }), v]);
       merged = b.op('Reshape', [b.op('Transpose', [ctx], { attrs: { perm: [0, 2, 1, 3] } }), i64('merge', [0, 0, o.heads * D])]);
     }
@@ -437,17 +516,24 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     }
     const m = norm(h, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta);
     h = m.stream;
-    const gate = linear(m.out, name(l, 'mlp.gate_proj.weight'), L.w.gate);
-    const silu = b.op('Mul', [gate, b.op('Sigmoid', [gate])]);
-    const up = linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
-    const down = linear(b.op('Mul', [silu, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
+    const gateUp = o.packed
+      ? b.node('Split', [linear(m.out, name(l, 'mlp.gate_up_proj.weight'), packedWeights([L.w.gate, L.w.up])), i64('halves', [o.intermediate, o.intermediate])], { outputs: 2, attrs: { axis: -1 } })
+      : undefined;
+    const gate = gateUp ? gateUp[0] : linear(m.out, name(l, 'mlp.gate_proj.weight'), L.w.gate);
+    const act =
+      o.activation === 'silu'
+        ? b.op('Mul', [gate, b.op('Sigmoid', [gate])])
+        : b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [gate], { domain: 'com.microsoft' });
+    const up = gateUp ? gateUp[1] : linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
+    const down = linear(b.op('Mul', [act, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
     x = residual(h, down);
   }
   const fin = norm(x, -1, 'norm', weights.finalGamma, weights.finalBeta);
   const headW = { W: weights.head, b: weights.headBias, out: o.vocab, inp: o.hidden };
-  const logits = o.tiedEmbeddings
+  let logits = o.tiedEmbeddings
     ? b.op('MatMul', [fin.out, b.op('Transpose', [table], { attrs: { perm: [1, 0] } })])
     : linear(fin.out, o.names === 'anonymous' ? name(-1, 'x') : 'lm_head.weight', headW);
+  if (o.logitDivisor !== 1) logits = b.op('Div', [logits, b.f32('logits_scaling', [], [o.logitDivisor])]);
   b.output(logits, 'logits');
   logits.type = { dtype: 'float32', shape: ['batch', 'sequence', o.vocab] };
   for (const [v, n] of presents) {
@@ -456,6 +542,6 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   }
   // Styles that do not use the shared RoPE tables or mask leave them dead.
   g.removeDeadNodes();
-  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' ? [{ domain: 'com.microsoft', version: 1 }] : [];
+  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' || o.activation !== 'silu' ? [{ domain: 'com.microsoft', version: 1 }] : [];
   return b.model(o.norm === 'rmsnorm23' ? 23 : 18, extra);
 }

@@ -1,12 +1,13 @@
-// CPU reference of the manifest's block program (src/artifact/manifest.ts), in float64.
+// CPU reference of the manifest's block program (src/program/block-program.ts), in float64.
 // It is the oracle for the WGSL and CUDA runtimes: it reads weights only through the
 // format's reference decoder (decodeTernary) and follows the manifest's semantics line by
 // line, with no fusion and no shortcuts:
 //   a = act(norm(x, attnNorm), 'attn')
-//   h = x + o( act(attention(rope(q(a)), rope(k(a)), v(a)), 'o') )
+//   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
 //   m = act(norm(h, mlpNorm), 'mlp')
-//   x' = h + down( act(silu(gate(m)) * up(m), 'down') )
-//   logits = lmHead(norm(x_L, finalNorm))
+//   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') )
+//   logits = logitScale · lmHead(norm(x_L, finalNorm)),  x₀ = embedScale · embed[id]
+// walking the block steps (block-program.ts BLOCK_OPS) with one handler each.
 // act(x, site) = per-token activation quantisation (src/quant/act-quant.ts, float32 as the
 // ONNX lowering computes it) of the online Kronecker transform x → C·X·Bᵀ (X the row-major
 // [l, r] view of x).
@@ -14,7 +15,9 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
-import { decodeTernary, parseFormatId, type TernaryWeights } from '../formats/ternary.ts';
+import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
+import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
+import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
 
@@ -52,7 +55,8 @@ function tensorValues(a: LoadedArtifact, name: string): Float64Array {
 /** The ternary storage of a linear, as the format declaration describes it. */
 function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
   if (!l.codes || !l.scales) throw new Error(`${l.name}: format ${l.format} has no codes/scales tensors`);
-  const format = parseFormatId(l.format);
+  const format = ternaryFormatOf(l);
+  if (!format) throw new Error(`${l.name}: dense format ${l.format} has no ternary storage`);
   const u16 = (name: string) => {
     const b = tensorBytesCopy(a, name);
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);
@@ -69,7 +73,7 @@ function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
 
 /** Dequantised weight of a linear, row-major [rows, cols], float64. */
 export function linearWeight(a: LoadedArtifact, l: LinearEntry): Float64Array {
-  if (l.format === 'float16' || l.format === 'float32') {
+  if (linearFormat(l).kind === 'dense') {
     if (!l.weight) throw new Error(`${l.name}: dense linear without a weight tensor`);
     return tensorValues(a, l.weight);
   }
@@ -89,7 +93,30 @@ interface RefSite {
   transform?: { l: number; r: number; C: Float64Array; B: Float64Array };
 }
 
-interface RefBlock {
+/** The program features this runtime implements exactly. */
+export const REFERENCE_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': true,
+  'query-scale': true,
+  'partial-rotary': true,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': true,
+  'attn-softcap': false,
+  'embed-scale': true,
+  'logit-scale': true,
+  'residual-scale': true,
+} as const satisfies FeatureTable;
+
+interface RefBlock extends BlockProgram<Float64Array | null> {
   attnNorm: Float64Array | null;
   mlpNorm: Float64Array | null;
   q: RefLinear;
@@ -147,7 +174,7 @@ function applyAct(x: Float64Array, s: RefSite): Float64Array {
   return s.bits >= 16 ? t : Float64Array.from(actQuantRows(t, 1, t.length, s.bits, s.clip));
 }
 
-/** RoPE (HF rotate_half) on one head vector of length d, in place. */
+/** RoPE (HF rotate_half) on the first d dims of one head vector, in place (later dims unchanged). */
 export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number, theta: number): void {
   const half = d / 2;
   for (let i = 0; i < half; i++) {
@@ -161,7 +188,17 @@ export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number
   }
 }
 
-const silu = (g: number) => g / (1 + Math.exp(-g));
+/** The MLP gate activations (GELU(erf) is refused by REFERENCE_FEATURES). */
+const GATES: Record<MlpActivation, ((g: number) => number) | undefined> = {
+  silu: (g) => g / (1 + Math.exp(-g)),
+  'gelu-tanh': (g) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))),
+  gelu: undefined,
+};
+
+/** rms(·, γ, ε) over each head of width d, in place. */
+function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float64Array | null, eps: number): void {
+  for (let h = 0; h < heads; h++) x.set(rmsNorm(x.subarray(h * d, (h + 1) * d), gamma, eps), h * d);
+}
 
 /** The block program on the CPU with a KV cache: feed tokens in order, get their logits. */
 export class ReferenceModel {
@@ -175,6 +212,7 @@ export class ReferenceModel {
 
   constructor(readonly artifact: LoadedArtifact) {
     const m = artifact.manifest;
+    refuseMissing('the reference runtime', REFERENCE_FEATURES, m);
     const lin = (l: LinearEntry): RefLinear => ({
       rows: l.rows,
       cols: l.cols,
@@ -196,6 +234,15 @@ export class ReferenceModel {
     this.finalNorm = norm(m.finalNorm);
     this.lmHead = lin(m.lmHead);
     this.blocks = m.blocks.map((b) => ({
+      mlp: b.mlp,
+      residualScale: b.residualScale,
+      attention: {
+        ...b.attention,
+        qkNorm: b.attention.qkNorm && {
+          q: { eps: b.attention.qkNorm.q.eps, gamma: norm(b.attention.qkNorm.q.gamma) },
+          k: { eps: b.attention.qkNorm.k.eps, gamma: norm(b.attention.qkNorm.k.gamma) },
+        },
+      },
       attnNorm: norm(b.attnNorm),
       mlpNorm: norm(b.mlpNorm),
       q: lin(b.q),
@@ -225,49 +272,90 @@ export class ReferenceModel {
     const c = this.artifact.manifest.config;
     if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
     const pos = this.position;
-    const d = c.headDim;
-    const group = c.heads / c.kvHeads;
-    let x = this.embed.slice(id * c.hidden, (id + 1) * c.hidden);
+    const { embedScale, logitScale } = this.artifact.manifest.program;
+    const st: StepState = { x: this.embed.slice(id * c.hidden, (id + 1) * c.hidden).map((e) => e * embedScale), pos, layer: 0 } as StepState;
     this.blocks.forEach((b, li) => {
-      const a = applyAct(rmsNorm(x, b.attnNorm, c.normEps), b.acts.attn);
-      const q = matVec(b.q, a);
-      const k = matVec(b.k, a);
-      const v = matVec(b.v, a);
-      for (let h = 0; h < c.heads; h++) ropeInPlace(q, h * d, d, pos, c.ropeTheta);
-      for (let h = 0; h < c.kvHeads; h++) ropeInPlace(k, h * d, d, pos, c.ropeTheta);
-      this.kCache[li].push(k);
-      this.vCache[li].push(v);
-      const att = new Float64Array(c.heads * d);
+      st.layer = li;
+      for (const op of blockOps(b)) this.ops[op](b, st);
+    });
+    return matVec(this.lmHead, rmsNorm(st.x, this.finalNorm, c.normEps)).map((z) => z * logitScale);
+  }
+
+  /** One handler per block step (block-program.ts BLOCK_OPS), each reading and writing `st`. */
+  private readonly ops: Record<BlockOp, (b: RefBlock, st: StepState) => void> = {
+    'attn-in': (b, st) => void (st.a = applyAct(rmsNorm(st.x, b.attnNorm, this.config.normEps), b.acts.attn)),
+    qkv: (b, st) => Object.assign(st, { q: matVec(b.q, st.a), k: matVec(b.k, st.a), v: matVec(b.v, st.a) }),
+    'qk-norm': (b, st) => {
+      const { heads, kvHeads, headDim } = this.config;
+      const n = b.attention.qkNorm!;
+      headNormInPlace(st.q, heads, headDim, n.q.gamma, n.q.eps);
+      headNormInPlace(st.k, kvHeads, headDim, n.k.gamma, n.k.eps);
+    },
+    'rope-kv': (_, st) => {
+      const { heads, kvHeads, headDim: d } = this.config;
+      const rope = this.artifact.manifest.program.rope;
+      for (let h = 0; h < heads; h++) ropeInPlace(st.q, h * d, rope.rotaryDim, st.pos, rope.theta);
+      for (let h = 0; h < kvHeads; h++) ropeInPlace(st.k, h * d, rope.rotaryDim, st.pos, rope.theta);
+      this.kCache[st.layer].push(st.k);
+      this.vCache[st.layer].push(st.v);
+    },
+    attention: (b, st) => {
+      const { heads, kvHeads, headDim: d } = this.config;
+      const { scale, window } = b.attention;
+      const [kc, vc, q, pos] = [this.kCache[st.layer], this.vCache[st.layer], st.q, st.pos];
+      const att = (st.att = new Float64Array(heads * d));
       const scores = new Float64Array(pos + 1);
-      for (let h = 0; h < c.heads; h++) {
-        const kh = Math.floor(h / group);
+      // keys pos − window < t ≤ pos
+      const first = window === null ? 0 : Math.max(0, pos - window + 1);
+      for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / (heads / kvHeads));
         let max = -Infinity;
-        for (let t = 0; t <= pos; t++) {
-          const kt = this.kCache[li][t];
+        for (let t = first; t <= pos; t++) {
           let s = 0;
-          for (let i = 0; i < d; i++) s += q[h * d + i] * kt[kh * d + i];
-          scores[t] = s / Math.sqrt(d);
+          for (let i = 0; i < d; i++) s += q[h * d + i] * kc[t][kh * d + i];
+          scores[t] = s * scale;
           max = Math.max(max, scores[t]);
         }
         let sum = 0;
-        for (let t = 0; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
-        for (let t = 0; t <= pos; t++) {
+        for (let t = first; t <= pos; t++) sum += scores[t] = Math.exp(scores[t] - max);
+        for (let t = first; t <= pos; t++) {
           const p = scores[t] / sum;
-          const vt = this.vCache[li][t];
-          for (let i = 0; i < d; i++) att[h * d + i] += p * vt[kh * d + i];
+          for (let i = 0; i < d; i++) att[h * d + i] += p * vc[t][kh * d + i];
         }
       }
-      const o = matVec(b.o, applyAct(att, b.acts.o));
-      const h = Float64Array.from(x, (xv, i) => xv + o[i]);
-      const m = applyAct(rmsNorm(h, b.mlpNorm, c.normEps), b.acts.mlp);
-      const g = matVec(b.gate, m);
-      const u = matVec(b.up, m);
-      const gu = Float64Array.from(g, (gv, i) => silu(gv) * u[i]);
+    },
+    'o-residual': (b, st) => {
+      const o = matVec(b.o, applyAct(st.att, b.acts.o));
+      st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.attn * o[i]);
+    },
+    'mlp-in': (b, st) => void (st.m = applyAct(rmsNorm(st.x, b.mlpNorm, this.config.normEps), b.acts.mlp)),
+    'gate-up': (b, st) => Object.assign(st, { g: matVec(b.gate, st.m), u: matVec(b.up, st.m) }),
+    'down-residual': (b, st) => {
+      const gate = GATES[b.mlp.activation]!;
+      const gu = Float64Array.from(st.g, (gv, i) => gate(gv) * st.u[i]);
       const dn = matVec(b.down, applyAct(gu, b.acts.down));
-      x = Float64Array.from(h, (hv, i) => hv + dn[i]);
-    });
-    return matVec(this.lmHead, rmsNorm(x, this.finalNorm, c.normEps));
+      st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.mlp * dn[i]);
+    },
+  };
+
+  private get config() {
+    return this.artifact.manifest.config;
   }
+}
+
+/** The values one token's block steps pass along (names as in BLOCK_OPS). */
+interface StepState {
+  pos: number;
+  layer: number;
+  x: Float64Array;
+  a: Float64Array;
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+  att: Float64Array;
+  m: Float64Array;
+  g: Float64Array;
+  u: Float64Array;
 }
 
 /** Logits [seq, vocab] of a token sequence starting at position 0. */

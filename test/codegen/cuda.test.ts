@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../../src/graph/model-config.ts';
+import type { LinearEntry } from '../../src/artifact/manifest.ts';
+import { cudaFloat } from '../../src/codegen/cuda/kernel.ts';
 import { rng } from '../../src/artifact/random.ts';
 import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
 import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
@@ -50,6 +52,24 @@ async function runHostProgram(source: string): Promise<string> {
   }
 }
 const GOLDEN = join(import.meta.dirname, '..', 'golden', 'cuda');
+
+/** A float32 vector tensor placed after every other tensor of a synthetic manifest. */
+function addVector(m: ReturnType<typeof syntheticManifest>, name: string, n: number): string {
+  const end = Math.max(...Object.values(m.tensors).map((e) => e.offset + e.bytes));
+  m.tensors[name] = { offset: Math.ceil(end / 64) * 64, bytes: n * 4, dtype: 'float32', dims: [n] };
+  return name;
+}
+
+/** Give a synthetic manifest's linear a bias. */
+function withBias(m: ReturnType<typeof syntheticManifest>, l: LinearEntry): void {
+  l.bias = addVector(m, `${l.name}.bias`, l.rows);
+}
+
+/** Give block i a q/k norm (Qwen3), with γ. */
+function withQkNorm(m: ReturnType<typeof syntheticManifest>, i: number): void {
+  const d = m.config.headDim;
+  m.blocks[i].attention.qkNorm = { q: { gamma: addVector(m, `blocks.${i}.q_norm`, d), eps: 1e-6 }, k: { gamma: addVector(m, `blocks.${i}.k_norm`, d), eps: 1e-6 } };
+}
 
 const tiny: ModelConfig = { arch: 'llama', vocab: 256, hidden: 128, layers: 1, heads: 2, kvHeads: 1, headDim: 64, intermediate: 256, ropeTheta: 10000, normEps: 1e-5, maxPositions: 128 };
 
@@ -455,10 +475,63 @@ describe('emitCuda', () => {
       expect(p.nt).toBe(Math.ceil(m / 8));
     }
   });
-  it('refuses a linear with a bias, naming it', () => {
-    const m = syntheticManifest(tiny, ternaryFormat('trit5', 128));
-    m.blocks[0].q.bias = 'blocks.0.q.bias';
-    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/linear blocks\.0\.q has a bias/);
+  it('linear biases (Qwen2 q/k/v, and any other linear): a bias add after the linear, before anything reads its output', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a');
+    for (const r of ['q', 'k', 'v', 'o'] as const) withBias(m, m.blocks[1][r]);
+    withBias(m, m.lmHead);
+    const src = cudaModelSource(m, 'sm_90a');
+    expect(plain).not.toMatch(/bias_add/);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const [, b0, b1] = forward.split('// block ');
+    expect(b0).not.toMatch(/bias_add/);
+    // q, k, v after their grouped launch and before RoPE; o into the residual stream after o
+    expect(b1).toMatch(/TWLAC_MARK\(s, "attn_act"\);\n.*b\.v, T, 0, s\);\n  launch_bias_add_n128\([^\n]*, b\.q, T, s\);\n  launch_bias_add_n64\([^\n]*, b\.k, T, s\);\n  launch_bias_add_n64\([^\n]*, b\.v, T, s\);\n  TWLAC_MARK\(s, "qkv"\);\n  launch_rope/);
+    expect(b1).toMatch(/b\.x, T, 1, s\);\n  launch_bias_add_n128\([^\n]*b\.x, T, s\);\n  TWLAC_MARK\(s, "o"\);/);
+    expect(forward).toMatch(/b\.logits, nLogits, 0, s\);\n  launch_bias_add_n256\([^\n]*b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
+  });
+  it('q/k norms (Qwen3): per-head RMSNorm of q then k after q/k/v (and their biases), before RoPE', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    withQkNorm(m, 1);
+    withBias(m, m.blocks[1].k);
+    const src = cudaModelSource(m, 'sm_90a');
+    const [, b0, b1] = src.slice(src.indexOf('static void twlac_forward')).split('// block ');
+    expect(b0).not.toMatch(/head_norm/);
+    expect(b1).toMatch(/b\.k, T, s\);\n  TWLAC_MARK\(s, "qkv"\);\n  launch_head_norm_h2_d64\([^\n]*\(W \+ \d+ull\), T, s\);\n  launch_head_norm_h1_d64\(b\.k, [^\n]*, T, s\);\n  TWLAC_MARK\(s, "qk_norm"\);\n  launch_rope/);
+    expect(b1).toMatch(/launch_head_norm_h2_d64\(b\.q, /);
+    expect(src).toMatch(/head_norm_h2_d64\([^]*?rsqrtf\(ss \/ 64\.0f \+ 1\.000000000e-6f\)[^]*?\* gamma\[i\]/);
+  });
+  it('a block whose program states another query scale gets attention kernels with that scale; the default keeps the default ones', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a');
+    m.blocks[1].attention.scale = 0.1;
+    const src = cudaModelSource(m, 'sm_90a');
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const blocks = forward.split('// block ');
+    expect(blocks[1]).toMatch(/launch_attn_partial_h2_kv1_d64\(/);
+    expect(blocks[2]).toMatch(/launch_attn_partial_h2_kv1_d64_s10000000\(/);
+    expect(blocks[2]).toMatch(/launch_attn_prefill_tc_h2_kv1_d64_s10000000\(/);
+    const kernelText = (name: string) => {
+      const at = src.indexOf(`// twlac kernel ${name}(`);
+      expect(at).toBeGreaterThan(0);
+      return src.slice(at, src.indexOf('// twlac kernel', at + 1));
+    };
+    expect(kernelText('attn_partial_h2_kv1_d64_s10000000')).toContain(`* ${cudaFloat(0.1).text};`);
+    expect(kernelText('attn_prefill_tc_h2_kv1_d64_s10000000')).toContain(`const float sc = ${cudaFloat(Math.LOG2E * 0.1).text};`);
+    expect(kernelText('attn_partial_h2_kv1_d64')).toContain(`* ${cudaFloat(1 / 8).text};`);
+    expect(plain).not.toMatch(/_s10000000/);
+  });
+  it('refuses every program feature its table lacks, naming the feature and the block', () => {
+    const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
+      ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
+      ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
+    ];
+    for (const [feature, edit] of cases) {
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+      expect(() => cudaModelSource(m, 'sm_90a')).not.toThrow();
+      edit(m);
+      expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
+    }
   });
 });
 
@@ -816,6 +889,9 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       // two blocks: 8-bit sites (int8 GEMVs, the prefill GEMM: the lattice kernel on sm_90a) and 16-bit sites
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128, true, true), 8);
       m.blocks[1].acts = syntheticManifest(tiny, ternaryFormat('trit5', 128), 16).blocks[0].acts;
+      m.blocks[1].attention.scale = 0.1; // a program query scale: its own attention kernels
+      withBias(m, m.blocks[1].q); // and a bias add
+      withQkNorm(m, 1); // and q/k norms
       emitCuda(m, dir, archs);
       expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
       expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);

@@ -56,7 +56,12 @@ describe('emitWgsl', () => {
 
   it('refuses what it cannot run, before generating', () => {
     const a = artifact(tiny);
-    expect(() => planModel({ ...a.manifest, config: { ...a.manifest.config, headDim: 9 } })).toThrow(/head dim 9 must be even/);
+    const odd = { ...a.manifest, config: { ...a.manifest.config, headDim: 9 } };
+    expect(() => planModel(odd)).toThrow(/RoPE over 10 of 9 head dims \(must be even and at most the head size\)/);
+    expect(() => planModel({ ...odd, program: { ...odd.program, rope: { ...odd.program.rope, rotaryDim: 9 } } })).toThrow(/RoPE over 9 of 9 head dims/);
+    const gelu = structuredClone(a.manifest);
+    gelu.blocks[1].mlp.activation = 'gelu';
+    expect(() => planModel(gelu)).toThrow(/^the WGSL backend does not implement feature 'gelu-mlp' \(.*\) \(block 1\)$/);
     const bad = structuredClone(a.manifest);
     bad.blocks[0].q.format = 'tq3_g64';
     expect(() => planModel(bad)).toThrow(/blocks\.0\.q: unknown weight format 'tq3_g64'/);
@@ -94,7 +99,7 @@ describe('golden WGSL sources', () => {
   const goldens: Record<string, () => string> = {
     'ternary_gemv_tq1_g128_n256_k384.wgsl': () => K.ternaryLinearKernel(ternaryFormat('trit5', 128), 256, 384, 1, false).source(),
     'ternary_gemm_tq2_g128_ns_n96_k1000_tm8_bias.wgsl': () => K.ternaryLinearKernel(ternaryFormat('bit2', 128, false), 96, 1000, 8, true).source(),
-    'attention_h6_kv2_d64_subgroups.wgsl': () => K.attentionKernel(6, 2, 64, { subgroups: true }).source(),
+    'attention_h6_kv2_d64_subgroups.wgsl': () => K.attentionKernel(6, 2, 64, 1 / 8, null, { subgroups: true }).source(),
     'act_quant_w384_b4_clip0.9.wgsl': () => K.actQuantKernel(384, 4, 0.9).source(),
     'ternary_gemv_wg_tq1_g128_n256_k384.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('trit5', 128), 256, 384, false).source(),
     'ternary_gemv_wg_tq2_g128_ns_n96_k1000_bias_subgroups.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('bit2', 128, false), 96, 1000, true, { subgroups: true }).source(),

@@ -160,7 +160,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       rope[(p * d) / 2 * 2 + i * 2 + 1] = Math.sin(a);
     }
     const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos), [q, k, v, rope, kc, vc], ntok, { pos0 });
-    const r2 = await runKernel(device, K.attentionKernel(heads, kvHeads, d), [r1.Q, r1.Kc, r1.Vc, new Float32Array(ntok * heads * d)], ntok, { pos0 });
+    const r2 = await runKernel(device, K.attentionKernel(heads, kvHeads, d, 1 / Math.sqrt(d), null), [r1.Q, r1.Kc, r1.Vc, new Float32Array(ntok * heads * d)], ntok, { pos0 });
     // float64 oracle
     const Q = Float64Array.from(q), Kc = Float64Array.from(kc), Vc = Float64Array.from(vc);
     for (let m = 0; m < ntok; m++) {

@@ -266,7 +266,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(j.inputGroups.map((g) => `${g.site}${g.block}:${g.linears.join(',')}`)).toEqual(['attn0:q,k,v', 'o0:o', 'mlp0:gate,up', 'down0:down', 'head-1:lm_head']);
   });
 
-  it('an embedding scaled before block 0 (Gemma-style) is noted', () => {
+  it('an embedding scaled before block 0 (Gemma-style) is recognised with its scale; an unknown op there is refused', () => {
     const m = makeTinyLlama();
     const gather = m.graph.nodes.find((n) => n.opType === 'Gather')!;
     const x0 = gather.output(0);
@@ -275,7 +275,48 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     for (const u of uses) u.node.setInput(u.index, scaled);
     const s = recognize(m);
     expect(s.embedding.node).toBe(gather);
-    expect(s.notes).toEqual(['the embedding output reaches block 0 through Mul (not a plain LLaMA embedding)']);
+    expect(s.embedScale).toBe(8);
+    expect(s.notes).toEqual(['the embedding is scaled by 8 before block 0']);
+    scaled.producer()!.opType = 'Add';
+    expect(() => recognize(m)).toThrow(/^the embedding output reaches block 0 through Add, which is not understood$/);
+  });
+
+  it('attention without a causal mask is refused (the runtimes are causal), and a sliding window is read off the mask', () => {
+    const m = makeTinyLlama({ layers: 1 });
+    const sm = m.graph.nodes.find((n) => n.opType === 'Softmax')!;
+    const add = sm.input(0)!.producer()!;
+    expect(add.opType).toBe('Add');
+    sm.setInput(0, add.input(0)); // scores · scale straight into the Softmax
+    expect(() => recognize(m)).toThrow(/no attention found \(Softmax .*: no mask between the Q·Kᵀ MatMul and the Softmax: non-causal attention is not supported\)/);
+    expect(recognize(makeTinyLlama({ layers: 1, slidingWindow: 3 })).blocks[0].attention.window).toBe(3);
+    expect(recognize(makeTinyLlama({ layers: 1 })).blocks[0].attention.window).toBeUndefined();
+  });
+
+  it('several different RoPE frequency sets (per-layer θ, Gemma 3) are refused; copies of one set are not', () => {
+    const withSecondSet = (theta: number) => {
+      const m = makeTinyLlama();
+      const inv = m.graph.initializers.get('inv_freq')!;
+      const n = inv.constValue!.numel;
+      const other = Float32Array.from({ length: n }, (_, i) => theta ** (-(2 * i) / (2 * n)));
+      const b = new GraphBuilder(m.graph);
+      const cos = m.graph.nodes.find((x) => x.opType === 'Cos')!;
+      const angles = cos.input(0)!.producer()!; // Concat(freqs, freqs) of Mul(positions, inv_freq)
+      const mul = angles.input(0)!.producer()!;
+      b.op('Cos', [b.op('Mul', [mul.input(0)!, m.graph.addInitializer('inv_freq_global', Tensor.fromFloat32([1, n], other))])]);
+      return m;
+    };
+    expect(() => recognize(withSecondSet(1e6))).toThrow(/^the graph holds 2 different RoPE frequency sets \(per-layer RoPE θ/);
+    expect(recognize(withSecondSet(10000)).config.ropeTheta).toBe(10000);
+  });
+
+  it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
+    const m = makeTinyLlama();
+    const s0 = recognize(m);
+    const mlpIn = s0.blocks[1].mlpNorm.output;
+    const b = new GraphBuilder(m.graph);
+    const router = b.op('MatMul', [mlpIn, m.graph.addInitializer('router', Tensor.fromFloat32([64, 4], new Float32Array(256).fill(0.1)))]);
+    b.node('TopK', [b.op('Softmax', [router], { attrs: { axis: -1 } }), b.i64('top_k', [2])], { outputs: 2, attrs: { axis: -1 } });
+    expect(() => recognize(m)).toThrow(/^block 1: mixture-of-experts MLP \(a router picks experts with TopK\) is not supported yet$/);
   });
 
   it('QK-norm (per-head RMSNorm on q and k) is crossed and noted', () => {

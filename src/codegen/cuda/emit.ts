@@ -18,13 +18,14 @@ import { UserError } from '../../errors.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { CODE_PACKINGS, groupsPerRow, latticeUnit, parseFormatId, ternaryFormat } from '../../formats/ternary.ts';
+import type { ActSite, ArtifactManifest, BlockEntry, LinearEntry, ModelConfig, TensorEntry } from '../../artifact/manifest.ts';
+import { CODE_PACKINGS, groupsPerRow, latticeUnit, ternaryFormat } from '../../formats/ternary.ts';
+import { linearFormat, ternaryFormatOf } from '../../formats/linear-format.ts';
 import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -37,6 +38,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
+import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type FeatureTable } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -68,29 +70,66 @@ interface FillSpec {
   c?: number;
 }
 
-function checkLinear(l: LinearEntry): void {
-  if (l.bias) throw new UserError(`CUDA target: linear ${l.name} has a bias, which the CUDA runtime does not support yet`);
+/** The program features the generated CUDA implements; the rest are refused by name. */
+export const CUDA_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': false,
+  'query-scale': true,
+  'partial-rotary': false,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': false,
+  'attn-softcap': false,
+  'embed-scale': false,
+  'logit-scale': false,
+  'residual-scale': false,
+} as const satisfies FeatureTable;
+
+/** Generate the model header for one architecture: refuse what the table lacks, then walk the program. */
+export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
+  refuseMissing('the CUDA backend', CUDA_FEATURES, m);
+  return new ModelEmitter(m, arch).source();
 }
 
-/** Generate the model header for one architecture. */
-export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
-  const c = m.config;
-  const ks = new KernelSet();
-  const fills = new Map<string, FillSpec>();
-  const setFill = (name: string | undefined | null, f: FillSpec) => {
-    if (name) fills.set(name, f);
-  };
+/**
+ * Where every tensor lives in the device blob. trit5 codes (1.6 bits a trit on disk) whose
+ * groups are whole 16-code words are transcoded at load to bit2 codes, so that the linear
+ * runs on the streaming GEMVs (the trits, scales and shifts are unchanged: exact); their
+ * trit5 bytes pass through a staging buffer and take no room on the device. Every other
+ * tensor is placed in file order, then the transcoded codes, then the lattice GEMM's row
+ * constants (E, u), an int2 a row computed after loading (twlac_lattice_rows), keyed by the
+ * device codes.
+ */
+interface DeviceLayout {
+  /** Each linear as the device holds it (format and codes after transcoding). */
+  view: Map<LinearEntry, LinearEntry>;
+  transcodes: { src: string; dstName: string; groups: number; group: number }[];
+  /** Tensors read from the staging buffer (trit5 codes). */
+  staged: Set<string>;
+  offsets: Map<string, number>;
+  bytes: number;
+  rowsOf: Map<string, { l: LinearEntry; name: string }>;
+  stagingBytes: number;
+  weightsBytes: number;
+  /** weights.bin's tensors by offset. */
+  fileOrder: [string, TensorEntry][];
+}
 
-  // Device layout. trit5 codes (1.6 bits a trit on disk) whose groups are whole 16-code words
-  // are transcoded at load to bit2 codes, so that the linear runs on the streaming GEMVs (the
-  // trits, scales and shifts are unchanged: exact); their trit5 bytes pass through a staging
-  // buffer and take no room on the device. Every other tensor is placed in file order.
-  const deviceView = new Map<LinearEntry, LinearEntry>();
-  const transcodes: { src: string; dstName: string; groups: number; group: number }[] = [];
+function deviceLayout(m: ArtifactManifest, arch: CudaArch): DeviceLayout {
+  const view = new Map<LinearEntry, LinearEntry>();
+  const transcodes: DeviceLayout['transcodes'] = [];
   for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead]) {
     let d = l;
-    if (l.format !== 'float16' && l.format !== 'float32' && l.codes) {
-      const f = parseFormatId(l.format);
+    const f = ternaryFormatOf(l);
+    if (f && l.codes) {
       const to = ternaryFormat('bit2', f.group, f.shift, f.lattice);
       if (f.packing === 'trit5' && !gemvStreamUnsupported({ format: to, k: l.cols, m: 1 })) {
         const dstName = `${l.codes}@bit2`;
@@ -98,70 +137,155 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
         d = { ...l, format: to.id, codes: dstName };
       }
     }
-    deviceView.set(l, d);
+    view.set(l, d);
   }
-  const onDevice = (l: LinearEntry): LinearEntry => deviceView.get(l) ?? l;
   const staged = new Set(transcodes.map((t) => t.src));
-  const deviceOffsets = new Map<string, number>();
-  let deviceBytes = 0;
-  const place = (name: string, bytes: number) => {
-    deviceOffsets.set(name, deviceBytes);
-    deviceBytes += Math.ceil(bytes / 256) * 256;
+  const offsets = new Map<string, number>();
+  let bytes = 0;
+  const place = (name: string, n: number) => {
+    offsets.set(name, bytes);
+    bytes += Math.ceil(n / 256) * 256;
   };
   const fileOrder = Object.entries(m.tensors).sort((x, y) => x[1].offset - y[1].offset);
   for (const [name, e] of fileOrder) if (!staged.has(name)) place(name, e.bytes);
   for (const t of transcodes) place(t.dstName, t.groups * CODE_PACKINGS.bit2.bytesPerGroup(t.group));
-  // Linears of the lattice GEMM (gemm-wgmma-rs.ts): their row constants (E, u), an int2 a row,
-  // computed after loading (twlac_lattice_rows); keyed by the device codes.
   const rowsOf = new Map<string, { l: LinearEntry; name: string }>();
-  for (const d of deviceView.values()) {
-    if (d.format === 'float16' || d.format === 'float32' || !d.codes || rowsOf.has(d.codes)) continue;
-    if (gemmWgmmaRsUnsupported({ format: parseFormatId(d.format), n: d.rows, k: d.cols, arch })) continue;
+  for (const d of view.values()) {
+    const f = ternaryFormatOf(d);
+    if (!f || !d.codes || rowsOf.has(d.codes)) continue;
+    if (gemmWgmmaRsUnsupported({ format: f, n: d.rows, k: d.cols, arch })) continue;
     const name = `${d.codes}@rows`;
     rowsOf.set(d.codes, { l: d, name });
     place(name, d.rows * 8);
   }
-  const stagingBytes = Math.max(0, ...transcodes.map((t) => m.tensors[t.src].bytes));
-  const weightsBytes = fileOrder.reduce((a, [, e]) => Math.max(a, e.offset + e.bytes), 0);
-  const tensorRef = (name: string | null | undefined, type: string): Code => {
+  return {
+    view,
+    transcodes,
+    staged,
+    offsets,
+    bytes,
+    rowsOf,
+    stagingBytes: Math.max(0, ...transcodes.map((t) => m.tensors[t.src].bytes)),
+    weightsBytes: fileOrder.reduce((a, [, e]) => Math.max(a, e.offset + e.bytes), 0),
+    fileOrder,
+  };
+}
+
+/**
+ * One model header: the device layout, the kernels and linear dispatchers the block steps
+ * need (collected as the steps are emitted), `twlac_forward` as one walk over the program,
+ * and the tables the host program reads.
+ */
+class ModelEmitter {
+  private readonly c: ModelConfig;
+  private readonly ks = new KernelSet();
+  private readonly fills = new Map<string, FillSpec>();
+  private readonly layout: DeviceLayout;
+  /** Linear dispatchers by name (one per shape and activation kind). */
+  private readonly linearFns = new Map<string, Code>();
+  private readonly attn: AttnShape;
+  private readonly splits: number;
+  /** Kernels every model has, by name: embedding, RoPE + cache write, the attention combine. */
+  private readonly kern: { embed: string; rope: string; comb: string };
+  /** Decode (split) and prefill attention kernels by softmax scale (block attention.scale). */
+  private readonly attnByScale = new Map<number, { part: string; pre: string }>();
+
+  constructor(
+    private readonly m: ArtifactManifest,
+    private readonly arch: CudaArch,
+  ) {
+    this.c = m.config;
+    this.layout = deviceLayout(m, arch);
+    const c = this.c;
+    this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta };
+    this.splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
+    if (this.splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
+    const e = m.tensors[m.embed];
+    if (e.dtype !== 'float16' && e.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${e.dtype} not supported`);
+    this.setFill(m.embed, e.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
+    const ks = this.ks;
+    const embed = ks.add(embedKernel(c.hidden, e.dtype));
+    const rope = ks.add(ropeKvKernel(this.attn));
+    // block 0's attention kernels (the combine does not depend on the scale), in header order
+    const scale0 = m.blocks[0]?.attention.scale ?? attnScale(this.attn);
+    const part = ks.add(attnPartialKernel(this.attnShape(scale0)));
+    this.kern = { embed, rope, comb: ks.add(attnCombineKernel(this.attn)) };
+    this.attnByScale.set(scale0, { part, pre: ks.add(this.prefillAttnKernel(this.attnShape(scale0))) });
+  }
+
+  private attnShape(scale: number): AttnShape {
+    return isDefaultScale(scale, this.c.headDim) ? this.attn : { ...this.attn, scale };
+  }
+
+  /** Tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts). */
+  private prefillAttnKernel(a: AttnShape): CudaKernel {
+    return attnPrefillTcUnsupported(a) ? attnPrefillKernel(a) : attnPrefillTcKernel(a);
+  }
+
+  /** The split-decode and prefill attention kernels for one softmax scale. */
+  private attnKernels(scale: number): { part: string; pre: string } {
+    let k = this.attnByScale.get(scale);
+    if (!k) {
+      const a = this.attnShape(scale);
+      this.attnByScale.set(scale, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
+    }
+    return k;
+  }
+
+  private setFill(name: string | undefined | null, f: FillSpec): void {
+    if (name) this.fills.set(name, f);
+  }
+
+  private onDevice(l: LinearEntry): LinearEntry {
+    return this.layout.view.get(l) ?? l;
+  }
+
+  private tensorRef(name: string | null | undefined, type: string): Code {
     if (!name) return code`nullptr`;
-    const dev = deviceOffsets.get(name);
+    const dev = this.layout.offsets.get(name);
     if (dev === undefined) throw new Error(`CUDA emit: tensor ${name} has no place on the device`);
     return code`reinterpret_cast<${new Code(type)}>(W + ${dev}ull)`;
-  };
+  }
 
-  // One dispatcher per linear shape and activation kind: picks the M bucket for T, and the
-  // kernel for the bucket (streaming GEMV for M ≤ STREAM_MAX_M where the format allows it,
-  // the staged GEMV otherwise; dense GEMV for fp16/fp32 weights).
-  const linearFns = new Map<string, Code>();
-  const useA8 = (l: LinearEntry, actBits: number) =>
-    l.format !== 'float16' && l.format !== 'float32' && actBits <= 8 && !gemvA8Unsupported({ format: parseFormatId(l.format), k: l.cols });
-  const streamable = (l: LinearEntry, M: number) =>
-    l.format !== 'float16' && l.format !== 'float32' && !gemvStreamUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M });
-  // The kernel of a (device) linear for M tokens: int8 activations take the streaming kernel up
-  // to STREAM_MAX_M and the staged one beyond; fp16 activations take the streaming kernel at
-  // M = 1 and the tensor-core skinny GEMM for 2…16 tokens where the format allows.
-  const gemvChoice = (l: LinearEntry, M: number, a8: boolean): 'stream' | 'tc' | 'staged' => {
-    // (int8 sites beyond STREAM_MAX_M, i.e. prefill chunks, multiply the act kernel's fp16
-    // copy of the dequantised activations on tensor cores.)
-    if (a8 && streamable(l, M)) return 'stream';
-    if (M === 1 && streamable(l, M)) return 'stream';
-    if (!gemvTcUnsupported({ format: parseFormatId(l.format), k: l.cols, m: M })) return 'tc';
-    return streamable(l, M) ? 'stream' : 'staged';
-  };
-  const linearFn = (l: LinearEntry, a8: boolean): string => {
-    checkLinear(l);
-    const dense = l.format === 'float16' || l.format === 'float32';
+  private useA8(l: LinearEntry, actBits: number): boolean {
+    const f = ternaryFormatOf(l);
+    return !!f && actBits <= 8 && !gemvA8Unsupported({ format: f, k: l.cols });
+  }
+
+  private streamable(l: LinearEntry, M: number): boolean {
+    const f = ternaryFormatOf(l);
+    return !!f && !gemvStreamUnsupported({ format: f, k: l.cols, m: M });
+  }
+
+  /**
+   * The kernel of a (device) linear for M tokens: int8 activations take the streaming kernel
+   * up to STREAM_MAX_M and the staged one beyond; fp16 activations take the streaming kernel at
+   * M = 1 and the tensor-core skinny GEMM for 2…16 tokens where the format allows. (int8 sites
+   * beyond STREAM_MAX_M, i.e. prefill chunks, multiply the act kernel's fp16 copy of the
+   * dequantised activations on tensor cores.)
+   */
+  private gemvChoice(l: LinearEntry, M: number, a8: boolean): 'stream' | 'tc' | 'staged' {
+    if (a8 && this.streamable(l, M)) return 'stream';
+    if (M === 1 && this.streamable(l, M)) return 'stream';
+    if (!gemvTcUnsupported({ format: ternaryFormatOf(l)!, k: l.cols, m: M })) return 'tc';
+    return this.streamable(l, M) ? 'stream' : 'staged';
+  }
+
+  /** The dispatcher of a linear shape and activation kind: picks the M bucket for T, and the kernel for the bucket. */
+  private linearFn(l: LinearEntry, a8: boolean): string {
+    const { arch, ks } = this;
+    const lf = linearFormat(l);
+    const dense = lf.kind === 'dense';
     const fnName = `linear_${a8 ? 'a8_' : ''}${l.format}_n${l.rows}_k${l.cols}`;
-    if (linearFns.has(fnName)) return fnName;
+    if (this.linearFns.has(fnName)) return fnName;
     const branches = GEMV_M_BUCKETS.map((M) => {
-      if (dense) {
-        const k = denseGemvKernel(l.rows, l.cols, M, l.format as 'float16' | 'float32', arch);
+      if (lf.kind === 'dense') {
+        const k = denseGemvKernel(l.rows, l.cols, M, lf.dtype, arch);
         ks.add(k);
         return code`  if (T <= ${M}) { launch_${ident(k.name)}(a, W, y, T, acc, s); return; }`;
       }
-      const shape = { format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch };
-      const choice = gemvChoice(l, M, a8);
+      const shape = { format: lf.format, n: l.rows, k: l.cols, m: M, arch };
+      const choice = this.gemvChoice(l, M, a8);
       const k = choice === 'stream' ? gemvStreamKernel(shape, a8 ? 'u8' : 'f16') : choice === 'tc' ? gemvTcKernel(shape) : a8 ? gemvA8Kernel(shape) : gemvKernel(shape);
       ks.add(k);
       const act = a8 && choice !== 'tc' ? code`q, qp` : code`a`;
@@ -170,19 +294,24 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const sig = dense
       ? code`static void ${ident(fnName)}(const __half* a, const uint8_t* W, float* y, int T, int acc, cudaStream_t s) {`
       : code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}const uint8_t* codes, const __half* scales, const __half* shifts, const int2* rows, float* y, int T, int acc, cudaStream_t s) {`;
-    linearFns.set(fnName, join([sig, ...branches, beyondBuckets(l, a8, fnName), code`}`]));
+    this.linearFns.set(fnName, join([sig, ...branches, this.beyondBuckets(l, a8, fnName), code`}`]));
     return fnName;
-  };
-  // T beyond the GEMV buckets (prefill): the int8 prefill GEMM at ≤ 8-bit sites where it takes
-  // the shape; else the tensor-core skinny GEMM on the fp16 activations (the dequantised copy at
-  // ≤ 8-bit sites) in slices of TC_MAX_M tokens; else the dispatcher itself in slices of the
-  // largest bucket.
-  const beyondBuckets = (l: LinearEntry, a8: boolean, fnName: string): Code => {
+  }
+
+  /**
+   * T beyond the GEMV buckets (prefill): the int8 prefill GEMM at ≤ 8-bit sites where it takes
+   * the shape; else the tensor-core skinny GEMM on the fp16 activations (the dequantised copy at
+   * ≤ 8-bit sites) in slices of TC_MAX_M tokens; else the dispatcher itself in slices of the
+   * largest bucket.
+   */
+  private beyondBuckets(l: LinearEntry, a8: boolean, fnName: string): Code {
+    const { arch, ks } = this;
     const slices = (m: number, call: Code) => code`  for (int t0 = 0; t0 < T; t0 += ${m})
     ${call}(a + (size_t)t0 * ${l.cols}, `;
     const rest = (m: number) => code`y + (size_t)t0 * ${l.rows}, min(T - t0, ${m}), acc, s);`;
-    if (l.format === 'float16' || l.format === 'float32') return code`${slices(GEMV_MAX_M, ident(fnName))}W, ${rest(GEMV_MAX_M)}`;
-    const format = parseFormatId(l.format);
+    const lf = linearFormat(l);
+    if (lf.kind === 'dense') return code`${slices(GEMV_MAX_M, ident(fnName))}W, ${rest(GEMV_MAX_M)}`;
+    const format = lf.format;
     const gemm = { format, n: l.rows, k: l.cols, arch, out: 'f32' as const };
     if (a8 && !prefillGemmUnsupported(gemm)) {
       return join(
@@ -195,50 +324,66 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
     const tc = { format, n: l.rows, k: l.cols, m: TC_MAX_M, arch };
     if (!gemvTcUnsupported(tc)) return code`${slices(TC_MAX_M, code`launch_${ident(ks.add(gemvTcKernel(tc)))}`)}codes, scales, shifts, ${rest(TC_MAX_M)}`;
     return code`${slices(GEMV_MAX_M, ident(fnName))}${a8 ? code`q + (size_t)t0 * ${l.cols}, qp + 2 * t0, ` : code``}codes, scales, shifts, rows, ${rest(GEMV_MAX_M)}`;
-  };
-  const weightArgs = (l: LinearEntry): Code => {
-    const f = parseFormatId(l.format);
+  }
+
+  /** A ternary linear's device tensors (codes, scales, shifts, lattice rows), with their random fills. */
+  private weightArgs(l: LinearEntry): Code {
+    const f = ternaryFormatOf(l)!;
     const sc = 1 / Math.sqrt(l.cols * 0.6);
-    setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
+    this.setFill(l.codes, { kind: f.packing === 'trit5' ? FILL.codesTrit5 : FILL.codesBit2, a: 0, b: 0 });
     // lattice formats: values rounded to one power-of-two unit with |scale| + |shift| ≤ 127 units
     const unit = f.lattice ? latticeUnit(1.6 * sc) : 0; // ≥ the largest |scale| + |shift| (1.55·sc) plus rounding
-    setFill(l.scales, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: sc, b: 0.5 * sc, c: unit });
-    setFill(l.shifts, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: 0, b: 0.05 * sc, c: unit });
-    const d = onDevice(l);
-    const rows = d.codes ? rowsOf.get(d.codes) : undefined;
-    return code`${tensorRef(d.codes, 'const uint8_t*')}, ${tensorRef(d.scales, 'const __half*')}, ${tensorRef(d.shifts, 'const __half*')}, ${rows ? tensorRef(rows.name, 'const int2*') : code`nullptr`}`;
-  };
-  // Sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
-  const linearCall = (l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code => {
-    const dl = onDevice(l);
-    const fn = ident(linearFn(dl, useA8(dl, actBits)));
-    if (l.format === 'float16' || l.format === 'float32') {
-      setFill(l.weight, l.format === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
-      return code`  ${fn}(${a}, ${tensorRef(l.weight, 'const uint8_t*')}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
+    this.setFill(l.scales, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: sc, b: 0.5 * sc, c: unit });
+    this.setFill(l.shifts, { kind: f.lattice ? FILL.halfLattice : FILL.half, a: 0, b: 0.05 * sc, c: unit });
+    const d = this.onDevice(l);
+    const rows = d.codes ? this.layout.rowsOf.get(d.codes) : undefined;
+    return code`${this.tensorRef(d.codes, 'const uint8_t*')}, ${this.tensorRef(d.scales, 'const __half*')}, ${this.tensorRef(d.shifts, 'const __half*')}, ${rows ? this.tensorRef(rows.name, 'const int2*') : code`nullptr`}`;
+  }
+
+  /** One linear; sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp). */
+  private linearCall(l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code {
+    const dl = this.onDevice(l);
+    const fn = ident(this.linearFn(dl, this.useA8(dl, actBits)));
+    const lf = linearFormat(l);
+    if (lf.kind === 'dense') {
+      this.setFill(l.weight, lf.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 / Math.sqrt(l.cols) } : { kind: FILL.float, a: 0, b: 1 / Math.sqrt(l.cols) });
+      return code`  ${fn}(${a}, ${this.tensorRef(l.weight, 'const uint8_t*')}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
     }
-    return code`  ${fn}(${a}, ${useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${weightArgs(l)}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
-  };
-  // Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
-  // T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
-  const groupCall = (src: readonly LinearEntry[], a: Code, ys: readonly Code[], actBits: number): Code => {
-    const ls = src.map(onDevice);
+    return code`  ${fn}(${a}, ${this.useA8(dl, actBits) ? code`b.q8, b.qp, ` : code``}${this.weightArgs(l)}, ${y}, ${tokens}, ${accumulate ? 1 : 0}, s);`;
+  }
+
+  /** The bias of a linear added to its T output rows (none: no launch). */
+  private biasCall(l: LinearEntry, y: Code, tokens: Code = code`T`): Code {
+    if (!l.bias) return code``;
+    this.setFill(l.bias, { kind: FILL.float, a: 0, b: 0.05 });
+    const k = this.ks.add(biasAddKernel(l.rows));
+    return code`
+  launch_${ident(k)}(${this.tensorRef(l.bias, 'const float*')}, ${y}, ${tokens}, s);`;
+  }
+
+  /**
+   * Linears that read the same activations (q/k/v, gate/up): one grouped streaming launch for
+   * T ≤ STREAM_MAX_M when they share format and K, their own dispatchers otherwise.
+   */
+  private groupCall(src: readonly LinearEntry[], a: Code, ys: readonly Code[], actBits: number): Code {
+    const ls = src.map((l) => this.onDevice(l));
     const l0 = ls[0];
-    const a8 = useA8(l0, actBits);
-    const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && useA8(l, actBits) === a8);
-    const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => gemvChoice(l, M, a8) === 'stream'));
-    if (!same || !buckets.length) return join(src.map((l, i) => linearCall(l, a, ys[i], false, actBits)));
+    const a8 = this.useA8(l0, actBits);
+    const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && this.useA8(l, actBits) === a8);
+    const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => this.gemvChoice(l, M, a8) === 'stream'));
+    if (!same || !buckets.length) return join(src.map((l, i) => this.linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
-    if (!linearFns.has(fnName)) {
-      const fallbacks = ls.map((l, i) => code`  ${ident(linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rows${i}, y${i}, T, acc, s);`);
+    if (!this.linearFns.has(fnName)) {
+      const fallbacks = ls.map((l, i) => code`  ${ident(this.linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rows${i}, y${i}, T, acc, s);`);
       const branches = buckets.map((M) => {
         const k = gemvStreamGroupKernel(
-          ls.map((l) => ({ format: parseFormatId(l.format), n: l.rows, k: l.cols, m: M, arch })),
+          ls.map((l) => ({ format: ternaryFormatOf(l)!, n: l.rows, k: l.cols, m: M, arch: this.arch })),
           a8 ? 'u8' : 'f16',
         );
-        ks.add(k);
+        this.ks.add(k);
         return code`  if (T <= ${M}) { launch_${ident(k.name)}(${a8 ? code`q, qp` : code`a`}, ${join(ls.map((_, i) => code`codes${i}, scales${i}, shifts${i}, y${i}`), ', ')}, T, acc, s); return; }`;
       });
-      linearFns.set(
+      this.linearFns.set(
         fnName,
         join([
           code`static void ${ident(fnName)}(const __half* a, ${a8 ? code`const uint8_t* q, const float* qp, ` : code``}${join(ls.map((_, i) => code`const uint8_t* codes${i}, const __half* scales${i}, const __half* shifts${i}, const int2* rows${i}, float* y${i}`), ', ')}, int T, int acc, cudaStream_t s) {`,
@@ -248,103 +393,129 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
         ]),
       );
     }
-    return code`  ${ident(fnName)}(${a}, ${a8 ? code`b.q8, b.qp, ` : code``}${join(src.map((l, i) => code`${weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
-  };
+    return code`  ${ident(fnName)}(${a}, ${a8 ? code`b.q8, b.qp, ` : code``}${join(src.map((l, i) => code`${this.weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
+  }
 
-  const actCall = (source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code => {
+  /** act(·) of one site (norm, plain or SwiGLU source; Kronecker transform; quantiser) into b.a16 (and b.q8/b.qp at ≤ 8 bits). */
+  private actCall(source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code {
     const t = site?.transform;
-    const k = actKernel({ source, dim, transform: t ? { l: t.l, r: t.r } : undefined, eps: c.normEps });
-    ks.add(k);
+    const k = actKernel({ source, dim, transform: t ? { l: t.l, r: t.r } : undefined, eps: this.c.normEps });
+    this.ks.add(k);
     if (t) {
-      setFill(t.C, { kind: FILL.identity, a: t.l, b: 0 });
-      setFill(t.B, { kind: FILL.identity, a: t.r, b: 0 });
+      this.setFill(t.C, { kind: FILL.identity, a: t.l, b: 0 });
+      this.setFill(t.B, { kind: FILL.identity, a: t.r, b: 0 });
     }
-    setFill(gamma, { kind: FILL.float, a: 1, b: 0.2 });
+    this.setFill(gamma, { kind: FILL.float, a: 1, b: 0.2 });
     const bits = site?.bits ?? 16;
-    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${tensorRef(gamma, 'const float*')}, ${tensorRef(t?.C, 'const float*')}, ${tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${this.tensorRef(gamma, 'const float*')}, ${this.tensorRef(t?.C, 'const float*')}, ${this.tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+  }
+
+  /** Each op is followed by TWLAC_MARK(s, tag): a no-op unless the host program profiles a step
+   *  (`--profile-decode`: an event after every op, time summed by tag). */
+  private op(tag: string, c: Code): Code {
+    return join([c, code`  TWLAC_MARK(s, ${new Code(JSON.stringify(ident(tag).text))});`]);
+  }
+
+  /** Layer i's K and V cache arguments. */
+  private kvCache(i: number): Code {
+    const kvd = this.c.kvHeads * this.c.headDim;
+    return code`b.kcache + (size_t)${i} * ${this.c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${this.c.maxPositions * kvd}`;
+  }
+
+  /** One handler per block step (block-program.ts BLOCK_OPS). */
+  private readonly steps: Record<BlockOp, (b: BlockEntry, i: number) => Code> = {
+    'attn-in': (b) => this.op('attn_act', this.actCall('norm', this.c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
+    qkv: (b) =>
+      this.op(
+        'qkv',
+        code`${this.groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)}${this.biasCall(b.q, code`b.q`)}${this.biasCall(b.k, code`b.k`)}${this.biasCall(b.v, code`b.v`)}`,
+      ),
+    'qk-norm': (b) => {
+      const n = b.attention.qkNorm!;
+      const { heads, kvHeads, headDim } = this.c;
+      const call = (h: number, norm: { gamma: string | null; eps: number }, x: Code) => {
+        this.setFill(norm.gamma, { kind: FILL.float, a: 1, b: 0.2 });
+        const k = this.ks.add(headNormKernel(h, headDim, norm.eps, norm.gamma !== null));
+        return code`  launch_${ident(k)}(${x}, ${this.tensorRef(norm.gamma, 'const float*')}, T, s);`;
+      };
+      return this.op('qk_norm', join([call(heads, n.q, code`b.q`), call(kvHeads, n.k, code`b.k`)]));
+    },
+    'rope-kv': (_, i) => this.op('rope_kv', code`  launch_${ident(this.kern.rope)}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
+    // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
+    // (prefill chunks): 16 queries a block over the whole prefix
+    attention: (b, i) => {
+      const { part, pre } = this.attnKernels(b.attention.scale);
+      const { comb } = this.kern;
+      return join([
+        this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
+  else launch_${ident(part)}(b.q, ${this.kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, T, ${this.splits}, s);`),
+        this.op('attn_combine', code`  if (T <= ${GEMV_MAX_M}) launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${this.splits}, s);`),
+      ]);
+    },
+    'o-residual': (b) =>
+      join([
+        this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`, null)),
+        this.op('o', code`${this.linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)}${this.biasCall(b.o, code`b.x`)}`),
+      ]),
+    'mlp-in': (b) => this.op('mlp_act', this.actCall('norm', this.c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
+    'gate-up': (b) =>
+      this.op('gate_up', code`${this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
+    'down-residual': (b) =>
+      join([
+        this.op('down_act', this.actCall('swiglu', this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
+        this.op('down', code`${this.linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)}${this.biasCall(b.down, code`b.x`)}`),
+      ]),
   };
 
-  const attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta };
-  const embedEntry = m.tensors[m.embed];
-  if (embedEntry.dtype !== 'float16' && embedEntry.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${embedEntry.dtype} not supported`);
-  const embed = ks.add(embedKernel(c.hidden, embedEntry.dtype));
-  setFill(m.embed, embedEntry.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
-  const rope = ks.add(ropeKvKernel(attn));
-  const part = ks.add(attnPartialKernel(attn));
-  const comb = ks.add(attnCombineKernel(attn));
-  // tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts)
-  const pre = ks.add(attnPrefillTcUnsupported(attn) ? attnPrefillKernel(attn) : attnPrefillTcKernel(attn));
-  const qd = c.heads * c.headDim;
-  const kvd = c.kvHeads * c.headDim;
-  const splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
-  if (splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
+  source(): string {
+    const { m, c, ks, layout, arch } = this;
+    // The forward first: emitting it collects the kernels, dispatchers and fills the tables list.
+    const layers = m.blocks.map((b, i) => join([comment(`block ${i}`), ...blockOps(b).map((op) => this.steps[op](b, i))]));
+    const head = join([
+      comment('final norm and lm_head'),
+      this.op('final_act', this.actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
+      // logits of the last nLogits tokens only (prefill that needs none computes the last one)
+      this.op(
+        'lm_head',
+        code`${this.linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)}${this.biasCall(m.lmHead, code`b.logits`, code`nLogits`)}`,
+      ),
+    ]);
 
-  // Each op is followed by TWLAC_MARK(s, tag): a no-op unless the host program profiles a step
-  // (`--profile-decode`: an event after every op, time summed by tag).
-  // layer i's K and V cache arguments
-  const kvCache = (i: number) => code`b.kcache + (size_t)${i} * ${c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${c.maxPositions * kvd}`;
-  const op = (tag: string, c: Code): Code => join([c, code`  TWLAC_MARK(s, ${new Code(JSON.stringify(ident(tag).text))});`]);
-  const layers = m.blocks.map((b, i) =>
-    join([
-      comment(`block ${i}`),
-      op('attn_act', actCall('norm', c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
-      op('qkv', groupCall([b.q, b.k, b.v], code`b.a16`, [code`b.q`, code`b.k`, code`b.v`], b.acts.attn.bits)),
-      op('rope_kv', code`  launch_${ident(rope)}(b.q, b.k, b.v, ${kvCache(i)}, b.pos, T, s);`),
-      // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
-      // (prefill chunks): 16 queries a block over the whole prefix
-      op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${kvCache(i)}, b.att, b.pos, T, s);
-  else launch_${ident(part)}(b.q, ${kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, T, ${splits}, s);`),
-      op('attn_combine', code`  if (T <= ${GEMV_MAX_M}) launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${splits}, s);`),
-      op('o_act', actCall('plain', qd, b.acts.o, code`b.att`, code`nullptr`, null)),
-      op('o', linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)),
-      op('mlp_act', actCall('norm', c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
-      op('gate_up', groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)),
-      op('down_act', actCall('swiglu', c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
-      op('down', linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)),
-    ]),
-  );
-  const head = join([
-    comment('final norm and lm_head'),
-    op('final_act', actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
-    // logits of the last nLogits tokens only (prefill that needs none computes the last one)
-    op('lm_head', linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)),
-  ]);
+    const transcodeKernels = new Map<number, CudaKernel>();
+    for (const t of layout.transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
+    const rowsCalls = [...layout.rowsOf.values()].map(({ l, name }) => {
+      const f = ternaryFormatOf(l)!;
+      const k = ks.add(latticeRowsKernel(f.group));
+      return code`  launch_${ident(k)}(${this.tensorRef(l.codes, 'const uint8_t*')}, ${this.tensorRef(l.scales, 'const __half*')}, ${this.tensorRef(l.shifts, 'const __half*')}, ${this.tensorRef(name, 'int2*')}, ${l.rows}, ${groupsPerRow(f, l.cols)}, s);`;
+    });
+    const kernels = [...ks.byName.values()];
+    const tensorRows = layout.fileOrder.map(([name, e]) => {
+      const f = this.fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
+      const dev = layout.staged.has(name) ? code`TWLAC_STAGED` : code`${layout.offsets.get(name)!}ull`;
+      return code`  {${e.offset}ull, ${e.bytes}ull, ${dev}, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}, ${cudaFloat(f.c ?? 0)}}, ${comment(name)}`;
+    });
+    // Staged tensor i (index in twlac_tensors) → its transcode into place.
+    const placeCases = layout.fileOrder.flatMap(([name], i) => {
+      const t = layout.transcodes.find((x) => x.src === name);
+      if (!t) return [];
+      return [code`    case ${i}: launch_${ident(transcodeKernels.get(t.group)!.name)}(staging, W + ${layout.offsets.get(t.dstName)!}ull, ${t.groups}, s); break;`];
+    });
+    const qd = c.heads * c.headDim;
+    const maxAct = Math.max(c.hidden, qd, c.intermediate);
+    // Lattice linears: their scales and shifts are checked against the lattice after loading.
+    const latticeRows = [...layout.view.values()].flatMap((d) => {
+      const f = ternaryFormatOf(d);
+      if (!f || !d.scales || !f.lattice) return [];
+      const dev = (t: string | null | undefined) => (t ? code`${layout.offsets.get(t)!}ull` : code`TWLAC_NO_TENSOR`);
+      return [code`  {${new Code(JSON.stringify(d.name))}, ${new Code(JSON.stringify(f.id))}, ${dev(d.scales)}, ${dev(d.shifts)}, ${d.rows}, ${groupsPerRow(f, d.cols)}},`];
+    });
 
-  const transcodeKernels = new Map<number, CudaKernel>();
-  for (const t of transcodes) if (!transcodeKernels.has(t.group)) transcodeKernels.set(t.group, ks.byName.get(ks.add(transcodeKernel(t.group)))!);
-  const rowsCalls = [...rowsOf.values()].map(({ l, name }) => {
-    const f = parseFormatId(l.format);
-    const k = ks.add(latticeRowsKernel(f.group));
-    return code`  launch_${ident(k)}(${tensorRef(l.codes, 'const uint8_t*')}, ${tensorRef(l.scales, 'const __half*')}, ${tensorRef(l.shifts, 'const __half*')}, ${tensorRef(name, 'int2*')}, ${l.rows}, ${groupsPerRow(f, l.cols)}, s);`;
-  });
-  const kernels = [...ks.byName.values()];
-  const tensorRows = fileOrder.map(([name, e]) => {
-    const f = fills.get(name) ?? { kind: FILL.float, a: 0, b: 0 };
-    const dev = staged.has(name) ? code`TWLAC_STAGED` : code`${deviceOffsets.get(name)!}ull`;
-    return code`  {${e.offset}ull, ${e.bytes}ull, ${dev}, ${f.kind}, ${cudaFloat(f.a)}, ${cudaFloat(f.b)}, ${cudaFloat(f.c ?? 0)}}, ${comment(name)}`;
-  });
-  // Staged tensor i (index in twlac_tensors) → its transcode into place.
-  const placeCases = fileOrder.flatMap(([name], i) => {
-    const t = transcodes.find((x) => x.src === name);
-    if (!t) return [];
-    return [code`    case ${i}: launch_${ident(transcodeKernels.get(t.group)!.name)}(staging, W + ${deviceOffsets.get(t.dstName)!}ull, ${t.groups}, s); break;`];
-  });
-  const maxAct = Math.max(c.hidden, qd, c.intermediate);
-  // Lattice linears: their scales and shifts are checked against the lattice after loading.
-  const latticeRows = [...deviceView.values()].flatMap((d) => {
-    if (d.format === 'float16' || d.format === 'float32' || !d.scales) return [];
-    const f = parseFormatId(d.format);
-    if (!f.lattice) return [];
-    const dev = (t: string | null | undefined) => (t ? code`${deviceOffsets.get(t)!}ull` : code`TWLAC_NO_TENSOR`);
-    return [code`  {${new Code(JSON.stringify(d.name))}, ${new Code(JSON.stringify(f.id))}, ${dev(d.scales)}, ${dev(d.shifts)}, ${d.rows}, ${groupsPerRow(f, d.cols)}},`];
-  });
-
-  return join([
-    comment(`twlac CUDA model for ${CUDA_ARCHS[arch].gencode}: generated from manifest.json, do not edit`),
-    cudaPrelude(),
-    packingHelpers(),
-    blockHelpers(),
-    code`#define TWLAC_VOCAB ${c.vocab}
+    return join([
+      comment(`twlac CUDA model for ${CUDA_ARCHS[arch].gencode}: generated from manifest.json, do not edit`),
+      cudaPrelude(),
+      packingHelpers(),
+      blockHelpers(),
+      code`#define TWLAC_VOCAB ${c.vocab}
 #define TWLAC_HIDDEN ${c.hidden}
 #define TWLAC_LAYERS ${c.layers}
 #define TWLAC_HEADS ${c.heads}
@@ -354,11 +525,11 @@ export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
 #define TWLAC_MAX_POS ${c.maxPositions}
 #define TWLAC_MAX_CHUNK ${MAX_CHUNK}
 #define TWLAC_MAX_ACT ${maxAct}
-#define TWLAC_ATTN_SPLITS ${splits}
+#define TWLAC_ATTN_SPLITS ${this.splits}
 #define TWLAC_SPLIT_MAX_T ${GEMV_MAX_M}
-#define TWLAC_WEIGHTS_BYTES ${weightsBytes}ull
-#define TWLAC_DEVICE_BYTES ${deviceBytes}ull
-#define TWLAC_STAGING_BYTES ${stagingBytes}ull
+#define TWLAC_WEIGHTS_BYTES ${layout.weightsBytes}ull
+#define TWLAC_DEVICE_BYTES ${layout.bytes}ull
+#define TWLAC_STAGING_BYTES ${layout.stagingBytes}ull
 #define TWLAC_STAGED (~0ull)
 #define TWLAC_ARCH "${ident(arch)}"
 #define TWLAC_FILL_CODES_TRIT5 ${FILL.codesTrit5}
@@ -374,8 +545,8 @@ struct TwlacTensor { unsigned long long offset, bytes, device; int fill; float a
 static void (*twlac_mark_hook)(cudaStream_t, const char*) = nullptr;
 #define TWLAC_MARK(s, tag) do { if (twlac_mark_hook) twlac_mark_hook(s, tag); } while (0)
 static const TwlacTensor twlac_tensors[] = {`,
-    join(tensorRows),
-    code`};
+      join(tensorRows),
+      code`};
 static const int twlac_tensor_count = ${Object.keys(m.tensors).length};
 struct TwlacBuffers {
   float *x, *q, *k, *v, *att, *g, *u, *logits, *pm, *pl, *pacc;
@@ -384,41 +555,42 @@ struct TwlacBuffers {
   float* qp;
   int* pos; // device: position of the first token of this forward
 };`,
-    ...kernels.map((k) => new Code(k.source())),
-    ...kernels.map((k) => new Code(k.launcher())),
-    ...linearFns.values(),
-    code`// A staged tensor (trit5 codes in \`staging\`) transcoded to its bit2 place in W.
+      ...kernels.map((k) => new Code(k.source())),
+      ...kernels.map((k) => new Code(k.launcher())),
+      ...this.linearFns.values(),
+      code`// A staged tensor (trit5 codes in \`staging\`) transcoded to its bit2 place in W.
 static void twlac_place(int i, const uint8_t* staging, uint8_t* W, cudaStream_t s) {
   switch (i) {`,
-    ...placeCases,
-    code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
+      ...placeCases,
+      code`    default: fprintf(stderr, "twlac: tensor %d is not staged\\n", i); exit(1);
   }
 }`,
-    latticeCheckFunctions(),
-    code`#define TWLAC_NO_TENSOR (~0ull)
+      latticeCheckFunctions(),
+      code`#define TWLAC_NO_TENSOR (~0ull)
 // Lattice linears (name, format, device offsets of scales and shifts, rows, groups a row).
 struct TwlacLatticeLinear { const char* name; const char* format; unsigned long long scales, shifts; int rows, groups; };
 static const TwlacLatticeLinear twlac_lattice_linears[] = {`,
-    ...latticeRows,
-    code`  {nullptr, nullptr, 0ull, 0ull, 0, 0}};
+      ...latticeRows,
+      code`  {nullptr, nullptr, 0ull, 0ull, 0, 0}};
 static const int twlac_lattice_linear_count = ${latticeRows.length};
 // The lattice GEMM's row constants (E = Σ_k w, unit u) of its ${rowsCalls.length} linears, from the loaded weights.
 static void twlac_lattice_rows(uint8_t* W, cudaStream_t s) {`,
-    ...rowsCalls,
-    code`  (void)W;
+      ...rowsCalls,
+      code`  (void)W;
   (void)s;
 }`,
-    code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
+      code`// The block program for T ≤ ${MAX_CHUNK} tokens at positions *b.pos … *b.pos + T − 1; logits
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {
   if (nLogits < 1 || nLogits > T) nLogits = T;
-  launch_${ident(embed)}(ids, ${tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);
+  launch_${ident(this.kern.embed)}(ids, ${this.tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);
   TWLAC_MARK(s, "embed");`,
-    ...layers,
-    head,
-    code`}`,
-    code``,
-  ]).text;
+      ...layers,
+      head,
+      code`}`,
+      code``,
+    ]).text;
+  }
 }
 
 /** Write the CUDA target into `dir` (out/kernels/cuda); returns written files and sizes (relative to dir). */

@@ -9,6 +9,7 @@ import { linearShape } from '../../artifact/random.ts';
 import { bitsPerWeight, CODE_PACKINGS, groupsPerRow, type TernaryFormat } from '../../formats/ternary.ts';
 import type { DType } from '../../graph/tensor.ts';
 import { WEIGHT_ALIGN } from '../../artifact/weights.ts';
+import { llamaBlockProgram, llamaProgram, programFeatures } from '../../program/block-program.ts';
 
 export function syntheticManifest(config: ModelConfig, format: TernaryFormat, actBits = 16): ArtifactManifest {
   const tensors: Record<string, TensorEntry> = {};
@@ -43,17 +44,19 @@ export function syntheticManifest(config: ModelConfig, format: TernaryFormat, ac
       }),
     ) as Record<(typeof BLOCK_LINEARS)[number], LinearEntry>;
     const site = { bits: actBits, clip: 1 };
-    blocks.push({ attnNorm: `${p}.attn_norm`, mlpNorm: `${p}.mlp_norm`, ...lin, acts: { attn: site, o: site, mlp: site, down: site } });
+    blocks.push({ ...llamaBlockProgram(config.headDim), attnNorm: `${p}.attn_norm`, mlpNorm: `${p}.mlp_norm`, ...lin, acts: { attn: site, o: site, mlp: site, down: site } });
   }
   add('final_norm', 'float32', [config.hidden], config.hidden * 4);
   add('lm_head.weight', 'float16', [config.vocab, config.hidden], config.vocab * config.hidden * 2);
   const lmHead: LinearEntry = { name: 'lm_head', role: 'lm_head', rows: config.vocab, cols: config.hidden, format: 'float16', weight: 'lm_head.weight', bitsPerWeight: 16 };
-  return {
+  const manifest: ArtifactManifest = {
     kind: 'twlac-artifact',
     version: MANIFEST_VERSION,
     twlac: 'synthetic',
     source: { path: 'synthetic', inputs: ['input_ids'], outputs: ['logits'] },
     config,
+    program: llamaProgram(config),
+    features: [],
     weightsFile: 'weights.bin',
     tensors,
     embed: 'embed',
@@ -64,4 +67,6 @@ export function syntheticManifest(config: ModelConfig, format: TernaryFormat, ac
     bitsPerWeight: bitsPerWeight(format, 1, 1),
     files: { 'weights.bin': pos },
   };
+  manifest.features = [...programFeatures(manifest).keys()];
+  return manifest;
 }

@@ -9,6 +9,7 @@
 // TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
 //   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
 import { CODE_PACKINGS, groupsPerRow, type CodePacking, type TernaryFormat } from '../../formats/ternary.ts';
+import { isDefaultScale } from '../../program/block-program.ts';
 import {
   Code,
   defineKernel,
@@ -368,19 +369,19 @@ ${join(terms)}
 }
 
 /** Embedding gather from an fp16 table [vocab, hidden]. Bindings: ids, E, X, step. */
-export function embedKernel(vocab: number, hidden: number): WgslKernel {
+export function embedKernel(vocab: number, hidden: number, scale = 1): WgslKernel {
   if (hidden % 2) throw new Error(`embedding gather needs an even hidden size, got ${hidden}`);
   const pairs = hidden / 2;
   return defineKernel({
     name: 'embed_gather',
-    params: { vocab, hidden },
+    params: { vocab, hidden, ...(scale === 1 ? {} : { scale }) },
     bindings: [u32buf('ids'), u32buf('E'), f32buf('X', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let m = wid.x;
   let id = min(ids[m], ${u32(vocab - 1)});
   for (var p = lid; p < ${u32(pairs)}; p += ${u32(WG)}) {
-    let v = unpack2x16float(E[id * ${u32(pairs)} + p]);
+    let v = unpack2x16float(E[id * ${u32(pairs)} + p])${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};
     X[m * ${u32(hidden)} + 2u * p] = v.x;
     X[m * ${u32(hidden)} + 2u * p + 1u] = v.y;
   }`,
@@ -494,12 +495,35 @@ ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
  * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
  * Bindings: Q, K, V, rope, Kc, Vc, step.
  */
-export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number): WgslKernel {
-  const half = d / 2;
+/** rms(·, γ, ε) over each head of X [ntok, heads·d] in place (q/k norm before RoPE); one
+ *  workgroup per (token, head). Bindings: X, gamma?. */
+export function headRmsNormKernel(heads: number, d: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  return defineKernel({
+    name: 'head_rms_norm',
+    params: { heads, d, eps, gamma },
+    bindings: [f32buf('X', 'read_write'), ...(gamma ? [f32buf('gamma')] : [])],
+    usesStep: false,
+    workgroupSize: WG,
+    features: feats,
+    module: reduceDecl(1),
+    body: wgsl`  let o = wid.x * ${u32(heads * d)} + wid.y * ${u32(d)};
+  var ss = 0.0;
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { let v = X[o + i]; ss += v * v; }
+${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  let inv = inverseSqrt(red[0] / ${f32(d)} + ${f32(eps)});
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { X[o + i] = X[o + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``}; }`,
+    dispatch: (ntok) => [ntok, heads, 1],
+  });
+}
+
+export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
+  // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
+  const r = rotaryDim;
+  const half = r / 2;
   const kvd = kvHeads * d;
   return defineKernel({
     name: 'rope_kv',
-    params: { heads, kvHeads, d, maxPos },
+    params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
     bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), f32buf('Kc', 'read_write'), f32buf('Vc', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -526,21 +550,27 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
       Kc[c + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
     }
   }
-  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
+${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32(kvHeads * (d - r))}; e += ${u32(WG)}) {
+    let o = (e / ${u32(d - r)}) * ${u32(d)} + ${u32(r)} + e % ${u32(d - r)};
+    Kc[pos * ${u32(kvd)} + o] = K[m * ${u32(kvd)} + o];
+  }
+`}  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
     dispatch: (ntok) => [ntok, 1, 1],
   });
 }
 
 /** Causal GQA attention over the KV cache with a chunked online softmax; one workgroup
- *  per (head, token). Bindings: Q, Kc, Vc, O, step. */
-export function attentionKernel(heads: number, kvHeads: number, d: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+ *  per (head, token). softmax(scale · q·kᵀ) over the keys pos − window < t ≤ pos (window
+ *  null: every t ≤ pos). Bindings: Q, Kc, Vc, O, step. */
+export function attentionKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, feats: WgslFeatures = NO_FEATURES): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
   const CH = 256;
   const dpt = Math.ceil(d / WG);
   const kvd = kvHeads * d;
   return defineKernel({
     name: 'attention',
-    params: { heads, kvHeads, d },
+    // The default scale keeps the default key (and text); windowed kernels are keyed by window.
+    params: { heads, kvHeads, d, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }) },
     bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -551,11 +581,11 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, feats
   let kh = h / ${u32(heads / kvHeads)};
   let last = step.pos0 + m;
   let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  let scale = ${f32(1 / Math.sqrt(d))};
+  let scale = ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)};
   var mrun = -3.0e38;
   var lrun = 0.0;
   var acc: array<f32, ${dpt}>;
-  for (var c0 = 0u; c0 <= last; c0 += ${u32(CH)}) {
+  for (var c0 = ${window === null ? wgsl`0u` : wgsl`select(0u, last + 1u - ${u32(window)}, last + 1u > ${u32(window)})`}; c0 <= last; c0 += ${u32(CH)}) {
     let cn = min(${u32(CH)}, last + 1u - c0);
     var cmax = -3.0e38;
     for (var t = lid; t < cn; t += ${u32(WG)}) {
@@ -594,9 +624,15 @@ ${reduce(1, () => wgsl`csum`, 'sum', feats)}
 }
 
 /** y = silu(g) · u, elementwise over [ntok, width]. Bindings: G, U, Y, step. */
-export function swigluKernel(width: number): WgslKernel {
+/** GELU(tanh) as 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), tanh written with exp (exact at ±∞). */
+const GELU_TANH = wgsl`let t = ${f32(Math.sqrt(2 / Math.PI))} * (g + ${f32(0.044715)} * g * g * g);
+  Y[e] = 0.5 * g * (2.0 - 2.0 / (exp(2.0 * t) + 1.0)) * U[e];`;
+
+/** The gated MLP product y = σ(g) · u elementwise over [ntok, width], σ the program's
+ *  activation: SiLU (SwiGLU) or tanh GELU (GeGLU). Bindings: G, U, Y, step. */
+export function swigluKernel(width: number, activation: 'silu' | 'gelu-tanh' = 'silu'): WgslKernel {
   return defineKernel({
-    name: 'swiglu',
+    name: activation === 'silu' ? 'swiglu' : 'geglu_tanh',
     params: { width },
     bindings: [f32buf('G'), f32buf('U'), f32buf('Y', 'read_write')],
     usesStep: true,
@@ -605,23 +641,39 @@ export function swigluKernel(width: number): WgslKernel {
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
   let g = G[e];
-  Y[e] = g / (1.0 + exp(-g)) * U[e];`,
+  ${activation === 'silu' ? wgsl`Y[e] = g / (1.0 + exp(-g)) * U[e];` : GELU_TANH}`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }
 
 /** X += D, elementwise over [ntok, width]. Bindings: D, X, step. */
-export function residualAddKernel(width: number): WgslKernel {
+/** X ← s · X elementwise over [ntok, width] (the program's logit scale). Bindings: X, step. */
+export function scaleKernel(width: number, s: number): WgslKernel {
+  return defineKernel({
+    name: 'scale',
+    params: { width, s },
+    bindings: [f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  X[e] = X[e] * ${f32(s)};`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
+export function residualAddKernel(width: number, scale = 1): WgslKernel {
   return defineKernel({
     name: 'residual_add',
-    params: { width },
+    params: { width, ...(scale === 1 ? {} : { scale }) },
     bindings: [f32buf('D'), f32buf('X', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
-  X[e] = X[e] + D[e];`,
+  X[e] = X[e] + D[e]${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }

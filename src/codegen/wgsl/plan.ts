@@ -2,23 +2,49 @@
 // runtime (which dispatches them) and `emitWgsl` (which writes their source), so the two
 // can never disagree. Validation happens here, before any source is generated.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { parseFormatId } from '../../formats/ternary.ts';
+import { linearFormat } from '../../formats/linear-format.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
+import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation } from '../../program/block-program.ts';
 import {
   actQuantKernel,
   attentionKernel,
   denseLinearKernel,
   embedKernel,
+  headRmsNormKernel,
   kronLeftKernel,
   kronRightKernel,
   residualAddKernel,
+  scaleKernel,
   rmsNormKernel,
   ropeKvKernel,
   swigluKernel,
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
 } from './kernels.ts';
+
+/** The program features the WGSL kernels implement exactly (runtime and emitter alike). */
+export const WGSL_FEATURES = {
+  'rms-norm': true,
+  gqa: true,
+  'rope-rotate-half': true,
+  swiglu: true,
+  'ternary-linear': true,
+  'dense-linear': true,
+  'act-quant': true,
+  'online-transform': true,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': true,
+  'query-scale': true,
+  'partial-rotary': true,
+  'gelu-mlp': false,
+  'gelu-tanh-mlp': true,
+  'attn-softcap': false,
+  'embed-scale': true,
+  'logit-scale': true,
+  'residual-scale': true,
+} as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
 export const PREFILL_TILE = 8;
@@ -84,6 +110,9 @@ export interface BlockKernels {
   q: LinearKernels;
   k: LinearKernels;
   v: LinearKernels;
+  /** Per-head q/k norms (program qkNorm), before RoPE. */
+  qNorm?: WgslKernel;
+  kNorm?: WgslKernel;
   ropeKv: WgslKernel;
   attention: WgslKernel;
   oAct: ActKernels;
@@ -95,7 +124,9 @@ export interface BlockKernels {
   swiglu: WgslKernel;
   downAct: ActKernels;
   down: LinearKernels;
-  residualHidden: WgslKernel;
+  /** x ← x + residualScale · delta, after the attention and after the MLP. */
+  attnResidual: WgslKernel;
+  mlpResidual: WgslKernel;
 }
 
 export interface ModelKernels {
@@ -103,23 +134,21 @@ export interface ModelKernels {
   blocks: BlockKernels[];
   finalNorm: WgslKernel;
   lmHead: LinearKernels;
+  /** logits ← logitScale · logits, when the program scales them. */
+  logitScale?: WgslKernel;
 }
 
 export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
   const bias = !!l.bias;
-  if (l.format === 'float16' || l.format === 'float32') {
+  const lf = linearFormat(l);
+  if (lf.kind === 'dense') {
     return {
       entry: l,
-      gemv: denseLinearKernel(l.format, l.rows, l.cols, 1, bias, feats),
-      gemm: denseLinearKernel(l.format, l.rows, l.cols, PREFILL_TILE, bias, feats),
+      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats),
+      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats),
     };
   }
-  let f;
-  try {
-    f = parseFormatId(l.format);
-  } catch (e) {
-    throw new UserError(`${l.name}: ${(e as Error).message}`);
-  }
+  const f = lf.format;
   return {
     entry: l,
     gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),
@@ -139,38 +168,49 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
   return out;
 }
 
+/** The gate activations the kernels have; GELU(erf) is refused by WGSL_FEATURES first. */
+function gatedActivation(a: MlpActivation): 'silu' | 'gelu-tanh' {
+  if (a === 'gelu') throw new Error('WGSL plan: GELU(erf) reached the planner although WGSL_FEATURES refuses it');
+  return a;
+}
+
 export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKernels {
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
   const linearKernels = (l: LinearEntry) => linearKernelsOf(l, feats, gemv);
   const c = m.config;
-  if (c.arch !== 'llama') throw new UserError(`WGSL backend: unsupported architecture '${c.arch}'`);
-  if (c.headDim % 2) throw new UserError(`WGSL backend: head dim ${c.headDim} must be even for RoPE`);
+  refuseMissing('the WGSL backend', WGSL_FEATURES, m);
+  const rotaryDim = m.program.rope.rotaryDim;
+  if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
+  const headNorm = (heads: number, n: HeadNorm) => headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
   const blocks = m.blocks.map((b): BlockKernels => ({
     attnNorm: rmsNormKernel(c.hidden, c.normEps, b.attnNorm !== null, feats),
     attnAct: actKernels(b.acts.attn, c.hidden, feats),
     q: linearKernels(b.q),
     k: linearKernels(b.k),
     v: linearKernels(b.v),
-    ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions),
-    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, feats),
+    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k) } : {}),
+    ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
+    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats),
     oAct: actKernels(b.acts.o, qd, feats),
     o: linearKernels(b.o),
     mlpNorm: rmsNormKernel(c.hidden, c.normEps, b.mlpNorm !== null, feats),
     mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
     gate: linearKernels(b.gate),
     up: linearKernels(b.up),
-    swiglu: swigluKernel(c.intermediate),
+    swiglu: swigluKernel(c.intermediate, gatedActivation(b.mlp.activation)),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
     down: linearKernels(b.down),
-    residualHidden: residualAddKernel(c.hidden),
+    attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
+    mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
   }));
   return {
-    embed: embedKernel(c.vocab, c.hidden),
+    embed: embedKernel(c.vocab, c.hidden, m.program.embedScale),
     blocks,
     finalNorm: rmsNormKernel(c.hidden, c.normEps, m.finalNorm !== null, feats),
     lmHead: linearKernels(m.lmHead),
+    ...(m.program.logitScale === 1 ? {} : { logitScale: scaleKernel(c.vocab, m.program.logitScale) }),
   };
 }
 
@@ -182,11 +222,12 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
   for (const b of p.blocks) {
-    [b.attnNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.residualHidden].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].forEach(lin);
   }
   add(p.finalNorm);
   lin(p.lmHead);
+  add(p.logitScale);
   return [...all.values()];
 }

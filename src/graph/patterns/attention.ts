@@ -18,6 +18,15 @@ export interface AttentionCore {
   fused?: Node;
   /** q or k is normalised per head between its projection and the scores (QK-norm). */
   qkNorm: boolean;
+  /** Norm outputs crossed on the way from the scores back to q, and to k. */
+  qNorms: Value[];
+  kNorms: Value[];
+  /** The factor q·kᵀ is multiplied by before the softmax (the product of every scalar on the way). */
+  scale?: number;
+  /** Scores pass through cap·tanh(·/cap) before the softmax. */
+  softcap?: number;
+  /** Keys visible to the query at pos: pos − window < t ≤ pos (read off the mask). */
+  window?: number;
   /** Head counts stated by a fused op's attributes. */
   numHeads?: number;
   kvNumHeads?: number;
@@ -129,13 +138,37 @@ export function matchSoftmaxAttention(sm: Node, idx: LinearIndex): AttentionResu
   if (!scores) return bad('no Q·Kᵀ MatMul before the Softmax');
   const pv = bfsForward(sm.output(0), (n, w) => isDynMatMul(n) && n.input(0) === w, 4);
   if (!pv) return bad('no P·V MatMul after the Softmax');
-  const crossed = new Set<Value>();
-  const q = one(linearsUpstream(scores.input(0)!, idx, crossed), 'the query');
-  const k = one(linearsUpstream(scores.input(1)!, idx, crossed), 'the key');
+  const qCrossed = new Set<Value>();
+  const kCrossed = new Set<Value>();
+  const q = one(linearsUpstream(scores.input(0)!, idx, qCrossed), 'the query');
+  const k = one(linearsUpstream(scores.input(1)!, idx, kCrossed), 'the key');
   const v = one(linearsUpstream(pv.input(1)!, idx), 'the value');
   const o = one(linearDownstream(pv.output(0), idx), 'nothing: no output projection reads the attention output');
   for (const r of [q, k, v, o]) if (typeof r === 'string') return bad(r);
-  return { ok: true, core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, softmax: sm, scores, pv, qkNorm: crossed.size > 0 } };
+  const path = scoresToSoftmax(sm, scores);
+  if (typeof path === 'string') return bad(path);
+  if (!path.masks.length) return bad('no mask between the Q·Kᵀ MatMul and the Softmax: non-causal attention is not supported');
+  const window = slidingWindow(path.masks);
+  if (typeof window === 'string') return bad(window);
+  const scale = path.scale * scalarFactors(scores.input(0)!) * scalarFactors(scores.input(1)!);
+  return {
+    ok: true,
+    core: {
+      q: q as Linear,
+      k: k as Linear,
+      v: v as Linear,
+      o: o as Linear,
+      softmax: sm,
+      scores,
+      pv,
+      qkNorm: qCrossed.size + kCrossed.size > 0,
+      qNorms: [...qCrossed],
+      kNorms: [...kCrossed],
+      scale,
+      softcap: path.softcap,
+      window,
+    },
+  };
 }
 
 const FUSED = new Set(['GroupQueryAttention', 'MultiHeadAttention', 'Attention']);
@@ -149,16 +182,178 @@ export function matchFusedAttention(n: Node, idx: LinearIndex): AttentionResult 
   const bad = (reason: string): AttentionResult => ({ ok: false, reason, anchor: n });
   const [qi, ki, vi] = [n.input(0), n.input(1), n.input(2)];
   if (!qi || !ki || !vi) return bad(`${n.opType} with packed QKV (not supported)`);
-  const crossed = new Set<Value>();
-  const q = one(linearsUpstream(qi, idx, crossed), 'the query');
-  const k = one(linearsUpstream(ki, idx, crossed), 'the key');
+  const qCrossed = new Set<Value>();
+  const kCrossed = new Set<Value>();
+  const q = one(linearsUpstream(qi, idx, qCrossed), 'the query');
+  const k = one(linearsUpstream(ki, idx, kCrossed), 'the key');
   const v = one(linearsUpstream(vi, idx), 'the value');
   const o = one(linearDownstream(n.output(0), idx), 'nothing: no output projection reads the attention output');
   for (const r of [q, k, v, o]) if (typeof r === 'string') return bad(r);
   const heads = n.attr('num_heads', 'int') ?? n.attr('q_num_heads', 'int');
   const kvHeads = n.attr('kv_num_heads', 'int') ?? heads;
+  if ((n.attr('local_window_size', 'int') ?? -1) >= 0) return bad(`${n.opType} with local_window_size (a sliding window) is not supported yet`);
+  // The runtimes compute causal attention: a fused op must say it is causal, with no mask of its own.
+  if (n.opType === 'Attention' && n.input(3)) return bad('Attention with an explicit attn_mask is not supported yet');
+  if (n.opType === 'Attention' && n.attr('is_causal', 'int') !== 1) return bad('Attention without is_causal = 1 (non-causal attention) is not supported');
+  if (n.opType === 'MultiHeadAttention' && (n.input(4) || n.input(5))) return bad('MultiHeadAttention with a key padding mask or attention bias is not supported yet');
+  if (n.opType === 'MultiHeadAttention' && n.attr('unidirectional', 'int') !== 1) return bad('MultiHeadAttention without unidirectional = 1 (non-causal attention) is not supported');
+  const scaleAttr = n.attr('scale', 'float');
+  const softcap = n.attr('softcap', 'float');
   return {
     ok: true,
-    core: { q: q as Linear, k: k as Linear, v: v as Linear, o: o as Linear, fused: n, numHeads: heads, kvNumHeads: kvHeads, qkNorm: crossed.size > 0 },
+    core: {
+      q: q as Linear,
+      k: k as Linear,
+      v: v as Linear,
+      o: o as Linear,
+      fused: n,
+      numHeads: heads,
+      kvNumHeads: kvHeads,
+      qkNorm: qCrossed.size + kCrossed.size > 0,
+      qNorms: [...qCrossed],
+      kNorms: [...kCrossed],
+      // 0 or absent: the op's default 1/√headDim, filled in by recognition once headDim is known
+      scale: scaleAttr ? scaleAttr : undefined,
+      softcap: softcap ? softcap : undefined,
+    },
   };
+}
+
+function scalarConst(v: Value | undefined): number | undefined {
+  const t = constTensor(v);
+  return t && t.numel === 1 ? t.toFloat32()[0] : undefined;
+}
+
+/** Does `v` depend on `target` (a bounded search back through non-constant inputs)? */
+function reaches(v: Value, target: Value, limit = 64): boolean {
+  const seen = new Set<Value>();
+  const queue = [v];
+  while (queue.length && seen.size < limit) {
+    const w = queue.shift()!;
+    if (w === target) return true;
+    if (seen.has(w) || constTensor(w)) continue;
+    seen.add(w);
+    for (const i of w.producer()?.inputs ?? []) if (i) queue.push(i);
+  }
+  return false;
+}
+
+const MOVES = new Set(['Cast', 'Identity', 'Reshape', 'Transpose', 'Unsqueeze', 'Squeeze', 'Expand']);
+
+/** The product of the scalar Mul/Div factors on a q or k path, walking back through data movement. */
+function scalarFactors(v: Value): number {
+  let f = 1;
+  for (;;) {
+    const p = v.producer();
+    if (!p) return f;
+    const c0 = scalarConst(p.input(0));
+    const c1 = scalarConst(p.input(1));
+    if (p.opType === 'Mul' && (c0 !== undefined || c1 !== undefined)) {
+      f *= c1 ?? c0!;
+      v = c1 !== undefined ? p.input(0)! : p.input(1)!;
+    } else if (p.opType === 'Div' && c1 !== undefined) {
+      f /= c1;
+      v = p.input(0)!;
+    } else if (MOVES.has(p.opType) && p.input(0)) {
+      v = p.input(0)!;
+    } else {
+      return f;
+    }
+  }
+}
+
+/**
+ * From the Softmax input back to the Q·Kᵀ MatMul: scalar Mul/Div (the scale), Add or Where of
+ * a mask, Cast, and cap·tanh(·/cap) (soft-capping). Any other op there is not understood.
+ */
+function scoresToSoftmax(sm: Node, scores: Node): { scale: number; softcap?: number; masks: Value[] } | string {
+  const target = scores.output(0);
+  let v = sm.input(0)!;
+  let scale = 1;
+  let softcap: number | undefined;
+  const masks: Value[] = [];
+  while (v !== target) {
+    const p = v.producer();
+    if (!p) return 'the Softmax input does not come from the Q·Kᵀ MatMul';
+    const c0 = scalarConst(p.input(0));
+    const c1 = scalarConst(p.input(1));
+    if ((p.opType === 'Cast' || p.opType === 'Identity') && p.input(0)) v = p.input(0)!;
+    else if (p.opType === 'Mul' && (c0 !== undefined || c1 !== undefined)) {
+      scale *= c1 ?? c0!;
+      v = c1 !== undefined ? p.input(0)! : p.input(1)!;
+    } else if (p.opType === 'Div' && c1 !== undefined) {
+      scale /= c1;
+      v = p.input(0)!;
+    } else if (p.opType === 'Tanh' && softcap === undefined && p.input(0)) {
+      // cap·tanh(s/cap): the factor after the Tanh is the cap; the ones before scale s.
+      softcap = scale;
+      scale = 1;
+      v = p.input(0)!;
+    } else if (p.opType === 'Add' && p.input(0) && p.input(1)) {
+      const [a, b] = [p.input(0)!, p.input(1)!];
+      const toScores = reaches(a, target) ? a : b;
+      masks.push(toScores === a ? b : a);
+      v = toScores;
+    } else if (p.opType === 'Where' && p.input(1) && p.input(2)) {
+      const toScores = reaches(p.input(1)!, target) ? p.input(1)! : p.input(2)!;
+      masks.push(p.input(0)!);
+      v = toScores;
+    } else {
+      return `${p.opType} between the Q·Kᵀ MatMul and the Softmax is not understood`;
+    }
+  }
+  return { scale: softcap === undefined ? scale : scale * softcap, softcap, masks };
+}
+
+const COMPARE = new Set(['Greater', 'GreaterOrEqual', 'Less', 'LessOrEqual']);
+
+/** `a − c` for a constant scalar c (Sub(a, c) or Add(a, −c)), else undefined. */
+function offsetOf(v: Value | undefined): number | undefined {
+  const p = v?.producer();
+  if (!p) return undefined;
+  const c = scalarConst(p.input(1));
+  if (c === undefined || c === 0 || scalarConst(p.input(0)) !== undefined) return undefined;
+  if (p.opType === 'Sub') return c;
+  if (p.opType === 'Add') return -c;
+  return undefined;
+}
+
+/**
+ * The sliding window a mask states, as the exporters write it: `k > q − w` (Greater(k, Sub(q, w))
+ * or Less(Sub(q, w), k); ≥ / ≤ allow w + 1 keys), or `q − k < w` on a difference of positions.
+ * Undefined for a mask without one; a reason when a position offset appears in a form not
+ * understood, so that a window is never dropped silently.
+ */
+function slidingWindow(masks: Value[]): number | undefined | string {
+  const found = new Set<number>();
+  const seen = new Set<Value>();
+  const queue = [...masks];
+  while (queue.length && seen.size < 400) {
+    const w = queue.shift()!;
+    if (seen.has(w) || constTensor(w)) continue;
+    seen.add(w);
+    const p = w.producer();
+    if (!p) continue;
+    for (const i of p.inputs) if (i) queue.push(i);
+    if (!COMPARE.has(p.opType)) continue;
+    const [a, b] = [p.input(0), p.input(1)];
+    const inclusive = p.opType.endsWith('OrEqual') ? 1 : 0;
+    const greater = p.opType.startsWith('Greater');
+    const offA = offsetOf(a);
+    const offB = offsetOf(b);
+    const cA = scalarConst(a);
+    const cB = scalarConst(b);
+    const diff = (v: Value | undefined) => v?.producer()?.opType === 'Sub' && offsetOf(v) === undefined;
+    if (offB !== undefined && offA === undefined && greater) found.add(offB + inclusive); // k > q − w
+    else if (offA !== undefined && offB === undefined && !greater) found.add(offA + inclusive); // q − w < k
+    else if (cB !== undefined && diff(a) && !greater) found.add(cB + inclusive); // q − k < w
+    else if (cA !== undefined && diff(b) && greater) found.add(cA + inclusive); // w > q − k
+    else if (offA !== undefined || offB !== undefined || ((cA !== undefined || cB !== undefined) && (diff(a) || diff(b)))) {
+      return `the attention mask compares positions with an offset in a form not understood (${p.opType} ${p.name})`;
+    }
+  }
+  if (found.size > 1) return `the attention mask states several windows (${[...found].join(', ')})`;
+  const [w] = found;
+  if (w !== undefined && (!Number.isInteger(w) || w < 1)) return `the attention mask states a window of ${w} keys`;
+  return w;
 }

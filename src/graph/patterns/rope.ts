@@ -7,6 +7,7 @@
 import type { Model, Node, Value } from '../ir.ts';
 import type { DType } from '../tensor.ts';
 import { constTensor } from './linear.ts';
+import { UserError } from '../../errors.ts';
 
 export interface RopeFrequencies {
   /** The constant the frequencies were read from (inv_freq, or the cos cache). */
@@ -23,10 +24,27 @@ export interface RopeFrequencies {
 const FLOATS = new Set<DType>(['float32', 'float16', 'float64', 'bfloat16']);
 const QUANTUM: Partial<Record<DType, number>> = { float32: 6e-8, float64: 1e-16, float16: 5e-4, bfloat16: 4e-3 };
 
-/** An inverse-frequency constant upstream of the first Cos: positive, decreasing, starting at 1. */
+/** Inverse-frequency constants upstream of every Cos: one set, or the model is refused. */
 function fromInvFreq(model: Model): RopeFrequencies | undefined {
-  const cos = model.graph.nodes.find((n) => n.opType === 'Cos' && n.domain === '');
-  if (!cos) return undefined;
+  const found = model.graph.nodes.filter((n) => n.opType === 'Cos' && n.domain === '').map(invFreqOf).filter((f) => f !== undefined);
+  return oneSet(found);
+}
+
+/** The frequency sets agree (per-layer copies are fine); several different ones are not supported. */
+function oneSet(found: RopeFrequencies[]): RopeFrequencies | undefined {
+  const distinct = found.filter((f, i) => found.findIndex((g) => sameFrequencies(f, g)) === i);
+  if (distinct.length > 1) {
+    throw new UserError(`the graph holds ${distinct.length} different RoPE frequency sets (per-layer RoPE θ, as Gemma 3's local and global layers): not supported yet`);
+  }
+  return found[0];
+}
+
+function sameFrequencies(a: RopeFrequencies, b: RopeFrequencies): boolean {
+  return a.inv.length === b.inv.length && a.inv.every((x, i) => Math.abs(x - b.inv[i]) <= 4 * Math.max(a.sigma[i], b.sigma[i]) + 1e-12);
+}
+
+/** An inverse-frequency constant upstream of a Cos: positive, decreasing, starting at 1. */
+function invFreqOf(cos: Node): RopeFrequencies | undefined {
   const seen = new Set<Value>();
   const queue = [cos.input(0)!];
   while (queue.length && seen.size < 60) {
@@ -79,8 +97,12 @@ function fromCaches(model: Model, embedding: Node | undefined): RopeFrequencies 
     for (let i = 0; i < t.dims[1]; i++) if (Math.abs(a[i] - want) > 1e-3) return false;
     return true;
   };
-  const cosT = [...new Set(tables)].find((v) => isRow0(v, 1));
-  if (!cosT) return undefined;
+  const coss = [...new Set(tables)].filter((v) => isRow0(v, 1));
+  return oneSet(coss.map((cosT) => cacheFrequencies(cosT, tables, data, isRow0)).filter((f) => f !== undefined));
+}
+
+/** The frequencies of one cos cache and the sin cache of its shape. */
+function cacheFrequencies(cosT: Value, tables: Value[], data: (v: Value) => Float32Array, isRow0: (v: Value, want: number) => boolean): RopeFrequencies | undefined {
   const [P, h] = constTensor(cosT)!.dims;
   const sinT = [...new Set(tables)].find((v) => v !== cosT && constTensor(v)!.dims.join() === `${P},${h}` && isRow0(v, 0));
   if (!sinT) return undefined;

@@ -6,11 +6,12 @@
 // the chunk has several tokens, decode when it has one) in one compute pass, appending to the
 // per-layer KV caches. Linears use the GEMV kernel for one token and the token-tiled GEMM
 // otherwise.
-import type { ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { parseFormatId } from '../../formats/ternary.ts';
+import type { ArtifactManifest, BlockEntry, LinearEntry } from '../../artifact/manifest.ts';
+import { blockOps as programBlockOps, type BlockOp } from '../../program/block-program.ts';
+import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
-import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
+import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
 
@@ -157,8 +158,8 @@ export class WebgpuModel {
 
   private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer } {
     const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
-    if (l.format === 'float16' || l.format === 'float32') return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
-    const f = parseFormatId(l.format);
+    const f = ternaryFormatOf(l);
+    if (!f) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
     packed.set(tensorBytesCopy(a, l.codes!), 0);
@@ -195,11 +196,13 @@ export class WebgpuModel {
     this.logits = f4(cap * c.vocab);
     this.readback = this.buffer(cap * c.vocab * 4, MAP_READ);
 
-    const half = c.headDim / 2;
+    // cos/sin of pos·θ^(−2i/r) for the r = rotaryDim rotated dims of a head
+    const { theta, rotaryDim } = m.program.rope;
+    const half = rotaryDim / 2;
     const rope = new Float32Array(c.maxPositions * half * 2);
     for (let p = 0; p < c.maxPositions; p++) {
       for (let i = 0; i < half; i++) {
-        const ang = p * Math.pow(c.ropeTheta, (-2 * i) / c.headDim);
+        const ang = p * Math.pow(theta, (-2 * i) / rotaryDim);
         rope[(p * half + i) * 2] = Math.cos(ang);
         rope[(p * half + i) * 2 + 1] = Math.sin(ang);
       }
@@ -226,33 +229,57 @@ export class WebgpuModel {
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), output], last);
 
     this.op(plan.embed, [this.ids, t(m.embed), x]);
+    // One handler per block step (block-program.ts BLOCK_OPS); activations live in the
+    // buffers above, the KV cache per layer.
+    let ai = nrm; // the attention / MLP input after act(): nrm, or act when transformed
+    let mi = nrm;
+    const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
+      'attn-in': (bk, b) => {
+        norm(bk.attnNorm, b.attnNorm, x, nrm);
+        ai = actOps(bk.attnAct, nrm);
+      },
+      qkv: (bk) => {
+        linearOp(bk.q, ai, q);
+        linearOp(bk.k, ai, k);
+        linearOp(bk.v, ai, v);
+      },
+      'qk-norm': (bk, b) => {
+        const n = b.attention.qkNorm!;
+        this.op(bk.qNorm!, [q, ...(n.q.gamma ? [t(n.q.gamma)] : [])]);
+        this.op(bk.kNorm!, [k, ...(n.k.gamma ? [t(n.k.gamma)] : [])]);
+      },
+      'rope-kv': (bk, _, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]),
+      attention: (bk, _, { kc, vc }) => this.op(bk.attention, [q, kc, vc, att]),
+      'o-residual': (bk) => {
+        linearOp(bk.o, actOps(bk.oAct, att), y);
+        this.op(bk.attnResidual, [y, x]);
+      },
+      'mlp-in': (bk, b) => {
+        norm(bk.mlpNorm, b.mlpNorm, x, nrm);
+        mi = actOps(bk.mlpAct, nrm);
+      },
+      'gate-up': (bk) => {
+        linearOp(bk.gate, mi, g);
+        linearOp(bk.up, mi, u);
+      },
+      'down-residual': (bk) => {
+        this.op(bk.swiglu, [g, u, gu]);
+        linearOp(bk.down, actOps(bk.downAct, gu), y);
+        this.op(bk.mlpResidual, [y, x]);
+      },
+    };
     plan.blocks.forEach((bk, li) => {
       const b = m.blocks[li];
-      const kc = f4(c.maxPositions * kvd);
-      const vc = f4(c.maxPositions * kvd);
-      norm(bk.attnNorm, b.attnNorm, x, nrm);
-      const ai = actOps(bk.attnAct, nrm);
-      linearOp(bk.q, ai, q);
-      linearOp(bk.k, ai, k);
-      linearOp(bk.v, ai, v);
-      this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]);
-      this.op(bk.attention, [q, kc, vc, att]);
-      linearOp(bk.o, actOps(bk.oAct, att), y);
-      this.op(bk.residualHidden, [y, x]);
-      norm(bk.mlpNorm, b.mlpNorm, x, nrm);
-      const mi = actOps(bk.mlpAct, nrm);
-      linearOp(bk.gate, mi, g);
-      linearOp(bk.up, mi, u);
-      this.op(bk.swiglu, [g, u, gu]);
-      linearOp(bk.down, actOps(bk.downAct, gu), y);
-      this.op(bk.residualHidden, [y, x]);
+      const kv = { kc: f4(c.maxPositions * kvd), vc: f4(c.maxPositions * kvd) };
+      for (const op of programBlockOps(b)) blockOps[op](bk, b, kv);
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
     this.finalOps = this.ops.length;
-    norm(plan.finalNorm, m.finalNorm, x, nrm);
-    linearOp(plan.lmHead, nrm, this.logits);
-    norm(plan.finalNorm, m.finalNorm, x, nrm, true);
-    linearOp(plan.lmHead, nrm, this.logits, true);
+    for (const last of [false, true]) {
+      norm(plan.finalNorm, m.finalNorm, x, nrm, last);
+      linearOp(plan.lmHead, nrm, this.logits, last);
+      if (plan.logitScale) this.op(plan.logitScale, [this.logits], last);
+    }
   }
 
   private finalOps = 0;

@@ -4,7 +4,8 @@
 // cache [pos][kvHeads·d], out fp32 [T][heads·d]), same causal rule (query t sees positions
 // ≤ pos0 + t), GQA by kv head h / group.
 //
-// Block: 64 queries of one head, 4 warps of 16 rows. Q is scaled by log2(e)/√d, rounded to
+// Block: 64 queries of one head, 4 warps of 16 rows. Q is scaled by log2(e)·scale (scale 1/√d
+// unless the block program states another), rounded to
 // fp16 and kept as A fragments in registers. Per tile of 64 key positions (cp.async, two
 // stages): S = Q·Kᵀ from ldmatrix'd K rows, the causal mask, the online softmax in base 2 (row
 // max over the quad), P rounded to fp16 and reused in place as the A fragments of O += P·V
@@ -13,7 +14,7 @@
 // Q and P in fp32 (compare the fixture's perplexities in bench/results).
 import { Code, code, join } from '../../common/fragments.ts';
 import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
-import { ATTN_PREFILL_ARGS, attnGeometry, type AttnShape } from './block.ts';
+import { ATTN_PREFILL_ARGS, attnGeometry, attnScale, attnScaleTag, type AttnShape } from './block.ts';
 
 const QB = 64; // queries a block
 const KB = 64; // key positions a tile
@@ -40,7 +41,7 @@ export function attnPrefillTcKernel(a: AttnShape): CudaKernel {
   const stage = 2 * KB * KS; // halfs: K then V
   const smemBytes = 2 * stage * 2;
   const chunks = d / 8;
-  const name = `attn_prefill_tc_h${a.heads}_kv${a.kvHeads}_d${d}`;
+  const name = `attn_prefill_tc_h${a.heads}_kv${a.kvHeads}_d${d}${attnScaleTag(a).suffix}`;
   const n = new Code(name);
   const prelude = code`__device__ __forceinline__ uint32_t ${n}_pack(float x, float y) {
   const __half2 h = __floats2half2_rn(x, y); // x in the low half
@@ -69,7 +70,7 @@ __device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src) {
   {
     const float* qra = q + (size_t)min(ra, T - 1) * ${a.heads * d} + h * ${d};
     const float* qrb = q + (size_t)min(rb, T - 1) * ${a.heads * d} + h * ${d};
-    const float sc = ${cudaFloat(Math.LOG2E / Math.sqrt(d))};
+    const float sc = ${cudaFloat(a.scale === undefined ? Math.LOG2E / Math.sqrt(d) : Math.LOG2E * attnScale(a))};
     #pragma unroll
     for (int kc = 0; kc < ${DK}; ++kc) {
       const int c = 16 * kc + 2 * tq;
@@ -180,7 +181,7 @@ __device__ __forceinline__ void ${n}_cp16(uint32_t dst, const void* src) {
   )}`;
   return defineKernel({
     name,
-    params: { heads: a.heads, kvHeads: a.kvHeads, d, qb: QB, kb: KB, mma: 'm16n8k16.f16' },
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, qb: QB, kb: KB, mma: 'm16n8k16.f16', ...attnScaleTag(a).params },
     args: ATTN_PREFILL_ARGS,
     block: THREADS,
     grid: [code`(T + ${QB - 1}) / ${QB}`, code`${a.heads}`, code`1`],

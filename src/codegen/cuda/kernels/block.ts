@@ -57,6 +57,45 @@ export function embedKernel(hidden: number, dtype: 'float16' | 'float32'): CudaK
   });
 }
 
+/** y[t][i] += bias[i] for the T rows of a linear's fp32 output (after its GEMV/GEMM, which may have accumulated into y). */
+export function biasAddKernel(n: number): CudaKernel {
+  return defineKernel({
+    name: `bias_add_n${n}`,
+    params: { n },
+    args: [
+      { name: 'bias', type: 'const float*' },
+      { name: 'y', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x;
+  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) y[(size_t)t * ${n} + i] += bias[i];`,
+  });
+}
+
+/** rms(·, γ, ε) over each head of x [T][heads·d] in place (the program's q/k norm, before RoPE); one block per (token, head). */
+export function headNormKernel(heads: number, d: number, eps: number, gamma: boolean): CudaKernel {
+  return defineKernel({
+    name: `head_norm_h${heads}_d${d}${gamma ? '' : '_nog'}`,
+    params: { heads, d, eps, gamma },
+    args: [
+      { name: 'x', type: 'float*' },
+      { name: 'gamma', type: 'const float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 64,
+    grid: [code`T`, code`${heads}`, code`1`],
+    body: code`  __shared__ float scratch[32];
+  float* row = x + ((size_t)blockIdx.x * ${heads} + blockIdx.y) * ${d};
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) { const float v = row[i]; ss += v * v; }
+  ss = twlac_block_reduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / ${d}.0f + ${cudaFloat(eps)});
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) row[i] = row[i] * inv${gamma ? code` * gamma[i]` : code``};`,
+  });
+}
+
 export type ActSource = 'norm' | 'plain' | 'swiglu';
 
 export interface ActKernelSpec {
@@ -246,6 +285,18 @@ export interface AttnShape {
   headDim: number;
   maxPositions: number;
   ropeTheta: number;
+  /** The softmax scale of q·kᵀ when it is not 1/√headDim (the program's attention.scale). */
+  scale?: number;
+}
+
+/** The scale the attention kernels multiply q by. */
+export function attnScale(a: AttnShape): number {
+  return a.scale ?? 1 / Math.sqrt(a.headDim);
+}
+
+/** Kernel-name suffix and params of a non-default scale (none for the default: names and text unchanged). */
+export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number } } {
+  return a.scale === undefined ? { suffix: '', params: {} } : { suffix: `_s${Math.round(a.scale * 1e8)}`, params: { scale: a.scale } };
 }
 
 /** RoPE on q and k, then k and v appended to this layer's fp16 cache [maxPos][kvHeads·d]. */
@@ -323,8 +374,8 @@ export function attnGeometry(a: AttnShape): { d: number; group: number; kvd: num
 export function attnPartialKernel(a: AttnShape): CudaKernel {
   const { d, group, kvd } = attnGeometry(a);
   return defineKernel({
-    name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}`,
-    params: { heads: a.heads, kvHeads: a.kvHeads, d, chunk: ATTN_CHUNK },
+    name: `attn_partial_h${a.heads}_kv${a.kvHeads}_d${d}${attnScaleTag(a).suffix}`,
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, chunk: ATTN_CHUNK, ...attnScaleTag(a).params },
     args: [
       { name: 'q', type: 'const float*' },
       { name: 'kcache', type: 'const __half*' },
@@ -350,7 +401,7 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
     for (int i = threadIdx.x; i < ${d}; i += blockDim.x) pacc[slot * ${d} + i] = 0.f;
     return;
   }
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) qs[i] = q[(size_t)t * ${a.heads * d} + h * ${d} + i] * ${cudaFloat(1 / Math.sqrt(d))};
+  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) qs[i] = q[(size_t)t * ${a.heads * d} + h * ${d} + i] * ${cudaFloat(attnScale(a))};
   __syncthreads();
   // Scores: two threads a position, each a half of the head's dims in 16-byte loads.
   {
@@ -480,8 +531,8 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const smemBytes = QN * qStride * 4 + KN * kStride * 2 + KN * d * 2 + QN * KN * 4;
   const chunks = d / 8; // 16-byte chunks of a row of halfs
   return defineKernel({
-    name: `attn_prefill_h${a.heads}_kv${a.kvHeads}_d${d}`,
-    params: { heads: a.heads, kvHeads: a.kvHeads, d, qn: QN, kn: KN },
+    name: `attn_prefill_h${a.heads}_kv${a.kvHeads}_d${d}${attnScaleTag(a).suffix}`,
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, qn: QN, kn: KN, ...attnScaleTag(a).params },
     args: ATTN_PREFILL_ARGS,
     block: 128,
     grid: [code`(T + ${QN - 1}) / ${QN}`, code`${a.heads}`, code`1`],
@@ -499,7 +550,7 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const int mine = pos0 + tq;                    // this row's last key position
   for (int i = threadIdx.x; i < ${QN * d}; i += 128) {
     const int r = i / ${d}, c = i - r * ${d};
-    qs[r * ${qStride} + c] = q[(size_t)min(t0 + r, T - 1) * ${a.heads * d} + h * ${d} + c] * ${cudaFloat(1 / Math.sqrt(d))};
+    qs[r * ${qStride} + c] = q[(size_t)min(t0 + r, T - 1) * ${a.heads * d} + h * ${d} + c] * ${cudaFloat(attnScale(a))};
   }
   float m = -INFINITY, l = 0.f;
   float o[${d / TPQ}];
