@@ -74,15 +74,17 @@ describe('progress', () => {
     const ids = Int32Array.from({ length: 600 }, () => Math.floor(rand() * 96));
     await compile(m, { weights: 'twla', format: 'tq2_g128', rotate: false, calib: calibrationSegments(ids, { samples: 4, seq: 32 }) }, rec);
     expect(events).toEqual([
-      'plan check-weights,fold-norms,ternary,lower-ort',
-      'phase 1 check-weights',
-      'phase 2 fold-norms',
-      'phase 3 ternary',
+      'plan check-model,check-weights,fold-norms,ternary,storage-precision,lower-ort',
+      'phase 1 check-model',
+      'phase 2 check-weights',
+      'phase 3 fold-norms',
+      'phase 4 ternary',
       'units 0/3',
       'units 1/3',
       'units 2/3',
       'units 3/3',
-      'phase 4 lower-ort',
+      'phase 5 storage-precision',
+      'phase 6 lower-ort',
       'phase 0 ',
     ]);
   });
