@@ -4,7 +4,7 @@
 // With H null, GPTQ and the X-domain stage are off whatever the options say.
 import { bitsPerWeight, storageBytes, type CodePacking, type TernaryWeights } from '../formats/ternary.ts';
 import { UserError } from '../errors.ts';
-import { outputError } from './gptq.ts';
+import { outputError, type RestUpdate } from './gptq.ts';
 import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
 import { quantizeTwlaStructure } from './structure-twla.ts';
 
@@ -35,6 +35,8 @@ export interface QuantizeLinearOptions {
   /** TWLA structure: largest number of order-2 columns per block searched (default 64). */
   order2Cols?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Kernel structure: where GPTQ's lazy batch update runs (default: float64 on the CPU). */
+  restUpdate?: RestUpdate;
   /** Also measure the relative output error through H (costs 2·rows·cols² flops). */
   measure?: boolean;
 }
@@ -98,6 +100,7 @@ export function quantizeLinear(
         globalRounds: opts.globalRounds,
         actOrder: opts.actOrder,
         onProgress: opts.onProgress,
+        restUpdate: opts.restUpdate,
       });
       dq = r.dequant;
       weights = r.weights;
