@@ -19,6 +19,7 @@ import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { withAtomicDir } from './cli/atomic-dir.ts';
+import { selectDevice } from './gpu/device.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -68,8 +69,11 @@ export async function compile(model: Model, opts: Partial<CompileOptions> = {}, 
     linears: new Map(quantizedLinears(structure).map((l) => [l, { id: linearId(l) }])),
     sites: structure.inputGroups.filter((g) => g.site !== 'head').map((g) => ({ id: siteId(g), group: g })),
   };
+  const { gpu, note } = selectDevice(o.device ?? 'cpu');
+  if (o.device && o.device !== 'cpu') progress.log(note);
+  if (gpu) ctx.gpu = gpu;
   const pm = new PassManager(pipeline(o));
-  const r = await pm.run(model, ctx);
+  const r = await pm.run(model, ctx).finally(() => gpu?.close());
   return { model: r.model, ctx, timings: pm.timings.map((t) => ({ pass: t.pass, seconds: t.seconds })) };
 }
 

@@ -9,6 +9,7 @@ import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { makeProgress } from './progress.ts';
 import { emitTargets, parseTargets } from './targets.ts';
+import type { DeviceChoice } from '../gpu/device.ts';
 
 export interface CompileFlags {
   out: string;
@@ -27,6 +28,7 @@ export interface CompileFlags {
   xdomain: boolean;
   order2Cols?: number;
   target?: string[];
+  device: DeviceChoice;
   quiet?: boolean;
 }
 
@@ -77,6 +79,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
+    device: f.device,
   };
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,

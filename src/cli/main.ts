@@ -44,6 +44,7 @@ export function buildProgram(): Command {
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
     .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
+    .addOption(new Option('--device <d>', 'where Gram matrices and GPTQ column updates run: auto (a real GPU adapter if present, else cpu), gpu (WebGPU, even a software adapter), cpu').choices(['auto', 'gpu', 'cpu']).default('auto'))
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {
       const { compileCommand } = await import('./compile-command.ts');

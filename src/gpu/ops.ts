@@ -2,6 +2,7 @@
 // (gemm-kernel.ts): Gram accumulation H += XᵀX over calibration chunks, a matmul for
 // calibration forwards, and GPTQ's lazy batch update of the columns after each block.
 // Everything is fp32 on the device; the host keeps float64 (src/quant/gptq.ts, capture.ts).
+import type { GramAccumulator } from '../calib/capture.ts';
 import type { RestUpdate } from '../quant/gptq.ts';
 import type { GpuDevice, GpuOp } from './device.ts';
 import { gemmKernel, type GemmUniform, type GemmVariant } from './gemm-kernel.ts';
@@ -21,7 +22,7 @@ export function gemmOp(v: GemmVariant, bufs: [number, number, number], u: Partia
  * Σ x xᵀ over token rows, accumulated on the device in fp32 (one upper-triangle GEMM per
  * chunk); `read` returns the full symmetric matrix in float64.
  */
-export class GpuGram {
+export class GpuGram implements GramAccumulator {
   private readonly acc: number;
   private rows = 0;
   private staging = 0;

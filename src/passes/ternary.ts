@@ -15,6 +15,7 @@ import { quantizeLinear } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
+import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -43,10 +44,16 @@ export const ternaryPass = definePass<CompileContext>({
       return { model, modified: true };
     }
     const f = parseFormatId(opts.format);
+    const gpu = ctx.gpu;
+    const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     for (const block of structure.blocks) {
       const groups = ctx.sites.filter((s) => s.group.block === block.index);
       const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await captureSites(model, capSites, opts.calib!, { progress, label: `block ${block.index}: calibration` });
+      const stats = await captureSites(model, capSites, opts.calib!, {
+        progress,
+        label: `block ${block.index}: calibration`,
+        gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
+      });
       progress.start(`block ${block.index}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
       for (const s of groups) {
         const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
@@ -60,6 +67,7 @@ export const ternaryPass = definePass<CompileContext>({
             gptq: opts.gptq,
             xDomain: opts.xDomain,
             order2Cols: opts.order2Cols,
+            restUpdate,
           });
           record(ctx, l, r);
           ctx.linears.get(l)!.stats = { relWeightError: r.stats.relWeightError, seconds: r.stats.seconds };
