@@ -28,9 +28,10 @@ export interface LlamaShape {
 }
 
 /** The sizes of the scaling curve. 7b is LLaMA-2-7B; 1b is TinyLlama-1.1B's shape; 125m and
- *  12m are GPT-2-small-like and the pydocs fixture's shape. */
+ *  12m are GPT-2-small-like and the pydocs fixture's shape; tiny and 12m have the pydocs
+ *  tokenizer's vocabulary, so the shared tokenizer.json can calibrate them. */
 export const LLAMA_SHAPES: Record<string, LlamaShape> = {
-  tiny: { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 352, vocab: 512 },
+  tiny: { layers: 2, hidden: 128, heads: 2, kvHeads: 1, intermediate: 352, vocab: 4096 },
   '12m': { layers: 6, hidden: 384, heads: 6, kvHeads: 2, intermediate: 1024, vocab: 4096 },
   '125m': { layers: 12, hidden: 768, heads: 12, kvHeads: 12, intermediate: 2048, vocab: 32000 },
   '1b': { layers: 22, hidden: 2048, heads: 32, kvHeads: 4, intermediate: 5632, vocab: 32000 },
@@ -79,7 +80,7 @@ export function generateLlama(shape: LlamaShape, dir: string, seed = 1): Record<
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && /gen-llama\.m?[jt]s$/.test(process.argv[1])) {
   const [size, out] = process.argv.slice(2);
   const shape = LLAMA_SHAPES[size ?? ''];
   if (!shape || !out) {
