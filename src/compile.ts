@@ -19,7 +19,7 @@ import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { withAtomicDir } from './cli/atomic-dir.ts';
-import { selectDevice } from './gpu/device.ts';
+import { describeAdapter, selectDevice } from './gpu/device.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -108,6 +108,8 @@ export async function compileToDir(
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
     am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
+    // Fitted on the GPU path: equal to the CPU path's output only within the stated tolerances.
+    if (ctx.gpu) am.method.device = `gpu: ${describeAdapter(ctx.gpu.info)}`;
     const manifest = writeArtifact(dir, am, files);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.
     const linears: NonNullable<ArtifactManifest['onnx']>['linears'] = {};

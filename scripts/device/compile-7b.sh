@@ -4,7 +4,7 @@
 # pipeline on the GPU path, logging every progress line with a timestamp. The device image
 # has no Node and no Vulkan loader, so they travel, as in scripts/device/wgsl-h100.sh:
 #   here, once:  bash scripts/device/compile-7b.sh --prepare
-#                (fills .gl/ and .device-compile/, both ignored; about 50 MB to carry)
+#                (fills .gl/ and .device-compile/, both in .gitignore; about 50 MB to carry)
 #   device run:  bash scripts/device/compile-7b.sh [7b|1b|125m|12m]   (carry .gl and .device-compile)
 # Writes $OUT/gen.log, $OUT/compile.log (timestamped), $OUT/nvidia-smi.txt, $OUT/vulkan.txt and
 # $OUT/manifest.json if the compile finishes within COMPILE_TIMEOUT seconds (default 540: one
@@ -13,7 +13,6 @@
 set -euo pipefail
 P=.device-compile
 if [[ "${1:-}" == --prepare ]]; then
-  for d in /.device-compile/ /.gl/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude; done
   mkdir -p .gl /tmp/amd64/partial $P/node_modules/webgpu/dist/linux-x64 $P/data
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   ls .gl/libvulkan1_*.deb >/dev/null 2>&1 || { apt-get $o update && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); }
