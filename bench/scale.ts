@@ -5,15 +5,17 @@
 // timed alone at doubling widths (exponents measured, not assumed):
 //   Cholesky of the damped H (O(in³) per input site), a linear's GPTQ + E2M-ATQ fit (rows·in²
 //   and in³ parts), the Gram XᵀX in onnxruntime (O(tokens·in²)), and the calibration forward
-//   of block i, which reruns blocks 0..i (O(depth²) in total).
+//   of block i, which reruns blocks 0..i (O(depth²) in total); also KOTMS, and the share of
+//   GPTQ's lazy column update (the part src/gpu runs on the GPU) in a linear's fit.
 //
 //   npm run bench:scale                                  12m, then 125m, on the CPU
 //   npm run bench:scale -- --sizes 1b,7b --device gpu    the GPU machine's points
 //   npm run bench:scale -- --sizes 7b --dry-run          say what would run
+//   npm run bench:scale -- --notes-only FILE             rewrite a result file's notes from its numbers
 // Options: --device cpu|gpu|auto|both (both: each size on the CPU and on the GPU),
 // --calib-samples N --seq T (calibration, default 32 × 256), --out FILE, --keep DIR.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +25,9 @@ import { selectDevice, type DeviceChoice } from '../src/gpu/device.ts';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { loadModel, saveModel } from '../src/graph/onnx.ts';
 import type { Progress } from '../src/graph/pass.ts';
+import { optimiseKotms } from '../src/quant/kotms.ts';
 import { dampedUpperCholeskyOfInverse, gaussian, rng, syntheticHessian } from '../src/quant/linalg.ts';
+import type { RestUpdate } from '../src/quant/gptq.ts';
 import { quantizeLinear } from '../src/quant/quantize-linear.ts';
 import { mulberry32 } from '../src/util/prng.ts';
 import { LLAMA_SHAPES, generateLlama, parameterCount, type LlamaShape } from './scripts/gen-llama.ts';
@@ -155,6 +159,30 @@ function timeIt(fn: () => void, reps = 1): number {
   return best;
 }
 
+/** GPTQ's float64 lazy update as gptq.ts runs it, timed (CPU seconds). */
+class TimedCpuRestUpdate implements RestUpdate {
+  seconds = 0;
+  private u: Float64Array = new Float64Array(0);
+  private n = 0;
+  private k = 0;
+  begin(_wt: Float64Array, u: Float64Array, rows: number, cols: number): void {
+    [this.u, this.n, this.k] = [u, rows, cols];
+  }
+  apply(c0: number, width: number, err: Float64Array, wt: Float64Array): void {
+    const t = cpuNow();
+    const { u, n: N, k: K } = this;
+    for (let c = c0 + width; c < K; c++) {
+      for (let j = 0; j < width; j++) {
+        const f = u[(c0 + j) * K + c];
+        if (f === 0) continue;
+        for (let n = 0; n < N; n++) wt[c * N + n] -= err[j * N + n] * f;
+      }
+    }
+    this.seconds += cpuNow() - t;
+  }
+  end(): void {}
+}
+
 /** Exponent of t ∝ width^p between consecutive doublings. */
 function exponents(points: { width: number; seconds: number }[]): number[] {
   return points.slice(1).map((p, i) => Math.log(p.seconds / points[i].seconds) / Math.log(p.width / points[i].width));
@@ -176,12 +204,25 @@ async function termsChild(): Promise<Record<string, unknown>> {
     const w = Float32Array.from({ length: width * width }, () => g() / Math.sqrt(width));
     return { width, seconds: timeIt(() => quantizeLinear(w, width, width, h, { structure: 'kernel', group: 128, shift: true, lattice: true, gptq: true, xDomain: true })) };
   });
+  // the share of GPTQ's lazy column update (what src/gpu runs on the GPU) in a square fit
+  const lazyShare = [512, 1024].map((width) => {
+    const h = syntheticHessian(width, 9);
+    const w = Float32Array.from({ length: width * width }, () => g() / Math.sqrt(width));
+    const upd = new TimedCpuRestUpdate();
+    const total = timeIt(() => quantizeLinear(w, width, width, h, { structure: 'kernel', group: 128, shift: true, lattice: true, gptq: true, xDomain: true, restUpdate: upd }));
+    return { width, seconds: total, lazyUpdateSeconds: upd.seconds, share: upd.seconds / total };
+  });
   // fit at fixed width, doubling rows: separates the rows·in² part from the in³ part
   const rowsFit = [256, 512, 1024].map((rows) => {
     const width = 512;
     const h = syntheticHessian(width, 9);
     const w = Float32Array.from({ length: rows * width }, () => g() / Math.sqrt(width));
     return { rows, width, seconds: timeIt(() => quantizeLinear(w, rows, width, h, { structure: 'kernel', group: 128, shift: true, lattice: true, gptq: true, xDomain: true })) };
+  });
+  // KOTMS for one site whose one linear is square (rows = in = width)
+  const kotms = [256, 512, 1024, 2048].map((width) => {
+    const w = Float32Array.from({ length: width * width }, () => g() / Math.sqrt(width));
+    return { width, seconds: timeIt(() => optimiseKotms(width, [{ weight: w, outDim: width }])) };
   });
   // Gram XᵀX of 4096 tokens in onnxruntime (how calibration computes it on the CPU path), CPU seconds over its threads
   const gram: { width: number; tokens: number; seconds: number }[] = [];
@@ -212,6 +253,8 @@ async function termsChild(): Promise<Record<string, unknown>> {
     squareLinearFit: { points: fit, exponents: exponents(fit) },
     fitVsRows: { points: rowsFit, exponents: exponents(rowsFit.map((p) => ({ width: p.rows, seconds: p.seconds }))) },
     gramOrt: { points: gram, exponents: exponents(gram) },
+    kotms: { points: kotms, exponents: exponents(kotms) },
+    lazyUpdate: lazyShare,
   };
 }
 
@@ -226,7 +269,11 @@ function line(x: number[], y: number[]): { slope: number; intercept: number } {
   return { slope: sxx ? sxy / sxx : 0, intercept: my - (sxx ? sxy / sxx : 0) * mx };
 }
 
-type Terms = Record<'cholesky' | 'squareLinearFit' | 'fitVsRows' | 'gramOrt', { exponents: number[] }>;
+type Terms = Record<'cholesky' | 'squareLinearFit' | 'gramOrt', { points: { width: number; seconds: number }[]; exponents: number[] }> & {
+  fitVsRows: { points: { rows: number; width: number; seconds: number }[]; exponents: number[] };
+  kotms?: { points: { width: number; seconds: number }[]; exponents: number[] };
+  lazyUpdate?: { width: number; seconds: number; lazyUpdateSeconds: number; share: number }[];
+};
 
 /** What grows faster than the parameter count, in words, from this run's measurements. */
 function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
@@ -236,6 +283,8 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     `Cholesky + triangular inverse of the damped H (once per input site): CPU time ∝ in^p with p = ${e(terms.cholesky)} between widths 256, 512, 1024: O(in³), the first term to dominate at 4096-11008.`,
     `One square linear's full fit (GPTQ + E2M-ATQ + whole-row refinement, rows = in): p = ${e(terms.squareLinearFit)} between widths 256, 512, 1024; at fixed in = 512, doubling rows gives p = ${e(terms.fitVsRows)} (rows 256, 512, 1024), so the fit is rows·in² (the lazy updates and H-metric refits) plus in³ and per-block costs that do not scale with rows.`,
     `Gram XᵀX in onnxruntime (4096 tokens): p = ${e(terms.gramOrt)} between widths 512, 1024, 2048: O(tokens·in²) per site, against O(tokens·in·out) for the linears themselves; on the GPU path it is one fp32 GEMM per chunk.`,
+    ...(terms.lazyUpdate ? [`GPTQ's lazy column update (what src/gpu moves to the GPU) is ${terms.lazyUpdate.map((p) => `${(100 * p.share).toFixed(0)}% at width ${p.width}`).join(', ')} of a square linear's fit; the rest of the fit (E2M-ATQ refits under H, whole-row refinement, Cholesky) stays on the CPU.`] : []),
+    ...(terms.kotms ? [`KOTMS for one square linear: p = ${e(terms.kotms)} between widths 256 … 2048: below the parameter count's in², not a scaling concern.`] : []),
   ];
   for (const r of runs) {
     const idx = r.blocks.map((b) => b.index);
@@ -275,6 +324,15 @@ async function main(args: string[]): Promise<void> {
   if (args[0] === '--child') {
     const r = args[1] === 'terms' ? await termsChild() : await compileChild(args[2], args[3] as DeviceChoice, Number(args[4]), Number(args[5]), args[6] || undefined);
     process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  if (args[0] === '--notes-only') {
+    // recompute the notes of an existing result file (its measurements are kept as they are)
+    const file = resolve(args[1]);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { runs: CompileReport[]; terms: Terms; notes: string[] };
+    r.notes = scalingNotes(r.runs, r.terms);
+    writeFileSync(file, `${JSON.stringify(r, null, 1)}\n`);
+    for (const n of r.notes) console.log(`- ${n}`);
     return;
   }
   const sizes = flag(args, '--sizes', '12m,125m').split(',');
