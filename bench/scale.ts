@@ -269,7 +269,8 @@ function line(x: number[], y: number[]): { slope: number; intercept: number } {
   return { slope: sxx ? sxy / sxx : 0, intercept: my - (sxx ? sxy / sxx : 0) * mx };
 }
 
-type Terms = Record<'cholesky' | 'squareLinearFit' | 'gramOrt', { points: { width: number; seconds: number }[]; exponents: number[] }> & {
+type Terms = Record<'cholesky' | 'squareLinearFit', { points: { width: number; seconds: number }[]; exponents: number[] }> & {
+  gramOrt: { points: { width: number; tokens: number; seconds: number }[]; exponents: number[] };
   fitVsRows: { points: { rows: number; width: number; seconds: number }[]; exponents: number[] };
   kotms?: { points: { width: number; seconds: number }[]; exponents: number[] };
   lazyUpdate?: { width: number; seconds: number; lazyUpdateSeconds: number; share: number }[];
@@ -286,6 +287,16 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     ...(terms.lazyUpdate ? [`GPTQ's lazy column update (what src/gpu moves to the GPU) is ${terms.lazyUpdate.map((p) => `${(100 * p.share).toFixed(0)}% at width ${p.width}`).join(', ')} of a square linear's fit; the rest of the fit (E2M-ATQ refits under H, whole-row refinement, Cholesky) stays on the CPU.`] : []),
     ...(terms.kotms ? [`KOTMS for one square linear: p = ${e(terms.kotms)} between widths 256 … 2048: below the parameter count's in², not a scaling concern.`] : []),
   ];
+  const first = runs.find((r) => r.device === 'cpu') ?? runs[0];
+  if (first) {
+    const x = extrapolate7b(first, terms);
+    const h = (sec: number) => `${(sec / 3600).toFixed(1)} h`;
+    notes.push(
+      `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of single-threaded CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
+        `of which GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}%; calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (blocks 0..i rerun for block i); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)}; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
+        `On a 16-core host with this GPU path: ~${h(x.h100HostWallSeconds)} wall (CPU only: ~${h(x.cpuOnlyWallSeconds)}). The fit's E2M-ATQ refits and row refinement, Cholesky, and a streamed block-by-block calibration forward are what stand between this and 30 minutes.`,
+    );
+  }
   for (const r of runs) {
     const idx = r.blocks.map((b) => b.index);
     const cal = line(idx, r.blocks.map((b) => b.calibrationCpuSeconds));
@@ -296,6 +307,57 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     );
   }
   return notes;
+}
+
+/** Linear shapes [rows = out, in] of one block. */
+function blockLinears(sh: LlamaShape): [number, number][] {
+  const d = sh.hidden / sh.heads;
+  const q: [number, number] = [sh.heads * d, sh.hidden], kv: [number, number] = [sh.kvHeads * d, sh.hidden];
+  return [q, kv, kv, [sh.hidden, sh.heads * d], [sh.intermediate, sh.hidden], [sh.intermediate, sh.hidden], [sh.hidden, sh.intermediate]];
+}
+
+/**
+ * The 7B compile extrapolated from this run: the fit from the width terms (t = α·rows·in² +
+ * β·in³, α from the rows sweep, β from the widest square fit), calibration from the measured
+ * growth per block of depth (per parameter and token), rotation and activation precision per
+ * parameter (activation precision also per block of depth: its sensitivity runs are whole
+ * forwards, one per block and bit width). CPU seconds; the host's cores divide only what
+ * onnxruntime runs (calibration, activation precision), not the single-threaded fit.
+ */
+function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cores = 16): Record<string, number> {
+  const big = LLAMA_SHAPES['7b'];
+  const rowsPts = terms.fitVsRows.points;
+  const fitRows = line(rowsPts.map((p) => p.rows), rowsPts.map((p) => p.seconds));
+  const w0 = rowsPts[0].width;
+  const alpha = fitRows.slope / (w0 * w0);
+  const sq = terms.squareLinearFit.points[terms.squareLinearFit.points.length - 1];
+  const beta = Math.max(0, (sq.seconds - alpha * sq.width ** 3) / sq.width ** 3);
+  const fitBlock = blockLinears(big).reduce((a, [r, k]) => a + alpha * r * k * k + beta * k ** 3, 0);
+  const blockParams = (sh: LlamaShape) => blockLinears(sh).reduce((a, [r, k]) => a + r * k, 0);
+  const ratio = blockParams(big) / blockParams(run.shape);
+  const cal = line(run.blocks.map((b) => b.index), run.blocks.map((b) => b.calibrationCpuSeconds));
+  const perBlockForward = cal.slope / (run.calib.tokens * blockParams(run.shape));
+  const depthSum = (big.layers * (big.layers + 1)) / 2;
+  const calibration = perBlockForward * blockParams(big) * tokens * depthSum;
+  const g = terms.gramOrt.points[terms.gramOrt.points.length - 1];
+  const gram = (g.seconds / (g.tokens * g.width ** 2)) * tokens * blockLinears(big).filter((_, i) => i !== 1 && i !== 2 && i !== 5).reduce((a, [, k]) => a + k * k, 0) * big.layers;
+  const pass = (name: string) => run.passes.find((p) => p.pass === name)?.cpuSeconds ?? 0;
+  const rotate = (pass('rotate') / run.shape.layers) * ratio * big.layers;
+  const acts = pass('act-precision') * (blockParams(big) / blockParams(run.shape)) * (big.layers / run.shape.layers) ** 2;
+  const lazy = terms.lazyUpdate?.[terms.lazyUpdate.length - 1]?.share ?? 0;
+  const fit = fitBlock * big.layers;
+  return {
+    fitCpuSecondsPerBlock: fitBlock,
+    fitCpuSeconds: fit,
+    lazyUpdateShareOfFit: lazy,
+    calibrationForwardCpuSeconds: calibration,
+    gramCpuSeconds: gram,
+    rotateCpuSeconds: rotate,
+    actPrecisionCpuSeconds: acts,
+    /** wall on a 16-core host with the GPU path: single-threaded fit less its lazy update, ORT work over the cores, Gram on the GPU */
+    h100HostWallSeconds: fit * (1 - lazy) + rotate + (calibration + acts) / cores,
+    cpuOnlyWallSeconds: fit + rotate + (calibration + acts + gram) / cores,
+  };
 }
 
 function runChild(args: string[]): unknown {
@@ -331,6 +393,7 @@ async function main(args: string[]): Promise<void> {
     const file = resolve(args[1]);
     const r = JSON.parse(readFileSync(file, 'utf8')) as { runs: CompileReport[]; terms: Terms; notes: string[] };
     r.notes = scalingNotes(r.runs, r.terms);
+    Object.assign(r, { extrapolation7b: r.runs.length ? extrapolate7b(r.runs.find((x) => x.device === 'cpu') ?? r.runs[0], r.terms) : undefined });
     writeFileSync(file, `${JSON.stringify(r, null, 1)}\n`);
     for (const n of r.notes) console.log(`- ${n}`);
     return;
@@ -376,6 +439,7 @@ async function main(args: string[]): Promise<void> {
     command: `npm run bench:scale -- ${args.join(' ')}`.trim(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, totalMemBytes: totalmem(), freeMemBytesAtStart: freemem(), loadAverageAtStart: load, node: process.version },
     notes: scalingNotes(runs, terms),
+    extrapolation7b: runs.length ? extrapolate7b(runs.find((r) => r.device === 'cpu') ?? runs[0], terms) : undefined,
     runs,
     terms,
   };
