@@ -419,8 +419,13 @@ async function main(args: string[]): Promise<void> {
     console.log(`then the width terms (Cholesky, one linear's fit, ORT Gram at widths 256-2048), written to ${out}`);
     return;
   }
-  const started = new Date().toISOString();
-  const load = loadavg();
+  const header = {
+    bench: 'scale',
+    date: new Date().toISOString(),
+    commit: git('rev-parse', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? ' (uncommitted changes)' : ''),
+    command: `npm run bench:scale -- ${args.join(' ')}`.trim(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, totalMemBytes: totalmem(), freeMemBytesAtStart: freemem(), loadAverageAtStart: loadavg(), node: process.version },
+  };
   const runs: CompileReport[] = [];
   for (const s of sizes) {
     for (const d of devices) {
@@ -428,16 +433,14 @@ async function main(args: string[]): Promise<void> {
       const r = runChild(['--child', 'compile', s, d, String(segments), String(seq), keep]) as CompileReport;
       console.error(`  ${s} on ${d}: ${r.totalSeconds.toFixed(1)} s compile, peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB (${r.deviceNote})`);
       runs.push(r);
+      // each finished compile is kept, whatever happens to the rest
+      writeFileSync(out, `${JSON.stringify({ ...header, runs, terms: null }, null, 1)}\n`);
     }
   }
   console.error('timing the width terms ...');
   const terms = runChild(['--child', 'terms']) as Terms;
   const result = {
-    bench: 'scale',
-    date: started,
-    commit: git('rev-parse', 'HEAD') + (git('status', '--porcelain', '--untracked-files=no') ? ' (uncommitted changes)' : ''),
-    command: `npm run bench:scale -- ${args.join(' ')}`.trim(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, totalMemBytes: totalmem(), freeMemBytesAtStart: freemem(), loadAverageAtStart: load, node: process.version },
+    ...header,
     notes: scalingNotes(runs, terms),
     extrapolation7b: runs.length ? extrapolate7b(runs.find((r) => r.device === 'cpu') ?? runs[0], terms) : undefined,
     runs,

@@ -6,6 +6,8 @@
 #   here, once:  bash scripts/device/compile-7b.sh --prepare
 #                (fills .gl/ and .device-compile/, both in .gitignore; about 50 MB to carry)
 #   device run:  bash scripts/device/compile-7b.sh [7b|1b|125m|12m]   (carry .gl and .device-compile)
+# Generating 7b takes about 6 min of one core (50 ns a weight here), so on a machine held warm
+# run it once with GEN_ONLY=1, then again to compile (the model stays in /tmp/llama-7b).
 # Writes $OUT/gen.log, $OUT/compile.log (timestamped), $OUT/nvidia-smi.txt, $OUT/vulkan.txt and
 # $OUT/manifest.json if the compile finishes within COMPILE_TIMEOUT seconds (default 540: one
 # device command may run 10 minutes). With SCALE=1 it runs `bench:scale --device both` for
@@ -60,6 +62,7 @@ M=/tmp/llama-$SIZE
 [[ -f $M/model.onnx ]] || ./node gen-llama.mjs "$SIZE" $M 2>&1 | stamp | tee "$OUT/gen.log"
 cp data/tokenizer.json $M/
 df -h /tmp | tail -1 | tee -a "$OUT/gen.log"
+[[ -n "${GEN_ONLY:-}" ]] && exit 0
 # GPU utilisation every 5 s while the compile runs
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$OUT/gpu-util.csv" 2>&1 &
 smi=$!
