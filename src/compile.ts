@@ -69,7 +69,8 @@ export async function compile(model: Model, opts: Partial<CompileOptions> = {}, 
     linears: new Map(quantizedLinears(structure).map((l) => [l, { id: linearId(l) }])),
     sites: structure.inputGroups.filter((g) => g.site !== 'head').map((g) => ({ id: siteId(g), group: g })),
   };
-  const { gpu, note } = selectDevice(o.device ?? 'cpu');
+  // Only the twla fit has GPU work (Gram matrices, GPTQ); rtn needs no device.
+  const { gpu, note } = selectDevice(o.weights === 'twla' ? (o.device ?? 'cpu') : 'cpu');
   if (o.device && o.device !== 'cpu') progress.log(note);
   if (gpu) ctx.gpu = gpu;
   const pm = new PassManager(pipeline(o));
