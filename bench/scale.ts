@@ -285,7 +285,7 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     `One square linear's full fit (GPTQ + E2M-ATQ + whole-row refinement, rows = in): p = ${e(terms.squareLinearFit)} between widths 256, 512, 1024; at fixed in = 512, doubling rows gives p = ${e(terms.fitVsRows)} (rows 256, 512, 1024), so the fit is rows·in² (the lazy updates and H-metric refits) plus in³ and per-block costs that do not scale with rows.`,
     `Gram XᵀX in onnxruntime (4096 tokens): p = ${e(terms.gramOrt)} between widths 512, 1024, 2048: O(tokens·in²) per site, against O(tokens·in·out) for the linears themselves; on the GPU path it is one fp32 GEMM per chunk.`,
     ...(terms.lazyUpdate ? [`GPTQ's lazy column update (what src/gpu moves to the GPU) is ${terms.lazyUpdate.map((p) => `${(100 * p.share).toFixed(0)}% at width ${p.width}`).join(', ')} of a square linear's fit; the rest of the fit (E2M-ATQ refits under H, whole-row refinement, Cholesky) stays on the CPU.`] : []),
-    ...(terms.kotms ? [`KOTMS for one square linear: p = ${e(terms.kotms)} between widths 256 … 2048: below the parameter count's in², not a scaling concern.`] : []),
+    ...(terms.kotms ? [`KOTMS for one site with one square linear: p = ${e(terms.kotms)} between widths 256, 512, 1024, 2048: cheap at small widths, super-linear from 1024 on (its objective evaluations are GEMMs of the site's weights).`] : []),
   ];
   const first = runs.find((r) => r.device === 'cpu') ?? runs[0];
   if (first) {
@@ -294,7 +294,7 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     notes.push(
       `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of single-threaded CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
         `of which GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}%; calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (blocks 0..i rerun for block i); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)}; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
-        `On a 16-core host with this GPU path: ~${h(x.h100HostWallSeconds)} wall (CPU only: ~${h(x.cpuOnlyWallSeconds)}). The fit's E2M-ATQ refits and row refinement, Cholesky, and a streamed block-by-block calibration forward are what stand between this and 30 minutes.`,
+        `On a 16-core host with this GPU path: ~${h(x.gpuPathHostWallSeconds)} wall (CPU only: ~${h(x.cpuOnlyWallSeconds)}). The fit's E2M-ATQ refits and row refinement, Cholesky, and a streamed block-by-block calibration forward are what stand between this and 30 minutes.`,
     );
   }
   for (const r of runs) {
@@ -316,33 +316,39 @@ function blockLinears(sh: LlamaShape): [number, number][] {
   return [q, kv, kv, [sh.hidden, sh.heads * d], [sh.intermediate, sh.hidden], [sh.intermediate, sh.hidden], [sh.hidden, sh.intermediate]];
 }
 
+/** A power law through the last two points of a term: t(w) = t_last·(w / w_last)^p. */
+function powerLaw(pts: { width: number; seconds: number }[]): (w: number) => number {
+  const [a, b] = pts.slice(-2);
+  const p = Math.log(b.seconds / a.seconds) / Math.log(b.width / a.width);
+  return (w) => b.seconds * (w / b.width) ** p;
+}
+
 /**
- * The 7B compile extrapolated from this run: the fit from the width terms (t = α·rows·in² +
- * β·in³, α from the rows sweep, β from the widest square fit), calibration from the measured
- * growth per block of depth (per parameter and token), rotation and activation precision per
- * parameter (activation precision also per block of depth: its sensitivity runs are whole
+ * The 7B compile extrapolated from this run. Per linear, the fit is the square fit's power
+ * law at its input width times rows/in (linear in rows, as the rows sweep measures); KOTMS
+ * likewise per input site with the site's total rows; calibration from the measured growth
+ * per block of depth, per parameter and token; the Gram from onnxruntime's per tokens·in²;
+ * activation precision per parameter and per block of depth (its sensitivity runs are whole
  * forwards, one per block and bit width). CPU seconds; the host's cores divide only what
- * onnxruntime runs (calibration, activation precision), not the single-threaded fit.
+ * onnxruntime runs (calibration, activation precision, Gram), not the single-threaded fit.
  */
 function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cores = 16): Record<string, number> {
   const big = LLAMA_SHAPES['7b'];
-  const rowsPts = terms.fitVsRows.points;
-  const fitRows = line(rowsPts.map((p) => p.rows), rowsPts.map((p) => p.seconds));
-  const w0 = rowsPts[0].width;
-  const alpha = fitRows.slope / (w0 * w0);
-  const sq = terms.squareLinearFit.points[terms.squareLinearFit.points.length - 1];
-  const beta = Math.max(0, (sq.seconds - alpha * sq.width ** 3) / sq.width ** 3);
-  const fitBlock = blockLinears(big).reduce((a, [r, k]) => a + alpha * r * k * k + beta * k ** 3, 0);
+  const fitSq = powerLaw(terms.squareLinearFit.points);
+  const fitBlock = blockLinears(big).reduce((a, [r, k]) => a + fitSq(k) * (r / k), 0);
   const blockParams = (sh: LlamaShape) => blockLinears(sh).reduce((a, [r, k]) => a + r * k, 0);
-  const ratio = blockParams(big) / blockParams(run.shape);
   const cal = line(run.blocks.map((b) => b.index), run.blocks.map((b) => b.calibrationCpuSeconds));
   const perBlockForward = cal.slope / (run.calib.tokens * blockParams(run.shape));
   const depthSum = (big.layers * (big.layers + 1)) / 2;
   const calibration = perBlockForward * blockParams(big) * tokens * depthSum;
+  // input sites of a block: attention input (q, k, v), o input, MLP input (gate, up), down input
+  const [q, k, v, o, gate, up, down] = blockLinears(big);
+  const sites: [number, number][] = [[q[0] + k[0] + v[0], big.hidden], [o[0], o[1]], [gate[0] + up[0], big.hidden], [down[0], down[1]]];
   const g = terms.gramOrt.points[terms.gramOrt.points.length - 1];
-  const gram = (g.seconds / (g.tokens * g.width ** 2)) * tokens * blockLinears(big).filter((_, i) => i !== 1 && i !== 2 && i !== 5).reduce((a, [, k]) => a + k * k, 0) * big.layers;
+  const gram = (g.seconds / (g.tokens * g.width ** 2)) * tokens * sites.reduce((a, [, w]) => a + w * w, 0) * big.layers;
+  const kotms = terms.kotms ? powerLaw(terms.kotms.points) : undefined;
   const pass = (name: string) => run.passes.find((p) => p.pass === name)?.cpuSeconds ?? 0;
-  const rotate = (pass('rotate') / run.shape.layers) * ratio * big.layers;
+  const rotate = kotms ? sites.reduce((a, [rows, w]) => a + kotms(w) * (rows / w), 0) * big.layers : (pass('rotate') / run.shape.layers) * (blockParams(big) / blockParams(run.shape)) * big.layers;
   const acts = pass('act-precision') * (blockParams(big) / blockParams(run.shape)) * (big.layers / run.shape.layers) ** 2;
   const lazy = terms.lazyUpdate?.[terms.lazyUpdate.length - 1]?.share ?? 0;
   const fit = fitBlock * big.layers;
@@ -354,8 +360,8 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
     gramCpuSeconds: gram,
     rotateCpuSeconds: rotate,
     actPrecisionCpuSeconds: acts,
-    /** wall on a 16-core host with the GPU path: single-threaded fit less its lazy update, ORT work over the cores, Gram on the GPU */
-    h100HostWallSeconds: fit * (1 - lazy) + rotate + (calibration + acts) / cores,
+    /** wall on a 16-core host with the GPU path: single-threaded fit less its lazy update and rotation, ORT work over the cores, Gram on the GPU */
+    gpuPathHostWallSeconds: fit * (1 - lazy) + rotate + (calibration + acts) / cores,
     cpuOnlyWallSeconds: fit + rotate + (calibration + acts + gram) / cores,
   };
 }
