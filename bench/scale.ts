@@ -399,6 +399,7 @@ async function main(args: string[]): Promise<void> {
     const file = resolve(args[1]);
     const r = JSON.parse(readFileSync(file, 'utf8')) as { runs: CompileReport[]; terms: Terms; notes: string[] };
     r.notes = scalingNotes(r.runs, r.terms);
+    Object.assign(r, { notesCommit: git('rev-parse', 'HEAD') });
     Object.assign(r, { extrapolation7b: r.runs.length ? extrapolate7b(r.runs.find((x) => x.device === 'cpu') ?? r.runs[0], r.terms) : undefined });
     writeFileSync(file, `${JSON.stringify(r, null, 1)}\n`);
     for (const n of r.notes) console.log(`- ${n}`);
