@@ -11,7 +11,8 @@
 # Writes $OUT/gen.log, $OUT/compile.log (timestamped), $OUT/nvidia-smi.txt, $OUT/vulkan.txt and
 # $OUT/manifest.json if the compile finishes within COMPILE_TIMEOUT seconds (default 540: one
 # device command may run 10 minutes). With SCALE=1 it runs `bench:scale --device both` for
-# the size instead of the CLI compile and writes $OUT/scale.json.
+# the size instead of the CLI compile and writes $OUT/scale.json. DEVICE=cpu|gpu|auto (default gpu)
+# and EXTRA_FLAGS (e.g. --no-rotate, to reach the GPU-path fit within one command) go to twlac.
 set -euo pipefail
 P=.device-compile
 if [[ "${1:-}" == --prepare ]]; then
@@ -67,7 +68,7 @@ df -h /tmp | tail -1 | tee -a "$OUT/gen.log"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 >"$OUT/gpu-util.csv" 2>&1 &
 smi=$!
 set +e
-/usr/bin/time -v timeout "${COMPILE_TIMEOUT:-540}" ./node twlac.mjs $M/model.onnx -o /tmp/out-$SIZE --calib data/train.txt --acts mp:4 --target cuda --device "${DEVICE:-gpu}" \
+/usr/bin/time -v timeout "${COMPILE_TIMEOUT:-540}" ./node twlac.mjs $M/model.onnx -o /tmp/out-$SIZE --calib data/train.txt --acts mp:4 --target cuda --device "${DEVICE:-gpu}" ${EXTRA_FLAGS:-} \
   2>&1 | stamp | tee "$OUT/compile.log"
 kill $smi
 [[ -f /tmp/out-$SIZE/manifest.json ]] && cp /tmp/out-$SIZE/manifest.json /tmp/out-$SIZE/report.md "$OUT/"
