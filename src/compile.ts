@@ -28,6 +28,7 @@ import { renderHtmlReport } from './report-html.ts';
 import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
 import { checkTokenizerFitsModel, readTokenizerFile } from './eval/tokenizer.ts';
 import { checkOrtLoads } from './eval/ort-session.ts';
+import { describeAdapter, selectDevice } from './gpu/device.ts';
 
 export type { CompileOptions } from './passes/context.ts';
 
@@ -85,8 +86,13 @@ export function createContext(model: Model, opts: Partial<CompileOptions> = {}, 
 /** Compile an in-memory model. The model is rewritten in place and returned. */
 export async function compile(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): Promise<CompileResult> {
   const ctx = createContext(model, opts, progress);
-  const pm = new PassManager(pipeline(ctx.opts));
-  const r = await pm.run(model, ctx);
+  const o = ctx.opts;
+  // Only the twla fit has GPU work (Gram matrices, GPTQ); rtn needs no device.
+  const { gpu, note } = selectDevice(o.weights === 'twla' ? (o.device ?? 'cpu') : 'cpu');
+  if (o.device && o.device !== 'cpu') progress.log(note);
+  if (gpu) ctx.gpu = gpu;
+  const pm = new PassManager(pipeline(o));
+  const r = await pm.run(model, ctx).finally(() => gpu?.close());
   return { model: r.model, ctx, timings: pm.timings.map((t) => ({ pass: t.pass, seconds: t.seconds })) };
 }
 
@@ -148,6 +154,8 @@ export async function compileToDir(
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
     am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
+    // Fitted on the GPU path: equal to the CPU path's output only within the stated tolerances.
+    if (ctx.gpu) am.method.device = `gpu: ${describeAdapter(ctx.gpu.info)}`;
     const manifest = writeArtifact(dir, am, files);
     manifest.producer = producer(extra.invocation);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.

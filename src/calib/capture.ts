@@ -5,6 +5,8 @@
 // them every node the sites do not need (later blocks, the lm_head).
 //
 //   H = 2 XᵀX / n   (the proxy Hessian of METHOD.md), accumulated in float64.
+// With a `gram` accumulator (the GPU path, src/gpu/ops.ts) the model returns the sites' rows
+// instead and the accumulator sums XᵀX on the device.
 // Optionally a uniform sample of token rows is kept per site (for clip searches).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +46,16 @@ export interface CaptureOptions {
   label?: string;
   /** Extra constant feeds (e.g. activation-precision knobs that are graph inputs). */
   extraFeeds?: Record<string, ort.Tensor>;
+  /** Accumulate each site's Gram matrix here instead of inside onnxruntime. */
+  gram?: (width: number) => GramAccumulator;
+}
+
+/** Σ x xᵀ over the token rows it is given. */
+export interface GramAccumulator {
+  add(rows: Float32Array, tokens: number): void;
+  /** The full symmetric sum, float64. */
+  read(): Float64Array;
+  release(): void;
 }
 
 /** H = 2·gram/n from accumulated statistics. */
@@ -54,8 +66,8 @@ export function hessian(s: SiteStats): Float64Array {
   return h;
 }
 
-/** A model whose outputs are, per site, the Gram matrix (and optionally the rows) of that site. */
-function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: boolean): Model {
+/** A model whose outputs are, per site, the Gram matrix and/or the rows of that site. */
+export function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: boolean, withGram = true): Model {
   const { model: m, map } = cloneModel(model);
   const g = m.graph;
   const rw = new Rewriter(g);
@@ -66,9 +78,11 @@ function buildCaptureModel(model: Model, sites: CaptureSite[], withRows: boolean
     let x = rw.b.op('Reshape', [v, rw.init(`twlac.cap.${s.id}.shape`, Tensor.fromInt64([2], [-1, s.width]))]);
     // Always widen to float32: values made by passes carry no type, and Cast to the same type is a no-op.
     x = rw.b.op('Cast', [x], { attrs: { to: 1 } });
-    const gram = rw.b.op('MatMul', [rw.b.op('Transpose', [x], { attrs: { perm: [1, 0] } }), x], { outputNames: [`twlac.gram.${s.id}`] });
-    gram.type = { dtype: 'float32', shape: [s.width, s.width] };
-    outs.push(gram);
+    if (withGram) {
+      const gram = rw.b.op('MatMul', [rw.b.op('Transpose', [x], { attrs: { perm: [1, 0] } }), x], { outputNames: [`twlac.gram.${s.id}`] });
+      gram.type = { dtype: 'float32', shape: [s.width, s.width] };
+      outs.push(gram);
+    }
     if (withRows) {
       x.name = g.uniqueName(`twlac.rows.${s.id}`);
       x.type = { dtype: 'float32', shape: ['tokens', s.width] };
@@ -85,7 +99,8 @@ export async function captureSites(model: Model, sites: CaptureSite[], segments:
   const batch = opts.batch ?? 4;
   const sampleRows = opts.sampleRows ?? 0;
   const progress = opts.progress ?? silentProgress;
-  const cap = buildCaptureModel(model, sites, sampleRows > 0);
+  const cap = buildCaptureModel(model, sites, sampleRows > 0 || opts.gram !== undefined, opts.gram === undefined);
+  const accs = new Map(opts.gram ? sites.map((s) => [s.id, opts.gram!(s.width)]) : []);
   const dir = mkdtempSync(join(tmpdir(), 'twlac-calib-'));
   const stats = new Map<string, SiteStats>();
   for (const s of sites) stats.set(s.id, { gram: new Float64Array(s.width * s.width), tokens: 0, sampleRows: 0, samples: sampleRows ? new Float32Array(sampleRows * s.width) : undefined });
@@ -109,11 +124,16 @@ export async function captureSites(model: Model, sites: CaptureSite[], segments:
       const out = await session.run(feeds);
       for (const s of sites) {
         const st = stats.get(s.id)!;
-        const gram = out[`twlac.gram.${s.id}`].data as Float32Array;
-        for (let k = 0; k < gram.length; k++) st.gram[k] += gram[k];
+        const rowsOf = () => out[cap.graph.outputs.find((o) => o.name.startsWith(`twlac.rows.${s.id}`))!.name].data as Float32Array;
+        const acc = accs.get(s.id);
+        if (acc) acc.add(rowsOf(), chunk.length * seq);
+        else {
+          const gram = out[`twlac.gram.${s.id}`].data as Float32Array;
+          for (let k = 0; k < gram.length; k++) st.gram[k] += gram[k];
+        }
         st.tokens += chunk.length * seq;
         if (st.samples) {
-          const rows = out[cap.graph.outputs.find((o) => o.name.startsWith(`twlac.rows.${s.id}`))!.name].data as Float32Array;
+          const rows = rowsOf();
           for (let t = 0; t < chunk.length * seq; t++) {
             const global = seen + t;
             if (global % stride !== 0 || st.sampleRows >= sampleRows) continue;
@@ -126,8 +146,10 @@ export async function captureSites(model: Model, sites: CaptureSite[], segments:
       progress.tick(chunk.length);
     }
     await session.release();
+    for (const [id, acc] of accs) stats.get(id)!.gram = acc.read();
     progress.done(`${totalTokens} tokens`);
   } finally {
+    for (const acc of accs.values()) acc.release();
     rmSync(dir, { recursive: true, force: true });
   }
   return stats;

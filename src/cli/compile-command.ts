@@ -14,6 +14,7 @@ import { makeProgress } from './progress.ts';
 import { parseTargets } from '../codegen/targets.ts';
 import { checkOutputPlace } from '../util/atomic-dir.ts';
 import { MiB, readTextFile, statRegularFile } from '../util/files.ts';
+import type { DeviceChoice } from '../gpu/device.ts';
 
 export interface CompileFlags {
   out: string;
@@ -34,6 +35,7 @@ export interface CompileFlags {
   target?: string[];
   eval?: string;
   evalWindows?: number;
+  device: DeviceChoice;
   quiet?: boolean;
   force?: boolean;
   timings?: boolean;
@@ -115,6 +117,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
+    device: f.device,
   };
   const { out: _out, quiet: _quiet, force: _force, timings: _timings, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {

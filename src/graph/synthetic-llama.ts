@@ -94,9 +94,21 @@ export interface TinyLlamaOptions {
   tiedEmbeddings?: boolean;
   /** Leave out block `n`'s MLP entirely (for recognition error tests). */
   dropMlpOfBlock?: number;
+  /**
+   * Multiply `count` channels of every norm's γ by `scale` (the same channels everywhere), as
+   * real LLMs have a few large-magnitude activation channels. Drawn from their own stream,
+   * so the other weights do not depend on the option.
+   */
+  outliers?: { count: number; scale: number };
+  /**
+   * Where each weight tensor goes once made (embedding, γ, linear weights, lm_head): the
+   * default keeps it in memory; bench/scripts/gen-llama.ts writes it to external data and
+   * returns a tensor that points there, so a model of any size streams to disk.
+   */
+  store?: (t: Tensor) => Tensor;
 }
 
-type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim'>> & { dropMlpOfBlock?: number; rotaryDim?: number };
+type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim' | 'outliers' | 'store'>> & Pick<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim' | 'outliers' | 'store'>;
 
 const DEFAULT_TINY_LLAMA: Resolved = {
   layers: 2,
@@ -181,17 +193,35 @@ interface LayerWeights {
   w: Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', { W: Float32Array; b: Float32Array; out: number; inp: number }>;
 }
 
-function drawWeights(o: Resolved): { embed: Float32Array; layers: LayerWeights[]; finalGamma: Float32Array; finalBeta: Float32Array; head: Float32Array; headBias: Float32Array } {
+/**
+ * The weights in the order they are drawn from one stream: the embedding, then layer by
+ * layer, then the final norm and the head. `layer(l)` and `tail()` draw when first called,
+ * in that order, so only one layer's weights need be in memory at a time.
+ */
+function drawWeights(o: Resolved): { embed: Float32Array; layer(l: number): LayerWeights; tail(): { finalGamma: Float32Array; finalBeta: Float32Array; head: Float32Array; headBias: Float32Array } } {
   const rng = new Rng(o.seed);
   const D = o.hidden / o.heads;
   const embed = rng.array(o.vocab * o.hidden, 1);
   const lin = (out: number, inp: number) => ({ W: rng.array(out * inp, 1 / Math.sqrt(inp)), b: rng.array(out, 0.05), out, inp });
-  const layers: LayerWeights[] = [];
-  for (let l = 0; l < o.layers; l++) {
-    layers.push({
-      attnGamma: rng.array(o.hidden, 0.1, 1),
+  const outlierChannels: number[] = [];
+  if (o.outliers) {
+    const pick = new Rng(o.seed + 104729);
+    while (outlierChannels.length < Math.min(o.outliers.count, o.hidden)) {
+      const c = Math.floor(pick.uniform() * o.hidden);
+      if (!outlierChannels.includes(c)) outlierChannels.push(c);
+    }
+  }
+  const boost = (gamma: Float32Array): Float32Array => {
+    for (const c of outlierChannels) gamma[c] *= o.outliers!.scale;
+    return gamma;
+  };
+  let drawn = 0;
+  const layer = (l: number): LayerWeights => {
+    if (l !== drawn++) throw new Error(`drawWeights: layer ${l} drawn out of order`);
+    return {
+      attnGamma: boost(rng.array(o.hidden, 0.1, 1)),
       attnBeta: rng.array(o.hidden, 0.05),
-      mlpGamma: rng.array(o.hidden, 0.1, 1),
+      mlpGamma: boost(rng.array(o.hidden, 0.1, 1)),
       mlpBeta: rng.array(o.hidden, 0.05),
       w: {
         q: lin(o.heads * D, o.hidden),
@@ -202,13 +232,17 @@ function drawWeights(o: Resolved): { embed: Float32Array; layers: LayerWeights[]
         up: lin(o.intermediate, o.hidden),
         down: lin(o.hidden, o.intermediate),
       },
-    });
-  }
-  const finalGamma = rng.array(o.hidden, 0.1, 1);
-  const finalBeta = rng.array(o.hidden, 0.05);
-  const head = rng.array(o.vocab * o.hidden, 1 / Math.sqrt(o.hidden));
-  const headBias = rng.array(o.vocab, 0.05);
-  return { embed, layers, finalGamma, finalBeta, head, headBias };
+    };
+  };
+  const tail = () => {
+    if (drawn !== o.layers) throw new Error('drawWeights: the head is drawn after every layer');
+    const finalGamma = boost(rng.array(o.hidden, 0.1, 1));
+    const finalBeta = rng.array(o.hidden, 0.05);
+    const head = rng.array(o.vocab * o.hidden, 1 / Math.sqrt(o.hidden));
+    const headBias = rng.array(o.vocab, 0.05);
+    return { finalGamma, finalBeta, head, headBias };
+  };
+  return { embed, layer, tail };
 }
 
 function transpose(W: Float32Array, rows: number, cols: number): Float32Array {
@@ -259,11 +293,13 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   const g = b.graph;
   g.name = 'tiny_llama';
   const f32 = (n: string, dims: number[], data: Float32Array | number[]): Value => b.f32(n, dims, data);
+  const store = o.store ?? ((t: Tensor) => t);
+  const weight = (n: string, t: Tensor): Value => b.init(n, store(t));
   const i64 = (n: string, data: number[]): Value => b.i64(n, data);
   const scalarF = (n: string, v: number): Value => b.f32(n, [], [v]);
 
   const ids = b.input('input_ids', { dtype: 'int64', shape: ['batch', 'sequence'] });
-  const table = f32(name(-1, 'embed_tokens.weight'), [o.vocab, o.hidden], weights.embed);
+  const table = weight(name(-1, 'embed_tokens.weight'), Tensor.fromFloat32([o.vocab, o.hidden], weights.embed));
   const gathered = b.op('Gather', [table, ids], { attrs: { axis: 0 } });
   const x0 = o.embedScale === 1 ? gathered : b.op('Mul', [gathered, b.f32('normalizer', [], [o.embedScale])]);
   const kv = o.kvCache
@@ -344,10 +380,10 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const dims = o.linear === 'matmul' || o.linear === 'matmul-bias' ? [inp, out] : [out, inp];
     let wv: Value;
     if (o.weightDtype === 'float16') {
-      wv = b.init(wName, halfTensor(dims, stored));
+      wv = weight(wName, halfTensor(dims, stored));
       wv = b.op('Cast', [wv], { attrs: { to: 1 } });
     } else {
-      wv = f32(wName, dims, stored);
+      wv = weight(wName, Tensor.fromFloat32(dims, stored));
     }
     const biasName = wName.replace(/weight$/, 'bias') + (o.names === 'anonymous' ? '_b' : '');
     switch (o.linear) {
@@ -379,7 +415,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
   let pending: { delta: Value; resid: Value } | undefined;
   const norm = (x: Value | undefined, layer: number, what: string, gamma: Float32Array, beta: Float32Array): { out: Value; stream: Value } => {
-    const gv = f32(name(layer, `${what}.weight`), [o.hidden], gamma);
+    const gv = weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma));
     const eps = o.normEps;
     if (o.norm === 'skip-simplified' && pending) {
       const [out, , , sum] = b.node('SkipSimplifiedLayerNormalization', [pending.delta, pending.resid, gv], {
@@ -466,7 +502,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   let x: Value | undefined = x0;
   let stream: Value = x0;
   for (let l = 0; l < o.layers; l++) {
-    const L = weights.layers[l];
+    const L = weights.layer(l);
     const a = norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
     stream = a.stream;
     let qLin: Value, kLin: Value, vLin: Value;
@@ -528,8 +564,9 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const down = linear(b.op('Mul', [act, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
     x = residual(h, down);
   }
-  const fin = norm(x, -1, 'norm', weights.finalGamma, weights.finalBeta);
-  const headW = { W: weights.head, b: weights.headBias, out: o.vocab, inp: o.hidden };
+  const tail = weights.tail();
+  const fin = norm(x, -1, 'norm', tail.finalGamma, tail.finalBeta);
+  const headW = { W: tail.head, b: tail.headBias, out: o.vocab, inp: o.hidden };
   let logits = o.tiedEmbeddings
     ? b.op('MatMul', [fin.out, b.op('Transpose', [table], { attrs: { perm: [1, 0] } })])
     : linear(fin.out, o.names === 'anonymous' ? name(-1, 'x') : 'lm_head.weight', headW);

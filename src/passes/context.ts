@@ -7,6 +7,7 @@ import type { Progress, PassContext } from '../graph/pass.ts';
 import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
 import type { KronFactors } from '../lower/kron-transform.ts';
 import type { AmpAllocation } from '../quant/ila-amp.ts';
+import type { DeviceChoice, GpuDevice } from '../gpu/device.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -29,6 +30,8 @@ export interface CompileOptions {
   xDomain: boolean;
   /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
   order2Cols?: number;
+  /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
+  device?: DeviceChoice;
 }
 
 export interface LinearState {
@@ -56,6 +59,8 @@ export interface CompileContext extends PassContext {
   /** ILA-AMP's allocation, when mixed precision ran (bits per block, objective, mean bits). */
   amp?: AmpAllocation;
   opts: CompileOptions;
+  /** The GPU the heavy linear algebra runs on, absent on the CPU path. */
+  gpu?: GpuDevice;
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;
   sites: SiteState[];

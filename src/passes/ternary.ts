@@ -15,6 +15,7 @@ import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
+import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -49,12 +50,18 @@ export const ternaryPass = definePass<CompileContext>({
       return { model, modified: true };
     }
     const f = parseFormatId(opts.format);
+    const gpu = ctx.gpu;
+    const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     const nb = structure.blocks.length;
     for (const [bi, block] of structure.blocks.entries()) {
       progress.units?.(bi, nb);
       const groups = ctx.sites.filter((s) => s.group.block === block.index);
       const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await captureSites(model, capSites, opts.calib!, { progress, label: `block ${bi + 1}/${nb}: calibration` });
+      const stats = await captureSites(model, capSites, opts.calib!, {
+        progress,
+        label: `block ${bi + 1}/${nb}: calibration`,
+        gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
+      });
       progress.start(`block ${bi + 1}/${nb}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
       for (const s of groups) {
         const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
@@ -69,6 +76,7 @@ export const ternaryPass = definePass<CompileContext>({
             xDomain: opts.xDomain,
             order2Cols: opts.order2Cols,
             measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
+            restUpdate,
           });
           record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;

@@ -45,10 +45,22 @@ export interface ColumnBlockQuantizer {
   wantsSchur?: boolean;
 }
 
+/** Where the lazy batch update W_rest −= E_blk · U[blk, rest] runs instead of this loop's
+ *  float64 code (src/gpu/ops.ts runs it on the GPU in fp32). */
+export interface RestUpdate {
+  /** Take the working matrix Wᵀ [cols × rows] and U [cols × cols] before the first block. */
+  begin(wt: Float64Array, u: Float64Array, rows: number, cols: number): void;
+  /** Push block [c0, c0+width)'s scaled errors `err` [width × rows] onto every later column,
+   *  then write the updated columns [c0+width, c0+width+next) back into `wt`. */
+  apply(c0: number, width: number, err: Float64Array, wt: Float64Array, next: number): void;
+  end(): void;
+}
+
 export interface GptqOptions {
   blockSize?: number;
   percdamp?: number;
   onBlock?: (c0: number, cols: number) => void;
+  restUpdate?: RestUpdate;
 }
 
 export interface GptqResult {
@@ -74,6 +86,8 @@ export function gptq(
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
   const q = new Float64Array(N * K);
   let loss = 0;
+  const rest = opts.restUpdate;
+  rest?.begin(wt, u, N, K);
   const col = new Float64Array(N);
   const qcol = new Float64Array(N);
   for (let c0 = 0; c0 < K; c0 += blockSize) {
@@ -149,7 +163,8 @@ export function gptq(
     for (let n = 0; n < N; n++) for (let j = 0; j < B; j++) q[n * K + c0 + j] = qBlk[n * B + j];
     for (let i = 0; i < B * N; i++) loss += err[i] * err[i];
     // Lazy batch update of the columns after the block.
-    for (let c = c1; c < K; c++) {
+    if (rest) rest.apply(c0, B, err, wt, blockSize);
+    else for (let c = c1; c < K; c++) {
       const dst = c * N;
       for (let j = 0; j < B; j++) {
         const f = u[(c0 + j) * K + c];
@@ -160,6 +175,7 @@ export function gptq(
     }
     opts.onBlock?.(c0, B);
   }
+  rest?.end();
   return { q, loss, damp };
 }
 

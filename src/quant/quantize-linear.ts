@@ -4,7 +4,7 @@
 // With H null, GPTQ and the X-domain stage are off whatever the options say.
 import { bitsPerWeight, storageBytes, type CodePacking, type TernaryWeights } from '../formats/ternary.ts';
 import { UserError } from '../errors.ts';
-import { relativeOutputError } from './gptq.ts';
+import { relativeOutputError, type RestUpdate } from './gptq.ts';
 import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
 import { quantizeTwlaStructure } from './structure-twla.ts';
 
@@ -37,6 +37,8 @@ export interface QuantizeLinearOptions {
   onProgress?: (done: number, total: number) => void;
   /** Also measure the relative output error through H: every row, or a row sample of about this many multiply-adds (see relativeOutputError). */
   measure?: boolean | { budget: number };
+  /** Kernel structure: where GPTQ's lazy batch update runs (default: float64 on the CPU). */
+  restUpdate?: RestUpdate;
 }
 
 export interface QuantizeLinearStats {
@@ -100,6 +102,7 @@ export function quantizeLinear(
         globalRounds: opts.globalRounds,
         actOrder: opts.actOrder,
         onProgress: opts.onProgress,
+        restUpdate: opts.restUpdate,
       });
       dq = r.dequant;
       weights = r.weights;

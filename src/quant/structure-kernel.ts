@@ -29,7 +29,7 @@ import {
   type CodePacking,
   type TernaryWeights,
 } from '../formats/ternary.ts';
-import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer } from './gptq.ts';
+import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer, type RestUpdate } from './gptq.ts';
 import { dot, quadForm } from './linalg.ts';
 import { fitOrder1, xDomainRefitRow } from './ternary-fit.ts';
 
@@ -71,6 +71,8 @@ export interface KernelStructureOptions {
    *  act-order restricted to a group, so the stored group layout is unchanged). Default on. */
   actOrder?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** Where GPTQ's lazy batch update runs (default: float64 on the CPU). */
+  restUpdate?: RestUpdate;
 }
 
 export interface KernelStructureResult {
@@ -499,7 +501,7 @@ export function quantizeKernelStructure(
     const hp = new Float64Array(cols * cols);
     for (let n = 0; n < rows; n++) for (let i = 0; i < cols; i++) wp[n * cols + i] = w[n * cols + perm[i]];
     for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
-    const r = gptq(wp, rows, cols, hp, qz, { blockSize, onBlock: () => opts.onProgress?.(++done, total) });
+    const r = gptq(wp, rows, cols, hp, qz, { blockSize, onBlock: () => opts.onProgress?.(++done, total), restUpdate: opts.restUpdate });
     gptqLoss = r.loss;
     fitted = new Float64Array(rows * cols);
     const tp = Int8Array.from(qz.t);

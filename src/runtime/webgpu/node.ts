@@ -34,17 +34,24 @@ function systemVulkanIcds(): boolean {
   return dirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json') && !f.includes('lvp')));
 }
 
-// A Dawn instance that finds no adapter leaves the process unable to map buffers later
-// (Dawn aborts on a mutex), so the backend is chosen before the first instance is made.
-async function openNodeDevice(): Promise<NodeDevice> {
-  const { create, globals } = await import('webgpu');
-  Object.assign(globalThis, globals);
+/** The Dawn backend to create, with the process environment it needs (the Vulkan ICD to
+ *  load, EGL's platform) set before any Dawn instance exists, in this thread or a worker. */
+export function chooseWebgpuBackend(): NodeDevice['backend'] {
   let backend = process.env.TWLAC_WEBGPU_BACKEND as NodeDevice['backend'] | undefined;
   if (backend && backend !== 'vulkan' && backend !== 'opengl') throw new UserError(`TWLAC_WEBGPU_BACKEND=${backend}: expected vulkan or opengl`);
   const swiftshader = SWIFTSHADER_ICD.find((p) => existsSync(p));
   if (!backend) backend = process.env.VK_ICD_FILENAMES || systemVulkanIcds() || swiftshader ? 'vulkan' : 'opengl';
   if (backend === 'vulkan' && !process.env.VK_ICD_FILENAMES && !systemVulkanIcds() && swiftshader) process.env.VK_ICD_FILENAMES = swiftshader;
   if (backend === 'opengl') process.env.EGL_PLATFORM ??= 'surfaceless';
+  return backend;
+}
+
+// A Dawn instance that finds no adapter leaves the process unable to map buffers later
+// (Dawn aborts on a mutex), so the backend is chosen before the first instance is made.
+async function openNodeDevice(): Promise<NodeDevice> {
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals);
+  const backend = chooseWebgpuBackend();
   const gpu = create([`backend=${backend}`]);
   // The device dies with its Dawn instance when `gpu` is garbage-collected: keep it alive.
   keepAlive.push(gpu);
