@@ -29,7 +29,7 @@ import { writeArtifact } from '../../src/artifact/build.ts';
 import type { ModelConfig } from '../../src/graph/model-config.ts';
 import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
-import { emitCuda } from '../../src/codegen/cuda/emit.ts';
+import { CUDA_EMITTABLE, emitCuda } from '../../src/codegen/cuda/emit.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
 import { loadTokenizer, tokenizeFile } from '../../src/eval/tokenizer.ts';
 import { ternaryFormat } from '../../src/formats/ternary.ts';
@@ -179,6 +179,6 @@ for (const [name, f, bits] of [['llama7b-tq1', ternaryFormat('trit5', 128, true)
   mkdirSync(d, { recursive: true });
   const man = syntheticManifest(llama7b, f, bits);
   writeFileSync(join(d, 'manifest.json'), JSON.stringify(man));
-  emitCuda(man, join(d, 'kernels', 'cuda'), archs);
+  emitCuda(man, join(d, 'kernels', 'cuda'), archs, CUDA_EMITTABLE);
   console.log(`${name}: ${(man.files['weights.bin'] / 2 ** 30).toFixed(2)} GiB of weights to synthesise`);
 }

@@ -15,7 +15,7 @@ import type { LinearEntry } from '../../src/artifact/manifest.ts';
 import { cudaFloat } from '../../src/codegen/cuda/kernel.ts';
 import { rng } from '../../src/artifact/random.ts';
 import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
-import { emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
+import { CUDA_EMITTABLE, emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
@@ -477,10 +477,10 @@ describe('emitCuda', () => {
   });
   it('linear biases (Qwen2 q/k/v, and any other linear): a bias add after the linear, before anything reads its output', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
-    const plain = cudaModelSource(m, 'sm_90a');
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
     for (const r of ['q', 'k', 'v', 'o'] as const) withBias(m, m.blocks[1][r]);
     withBias(m, m.lmHead);
-    const src = cudaModelSource(m, 'sm_90a');
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
     expect(plain).not.toMatch(/bias_add/);
     const forward = src.slice(src.indexOf('static void twlac_forward'));
     const [, b0, b1] = forward.split('// block ');
@@ -494,7 +494,7 @@ describe('emitCuda', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
     withQkNorm(m, 1);
     withBias(m, m.blocks[1].k);
-    const src = cudaModelSource(m, 'sm_90a');
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
     const [, b0, b1] = src.slice(src.indexOf('static void twlac_forward')).split('// block ');
     expect(b0).not.toMatch(/head_norm/);
     expect(b1).toMatch(/b\.k, T, s\);\n  TWLAC_MARK\(s, "qkv"\);\n  launch_head_norm_h2_d64\([^\n]*\(W \+ \d+ull\), T, s\);\n  launch_head_norm_h1_d64\(b\.k, [^\n]*, T, s\);\n  TWLAC_MARK\(s, "qk_norm"\);\n  launch_rope/);
@@ -503,9 +503,9 @@ describe('emitCuda', () => {
   });
   it('a block whose program states another query scale gets attention kernels with that scale; the default keeps the default ones', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
-    const plain = cudaModelSource(m, 'sm_90a');
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
     m.blocks[1].attention.scale = 0.1;
-    const src = cudaModelSource(m, 'sm_90a');
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
     const forward = src.slice(src.indexOf('static void twlac_forward'));
     const blocks = forward.split('// block ');
     expect(blocks[1]).toMatch(/launch_attn_partial_h2_kv1_d64\(/);
@@ -524,6 +524,10 @@ describe('emitCuda', () => {
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
+      // Emitted, but refused until checked on a GPU (CUDA_UNVERIFIED).
+      ['linear-bias', (m) => void withBias(m, m.blocks[1].q)],
+      ['qk-norm', (m) => void withQkNorm(m, 1)],
+      ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.1)],
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
     ];
     for (const [feature, edit] of cases) {
@@ -892,7 +896,7 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       m.blocks[1].attention.scale = 0.1; // a program query scale: its own attention kernels
       withBias(m, m.blocks[1].q); // and a bias add
       withQkNorm(m, 1); // and q/k norms
-      emitCuda(m, dir, archs);
+      emitCuda(m, dir, archs, CUDA_EMITTABLE);
       expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
       expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);
       const extra = (arch: (typeof archs)[number]) =>

@@ -39,7 +39,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
-import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type FeatureTable } from '../../program/block-program.ts';
+import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type Feature, type FeatureTable } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -81,10 +81,11 @@ export const CUDA_FEATURES = {
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,
-  'linear-bias': true,
-  'qk-norm': true,
+  // Emitted but not yet run on a GPU: see CUDA_UNVERIFIED.
+  'linear-bias': false,
+  'qk-norm': false,
   'sliding-window': false,
-  'query-scale': true,
+  'query-scale': false,
   'partial-rotary': false,
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
@@ -94,9 +95,21 @@ export const CUDA_FEATURES = {
   'residual-scale': false,
 } as const satisfies FeatureTable;
 
-/** Generate the model header for one architecture: refuse what the table lacks, then walk the program. */
-export function cudaModelSource(m: ArtifactManifest, arch: CudaArch): string {
-  refuseMissing('the CUDA backend', CUDA_FEATURES, m);
+/**
+ * Features the emitter generates (the host tests pin where each launch goes and nvcc compiles
+ * them) that have not yet been checked on a GPU against the float64 reference runtime
+ * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale). A compile refuses
+ * them until that check has passed; the device check itself and the tests generate them through
+ * {@link CUDA_EMITTABLE}.
+ */
+export const CUDA_UNVERIFIED = ['linear-bias', 'qk-norm', 'query-scale'] as const satisfies readonly Feature[];
+
+/** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
+export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
+
+/** Generate the model header for one architecture: refuse what `features` lacks, then walk the program. */
+export function cudaModelSource(m: ArtifactManifest, arch: CudaArch, features: FeatureTable = CUDA_FEATURES): string {
+  refuseMissing('the CUDA backend', features, m);
   return new ModelEmitter(m, arch).source();
 }
 
@@ -595,7 +608,7 @@ static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int
 }
 
 /** Write the CUDA target into `dir` (out/kernels/cuda); returns written files and sizes (relative to dir). */
-export function emitCuda(manifest: ArtifactManifest, dir: string, archs: readonly CudaArch[]): Record<string, number> {
+export function emitCuda(manifest: ArtifactManifest, dir: string, archs: readonly CudaArch[], features: FeatureTable = CUDA_FEATURES): Record<string, number> {
   if (!archs.length) throw new Error('CUDA target: no architecture given');
   const files: Record<string, number> = {};
   const write = (rel: string, text: string) => {
@@ -604,7 +617,7 @@ export function emitCuda(manifest: ArtifactManifest, dir: string, archs: readonl
     writeFileSync(p, text);
     files[rel] = Buffer.byteLength(text);
   };
-  for (const a of archs) write(`${a}/twlac_model.cuh`, cudaModelSource(manifest, a));
+  for (const a of archs) write(`${a}/twlac_model.cuh`, cudaModelSource(manifest, a, features));
   write('twlac_cuda_main.cu', readFileSync(RUNTIME_MAIN, 'utf8'));
   write('Makefile', makefile(archs));
   return files;
