@@ -5,6 +5,8 @@
 //         llvmpipe, lavapipe): on a machine with only those, the CPU path.
 // The Dawn device runs in a worker (executor-worker.mjs); `GpuDevice.run` posts operations
 // and blocks until they finish, so synchronous fitting loops can call the GPU.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { UserError } from '../errors.ts';
 import { chooseWebgpuBackend } from '../runtime/webgpu/node.ts';
@@ -42,6 +44,8 @@ export type GpuOp =
 
 /** How long one request may take before the executor is presumed dead. */
 const REQUEST_TIMEOUT_MS = 30 * 60_000;
+/** Opening the adapter takes seconds; a worker that never answers (it failed to start) must not hang the compile. */
+const OPEN_TIMEOUT_MS = 60_000;
 
 export class GpuDevice {
   private nextId = 1;
@@ -55,14 +59,23 @@ export class GpuDevice {
 
   /** Start the executor and open the adapter (blocks until it is ready). */
   static open(): GpuDevice {
+    // The main thread blocks while the worker answers, so a worker that cannot even start would
+    // hang it: check that its script is there first (a build that left it out), and bound the wait.
+    const script = new URL('./executor-worker.mjs', import.meta.url);
+    if (!existsSync(fileURLToPath(script))) throw new Error(`the GPU executor's script ${fileURLToPath(script)} is missing`);
     const backend = chooseWebgpuBackend(); // sets the ICD variables the worker's Dawn reads
     const flag = new SharedArrayBuffer(4);
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(new URL('./executor-worker.mjs', import.meta.url), { workerData: { port: port2, flag }, transferList: [port2] });
+    const worker = new Worker(script, { workerData: { port: port2, flag }, transferList: [port2] });
     worker.unref();
     const done = new Int32Array(flag);
-    const ready = request(port1, done, [{ op: 'open', backend }]);
-    return new GpuDevice(worker, port1, done, ready[0] as AdapterInfo);
+    try {
+      const ready = request(port1, done, [{ op: 'open', backend }], OPEN_TIMEOUT_MS);
+      return new GpuDevice(worker, port1, done, ready[0] as AdapterInfo);
+    } catch (e) {
+      void worker.terminate();
+      throw e;
+    }
   }
 
   get software(): boolean {
@@ -100,10 +113,10 @@ export class GpuDevice {
   }
 }
 
-function request(port: MessagePort, done: Int32Array, ops: unknown[]): unknown[] {
+function request(port: MessagePort, done: Int32Array, ops: unknown[], timeoutMs = REQUEST_TIMEOUT_MS): unknown[] {
   const before = Atomics.load(done, 0);
   port.postMessage(ops);
-  if (Atomics.wait(done, 0, before, REQUEST_TIMEOUT_MS) === 'timed-out') throw new Error('GPU executor did not answer (timed out)');
+  if (Atomics.wait(done, 0, before, timeoutMs) === 'timed-out') throw new Error(`GPU executor did not answer in ${timeoutMs / 1000} s`);
   const msg = receiveMessageOnPort(port)?.message as { results?: unknown[]; error?: string } | undefined;
   if (!msg) throw new Error('GPU executor answered nothing');
   if (msg.error !== undefined) throw new Error(`GPU: ${msg.error}`);
