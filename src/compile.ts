@@ -1,4 +1,4 @@
-// The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [activation
+// The compile pipeline: recognise → check → [fold norms → rotate] → ternary → [refine] → [activation
 // precision] → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
 import { foldNormsPass } from './passes/fold-norms.ts';
 import { rotatePass } from './passes/rotate.ts';
+import { refinePass } from './passes/refine.ts';
 import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
@@ -45,6 +46,7 @@ export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
     if (opts.rotate) passes.push(rotatePass);
   }
   passes.push(ternaryPass);
+  if (opts.refine) passes.push(refinePass);
   if (opts.acts.kind !== 'none') passes.push(actPrecisionPass);
   passes.push(lowerOrtPass);
   return passes;
@@ -103,7 +105,7 @@ export async function compileToDir(
       files['tokenizer.json'] = tok.byteLength;
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
-    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
+    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}), ...(ctx.refine ? { refine: ctx.refine } : {}) };
     const manifest = writeArtifact(dir, am, files);
     // ONNX-side accounting, from the bytes of the MatMulNBits initializers.
     const linears: NonNullable<ArtifactManifest['onnx']>['linears'] = {};

@@ -9,6 +9,7 @@ export { compile, compileToDir, pipeline, DEFAULT_OPTIONS, type CompileOptions, 
 export { foldNormsPass } from './passes/fold-norms.ts';
 export { rotatePass } from './passes/rotate.ts';
 export { ternaryPass } from './passes/ternary.ts';
+export { refinePass, DEFAULT_REFINE } from './passes/refine.ts';
 export { actPrecisionPass } from './passes/act-precision.ts';
 export { lowerOrtPass } from './passes/lower-ort.ts';
 export { evaluatePerplexity, evaluatePerplexity as evaluate } from './eval/perplexity.ts';

@@ -8,6 +8,7 @@ import { parseFormatId } from '../formats/ternary.ts';
 import { findTokenizer, loadTokenizer } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
 import { makeProgress } from './progress.ts';
+import { DEFAULT_REFINE } from '../passes/refine.ts';
 import { emitTargets, parseTargets } from './targets.ts';
 
 export interface CompileFlags {
@@ -26,6 +27,9 @@ export interface CompileFlags {
   gptq: boolean;
   xdomain: boolean;
   order2Cols?: number;
+  refine?: boolean;
+  refineSteps?: number;
+  refineTrits?: 'keep' | 'ste';
   target?: string[];
   quiet?: boolean;
 }
@@ -48,6 +52,8 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   }
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
+  if ((f.refineSteps !== undefined || f.refineTrits !== undefined) && !f.refine) throw new UserError('--refine-steps and --refine-trits need --refine');
+  if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
   const targets = parseTargets(f.target ?? []);
   const progress = makeProgress({ quiet: f.quiet });
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
@@ -77,6 +83,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
+    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}) } : undefined,
   };
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,

@@ -43,6 +43,9 @@ export function buildProgram(): Command {
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
+    .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')
+    .option('--refine-steps <n>', 'refinement Adam steps per block', intArg('--refine-steps'))
+    .addOption(new Option('--refine-trits <mode>', 'refinement trits: keep the PTQ trits, or re-decide them by straight-through rounding').choices(['keep', 'ste']))
     .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {

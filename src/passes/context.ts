@@ -7,6 +7,8 @@ import type { Progress, PassContext } from '../graph/pass.ts';
 import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
 import type { KronFactors } from '../lower/kron-transform.ts';
 import type { AmpAllocation } from '../quant/ila-amp.ts';
+import type { TritMode } from '../quant/dlt.ts';
+import type { RefineBlockStats } from './refine.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -29,6 +31,23 @@ export interface CompileOptions {
   xDomain: boolean;
   /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
   order2Cols?: number;
+  /** TernaryLLM refinement after the ternary pass (passes/refine.ts); absent: none. */
+  refine?: RefineOptions;
+}
+
+export interface RefineOptions {
+  /** Adam steps per block. */
+  steps: number;
+  /** Step size of α and γ, in units of the linear's mean |α|. */
+  lr: number;
+  /** Calibration pieces distilled on, of `seq` tokens each. */
+  pieces: number;
+  seq: number;
+  /** Pieces per step. */
+  batch: number;
+  trits: TritMode;
+  /** Step size of the latent trits (trits: 'ste'). */
+  tritLr: number;
 }
 
 export interface LinearState {
@@ -38,6 +57,8 @@ export interface LinearState {
   /** Honest storage bits of the chosen structure (twla structure: its own accounting). */
   storageBits?: number;
   stats?: Record<string, number>;
+  /** The fp weight [out, in] the ternary pass started from, kept for the refinement's teacher. */
+  fp?: Float32Array;
 }
 
 export interface SiteState {
@@ -55,6 +76,8 @@ export interface CompileContext extends PassContext {
   progress: Progress;
   /** ILA-AMP's allocation, when mixed precision ran (bits per block, objective, mean bits). */
   amp?: AmpAllocation;
+  /** The refinement's options and per-block losses, when it ran. */
+  refine?: { options: RefineOptions; blocks: RefineBlockStats[] };
   opts: CompileOptions;
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;
