@@ -30,6 +30,7 @@ export interface CompileFlags {
   refine?: boolean;
   refineSteps?: number;
   refineTrits?: 'keep' | 'ste';
+  refineE2eSteps?: number;
   target?: string[];
   quiet?: boolean;
 }
@@ -52,7 +53,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   }
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
-  if ((f.refineSteps !== undefined || f.refineTrits !== undefined) && !f.refine) throw new UserError('--refine-steps and --refine-trits need --refine');
+  if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits and --refine-e2e-steps need --refine');
   if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
   const targets = parseTargets(f.target ?? []);
   const progress = makeProgress({ quiet: f.quiet });
@@ -83,7 +84,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
-    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}) } : undefined,
+    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}) } : undefined,
   };
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,

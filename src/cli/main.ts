@@ -45,6 +45,7 @@ export function buildProgram(): Command {
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0))
     .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')
     .option('--refine-steps <n>', 'refinement Adam steps per block', intArg('--refine-steps'))
+    .option('--refine-e2e-steps <n>', 'refinement: end-to-end steps after the block-wise ones (default 0)', intArg('--refine-e2e-steps', 0))
     .addOption(new Option('--refine-trits <mode>', 'refinement trits: keep the PTQ trits, or re-decide them by straight-through rounding').choices(['keep', 'ste']))
     .option('--target <targets...>', 'kernel targets: cuda[:sm_90a,sm_80,...] and/or wgsl')
     .option('-q, --quiet', 'no progress output')

@@ -8,7 +8,7 @@ import type { InputGroup, Linear, TransformerStructure } from '../graph/recogniz
 import type { KronFactors } from '../lower/kron-transform.ts';
 import type { AmpAllocation } from '../quant/ila-amp.ts';
 import type { TritMode } from '../quant/dlt.ts';
-import type { RefineBlockStats } from './refine.ts';
+import type { RefineBlockStats, RefineE2eStats } from './refine.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -48,6 +48,9 @@ export interface RefineOptions {
   trits: TritMode;
   /** Step size of the latent trits (trits: 'ste'). */
   tritLr: number;
+  /** Steps of the end-to-end stage after the block-wise one (0: none), and its α/γ step size. */
+  e2eSteps: number;
+  e2eLr: number;
 }
 
 export interface LinearState {
@@ -77,7 +80,7 @@ export interface CompileContext extends PassContext {
   /** ILA-AMP's allocation, when mixed precision ran (bits per block, objective, mean bits). */
   amp?: AmpAllocation;
   /** The refinement's options and per-block losses, when it ran. */
-  refine?: { options: RefineOptions; blocks: RefineBlockStats[] };
+  refine?: { options: RefineOptions; blocks: RefineBlockStats[]; e2e?: RefineE2eStats };
   opts: CompileOptions;
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;

@@ -5,6 +5,7 @@
 //   student: the ternary block (learnable α, γ per group; trits kept or re-decided by a
 //            straight-through estimator) on the stream of the already refined student blocks;
 //   loss:    mean over calibration tokens of 1 − cos(student output, teacher output).
+// Optionally, an end-to-end stage then trains every block together on the last block's output.
 // Rotations stay fixed. Gradients come from the hand-written block backward
 // (quant/block-grad.ts, checked against finite differences). After its steps each linear
 // goes back into its storage format (lattice rows snapped, fp16) and the graph's dense
@@ -19,7 +20,7 @@ import { DltLinear } from '../quant/dlt.ts';
 import type { CompileContext, RefineOptions } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 
-export const DEFAULT_REFINE: RefineOptions = { steps: 40, lr: 2e-3, pieces: 16, seq: 256, batch: 2, trits: 'keep', tritLr: 0.02 };
+export const DEFAULT_REFINE: RefineOptions = { steps: 40, lr: 2e-3, pieces: 16, seq: 256, batch: 2, trits: 'keep', tritLr: 0.02, e2eSteps: 0, e2eLr: 1e-3 };
 
 /** Calibration pieces of `seq` tokens: each segment cut into whole pieces, the first `count` kept. */
 export function refinePieces(calib: Int32Array[], seq: number, count: number): Int32Array[] {
@@ -35,6 +36,13 @@ export interface RefineBlockStats {
   lossRefined: number;
   lossStored: number;
   flipped: number;
+  seconds: number;
+}
+
+export interface RefineE2eStats {
+  /** Mean 1 − cos of the last block's output: after the block-wise stage and after end to end (both as stored). */
+  lossBefore: number;
+  lossStored: number;
   seconds: number;
 }
 
@@ -56,7 +64,7 @@ export const refinePass = definePass<CompileContext>({
     const H = c.hidden;
     const pieces = refinePieces(ctx.opts.calib!, o.seq, o.pieces);
     const S = o.seq;
-    const embed = (ids: Int32Array) => {
+    const embed = (ids: Int32Array): Float32Array => {
       const x = new Float32Array(S * H);
       ids.forEach((id, s) => x.set(am.embed.subarray(id * H, (id + 1) * H), s * H));
       return x;
@@ -64,19 +72,25 @@ export const refinePass = definePass<CompileContext>({
     let teacherIn: Float32Array[] = pieces.map(embed);
     let studentIn = teacherIn;
     const stats: RefineBlockStats[] = [];
+    const blocks: { base: Omit<BlockParams, 'W'>; dlt: Record<BlockLinearRole, DltLinear> }[] = [];
+    const params = (b: (typeof blocks)[number], W: (r: BlockLinearRole) => Float32Array): BlockParams => ({ ...b.base, W: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, W(r)])) as BlockParams['W'] });
+    const student = (b: (typeof blocks)[number]) => params(b, (r) => b.dlt[r].weight());
+    const stored = (b: (typeof blocks)[number]) => params(b, (r) => Float32Array.from(decodeTernary(b.dlt[r].encode())));
+    const zeroGrads = (p: BlockParams) => Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new Float32Array(p.W[r].length)])) as Record<BlockLinearRole, Float32Array>;
     for (const [bi, block] of ctx.structure.blocks.entries()) {
       const t0 = performance.now();
       const ab = am.blocks[bi];
-      const base = {
-        attnNorm: ab.attnNorm,
-        mlpNorm: ab.mlpNorm,
-        bias: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, ab.linears[r].bias])) as BlockParams['bias'],
-        T: { attn: ab.acts.attn.transform, o: ab.acts.o.transform, mlp: ab.acts.mlp.transform, down: ab.acts.down.transform },
+      const b = {
+        base: {
+          attnNorm: ab.attnNorm,
+          mlpNorm: ab.mlpNorm,
+          bias: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, ab.linears[r].bias])) as BlockParams['bias'],
+          T: { attn: ab.acts.attn.transform, o: ab.acts.o.transform, mlp: ab.acts.mlp.transform, down: ab.acts.down.transform },
+        },
+        dlt: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new DltLinear(ctx.linears.get(block[r])!.ternary!, o.trits)])) as Record<BlockLinearRole, DltLinear>,
       };
-      const state = (r: BlockLinearRole) => ctx.linears.get(block[r])!;
-      const teacher: BlockParams = { ...base, W: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, state(r).fp!])) as BlockParams['W'] };
-      const dlt = Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new DltLinear(state(r).ternary!, o.trits)])) as Record<BlockLinearRole, DltLinear>;
-      const student = (): BlockParams => ({ ...base, W: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, dlt[r].weight()])) as BlockParams['W'] });
+      blocks.push(b);
+      const teacher = params(b, (r) => ctx.linears.get(block[r])!.fp!);
       const targets = teacherIn.map((x) => blockForward(teacher, dims, x, S).out);
       const meanLoss = (p: BlockParams) => {
         let l = 0;
@@ -87,11 +101,11 @@ export const refinePass = definePass<CompileContext>({
         });
         return { loss: l / pieces.length, outs };
       };
-      const lossPtq = meanLoss(student()).loss;
+      const lossPtq = meanLoss(student(b)).loss;
       ctx.progress.start(`block ${bi}: refine`, o.steps);
       for (let step = 0; step < o.steps; step++) {
-        const p = student();
-        const dW = Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new Float32Array(p.W[r].length)])) as Record<BlockLinearRole, Float32Array>;
+        const p = student(b);
+        const dW = zeroGrads(p);
         let loss = 0;
         for (let j = 0; j < o.batch; j++) {
           const i = (step * o.batch + j) % pieces.length;
@@ -101,30 +115,66 @@ export const refinePass = definePass<CompileContext>({
           for (let q = 0; q < l.dOut!.length; q++) l.dOut![q] /= o.batch;
           blockBackward(p, dims, cache, l.dOut!, dW);
         }
-        for (const r of BLOCK_LINEARS) dlt[r].step(dW[r], o.lr, o.tritLr);
+        for (const r of BLOCK_LINEARS) b.dlt[r].step(dW[r], o.lr, o.tritLr);
         ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
       }
       ctx.progress.done();
-      const lossRefined = meanLoss(student()).loss;
-      let flipped = 0;
-      const stored: BlockParams = { ...base, W: {} as BlockParams['W'] };
-      for (const r of BLOCK_LINEARS) {
-        const w = dlt[r].encode();
-        const dq = decodeTernary(w);
-        setLinearWeight(block[r], dq);
-        const st = state(r);
-        st.ternary = w;
-        stored.W[r] = Float32Array.from(dq);
-        flipped += dlt[r].flipped();
-      }
-      const after = meanLoss(stored);
+      const lossRefined = meanLoss(student(b)).loss;
+      const after = meanLoss(stored(b));
+      const flipped = BLOCK_LINEARS.reduce((a, r) => a + b.dlt[r].flipped(), 0);
       stats.push({ block: bi, lossPtq, lossRefined, lossStored: after.loss, flipped, seconds: (performance.now() - t0) / 1000 });
       ctx.progress.log(`block ${bi}: 1−cos ${lossPtq.toExponential(3)} → ${lossRefined.toExponential(3)} (stored ${after.loss.toExponential(3)}), ${flipped} trits flipped`);
       teacherIn = targets;
       studentIn = after.outs;
     }
+    // End to end: the loss on the last block's output, back through every block.
+    let e2e: RefineE2eStats | undefined;
+    if (o.e2eSteps > 0) {
+      const t0 = performance.now();
+      const finalLoss = (ps: BlockParams[]) => {
+        let l = 0;
+        pieces.forEach((ids, i) => {
+          let x = embed(ids);
+          for (const p of ps) x = blockForward(p, dims, x, S).out;
+          l += cosineLoss(x, teacherIn[i], S, H, false).loss;
+        });
+        return l / pieces.length;
+      };
+      const before = finalLoss(blocks.map(stored));
+      ctx.progress.start('refine end to end', o.e2eSteps);
+      for (let step = 0; step < o.e2eSteps; step++) {
+        const ps = blocks.map(student);
+        const dW = ps.map(zeroGrads);
+        let loss = 0;
+        for (let j = 0; j < o.batch; j++) {
+          const i = (step * o.batch + j) % pieces.length;
+          let x: Float32Array = embed(pieces[i]);
+          const caches = ps.map((p) => {
+            const f = blockForward(p, dims, x, S);
+            x = f.out;
+            return f.cache;
+          });
+          const l = cosineLoss(x, teacherIn[i], S, H, true);
+          loss += l.loss / o.batch;
+          let d: Float32Array = l.dOut!.map((v) => v / o.batch);
+          for (let k = ps.length - 1; k >= 0; k--) d = blockBackward(ps[k], dims, caches[k], d, dW[k]);
+        }
+        blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], o.e2eLr, o.tritLr)));
+        ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
+      }
+      ctx.progress.done();
+      e2e = { lossBefore: before, lossStored: finalLoss(blocks.map(stored)), seconds: (performance.now() - t0) / 1000 };
+      ctx.progress.log(`end to end: 1−cos of the last block ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored)`);
+    }
+    for (const [bi, block] of ctx.structure.blocks.entries()) {
+      for (const r of BLOCK_LINEARS) {
+        const w = blocks[bi].dlt[r].encode();
+        setLinearWeight(block[r], decodeTernary(w));
+        ctx.linears.get(block[r])!.ternary = w;
+      }
+    }
     for (const st of ctx.linears.values()) st.fp = undefined;
-    ctx.refine = { options: o, blocks: stats };
+    ctx.refine = { options: o, blocks: stats, e2e };
     return { model, modified: true };
   },
 });

@@ -3,8 +3,8 @@
 // quantisation, the online Kronecker transforms included):
 //   a1 = T_attn(rms(x)·γ₁); q,k,v = a1·Wᵀ;  att = softmax(rope(q)·rope(k)ᵀ/√d + causal)·v
 //   h = x + o(T_o(att));  a3 = T_mlp(rms(h)·γ₂);  out = h + down(T_down(silu(gate(a3))·up(a3)))
-// The backward returns ∂loss/∂W for the seven linears given ∂loss/∂out (the refinement needs
-// no gradient into x: it distils one block at a time). It is checked against central finite
+// The backward accumulates ∂loss/∂W of the seven linears given ∂loss/∂out and returns ∂loss/∂x
+// (which the end-to-end stage chains through the blocks). It is checked against central finite
 // differences in test/block-grad.test.ts. The refinement's loss, 1 − cos(out, teacher) per
 // token, is here too (TernaryLLM's outlier-friendly feature distillation: the cosine ignores
 // the scale of outlier channels).
@@ -249,8 +249,8 @@ function weightGrad(dY: Float32Array, X: Float32Array, S: number, N: number, K: 
   for (let i = 0; i < acc.length; i++) acc[i] += g[i];
 }
 
-/** ∂loss/∂W of the seven linears, accumulated into `dW`, given ∂loss/∂out [S, hidden]. */
-export function blockBackward(p: BlockParams, dims: BlockDims, c: BlockCache, dOut: Float32Array, dW: Record<BlockLinearRole, Float32Array>): void {
+/** ∂loss/∂W of the seven linears, accumulated into `dW`, given ∂loss/∂out [S, hidden]; returns ∂loss/∂x. */
+export function blockBackward(p: BlockParams, dims: BlockDims, c: BlockCache, dOut: Float32Array, dW: Record<BlockLinearRole, Float32Array>): Float32Array {
   const { hidden: H, heads, kvHeads, headDim: d, intermediate: I } = dims;
   const S = c.S;
   const group = heads / kvHeads;
@@ -310,6 +310,12 @@ export function blockBackward(p: BlockParams, dims: BlockDims, c: BlockCache, dO
   weightGrad(dq, c.a1, S, heads * d, H, dW.q);
   weightGrad(dk, c.a1, S, kvHeads * d, H, dW.k);
   weightGrad(dv, c.a1, S, kvHeads * d, H, dW.v);
+  const da1 = mmAB(dq, p.W.q, S, heads * d, H);
+  mmAB(dk, p.W.k, S, kvHeads * d, H, da1);
+  mmAB(dv, p.W.v, S, kvHeads * d, H, da1);
+  const dx = rmsBackward(c.x, c.inv1, p.attnNorm, kron(da1, S, p.T.attn, true), S, H);
+  for (let i = 0; i < S * H; i++) dx[i] += dh[i];
+  return dx;
 }
 
 /** Mean over tokens of 1 − cos(out_s, target_s), and its gradient with respect to `out`. */

@@ -43,6 +43,12 @@ describe('refine pass', () => {
     }
   });
 
+  it('the end-to-end stage lowers the last block’s loss further', async () => {
+    const r = await compile(makeTinyLlama(dims), { calib, refine: { ...DEFAULT_REFINE, steps: 10, pieces: 4, seq: 32, lr: 5e-3, e2eSteps: 15, e2eLr: 5e-3 } });
+    const e2e = r.ctx.refine!.e2e!;
+    expect(e2e.lossStored).toBeLessThan(0.95 * e2e.lossBefore);
+  });
+
   it('block forward chain matches onnxruntime on the refined, lowered model', async () => {
     const m = makeTinyLlama(dims);
     const r = await compile(m, { calib, refine: { ...DEFAULT_REFINE, steps: 5, pieces: 4, seq: 32 } });

@@ -35,7 +35,7 @@ describe('block backward', () => {
     }
   });
 
-  it('∂(1 − cos)/∂W of every linear matches central finite differences', () => {
+  it('∂(1 − cos)/∂W of every linear and ∂(1 − cos)/∂x match central finite differences', () => {
     const p = tinyBlock();
     const S = 5;
     const x = randn(S * 8);
@@ -44,7 +44,20 @@ describe('block backward', () => {
     const { out, cache } = blockForward(p, dims, x, S);
     const l = cosineLoss(out, target, S, 8, true);
     const dW = Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new Float32Array(p.W[r].length)])) as Record<BlockLinearRole, Float32Array>;
-    blockBackward(p, dims, cache, l.dOut!, dW);
+    const dx = blockBackward(p, dims, cache, l.dOut!, dW);
+    let worstX = 0, scaleX = 0;
+    for (let i = 0; i < x.length; i++) {
+      const x0 = x[i];
+      x[i] = x0 + 1e-2;
+      const lp = loss();
+      x[i] = x0 - 1e-2;
+      const lm = loss();
+      x[i] = x0;
+      const fd = (lp - lm) / 2e-2;
+      worstX = Math.max(worstX, Math.abs(fd - dx[i]));
+      scaleX = Math.max(scaleX, Math.abs(fd));
+    }
+    expect(worstX / scaleX, 'x').toBeLessThan(2e-2);
     for (const r of BLOCK_LINEARS) {
       let worst = 0, scale = 0;
       for (let i = 0; i < p.W[r].length; i++) {
