@@ -2,7 +2,7 @@
 // perplexity (EVAL.md windows) on the first N windows of its last 10%, which neither the
 // calibration nor the refinement sees. dev.txt is not read. One PTQ run; every variant
 // restarts from its result.
-//   npx tsx bench/refine-select.ts [--windows 150] [--variants name,name] [--out FILE]
+//   npx tsx bench/refine-select.ts [--windows 100] [--variants name,name] [--out FILE]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,14 +30,13 @@ const arg = (name: string, dflt?: string) => {
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
 const VARIANTS: Record<string, Partial<RefineOptions>> = {
-  'keep-s40-lr2e-3': { steps: 40, lr: 2e-3 },
-  'keep-s40-lr5e-3': { steps: 40, lr: 5e-3 },
-  'keep-s40-lr1e-3': { steps: 40, lr: 1e-3 },
-  'ste-s40-lr2e-3': { steps: 40, lr: 2e-3, trits: 'ste', tritLr: 0.02 },
-  'keep-s100-lr2e-3-p32': { steps: 100, lr: 2e-3, pieces: 32 },
+  'keep-lr5e-3': {},
+  'keep-lr2e-3': { lr: 2e-3 },
+  'ste-lr5e-3': { trits: 'ste' },
+  'keep-lr5e-3-e2e20': { e2eSteps: 20 },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);
-const windows = Number(arg('windows', '150'));
+const windows = Number(arg('windows', '100'));
 const outFile = resolve(arg('out', join(root, 'bench/results/refine-select.json'))!);
 
 const progress = makeProgress();
