@@ -1,14 +1,23 @@
 // The refinement pass on a tiny LLaMA: it lowers the distillation loss of every block, the
 // refined linears stay in their storage format (lattice rows, decodable, the graph holding
 // the decoded values), and the hand-written block forward that it trains through computes
-// what onnxruntime computes on the lowered model.
+// what onnxruntime computes on the lowered model; the refined artifact runs unchanged through
+// the reference runtime and WebGPU.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { artifactModel } from '../../src/artifact/from-structure.ts';
 import { BLOCK_LINEARS } from '../../src/artifact/build.ts';
-import { compile } from '../../src/compile.ts';
+import { compile, compileToDir } from '../../src/compile.ts';
+import { readArtifact } from '../../src/artifact/weights.ts';
+import { forward, openModel } from '../../src/eval/ort-session.ts';
+import { referenceLogits } from '../../src/runtime/reference.ts';
+import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
+import { testDevice } from '../codegen/wgsl-harness.ts';
 import { decodeTernary, encodeTernary, decodeTrits, groupsPerRow } from '../../src/formats/ternary.ts';
-import { encodeModel } from '../../src/graph/onnx.ts';
+import { encodeModel, saveModel } from '../../src/graph/onnx.ts';
 import { weightRows } from '../../src/graph/recognize.ts';
 import { halfToFloat } from '../../src/graph/tensor.ts';
 import { DEFAULT_REFINE } from '../../src/passes/refine.ts';
@@ -86,4 +95,42 @@ describe('refine pass', () => {
     }
     expect(worst / scale).toBeLessThan(2e-2);
   });
+});
+
+describe('refined artifact through every runtime', () => {
+  it('reference runtime and WebGPU (where a device exists) agree with onnxruntime on out/model.onnx', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-refine-'));
+    try {
+      saveModel(makeTinyLlama(dims), join(dir, 'src.onnx'));
+      const out = join(dir, 'out');
+      const r = await compileToDir(join(dir, 'src.onnx'), out, { calib, refine: { ...DEFAULT_REFINE, steps: 5, pieces: 4, seq: 32 } });
+      expect((r.manifest as unknown as { method: { refine?: unknown } }).method.refine).toBeDefined();
+      const a = readArtifact(out);
+      const ids = Array.from(calib[1].subarray(0, 10));
+      const ref = referenceLogits(a, ids);
+      const session = await openModel(join(out, 'model.onnx'));
+      const want = (await forward(session, ids, 1, ids.length)).logits;
+      await session.session.release();
+      const relErr = (x: Float32Array, y: Float32Array) => {
+        let d = 0, m = 0;
+        for (let i = 0; i < y.length; i++) {
+          d = Math.max(d, Math.abs(x[i] - y[i]));
+          m = Math.max(m, Math.abs(y[i]));
+        }
+        return d / (1 + m);
+      };
+      expect(relErr(ref, want)).toBeLessThan(1e-3);
+      const { dev } = await testDevice();
+      if (dev) {
+        const model = await WebgpuModel.create(dev.device, a, { capacity: 16 });
+        try {
+          expect(relErr(await model.logitsOf(ids), ref)).toBeLessThan(1e-4);
+        } finally {
+          model.destroy();
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
