@@ -31,9 +31,10 @@ const arg = (name: string, dflt?: string) => {
 };
 const VARIANTS: Record<string, Partial<RefineOptions>> = {
   'keep-lr5e-3': {},
-  'keep-lr2e-3': { lr: 2e-3 },
   'ste-lr5e-3': { trits: 'ste' },
   'keep-lr5e-3-e2e20': { e2eSteps: 20 },
+  'keep-lr2e-3': { lr: 2e-3 },
+  'keep-lr1e-3-p32': { lr: 1e-3, pieces: 32 },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);
 const windows = Number(arg('windows', '100'));
