@@ -13,6 +13,7 @@ import { evaluatePerplexity } from '../src/eval/perplexity.ts';
 import { cpuDevice, resultHeader } from './result-header.ts';
 import { loadTokenizer, tokenizeFile } from '../src/eval/tokenizer.ts';
 import { makeProgress } from '../src/cli/progress.ts';
+import { DEFAULT_REFINE } from '../src/passes/refine.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const shared = resolve(root, '../shared');
@@ -38,6 +39,8 @@ const A16 = { acts: { kind: 'none' } } as const;
  *  before tq1_g128_lat became the default (2026-12-05); kernel-lat-g128-* are the default's. */
 const G128 = { format: 'tq1_g128' } as const;
 const MP4 = { acts: { kind: 'mp', budget: 4 } } as const;
+/** The refinement's settings, chosen on a split of train.txt (bench/refine-select.ts, bench/results/refine-select.json). */
+const REFINE = { refine: { ...DEFAULT_REFINE } };
 const CONFIGS: Config[] = [
   { name: 'fp32', what: 'source model, no quantisation' },
   { name: 'rtn-ternary', what: 'per-row absmean RTN ternary (BitNet style), A16', opts: { weights: 'rtn-ternary', ...A16 } },
@@ -57,7 +60,24 @@ const CONFIGS: Config[] = [
   { name: 'kernel-tq2-g128-A16', what: 'tq2_g128 (2-bit codes), A16', opts: { format: 'tq2_g128', ...A16 } },
   { name: 'kernel-lat-g128-A16', what: 'tq1_g128_lat (scales and shifts on a per-row lattice: the fold-free CUDA prefill GEMM), A16', opts: { format: 'tq1_g128_lat', ...A16 } },
   { name: 'kernel-lat-g128-A4mp', what: 'tq1_g128_lat, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', ...MP4 } },
+  { name: 'kernel-lat-g128-A16-refine', what: 'tq1_g128_lat + TernaryLLM refinement (--refine), A16', opts: { format: 'tq1_g128_lat', ...REFINE, ...A16 } },
+  { name: 'kernel-lat-g128-A4mp-refine', what: 'tq1_g128_lat + TernaryLLM refinement (--refine), ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', ...REFINE, ...MP4 } },
+  { name: 'kernel-g128-A16-refine', what: 'tq1_g128 (no lattice) + refinement, A16: the lattice snap measured against plain fp16', opts: { ...G128, ...REFINE, ...A16 } },
 ];
+
+/** onnxruntime's own MatMulNBits quantizers (onnxruntime 1.30, Python), measured on this fixture as
+ *  perplexity ratios to fp32 over the first 400 dev windows (issue 20). They are not re-run here:
+ *  the quantizers are Python only. Plotted as ratio × the fp32 full-dev PPL; bits per weight are
+ *  those of the MatMulNBits layout for a float32 model: b-bit codes + an fp32 scale and a packed
+ *  b-bit zero point per group of g (b + 32/g + b/g). */
+const ORT_QUANTIZERS = [
+  { name: 'ORT RTN W4 g128', bits: 4 + 32 / 128 + 4 / 128, ratio: 1.03 },
+  { name: 'ORT HQQ W4 g128', bits: 4 + 32 / 128 + 4 / 128, ratio: 1.02 },
+  { name: 'ORT RTN W2 g128', bits: 2 + 32 / 128 + 2 / 128, ratio: 2.69 },
+  { name: 'ORT HQQ W2 g128', bits: 2 + 32 / 128 + 2 / 128, ratio: 2.57 },
+  { name: 'ORT HQQ W2 g64', bits: 2 + 32 / 64 + 2 / 64, ratio: 2.02 },
+];
+const FP32_FULL_DEV = 32.06;
 
 const outFile = resolve(arg('out', join(root, 'bench/results/accuracy.json'))!);
 const previous = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')) : {};
@@ -108,6 +128,16 @@ function renderCurve(): void {
     ...rows.sort((a, b) => a.bits - b.bits).map((r) => `| ${r.name} | ${r.what} | ${r.bits.toFixed(3)} | ${r.onnx?.toFixed(3) ?? '-'} | ${r.ppl.toFixed(2)} | ${r.windows} |`),
     ...refs.map((r) => `| ${r.name} | published/measured elsewhere | ~${r.bits} | - | ${r.ppl} | 2074 |`),
     '',
+    '## onnxruntime\'s own quantizers (external reference, not re-run here)',
+    '',
+    'onnxruntime 1.30 MatMulNBits quantizers on this fixture, as measured for issue 20: perplexity ratio to fp32 over the first 400 dev windows (its GPTQ path crashes on this model). They are Python only, so this benchmark does not re-run them; the plot places them at ratio × the fp32 full-dev PPL (32.06). Bits per weight: the MatMulNBits layout of a float32 model, b-bit codes + fp32 scale + packed b-bit zero point per group of g.',
+    '',
+    '| quantizer | bits/weight (layout) | ratio to fp32 (issue 20) | ratio × 32.06 |',
+    '|---|---|---|---|',
+    ...ORT_QUANTIZERS.map((q) => `| ${q.name} | ${q.bits.toFixed(3)} | ${q.ratio} | ${(q.ratio * FP32_FULL_DEV).toFixed(2)} |`),
+    '',
+    '![PPL vs bits](accuracy.svg)',
+    '',
     ...(Object.keys(fullDev).length
       ? [
           '## Full dev set (all 2074 windows)',
@@ -119,7 +149,30 @@ function renderCurve(): void {
         ]
       : []),
   ].join('\n');
-  console.log(md);
+  writeFileSync(join(root, 'bench/results/accuracy.md'), md);
+  // Blue: first-N-window figures of this run; green: full-dev figures; red: reference points (full dev).
+  const full = Object.entries(fullDev)
+    .map(([name, v]) => ({ name: `${name} (full dev)`, bits: parseFloat(v.bits), ppl: v.ppl, color: '#2a2' }))
+    .filter((p) => p.bits < 32);
+  const pts = [
+    ...rows.filter((r) => r.bits < 32).map((r) => ({ name: `${r.name} (${r.windows} w)`, bits: r.bits, ppl: r.ppl, color: '#36c' })),
+    ...full,
+    ...refs.map((r) => ({ ...r, color: '#c33' })),
+    ...ORT_QUANTIZERS.map((q) => ({ name: `${q.name} (issue 20 ratio)`, bits: q.bits, ppl: q.ratio * FP32_FULL_DEV, color: '#e80' })),
+  ];
+  const W = 760, H = 480, x = (b: number) => 60 + ((b - 1.5) / 3.5) * (W - 90), y = (p: number) => H - 40 - ((Math.log(p) - Math.log(25)) / (Math.log(260) - Math.log(25))) * (H - 70);
+  const svg = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="10">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<line x1="60" y1="${H - 40}" x2="${W - 20}" y2="${H - 40}" stroke="black"/><line x1="60" y1="20" x2="60" y2="${H - 40}" stroke="black"/>`,
+    ...[1.5, 2, 2.5, 3, 3.5, 4, 4.5].map((b) => `<text x="${x(b)}" y="${H - 25}" text-anchor="middle">${b}</text>`),
+    ...[30, 40, 60, 100, 200].map((p) => `<text x="55" y="${y(p) + 3}" text-anchor="end">${p}</text><line x1="60" x2="${W - 20}" y1="${y(p)}" y2="${y(p)}" stroke="#eee"/>`),
+    `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">honest bits per weight</text><text x="14" y="${H / 2}" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">dev PPL (log)</text>`,
+    ...pts.map((p) => `<circle cx="${x(p.bits)}" cy="${y(p.ppl)}" r="4" fill="${p.color}"/><text x="${x(p.bits) + 6}" y="${y(p.ppl) - 4}">${p.name}</text>`),
+    `<text x="${W - 250}" y="30" fill="#36c">blue: first N dev windows (this run)</text><text x="${W - 250}" y="44" fill="#2a2">green: full dev set</text><text x="${W - 250}" y="58" fill="#c33">red: reference points (full dev)</text><text x="${W - 250}" y="72" fill="#e80">orange: onnxruntime quantizers (issue 20 ratios x fp32)</text>`,
+    '</svg>',
+  ].join('\n');
+  writeFileSync(join(root, 'bench/results/accuracy.svg'), svg);
 }
 
 if (process.argv.includes('--render-only')) {

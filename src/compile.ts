@@ -1,5 +1,5 @@
-// The compile pipeline: split packed linears → recognise → check → [fold norms → rotate] → ternary → [activation
-// precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
+// The compile pipeline: split packed linears → recognise → check → [fold norms → rotate] → ternary → [refine] →
+// [activation precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,6 +16,7 @@ import { checkWeightsPass } from './passes/check-weights.ts';
 import { ternaryPass } from './passes/ternary.ts';
 import { foldNormsPass } from './passes/fold-norms.ts';
 import { rotatePass } from './passes/rotate.ts';
+import { refinePass } from './passes/refine.ts';
 import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { storagePrecisionPass } from './passes/storage-precision.ts';
@@ -53,6 +54,7 @@ export function pipeline(opts: CompileOptions): Pass<CompileContext>[] {
     if (opts.rotate) passes.push(rotatePass);
   }
   passes.push(ternaryPass);
+  if (opts.refine) passes.push(refinePass);
   if (opts.acts.kind !== 'none') passes.push(actPrecisionPass);
   passes.push(storagePrecisionPass, lowerOrtPass);
   return passes;
@@ -153,7 +155,7 @@ export async function compileToDir(
       files['tokenizer.json'] = Buffer.byteLength(tokenizer.text);
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
-    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}) };
+    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}), ...(ctx.refine ? { refine: ctx.refine } : {}) };
     // Fitted on the GPU path: equal to the CPU path's output only within the stated tolerances.
     if (ctx.gpu) am.method.device = `gpu: ${describeAdapter(ctx.gpu.info)}`;
     const manifest = writeArtifact(dir, am, files);

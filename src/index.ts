@@ -11,6 +11,7 @@ export { checkWeightsPass } from './passes/check-weights.ts';
 export { foldNormsPass } from './passes/fold-norms.ts';
 export { rotatePass } from './passes/rotate.ts';
 export { ternaryPass } from './passes/ternary.ts';
+export { refinePass, DEFAULT_REFINE } from './passes/refine.ts';
 export { actPrecisionPass } from './passes/act-precision.ts';
 export { lowerOrtPass } from './passes/lower-ort.ts';
 export { storagePrecisionPass } from './passes/storage-precision.ts';

@@ -15,6 +15,7 @@ import { parseTargets } from '../codegen/targets.ts';
 import { checkOutputPlace } from '../util/atomic-dir.ts';
 import { MiB, readTextFile, statRegularFile } from '../util/files.ts';
 import type { DeviceChoice } from '../gpu/device.ts';
+import { DEFAULT_REFINE } from '../passes/refine.ts';
 
 export interface CompileFlags {
   out: string;
@@ -32,6 +33,10 @@ export interface CompileFlags {
   gptq: boolean;
   xdomain: boolean;
   order2Cols?: number;
+  refine?: boolean;
+  refineSteps?: number;
+  refineTrits?: 'keep' | 'ste';
+  refineE2eSteps?: number;
   target?: string[];
   eval?: string;
   evalWindows?: number;
@@ -62,6 +67,8 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   }
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
+  if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits and --refine-e2e-steps need --refine');
+  if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
   const targets = parseTargets(f.target ?? []);
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
   if (needsCalib && !f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
@@ -118,6 +125,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
     device: f.device,
+    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}) } : undefined,
   };
   const { out: _out, quiet: _quiet, force: _force, timings: _timings, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {

@@ -59,6 +59,10 @@ function buildProgram(): Command {
     .option('--timings', 'record seconds per pass in the manifest and reports (out/ then differs from run to run; without it the same inputs give the same bytes)')
     .option('--force', 'replace an earlier twlac output at -o (recognised by its manifest.json; nothing else is ever deleted)')
     .addOption(new Option('--device <d>', 'where Gram matrices and GPTQ column updates run: auto (a real GPU adapter if present, else cpu), gpu (WebGPU, even a software adapter), cpu').choices(['auto', 'gpu', 'cpu']).default('auto'))
+    .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')
+    .option('--refine-steps <n>', 'refinement Adam steps per block', intArg('--refine-steps', 1, 100_000))
+    .option('--refine-e2e-steps <n>', 'refinement: end-to-end steps after the block-wise ones (default 0)', intArg('--refine-e2e-steps', 0, 100_000))
+    .addOption(new Option('--refine-trits <mode>', 'refinement trits: keep the PTQ trits, or re-decide them by straight-through rounding').choices(['keep', 'ste']))
     .option('-q, --quiet', 'no progress output')
     .action(async (model: string, opts) => {
       const { compileCommand } = await import('./compile-command.ts');

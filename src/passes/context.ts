@@ -8,6 +8,8 @@ import type { InputGroup, Linear, TransformerStructure } from '../graph/recogniz
 import type { KronFactors } from '../lower/kron-transform.ts';
 import type { AmpAllocation } from '../quant/ila-amp.ts';
 import type { DeviceChoice, GpuDevice } from '../gpu/device.ts';
+import type { TritMode } from '../quant/dlt.ts';
+import type { RefineBlockStats, RefineE2eStats } from './refine.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -32,6 +34,26 @@ export interface CompileOptions {
   order2Cols?: number;
   /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
   device?: DeviceChoice;
+  /** TernaryLLM refinement after the ternary pass (passes/refine.ts); absent: none. */
+  refine?: RefineOptions;
+}
+
+export interface RefineOptions {
+  /** Adam steps per block. */
+  steps: number;
+  /** Step size of α and γ, in units of the linear's mean |α|. */
+  lr: number;
+  /** Calibration pieces distilled on, of `seq` tokens each. */
+  pieces: number;
+  seq: number;
+  /** Pieces per step. */
+  batch: number;
+  trits: TritMode;
+  /** Step size of the latent trits (trits: 'ste'). */
+  tritLr: number;
+  /** Steps of the end-to-end stage after the block-wise one (0: none), and its α/γ step size. */
+  e2eSteps: number;
+  e2eLr: number;
 }
 
 export interface LinearState {
@@ -41,6 +63,8 @@ export interface LinearState {
   /** Honest storage bits of the chosen structure (twla structure: its own accounting). */
   storageBits?: number;
   stats?: Record<string, number>;
+  /** The fp weight [out, in] the ternary pass started from, kept for the refinement's teacher. */
+  fp?: Float32Array;
 }
 
 export interface SiteState {
@@ -58,6 +82,8 @@ export interface CompileContext extends PassContext {
   progress: Progress;
   /** ILA-AMP's allocation, when mixed precision ran (bits per block, objective, mean bits). */
   amp?: AmpAllocation;
+  /** The refinement's options and per-block losses, when it ran. */
+  refine?: { options: RefineOptions; blocks: RefineBlockStats[]; e2e?: RefineE2eStats };
   opts: CompileOptions;
   /** The GPU the heavy linear algebra runs on, absent on the CPU path. */
   gpu?: GpuDevice;

@@ -66,6 +66,7 @@ export const ternaryPass = definePass<CompileContext>({
       for (const s of groups) {
         const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
         for (const l of s.group.linears) {
+          if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
           const r = quantizeLinear(weightRows(l), l.outFeatures, l.inFeatures, H, {
             structure: opts.structure,
             group: f.group,

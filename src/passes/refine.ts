@@ -1,0 +1,183 @@
+// Refinement pass (TernaryLLM, METHOD.md): Dual Learnable Ternarization with outlier-friendly
+// feature distillation, starting from the ternary pass's PTQ result. Block by block:
+//   teacher: the fp block (the rotated, norm-folded weights the ternary pass started from)
+//            on the teacher's own stream;
+//   student: the ternary block (learnable α, γ per group; trits kept or re-decided by a
+//            straight-through estimator) on the stream of the already refined student blocks;
+//   loss:    mean over calibration tokens of 1 − cos(student output, teacher output).
+// Optionally, an end-to-end stage then trains every block together on the last block's output.
+// Rotations stay fixed. Gradients come from the hand-written block backward
+// (quant/block-grad.ts, checked against finite differences). After its steps each linear
+// goes back into its storage format (lattice rows snapped, fp16) and the graph's dense
+// weight is set to the decoded values, so later passes and the lowering see what is stored.
+// Calibration segments only: the pieces are cut from `opts.calib`.
+import { artifactModel } from '../artifact/from-structure.ts';
+import { BLOCK_LINEARS, type BlockLinearRole } from '../artifact/build.ts';
+import { decodeTernary } from '../formats/ternary.ts';
+import { definePass } from '../graph/pass.ts';
+import { blockBackward, blockForward, cosineLoss, type BlockDims, type BlockParams } from '../quant/block-grad.ts';
+import { DltLinear } from '../quant/dlt.ts';
+import type { CompileContext, RefineOptions } from './context.ts';
+import { setLinearWeight } from './weights.ts';
+
+/** Chosen on a split of train.txt (bench/refine-select.ts: held-out PPL 13.86 against 14.01 for the
+ *  PTQ result and 14.08 for lr 5e-3 on 8 pieces): 30 Adam steps of one 128-token piece a block,
+ *  each step a new piece, at a small step size. */
+export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, e2eSteps: 0, e2eLr: 2e-3 };
+
+/** Calibration pieces of `seq` tokens: each segment cut into whole pieces, the first `count` kept. */
+export function refinePieces(calib: Int32Array[], seq: number, count: number): Int32Array[] {
+  const out: Int32Array[] = [];
+  for (const s of calib) for (let o = 0; o + seq <= s.length && out.length < count; o += seq) out.push(s.subarray(o, o + seq));
+  return out;
+}
+
+export interface RefineBlockStats {
+  block: number;
+  /** Mean 1 − cos over the pieces: PTQ start, after the steps, after snapping to the format. */
+  lossPtq: number;
+  lossRefined: number;
+  lossStored: number;
+  flipped: number;
+  seconds: number;
+}
+
+export interface RefineE2eStats {
+  /** Mean 1 − cos of the last block's output: after the block-wise stage and after end to end (both as stored). */
+  lossBefore: number;
+  lossStored: number;
+  seconds: number;
+}
+
+export const refinePass = definePass<CompileContext>({
+  name: 'refine',
+  requires(_m, ctx) {
+    if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--refine needs the twla weights in the kernel structure (a ternary storage format)';
+    if (!ctx.opts.calib?.length) return '--refine needs calibration data (--calib)';
+    const o = ctx.opts.refine!;
+    if (refinePieces(ctx.opts.calib, o.seq, 1).length === 0) return `--refine: calibration segments are shorter than ${o.seq} tokens`;
+    for (const st of ctx.linears.values()) if (st.ternary && !st.fp) return `${st.id}: the ternary pass kept no fp weights to distil from`;
+    return undefined;
+  },
+  async run(model, ctx) {
+    const o = ctx.opts.refine!;
+    const am = artifactModel(ctx, '');
+    const c = am.config;
+    const dims: BlockDims = { hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, intermediate: c.intermediate, ropeTheta: c.ropeTheta, normEps: c.normEps };
+    const H = c.hidden;
+    const pieces = refinePieces(ctx.opts.calib!, o.seq, o.pieces);
+    const S = o.seq;
+    const embed = (ids: Int32Array): Float32Array => {
+      const x = new Float32Array(S * H);
+      ids.forEach((id, s) => x.set(am.embed.subarray(id * H, (id + 1) * H), s * H));
+      return x;
+    };
+    let teacherIn: Float32Array[] = pieces.map(embed);
+    let studentIn = teacherIn;
+    const stats: RefineBlockStats[] = [];
+    const blocks: { base: Omit<BlockParams, 'W'>; dlt: Record<BlockLinearRole, DltLinear> }[] = [];
+    const params = (b: (typeof blocks)[number], W: (r: BlockLinearRole) => Float32Array): BlockParams => ({ ...b.base, W: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, W(r)])) as BlockParams['W'] });
+    const student = (b: (typeof blocks)[number]) => params(b, (r) => b.dlt[r].weight());
+    const stored = (b: (typeof blocks)[number]) => params(b, (r) => Float32Array.from(decodeTernary(b.dlt[r].encode())));
+    const zeroGrads = (p: BlockParams) => Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new Float32Array(p.W[r].length)])) as Record<BlockLinearRole, Float32Array>;
+    for (const [bi, block] of ctx.structure.blocks.entries()) {
+      const t0 = performance.now();
+      const ab = am.blocks[bi];
+      const b = {
+        base: {
+          attnNorm: ab.attnNorm,
+          mlpNorm: ab.mlpNorm,
+          bias: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, ab.linears[r].bias])) as BlockParams['bias'],
+          T: { attn: ab.acts.attn.transform, o: ab.acts.o.transform, mlp: ab.acts.mlp.transform, down: ab.acts.down.transform },
+        },
+        dlt: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new DltLinear(ctx.linears.get(block[r])!.ternary!, o.trits)])) as Record<BlockLinearRole, DltLinear>,
+      };
+      blocks.push(b);
+      const teacher = params(b, (r) => ctx.linears.get(block[r])!.fp!);
+      const targets = teacherIn.map((x) => blockForward(teacher, dims, x, S).out);
+      const meanLoss = (p: BlockParams) => {
+        let l = 0;
+        const outs = studentIn.map((x, i) => {
+          const out = blockForward(p, dims, x, S).out;
+          l += cosineLoss(out, targets[i], S, H, false).loss;
+          return out;
+        });
+        return { loss: l / pieces.length, outs };
+      };
+      const lossPtq = meanLoss(student(b)).loss;
+      ctx.progress.start(`block ${bi}: refine`, o.steps);
+      for (let step = 0; step < o.steps; step++) {
+        const p = student(b);
+        const dW = zeroGrads(p);
+        let loss = 0;
+        for (let j = 0; j < o.batch; j++) {
+          const i = (step * o.batch + j) % pieces.length;
+          const { out, cache } = blockForward(p, dims, studentIn[i], S);
+          const l = cosineLoss(out, targets[i], S, H, true);
+          loss += l.loss / o.batch;
+          for (let q = 0; q < l.dOut!.length; q++) l.dOut![q] /= o.batch;
+          blockBackward(p, dims, cache, l.dOut!, dW);
+        }
+        for (const r of BLOCK_LINEARS) b.dlt[r].step(dW[r], o.lr, o.tritLr);
+        ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
+      }
+      ctx.progress.done();
+      const lossRefined = meanLoss(student(b)).loss;
+      const after = meanLoss(stored(b));
+      const flipped = BLOCK_LINEARS.reduce((a, r) => a + b.dlt[r].flipped(), 0);
+      stats.push({ block: bi, lossPtq, lossRefined, lossStored: after.loss, flipped, seconds: (performance.now() - t0) / 1000 });
+      ctx.progress.log(`block ${bi}: 1−cos ${lossPtq.toExponential(3)} → ${lossRefined.toExponential(3)} (stored ${after.loss.toExponential(3)}), ${flipped} trits flipped`);
+      teacherIn = targets;
+      studentIn = after.outs;
+    }
+    // End to end: the loss on the last block's output, back through every block.
+    let e2e: RefineE2eStats | undefined;
+    if (o.e2eSteps > 0) {
+      const t0 = performance.now();
+      const finalLoss = (ps: BlockParams[]) => {
+        let l = 0;
+        pieces.forEach((ids, i) => {
+          let x = embed(ids);
+          for (const p of ps) x = blockForward(p, dims, x, S).out;
+          l += cosineLoss(x, teacherIn[i], S, H, false).loss;
+        });
+        return l / pieces.length;
+      };
+      const before = finalLoss(blocks.map(stored));
+      ctx.progress.start('refine end to end', o.e2eSteps);
+      for (let step = 0; step < o.e2eSteps; step++) {
+        const ps = blocks.map(student);
+        const dW = ps.map(zeroGrads);
+        let loss = 0;
+        for (let j = 0; j < o.batch; j++) {
+          const i = (step * o.batch + j) % pieces.length;
+          let x: Float32Array = embed(pieces[i]);
+          const caches = ps.map((p) => {
+            const f = blockForward(p, dims, x, S);
+            x = f.out;
+            return f.cache;
+          });
+          const l = cosineLoss(x, teacherIn[i], S, H, true);
+          loss += l.loss / o.batch;
+          let d: Float32Array = l.dOut!.map((v) => v / o.batch);
+          for (let k = ps.length - 1; k >= 0; k--) d = blockBackward(ps[k], dims, caches[k], d, dW[k]);
+        }
+        blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], o.e2eLr, o.tritLr)));
+        ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
+      }
+      ctx.progress.done();
+      e2e = { lossBefore: before, lossStored: finalLoss(blocks.map(stored)), seconds: (performance.now() - t0) / 1000 };
+      ctx.progress.log(`end to end: 1−cos of the last block ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored)`);
+    }
+    for (const [bi, block] of ctx.structure.blocks.entries()) {
+      for (const r of BLOCK_LINEARS) {
+        const w = blocks[bi].dlt[r].encode();
+        setLinearWeight(block[r], decodeTernary(w));
+        ctx.linears.get(block[r])!.ternary = w;
+      }
+    }
+    for (const st of ctx.linears.values()) st.fp = undefined;
+    ctx.refine = { options: o, blocks: stats, e2e };
+    return { model, modified: true };
+  },
+});

@@ -1,0 +1,124 @@
+// Dual Learnable Ternarization (TernaryLLM, METHOD.md) of one linear stored in a ternary
+// format: W[n,k] = α[n,g]·t[n,k] + γ[n,g] with α, γ learnable per (row, group), starting
+// from the PTQ result. The trits are either kept, or re-decided through a straight-through
+// estimator: t = clamp(round(u), −1, 1) with a latent u initialised at the PTQ trit and
+// ∂loss/∂u := ∂loss/∂t = α·∂loss/∂W.
+//   ∂loss/∂α[n,g] = Σ_{k∈g} ∂loss/∂W[n,k]·t[n,k],   ∂loss/∂γ[n,g] = Σ_{k∈g} ∂loss/∂W[n,k]
+// Updates are Adam steps in units of the linear's mean |α| (so one learning rate fits every
+// linear). `encode` puts the result back into the format: lattice formats snap each row's
+// scales and shifts to the row's power-of-two lattice first (formats/ternary.ts).
+import { decodeTrits, encodeTernary, groupsPerRow, snapRowToLattice, type TernaryWeights } from '../formats/ternary.ts';
+import { halfToFloat } from '../graph/tensor.ts';
+
+export type TritMode = 'keep' | 'ste';
+
+const B1 = 0.9;
+const B2 = 0.999;
+
+class Adam {
+  private readonly m: Float64Array;
+  private readonly v: Float64Array;
+  constructor(n: number) {
+    this.m = new Float64Array(n);
+    this.v = new Float64Array(n);
+  }
+  /** In place: x −= step·m̂/(√v̂ + ε) for gradient g at Adam step t (1-based). */
+  update(x: Float64Array | Float32Array, g: ArrayLike<number>, step: number, t: number): void {
+    const c1 = 1 - B1 ** t;
+    const c2 = 1 - B2 ** t;
+    for (let i = 0; i < x.length; i++) {
+      this.m[i] = B1 * this.m[i] + (1 - B1) * g[i];
+      this.v[i] = B2 * this.v[i] + (1 - B2) * g[i] * g[i];
+      const v = Math.sqrt(this.v[i] / c2);
+      if (v > 0) x[i] -= (step * (this.m[i] / c1)) / (v + 1e-12 * v + 1e-30);
+    }
+  }
+}
+
+export class DltLinear {
+  readonly rows: number;
+  readonly cols: number;
+  readonly G: number;
+  readonly ng: number;
+  readonly alpha: Float64Array;
+  readonly gamma: Float64Array | undefined;
+  /** Current trits, row-major [rows·cols]. */
+  readonly t: Int8Array;
+  private readonly latent: Float32Array | undefined;
+  /** Mean |α| of the PTQ result: the unit of the α and γ steps. */
+  private readonly unit: number;
+  private readonly optA: Adam;
+  private readonly optG: Adam | undefined;
+  private readonly optU: Adam | undefined;
+  private steps = 0;
+
+  constructor(readonly init: TernaryWeights, readonly trits: TritMode) {
+    this.rows = init.rows;
+    this.cols = init.cols;
+    this.G = init.format.group;
+    this.ng = groupsPerRow(init.format, init.cols);
+    this.alpha = Float64Array.from(init.scales, halfToFloat);
+    this.gamma = init.shifts ? Float64Array.from(init.shifts, halfToFloat) : undefined;
+    this.t = decodeTrits(init);
+    this.latent = trits === 'ste' ? Float32Array.from(this.t) : undefined;
+    let s = 0;
+    for (const a of this.alpha) s += Math.abs(a);
+    this.unit = s / this.alpha.length || 1;
+    this.optA = new Adam(this.alpha.length);
+    this.optG = this.gamma && new Adam(this.gamma.length);
+    this.optU = this.latent && new Adam(this.latent.length);
+  }
+
+  /** The dequantised weight, row-major [rows, cols], float32. */
+  weight(): Float32Array {
+    const { rows, cols, G, ng, alpha, gamma, t } = this;
+    const W = new Float32Array(rows * cols);
+    for (let n = 0; n < rows; n++) {
+      for (let k = 0; k < cols; k++) {
+        const gi = n * ng + Math.floor(k / G);
+        W[n * cols + k] = alpha[gi] * t[n * cols + k] + (gamma ? gamma[gi] : 0);
+      }
+    }
+    return W;
+  }
+
+  /** One Adam step from ∂loss/∂W [rows, cols]; lr in units of mean |α| (α, γ) and of one trit (latent). */
+  step(dW: Float32Array, lr: number, tritLr: number): void {
+    const { rows, cols, G, ng, t } = this;
+    const dA = new Float64Array(rows * ng);
+    const dG = new Float64Array(rows * ng);
+    for (let n = 0; n < rows; n++) {
+      for (let k = 0; k < cols; k++) {
+        const gi = n * ng + Math.floor(k / G);
+        dA[gi] += dW[n * cols + k] * t[n * cols + k];
+        dG[gi] += dW[n * cols + k];
+      }
+    }
+    this.steps++;
+    if (this.latent) {
+      const dU = new Float32Array(rows * cols);
+      for (let n = 0; n < rows; n++) for (let k = 0; k < cols; k++) dU[n * cols + k] = dW[n * cols + k] * this.alpha[n * ng + Math.floor(k / G)];
+      this.optU!.update(this.latent, dU, tritLr, this.steps);
+      for (let i = 0; i < t.length; i++) t[i] = Math.max(-1, Math.min(1, Math.round(this.latent[i])));
+    }
+    this.optA.update(this.alpha, dA, lr * this.unit, this.steps);
+    if (this.gamma) this.optG!.update(this.gamma, dG, lr * this.unit, this.steps);
+  }
+
+  /** Trits that differ from the PTQ result. */
+  flipped(): number {
+    const t0 = decodeTrits(this.init);
+    let n = 0;
+    for (let i = 0; i < t0.length; i++) if (t0[i] !== this.t[i]) n++;
+    return n;
+  }
+
+  /** The refined linear in its format (lattice rows snapped; fp16 rounding by the encoder). */
+  encode(): TernaryWeights {
+    const f = this.init.format;
+    const scale = Float64Array.from(this.alpha);
+    const shift = this.gamma && Float64Array.from(this.gamma);
+    if (f.lattice) for (let n = 0; n < this.rows; n++) snapRowToLattice(scale, shift, n, this.ng);
+    return encodeTernary(f, this.rows, this.cols, this.t, scale, shift);
+  }
+}
