@@ -9,6 +9,8 @@ parameters, 3.4 MB in fp32. Trained for a time budget on the Python documentatio
 demo/model/DATA-LICENSE), exported with torch.onnx.export (opset 17) to one self-contained model.onnx.
 
 usage:  DEMO_SECONDS=1200 /usr/bin/python3 scripts/train-demo-cpu.py TRAIN_TXT OUT_DIR
+The demo ships OUT_DIR's model.onnx, config.json and train-report.json under demo/model/;
+scripts/make-demo-data.sh cuts demo/data/ (calibration and held-out slices) and DATA-LICENSE.
 """
 import json, math, os, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F

@@ -1,60 +1,51 @@
-// `twlac demo`: the main job on a model that a fresh clone can make by itself, no ../shared.
+// `twlac demo`: compile a small trained model that ships with twlac, and show what the compile kept.
 //
-// 1. The model: a small torch-style LLaMA (decomposed RMSNorm, 2 blocks, hidden 128, byte
-//    vocabulary of 256) from the fixture generator, with a byte-level BPE tokenizer.json whose
-//    ids are the UTF-8 bytes themselves (no merges). Its blocks keep their seeded random
-//    weights, scaled down so they perturb the residual stream rather than own it; the
-//    embeddings and lm_head carry a byte bigram model of the calibration corpus, so the text
-//    it writes is not uniform noise (it is a bigram model, not a trained transformer):
-//      L[c, n] = log((count[c,n] + α·u[n]) / (count[c] + α)),  u = add-one unigram,
-//      L̄ = L with each row's mean removed (softmax ignores it),
-//      L̄ ≈ A·Vᵀ,  V = top r = hidden−1 eigenvectors of L̄ᵀL̄,  A = L̄·V  (best rank-r fit),
-//      E[t] = k·[A_t, p_t],  p_t = √(C − |A_t|²),  C = maxₜ |A_t|²,  k = √(hidden / C),
-//    so every embedding row has RMS exactly 1, the final RMSNorm (γ = 1) leaves it as is, and
-//    lm_head = [V, 0] / k gives logits(t) = A_t·Vᵀ = rank-r L̄[t].
-// 2. The compile: `--weights twla` with small calibration settings, on text every clone has:
-//    README.md (if present) followed by src/**/*.ts (sorted paths); the bigram counts the whole
-//    corpus, the 16 calibration segments of 256 tokens come from its first 60,000 characters.
-//    Held-out evaluation text is a different set of files, test/**/*.ts (24 windows of 256
-//    from its start), never used for the bigram or the calibration. The demo model therefore
-//    changes when src/ does; for one checkout it is deterministic.
-// 3. The summary: bits/weight, held-out perplexity of source and compiled, a greedy sample.
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+// demo/model/: a LLaMA of 4 blocks, hidden 128, byte vocabulary (token id = UTF-8 byte, the
+// tokenizer.json below), trained by scripts/train-demo-cpu.py on the first 98% of the Python
+// documentation text (PSF licence, demo/model/DATA-LICENSE) and exported by torch.onnx.
+// demo/data/ (scripts/make-demo-data.sh): calibration.txt, a slice of the text it trained on;
+// heldout.txt, a slice of dev.txt, which neither the training nor the calibration saw.
+// The demo compiles the model with the default pipeline (--weights twla) and small calibration
+// settings, then prints the held-out perplexity of source and compiled (EVAL.md: windows of
+// 256 tokens, the first DEMO_SETTINGS.evalWindows of them), greedy text of both on
+// onnxruntime, the WebGPU runtime's greedy text on the compiled output, and where report.html is.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTinyLlama, type TinyLlamaOptions } from './graph/synthetic-llama.ts';
-import type { Model } from './graph/ir.ts';
-import { saveModel } from './graph/onnx.ts';
-import { Tensor } from './graph/tensor.ts';
 import { type Progress, silentProgress } from './graph/pass.ts';
 import { UserError } from './errors.ts';
 import { compileToDir } from './compile.ts';
 import { calibrationSegments } from './calib/data.ts';
-import { loadTokenizer, type TextTokenizer } from './eval/tokenizer.ts';
+import { loadTokenizer } from './eval/tokenizer.ts';
 import { evaluatePerplexity } from './eval/perplexity.ts';
 import { generate } from './eval/generate.ts';
 import { withAtomicDir } from './util/atomic-dir.ts';
 import { TWLAC_VERSION } from './artifact/build.ts';
 
-/** The demo model's shape. The kernel format's group of 128 needs every in-features a multiple of 128. */
-export const DEMO_MODEL: TinyLlamaOptions = { layers: 2, hidden: 128, heads: 4, kvHeads: 2, intermediate: 256, vocab: 256, seed: 7 };
-
-/** Factor on the blocks' output projections (o_proj, down_proj): the blocks perturb, the bigram leads. */
-export const BLOCK_OUTPUT_SCALE = 0.05;
-
-/** Calibration and evaluation sizes that keep the demo well under a minute on 2 cores. */
+/** Calibration and evaluation sizes that keep the demo around a minute on 2 cores. */
 export const DEMO_SETTINGS = {
   calibSamples: 16,
   calibSeq: 256,
-  calibChars: 60_000,
-  evalChars: 30_000,
-  evalWindows: 24,
-  prompt: 'export function ',
-  maxTokens: 48,
+  evalWindows: 128,
+  prompt: 'The ',
+  maxTokens: 80,
 };
 
-/** The repository root (this file is src/demo.ts). */
+/** The repository root (this file is src/demo.ts, or dist/demo.js in a package). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The files the demo reads, all shipped in the repository and the package. */
+export function demoFiles(root = REPO_ROOT) {
+  const d = join(root, 'demo');
+  return {
+    model: join(d, 'model', 'model.onnx'),
+    tokenizer: join(d, 'model', 'tokenizer.json'),
+    config: join(d, 'model', 'config.json'),
+    trainReport: join(d, 'model', 'train-report.json'),
+    calibration: join(d, 'data', 'calibration.txt'),
+    heldOut: join(d, 'data', 'heldout.txt'),
+  };
+}
 
 // ---------------------------------------------------------------------------------------
 // Tokenizer: byte-level BPE with the 256 byte tokens, id = byte value, no merges.
@@ -98,210 +89,48 @@ export function byteTokenizerJson(): object {
 }
 
 // ---------------------------------------------------------------------------------------
-// Corpus: files every clone has.
-
-function listFiles(dir: string, ext: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && e.name.endsWith(ext)) out.push(p);
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
-}
-
-export interface DemoCorpus {
-  /** Repository-relative paths, in order. */
-  files: string[];
-  text: string;
-}
-
-/** Calibration (and bigram) text: README.md then src/**\/*.ts; held-out text: test/**\/*.ts. */
-export function demoCorpora(root = REPO_ROOT): { calibration: DemoCorpus; heldOut: DemoCorpus } {
-  const read = (files: string[]): DemoCorpus => ({
-    files: files.map((f) => relative(root, f)),
-    text: files.map((f) => readFileSync(f, 'utf8')).join('\n'),
-  });
-  const readme = join(root, 'README.md');
-  const calibration = read([...(existsSync(readme) ? [readme] : []), ...listFiles(join(root, 'src'), '.ts')]);
-  const heldOut = read(listFiles(join(root, 'test'), '.ts'));
-  if (calibration.text.length < 10_000 || heldOut.text.length < 10_000) {
-    throw new UserError(`twlac demo needs the repository's own README.md, src/ and test/ beside ${root} (found too little text)`);
-  }
-  return { calibration, heldOut };
-}
-
-// ---------------------------------------------------------------------------------------
-// Bigram → embeddings and lm_head.
-
-/** Row-centred bigram log-probabilities L̄ [vocab, vocab] (row = current byte, column = next). */
-export function bigramLogits(bytes: Uint8Array, vocab = 256, alpha = 1): Float64Array {
-  const count = new Float64Array(vocab * vocab);
-  const uni = new Float64Array(vocab).fill(1);
-  for (let i = 0; i + 1 < bytes.length; i++) count[bytes[i] * vocab + bytes[i + 1]]++;
-  for (const b of bytes) uni[b]++;
-  const uniSum = uni.reduce((a, b) => a + b, 0);
-  const L = new Float64Array(vocab * vocab);
-  for (let c = 0; c < vocab; c++) {
-    let rowSum = 0;
-    for (let n = 0; n < vocab; n++) rowSum += count[c * vocab + n];
-    let mean = 0;
-    for (let n = 0; n < vocab; n++) {
-      const v = Math.log((count[c * vocab + n] + (alpha * uni[n]) / uniSum) / (rowSum + alpha));
-      L[c * vocab + n] = v;
-      mean += v / vocab;
-    }
-    for (let n = 0; n < vocab; n++) L[c * vocab + n] -= mean;
-  }
-  return L;
-}
-
-/**
- * Eigen-decomposition of a symmetric n×n matrix by cyclic Jacobi rotations. Returns the
- * eigenvalues in descending order and the eigenvectors as the columns of `vectors` (row-major).
- */
-export function symmetricEigen(a: Float64Array, n: number, tol = 1e-12, maxSweeps = 50): { values: Float64Array; vectors: Float64Array } {
-  const A = Float64Array.from(a);
-  const V = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) V[i * n + i] = 1;
-  let scale = 0;
-  for (let i = 0; i < n * n; i++) scale += A[i] * A[i];
-  for (let sweep = 0; sweep < maxSweeps; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += A[p * n + q] ** 2;
-    if (off <= tol * tol * scale) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = A[p * n + q];
-        if (Math.abs(apq) < 1e-300) continue;
-        // Rotation angle zeroing A[p][q]: tan 2θ = 2apq / (aqq − app).
-        const theta = (A[q * n + q] - A[p * n + p]) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = A[k * n + p];
-          const akq = A[k * n + q];
-          A[k * n + p] = c * akp - s * akq;
-          A[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = A[p * n + k];
-          const aqk = A[q * n + k];
-          A[p * n + k] = c * apk - s * aqk;
-          A[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = V[k * n + p];
-          const vkq = V[k * n + q];
-          V[k * n + p] = c * vkp - s * vkq;
-          V[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => A[j * n + j] - A[i * n + i]);
-  const values = Float64Array.from(order, (i) => A[i * n + i]);
-  const vectors = new Float64Array(n * n);
-  for (let k = 0; k < n; k++) for (let r = 0; r < n; r++) vectors[r * n + k] = V[r * n + order[k]];
-  return { values, vectors };
-}
-
-/**
- * Embedding table E [vocab, hidden] and lm_head H [vocab, hidden] (row per output token) with
- * rms(E[t]) = 1 and H·E[t] = the best rank-(hidden−1) approximation of row t of `logits`.
- */
-export function bigramEmbeddings(logits: Float64Array, vocab: number, hidden: number): { embed: Float32Array; head: Float32Array } {
-  const r = Math.min(hidden - 1, vocab);
-  const G = new Float64Array(vocab * vocab);
-  for (let i = 0; i < vocab; i++) {
-    for (let j = i; j < vocab; j++) {
-      let s = 0;
-      for (let c = 0; c < vocab; c++) s += logits[c * vocab + i] * logits[c * vocab + j];
-      G[i * vocab + j] = G[j * vocab + i] = s;
-    }
-  }
-  // Relative off-diagonal 1e-9: the eigenvalues past the text's ~100 distinct bytes are ~1e-9 of the largest.
-  const { vectors } = symmetricEigen(G, vocab, 1e-9);
-  const A = new Float64Array(vocab * r);
-  for (let t = 0; t < vocab; t++) {
-    for (let k = 0; k < r; k++) {
-      let s = 0;
-      for (let n = 0; n < vocab; n++) s += logits[t * vocab + n] * vectors[n * vocab + k];
-      A[t * r + k] = s;
-    }
-  }
-  const norms = Array.from({ length: vocab }, (_, t) => {
-    let s = 0;
-    for (let k = 0; k < r; k++) s += A[t * r + k] ** 2;
-    return s;
-  });
-  const C = Math.max(...norms) * (1 + 1e-6) + 1e-12;
-  const k = Math.sqrt(hidden / C);
-  const embed = new Float32Array(vocab * hidden);
-  const head = new Float32Array(vocab * hidden);
-  for (let t = 0; t < vocab; t++) {
-    for (let j = 0; j < r; j++) embed[t * hidden + j] = k * A[t * r + j];
-    embed[t * hidden + r] = k * Math.sqrt(C - norms[t]);
-    for (let j = 0; j < r; j++) head[t * hidden + j] = vectors[t * vocab + j] / k;
-  }
-  return { embed, head };
-}
-
-function setInitializer(model: Model, name: string, f: (old: Float32Array, dims: readonly number[]) => Float32Array): void {
-  const v = model.graph.initializers.get(name);
-  if (!v?.constValue) throw new Error(`demo model has no initializer ${name}`);
-  const dims = v.constValue.dims;
-  v.constValue = Tensor.fromFloat32(dims, f(v.constValue.toFloat32(), dims));
-}
-
-/** The demo model: the fixture LLaMA with a bigram of `corpus` in its embeddings and head. */
-export function makeDemoModel(corpus: Uint8Array, opts: TinyLlamaOptions = DEMO_MODEL, blockScale = BLOCK_OUTPUT_SCALE): Model {
-  const o = { ...DEMO_MODEL, ...opts, norm: 'decomposed' as const, linear: 'matmul' as const, names: 'hf' as const, weightDtype: 'float32' as const };
-  const vocab = o.vocab!;
-  const hidden = o.hidden!;
-  const model = makeTinyLlama(o);
-  const { embed, head } = bigramEmbeddings(bigramLogits(corpus, vocab), vocab, hidden);
-  setInitializer(model, 'model.embed_tokens.weight', () => embed);
-  // MatMul style stores lm_head as [hidden, vocab] (x·Wᵀ with W = head [vocab, hidden]).
-  setInitializer(model, 'lm_head.weight', () => {
-    const t = new Float32Array(hidden * vocab);
-    for (let v = 0; v < vocab; v++) for (let h = 0; h < hidden; h++) t[h * vocab + v] = head[v * hidden + h];
-    return t;
-  });
-  setInitializer(model, 'model.norm.weight', (g) => g.fill(1));
-  for (let l = 0; l < o.layers!; l++) {
-    for (const w of ['self_attn.o_proj.weight', 'mlp.down_proj.weight']) {
-      setInitializer(model, `model.layers.${l}.${w}`, (W) => W.map((x) => x * blockScale));
-    }
-  }
-  return model;
-}
-
-// ---------------------------------------------------------------------------------------
 // The demo.
+
+/** What the demo model is, from its config.json and train-report.json. */
+export interface DemoModelInfo {
+  layers: number;
+  hidden: number;
+  vocab: number;
+  params: number;
+}
+
+export function readDemoModelInfo(files = demoFiles()): DemoModelInfo {
+  const c = JSON.parse(readFileSync(files.config, 'utf8')) as { num_hidden_layers: number; hidden_size: number; vocab_size: number };
+  const r = JSON.parse(readFileSync(files.trainReport, 'utf8')) as { params: number };
+  return { layers: c.num_hidden_layers, hidden: c.hidden_size, vocab: c.vocab_size, params: r.params };
+}
+
+/** The WebGPU runtime's greedy result, or why it did not run. */
+export type WebgpuResult = { ids: number[]; text: string } | { unavailable: string };
 
 export interface DemoSummary {
   outDir: string;
   sourceModel: string;
   compiledDir: string;
+  model: DemoModelInfo;
   bitsPerWeight: number;
   onnxBitsPerWeight?: number;
   sourcePpl: number;
   compiledPpl: number;
+  evalWindows: number;
   evalTokens: number;
   prompt: string;
+  sourceIds: number[];
   sourceText: string;
+  compiledIds: number[];
   compiledText: string;
+  webgpu: WebgpuResult;
   seconds: number;
 }
 
 /**
- * Write `<out>/source/` (model.onnx, tokenizer.json) and compile it to `<out>/compiled/`; print
- * a summary on stdout. `<out>` is written atomically (a failed run leaves nothing); `force`
+ * Copy the shipped model to `<out>/source/` and compile it to `<out>/compiled/`; print a
+ * summary on stdout. `<out>` is written atomically (a failed run leaves nothing); `force`
  * replaces an earlier demo output there.
  */
 export async function runDemo(
@@ -340,34 +169,47 @@ function writeDemoManifest(dir: string): void {
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ kind: 'twlac-demo', twlac: TWLAC_VERSION, files }, null, 1));
 }
 
+/** Greedy decoding on the WebGPU runtime; a missing adapter (or a refusal) is reported, not thrown. */
+async function webgpuGreedy(compiledDir: string, prompt: Int32Array, maxTokens: number, decode: (ids: number[]) => string): Promise<WebgpuResult> {
+  try {
+    const { runWebgpuDecode } = await import('./runtime/webgpu/cli.ts');
+    const ids = await runWebgpuDecode(compiledDir, prompt, maxTokens);
+    return { ids, text: decode(ids) };
+  } catch (e) {
+    if (e instanceof UserError) return { unavailable: e.message };
+    throw e;
+  }
+}
+
 async function demo(outDir: string, progress: Progress, t0: number): Promise<DemoSummary> {
   const s = DEMO_SETTINGS;
-  progress.start('reading the demo corpora (README.md + src/**/*.ts; held out: test/**/*.ts)');
-  const { calibration, heldOut } = demoCorpora();
-  progress.done(`${calibration.files.length} + ${heldOut.files.length} files`);
+  const files = demoFiles();
+  for (const f of Object.values(files)) {
+    if (!existsSync(f)) throw new UserError(`twlac demo: missing ${relative(REPO_ROOT, f)} (it ships with twlac; reinstall, or run scripts/make-demo-data.sh in a clone)`);
+  }
+  const model = readDemoModelInfo(files);
 
   const sourceDir = join(outDir, 'source');
   const sourceModel = join(sourceDir, 'model.onnx');
-  progress.start('generating the demo model (byte bigram in embeddings and lm_head)');
+  const tokenizer = join(sourceDir, 'tokenizer.json');
   mkdirSync(sourceDir);
-  saveModel(makeDemoModel(Buffer.from(calibration.text, 'utf8')), sourceModel);
-  writeFileSync(join(sourceDir, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
-  progress.done();
+  copyFileSync(files.model, sourceModel);
+  copyFileSync(files.tokenizer, tokenizer);
 
-  const tok: TextTokenizer = loadTokenizer(join(sourceDir, 'tokenizer.json'));
-  progress.start('tokenizing');
-  const calibIds = tok.encode(calibration.text.slice(0, s.calibChars));
-  const evalIds = tok.encode(heldOut.text.slice(0, s.evalChars));
+  const tok = loadTokenizer(tokenizer);
+  progress.start('tokenizing demo/data (calibration: trained-on text; held out: never trained on)');
+  const calibIds = tok.encode(readFileSync(files.calibration, 'utf8'));
+  const evalIds = tok.encode(readFileSync(files.heldOut, 'utf8'));
   progress.done(`${calibIds.length} calibration, ${evalIds.length} held-out tokens`);
   const calib = calibrationSegments(calibIds, { samples: s.calibSamples, seq: s.calibSeq, seed: 0 });
 
   const compiledDir = join(outDir, 'compiled');
-  const { manifest } = await compileToDir(sourceModel, compiledDir, { weights: 'twla', calib }, progress, { tokenizer: join(sourceDir, 'tokenizer.json') });
+  const { manifest } = await compileToDir(sourceModel, compiledDir, { weights: 'twla', calib }, progress, { tokenizer });
 
-  const ppl = async (model: string, label: string) => {
+  const ppl = async (path: string, label: string) => {
     progress.start(`perplexity (${label})`, s.evalWindows);
     let last = 0;
-    const r = await evaluatePerplexity(model, evalIds, {
+    const r = await evaluatePerplexity(path, evalIds, {
       maxWindows: s.evalWindows,
       onProgress: (done) => {
         progress.tick(done - last);
@@ -379,40 +221,57 @@ async function demo(outDir: string, progress: Progress, t0: number): Promise<Dem
   };
   const src = await ppl(sourceModel, 'source');
   const cmp = await ppl(join(compiledDir, 'model.onnx'), 'compiled');
-  progress.start('greedy generation');
+
+  progress.start('greedy generation (onnxruntime, then the WebGPU runtime)');
   const prompt = tok.encode(s.prompt);
-  const sourceText = tok.decode(await generate(sourceModel, prompt, s.maxTokens));
-  const compiledText = tok.decode(await generate(join(compiledDir, 'model.onnx'), prompt, s.maxTokens));
+  const sourceIds = Array.from(await generate(sourceModel, prompt, s.maxTokens));
+  const compiledIds = Array.from(await generate(join(compiledDir, 'model.onnx'), prompt, s.maxTokens));
+  const webgpu = await webgpuGreedy(compiledDir, prompt, s.maxTokens, (ids) => tok.decode(ids));
   progress.done();
 
-  const summary: DemoSummary = {
+  return {
     outDir,
     sourceModel,
     compiledDir,
+    model,
     bitsPerWeight: manifest.bitsPerWeight,
     onnxBitsPerWeight: manifest.onnx?.bitsPerWeight,
     sourcePpl: src.ppl,
     compiledPpl: cmp.ppl,
+    evalWindows: src.windows,
     evalTokens: src.tokens,
     prompt: s.prompt,
-    sourceText,
-    compiledText,
+    sourceIds,
+    sourceText: tok.decode(sourceIds),
+    compiledIds,
+    compiledText: tok.decode(compiledIds),
+    webgpu,
     seconds: (performance.now() - t0) / 1000,
   };
-  return summary;
+}
+
+/** How the WebGPU tokens compare with onnxruntime's on the same compiled model. */
+function webgpuAgreement(ort: number[], gpu: number[]): string {
+  const i = ort.findIndex((t, k) => gpu[k] !== t);
+  if (i < 0 && gpu.length === ort.length) return `the same ${ort.length} tokens as onnxruntime`;
+  return `differs from onnxruntime from token ${i < 0 ? ort.length : i}`;
 }
 
 export function formatSummary(d: DemoSummary): string {
   const q = (t: string) => JSON.stringify(t);
+  const m = d.model;
+  const gpu = 'unavailable' in d.webgpu ? [`    compiled, WebGPU:      not run: ${d.webgpu.unavailable}`] : [`    compiled, WebGPU:      ${q(d.webgpu.text)} (${webgpuAgreement(d.compiledIds, d.webgpu.ids)})`];
   return [
     `twlac demo: ${d.sourceModel} → ${d.compiledDir}/ in ${d.seconds.toFixed(1)}s`,
-    `  model: LLaMA, ${DEMO_MODEL.layers} blocks, hidden ${DEMO_MODEL.hidden}, byte vocabulary ${DEMO_MODEL.vocab}; random blocks, byte-bigram embeddings/lm_head: not a trained LM, so greedy text soon loops`,
+    `  model: LLaMA, ${m.layers} blocks, hidden ${m.hidden}, byte vocabulary ${m.vocab}, ${(m.params / 1e6).toFixed(2)} M parameters, trained on the Python documentation (scripts/train-demo-cpu.py)`,
     `  weights: ${d.bitsPerWeight.toFixed(3)} bits/weight in weights.bin` + (d.onnxBitsPerWeight !== undefined ? `, ${d.onnxBitsPerWeight.toFixed(3)} in model.onnx` : ''),
-    `  held-out perplexity (test/**/*.ts, ${d.evalTokens} tokens; uniform would be ${DEMO_MODEL.vocab}): source ${d.sourcePpl.toFixed(3)}, compiled ${d.compiledPpl.toFixed(3)}`,
-    `  greedy from ${q(d.prompt)}:`,
-    `    source:   ${q(d.sourceText)}`,
-    `    compiled: ${q(d.compiledText)}`,
-    `  try: twlac run ${d.compiledDir} --prompt ${q(d.prompt)} --max-tokens 32`,
+    `  held-out perplexity (demo/data/heldout.txt, never trained on: ${d.evalWindows} windows of 256 bytes; uniform would be ${m.vocab}): source ${d.sourcePpl.toFixed(3)}, compiled ${d.compiledPpl.toFixed(3)} (×${(d.compiledPpl / d.sourcePpl).toFixed(3)})`,
+    `  greedy, ${d.compiledIds.length} tokens from ${q(d.prompt)}:`,
+    `    source, onnxruntime:   ${q(d.sourceText)}`,
+    `    compiled, onnxruntime: ${q(d.compiledText)}`,
+    ...gpu,
+    `  report: ${join(d.compiledDir, 'report.html')}`,
+    `  try: twlac run ${d.compiledDir} --backend webgpu --prompt ${q(d.prompt)} --max-tokens 64`,
     '',
   ].join('\n');
 }

@@ -128,7 +128,7 @@ function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('generate the small built-in demo model and compile it (no other files needed)')
+    .description('compile the small trained model shipped in demo/model/ and compare it with the source (no other files needed)')
     .option('-o, --out <dir>', 'output directory', 'twlac-demo')
     .option('--force', 'replace an earlier demo output at -o')
     .option('-q, --quiet', 'no progress output')

@@ -1,11 +1,11 @@
 // The `twlac` command line end to end, as a child process (`node bin/twlac.js ...`):
 // - bad input: exit code non-zero, stderr exactly one `twlac: error:` line naming the problem,
 //   nothing on stdout, and no `-o` directory (nor its hidden temporary sibling) afterwards;
-// - inspect / eval / run / demo: their stdout contracts, with eval and run checked against a
-//   float64 bigram oracle (a demo-style model whose blocks are silenced computes exactly the
-//   bigram held in its embeddings and lm_head).
+// - inspect / eval / run: their stdout contracts, with eval and run checked against a float64
+//   bigram oracle (test/cli/bigram-model.ts: with its blocks silenced the model computes
+//   exactly the bigram held in its embeddings and lm_head). `twlac demo`: test/cli/demo.test.ts.
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,10 +14,9 @@ import { makeTinyLlama } from '../fixtures/make-fixtures.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { Tensor } from '../../src/graph/tensor.ts';
-import { bigramEmbeddings, bigramLogits, byteTokenizerJson, makeDemoModel } from '../../src/demo.ts';
+import { byteTokenizerJson } from '../../src/demo.ts';
+import { bigramEmbeddings, bigramLogits, makeBigramModel } from './bigram-model.ts';
 import { loadTokenizer } from '../../src/eval/tokenizer.ts';
-import { parseFormatId, CODE_PACKINGS } from '../../src/formats/ternary.ts';
-import type { ArtifactManifest } from '../../src/artifact/manifest.ts';
 import { wordText } from './word-text.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -85,9 +84,9 @@ beforeAll(() => {
   up.constValue = Tensor.fromFloat32(up.constValue!.dims, w);
   saveModel(nan, f('nan.onnx'));
 
-  // The bigram model: demo construction with the blocks silenced (output projections × 0).
+  // The bigram model, its blocks silenced (output projections × 0).
   mkdirSync(f('bigram'));
-  saveModel(makeDemoModel(Buffer.from(BIGRAM_TEXT, 'utf8'), { hidden: HIDDEN, intermediate: 128 }, 0), f('bigram', 'model.onnx'));
+  saveModel(makeBigramModel(Buffer.from(BIGRAM_TEXT, 'utf8'), { hidden: HIDDEN, intermediate: 128 }, 0), f('bigram', 'model.onnx'));
   writeFileSync(f('bigram', 'tokenizer.json'), tokJson);
   writeFileSync(f('held-out.txt'), wordText(600, 11));
 });
@@ -227,50 +226,4 @@ describe('inspect, eval, run', () => {
     expect(text.length).toBeGreaterThan(0);
     expect(a.stdout).toBe(`${text}\n`);
   });
-});
-
-describe('twlac demo', () => {
-  it('writes the source and compiled model; bits/weight in the manifest match the bytes of weights.bin', async () => {
-    const out = f('demo');
-    const r = await twlac(['demo', '-o', out, '--quiet']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toBe('');
-    for (const file of ['source/model.onnx', 'source/tokenizer.json', 'compiled/model.onnx', 'compiled/weights.bin', 'compiled/manifest.json', 'compiled/report.md', 'compiled/tokenizer.json']) {
-      expect(existsSync(join(out, file)), file).toBe(true);
-    }
-    const m = JSON.parse(readFileSync(join(out, 'compiled/manifest.json'), 'utf8')) as ArtifactManifest;
-    expect(m.method.weights).toBe('twla');
-    const binBytes = statSync(join(out, 'compiled/weights.bin')).size;
-    for (const [file, n] of Object.entries(m.files)) expect(statSync(join(out, 'compiled', file)).size, file).toBe(n);
-    // Σ bytes of every quantised linear's tensors (all inside weights.bin) ·8 / Σ weights.
-    let bits = 0;
-    let weights = 0;
-    for (const blk of m.blocks) {
-      for (const role of ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const) {
-        const l = blk[role];
-        let bytes = 0;
-        for (const t of [l.codes, l.scales, l.shifts]) {
-          if (!t) continue;
-          const e = m.tensors[t];
-          expect(e.offset + e.bytes).toBeLessThanOrEqual(binBytes);
-          bytes += e.bytes;
-        }
-        // The format declaration's own count: N rows × ⌈K/G⌉ groups × (code bytes + fp16 scale [+ fp16 shift]).
-        const fmt = parseFormatId(l.format);
-        const groups = l.rows * Math.ceil(l.cols / fmt.group);
-        expect(bytes).toBe(groups * (CODE_PACKINGS[fmt.packing].bytesPerGroup(fmt.group) + 2 + (fmt.shift ? 2 : 0)));
-        expect(l.bitsPerWeight).toBeCloseTo((bytes * 8) / (l.rows * l.cols), 9);
-        bits += bytes * 8;
-        weights += l.rows * l.cols;
-      }
-    }
-    expect(m.bitsPerWeight).toBeCloseTo(bits / weights, 9);
-    expect(m.bitsPerWeight).toBeLessThanOrEqual(2);
-    // The printed summary carries the same figure and perplexities that beat uniform bytes.
-    expect(r.stdout).toContain(`${m.bitsPerWeight.toFixed(3)} bits/weight`);
-    const ppl = /source ([\d.]+), compiled ([\d.]+)/.exec(r.stdout);
-    expect(ppl, r.stdout).not.toBeNull();
-    expect(Number(ppl![1])).toBeLessThan(64);
-    expect(Number(ppl![2])).toBeLessThan(64);
-  }, 300_000); // ~15 s of CPU; a shared, loaded machine stretches the wall time
 });

@@ -1,5 +1,5 @@
-// Seeded ASCII text from a small word list: few distinct bytes, so a demo-style bigram model of
-// it is exact at rank hidden − 1 (the oracle the CLI tests compare against).
+// Seeded ASCII text from a small word list: few distinct bytes, so a bigram model of it
+// (test/cli/bigram-model.ts) is exact at rank hidden − 1 (the oracle the CLI tests compare against).
 import { Rng } from '../fixtures/make-fixtures.ts';
 
 export function wordText(n: number, seed = 3): string {

@@ -53,11 +53,11 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('npm package', () => {
-  it('packs the build, the sources its maps point at, the bin and the licence; no tests, bench data or device logs', () => {
-    for (const f of ['bin/twlac.js', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/passes/index.d.ts', 'dist/runtime/webgpu/index.js', 'dist/graph/proto/onnx.proto', 'dist/codegen/cuda/runtime/main.cu', 'dist/codegen/cuda/runtime/kernels_harness.cu', 'dist/gpu/executor-worker.mjs', 'src/index.ts', 'LICENSE', 'README.md']) {
+  it('packs the build, the sources its maps point at, the bin, the licence and the demo model and data; no tests, bench data or device logs', () => {
+    for (const f of ['demo/model/model.onnx', 'demo/model/tokenizer.json', 'demo/model/DATA-LICENSE', 'demo/data/heldout.txt', 'bin/twlac.js', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/passes/index.d.ts', 'dist/runtime/webgpu/index.js', 'dist/graph/proto/onnx.proto', 'dist/codegen/cuda/runtime/main.cu', 'dist/codegen/cuda/runtime/kernels_harness.cu', 'dist/gpu/executor-worker.mjs', 'src/index.ts', 'LICENSE', 'README.md']) {
       expect(packed).toContain(f);
     }
-    expect(packed.filter((f) => /^(test|bench|scripts|demo|examples|docs)\/|\.log$|\.test\.|\.tgz$/.test(f))).toEqual([]);
+    expect(packed.filter((f) => /^(test|bench|scripts|examples|docs)\/|^demo\/(?!model\/|data\/)|\.log$|\.test\.|\.tgz$/.test(f))).toEqual([]);
     expect(readFileSync(join(REPO, 'LICENSE'), 'utf8')).toMatch(/Apache License\s+Version 2\.0, January 2004[\s\S]*END OF TERMS AND CONDITIONS/);
   });
 
