@@ -9,16 +9,10 @@
 // token, is here too (TernaryLLM's outlier-friendly feature distillation: the cosine ignores
 // the scale of outlier channels).
 import type { BlockLinearRole } from '../artifact/build.ts';
+import type { ModelConfig } from '../graph/model-config.ts';
 
-export interface BlockDims {
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  intermediate: number;
-  ropeTheta: number;
-  normEps: number;
-}
+/** The block's share of the model's shape. */
+export type BlockDims = Pick<ModelConfig, 'hidden' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'ropeTheta' | 'normEps'>;
 
 /** x' = C·X·Bᵀ on the row-major [l, r] view of each token's vector. */
 export interface KronT {

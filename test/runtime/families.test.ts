@@ -9,6 +9,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { relErr } from './compare.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { compileToDir, type CompileOptions } from '../../src/compile.ts';
@@ -25,16 +26,6 @@ const { dev, skip } = await testDevice();
 const root = mkdtempSync(join(tmpdir(), 'twlac-families-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** max |a − b| / (1 + max |b|) */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / (1 + m);
-}
 
 /** ‖a − b‖ / ‖b‖ */
 function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {

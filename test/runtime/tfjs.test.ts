@@ -12,11 +12,12 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { build } from 'esbuild';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import puppeteer from 'puppeteer-core';
+import type { Server } from 'node:http';
+import { serveDir } from './serve-dir.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rng } from '../../src/artifact/random.ts';
 import type { ArtifactManifest } from '../../src/artifact/manifest.ts';
@@ -372,14 +373,3 @@ describe.skipIf(!!chromiumSkip && !process.env.CI)('headless Chromium, tfjs WebG
   }, 300_000);
 });
 
-function serveDir(root: string): Server {
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
-  return createServer((req, res) => {
-    const p = join(root, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!p.startsWith(root) || !existsSync(p) || !statSync(p).isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(p)] ?? 'application/octet-stream' }).end(readFileSync(p));
-  });
-}

@@ -3,11 +3,12 @@
 // onnxruntime on the fixture compiled by twlac (same quantised model, out/model.onnx).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import puppeteer from 'puppeteer-core';
+import { serveDir } from './serve-dir.ts';
+import { relErr } from './compare.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeArtifact, type ArtifactModel } from '../../src/artifact/build.ts';
 import type { ModelConfig } from '../../src/graph/model-config.ts';
@@ -35,16 +36,6 @@ const tmp = () => {
   return d;
 };
 
-/** max |a − b| / (1 + max |b|) */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / (1 + m);
-}
 
 const tiny: ModelConfig = {
   arch: 'llama', vocab: 64, hidden: 40, layers: 2, heads: 4, kvHeads: 2, headDim: 10,
@@ -212,14 +203,3 @@ describe.skipIf(!!fixtureSkip)('WebGPU runtime and demo on the fixture (rtn-tern
   }, 240_000);
 });
 
-function serveDir(root: string): Server {
-  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json' };
-  return createServer((req, res) => {
-    const p = join(root, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!p.startsWith(root) || !existsSync(p) || !statSync(p).isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[extname(p)] ?? 'application/octet-stream' }).end(readFileSync(p));
-  });
-}
