@@ -25,6 +25,7 @@ const f3 = (x: number) => x.toFixed(3);
 export function renderHtmlReport(m: ArtifactManifest, info: ReportInfo): string {
   const c = m.config;
   const amp = ampSummary(m);
+  const timed = !!m.timings?.length;
   const data = { manifest: m, blockLinears: BLOCK_LINEARS, actSites: ACT_SITES, pointLabel, times: timeRows(m, info) };
   const evalSection = m.eval
     ? `<p>Held-out text <code>${esc(m.eval.text)}</code> (it must never have been used for calibration or any search): ${m.eval.windows} windows of ${m.eval.windowSize} tokens, onnxruntime, EVAL.md protocol.</p>
@@ -52,7 +53,7 @@ pre { background: #f6f8fb; padding: 10px; overflow: auto; max-height: 480px; fon
 <div class="card">weights.bin<b>${f3(m.bitsPerWeight)}</b>bits/weight (from bytes)</div>
 ${m.onnx ? `<div class="card">model.onnx<b>${f3(m.onnx.bitsPerWeight)}</b>bits/weight (from bytes)</div>` : ''}
 ${m.eval ? `<div class="card">perplexity<b>${f3(m.eval.points.find((p) => p.model === 'compiled')!.ppl)}</b>source ${f3(m.eval.points.find((p) => p.model === 'source')!.ppl)}</div>` : ''}
-<div class="card">run time<b>${info.seconds.toFixed(1)} s</b>${m.eval ? `evaluation ${m.eval.seconds.toFixed(1)} s of it` : 'load and write included'}</div>
+<div class="card">run time<b>${timed ? `${info.seconds.toFixed(1)} s` : 'not recorded'}</b>${!timed ? 'compile with --timings' : m.eval ? `evaluation ${m.eval.seconds.toFixed(1)} s of it` : 'load and write included'}</div>
 </div>
 ${amp ? `<p class="note" id="amp-note">${esc(amp)}</p>` : ''}
 <h2>Perplexity against bits per weight</h2>
@@ -67,7 +68,7 @@ ${evalSection}
 <h2>Bits per weight per linear (from bytes)</h2>
 <div class="chart"><canvas id="bpw"></canvas></div>
 <h2>Time per pass</h2>
-<div class="chart"><canvas id="time"></canvas></div>
+${timed ? '<div class="chart"><canvas id="time"></canvas></div>' : '<p class="note">Not recorded: without <code>--timings</code> a compile leaves its timings out of out/, so that the same inputs give the same bytes (the CLI prints them on stderr).</p>'}
 <h2>Manifest</h2>
 <details><summary>manifest.json (${Object.keys(m.tensors).length} tensors)</summary><pre id="manifest"></pre></details>
 <script type="application/json" id="twlac-data">${scriptText(JSON.stringify(data))}</script>
@@ -117,7 +118,7 @@ const CLIENT = `
     if (m.onnx) bpw.push({ label: 'model.onnx', data: ids.map((id) => (m.onnx.linears[id] ? m.onnx.linears[id].bitsPerWeight : null)), backgroundColor: colors[3] });
     chart('bpw', { type: 'bar', data: { labels: ids, datasets: bpw }, options: { scales: { y: { beginAtZero: true, grace: '10%', title: { display: true, text: 'bits per weight' } } } } });
     const t = d.times;
-    chart('time', {
+    if (document.getElementById('time')) chart('time', {
       type: 'bar',
       data: { labels: t.map((x) => x.pass), datasets: [{ label: 'seconds', data: t.map((x) => x.seconds), backgroundColor: colors[4] }] },
       options: { indexAxis: 'y', scales: { x: { title: { display: true, text: 'seconds' } } } },

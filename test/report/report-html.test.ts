@@ -95,6 +95,13 @@ describe('report facts', () => {
     expect(html).not.toContain('id="ppl"');
     expect(html).toMatch(/--eval TEXT.*held-out/);
   });
+
+  it('without --timings the page says the times were not recorded instead of charting zeros', () => {
+    expect(renderHtmlReport(manifest, { seconds: 1 })).toContain('id="time"');
+    const html = renderHtmlReport({ ...manifest, timings: undefined }, { seconds: 0 });
+    expect(html).not.toContain('id="time"');
+    expect(html).toMatch(/not recorded[\s\S]*--timings/);
+  });
 });
 
 describe('report.html in headless Chromium', () => {
