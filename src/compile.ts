@@ -87,8 +87,13 @@ export function createContext(model: Model, opts: Partial<CompileOptions> = {}, 
 
 /** Compile an in-memory model. The model is rewritten in place and returned. */
 export async function compile(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): Promise<CompileResult> {
-  const ctx = createContext(model, opts, progress);
+  return runPipeline(model, createContext(model, opts, progress));
+}
+
+/** Run the options' pipeline over a model and the context made for it. */
+async function runPipeline(model: Model, ctx: CompileContext): Promise<CompileResult> {
   const o = ctx.opts;
+  const progress = ctx.progress;
   // Only the twla fit has GPU work (Gram matrices, GPTQ); rtn needs no device.
   const { gpu, note } = selectDevice(o.weights === 'twla' ? (o.device ?? 'cpu') : 'cpu');
   if (o.device && o.device !== 'cpu') progress.log(note);
@@ -137,11 +142,13 @@ export async function compileToDir(
   progress.start(`loading ${basename(modelPath)}`);
   const model = loadModel(modelPath);
   progress.done();
-  // The tokenizer is checked before the compile, which can take minutes: its ids must index the model's embedding.
+  // Recognised once, before the compile (which can take minutes), so that the tokenizer is checked
+  // first: its ids must index the model's embedding.
+  const context = createContext(model, opts, progress);
   const tokenizer = extra.tokenizer ? readTokenizerFile(extra.tokenizer) : undefined;
-  if (tokenizer) checkTokenizerFitsModel(tokenizer, recognize(model).config.vocab);
+  if (tokenizer) checkTokenizerFitsModel(tokenizer, context.structure.config.vocab);
   return withAtomicDir(outDir, async (dir) => {
-    const { model: out, ctx, timings } = await compile(model, opts, progress);
+    const { model: out, ctx, timings } = await runPipeline(model, context);
     progress.start('writing model.onnx');
     const saved = saveModel(out, join(dir, 'model.onnx'));
     progress.done();

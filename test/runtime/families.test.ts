@@ -6,7 +6,7 @@
 // on the same out/model.onnx, with prompts longer than every sliding window. Each family's
 // feature is also shown to matter: the program without it no longer matches ORT. And one
 // compile is one model: at 4-bit activation sites, model.onnx and weights.bin agree.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { relErr } from './compare.ts';
@@ -16,6 +16,7 @@ import { compileToDir, type CompileOptions } from '../../src/compile.ts';
 import { generate } from '../../src/eval/generate.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
+import { byteTokenizerJson } from '../../src/demo.ts';
 import type { Feature } from '../../src/program/block-program.ts';
 import { ReferenceModel, referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
@@ -165,4 +166,17 @@ describe('a runtime loading a program with a feature it lacks refuses it by name
     b.manifest.features.push('parallel-residual' as never);
     expect(() => new ReferenceModel(b)).toThrow(/^the reference runtime does not implement feature 'parallel-residual' \(unknown to this twlac\)$/);
   }, 120_000);
+});
+
+describe('compileToDir with a tokenizer beside a packed model', () => {
+  it('recognises the model once, after cutting its packed linears, and copies the tokenizer', async () => {
+    // The tokenizer check used to recognise the model before the packed linears were cut, and refused it.
+    const dir = join(root, 'packed-tok');
+    mkdirSync(dir, { recursive: true });
+    saveModel(makeTinyLlama({ ...FAMILY_VARIANTS.packed, vocab: 256 }), join(dir, 'model.onnx'));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
+    const { manifest } = await compileToDir(join(dir, 'model.onnx'), join(dir, 'out'), { weights: 'rtn-ternary' }, undefined, { tokenizer: join(dir, 'tokenizer.json') });
+    expect(manifest.files['tokenizer.json']).toBeGreaterThan(0);
+    expect(manifest.blocks[0].q.rows).toBeGreaterThan(0);
+  });
 });
