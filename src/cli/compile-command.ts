@@ -1,7 +1,7 @@
 // `twlac MODEL -o OUT [...]`: flags → CompileOptions, calibration text → token segments,
 // then compileToDir (atomic output).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
 import { compileToDir } from '../compile.ts';
@@ -92,10 +92,11 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   for (const note of skipped) progress.log(note);
   let calib: Int32Array[] | undefined;
   let calibSource: Record<string, unknown> | undefined;
+  let calibText: string | undefined;
   if (needsCalib) {
     const tok = loadTokenizer(tokenizerPath!);
     if (!existsSync(f.calib!)) throw new UserError(`calibration text not found: ${f.calib}`);
-    const text = readTextFile(f.calib!, 'calibration text', MAX_CALIB_BYTES);
+    const text = (calibText = readTextFile(f.calib!, 'calibration text', MAX_CALIB_BYTES));
     progress.start('sampling calibration segments');
     calib = calibrationSegmentsFromText(text, tok.encode, { samples: f.calibSamples, seq: f.seq, seed: f.seed });
     progress.done(`${calib.length} × ${f.seq} tokens`);
@@ -105,8 +106,8 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   let evalIds: Int32Array | undefined;
   if (f.eval !== undefined) {
     if (!existsSync(f.eval) || !statSync(f.eval).isFile()) throw new UserError(`evaluation text not found: ${f.eval}`);
-    const text = readFileSync(f.eval, 'utf8');
-    if (f.calib && (realpathSync(f.eval) === realpathSync(f.calib) || text === readFileSync(f.calib, 'utf8'))) {
+    const text = readTextFile(f.eval, 'evaluation text', MAX_CALIB_BYTES);
+    if (f.calib && (realpathSync(f.eval) === realpathSync(f.calib) || text === (calibText ?? readTextFile(f.calib, 'calibration text', MAX_CALIB_BYTES)))) {
       throw new UserError(`--eval ${f.eval} is the calibration text: perplexity must be measured on held-out text`);
     }
     if (!tokenizerPath) throw new UserError(`--eval needs a tokenizer: pass --tokenizer <tokenizer.json>`);
