@@ -49,7 +49,7 @@ function references(dir: string, ids: number[], prompt: number[], steps: number)
   const greedy = referenceGreedy(art, prompt, steps);
   writeFileSync(join(dir, 'ref_prompt.txt'), prompt.join(','));
   writeFileSync(join(dir, 'ref_greedy.txt'), greedy.join(' ') + '\n');
-  emitCuda(art.manifest, join(dir, 'kernels', 'cuda'), archs);
+  emitCuda(art.manifest, join(dir, 'kernels', 'cuda'), archs, CUDA_EMITTABLE);
 }
 
 mkdirSync(root, { recursive: true });
