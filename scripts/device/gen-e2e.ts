@@ -21,6 +21,8 @@
 //   fixture-lat-a8-offlattice/ fixture-lat-a8's weights with one scale off its row's lattice
 //   rand12m-qscale/ rand12m-tq2 with the block program's query scale 0.1 (not 1/√d)
 //   rand12m-bias/ rand12m-tq2 with biases on q, k, v, o and lm_head
+//   rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-scales/ rand12m-tq2 with one more
+//              block-program feature each
 //   rand12m-qknorm/ rand12m-tq2 with per-head q/k RMSNorms
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -152,6 +154,31 @@ if (want('rand12m-bias')) {
   const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
   references(d, ids, prompt, 32);
   console.log('rand12m-bias: written');
+}
+// rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-scales/: rand12m-tq2 with one
+// block-program feature each (Mistral/Gemma-2 sliding windows of 16 keys on even blocks,
+// the other blocks global; RoPE on 32 of the 64 head dims; the GELU(tanh)-gated MLP; Gemma's
+// and Granite's embedding, residual and logit multipliers), against the float64 reference.
+const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => void> = {
+  'rand12m-window': (m) => m.blocks.forEach((b, i) => (b.attention.window = i % 2 === 0 ? 16 : null)),
+  'rand12m-partial': (m) => (m.program.rope.rotaryDim = 32),
+  'rand12m-geglu': (m) => m.blocks.forEach((b) => (b.mlp.activation = 'gelu-tanh')),
+  'rand12m-scales': (m) => {
+    m.program.embedScale = 2.5;
+    m.program.logitScale = 0.4;
+    m.blocks.forEach((b) => (b.residualScale = { attn: 0.7, mlp: 1.3 }));
+  },
+};
+for (const [name, change] of Object.entries(variants)) {
+  if (!want(name)) continue;
+  const d = join(root, name);
+  mkdirSync(d, { recursive: true });
+  const m = randomArtifactModel(fixtureConfig, ternaryFormat('bit2', 128, true), 9);
+  change(m);
+  writeArtifact(d, m);
+  const ids = Array.from({ length: 40 }, (_, i) => (i * 733 + 3) % fixtureConfig.vocab);
+  references(d, ids, prompt, 32);
+  console.log(`${name}: written`);
 }
 if (want('rand12m-tq2')) {
   const d = join(root, 'rand12m-tq2');

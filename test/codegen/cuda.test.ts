@@ -521,14 +521,64 @@ describe('emitCuda', () => {
     expect(kernelText('attn_partial_h2_kv1_d64')).toContain(`* ${cudaFloat(1 / 8).text};`);
     expect(plain).not.toMatch(/_s10000000/);
   });
+  it('sliding windows: a windowed block gets split and scalar prefill kernels that start at the window; a global block keeps the plain ones', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    m.blocks[0].attention.window = 16;
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const [, b0, b1] = src.slice(src.indexOf('static void twlac_forward')).split('// block ');
+    expect(b0).toMatch(/launch_attn_partial_h2_kv1_d64_w16\(/);
+    expect(b0).toMatch(/launch_attn_prefill_h2_kv1_d64_w16\(/); // not the tensor-core kernel
+    expect(b1).toMatch(/launch_attn_partial_h2_kv1_d64\(/);
+    expect(b1).toMatch(/launch_attn_prefill_tc_h2_kv1_d64\(/);
+    const part = src.slice(src.indexOf('// twlac kernel attn_partial_h2_kv1_d64_w16('));
+    expect(part).toMatch(/const int p0 = max\(blockIdx\.y \* 64, len - 16\)/);
+    const pre = src.slice(src.indexOf('// twlac kernel attn_prefill_h2_kv1_d64_w16('));
+    expect(pre).toMatch(/const int first = mine - 16 \+ 1;/);
+    expect(pre).toMatch(/< first\) sc\[j\] = -INFINITY/);
+  });
+  it('partial rotary: RoPE rotates the first rotaryDim dims with frequencies over rotaryDim, k passes the rest to the cache', () => {
+    const m = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    m.program.rope.rotaryDim = 32;
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const rope = src.slice(src.indexOf('// twlac kernel rope_kv_h2_kv1_d64_r32('));
+    expect(rope).toMatch(/_inv_freq\[16\] = \{1\.0+e\+0, /);
+    expect(rope).toContain(`${Math.pow(m.program.rope.theta, -2 / 32).toExponential(17)}`);
+    expect(rope).toMatch(/if \(i < 16\) \{/);
+    expect(rope).toMatch(/for \(int e = 32 \+ threadIdx\.x; e < 64; e \+= blockDim\.x\) kcache/);
+  });
+  it('GeGLU, embedding, residual and logit multipliers: each where the program puts it, absent from a plain LLaMA', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    m.blocks[1].mlp.activation = 'gelu-tanh';
+    m.program.embedScale = 2.5;
+    m.program.logitScale = 0.4;
+    m.blocks[1].residualScale = { attn: 0.7, mlp: 1.3 };
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    for (const re of [/act_geglu_/, /residual_add_/, /scale_n\d+_s/, /embed_h\d+_f16_s/]) expect(plain).not.toMatch(re);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const [pre, b0, b1] = forward.split('// block ');
+    expect(pre).toMatch(/launch_embed_h\d+_f16_s2500000\(/);
+    expect(src).toMatch(/x\[\(size_t\)t \* \d+ \+ i\] = __half2float\([^\n]*\) \* 2\.5/);
+    expect(b0).toMatch(/launch_act_swiglu_/);
+    expect(b0).not.toMatch(/residual_add/);
+    expect(b1).toMatch(/launch_act_geglu_d\d+\(b\.g, b\.u/);
+    // o and down into b.r, then x += s·r
+    expect(b1).toMatch(/b\.r, T, 0, s\);\n  launch_residual_add_n\d+_s700000\(b\.r, b\.x, T, s\);\n  TWLAC_MARK\(s, "o"\);/);
+    expect(b1).toMatch(/b\.r, T, 0, s\);\n  launch_residual_add_n\d+_s1300000\(b\.r, b\.x, T, s\);\n  TWLAC_MARK\(s, "down"\);/);
+    expect(forward).toMatch(/b\.logits, nLogits, 0, s\);\n  launch_scale_n\d+_s400000\(b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
+    expect(src).toContain('tanhf(0.7978845608028654f * (');
+  });
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
-      ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
+      ['gelu-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu')],
+      ['attn-softcap', (m) => void (m.blocks[1].attention.softcap = 50)],
       // Emitted, but refused until checked on a GPU (CUDA_UNVERIFIED).
+      ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
       ['linear-bias', (m) => void withBias(m, m.blocks[1].q)],
       ['qk-norm', (m) => void withQkNorm(m, 1)],
       ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.1)],
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
+      ['residual-scale', (m) => void (m.blocks[1].residualScale = { attn: 0.5, mlp: 1 })],
     ];
     for (const [feature, edit] of cases) {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
@@ -896,6 +946,12 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       m.blocks[1].attention.scale = 0.1; // a program query scale: its own attention kernels
       withBias(m, m.blocks[1].q); // and a bias add
       withQkNorm(m, 1); // and q/k norms
+      m.blocks[0].attention.window = 16; // a sliding window (scalar prefill kernel)
+      m.blocks[1].mlp.activation = 'gelu-tanh';
+      m.blocks[1].residualScale = { attn: 0.7, mlp: 1.3 };
+      m.program.rope.rotaryDim = 32;
+      m.program.embedScale = 2;
+      m.program.logitScale = 0.5;
       emitCuda(m, dir, archs, CUDA_EMITTABLE);
       expect(readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8')).toMatch(/launch_gemm_wgr_t128_tq2_g128_lat_n256_k128_sm_90a_f32\(/);
       expect(readFileSync(join(dir, 'sm_80', 'twlac_model.cuh'), 'utf8')).not.toMatch(/gemm_wgr_/);

@@ -26,7 +26,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, ropeKvKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, residualAddKernel, ropeKvKernel, scaleKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -39,7 +39,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
-import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type Feature, type FeatureTable } from '../../program/block-program.ts';
+import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type Feature, type FeatureTable, type MlpActivation } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -98,14 +98,21 @@ export const CUDA_FEATURES = {
 /**
  * Features the emitter generates (the host tests pin where each launch goes and nvcc compiles
  * them) that have not yet been checked on a GPU against the float64 reference runtime
- * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale). A compile refuses
+ * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale, rand12m-window,
+ * rand12m-partial, rand12m-geglu, rand12m-scales). A compile refuses
  * them until that check has passed; the device check itself and the tests generate them through
  * {@link CUDA_EMITTABLE}.
  */
-export const CUDA_UNVERIFIED = ['linear-bias', 'qk-norm', 'query-scale'] as const satisfies readonly Feature[];
+export const CUDA_UNVERIFIED = ['linear-bias', 'qk-norm', 'query-scale', 'sliding-window', 'partial-rotary', 'gelu-tanh-mlp', 'embed-scale', 'logit-scale', 'residual-scale'] as const satisfies readonly Feature[];
 
 /** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
 export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
+
+/** The act kernel source of each MLP gate activation the emitter takes (GELU(erf) has none: CUDA_FEATURES refuses it). */
+function gatedSource(a: MlpActivation): ActSource {
+  if (a === 'gelu') throw new Error('CUDA emit: the GELU(erf) MLP has no act kernel');
+  return a === 'silu' ? 'swiglu' : 'geglu';
+}
 
 /** Generate the model header for one architecture: refuse what `features` lacks, then walk the program. */
 export function cudaModelSource(m: ArtifactManifest, arch: CudaArch, features: FeatureTable = CUDA_FEATURES): string {
@@ -201,8 +208,8 @@ class ModelEmitter {
   private readonly splits: number;
   /** Kernels every model has, by name: embedding, RoPE + cache write, the attention combine. */
   private readonly kern: { embed: string; rope: string; comb: string };
-  /** Decode (split) and prefill attention kernels by softmax scale (block attention.scale). */
-  private readonly attnByScale = new Map<number, { part: string; pre: string }>();
+  /** Decode (split) and prefill attention kernels by softmax scale and window (block attention). */
+  private readonly attnByKey = new Map<string, { part: string; pre: string }>();
 
   constructor(
     private readonly m: ArtifactManifest,
@@ -211,24 +218,26 @@ class ModelEmitter {
     this.c = m.config;
     this.layout = deviceLayout(m, arch);
     const c = this.c;
-    this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta };
+    const rd = m.program.rope.rotaryDim;
+    this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta, ...(rd === c.headDim ? {} : { rotaryDim: rd }) };
     this.splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
     if (this.splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
     const e = m.tensors[m.embed];
     if (e.dtype !== 'float16' && e.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${e.dtype} not supported`);
     this.setFill(m.embed, e.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
     const ks = this.ks;
-    const embed = ks.add(embedKernel(c.hidden, e.dtype));
+    const embed = ks.add(embedKernel(c.hidden, e.dtype, m.program.embedScale));
     const rope = ks.add(ropeKvKernel(this.attn));
-    // block 0's attention kernels (the combine does not depend on the scale), in header order
-    const scale0 = m.blocks[0]?.attention.scale ?? attnScale(this.attn);
-    const part = ks.add(attnPartialKernel(this.attnShape(scale0)));
+    // block 0's attention kernels (the combine depends on neither scale nor window), in header order
+    const a0 = m.blocks[0]?.attention ?? { scale: attnScale(this.attn), window: null };
+    const shape0 = this.attnShape(a0.scale, a0.window);
+    const part = ks.add(attnPartialKernel(shape0));
     this.kern = { embed, rope, comb: ks.add(attnCombineKernel(this.attn)) };
-    this.attnByScale.set(scale0, { part, pre: ks.add(this.prefillAttnKernel(this.attnShape(scale0))) });
+    this.attnByKey.set(`${a0.scale}|${a0.window}`, { part, pre: ks.add(this.prefillAttnKernel(shape0)) });
   }
 
-  private attnShape(scale: number): AttnShape {
-    return isDefaultScale(scale, this.c.headDim) ? this.attn : { ...this.attn, scale };
+  private attnShape(scale: number, window: number | null): AttnShape {
+    return { ...this.attn, ...(isDefaultScale(scale, this.c.headDim) ? {} : { scale }), ...(window === null ? {} : { window }) };
   }
 
   /** Tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts). */
@@ -236,12 +245,13 @@ class ModelEmitter {
     return attnPrefillTcUnsupported(a) ? attnPrefillKernel(a) : attnPrefillTcKernel(a);
   }
 
-  /** The split-decode and prefill attention kernels for one softmax scale. */
-  private attnKernels(scale: number): { part: string; pre: string } {
-    let k = this.attnByScale.get(scale);
+  /** The split-decode and prefill attention kernels for one softmax scale and window. */
+  private attnKernels(scale: number, window: number | null): { part: string; pre: string } {
+    const key = `${scale}|${window}`;
+    let k = this.attnByKey.get(key);
     if (!k) {
-      const a = this.attnShape(scale);
-      this.attnByScale.set(scale, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
+      const a = this.attnShape(scale, window);
+      this.attnByKey.set(key, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
     }
     return k;
   }
@@ -436,6 +446,17 @@ class ModelEmitter {
     return code`b.kcache + (size_t)${i} * ${this.c.maxPositions * kvd}, b.vcache + (size_t)${i} * ${this.c.maxPositions * kvd}`;
   }
 
+  /**
+   * x += scale · (l(b.a16) + bias): accumulated into b.x when scale is 1; else into b.r, then
+   * added with the multiplier (Granite's residual_multiplier).
+   */
+  private residualLinear(l: LinearEntry, actBits: number, scale: number): Code {
+    if (scale === 1) return code`${this.linearCall(l, code`b.a16`, code`b.x`, true, actBits)}${this.biasCall(l, code`b.x`)}`;
+    const k = this.ks.add(residualAddKernel(this.c.hidden, scale));
+    return code`${this.linearCall(l, code`b.a16`, code`b.r`, false, actBits)}${this.biasCall(l, code`b.r`)}
+  launch_${ident(k)}(b.r, b.x, T, s);`;
+  }
+
   /** One handler per block step (block-program.ts BLOCK_OPS). */
   private readonly steps: Record<BlockOp, (b: BlockEntry, i: number) => Code> = {
     'attn-in': (b) => this.op('attn_act', this.actCall('norm', this.c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
@@ -458,7 +479,7 @@ class ModelEmitter {
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
     // (prefill chunks): 16 queries a block over the whole prefix
     attention: (b, i) => {
-      const { part, pre } = this.attnKernels(b.attention.scale);
+      const { part, pre } = this.attnKernels(b.attention.scale, b.attention.window);
       const { comb } = this.kern;
       return join([
         this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
@@ -469,15 +490,15 @@ class ModelEmitter {
     'o-residual': (b) =>
       join([
         this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`, null)),
-        this.op('o', code`${this.linearCall(b.o, code`b.a16`, code`b.x`, true, b.acts.o.bits)}${this.biasCall(b.o, code`b.x`)}`),
+        this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn)),
       ]),
     'mlp-in': (b) => this.op('mlp_act', this.actCall('norm', this.c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
     'gate-up': (b) =>
       this.op('gate_up', code`${this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
     'down-residual': (b) =>
       join([
-        this.op('down_act', this.actCall('swiglu', this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
-        this.op('down', code`${this.linearCall(b.down, code`b.a16`, code`b.x`, true, b.acts.down.bits)}${this.biasCall(b.down, code`b.x`)}`),
+        this.op('down_act', this.actCall(gatedSource(b.mlp.activation), this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
+        this.op('down', this.residualLinear(b.down, b.acts.down.bits, b.residualScale.mlp)),
       ]),
   };
 
@@ -491,7 +512,12 @@ class ModelEmitter {
       // logits of the last nLogits tokens only (prefill that needs none computes the last one)
       this.op(
         'lm_head',
-        code`${this.linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)}${this.biasCall(m.lmHead, code`b.logits`, code`nLogits`)}`,
+        code`${this.linearCall(m.lmHead, code`b.a16 + (size_t)(T - nLogits) * ${m.lmHead.cols}`, code`b.logits`, false, 16, code`nLogits`)}${this.biasCall(m.lmHead, code`b.logits`, code`nLogits`)}${
+          m.program.logitScale === 1
+            ? code``
+            : code`
+  launch_${ident(ks.add(scaleKernel(c.vocab, m.program.logitScale)))}(b.logits, nLogits, s);`
+        }`,
       ),
     ]);
 
@@ -564,6 +590,7 @@ static const TwlacTensor twlac_tensors[] = {`,
 static const int twlac_tensor_count = ${Object.keys(m.tensors).length};
 struct TwlacBuffers {
   float *x, *q, *k, *v, *att, *g, *u, *logits, *pm, *pl, *pacc;
+  float* r; // [T][hidden]: a linear's output before a scaled residual add
   __half *a16, *kcache, *vcache;
   uint8_t* q8; // int8 activation codes [T][max act] and (s, z) per token, sites with ≤ 8 bits
   float* qp;

@@ -23,6 +23,7 @@ const THREADS = 128;
 /** Why the tensor-core prefill attention does not take this shape, or null. */
 export function attnPrefillTcUnsupported(a: AttnShape): string | null {
   const { d } = attnGeometry(a);
+  if (a.window !== undefined) return 'sliding-window attention is in the scalar prefill kernel only';
   return d > 128 ? `head dim ${d} needs more registers than the tensor-core prefill attention keeps (≤ 128)` : null;
 }
 

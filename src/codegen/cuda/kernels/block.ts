@@ -3,6 +3,7 @@
 //   embed      x[t] = E[id_t]                                   (fp16 table → fp32 stream)
 //   act        a[t] = quant(transform(src[t]))  → fp16, src one of
 //                norm:   x·rsqrt(mean(x²)+eps)·γ      plain: x      swiglu: silu(g)·u
+//                geglu: gelu_tanh(g)·u (GELU with the tanh approximation)
 //              transform x' = C·X·Bᵀ on the [l, r] view; quant = src/quant/act-quant.ts
 //              (fp32 step by step, round half to even, s = 0 passes through)
 //   rope_kv    HF rotate_half RoPE on q and k (angles in float64), k and v appended to the
@@ -37,12 +38,14 @@ export function blockHelpers(): Code {
   return BLOCK_REDUCE;
 }
 
-export function embedKernel(hidden: number, dtype: 'float16' | 'float32'): CudaKernel {
-  const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}`;
-  const load = dtype === 'float16' ? code`__half2float(reinterpret_cast<const __half*>(table)[(size_t)id * ${hidden} + i])` : code`reinterpret_cast<const float*>(table)[(size_t)id * ${hidden} + i]`;
+/** x[t] = scale · E[id_t] (scale: the program's embedScale; 1 leaves the text as it was). */
+export function embedKernel(hidden: number, dtype: 'float16' | 'float32', scale = 1): CudaKernel {
+  const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}`;
+  const row = dtype === 'float16' ? code`__half2float(reinterpret_cast<const __half*>(table)[(size_t)id * ${hidden} + i])` : code`reinterpret_cast<const float*>(table)[(size_t)id * ${hidden} + i]`;
+  const load = scale === 1 ? row : code`${row} * ${cudaFloat(scale)}`;
   return defineKernel({
     name,
-    params: { hidden, dtype },
+    params: { hidden, dtype, ...(scale === 1 ? {} : { scale }) },
     args: [
       { name: 'ids', type: 'const int*' },
       { name: 'table', type: 'const uint8_t*' },
@@ -74,6 +77,39 @@ export function biasAddKernel(n: number): CudaKernel {
   });
 }
 
+/** x[t][i] += s · r[t][i]: a residual add with the program's residual multiplier (Granite). */
+export function residualAddKernel(n: number, scale: number): CudaKernel {
+  return defineKernel({
+    name: `residual_add_n${n}_s${Math.round(scale * 1e6)}`,
+    params: { n, scale },
+    args: [
+      { name: 'r', type: 'const float*' },
+      { name: 'x', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x;
+  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) x[(size_t)t * ${n} + i] += ${cudaFloat(scale)} * r[(size_t)t * ${n} + i];`,
+  });
+}
+
+/** y[t][i] *= s over T rows of n (the program's logit scale). */
+export function scaleKernel(n: number, scale: number): CudaKernel {
+  return defineKernel({
+    name: `scale_n${n}_s${Math.round(scale * 1e6)}`,
+    params: { n, scale },
+    args: [
+      { name: 'y', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 256,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  const int t = blockIdx.x;
+  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) y[(size_t)t * ${n} + i] *= ${cudaFloat(scale)};`,
+  });
+}
+
 /** rms(·, γ, ε) over each head of x [T][heads·d] in place (the program's q/k norm, before RoPE); one block per (token, head). */
 export function headNormKernel(heads: number, d: number, eps: number, gamma: boolean): CudaKernel {
   return defineKernel({
@@ -96,7 +132,15 @@ export function headNormKernel(heads: number, d: number, eps: number, gamma: boo
   });
 }
 
-export type ActSource = 'norm' | 'plain' | 'swiglu';
+export type ActSource = 'norm' | 'plain' | 'swiglu' | 'geglu';
+
+/** σ(g)·u of a gated MLP source as a CUDA expression of g and u (null for the other sources). */
+function gatedValue(source: ActSource, g: Code, u: Code): Code | null {
+  if (source === 'swiglu') return code`(${g} / (1.f + expf(-${g})) * ${u})`;
+  // GELU(tanh) as the reference writes it: 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))
+  if (source === 'geglu') return code`(0.5f * ${g} * (1.f + tanhf(0.7978845608028654f * (${g} + 0.044715f * ${g} * ${g} * ${g}))) * ${u})`;
+  return null;
+}
 
 export interface ActKernelSpec {
   source: ActSource;
@@ -151,9 +195,7 @@ function actSlicedKernel(s: ActKernelSpec): CudaKernel {
   const value =
     s.source === 'norm'
       ? code`src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f)`
-      : s.source === 'swiglu'
-        ? code`(src[(size_t)t * ${D} + i] / (1.f + expf(-src[(size_t)t * ${D} + i])) * src2[(size_t)t * ${D} + i])`
-        : code`src[(size_t)t * ${D} + i]`;
+      : (gatedValue(s.source, code`src[(size_t)t * ${D} + i]`, code`src2[(size_t)t * ${D} + i]`) ?? code`src[(size_t)t * ${D} + i]`);
   return defineKernel({
     name: actKernelName(s),
     params: { source: s.source, dim: D, l: 0, r: 0, eps: s.eps, slice: ACT_SLICE },
@@ -226,7 +268,12 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
     const float g = src[(size_t)t * ${D} + i];
     buf[i] = g / (1.f + expf(-g)) * src2[(size_t)t * ${D} + i];
   }`
-        : code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i];`;
+        : s.source === 'geglu'
+          ? code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
+    const float g = src[(size_t)t * ${D} + i];
+    buf[i] = ${gatedValue(s.source, code`g`, code`src2[(size_t)t * ${D} + i]`)!};
+  }`
+          : code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i];`;
   const transform = s.transform
     ? code`  __syncthreads();
   { // x' = C·X·Bᵀ, X = buf as [${s.transform.l}][${s.transform.r}]: tmp = X·Bᵀ, then buf = C·tmp
@@ -287,6 +334,10 @@ export interface AttnShape {
   ropeTheta: number;
   /** The softmax scale of q·kᵀ when it is not 1/√headDim (the program's attention.scale). */
   scale?: number;
+  /** Keys visible to the query at pos: pos − window < t ≤ pos (the program's attention.window). */
+  window?: number;
+  /** Dims of a head that RoPE rotates (the program's rope.rotaryDim) when fewer than headDim. */
+  rotaryDim?: number;
 }
 
 /** The scale the attention kernels multiply q by. */
@@ -294,20 +345,37 @@ export function attnScale(a: AttnShape): number {
   return a.scale ?? 1 / Math.sqrt(a.headDim);
 }
 
-/** Kernel-name suffix and params of a non-default scale (none for the default: names and text unchanged). */
-export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number } } {
-  return a.scale === undefined ? { suffix: '', params: {} } : { suffix: `_s${Math.round(a.scale * 1e8)}`, params: { scale: a.scale } };
+/** Kernel-name suffix and params of a non-default scale and of a sliding window (none for the
+ *  defaults: names and text unchanged). */
+export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number; window?: number } } {
+  const suffix = (a.scale === undefined ? '' : `_s${Math.round(a.scale * 1e8)}`) + (a.window === undefined ? '' : `_w${a.window}`);
+  return { suffix, params: { ...(a.scale === undefined ? {} : { scale: a.scale }), ...(a.window === undefined ? {} : { window: a.window }) } };
 }
 
-/** RoPE on q and k, then k and v appended to this layer's fp16 cache [maxPos][kvHeads·d]. */
+/**
+ * RoPE on q and k (rotate_half pairing on the first rotaryDim dims of each head, frequencies
+ * ropeTheta^(−2i/rotaryDim); the other dims pass through), then k and v appended to this
+ * layer's fp16 cache [maxPos][kvHeads·d].
+ */
 export function ropeKvKernel(a: AttnShape): CudaKernel {
   const d = a.headDim;
+  const rd = a.rotaryDim ?? d;
+  if (rd % 2 || rd > d || rd < 2) throw new UserError(`CUDA target: rotary dims ${rd} of head dim ${d}`);
   const qd = a.heads * d;
   const kvd = a.kvHeads * d;
-  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}`;
+  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}${rd === d ? '' : `_r${rd}`}`;
+  // the dims past rotaryDim: k's go to the cache unrotated (q's stay where they are)
+  const pass =
+    rd === d
+      ? code``
+      : code`
+    if (hh >= ${a.heads}) {
+      const int kh = hh - ${a.heads};
+      for (int e = ${rd} + threadIdx.x; e < ${d}; e += blockDim.x) kcache[(size_t)pos * ${kvd} + kh * ${d} + e] = __float2half_rn(k[(size_t)t * ${kvd} + kh * ${d} + e]);
+    }`;
   return defineKernel({
     name,
-    params: { heads: a.heads, kvHeads: a.kvHeads, d, theta: a.ropeTheta, maxPos: a.maxPositions },
+    params: { heads: a.heads, kvHeads: a.kvHeads, d, theta: a.ropeTheta, maxPos: a.maxPositions, ...(rd === d ? {} : { rotaryDim: rd }) },
     args: [
       { name: 'q', type: 'float*' },
       { name: 'k', type: 'const float*' },
@@ -319,31 +387,33 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
     ],
     block: d / 2,
     grid: [code`T`, code`${a.heads + a.kvHeads}`, code`1`],
-    // inverse frequencies ropeTheta^(−2i/d), computed in float64 by the generator
-    prelude: code`static __device__ const double ${ident(name + '_inv_freq')}[${d / 2}] = {${new Code(Array.from({ length: d / 2 }, (_, i) => Math.pow(a.ropeTheta, (-2 * i) / d).toExponential(17)).join(', '))}};`,
+    // inverse frequencies ropeTheta^(−2i/rotaryDim), computed in float64 by the generator
+    prelude: code`static __device__ const double ${ident(name + '_inv_freq')}[${rd / 2}] = {${new Code(Array.from({ length: rd / 2 }, (_, i) => Math.pow(a.ropeTheta, (-2 * i) / rd).toExponential(17)).join(', '))}};`,
     body: code`  const double* inv_freq = ${ident(name + '_inv_freq')};
-  // One block per (token, head of q or k), one thread per rotated pair; k-head blocks also
-  // append that head's v to the cache.
+  // One block per (token, head of q or k), one thread per pair of dims (rotated up to
+  // rotaryDim); k-head blocks also append that head's v to the cache.
   const int t = blockIdx.x, pos = *posp + t;
   {
-    const int hh = blockIdx.y, i = threadIdx.x;
+    const int hh = blockIdx.y, i = threadIdx.x;${rd === d ? code`` : code`
+    if (i < ${rd / 2}) {`}
     const double ang = (double)pos * inv_freq[i];
     const float red = (float)(ang - 6.283185307179586 * rint(ang * 0.15915494309189535));
     float s, c;
     sincosf(red, &s, &c);
     if (hh < ${a.heads}) {
       float* p = q + (size_t)t * ${qd} + hh * ${d};
-      const float x0 = p[i], x1 = p[i + ${d / 2}];
+      const float x0 = p[i], x1 = p[i + ${rd / 2}];
       p[i] = x0 * c - x1 * s;
-      p[i + ${d / 2}] = x1 * c + x0 * s;
+      p[i + ${rd / 2}] = x1 * c + x0 * s;
     } else {
       const int kh = hh - ${a.heads};
       const float* p = k + (size_t)t * ${kvd} + kh * ${d};
-      const float x0 = p[i], x1 = p[i + ${d / 2}];
+      const float x0 = p[i], x1 = p[i + ${rd / 2}];
       __half* dst = kcache + (size_t)pos * ${kvd} + kh * ${d};
       dst[i] = __float2half_rn(x0 * c - x1 * s);
-      dst[i + ${d / 2}] = __float2half_rn(x1 * c + x0 * s);
-    }
+      dst[i + ${rd / 2}] = __float2half_rn(x1 * c + x0 * s);
+    }${rd === d ? code`` : code`
+    }`}${pass}
   }
   if (blockIdx.y >= ${a.heads}) {
     const int kh = blockIdx.y - ${a.heads};
@@ -394,7 +464,12 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   __shared__ float scratch[32];
   const int th = blockIdx.x, t = th / ${a.heads}, h = th - t * ${a.heads}, kh = h / ${group};
   const int len = *posp + t + 1;
-  const int p0 = blockIdx.y * ${ATTN_CHUNK}, p1 = min(p0 + ${ATTN_CHUNK}, len);
+${
+  a.window === undefined
+    ? code`  const int p0 = blockIdx.y * ${ATTN_CHUNK}, p1 = min(p0 + ${ATTN_CHUNK}, len);`
+    : code`  // keys pos − window < p ≤ pos: the split's chunk from the window's first position on
+  const int p0 = max(blockIdx.y * ${ATTN_CHUNK}, len - ${a.window}), p1 = min(blockIdx.y * ${ATTN_CHUNK} + ${ATTN_CHUNK}, len);`
+}
   const size_t slot = (size_t)th * splits + blockIdx.y;
   if (p0 >= p1) {
     if (threadIdx.x == 0) { pm[slot] = -INFINITY; pl[slot] = 0.f; }
@@ -547,7 +622,8 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   const int qi = threadIdx.x / ${TPQ}, l8 = threadIdx.x % ${TPQ};
   const int tq = min(t0 + qi, T - 1);          // rows past T repeat the last query (not stored)
   const int last = pos0 + min(t0 + ${QN}, T) - 1; // last key position any query here sees
-  const int mine = pos0 + tq;                    // this row's last key position
+  const int mine = pos0 + tq;                    // this row's last key position${a.window === undefined ? code`` : code`
+  const int first = mine - ${a.window} + 1;          // this row's first key position (sliding window)`}
   for (int i = threadIdx.x; i < ${QN * d}; i += 128) {
     const int r = i / ${d}, c = i - r * ${d};
     qs[r * ${qStride} + c] = q[(size_t)min(t0 + r, T - 1) * ${a.heads * d} + h * ${d} + c] * ${cudaFloat(attnScale(a))};
@@ -556,7 +632,7 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
   float o[${d / TPQ}];
   #pragma unroll
   for (int i = 0; i < ${d / TPQ}; ++i) o[i] = 0.f;
-  for (int p0 = 0; p0 <= last; p0 += ${KN}) {
+  for (int p0 = ${a.window === undefined ? code`0` : code`max(0, pos0 + t0 - ${a.window} + 1) / ${KN} * ${KN}`}; p0 <= last; p0 += ${KN}) {
     __syncthreads(); // the previous tile is consumed (and qs written, on the first pass)
     for (int i = threadIdx.x; i < ${KN * chunks}; i += 128) {
       const int r = i / ${chunks}, c = i - r * ${chunks}, p = min(p0 + r, last);
@@ -583,17 +659,23 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     float mt = -INFINITY;
     #pragma unroll
     for (int j = 0; j < ${PPT}; ++j) {
-      if (p0 + l8 + ${TPQ} * j > mine) sc[j] = -INFINITY; // causal (and past the tile's last position)
+      if (p0 + l8 + ${TPQ} * j > mine${a.window === undefined ? code`` : code` || p0 + l8 + ${TPQ} * j < first`}) sc[j] = -INFINITY; // causal (and past the tile's last position)${a.window === undefined ? code`` : code`, in the window`}
       mt = fmaxf(mt, sc[j]);
     }
     #pragma unroll
     for (int o2 = 1; o2 < ${TPQ}; o2 *= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o2));
-    const float mn = fmaxf(m, mt); // finite: position 0 is in every row's first tile
-    const float alpha = expf(m - mn);
+${
+      a.window === undefined
+        ? code`    const float mn = fmaxf(m, mt); // finite: position 0 is in every row's first tile
+    const float alpha = expf(m - mn);`
+        : code`    // a row's window may start past this tile: nothing seen yet leaves m = mn = −∞
+    const float mn = fmaxf(m, mt);
+    const float alpha = mn == -INFINITY ? 1.f : expf(m - mn);`
+    }
     float sum = 0.f;
     #pragma unroll
     for (int j = 0; j < ${PPT}; ++j) {
-      const float e = expf(sc[j] - mn);
+      const float e = ${a.window === undefined ? code`expf(sc[j] - mn)` : code`sc[j] == -INFINITY ? 0.f : expf(sc[j] - mn)`};
       ps[qi * ${KN} + l8 + ${TPQ} * j] = e;
       sum += e;
     }

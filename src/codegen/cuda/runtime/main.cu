@@ -89,6 +89,7 @@ struct Runtime {
     TWLAC_CUDA(cudaStreamCreate(&s));
     const size_t C = prefill_chunk(); // token buffers for the largest forward (TWLAC_PREFILL_CHUNK caps it, and the memory)
     b.x = dalloc<float>(C * TWLAC_HIDDEN);
+    b.r = dalloc<float>(C * TWLAC_HIDDEN);
     b.q = dalloc<float>(C * TWLAC_HEADS * TWLAC_HEAD_DIM);
     b.k = dalloc<float>(C * TWLAC_KV_HEADS * TWLAC_HEAD_DIM);
     b.v = dalloc<float>(C * TWLAC_KV_HEADS * TWLAC_HEAD_DIM);
