@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { rng } from '../../src/artifact/random.ts';
 import { layoutEntries, NO_FEATURES, type WgslKernel } from '../../src/codegen/wgsl/fragments.ts';
-import { ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel } from '../../src/codegen/wgsl/kernels.ts';
+import { gemvRowsUnsupported, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
 import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
@@ -34,6 +34,14 @@ const TRIALS = 5;
 const DEFAULT_SHAPES = '4096x4096,11008x4096,4096x11008,8192x8192,28672x8192,8192x28672';
 const SHAPES = arg('shapes', DEFAULT_SHAPES).split(',').map((s) => s.split('x').map(Number) as [number, number]);
 const FORMATS: TernaryFormat[] = [ternaryFormat('trit5', 128), ternaryFormat('bit2', 128)];
+/** Rows-per-workgroup GEMV shapes (rows × threads a row) measured side by side. */
+const ROWS_SHAPES: GemvRowsShape[] = [
+  { rows: 8, threadsPerRow: 32 },
+  { rows: 4, threadsPerRow: 64 },
+  { rows: 2, threadsPerRow: 128 },
+  { rows: 16, threadsPerRow: 16 },
+  { rows: 4, threadsPerRow: 32 },
+];
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const rand = rng(11);
@@ -250,6 +258,7 @@ function writeResult(complete: boolean): void {
           'thread-per-row': 'ternaryLinearKernel(fmt, N, K, tm=1, bias=false, no subgroups): one thread per output row, WG=64',
           'workgroup-per-row': 'ternaryGemvWorkgroupKernel(fmt, N, K, bias=false, no subgroups): one 64-thread workgroup per row, coalesced u32 code words, shared-memory tree',
           'workgroup-per-row+sg': 'ternaryGemvWorkgroupKernel(fmt, N, K, bias=false, subgroups): as above, subgroupAdd then one partial per subgroup',
+          'rows-RxT[+sg]': 'ternaryGemvRowsKernel(fmt, N, K, bias=false, [subgroups], {rows: R, threadsPerRow: T}): R rows a workgroup, T threads a row, 16-byte code words (bit2, groups of 64k codes), 2^23-mantissa decode',
         },
         adapterKind: kind,
         planChoice: GEMV_BY_ADAPTER[kind],
@@ -286,6 +295,14 @@ for (const [N, K] of SHAPES) {
       ['thread-per-row', ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES)],
       ['workgroup-per-row', ternaryGemvWorkgroupKernel(f, N, K, false, NO_FEATURES)],
       ...(hasSg ? [['workgroup-per-row+sg', ternaryGemvWorkgroupKernel(f, N, K, false, { subgroups: true })] as [string, WgslKernel]] : []),
+      // rows-per-workgroup (bit2, groups of 64k): the shapes the plan's rule chooses among
+      ...(gemvRowsUnsupported(f, K)
+        ? []
+        : ROWS_SHAPES.flatMap((sh) =>
+            (hasSg ? [NO_FEATURES, { subgroups: true }] : [NO_FEATURES]).map(
+              (ft) => [`rows-${sh.rows}x${sh.threadsPerRow}${ft.subgroups ? '+sg' : ''}`, ternaryGemvRowsKernel(f, N, K, false, ft, sh)] as [string, WgslKernel],
+            ),
+          )),
     ];
     const wBytes = packed.byteLength;
     const copies = Math.max(2, Math.ceil(ROT_BYTES / wBytes));

@@ -258,3 +258,25 @@ export function decodeTernary(w: TernaryWeights): Float64Array {
   }
   return out;
 }
+
+/**
+ * The codes of `groups` groups re-packed from one packing to another (same group size: the
+ * trits are unchanged, so scales and shifts stay valid). Runtimes use it to give a kernel the
+ * packing it reads (e.g. trit5 on disk, bit2 for the GPU GEMVs).
+ */
+export function transcodeCodes(codes: Uint8Array, from: TernaryFormat, to: TernaryFormat, groups: number): Uint8Array {
+  if (from.group !== to.group) throw new Error(`transcode ${from.id} -> ${to.id}: group sizes differ`);
+  const G = from.group;
+  const src = CODE_PACKINGS[from.packing];
+  const dst = CODE_PACKINGS[to.packing];
+  const sb = src.bytesPerGroup(G);
+  const db = dst.bytesPerGroup(G);
+  if (codes.length < groups * sb) throw new Error(`transcode ${from.id} -> ${to.id}: ${codes.length} bytes hold fewer than ${groups} groups`);
+  const out = new Uint8Array(groups * db);
+  const t = new Int8Array(G);
+  for (let g = 0; g < groups; g++) {
+    src.decodeGroup(codes, g * sb, G, t);
+    dst.encodeGroup(t, G, out, g * db);
+  }
+  return out;
+}

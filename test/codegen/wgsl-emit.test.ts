@@ -25,11 +25,11 @@ const tiny: ModelConfig = {
   intermediate: 48, ropeTheta: 10000, normEps: 1e-5, maxPositions: 32,
 };
 
-function artifact(c: ModelConfig) {
+function artifact(c: ModelConfig, f = ternaryFormat('trit5', 16)) {
   const dir = mkdtempSync(join(tmpdir(), 'twlac-wgsl-emit-'));
   dirs.push(dir);
   // trit5 g20 would trip writeArtifact's float equality of declared vs written bytes (768 vs 768.0000000000001).
-  writeArtifact(dir, randomArtifactModel(c, ternaryFormat('trit5', 16), 3));
+  writeArtifact(dir, randomArtifactModel(c, f, 3));
   return { dir, ...readArtifact(dir) };
 }
 
@@ -83,6 +83,14 @@ describe('emitWgsl', () => {
     expect(q({ adapter: 'gpu', gemv: 'thread-per-row' }).gemv.name).toBe('ternary_linear_trit5');
     expect(q({ adapter: 'software', gemv: 'workgroup-per-row' }).gemv.name).toBe('ternary_gemv_wg_trit5');
     expect(q({ adapter: 'gpu' }).gemm.cacheKey).toBe(q({ adapter: 'software' }).gemm.cacheKey);
+    // rows-per-workgroup: bit2 kernels, trit5 codes transcoded when groups are multiples of 64
+    // and K a multiple of the group; other shapes fall back to workgroup-per-row
+    const wide = artifact({ ...tiny, hidden: 128, intermediate: 256, heads: 2, kvHeads: 1, headDim: 64 }, ternaryFormat('trit5', 128));
+    const rq = planModel(wide.manifest, { gemv: 'rows-per-workgroup' }).blocks[0].q;
+    expect(rq.gemv.name).toBe('ternary_gemv_rows_bit2');
+    expect(rq.gemm.name).toBe('ternary_linear_bit2');
+    expect(rq.codes?.packing).toBe('bit2');
+    expect(planModel(a.manifest, { gemv: 'rows-per-workgroup' }).blocks[0].q.gemv.name).toBe('ternary_gemv_wg_trit5'); // K = 40
     // dense linears (lm_head) keep their one shape
     expect(planModel(a.manifest, { adapter: 'gpu' }).lmHead.gemv.name).toBe('dense_linear_float16');
   });

@@ -108,6 +108,33 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   }
 
+  // Rows-per-workgroup GEMV (bit2, groups of 64 codes or more): a row count that leaves the last
+  // workgroup partly empty (13), rows shorter and longer than one stride of the row's threads,
+  // a second token, bias, and four workgroup shapes, with and without subgroupAdd.
+  it('rows-per-workgroup ternary GEMV, bit2 g64/g128 with and without shifts, vs the reference decoder', async () => {
+    const shapes: K.GemvRowsShape[] = [K.GEMV_ROWS_DEFAULT, { rows: 4, threadsPerRow: 64 }, { rows: 2, threadsPerRow: 16 }, { rows: 1, threadsPerRow: 256 }];
+    for (const f of [ternaryFormat('bit2', 64), ternaryFormat('bit2', 128, false), ternaryFormat('bit2', 256)]) {
+      for (const [rows, cols, ntok] of [[13, 128, 1], [9, 2560, 2], [3, 64 * Math.ceil(f.group / 64) * 3, 1]]) {
+        if (K.gemvRowsUnsupported(f, cols)) continue;
+        const w = randomTernary(f, rows, cols);
+        const W = decodeTernary(w);
+        const packed = packTernary(f, w);
+        const bias = ntok > 1 ? randn(rows) : undefined;
+        const x = randn(ntok * cols);
+        for (const shape of shapes) {
+          for (const feats of sg) {
+            const k = K.ternaryGemvRowsKernel(f, rows, cols, !!bias, feats, shape);
+            const r = await runKernel(device, k, [packed, x, ...(bias ? [bias] : []), new Float32Array(ntok * rows)], ntok);
+            expectClose(r.Y, matmulRef(W, rows, cols, x, ntok, bias), 1e-5);
+          }
+        }
+      }
+    }
+    expect(K.gemvRowsUnsupported(ternaryFormat('trit5', 128), 256)).toMatch(/not bit2/);
+    expect(K.gemvRowsUnsupported(ternaryFormat('bit2', 32), 256)).toMatch(/multiple of 64/);
+    expect(K.gemvRowsUnsupported(ternaryFormat('bit2', 128), 200)).toMatch(/K=200/);
+  });
+
   it('dense fp16 linear (lm_head) vs fp16-rounded weights, unrolled (K=24) and not (K=18)', async () => {
     for (const cols of [24, 18]) {
       const rows = 9, ntok = 3;

@@ -100,6 +100,26 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
+  it('rows-per-workgroup GEMV: trit5 g64 codes transcoded to bit2 at upload, bit2 g128 as stored; decode logits, prefill and greedy tokens match the reference', async () => {
+    const wide = { ...tiny, hidden: 128, intermediate: 256, heads: 2, kvHeads: 1, headDim: 64 };
+    for (const [fmt, seed] of [[ternaryFormat('trit5', 64), 31], [ternaryFormat('bit2', 128, false), 32]] as const) {
+      const dir = tmp();
+      writeArtifact(dir, randomArtifactModel(wide, fmt, seed));
+      const a = readArtifact(dir);
+      const model = await WebgpuModel.create(device, a, { capacity: 8, gemv: 'rows-per-workgroup' });
+      try {
+        const ids = [2, 9, 33, 5, 17];
+        const got = new Float32Array(ids.length * wide.vocab);
+        for (let i = 0; i < ids.length; i++) got.set(await model.forward([ids[i]]), i * wide.vocab);
+        expect(relErr(got, referenceLogits(a, ids))).toBeLessThan(1e-5);
+        expect(relErr(await model.logitsOf(ids), referenceLogits(a, ids))).toBeLessThan(1e-5);
+        expect(await model.greedy([4, 8, 15], 8)).toEqual(referenceGreedy(a, [4, 8, 15], 8));
+      } finally {
+        model.destroy();
+      }
+    }
+  });
+
   it('the CLI entries: runWebgpu and webgpuLogits on an artifact directory, UserError without one', async () => {
     const dir = tmp();
     writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 16), 23));

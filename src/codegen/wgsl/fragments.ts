@@ -29,7 +29,7 @@ export function join(parts: readonly Code[], sep = '\n'): Code {
 /** A storage buffer a kernel reads or writes; element type is the array's. */
 export interface Binding {
   name: string;
-  elem: 'f32' | 'u32';
+  elem: 'f32' | 'u32' | 'vec4<f32>' | 'vec4<u32>';
   access: 'read' | 'read_write';
 }
 

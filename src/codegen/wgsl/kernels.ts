@@ -330,6 +330,116 @@ ${workgroupSum((t) => wgsl`    Y[m * ${u32(rows)} + n] = ${t}${bias ? wgsl` + bi
   });
 }
 
+/** Shape of the rows-per-workgroup GEMV: rows a workgroup (R) and threads a row (TPR). */
+export interface GemvRowsShape {
+  rows: number;
+  threadsPerRow: number;
+}
+
+/** The default shape: 8 rows of 32 threads (one subgroup a row on 32-wide adapters). */
+export const GEMV_ROWS_DEFAULT: GemvRowsShape = { rows: 8, threadsPerRow: 32 };
+
+/** Why the rows-per-workgroup GEMV does not take this format and K, or null. It reads a row's
+ *  codes as 16-byte words of 64 bit2 codes that never straddle a group. */
+export function gemvRowsUnsupported(f: TernaryFormat, cols: number): string | null {
+  if (f.packing !== 'bit2') return `${f.id}: codes are not bit2`;
+  if (f.group % 64) return `${f.id}: group ${f.group} is not a multiple of 64 codes`;
+  if (cols % f.group) return `K=${cols} is not a multiple of the group ${f.group}`;
+  return null;
+}
+
+/**
+ * Ternary GEMV for GPUs, bit2 codes in groups that are multiples of 64: a workgroup takes R rows
+ * of one token, TPR threads a row. Thread t of a row reads the row's 16-byte code words t,
+ * t + TPR, … (64 codes each, one group's) and the 64 activations under them as four vec4 per
+ * u32, so neighbouring threads load consecutive words. A code c becomes the trit c − 2 in two
+ * ALU operations: its bits ORed into the mantissa of 2^23, minus 2^23 + 2 (exact in f32). Per
+ * word the thread adds s_g · Σ t·x + z_g · Σ x; a row's TPR partial sums are added by
+ * subgroupAdd where offered, else through workgroup memory. Bindings: W (vec4 words: codes,
+ * then scales, then shifts, as ternaryLayout), X (vec4 rows of K), [bias], Y, step.
+ */
+export function ternaryGemvRowsKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT): WgslKernel {
+  const why = gemvRowsUnsupported(f, cols);
+  if (why) throw new Error(`rows-per-workgroup GEMV: ${why}`);
+  const { rows: R, threadsPerRow: TPR } = shape;
+  const wg = R * TPR;
+  if (!Number.isInteger(R) || !Number.isInteger(TPR) || R < 1 || TPR < 1 || wg > 256) throw new Error(`rows-per-workgroup GEMV: ${R} rows × ${TPR} threads`);
+  const L = ternaryLayout(f, rows, cols);
+  const words = cols / 64; // 16-byte code words a row
+  const wordsPerGroup = f.group / 64;
+  const groups = Math.ceil(rows / R);
+  const code4 = (j: number, c: number) =>
+    join(
+      Array.from({ length: 4 }, (_, i) => {
+        const bit = 2 * (4 * c + i);
+        return wgsl`      d += (bitcast<f32>(((q[${u32(j)}] >> ${u32(bit)}) & 3u) | 0x4b000000u) - 8388610.0) * xv${c}.${new Code('xyzw'[i])};`;
+      }),
+    );
+  const word = (j: number) => wgsl`    {
+${join(Array.from({ length: 4 }, (_, c) => wgsl`      let xv${c} = X[xb + ${u32(4 * j + c)}];`))}
+${join(Array.from({ length: 4 }, (_, c) => code4(j, c)))}
+${f.shift ? wgsl`      e += dot(xv0 + xv1 + xv2 + xv3, vec4<f32>(1.0));` : wgsl``}
+    }`;
+  // With subgroups, a row that is whole subgroups (TPR a multiple of sg_size) leaves one
+  // subgroupAdd partial a subgroup; otherwise every thread's sum goes to workgroup memory.
+  const partials = feats.subgroups
+    ? wgsl`  let sv = subgroupAdd(acc);
+  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
+  if (whole) {
+    if (sg_lane == 0u) { red[lid / sg_size] = sv; }
+  } else {
+    red[lid] = acc;
+  }
+  workgroupBarrier();
+  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);`
+    : wgsl`  red[lid] = acc;
+  workgroupBarrier();
+  let parts = ${u32(TPR)};`;
+  return defineKernel({
+    name: `ternary_gemv_rows_${f.packing}`,
+    params: { fmt: f.id, N: rows, K: cols, bias, R, TPR },
+    bindings: [
+      { name: 'W', elem: 'vec4<u32>', access: 'read' },
+      { name: 'X', elem: 'vec4<f32>', access: 'read' },
+      ...(bias ? [f32buf('bias')] : []),
+      f32buf('Y', 'read_write'),
+    ],
+    usesStep: true,
+    workgroupSize: wg,
+    features: feats,
+    module: wgsl`var<workgroup> red: array<f32, ${wg}>;
+fn half_at(word0: u32, i: u32) -> f32 {
+  let w = word0 + (i >> 1u);
+  return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
+}`,
+    // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
+    body: wgsl`  let r = lid / ${u32(TPR)};
+  let t = lid - r * ${u32(TPR)};
+  let n = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(R)} + r;
+  let m = wid.y;
+  let live = n < ${u32(rows)} && m < step.ntok;
+  var acc = 0.0;
+  if (live) {
+    for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
+      let q = W[n * ${u32(words)} + v];
+      let g = n * ${u32(L.ng)} + v / ${u32(wordsPerGroup)};
+      let xb = m * ${u32(cols / 4)} + v * 16u;
+      var d = 0.0;
+      ${f.shift ? wgsl`var e = 0.0;` : wgsl``}
+${join(Array.from({ length: 4 }, (_, j) => word(j)))}
+      acc += half_at(${u32(L.scaleWord0)}, g) * d${f.shift ? wgsl` + half_at(${u32(L.shiftWord0)}, g) * e` : wgsl``};
+    }
+  }
+${partials}
+  if (t == 0u && live) {
+    var tot = 0.0;
+    for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
+    Y[m * ${u32(rows)} + n] = tot${bias ? wgsl` + bias[n]` : wgsl``};
+  }`,
+    dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
+  });
+}
+
 export type DenseDtype = 'float16' | 'float32';
 
 /** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read

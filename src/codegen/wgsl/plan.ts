@@ -3,6 +3,7 @@
 // can never disagree. Validation happens here, before any source is generated.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
 import { linearFormat } from '../../formats/linear-format.ts';
+import { ternaryFormat, type TernaryFormat } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
 import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation } from '../../program/block-program.ts';
@@ -19,6 +20,8 @@ import {
   rmsNormKernel,
   ropeKvKernel,
   swigluKernel,
+  gemvRowsUnsupported,
+  ternaryGemvRowsKernel,
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
 } from './kernels.ts';
@@ -55,8 +58,11 @@ export const PREFILL_TILE = 8;
  * switch there) run fastest, but latency-bound on a GPU (bench/results/wgsl-h100.json).
  * 'workgroup-per-row' strides a workgroup over the row's code
  * words with coalesced loads and a reduction (ternaryGemvWorkgroupKernel).
+ * 'rows-per-workgroup' gives several rows a workgroup and reads 16-byte words of bit2 codes
+ * (ternaryGemvRowsKernel); trit5 codes whose groups are multiples of 64 are transcoded to
+ * bit2 when uploaded (LinearKernels.codes), other formats fall back to 'workgroup-per-row'.
  */
-export type GemvVariant = 'thread-per-row' | 'workgroup-per-row';
+export type GemvVariant = 'thread-per-row' | 'workgroup-per-row' | 'rows-per-workgroup';
 
 /** What runs the kernels: a CPU implementation of WebGPU, or a GPU (discrete or integrated). */
 export type AdapterKind = 'software' | 'gpu';
@@ -90,6 +96,9 @@ export function gemvVariant(o: PlanOptions): GemvVariant {
 
 export interface LinearKernels {
   entry: LinearEntry;
+  /** The format of the codes the kernels read, when it differs from the manifest's (trit5
+   *  transcoded to bit2 at upload: same trits, scales and shifts). */
+  codes?: TernaryFormat;
   /** M = 1 (decode). */
   gemv: WgslKernel;
   /** M > 1 (prefill), PREFILL_TILE tokens per weight fetch. */
@@ -149,9 +158,20 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     };
   }
   const f = lf.format;
+  if (gemv === 'rows-per-workgroup') {
+    const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
+    if (!gemvRowsUnsupported(df, l.cols)) {
+      return {
+        entry: l,
+        ...(df.packing !== f.packing ? { codes: df } : {}),
+        gemv: ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
+        gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats),
+      };
+    }
+  }
   return {
     entry: l,
-    gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),
+    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats) : ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats),
     gemm: ternaryLinearKernel(f, l.rows, l.cols, PREFILL_TILE, bias, feats),
   };
 }

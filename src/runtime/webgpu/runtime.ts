@@ -9,6 +9,7 @@
 import type { ArtifactManifest, BlockEntry, LinearEntry } from '../../artifact/manifest.ts';
 import { blockOps as programBlockOps, type BlockOp } from '../../program/block-program.ts';
 import { ternaryFormatOf } from '../../formats/linear-format.ts';
+import { groupsPerRow, transcodeCodes } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
@@ -156,13 +157,16 @@ export class WebgpuModel {
     this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
   }
 
-  private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer } {
+  private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer } {
+    const l = lk.entry;
     const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
-    const f = ternaryFormatOf(l);
-    if (!f) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    const stored = ternaryFormatOf(l);
+    if (!stored) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    const f = lk.codes ?? stored;
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
-    packed.set(tensorBytesCopy(a, l.codes!), 0);
+    const codes = tensorBytesCopy(a, l.codes!);
+    packed.set(f === stored ? codes : transcodeCodes(codes, stored, f, l.rows * groupsPerRow(stored, l.cols)), 0);
     packed.set(tensorBytesCopy(a, l.scales!), L.scaleWord0 * 4);
     if (f.shift) packed.set(tensorBytesCopy(a, l.shifts!), L.shiftWord0 * 4);
     return { w: this.upload(packed), bias };
@@ -222,7 +226,7 @@ export class WebgpuModel {
       return out;
     };
     const linearOp = (lk: LinearKernels, input: GPUBuffer, output: GPUBuffer, last = false) => {
-      const w = this.linearWeights(a, lk.entry);
+      const w = this.linearWeights(a, lk);
       this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
     };
     const norm = (kern: WgslKernel, gamma: string | null, input: GPUBuffer, output: GPUBuffer, last = false) =>
