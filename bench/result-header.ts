@@ -20,8 +20,10 @@ export function resultHeader(benchmark: string, device: string, command = `npx t
       return '';
     }
   };
-  const commit = git('rev-parse --short HEAD') || 'unknown';
-  const dirty = git('status --porcelain --untracked-files=no') !== '';
+  // TWLAC_COMMIT: set by device scripts that run a bundle outside the repository
+  const fromGit = git('rev-parse --short HEAD');
+  const commit = fromGit || process.env.TWLAC_COMMIT || 'unknown';
+  const dirty = fromGit !== '' && git('status --porcelain --untracked-files=no') !== '';
   return { benchmark, date: new Date().toISOString().slice(0, 10), commit: dirty ? `${commit} with uncommitted changes` : commit, device, command };
 }
 

@@ -3,6 +3,7 @@
 # The device image has no Node and no Vulkan loader, so both travel:
 #   here, once:   bash scripts/device/wgsl-h100.sh --prepare   (fills .gl/ and .device-wgsl/, both ignored)
 #   device run:   bash scripts/device/wgsl-h100.sh             (carry .gl and .device-wgsl; writes $OUT)
+#                 WGSL_SCRIPT=wgsl-decode bash scripts/device/wgsl-h100.sh   (the end-to-end decode)
 set -euo pipefail
 P=.device-wgsl
 if [[ "${1:-}" == --prepare ]]; then
@@ -11,7 +12,11 @@ if [[ "${1:-}" == --prepare ]]; then
   mkdir -p .gl /tmp/amd64/partial "$P/node_modules/webgpu/dist/linux-x64"
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   ls .gl/libvulkan1_*.deb >/dev/null 2>&1 || { apt-get $o update && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); }
-  node_modules/.bin/esbuild scripts/device/wgsl-h100.ts --bundle --platform=node --format=esm --target=node20 --external:webgpu --outfile=$P/wgsl-h100.mjs
+  for s in wgsl-h100 wgsl-decode; do
+    node_modules/.bin/esbuild scripts/device/$s.ts --bundle --platform=node --format=esm --target=node20 --external:webgpu --outfile=$P/$s.mjs
+  done
+  c=$(git rev-parse --short HEAD); [[ -z $(git status --porcelain --untracked-files=no) ]] || c="$c with uncommitted changes"
+  echo "$c" >$P/commit
   cp node_modules/webgpu/index.js node_modules/webgpu/package.json $P/node_modules/webgpu/
   [[ -f $P/node.xz ]] || xz -T1 -9 -c "$(command -v node)" >$P/node.xz
   [[ -f $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz ]] || xz -T1 -9 -c node_modules/webgpu/dist/linux-x64/dawn.node >$P/node_modules/webgpu/dist/linux-x64/dawn.node.xz
@@ -27,10 +32,12 @@ mkdir -p /tmp/wgsl/node_modules/webgpu/dist/linux-x64
 unxz $P/node.xz /tmp/wgsl/node && chmod +x /tmp/wgsl/node
 unxz $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz /tmp/wgsl/node_modules/webgpu/dist/linux-x64/dawn.node
 cp $P/node_modules/webgpu/index.js $P/node_modules/webgpu/package.json /tmp/wgsl/node_modules/webgpu/
-cp $P/wgsl-h100.mjs /tmp/wgsl/
+cp $P/*.mjs /tmp/wgsl/
+export TWLAC_COMMIT="$(cat $P/commit)" TWLAC_WEBGPU_BACKEND=vulkan
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1 || true
 if [[ -f $icd ]]; then export VK_DRIVER_FILES=$icd; fi
 echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}; $(ldconfig -p | grep -c libvulkan) libvulkan entries; node $(/tmp/wgsl/node --version)"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory,memory.total --format=csv | tee "$OUT/nvidia-smi.txt"
-cd /tmp/wgsl && timeout "${WGSL_TIMEOUT:-150}" ./node wgsl-h100.mjs --out "$OUT/wgsl-h100.json" "$@" 2>&1 | tee "$OUT/wgsl-h100.log"
+S=${WGSL_SCRIPT:-wgsl-h100}
+cd /tmp/wgsl && timeout "${WGSL_TIMEOUT:-150}" ./node --max-old-space-size=16000 $S.mjs --out "$OUT/$S.json" "$@" 2>&1 | tee "$OUT/$S.log"

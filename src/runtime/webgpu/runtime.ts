@@ -308,6 +308,11 @@ export class WebgpuModel {
     return out;
   }
 
+  /** Dispatches a forward makes, whatever its token count (a decode step: the last token's logits). */
+  dispatches(logits: 'all' | 'last' | 'none' = 'last'): number {
+    return this.ops.filter((op, i) => i < this.finalOps || (logits !== 'none' && (logits === 'last') === !!op.last)).length;
+  }
+
   private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none'): Promise<Float32Array> {
     const dev = this.device;
     const vocab = this.manifest.config.vocab;
