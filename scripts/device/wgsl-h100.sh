@@ -18,6 +18,13 @@ if [[ "${1:-}" == --prepare ]]; then
   c=$(git rev-parse --short HEAD); [[ -z $(git status --porcelain --untracked-files=no) ]] || c="$c with uncommitted changes"
   echo "$c" >$P/commit
   cp node_modules/webgpu/index.js node_modules/webgpu/package.json $P/node_modules/webgpu/
+  # onnxruntime-node (its WebGPU EP) for the side-by-side MatMulNBits figures: JS as is, the library xz'd
+  O=$P/ort/node_modules; rm -rf $O; mkdir -p $O
+  cp -r node_modules/onnxruntime-common $O/
+  mkdir -p $O/onnxruntime-node && cp -r node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist $O/onnxruntime-node/
+  mkdir -p $O/onnxruntime-node/bin/napi-v6/linux/x64
+  cp node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node $O/onnxruntime-node/bin/napi-v6/linux/x64/
+  xz -T2 -9 -c node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 >$O/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1.xz
   [[ -f $P/node.xz ]] || xz -T1 -9 -c "$(command -v node)" >$P/node.xz
   [[ -f $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz ]] || xz -T1 -9 -c node_modules/webgpu/dist/linux-x64/dawn.node >$P/node_modules/webgpu/dist/linux-x64/dawn.node.xz
   du -sh .gl $P
@@ -33,6 +40,11 @@ unxz $P/node.xz /tmp/wgsl/node && chmod +x /tmp/wgsl/node
 unxz $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz /tmp/wgsl/node_modules/webgpu/dist/linux-x64/dawn.node
 cp $P/node_modules/webgpu/index.js $P/node_modules/webgpu/package.json /tmp/wgsl/node_modules/webgpu/
 cp $P/*.mjs /tmp/wgsl/
+if [[ -d $P/ort ]]; then
+  cp -r $P/ort /tmp/wgsl/
+  X=/tmp/wgsl/ort/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  unxz $X.xz $X && rm $X.xz
+fi
 export TWLAC_COMMIT="$(cat $P/commit)" TWLAC_WEBGPU_BACKEND=vulkan
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1 || true

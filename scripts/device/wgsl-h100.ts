@@ -9,7 +9,7 @@
 // one compute pass of `reps` dispatches when the adapter offers 'timestamp-query', and wall
 // time of the same submit (onSubmittedWorkDone) always. Outputs of a few rows are checked
 // against the format's reference decoder in float64.
-//   node wgsl-h100.mjs [--out wgsl-h100.json] [--target-ms 25] [--shapes NxK,...] [--rot-mb 400] [--copy-mb 1024]
+//   node wgsl-h100.mjs [--out wgsl-h100.json] [--target-ms 25] [--shapes NxK,...] [--rot-mb 400] [--copy-mb 1024] [--ort DIR]
 import { execSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -20,6 +20,7 @@ import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
 import { resultHeader } from '../../bench/result-header.ts';
+import { ortGemv, type OrtGemvResult } from './ort-webgpu-gemv.ts';
 
 const arg = (name: string, dflt: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -238,12 +239,26 @@ if (read) console.log(`WGSL streaming read ${read.bytes >> 20} MiB: ${read.ms.to
 console.log(`copyBufferToBuffer ${copy.bytes >> 20} MiB: ${copy.ms.toFixed(3)} ms -> ${copy.GBps.toFixed(0)} GB/s (read+write)`);
 
 const rows: Row[] = [];
+let ortRows: OrtGemvResult[] = [];
+let ortError: string | undefined;
 let smi = '';
 try {
   smi = execSync('nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.memory,memory.total --format=csv,noheader', { encoding: 'utf8' }).trim();
 } catch (e) {
   smi = `nvidia-smi failed: ${(e as Error).message.split('\n')[0]}`;
 }
+/** The issue's summary: per format and shape, the fastest variant's µs and % of the adapter's
+ *  WGSL streaming read, with onnxruntime's bits=2 and bits=4 µs on the same shape. */
+function gemvSummary() {
+  const keys = [...new Set(rows.map((r) => `${r.format}|${r.N}|${r.K}`))];
+  return keys.map((key) => {
+    const [format, N, K] = key.split('|');
+    const best = rows.filter((r) => `${r.format}|${r.N}|${r.K}` === key && r.ok).sort((a, b) => (a.gpu_us ?? a.wall_us) - (b.gpu_us ?? b.wall_us))[0];
+    const ortUs = (bits: number) => ortRows.find((o) => o.bits === bits && o.N === Number(N) && o.K === Number(K))?.us ?? null;
+    return { format, N: Number(N), K: Number(K), variant: best?.variant, us: best ? (best.gpu_us ?? best.wall_us) : null, pctOfAdapterRead: best?.pctOfWgslRead ?? null, ortBits2Us: ortUs(2), ortBits4Us: ortUs(4) };
+  });
+}
+
 /** Written after every row, so a run cut off at its limit still leaves its rows. */
 function writeResult(complete: boolean): void {
   writeFileSync(
@@ -271,6 +286,8 @@ function writeResult(complete: boolean): void {
       wgslRead: read,
         bytesCounted: 'codes + fp16 scales + fp16 shifts + x (f32) + y (f32)',
         rows,
+        ort: { rows: ortRows, error: ortError, note: 'onnxruntime-node WebGPU EP, MatMulNBits block 128 float32, µs a GEMV from the difference of two node chains (scripts/device/ort-webgpu-gemv.ts)' },
+        gemv: gemvSummary(),
         validationErrors: errors,
         complete,
         load: loadavg(),
@@ -405,6 +422,17 @@ for (const [N, K] of SHAPES) {
   }
 }
 
+// onnxruntime's WebGPU EP on the same shapes, same process (--ort DIR: onnxruntime-node there)
+const ORT_DIR = arg('ort', '');
+if (ORT_DIR) {
+  try {
+    const ort = (await import(`${ORT_DIR}/onnxruntime-node/dist/index.js`)) as typeof import('onnxruntime-node');
+    ortRows = await ortGemv(ort, SHAPES, { coldBytes: ROT_BYTES / 2, trials: 15, rand, log: (s) => console.log(s) });
+  } catch (e) {
+    ortError = `onnxruntime-node WebGPU EP could not run here: ${(e as Error).message.split('\n')[0]}`;
+    console.log(ortError);
+  }
+}
 writeResult(true);
 console.log(`wrote ${OUT}; ${errors.length} device errors`);
 process.exit(rows.every((r) => r.ok) && errors.length === 0 ? 0 : 1);
