@@ -3,6 +3,7 @@
 // through the twlac WebGPU runtime on Dawn/Vulkan, for each decode GEMV shape of the plan.
 // The KV cache is filled to the context by chunked prefill, then `steps` greedy tokens are
 // decoded one forward at a time, logits read back each token as a user's decode loop does.
+// The KV cache holds the largest context + the decoded tokens (not maxPositions).
 // Reports tokens/s, ms a token and dispatches a token. Bundled and run on the device with
 // scripts/device/wgsl-h100.sh (WGSL_SCRIPT=wgsl-decode.mjs).
 //   node wgsl-decode.mjs [--out wgsl-decode.json] [--ctx 512,2048] [--steps 32] [--format tq2_g128]
@@ -29,7 +30,7 @@ const STEPS = Number(arg('steps', '32'));
 const FORMAT = parseFormatId(arg('format', 'tq2_g128'));
 const GEMVS = arg('gemv', 'rows-per-workgroup,workgroup-per-row').split(',') as GemvVariant[];
 const LAYERS = Number(arg('layers', '32'));
-const config: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: LAYERS, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: Math.max(...CTX) + STEPS + 8 };
+const config: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: LAYERS, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 4096 };
 
 process.env.TWLAC_WEBGPU_BACKEND ??= 'vulkan';
 const t0 = performance.now();
@@ -74,7 +75,7 @@ const runs: unknown[] = [];
 const summary: { gemv: string; context: number; tokensPerSecond: number; msPerToken: number; dispatchesPerToken: number }[] = [];
 for (const gemv of GEMVS) {
   const tl = performance.now();
-  const model = await WebgpuModel.create(device, { manifest, weights }, { capacity: 64, gemv, adapter: 'gpu' });
+  const model = await WebgpuModel.create(device, { manifest, weights }, { capacity: 64, gemv, adapter: 'gpu', context: Math.max(...CTX) + STEPS + 2 });
   const loadS = (performance.now() - tl) / 1e3;
   const dispatches = model.dispatches('last');
   console.log(`${gemv}: loaded in ${loadS.toFixed(1)} s, ${dispatches} dispatches a decode token`);

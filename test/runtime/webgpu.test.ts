@@ -120,6 +120,21 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
+  it('a KV cache sized by the requested context: same logits as the full cache, refused past it', async () => {
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 8, false), 26));
+    const a = readArtifact(dir);
+    const model = await WebgpuModel.create(device, a, { capacity: 4, context: 9 });
+    try {
+      expect(model.context).toBe(9);
+      const ids = [3, 1, 4, 1, 5, 9, 2, 6, 5];
+      expect(relErr(await model.logitsOf(ids), referenceLogits(a, ids))).toBeLessThan(1e-5);
+      await expect(model.forward([3])).rejects.toThrow(/context of 10 tokens exceeds the 9 positions this model's KV cache holds/);
+    } finally {
+      model.destroy();
+    }
+  });
+
   it('the CLI entries: runWebgpu and webgpuLogits on an artifact directory, UserError without one', async () => {
     const dir = tmp();
     writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 16), 23));

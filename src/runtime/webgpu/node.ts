@@ -74,7 +74,7 @@ export async function loadWebgpuModel(dir: string, opts: WebgpuModelOptions = {}
 
 /** Decode: the `maxTokens` ids generated after `promptIds`, greedy unless `choose` samples. */
 export async function runWebgpu(dir: string, promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void, choose?: TokenChooser): Promise<number[]> {
-  const model = await loadWebgpuModel(dir);
+  const model = await loadWebgpuModel(dir, { context: promptIds.length + maxTokens });
   try {
     return await model.greedy(promptIds, maxTokens, onToken, choose);
   } finally {
@@ -84,7 +84,7 @@ export async function runWebgpu(dir: string, promptIds: readonly number[], maxTo
 
 /** Logits [ids.length, vocab] of a token sequence from position 0. */
 export async function webgpuLogits(dir: string, ids: readonly number[]): Promise<Float32Array> {
-  const model = await loadWebgpuModel(dir, { capacity: Math.min(256, Math.max(1, ids.length)) });
+  const model = await loadWebgpuModel(dir, { capacity: Math.min(256, Math.max(1, ids.length)), context: Math.max(1, ids.length) });
   try {
     return await model.logitsOf(ids);
   } finally {

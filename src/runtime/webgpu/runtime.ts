@@ -26,6 +26,8 @@ export interface WebgpuModelOptions {
   adapter?: AdapterKind;
   /** Force a GEMV shape (tests, benchmarks). */
   gemv?: GemvVariant;
+  /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
+  context?: number;
 }
 
 /** One kernel launch: a kernel (or a GEMV/GEMM pair) with its bound buffers. */
@@ -59,13 +61,16 @@ export class WebgpuModel {
   private readback!: GPUBuffer;
   private pos = 0;
   readonly capacity: number;
+  /** Positions the KV cache holds. */
+  readonly context: number;
 
   private constructor(
     readonly device: GPUDevice,
     readonly manifest: ArtifactManifest,
     opts: WebgpuModelOptions,
   ) {
-    this.capacity = Math.max(1, Math.min(opts.capacity ?? 64, manifest.config.maxPositions));
+    this.context = Math.max(1, Math.min(opts.context ?? manifest.config.maxPositions, manifest.config.maxPositions));
+    this.capacity = Math.max(1, Math.min(opts.capacity ?? 64, this.context));
     this.features = { subgroups: (opts.subgroups ?? true) && device.features.has('subgroups') };
     const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     this.adapter = opts.adapter ?? (info ? adapterKind(info) : 'gpu');
@@ -203,8 +208,8 @@ export class WebgpuModel {
     // cos/sin of pos·θ^(−2i/r) for the r = rotaryDim rotated dims of a head
     const { theta, rotaryDim } = m.program.rope;
     const half = rotaryDim / 2;
-    const rope = new Float32Array(c.maxPositions * half * 2);
-    for (let p = 0; p < c.maxPositions; p++) {
+    const rope = new Float32Array(this.context * half * 2);
+    for (let p = 0; p < this.context; p++) {
       for (let i = 0; i < half; i++) {
         const ang = p * Math.pow(theta, (-2 * i) / rotaryDim);
         rope[(p * half + i) * 2] = Math.cos(ang);
@@ -274,7 +279,7 @@ export class WebgpuModel {
     };
     plan.blocks.forEach((bk, li) => {
       const b = m.blocks[li];
-      const kv = { kc: f4(c.maxPositions * kvd), vc: f4(c.maxPositions * kvd) };
+      const kv = { kc: f4(this.context * kvd), vc: f4(this.context * kvd) };
       for (const op of programBlockOps(b)) blockOps[op](bk, b, kv);
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
@@ -295,7 +300,9 @@ export class WebgpuModel {
   async forward(ids: readonly number[], allLogits = false): Promise<Float32Array> {
     const c = this.manifest.config;
     if (ids.length === 0) throw new Error('forward needs at least one token');
-    if (this.pos + ids.length > c.maxPositions) throw new Error(`context of ${this.pos + ids.length} tokens exceeds maxPositions ${c.maxPositions}`);
+    if (this.pos + ids.length > this.context) {
+      throw new Error(`context of ${this.pos + ids.length} tokens exceeds ${this.context === c.maxPositions ? `maxPositions ${c.maxPositions}` : `the ${this.context} positions this model's KV cache holds`}`);
+    }
     for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
     const out = new Float32Array(allLogits ? ids.length * c.vocab : c.vocab);
     for (let s = 0; s < ids.length; s += this.capacity) {
