@@ -37,7 +37,7 @@ export function formatInspectTable(s: TransformerStructure): string {
   const sections: { at: number; title: string }[] = [];
   for (const b of s.blocks) {
     sections.push({ at: rows.length, title: `block ${b.index}  attn norm: ${normCell(b.attnNorm)}  mlp norm: ${normCell(b.mlpNorm)}  act: ${b.activation}` });
-    for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) rows.push(linearRow(l, '  '));
+    for (const l of [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]) rows.push(linearRow(l, '  '));
   }
   sections.push({ at: rows.length, title: `head  final norm: ${normCell(s.finalNorm)}` });
   rows.push(linearRow(s.lmHead, '  '));
