@@ -165,6 +165,7 @@ function matchDecomposedRms(rm: Node): Match<Norm> {
   let beta: Value | undefined;
   const bAdd = out.consumers().length === 1 ? only(out, 'Add', (n) => isVector(otherInput(n, out))) : undefined;
   if (bAdd) {
+    for (let v = otherInput(bAdd, out)!, p = v.producer(); p && p.opType === 'Cast'; v = p.input(0)!, p = v.producer()) nodes.push(p);
     nodes.push(bAdd);
     beta = stripCasts(otherInput(bAdd, out)!);
     out = bAdd.output(0);
