@@ -17,10 +17,10 @@ import { addLinearBias, encodeFloats, setLinearBias, setLinearWeight } from './w
 
 const PASS_THROUGH = new Set(['Reshape', 'Cast', 'Identity', 'Unsqueeze', 'Squeeze', 'Flatten']);
 
-/** Does `v` reach only the given linear nodes (through pass-through ops)? */
+/** Does `v` reach only the given linear nodes (through pass-through ops)? Shape ops read no values (the exporters' Reshape targets). */
 function feedsOnly(v: Value, targets: Set<Node>): boolean {
   for (const c of v.consumers()) {
-    if (targets.has(c)) continue;
+    if (targets.has(c) || (c.opType === 'Shape' && c.domain === '')) continue;
     if (!PASS_THROUGH.has(c.opType) || c.input(0) !== v) return false;
     if (!feedsOnly(c.output(0), targets)) return false;
   }

@@ -16,6 +16,7 @@ import type { Model, Node, Value } from '../graph/ir.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { biasVector, constTensor, findLinears, linearName, weightRows, type Linear } from '../graph/patterns/linear.ts';
 import { floatToHalf, Tensor } from '../graph/tensor.ts';
+import { shapeEntries } from '../graph/patterns/static-scalar.ts';
 
 /** A consumer that takes features [start, end) of the linear's output as `out`. */
 interface Part {
@@ -82,35 +83,33 @@ interface HeadPacking {
   /** The value the cuts read, and its rank. */
   cut: Value;
   rank: number;
+  /** Shape ops on y that only read its leading dimensions (to build the Reshape target): they can read x instead. */
+  shapes: Node[];
 }
 
-/** The constant entries of a Reshape target: a constant, or a Concat whose last input is a constant. */
-function shapeTail(shape: Value): { tail: number[]; rank?: number } | undefined {
-  const t = ints(shape);
-  if (t) return { tail: t, rank: t.length };
-  const cat = shape.producer();
-  if (cat?.opType !== 'Concat' || cat.domain !== '') return undefined;
-  const last = ints(cat.inputs.at(-1));
-  if (!last) return undefined;
-  const known = cat.inputs.map((i) => (i ? (constTensor(i)?.numel ?? i.type?.shape?.[0]) : undefined));
-  const rank = known.every((k) => typeof k === 'number') ? (known as number[]).reduce((a, b) => a + b, 0) : undefined;
-  // The entry before the last: a constant when the Concat has it as a constant input too.
-  const prev = last.length >= 2 ? last : [...(ints(cat.inputs.at(-2)) ?? []).slice(-1), ...last];
-  return { tail: prev, rank };
+/** A Reshape target's entries (NaN where not a constant) and so its rank (static-scalar.ts shapeEntries). */
+function shapeTail(shape: Value): { tail: number[]; rank: number } | undefined {
+  const e = shapeEntries(shape);
+  return e && { tail: e, rank: e.length };
 }
 
 function headPacking(y: Value, N: number): HeadPacking | undefined {
-  const users = y.consumers();
+  const shapes = y.consumers().filter((c) => c.opType === 'Shape' && c.domain === '');
+  const users = y.consumers().filter((c) => !shapes.includes(c));
   if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return undefined;
   const reshape = users[0];
   const shape = reshape.input(1)!;
   const st = shapeTail(shape);
   if (!st || st.tail.length < 2) return undefined;
+  // y has rank st.rank − 1; a Shape of it may be read only at its leading dimensions.
+  const leading = (i: number) => i >= 0 && i < st.rank - 2;
+  const onlyLeading = (s: Node) =>
+    s.output(0).consumers().every((c) => c.opType === 'Gather' && c.input(0) === s.output(0) && (constTensor(c.input(1))?.toNumbers() ?? [-1]).every(leading));
+  if (!shapes.every(onlyLeading) || shapes.some((s) => s.attributes.size > 0)) return undefined;
   const P = st.tail.at(-1)!;
   const g = st.tail.at(-2)!;
-  if (P <= 0 || N % P !== 0 || (g !== -1 && g !== N / P)) return undefined;
-  const rank = st.rank ?? reshape.output(0).type?.shape?.length;
-  if (rank === undefined) return undefined;
+  if (!(P > 0) || N % P !== 0 || (g !== -1 && g !== N / P)) return undefined;
+  const rank = st.rank;
   let cut = reshape.output(0);
   let transpose: Node | undefined;
   const next = cut.consumers();
@@ -120,7 +119,7 @@ function headPacking(y: Value, N: number): HeadPacking | undefined {
     transpose = next[0];
     cut = transpose.output(0);
   }
-  return { reshape, shape, G: N / P, P, transpose, cut, rank };
+  return { reshape, shape, G: N / P, P, transpose, cut, rank, shapes };
 }
 
 /** Cut a per-head packed linear (GPT-NeoX query_key_value); false when its cuts are not understood. */
@@ -134,6 +133,8 @@ function splitHeadPacked(b: GraphBuilder, l: Linear, hp: HeadPacking): boolean {
   const spans = (parts.flat() as Part[]).map((p) => [p.start, p.end]).sort((a, b) => a[0] - b[0]);
   const third = hp.P / 3;
   if (spans.length !== 3 || spans.some(([s, e], i) => s !== i * third || e !== (i + 1) * third)) return false;
+  // x has y's leading dimensions.
+  for (const s of hp.shapes) s.setInput(0, l.input);
   const W = weightRows(l);
   const bias = biasVector(l);
   const K = l.inFeatures;
@@ -168,12 +169,12 @@ function reshapeWidth(b: GraphBuilder, y: Value, shape: Value, width: number, na
   return b.op('Reshape', [y, b.op('Concat', [lead, b.i64(`${name}.width`, [width])], { attrs: { axis: 0 }, before })], { before });
 }
 
-/** y itself, or what a Reshape that keeps y's last axis (a 2-D Gemm's output back to 3-D) makes of it. */
-function featureView(y: Value, N: number): Value {
+/** y itself, or what a Reshape that keeps y's last axis (a 2-D Gemm's output back to 3-D) makes of it, with its rank when known. */
+function featureView(y: Value, N: number): { y: Value; rank?: number } {
   const users = y.consumers();
-  if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return y;
+  if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return { y, rank: y.type?.shape?.length };
   const st = shapeTail(users[0].input(1)!);
-  return st && st.tail.at(-1) === N ? users[0].output(0) : y;
+  return st && st.tail.at(-1) === N ? { y: users[0].output(0), rank: st.rank } : { y, rank: y.type?.shape?.length };
 }
 
 /** Split every packed linear; returns how many were split. */
@@ -190,10 +191,10 @@ export function splitPackedLinears(model: Model): number {
       if (splitHeadPacked(b, l, hp)) split++;
       continue;
     }
-    const y = featureView(l.output, l.outFeatures);
+    const { y, rank } = featureView(l.output, l.outFeatures);
     const users = y.consumers();
     if (!users.length || g.isOutput(y)) continue;
-    const parts = users.map((u) => partsOf(u, y, l.outFeatures, y === l.output ? undefined : y.type?.shape?.length));
+    const parts = users.map((u) => partsOf(u, y, l.outFeatures, rank));
     if (parts.some((p) => !p)) continue;
     const W = weightRows(l);
     const bias = biasVector(l);

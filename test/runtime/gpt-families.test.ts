@@ -5,8 +5,10 @@
 // folding, KOTMS rotation, GPTQ) at ILA-AMP mp:4 activations. On the same out/model.onnx, the
 // reference runtime and the WebGPU runtime against stock onnxruntime; the transformed but
 // unquantised graph against the source model (the folds and rotations are exact); each
-// family's features shown to matter; the CUDA backend refusing each by name.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+// family's features shown to matter; the CUDA backend refusing each by name. The same for
+// small GPT-2, GPT-NeoX and Phi-2 modules exported by torch's TorchScript exporter
+// (test/fixtures/gpt-shapes, made by scripts/export-gpt-shapes.py).
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +17,7 @@ import { compileToDir, createContext } from '../../src/compile.ts';
 import { CUDA_FEATURES, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { generate } from '../../src/eval/generate.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
-import { saveModel } from '../../src/graph/onnx.ts';
+import { loadModel, saveModel } from '../../src/graph/onnx.ts';
 import { PassManager } from '../../src/graph/pass.ts';
 import { checkModelPass } from '../../src/passes/check-model.ts';
 import { foldNormsPass } from '../../src/passes/fold-norms.ts';
@@ -31,12 +33,21 @@ const { dev, skip } = await testDevice();
 const root = mkdtempSync(join(tmpdir(), 'twlac-gpt-families-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const PROMPT = [3, 17, 42, 99, 5, 8, 200, 13, 77, 1, 64, 250, 31, 9];
 const GREEDY = 12;
-const CALIB = [0, 1, 2, 3].map((s) => Int32Array.from({ length: 48 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % 256));
+const TORCH_EXPORTS = join(import.meta.dirname, '../fixtures/gpt-shapes');
 
-/** The features each family's program must name, and a change that removes one (to show it matters). */
-const FAMILY: Record<string, { features: Feature[]; without: (a: LoadedArtifact) => void }> = {
+interface Family {
+  /** Write the source model to this path. */
+  source: (path: string) => void;
+  vocab: number;
+  /** The features the program must name. */
+  features: Feature[];
+  /** A change that removes one of them (to show it matters). */
+  without: (a: LoadedArtifact) => void;
+}
+
+/** The features each family's program must name, and a change that removes one. */
+const GPT_FEATURES: Record<string, Pick<Family, 'features' | 'without'>> = {
   gpt2: { features: ['layer-norm', 'ungated-mlp', 'gelu-tanh-mlp', 'learned-positions', 'no-rope', 'linear-bias'], without: (a) => void delete a.manifest.positionEmbed },
   'gpt2-dynamo': { features: ['layer-norm', 'ungated-mlp', 'gelu-tanh-mlp', 'learned-positions', 'no-rope'], without: (a) => void (a.manifest.program.norm = 'rms') },
   neox: { features: ['layer-norm', 'parallel-residual', 'partial-rotary', 'ungated-mlp', 'gelu-mlp'], without: (a) => void (a.manifest.program.residual = 'sequential') },
@@ -45,39 +56,63 @@ const FAMILY: Record<string, { features: Feature[]; without: (a: LoadedArtifact)
   stablelm: { features: ['layer-norm', 'partial-rotary', 'swiglu', 'linear-bias'], without: (a) => void (a.manifest.program.norm = 'rms') },
 };
 
-/** ORT on a model: prompt logits and greedy continuation. */
-async function ortRun(path: string): Promise<{ logits: Float32Array; greedy: number[] }> {
-  const ort = await openModel(path);
-  try {
-    const { logits } = await forward(ort, PROMPT, 1, PROMPT.length);
-    return { logits, greedy: Array.from(await generate(ort, PROMPT, GREEDY)) };
-  } finally {
-    await ort.session.release();
-  }
-}
+const FAMILIES: Record<string, Family> = {
+  ...Object.fromEntries(Object.entries(GPT_FAMILY_VARIANTS).map(([name, opts]) => [name, { source: (path: string) => saveModel(makeTinyLlama(opts), path), vocab: 256, ...GPT_FEATURES[name] }])),
+  'gpt2 (torch.onnx.export, opset 14)': {
+    source: (path) => copyFileSync(join(TORCH_EXPORTS, 'gpt2-ts14.onnx'), path),
+    vocab: 32,
+    features: ['layer-norm', 'ungated-mlp', 'gelu-tanh-mlp', 'learned-positions', 'no-rope', 'linear-bias'],
+    without: (a) => void delete a.manifest.positionEmbed,
+  },
+  'gpt-neox (torch.onnx.export, opset 14)': {
+    source: (path) => copyFileSync(join(TORCH_EXPORTS, 'neox-ts14.onnx'), path),
+    vocab: 32,
+    features: ['layer-norm', 'parallel-residual', 'partial-rotary', 'ungated-mlp', 'gelu-mlp', 'linear-bias'],
+    without: (a) => void (a.manifest.program.residual = 'sequential'),
+  },
+  'phi-2 (torch.onnx.export, opset 17)': {
+    source: (path) => copyFileSync(join(TORCH_EXPORTS, 'phi2-ts17.onnx'), path),
+    vocab: 32,
+    features: ['layer-norm', 'parallel-residual', 'partial-rotary', 'ungated-mlp', 'gelu-tanh-mlp', 'linear-bias'],
+    without: (a) => void (a.manifest.program.norm = 'rms'),
+  },
+};
 
-describe.each(Object.entries(GPT_FAMILY_VARIANTS))('GPT-style family %s compiled by twlac (TWLA, rotation, mp:4)', (name, opts) => {
-  const fam = FAMILY[name];
-  const dir = join(root, name);
+describe.each(Object.entries(FAMILIES))('GPT-style family %s compiled by twlac (TWLA, rotation, mp:4)', (name, fam) => {
+  const dir = join(root, name.replace(/[^a-z0-9-]+/gi, '_'));
+  const src = join(dir, 'model.onnx');
   const out = join(dir, 'out');
+  // 14 prompt tokens; calibration segments of the model's own vocabulary within its 32 positions (the torch exports' tables).
+  const PROMPT = [3, 17, 42, 99, 5, 8, 200, 13, 77, 1, 64, 250, 31, 9].map((t) => t % fam.vocab);
+  const CALIB = [0, 1, 2, 3, 4, 5].map((s) => Int32Array.from({ length: 32 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % fam.vocab));
+  /** ORT on a model: prompt logits and greedy continuation. */
+  const ortRun = async (path: string): Promise<{ logits: Float32Array; greedy: number[] }> => {
+    const ort = await openModel(path);
+    try {
+      const { logits } = await forward(ort, PROMPT, 1, PROMPT.length);
+      return { logits, greedy: Array.from(await generate(ort, PROMPT, GREEDY)) };
+    } finally {
+      await ort.session.release();
+    }
+  };
   let want: { logits: Float32Array; greedy: number[] };
   beforeAll(async () => {
     mkdirSync(dir, { recursive: true });
-    saveModel(makeTinyLlama(opts), join(dir, 'model.onnx'));
-    await compileToDir(join(dir, 'model.onnx'), out, { calib: CALIB, acts: { kind: 'mp', budget: 4 } });
+    fam.source(src);
+    await compileToDir(src, out, { calib: CALIB, acts: { kind: 'mp', budget: 4 } });
     want = await ortRun(join(out, 'model.onnx'));
   }, 120_000);
 
   it('folding and rotation are exact: the transformed, unquantised graph matches the source under ORT', async () => {
-    const src = await ortRun(join(dir, 'model.onnx'));
-    const model = makeTinyLlama(opts);
+    const source = await ortRun(src);
+    const model = loadModel(src);
     const ctx = createContext(model, { calib: CALIB });
     await new PassManager([checkModelPass, foldNormsPass, rotatePass]).run(model, ctx);
     expect(ctx.sites.filter((s) => s.group.norm).every((s) => s.gammaFolded)).toBe(true);
     saveModel(model, join(dir, 'transformed.onnx'));
     const got = await ortRun(join(dir, 'transformed.onnx'));
-    expect(relErr(got.logits, src.logits)).toBeLessThan(1e-5);
-    expect(got.greedy).toEqual(src.greedy);
+    expect(relErr(got.logits, source.logits)).toBeLessThan(1e-5);
+    expect(got.greedy).toEqual(source.greedy);
   }, 120_000);
 
   it('the program names the family features; the CUDA backend refuses each of them by name', () => {
