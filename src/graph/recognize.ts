@@ -756,7 +756,7 @@ function gatedMlp(i: number, group: Linear[]): Mlp {
 /** down(σ(up(m))) with σ a GELU or SiLU, however it is spelled (GPT-2 c_fc, GPT-NeoX dense_h_to_4h, Phi-2 fc1). */
 function ungatedMlp(i: number, up: Linear): Mlp {
   const act = pointwiseActivation(forwardOf(up.output));
-  if (!act) throw blockError(i, `the MLP's one input linear (${linearName(up)}) is not followed by a GELU or SiLU`);
+  if (!act) throw blockError(i, `could not find the MLP: the post-attention norm feeds one linear (${linearName(up)}), not a gate/up pair, and no GELU or SiLU follows it as in an ungated MLP`);
   return { up, activation: act.kind, product: act.out };
 }
 

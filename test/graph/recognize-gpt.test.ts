@@ -9,6 +9,8 @@ import { pointwiseActivation } from '../../src/graph/patterns/activation.ts';
 import { findNorms } from '../../src/graph/patterns/norm.ts';
 import { staticScalar } from '../../src/graph/patterns/static-scalar.ts';
 import { recognize, structureToJSON } from '../../src/graph/recognize.ts';
+import { formatInspectTable } from '../../src/cli/inspect.ts';
+import { checkModel } from '../../src/passes/check-model.ts';
 import { splitPackedLinears } from '../../src/passes/split-packed.ts';
 import { erf } from '../../src/util/erf.ts';
 import { GPT_FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
@@ -105,6 +107,9 @@ describe('recognition of GPT-style blocks', () => {
     const j = structureToJSON(s);
     expect(j.notes).toEqual(expect.arrayContaining(['learned absolute position embeddings, no RoPE', 'ungated gelu-tanh MLP down(σ(up(m))): not a LLaMA SwiGLU']));
     expect(j.blocks[0].linears.map((l) => l.role)).toEqual(['q', 'k', 'v', 'o', 'up', 'down']);
+    const table = formatInspectTable(s);
+    expect(table).toMatch(/^positions {2}model\.wpe\.weight {2}128×64 {2}\(learned, added to the embedding\)$/m);
+    expect(table).toMatch(/rope θ +none /);
   });
 
   it('GPT-NeoX: parallel residual with its own MLP norm; Phi-2: one norm shared by attention and MLP', () => {
@@ -118,6 +123,15 @@ describe('recognition of GPT-style blocks', () => {
     expect(phi.norms).toHaveLength(3);
     expect(phi.inputGroups.filter((g) => g.site === 'mlp').every((g) => g.norm === phi.blocks[g.block].attnNorm)).toBe(true);
     expect(phi.notes).toContain('parallel residual: attention and MLP read the block input through one shared norm');
+    // twlac inspect shows the layout per block
+    expect(formatInspectTable(phi)).toMatch(/^block 0 {2}attn norm: LayerNormalization ε=0\.00001 \+β {2}mlp norm: the attn norm \(shared\) {2}act: gelu-tanh \(ungated\) {2}residual: parallel$/m);
+    expect(formatInspectTable(n)).toMatch(/^block 1 {2}attn norm: LayerNormalization .* {2}mlp norm: LayerNormalization .* {2}act: gelu \(ungated\) {2}residual: parallel$/m);
+  });
+
+  it('calibration segments longer than the learned position table are refused in one line (ORT would index past wpe)', () => {
+    const s = recognize(makeTinyLlama({ ...GPT_FAMILY_VARIANTS['gpt2-dynamo'], cachePositions: 16 }), { readConfigJson: false });
+    expect(() => checkModel(s, [new Int32Array(16)])).not.toThrow();
+    expect(() => checkModel(s, [new Int32Array(17)])).toThrow(/^calibration segments of 17 tokens are longer than the 16 positions the model's position tables hold; use shorter segments$/);
   });
 
   it('refuses a model that mixes RMSNorm and LayerNorm blocks', () => {

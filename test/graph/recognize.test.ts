@@ -498,7 +498,7 @@ describe('unsupported graphs give one-line UserErrors', () => {
     expect(e1).toBeInstanceOf(UserError);
     expect((e1 as Error).message).toBe('block 1: could not find the MLP: the post-attention stream goes straight to the next attention');
     const e2 = err({ layers: 2, dropMlpOfBlock: 1, norm: 'simplified' });
-    expect((e2 as Error).message).toBe('block 1: could not find the MLP gate/up projections: the post-attention norm feeds 1 linear(s), not 2');
+    expect((e2 as Error).message).toBe('block 1: could not find the MLP: the post-attention norm feeds one linear (lm_head.weight), not a gate/up pair, and no GELU or SiLU follows it as in an ungated MLP');
     expect((e2 as Error).message).not.toContain('\n');
   });
 
