@@ -13,6 +13,14 @@
 //     m = act(rms(h, mlpNorm), 'mlp')
 //     x = h + rm · down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
 //   logits = logitScale · lmHead(rms(x_L, finalNorm))
+// GPT-2 / GPT-NeoX / Phi-2 / StableLM (program.norm 'layer', program.residual 'parallel',
+// mlp.gated false, learned positions, rope 'none') vary this as blockOps and the manifest state.
+// LayerNorm stays a norm kind, its mean subtraction computed by every runtime, rather than being
+// turned into RMSNorm by centring every writer of the residual stream: centring needs o/down
+// weights whose columns sum to zero, which ternary weights do not keep, so a quantised model's
+// stream would drift off zero mean and the RMSNorm would no longer be its LayerNorm. Kept, it is
+// exact for the float and the quantised model alike; γ and β still fold into the next linears
+// (passes/fold-norms.ts), and KOTMS, a per-site online transform here, needs no RMSNorm.
 // A feature is a part of this program that a backend either implements exactly or refuses by
 // name. Each backend declares a table `satisfies FeatureTable`, so adding a feature here
 // fails to typecheck until every backend has decided.
