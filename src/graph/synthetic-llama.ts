@@ -193,6 +193,8 @@ export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
 export const GPT_FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
   /** GPT-2 as TorchScript exports it (opset < 17): decomposed LayerNorm, Split c_attn, NewGELU in ops, wpe, tied lm_head. */
   gpt2: { kvHeads: 4, norm: 'layernorm-decomposed', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-tanh-ops', positions: 'learned', packedQkv: 'gpt2', tiedEmbeddings: true, seed: 31 },
+  /** GPT-2 as a KV-cache decoder: wpe gathered by the position_ids input. */
+  'gpt2-kv': { kvHeads: 4, norm: 'layernorm', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-tanh-ops', positions: 'learned', packedQkv: 'gpt2', kvCache: true, tiedEmbeddings: true, seed: 37 },
   /** GPT-2 as the dynamo exporter writes it: LayerNormalization, Gemm linears, fused tanh GELU. */
   'gpt2-dynamo': { kvHeads: 4, norm: 'layernorm', linear: 'gemm', mlp: 'ungated', activation: 'gelu-tanh', positions: 'learned', tiedEmbeddings: true, seed: 32 },
   /** Pythia: packed query_key_value interleaved per head, parallel residual, erf GELU, RoPE on a quarter of each head. */

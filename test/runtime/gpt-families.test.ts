@@ -49,6 +49,7 @@ interface Family {
 /** The features each family's program must name, and a change that removes one. */
 const GPT_FEATURES: Record<string, Pick<Family, 'features' | 'without'>> = {
   gpt2: { features: ['layer-norm', 'ungated-mlp', 'gelu-tanh-mlp', 'learned-positions', 'no-rope', 'linear-bias'], without: (a) => void delete a.manifest.positionEmbed },
+  'gpt2-kv': { features: ['layer-norm', 'ungated-mlp', 'learned-positions', 'no-rope'], without: (a) => void delete a.manifest.positionEmbed },
   'gpt2-dynamo': { features: ['layer-norm', 'ungated-mlp', 'gelu-tanh-mlp', 'learned-positions', 'no-rope'], without: (a) => void (a.manifest.program.norm = 'rms') },
   neox: { features: ['layer-norm', 'parallel-residual', 'partial-rotary', 'ungated-mlp', 'gelu-mlp'], without: (a) => void (a.manifest.program.residual = 'sequential') },
   'neox-split': { features: ['layer-norm', 'parallel-residual', 'partial-rotary', 'ungated-mlp', 'gelu-mlp'], without: (a) => void (a.manifest.program.norm = 'rms') },
