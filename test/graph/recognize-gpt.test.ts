@@ -11,6 +11,8 @@ import { staticScalar } from '../../src/graph/patterns/static-scalar.ts';
 import { recognize, structureToJSON } from '../../src/graph/recognize.ts';
 import { formatInspectTable } from '../../src/cli/inspect.ts';
 import { checkModel } from '../../src/passes/check-model.ts';
+import { compile } from '../../src/compile.ts';
+import { DEFAULT_REFINE } from '../../src/passes/refine.ts';
 import { splitPackedLinears } from '../../src/passes/split-packed.ts';
 import { erf } from '../../src/util/erf.ts';
 import { GPT_FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
@@ -132,6 +134,11 @@ describe('recognition of GPT-style blocks', () => {
     const s = recognize(makeTinyLlama({ ...GPT_FAMILY_VARIANTS['gpt2-dynamo'], cachePositions: 16 }), { readConfigJson: false });
     expect(() => checkModel(s, [new Int32Array(16)])).not.toThrow();
     expect(() => checkModel(s, [new Int32Array(17)])).toThrow(/^calibration segments of 17 tokens are longer than the 16 positions the model's position tables hold; use shorter segments$/);
+  });
+
+  it('--refine (whose block gradient is LLaMA-only) refuses a GPT-style model in one line', async () => {
+    const calib = [Int32Array.from({ length: 40 }, (_, i) => (i * 37) % 256)];
+    await expect(compile(makeTinyLlama(GPT_FAMILY_VARIANTS.phi2), { calib, refine: { ...DEFAULT_REFINE, seq: 32 } })).rejects.toThrow(/^pass refine: --refine supports LLaMA-style blocks only .*GPT-2 \/ GPT-NeoX \/ Phi-2 style$/);
   });
 
   it('refuses a model that mixes RMSNorm and LayerNorm blocks', () => {
