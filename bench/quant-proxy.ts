@@ -45,7 +45,7 @@ const results: Record<string, { rel: number[]; bits: number; weights: number; se
 for (const [name] of configs) results[name] = { rel: [], bits: 0, weights: 0, seconds: 0 };
 for (const bi of blocks) {
   const b = st.blocks[bi];
-  const lins = [b.q, b.k, b.v, b.o, b.gate, b.up, b.down];
+  const lins = [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down];
   const sites = lins.map((l, i) => ({ id: String(i), value: l.node.input(0)!, width: l.inFeatures }));
   const stats = await captureSites(model, sites, segs);
   lins.forEach((l, i) => {

@@ -1,4 +1,4 @@
-// The compile pipeline: split packed linears → recognise → check → [fold norms → rotate] → ternary → [refine] →
+// The compile pipeline: take biases out of fused ops, split packed linears → recognise → check → [fold norms → rotate] → ternary → [refine] →
 // [activation precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { actPrecisionPass } from './passes/act-precision.ts';
 import { lowerOrtPass } from './passes/lower-ort.ts';
 import { storagePrecisionPass } from './passes/storage-precision.ts';
 import { splitPackedLinears } from './passes/split-packed.ts';
+import { unfuseBiases } from './passes/unfuse-bias.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
@@ -74,6 +75,7 @@ export interface CompileResult {
  * with it through a {@link PassManager}.
  */
 export function createContext(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): CompileContext {
+  unfuseBiases(model);
   splitPackedLinears(model);
   const structure = recognize(model);
   return {

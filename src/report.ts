@@ -36,7 +36,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 
 export function renderReport(m: ArtifactManifest, info: ReportInfo): string {
   const c = m.config;
-  const lin: LinearEntry[] = m.blocks.flatMap((b) => BLOCK_LINEARS.map((r) => b[r]));
+  const lin: LinearEntry[] = m.blocks.flatMap((b) => BLOCK_LINEARS.flatMap((r) => b[r] ?? []));
   const params = lin.reduce((a, l) => a + l.rows * l.cols, 0);
   const lines: string[] = [];
   lines.push(`# twlac report`, '');
@@ -74,8 +74,8 @@ export function renderReport(m: ArtifactManifest, info: ReportInfo): string {
     table(
       ['linear', 'shape', 'format', 'bits/w (weights.bin)', 'bits/w (onnx)', 'weight error', 'output error', 'act bits', 'transform'],
       m.blocks.flatMap((b, i) =>
-        BLOCK_LINEARS.map((r) => {
-          const l = b[r];
+        BLOCK_LINEARS.filter((r) => b[r]).map((r) => {
+          const l = b[r]!;
           const site = siteOf(b, r);
           const on = m.onnx?.linears[`blocks.${i}.${r}`];
           const err = m.errors?.[`blocks.${i}.${r}`];

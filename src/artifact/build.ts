@@ -46,7 +46,11 @@ export type ActSiteName = (typeof ACT_SITES)[number];
 export interface ArtifactBlock extends BlockProgram<Float32Array | null> {
   attnNorm: Float32Array | null;
   mlpNorm: Float32Array | null;
-  linears: Record<BlockLinearRole, ArtifactLinear>;
+  /** LayerNorm β (program.norm 'layer'), null where there is none or it was folded. */
+  attnNormBias?: Float32Array | null;
+  mlpNormBias?: Float32Array | null;
+  /** `gate` is absent in an ungated MLP (mlp.gated false). */
+  linears: Omit<Record<BlockLinearRole, ArtifactLinear>, 'gate'> & { gate?: ArtifactLinear };
   acts: Record<ActSiteName, ArtifactActSite>;
 }
 
@@ -57,7 +61,10 @@ export interface ArtifactModel {
   method: Record<string, unknown>;
   /** [vocab, hidden] */
   embed: Float32Array;
+  /** Learned absolute positions [maxPositions, hidden] (GPT-2 wpe). */
+  positionEmbed?: Float32Array;
   finalNorm: Float32Array | null;
+  finalNormBias?: Float32Array | null;
   lmHead: ArtifactLinear;
   blocks: ArtifactBlock[];
 }
@@ -134,7 +141,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
   w.add('embed', 'float16', [config.vocab, config.hidden], toHalfBytes(m.embed));
   const blocks: BlockEntry[] = m.blocks.map((b, i) => {
     const p = `blocks.${i}`;
-    const lin = Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(`${p}.${r}`, b.linears[r])])) as Record<BlockLinearRole, LinearEntry>;
+    const lin = Object.fromEntries(BLOCK_LINEARS.flatMap((r) => (b.linears[r] ? [[r, linear(`${p}.${r}`, b.linears[r])]] : []))) as Omit<Record<BlockLinearRole, LinearEntry>, 'gate'> & { gate?: LinearEntry };
     const qk = b.attention.qkNorm;
     return {
       attention: {
@@ -148,6 +155,8 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
       residualScale: { ...b.residualScale },
       attnNorm: norm(`${p}.attn_norm`, b.attnNorm),
       mlpNorm: norm(`${p}.mlp_norm`, b.mlpNorm),
+      ...(b.attnNormBias ? { attnNormBias: norm(`${p}.attn_norm_bias`, b.attnNormBias) } : {}),
+      ...(b.mlpNormBias ? { mlpNormBias: norm(`${p}.mlp_norm_bias`, b.mlpNormBias) } : {}),
       ...lin,
       acts: {
         attn: site(`${p}.acts.attn`, b.acts.attn),
@@ -158,6 +167,8 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
     };
   });
   const finalNorm = norm('final_norm', m.finalNorm);
+  const finalNormBias = m.finalNormBias ? norm('final_norm_bias', m.finalNormBias) : undefined;
+  if (m.positionEmbed) w.add('position_embed', 'float32', [m.positionEmbed.length / config.hidden, config.hidden], f32Bytes(m.positionEmbed));
   const lmHead = linear('lm_head', m.lmHead);
   const total = w.close();
 
@@ -165,8 +176,10 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
   let qWeights = 0;
   for (const b of blocks) {
     for (const r of BLOCK_LINEARS) {
-      qBits += b[r].bitsPerWeight * b[r].rows * b[r].cols;
-      qWeights += b[r].rows * b[r].cols;
+      const l = b[r];
+      if (!l) continue;
+      qBits += l.bitsPerWeight * l.rows * l.cols;
+      qWeights += l.rows * l.cols;
     }
   }
   const manifest: ArtifactManifest = {
@@ -180,7 +193,9 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
     weightsFile: 'weights.bin',
     tensors: w.entries,
     embed: 'embed',
+    ...(m.positionEmbed ? { positionEmbed: 'position_embed' } : {}),
     finalNorm,
+    ...(finalNormBias ? { finalNormBias } : {}),
     lmHead,
     blocks,
     method: m.method,

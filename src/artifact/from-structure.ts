@@ -9,9 +9,14 @@ import { ACT_SITES, BLOCK_LINEARS, type ArtifactActSite, type ArtifactBlock, typ
 
 function gammaOf(n: Norm | undefined, folded: boolean): Float32Array | null {
   if (!n) return null;
-  if (!n.rms) throw new UserError(`the ${n.kind} norm subtracts the mean: the CUDA/WGSL runtimes support RMSNorm only`);
   if (folded || !n.gamma) return null;
   return constTensor(n.gamma)!.toFloat32();
+}
+
+/** LayerNorm β (null when folded into the next linears' biases, or absent). */
+function betaOf(n: Norm | undefined, folded: boolean): Float32Array | null {
+  if (!n || folded || !n.beta) return null;
+  return constTensor(n.beta)!.toFloat32();
 }
 
 export function artifactModel(ctx: CompileContext, sourcePath: string): ArtifactModel {
@@ -30,11 +35,13 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
   });
   const blocks: ArtifactBlock[] = s.blocks.map((b) => ({
     attention: attentionProgram(b),
-    mlp: { activation: b.activation },
+    mlp: { activation: b.activation, gated: !!b.gate },
     residualScale: { ...b.residualScale },
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
     mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
-    linears: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(b[r])])) as ArtifactBlock['linears'],
+    attnNormBias: betaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
+    mlpNormBias: betaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
+    linears: Object.fromEntries(BLOCK_LINEARS.flatMap((r) => (b[r] ? [[r, linear(b[r])]] : []))) as ArtifactBlock['linears'],
     acts: Object.fromEntries(ACT_SITES.map((a) => [a, act(siteOf(b.index, a))])) as ArtifactBlock['acts'],
   }));
   const table = constTensor(s.embedding.table);
@@ -45,7 +52,9 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
     source: { path: sourcePath, inputs: s.model.graph.inputs.map((v) => v.name), outputs: s.model.graph.outputs.map((v) => v.name) },
     method: {},
     embed: table.toFloat32(),
+    ...(s.positionEmbedding ? { positionEmbed: constTensor(s.positionEmbedding.table)!.toFloat32() } : {}),
     finalNorm: gammaOf(s.finalNorm, false),
+    finalNormBias: betaOf(s.finalNorm, false),
     lmHead: linear(s.lmHead),
     blocks,
   };
@@ -53,7 +62,15 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
 
 function modelProgram(s: TransformerStructure): ModelProgram {
   const c = s.config;
-  return { residual: 'sequential', norm: 'rms', embedScale: s.embedScale, logitScale: s.logitScale, rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim } };
+  const rotaryDim = s.rope.rotaryDim ?? c.headDim;
+  const b0 = s.blocks[0];
+  return {
+    residual: b0.parallel ? 'parallel' : 'sequential',
+    norm: b0.attnNorm.rms ? 'rms' : 'layer',
+    embedScale: s.embedScale,
+    logitScale: s.logitScale,
+    rope: { kind: rotaryDim === 0 ? 'none' : 'rotate-half', theta: c.ropeTheta, rotaryDim },
+  };
 }
 
 function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {

@@ -10,7 +10,7 @@
 // Per token position, with act(x, site) meaning: apply the site's online transform
 // (x → C·X·Bᵀ on the [l, r] view of x, if present), then per-token asymmetric activation
 // quantisation to site.bits (16 = none) with clip ratio site.clip:
-//   x₀ = embedScale · embed[id]
+//   x₀ = embedScale · embed[id] (+ positionEmbed[pos])
 //   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') ),   a = act(norm(x, attnNorm), 'attn')
 //   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') ),                          m = act(norm(h, mlpNorm), 'mlp')
 // and logits = logitScale · lmHead(norm(x_L, finalNorm)). Norm weights that were folded into
@@ -18,6 +18,9 @@
 //
 // Exact semantics every runtime must follow (the ONNX lowering computes the same):
 // - norm(x, γ) = x / sqrt(mean(x²) + normEps) · γ            (RMSNorm, fp32 accumulation)
+//   program.norm 'layer': (x − μ) / sqrt(mean((x − μ)²) + normEps) · γ + β, μ = mean(x)
+// - program.residual 'parallel': x' = x + ra·o(·) + rm·down(·), m = act(norm(x, mlpNorm), 'mlp')
+// - mlp.gated false: down(act(σ(up(m)), 'down')), no gate linear
 // - linear(x) = W x (+ bias), W [rows, cols] decoded by the format's reference decoder
 // - q/k norm (block.attention.qkNorm): rms(·, γ, its own ε) over each head of q and of k
 // - rope (HF "rotate_half"): d = program.rope.rotaryDim, for i < d/2: f_i = θ^(−2i/d), a = pos·f_i,
@@ -25,7 +28,8 @@
 // - attention: causal, softmax(scale · q·kᵀ) over keys pos − window < t ≤ pos (block.attention),
 //   query head h reads KV head
 //   floor(h / (heads / kvHeads)) (GQA); the head outputs are concatenated in head order
-// - σ = mlp.activation: silu(g) = g · sigmoid(g); gelu-tanh(g) = ½g(1 + tanh(√(2/π)(g + 0.044715g³)))
+// - σ = mlp.activation: silu(g) = g · sigmoid(g); gelu-tanh(g) = ½g(1 + tanh(√(2/π)(g + 0.044715g³)));
+//   gelu(g) = ½g(1 + erf(g/√2))
 // - act-quant: src/quant/act-quant.ts is the reference (per-token, asymmetric, clipped)
 import type { ModelConfig } from '../graph/model-config.ts';
 import type { DType } from '../graph/tensor.ts';
@@ -79,11 +83,15 @@ export type LinearRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down' | 'lm_he
 export interface BlockEntry extends BlockProgram {
   attnNorm: string | null;
   mlpNorm: string | null;
+  /** LayerNorm β (program.norm 'layer'); absent or null: none (folded into the next linears' biases). */
+  attnNormBias?: string | null;
+  mlpNormBias?: string | null;
   q: LinearEntry;
   k: LinearEntry;
   v: LinearEntry;
   o: LinearEntry;
-  gate: LinearEntry;
+  /** Absent when mlp.gated is false. */
+  gate?: LinearEntry;
   up: LinearEntry;
   down: LinearEntry;
   acts: { attn: ActSite; o: ActSite; mlp: ActSite; down: ActSite };
@@ -102,7 +110,10 @@ export interface ArtifactManifest {
   tensors: Record<string, TensorEntry>;
   /** Embedding table [vocab, hidden]. */
   embed: string;
+  /** Learned absolute positions [maxPositions, hidden] (float32), added after the embedding scale: x₀ = embedScale·embed[id] + positionEmbed[pos]. */
+  positionEmbed?: string;
   finalNorm: string | null;
+  finalNormBias?: string | null;
   lmHead: LinearEntry;
   blocks: BlockEntry[];
   /** Method summary: weights method, structure, activation spec. */

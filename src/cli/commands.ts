@@ -4,6 +4,8 @@ import { dirname, join } from 'node:path';
 import { printable, UserError } from '../errors.ts';
 import { loadModel } from '../graph/onnx.ts';
 import { recognize } from '../graph/recognize.ts';
+import { splitPackedLinears } from '../passes/split-packed.ts';
+import { unfuseBiases } from '../passes/unfuse-bias.ts';
 import { findTokenizer, loadTokenizer, tokenizeFile } from '../eval/tokenizer.ts';
 import { DEFAULT_WINDOW, evaluatePerplexity } from '../eval/perplexity.ts';
 import { generate } from '../eval/generate.ts';
@@ -34,7 +36,11 @@ function checkedModelFile(p: string): string {
 
 export async function inspectCommand(model: string, opts: { json?: boolean }): Promise<void> {
   const { formatInspectTable, inspectJSON } = await import('./inspect.ts');
-  const s = recognize(loadModel(resolveModelFile(model)));
+  // As the compile sees it: biases taken out of onnxruntime's fused ops, packed linears (Phi-3, GPT-2's c_attn, GPT-NeoX's query_key_value) cut into their roles.
+  const m = loadModel(resolveModelFile(model));
+  unfuseBiases(m);
+  splitPackedLinears(m);
+  const s = recognize(m);
   // Names come from the model: escape what a terminal would act on (JSON escapes the C0 set itself).
   const text = opts.json ? JSON.stringify(inspectJSON(s)) : formatInspectTable(s).split('\n').map(printable).join('\n');
   process.stdout.write(`${text}\n`);

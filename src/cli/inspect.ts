@@ -32,12 +32,16 @@ export function formatInspectTable(s: TransformerStructure): string {
   const lines: string[] = [];
   const emb = s.embedding;
   lines.push(`embedding  ${emb.table.name}  ${s.config.vocab}×${s.config.hidden}${s.tiedEmbeddings ? '  (tied to lm_head)' : ''}`);
+  const pos = s.positionEmbedding;
+  if (pos) lines.push(`positions  ${pos.table.name}  ${s.config.maxPositions}×${s.config.hidden}  (learned, added to the embedding)`);
   const rows: string[][] = [['role', 'out×in', 'dtype', 'layout', 'op', 'bias', 'weight']];
   const header = rows.length;
   const sections: { at: number; title: string }[] = [];
   for (const b of s.blocks) {
-    sections.push({ at: rows.length, title: `block ${b.index}  attn norm: ${normCell(b.attnNorm)}  mlp norm: ${normCell(b.mlpNorm)}  act: ${b.activation}` });
-    for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) rows.push(linearRow(l, '  '));
+    const mlpNorm = b.mlpNorm === b.attnNorm ? 'the attn norm (shared)' : normCell(b.mlpNorm);
+    const layout = `${b.gate ? '' : ' (ungated)'}${b.parallel ? '  residual: parallel' : ''}`;
+    sections.push({ at: rows.length, title: `block ${b.index}  attn norm: ${normCell(b.attnNorm)}  mlp norm: ${mlpNorm}  act: ${b.activation}${layout}` });
+    for (const l of [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]) rows.push(linearRow(l, '  '));
   }
   sections.push({ at: rows.length, title: `head  final norm: ${normCell(s.finalNorm)}` });
   rows.push(linearRow(s.lmHead, '  '));
@@ -57,7 +61,7 @@ export function formatInspectTable(s: TransformerStructure): string {
     ...alignColumns([
       ['  layers', String(c.layers), 'hidden', String(c.hidden), 'vocab', String(c.vocab)],
       ['  heads', String(c.heads), 'kv heads', String(c.kvHeads), 'head dim', `${c.headDim}${from('headDim')}`],
-      ['  intermediate', String(c.intermediate), 'rope θ', `${c.ropeTheta}${from('ropeTheta')}`, 'norm ε', `${c.normEps}${from('normEps')}`],
+      ['  intermediate', String(c.intermediate), 'rope θ', s.rope.rotaryDim === 0 ? 'none' : `${c.ropeTheta}${from('ropeTheta')}`, 'norm ε', `${c.normEps}${from('normEps')}`],
       ['  max positions', `${c.maxPositions}${from('maxPositions')}`, 'linears', String(s.linears.length), 'norms', String(s.norms.length)],
     ]),
   );

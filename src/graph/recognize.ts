@@ -3,6 +3,10 @@
 // chains them:
 //   x₀ = Embed(ids);  hᵢ = xᵢ + o(attn(norm(xᵢ)));  xᵢ₊₁ = hᵢ + down(silu(gate(m)) ⊙ up(m)), m = norm(hᵢ)
 //   logits = lm_head(norm(x_L))
+// and the GPT-2 / GPT-NeoX / Phi-2 variations of it: LayerNorm, ungated MLPs down(σ(up(m)))
+// with σ named by what it computes (patterns/activation.ts), parallel residual blocks
+// x' = x + o(attn(n₁(x))) + down(·(n₂(x))) (n₂ may be n₁ itself, as in Phi-2), and learned
+// absolute positions x₀ = E[ids] + P[positions].
 // Skip norms (SkipSimplifiedLayerNormalization) compute the residual Add themselves; the
 // walk along the stream accepts either form. Config numbers come from the graph (weight
 // shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
@@ -23,6 +27,7 @@ import {
 import { constTensor, findLinears, linearName, type Linear, type LinearRole } from './patterns/linear.ts';
 import { findNorms, normStream, stripCasts, type Norm } from './patterns/norm.ts';
 import { findRopeFrequencies, fitRopeTheta } from './patterns/rope.ts';
+import { pointwiseActivation } from './patterns/activation.ts';
 
 export type { Linear, LinearRole, WeightLayout } from './patterns/linear.ts';
 export { weightRows, biasVector, linearName, constTensor } from './patterns/linear.ts';
@@ -41,6 +46,15 @@ export interface Embedding {
 
 export type { MlpActivation } from '../program/block-program.ts';
 
+/** A learned absolute position table added to the token embedding (GPT-2's wpe). */
+export interface PositionEmbedding {
+  node: Node;
+  /** The [positions, hidden] table. */
+  table: Value;
+  /** The position ids it is gathered by. */
+  ids: Value;
+}
+
 export interface Block {
   index: number;
   attnNorm: Norm;
@@ -49,18 +63,21 @@ export interface Block {
   k: Linear;
   v: Linear;
   o: Linear;
-  gate: Linear;
+  /** Absent in an ungated MLP down(σ(up(m))) (GPT-2's c_fc, GPT-NeoX's dense_h_to_4h as `up`). */
+  gate?: Linear;
   up: Linear;
   down: Linear;
+  /** The MLP reads the block input, not h: x' = x + attn(attnNorm(x)) + mlp(mlpNorm(x)) (mlpNorm may be attnNorm). */
+  parallel: boolean;
   attention: AttentionCore;
   /** Per-head RMSNorms of q and k before RoPE (Qwen3), resolved once the head size is known. */
   qkNorm?: { q: Norm; k: Norm };
   activation: MlpActivation;
-  /** The gate·up product that `down` reads. */
+  /** The gate·up product that `down` reads (ungated: σ(up)). */
   product: Value;
   /** xᵢ: the stream entering the block (undefined only for a Skip norm whose sum output is unused). */
   residualIn: Value | undefined;
-  /** hᵢ = xᵢ + attention output. */
+  /** hᵢ = xᵢ + attention output (parallel blocks: the block's output, there is no hᵢ). */
   residualMid: Value;
   /** xᵢ₊₁ = hᵢ + MLP output; undefined when a following Skip norm computes it without exposing it. */
   residualOut: Value | undefined;
@@ -91,6 +108,8 @@ export type ConfigSource = 'graph' | 'config.json' | 'default';
 export interface TransformerStructure {
   model: Model;
   embedding: Embedding;
+  /** Learned positions added to the embedding before block 0. */
+  positionEmbedding?: PositionEmbedding;
   blocks: Block[];
   finalNorm: Norm | undefined;
   lmHead: Linear;
@@ -371,8 +390,10 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   lmHead.role = 'lm_head';
   lmHead.block = -1;
 
-  // x₀ = embedScale · E[ids] (Gemma's √hidden, Granite's embedding multiplier)
-  const x0 = scaledSource(blocks[0].residualIn ?? blocks[0].attnNorm.input);
+  // x₀ = embedScale · E[ids] (Gemma's √hidden, Granite's embedding multiplier) (+ P[positions], GPT-2)
+  const stream0 = blocks[0].residualIn ?? blocks[0].attnNorm.input;
+  const positions = positionEmbeddingOf(stream0);
+  const x0 = scaledSource(positions ? positions.token : stream0);
   const embedding = findEmbedding(model, x0.value);
   if (!embedding) throw new UserError('could not find the token embedding: no Gather from a constant [vocab, hidden] table');
   if (!sameValue(embedding.output, x0.value) && !sameValue(forwardOf(embedding.output), x0.value)) {
@@ -421,6 +442,12 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     theta = fit.theta;
     rotaryDim = 2 * rope.inv.length;
     if (rotaryDim !== headDim) notes.push(`partial rotary embedding: ${rotaryDim} of ${headDim} dims`);
+  } else if (positions) {
+    // Learned positions and no rotary frequencies: no RoPE (rotaryDim 0); θ is unused.
+    theta = 10000;
+    rotaryDim = 0;
+    configSources.ropeTheta = 'default';
+    notes.push('learned absolute position embeddings, no RoPE');
   } else if (cfgTheta !== undefined) {
     theta = cfgTheta;
     configSources.ropeTheta = 'config.json';
@@ -429,7 +456,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     configSources.ropeTheta = 'default';
     notes.push('no RoPE frequencies found in the graph; θ = 10000 assumed');
   }
-  let maxPositions = num(cfgJson, 'max_position_embeddings');
+  let maxPositions = positions ? constTensor(positions.table)!.dims[0] : num(cfgJson, 'max_position_embeddings', 'n_positions');
+  if (positions) configSources.maxPositions = 'graph';
   if (maxPositions === undefined && rope?.positions) {
     maxPositions = rope.positions;
     configSources.maxPositions = 'graph';
@@ -446,7 +474,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     heads,
     kvHeads,
     headDim,
-    intermediate: b0.gate.outFeatures,
+    intermediate: b0.up.outFeatures,
     ropeTheta: theta,
     normEps: b0.attnNorm.eps,
     maxPositions,
@@ -457,7 +485,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
       ['k', b.k.outFeatures, kvHeads * headDim],
       ['v', b.v.outFeatures, kvHeads * headDim],
       ['o', b.o.inFeatures, heads * headDim],
-      ['gate', b.gate.outFeatures, config.intermediate],
+      ...(b.gate ? [['gate', b.gate.outFeatures, config.intermediate] as [string, number, number]] : []),
       ['up', b.up.outFeatures, config.intermediate],
       ['down', b.down.inFeatures, config.intermediate],
     ];
@@ -467,8 +495,15 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   // The program has one ε for the block and final norms (q/k norms carry their own).
   const odd = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), ...(finalNorm ? [finalNorm] : [])].find((n) => Math.abs(n.eps - config.normEps) > 1e-6 * config.normEps);
   if (odd) throw new UserError(`the ${odd.role ?? ''} norm of block ${odd.block} has ε = ${odd.eps} where block 0's attention norm has ${config.normEps}: norms with different ε are not supported yet`);
-  if (blocks.some((b) => !b.attnNorm.rms || !b.mlpNorm.rms)) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
-  if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
+  // One norm kind, one residual layout and one MLP gating for the whole model (the program states them once).
+  const blockNorms = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), finalNorm];
+  if (blockNorms.some((n) => n.rms !== b0.attnNorm.rms)) throw new UserError('the model mixes RMSNorm and LayerNorm: not supported');
+  if (blocks.some((b) => b.parallel !== b0.parallel)) throw new UserError('the model mixes parallel and sequential residual blocks: not supported');
+  if (blocks.some((b) => !b.gate !== !b0.gate)) throw new UserError('the model mixes gated and ungated MLPs: not supported');
+  if (!b0.attnNorm.rms) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
+  if (!b0.gate) notes.push(`ungated ${b0.activation} MLP down(σ(up(m))): not a LLaMA SwiGLU`);
+  else if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
+  if (b0.parallel) notes.push(`parallel residual: attention and MLP read the block input${b0.mlpNorm === b0.attnNorm ? ' through one shared norm' : ''}`);
   for (const b of blocks) resolveAttention(b, normByOutput, headDim);
   if (blocks.some((b) => b.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
   const windows = [...new Set(blocks.map((b) => b.attention.window).filter((w) => w !== undefined))];
@@ -478,12 +513,13 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const norms: Norm[] = [];
   const inputGroups: InputGroup[] = [];
   for (const b of blocks) {
-    linears.push(b.q, b.k, b.v, b.o, b.gate, b.up, b.down);
-    norms.push(b.attnNorm, b.mlpNorm);
+    const gateUp = b.gate ? [b.gate, b.up] : [b.up];
+    linears.push(b.q, b.k, b.v, b.o, ...gateUp, b.down);
+    norms.push(b.attnNorm, ...(b.mlpNorm === b.attnNorm ? [] : [b.mlpNorm]));
     inputGroups.push(
       group('attn', b.index, [b.q, b.k, b.v], b.attnNorm),
       group('o', b.index, [b.o]),
-      group('mlp', b.index, [b.gate, b.up], b.mlpNorm),
+      group('mlp', b.index, gateUp, b.mlpNorm),
       group('down', b.index, [b.down]),
     );
   }
@@ -496,6 +532,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   return {
     model,
     embedding,
+    ...(positions ? { positionEmbedding: { node: positions.node, table: positions.table, ids: positions.ids } } : {}),
     blocks,
     finalNorm,
     lmHead,
@@ -511,6 +548,43 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     normKind,
     notes,
   };
+}
+
+/**
+ * x₀ = token + P[positions] (GPT-2's wte(ids) + wpe(position_ids)): the Gather from a constant
+ * [positions, hidden] table by ids computed from a Range or read from a position_ids input.
+ */
+function positionEmbeddingOf(x0: Value): (PositionEmbedding & { token: Value }) | undefined {
+  const add = sourceOf(x0).producer();
+  if (!add || add.opType !== 'Add' || add.domain !== '' || !add.input(0) || !add.input(1)) return undefined;
+  for (const [token, pos] of [[add.input(0)!, add.input(1)!], [add.input(1)!, add.input(0)!]]) {
+    const g = sourceOf(pos).producer();
+    if (!g || g.opType !== 'Gather' || g.domain !== '' || (g.attr('axis', 'int') ?? 0) !== 0) continue;
+    const t = constTensor(g.input(0));
+    const ids = g.input(1);
+    if (!t || t.dims.length !== 2 || !ids || constTensor(ids) || !isPositionIds(ids)) continue;
+    return { node: g, table: g.input(0)!, ids, token };
+  }
+  return undefined;
+}
+
+/** Ids computed from a Range (arange of positions), or a graph input named for positions. */
+function isPositionIds(ids: Value): boolean {
+  const seen = new Set<Value>();
+  const queue = [ids];
+  while (queue.length && seen.size < 40) {
+    const w = queue.shift()!;
+    if (seen.has(w)) continue;
+    seen.add(w);
+    const p = w.producer();
+    if (!p) {
+      if (/position|cache_pos/i.test(w.name)) return true;
+      continue;
+    }
+    if (p.opType === 'Range') return true;
+    for (const i of p.inputs) if (i && !constTensor(i)) queue.push(i);
+  }
+  return false;
 }
 
 /** The q/k norms as Norms (per head, RMS, one on each of q and k), and the default attention scale. */
@@ -567,14 +641,20 @@ function recognizeBlock(
   const attnDelta = scaledForward(forwardOf(o.output));
   const oOut = attnDelta.value;
 
-  // h = x + o(·): an Add, or a Skip norm that adds and normalises at once.
+  // h = x + o(·): an Add, or a Skip norm that adds and normalises at once. Without an h that
+  // an MLP norm reads, the block may be parallel: the MLP norm reads x itself.
   let residualMid: Value | undefined;
   let mlpNorm: Norm | undefined;
-  const attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
+  let attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
   if (attnAdd) {
     residualMid = attnAdd.output(0);
     mlpNorm = norms.find((n) => !n.skip && sameValue(n.input, residualMid) && bySource.has(n.output));
-  } else {
+  }
+  const parallelNorm = mlpNorm ? undefined : parallelMlpNorm(attnNorm, residualIn, bySource, norms, qOf);
+  if (parallelNorm) {
+    mlpNorm = parallelNorm;
+    attnAdd = undefined;
+  } else if (!attnAdd) {
     mlpNorm = norms.find(
       (n) => n.skip && ((n.input === oOut && sameValue(n.skip, residualIn)) || (n.skip === oOut && sameValue(n.input, residualIn))),
     );
@@ -583,11 +663,79 @@ function recognizeBlock(
     residualMid = mlpNorm.residualOut;
   }
   if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
-  const group = bySource.get(mlpNorm.output) ?? [];
+  const parallel = !!parallelNorm;
+  const group = (bySource.get(mlpNorm.output) ?? []).filter((l) => l !== q && l !== k && l !== v);
   if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
   if (group.some(routesExperts)) {
     throw blockError(i, `mixture-of-experts MLP (a router picks experts with TopK) is not supported yet`);
   }
+  const { gate, up, activation, product } = group.length === 1 ? ungatedMlp(i, group[0]) : gatedMlp(i, group);
+  const down = bySource.get(product)?.[0];
+  if (!down) throw blockError(i, 'could not find the down projection');
+  const mlpDelta = scaledForward(forwardOf(down.output));
+  const downOut = mlpDelta.value;
+  let mlpAdd: Node | undefined;
+  let residualOut: Value | undefined;
+  if (parallel) {
+    mlpAdd = parallelSum(oOut, [residualIn!, oOut, downOut]);
+    if (!mlpAdd) throw blockError(i, 'parallel block: could not find the sum of the block input, the attention output and the MLP output');
+    residualOut = residualMid = mlpAdd.output(0);
+  } else {
+    mlpAdd = downOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== downOut), residualMid));
+    residualOut = mlpAdd?.output(0);
+    if (!mlpAdd) {
+      const next = norms.find((n) => n.skip && (n.input === downOut || n.skip === downOut));
+      if (!next) throw blockError(i, 'could not find the residual Add after the down projection');
+      residualOut = next.residualOut;
+    }
+  }
+  for (const [role, l] of [['q', q], ['k', k], ['v', v], ['o', o], ['gate', gate], ['up', up], ['down', down]] as const) {
+    if (!l) continue;
+    if (l.role !== undefined && (l.role !== role || l.block !== i)) throw blockError(i, `${role} is already the ${l.role} of block ${l.block}`);
+    l.role = role;
+    l.block = i;
+  }
+  attnNorm.role = 'attn';
+  attnNorm.block = i;
+  if (mlpNorm !== attnNorm) {
+    mlpNorm.role = 'mlp';
+    mlpNorm.block = i;
+  }
+  return {
+    index: i,
+    attnNorm,
+    mlpNorm,
+    q,
+    k,
+    v,
+    o,
+    gate,
+    up,
+    down,
+    parallel,
+    attention: core,
+    activation,
+    product,
+    residualIn,
+    residualMid: residualMid!,
+    residualOut,
+    attnAdd,
+    mlpAdd,
+    residualScale: { attn: attnDelta.scale, mlp: mlpDelta.scale },
+    mlpDelta: downOut,
+  };
+}
+
+interface Mlp {
+  gate?: Linear;
+  up: Linear;
+  activation: MlpActivation;
+  /** What `down` reads. */
+  product: Value;
+}
+
+/** down(σ(gate(m)) ⊙ up(m)): σ on exactly one of the two linears, then their product. */
+function gatedMlp(i: number, group: Linear[]): Mlp {
   if (group.length !== 2) {
     throw blockError(i, `could not find the MLP gate/up projections: the post-attention norm feeds ${group.length} linear(s), not 2`);
   }
@@ -602,51 +750,51 @@ function recognizeBlock(
   const upOut = forwardOf(up.output);
   const prod = act.out.consumers().find((c) => c.opType === 'Mul' && c.inputs.some((x) => sameValue(x, upOut)));
   if (!prod) throw blockError(i, 'could not find the gate·up product');
-  const product = prod.output(0);
-  const down = bySource.get(product)?.[0];
-  if (!down) throw blockError(i, 'could not find the down projection');
-  const mlpDelta = scaledForward(forwardOf(down.output));
-  const downOut = mlpDelta.value;
-  const mlpAdd = downOut
-    .consumers()
-    .find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== downOut), residualMid));
-  let residualOut: Value | undefined = mlpAdd?.output(0);
-  if (!mlpAdd) {
-    const next = norms.find((n) => n.skip && (n.input === downOut || n.skip === downOut));
-    if (!next) throw blockError(i, 'could not find the residual Add after the down projection');
-    residualOut = next.residualOut;
-  }
-  for (const [role, l] of [['q', q], ['k', k], ['v', v], ['o', o], ['gate', gate], ['up', up], ['down', down]] as const) {
-    if (l.role !== undefined && (l.role !== role || l.block !== i)) throw blockError(i, `${role} is already the ${l.role} of block ${l.block}`);
-    l.role = role;
-    l.block = i;
-  }
-  attnNorm.role = 'attn';
-  attnNorm.block = i;
-  mlpNorm.role = 'mlp';
-  mlpNorm.block = i;
-  return {
-    index: i,
-    attnNorm,
-    mlpNorm,
-    q,
-    k,
-    v,
-    o,
-    gate,
-    up,
-    down,
-    attention: core,
-    activation: act.kind,
-    product,
-    residualIn,
-    residualMid,
-    residualOut,
-    attnAdd,
-    mlpAdd,
-    residualScale: { attn: attnDelta.scale, mlp: mlpDelta.scale },
-    mlpDelta: downOut,
+  return { gate, up, activation: act.kind, product: prod.output(0) };
+}
+
+/** down(σ(up(m))) with σ a GELU or SiLU, however it is spelled (GPT-2 c_fc, GPT-NeoX dense_h_to_4h, Phi-2 fc1). */
+function ungatedMlp(i: number, up: Linear): Mlp {
+  const act = pointwiseActivation(forwardOf(up.output));
+  if (!act) throw blockError(i, `could not find the MLP: the post-attention norm feeds one linear (${linearName(up)}), not a gate/up pair, and no GELU or SiLU follows it as in an ungated MLP`);
+  return { up, activation: act.kind, product: act.out };
+}
+
+/**
+ * The MLP norm of a parallel block: a norm of the block input other than the attention's
+ * (GPT-NeoX's post_attention_layernorm), or the attention norm itself when it also feeds
+ * linears other than q/k/v (Phi-2's one input_layernorm).
+ */
+function parallelMlpNorm(attnNorm: Norm, x: Value | undefined, bySource: Map<Value, Linear[]>, norms: Norm[], qOf: Map<Linear, AttentionCore>): Norm | undefined {
+  if (!x || attnNorm.skip) return undefined;
+  const mlpLinears = (n: Norm) => (bySource.get(n.output) ?? []).filter((l) => !qOf.has(l) && !isQkv(l, qOf));
+  const own = norms.find((n) => n !== attnNorm && !n.skip && sameValue(n.input, x) && mlpLinears(n).length > 0);
+  if (own) return own;
+  return mlpLinears(attnNorm).length > 0 ? attnNorm : undefined;
+}
+
+function isQkv(l: Linear, qOf: Map<Linear, AttentionCore>): boolean {
+  for (const c of qOf.values()) if (c.k === l || c.v === l) return true;
+  return false;
+}
+
+/** The Add (within two Adds of `from`) whose operands, through Adds, are exactly `terms`. */
+function parallelSum(from: Value, terms: Value[]): Node | undefined {
+  const leaves = (v: Value, depth: number): Value[] => {
+    const t = terms.find((x) => sameValue(x, v));
+    if (t) return [t];
+    const p = v.producer();
+    if (depth > 0 && p && p.opType === 'Add' && p.domain === '') return [...leaves(p.input(0)!, depth - 1), ...leaves(p.input(1)!, depth - 1)];
+    return [v];
   };
+  const adds = (v: Value) => v.consumers().filter((c) => c.opType === 'Add' && c.domain === '');
+  for (const a of adds(from)) {
+    for (const n of [a, ...adds(a.output(0))]) {
+      const got = leaves(n.output(0), 2);
+      if (got.length === terms.length && terms.every((t) => got.includes(t))) return n;
+    }
+  }
+  return undefined;
 }
 
 export interface LinearJSON {
@@ -732,7 +880,8 @@ export function structureToJSON(s: TransformerStructure) {
       },
       residualScale: b.residualScale,
       activation: b.activation,
-      linears: [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map(linearJSON),
+      linears: [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down].map(linearJSON),
+      parallel: b.parallel,
       residual: { in: b.residualIn?.name ?? null, mid: b.residualMid.name, out: b.residualOut?.name ?? null },
     })),
     finalNorm: s.finalNorm ? normJSON(s.finalNorm) : null,

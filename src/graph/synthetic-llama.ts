@@ -23,6 +23,8 @@ export type NormStyle =
   | 'skip-simplified'
   /** LayerNormalization with γ and β (not RMS). */
   | 'layernorm'
+  /** LayerNorm as torch's TorchScript exporter decomposes it below opset 17: Sub(x, ReduceMean x), Pow 2, ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β. */
+  | 'layernorm-decomposed'
   /** RMSNormalization (opset 23). */
   | 'rmsnorm23';
 
@@ -88,8 +90,26 @@ export interface TinyLlamaOptions {
   logitDivisor?: number;
   /** RoPE on the first rotaryDim dims of each head only (partial rotary, as GPT-NeoX/Phi); default the head size. */
   rotaryDim?: number;
-  /** MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU) or com.microsoft::Gelu (erf). */
-  activation?: 'silu' | 'gelu-tanh' | 'gelu';
+  /**
+   * MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU) or
+   * com.microsoft::Gelu (erf); or GELU written out in elementary ops as the exporters write it:
+   * 'gelu-ops' x·½·(1 + Erf(x/√2)) (TorchScript's aten::gelu), 'gelu-tanh-ops' GPT-2's NewGELU
+   * ½x(1 + Tanh(√(2/π)(x + 0.044715·Pow(x, 3)))).
+   */
+  activation?: 'silu' | 'gelu-tanh' | 'gelu' | 'gelu-ops' | 'gelu-tanh-ops';
+  /** 'ungated': down(σ(up(m))), GPT-2's c_fc/c_proj, GPT-NeoX's dense_h_to_4h/dense_4h_to_h, Phi-2's fc1/fc2 (the gate weights are drawn, unused). */
+  mlp?: 'gated' | 'ungated';
+  /** 'parallel': x' = x + attn(ln₁(x)) + mlp(ln₂(x)) (GPT-NeoX); 'parallel-shared': one norm for both (Phi-2). */
+  residual?: 'sequential' | 'parallel' | 'parallel-shared';
+  /** 'learned': GPT-2's wpe [cachePositions, hidden] gathered by position and added to the embedding, no RoPE. */
+  positions?: 'rope' | 'learned';
+  /**
+   * q/k/v as one linear (heads = kvHeads): 'gpt2' c_attn [in, 3·hidden] cut by Split on the last
+   * axis; 'neox' query_key_value with rows interleaved per head [heads, 3, headDim], reshaped to
+   * [batch, seq, heads, 3·headDim] and cut by three Slices ('neox-split': transposed to
+   * [batch, heads, seq, 3·headDim] and cut by one Split, as transformers ≥ 4.48 writes it).
+   */
+  packedQkv?: 'gpt2' | 'neox' | 'neox-split';
   /** lm_head reads the embedding table through a Transpose (tied weights). */
   tiedEmbeddings?: boolean;
   /** Leave out block `n`'s MLP entirely (for recognition error tests). */
@@ -108,7 +128,8 @@ export interface TinyLlamaOptions {
   store?: (t: Tensor) => Tensor;
 }
 
-type Resolved = Required<Omit<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim' | 'outliers' | 'store'>> & Pick<TinyLlamaOptions, 'dropMlpOfBlock' | 'rotaryDim' | 'outliers' | 'store'>;
+type Optional = 'dropMlpOfBlock' | 'rotaryDim' | 'outliers' | 'store' | 'packedQkv';
+type Resolved = Required<Omit<TinyLlamaOptions, Optional>> & Pick<TinyLlamaOptions, Optional>;
 
 const DEFAULT_TINY_LLAMA: Resolved = {
   layers: 2,
@@ -137,6 +158,9 @@ const DEFAULT_TINY_LLAMA: Resolved = {
   logitDivisor: 1,
   activation: 'silu',
   tiedEmbeddings: false,
+  mlp: 'gated',
+  residual: 'sequential',
+  positions: 'rope',
 };
 
 /**
@@ -159,6 +183,28 @@ export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
   granite: { embedScale: 12, residualScale: 0.22, attentionScale: 0.1, logitDivisor: 8, seed: 18 },
   /** Gemma's GeGLU (tanh GELU gate) and √hidden embedding normaliser. */
   'gemma-geglu': { activation: 'gelu-tanh', embedScale: 8, seed: 19 },
+};
+
+/**
+ * GPT-2 / GPT-NeoX (Pythia) / Phi-2 / StableLM shapes: LayerNorm with β, biases on every linear,
+ * ungated GELU MLPs, packed qkv, parallel residual, learned positions, partial rotary. One
+ * KV head per query head, as these families have.
+ */
+export const GPT_FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
+  /** GPT-2 as TorchScript exports it (opset < 17): decomposed LayerNorm, Split c_attn, NewGELU in ops, wpe, tied lm_head. */
+  gpt2: { kvHeads: 4, norm: 'layernorm-decomposed', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-tanh-ops', positions: 'learned', packedQkv: 'gpt2', tiedEmbeddings: true, seed: 31 },
+  /** GPT-2 as a KV-cache decoder: wpe gathered by the position_ids input. */
+  'gpt2-kv': { kvHeads: 4, norm: 'layernorm', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-tanh-ops', positions: 'learned', packedQkv: 'gpt2', kvCache: true, tiedEmbeddings: true, seed: 37 },
+  /** GPT-2 as the dynamo exporter writes it: LayerNormalization, Gemm linears, fused tanh GELU. */
+  'gpt2-dynamo': { kvHeads: 4, norm: 'layernorm', linear: 'gemm', mlp: 'ungated', activation: 'gelu-tanh', positions: 'learned', tiedEmbeddings: true, seed: 32 },
+  /** Pythia: packed query_key_value interleaved per head, parallel residual, erf GELU, RoPE on a quarter of each head. */
+  neox: { kvHeads: 4, norm: 'layernorm', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-ops', residual: 'parallel', packedQkv: 'neox', rotaryDim: 4, seed: 33 },
+  /** transformers ≥ 4.48's GPT-NeoX: view, transpose, then chunk(3) as one Split. */
+  'neox-split': { kvHeads: 4, norm: 'layernorm-decomposed', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu', residual: 'parallel', packedQkv: 'neox-split', rotaryDim: 8, seed: 34 },
+  /** Phi-2: one LayerNorm for attention and MLP in parallel, tanh GELU fc1/fc2, lm_head with bias, partial rotary. */
+  phi2: { kvHeads: 4, norm: 'layernorm', linear: 'matmul-bias', mlp: 'ungated', activation: 'gelu-tanh-ops', residual: 'parallel-shared', rotaryDim: 8, seed: 35 },
+  /** StableLM-2: LayerNorm with β, SwiGLU, partial rotary. */
+  stablelm: { norm: 'layernorm', rotaryDim: 4, seed: 36 },
 };
 
 /** mulberry32 uniform stream with Box–Muller normals: small, seeded, the same everywhere. */
@@ -301,7 +347,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   const ids = b.input('input_ids', { dtype: 'int64', shape: ['batch', 'sequence'] });
   const table = weight(name(-1, 'embed_tokens.weight'), Tensor.fromFloat32([o.vocab, o.hidden], weights.embed));
   const gathered = b.op('Gather', [table, ids], { attrs: { axis: 0 } });
-  const x0 = o.embedScale === 1 ? gathered : b.op('Mul', [gathered, b.f32('normalizer', [], [o.embedScale])]);
+  const scaled = o.embedScale === 1 ? gathered : b.op('Mul', [gathered, b.f32('normalizer', [], [o.embedScale])]);
   const kv = o.kvCache
     ? {
         attentionMask: b.input('attention_mask', { dtype: 'int64', shape: ['batch', 'total'] }),
@@ -317,28 +363,34 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   const seqLen = b.op('Squeeze', [b.op('Slice', [idsShape, i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
   const pos = b.op('Range', [b.i64('start', [0], []), seqLen, b.i64('delta', [1], [])]);
   const ropePos = kv ? kv.positionIds : pos;
-  // RoPE over the first R dims of a head: frequencies θ^(−2i/R), i < R/2.
-  const R = o.rotaryDim ?? D;
+  // Learned positions (GPT-2's wpe), drawn from their own stream so that the other weights do not depend on the option.
+  const x0 =
+    o.positions === 'learned'
+      ? b.op('Add', [scaled, b.op('Gather', [f32(name(-1, 'wpe.weight'), [o.cachePositions, o.hidden], new Rng(o.seed + 6151).array(o.cachePositions * o.hidden, 0.3)), ropePos], { attrs: { axis: 0 } })])
+      : scaled;
+  // RoPE over the first R dims of a head: frequencies θ^(−2i/R), i < R/2 (none with learned positions; the tables below are then dead).
+  const R = o.positions === 'learned' ? 0 : (o.rotaryDim ?? D);
   if (R % 2 || R > D || (R < D && o.attention === 'gqa')) throw new Error('makeTinyLlama: rotaryDim must be even, at most the head size, with decomposed attention');
-  const invFreq = new Float32Array(R / 2);
-  for (let i = 0; i < R / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / R);
+  const RT = R || D;
+  const invFreq = new Float32Array(RT / 2);
+  for (let i = 0; i < RT / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / RT);
   let cos: Value;
   let sin: Value;
   if (o.ropeFreqs === 'cache') {
     const P = o.cachePositions;
-    const [c, s] = [new Float32Array(P * R), new Float32Array(P * R)];
+    const [c, s] = [new Float32Array(P * RT), new Float32Array(P * RT)];
     for (let p = 0; p < P; p++) {
-      for (let i = 0; i < R; i++) {
-        const ang = p / o.ropeTheta ** ((2 * (i % (R / 2))) / R);
-        c[p * R + i] = Math.cos(ang);
-        s[p * R + i] = Math.sin(ang);
+      for (let i = 0; i < RT; i++) {
+        const ang = p / o.ropeTheta ** ((2 * (i % (RT / 2))) / RT);
+        c[p * RT + i] = Math.cos(ang);
+        s[p * RT + i] = Math.sin(ang);
       }
     }
-    cos = b.op('Gather', [f32('cos_cached', [P, R], c), ropePos], { attrs: { axis: 0 } });
-    sin = b.op('Gather', [f32('sin_cached', [P, R], s), ropePos], { attrs: { axis: 0 } });
+    cos = b.op('Gather', [f32('cos_cached', [P, RT], c), ropePos], { attrs: { axis: 0 } });
+    sin = b.op('Gather', [f32('sin_cached', [P, RT], s), ropePos], { attrs: { axis: 0 } });
   } else {
     const posCol = b.op('Unsqueeze', [b.op('Cast', [ropePos], { attrs: { to: 1 } }), i64('axis_last', [-1])]);
-    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, R / 2], invFreq)]);
+    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, RT / 2], invFreq)]);
     const emb = b.op('Concat', [freqs, freqs], { attrs: { axis: -1 } });
     cos = b.op('Cos', [emb]);
     sin = b.op('Sin', [emb]);
@@ -412,6 +464,44 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     return { W: concat(ws.map((w) => w.W)), b: concat(ws.map((w) => w.b)), out: ws.reduce((n, w) => n + w.out, 0), inp: ws[0].inp };
   };
 
+  /** GPT-NeoX's query_key_value: per head, the q, k and v rows of that head ([heads, 3, D] rows). */
+  const interleavedWeights = (ws: { W: Float32Array; b: Float32Array; out: number; inp: number }[], d: number) => {
+    const inp = ws[0].inp;
+    const heads = ws[0].out / d;
+    const W = new Float32Array(3 * ws[0].out * inp);
+    const bias = new Float32Array(3 * ws[0].out);
+    for (let h = 0; h < heads; h++) {
+      ws.forEach((w, j) => {
+        const row = (h * 3 + j) * d;
+        W.set(w.W.subarray(h * d * inp, (h + 1) * d * inp), row * inp);
+        bias.set(w.b.subarray(h * d, (h + 1) * d), row);
+      });
+    }
+    return { W, b: bias, out: 3 * ws[0].out, inp };
+  };
+
+  /** σ(g) as the option spells it. */
+  const activate = (g: Value): Value => {
+    switch (o.activation) {
+      case 'silu':
+        return b.op('Mul', [g, b.op('Sigmoid', [g])]);
+      case 'gelu':
+      case 'gelu-tanh':
+        return b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [g], { domain: 'com.microsoft' });
+      case 'gelu-ops':
+        return b.op('Mul', [b.op('Mul', [g, b.op('Add', [b.op('Erf', [b.op('Div', [g, scalarF('sqrt2', Math.SQRT2)])]), scalarF('one_f', 1)])]), scalarF('half_f', 0.5)]);
+      case 'gelu-tanh-ops': {
+        const inner = b.op('Add', [g, b.op('Mul', [scalarF('gelu_c', 0.044715), b.op('Pow', [g, scalarF('three_f', 3)])])]);
+        const t = b.op('Tanh', [b.op('Mul', [scalarF('sqrt_2_pi', Math.sqrt(2 / Math.PI)), inner])]);
+        return b.op('Mul', [b.op('Mul', [scalarF('half_f', 0.5), g]), b.op('Add', [scalarF('one_f', 1), t])]);
+      }
+    }
+  };
+
+  /** fc2(σ(fc1(m))): the up weights as fc1, down as fc2. */
+  const ungatedMlp = (m: Value, l: number, L: LayerWeights): Value =>
+    linear(activate(linear(m, name(l, 'mlp.fc1.weight'), L.w.up)), name(l, 'mlp.fc2.weight'), L.w.down);
+
   // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
   let pending: { delta: Value; resid: Value } | undefined;
   const norm = (x: Value | undefined, layer: number, what: string, gamma: Float32Array, beta: Float32Array): { out: Value; stream: Value } => {
@@ -446,6 +536,13 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
         const bv = f32(name(layer, `${what}.bias`), [o.hidden], beta);
         return { out: b.op('LayerNormalization', [x, gv, bv], { attrs: { axis: -1, epsilon: { type: 'float', value: eps } } }), stream: x };
       }
+      case 'layernorm-decomposed': {
+        const bv = f32(name(layer, `${what}.bias`), [o.hidden], beta);
+        const d = b.op('Sub', [x, b.op('ReduceMean', [x, i64('last', [-1])], { attrs: { keepdims: 1 } })]);
+        const v = b.op('ReduceMean', [b.op('Pow', [d, scalarF('two_f', 2)]), i64('last', [-1])], { attrs: { keepdims: 1 } });
+        const normed = b.op('Div', [d, b.op('Sqrt', [b.op('Add', [v, scalarF('eps', eps)])])]);
+        return { out: b.op('Add', [b.op('Mul', [normed, gv]), bv]), stream: x };
+      }
     }
   };
   const residual = (resid: Value, delta: Value): Value | undefined => {
@@ -458,6 +555,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   };
 
   const rope = (t: Value): Value => {
+    if (R === 0) return t;
     const axes = i64('axes_last', [-1]);
     const tr = R === D ? t : b.op('Slice', [t, i64('s0', [0]), i64('sR', [R]), axes]);
     const x1 = b.op('Slice', [tr, i64('s0', [0]), i64('sh', [R / 2]), axes]);
@@ -505,8 +603,27 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const L = weights.layer(l);
     const a = norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
     stream = a.stream;
-    let qLin: Value, kLin: Value, vLin: Value;
-    if (o.packed) {
+    let qLin: Value | undefined, kLin: Value | undefined, vLin: Value | undefined;
+    /** q, k, v already split into heads [batch, heads, seq, D] (GPT-NeoX's packed layout). */
+    let qkvHeads: Value[] | undefined;
+    if (o.packedQkv) {
+      if (o.kvHeads !== o.heads || o.attention !== 'decomposed') throw new Error('makeTinyLlama: packedQkv needs kvHeads = heads and decomposed attention');
+      const parts = [L.w.q, L.w.k, L.w.v];
+      if (o.packedQkv === 'gpt2') {
+        const qkv = linear(a.out, name(l, 'attn.c_attn.weight'), packedWeights(parts));
+        [qLin, kLin, vLin] = b.node('Split', [qkv, i64('thirds', [o.hidden, o.hidden, o.hidden])], { outputs: 3, attrs: { axis: -1 } });
+      } else {
+        const qkv = linear(a.out, name(l, 'attention.query_key_value.weight'), interleavedWeights(parts, D));
+        const r = b.op('Reshape', [qkv, i64('qkv_heads', [0, 0, o.packedQkv === 'neox' ? o.heads : -1, 3 * D])]);
+        if (o.packedQkv === 'neox') {
+          const cut = (from: number) => b.op('Transpose', [b.op('Slice', [r, i64(`c${from}`, [from]), i64(`c${from + D}`, [from + D]), i64('axes_last', [-1])])], { attrs: { perm: [0, 2, 1, 3] } });
+          qkvHeads = [cut(0), cut(D), cut(2 * D)];
+        } else {
+          const t = b.op('Transpose', [r], { attrs: { perm: [0, 2, 1, 3] } });
+          qkvHeads = b.node('Split', [t, i64('head_thirds', [D, D, D])], { outputs: 3, attrs: { axis: -1 } });
+        }
+      }
+    } else if (o.packed) {
       const qkv = linear(a.out, name(l, 'self_attn.qkv_proj.weight'), packedWeights([L.w.q, L.w.k, L.w.v]));
       const cut = (from: number, to: number) => b.op('Slice', [qkv, i64('p0', [from]), i64('p1', [to]), i64('axes_last', [-1])]);
       const [qd, kvd] = [L.w.q.out, L.w.k.out];
@@ -518,7 +635,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     }
     let merged: Value;
     if (o.attention === 'gqa') {
-      merged = b.node('GroupQueryAttention', [qLin, kLin, vLin, undefined, undefined, gqa!.seqlensK, gqa!.totalLen, gqa!.cos, gqa!.sin], {
+      merged = b.node('GroupQueryAttention', [qLin!, kLin!, vLin!, undefined, undefined, gqa!.seqlensK, gqa!.totalLen, gqa!.cos, gqa!.sin], {
         domain: 'com.microsoft',
         outputs: 3,
         attrs: { num_heads: o.heads, kv_num_heads: o.kvHeads, do_rotary: 1, rotary_interleaved: 0 },
@@ -530,9 +647,10 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
         const normed = b.op('Mul', [t, b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [ms, scalarF('eps', o.normEps)])])])]);
         return b.op('Mul', [f32(name(l, `self_attn.${what}.weight`), [D], headGamma()), normed]);
       };
-      const q = rope(headNorm(heads(qLin, o.heads), 'q_norm'));
-      let kAll = rope(headNorm(heads(kLin, o.kvHeads), 'k_norm'));
-      let vAll = heads(vLin, o.kvHeads);
+      const [qH, kH, vH] = qkvHeads ?? [heads(qLin!, o.heads), heads(kLin!, o.kvHeads), heads(vLin!, o.kvHeads)];
+      const q = rope(headNorm(qH, 'q_norm'));
+      let kAll = rope(headNorm(kH, 'k_norm'));
+      let vAll = vH;
       if (kv) {
         kAll = b.op('Concat', [kv.past[l][0], kAll], { attrs: { axis: 2 } });
         vAll = b.op('Concat', [kv.past[l][1], vAll], { attrs: { axis: 2 } });
@@ -545,6 +663,15 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
       merged = b.op('Reshape', [b.op('Transpose', [ctx], { attrs: { perm: [0, 2, 1, 3] } }), i64('merge', [0, 0, o.heads * D])]);
     }
     const attnOut = linear(merged, name(l, 'self_attn.o_proj.weight'), L.w.o);
+    if (o.residual !== 'sequential') {
+      // GPT-NeoX: mlp + attn + x; Phi-2: attn + mlp + x over its one norm.
+      if (o.residualScale !== 1 || o.norm === 'skip-simplified' || o.mlp !== 'ungated') throw new Error('makeTinyLlama: a parallel residual is built with an ungated MLP, plain norms and no residual scale');
+      const shared = o.residual === 'parallel-shared';
+      const mIn = shared ? a.out : norm(stream, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta).out;
+      const mlpOut = ungatedMlp(mIn, l, L);
+      x = b.op('Add', [shared ? b.op('Add', [attnOut, mlpOut]) : b.op('Add', [mlpOut, attnOut]), stream]);
+      continue;
+    }
     let h = residual(stream, attnOut);
     if (l === o.dropMlpOfBlock) {
       x = h;
@@ -552,14 +679,15 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     }
     const m = norm(h, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta);
     h = m.stream;
+    if (o.mlp === 'ungated') {
+      x = residual(h, ungatedMlp(m.out, l, L));
+      continue;
+    }
     const gateUp = o.packed
       ? b.node('Split', [linear(m.out, name(l, 'mlp.gate_up_proj.weight'), packedWeights([L.w.gate, L.w.up])), i64('halves', [o.intermediate, o.intermediate])], { outputs: 2, attrs: { axis: -1 } })
       : undefined;
     const gate = gateUp ? gateUp[0] : linear(m.out, name(l, 'mlp.gate_proj.weight'), L.w.gate);
-    const act =
-      o.activation === 'silu'
-        ? b.op('Mul', [gate, b.op('Sigmoid', [gate])])
-        : b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [gate], { domain: 'com.microsoft' });
+    const act = activate(gate);
     const up = gateUp ? gateUp[1] : linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
     const down = linear(b.op('Mul', [act, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
     x = residual(h, down);
@@ -579,6 +707,6 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   }
   // Styles that do not use the shared RoPE tables or mask leave them dead.
   g.removeDeadNodes();
-  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' || o.activation !== 'silu' ? [{ domain: 'com.microsoft', version: 1 }] : [];
+  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' || o.activation === 'gelu' || o.activation === 'gelu-tanh' ? [{ domain: 'com.microsoft', version: 1 }] : [];
   return b.model(o.norm === 'rmsnorm23' ? 23 : 18, extra);
 }

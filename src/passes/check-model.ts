@@ -117,6 +117,11 @@ export function checkModel(s: TransformerStructure, calib: Int32Array[] | undefi
     checkTensorType(`${l.block !== undefined && l.block >= 0 ? `block ${l.block} ` : ''}${l.role} weight`, l.weight);
     checkTensorType(`${l.role} bias`, l.bias, l.outFeatures);
   }
+  // Position tables (GPT-2's wpe, RoPE cos/sin caches) end at maxPositions: longer segments would index past them.
+  const longest = Math.max(0, ...(calib ?? []).map((seg) => seg.length));
+  if (s.configSources.maxPositions === 'graph' && longest > c.maxPositions) {
+    throw new UserError(`calibration segments of ${longest} tokens are longer than the ${c.maxPositions} positions the model's position tables hold; use shorter segments`);
+  }
   for (const seg of calib ?? []) {
     for (const id of seg) {
       if (id < 0 || id >= c.vocab) throw new UserError(`calibration token id ${id} is outside the model's vocabulary of ${c.vocab}: is the tokenizer the model's own?`);

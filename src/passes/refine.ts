@@ -54,6 +54,11 @@ export const refinePass = definePass<CompileContext>({
   requires(_m, ctx) {
     if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--refine needs the twla weights in the kernel structure (a ternary storage format)';
     if (!ctx.opts.calib?.length) return '--refine needs calibration data (--calib)';
+    // block-grad.ts differentiates the LLaMA block only.
+    const b0 = ctx.structure.blocks[0];
+    if (!b0.gate || b0.parallel || !b0.attnNorm.rms || ctx.structure.positionEmbedding) {
+      return '--refine supports LLaMA-style blocks only (RMSNorm, gated MLP, sequential residual, RoPE); this model is GPT-2 / GPT-NeoX / Phi-2 style';
+    }
     const o = ctx.opts.refine!;
     if (refinePieces(ctx.opts.calib, o.seq, 1).length === 0) return `--refine: calibration segments are shorter than ${o.seq} tokens`;
     for (const st of ctx.linears.values()) if (st.ternary && !st.fp) return `${st.id}: the ternary pass kept no fp weights to distil from`;
@@ -87,13 +92,13 @@ export const refinePass = definePass<CompileContext>({
         base: {
           attnNorm: ab.attnNorm,
           mlpNorm: ab.mlpNorm,
-          bias: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, ab.linears[r].bias])) as BlockParams['bias'],
+          bias: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, ab.linears[r]!.bias])) as BlockParams['bias'],
           T: { attn: ab.acts.attn.transform, o: ab.acts.o.transform, mlp: ab.acts.mlp.transform, down: ab.acts.down.transform },
         },
-        dlt: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new DltLinear(ctx.linears.get(block[r])!.ternary!, o.trits)])) as Record<BlockLinearRole, DltLinear>,
+        dlt: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new DltLinear(ctx.linears.get(block[r]!)!.ternary!, o.trits)])) as Record<BlockLinearRole, DltLinear>,
       };
       blocks.push(b);
-      const teacher = params(b, (r) => ctx.linears.get(block[r])!.fp!);
+      const teacher = params(b, (r) => ctx.linears.get(block[r]!)!.fp!);
       const targets = teacherIn.map((x) => blockForward(teacher, dims, x, S).out);
       const meanLoss = (p: BlockParams) => {
         let l = 0;
@@ -172,8 +177,8 @@ export const refinePass = definePass<CompileContext>({
     for (const [bi, block] of ctx.structure.blocks.entries()) {
       for (const r of BLOCK_LINEARS) {
         const w = blocks[bi].dlt[r].encode();
-        setLinearWeight(block[r], decodeTernary(w));
-        ctx.linears.get(block[r])!.ternary = w;
+        setLinearWeight(block[r]!, decodeTernary(w));
+        ctx.linears.get(block[r]!)!.ternary = w;
       }
     }
     for (const st of ctx.linears.values()) st.fp = undefined;

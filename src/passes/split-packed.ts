@@ -4,10 +4,19 @@
 // Split, or Slices with constant bounds on the last axis) becomes, for each part [a, b),
 //   y[…, a:b] = x · W[a:b, :]ᵀ (+ b[a:b])
 // with the part's rows copied bit for bit in the weight's own element type: the same function.
+// GPT-NeoX packs per head: query_key_value's output is reshaped to [..., G, P] (G heads, P =
+// 3·headDim, maybe transposed to [batch, G, seq, P]) and cut along P. A cut [a, b) of P then
+// takes rows {g·P + a + t : g < G, t < b − a}, and becomes
+//   reshape(x · W[rows, :]ᵀ (+ b[rows]), shape[:-1] ++ [b − a])  (then the same Transpose)
+// where shape is the original Reshape's target: its −1 or 0 entries resolve as before. Only
+// three equal cuts covering P (q, k, v) count as such a packing.
+// GPT-2's c_attn written as a 2-D Gemm reshapes back to [batch, seq, 3·hidden] before its
+// Split: a Reshape that keeps the feature axis is looked through.
 import type { Model, Node, Value } from '../graph/ir.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { biasVector, constTensor, findLinears, linearName, weightRows, type Linear } from '../graph/patterns/linear.ts';
 import { floatToHalf, Tensor } from '../graph/tensor.ts';
+import { shapeEntries } from '../graph/patterns/static-scalar.ts';
 
 /** A consumer that takes features [start, end) of the linear's output as `out`. */
 interface Part {
@@ -24,10 +33,9 @@ function ints(v: Value | undefined): number[] | undefined {
 /** Is `axis` the last axis of a value of rank `rank` (unknown rank: only −1 counts)? */
 const isLast = (axis: number, rank: number | undefined): boolean => axis === -1 || (rank !== undefined && axis === rank - 1);
 
-/** The feature ranges a Split or Slice node takes from `y` (N features), or undefined if it is something else. */
-function partsOf(n: Node, y: Value, N: number): Part[] | undefined {
+/** The feature ranges a Split or Slice node takes from `y` (N features on its last axis), or undefined if it is something else. */
+function partsOf(n: Node, y: Value, N: number, rank = y.type?.shape?.length): Part[] | undefined {
   if (n.domain !== '' || n.input(0) !== y) return undefined;
-  const rank = y.type?.shape?.length;
   if (n.opType === 'Split') {
     if (!isLast(n.attr('axis', 'int') ?? 0, rank)) return undefined;
     const k = n.outputs.length;
@@ -63,6 +71,112 @@ function partWeight(b: GraphBuilder, l: Linear, W: Float32Array, p: Part, name: 
   return w;
 }
 
+/** A Reshape of y whose target ends in [G, P] with G·P = N (per-head packing), and what follows it. */
+interface HeadPacking {
+  reshape: Node;
+  /** The Reshape's target shape. */
+  shape: Value;
+  G: number;
+  P: number;
+  /** A Transpose after the Reshape that keeps the last axis last. */
+  transpose?: Node;
+  /** The value the cuts read, and its rank. */
+  cut: Value;
+  rank: number;
+  /** Shape ops on y that only read its leading dimensions (to build the Reshape target): they can read x instead. */
+  shapes: Node[];
+}
+
+/** A Reshape target's entries (NaN where not a constant) and so its rank (static-scalar.ts shapeEntries). */
+function shapeTail(shape: Value): { tail: number[]; rank: number } | undefined {
+  const e = shapeEntries(shape);
+  return e && { tail: e, rank: e.length };
+}
+
+function headPacking(y: Value, N: number): HeadPacking | undefined {
+  const shapes = y.consumers().filter((c) => c.opType === 'Shape' && c.domain === '');
+  const users = y.consumers().filter((c) => !shapes.includes(c));
+  if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return undefined;
+  const reshape = users[0];
+  const shape = reshape.input(1)!;
+  const st = shapeTail(shape);
+  if (!st || st.tail.length < 2) return undefined;
+  // y has rank st.rank − 1; a Shape of it may be read only at its leading dimensions.
+  const leading = (i: number) => i >= 0 && i < st.rank - 2;
+  const onlyLeading = (s: Node) =>
+    s.output(0).consumers().every((c) => c.opType === 'Gather' && c.input(0) === s.output(0) && (constTensor(c.input(1))?.toNumbers() ?? [-1]).every(leading));
+  if (!shapes.every(onlyLeading) || shapes.some((s) => s.attributes.size > 0)) return undefined;
+  const P = st.tail.at(-1)!;
+  const g = st.tail.at(-2)!;
+  if (!(P > 0) || N % P !== 0 || (g !== -1 && g !== N / P)) return undefined;
+  const rank = st.rank;
+  let cut = reshape.output(0);
+  let transpose: Node | undefined;
+  const next = cut.consumers();
+  if (next.length === 1 && next[0].opType === 'Transpose' && next[0].domain === '') {
+    const perm = next[0].attr('perm', 'ints');
+    if (!perm || perm.length !== rank || perm[rank - 1] !== rank - 1) return undefined;
+    transpose = next[0];
+    cut = transpose.output(0);
+  }
+  return { reshape, shape, G: N / P, P, transpose, cut, rank, shapes };
+}
+
+/** Cut a per-head packed linear (GPT-NeoX query_key_value); false when its cuts are not understood. */
+function splitHeadPacked(b: GraphBuilder, l: Linear, hp: HeadPacking): boolean {
+  const users = hp.cut.consumers();
+  if (!users.length) return false;
+  const parts = users.map((u) => partsOf(u, hp.cut, hp.P, hp.rank));
+  if (parts.some((p) => !p)) return false;
+  // q, k and v: three equal parts covering P. (A per-head Reshape of q cut by partial RoPE's
+  // Slices, [0, r) and [r, d), is not a packing.)
+  const spans = (parts.flat() as Part[]).map((p) => [p.start, p.end]).sort((a, b) => a[0] - b[0]);
+  const third = hp.P / 3;
+  if (spans.length !== 3 || spans.some(([s, e], i) => s !== i * third || e !== (i + 1) * third)) return false;
+  // x has y's leading dimensions.
+  for (const s of hp.shapes) s.setInput(0, l.input);
+  const W = weightRows(l);
+  const bias = biasVector(l);
+  const K = l.inFeatures;
+  const base = linearName(l).replace(/\.weight$/, '');
+  for (const [i, p] of (parts.flat() as Part[]).entries()) {
+    const before = p.out.producer()!;
+    const n = p.end - p.start;
+    // Rows of the part, head by head, as a plain [rows, K] linear.
+    const rows = new Float32Array(hp.G * n * K);
+    const rowBias = bias && new Float32Array(hp.G * n);
+    for (let g = 0; g < hp.G; g++) {
+      for (let t = 0; t < n; t++) {
+        const src = g * hp.P + p.start + t;
+        rows.set(W.subarray(src * K, (src + 1) * K), (g * n + t) * K);
+        if (rowBias) rowBias[g * n + t] = bias[src];
+      }
+    }
+    const part = { ...l, outFeatures: hp.G * n } as Linear;
+    const name = `${base}.part${i}_${p.start}_${p.end}`;
+    let y = b.op('MatMul', [l.input, partWeight(b, part, rows, { start: 0, end: hp.G * n, out: p.out }, `${name}.weight`, before)], { before });
+    if (rowBias) y = b.op('Add', [y, b.f32(`${name}.bias`, [hp.G * n], rowBias)], { before });
+    y = reshapeWidth(b, y, hp.shape, n, name, before);
+    if (hp.transpose) y = b.op('Transpose', [y], { attrs: { perm: hp.transpose.attr('perm', 'ints')! }, before });
+    b.graph.replaceAllUses(p.out, y);
+  }
+  return true;
+}
+
+/** Reshape(y, shape[:-1] ++ [width]): the original Reshape's target with the part's width last. */
+function reshapeWidth(b: GraphBuilder, y: Value, shape: Value, width: number, name: string, before: Node): Value {
+  const lead = b.op('Slice', [shape, b.i64(`${name}.s0`, [0]), b.i64(`${name}.s1`, [-1])], { before });
+  return b.op('Reshape', [y, b.op('Concat', [lead, b.i64(`${name}.width`, [width])], { attrs: { axis: 0 }, before })], { before });
+}
+
+/** y itself, or what a Reshape that keeps y's last axis (a 2-D Gemm's output back to 3-D) makes of it, with its rank when known. */
+function featureView(y: Value, N: number): { y: Value; rank?: number } {
+  const users = y.consumers();
+  if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return { y, rank: y.type?.shape?.length };
+  const st = shapeTail(users[0].input(1)!);
+  return st && st.tail.at(-1) === N ? { y: users[0].output(0), rank: st.rank } : { y, rank: y.type?.shape?.length };
+}
+
 /** Split every packed linear; returns how many were split. */
 export function splitPackedLinears(model: Model): number {
   const g = model.graph;
@@ -71,18 +185,28 @@ export function splitPackedLinears(model: Model): number {
   for (const l of findLinears(g.nodes)) {
     if ((l.weightDtype !== 'float32' && l.weightDtype !== 'float16') || l.alpha !== 1 || l.beta !== 1) continue;
     if (l.bias && constTensor(l.bias)!.dtype !== 'float32') continue;
-    const users = l.output.consumers();
-    if (!users.length || g.isOutput(l.output)) continue;
-    const parts = users.map((u) => partsOf(u, l.output, l.outFeatures));
+    if (g.isOutput(l.output)) continue;
+    const hp = headPacking(l.output, l.outFeatures);
+    if (hp) {
+      if (splitHeadPacked(b, l, hp)) split++;
+      continue;
+    }
+    const { y, rank } = featureView(l.output, l.outFeatures);
+    const users = y.consumers();
+    if (!users.length || g.isOutput(y)) continue;
+    const parts = users.map((u) => partsOf(u, y, l.outFeatures, rank));
     if (parts.some((p) => !p)) continue;
     const W = weightRows(l);
     const bias = biasVector(l);
     const base = linearName(l).replace(/\.weight$/, '');
+    const reshape = y === l.output ? undefined : y.producer()!.input(1)!;
     for (const [i, p] of parts.flat().entries()) {
       const before = p!.out.producer()!;
-      let y = b.op('MatMul', [l.input, partWeight(b, l, W, p!, `${base}.part${i}_${p!.start}_${p!.end}.weight`, before)], { before });
-      if (bias) y = b.op('Add', [y, b.f32(`${base}.part${i}_${p!.start}_${p!.end}.bias`, [p!.end - p!.start], bias.subarray(p!.start, p!.end))], { before });
-      g.replaceAllUses(p!.out, y);
+      const name = `${base}.part${i}_${p!.start}_${p!.end}`;
+      let out = b.op('MatMul', [l.input, partWeight(b, l, W, p!, `${name}.weight`, before)], { before });
+      if (bias) out = b.op('Add', [out, b.f32(`${name}.bias`, [p!.end - p!.start], bias.subarray(p!.start, p!.end))], { before });
+      if (reshape) out = reshapeWidth(b, out, reshape, p!.end - p!.start, name, before);
+      g.replaceAllUses(p!.out, out);
     }
     split++;
   }

@@ -3,6 +3,8 @@
 // (MatMul against [in, out], Gemm with transB, fp16 behind a Cast, ...).
 import { constTensor, type Linear } from '../graph/patterns/linear.ts';
 import { floatToHalf, Tensor } from '../graph/tensor.ts';
+import type { Rewriter } from '../graph/rewriter.ts';
+import { activationDtype } from './lower-ort.ts';
 
 /** W row-major [out, in] (alpha already applied: y = W x + b). */
 export function setLinearWeight(l: Linear, W: Float32Array | Float64Array): void {
@@ -34,6 +36,26 @@ export function setLinearBias(l: Linear, b: Float32Array | Float64Array): void {
   const old = constTensor(l.bias)!;
   const stored = Float64Array.from(b, (x) => x / l.beta);
   l.bias.constValue = encodeFloats(old.dtype, old.dims, stored);
+}
+
+/** Give a linear without a bias the bias b (in its activations' element type): Gemm's C input, or an Add after the MatMul that its readers then read. */
+export function addLinearBias(rw: Rewriter, l: Linear, b: Float32Array | Float64Array): void {
+  if (l.bias) throw new Error('addLinearBias: the linear has a bias');
+  const name = rw.graph.uniqueName(`${l.weight.name || l.node.name}.folded_bias`);
+  const bias = rw.init(name, encodeFloats(activationDtype(l), [b.length], Float32Array.from(b, (x) => x / l.beta)));
+  l.bias = bias;
+  if (l.op === 'Gemm') {
+    l.node.setInput(2, bias);
+    return;
+  }
+  const y = l.output;
+  const first = rw.graph.nodes.find((n) => n.inputs.includes(y));
+  if (!first) throw new Error(`addLinearBias: ${name}: the linear's output has no reader`);
+  const out = rw.opBefore(first, 'Add', [y, bias]);
+  const add = out.producer()!;
+  rw.redirect(y, out, [add]);
+  l.biasAdd = add;
+  l.output = out;
 }
 
 export function encodeFloats(dtype: string, dims: readonly number[], v: ArrayLike<number>): Tensor {

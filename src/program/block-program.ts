@@ -13,6 +13,14 @@
 //     m = act(rms(h, mlpNorm), 'mlp')
 //     x = h + rm · down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
 //   logits = logitScale · lmHead(rms(x_L, finalNorm))
+// GPT-2 / GPT-NeoX / Phi-2 / StableLM (program.norm 'layer', program.residual 'parallel',
+// mlp.gated false, learned positions, rope 'none') vary this as blockOps and the manifest state.
+// LayerNorm stays a norm kind, its mean subtraction computed by every runtime, rather than being
+// turned into RMSNorm by centring every writer of the residual stream: centring needs o/down
+// weights whose columns sum to zero, which ternary weights do not keep, so a quantised model's
+// stream would drift off zero mean and the RMSNorm would no longer be its LayerNorm. Kept, it is
+// exact for the float and the quantised model alike; γ and β still fold into the next linears
+// (passes/fold-norms.ts), and KOTMS, a per-site online transform here, needs no RMSNorm.
 // A feature is a part of this program that a backend either implements exactly or refuses by
 // name. Each backend declares a table `satisfies FeatureTable`, so adding a feature here
 // fails to typecheck until every backend has decided.
@@ -42,6 +50,11 @@ export const FEATURES = [
   'embed-scale',
   'logit-scale',
   'residual-scale',
+  'layer-norm',
+  'ungated-mlp',
+  'parallel-residual',
+  'learned-positions',
+  'no-rope',
 ] as const;
 
 export type Feature = (typeof FEATURES)[number];
@@ -61,12 +74,17 @@ export const FEATURE_TEXT = {
   'sliding-window': 'sliding-window attention (Mistral)',
   'query-scale': 'attention scale other than 1/√headDim',
   'partial-rotary': 'RoPE on a fraction of the head dims',
-  'gelu-mlp': 'GELU(erf)-gated MLP',
+  'gelu-mlp': 'GELU(erf) MLP activation',
   'gelu-tanh-mlp': 'GELU(tanh)-gated MLP (GeGLU)',
   'attn-softcap': 'attention logit soft-capping',
   'embed-scale': 'embedding multiplied by a constant (Gemma √hidden, Granite)',
   'logit-scale': 'logits multiplied by a constant (Granite logits_scaling)',
   'residual-scale': 'attention and MLP outputs multiplied by a constant before the residual add (Granite)',
+  'layer-norm': 'LayerNorm (x − mean)/√(var+ε)·γ + β (GPT-2, GPT-NeoX, Phi-2, StableLM)',
+  'ungated-mlp': 'MLP without a gate: down(σ(up(m))) (GPT-2 / GPT-NeoX / Phi-2 fc1, fc2)',
+  'parallel-residual': 'attention and MLP both read the block input: x + attn(n₁(x)) + mlp(n₂(x)) (GPT-NeoX, Phi-2)',
+  'learned-positions': 'a learned absolute position embedding added to the token embedding (GPT-2 wpe)',
+  'no-rope': 'attention without rotary position embedding',
 } as const satisfies Record<Feature, string>;
 
 /** Which features a backend implements exactly. */
@@ -96,7 +114,8 @@ export interface BlockProgram<G = string | null> {
   attention: AttentionProgram<G>;
   /** x ← x + attn · o(·) and x ← x + mlp · down(·) (Granite's residual multiplier; 1 for LLaMA). */
   residualScale: { attn: number; mlp: number };
-  mlp: { activation: MlpActivation };
+  /** gated: down(σ(gate(m)) ⊙ up(m)); not gated (GPT-2 fc1/fc2): down(σ(up(m))), and the block has no gate linear. */
+  mlp: { activation: MlpActivation; gated: boolean };
 }
 
 /**
@@ -109,30 +128,39 @@ export interface BlockProgram<G = string | null> {
  *   attention      o = attention(q, cache)
  *   o-residual     x = x + ra · o(act(o, 'o'))
  *   mlp-in         m = act(rms(x, mlpNorm), 'mlp')
- *   gate-up        g, u = gate(m), up(m)
- *   down-residual  x = x + rm · down(act(σ(g) ⊙ u, 'down'))
+ *   gate-up        g, u = gate(m), up(m)                            (ungated: u = up(m) only)
+ *   down-residual  x = x + rm · down(act(σ(g) ⊙ u, 'down'))         (ungated: down(act(σ(u), 'down')))
+ * With program.residual 'parallel' (GPT-NeoX, Phi-2) the MLP reads the block input, not h:
+ * mlp-in and gate-up run before o-residual, while x is still the block input, so that
+ *   x' = x + ra · o(·) + rm · down(·),  m = act(norm(x, mlpNorm), 'mlp')
+ * with the same buffers and handlers as the sequential walk.
  */
 export const BLOCK_OPS = ['attn-in', 'qkv', 'qk-norm', 'rope-kv', 'attention', 'o-residual', 'mlp-in', 'gate-up', 'down-residual'] as const;
 export type BlockOp = (typeof BLOCK_OPS)[number];
 
-export function blockOps(b: BlockProgram<unknown>): BlockOp[] {
-  return BLOCK_OPS.filter((op) => op !== 'qk-norm' || b.attention.qkNorm !== null);
+const PARALLEL_ORDER: readonly BlockOp[] = ['attn-in', 'qkv', 'qk-norm', 'rope-kv', 'attention', 'mlp-in', 'gate-up', 'o-residual', 'down-residual'];
+
+export function blockOps(b: BlockProgram<unknown>, residual: ModelProgram['residual']): BlockOp[] {
+  return (residual === 'parallel' ? PARALLEL_ORDER : BLOCK_OPS).filter((op) => op !== 'qk-norm' || b.attention.qkNorm !== null);
 }
 
 /** Model-wide parts of the program (the per-block parts live in each manifest block). */
 export interface ModelProgram {
-  residual: 'sequential';
-  norm: 'rms';
+  /** parallel: x' = x + attn(n₁(x)) + mlp(n₂(x)) (GPT-NeoX, Phi-2; see blockOps). */
+  residual: 'sequential' | 'parallel';
+  /** layer: (x − mean(x))/√(var(x) + ε)·γ + β, β stored beside γ (the manifest's *NormBias). */
+  norm: 'rms' | 'layer';
   /** x₀ = embedScale · embed[id] (Gemma's √hidden, Granite's embedding multiplier). */
   embedScale: number;
   /** logits = logitScale · lmHead(·) (Granite's 1/logits_scaling). */
   logitScale: number;
-  rope: { kind: 'rotate-half'; theta: number; rotaryDim: number };
+  /** kind 'none' (GPT-2: positions come from manifest.positionEmbed): rotaryDim 0, no rotation. */
+  rope: { kind: 'rotate-half' | 'none'; theta: number; rotaryDim: number };
 }
 
 /** The program a plain LLaMA of this shape has (random artifacts, tests). */
 export function llamaBlockProgram(headDim: number): BlockProgram<never> {
-  return { attention: { scale: 1 / Math.sqrt(headDim), window: null, qkNorm: null, softcap: null }, mlp: { activation: 'silu' }, residualScale: { attn: 1, mlp: 1 } };
+  return { attention: { scale: 1 / Math.sqrt(headDim), window: null, qkNorm: null, softcap: null }, mlp: { activation: 'silu', gated: true }, residualScale: { attn: 1, mlp: 1 } };
 }
 
 export function llamaProgram(c: { ropeTheta: number; headDim: number }): ModelProgram {
@@ -148,10 +176,13 @@ export function isDefaultScale(scale: number, headDim: number): boolean {
 export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
   const used = new Map<Feature, number>();
   const use = (f: Feature, block: number) => used.has(f) || used.set(f, block);
-  use('rms-norm', -1);
-  use('rope-rotate-half', -1);
+  use(p.program.norm === 'layer' ? 'layer-norm' : 'rms-norm', -1);
+  if (p.program.rope.kind === 'none') use('no-rope', -1);
+  else use('rope-rotate-half', -1);
+  if (p.program.residual === 'parallel') use('parallel-residual', -1);
+  if (p.positionEmbed) use('learned-positions', -1);
   if (p.config.kvHeads !== p.config.heads) use('gqa', -1);
-  if (p.program.rope.rotaryDim !== p.config.headDim) use('partial-rotary', -1);
+  if (p.program.rope.kind !== 'none' && p.program.rope.rotaryDim !== p.config.headDim) use('partial-rotary', -1);
   if (p.program.embedScale !== 1) use('embed-scale', -1);
   if (p.program.logitScale !== 1) use('logit-scale', -1);
   const linear = (l: LinearEntry, block: number) => {
@@ -159,7 +190,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
     if (l.bias) use('linear-bias', block);
   };
   p.blocks.forEach((b, i) => {
-    for (const r of BLOCK_LINEAR_ROLES) linear(b[r], i);
+    for (const r of BLOCK_LINEAR_ROLES) if (b[r]) linear(b[r], i);
     for (const s of Object.values(b.acts)) {
       if (s.bits < 16) use('act-quant', i);
       if (s.transform) use('online-transform', i);
@@ -170,6 +201,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
     if (!isDefaultScale(a.scale, p.config.headDim)) use('query-scale', i);
     if (a.softcap !== null) use('attn-softcap', i);
     if (b.residualScale.attn !== 1 || b.residualScale.mlp !== 1) use('residual-scale', i);
+    if (!b.mlp.gated) use('ungated-mlp', i);
     use(({ silu: 'swiglu', gelu: 'gelu-mlp', 'gelu-tanh': 'gelu-tanh-mlp' } as const)[b.mlp.activation], i);
   });
   linear(p.lmHead, -1);

@@ -6,8 +6,10 @@
 //   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
 //   m = act(norm(h, mlpNorm), 'mlp')
 //   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') )
-//   logits = logitScale · lmHead(norm(x_L, finalNorm)),  x₀ = embedScale · embed[id]
-// walking the block steps (block-program.ts BLOCK_OPS) with one handler each.
+//   logits = logitScale · lmHead(norm(x_L, finalNorm)),  x₀ = embedScale · embed[id] (+ positionEmbed[pos])
+// walking the block steps (block-program.ts blockOps: the parallel residual reorders them) with
+// one handler each. norm is RMSNorm or, for program.norm 'layer', LayerNorm with its β; an
+// ungated MLP is down(act(σ(up(m)), 'down')).
 // act(x, site) = per-token activation quantisation (src/quant/act-quant.ts, float32 as the
 // ONNX lowering computes it) of the online Kronecker transform x → C·X·Bᵀ (X the row-major
 // [l, r] view of x).
@@ -20,6 +22,7 @@ import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
 import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
+import { erf } from '../util/erf.ts';
 
 /** An artifact in memory: the manifest and the bytes of weights.bin. */
 export interface LoadedArtifact {
@@ -108,22 +111,29 @@ export const REFERENCE_FEATURES = {
   'sliding-window': true,
   'query-scale': true,
   'partial-rotary': true,
-  'gelu-mlp': false,
+  'gelu-mlp': true,
   'gelu-tanh-mlp': true,
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
   'residual-scale': true,
+  'layer-norm': true,
+  'ungated-mlp': true,
+  'parallel-residual': true,
+  'learned-positions': true,
+  'no-rope': true,
 } as const satisfies FeatureTable;
 
 interface RefBlock extends BlockProgram<Float64Array | null> {
   attnNorm: Float64Array | null;
   mlpNorm: Float64Array | null;
+  attnNormBias: Float64Array | null;
+  mlpNormBias: Float64Array | null;
   q: RefLinear;
   k: RefLinear;
   v: RefLinear;
   o: RefLinear;
-  gate: RefLinear;
+  gate?: RefLinear;
   up: RefLinear;
   down: RefLinear;
   acts: Record<'attn' | 'o' | 'mlp' | 'down', RefSite>;
@@ -134,6 +144,17 @@ export function rmsNorm(x: Float64Array, gamma: Float64Array | null, eps: number
   for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
   const inv = 1 / Math.sqrt(ss / x.length + eps);
   return Float64Array.from(x, (v, i) => v * inv * (gamma ? gamma[i] : 1));
+}
+
+/** LayerNorm: (x − μ)/√(mean((x − μ)²) + ε) · γ + β. */
+export function layerNorm(x: Float64Array, gamma: Float64Array | null, beta: Float64Array | null, eps: number): Float64Array {
+  let mean = 0;
+  for (let i = 0; i < x.length; i++) mean += x[i];
+  mean /= x.length;
+  const d = Float64Array.from(x, (v) => v - mean);
+  const y = rmsNorm(d, gamma, eps);
+  if (beta) for (let i = 0; i < y.length; i++) y[i] += beta[i];
+  return y;
 }
 
 function matVec(l: RefLinear, x: Float64Array): Float64Array {
@@ -188,11 +209,11 @@ export function ropeInPlace(x: Float64Array, off: number, d: number, pos: number
   }
 }
 
-/** The MLP gate activations (GELU(erf) is refused by REFERENCE_FEATURES). */
-const GATES: Record<MlpActivation, ((g: number) => number) | undefined> = {
+/** The MLP activations σ. */
+const GATES: Record<MlpActivation, (g: number) => number> = {
   silu: (g) => g / (1 + Math.exp(-g)),
   'gelu-tanh': (g) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3))),
-  gelu: undefined,
+  gelu: (g) => 0.5 * g * (1 + erf(g / Math.SQRT2)),
 };
 
 /** rms(·, γ, ε) over each head of width d, in place. */
@@ -204,7 +225,9 @@ function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float
 export class ReferenceModel {
   private readonly blocks: RefBlock[];
   private readonly embed: Float64Array;
+  private readonly positionEmbed: Float64Array | null;
   private readonly finalNorm: Float64Array | null;
+  private readonly finalNormBias: Float64Array | null;
   private readonly lmHead: RefLinear;
   /** Per layer: K and V rows [pos][kvHeads*headDim]. */
   private kCache: Float64Array[][] = [];
@@ -231,7 +254,9 @@ export class ReferenceModel {
     });
     const norm = (n: string | null) => (n ? tensorValues(artifact, n) : null);
     this.embed = tensorValues(artifact, m.embed);
+    this.positionEmbed = m.positionEmbed ? tensorValues(artifact, m.positionEmbed) : null;
     this.finalNorm = norm(m.finalNorm);
+    this.finalNormBias = norm(m.finalNormBias ?? null);
     this.lmHead = lin(m.lmHead);
     this.blocks = m.blocks.map((b) => ({
       mlp: b.mlp,
@@ -245,11 +270,13 @@ export class ReferenceModel {
       },
       attnNorm: norm(b.attnNorm),
       mlpNorm: norm(b.mlpNorm),
+      attnNormBias: norm(b.attnNormBias ?? null),
+      mlpNormBias: norm(b.mlpNormBias ?? null),
       q: lin(b.q),
       k: lin(b.k),
       v: lin(b.v),
       o: lin(b.o),
-      gate: lin(b.gate),
+      gate: b.gate && lin(b.gate),
       up: lin(b.up),
       down: lin(b.down),
       acts: { attn: site(b.acts.attn), o: site(b.acts.o), mlp: site(b.acts.mlp), down: site(b.acts.down) },
@@ -274,16 +301,27 @@ export class ReferenceModel {
     const pos = this.position;
     const { embedScale, logitScale } = this.artifact.manifest.program;
     const st: StepState = { x: this.embed.slice(id * c.hidden, (id + 1) * c.hidden).map((e) => e * embedScale), pos, layer: 0 } as StepState;
+    if (this.positionEmbed) {
+      if (pos >= c.maxPositions) throw new Error(`position ${pos} is past the position table (${c.maxPositions} rows)`);
+      for (let i = 0; i < c.hidden; i++) st.x[i] += this.positionEmbed[pos * c.hidden + i];
+    }
+    const residual = this.artifact.manifest.program.residual;
     this.blocks.forEach((b, li) => {
       st.layer = li;
-      for (const op of blockOps(b)) this.ops[op](b, st);
+      for (const op of blockOps(b, residual)) this.ops[op](b, st);
     });
-    return matVec(this.lmHead, rmsNorm(st.x, this.finalNorm, c.normEps)).map((z) => z * logitScale);
+    return matVec(this.lmHead, this.norm(st.x, this.finalNorm, this.finalNormBias)).map((z) => z * logitScale);
+  }
+
+  /** The program's norm: RMSNorm, or LayerNorm with β. */
+  private norm(x: Float64Array, gamma: Float64Array | null, beta: Float64Array | null): Float64Array {
+    const eps = this.config.normEps;
+    return this.artifact.manifest.program.norm === 'layer' ? layerNorm(x, gamma, beta, eps) : rmsNorm(x, gamma, eps);
   }
 
   /** One handler per block step (block-program.ts BLOCK_OPS), each reading and writing `st`. */
   private readonly ops: Record<BlockOp, (b: RefBlock, st: StepState) => void> = {
-    'attn-in': (b, st) => void (st.a = applyAct(rmsNorm(st.x, b.attnNorm, this.config.normEps), b.acts.attn)),
+    'attn-in': (b, st) => void (st.a = applyAct(this.norm(st.x, b.attnNorm, b.attnNormBias), b.acts.attn)),
     qkv: (b, st) => Object.assign(st, { q: matVec(b.q, st.a), k: matVec(b.k, st.a), v: matVec(b.v, st.a) }),
     'qk-norm': (b, st) => {
       const { heads, kvHeads, headDim } = this.config;
@@ -328,11 +366,11 @@ export class ReferenceModel {
       const o = matVec(b.o, applyAct(st.att, b.acts.o));
       st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.attn * o[i]);
     },
-    'mlp-in': (b, st) => void (st.m = applyAct(rmsNorm(st.x, b.mlpNorm, this.config.normEps), b.acts.mlp)),
-    'gate-up': (b, st) => Object.assign(st, { g: matVec(b.gate, st.m), u: matVec(b.up, st.m) }),
+    'mlp-in': (b, st) => void (st.m = applyAct(this.norm(st.x, b.mlpNorm, b.mlpNormBias), b.acts.mlp)),
+    'gate-up': (b, st) => Object.assign(st, { g: b.gate ? matVec(b.gate, st.m) : null, u: matVec(b.up, st.m) }),
     'down-residual': (b, st) => {
-      const gate = GATES[b.mlp.activation]!;
-      const gu = Float64Array.from(st.g, (gv, i) => gate(gv) * st.u[i]);
+      const sigma = GATES[b.mlp.activation];
+      const gu = st.g ? Float64Array.from(st.g, (gv, i) => sigma(gv) * st.u[i]) : st.u.map(sigma);
       const dn = matVec(b.down, applyAct(gu, b.acts.down));
       st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.mlp * dn[i]);
     },
@@ -354,7 +392,8 @@ interface StepState {
   v: Float64Array;
   att: Float64Array;
   m: Float64Array;
-  g: Float64Array;
+  /** null in an ungated MLP. */
+  g: Float64Array | null;
   u: Float64Array;
 }
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTinyLlama } from '../fixtures/make-fixtures.ts';
+import { GPT_FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { Tensor } from '../../src/graph/tensor.ts';
@@ -72,7 +72,7 @@ beforeAll(() => {
   writeFileSync(f('short-data', 'model.onnx.data'), data.subarray(0, data.length - 64));
   saveModel(makeTinyLlama({ hidden: HIDDEN, dropMlpOfBlock: 0 }), f('no-mlp.onnx'));
   saveModel(makeTinyLlama({ hidden: HIDDEN, slidingWindow: 4 }), f('sliding.onnx'));
-  saveModel(makeTinyLlama({ hidden: HIDDEN, activation: 'gelu' }), f('gelu.onnx'));
+  saveModel(makeTinyLlama({ ...GPT_FAMILY_VARIANTS.gpt2, hidden: HIDDEN }), f('gpt2.onnx'));
   const b = new GraphBuilder();
   const x = b.input('x', { dtype: 'float32', shape: [1, 8] });
   b.output(b.op('Relu', [b.op('MatMul', [x, b.f32('w', [8, 8], new Float32Array(64).fill(0.5))])]), 'y');
@@ -135,7 +135,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--refine with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine'], ['--refine', 'twla']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
     ['--target cuda on a sliding-window model', () => [f('sliding.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'sliding-window' \(.*\) \(block 0\)$/]],
-    ['--target wgsl on a GELU(erf)-gated model', () => [f('gelu.onnx'), '--target', 'wgsl'], [/^twlac: error: the WGSL backend does not implement feature 'gelu-mlp' \(.*\) \(block 0\)$/]],
+    ['--target cuda on a GPT-2 model', () => [f('gpt2.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'layer-norm' \(.*\)$/]],
     ['--target cuda:sm_1 (unknown architecture)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_1'], ['sm_1', /architecture/]],
     ['--eval on the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib.txt')], ['--eval', /held-out/]],
     ['--eval on a copy of the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib-copy.txt')], ['calib-copy.txt', /held-out/]],

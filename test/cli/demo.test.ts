@@ -136,7 +136,7 @@ describe('twlac demo', () => {
     let weights = 0;
     for (const blk of m.blocks) {
       for (const role of ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const) {
-        const l = blk[role];
+        const l = blk[role]!;
         let bytes = 0;
         for (const t of [l.codes, l.scales, l.shifts]) {
           if (!t) continue;

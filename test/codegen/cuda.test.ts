@@ -273,7 +273,7 @@ ${cases.map((c, i) => `  printf("%d\\n", twlac_lattice_bad_row(sc${i}, ${c.sh ? 
   it('the host program checks every lattice linear after loading', () => {
     const two: ModelConfig = { ...tiny, layers: 2 };
     const m = syntheticManifest(two, ternaryFormat('trit5', 128, true, true), 8);
-    const lat = [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead].filter((l) => l.format.endsWith('_lat'));
+    const lat = [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate!, b.up, b.down]), m.lmHead].filter((l) => l.format.endsWith('_lat'));
     expect(lat.length).toBeGreaterThanOrEqual(14);
     const h = cudaModelSource(m, 'sm_90a');
     expect(h).toContain(`twlac_lattice_linear_count = ${lat.length};`);

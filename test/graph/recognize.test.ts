@@ -78,7 +78,7 @@ function expectPydocsStructure(s: TransformerStructure, dtype: string, normKind:
   expect(s.linears.map((l) => l.role)).toEqual([...Array.from({ length: 6 }, () => BLOCK_ROLES).flat(), 'lm_head']);
   expect(s.linears.map((l) => l.block)).toEqual([...Array.from({ length: 6 }, (_, b) => Array(7).fill(b)).flat(), -1]);
   const b3 = s.blocks[3];
-  const shapes = Object.fromEntries([b3.q, b3.k, b3.v, b3.o, b3.gate, b3.up, b3.down].map((l) => [l.role!, [l.outFeatures, l.inFeatures]]));
+  const shapes = Object.fromEntries([b3.q, b3.k, b3.v, b3.o, b3.gate!, b3.up, b3.down].map((l) => [l.role!, [l.outFeatures, l.inFeatures]]));
   expect(shapes).toEqual({ q: [384, 384], k: [128, 384], v: [128, 384], o: [384, 384], gate: [1024, 384], up: [1024, 384], down: [384, 1024] });
   expect([s.lmHead.outFeatures, s.lmHead.inFeatures]).toEqual([4096, 384]);
   for (const l of s.linears) {
@@ -498,7 +498,7 @@ describe('unsupported graphs give one-line UserErrors', () => {
     expect(e1).toBeInstanceOf(UserError);
     expect((e1 as Error).message).toBe('block 1: could not find the MLP: the post-attention stream goes straight to the next attention');
     const e2 = err({ layers: 2, dropMlpOfBlock: 1, norm: 'simplified' });
-    expect((e2 as Error).message).toBe('block 1: could not find the MLP gate/up projections: the post-attention norm feeds 1 linear(s), not 2');
+    expect((e2 as Error).message).toBe('block 1: could not find the MLP: the post-attention norm feeds one linear (lm_head.weight), not a gate/up pair, and no GELU or SiLU follows it as in an ungated MLP');
     expect((e2 as Error).message).not.toContain('\n');
   });
 

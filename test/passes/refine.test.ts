@@ -71,7 +71,7 @@ describe('refine pass', () => {
       const p: BlockParams = {
         attnNorm: b.attnNorm,
         mlpNorm: b.mlpNorm,
-        W: Object.fromEntries(BLOCK_LINEARS.map((role) => [role, Float32Array.from(decodeTernary(b.linears[role].ternary!))])) as BlockParams['W'],
+        W: Object.fromEntries(BLOCK_LINEARS.map((role) => [role, Float32Array.from(decodeTernary(b.linears[role]!.ternary!))])) as BlockParams['W'],
         bias: {},
         T: { attn: b.acts.attn.transform, o: b.acts.o.transform, mlp: b.acts.mlp.transform, down: b.acts.down.transform },
       };

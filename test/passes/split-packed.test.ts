@@ -37,7 +37,7 @@ describe('splitPackedLinears', () => {
       expect(splitPackedLinears(m)).toBe(4);
       expect([count('Split'), slices - count('Slice')]).toEqual([0, 6]);
       const s = recognize(m);
-      expect(s.blocks.map((b) => [b.q, b.k, b.v, b.gate, b.up].map((l) => l.outFeatures))).toEqual([[64, 32, 32, 128, 128], [64, 32, 32, 128, 128]]);
+      expect(s.blocks.map((b) => [b.q, b.k, b.v, b.gate!, b.up].map((l) => l.outFeatures))).toEqual([[64, 32, 32, 128, 128], [64, 32, 32, 128, 128]]);
       expect(maxRel(await logits(m), before)).toBeLessThan(1e-6);
       // the same weights unpacked (same seed, same draw order)
       expect(maxRel(await logits(makeTinyLlama({ ...opts, packed: false })), before)).toBeLessThan(1e-5);

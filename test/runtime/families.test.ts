@@ -20,6 +20,7 @@ import { byteTokenizerJson } from '../../src/demo.ts';
 import type { Feature } from '../../src/program/block-program.ts';
 import { ReferenceModel, referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
+import { cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
 import { FAMILY_VARIANTS, makeTinyLlama, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 
@@ -92,7 +93,7 @@ describe.each(Object.entries(FAMILY_VARIANTS))('family %s compiled by twlac', (n
     const m = readArtifact(out).manifest;
     if ('packed' in fam) {
       const c = m.config;
-      for (const b of m.blocks) expect([b.q, b.k, b.v, b.gate, b.up].map((l) => l.rows)).toEqual([c.heads * c.headDim, c.kvHeads * c.headDim, c.kvHeads * c.headDim, c.intermediate, c.intermediate]);
+      for (const b of m.blocks) expect([b.q, b.k, b.v, b.gate!, b.up].map((l) => l.rows)).toEqual([c.heads * c.headDim, c.kvHeads * c.headDim, c.kvHeads * c.headDim, c.intermediate, c.intermediate]);
       return;
     }
     expect(m.features).toEqual(expect.arrayContaining([fam.feature, ...(fam.also ?? [])]));
@@ -153,18 +154,27 @@ describe('one compile, one model', () => {
 });
 
 describe('a runtime loading a program with a feature it lacks refuses it by name', () => {
-  it('GELU(erf) gate: ORT runs model.onnx; the reference and WebGPU runtimes refuse the manifest', async () => {
+  it('GELU(erf) gate: the reference and WebGPU runtimes match ORT; the CUDA backend refuses the manifest', async () => {
     const out = await compileVariant('gelu-erf', { activation: 'gelu', seed: 22 });
     const a = readArtifact(out);
     expect(a.manifest.features).toContain('gelu-mlp');
-    expect((await ortRun(out)).greedy).toHaveLength(GREEDY);
-    expect(() => new ReferenceModel(a)).toThrow(/^the reference runtime does not implement feature 'gelu-mlp' \(.*\) \(block 0\)$/);
-    if (!skip) await expect(WebgpuModel.create(dev!.device, a)).rejects.toThrow(/^the WGSL backend does not implement feature 'gelu-mlp'/);
+    const want = await ortRun(out);
+    expect(relErr(referenceLogits(a, PROMPT), want.logits)).toBeLessThan(1e-5);
+    expect(referenceGreedy(a, PROMPT, GREEDY)).toEqual(want.greedy);
+    expect(() => cudaModelSource(a.manifest, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'gelu-mlp' \(.*\) \(block 0\)$/);
+    if (!skip) {
+      const model = await WebgpuModel.create(dev!.device, a, { capacity: 4 });
+      try {
+        expect(relErr(await model.logitsOf(PROMPT), want.logits)).toBeLessThan(1e-5);
+      } finally {
+        model.destroy();
+      }
+    }
     // A feature name from a newer twlac is refused by name too.
     const b = readArtifact(await compileVariant('plain', { seed: 23 }));
     expect(() => new ReferenceModel(b)).not.toThrow();
-    b.manifest.features.push('parallel-residual' as never);
-    expect(() => new ReferenceModel(b)).toThrow(/^the reference runtime does not implement feature 'parallel-residual' \(unknown to this twlac\)$/);
+    b.manifest.features.push('mixture-of-experts' as never);
+    expect(() => new ReferenceModel(b)).toThrow(/^the reference runtime does not implement feature 'mixture-of-experts' \(unknown to this twlac\)$/);
   }, 120_000);
 });
 

@@ -85,7 +85,7 @@ describe('reference runtime', () => {
         mha.blocks[li].linears[r] = { name: r, role: r, rows: tiny.heads * d, cols: tiny.hidden, dense, denseDtype: 'float32' };
         gqa.blocks[li].linears[r] = { name: r, role: r, rows: src.rows, cols: src.cols, dense: Float32Array.from(w), denseDtype: 'float32' };
       }
-      for (const r of ['q', 'o', 'gate', 'up', 'down'] as const) mha.blocks[li].linears[r] = gqa.blocks[li].linears[r];
+      for (const r of ['q', 'o', 'gate', 'up', 'down'] as const) mha.blocks[li].linears[r] = gqa.blocks[li].linears[r]!;
       mha.blocks[li].attnNorm = gqa.blocks[li].attnNorm;
       mha.blocks[li].mlpNorm = gqa.blocks[li].mlpNorm;
     }

@@ -189,7 +189,7 @@ function checkPackedBytes(out: string): number {
   }
   expect(off).toBe(shards.byteLength);
   const { manifest, weights } = readArtifact(out);
-  const all = [...manifest.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), manifest.lmHead].filter((e) => e.codes);
+  const all = [...manifest.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate!, b.up, b.down]), manifest.lmHead].filter((e) => e.codes);
   const ops = (j.modelTopology.node as { op: string; input: string[] }[]).filter((n) => n.op === TERNARY_MATMUL_OP);
   expect(ops).toHaveLength(all.length);
   for (const n of ops) {

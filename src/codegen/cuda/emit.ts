@@ -93,6 +93,12 @@ export const CUDA_FEATURES = {
   'embed-scale': false,
   'logit-scale': false,
   'residual-scale': false,
+  // GPT-2 / GPT-NeoX / Phi-2 features: not emitted for CUDA yet.
+  'layer-norm': false,
+  'ungated-mlp': false,
+  'parallel-residual': false,
+  'learned-positions': false,
+  'no-rope': false,
 } as const satisfies FeatureTable;
 
 /**
@@ -147,7 +153,7 @@ interface DeviceLayout {
 function deviceLayout(m: ArtifactManifest, arch: CudaArch): DeviceLayout {
   const view = new Map<LinearEntry, LinearEntry>();
   const transcodes: DeviceLayout['transcodes'] = [];
-  for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]), m.lmHead]) {
+  for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]), m.lmHead]) {
     let d = l;
     const f = ternaryFormatOf(l);
     if (f && l.codes) {
@@ -493,8 +499,9 @@ class ModelEmitter {
         this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn)),
       ]),
     'mlp-in': (b) => this.op('mlp_act', this.actCall('norm', this.c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
+    // Ungated MLPs (no gate) are refused by CUDA_FEATURES before any step is emitted.
     'gate-up': (b) =>
-      this.op('gate_up', code`${this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
+      this.op('gate_up', code`${this.groupCall([b.gate!, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate!, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
     'down-residual': (b) =>
       join([
         this.op('down_act', this.actCall(gatedSource(b.mlp.activation), this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
@@ -505,7 +512,7 @@ class ModelEmitter {
   source(): string {
     const { m, c, ks, layout, arch } = this;
     // The forward first: emitting it collects the kernels, dispatchers and fills the tables list.
-    const layers = m.blocks.map((b, i) => join([comment(`block ${i}`), ...blockOps(b).map((op) => this.steps[op](b, i))]));
+    const layers = m.blocks.map((b, i) => join([comment(`block ${i}`), ...blockOps(b, m.program.residual).map((op) => this.steps[op](b, i))]));
     const head = join([
       comment('final norm and lm_head'),
       this.op('final_act', this.actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),

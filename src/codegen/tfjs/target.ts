@@ -17,7 +17,7 @@ import { translateToTf, type TernaryLookup } from './translate.ts';
 
 /** The packed weights of every ternary linear in the artifact, by linear id (its tensors are `${id}.codes` etc., artifact/build.ts). */
 function ternaryLinears(manifest: ArtifactManifest, weights: Uint8Array): Map<string, NonNullable<ReturnType<TernaryLookup>>> {
-  const all: LinearEntry[] = [manifest.lmHead, ...manifest.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down])];
+  const all: LinearEntry[] = [manifest.lmHead, ...manifest.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down])];
   const fp16 = (name: string) => {
     const b = tensorBytes(manifest, weights, name).slice();
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);

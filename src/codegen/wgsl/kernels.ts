@@ -9,7 +9,7 @@
 // TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
 //   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
 import { CODE_PACKINGS, groupsPerRow, type CodePacking, type TernaryFormat } from '../../formats/ternary.ts';
-import { isDefaultScale } from '../../program/block-program.ts';
+import { isDefaultScale, type MlpActivation } from '../../program/block-program.ts';
 import {
   Code,
   defineKernel,
@@ -522,6 +522,53 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
   });
 }
 
+/**
+ * LayerNorm of rows row0 + m into rows m: y = (x − μ) / sqrt(mean((x − μ)²) + eps) · γ + β,
+ * two reductions (μ, then the centred sum of squares). Bindings: X, [gamma], [beta], Y, step.
+ */
+export function layerNormKernel(hidden: number, eps: number, gamma: boolean, beta: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  return defineKernel({
+    name: 'layer_norm',
+    params: { hidden, eps, gamma, beta },
+    bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), ...(beta ? [f32buf('beta')] : []), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: feats,
+    module: reduceDecl(1),
+    body: wgsl`  let m = wid.x;
+  let src = (step.row0 + m) * ${u32(hidden)};
+  var s = 0.0;
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { s += X[src + i]; }
+${reduce(1, () => wgsl`s`, 'sum', feats)}
+  let mean = red[0] / ${f32(hidden)};
+  workgroupBarrier();
+  var ss = 0.0;
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { let d = X[src + i] - mean; ss += d * d; }
+${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  let inv = inverseSqrt(red[0] / ${f32(hidden)} + ${f32(eps)});
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) {
+    Y[m * ${u32(hidden)} + i] = (X[src + i] - mean) * inv${gamma ? wgsl` * gamma[i]` : wgsl``}${beta ? wgsl` + beta[i]` : wgsl``};
+  }`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/** X[m] += P[pos0 + m], the learned absolute positions (GPT-2's wpe). Bindings: P, X, step. */
+export function positionAddKernel(hidden: number, maxPos: number): WgslKernel {
+  return defineKernel({
+    name: 'position_add',
+    params: { hidden, maxPos },
+    bindings: [f32buf('P'), f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  let pos = step.pos0 + wid.y;
+  if (i >= ${u32(hidden)} || pos >= ${u32(maxPos)}) { return; }
+  X[wid.y * ${u32(hidden)} + i] += P[pos * ${u32(hidden)} + i];`,
+    dispatch: (ntok) => [Math.ceil(hidden / WG), ntok, 1],
+  });
+}
+
 /** First half of the online transform: T[m, a, j] = Σ_b X[m, a, b] · B[j, b]. Bindings: X, B, T, step. */
 export function kronRightKernel(l: number, r: number): WgslKernel {
   return defineKernel({
@@ -628,21 +675,13 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
 
 export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
   // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
+  // r = 0 (no RoPE: learned positions) only copies k and v.
   const r = rotaryDim;
   const half = r / 2;
   const kvd = kvHeads * d;
-  return defineKernel({
-    name: 'rope_kv',
-    params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
-    bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), f32buf('Kc', 'read_write'), f32buf('Vc', 'read_write')],
-    usesStep: true,
-    workgroupSize: WG,
-    body: wgsl`  let m = wid.x;
-  let pos = step.pos0 + m;
-  if (pos >= ${u32(maxPos)}) { return; }
-  for (var e = lid; e < ${u32((heads + kvHeads) * half)}; e += ${u32(WG)}) {
-    let hh = e / ${u32(half)};
-    let i = e % ${u32(half)};
+  const rotate = wgsl`  for (var e = lid; e < ${u32((heads + kvHeads) * Math.max(half, 1))}; e += ${u32(WG)}) {
+    let hh = e / ${u32(Math.max(half, 1))};
+    let i = e % ${u32(Math.max(half, 1))};
     let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);
     if (hh < ${u32(heads)}) {
       let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
@@ -660,7 +699,17 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
       Kc[c + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
     }
   }
-${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32(kvHeads * (d - r))}; e += ${u32(WG)}) {
+`;
+  return defineKernel({
+    name: 'rope_kv',
+    params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
+    bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), f32buf('Kc', 'read_write'), f32buf('Vc', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let m = wid.x;
+  let pos = step.pos0 + m;
+  if (pos >= ${u32(maxPos)}) { return; }
+${half ? rotate : wgsl``}${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32(kvHeads * (d - r))}; e += ${u32(WG)}) {
     let o = (e / ${u32(d - r)}) * ${u32(d)} + ${u32(r)} + e % ${u32(d - r)};
     Kc[pos * ${u32(kvd)} + o] = K[m * ${u32(kvd)} + o];
   }
@@ -738,20 +787,56 @@ ${reduce(1, () => wgsl`csum`, 'sum', feats)}
 const GELU_TANH = wgsl`let t = ${f32(Math.sqrt(2 / Math.PI))} * (g + ${f32(0.044715)} * g * g * g);
   Y[e] = 0.5 * g * (2.0 - 2.0 / (exp(2.0 * t) + 1.0)) * U[e];`;
 
+/**
+ * σ as a WGSL function `act`: GELU(erf) with erf from Abramowitz & Stegun 7.1.26 (|error| ≤
+ * 1.5e-7, below f32 rounding of the GELU), tanh GELU and SiLU as the gated kernels write them.
+ */
+const ACT_FN: Record<MlpActivation, Code> = {
+  gelu: wgsl`fn act(g: f32) -> f32 {
+  let x = abs(g) * ${f32(Math.SQRT1_2)};
+  let t = 1.0 / (1.0 + 0.3275911 * x);
+  let erf = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+  return 0.5 * g * (1.0 + sign(g) * erf);
+}`,
+  'gelu-tanh': wgsl`fn act(g: f32) -> f32 {
+  let t = ${f32(Math.sqrt(2 / Math.PI))} * (g + ${f32(0.044715)} * g * g * g);
+  return 0.5 * g * (2.0 - 2.0 / (exp(2.0 * t) + 1.0));
+}`,
+  silu: wgsl`fn act(g: f32) -> f32 { return g / (1.0 + exp(-g)); }`,
+};
+
 /** The gated MLP product y = σ(g) · u elementwise over [ntok, width], σ the program's
- *  activation: SiLU (SwiGLU) or tanh GELU (GeGLU). Bindings: G, U, Y, step. */
-export function swigluKernel(width: number, activation: 'silu' | 'gelu-tanh' = 'silu'): WgslKernel {
+ *  activation: SiLU (SwiGLU), tanh GELU (GeGLU) or GELU(erf). Bindings: G, U, Y, step. */
+export function swigluKernel(width: number, activation: MlpActivation = 'silu'): WgslKernel {
   return defineKernel({
-    name: activation === 'silu' ? 'swiglu' : 'geglu_tanh',
+    name: activation === 'silu' ? 'swiglu' : activation === 'gelu' ? 'geglu_erf' : 'geglu_tanh',
     params: { width },
     bindings: [f32buf('G'), f32buf('U'), f32buf('Y', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
+    ...(activation === 'gelu' ? { module: ACT_FN.gelu } : {}),
     body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
   let g = G[e];
-  ${activation === 'silu' ? wgsl`Y[e] = g / (1.0 + exp(-g)) * U[e];` : GELU_TANH}`,
+  ${activation === 'silu' ? wgsl`Y[e] = g / (1.0 + exp(-g)) * U[e];` : activation === 'gelu' ? wgsl`Y[e] = act(g) * U[e];` : GELU_TANH}`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
+/** The ungated MLP activation y = σ(u) elementwise over [ntok, width] (GPT-2 / GPT-NeoX / Phi-2). Bindings: U, Y, step. */
+export function mlpActivationKernel(width: number, activation: MlpActivation): WgslKernel {
+  return defineKernel({
+    name: `mlp_${activation.replace('-', '_')}`,
+    params: { width },
+    bindings: [f32buf('U'), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    module: ACT_FN[activation],
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  Y[e] = act(U[e]);`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }

@@ -14,6 +14,9 @@ import {
   embedKernel,
   headRmsNormKernel,
   kronLeftKernel,
+  layerNormKernel,
+  mlpActivationKernel,
+  positionAddKernel,
   kronRightKernel,
   residualAddKernel,
   scaleKernel,
@@ -41,12 +44,17 @@ export const WGSL_FEATURES = {
   'sliding-window': true,
   'query-scale': true,
   'partial-rotary': true,
-  'gelu-mlp': false,
+  'gelu-mlp': true,
   'gelu-tanh-mlp': true,
   'attn-softcap': false,
   'embed-scale': true,
   'logit-scale': true,
   'residual-scale': true,
+  'layer-norm': true,
+  'ungated-mlp': true,
+  'parallel-residual': true,
+  'learned-positions': true,
+  'no-rope': true,
 } as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
@@ -128,8 +136,10 @@ export interface BlockKernels {
   o: LinearKernels;
   mlpNorm: WgslKernel;
   mlpAct: ActKernels;
-  gate: LinearKernels;
+  /** Absent in an ungated MLP. */
+  gate?: LinearKernels;
   up: LinearKernels;
+  /** σ(g) ⊙ u, or σ(u) in an ungated MLP. */
   swiglu: WgslKernel;
   downAct: ActKernels;
   down: LinearKernels;
@@ -140,6 +150,8 @@ export interface BlockKernels {
 
 export interface ModelKernels {
   embed: WgslKernel;
+  /** x += P[pos] (program with learned positions). */
+  positions?: WgslKernel;
   blocks: BlockKernels[];
   finalNorm: WgslKernel;
   lmHead: LinearKernels;
@@ -188,11 +200,6 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
   return out;
 }
 
-/** The gate activations the kernels have; GELU(erf) is refused by WGSL_FEATURES first. */
-function gatedActivation(a: MlpActivation): 'silu' | 'gelu-tanh' {
-  if (a === 'gelu') throw new Error('WGSL plan: GELU(erf) reached the planner although WGSL_FEATURES refuses it');
-  return a;
-}
 
 export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKernels {
   const feats = opts.features ?? NO_FEATURES;
@@ -204,8 +211,10 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
   const headNorm = (heads: number, n: HeadNorm) => headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
+  const norm = (gamma: string | null, beta: string | null | undefined) =>
+    m.program.norm === 'layer' ? layerNormKernel(c.hidden, c.normEps, gamma !== null, !!beta, feats) : rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats);
   const blocks = m.blocks.map((b): BlockKernels => ({
-    attnNorm: rmsNormKernel(c.hidden, c.normEps, b.attnNorm !== null, feats),
+    attnNorm: norm(b.attnNorm, b.attnNormBias),
     attnAct: actKernels(b.acts.attn, c.hidden, feats),
     q: linearKernels(b.q),
     k: linearKernels(b.k),
@@ -215,11 +224,11 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats),
     oAct: actKernels(b.acts.o, qd, feats),
     o: linearKernels(b.o),
-    mlpNorm: rmsNormKernel(c.hidden, c.normEps, b.mlpNorm !== null, feats),
+    mlpNorm: norm(b.mlpNorm, b.mlpNormBias),
     mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
-    gate: linearKernels(b.gate),
+    ...(b.gate ? { gate: linearKernels(b.gate) } : {}),
     up: linearKernels(b.up),
-    swiglu: swigluKernel(c.intermediate, gatedActivation(b.mlp.activation)),
+    swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
     down: linearKernels(b.down),
     attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
@@ -227,8 +236,9 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   }));
   return {
     embed: embedKernel(c.vocab, c.hidden, m.program.embedScale),
+    ...(m.positionEmbed ? { positions: positionAddKernel(c.hidden, m.tensors[m.positionEmbed].dims[0]) } : {}),
     blocks,
-    finalNorm: rmsNormKernel(c.hidden, c.normEps, m.finalNorm !== null, feats),
+    finalNorm: norm(m.finalNorm, m.finalNormBias),
     lmHead: linearKernels(m.lmHead),
     ...(m.program.logitScale === 1 ? {} : { logitScale: scaleKernel(c.vocab, m.program.logitScale) }),
   };
@@ -241,10 +251,11 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const lin = (l: LinearKernels) => (add(l.gemv), add(l.gemm));
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
+  add(p.positions);
   for (const b of p.blocks) {
     [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
-    [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].forEach(lin);
+    [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down].forEach(lin);
   }
   add(p.finalNorm);
   lin(p.lmHead);

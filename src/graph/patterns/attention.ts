@@ -5,6 +5,7 @@
 // Fused cores (GroupQueryAttention, MultiHeadAttention, opset-23 Attention) name q/k/v by input slot.
 import type { Node, Value } from '../ir.ts';
 import { constTensor, type Linear } from './linear.ts';
+import { staticScalar } from './static-scalar.ts';
 
 export interface AttentionCore {
   q: Linear;
@@ -246,8 +247,8 @@ function scalarFactors(v: Value): number {
   for (;;) {
     const p = v.producer();
     if (!p) return f;
-    const c0 = scalarConst(p.input(0));
-    const c1 = scalarConst(p.input(1));
+    const c0 = staticScalar(p.input(0));
+    const c1 = staticScalar(p.input(1));
     if (p.opType === 'Mul' && (c0 !== undefined || c1 !== undefined)) {
       f *= c1 ?? c0!;
       v = c1 !== undefined ? p.input(0)! : p.input(1)!;
@@ -263,7 +264,8 @@ function scalarFactors(v: Value): number {
 }
 
 /**
- * From the Softmax input back to the Q·Kᵀ MatMul: scalar Mul/Div (the scale), Add or Where of
+ * From the Softmax input back to the Q·Kᵀ MatMul: scalar Mul/Div (the scale, maybe computed from
+ * a static shape: static-scalar.ts), Add or Where of
  * a mask, Cast, and cap·tanh(·/cap) (soft-capping). Any other op there is not understood.
  */
 function scoresToSoftmax(sm: Node, scores: Node): { scale: number; softcap?: number; masks: Value[] } | string {
@@ -275,9 +277,10 @@ function scoresToSoftmax(sm: Node, scores: Node): { scale: number; softcap?: num
   while (v !== target) {
     const p = v.producer();
     if (!p) return 'the Softmax input does not come from the Q·Kᵀ MatMul';
-    const c0 = scalarConst(p.input(0));
-    const c1 = scalarConst(p.input(1));
-    if ((p.opType === 'Cast' || p.opType === 'Identity') && p.input(0)) v = p.input(0)!;
+    const c0 = staticScalar(p.input(0));
+    const c1 = staticScalar(p.input(1));
+    // A Reshape there only regroups heads (GPT-NeoX's baddbmm scores [b·h, q, k] viewed as [b, h, q, k]).
+    if ((p.opType === 'Cast' || p.opType === 'Identity' || p.opType === 'Reshape') && p.input(0)) v = p.input(0)!;
     else if (p.opType === 'Mul' && (c0 !== undefined || c1 !== undefined)) {
       scale *= c1 ?? c0!;
       v = c1 !== undefined ? p.input(0)! : p.input(1)!;

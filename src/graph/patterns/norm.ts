@@ -5,7 +5,9 @@
 // a norm whose γ was folded away is still a norm). Fused forms: SimplifiedLayerNormalization,
 // com.microsoft::SkipSimplifiedLayerNormalization (which also computes the residual sum
 // input + skip as its 4th output), LayerNormalization, com.microsoft::SkipLayerNormalization,
-// and RMSNormalization (opset 23).
+// and RMSNormalization (opset 23). LayerNorm decomposed (TorchScript below opset 17):
+//   d = Sub(x, ReduceMean(x)) → Pow(d, 2) → ReduceMean → Add(ε) → Sqrt → Div(d, ·) → Mul γ → Add β
+// is the same chain on the centred d, with β after γ.
 import type { Node, Value } from '../ir.ts';
 import type { DType } from '../tensor.ts';
 import { roundToHalf } from '../tensor.ts';
@@ -13,6 +15,7 @@ import { constTensor, type Match } from './linear.ts';
 
 export type NormKind =
   | 'rms-decomposed'
+  | 'ln-decomposed'
   | 'SimplifiedLayerNormalization'
   | 'SkipSimplifiedLayerNormalization'
   | 'RMSNormalization'
@@ -104,6 +107,9 @@ function matchDecomposedRms(rm: Node): Match<Norm> {
   const rank = (rm.input(0)?.type ?? s.type ?? x.type)?.shape?.length;
   if (axes[0] !== -1 && (rank === undefined || axes[0] !== rank - 1)) return fail('ReduceMean is not over the last axis');
   const nodes: Node[] = [sq, rm];
+  // LayerNorm: x is itself x₀ − mean(x₀) over the same axis.
+  const centring = centredInput(x, axes[0]);
+  if (centring) nodes.unshift(...centring.nodes);
   const addEps = only(rm.output(0), 'Add', (n) => !!scalarOf(otherInput(n, rm.output(0))));
   if (!addEps) return fail('no Add(ε) after ReduceMean');
   const epsC = scalarOf(otherInput(addEps, rm.output(0)))!;
@@ -154,10 +160,36 @@ function matchDecomposedRms(rm: Node): Match<Norm> {
     gamma = stripCasts(otherInput(gMul, tail)!);
     out = gMul.output(0);
   }
-  return {
-    ok: true,
-    value: { kind: 'rms-decomposed', rms: true, nodes, input: x, output: out, gamma, eps: cleanFloat(epsC.value, epsC.dtype) },
-  };
+  const eps = cleanFloat(epsC.value, epsC.dtype);
+  if (!centring) return { ok: true, value: { kind: 'rms-decomposed', rms: true, nodes, input: x, output: out, gamma, eps } };
+  let beta: Value | undefined;
+  const bAdd = out.consumers().length === 1 ? only(out, 'Add', (n) => isVector(otherInput(n, out))) : undefined;
+  if (bAdd) {
+    for (let v = otherInput(bAdd, out)!, p = v.producer(); p && p.opType === 'Cast'; v = p.input(0)!, p = v.producer()) nodes.push(p);
+    nodes.push(bAdd);
+    beta = stripCasts(otherInput(bAdd, out)!);
+    out = bAdd.output(0);
+  }
+  return { ok: true, value: { kind: 'ln-decomposed', rms: false, nodes, input: centring.input, output: out, gamma, beta, eps } };
+}
+
+/** A constant vector over the last axis (γ or β). */
+function isVector(v: Value | undefined): boolean {
+  const t = v && constTensor(stripCasts(v));
+  return !!t && t.numel > 1 && t.dims[t.dims.length - 1] === t.numel;
+}
+
+/** d = Sub(x, ReduceMean(x, axis)): x and the two nodes, or undefined. */
+function centredInput(d: Value, axis: number): { input: Value; nodes: Node[] } | undefined {
+  const sub = d.producer();
+  if (!sub || sub.opType !== 'Sub' || !isOnnx(sub) || !sub.input(0) || !sub.input(1)) return undefined;
+  const mean = sub.input(1)!.producer();
+  if (!mean || mean.opType !== 'ReduceMean' || !isOnnx(mean) || (mean.attr('keepdims', 'int') ?? 1) !== 1) return undefined;
+  const ax = reduceAxes(mean);
+  if (!ax || ax.length !== 1 || ax[0] !== axis) return undefined;
+  const x = stripCasts(sub.input(0)!);
+  if (stripCasts(mean.input(0)!) !== x) return undefined;
+  return { input: x, nodes: [mean, sub] };
 }
 
 function epsAttr(n: Node, dflt = 1e-5): number {

@@ -234,17 +234,18 @@ export class WebgpuModel {
       const w = this.linearWeights(a, lk);
       this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
     };
-    const norm = (kern: WgslKernel, gamma: string | null, input: GPUBuffer, output: GPUBuffer, last = false) =>
-      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), output], last);
+    const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
+      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output], last);
 
     this.op(plan.embed, [this.ids, t(m.embed), x]);
+    if (plan.positions) this.op(plan.positions, [t(m.positionEmbed!), x]);
     // One handler per block step (block-program.ts BLOCK_OPS); activations live in the
     // buffers above, the KV cache per layer.
     let ai = nrm; // the attention / MLP input after act(): nrm, or act when transformed
     let mi = nrm;
     const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
       'attn-in': (bk, b) => {
-        norm(bk.attnNorm, b.attnNorm, x, nrm);
+        norm(bk.attnNorm, b.attnNorm, b.attnNormBias, x, nrm);
         ai = actOps(bk.attnAct, nrm);
       },
       qkv: (bk) => {
@@ -264,15 +265,15 @@ export class WebgpuModel {
         this.op(bk.attnResidual, [y, x]);
       },
       'mlp-in': (bk, b) => {
-        norm(bk.mlpNorm, b.mlpNorm, x, nrm);
+        norm(bk.mlpNorm, b.mlpNorm, b.mlpNormBias, x, nrm);
         mi = actOps(bk.mlpAct, nrm);
       },
       'gate-up': (bk) => {
-        linearOp(bk.gate, mi, g);
+        if (bk.gate) linearOp(bk.gate, mi, g);
         linearOp(bk.up, mi, u);
       },
       'down-residual': (bk) => {
-        this.op(bk.swiglu, [g, u, gu]);
+        this.op(bk.swiglu, bk.gate ? [g, u, gu] : [u, gu]);
         linearOp(bk.down, actOps(bk.downAct, gu), y);
         this.op(bk.mlpResidual, [y, x]);
       },
@@ -280,12 +281,12 @@ export class WebgpuModel {
     plan.blocks.forEach((bk, li) => {
       const b = m.blocks[li];
       const kv = { kc: f4(this.context * kvd), vc: f4(this.context * kvd) };
-      for (const op of programBlockOps(b)) blockOps[op](bk, b, kv);
+      for (const op of programBlockOps(b, m.program.residual)) blockOps[op](bk, b, kv);
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
     this.finalOps = this.ops.length;
     for (const last of [false, true]) {
-      norm(plan.finalNorm, m.finalNorm, x, nrm, last);
+      norm(plan.finalNorm, m.finalNorm, m.finalNormBias, x, nrm, last);
       linearOp(plan.lmHead, nrm, this.logits, last);
       if (plan.logitScale) this.op(plan.logitScale, [this.logits], last);
     }
