@@ -2,14 +2,16 @@
 //   rtn-ternary: per-row absmean round-to-nearest (BitNet style), no calibration;
 //   twla:        E2M-ATQ (Euclidean + X-domain stages) inside GPTQ error feedback, block
 //                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
-//                model whose blocks < i are already quantised, as the reference does.
+//                model whose blocks < i are already quantised, as the reference does, by
+//                running only block i on the kept calibration stream (calib/stream.ts).
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
 import { parseFormatId } from '../formats/ternary.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
-import { captureSites, hessian } from '../calib/capture.ts';
+import { hessian } from '../calib/capture.ts';
+import { CalibrationStream } from '../calib/stream.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
 import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
@@ -53,11 +55,13 @@ export const ternaryPass = definePass<CompileContext>({
     const gpu = ctx.gpu;
     const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     const nb = structure.blocks.length;
+    // The calibration stream enters block i with blocks < i already quantised.
+    const stream = new CalibrationStream(model, structure.blocks, opts.calib!);
     for (const [bi, block] of structure.blocks.entries()) {
       progress.units?.(bi, nb);
       const groups = ctx.sites.filter((s) => s.group.block === block.index);
       const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await captureSites(model, capSites, opts.calib!, {
+      const stats = await stream.capture(bi, capSites, {
         progress,
         label: `block ${bi + 1}/${nb}: calibration`,
         gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
@@ -86,6 +90,7 @@ export const ternaryPass = definePass<CompileContext>({
         }
       }
       progress.done();
+      if (bi + 1 < nb) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: advance` });
     }
     progress.units?.(nb, nb);
     return { model, modified: true };
