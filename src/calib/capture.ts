@@ -58,9 +58,8 @@ export interface GramAccumulator {
   release(): void;
 }
 
-/** H = 2·gram/n from accumulated statistics. */
-export function hessian(s: SiteStats): Float64Array {
-  const h = new Float64Array(s.gram.length);
+/** H = 2·gram/n from accumulated statistics (into `h` when given). */
+export function hessian(s: SiteStats, h: Float64Array = new Float64Array(s.gram.length)): Float64Array {
   const f = 2 / Math.max(1, s.tokens);
   for (let i = 0; i < h.length; i++) h[i] = s.gram[i] * f;
   return h;

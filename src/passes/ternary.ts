@@ -18,6 +18,7 @@ import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
+import { defaultFitThreads, FitPool, sharedFloat64, type FitJob } from '../quant/fit-pool.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -57,40 +58,49 @@ export const ternaryPass = definePass<CompileContext>({
     const nb = structure.blocks.length;
     // The calibration stream enters block i with blocks < i already quantised.
     const stream = new CalibrationStream(model, structure.blocks, opts.calib!);
-    for (const [bi, block] of structure.blocks.entries()) {
-      progress.units?.(bi, nb);
-      const groups = ctx.sites.filter((s) => s.group.block === block.index);
-      const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await stream.capture(bi, capSites, {
-        progress,
-        label: `block ${bi + 1}/${nb}: calibration`,
-        gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
-      });
-      progress.start(`block ${bi + 1}/${nb}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
-      for (const s of groups) {
-        const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
-        for (const l of s.group.linears) {
-          if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
-          const r = quantizeLinear(weightRows(l), l.outFeatures, l.inFeatures, H, {
-            structure: opts.structure,
-            group: f.group,
-            shift: f.shift,
-            packing: f.packing,
-            lattice: f.lattice,
-            gptq: opts.gptq,
-            xDomain: opts.xDomain,
-            order2Cols: opts.order2Cols,
-            measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
-            restUpdate,
-          });
+    // A block's fits are independent given its Hessians: on the CPU path they run side by side.
+    const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
+    try {
+      for (const [bi, block] of structure.blocks.entries()) {
+        progress.units?.(bi, nb);
+        const groups = ctx.sites.filter((s) => s.group.block === block.index);
+        const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
+        const stats = await stream.capture(bi, capSites, {
+          progress,
+          label: `block ${bi + 1}/${nb}: calibration`,
+          gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
+        });
+        const jobs: { l: Linear; job: FitJob }[] = [];
+        for (const s of groups) {
+          const st = stats.get(s.id)!;
+          const H = opts.gptq || opts.xDomain ? hessian(st, sharedFloat64(st.gram.length)) : null;
+          stats.delete(s.id);
+          for (const l of s.group.linears) {
+            if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
+            const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
+            jobs.push({ l, job: { w: weightRows(l), rows: l.outFeatures, cols: l.inFeatures, h: H, opts: { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false } } });
+          }
+        }
+        progress.start(`block ${bi + 1}/${nb}: ternary fit`, jobs.length);
+        const tick = (i: number) => progress.tick(1, linearId(jobs[i].l));
+        const results = pool
+          ? await pool.run(jobs.map((j) => j.job), tick)
+          : jobs.map(({ job }, i) => {
+              const r = quantizeLinear(job.w, job.rows, job.cols, job.h, { ...job.opts, restUpdate });
+              tick(i);
+              return r;
+            });
+        jobs.forEach(({ l }, i) => {
+          const r = results[i];
           record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
-          progress.tick(1, linearId(l));
-        }
+        });
+        progress.done();
+        if (bi + 1 < nb) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: advance` });
       }
-      progress.done();
-      if (bi + 1 < nb) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: advance` });
+    } finally {
+      await pool?.close();
     }
     progress.units?.(nb, nb);
     return { model, modified: true };
