@@ -1,19 +1,20 @@
 // Streaming block-by-block calibration. The model is cut into one stage per block: stage i
 // holds the nodes that block i's output needs and no earlier stage holds (stage 0 also holds
-// the embedding and whatever the blocks share, such as RoPE tables and masks). For every
-// calibration batch the stream keeps the values that cross from stages ≤ i into later ones
-// (the residual stream entering block i+1, and those shared tables), in their own dtype, so
+// the embedding); what does not depend on the token values (RoPE tables, masks) every stage
+// recomputes. For every calibration batch the stream keeps the values that cross from stages
+// ≤ i into later ones (the residual stream entering block i+1), in their own dtype, so
 //
 //   capture(i)  runs only stage i on the kept values and returns block i's statistics;
 //   advance()   runs stage i again, with the weights as they are now (block i quantised),
-//               and keeps its outputs as the input of stage i+1.
+//               and keeps its outputs as the input of stage i+1 (a pass that changes no
+//               weight asks capture(i) to advance in the same run).
 //
-// So block i's Hessians are measured on the model whose blocks < i are quantised, as a
-// full-graph capture of that model measures them, with 2 block forwards per block instead of
-// i+1 (O(depth) over the model instead of O(depth²)), and each ORT session holds one
-// block's weights instead of the whole model's. Memory: the kept values are
-// segments × seq × hidden in the stream's dtype (fp32: 1 GiB for 128 × 512 tokens of a
-// 4096-wide model), plus the shared tables once per batch where they differ between batches.
+// So block i's Hessians are those a full-graph capture of the model whose blocks < i are
+// quantised measures (bit for bit on fp32 exports; see blockEnd for fp16), with 2 block forwards per block instead of i+1 (O(depth) over the
+// model instead of O(depth²)), and each ORT session holds one block's weights instead of the
+// whole model's. Memory: the kept values are segments × seq × hidden in the stream's dtype
+// (fp32: 1 GiB for 128 × 512 tokens of a 4096-wide model, fp16 half that; twice that where a
+// Skip norm keeps both addends).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,7 @@ import { extractModel, readsOf } from '../graph/extract.ts';
 import type { Model, Node, Value, ValueType } from '../graph/ir.ts';
 import { saveModel } from '../graph/onnx.ts';
 import { silentProgress, type Progress } from '../graph/pass.ts';
-import type { Block } from '../graph/recognize.ts';
+import type { Block, TransformerStructure } from '../graph/recognize.ts';
 import { Rewriter } from '../graph/rewriter.ts';
 import type { DType } from '../graph/tensor.ts';
 import { addCaptureOutputs, SiteStatsCollector, type CaptureOutputs, type CaptureSite, type GramAccumulator, type SiteStats } from './capture.ts';
@@ -38,7 +39,12 @@ export interface StreamCaptureOptions {
   progress?: Progress;
   label?: string;
   gram?: (width: number) => GramAccumulator;
+  /** Also advance the stream in the same run (the block's weights will not change before the stream moves on). */
+  advance?: boolean;
 }
+
+/** What the stream needs of the recognised structure. */
+export type StreamStructure = Pick<TransformerStructure, 'blocks' | 'embedding'>;
 
 interface Stage {
   nodes: Node[];
@@ -50,29 +56,56 @@ interface Stage {
   passes: Value[];
 }
 
-/** The values that end block `b`: the stream it writes (or, under a Skip norm that adds it, both addends). */
+/**
+ * The values that end block `b`: the stream it writes (or, under a Skip norm that adds it
+ * without exposing the sum, both addends). An fp32 stream crosses the cut unchanged; an fp16
+ * one is held in fp16 as the graph declares it, where onnxruntime may carry it in fp32 inside
+ * the whole model (its fp16 fallbacks run in fp32 and drop the casts between them), so on
+ * fp16 exports the statistics agree to fp16 rounding (~1e-4 relative), not to the bit.
+ */
 function blockEnd(b: Block): Value[] {
   return b.residualOut ? [b.residualOut] : [b.residualMid, b.mlpDelta];
 }
 
-/** Stage i: the producers of block i's end not claimed by an earlier stage, in graph order. */
-function cutStages(model: Model, blocks: Block[]): Stage[] {
+/**
+ * Values that depend on the token ids' values (not merely on their shape): the embedding's
+ * ids and everything computed from them, except through Shape and Size.
+ */
+function tokenDependent(model: Model, ids: Value): Set<Value> {
+  const dep = new Set<Value>([ids]);
+  for (const n of model.graph.nodes) {
+    if (n.opType === 'Shape' || n.opType === 'Size') continue;
+    if (readsOf(n).some((v) => dep.has(v))) for (const o of n.outputs) dep.add(o);
+  }
+  return dep;
+}
+
+/**
+ * Stage i: the producers of block i's end not claimed by an earlier stage, in graph order.
+ * Nodes that do not depend on the token values (RoPE tables, masks, position ids) are
+ * recomputed by every stage that reads them instead of being kept: onnxruntime then sees
+ * each block's graph as it sees it in the whole model and fuses it alike, so the stage
+ * computes what the whole model computes, bit for bit.
+ */
+function cutStages(model: Model, structure: StreamStructure): Stage[] {
+  const dep = tokenDependent(model, structure.embedding.ids);
+  const isTable = (n: Node) => !n.outputs.some((o) => dep.has(o));
   const stageOf = new Map<Node, number>();
   const order = new Map(model.graph.nodes.map((n, k) => [n, k]));
-  const nodes = blocks.map((b, i) => {
-    const own: Node[] = [];
+  const nodes = structure.blocks.map((b, i) => {
+    const own = new Set<Node>();
     const stack = blockEnd(b).map((v) => v.producer()!);
     while (stack.length) {
       const n = stack.pop()!;
-      if (stageOf.has(n)) continue;
-      stageOf.set(n, i);
-      own.push(n);
+      if (own.has(n) || (stageOf.has(n) && !isTable(n))) continue;
+      if (!stageOf.has(n)) stageOf.set(n, i);
+      own.add(n);
       for (const v of readsOf(n)) {
         const p = v.producer();
-        if (p && !stageOf.has(p)) stack.push(p);
+        if (p) stack.push(p);
       }
     }
-    return own.sort((a, c) => order.get(a)! - order.get(c)!);
+    return [...own].sort((a, c) => order.get(a)! - order.get(c)!);
   });
   const inputs = new Set(model.graph.inputs);
   const stages: Stage[] = nodes.map((own) => {
@@ -108,16 +141,6 @@ function typeOf(v: Value, t: ort.Tensor): ValueType {
   return { dtype, shape: t.dims.map((_, k) => `${v.name}_d${k}`) };
 }
 
-/** Equal type, dims and bytes: a table every batch computes alike is kept once. */
-function sameTensor(a: ort.Tensor, b: ort.Tensor): boolean {
-  if (a.type !== b.type || a.dims.length !== b.dims.length || a.dims.some((d, k) => d !== b.dims[k])) return false;
-  const x = a.data as ArrayLike<unknown>;
-  const y = b.data as ArrayLike<unknown>;
-  if (x.length !== y.length) return false;
-  for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return false;
-  return true;
-}
-
 export class CalibrationStream {
   private readonly stages: Stage[];
   private readonly iface: InputInterface;
@@ -130,11 +153,11 @@ export class CalibrationStream {
 
   constructor(
     private readonly model: Model,
-    blocks: Block[],
+    structure: StreamStructure,
     private readonly segments: Int32Array[],
     opts: StreamOptions = {},
   ) {
-    this.stages = cutStages(model, blocks);
+    this.stages = cutStages(model, structure);
     this.batch = opts.batch ?? 4;
     this.seq = segments[0].length;
     this.kept = Array.from({ length: Math.ceil(segments.length / this.batch) }, () => new Map());
@@ -157,7 +180,8 @@ export class CalibrationStream {
       const reach = new Set([...stage.nodes.flatMap((n) => n.outputs), ...stage.kept]);
       for (const s of sites) if (!reach.has(s.value)) throw new Error(`calibration stream: site ${s.id} is not computed in block ${block}'s stage`);
       progress.start(opts.label ?? `block ${block}: calibration`, this.segments.length);
-      await this.runStage(stage, [], (cut) => {
+      const keep = opts.advance ? this.keeper() : undefined;
+      await this.runStage(stage, keep ? stage.passes : [], (cut) => {
         const names = new Map<string, CaptureOutputs>();
         const rw = new Rewriter(cut.model.graph);
         const outs: Value[] = [];
@@ -166,13 +190,15 @@ export class CalibrationStream {
           outs.push(...c.outputs);
           names.set(s.id, c.names);
         }
-        cut.model.graph.outputs = outs;
+        cut.model.graph.outputs = [...cut.model.graph.outputs, ...outs];
         cut.model.graph.removeDeadNodes();
-        return (out, _k, tokens) => {
+        return (out, k, tokens) => {
           collector.add(out, names, tokens);
+          keep?.add(out, k);
           progress.tick(tokens / this.seq);
         };
       });
+      keep?.finish();
       progress.done(`${total} tokens`);
       return collector.finish();
     } finally {
@@ -186,38 +212,41 @@ export class CalibrationStream {
     if (!stage) throw new Error('calibration stream: past the last block');
     const progress = opts.progress ?? silentProgress;
     progress.start(opts.label ?? `block ${this.next}: advance`, this.segments.length);
-    const later = new Set(this.stages.slice(this.next + 1).flatMap((s) => s.kept));
-    const next: Map<Value, ort.Tensor>[] = this.kept.map(() => new Map());
-    if (this.next + 1 < this.stages.length) {
+    const keep = this.keeper();
+    // After the last block nothing reads the stream: there is nothing to run.
+    if (stage.passes.length) {
       await this.runStage(stage, stage.passes, () => (out, k, tokens) => {
-        for (const v of stage.passes) {
-          const t = out[v.name];
-          // A table every batch computes alike (masks, RoPE tables) is kept once.
-          const prev = k > 0 ? next[k - 1].get(v) : undefined;
-          next[k].set(v, prev && sameTensor(prev, t) ? prev : t);
-        }
+        keep.add(out, k);
         progress.tick(tokens / this.seq);
       });
-      this.kept.forEach((m, k) => {
-        for (const [v, t] of m) if (later.has(v)) next[k].set(v, t);
-      });
     }
-    this.kept = next;
-    this.next++;
+    keep.finish();
     progress.done();
   }
 
-  /** Peak bytes the kept values hold now (tables shared between batches counted once). */
+  /** Collects the current stage's outputs batch by batch; `finish` makes them the stream and moves it to the next stage. */
+  private keeper(): { add(out: ort.InferenceSession.OnnxValueMapType, k: number): void; finish(): void } {
+    const stage = this.stages[this.next];
+    const later = new Set(this.stages.slice(this.next + 1).flatMap((s) => s.kept));
+    const next: Map<Value, ort.Tensor>[] = this.kept.map(() => new Map());
+    return {
+      add: (out, k) => {
+        for (const v of stage.passes) next[k].set(v, out[v.name]);
+      },
+      finish: () => {
+        this.kept.forEach((m, k) => {
+          for (const [v, t] of m) if (later.has(v)) next[k].set(v, t);
+        });
+        this.kept = next;
+        this.next++;
+      },
+    };
+  }
+
+  /** Bytes the kept values hold now. */
   keptBytes(): number {
-    const seen = new Set<ort.Tensor>();
     let n = 0;
-    for (const m of this.kept) {
-      for (const t of m.values()) {
-        if (seen.has(t)) continue;
-        seen.add(t);
-        n += (t.data as ArrayBufferView).byteLength;
-      }
-    }
+    for (const m of this.kept) for (const t of m.values()) n += (t.data as ArrayBufferView).byteLength;
     return n;
   }
 

@@ -57,7 +57,7 @@ export const ternaryPass = definePass<CompileContext>({
     const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     const nb = structure.blocks.length;
     // The calibration stream enters block i with blocks < i already quantised.
-    const stream = new CalibrationStream(model, structure.blocks, opts.calib!);
+    const stream = new CalibrationStream(model, structure, opts.calib!);
     // A block's fits are independent given its Hessians: on the CPU path they run side by side.
     const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
     try {
