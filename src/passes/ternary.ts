@@ -18,7 +18,7 @@ import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
-import { defaultFitThreads, FitPool, sharedFloat64, type FitJob } from '../quant/fit-pool.ts';
+import { defaultFitThreads, FitPool, sharedFloat64, type PoolJob } from '../quant/fit-pool.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -70,7 +70,7 @@ export const ternaryPass = definePass<CompileContext>({
           label: `block ${bi + 1}/${nb}: calibration`,
           gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
         });
-        const jobs: { l: Linear; job: FitJob }[] = [];
+        const jobs: { l: Linear; job: PoolJob<'quantizeLinear'> }[] = [];
         for (const s of groups) {
           const st = stats.get(s.id)!;
           const H = opts.gptq || opts.xDomain ? hessian(st, sharedFloat64(st.gram.length)) : null;
@@ -78,7 +78,9 @@ export const ternaryPass = definePass<CompileContext>({
           for (const l of s.group.linears) {
             if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
             const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
-            jobs.push({ l, job: { w: weightRows(l), rows: l.outFeatures, cols: l.inFeatures, h: H, opts: { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false } } });
+            const args: PoolJob<'quantizeLinear'>['args'] = [weightRows(l), l.outFeatures, l.inFeatures, H, { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false }];
+            // A fit costs about rows·cols² (GPTQ's updates and the refits under H).
+            jobs.push({ l, job: { fn: 'quantizeLinear', args, cost: l.outFeatures * l.inFeatures ** 2 } });
           }
         }
         progress.start(`block ${bi + 1}/${nb}: ternary fit`, jobs.length);
@@ -86,7 +88,8 @@ export const ternaryPass = definePass<CompileContext>({
         const results = pool
           ? await pool.run(jobs.map((j) => j.job), tick)
           : jobs.map(({ job }, i) => {
-              const r = quantizeLinear(job.w, job.rows, job.cols, job.h, { ...job.opts, restUpdate });
+              const [w, rows, cols, h, fitOpts] = job.args;
+              const r = quantizeLinear(w, rows, cols, h, { ...fitOpts, restUpdate });
               tick(i);
               return r;
             });

@@ -1,20 +1,33 @@
-// Worker of the fit pool (fit-pool.ts): fits linears with quantizeLinear as the main thread
-// sends them. Plain JavaScript so that it starts the same way from src/ and from dist/; from
-// src/ (a .ts module, as under tsx or vitest) it registers tsx's loader first.
+// Worker of the fit pool (fit-pool.ts): runs the pool's functions (a linear's ternary fit, a
+// site's KOTMS) as the main thread sends them. Plain JavaScript so that it starts the same
+// way from src/ and from dist/; from src/ (.ts modules, as under tsx or vitest) it registers
+// tsx's loader first.
 import { parentPort, workerData } from 'node:worker_threads';
 
-if (workerData.module.endsWith('.ts')) {
+const modules = Object.entries(workerData.modules);
+if (modules.some(([, url]) => url.endsWith('.ts'))) {
   const { register } = await import('tsx/esm/api');
   register();
 }
-const { quantizeLinear } = await import(workerData.module);
+const fns = {};
+for (const [name, url] of modules) fns[name] = (await import(url))[name];
 
-parentPort.on('message', ({ id, w, rows, cols, h, opts }) => {
+/** The result's typed arrays (to one level of nesting) that are not shared: moved, not copied. */
+function transferables(r) {
+  const out = new Set();
+  const visit = (v, depth) => {
+    if (ArrayBuffer.isView(v)) {
+      if (v.buffer instanceof ArrayBuffer) out.add(v.buffer);
+    } else if (v && typeof v === 'object' && depth < 2) for (const x of Object.values(v)) visit(x, depth + 1);
+  };
+  visit(r, 0);
+  return [...out];
+}
+
+parentPort.on('message', ({ id, fn, args }) => {
   try {
-    const r = quantizeLinear(w, rows, cols, h, opts);
-    const transfer = [r.dequant.buffer];
-    if (r.weights) for (const a of [r.weights.codes, r.weights.scales, r.weights.shifts]) if (a) transfer.push(a.buffer);
-    parentPort.postMessage({ id, result: r }, transfer);
+    const result = fns[fn](...args);
+    parentPort.postMessage({ id, result }, transferables(result));
   } catch (e) {
     parentPort.postMessage({ id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
   }

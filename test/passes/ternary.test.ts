@@ -71,7 +71,7 @@ describe('ternary pass (twla)', () => {
     });
   });
 
-  it('writes the same weights.bin with 1 and 2 fit threads', async () => {
+  it('writes the same weights.bin with 1 and 2 threads (KOTMS and fits)', async () => {
     const src = join(tmp, 'src.onnx');
     saveModel(makeTinyLlama(shape), src);
     const bins = [];
@@ -83,19 +83,14 @@ describe('ternary pass (twla)', () => {
     expect(bins[1].equals(bins[0])).toBe(true);
   });
 
-  it('a pool of 2 threads runs its jobs in workers and returns them in order', async () => {
+  it('a pool of 2 threads runs its jobs in workers and returns them in order (largest first)', async () => {
     const pool = await FitPool.open(2);
     try {
       expect(pool.threads).toBe(2);
-      const jobs = [32, 48, 16].map((rows, k) => ({
-        w: Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.37 + k)),
-        rows,
-        cols: 64,
-        h: null,
-        opts: { structure: 'kernel' as const, group: 32, gptq: false, xDomain: false },
-      }));
-      const got = await pool.run(jobs);
-      jobs.forEach((j, i) => expect(Buffer.from(got[i].weights!.codes).equals(Buffer.from(quantizeLinear(j.w, j.rows, j.cols, null, j.opts).weights!.codes))).toBe(true));
+      const opts = { structure: 'kernel' as const, group: 32, gptq: false, xDomain: false };
+      const ws = [32, 48, 16].map((rows, k) => ({ rows, w: Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.37 + k)) }));
+      const got = await pool.run(ws.map(({ rows, w }) => ({ fn: 'quantizeLinear' as const, args: [w, rows, 64, null, opts] as const, cost: rows })));
+      ws.forEach(({ rows, w }, i) => expect(Buffer.from(got[i].weights!.codes).equals(Buffer.from(quantizeLinear(w, rows, 64, null, opts).weights!.codes))).toBe(true));
     } finally {
       await pool.close();
     }
