@@ -304,8 +304,8 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     notes.push(
       `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
         `${h(x.fitWallSecondsOnCores)} wall with a block's 7 fits on 16 threads (the down projection's fit, ~${((100 * x.fitWallSecondsOnCores) / x.fitCpuSeconds).toFixed(0)}% of a block's, is the floor); GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}% of the fit; ` +
-        `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)}; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
-        `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on today's GPU path (fits one at a time). Rotation (single-threaded KOTMS), the down projection's fit and the ILA-AMP sensitivity forwards (O(depth²)) are what stand between this and 30 minutes.`,
+        `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)} of CPU, ${h(x.rotateWallSecondsOnCores)} wall on 16 threads; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
+        `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on today's GPU path (its fits one at a time). The down projection's fit (one thread; in³ and rows·in² at in = 11008), the ILA-AMP sensitivity forwards (O(depth²)) and KOTMS are what stand between this and 30 minutes.`,
     );
   }
   for (const r of runs) {
@@ -350,7 +350,8 @@ function scheduledWall(costs: number[], threads: number): number {
  * quantised block): per parameter and token from this run's per-block calibration CPU less
  * its Gram; the Gram from onnxruntime's per tokens·in²; activation precision per parameter and
  * per block of depth (its sensitivity runs are whole forwards, one per block and bit width).
- * CPU seconds; the host's cores divide what onnxruntime runs and the fits of a block.
+ * CPU seconds; the host's cores divide what onnxruntime runs, the fits of a block and the
+ * sites' KOTMS.
  */
 function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cores = 16): Record<string, number> {
   const big = LLAMA_SHAPES['7b'];
@@ -371,7 +372,10 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
   const gram = gramPerBlock(big, tokens) * big.layers;
   const kotms = terms.kotms ? powerLaw(terms.kotms.points) : undefined;
   const pass = (name: string) => run.passes.find((p) => p.pass === name)?.cpuSeconds ?? 0;
-  const rotate = kotms ? siteWidths(big).reduce((a, [rows, w]) => a + kotms(w) * (rows / w), 0) * big.layers : (pass('rotate') / run.shape.layers) * (blockParams(big) / blockParams(run.shape)) * big.layers;
+  const siteKotms = kotms ? siteWidths(big).map(([rows, w]) => kotms(w) * (rows / w)) : [(pass('rotate') / run.shape.layers) * (blockParams(big) / blockParams(run.shape))];
+  const rotate = siteKotms.reduce((a, b) => a + b, 0) * big.layers;
+  // the sites' KOTMS run side by side over the whole model (rotate.ts)
+  const rotateWall = scheduledWall(Array.from({ length: big.layers }, () => siteKotms).flat(), cores);
   const acts = pass('act-precision') * (blockParams(big) / blockParams(run.shape)) * (big.layers / run.shape.layers) ** 2;
   const lazy = terms.lazyUpdate?.[terms.lazyUpdate.length - 1]?.share ?? 0;
   const fit = fitBlock * big.layers;
@@ -385,10 +389,11 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
     calibrationForwardCpuSeconds: calibration,
     gramCpuSeconds: gram,
     rotateCpuSeconds: rotate,
+    rotateWallSecondsOnCores: rotateWall,
     actPrecisionCpuSeconds: acts,
-    /** wall on a 16-core host with the GPU path: its fits run one at a time (the GPU's lazy update), less that update; rotation single-threaded; ORT work over the cores; Gram on the GPU */
-    gpuPathHostWallSeconds: fit * (1 - lazy) + rotate + (calibration + acts) / cores,
-    cpuOnlyWallSeconds: fitWall + rotate + (calibration + acts + gram) / cores,
+    /** wall on a 16-core host with the GPU path: its fits run one at a time (the GPU's lazy update), less that update; ORT work over the cores; Gram on the GPU */
+    gpuPathHostWallSeconds: fit * (1 - lazy) + rotateWall + (calibration + acts) / cores,
+    cpuOnlyWallSeconds: fitWall + rotateWall + (calibration + acts + gram) / cores,
   };
 }
 
