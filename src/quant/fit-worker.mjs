@@ -2,7 +2,14 @@
 // site's KOTMS) as the main thread sends them. Plain JavaScript so that it starts the same
 // way from src/ and from dist/; from src/ (.ts modules, as under tsx or vitest) it registers
 // tsx's loader first.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
+
+// A fit allocates its scratch (rows·cols and cols² float64 arrays) outside the heap, which V8
+// collects lazily: each worker would hold several fits' dead scratch. Collect after each job.
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc');
 
 const modules = Object.entries(workerData.modules);
 if (modules.some(([, url]) => url.endsWith('.ts'))) {
@@ -31,5 +38,6 @@ parentPort.on('message', ({ id, fn, args }) => {
   } catch (e) {
     parentPort.postMessage({ id, error: { name: e?.name ?? 'Error', message: e?.message ?? String(e) } });
   }
+  collect();
 });
 parentPort.postMessage({ ready: true });
