@@ -5,13 +5,15 @@
 // timed alone at doubling widths (exponents measured, not assumed):
 //   Cholesky of the damped H (O(in³) per input site), a linear's GPTQ + E2M-ATQ fit (rows·in²
 //   and in³ parts), the Gram XᵀX in onnxruntime (O(tokens·in²)), and the calibration forward
-//   of block i, which reruns blocks 0..i (O(depth²) in total); also KOTMS, and the share of
-//   GPTQ's lazy column update (the part src/gpu runs on the GPU) in a linear's fit.
+//   KOTMS, and the share of GPTQ's lazy column update (the part src/gpu runs on the GPU) in a
+//   linear's fit. Calibration streams block by block (src/calib/stream.ts): 2 block forwards
+//   per block, flat in depth; the fits of a block run in one worker thread per core.
 //
 //   npm run bench:scale                                  12m, then 125m, on the CPU
 //   npm run bench:scale -- --sizes 1b,7b --device gpu    the GPU machine's points
 //   npm run bench:scale -- --sizes 7b --dry-run          say what would run
 //   npm run bench:scale -- --notes-only FILE             rewrite a result file's notes from its numbers
+//   npm run bench:scale -- --sizes 12m --baseline OLD    keep OLD's figures (an earlier commit's file) beside this run's
 // Options: --device cpu|gpu|auto|both (both: each size on the CPU and on the GPU),
 // --calib-samples N --seq T (calibration, default 32 × 256), --out FILE, --keep DIR.
 import { execFileSync } from 'node:child_process';
@@ -29,6 +31,7 @@ import { optimiseKotms } from '../src/quant/kotms.ts';
 import { dampedUpperCholeskyOfInverse, gaussian, rng, syntheticHessian } from '../src/quant/linalg.ts';
 import type { RestUpdate } from '../src/quant/gptq.ts';
 import { quantizeLinear } from '../src/quant/quantize-linear.ts';
+import { defaultFitThreads } from '../src/quant/fit-pool.ts';
 import { mulberry32 } from '../src/util/prng.ts';
 import { LLAMA_SHAPES, generateLlama, parameterCount, type LlamaShape } from './scripts/gen-llama.ts';
 
@@ -49,6 +52,8 @@ interface CompileReport {
   blocks: { index: number; calibrationSeconds: number; fitSeconds: number; calibrationCpuSeconds: number; fitCpuSeconds: number }[];
   steps: Step[];
   peakRssBytes: number;
+  /** Threads fitting a block's linears. */
+  fitThreads?: number;
 }
 
 function peakRss(): number {
@@ -61,6 +66,8 @@ interface Step {
   /** user + system CPU seconds of the process over the step: on a shared machine, the figure
    *  that does not depend on how many other jobs ran at the time. */
   cpuSeconds: number;
+  /** The process's peak RSS so far, at the step's end (where the peak was reached). */
+  maxRssBytes?: number;
 }
 
 const cpuNow = (): number => {
@@ -71,7 +78,7 @@ const cpuNow = (): number => {
 /** The steps each pass reports through its progress (for per-pass CPU time). */
 const PASS_STEPS: Record<string, RegExp> = {
   rotate: /^rotation/,
-  ternary: /^block \d+: /,
+  ternary: /^block \d+\/\d+: /,
   'act-precision': /^(activation samples|clip search|ILA-AMP)/,
 };
 
@@ -88,7 +95,7 @@ function timingProgress(steps: Step[]): Progress {
     },
     tick() {},
     done() {
-      steps.push({ label, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuNow() - c0 });
+      steps.push({ label, seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuNow() - c0, maxRssBytes: peakRss() });
     },
     log(line) {
       console.error(`  ${line}`);
@@ -118,13 +125,15 @@ async function compileChild(size: string, device: DeviceChoice, segments: number
     const r = await compile(model, { calib: calibration(segments, seq, shape.vocab), acts: { kind: 'mp', budget: 4 }, device }, timingProgress(steps));
     const totalSeconds = (performance.now() - t) / 1000;
     const params = parameterCount(shape);
-    const step = (label: string) => steps.find((s) => s.label === label) ?? { seconds: NaN, cpuSeconds: NaN };
+    // The ternary pass's steps: `block i/n: calibration`, `… ternary fit`, `… advance` (the stream through the quantised block).
+    const sum = (index: number, kinds: string[], key: 'seconds' | 'cpuSeconds') =>
+      steps.filter((s) => kinds.some((k) => s.label === `block ${index + 1}/${shape.layers}: ${k}`)).reduce((a, s) => a + s[key], 0);
     const blocks = Array.from({ length: shape.layers }, (_, index) => ({
       index,
-      calibrationSeconds: step(`block ${index}: calibration`).seconds,
-      fitSeconds: step(`block ${index}: ternary fit`).seconds,
-      calibrationCpuSeconds: step(`block ${index}: calibration`).cpuSeconds,
-      fitCpuSeconds: step(`block ${index}: ternary fit`).cpuSeconds,
+      calibrationSeconds: sum(index, ['calibration', 'advance'], 'seconds'),
+      fitSeconds: sum(index, ['ternary fit'], 'seconds'),
+      calibrationCpuSeconds: sum(index, ['calibration', 'advance'], 'cpuSeconds'),
+      fitCpuSeconds: sum(index, ['ternary fit'], 'cpuSeconds'),
     }));
     const passCpu = (pass: string): number | null => (PASS_STEPS[pass] ? steps.filter((s) => PASS_STEPS[pass].test(s.label)).reduce((a, s) => a + s.cpuSeconds, 0) : null);
     return {
@@ -141,6 +150,7 @@ async function compileChild(size: string, device: DeviceChoice, segments: number
       blocks,
       steps,
       peakRssBytes: peakRss(),
+      fitThreads: device === 'cpu' ? defaultFitThreads() : 1,
     };
   } finally {
     if (!keep) rmSync(dir, { recursive: true, force: true });
@@ -292,18 +302,19 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     const x = extrapolate7b(first, terms);
     const h = (sec: number) => `${(sec / 3600).toFixed(1)} h`;
     notes.push(
-      `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of single-threaded CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
-        `of which GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}%; calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (blocks 0..i rerun for block i); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)}; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
-        `On a 16-core host with this GPU path: ~${h(x.gpuPathHostWallSeconds)} wall (CPU only: ~${h(x.cpuOnlyWallSeconds)}). The fit's E2M-ATQ refits and row refinement, Cholesky, and a streamed block-by-block calibration forward are what stand between this and 30 minutes.`,
+      `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
+        `${h(x.fitWallSecondsOnCores)} wall with a block's 7 fits on 16 threads (the down projection's fit, ~${((100 * x.fitWallSecondsOnCores) / x.fitCpuSeconds).toFixed(0)}% of a block's, is the floor); GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}% of the fit; ` +
+        `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)} of CPU, ${h(x.rotateWallSecondsOnCores)} wall on 16 threads; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
+        `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on today's GPU path (its fits one at a time). The down projection's fit (one thread; in³ and rows·in² at in = 11008), the ILA-AMP sensitivity forwards (O(depth²)) and KOTMS are what stand between this and 30 minutes.`,
     );
   }
   for (const r of runs) {
-    const idx = r.blocks.map((b) => b.index);
-    const cal = line(idx, r.blocks.map((b) => b.calibrationCpuSeconds));
+    const cal = r.blocks.map((b) => b.calibrationCpuSeconds);
     const fit = r.blocks.map((b) => b.fitCpuSeconds);
+    const wall = r.blocks.map((b) => b.fitSeconds);
     notes.push(
-      `${r.size} on ${r.device}: calibration of block i reruns blocks 0..i in onnxruntime, so its CPU time grows by ${cal.slope.toFixed(2)} s per block of depth (intercept ${cal.intercept.toFixed(2)} s): O(depth²) over the model; ` +
-        `the fit of a block is flat in depth (${Math.min(...fit).toFixed(1)}-${Math.max(...fit).toFixed(1)} CPU s).`,
+      `${r.size} on ${r.device}: streamed calibration (capture + advance) takes ${Math.min(...cal).toFixed(2)}-${Math.max(...cal).toFixed(2)} CPU s a block, flat in depth (O(depth) over the model); ` +
+        `the fit of a block ${Math.min(...fit).toFixed(1)}-${Math.max(...fit).toFixed(1)} CPU s on ${r.fitThreads ?? 1} thread(s), ${Math.min(...wall).toFixed(1)}-${Math.max(...wall).toFixed(1)} s wall; peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB.`,
     );
   }
   return notes;
@@ -323,47 +334,118 @@ function powerLaw(pts: { width: number; seconds: number }[]): (w: number) => num
   return (w) => b.seconds * (w / b.width) ** p;
 }
 
+/** Wall of fits of the given costs on `threads` workers, largest first to the least loaded (as quant/fit-pool.ts hands them out). */
+function scheduledWall(costs: number[], threads: number): number {
+  const load = new Array(Math.max(1, threads)).fill(0);
+  for (const c of [...costs].sort((x, y) => y - x)) load[load.indexOf(Math.min(...load))] += c;
+  return Math.max(...load);
+}
+
 /**
  * The 7B compile extrapolated from this run. Per linear, the fit is the square fit's power
- * law at its input width times rows/in (linear in rows, as the rows sweep measures); KOTMS
- * likewise per input site with the site's total rows; calibration from the measured growth
- * per block of depth, per parameter and token; the Gram from onnxruntime's per tokens·in²;
- * activation precision per parameter and per block of depth (its sensitivity runs are whole
- * forwards, one per block and bit width). CPU seconds; the host's cores divide only what
- * onnxruntime runs (calibration, activation precision, Gram), not the single-threaded fit.
+ * law at its input width times rows/in (linear in rows, as the rows sweep measures); a block's
+ * fits run side by side on the host's cores (fit-pool.ts), so their wall is the largest-first
+ * schedule of the 7 fits. KOTMS likewise per input site with the site's total rows. The
+ * streamed calibration is 2 block forwards per block (capture, then advance through the
+ * quantised block): per parameter and token from this run's per-block calibration CPU less
+ * its Gram; the Gram from onnxruntime's per tokens·in²; activation precision per parameter and
+ * per block of depth (its sensitivity runs are whole forwards, one per block and bit width).
+ * CPU seconds; the host's cores divide what onnxruntime runs, the fits of a block and the
+ * sites' KOTMS.
  */
 function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cores = 16): Record<string, number> {
   const big = LLAMA_SHAPES['7b'];
   const fitSq = powerLaw(terms.squareLinearFit.points);
-  const fitBlock = blockLinears(big).reduce((a, [r, k]) => a + fitSq(k) * (r / k), 0);
+  const fits = blockLinears(big).map(([r, k]) => fitSq(k) * (r / k));
+  const fitBlock = fits.reduce((a, b) => a + b, 0);
   const blockParams = (sh: LlamaShape) => blockLinears(sh).reduce((a, [r, k]) => a + r * k, 0);
-  const cal = line(run.blocks.map((b) => b.index), run.blocks.map((b) => b.calibrationCpuSeconds));
-  const perBlockForward = cal.slope / (run.calib.tokens * blockParams(run.shape));
-  const depthSum = (big.layers * (big.layers + 1)) / 2;
-  const calibration = perBlockForward * blockParams(big) * tokens * depthSum;
   // input sites of a block: attention input (q, k, v), o input, MLP input (gate, up), down input
-  const [q, k, v, o, gate, up, down] = blockLinears(big);
-  const sites: [number, number][] = [[q[0] + k[0] + v[0], big.hidden], [o[0], o[1]], [gate[0] + up[0], big.hidden], [down[0], down[1]]];
+  const siteWidths = (sh: LlamaShape): [number, number][] => {
+    const [q, k, v, o, gate, up, down] = blockLinears(sh);
+    return [[q[0] + k[0] + v[0], sh.hidden], [o[0], o[1]], [gate[0] + up[0], sh.hidden], [down[0], down[1]]];
+  };
   const g = terms.gramOrt.points[terms.gramOrt.points.length - 1];
-  const gram = (g.seconds / (g.tokens * g.width ** 2)) * tokens * sites.reduce((a, [, w]) => a + w * w, 0) * big.layers;
+  const gramPerBlock = (sh: LlamaShape, n: number) => (g.seconds / (g.tokens * g.width ** 2)) * n * siteWidths(sh).reduce((a, [, w]) => a + w * w, 0);
+  const calMean = run.blocks.reduce((a, b) => a + b.calibrationCpuSeconds, 0) / run.blocks.length;
+  const perBlockForward = Math.max(0, calMean - gramPerBlock(run.shape, run.calib.tokens)) / (2 * run.calib.tokens * blockParams(run.shape));
+  const calibration = 2 * perBlockForward * blockParams(big) * tokens * big.layers;
+  const gram = gramPerBlock(big, tokens) * big.layers;
   const kotms = terms.kotms ? powerLaw(terms.kotms.points) : undefined;
   const pass = (name: string) => run.passes.find((p) => p.pass === name)?.cpuSeconds ?? 0;
-  const rotate = kotms ? sites.reduce((a, [rows, w]) => a + kotms(w) * (rows / w), 0) * big.layers : (pass('rotate') / run.shape.layers) * (blockParams(big) / blockParams(run.shape)) * big.layers;
+  const siteKotms = kotms ? siteWidths(big).map(([rows, w]) => kotms(w) * (rows / w)) : [(pass('rotate') / run.shape.layers) * (blockParams(big) / blockParams(run.shape))];
+  const rotate = siteKotms.reduce((a, b) => a + b, 0) * big.layers;
+  // the sites' KOTMS run side by side over the whole model (rotate.ts)
+  const rotateWall = scheduledWall(Array.from({ length: big.layers }, () => siteKotms).flat(), cores);
   const acts = pass('act-precision') * (blockParams(big) / blockParams(run.shape)) * (big.layers / run.shape.layers) ** 2;
   const lazy = terms.lazyUpdate?.[terms.lazyUpdate.length - 1]?.share ?? 0;
   const fit = fitBlock * big.layers;
+  const fitWall = scheduledWall(fits, cores) * big.layers;
   return {
     fitCpuSecondsPerBlock: fitBlock,
     fitCpuSeconds: fit,
+    /** the fits of a block on `cores` worker threads: the down projection's fit alone is the floor */
+    fitWallSecondsOnCores: fitWall,
     lazyUpdateShareOfFit: lazy,
     calibrationForwardCpuSeconds: calibration,
     gramCpuSeconds: gram,
     rotateCpuSeconds: rotate,
+    rotateWallSecondsOnCores: rotateWall,
     actPrecisionCpuSeconds: acts,
-    /** wall on a 16-core host with the GPU path: single-threaded fit less its lazy update and rotation, ORT work over the cores, Gram on the GPU */
-    gpuPathHostWallSeconds: fit * (1 - lazy) + rotate + (calibration + acts) / cores,
-    cpuOnlyWallSeconds: fit + rotate + (calibration + acts + gram) / cores,
+    /** wall on a 16-core host with the GPU path: its fits run one at a time (the GPU's lazy update), less that update; ORT work over the cores; Gram on the GPU */
+    gpuPathHostWallSeconds: fit * (1 - lazy) + rotateWall + (calibration + acts) / cores,
+    cpuOnlyWallSeconds: fitWall + rotateWall + (calibration + acts + gram) / cores,
   };
+}
+
+interface Baseline {
+  commit: string;
+  date: string;
+  command: string;
+  loadAverageAtStart: number[];
+  runs: Pick<CompileReport, 'size' | 'device' | 'totalSeconds' | 'passes' | 'blocks' | 'peakRssBytes'>[];
+  extrapolation7b?: Record<string, number>;
+}
+
+/** An earlier result file's figures, kept beside a new run's. */
+function readBaseline(file: string): Baseline {
+  const r = JSON.parse(readFileSync(file, 'utf8')) as { commit: string; date: string; command: string; machine: { loadAverageAtStart: number[] }; runs: CompileReport[]; extrapolation7b?: Record<string, number>; baseline?: Baseline };
+  // A file that already carries a baseline was itself compared: keep its own figures only.
+  return {
+    commit: r.commit,
+    date: r.date,
+    command: r.command,
+    loadAverageAtStart: r.machine.loadAverageAtStart,
+    runs: r.runs.map(({ size, device, totalSeconds, passes, blocks, peakRssBytes }) => ({ size, device, totalSeconds, passes, blocks, peakRssBytes })),
+    extrapolation7b: r.extrapolation7b,
+  };
+}
+
+/** This run against the baseline, size by size: CPU seconds (what load does not distort), wall, peak RSS. */
+function comparisonNotes(runs: CompileReport[], base: Baseline, x?: Record<string, number>): string[] {
+  const notes: string[] = [];
+  const cpu = (r: Baseline['runs'][number], pass: string) => r.passes.find((p) => p.pass === pass)?.cpuSeconds ?? NaN;
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  for (const r of runs) {
+    const b = base.runs.find((o) => o.size === r.size && o.device === r.device);
+    if (!b) continue;
+    const f = (v: number) => v.toFixed(1);
+    notes.push(
+      `${r.size} on ${r.device} against the baseline (commit ${base.commit.slice(0, 7)}, load average ${base.loadAverageAtStart[0].toFixed(0)} at its start): ` +
+        `calibration ${f(sum(r.blocks.map((k) => k.calibrationCpuSeconds)))} CPU s (was ${f(sum(b.blocks.map((k) => k.calibrationCpuSeconds)))}); ` +
+        `fit ${f(sum(r.blocks.map((k) => k.fitCpuSeconds)))} CPU s, ${f(sum(r.blocks.map((k) => k.fitSeconds)))} s wall (was ${f(sum(b.blocks.map((k) => k.fitCpuSeconds)))} CPU s, ${f(sum(b.blocks.map((k) => k.fitSeconds)))} s wall); ` +
+        `ternary pass ${f(cpu(r, 'ternary'))} CPU s (was ${f(cpu(b, 'ternary'))}); rotate ${f(cpu(r, 'rotate'))} (was ${f(cpu(b, 'rotate'))}); act-precision ${f(cpu(r, 'act-precision'))} (was ${f(cpu(b, 'act-precision'))}); ` +
+        `compile ${f(r.totalSeconds)} s wall (was ${f(b.totalSeconds)}); peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB (was ${(b.peakRssBytes / 1e6).toFixed(0)} MB).`,
+    );
+  }
+  const bx = base.extrapolation7b;
+  if (x && bx) {
+    const h = (sec: number) => `${(sec / 3600).toFixed(1)} h`;
+    notes.push(
+      `7B extrapolation against the baseline's: calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (was ${h(bx.calibrationForwardCpuSeconds)}: blocks 0..i rerun for block i); ` +
+        `16-core CPU-path wall ${h(x.cpuOnlyWallSeconds)} (was ${h(bx.cpuOnlyWallSeconds)}), GPU-path host wall ${h(x.gpuPathHostWallSeconds)} (was ${h(bx.gpuPathHostWallSeconds)}).`,
+    );
+  }
+  return notes;
 }
 
 function runChild(args: string[]): unknown {
@@ -397,10 +479,11 @@ async function main(args: string[]): Promise<void> {
   if (args[0] === '--notes-only') {
     // recompute the notes of an existing result file (its measurements are kept as they are)
     const file = resolve(args[1]);
-    const r = JSON.parse(readFileSync(file, 'utf8')) as { runs: CompileReport[]; terms: Terms; notes: string[] };
-    r.notes = scalingNotes(r.runs, r.terms);
+    const r = JSON.parse(readFileSync(file, 'utf8')) as { runs: CompileReport[]; terms: Terms; notes: string[]; baseline?: Baseline };
+    const x = r.runs.length ? extrapolate7b(r.runs.find((k) => k.device === 'cpu') ?? r.runs[0], r.terms) : undefined;
+    r.notes = [...scalingNotes(r.runs, r.terms), ...(r.baseline ? comparisonNotes(r.runs, r.baseline, x) : [])];
     Object.assign(r, { notesCommit: git('rev-parse', 'HEAD') });
-    Object.assign(r, { extrapolation7b: r.runs.length ? extrapolate7b(r.runs.find((x) => x.device === 'cpu') ?? r.runs[0], r.terms) : undefined });
+    Object.assign(r, { extrapolation7b: x });
     writeFileSync(file, `${JSON.stringify(r, null, 1)}\n`);
     for (const n of r.notes) console.log(`- ${n}`);
     return;
@@ -413,6 +496,8 @@ async function main(args: string[]): Promise<void> {
   const seq = Number(flag(args, '--seq', '256'));
   const out = resolve(flag(args, '--out', join(REPO, 'bench/results/scale.json')));
   const keep = flag(args, '--keep', '');
+  const baselineFile = flag(args, '--baseline', '');
+  const baseline = baselineFile ? readBaseline(resolve(baselineFile)) : undefined;
   if (args.includes('--dry-run')) {
     for (const s of sizes) {
       const sh = LLAMA_SHAPES[s];
@@ -446,12 +531,14 @@ async function main(args: string[]): Promise<void> {
   }
   console.error('timing the width terms ...');
   const terms = runChild(['--child', 'terms']) as Terms;
+  const x = runs.length ? extrapolate7b(runs.find((r) => r.device === 'cpu') ?? runs[0], terms) : undefined;
   const result = {
     ...header,
-    notes: scalingNotes(runs, terms),
-    extrapolation7b: runs.length ? extrapolate7b(runs.find((r) => r.device === 'cpu') ?? runs[0], terms) : undefined,
+    notes: [...scalingNotes(runs, terms), ...(baseline ? comparisonNotes(runs, baseline, x) : [])],
+    extrapolation7b: x,
     runs,
     terms,
+    ...(baseline ? { baseline } : {}),
   };
   writeFileSync(out, `${JSON.stringify(result, null, 1)}\n`);
   for (const r of runs) {

@@ -102,8 +102,18 @@ export interface DescribeInputsOptions {
 
 /** Recognises the inputs of an open session; refuses any input it would not know how to feed. */
 export function describeInputs(path: string, session: ort.InferenceSession, opts: DescribeInputsOptions = {}): InputInterface {
-  const inputs = new Map(session.inputMetadata.filter((m) => !opts.ignore?.(m.name)).map((m) => [m.name, m]));
-  const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
+  return describeInputMetadata(path, session.inputMetadata, session.outputNames, opts);
+}
+
+/** `describeInputs` from the inputs' metadata and the output names (of a session, or of a graph not loaded into one). */
+export function describeInputMetadata(
+  path: string,
+  inputMetadata: readonly ort.InferenceSession.ValueMetadata[],
+  outputNames: readonly string[],
+  opts: DescribeInputsOptions = {},
+): InputInterface {
+  const inputs = new Map(inputMetadata.filter((m) => !opts.ignore?.(m.name)).map((m) => [m.name, m]));
+  const outputs = new Set(outputNames);
   const bad = (what: string) => new UserError(`${path}: ${what}`);
 
   const intInput = (name: string) => {
@@ -116,7 +126,7 @@ export function describeInputs(path: string, session: ort.InferenceSession, opts
     return { name, type: m.type as 'int64' | 'int32' };
   };
   const inputIds = intInput('input_ids');
-  if (!inputIds) throw bad(`no input_ids input (inputs: ${session.inputNames.join(', ')})`);
+  if (!inputIds) throw bad(`no input_ids input (inputs: ${inputMetadata.map((m) => m.name).join(', ')})`);
   const attentionMask = intInput('attention_mask');
   const positionIds = intInput('position_ids');
 

@@ -2,7 +2,7 @@
 // so cloning a model with gigabytes of external weights costs only the graph.
 import { Graph, Model, Node, Value, type AttrValue } from './ir.ts';
 
-function cloneGraph(g: Graph, outer: Map<Value, Value> = new Map()): { graph: Graph; map: Map<Value, Value> } {
+export function cloneGraph(g: Graph, outer: Map<Value, Value> = new Map()): { graph: Graph; map: Map<Value, Value> } {
   const map = new Map<Value, Value>(outer);
   const ng = new Graph();
   ng.name = g.name;
@@ -31,7 +31,8 @@ function cloneGraph(g: Graph, outer: Map<Value, Value> = new Map()): { graph: Gr
   return { graph: ng, map };
 }
 
-function cloneAttr(a: AttrValue, map: Map<Value, Value>): AttrValue {
+/** Copy an attribute; a subgraph's references to outer values go through `map`. */
+export function cloneAttr(a: AttrValue, map: Map<Value, Value>): AttrValue {
   if (a.type === 'graph') return { type: 'graph', value: cloneGraph(a.value, map).graph };
   if (a.type === 'ints' || a.type === 'floats' || a.type === 'strings') return { type: a.type, value: [...a.value] } as AttrValue;
   return a;

@@ -1,5 +1,6 @@
 // Activation-precision pass (ILA-AMP, METHOD §3), on calibration data only.
-//   1. Sample each input site's activations on the weight-quantised model.
+//   1. Sample each input site's activations on the weight-quantised model (streamed block by
+//      block: calib/stream.ts).
 //   2. Per site and bit-width b, search the clip ratio ρ ∈ {0.5, 0.505, …, 1} minimising the
 //      output error Σ‖W(x̂ − x)‖² of the linears that read the site (all 101 ratios, in one
 //      onnxruntime call: src/calib/clip-search.ts).
@@ -14,7 +15,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { captureSites } from '../calib/capture.ts';
+import type { SiteStats } from '../calib/capture.ts';
+import { CalibrationStream } from '../calib/stream.ts';
 import { tokenNll } from '../eval/perplexity.ts';
 import { describeInputs, tokenFeeds } from '../eval/ort-session.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
@@ -33,6 +35,8 @@ import { activationDtype } from './lower-ort.ts';
 
 /** Token rows sampled per site for the clip search. */
 const CLIP_SAMPLE_ROWS = 256;
+/** Calibration segments the clip search samples from. */
+const SAMPLE_SEGMENTS = 4;
 /** Calibration segments used for the ILA-AMP NLL measurements. */
 const AMP_SEGMENTS = 4;
 
@@ -55,9 +59,14 @@ export const actPrecisionPass = definePass<CompileContext>({
     const sites = ctx.sites;
     const bitsNeeded = acts.kind === 'uniform' ? [acts.bits] : [...AMP_BITS];
 
-    // 1. Activation samples per site.
-    const caps = sites.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-    const stats = await captureSites(model, caps, calib!.slice(0, Math.min(calib!.length, 4)), { sampleRows: CLIP_SAMPLE_ROWS, progress, label: 'activation samples' });
+    // 1. Activation samples per site, streamed block by block (one block's weights in onnxruntime at a time).
+    const stats = new Map<string, SiteStats>();
+    const stream = new CalibrationStream(model, ctx.structure, calib!.slice(0, Math.min(calib!.length, SAMPLE_SEGMENTS)));
+    for (const b of ctx.structure.blocks) {
+      const caps = sites.filter((s) => s.group.block === b.index).map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
+      const got = await stream.capture(b.index, caps, { sampleRows: CLIP_SAMPLE_ROWS, progress, label: `activation samples: block ${b.index + 1}/${ctx.structure.blocks.length}`, advance: true });
+      for (const [id, st] of got) stats.set(id, st);
+    }
 
     // 2. Clip ratio per site and bit-width.
     const clips = new Map<string, Map<number, number>>();

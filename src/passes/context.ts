@@ -34,6 +34,8 @@ export interface CompileOptions {
   order2Cols?: number;
   /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
   device?: DeviceChoice;
+  /** Worker threads fitting a block's linears on the CPU path (default: one per core; 1: in the main thread). The output does not depend on it. */
+  threads?: number;
   /** TernaryLLM refinement after the ternary pass (passes/refine.ts); absent: none. */
   refine?: RefineOptions;
 }

@@ -16,50 +16,91 @@ import { definePass } from '../graph/pass.ts';
 import { biasVector, weightRows } from '../graph/recognize.ts';
 import { Rewriter } from '../graph/rewriter.ts';
 import { emitKronTransform } from '../lower/kron-transform.ts';
-import { optimiseKotms, type KotmsOptions } from '../quant/kotms.ts';
+import type { KotmsOptions, KotmsResult } from '../quant/kotms.ts';
+import { defaultFitThreads, FitPool, type PoolJob } from '../quant/fit-pool.ts';
 import { rotateWeight } from '../quant/kron.ts';
 import type { CompileContext, SiteState } from './context.ts';
 import { activationDtype } from './lower-ort.ts';
 import { setLinearBias, setLinearWeight } from './weights.ts';
 
+/** Sites whose KOTMS run side by side: their weights are read (fp32 copies) only as their turn comes. */
+const SITES_PER_THREAD = 2;
+
+/** One site's KOTMS: the ordinary transform, or I ⊗ B per head to fold into v_proj. */
+interface SitePlan {
+  site: SiteState;
+  fuse: boolean;
+  job: PoolJob<'optimiseKotms'>;
+}
+
 export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>({
   name: 'rotate',
-  run(model, ctx) {
+  async run(model, ctx) {
     const rw = new Rewriter(model.graph);
     ctx.progress.start('rotation (KOTMS)', ctx.sites.length);
-    for (const s of ctx.sites) {
-      if (ctx.opts.fuse && s.group.site === 'o' && fuseOSite(ctx, s)) continue;
-      const lins = s.group.linears;
-      const K = lins[0].inFeatures;
-      const Ws = lins.map((l) => weightRows(l));
-      const r = optimiseKotms(K, lins.map((l, i) => ({ weight: Ws[i], outDim: l.outFeatures })), ctx.kotms);
-      lins.forEach((l, i) => setLinearWeight(l, rotateWeight(Ws[i], l.outFeatures, r.shape, r.B, r.C)));
-      // One online transform per distinct input value (normally one for the whole group).
-      const dtype = activationDtype(lins[0]);
-      rw.interpose(lins.map((l) => l.node), (x, before, i) =>
-        emitKronTransform(rw, before, x, { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C }, `${s.id}.kron${i ? `_${i + 1}` : ''}`, dtype),
-      );
-      s.transform = { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C };
-      ctx.progress.tick(1, `${s.id} ${r.shape.l}⊗${r.shape.r} loss ${r.objectiveBefore.toFixed(3)}→${r.objectiveAfter.toFixed(3)}`);
+    // Each site's KOTMS reads only its own linears' weights, which no earlier site changes
+    // (the o_proj fusion changes v_proj's rows, v_proj's site reads its columns before), so
+    // the optimisations run side by side and the rotations are applied in site order.
+    const pool = await FitPool.open(ctx.opts.threads ?? defaultFitThreads());
+    try {
+      const window = SITES_PER_THREAD * pool.threads;
+      for (let at = 0; at < ctx.sites.length; at += window) {
+        const plans = ctx.sites.slice(at, at + window).map((s) => planSite(ctx, s));
+        const results = await pool.run(plans.map((p) => p.job));
+        plans.forEach((p, i) => (p.fuse ? applyFused(ctx, p.site, results[i]) : applyOnline(ctx, rw, p.site, results[i])));
+      }
+    } finally {
+      await pool.close();
     }
     ctx.progress.done();
     return { model, modified: ctx.sites.length > 0 };
   },
 });
 
-/** KOTMS with K = I ⊗ B per head at the o_proj input, folded into v_proj. False when the shapes do not allow it. */
-function fuseOSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState): boolean {
+function planSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState): SitePlan {
+  const lins = s.group.linears;
+  const K = lins[0].inFeatures;
+  const cost = (rows: number) => rows * K * K;
+  if (ctx.opts.fuse && s.group.site === 'o' && foldableIntoV(ctx, s)) {
+    const { heads, headDim } = ctx.structure.config;
+    const o = lins[0];
+    return { site: s, fuse: true, job: { fn: 'optimiseKotms', args: [K, [{ weight: weightRows(o), outDim: o.outFeatures }], { ...ctx.kotms, shape: { l: heads, r: headDim }, fixC: true }], cost: cost(o.outFeatures) } };
+  }
+  const linears = lins.map((l) => ({ weight: weightRows(l), outDim: l.outFeatures }));
+  return { site: s, fuse: false, job: { fn: 'optimiseKotms', args: [K, linears, ctx.kotms], cost: cost(lins.reduce((a, l) => a + l.outFeatures, 0)) } };
+}
+
+/** W' = W·Kᵀ for the site's linears and the online transform x' = K·x before them. */
+function applyOnline(ctx: CompileContext, rw: Rewriter, s: SiteState, r: KotmsResult): void {
+  const lins = s.group.linears;
+  lins.forEach((l) => setLinearWeight(l, rotateWeight(weightRows(l), l.outFeatures, r.shape, r.B, r.C)));
+  // One online transform per distinct input value (normally one for the whole group).
+  const dtype = activationDtype(lins[0]);
+  rw.interpose(lins.map((l) => l.node), (x, before, i) =>
+    emitKronTransform(rw, before, x, { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C }, `${s.id}.kron${i ? `_${i + 1}` : ''}`, dtype),
+  );
+  s.transform = { l: r.shape.l, r: r.shape.r, B: r.B, C: r.C };
+  ctx.progress.tick(1, `${s.id} ${r.shape.l}⊗${r.shape.r} loss ${r.objectiveBefore.toFixed(3)}→${r.objectiveAfter.toFixed(3)}`);
+}
+
+/** Whether K = I ⊗ B per head at this o_proj input can be folded into v_proj. */
+function foldableIntoV(ctx: CompileContext, s: SiteState): boolean {
   const { heads, kvHeads, headDim } = ctx.structure.config;
   const block = ctx.structure.blocks[s.group.block];
   const o = block.o;
   const v = block.v;
   if (s.group.linears.length !== 1 || s.group.linears[0] !== o) return false;
   if (o.inFeatures !== heads * headDim || v.outFeatures !== kvHeads * headDim) return false;
-  if (v.node.output(0).consumers().length === 0) return false;
-  const shape = { l: heads, r: headDim };
-  const Wo = weightRows(o);
-  const r = optimiseKotms(o.inFeatures, [{ weight: Wo, outDim: o.outFeatures }], { ...ctx.kotms, shape, fixC: true });
-  setLinearWeight(o, rotateWeight(Wo, o.outFeatures, r.shape, r.B, r.C));
+  return v.node.output(0).consumers().length > 0;
+}
+
+/** KOTMS with K = I ⊗ B per head at the o_proj input, folded into v_proj. */
+function applyFused(ctx: CompileContext, s: SiteState, r: KotmsResult): void {
+  const { heads, kvHeads, headDim } = ctx.structure.config;
+  const block = ctx.structure.blocks[s.group.block];
+  const o = block.o;
+  const v = block.v;
+  setLinearWeight(o, rotateWeight(weightRows(o), o.outFeatures, r.shape, r.B, r.C));
   // v_proj rows: (I_kv ⊗ B) W_v, i.e. rotateWeight's transpose form applied to Wᵥᵀ.
   const Wv = weightRows(v);
   const K = v.inFeatures;
@@ -84,5 +125,4 @@ function fuseOSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState)
   }
   s.fused = { l: heads, r: headDim, B: r.B, into: 'v' };
   ctx.progress.tick(1, `${s.id} fused I⊗B (${headDim}) into v_proj, loss ${r.objectiveBefore.toFixed(3)}→${r.objectiveAfter.toFixed(3)}`);
-  return true;
 }

@@ -2,20 +2,23 @@
 //   rtn-ternary: per-row absmean round-to-nearest (BitNet style), no calibration;
 //   twla:        E2M-ATQ (Euclidean + X-domain stages) inside GPTQ error feedback, block
 //                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
-//                model whose blocks < i are already quantised, as the reference does.
+//                model whose blocks < i are already quantised, as the reference does, by
+//                running only block i on the kept calibration stream (calib/stream.ts).
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
 import { parseFormatId } from '../formats/ternary.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
-import { captureSites, hessian } from '../calib/capture.ts';
+import { hessian } from '../calib/capture.ts';
+import { CalibrationStream } from '../calib/stream.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
 import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
+import { defaultFitThreads, FitPool, sharedFloat64, type PoolJob } from '../quant/fit-pool.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -53,39 +56,54 @@ export const ternaryPass = definePass<CompileContext>({
     const gpu = ctx.gpu;
     const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     const nb = structure.blocks.length;
-    for (const [bi, block] of structure.blocks.entries()) {
-      progress.units?.(bi, nb);
-      const groups = ctx.sites.filter((s) => s.group.block === block.index);
-      const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
-      const stats = await captureSites(model, capSites, opts.calib!, {
-        progress,
-        label: `block ${bi + 1}/${nb}: calibration`,
-        gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
-      });
-      progress.start(`block ${bi + 1}/${nb}: ternary fit`, groups.reduce((a, g) => a + g.group.linears.length, 0));
-      for (const s of groups) {
-        const H = opts.gptq || opts.xDomain ? hessian(stats.get(s.id)!) : null;
-        for (const l of s.group.linears) {
-          if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
-          const r = quantizeLinear(weightRows(l), l.outFeatures, l.inFeatures, H, {
-            structure: opts.structure,
-            group: f.group,
-            shift: f.shift,
-            packing: f.packing,
-            lattice: f.lattice,
-            gptq: opts.gptq,
-            xDomain: opts.xDomain,
-            order2Cols: opts.order2Cols,
-            measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
-            restUpdate,
-          });
+    // The calibration stream enters block i with blocks < i already quantised.
+    const stream = new CalibrationStream(model, structure, opts.calib!);
+    // A block's fits are independent given its Hessians: on the CPU path they run side by side.
+    const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
+    try {
+      for (const [bi, block] of structure.blocks.entries()) {
+        progress.units?.(bi, nb);
+        const groups = ctx.sites.filter((s) => s.group.block === block.index);
+        const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
+        const stats = await stream.capture(bi, capSites, {
+          progress,
+          label: `block ${bi + 1}/${nb}: calibration`,
+          gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
+        });
+        const jobs: { l: Linear; job: PoolJob<'quantizeLinear'> }[] = [];
+        for (const s of groups) {
+          const st = stats.get(s.id)!;
+          const H = opts.gptq || opts.xDomain ? hessian(st, sharedFloat64(st.gram.length)) : null;
+          stats.delete(s.id);
+          for (const l of s.group.linears) {
+            if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
+            const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
+            const args: PoolJob<'quantizeLinear'>['args'] = [weightRows(l), l.outFeatures, l.inFeatures, H, { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false }];
+            // A fit costs about rows·cols² (GPTQ's updates and the refits under H).
+            jobs.push({ l, job: { fn: 'quantizeLinear', args, cost: l.outFeatures * l.inFeatures ** 2 } });
+          }
+        }
+        progress.start(`block ${bi + 1}/${nb}: ternary fit`, jobs.length);
+        const tick = (i: number) => progress.tick(1, linearId(jobs[i].l));
+        const results = pool
+          ? await pool.run(jobs.map((j) => j.job), tick)
+          : jobs.map(({ job }, i) => {
+              const [w, rows, cols, h, fitOpts] = job.args;
+              const r = quantizeLinear(w, rows, cols, h, { ...fitOpts, restUpdate });
+              tick(i);
+              return r;
+            });
+        jobs.forEach(({ l }, i) => {
+          const r = results[i];
           record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
-          progress.tick(1, linearId(l));
-        }
+        });
+        progress.done();
+        if (bi + 1 < nb) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: advance` });
       }
-      progress.done();
+    } finally {
+      await pool?.close();
     }
     progress.units?.(nb, nb);
     return { model, modified: true };

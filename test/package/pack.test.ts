@@ -54,7 +54,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('npm package', () => {
   it('packs the build, the sources its maps point at, the bin, the licence and the demo model and data; no tests, bench data or device logs', () => {
-    for (const f of ['demo/model/model.onnx', 'demo/model/tokenizer.json', 'demo/model/DATA-LICENSE', 'demo/data/heldout.txt', 'bin/twlac.js', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/passes/index.d.ts', 'dist/runtime/webgpu/index.js', 'dist/graph/proto/onnx.proto', 'dist/codegen/cuda/runtime/main.cu', 'dist/codegen/cuda/runtime/kernels_harness.cu', 'dist/gpu/executor-worker.mjs', 'src/index.ts', 'LICENSE', 'README.md']) {
+    for (const f of ['demo/model/model.onnx', 'demo/model/tokenizer.json', 'demo/model/DATA-LICENSE', 'demo/data/heldout.txt', 'bin/twlac.js', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/passes/index.d.ts', 'dist/runtime/webgpu/index.js', 'dist/graph/proto/onnx.proto', 'dist/codegen/cuda/runtime/main.cu', 'dist/codegen/cuda/runtime/kernels_harness.cu', 'dist/gpu/executor-worker.mjs', 'dist/quant/fit-worker.mjs', 'src/index.ts', 'LICENSE', 'README.md']) {
       expect(packed).toContain(f);
     }
     expect(packed.filter((f) => /^(test|bench|scripts|examples|docs)\/|^demo\/(?!model\/|data\/)|\.log$|\.test\.|\.tgz$/.test(f))).toEqual([]);
