@@ -5,7 +5,7 @@
 //   s = max(|x|) over the head dim / 127,  x' = clip(round(x / s), −127, 127) · s
 // inserted into the ONNX graph, and onnxruntime evaluates it as it evaluates the model.
 // Writes bench/results/kv8.json.
-//   npx tsx bench/kv8.ts [--compiled DIR]... [--windows N]
+//   npm run bench:kv8 -- [--compiled DIR]... [--windows N]
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
