@@ -41,6 +41,7 @@ export interface CompileFlags {
   eval?: string;
   evalWindows?: number;
   device: DeviceChoice;
+  threads?: number;
   quiet?: boolean;
   force?: boolean;
   timings?: boolean;
@@ -126,9 +127,11 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
     device: f.device,
+    ...(f.threads !== undefined ? { threads: f.threads } : {}),
     refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}) } : undefined,
   };
-  const { out: _out, quiet: _quiet, force: _force, timings: _timings, ...flags } = f;
+  // flags that cannot change out/ stay out of the recorded invocation
+  const { out: _out, quiet: _quiet, force: _force, timings: _timings, threads: _threads, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
     targets,

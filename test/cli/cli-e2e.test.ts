@@ -131,6 +131,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--format xyz', () => [f('good', 'model.onnx'), '--format', 'xyz'], ['--format', 'xyz']],
     ['--weights twla without --calib', () => [f('good', 'model.onnx'), '--weights', 'twla'], ['--calib']],
     ['--calib-samples 0', () => [f('good', 'model.onnx'), '--calib-samples', '0'], ['--calib-samples']],
+    ['--threads 0', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--threads', '0'], ['--threads']],
     ['--refine-steps without --refine', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine-steps', '3'], ['--refine-steps', '--refine']],
     ['--refine with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine'], ['--refine', 'twla']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
