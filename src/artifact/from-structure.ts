@@ -32,6 +32,8 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
     attention: attentionProgram(b),
     mlp: { activation: b.activation },
     residualScale: { ...b.residualScale },
+    ...(b.attnNorm ? {} : { preNorm: false }),
+    ...(b.postNorm ? { postNorm: { attn: ownNorm(b.postNorm.attn), mlp: ownNorm(b.postNorm.mlp) } } : {}),
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
     mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
     linears: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, linear(b[r])])) as ArtifactBlock['linears'],
@@ -53,7 +55,20 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
 
 function modelProgram(s: TransformerStructure): ModelProgram {
   const c = s.config;
-  return { residual: 'sequential', norm: 'rms', embedScale: s.embedScale, logitScale: s.logitScale, rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim } };
+  return {
+    residual: 'sequential',
+    norm: 'rms',
+    embedScale: s.embedScale,
+    logitScale: s.logitScale,
+    ...(s.logitSoftcap !== undefined ? { logitSoftcap: s.logitSoftcap } : {}),
+    rope: { kind: 'rotate-half', theta: c.ropeTheta, rotaryDim: s.rope.rotaryDim ?? c.headDim },
+  };
+}
+
+/** A norm with its own ε and an unfolded γ (q/k norms, post-norms: no linear reads them, so nothing folds them). */
+function ownNorm(n: Norm): { gamma: Float32Array | null; eps: number } {
+  if (!n.rms) throw new UserError(`the ${n.kind} ${n.role ?? ''} norm of block ${n.block} subtracts the mean: the runtimes support RMSNorm there only`);
+  return { gamma: n.gamma ? constTensor(n.gamma)!.toFloat32() : null, eps: n.eps };
 }
 
 function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
@@ -62,7 +77,8 @@ function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
   return {
     scale: a.scale!,
     window: a.window ?? null,
-    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k) } : null,
+    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k), ...(b.qkNorm.span === 'all' ? { span: 'all' as const } : {}) } : null,
     softcap: a.softcap ?? null,
+    ...(b.ropeTheta !== undefined ? { ropeTheta: b.ropeTheta } : {}),
   };
 }

@@ -95,8 +95,8 @@ function expectPydocsStructure(s: TransformerStructure, dtype: string, normKind:
     expect(n.gamma?.constValue?.dims).toEqual([384]);
   }
   // The γ of each norm is the one torch named for that position (names are only checked here, never used).
-  expect(s.blocks.map((b) => b.attnNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.input_layernorm.weight`));
-  expect(s.blocks.map((b) => b.mlpNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.post_attention_layernorm.weight`));
+  expect(s.blocks.map((b) => b.attnNorm!.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.input_layernorm.weight`));
+  expect(s.blocks.map((b) => b.mlpNorm!.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.post_attention_layernorm.weight`));
   expect(s.finalNorm!.gamma!.name).toBe('m.model.norm.weight');
   expect(s.embedding.table.name).toBe('m.model.embed_tokens.weight');
   expect(s.embedding.ids.name).toBe('input_ids');
@@ -312,7 +312,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
     const m = makeTinyLlama();
     const s0 = recognize(m);
-    const mlpIn = s0.blocks[1].mlpNorm.output;
+    const mlpIn = s0.blocks[1].mlpNorm!.output;
     const b = new GraphBuilder(m.graph);
     const router = b.op('MatMul', [mlpIn, m.graph.addInitializer('router', Tensor.fromFloat32([64, 4], new Float32Array(256).fill(0.1)))]);
     b.node('TopK', [b.op('Softmax', [router], { attrs: { axis: -1 } }), b.i64('top_k', [2])], { outputs: 2, attrs: { axis: -1 } });
@@ -333,18 +333,18 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     const b = s.blocks[1];
     expect(b.q.weight.name).toBe('model.layers.1.mlp.down_proj.weight');
     expect(b.down.weight.name).toBe('model.layers.1.self_attn.k_proj.weight');
-    expect(b.attnNorm.gamma!.name).toBe('model.layers.1.post_attention_layernorm.weight');
+    expect(b.attnNorm!.gamma!.name).toBe('model.layers.1.post_attention_layernorm.weight');
     expect([b.q.op, b.q.layout, b.q.bias !== undefined]).toEqual(['Gemm', 'out_in', true]);
     expect(s.notes).toContain('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   });
 
   it('Skip norms: the residual sums are the Skip ops\' fourth outputs', () => {
     const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['fused-skip']));
-    expect(s.blocks[0].attnNorm.kind).toBe('SimplifiedLayerNormalization');
-    expect(s.blocks[1].attnNorm.kind).toBe('SkipSimplifiedLayerNormalization');
-    expect(s.blocks[0].mlpNorm.kind).toBe('SkipSimplifiedLayerNormalization');
-    expect(s.blocks[0].residualMid).toBe(s.blocks[0].mlpNorm.nodes[0].outputs[3]);
-    expect(s.blocks[1].residualIn).toBe(s.blocks[1].attnNorm.residualOut);
+    expect(s.blocks[0].attnNorm!.kind).toBe('SimplifiedLayerNormalization');
+    expect(s.blocks[1].attnNorm!.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].mlpNorm!.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].residualMid).toBe(s.blocks[0].mlpNorm!.nodes[0].outputs[3]);
+    expect(s.blocks[1].residualIn).toBe(s.blocks[1].attnNorm!.residualOut);
     expect(s.blocks[0].attnAdd).toBeUndefined();
     for (const l of s.linears) expect([l.weightDtype, l.layout, l.weightPath.map((n) => n.opType)]).toEqual(['float16', 'out_in', ['Cast', 'Transpose']]);
   });

@@ -93,6 +93,11 @@ export const CUDA_FEATURES = {
   'embed-scale': false,
   'logit-scale': false,
   'residual-scale': false,
+  'post-norm': false,
+  'no-pre-norm': false,
+  'qk-norm-full': false,
+  'logit-softcap': false,
+  'rope-theta-per-layer': false,
 } as const satisfies FeatureTable;
 
 /**
