@@ -253,6 +253,49 @@ function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined
   return undefined;
 }
 
+const GELU_TANH_OPS = new Set(['Mul', 'Add', 'Pow', 'Tanh', 'Div', 'Cast']);
+
+/**
+ * GELU(tanh) as the exporters decompose it, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) in any
+ * order of its factors: the value that multiplies up's output, when it is computed from `g`
+ * alone through those ops, with a Tanh and the constants 0.044715 and √(2/π) among them.
+ */
+function decomposedGeluTanh(g: Value, up: Value): { kind: MlpActivation; out: Value } | undefined {
+  for (const prod of up.consumers()) {
+    if (prod.opType !== 'Mul' || prod.domain !== '' || prod.inputs.length !== 2) continue;
+    const out = prod.inputs.find((x) => x !== up);
+    if (!out || out === g) continue;
+    const consts: number[] = [];
+    let tanh = false;
+    let readsG = false;
+    const seen = new Set<Value>();
+    const queue = [out];
+    let ok = true;
+    while (queue.length && ok) {
+      const w = queue.shift()!;
+      if (seen.has(w)) continue;
+      seen.add(w);
+      if (w === g) {
+        readsG = true;
+        continue;
+      }
+      const c = scalarConst(w);
+      if (c !== undefined) {
+        consts.push(c);
+        continue;
+      }
+      const p = w.producer();
+      ok = !!p && p.domain === '' && GELU_TANH_OPS.has(p.opType) && seen.size < 40;
+      if (!ok) break;
+      if (p!.opType === 'Tanh') tanh = true;
+      for (const i of p!.inputs) if (i) queue.push(i);
+    }
+    const has = (x: number) => consts.some((c) => Math.abs(c - x) < 1e-5 * x);
+    if (ok && readsG && tanh && has(0.044715) && has(Math.sqrt(2 / Math.PI))) return { kind: 'gelu-tanh', out };
+  }
+  return undefined;
+}
+
 function findEmbedding(model: Model, x0Hint: Value | undefined): Embedding | undefined {
   const cands: Embedding[] = [];
   for (const n of model.graph.nodes) {
@@ -681,9 +724,10 @@ function recognizeBlock(
   let gate: Linear | undefined;
   let up: Linear | undefined;
   let act: ReturnType<typeof activationOf>;
+  const actOf = (g: Linear, u: Linear) => activationOf(forwardOf(g.output)) ?? decomposedGeluTanh(forwardOf(g.output), forwardOf(u.output));
   for (const [a, b] of [[group[0], group[1]], [group[1], group[0]]]) {
-    const ac = activationOf(forwardOf(a.output));
-    if (ac && !activationOf(forwardOf(b.output))) [gate, up, act] = [a, b, ac];
+    const ac = actOf(a, b);
+    if (ac && !actOf(b, a)) [gate, up, act] = [a, b, ac];
   }
   if (!gate || !up || !act) throw blockError(i, 'could not tell the gate projection from up (no SiLU on exactly one of them)');
   const upOut = forwardOf(up.output);
