@@ -80,6 +80,9 @@ export interface TinyLlamaOptions {
    * 'post' x + norm(f(x)) (OLMo-2). Decomposed or fused norms, not Skip norms.
    */
   blockNorms?: 'pre' | 'sandwich' | 'post';
+  /** Gemma's (1 + w) norms unfolded, as exporters leave them past their constant folder's size
+   *  limit: each block and final norm γ stored as w = γ − 1 and multiplied as Add(Cast(w), 1). */
+  unitOffsetNorms?: boolean;
   /** Scores become cap·tanh(scores/cap) before the mask (Gemma-2's attn_logit_softcapping); 0 = none. */
   attnSoftcap?: number;
   /** logits = cap·tanh(logits/cap) (Gemma-2's final_logit_softcapping); 0 = none. */
@@ -146,6 +149,7 @@ const DEFAULT_TINY_LLAMA: Resolved = {
   kvCache: false,
   qkNorm: false,
   blockNorms: 'pre',
+  unitOffsetNorms: false,
   attnSoftcap: 0,
   logitSoftcap: 0,
   slidingPattern: 0,
@@ -459,7 +463,9 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
   let pending: { delta: Value; resid: Value } | undefined;
   const norm = (x: Value | undefined, layer: number, what: string, gamma: Float32Array, beta: Float32Array): { out: Value; stream: Value } => {
-    const gv = weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma));
+    const gv = o.unitOffsetNorms
+      ? b.op('Add', [b.op('Cast', [weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma.map((g) => g - 1)))], { attrs: { to: 1 } }), scalarF('one_f', 1)])
+      : weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma));
     const eps = o.normEps;
     if (o.norm === 'skip-simplified' && pending) {
       const [out, , , sum] = b.node('SkipSimplifiedLayerNormalization', [pending.delta, pending.resid, gv], {
