@@ -6,7 +6,7 @@
 // on the same out/model.onnx, with prompts longer than every sliding window. Each family's
 // feature is also shown to matter: the program without it no longer matches ORT. And one
 // compile is one model: at 4-bit activation sites, model.onnx and weights.bin agree.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { relErr } from './compare.ts';
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { compileToDir, createContext, type CompileOptions } from '../../src/compile.ts';
 import { PassManager } from '../../src/graph/pass.ts';
+import { parseTargets } from '../../src/codegen/targets.ts';
 import { foldNormsPass } from '../../src/passes/fold-norms.ts';
 import { rotatePass } from '../../src/passes/rotate.ts';
 import type { CompileContext } from '../../src/passes/context.ts';
@@ -218,6 +219,23 @@ describe.each(['gemma2', 'gemma3', 'olmo2'])('the default pipeline on the %s sha
       model.destroy();
     }
   }, 240_000);
+});
+
+describe('a CUDA target is refused at compile time for Gemma-2, Gemma-3 and OLMo-2 (no GPU has checked their kernels)', () => {
+  it.each([
+    ['gemma2', 'embed-scale'],
+    ['gemma3', 'embed-scale'],
+    ['olmo2', 'qk-norm-full'],
+  ])('%s: refused naming %s, and out/ is not written', async (name, feature) => {
+    const dir = join(root, `${name}-cuda`);
+    mkdirSync(dir, { recursive: true });
+    saveModel(makeTinyLlama(FAMILY_VARIANTS[name]), join(dir, 'model.onnx'));
+    const out = join(dir, 'out');
+    await expect(compileToDir(join(dir, 'model.onnx'), out, { weights: 'rtn-ternary' }, undefined, { targets: parseTargets(['cuda:sm_90a']) })).rejects.toThrow(
+      new RegExp(`^the CUDA backend does not implement feature '${feature}' `),
+    );
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 });
 
 describe('one compile, one model', () => {
