@@ -3,7 +3,7 @@ vocabulary of 256) on the CPU for a time budget each, and export them with torch
 that the choice of transforms for post-norm blocks can be measured on trained weights
 (scripts/families/postnorm-rotation.ts). Needs only PyTorch (run with /usr/bin/python3).
 
-usage:  SECONDS_EACH=240 /usr/bin/python3 scripts/families/train-postnorm.py TRAIN_TXT OUT_DIR
+usage:  SECONDS_EACH=600 /usr/bin/python3 scripts/families/train-postnorm.py TRAIN_TXT OUT_DIR
 writes OUT_DIR/{gemma2,olmo2}/model.onnx and train-report.json (loss curve ends, steps).
 """
 import json
@@ -20,16 +20,16 @@ import importlib
 ep = importlib.import_module('export-postnorm')
 
 TRAIN, OUT = sys.argv[1], sys.argv[2]
-SECONDS = float(os.environ.get('SECONDS_EACH', '240'))
-SEQ, BATCH = 128, 16
-torch.set_num_threads(int(os.environ.get('THREADS', '2')))
-# A width where activations grow outlier channels, small enough to train in minutes on 2 cores.
-ep.VOCAB, ep.HIDDEN, ep.HEADS, ep.KV_HEADS, ep.HEAD_DIM, ep.INTER = 256, 128, 4, 2, 32, 384
+SECONDS = float(os.environ.get('SECONDS_EACH', '600'))
+SEQ, BATCH = 128, 8
+torch.set_num_threads(int(os.environ.get('THREADS', '1')))
+# Small enough to take about a thousand steps in ten minutes of one shared CPU core.
+ep.VOCAB, ep.HIDDEN, ep.HEADS, ep.KV_HEADS, ep.HEAD_DIM, ep.INTER = 256, 64, 4, 2, 16, 192
 
 CONFIGS = {
     # Gemma-2's caps and its alternation of local and global layers (window shorter than the windows evaluated)
     'gemma2': dict(ep.GEMMA2, attn_logit_softcapping=50.0, final_logit_softcapping=30.0, sliding_window=64,
-                   query_pre_attn_scalar=32, window_mask='compare', layers=4),
+                   query_pre_attn_scalar=16, window_mask='compare', layers=4),
     'olmo2': dict(ep.CONFIGS['olmo2'], layers=4),
 }
 

@@ -13,10 +13,10 @@ import { UserError } from '../../src/errors.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import type { Model } from '../../src/graph/ir.ts';
 import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
-import { recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
+import { constTensor, recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
 import { findNorms } from '../../src/graph/patterns/norm.ts';
 import { Tensor } from '../../src/graph/tensor.ts';
-import { FIXTURE_VARIANTS, makeTinyLlama, writeFixtures, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
+import { FAMILY_VARIANTS, FIXTURE_VARIANTS, makeTinyLlama, writeFixtures, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 import { referenceLogits } from '../fixtures/reference-forward.ts';
 
 const SHARED_MODELS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/models');
@@ -292,7 +292,33 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(recognize(makeTinyLlama({ layers: 1 })).blocks[0].attention.window).toBeUndefined();
   });
 
-  it('several different RoPE frequency sets (per-layer θ, Gemma 3) are refused; copies of one set are not', () => {
+  it('post-norms: Gemma-2 sandwich blocks keep their pre-norms, OLMo-2 blocks read the stream itself; soft-caps and full-width q/k norms are read', () => {
+    const g2 = recognize(makeTinyLlama(FAMILY_VARIANTS.gemma2));
+    for (const b of g2.blocks) {
+      expect([b.attnNorm?.role, b.mlpNorm?.role, b.postNorm?.attn.role, b.postNorm?.mlp.role]).toEqual(['attn', 'mlp', 'attn-post', 'mlp-post']);
+      expect(b.postNorm!.attn.gamma!.name).toBe(`model.layers.${b.index}.post_attention_layernorm.weight`);
+      expect(b.postNorm!.mlp.gamma!.name).toBe(`model.layers.${b.index}.post_feedforward_layernorm.weight`);
+      expect(b.mlpNorm!.gamma!.name).toBe(`model.layers.${b.index}.pre_feedforward_layernorm.weight`);
+      expect(b.attention.softcap).toBe(2);
+      expect(b.attention.scale).toBeCloseTo(0.2, 6);
+    }
+    expect(g2.blocks.map((b) => b.attention.window)).toEqual([5, undefined]);
+    expect([g2.logitScale, g2.logitSoftcap]).toEqual([1, 3]);
+    expect(g2.notes).toContain('norms before and after the attention and the MLP (Gemma-2/3 style)');
+    const o2 = recognize(makeTinyLlama(FAMILY_VARIANTS.olmo2));
+    for (const b of o2.blocks) {
+      expect([b.attnNorm, b.mlpNorm]).toEqual([undefined, undefined]);
+      expect(b.postNorm!.attn.gamma!.name).toBe(`model.layers.${b.index}.post_attention_layernorm.weight`);
+      expect(b.qkNorm!.span).toBe('all');
+      expect(constTensor(b.qkNorm!.k.gamma)!.numel).toBe(2 * 16);
+    }
+    // the q/k/v and gate/up groups read the residual stream, without a norm
+    expect(o2.inputGroups.filter((g) => g.site === 'attn' || g.site === 'mlp').every((g) => g.norm === undefined)).toBe(true);
+    expect(o2.inputGroups.find((g) => g.site === 'attn' && g.block === 1)!.value).toBe(o2.blocks[0].residualOut);
+    expect(o2.config.normEps).toBe(1e-6);
+  });
+
+  it('several RoPE frequency sets: each block gets the θ its query is rotated with (Gemma-3 local layers); a set no query reaches is ignored', () => {
     const withSecondSet = (theta: number) => {
       const m = makeTinyLlama();
       const inv = m.graph.initializers.get('inv_freq')!;
@@ -305,8 +331,12 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       b.op('Cos', [b.op('Mul', [mul.input(0)!, m.graph.addInitializer('inv_freq_global', Tensor.fromFloat32([1, n], other))])]);
       return m;
     };
-    expect(() => recognize(withSecondSet(1e6))).toThrow(/^the graph holds 2 different RoPE frequency sets \(per-layer RoPE θ/);
+    const dangling = recognize(withSecondSet(1e6));
+    expect([dangling.config.ropeTheta, dangling.blocks.map((b) => b.ropeTheta)]).toEqual([10000, [undefined, undefined]]);
     expect(recognize(withSecondSet(10000)).config.ropeTheta).toBe(10000);
+    // Gemma-3 shape: layers 0 and 1 local (θ 10⁴, the model-wide θ: most blocks use it), layer 2 global (θ 10⁶)
+    const g3 = recognize(makeTinyLlama(FAMILY_VARIANTS.gemma3));
+    expect([g3.config.ropeTheta, g3.blocks.map((b) => b.ropeTheta)]).toEqual([10000, [undefined, undefined, 1000000]]);
   });
 
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
