@@ -188,6 +188,8 @@ export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
    *  (caps small enough to bite on random weights), local and global layers alternating, a query scale
    *  from query_pre_attn_scalar, GeGLU and the √hidden embedding normaliser. */
   gemma2: { blockNorms: 'sandwich', attnSoftcap: 2, logitSoftcap: 3, slidingWindow: 5, slidingPattern: 2, attentionScale: 0.2, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, seed: 24 },
+  /** Gemma-2 as a KV-cache graph with cos/sin caches, its norms fused (RMSNormalization, opset 23). */
+  'gemma2-kv': { blockNorms: 'sandwich', attnSoftcap: 2, logitSoftcap: 3, slidingWindow: 4, slidingPattern: 2, attentionScale: 0.2, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, kvCache: true, ropeFreqs: 'cache', norm: 'rmsnorm23', seed: 27 },
   /** Gemma-3: sandwich norms, per-head q/k RMSNorm, two local layers to one global, the local layers with their own RoPE θ. */
   gemma3: { blockNorms: 'sandwich', qkNorm: 'head', layers: 3, slidingWindow: 4, slidingPattern: 3, ropeTheta: 1000000, localRopeTheta: 10000, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, seed: 25 },
   /** OLMo-2: norms after the attention and the MLP only, q/k RMSNorm over the whole projection. */

@@ -67,6 +67,12 @@ const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: numb
     window: [5, null],
     without: (a) => a.manifest.blocks.forEach((b) => delete b.postNorm),
   },
+  'gemma2-kv': {
+    feature: 'post-norm',
+    also: ['attn-softcap', 'logit-softcap', 'sliding-window'],
+    window: [4, null],
+    without: (a) => a.manifest.blocks.forEach((b) => delete b.postNorm),
+  },
   gemma3: {
     feature: 'rope-theta-per-layer',
     also: ['post-norm', 'qk-norm', 'sliding-window'],
