@@ -7,7 +7,8 @@
 // choice against no rotation (and against leaving o_proj's transform online) on small trained
 // Gemma-2- and OLMo-2-shaped models (scripts/families/train-postnorm.py): perplexity (EVAL.md
 // protocol, windows of 256 bytes) on held-out dev.txt, calibration from train.txt only.
-// Usage: npx tsx bench/postnorm-transforms.ts MODELS_DIR [--windows 40] [--json bench/results/postnorm-transforms.json]
+// Models: SECONDS_EACH=600 /usr/bin/python3 scripts/families/train-postnorm.py ../shared/data/pydocs/train.txt MODELS_DIR
+// Usage: npm run bench:postnorm -- MODELS_DIR [--windows 40] [--json bench/results/postnorm-transforms.json]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { tmpdir } from 'node:os';

@@ -455,8 +455,12 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   if (lmHead.outFeatures !== vocab) notes.push(`lm_head has ${lmHead.outFeatures} outputs, embedding table has ${vocab} rows`);
   const ropeSets = findRopeFrequencySets(model, embedding.node);
   const ropeOf = ropeSets.length > 1 ? ropeSetOfBlocks(blocks, ropeSets) : undefined;
-  // The model-wide set: the one most blocks use; the others' θ is stated per block.
-  const rope = ropeOf ? ropeSets.reduce((a, f) => (count(ropeOf, f) > count(ropeOf, a) ? f : a)) : ropeSets[0];
+  // The model-wide set: config.json's rope_theta where one set is that θ (Gemma-3's global layers),
+  // else the one most blocks use; the others' θ is stated per block.
+  const cfgTheta = num(cfgJson, 'rope_theta', 'rope_parameters.rope_theta');
+  const rope = ropeOf
+    ? (ropeSets.find((f) => cfgTheta !== undefined && fitRopeTheta(f, cfgTheta).theta === cfgTheta) ?? ropeSets.reduce((a, f) => (count(ropeOf, f) > count(ropeOf, a) ? f : a)))
+    : ropeSets[0];
   const configSources: TransformerStructure['configSources'] = {
     headDim: 'graph',
     ropeTheta: 'graph',
@@ -478,7 +482,6 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const heads = b0.q.outFeatures / headDim;
   const kvHeads = b0.k.outFeatures / headDim;
   if (heads % kvHeads !== 0) throw new UserError(`${heads} query heads are not a multiple of ${kvHeads} key/value heads`);
-  const cfgTheta = num(cfgJson, 'rope_theta', 'rope_parameters.rope_theta');
   let theta: number;
   let rotaryDim: number | undefined;
   if (rope) {

@@ -2,7 +2,7 @@
 // export styles. Roles are checked two ways: against the layout we know, and numerically:
 // a float64 forward pass that uses only what recognition found (weights by role, γ, ε, heads,
 // θ) must reproduce onnxruntime's logits — a swapped q/k, a missed bias or a wrong θ would not.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import { formatInspectTable, inspectJSON } from '../../src/cli/inspect.ts';
 import { UserError } from '../../src/errors.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import type { Model } from '../../src/graph/ir.ts';
-import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
+import { encodeModel, loadModel, saveModel } from '../../src/graph/onnx.ts';
 import { constTensor, recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
 import { findNorms } from '../../src/graph/patterns/norm.ts';
 import { Tensor } from '../../src/graph/tensor.ts';
@@ -337,6 +337,16 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     // Gemma-3 shape: layers 0 and 1 local (θ 10⁴, the model-wide θ: most blocks use it), layer 2 global (θ 10⁶)
     const g3 = recognize(makeTinyLlama(FAMILY_VARIANTS.gemma3));
     expect([g3.config.ropeTheta, g3.blocks.map((b) => b.ropeTheta)]).toEqual([10000, [undefined, undefined, 1000000]]);
+    // with config.json's rope_theta beside the model, its set is the model-wide one
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-gemma3-'));
+    try {
+      saveModel(makeTinyLlama(FAMILY_VARIANTS.gemma3), join(dir, 'model.onnx'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ rope_theta: 1000000, rope_local_base_freq: 10000 }));
+      const withCfg = recognize(loadModel(join(dir, 'model.onnx')));
+      expect([withCfg.config.ropeTheta, withCfg.blocks.map((b) => b.ropeTheta)]).toEqual([1000000, [10000, 10000, undefined]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
