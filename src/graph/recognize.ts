@@ -253,45 +253,56 @@ function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined
   return undefined;
 }
 
-const GELU_TANH_OPS = new Set(['Mul', 'Add', 'Pow', 'Tanh', 'Div', 'Cast']);
+/** Elementwise ops a decomposed activation may use, evaluated on one number. */
+const SCALAR_OPS: Record<string, (a: number, b: number) => number> = {
+  Mul: (a, b) => a * b,
+  Add: (a, b) => a + b,
+  Sub: (a, b) => a - b,
+  Div: (a, b) => a / b,
+  Pow: (a, b) => a ** b,
+  Tanh: (a) => Math.tanh(a),
+  Cast: (a) => a,
+};
 
 /**
- * GELU(tanh) as the exporters decompose it, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) in any
- * order of its factors: the value that multiplies up's output, when it is computed from `g`
- * alone through those ops, with a Tanh and the constants 0.044715 and √(2/π) among them.
+ * `out` as a function of `g` alone: an evaluator over the ops between them (elementwise ops of
+ * SCALAR_OPS and scalar constants only), or undefined when `out` depends on anything else.
+ */
+function scalarFunction(out: Value, g: Value): ((x: number) => number) | undefined {
+  const nodes = new Map<Value, (x: number) => number>();
+  const build = (w: Value, depth: number): ((x: number) => number) | undefined => {
+    if (w === g) return (x) => x;
+    const c = scalarConst(w);
+    if (c !== undefined) return () => c;
+    const known = nodes.get(w);
+    if (known) return known;
+    const p = w.producer();
+    const op = p && p.domain === '' ? SCALAR_OPS[p.opType] : undefined;
+    if (!p || !op || depth > 16 || p.inputs.length > 2 || p.inputs.some((i) => !i)) return undefined;
+    const args = p.inputs.map((i) => build(i!, depth + 1));
+    if (args.some((a) => !a)) return undefined;
+    const [a, b] = args as ((x: number) => number)[];
+    const f = (x: number) => op(a(x), b ? b(x) : 0);
+    nodes.set(w, f);
+    return f;
+  };
+  return build(out, 0);
+}
+
+const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+
+/**
+ * GELU(tanh) as the exporters decompose it, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) with its
+ * factors in any order: the value that multiplies up's output, when it is a function of `g`
+ * alone that agrees with GELU(tanh) at sample points (to float32 rounding of its constants).
  */
 function decomposedGeluTanh(g: Value, up: Value): { kind: MlpActivation; out: Value } | undefined {
   for (const prod of up.consumers()) {
     if (prod.opType !== 'Mul' || prod.domain !== '' || prod.inputs.length !== 2) continue;
     const out = prod.inputs.find((x) => x !== up);
     if (!out || out === g) continue;
-    const consts: number[] = [];
-    let tanh = false;
-    let readsG = false;
-    const seen = new Set<Value>();
-    const queue = [out];
-    let ok = true;
-    while (queue.length && ok) {
-      const w = queue.shift()!;
-      if (seen.has(w)) continue;
-      seen.add(w);
-      if (w === g) {
-        readsG = true;
-        continue;
-      }
-      const c = scalarConst(w);
-      if (c !== undefined) {
-        consts.push(c);
-        continue;
-      }
-      const p = w.producer();
-      ok = !!p && p.domain === '' && GELU_TANH_OPS.has(p.opType) && seen.size < 40;
-      if (!ok) break;
-      if (p!.opType === 'Tanh') tanh = true;
-      for (const i of p!.inputs) if (i) queue.push(i);
-    }
-    const has = (x: number) => consts.some((c) => Math.abs(c - x) < 1e-5 * x);
-    if (ok && readsG && tanh && has(0.044715) && has(Math.sqrt(2 / Math.PI))) return { kind: 'gelu-tanh', out };
+    const f = scalarFunction(out, g);
+    if (f && [-4, -1.5, -0.3, 0.2, 1, 3].every((x) => Math.abs(f(x) - geluTanh(x)) < 1e-5 * (1 + Math.abs(x)))) return { kind: 'gelu-tanh', out };
   }
   return undefined;
 }

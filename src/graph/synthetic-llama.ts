@@ -107,8 +107,9 @@ export interface TinyLlamaOptions {
   logitDivisor?: number;
   /** RoPE on the first rotaryDim dims of each head only (partial rotary, as GPT-NeoX/Phi); default the head size. */
   rotaryDim?: number;
-  /** MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU) or com.microsoft::Gelu (erf). */
-  activation?: 'silu' | 'gelu-tanh' | 'gelu';
+  /** MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU), tanh GELU
+   *  decomposed as TorchScript writes it (0.5·(g·(1 + tanh(√(2/π)·(g + 0.044715·g·g·g))))), or com.microsoft::Gelu (erf). */
+  activation?: 'silu' | 'gelu-tanh' | 'gelu-tanh-decomposed' | 'gelu';
   /** lm_head reads the embedding table through a Transpose (tied weights). */
   tiedEmbeddings?: boolean;
   /** Leave out block `n`'s MLP entirely (for recognition error tests). */
@@ -623,10 +624,17 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
       ? b.node('Split', [linear(m.out, name(l, 'mlp.gate_up_proj.weight'), packedWeights([L.w.gate, L.w.up])), i64('halves', [o.intermediate, o.intermediate])], { outputs: 2, attrs: { axis: -1 } })
       : undefined;
     const gate = gateUp ? gateUp[0] : linear(m.out, name(l, 'mlp.gate_proj.weight'), L.w.gate);
+    const geluTanh = (g: Value): Value => {
+      const cube = b.op('Mul', [g, b.op('Mul', [g, g])]);
+      const inner = b.op('Mul', [scalarF('sqrt_2_over_pi', Math.sqrt(2 / Math.PI)), b.op('Add', [g, b.op('Mul', [scalarF('gelu_c', 0.044715), cube])])]);
+      return b.op('Mul', [scalarF('half_f', 0.5), b.op('Mul', [g, b.op('Add', [scalarF('one_f', 1), b.op('Tanh', [inner])])])]);
+    };
     const act =
       o.activation === 'silu'
         ? b.op('Mul', [gate, b.op('Sigmoid', [gate])])
-        : b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [gate], { domain: 'com.microsoft' });
+        : o.activation === 'gelu-tanh-decomposed'
+          ? geluTanh(gate)
+          : b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [gate], { domain: 'com.microsoft' });
     const up = gateUp ? gateUp[1] : linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
     const down = linear(b.op('Mul', [act, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
     x = residual(h, postNormed(down, l, 'post_feedforward_layernorm', L.mlpGamma, L.mlpBeta));
@@ -647,6 +655,6 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   }
   // Styles that do not use the shared RoPE tables or mask leave them dead.
   g.removeDeadNodes();
-  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' || o.activation !== 'silu' ? [{ domain: 'com.microsoft', version: 1 }] : [];
+  const extra = o.norm === 'skip-simplified' || o.attention === 'gqa' || o.activation === 'gelu' || o.activation === 'gelu-tanh' ? [{ domain: 'com.microsoft', version: 1 }] : [];
   return b.model(o.norm === 'rmsnorm23' ? 23 : 18, extra);
 }

@@ -318,6 +318,14 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(o2.config.normEps).toBe(1e-6);
   });
 
+  it('tanh GELU decomposed as TorchScript writes it is a GeGLU gate; a decomposition of another function is not', () => {
+    const s = recognize(makeTinyLlama({ activation: 'gelu-tanh-decomposed' }));
+    expect(s.blocks.map((b) => b.activation)).toEqual(['gelu-tanh', 'gelu-tanh']);
+    const m = makeTinyLlama({ activation: 'gelu-tanh-decomposed' });
+    m.graph.initializers.get('gelu_c')!.constValue = Tensor.fromFloat32([], Float32Array.of(0.05));
+    expect(() => recognize(m)).toThrow(/^block 0: could not tell the gate projection from up/);
+  });
+
   it('several RoPE frequency sets: each block gets the θ its query is rotated with (Gemma-3 local layers); a set no query reaches is ignored', () => {
     const withSecondSet = (theta: number) => {
       const m = makeTinyLlama();
