@@ -501,7 +501,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   };
   let headDim: number | undefined;
   if (b0.attention.numHeads) headDim = b0.q.outFeatures / b0.attention.numHeads;
-  headDim ??= reshapeTail(b0.q);
+  // v is read before any q/k norm or RoPE, so its Reshape to heads is the first op after it
+  headDim ??= reshapeTail(b0.q) ?? reshapeTail(b0.v);
   if (headDim === undefined && rope) headDim = 2 * rope.inv.length;
   if (headDim === undefined) {
     configSources.headDim = 'config.json';

@@ -740,11 +740,13 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const attnOut = linear(merged, name(l, 'self_attn.o_proj.weight'), L.w.o);
     if (o.residual !== 'sequential') {
       // GPT-NeoX: mlp + attn + x; Phi-2: attn + mlp + x over its one norm.
-      if (o.residualScale !== 1 || o.norm === 'skip-simplified' || o.mlp !== 'ungated' || o.blockNorms !== 'pre') throw new Error('makeTinyLlama: a parallel residual is built with an ungated MLP, plain pre-norms and no residual scale');
+      // (sandwich post-norms too, a combination no family has, to test that it is refused)
+      if (o.residualScale !== 1 || o.norm === 'skip-simplified' || o.mlp !== 'ungated' || o.blockNorms === 'post') throw new Error('makeTinyLlama: a parallel residual is built with an ungated MLP, pre-norms and no residual scale');
       const shared = o.residual === 'parallel-shared';
       const mIn = shared ? a.out : norm(stream, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta).out;
-      const mlpOut = ungatedMlp(mIn, l, L);
-      x = b.op('Add', [shared ? b.op('Add', [attnOut, mlpOut]) : b.op('Add', [mlpOut, attnOut]), stream]);
+      const attnDelta = postNormed(attnOut, l, 'attn_output_norm', L.attnGamma, L.attnBeta);
+      const mlpOut = postNormed(ungatedMlp(mIn, l, L), l, 'mlp_output_norm', L.mlpGamma, L.mlpBeta);
+      x = b.op('Add', [shared ? b.op('Add', [attnDelta, mlpOut]) : b.op('Add', [mlpOut, attnDelta]), stream]);
       continue;
     }
     let h = residual(stream, postNormed(attnOut, l, 'post_attention_layernorm', L.attnGamma, L.attnBeta));
