@@ -1,4 +1,4 @@
-// The compile pipeline: take biases out of fused ops, split packed linears → recognise → check → [fold norms → rotate] → ternary → [refine] →
+// The compile pipeline: take biases out of fused ops, fold constant norm weights, split packed linears → recognise → check → [fold norms → rotate] → ternary → [refine] →
 // [activation precision] → storage precision → lower for onnxruntime. `compile` works on an in-memory Model (the library
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { lowerOrtPass } from './passes/lower-ort.ts';
 import { storagePrecisionPass } from './passes/storage-precision.ts';
 import { splitPackedLinears } from './passes/split-packed.ts';
 import { unfuseBiases } from './passes/unfuse-bias.ts';
+import { foldVectorConstants } from './passes/fold-vector-constants.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
@@ -69,13 +70,15 @@ export interface CompileResult {
 }
 
 /**
- * The state twlac's passes share, for `model` (its packed q/k/v and gate/up linears cut into one
- * linear each first, which recognition needs): its recognised structure, the options (over
+ * The state twlac's passes share, for `model` (its biases taken out of fused ops, its norm weights
+ * computed from constants folded, and its packed q/k/v and gate/up linears cut into one linear
+ * each first, which recognition needs): its recognised structure, the options (over
  * {@link DEFAULT_OPTIONS}) and empty per-linear and per-site records. Run any of the passes
  * with it through a {@link PassManager}.
  */
 export function createContext(model: Model, opts: Partial<CompileOptions> = {}, progress: Progress = silentProgress): CompileContext {
   unfuseBiases(model);
+  foldVectorConstants(model);
   splitPackedLinears(model);
   const structure = recognize(model);
   return {

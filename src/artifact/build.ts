@@ -147,12 +147,22 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
       attention: {
         ...b.attention,
         qkNorm: qk && {
+          ...(qk.span ? { span: qk.span } : {}),
           q: { eps: qk.q.eps, gamma: norm(`${p}.q_norm`, qk.q.gamma) },
           k: { eps: qk.k.eps, gamma: norm(`${p}.k_norm`, qk.k.gamma) },
         },
       },
       mlp: { ...b.mlp },
       residualScale: { ...b.residualScale },
+      ...(b.preNorm === false ? { preNorm: false } : {}),
+      ...(b.postNorm
+        ? {
+            postNorm: {
+              attn: { eps: b.postNorm.attn.eps, gamma: norm(`${p}.attn_post_norm`, b.postNorm.attn.gamma) },
+              mlp: { eps: b.postNorm.mlp.eps, gamma: norm(`${p}.mlp_post_norm`, b.postNorm.mlp.gamma) },
+            },
+          }
+        : {}),
       attnNorm: norm(`${p}.attn_norm`, b.attnNorm),
       mlpNorm: norm(`${p}.mlp_norm`, b.mlpNorm),
       ...(b.attnNormBias ? { attnNormBias: norm(`${p}.attn_norm_bias`, b.attnNormBias) } : {}),

@@ -37,6 +37,8 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
     attention: attentionProgram(b),
     mlp: { activation: b.activation, gated: !!b.gate },
     residualScale: { ...b.residualScale },
+    ...(b.attnNorm ? {} : { preNorm: false }),
+    ...(b.postNorm ? { postNorm: { attn: ownNorm(b.postNorm.attn), mlp: ownNorm(b.postNorm.mlp) } } : {}),
     attnNorm: gammaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
     mlpNorm: gammaOf(b.mlpNorm, !!siteOf(b.index, 'mlp')?.gammaFolded),
     attnNormBias: betaOf(b.attnNorm, !!siteOf(b.index, 'attn')?.gammaFolded),
@@ -64,13 +66,22 @@ function modelProgram(s: TransformerStructure): ModelProgram {
   const c = s.config;
   const rotaryDim = s.rope.rotaryDim ?? c.headDim;
   const b0 = s.blocks[0];
+  // recognize() refuses a model that mixes RMSNorm and LayerNorm, so its first norm names the kind.
+  const n0 = b0.attnNorm ?? b0.postNorm?.attn ?? s.finalNorm;
   return {
     residual: b0.parallel ? 'parallel' : 'sequential',
-    norm: b0.attnNorm.rms ? 'rms' : 'layer',
+    norm: n0 && !n0.rms ? 'layer' : 'rms',
     embedScale: s.embedScale,
     logitScale: s.logitScale,
+    ...(s.logitSoftcap !== undefined ? { logitSoftcap: s.logitSoftcap } : {}),
     rope: { kind: rotaryDim === 0 ? 'none' : 'rotate-half', theta: c.ropeTheta, rotaryDim },
   };
+}
+
+/** A norm with its own ε and an unfolded γ (q/k norms, post-norms: no linear reads them, so nothing folds them). */
+function ownNorm(n: Norm): { gamma: Float32Array | null; eps: number } {
+  if (!n.rms) throw new UserError(`the ${n.kind} ${n.role ?? ''} norm of block ${n.block} subtracts the mean: the runtimes support RMSNorm there only`);
+  return { gamma: n.gamma ? constTensor(n.gamma)!.toFloat32() : null, eps: n.eps };
 }
 
 function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
@@ -79,7 +90,8 @@ function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
   return {
     scale: a.scale!,
     window: a.window ?? null,
-    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k) } : null,
+    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k), ...(b.qkNorm.span === 'all' ? { span: 'all' as const } : {}) } : null,
     softcap: a.softcap ?? null,
+    ...(b.ropeTheta !== undefined ? { ropeTheta: b.ropeTheta } : {}),
   };
 }

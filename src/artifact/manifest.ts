@@ -11,10 +11,12 @@
 // (x → C·X·Bᵀ on the [l, r] view of x, if present), then per-token asymmetric activation
 // quantisation to site.bits (16 = none) with clip ratio site.clip:
 //   x₀ = embedScale · embed[id] (+ positionEmbed[pos])
-//   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') ),   a = act(norm(x, attnNorm), 'attn')
-//   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') ),                          m = act(norm(h, mlpNorm), 'mlp')
-// and logits = logitScale · lmHead(norm(x_L, finalNorm)). Norm weights that were folded into
-// the next linears are `null` (plain RMS normalisation, no γ).
+//   h = x + ra · post( o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') ), postNorm.attn ),   a = act(pre(x, attnNorm), 'attn')
+//   x' = h + rm · post( down( act(σ(gate(m)) * up(m), 'down') ), postNorm.mlp ),                          m = act(pre(h, mlpNorm), 'mlp')
+// and logits = softcap(logitScale · lmHead(norm(x_L, finalNorm))). pre is norm, or the identity
+// where block.preNorm is false (OLMo-2); post is the identity without block.postNorm (Gemma-2/3,
+// OLMo-2 have one). Norm weights that were folded into the next linears are `null` (plain RMS
+// normalisation, no γ).
 //
 // Exact semantics every runtime must follow (the ONNX lowering computes the same):
 // - norm(x, γ) = x / sqrt(mean(x²) + normEps) · γ            (RMSNorm, fp32 accumulation)
@@ -22,15 +24,20 @@
 // - program.residual 'parallel': x' = x + ra·o(·) + rm·down(·), m = act(norm(x, mlpNorm), 'mlp')
 // - mlp.gated false: down(act(σ(up(m)), 'down')), no gate linear
 // - linear(x) = W x (+ bias), W [rows, cols] decoded by the format's reference decoder
-// - q/k norm (block.attention.qkNorm): rms(·, γ, its own ε) over each head of q and of k
-// - rope (HF "rotate_half"): d = program.rope.rotaryDim, for i < d/2: f_i = θ^(−2i/d), a = pos·f_i,
+// - q/k norm (block.attention.qkNorm): rms(·, γ, its own ε) over each head of q and of k, or over
+//   all of q and all of k where qkNorm.span is 'all'
+// - post-norm (block.postNorm): rms(·, γ, its own ε) of the o_proj and down_proj outputs
+// - rope (HF "rotate_half"): d = program.rope.rotaryDim, θ = block.attention.ropeTheta ?? program.rope.theta,
+//   for i < d/2: f_i = θ^(−2i/d), a = pos·f_i,
 //   y_i = x_i cos a − x_{i+d/2} sin a,  y_{i+d/2} = x_{i+d/2} cos a + x_i sin a; dims ≥ d unchanged
-// - attention: causal, softmax(scale · q·kᵀ) over keys pos − window < t ≤ pos (block.attention),
+// - attention: causal, softmax(s) over keys pos − window < t ≤ pos (block.attention), s = scale · q·kᵀ,
+//   or softcap·tanh(scale · q·kᵀ / softcap) where attention.softcap is set;
 //   query head h reads KV head
 //   floor(h / (heads / kvHeads)) (GQA); the head outputs are concatenated in head order
 // - σ = mlp.activation: silu(g) = g · sigmoid(g); gelu-tanh(g) = ½g(1 + tanh(√(2/π)(g + 0.044715g³)));
 //   gelu(g) = ½g(1 + erf(g/√2))
 // - act-quant: src/quant/act-quant.ts is the reference (per-token, asymmetric, clipped)
+// - softcap(z) = cap · tanh(z / cap) with cap = program.logitSoftcap; the identity without it
 import type { ModelConfig } from '../graph/model-config.ts';
 import type { DType } from '../graph/tensor.ts';
 import type { BlockProgram, Feature, ModelProgram } from '../program/block-program.ts';

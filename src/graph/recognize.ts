@@ -7,12 +7,14 @@
 // with σ named by what it computes (patterns/activation.ts), parallel residual blocks
 // x' = x + o(attn(n₁(x))) + down(·(n₂(x))) (n₂ may be n₁ itself, as in Phi-2), and learned
 // absolute positions x₀ = E[ids] + P[positions].
+// Blocks may also normalise what they add (post-norms: Gemma-2/3 hᵢ = xᵢ + norm(o(attn(norm(xᵢ))))),
+// or only that (OLMo-2: hᵢ = xᵢ + norm(o(attn(xᵢ))), no norm before the attention or the MLP).
 // Skip norms (SkipSimplifiedLayerNormalization) compute the residual Add themselves; the
 // walk along the stream accepts either form. Config numbers come from the graph (weight
 // shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
 // model only fills what the graph does not state.
 import type { ModelConfig } from './model-config.ts';
-import type { MlpActivation } from '../program/block-program.ts';
+import type { MlpActivation, QkNormSpan } from '../program/block-program.ts';
 import { UserError } from '../errors.ts';
 import { readConfigJson } from './config-json.ts';
 import type { Model, Node, Value } from './ir.ts';
@@ -26,7 +28,7 @@ import {
 } from './patterns/attention.ts';
 import { constTensor, findLinears, linearName, type Linear, type LinearRole } from './patterns/linear.ts';
 import { findNorms, normStream, stripCasts, type Norm } from './patterns/norm.ts';
-import { findRopeFrequencies, fitRopeTheta } from './patterns/rope.ts';
+import { findRopeFrequencySets, fitRopeTheta, type RopeFrequencies } from './patterns/rope.ts';
 import { pointwiseActivation } from './patterns/activation.ts';
 
 export type { Linear, LinearRole, WeightLayout } from './patterns/linear.ts';
@@ -57,8 +59,11 @@ export interface PositionEmbedding {
 
 export interface Block {
   index: number;
-  attnNorm: Norm;
-  mlpNorm: Norm;
+  /** The norms the attention and the MLP read through; both absent where they read the stream itself (OLMo-2). */
+  attnNorm: Norm | undefined;
+  mlpNorm: Norm | undefined;
+  /** Norms of the attention and MLP outputs before the residual add (Gemma-2/3, OLMo-2). */
+  postNorm?: { attn: Norm; mlp: Norm };
   q: Linear;
   k: Linear;
   v: Linear;
@@ -70,8 +75,10 @@ export interface Block {
   /** The MLP reads the block input, not h: x' = x + attn(attnNorm(x)) + mlp(mlpNorm(x)) (mlpNorm may be attnNorm). */
   parallel: boolean;
   attention: AttentionCore;
-  /** Per-head RMSNorms of q and k before RoPE (Qwen3), resolved once the head size is known. */
-  qkNorm?: { q: Norm; k: Norm };
+  /** RMSNorms of q and k before RoPE, per head (Qwen3) or over the whole projection (OLMo-2), resolved once the head size is known. */
+  qkNorm?: { q: Norm; k: Norm; span: QkNormSpan };
+  /** The RoPE θ of this block's q and k, where the graph holds several frequency sets (Gemma-3). */
+  ropeTheta?: number;
   activation: MlpActivation;
   /** The gate·up product that `down` reads (ungated: σ(up)). */
   product: Value;
@@ -117,7 +124,7 @@ export interface TransformerStructure {
   tiedEmbeddings: boolean;
   /** Every role-bearing linear: block by block q,k,v,o,gate,up,down, then lm_head. */
   linears: Linear[];
-  /** Block by block attnNorm, mlpNorm, then the final norm. */
+  /** Block by block attnNorm, mlpNorm (where present), the post-norms, then the final norm. */
   norms: Norm[];
   inputGroups: InputGroup[];
   config: ModelConfig;
@@ -125,9 +132,10 @@ export interface TransformerStructure {
   configSources: { headDim: ConfigSource; ropeTheta: ConfigSource; normEps: ConfigSource; maxPositions: ConfigSource };
   /** Where the RoPE frequencies were read (inv_freq constant or cos cache). */
   rope: { source?: Value; kind?: 'inv-freq' | 'cache'; rotaryDim?: number };
-  /** x₀ = embedScale · E[ids]; logits = logitScale · lm_head(·). */
+  /** x₀ = embedScale · E[ids]; logits = softcap(logitScale · lm_head(·)), softcap(z) = cap·tanh(z/cap). */
   embedScale: number;
   logitScale: number;
+  logitSoftcap?: number;
   /** Norm kind shared by the blocks (for reports; mixed graphs list the first). */
   normKind: Norm['kind'];
   /** Things noticed but not fatal. */
@@ -178,6 +186,19 @@ export function scaledSource(v: Value): { value: Value; scale: number } {
       return { value: v, scale };
     }
   }
+}
+
+/**
+ * The logits' source: the lm_head output, its scale, and Gemma-2's final soft-capping
+ * cap·tanh(z/cap) where the graph has it (the factor after the Tanh is the cap; the ones before
+ * it scale z by 1/cap).
+ */
+function logitsSource(out: Value): { value: Value; scale: number; softcap?: number } {
+  const outer = scaledSource(out);
+  const tanh = outer.value.producer();
+  if (!tanh || tanh.opType !== 'Tanh' || tanh.domain !== '' || !tanh.input(0)) return outer;
+  const inner = scaledSource(tanh.input(0)!);
+  return { value: inner.value, scale: inner.scale * outer.scale, softcap: outer.scale };
 }
 
 /** Follow a value forward through one consumer at a time that multiplies or divides it by a constant scalar. */
@@ -247,6 +268,60 @@ function activationOf(v: Value): { kind: MlpActivation; out: Value } | undefined
     if (c.opType === 'QuickGelu' && c.domain === 'com.microsoft' && c.attr('alpha', 'float') === 1) return { kind: 'silu', out: c.output(0) };
     if (c.opType === 'FastGelu' && c.input(0) === v) return { kind: 'gelu-tanh', out: c.output(0) };
     if (c.opType === 'Gelu' && c.input(0) === v) return { kind: c.attr('approximate', 'string') === 'tanh' ? 'gelu-tanh' : 'gelu', out: c.output(0) };
+  }
+  return undefined;
+}
+
+/** Elementwise ops a decomposed activation may use, evaluated on one number. */
+const SCALAR_OPS: Record<string, (a: number, b: number) => number> = {
+  Mul: (a, b) => a * b,
+  Add: (a, b) => a + b,
+  Sub: (a, b) => a - b,
+  Div: (a, b) => a / b,
+  Pow: (a, b) => a ** b,
+  Tanh: (a) => Math.tanh(a),
+  Cast: (a) => a,
+};
+
+/**
+ * `out` as a function of `g` alone: an evaluator over the ops between them (elementwise ops of
+ * SCALAR_OPS and scalar constants only), or undefined when `out` depends on anything else.
+ */
+function scalarFunction(out: Value, g: Value): ((x: number) => number) | undefined {
+  const nodes = new Map<Value, (x: number) => number>();
+  const build = (w: Value, depth: number): ((x: number) => number) | undefined => {
+    if (w === g) return (x) => x;
+    const c = scalarConst(w);
+    if (c !== undefined) return () => c;
+    const known = nodes.get(w);
+    if (known) return known;
+    const p = w.producer();
+    const op = p && p.domain === '' ? SCALAR_OPS[p.opType] : undefined;
+    if (!p || !op || depth > 16 || p.inputs.length > 2 || p.inputs.some((i) => !i)) return undefined;
+    const args = p.inputs.map((i) => build(i!, depth + 1));
+    if (args.some((a) => !a)) return undefined;
+    const [a, b] = args as ((x: number) => number)[];
+    const f = (x: number) => op(a(x), b ? b(x) : 0);
+    nodes.set(w, f);
+    return f;
+  };
+  return build(out, 0);
+}
+
+const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+
+/**
+ * GELU(tanh) as the exporters decompose it, 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) with its
+ * factors in any order: the value that multiplies up's output, when it is a function of `g`
+ * alone that agrees with GELU(tanh) at sample points (to float32 rounding of its constants).
+ */
+function decomposedGeluTanh(g: Value, up: Value): { kind: MlpActivation; out: Value } | undefined {
+  for (const prod of up.consumers()) {
+    if (prod.opType !== 'Mul' || prod.domain !== '' || prod.inputs.length !== 2) continue;
+    const out = prod.inputs.find((x) => x !== up);
+    if (!out || out === g) continue;
+    const f = scalarFunction(out, g);
+    if (f && [-4, -1.5, -0.3, 0.2, 1, 3].every((x) => Math.abs(f(x) - geluTanh(x)) < 1e-5 * (1 + Math.abs(x)))) return { kind: 'gelu-tanh', out };
   }
   return undefined;
 }
@@ -359,9 +434,9 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   for (let i = 1; i < blocks.length; i++) {
     const prev = blocks[i - 1];
     const n = blocks[i].attnNorm;
-    const ok = n.skip
+    const ok = n?.skip
       ? sameValue(n.input, prev.mlpDelta) || sameValue(n.skip, prev.mlpDelta)
-      : sameValue(n.input, prev.residualOut);
+      : sameValue(n ? n.input : blocks[i].residualIn, prev.residualOut);
     if (!ok) {
       const why = coreFailures.length ? ` (an attention was not recognised: ${coreFailures[0]})` : '';
       throw blockError(i, `its attention norm does not read the residual stream written by block ${i - 1}${why}`);
@@ -372,7 +447,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const outs = g.outputs;
   const logitsOut = outs.find((o) => o.name === 'logits') ?? outs[0];
   if (!logitsOut) throw new UserError('could not find the lm_head: the graph has no outputs');
-  const logits = scaledSource(logitsOut);
+  const logits = logitsSource(logitsOut);
   const lmHead = idx.byOutput.get(logits.value);
   if (!lmHead) throw new UserError(`could not find the lm_head: graph output "${logitsOut.name}" is not produced by a linear`);
   const last = blocks[blocks.length - 1];
@@ -391,7 +466,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   lmHead.block = -1;
 
   // x₀ = embedScale · E[ids] (Gemma's √hidden, Granite's embedding multiplier) (+ P[positions], GPT-2)
-  const stream0 = blocks[0].residualIn ?? blocks[0].attnNorm.input;
+  const stream0 = blocks[0].residualIn ?? blocks[0].attnNorm!.input;
   const positions = positionEmbeddingOf(stream0);
   const x0 = scaledSource(positions ? positions.token : stream0);
   const embedding = findEmbedding(model, x0.value);
@@ -401,6 +476,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   }
   if (x0.scale !== 1) notes.push(`the embedding is scaled by ${x0.scale} before block 0`);
   if (logits.scale !== 1) notes.push(`the logits are scaled by ${logits.scale}`);
+  if (logits.softcap !== undefined) notes.push(`the logits are soft-capped at ${logits.softcap}`);
   const tiedEmbeddings = stripCasts(lmHead.weight) === stripCasts(embedding.table);
 
   // Config.
@@ -409,7 +485,14 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const b0 = blocks[0];
   if (b0.q.inFeatures !== hidden) throw blockError(0, `q reads ${b0.q.inFeatures} features but the embedding is ${hidden} wide`);
   if (lmHead.outFeatures !== vocab) notes.push(`lm_head has ${lmHead.outFeatures} outputs, embedding table has ${vocab} rows`);
-  const rope = findRopeFrequencies(model, embedding.node);
+  const ropeSets = findRopeFrequencySets(model, embedding.node);
+  const ropeOf = ropeSets.length > 1 ? ropeSetOfBlocks(blocks, ropeSets) : undefined;
+  // The model-wide set: config.json's rope_theta where one set is that θ (Gemma-3's global layers),
+  // else the one most blocks use; the others' θ is stated per block.
+  const cfgTheta = num(cfgJson, 'rope_theta', 'rope_parameters.rope_theta');
+  const rope = ropeOf
+    ? (ropeSets.find((f) => cfgTheta !== undefined && fitRopeTheta(f, cfgTheta).theta === cfgTheta) ?? ropeSets.reduce((a, f) => (count(ropeOf, f) > count(ropeOf, a) ? f : a)))
+    : ropeSets[0];
   const configSources: TransformerStructure['configSources'] = {
     headDim: 'graph',
     ropeTheta: 'graph',
@@ -418,7 +501,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   };
   let headDim: number | undefined;
   if (b0.attention.numHeads) headDim = b0.q.outFeatures / b0.attention.numHeads;
-  headDim ??= reshapeTail(b0.q);
+  // v is read before any q/k norm or RoPE, so its Reshape to heads is the first op after it
+  headDim ??= reshapeTail(b0.q) ?? reshapeTail(b0.v);
   if (headDim === undefined && rope) headDim = 2 * rope.inv.length;
   if (headDim === undefined) {
     configSources.headDim = 'config.json';
@@ -431,7 +515,6 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   const heads = b0.q.outFeatures / headDim;
   const kvHeads = b0.k.outFeatures / headDim;
   if (heads % kvHeads !== 0) throw new UserError(`${heads} query heads are not a multiple of ${kvHeads} key/value heads`);
-  const cfgTheta = num(cfgJson, 'rope_theta', 'rope_parameters.rope_theta');
   let theta: number;
   let rotaryDim: number | undefined;
   if (rope) {
@@ -441,6 +524,15 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     }
     theta = fit.theta;
     rotaryDim = 2 * rope.inv.length;
+    for (const [b, f] of ropeOf ?? []) {
+      if (f === rope) continue;
+      const own = fitRopeTheta(f, undefined);
+      if (!own.consistent) throw blockError(b.index, `the RoPE frequencies (${f.source.name}) are not θ^(-2i/d): scaled RoPE is not supported`);
+      if (f.inv.length !== rope.inv.length) throw blockError(b.index, `RoPE over ${2 * f.inv.length} dims where other blocks rotate ${2 * rope.inv.length}: not supported`);
+      b.ropeTheta = own.theta;
+    }
+    const thetas = [...new Set(blocks.map((b) => b.ropeTheta))].filter((t) => t !== undefined);
+    if (thetas.length) notes.push(`RoPE θ ${theta}, and ${thetas.join(', ')} in ${blocks.filter((b) => b.ropeTheta !== undefined).length} blocks`);
     if (rotaryDim !== headDim) notes.push(`partial rotary embedding: ${rotaryDim} of ${headDim} dims`);
   } else if (positions) {
     // Learned positions and no rotary frequencies: no RoPE (rotaryDim 0); θ is unused.
@@ -476,7 +568,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     headDim,
     intermediate: b0.up.outFeatures,
     ropeTheta: theta,
-    normEps: b0.attnNorm.eps,
+    normEps: (b0.attnNorm ?? b0.postNorm?.attn ?? finalNorm).eps,
     maxPositions,
   };
   for (const b of blocks) {
@@ -491,21 +583,26 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     ];
     for (const [role, got, want] of shapes) if (got !== want) throw blockError(b.index, `${role} has ${got} features where block 0 has ${want}`);
   }
-  const normKind = b0.attnNorm.kind;
-  // The program has one ε for the block and final norms (q/k norms carry their own).
-  const odd = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), ...(finalNorm ? [finalNorm] : [])].find((n) => Math.abs(n.eps - config.normEps) > 1e-6 * config.normEps);
-  if (odd) throw new UserError(`the ${odd.role ?? ''} norm of block ${odd.block} has ε = ${odd.eps} where block 0's attention norm has ${config.normEps}: norms with different ε are not supported yet`);
+  const normKind = (b0.attnNorm ?? b0.postNorm?.attn ?? finalNorm).kind;
+  // The program has one ε for the block and final norms (q/k norms and post-norms carry their own).
+  const odd = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), finalNorm].find((n) => n && Math.abs(n.eps - config.normEps) > 1e-6 * config.normEps);
+  if (odd) throw new UserError(`the ${odd.role ?? ''} norm of block ${odd.block} has ε = ${odd.eps} where block 0's first norm has ${config.normEps}: norms with different ε are not supported yet`);
   // One norm kind, one residual layout and one MLP gating for the whole model (the program states them once).
-  const blockNorms = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm]), finalNorm];
-  if (blockNorms.some((n) => n.rms !== b0.attnNorm.rms)) throw new UserError('the model mixes RMSNorm and LayerNorm: not supported');
+  const blockNorms = [...blocks.flatMap((b) => [b.attnNorm, b.mlpNorm, b.postNorm?.attn, b.postNorm?.mlp]), finalNorm].filter((n): n is Norm => n !== undefined);
+  const rms = blockNorms[0].rms;
+  if (blockNorms.some((n) => n.rms !== rms)) throw new UserError('the model mixes RMSNorm and LayerNorm: not supported');
+  // Post-norms are RMSNorms in the program (γ and ε, no β) and are not composed with a parallel residual.
+  if (!rms && blocks.some((b) => b.postNorm)) throw new UserError('LayerNorm after the attention and the MLP (post-norms): not supported');
+  if (blocks.some((b) => b.parallel && b.postNorm)) throw new UserError('a parallel residual block with norms after the attention and the MLP (post-norms): not supported');
   if (blocks.some((b) => b.parallel !== b0.parallel)) throw new UserError('the model mixes parallel and sequential residual blocks: not supported');
   if (blocks.some((b) => !b.gate !== !b0.gate)) throw new UserError('the model mixes gated and ungated MLPs: not supported');
-  if (!b0.attnNorm.rms) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
+  if (!rms) notes.push('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
+  if (blocks.some((b) => b.postNorm)) notes.push(blocks.some((b) => !b.attnNorm) ? 'norms after the attention and the MLP only (OLMo-2 style)' : 'norms before and after the attention and the MLP (Gemma-2/3 style)');
   if (!b0.gate) notes.push(`ungated ${b0.activation} MLP down(σ(up(m))): not a LLaMA SwiGLU`);
   else if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
   if (b0.parallel) notes.push(`parallel residual: attention and MLP read the block input${b0.mlpNorm === b0.attnNorm ? ' through one shared norm' : ''}`);
   for (const b of blocks) resolveAttention(b, normByOutput, headDim);
-  if (blocks.some((b) => b.qkNorm)) notes.push('q/k are normalised per head (QK-norm): not a LLaMA attention');
+  if (blocks.some((b) => b.qkNorm)) notes.push(`q/k are normalised ${blocks.some((b) => b.qkNorm?.span === 'all') ? 'over the whole projection' : 'per head'} (QK-norm): not a LLaMA attention`);
   const windows = [...new Set(blocks.map((b) => b.attention.window).filter((w) => w !== undefined))];
   if (windows.length) notes.push(`sliding-window attention: ${windows.join(', ')} keys`);
 
@@ -515,7 +612,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   for (const b of blocks) {
     const gateUp = b.gate ? [b.gate, b.up] : [b.up];
     linears.push(b.q, b.k, b.v, b.o, ...gateUp, b.down);
-    norms.push(b.attnNorm, ...(b.mlpNorm === b.attnNorm ? [] : [b.mlpNorm]));
+    for (const n of [b.attnNorm, b.mlpNorm === b.attnNorm ? undefined : b.mlpNorm, b.postNorm?.attn, b.postNorm?.mlp]) if (n) norms.push(n);
     inputGroups.push(
       group('attn', b.index, [b.q, b.k, b.v], b.attnNorm),
       group('o', b.index, [b.o]),
@@ -545,6 +642,7 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
     rope: { source: rope?.source, kind: rope?.kind, rotaryDim },
     embedScale: x0.scale,
     logitScale: logits.scale,
+    ...(logits.softcap !== undefined ? { logitSoftcap: logits.softcap } : {}),
     normKind,
     notes,
   };
@@ -599,12 +697,54 @@ function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: num
     if (!n.rms) throw blockError(b.index, `the ${which} norm is a ${n.kind} (q/k norms must be RMSNorm)`);
     const g = n.gamma && constTensor(n.gamma);
     if (n.gamma && !g) throw blockError(b.index, `the ${which} norm's γ is not a constant`);
-    if (g && g.numel !== headDim) {
-      throw blockError(b.index, `the ${which} norm spans ${g.numel} features, not one head of ${headDim}: q/k norm over the full width is not supported yet`);
-    }
     return n;
   };
-  b.qkNorm = { q: pick(core.qNorms, 'query'), k: pick(core.kNorms, 'key') };
+  // Per head (γ [headDim], Qwen3) or over the projection before the split into heads (γ [out], OLMo-2).
+  const spanOf = (n: Norm, l: Linear): QkNormSpan => {
+    const g = n.gamma && constTensor(n.gamma);
+    const width = g ? g.numel : stripCasts(n.input) === l.output ? l.outFeatures : headDim;
+    if (width === headDim) return 'head';
+    if (width === l.outFeatures && stripCasts(n.input) === l.output) return 'all';
+    throw blockError(b.index, `the ${l.role} norm spans ${width} features: neither one head of ${headDim} nor the whole ${l.outFeatures}-wide projection`);
+  };
+  const q = pick(core.qNorms, 'query');
+  const k = pick(core.kNorms, 'key');
+  const spans = [spanOf(q, b.q), spanOf(k, b.k)];
+  if (spans[0] !== spans[1]) throw blockError(b.index, 'the query is normalised per head and the key over the whole projection, or the other way round: not supported');
+  b.qkNorm = { q, k, span: spans[0] };
+}
+
+const count = (m: Map<Block, RopeFrequencies>, f: RopeFrequencies): number => [...m.values()].filter((g) => g === f).length;
+
+/**
+ * The frequency set each block's query is rotated with, where the graph holds several (Gemma-3's
+ * local and global layers): the set whose constant the search back from the scores' query side
+ * reaches without crossing a linear. A block that reaches none, or several, is refused.
+ */
+function ropeSetOfBlocks(blocks: Block[], sets: RopeFrequencies[]): Map<Block, RopeFrequencies> {
+  const out = new Map<Block, RopeFrequencies>();
+  const stops = new Set(blocks.flatMap((b) => [b.q, b.k, b.v, b.o].map((l) => l.output)));
+  for (const b of blocks) {
+    const start = b.attention.scores?.input(0);
+    if (!start) throw blockError(b.index, `the graph holds ${sets.length} RoPE frequency sets and this block's attention is a fused op: per-layer RoPE θ is read from decomposed attention only`);
+    const reached = new Set<Value>();
+    const seen = new Set<Value>();
+    const queue = [start];
+    while (queue.length && seen.size < 600) {
+      const w = queue.shift()!;
+      if (seen.has(w) || stops.has(w)) continue;
+      seen.add(w);
+      if (constTensor(w)) {
+        reached.add(w);
+        continue;
+      }
+      for (const i of w.producer()?.inputs ?? []) if (i) queue.push(i);
+    }
+    const hit = sets.filter((f) => f.sources.some((v) => reached.has(v)));
+    if (hit.length !== 1) throw blockError(b.index, `the graph holds ${sets.length} RoPE frequency sets and the query reaches ${hit.length} of them`);
+    out.set(b, hit[0]);
+  }
+  return out;
 }
 
 /** A linear whose output reaches a TopK within a few ops: an MoE router (Mixtral, Qwen-MoE). */
@@ -623,6 +763,11 @@ function routesExperts(l: Linear): boolean {
   return false;
 }
 
+/** A norm that reads a block output (o_proj's or down_proj's) and feeds no linear: a post-norm (Gemma-2/3, OLMo-2). */
+function postNormOf(out: Value, norms: Norm[], bySource: Map<Value, Linear[]>): Norm | undefined {
+  return norms.find((n) => !n.skip && sameValue(n.input, out) && !bySource.has(n.output));
+}
+
 function recognizeBlock(
   i: number,
   core: AttentionCore,
@@ -635,10 +780,12 @@ function recognizeBlock(
   if (q === k || k === v || q === v) throw blockError(i, `q, k and v come from one packed linear (${linearName(q === k ? q : v)}); separate projections are required`);
   const qkvIn = sourceOf(q.input);
   if (sourceOf(k.input) !== qkvIn || sourceOf(v.input) !== qkvIn) throw blockError(i, 'q, k and v do not read the same input');
+  // Without a norm (OLMo-2) q/k/v read the stream itself: the residual Add below and the chain
+  // check in recognize() (or the embedding, for block 0) confirm that it is the stream.
   const attnNorm = normByOutput.get(qkvIn);
-  if (!attnNorm) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm');
-  const residualIn = normStream(attnNorm);
-  const attnDelta = scaledForward(forwardOf(o.output));
+  const residualIn = attnNorm ? normStream(attnNorm) : qkvIn;
+  const attnPost = postNormOf(forwardOf(o.output), norms, bySource);
+  const attnDelta = scaledForward(attnPost ? forwardOf(attnPost.output) : forwardOf(o.output));
   const oOut = attnDelta.value;
 
   // h = x + o(·): an Add, or a Skip norm that adds and normalises at once. Without an h that
@@ -646,11 +793,12 @@ function recognizeBlock(
   let residualMid: Value | undefined;
   let mlpNorm: Norm | undefined;
   let attnAdd = oOut.consumers().find((c) => c.opType === 'Add' && c.domain === '' && sameValue(c.inputs.find((x) => x !== oOut), residualIn));
+  if (!attnAdd && !attnNorm) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm, nor is it the residual stream that the attention output is added to');
   if (attnAdd) {
     residualMid = attnAdd.output(0);
     mlpNorm = norms.find((n) => !n.skip && sameValue(n.input, residualMid) && bySource.has(n.output));
   }
-  const parallelNorm = mlpNorm ? undefined : parallelMlpNorm(attnNorm, residualIn, bySource, norms, qOf);
+  const parallelNorm = mlpNorm || !attnNorm ? undefined : parallelMlpNorm(attnNorm, residualIn, bySource, norms, qOf);
   if (parallelNorm) {
     mlpNorm = parallelNorm;
     attnAdd = undefined;
@@ -662,9 +810,10 @@ function recognizeBlock(
     if (!mlpNorm.residualOut) throw blockError(i, `${mlpNorm.kind} after the attention does not output the residual sum`);
     residualMid = mlpNorm.residualOut;
   }
-  if (!mlpNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
+  if (!mlpNorm && attnNorm) throw blockError(i, 'could not find the MLP norm after the attention residual');
+  if (mlpNorm && !attnNorm) throw blockError(i, 'the MLP reads a norm but the attention reads the stream itself: not supported');
   const parallel = !!parallelNorm;
-  const group = (bySource.get(mlpNorm.output) ?? []).filter((l) => l !== q && l !== k && l !== v);
+  const group = (bySource.get(mlpNorm ? mlpNorm.output : residualMid!) ?? []).filter((l) => l !== q && l !== k && l !== v);
   if (group.some((l) => qOf.has(l))) throw blockError(i, 'could not find the MLP: the post-attention stream goes straight to the next attention');
   if (group.some(routesExperts)) {
     throw blockError(i, `mixture-of-experts MLP (a router picks experts with TopK) is not supported yet`);
@@ -672,7 +821,10 @@ function recognizeBlock(
   const { gate, up, activation, product } = group.length === 1 ? ungatedMlp(i, group[0]) : gatedMlp(i, group);
   const down = bySource.get(product)?.[0];
   if (!down) throw blockError(i, 'could not find the down projection');
-  const mlpDelta = scaledForward(forwardOf(down.output));
+  const mlpPost = postNormOf(forwardOf(down.output), norms, bySource);
+  if (!!mlpPost !== !!attnPost) throw blockError(i, `a norm after the ${attnPost ? 'attention' : 'MLP'} but none after the ${attnPost ? 'MLP' : 'attention'}: not supported`);
+  if (!attnNorm && !attnPost) throw blockError(i, 'the q/k/v input is not produced by an RMSNorm/LayerNorm');
+  const mlpDelta = scaledForward(mlpPost ? forwardOf(mlpPost.output) : forwardOf(down.output));
   const downOut = mlpDelta.value;
   let mlpAdd: Node | undefined;
   let residualOut: Value | undefined;
@@ -695,11 +847,10 @@ function recognizeBlock(
     l.role = role;
     l.block = i;
   }
-  attnNorm.role = 'attn';
-  attnNorm.block = i;
-  if (mlpNorm !== attnNorm) {
-    mlpNorm.role = 'mlp';
-    mlpNorm.block = i;
+  for (const [role, n] of [['attn', attnNorm], ['mlp', mlpNorm === attnNorm ? undefined : mlpNorm], ['attn-post', attnPost], ['mlp-post', mlpPost]] as const) {
+    if (!n) continue;
+    n.role = role;
+    n.block = i;
   }
   return {
     index: i,
@@ -713,6 +864,7 @@ function recognizeBlock(
     up,
     down,
     parallel,
+    ...(attnPost && mlpPost ? { postNorm: { attn: attnPost, mlp: mlpPost } } : {}),
     attention: core,
     activation,
     product,
@@ -742,9 +894,10 @@ function gatedMlp(i: number, group: Linear[]): Mlp {
   let gate: Linear | undefined;
   let up: Linear | undefined;
   let act: ReturnType<typeof activationOf>;
+  const actOf = (g: Linear, u: Linear) => activationOf(forwardOf(g.output)) ?? decomposedGeluTanh(forwardOf(g.output), forwardOf(u.output));
   for (const [a, b] of [[group[0], group[1]], [group[1], group[0]]]) {
-    const ac = activationOf(forwardOf(a.output));
-    if (ac && !activationOf(forwardOf(b.output))) [gate, up, act] = [a, b, ac];
+    const ac = actOf(a, b);
+    if (ac && !actOf(b, a)) [gate, up, act] = [a, b, ac];
   }
   if (!gate || !up || !act) throw blockError(i, 'could not tell the gate projection from up (no SiLU on exactly one of them)');
   const upOut = forwardOf(up.output);
@@ -866,17 +1019,20 @@ export function structureToJSON(s: TransformerStructure) {
     tiedEmbeddings: s.tiedEmbeddings,
     embedScale: s.embedScale,
     logitScale: s.logitScale,
+    logitSoftcap: s.logitSoftcap ?? null,
     rope: { source: s.rope.source?.name ?? null, kind: s.rope.kind ?? null, rotaryDim: s.rope.rotaryDim ?? null },
     blocks: s.blocks.map((b) => ({
       index: b.index,
-      attnNorm: normJSON(b.attnNorm),
-      mlpNorm: normJSON(b.mlpNorm),
+      attnNorm: b.attnNorm ? normJSON(b.attnNorm) : null,
+      mlpNorm: b.mlpNorm ? normJSON(b.mlpNorm) : null,
+      postNorm: b.postNorm ? { attn: normJSON(b.postNorm.attn), mlp: normJSON(b.postNorm.mlp) } : null,
       attention: {
         ...(b.attention.fused ? { fused: b.attention.fused.qualifiedOp } : { softmax: b.attention.softmax?.name ?? null }),
         scale: b.attention.scale ?? null,
         window: b.attention.window ?? null,
         softcap: b.attention.softcap ?? null,
-        qkNorm: b.qkNorm ? { q: normJSON(b.qkNorm.q), k: normJSON(b.qkNorm.k) } : null,
+        qkNorm: b.qkNorm ? { q: normJSON(b.qkNorm.q), k: normJSON(b.qkNorm.k), span: b.qkNorm.span } : null,
+        ropeTheta: b.ropeTheta ?? null,
       },
       residualScale: b.residualScale,
       activation: b.activation,

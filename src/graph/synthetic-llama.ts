@@ -73,8 +73,27 @@ export interface TinyLlamaOptions {
    * outputs logits and present.{i}.key|value (decomposed attention only).
    */
   kvCache?: boolean;
-  /** RMSNorm over each q and k head before RoPE (Qwen3-style QK-norm; not LLaMA). */
-  qkNorm?: boolean;
+  /** RMSNorm of q and k before RoPE: true or 'head' over each head (Qwen3, Gemma-3), 'all' over the
+   *  whole projection before the split into heads (OLMo-2). */
+  qkNorm?: boolean | 'head' | 'all';
+  /**
+   * Norms around the attention and the MLP: 'pre' x + f(norm(x)) (LLaMA), 'sandwich'
+   * x + norm(f(norm(x))) (Gemma-2/3: post_attention_layernorm, pre/post_feedforward_layernorm),
+   * 'post' x + norm(f(x)) (OLMo-2). Decomposed or fused norms, not Skip norms.
+   */
+  blockNorms?: 'pre' | 'sandwich' | 'post';
+  /** Gemma's (1 + w) norms unfolded, as exporters leave them past their constant folder's size
+   *  limit: each block and final norm γ stored as w = γ − 1 and multiplied as Add(Cast(w), 1). */
+  unitOffsetNorms?: boolean;
+  /** Scores become cap·tanh(scores/cap) before the mask (Gemma-2's attn_logit_softcapping); 0 = none. */
+  attnSoftcap?: number;
+  /** logits = cap·tanh(logits/cap) (Gemma-2's final_logit_softcapping); 0 = none. */
+  logitSoftcap?: number;
+  /** With slidingWindow: layer l is global (no window) when (l + 1) % pattern = 0, as Gemma-2 (2) and
+   *  Gemma-3 (6: five local layers, one global) place them; 0 = every layer windowed. */
+  slidingPattern?: number;
+  /** RoPE θ of the windowed (local) layers, from its own inv_freq (Gemma-3's rope_local_base_freq); 0 = ropeTheta. */
+  localRopeTheta?: number;
   /** Sliding-window attention as transformers' masks write it: key k is visible to query q
    *  when k ≤ q and k > q − window (decomposed attention only; 0 = none). */
   slidingWindow?: number;
@@ -94,9 +113,10 @@ export interface TinyLlamaOptions {
    * MLP gate activation: SiLU (LLaMA), com.microsoft::FastGelu (tanh GELU, Gemma's GeGLU) or
    * com.microsoft::Gelu (erf); or GELU written out in elementary ops as the exporters write it:
    * 'gelu-ops' x·½·(1 + Erf(x/√2)) (TorchScript's aten::gelu), 'gelu-tanh-ops' GPT-2's NewGELU
-   * ½x(1 + Tanh(√(2/π)(x + 0.044715·Pow(x, 3)))).
+   * ½x(1 + Tanh(√(2/π)(x + 0.044715·Pow(x, 3)))), 'gelu-tanh-decomposed' tanh GELU as TorchScript
+   * writes Gemma's: 0.5·(g·(1 + tanh(√(2/π)·(g + 0.044715·g·g·g)))).
    */
-  activation?: 'silu' | 'gelu-tanh' | 'gelu' | 'gelu-ops' | 'gelu-tanh-ops';
+  activation?: 'silu' | 'gelu-tanh' | 'gelu' | 'gelu-ops' | 'gelu-tanh-ops' | 'gelu-tanh-decomposed';
   /** 'ungated': down(σ(up(m))), GPT-2's c_fc/c_proj, GPT-NeoX's dense_h_to_4h/dense_4h_to_h, Phi-2's fc1/fc2 (the gate weights are drawn, unused). */
   mlp?: 'gated' | 'ungated';
   /** 'parallel': x' = x + attn(ln₁(x)) + mlp(ln₂(x)) (GPT-NeoX); 'parallel-shared': one norm for both (Phi-2). */
@@ -150,6 +170,12 @@ const DEFAULT_TINY_LLAMA: Resolved = {
   attention: 'decomposed',
   kvCache: false,
   qkNorm: false,
+  blockNorms: 'pre',
+  unitOffsetNorms: false,
+  attnSoftcap: 0,
+  logitSoftcap: 0,
+  slidingPattern: 0,
+  localRopeTheta: 0,
   slidingWindow: 0,
   packed: false,
   attentionScale: 0,
@@ -183,6 +209,16 @@ export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
   granite: { embedScale: 12, residualScale: 0.22, attentionScale: 0.1, logitDivisor: 8, seed: 18 },
   /** Gemma's GeGLU (tanh GELU gate) and √hidden embedding normaliser. */
   'gemma-geglu': { activation: 'gelu-tanh', embedScale: 8, seed: 19 },
+  /** Gemma-2: norms before and after the attention and the MLP, attention and final logit soft-capping
+   *  (caps small enough to bite on random weights), local and global layers alternating, a query scale
+   *  from query_pre_attn_scalar, GeGLU and the √hidden embedding normaliser. */
+  gemma2: { blockNorms: 'sandwich', attnSoftcap: 2, logitSoftcap: 3, slidingWindow: 5, slidingPattern: 2, attentionScale: 0.2, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, seed: 24 },
+  /** Gemma-2 as a KV-cache graph with cos/sin caches, its norms fused (RMSNormalization, opset 23). */
+  'gemma2-kv': { blockNorms: 'sandwich', attnSoftcap: 2, logitSoftcap: 3, slidingWindow: 4, slidingPattern: 2, attentionScale: 0.2, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, kvCache: true, ropeFreqs: 'cache', norm: 'rmsnorm23', seed: 27 },
+  /** Gemma-3: sandwich norms, per-head q/k RMSNorm, two local layers to one global, the local layers with their own RoPE θ. */
+  gemma3: { blockNorms: 'sandwich', qkNorm: 'head', layers: 3, slidingWindow: 4, slidingPattern: 3, ropeTheta: 1000000, localRopeTheta: 10000, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, seed: 25 },
+  /** OLMo-2: norms after the attention and the MLP only, q/k RMSNorm over the whole projection. */
+  olmo2: { blockNorms: 'post', qkNorm: 'all', normEps: 1e-6, seed: 26 },
 };
 
 /**
@@ -371,11 +407,21 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   // RoPE over the first R dims of a head: frequencies θ^(−2i/R), i < R/2 (none with learned positions; the tables below are then dead).
   const R = o.positions === 'learned' ? 0 : (o.rotaryDim ?? D);
   if (R % 2 || R > D || (R < D && o.attention === 'gqa')) throw new Error('makeTinyLlama: rotaryDim must be even, at most the head size, with decomposed attention');
+  // RT: the width the (dead) tables are drawn at when there is no RoPE.
   const RT = R || D;
-  const invFreq = new Float32Array(RT / 2);
-  for (let i = 0; i < RT / 2; i++) invFreq[i] = 1 / o.ropeTheta ** ((2 * i) / RT);
+  const invFreqOf = (theta: number) => Float32Array.from({ length: RT / 2 }, (_, i) => 1 / theta ** ((2 * i) / RT));
+  const invFreq = invFreqOf(o.ropeTheta);
   let cos: Value;
   let sin: Value;
+  if (o.localRopeTheta && (o.ropeFreqs === 'cache' || o.attention === 'gqa' || !o.slidingWindow)) throw new Error('makeTinyLlama: localRopeTheta is for windowed layers with ropeFreqs mul/matmul');
+  /** cos, sin [s, R] (or [b, 1, s, R]) of the angles pos · inv. */
+  const ropeTables = (inv: Float32Array, tag: string): [Value, Value] => {
+    const posCol = b.op('Unsqueeze', [b.op('Cast', [ropePos], { attrs: { to: 1 } }), i64('axis_last', [-1])]);
+    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32(`inv_freq${tag}`, [1, RT / 2], inv)]);
+    const emb = b.op('Concat', [freqs, freqs], { attrs: { axis: -1 } });
+    const t: [Value, Value] = [b.op('Cos', [emb]), b.op('Sin', [emb])];
+    return kv ? [b.op('Unsqueeze', [t[0], i64('axis1', [1])]), b.op('Unsqueeze', [t[1], i64('axis1', [1])])] : t;
+  };
   if (o.ropeFreqs === 'cache') {
     const P = o.cachePositions;
     const [c, s] = [new Float32Array(P * RT), new Float32Array(P * RT)];
@@ -389,34 +435,40 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     cos = b.op('Gather', [f32('cos_cached', [P, RT], c), ropePos], { attrs: { axis: 0 } });
     sin = b.op('Gather', [f32('sin_cached', [P, RT], s), ropePos], { attrs: { axis: 0 } });
   } else {
-    const posCol = b.op('Unsqueeze', [b.op('Cast', [ropePos], { attrs: { to: 1 } }), i64('axis_last', [-1])]);
-    const freqs = b.op(o.ropeFreqs === 'matmul' ? 'MatMul' : 'Mul', [posCol, f32('inv_freq', [1, RT / 2], invFreq)]);
-    const emb = b.op('Concat', [freqs, freqs], { attrs: { axis: -1 } });
-    cos = b.op('Cos', [emb]);
-    sin = b.op('Sin', [emb]);
+    [cos, sin] = ropeTables(invFreq, '');
   }
+  const localRope = o.localRopeTheta ? ropeTables(invFreqOf(o.localRopeTheta), '_local') : undefined;
   // k ≤ q, and k > q − window when there is one.
-  const windowed = (k: Value, q: Value): Value => {
+  const windowed = (k: Value, q: Value, window: number): Value => {
     const causal = b.op('LessOrEqual', [k, q]);
-    if (!o.slidingWindow) return causal;
-    return b.op('And', [causal, b.op('Greater', [k, b.op('Sub', [q, b.i64('window', [o.slidingWindow], [])])])]);
+    if (!window) return causal;
+    return b.op('And', [causal, b.op('Greater', [k, b.op('Sub', [q, b.i64('window', [window], [])])])]);
   };
-  let allowed: Value;
-  if (kv) {
-    // Query i sits at absolute position past + i and sees keys j ≤ past + i that the attention mask keeps.
+  /** The additive mask of a window (0: causal only). */
+  if (kv && o.ropeFreqs === 'cache') {
     cos = b.op('Unsqueeze', [cos, i64('axis1', [1])]);
     sin = b.op('Unsqueeze', [sin, i64('axis1', [1])]);
-    const pastLen = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.past[0][0]]), i64('two', [2]), i64('three', [3])]), i64('zero', [0])]);
-    const total = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.attentionMask]), i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
-    const qPos = b.op('Add', [pos, pastLen]);
-    const kPos = b.op('Range', [b.i64('start', [0], []), total, b.i64('delta', [1], [])]);
-    const [k, q] = [b.op('Unsqueeze', [kPos, i64('axis0', [0])]), b.op('Unsqueeze', [qPos, i64('axis1', [1])])];
-    const keep = b.op('Unsqueeze', [b.op('Cast', [kv.attentionMask], { attrs: { to: 9 } }), i64('axes12', [1, 2])]);
-    allowed = b.op('And', [windowed(k, q), keep]);
-  } else {
-    allowed = windowed(b.op('Unsqueeze', [pos, i64('axis0', [0])]), b.op('Unsqueeze', [pos, i64('axis1', [1])]));
   }
-  const mask = b.op('Where', [allowed, scalarF('zero_f', 0), scalarF('min_f', -3.4028234663852886e38)]);
+  const maskOf = (window: number): Value => {
+    let allowed: Value;
+    if (kv) {
+      // Query i sits at absolute position past + i and sees keys j ≤ past + i that the attention mask keeps.
+      const pastLen = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.past[0][0]]), i64('two', [2]), i64('three', [3])]), i64('zero', [0])]);
+      const total = b.op('Squeeze', [b.op('Slice', [b.op('Shape', [kv.attentionMask]), i64('one', [1]), i64('two', [2])]), i64('zero', [0])]);
+      const qPos = b.op('Add', [pos, pastLen]);
+      const kPos = b.op('Range', [b.i64('start', [0], []), total, b.i64('delta', [1], [])]);
+      const [k, q] = [b.op('Unsqueeze', [kPos, i64('axis0', [0])]), b.op('Unsqueeze', [qPos, i64('axis1', [1])])];
+      const keep = b.op('Unsqueeze', [b.op('Cast', [kv.attentionMask], { attrs: { to: 9 } }), i64('axes12', [1, 2])]);
+      allowed = b.op('And', [windowed(k, q, window), keep]);
+    } else {
+      allowed = windowed(b.op('Unsqueeze', [pos, i64('axis0', [0])]), b.op('Unsqueeze', [pos, i64('axis1', [1])]), window);
+    }
+    return b.op('Where', [allowed, scalarF('zero_f', 0), scalarF('min_f', -3.4028234663852886e38)]);
+  };
+  const mask = maskOf(o.slidingWindow);
+  const globalMask = o.slidingPattern && o.slidingWindow ? maskOf(0) : mask;
+  /** Gemma-2/3 place a global layer where (l + 1) % pattern = 0. */
+  const isGlobal = (l: number): boolean => !!o.slidingPattern && (l + 1) % o.slidingPattern === 0;
 
   // Shape [batch, seq] for reshaping Gemm outputs back to 3-D.
   const outShapes = new Map<number, Value>();
@@ -490,6 +542,11 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
         return b.op(o.activation === 'gelu' ? 'Gelu' : 'FastGelu', [g], { domain: 'com.microsoft' });
       case 'gelu-ops':
         return b.op('Mul', [b.op('Mul', [g, b.op('Add', [b.op('Erf', [b.op('Div', [g, scalarF('sqrt2', Math.SQRT2)])]), scalarF('one_f', 1)])]), scalarF('half_f', 0.5)]);
+      case 'gelu-tanh-decomposed': {
+        const cube = b.op('Mul', [g, b.op('Mul', [g, g])]);
+        const inner = b.op('Mul', [scalarF('sqrt_2_over_pi', Math.sqrt(2 / Math.PI)), b.op('Add', [g, b.op('Mul', [scalarF('gelu_c', 0.044715), cube])])]);
+        return b.op('Mul', [scalarF('half_f', 0.5), b.op('Mul', [g, b.op('Add', [scalarF('one_f', 1), b.op('Tanh', [inner])])])]);
+      }
       case 'gelu-tanh-ops': {
         const inner = b.op('Add', [g, b.op('Mul', [scalarF('gelu_c', 0.044715), b.op('Pow', [g, scalarF('three_f', 3)])])]);
         const t = b.op('Tanh', [b.op('Mul', [scalarF('sqrt_2_pi', Math.sqrt(2 / Math.PI)), inner])]);
@@ -505,7 +562,9 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
   // Norms. `skipFrom` carries (delta, residual) into the next Skip norm when the residual Add is fused.
   let pending: { delta: Value; resid: Value } | undefined;
   const norm = (x: Value | undefined, layer: number, what: string, gamma: Float32Array, beta: Float32Array): { out: Value; stream: Value } => {
-    const gv = weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma));
+    const gv = o.unitOffsetNorms
+      ? b.op('Add', [b.op('Cast', [weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma.map((g) => g - 1)))], { attrs: { to: 1 } }), scalarF('one_f', 1)])
+      : weight(name(layer, `${what}.weight`), Tensor.fromFloat32([o.hidden], gamma));
     const eps = o.normEps;
     if (o.norm === 'skip-simplified' && pending) {
       const [out, , , sum] = b.node('SkipSimplifiedLayerNormalization', [pending.delta, pending.resid, gv], {
@@ -554,7 +613,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     return b.op('Add', [resid, delta]);
   };
 
-  const rope = (t: Value): Value => {
+  const rope = (t: Value, [cos, sin]: [Value, Value]): Value => {
     if (R === 0) return t;
     const axes = i64('axes_last', [-1]);
     const tr = R === D ? t : b.op('Slice', [t, i64('s0', [0]), i64('sR', [R]), axes]);
@@ -595,14 +654,24 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
 
   // QK-norm γ drawn after every other weight, so the other weights do not depend on the option.
   const qkRng = new Rng(o.seed + 7919);
-  const headGamma = (): Float32Array => qkRng.array(D, 0.1, 1);
+  const headGamma = (n = D): Float32Array => qkRng.array(n, 0.1, 1);
+  // So are the post-norm γ of 'sandwich' blocks (OLMo-2's 'post' blocks reuse the pre-norm draws).
+  const postRng = new Rng(o.seed + 15485863);
+  if (o.blockNorms !== 'pre' && o.norm === 'skip-simplified') throw new Error('makeTinyLlama: post-norms are not built with Skip norms');
+  if ((o.attnSoftcap || o.qkNorm === 'all' || o.slidingPattern) && o.attention === 'gqa') throw new Error('makeTinyLlama: soft-capping, whole-width q/k norms and local/global layers are for decomposed attention');
+  const dropGamma = o.blockNorms === 'sandwich' ? () => postRng.array(o.hidden, 0.1, 1) : undefined;
+  /** x + f(·): 'post' and 'sandwich' blocks normalise the output first. */
+  const postNormed = (delta: Value, layer: number, what: string, gamma: Float32Array, beta: Float32Array): Value =>
+    o.blockNorms === 'pre' ? delta : norm(delta, layer, what, dropGamma ? dropGamma() : gamma, beta).out;
   const presents: [Value, string][] = [];
   let x: Value | undefined = x0;
   let stream: Value = x0;
   for (let l = 0; l < o.layers; l++) {
     const L = weights.layer(l);
-    const a = norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
+    const a = o.blockNorms === 'post' ? { out: x!, stream: x! } : norm(x, l, 'input_layernorm', L.attnGamma, L.attnBeta);
     stream = a.stream;
+    const local = !!o.slidingWindow && !isGlobal(l);
+    const ropeCs: [Value, Value] = local && localRope ? localRope : [cos, sin];
     let qLin: Value | undefined, kLin: Value | undefined, vLin: Value | undefined;
     /** q, k, v already split into heads [batch, heads, seq, D] (GPT-NeoX's packed layout). */
     let qkvHeads: Value[] | undefined;
@@ -641,15 +710,19 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
         attrs: { num_heads: o.heads, kv_num_heads: o.kvHeads, do_rotary: 1, rotary_interleaved: 0 },
       })[0];
     } else {
-      const headNorm = (t: Value, what: string): Value => {
-        if (!o.qkNorm) return t;
+      const rms = (t: Value, what: string, width: number): Value => {
         const ms = b.op('ReduceMean', [b.op('Pow', [t, scalarF('two_f', 2)]), i64('last', [-1])], { attrs: { keepdims: 1 } });
         const normed = b.op('Mul', [t, b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [ms, scalarF('eps', o.normEps)])])])]);
-        return b.op('Mul', [f32(name(l, `self_attn.${what}.weight`), [D], headGamma()), normed]);
+        return b.op('Mul', [f32(name(l, `self_attn.${what}.weight`), [width], headGamma(width)), normed]);
       };
-      const [qH, kH, vH] = qkvHeads ?? [heads(qLin!, o.heads), heads(kLin!, o.kvHeads), heads(vLin!, o.kvHeads)];
-      const q = rope(headNorm(qH, 'q_norm'));
-      let kAll = rope(headNorm(kH, 'k_norm'));
+      // per head after the split, or (OLMo-2) over the whole projection before it
+      const perHead = o.qkNorm === true || o.qkNorm === 'head';
+      const headNorm = (t: Value, what: string): Value => (perHead ? rms(t, what, D) : t);
+      const fullNorm = (t: Value, what: string, n: number): Value => (o.qkNorm === 'all' ? rms(t, what, n * D) : t);
+      if (qkvHeads && o.qkNorm === 'all') throw new Error("makeTinyLlama: qkNorm 'all' needs q and k before the split into heads (not packedQkv 'neox')");
+      const [qH, kH, vH] = qkvHeads ?? [heads(fullNorm(qLin!, 'q_norm', o.heads), o.heads), heads(fullNorm(kLin!, 'k_norm', o.kvHeads), o.kvHeads), heads(vLin!, o.kvHeads)];
+      const q = rope(headNorm(qH, 'q_norm'), ropeCs);
+      let kAll = rope(headNorm(kH, 'k_norm'), ropeCs);
       let vAll = vH;
       if (kv) {
         kAll = b.op('Concat', [kv.past[l][0], kAll], { attrs: { axis: 2 } });
@@ -658,29 +731,33 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
       }
       const k = repeatKv(kAll);
       const v = repeatKv(vAll);
-      const scores = b.op('Add', [b.op('Mul', [b.op('MatMul', [q, b.op('Transpose', [k], { attrs: { perm: [0, 1, 3, 2] } })]), scalarF('scale', o.attentionScale || 1 / Math.sqrt(D))]), mask]);
+      let scaled = b.op('Mul', [b.op('MatMul', [q, b.op('Transpose', [k], { attrs: { perm: [0, 1, 3, 2] } })]), scalarF('scale', o.attentionScale || 1 / Math.sqrt(D))]);
+      if (o.attnSoftcap) scaled = b.op('Mul', [b.op('Tanh', [b.op('Div', [scaled, scalarF('attn_softcap', o.attnSoftcap)])]), scalarF('attn_softcap', o.attnSoftcap)]);
+      const scores = b.op('Add', [scaled, local ? mask : globalMask]);
       const ctx = b.op('MatMul', [b.op('Softmax', [scores], { attrs: { axis: -1 } }), v]);
       merged = b.op('Reshape', [b.op('Transpose', [ctx], { attrs: { perm: [0, 2, 1, 3] } }), i64('merge', [0, 0, o.heads * D])]);
     }
     const attnOut = linear(merged, name(l, 'self_attn.o_proj.weight'), L.w.o);
     if (o.residual !== 'sequential') {
       // GPT-NeoX: mlp + attn + x; Phi-2: attn + mlp + x over its one norm.
-      if (o.residualScale !== 1 || o.norm === 'skip-simplified' || o.mlp !== 'ungated') throw new Error('makeTinyLlama: a parallel residual is built with an ungated MLP, plain norms and no residual scale');
+      // (sandwich post-norms too, a combination no family has, to test that it is refused)
+      if (o.residualScale !== 1 || o.norm === 'skip-simplified' || o.mlp !== 'ungated' || o.blockNorms === 'post') throw new Error('makeTinyLlama: a parallel residual is built with an ungated MLP, pre-norms and no residual scale');
       const shared = o.residual === 'parallel-shared';
       const mIn = shared ? a.out : norm(stream, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta).out;
-      const mlpOut = ungatedMlp(mIn, l, L);
-      x = b.op('Add', [shared ? b.op('Add', [attnOut, mlpOut]) : b.op('Add', [mlpOut, attnOut]), stream]);
+      const attnDelta = postNormed(attnOut, l, 'attn_output_norm', L.attnGamma, L.attnBeta);
+      const mlpOut = postNormed(ungatedMlp(mIn, l, L), l, 'mlp_output_norm', L.mlpGamma, L.mlpBeta);
+      x = b.op('Add', [shared ? b.op('Add', [attnDelta, mlpOut]) : b.op('Add', [mlpOut, attnDelta]), stream]);
       continue;
     }
-    let h = residual(stream, attnOut);
+    let h = residual(stream, postNormed(attnOut, l, 'post_attention_layernorm', L.attnGamma, L.attnBeta));
     if (l === o.dropMlpOfBlock) {
       x = h;
       continue;
     }
-    const m = norm(h, l, 'post_attention_layernorm', L.mlpGamma, L.mlpBeta);
+    const m = o.blockNorms === 'post' ? { out: h!, stream: h! } : norm(h, l, o.blockNorms === 'sandwich' ? 'pre_feedforward_layernorm' : 'post_attention_layernorm', L.mlpGamma, L.mlpBeta);
     h = m.stream;
     if (o.mlp === 'ungated') {
-      x = residual(h, ungatedMlp(m.out, l, L));
+      x = residual(h, postNormed(ungatedMlp(m.out, l, L), l, 'post_feedforward_layernorm', L.mlpGamma, L.mlpBeta));
       continue;
     }
     const gateUp = o.packed
@@ -690,7 +767,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     const act = activate(gate);
     const up = gateUp ? gateUp[1] : linear(m.out, name(l, 'mlp.up_proj.weight'), L.w.up);
     const down = linear(b.op('Mul', [act, up]), name(l, 'mlp.down_proj.weight'), L.w.down);
-    x = residual(h, down);
+    x = residual(h, postNormed(down, l, 'post_feedforward_layernorm', L.mlpGamma, L.mlpBeta));
   }
   const tail = weights.tail();
   const fin = norm(x, -1, 'norm', tail.finalGamma, tail.finalBeta);
@@ -699,6 +776,7 @@ export function makeTinyLlama(opts: TinyLlamaOptions = {}): Model {
     ? b.op('MatMul', [fin.out, b.op('Transpose', [table], { attrs: { perm: [1, 0] } })])
     : linear(fin.out, o.names === 'anonymous' ? name(-1, 'x') : 'lm_head.weight', headW);
   if (o.logitDivisor !== 1) logits = b.op('Div', [logits, b.f32('logits_scaling', [], [o.logitDivisor])]);
+  if (o.logitSoftcap) logits = b.op('Mul', [b.op('Tanh', [b.op('Div', [logits, b.f32('final_logit_softcapping', [], [o.logitSoftcap])])]), b.f32('final_logit_softcapping', [], [o.logitSoftcap])]);
   b.output(logits, 'logits');
   logits.type = { dtype: 'float32', shape: ['batch', 'sequence', o.vocab] };
   for (const [v, n] of presents) {

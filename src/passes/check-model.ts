@@ -108,8 +108,9 @@ export function checkModel(s: TransformerStructure, calib: Int32Array[] | undefi
     if (t && FLOAT_TYPES.has(t.dtype) && t.toFloat32().some((x) => !Number.isFinite(x))) throw new UserError(`the RoPE frequencies ${s.rope.source.name} hold a NaN or Inf`);
   }
   for (const b of s.blocks) {
-    checkNorm(b.attnNorm, c.hidden, `block ${b.index} attention`);
-    checkNorm(b.mlpNorm, c.hidden, `block ${b.index} MLP`);
+    for (const [n, what] of [[b.attnNorm, 'attention'], [b.mlpNorm, 'MLP'], [b.postNorm?.attn, 'attention output'], [b.postNorm?.mlp, 'MLP output']] as const) {
+      if (n) checkNorm(n, c.hidden, `block ${b.index} ${what}`);
+    }
   }
   if (s.finalNorm) checkNorm(s.finalNorm, c.hidden, 'final');
   checkTensorType('the embedding table', s.embedding.table);

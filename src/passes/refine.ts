@@ -18,6 +18,8 @@ import { definePass } from '../graph/pass.ts';
 import { blockBackward, blockForward, cosineLoss, type BlockDims, type BlockParams } from '../quant/block-grad.ts';
 import { DltLinear } from '../quant/dlt.ts';
 import type { CompileContext, RefineOptions } from './context.ts';
+import type { TransformerStructure } from '../graph/recognize.ts';
+import { FEATURE_TEXT, isDefaultScale, type Feature } from '../program/block-program.ts';
 import { setLinearWeight } from './weights.ts';
 
 /** Chosen on a split of train.txt (bench/refine-select.ts: held-out PPL 13.86 against 14.01 for the
@@ -49,6 +51,27 @@ export interface RefineE2eStats {
   seconds: number;
 }
 
+/**
+ * The first block-program feature of the model that block-grad.ts's LLaMA block leaves out
+ * (distilling towards a block that computes something else would be silently wrong).
+ */
+function unmodelledFeature(s: TransformerStructure): Feature | undefined {
+  if (s.embedScale !== 1) return 'embed-scale';
+  if ((s.rope.rotaryDim ?? s.config.headDim) !== s.config.headDim) return 'partial-rotary';
+  for (const b of s.blocks) {
+    if (!b.attnNorm) return 'no-pre-norm';
+    if (b.postNorm) return 'post-norm';
+    if (b.qkNorm) return b.qkNorm.span === 'all' ? 'qk-norm-full' : 'qk-norm';
+    if (b.attention.window !== undefined) return 'sliding-window';
+    if (b.attention.softcap !== undefined) return 'attn-softcap';
+    if (!isDefaultScale(b.attention.scale!, s.config.headDim)) return 'query-scale';
+    if (b.ropeTheta !== undefined) return 'rope-theta-per-layer';
+    if (b.activation !== 'silu') return b.activation === 'gelu' ? 'gelu-mlp' : 'gelu-tanh-mlp';
+    if (b.residualScale.attn !== 1 || b.residualScale.mlp !== 1) return 'residual-scale';
+  }
+  return undefined;
+}
+
 export const refinePass = definePass<CompileContext>({
   name: 'refine',
   requires(_m, ctx) {
@@ -56,12 +79,14 @@ export const refinePass = definePass<CompileContext>({
     if (!ctx.opts.calib?.length) return '--refine needs calibration data (--calib)';
     // block-grad.ts differentiates the LLaMA block only.
     const b0 = ctx.structure.blocks[0];
-    if (!b0.gate || b0.parallel || !b0.attnNorm.rms || ctx.structure.positionEmbedding) {
+    if (!b0.gate || b0.parallel || b0.attnNorm?.rms === false || ctx.structure.positionEmbedding) {
       return '--refine supports LLaMA-style blocks only (RMSNorm, gated MLP, sequential residual, RoPE); this model is GPT-2 / GPT-NeoX / Phi-2 style';
     }
     const o = ctx.opts.refine!;
     if (refinePieces(ctx.opts.calib, o.seq, 1).length === 0) return `--refine: calibration segments are shorter than ${o.seq} tokens`;
     for (const st of ctx.linears.values()) if (st.ternary && !st.fp) return `${st.id}: the ternary pass kept no fp weights to distil from`;
+    const f = unmodelledFeature(ctx.structure);
+    if (f) return `--refine: the refinement's block (src/quant/block-grad.ts) does not compute feature '${f}' (${FEATURE_TEXT[f]}), which this model uses`;
     return undefined;
   },
   async run(model, ctx) {

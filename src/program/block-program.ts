@@ -3,18 +3,24 @@
 // backend (the float64 reference, the WGSL plan and runtime, the CUDA emitter). Per token:
 //   x₀ = embedScale · embed[id]
 //   for each block (residual 'sequential', norm 'rms'):
-//     a = act(rms(x, attnNorm), 'attn')
+//     a = act(pre(x, attnNorm), 'attn')              pre = rms, or identity without preNorm (OLMo-2)
 //     q, k, v = q(a), k(a), v(a)                     (+ bias where the linear has one)
-//     q, k = headRms(q, qNorm), headRms(k, kNorm)    (qkNorm: per head, before RoPE)
-//     q, k = rope(q), rope(k)                        (rotate_half on the first rotaryDim dims)
-//     o = attention(q, k, v)                         softmax(scale · q·kᵀ) over the keys t with
-//                                                    pos − window < t ≤ pos (window null: 0 ≤ t)
-//     h = x + ra · o(act(o, 'o'))                   ra, rm: residualScale (Granite)
-//     m = act(rms(h, mlpNorm), 'mlp')
-//     x = h + rm · down(act(σ(gate(m)) ⊙ up(m), 'down'))  σ = mlp.activation
-//   logits = logitScale · lmHead(rms(x_L, finalNorm))
+//     q, k = qkRms(q, qNorm), qkRms(k, kNorm)        (qkNorm: per head, or over the whole
+//                                                    projection when qkNorm.span is 'all'; before RoPE)
+//     q, k = rope(q), rope(k)                        (rotate_half on the first rotaryDim dims,
+//                                                    θ = attention.ropeTheta ?? program.rope.theta)
+//     o = attention(q, k, v)                         softmax(cap·tanh(scale · q·kᵀ / cap)) over the
+//                                                    keys t with pos − window < t ≤ pos (window
+//                                                    null: 0 ≤ t; softcap null: no tanh)
+//     h = x + ra · post(o(act(o, 'o')), postNorm.attn)   ra, rm: residualScale (Granite);
+//                                                    post = rms with postNorm (Gemma-2/3, OLMo-2), else identity
+//     m = act(pre(h, mlpNorm), 'mlp')
+//     x = h + rm · post(down(act(σ(gate(m)) ⊙ up(m), 'down')), postNorm.mlp)  σ = mlp.activation
+//   logits = softcap(logitScale · lmHead(rms(x_L, finalNorm)))   softcap(z) = cap·tanh(z/cap), cap = logitSoftcap
 // GPT-2 / GPT-NeoX / Phi-2 / StableLM (program.norm 'layer', program.residual 'parallel',
 // mlp.gated false, learned positions, rope 'none') vary this as blockOps and the manifest state.
+// Post-norms are RMSNorms whatever program.norm is (the pre-norms' kind); a LayerNorm post-norm
+// is not recognised, so no model reaches a runtime with one.
 // LayerNorm stays a norm kind, its mean subtraction computed by every runtime, rather than being
 // turned into RMSNorm by centring every writer of the residual stream: centring needs o/down
 // weights whose columns sum to zero, which ternary weights do not keep, so a quantised model's
@@ -55,6 +61,11 @@ export const FEATURES = [
   'parallel-residual',
   'learned-positions',
   'no-rope',
+  'post-norm',
+  'no-pre-norm',
+  'qk-norm-full',
+  'logit-softcap',
+  'rope-theta-per-layer',
 ] as const;
 
 export type Feature = (typeof FEATURES)[number];
@@ -85,6 +96,11 @@ export const FEATURE_TEXT = {
   'parallel-residual': 'attention and MLP both read the block input: x + attn(n₁(x)) + mlp(n₂(x)) (GPT-NeoX, Phi-2)',
   'learned-positions': 'a learned absolute position embedding added to the token embedding (GPT-2 wpe)',
   'no-rope': 'attention without rotary position embedding',
+  'post-norm': 'RMSNorm of the attention and MLP outputs before the residual add (Gemma-2/3, OLMo-2)',
+  'no-pre-norm': 'attention and MLP read the residual stream without a norm (OLMo-2)',
+  'qk-norm-full': 'RMSNorm of q and k over the whole projection before the split into heads (OLMo-2)',
+  'logit-softcap': 'final logit soft-capping cap·tanh(z/cap) (Gemma-2)',
+  'rope-theta-per-layer': 'a RoPE θ of its own in some layers (Gemma-3 local layers)',
 } as const satisfies Record<Feature, string>;
 
 /** Which features a backend implements exactly. */
@@ -92,12 +108,16 @@ export type FeatureTable = Record<Feature, boolean>;
 
 export type MlpActivation = 'silu' | 'gelu' | 'gelu-tanh';
 
-/** RMSNorm over each head of q (or k) before RoPE; γ has headDim entries. */
+/** An RMSNorm with its own γ and ε: of q or k (γ [headDim], or [heads·headDim] over the whole
+ *  projection), or of a block's attention or MLP output (γ [hidden]). */
 export interface HeadNorm<G = string | null> {
-  /** γ (in the manifest: a float32 [headDim] tensor name); null when the norm has none. */
+  /** γ (in the manifest: a float32 tensor name); null when the norm has none. */
   gamma: G;
   eps: number;
 }
+
+/** Where the q/k RMSNorm normalises: each head (Qwen3, Gemma-3), or the whole projection (OLMo-2). */
+export type QkNormSpan = 'head' | 'all';
 
 /** G is how γ is held: a tensor name in the manifest, the values in an ArtifactModel. */
 export interface AttentionProgram<G = string | null> {
@@ -105,9 +125,11 @@ export interface AttentionProgram<G = string | null> {
   scale: number;
   /** Keys visible to the query at pos: pos − window < t ≤ pos; null: every t ≤ pos. */
   window: number | null;
-  qkNorm: { q: HeadNorm<G>; k: HeadNorm<G> } | null;
+  qkNorm: { q: HeadNorm<G>; k: HeadNorm<G>; span?: QkNormSpan } | null;
   /** Scores become cap·tanh(scores/cap) before the softmax; null: none. */
   softcap: number | null;
+  /** RoPE θ of this layer where it differs from program.rope.theta (Gemma-3 local layers). */
+  ropeTheta?: number;
 }
 
 export interface BlockProgram<G = string | null> {
@@ -116,23 +138,27 @@ export interface BlockProgram<G = string | null> {
   residualScale: { attn: number; mlp: number };
   /** gated: down(σ(gate(m)) ⊙ up(m)); not gated (GPT-2 fc1/fc2): down(σ(up(m))), and the block has no gate linear. */
   mlp: { activation: MlpActivation; gated: boolean };
+  /** RMSNorms of the attention and MLP outputs before the residual add; absent: none. */
+  postNorm?: { attn: HeadNorm<G>; mlp: HeadNorm<G> };
+  /** false: the attention and MLP read the stream itself (OLMo-2); absent: true (attnNorm, mlpNorm apply). */
+  preNorm?: boolean;
 }
 
 /**
  * The steps of a block, in order. Every backend walks `blockOps(b)` with one handler per step
  * (a `Record<BlockOp, …>`), so a new step fails to typecheck until each backend has one:
- *   attn-in        a = act(rms(x, attnNorm), 'attn')
+ *   attn-in        a = act(pre(x, attnNorm), 'attn')                 (pre: rms, identity without preNorm)
  *   qkv            q, k, v = q(a), k(a), v(a)
- *   qk-norm        q, k = headRms(q, qNorm), headRms(k, kNorm)      (only with attention.qkNorm)
+ *   qk-norm        q, k = qkRms(q, qNorm), qkRms(k, kNorm)          (only with attention.qkNorm)
  *   rope-kv        q, k = rope(q), rope(k); k and v appended to the cache at pos
  *   attention      o = attention(q, cache)
- *   o-residual     x = x + ra · o(act(o, 'o'))
- *   mlp-in         m = act(rms(x, mlpNorm), 'mlp')
+ *   o-residual     x = x + ra · post(o(act(o, 'o')), postNorm.attn)  (post: rms with postNorm, else identity)
+ *   mlp-in         m = act(pre(x, mlpNorm), 'mlp')
  *   gate-up        g, u = gate(m), up(m)                            (ungated: u = up(m) only)
- *   down-residual  x = x + rm · down(act(σ(g) ⊙ u, 'down'))         (ungated: down(act(σ(u), 'down')))
+ *   down-residual  x = x + rm · post(down(act(σ(g) ⊙ u, 'down')), postNorm.mlp)   (ungated: σ(u))
  * With program.residual 'parallel' (GPT-NeoX, Phi-2) the MLP reads the block input, not h:
  * mlp-in and gate-up run before o-residual, while x is still the block input, so that
- *   x' = x + ra · o(·) + rm · down(·),  m = act(norm(x, mlpNorm), 'mlp')
+ *   x' = x + ra · post(o(·)) + rm · post(down(·)),  m = act(pre(x, mlpNorm), 'mlp')
  * with the same buffers and handlers as the sequential walk.
  */
 export const BLOCK_OPS = ['attn-in', 'qkv', 'qk-norm', 'rope-kv', 'attention', 'o-residual', 'mlp-in', 'gate-up', 'down-residual'] as const;
@@ -154,6 +180,8 @@ export interface ModelProgram {
   embedScale: number;
   /** logits = logitScale · lmHead(·) (Granite's 1/logits_scaling). */
   logitScale: number;
+  /** logits ← cap·tanh(logits/cap) after the scale (Gemma-2); absent: none. */
+  logitSoftcap?: number;
   /** kind 'none' (GPT-2: positions come from manifest.positionEmbed): rotaryDim 0, no rotation. */
   rope: { kind: 'rotate-half' | 'none'; theta: number; rotaryDim: number };
 }
@@ -185,6 +213,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
   if (p.program.rope.kind !== 'none' && p.program.rope.rotaryDim !== p.config.headDim) use('partial-rotary', -1);
   if (p.program.embedScale !== 1) use('embed-scale', -1);
   if (p.program.logitScale !== 1) use('logit-scale', -1);
+  if (p.program.logitSoftcap !== undefined) use('logit-softcap', -1);
   const linear = (l: LinearEntry, block: number) => {
     use(linearFormat(l).kind === 'dense' ? 'dense-linear' : 'ternary-linear', block);
     if (l.bias) use('linear-bias', block);
@@ -196,7 +225,10 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
       if (s.transform) use('online-transform', i);
     }
     const a = b.attention;
-    if (a.qkNorm) use('qk-norm', i);
+    if (a.qkNorm) use(a.qkNorm.span === 'all' ? 'qk-norm-full' : 'qk-norm', i);
+    if (a.ropeTheta !== undefined && a.ropeTheta !== p.program.rope.theta) use('rope-theta-per-layer', i);
+    if (b.postNorm) use('post-norm', i);
+    if (b.preNorm === false) use('no-pre-norm', i);
     if (a.window !== null) use('sliding-window', i);
     if (!isDefaultScale(a.scale, p.config.headDim)) use('query-scale', i);
     if (a.softcap !== null) use('attn-softcap', i);

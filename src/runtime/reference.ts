@@ -2,11 +2,13 @@
 // It is the oracle for the WGSL and CUDA runtimes: it reads weights only through the
 // format's reference decoder (decodeTernary) and follows the manifest's semantics line by
 // line, with no fusion and no shortcuts:
-//   a = act(norm(x, attnNorm), 'attn')
-//   h = x + ra · o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') )   (qn, kn: per-head q/k norms)
-//   m = act(norm(h, mlpNorm), 'mlp')
-//   x' = h + rm · down( act(σ(gate(m)) * up(m), 'down') )
-//   logits = logitScale · lmHead(norm(x_L, finalNorm)),  x₀ = embedScale · embed[id] (+ positionEmbed[pos])
+//   a = act(pre(x, attnNorm), 'attn')                        (pre: norm, or x itself without preNorm)
+//   h = x + ra · post( o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') ), postNorm.attn )
+//                                                            (qn, kn: per-head or whole-width q/k norms;
+//                                                             post: RMSNorm with postNorm, else identity)
+//   m = act(pre(h, mlpNorm), 'mlp')
+//   x' = h + rm · post( down( act(σ(gate(m)) * up(m), 'down') ), postNorm.mlp )
+//   logits = softcap(logitScale · lmHead(norm(x_L, finalNorm))),  x₀ = embedScale · embed[id] (+ positionEmbed[pos])
 // walking the block steps (block-program.ts blockOps: the parallel residual reorders them) with
 // one handler each. norm is RMSNorm or, for program.norm 'layer', LayerNorm with its β; an
 // ungated MLP is down(act(σ(up(m)), 'down')).
@@ -17,7 +19,7 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
-import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
+import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type HeadNorm, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
 import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
 import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
@@ -113,7 +115,7 @@ export const REFERENCE_FEATURES = {
   'partial-rotary': true,
   'gelu-mlp': true,
   'gelu-tanh-mlp': true,
-  'attn-softcap': false,
+  'attn-softcap': true,
   'embed-scale': true,
   'logit-scale': true,
   'residual-scale': true,
@@ -122,6 +124,11 @@ export const REFERENCE_FEATURES = {
   'parallel-residual': true,
   'learned-positions': true,
   'no-rope': true,
+  'post-norm': true,
+  'no-pre-norm': true,
+  'qk-norm-full': true,
+  'logit-softcap': true,
+  'rope-theta-per-layer': true,
 } as const satisfies FeatureTable;
 
 interface RefBlock extends BlockProgram<Float64Array | null> {
@@ -216,9 +223,19 @@ const GATES: Record<MlpActivation, (g: number) => number> = {
   gelu: (g) => 0.5 * g * (1 + erf(g / Math.SQRT2)),
 };
 
+/** cap·tanh(z/cap): soft-capping of attention scores and logits. */
+function softcap(z: number, cap: number): number {
+  return cap * Math.tanh(z / cap);
+}
+
 /** rms(·, γ, ε) over each head of width d, in place. */
 function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float64Array | null, eps: number): void {
   for (let h = 0; h < heads; h++) x.set(rmsNorm(x.subarray(h * d, (h + 1) * d), gamma, eps), h * d);
+}
+
+/** A block output's post-norm (Gemma-2/3, OLMo-2), or the output itself. */
+function post(y: Float64Array, n: HeadNorm<Float64Array | null> | undefined): Float64Array {
+  return n ? rmsNorm(y, n.gamma, n.eps) : y;
 }
 
 /** The block program on the CPU with a KV cache: feed tokens in order, get their logits. */
@@ -261,9 +278,15 @@ export class ReferenceModel {
     this.blocks = m.blocks.map((b) => ({
       mlp: b.mlp,
       residualScale: b.residualScale,
+      preNorm: b.preNorm,
+      postNorm: b.postNorm && {
+        attn: { eps: b.postNorm.attn.eps, gamma: norm(b.postNorm.attn.gamma) },
+        mlp: { eps: b.postNorm.mlp.eps, gamma: norm(b.postNorm.mlp.gamma) },
+      },
       attention: {
         ...b.attention,
         qkNorm: b.attention.qkNorm && {
+          span: b.attention.qkNorm.span,
           q: { eps: b.attention.qkNorm.q.eps, gamma: norm(b.attention.qkNorm.q.gamma) },
           k: { eps: b.attention.qkNorm.k.eps, gamma: norm(b.attention.qkNorm.k.gamma) },
         },
@@ -310,7 +333,8 @@ export class ReferenceModel {
       st.layer = li;
       for (const op of blockOps(b, residual)) this.ops[op](b, st);
     });
-    return matVec(this.lmHead, this.norm(st.x, this.finalNorm, this.finalNormBias)).map((z) => z * logitScale);
+    const cap = this.artifact.manifest.program.logitSoftcap;
+    return matVec(this.lmHead, this.norm(st.x, this.finalNorm, this.finalNormBias)).map((z) => (cap === undefined ? z * logitScale : softcap(z * logitScale, cap)));
   }
 
   /** The program's norm: RMSNorm, or LayerNorm with β. */
@@ -321,25 +345,28 @@ export class ReferenceModel {
 
   /** One handler per block step (block-program.ts BLOCK_OPS), each reading and writing `st`. */
   private readonly ops: Record<BlockOp, (b: RefBlock, st: StepState) => void> = {
-    'attn-in': (b, st) => void (st.a = applyAct(this.norm(st.x, b.attnNorm, b.attnNormBias), b.acts.attn)),
+    'attn-in': (b, st) => void (st.a = applyAct(b.preNorm === false ? st.x : this.norm(st.x, b.attnNorm, b.attnNormBias), b.acts.attn)),
     qkv: (b, st) => Object.assign(st, { q: matVec(b.q, st.a), k: matVec(b.k, st.a), v: matVec(b.v, st.a) }),
     'qk-norm': (b, st) => {
       const { heads, kvHeads, headDim } = this.config;
       const n = b.attention.qkNorm!;
-      headNormInPlace(st.q, heads, headDim, n.q.gamma, n.q.eps);
-      headNormInPlace(st.k, kvHeads, headDim, n.k.gamma, n.k.eps);
+      // over the whole projection: one "head" as wide as q (or k)
+      const [qh, kh, d] = n.span === 'all' ? [1, 1, 0] : [heads, kvHeads, headDim];
+      headNormInPlace(st.q, qh, d || st.q.length, n.q.gamma, n.q.eps);
+      headNormInPlace(st.k, kh, d || st.k.length, n.k.gamma, n.k.eps);
     },
-    'rope-kv': (_, st) => {
+    'rope-kv': (b, st) => {
       const { heads, kvHeads, headDim: d } = this.config;
       const rope = this.artifact.manifest.program.rope;
-      for (let h = 0; h < heads; h++) ropeInPlace(st.q, h * d, rope.rotaryDim, st.pos, rope.theta);
-      for (let h = 0; h < kvHeads; h++) ropeInPlace(st.k, h * d, rope.rotaryDim, st.pos, rope.theta);
+      const theta = b.attention.ropeTheta ?? rope.theta;
+      for (let h = 0; h < heads; h++) ropeInPlace(st.q, h * d, rope.rotaryDim, st.pos, theta);
+      for (let h = 0; h < kvHeads; h++) ropeInPlace(st.k, h * d, rope.rotaryDim, st.pos, theta);
       this.kCache[st.layer].push(st.k);
       this.vCache[st.layer].push(st.v);
     },
     attention: (b, st) => {
       const { heads, kvHeads, headDim: d } = this.config;
-      const { scale, window } = b.attention;
+      const { scale, window, softcap: cap } = b.attention;
       const [kc, vc, q, pos] = [this.kCache[st.layer], this.vCache[st.layer], st.q, st.pos];
       const att = (st.att = new Float64Array(heads * d));
       const scores = new Float64Array(pos + 1);
@@ -351,7 +378,7 @@ export class ReferenceModel {
         for (let t = first; t <= pos; t++) {
           let s = 0;
           for (let i = 0; i < d; i++) s += q[h * d + i] * kc[t][kh * d + i];
-          scores[t] = s * scale;
+          scores[t] = cap === null ? s * scale : softcap(s * scale, cap);
           max = Math.max(max, scores[t]);
         }
         let sum = 0;
@@ -363,15 +390,15 @@ export class ReferenceModel {
       }
     },
     'o-residual': (b, st) => {
-      const o = matVec(b.o, applyAct(st.att, b.acts.o));
+      const o = post(matVec(b.o, applyAct(st.att, b.acts.o)), b.postNorm?.attn);
       st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.attn * o[i]);
     },
-    'mlp-in': (b, st) => void (st.m = applyAct(this.norm(st.x, b.mlpNorm, b.mlpNormBias), b.acts.mlp)),
+    'mlp-in': (b, st) => void (st.m = applyAct(b.preNorm === false ? st.x : this.norm(st.x, b.mlpNorm, b.mlpNormBias), b.acts.mlp)),
     'gate-up': (b, st) => Object.assign(st, { g: b.gate ? matVec(b.gate, st.m) : null, u: matVec(b.up, st.m) }),
     'down-residual': (b, st) => {
       const sigma = GATES[b.mlp.activation];
       const gu = st.g ? Float64Array.from(st.g, (gv, i) => sigma(gv) * st.u[i]) : st.u.map(sigma);
-      const dn = matVec(b.down, applyAct(gu, b.acts.down));
+      const dn = post(matVec(b.down, applyAct(gu, b.acts.down)), b.postNorm?.mlp);
       st.x = Float64Array.from(st.x, (xv, i) => xv + b.residualScale.mlp * dn[i]);
     },
   };

@@ -579,6 +579,11 @@ describe('emitCuda', () => {
       ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.1)],
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
       ['residual-scale', (m) => void (m.blocks[1].residualScale = { attn: 0.5, mlp: 1 })],
+      // Gemma-2/3 and OLMo-2 (not emitted yet)
+      ['post-norm', (m) => void (m.blocks[1].postNorm = { attn: { gamma: addVector(m, 'blocks.1.attn_post_norm', m.config.hidden), eps: 1e-6 }, mlp: { gamma: null, eps: 1e-6 } })],
+      ['no-pre-norm', (m) => void (m.blocks[1].preNorm = false)],
+      ['qk-norm-full', (m) => (withQkNorm(m, 1), void (m.blocks[1].attention.qkNorm!.span = 'all'))],
+      ['rope-theta-per-layer', (m) => void (m.blocks[1].attention.ropeTheta = 1000000)],
     ];
     for (const [feature, edit] of cases) {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
@@ -586,6 +591,9 @@ describe('emitCuda', () => {
       edit(m);
       expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
     }
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    m.program.logitSoftcap = 30;
+    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'logit-softcap' \(final logit soft-capping cap·tanh\(z\/cap\) \(Gemma-2\)\)$/);
   });
 });
 

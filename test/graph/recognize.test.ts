@@ -2,7 +2,7 @@
 // export styles. Roles are checked two ways: against the layout we know, and numerically:
 // a float64 forward pass that uses only what recognition found (weights by role, γ, ε, heads,
 // θ) must reproduce onnxruntime's logits — a swapped q/k, a missed bias or a wrong θ would not.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,11 +12,11 @@ import { formatInspectTable, inspectJSON } from '../../src/cli/inspect.ts';
 import { UserError } from '../../src/errors.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import type { Model } from '../../src/graph/ir.ts';
-import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
-import { recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
+import { encodeModel, loadModel, saveModel } from '../../src/graph/onnx.ts';
+import { constTensor, recognize, structureToJSON, weightRows, type TransformerStructure } from '../../src/graph/recognize.ts';
 import { findNorms } from '../../src/graph/patterns/norm.ts';
 import { Tensor } from '../../src/graph/tensor.ts';
-import { FIXTURE_VARIANTS, makeTinyLlama, writeFixtures, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
+import { FAMILY_VARIANTS, FIXTURE_VARIANTS, makeTinyLlama, writeFixtures, type TinyLlamaOptions } from '../fixtures/make-fixtures.ts';
 import { referenceLogits } from '../fixtures/reference-forward.ts';
 
 const SHARED_MODELS = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/models');
@@ -95,8 +95,8 @@ function expectPydocsStructure(s: TransformerStructure, dtype: string, normKind:
     expect(n.gamma?.constValue?.dims).toEqual([384]);
   }
   // The γ of each norm is the one torch named for that position (names are only checked here, never used).
-  expect(s.blocks.map((b) => b.attnNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.input_layernorm.weight`));
-  expect(s.blocks.map((b) => b.mlpNorm.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.post_attention_layernorm.weight`));
+  expect(s.blocks.map((b) => b.attnNorm!.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.input_layernorm.weight`));
+  expect(s.blocks.map((b) => b.mlpNorm!.gamma!.name)).toEqual(Array.from({ length: 6 }, (_, i) => `m.model.layers.${i}.post_attention_layernorm.weight`));
   expect(s.finalNorm!.gamma!.name).toBe('m.model.norm.weight');
   expect(s.embedding.table.name).toBe('m.model.embed_tokens.weight');
   expect(s.embedding.ids.name).toBe('input_ids');
@@ -292,7 +292,41 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(recognize(makeTinyLlama({ layers: 1 })).blocks[0].attention.window).toBeUndefined();
   });
 
-  it('several different RoPE frequency sets (per-layer θ, Gemma 3) are refused; copies of one set are not', () => {
+  it('post-norms: Gemma-2 sandwich blocks keep their pre-norms, OLMo-2 blocks read the stream itself; soft-caps and full-width q/k norms are read', () => {
+    const g2 = recognize(makeTinyLlama(FAMILY_VARIANTS.gemma2));
+    for (const b of g2.blocks) {
+      expect([b.attnNorm?.role, b.mlpNorm?.role, b.postNorm?.attn.role, b.postNorm?.mlp.role]).toEqual(['attn', 'mlp', 'attn-post', 'mlp-post']);
+      expect(b.postNorm!.attn.gamma!.name).toBe(`model.layers.${b.index}.post_attention_layernorm.weight`);
+      expect(b.postNorm!.mlp.gamma!.name).toBe(`model.layers.${b.index}.post_feedforward_layernorm.weight`);
+      expect(b.mlpNorm!.gamma!.name).toBe(`model.layers.${b.index}.pre_feedforward_layernorm.weight`);
+      expect(b.attention.softcap).toBe(2);
+      expect(b.attention.scale).toBeCloseTo(0.2, 6);
+    }
+    expect(g2.blocks.map((b) => b.attention.window)).toEqual([5, undefined]);
+    expect([g2.logitScale, g2.logitSoftcap]).toEqual([1, 3]);
+    expect(g2.notes).toContain('norms before and after the attention and the MLP (Gemma-2/3 style)');
+    const o2 = recognize(makeTinyLlama(FAMILY_VARIANTS.olmo2));
+    for (const b of o2.blocks) {
+      expect([b.attnNorm, b.mlpNorm]).toEqual([undefined, undefined]);
+      expect(b.postNorm!.attn.gamma!.name).toBe(`model.layers.${b.index}.post_attention_layernorm.weight`);
+      expect(b.qkNorm!.span).toBe('all');
+      expect(constTensor(b.qkNorm!.k.gamma)!.numel).toBe(2 * 16);
+    }
+    // the q/k/v and gate/up groups read the residual stream, without a norm
+    expect(o2.inputGroups.filter((g) => g.site === 'attn' || g.site === 'mlp').every((g) => g.norm === undefined)).toBe(true);
+    expect(o2.inputGroups.find((g) => g.site === 'attn' && g.block === 1)!.value).toBe(o2.blocks[0].residualOut);
+    expect(o2.config.normEps).toBe(1e-6);
+  });
+
+  it('tanh GELU decomposed as TorchScript writes it is a GeGLU gate; a decomposition of another function is not', () => {
+    const s = recognize(makeTinyLlama({ activation: 'gelu-tanh-decomposed' }));
+    expect(s.blocks.map((b) => b.activation)).toEqual(['gelu-tanh', 'gelu-tanh']);
+    const m = makeTinyLlama({ activation: 'gelu-tanh-decomposed' });
+    m.graph.initializers.get('gelu_c')!.constValue = Tensor.fromFloat32([], Float32Array.of(0.05));
+    expect(() => recognize(m)).toThrow(/^block 0: could not tell the gate projection from up/);
+  });
+
+  it('several RoPE frequency sets: each block gets the θ its query is rotated with (Gemma-3 local layers); a set no query reaches is ignored', () => {
     const withSecondSet = (theta: number) => {
       const m = makeTinyLlama();
       const inv = m.graph.initializers.get('inv_freq')!;
@@ -305,14 +339,28 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       b.op('Cos', [b.op('Mul', [mul.input(0)!, m.graph.addInitializer('inv_freq_global', Tensor.fromFloat32([1, n], other))])]);
       return m;
     };
-    expect(() => recognize(withSecondSet(1e6))).toThrow(/^the graph holds 2 different RoPE frequency sets \(per-layer RoPE θ/);
+    const dangling = recognize(withSecondSet(1e6));
+    expect([dangling.config.ropeTheta, dangling.blocks.map((b) => b.ropeTheta)]).toEqual([10000, [undefined, undefined]]);
     expect(recognize(withSecondSet(10000)).config.ropeTheta).toBe(10000);
+    // Gemma-3 shape: layers 0 and 1 local (θ 10⁴, the model-wide θ: most blocks use it), layer 2 global (θ 10⁶)
+    const g3 = recognize(makeTinyLlama(FAMILY_VARIANTS.gemma3));
+    expect([g3.config.ropeTheta, g3.blocks.map((b) => b.ropeTheta)]).toEqual([10000, [undefined, undefined, 1000000]]);
+    // with config.json's rope_theta beside the model, its set is the model-wide one
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-gemma3-'));
+    try {
+      saveModel(makeTinyLlama(FAMILY_VARIANTS.gemma3), join(dir, 'model.onnx'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ rope_theta: 1000000, rope_local_base_freq: 10000 }));
+      const withCfg = recognize(loadModel(join(dir, 'model.onnx')));
+      expect([withCfg.config.ropeTheta, withCfg.blocks.map((b) => b.ropeTheta)]).toEqual([1000000, [10000, 10000, undefined]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a mixture-of-experts MLP (router → Softmax → TopK beside the experts) is refused, naming the feature', () => {
     const m = makeTinyLlama();
     const s0 = recognize(m);
-    const mlpIn = s0.blocks[1].mlpNorm.output;
+    const mlpIn = s0.blocks[1].mlpNorm!.output;
     const b = new GraphBuilder(m.graph);
     const router = b.op('MatMul', [mlpIn, m.graph.addInitializer('router', Tensor.fromFloat32([64, 4], new Float32Array(256).fill(0.1)))]);
     b.node('TopK', [b.op('Softmax', [router], { attrs: { axis: -1 } }), b.i64('top_k', [2])], { outputs: 2, attrs: { axis: -1 } });
@@ -333,18 +381,18 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     const b = s.blocks[1];
     expect(b.q.weight.name).toBe('model.layers.1.mlp.down_proj.weight');
     expect(b.down.weight.name).toBe('model.layers.1.self_attn.k_proj.weight');
-    expect(b.attnNorm.gamma!.name).toBe('model.layers.1.post_attention_layernorm.weight');
+    expect(b.attnNorm!.gamma!.name).toBe('model.layers.1.post_attention_layernorm.weight');
     expect([b.q.op, b.q.layout, b.q.bias !== undefined]).toEqual(['Gemm', 'out_in', true]);
     expect(s.notes).toContain('LayerNorm blocks (mean-subtracting, with β): not a LLaMA RMSNorm');
   });
 
   it('Skip norms: the residual sums are the Skip ops\' fourth outputs', () => {
     const s = recognize(makeTinyLlama(FIXTURE_VARIANTS['fused-skip']));
-    expect(s.blocks[0].attnNorm.kind).toBe('SimplifiedLayerNormalization');
-    expect(s.blocks[1].attnNorm.kind).toBe('SkipSimplifiedLayerNormalization');
-    expect(s.blocks[0].mlpNorm.kind).toBe('SkipSimplifiedLayerNormalization');
-    expect(s.blocks[0].residualMid).toBe(s.blocks[0].mlpNorm.nodes[0].outputs[3]);
-    expect(s.blocks[1].residualIn).toBe(s.blocks[1].attnNorm.residualOut);
+    expect(s.blocks[0].attnNorm!.kind).toBe('SimplifiedLayerNormalization');
+    expect(s.blocks[1].attnNorm!.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].mlpNorm!.kind).toBe('SkipSimplifiedLayerNormalization');
+    expect(s.blocks[0].residualMid).toBe(s.blocks[0].mlpNorm!.nodes[0].outputs[3]);
+    expect(s.blocks[1].residualIn).toBe(s.blocks[1].attnNorm!.residualOut);
     expect(s.blocks[0].attnAdd).toBeUndefined();
     for (const l of s.linears) expect([l.weightDtype, l.layout, l.weightPath.map((n) => n.opType)]).toEqual(['float16', 'out_in', ['Cast', 'Transpose']]);
   });

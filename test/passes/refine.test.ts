@@ -23,7 +23,7 @@ import { halfToFloat } from '../../src/graph/tensor.ts';
 import { DEFAULT_REFINE } from '../../src/passes/refine.ts';
 import { blockForward, type BlockParams } from '../../src/quant/block-grad.ts';
 import { mulberry32 } from '../../src/util/prng.ts';
-import { makeTinyLlama } from '../fixtures/make-fixtures.ts';
+import { FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
 
 const dims = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 80, seed: 9 };
 const rand = mulberry32(3);
@@ -50,6 +50,13 @@ describe('refine pass', () => {
       expect(ng).toBe(w.cols / 32);
       void l;
     }
+  });
+
+  it('refuses a model whose blocks it does not compute, naming the feature (OLMo-2: no pre-norms; Gemma-2: its embedding scale)', async () => {
+    const refine = { ...DEFAULT_REFINE, steps: 1, pieces: 1, seq: 32 };
+    const olmo = { ...FAMILY_VARIANTS.olmo2, vocab: 80 };
+    await expect(compile(makeTinyLlama(olmo), { calib, rotate: false, gptq: false, refine })).rejects.toThrow(/does not compute feature 'no-pre-norm'/);
+    await expect(compile(makeTinyLlama({ ...FAMILY_VARIANTS.gemma2, vocab: 80 }), { calib, rotate: false, gptq: false, refine })).rejects.toThrow(/does not compute feature 'embed-scale'/);
   });
 
   it('the end-to-end stage lowers the last block’s loss further', async () => {

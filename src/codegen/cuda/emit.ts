@@ -99,6 +99,12 @@ export const CUDA_FEATURES = {
   'parallel-residual': false,
   'learned-positions': false,
   'no-rope': false,
+  // Gemma-2/3 and OLMo-2 features: not emitted for CUDA yet.
+  'post-norm': false,
+  'no-pre-norm': false,
+  'qk-norm-full': false,
+  'logit-softcap': false,
+  'rope-theta-per-layer': false,
 } as const satisfies FeatureTable;
 
 /**

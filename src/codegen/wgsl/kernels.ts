@@ -718,10 +718,15 @@ ${half ? rotate : wgsl``}${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32
   });
 }
 
+/** cap·tanh(s/cap) with tanh written with exp (exact at ±∞, as GELU_TANH). */
+function softcapExpr(s: Code, cap: number): Code {
+  return wgsl`${f32(cap)} * (1.0 - 2.0 / (exp(2.0 * ${s} / ${f32(cap)}) + 1.0))`;
+}
+
 /** Causal GQA attention over the KV cache with a chunked online softmax; one workgroup
- *  per (head, token). softmax(scale · q·kᵀ) over the keys pos − window < t ≤ pos (window
- *  null: every t ≤ pos). Bindings: Q, Kc, Vc, O, step. */
-export function attentionKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+ *  per (head, token). softmax(cap·tanh(scale · q·kᵀ / cap)) over the keys pos − window < t ≤ pos
+ *  (window null: every t ≤ pos; softcap null: no tanh). Bindings: Q, Kc, Vc, O, step. */
+export function attentionKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
   const CH = 256;
   const dpt = Math.ceil(d / WG);
@@ -729,7 +734,7 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, scale
   return defineKernel({
     name: 'attention',
     // The default scale keeps the default key (and text); windowed kernels are keyed by window.
-    params: { heads, kvHeads, d, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }) },
+    params: { heads, kvHeads, d, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) },
     bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -752,7 +757,8 @@ export function attentionKernel(heads: number, kvHeads: number, d: number, scale
       var s = 0.0;
       for (var i = 0u; i < ${u32(d)}; i++) { s += Q[qo + i] * Kc[ko + i]; }
       s *= scale;
-      sc[t] = s;
+${softcap === null ? wgsl`` : wgsl`      s = ${softcapExpr(wgsl`s`, softcap)};
+`}      sc[t] = s;
       cmax = max(cmax, s);
     }
 ${reduce(1, () => wgsl`cmax`, 'max', feats)}
@@ -837,6 +843,38 @@ export function mlpActivationKernel(width: number, activation: MlpActivation): W
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
   Y[e] = act(U[e]);`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
+/** X ← cap·tanh(X/cap) elementwise over [ntok, width] (the program's logit soft-capping). Bindings: X, step. */
+export function softcapKernel(width: number, cap: number): WgslKernel {
+  return defineKernel({
+    name: 'softcap',
+    params: { width, cap },
+    bindings: [f32buf('X', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  X[e] = ${softcapExpr(wgsl`X[e]`, cap)};`,
+    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
+  });
+}
+
+/** Y ← X elementwise over [ntok, width] (a block input without a pre-norm, before its in-place quantiser). Bindings: X, Y, step. */
+export function copyKernel(width: number): WgslKernel {
+  return defineKernel({
+    name: 'copy',
+    params: { width },
+    bindings: [f32buf('X'), f32buf('Y', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
+  if (i >= ${u32(width)}) { return; }
+  let e = wid.y * ${u32(width)} + i;
+  Y[e] = X[e];`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
 }

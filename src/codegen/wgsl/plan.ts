@@ -6,7 +6,7 @@ import { linearFormat } from '../../formats/linear-format.ts';
 import { ternaryFormat, type TernaryFormat } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
-import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation } from '../../program/block-program.ts';
+import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation, type QkNormSpan } from '../../program/block-program.ts';
 import {
   actQuantKernel,
   attentionKernel,
@@ -25,6 +25,8 @@ import {
   swigluKernel,
   gemvRowsUnsupported,
   ternaryGemvRowsKernel,
+  softcapKernel,
+  copyKernel,
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
 } from './kernels.ts';
@@ -46,7 +48,7 @@ export const WGSL_FEATURES = {
   'partial-rotary': true,
   'gelu-mlp': true,
   'gelu-tanh-mlp': true,
-  'attn-softcap': false,
+  'attn-softcap': true,
   'embed-scale': true,
   'logit-scale': true,
   'residual-scale': true,
@@ -55,6 +57,11 @@ export const WGSL_FEATURES = {
   'parallel-residual': true,
   'learned-positions': true,
   'no-rope': true,
+  'post-norm': true,
+  'no-pre-norm': true,
+  'qk-norm-full': true,
+  'logit-softcap': true,
+  'rope-theta-per-layer': true,
 } as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
@@ -122,6 +129,7 @@ export interface ActKernels {
 }
 
 export interface BlockKernels {
+  /** rms(x, attnNorm), or a copy of x where the block has no pre-norm (OLMo-2); the same for mlpNorm. */
   attnNorm: WgslKernel;
   attnAct: ActKernels;
   q: LinearKernels;
@@ -143,6 +151,9 @@ export interface BlockKernels {
   swiglu: WgslKernel;
   downAct: ActKernels;
   down: LinearKernels;
+  /** rms(·, postNorm) of the attention and MLP outputs before the residual add (Gemma-2/3, OLMo-2). */
+  attnPost?: WgslKernel;
+  mlpPost?: WgslKernel;
   /** x ← x + residualScale · delta, after the attention and after the MLP. */
   attnResidual: WgslKernel;
   mlpResidual: WgslKernel;
@@ -157,6 +168,8 @@ export interface ModelKernels {
   lmHead: LinearKernels;
   /** logits ← logitScale · logits, when the program scales them. */
   logitScale?: WgslKernel;
+  /** logits ← cap·tanh(logits/cap), when the program soft-caps them. */
+  logitSoftcap?: WgslKernel;
 }
 
 export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
@@ -210,27 +223,34 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const rotaryDim = m.program.rope.rotaryDim;
   if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
-  const headNorm = (heads: number, n: HeadNorm) => headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
+  // q/k norms per head, or over the whole projection as one head (span 'all')
+  const headNorm = (heads: number, n: HeadNorm, span: QkNormSpan = 'head') =>
+    span === 'all' ? headRmsNormKernel(1, heads * c.headDim, n.eps, n.gamma !== null, feats) : headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
   const norm = (gamma: string | null, beta: string | null | undefined) =>
     m.program.norm === 'layer' ? layerNormKernel(c.hidden, c.normEps, gamma !== null, !!beta, feats) : rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats);
+  // without pre-norms (OLMo-2) the attention and the MLP read a copy of the stream
+  const preNorm = (pre: boolean | undefined, gamma: string | null, beta: string | null | undefined) => (pre === false ? copyKernel(c.hidden) : norm(gamma, beta));
+  // post-norms are RMSNorms whatever program.norm is (block-program.ts)
+  const postNorm = (n: HeadNorm) => rmsNormKernel(c.hidden, n.eps, n.gamma !== null, feats);
   const blocks = m.blocks.map((b): BlockKernels => ({
-    attnNorm: norm(b.attnNorm, b.attnNormBias),
+    attnNorm: preNorm(b.preNorm, b.attnNorm, b.attnNormBias),
     attnAct: actKernels(b.acts.attn, c.hidden, feats),
     q: linearKernels(b.q),
     k: linearKernels(b.k),
     v: linearKernels(b.v),
-    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k) } : {}),
+    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q, b.attention.qkNorm.span), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k, b.attention.qkNorm.span) } : {}),
     ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
-    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats),
+    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats, b.attention.softcap),
     oAct: actKernels(b.acts.o, qd, feats),
     o: linearKernels(b.o),
-    mlpNorm: norm(b.mlpNorm, b.mlpNormBias),
+    mlpNorm: preNorm(b.preNorm, b.mlpNorm, b.mlpNormBias),
     mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
     ...(b.gate ? { gate: linearKernels(b.gate) } : {}),
     up: linearKernels(b.up),
     swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
     downAct: actKernels(b.acts.down, c.intermediate, feats),
     down: linearKernels(b.down),
+    ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),
     attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
     mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
   }));
@@ -241,6 +261,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     finalNorm: norm(m.finalNorm, m.finalNormBias),
     lmHead: linearKernels(m.lmHead),
     ...(m.program.logitScale === 1 ? {} : { logitScale: scaleKernel(c.vocab, m.program.logitScale) }),
+    ...(m.program.logitSoftcap === undefined ? {} : { logitSoftcap: softcapKernel(c.vocab, m.program.logitSoftcap) }),
   };
 }
 
@@ -253,12 +274,13 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   add(p.embed);
   add(p.positions);
   for (const b of p.blocks) {
-    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnResidual, b.mlpResidual].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down].forEach(lin);
   }
   add(p.finalNorm);
   lin(p.lmHead);
   add(p.logitScale);
+  add(p.logitSoftcap);
   return [...all.values()];
 }

@@ -135,7 +135,7 @@ function one(ls: Linear[], what: string): Linear | string {
 /** Match the attention core around one Softmax. */
 export function matchSoftmaxAttention(sm: Node, idx: LinearIndex): AttentionResult {
   const bad = (reason: string): AttentionResult => ({ ok: false, reason, anchor: sm });
-  const scores = bfsBack(sm.input(0)!, isDynMatMul, 6);
+  const scores = bfsBack(sm.input(0)!, isDynMatMul, 10);
   if (!scores) return bad('no Q·Kᵀ MatMul before the Softmax');
   const pv = bfsForward(sm.output(0), (n, w) => isDynMatMul(n) && n.input(0) === w, 4);
   if (!pv) return bad('no P·V MatMul after the Softmax');
@@ -338,6 +338,15 @@ function slidingWindow(masks: Value[]): number | undefined | string {
     const p = w.producer();
     if (!p) continue;
     for (const i of p.inputs) if (i) queue.push(i);
+    if (p.opType === 'Trilu') {
+      // tril(ones, −w) marks the keys w or more behind the query (older transformers' Gemma-2 window);
+      // triu(·, 1) is the causal mask itself.
+      const k = scalarConst(p.input(1)) ?? 0;
+      const upper = (p.attr('upper', 'int') ?? 1) === 1;
+      if (!upper && k < 0) found.add(-k);
+      else if (!(upper && k === 1)) return `the attention mask uses ${upper ? 'triu' : 'tril'} with diagonal ${k}, which is not understood`;
+      continue;
+    }
     if (!COMPARE.has(p.opType)) continue;
     const [a, b] = [p.input(0), p.input(1)];
     const inclusive = p.opType.endsWith('OrEqual') ? 1 : 0;

@@ -39,7 +39,7 @@ export interface Norm {
   beta?: Value;
   eps: number;
   /** Set by recognition. */
-  role?: 'attn' | 'mlp' | 'final';
+  role?: 'attn' | 'mlp' | 'attn-post' | 'mlp-post' | 'final';
   block?: number;
 }
 

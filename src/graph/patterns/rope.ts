@@ -7,11 +7,12 @@
 import type { Model, Node, Value } from '../ir.ts';
 import type { DType } from '../tensor.ts';
 import { constTensor } from './linear.ts';
-import { UserError } from '../../errors.ts';
 
 export interface RopeFrequencies {
   /** The constant the frequencies were read from (inv_freq, or the cos cache). */
   source: Value;
+  /** Every constant stating the same set (per-layer copies), `source` first. */
+  sources: Value[];
   kind: 'inv-freq' | 'cache';
   /** inv[i] for i < rotaryDim/2. */
   inv: Float64Array;
@@ -24,19 +25,21 @@ export interface RopeFrequencies {
 const FLOATS = new Set<DType>(['float32', 'float16', 'float64', 'bfloat16']);
 const QUANTUM: Partial<Record<DType, number>> = { float32: 6e-8, float64: 1e-16, float16: 5e-4, bfloat16: 4e-3 };
 
-/** Inverse-frequency constants upstream of every Cos: one set, or the model is refused. */
-function fromInvFreq(model: Model): RopeFrequencies | undefined {
+/** Inverse-frequency constants upstream of every Cos, one entry per distinct set. */
+function fromInvFreq(model: Model): RopeFrequencies[] {
   const found = model.graph.nodes.filter((n) => n.opType === 'Cos' && n.domain === '').map(invFreqOf).filter((f) => f !== undefined);
-  return oneSet(found);
+  return distinctSets(found);
 }
 
-/** The frequency sets agree (per-layer copies are fine); several different ones are not supported. */
-function oneSet(found: RopeFrequencies[]): RopeFrequencies | undefined {
-  const distinct = found.filter((f, i) => found.findIndex((g) => sameFrequencies(f, g)) === i);
-  if (distinct.length > 1) {
-    throw new UserError(`the graph holds ${distinct.length} different RoPE frequency sets (per-layer RoPE θ, as Gemma 3's local and global layers): not supported yet`);
+/** One entry per distinct frequency set (per-layer copies of one set are one set), each with every constant that states it. */
+function distinctSets(found: RopeFrequencies[]): RopeFrequencies[] {
+  const out: RopeFrequencies[] = [];
+  for (const f of found) {
+    const same = out.find((g) => sameFrequencies(f, g));
+    if (same) same.sources.push(f.source);
+    else out.push({ ...f, sources: [f.source] });
   }
-  return found[0];
+  return out;
 }
 
 function sameFrequencies(a: RopeFrequencies, b: RopeFrequencies): boolean {
@@ -58,7 +61,7 @@ function invFreqOf(cos: Node): RopeFrequencies | undefined {
       const decreasing = vals.every((x, i) => x > 0 && (i === 0 || x < vals[i - 1]));
       if (!decreasing || Math.abs(vals[0] - 1) > 1e-3) continue;
       const q = QUANTUM[t.dtype] ?? 1e-3;
-      return { source: w, kind: 'inv-freq', inv: Float64Array.from(vals), sigma: Float64Array.from(vals, (x) => x * q * 2) };
+      return { source: w, sources: [w], kind: 'inv-freq', inv: Float64Array.from(vals), sigma: Float64Array.from(vals, (x) => x * q * 2) };
     }
     const p = w.producer();
     if (p && p.opType !== 'Shape') for (const i of p.inputs) if (i) queue.push(i);
@@ -79,7 +82,7 @@ function constBehind(v: Value | undefined, depth = 3): Value | undefined {
 }
 
 /** cos/sin caches: tables consumed by Gather (other than the embedding) or by rotary/attention ops. */
-function fromCaches(model: Model, embedding: Node | undefined): RopeFrequencies | undefined {
+function fromCaches(model: Model, embedding: Node | undefined): RopeFrequencies[] {
   const tables: Value[] = [];
   for (const n of model.graph.nodes) {
     if (n === embedding) continue;
@@ -98,7 +101,7 @@ function fromCaches(model: Model, embedding: Node | undefined): RopeFrequencies 
     return true;
   };
   const coss = [...new Set(tables)].filter((v) => isRow0(v, 1));
-  return oneSet(coss.map((cosT) => cacheFrequencies(cosT, tables, data, isRow0)).filter((f) => f !== undefined));
+  return distinctSets(coss.map((cosT) => cacheFrequencies(cosT, tables, data, isRow0)).filter((f) => f !== undefined));
 }
 
 /** The frequencies of one cos cache and the sin cache of its shape. */
@@ -122,11 +125,16 @@ function cacheFrequencies(cosT: Value, tables: Value[], data: (v: Value) => Floa
     // The exporter rounded the angle p·inv itself, so the error grows with the angle.
     sigma[i] = (2 * q * (1 + last * Math.abs(inv[i]))) / last;
   }
-  return { source: cosT, kind: 'cache', inv, sigma, positions: P };
+  return { source: cosT, sources: [cosT], kind: 'cache', inv, sigma, positions: P };
 }
 
-export function findRopeFrequencies(model: Model, embedding: Node | undefined): RopeFrequencies | undefined {
-  return fromInvFreq(model) ?? fromCaches(model, embedding);
+/**
+ * The distinct RoPE frequency sets of the graph: one for most models, one per kind of layer
+ * where layers differ (Gemma-3's local and global θ; recognition tells which block uses which).
+ */
+export function findRopeFrequencySets(model: Model, embedding: Node | undefined): RopeFrequencies[] {
+  const inv = fromInvFreq(model);
+  return inv.length ? inv : fromCaches(model, embedding);
 }
 
 /**

@@ -205,18 +205,24 @@ export class WebgpuModel {
     this.logits = f4(cap * c.vocab);
     this.readback = this.buffer(cap * c.vocab * 4, MAP_READ);
 
-    // cos/sin of pos·θ^(−2i/r) for the r = rotaryDim rotated dims of a head
-    const { theta, rotaryDim } = m.program.rope;
+    // cos/sin of pos·θ^(−2i/r) for the r = rotaryDim rotated dims of a head, one table per θ (Gemma-3's local layers have their own)
+    const { rotaryDim } = m.program.rope;
     const half = rotaryDim / 2;
-    const rope = new Float32Array(this.context * half * 2);
-    for (let p = 0; p < this.context; p++) {
-      for (let i = 0; i < half; i++) {
-        const ang = p * Math.pow(theta, (-2 * i) / rotaryDim);
-        rope[(p * half + i) * 2] = Math.cos(ang);
-        rope[(p * half + i) * 2 + 1] = Math.sin(ang);
+    const ropeTables = new Map<number, GPUBuffer>();
+    const ropeTable = (theta: number): GPUBuffer => {
+      let buf = ropeTables.get(theta);
+      if (buf) return buf;
+      const rope = new Float32Array(this.context * half * 2);
+      for (let p = 0; p < this.context; p++) {
+        for (let i = 0; i < half; i++) {
+          const ang = p * Math.pow(theta, (-2 * i) / rotaryDim);
+          rope[(p * half + i) * 2] = Math.cos(ang);
+          rope[(p * half + i) * 2 + 1] = Math.sin(ang);
+        }
       }
-    }
-    const ropeBuf = this.upload(new Uint8Array(rope.buffer));
+      ropeTables.set(theta, (buf = this.upload(new Uint8Array(rope.buffer))));
+      return buf;
+    };
     const t = (name: string) => this.upload(tensorBytesCopy(a, name));
 
     /** act(x) for one site: returns the buffer the next linears read. */
@@ -237,6 +243,13 @@ export class WebgpuModel {
     const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output], last);
 
+    /** The post-norm of a block output (into nrm, free by then), or the output itself. */
+    const postOp = (kern: WgslKernel | undefined, gamma: string | null, out: GPUBuffer): GPUBuffer => {
+      if (!kern) return out;
+      norm(kern, gamma, null, out, nrm);
+      return nrm;
+    };
+
     this.op(plan.embed, [this.ids, t(m.embed), x]);
     if (plan.positions) this.op(plan.positions, [t(m.positionEmbed!), x]);
     // One handler per block step (block-program.ts BLOCK_OPS); activations live in the
@@ -245,7 +258,7 @@ export class WebgpuModel {
     let mi = nrm;
     const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
       'attn-in': (bk, b) => {
-        norm(bk.attnNorm, b.attnNorm, b.attnNormBias, x, nrm);
+        norm(bk.attnNorm, b.preNorm === false ? null : b.attnNorm, b.preNorm === false ? null : b.attnNormBias, x, nrm);
         ai = actOps(bk.attnAct, nrm);
       },
       qkv: (bk) => {
@@ -258,24 +271,24 @@ export class WebgpuModel {
         this.op(bk.qNorm!, [q, ...(n.q.gamma ? [t(n.q.gamma)] : [])]);
         this.op(bk.kNorm!, [k, ...(n.k.gamma ? [t(n.k.gamma)] : [])]);
       },
-      'rope-kv': (bk, _, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeBuf, kc, vc]),
+      'rope-kv': (bk, b, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeTable(b.attention.ropeTheta ?? m.program.rope.theta), kc, vc]),
       attention: (bk, _, { kc, vc }) => this.op(bk.attention, [q, kc, vc, att]),
-      'o-residual': (bk) => {
+      'o-residual': (bk, b) => {
         linearOp(bk.o, actOps(bk.oAct, att), y);
-        this.op(bk.attnResidual, [y, x]);
+        this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
       },
       'mlp-in': (bk, b) => {
-        norm(bk.mlpNorm, b.mlpNorm, b.mlpNormBias, x, nrm);
+        norm(bk.mlpNorm, b.preNorm === false ? null : b.mlpNorm, b.preNorm === false ? null : b.mlpNormBias, x, nrm);
         mi = actOps(bk.mlpAct, nrm);
       },
       'gate-up': (bk) => {
         if (bk.gate) linearOp(bk.gate, mi, g);
         linearOp(bk.up, mi, u);
       },
-      'down-residual': (bk) => {
+      'down-residual': (bk, b) => {
         this.op(bk.swiglu, bk.gate ? [g, u, gu] : [u, gu]);
         linearOp(bk.down, actOps(bk.downAct, gu), y);
-        this.op(bk.mlpResidual, [y, x]);
+        this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
       },
     };
     plan.blocks.forEach((bk, li) => {
@@ -289,6 +302,7 @@ export class WebgpuModel {
       norm(plan.finalNorm, m.finalNorm, m.finalNormBias, x, nrm, last);
       linearOp(plan.lmHead, nrm, this.logits, last);
       if (plan.logitScale) this.op(plan.logitScale, [this.logits], last);
+      if (plan.logitSoftcap) this.op(plan.logitSoftcap, [this.logits], last);
     }
   }
 
