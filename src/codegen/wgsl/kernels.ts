@@ -847,66 +847,38 @@ export function mlpActivationKernel(width: number, activation: MlpActivation): W
   });
 }
 
-/** X ← cap·tanh(X/cap) elementwise over [ntok, width] (the program's logit soft-capping). Bindings: X, step. */
-export function softcapKernel(width: number, cap: number): WgslKernel {
+/** One thread an element of [ntok, width]; `statement` sets element e. Bindings as given, then step. */
+function elementwiseKernel(name: string, width: number, params: Record<string, number>, bindings: Binding[], statement: Code): WgslKernel {
   return defineKernel({
-    name: 'softcap',
-    params: { width, cap },
-    bindings: [f32buf('X', 'read_write')],
+    name,
+    params: { width, ...params },
+    bindings,
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
   if (i >= ${u32(width)}) { return; }
   let e = wid.y * ${u32(width)} + i;
-  X[e] = ${softcapExpr(wgsl`X[e]`, cap)};`,
+  ${statement}`,
     dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
   });
+}
+
+/** X ← cap·tanh(X/cap) elementwise over [ntok, width] (the program's logit soft-capping). Bindings: X, step. */
+export function softcapKernel(width: number, cap: number): WgslKernel {
+  return elementwiseKernel('softcap', width, { cap }, [f32buf('X', 'read_write')], wgsl`X[e] = ${softcapExpr(wgsl`X[e]`, cap)};`);
 }
 
 /** Y ← X elementwise over [ntok, width] (a block input without a pre-norm, before its in-place quantiser). Bindings: X, Y, step. */
 export function copyKernel(width: number): WgslKernel {
-  return defineKernel({
-    name: 'copy',
-    params: { width },
-    bindings: [f32buf('X'), f32buf('Y', 'read_write')],
-    usesStep: true,
-    workgroupSize: WG,
-    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
-  if (i >= ${u32(width)}) { return; }
-  let e = wid.y * ${u32(width)} + i;
-  Y[e] = X[e];`,
-    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
-  });
+  return elementwiseKernel('copy', width, {}, [f32buf('X'), f32buf('Y', 'read_write')], wgsl`Y[e] = X[e];`);
 }
 
-/** X += D, elementwise over [ntok, width]. Bindings: D, X, step. */
 /** X ← s · X elementwise over [ntok, width] (the program's logit scale). Bindings: X, step. */
 export function scaleKernel(width: number, s: number): WgslKernel {
-  return defineKernel({
-    name: 'scale',
-    params: { width, s },
-    bindings: [f32buf('X', 'read_write')],
-    usesStep: true,
-    workgroupSize: WG,
-    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
-  if (i >= ${u32(width)}) { return; }
-  let e = wid.y * ${u32(width)} + i;
-  X[e] = X[e] * ${f32(s)};`,
-    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
-  });
+  return elementwiseKernel('scale', width, { s }, [f32buf('X', 'read_write')], wgsl`X[e] = X[e] * ${f32(s)};`);
 }
 
+/** X += scale · D elementwise over [ntok, width] (the residual add). Bindings: D, X, step. */
 export function residualAddKernel(width: number, scale = 1): WgslKernel {
-  return defineKernel({
-    name: 'residual_add',
-    params: { width, ...(scale === 1 ? {} : { scale }) },
-    bindings: [f32buf('D'), f32buf('X', 'read_write')],
-    usesStep: true,
-    workgroupSize: WG,
-    body: wgsl`  let i = wid.x * ${u32(WG)} + lid;
-  if (i >= ${u32(width)}) { return; }
-  let e = wid.y * ${u32(width)} + i;
-  X[e] = X[e] + D[e]${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};`,
-    dispatch: (ntok) => [Math.ceil(width / WG), ntok, 1],
-  });
+  return elementwiseKernel('residual_add', width, scale === 1 ? {} : { scale }, [f32buf('D'), f32buf('X', 'read_write')], wgsl`X[e] = X[e] + D[e]${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};`);
 }

@@ -14,7 +14,7 @@
 import { UserError } from '../../../errors.ts';
 import { Code, code, ident } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
-import { cudaFloat, defineKernel, type CudaKernel } from '../kernel.ts';
+import { cudaFloat, defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
 
 const BLOCK_REDUCE = code`
 template <bool MAX>
@@ -62,51 +62,29 @@ export function embedKernel(hidden: number, dtype: 'float16' | 'float32', scale 
 
 /** y[t][i] += bias[i] for the T rows of a linear's fp32 output (after its GEMV/GEMM, which may have accumulated into y). */
 export function biasAddKernel(n: number): CudaKernel {
-  return defineKernel({
-    name: `bias_add_n${n}`,
-    params: { n },
-    args: [
-      { name: 'bias', type: 'const float*' },
-      { name: 'y', type: 'float*' },
-      { name: 'T', type: 'int' },
-    ],
-    block: 256,
-    grid: [code`T`, code`1`, code`1`],
-    body: code`  const int t = blockIdx.x;
-  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) y[(size_t)t * ${n} + i] += bias[i];`,
-  });
+  return rowsKernel(`bias_add_n${n}`, { n }, [{ name: 'bias', type: 'const float*' }, { name: 'y', type: 'float*' }], n, code`y[(size_t)t * ${n} + i] += bias[i];`);
 }
 
 /** x[t][i] += s · r[t][i]: a residual add with the program's residual multiplier (Granite). */
 export function residualAddKernel(n: number, scale: number): CudaKernel {
-  return defineKernel({
-    name: `residual_add_n${n}_s${Math.round(scale * 1e6)}`,
-    params: { n, scale },
-    args: [
-      { name: 'r', type: 'const float*' },
-      { name: 'x', type: 'float*' },
-      { name: 'T', type: 'int' },
-    ],
-    block: 256,
-    grid: [code`T`, code`1`, code`1`],
-    body: code`  const int t = blockIdx.x;
-  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) x[(size_t)t * ${n} + i] += ${cudaFloat(scale)} * r[(size_t)t * ${n} + i];`,
-  });
+  return rowsKernel(`residual_add_n${n}_s${Math.round(scale * 1e6)}`, { n, scale }, [{ name: 'r', type: 'const float*' }, { name: 'x', type: 'float*' }], n, code`x[(size_t)t * ${n} + i] += ${cudaFloat(scale)} * r[(size_t)t * ${n} + i];`);
 }
 
 /** y[t][i] *= s over T rows of n (the program's logit scale). */
 export function scaleKernel(n: number, scale: number): CudaKernel {
+  return rowsKernel(`scale_n${n}_s${Math.round(scale * 1e6)}`, { n, scale }, [{ name: 'y', type: 'float*' }], n, code`y[(size_t)t * ${n} + i] *= ${cudaFloat(scale)};`);
+}
+
+/** One block a row of T rows of n, 256 threads striding over the row; `statement` updates element i of row t. */
+function rowsKernel(name: string, params: Record<string, number>, args: CudaParam[], n: number, statement: Code): CudaKernel {
   return defineKernel({
-    name: `scale_n${n}_s${Math.round(scale * 1e6)}`,
-    params: { n, scale },
-    args: [
-      { name: 'y', type: 'float*' },
-      { name: 'T', type: 'int' },
-    ],
+    name,
+    params,
+    args: [...args, { name: 'T', type: 'int' }],
     block: 256,
     grid: [code`T`, code`1`, code`1`],
     body: code`  const int t = blockIdx.x;
-  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) y[(size_t)t * ${n} + i] *= ${cudaFloat(scale)};`,
+  for (int i = threadIdx.x; i < ${n}; i += blockDim.x) ${statement}`,
   });
 }
 
