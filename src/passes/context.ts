@@ -3,6 +3,7 @@
 // lowering and artifact writer read. (The IR's `meta` maps hold the same facts on values
 // for tools that only see the graph; this typed state is what the passes use.)
 import type { TernaryWeights } from '../formats/ternary.ts';
+import type { BlockLinearRole } from '../artifact/build.ts';
 import type { Progress, PassContext } from '../graph/pass.ts';
 import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
 import type { KronFactors } from '../lower/kron-transform.ts';
@@ -32,6 +33,9 @@ export interface CompileOptions {
   xDomain: boolean;
   /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
   order2Cols?: number;
+  /** Block linears (by role) stored as order-2 linears (formats/order2.ts): a second ternary
+   *  plane on every column, fitted to the first plane's error under H. Kernel structure only. */
+  order2?: BlockLinearRole[];
   /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
   device?: DeviceChoice;
   /** TernaryLLM refinement after the ternary pass (passes/refine.ts); absent: none. */
@@ -60,6 +64,8 @@ export interface LinearState {
   id: string;
   /** What the ternary pass decided for this linear. */
   ternary?: TernaryWeights;
+  /** The second plane of an order-2 linear (formats/order2.ts); `ternary` is its first plane. */
+  order2?: TernaryWeights;
   /** Honest storage bits of the chosen structure (twla structure: its own accounting). */
   storageBits?: number;
   stats?: Record<string, number>;

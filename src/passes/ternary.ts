@@ -3,6 +3,9 @@
 //   twla:        E2M-ATQ (Euclidean + X-domain stages) inside GPTQ error feedback, block
 //                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
 //                model whose blocks < i are already quantised, as the reference does.
+// Linears named by `order2` (by role) become order-2 linears (formats/order2.ts): a second
+// ternary plane on every column, fitted to the first plane's error under the same H
+// (quant/order2-residual.ts), before the next block's Hessians are measured.
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
@@ -11,7 +14,11 @@ import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
 import { captureSites, hessian } from '../calib/capture.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
-import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
+import { quantizeLinear, relWeightError, type QuantizeLinearResult } from '../quant/quantize-linear.ts';
+import { fitOrder2Plane } from '../quant/order2-residual.ts';
+import { relativeOutputError } from '../quant/gptq.ts';
+import { decodeOrder2, order2StorageBytes } from '../formats/order2.ts';
+import type { BlockLinearRole } from '../artifact/build.ts';
 import type { CompileContext } from './context.ts';
 import { linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
@@ -24,6 +31,19 @@ function record(ctx: CompileContext, l: Linear, r: { weights?: import('../format
   st.storageBits = r.storageBits;
 }
 
+/** Fit the second plane of an order-2 linear to the first plane's error and record both; the
+ *  result's stats are re-measured on the two planes. */
+function addOrder2Plane(ctx: CompileContext, l: Linear, r: QuantizeLinearResult, H: Float64Array): void {
+  const w = weightRows(l);
+  const base = r.weights!;
+  const plane = fitOrder2Plane(w, r.dequant, base, H);
+  const dequant = decodeOrder2({ base, plane });
+  record(ctx, l, { weights: base, dequant, storageBits: order2StorageBytes(base.format, base.rows, base.cols) * 8 });
+  ctx.linears.get(l)!.order2 = plane;
+  const out = relativeOutputError(w, dequant, l.outFeatures, l.inFeatures, H, OUTPUT_ERROR_BUDGET);
+  Object.assign(r.stats, { relWeightError: relWeightError(w, dequant), relOutputError: out.error, outputErrorRows: out.rows });
+}
+
 /** Multiply-adds a linear may spend on measuring its output error for the report (quant/gptq.ts relativeOutputError). */
 export const OUTPUT_ERROR_BUDGET = 2 ** 28;
 
@@ -32,6 +52,11 @@ export const ternaryPass = definePass<CompileContext>({
   requires(_m, ctx) {
     if (ctx.opts.weights === 'twla' && !ctx.opts.calib?.length) return 'twla needs calibration data (--calib)';
     if (ctx.opts.order2Cols !== undefined && ctx.opts.structure !== 'twla') return 'order-2 columns exist only in the twla structure (--structure twla)';
+    if (ctx.opts.order2?.length) {
+      if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--order2 needs the twla weights in the kernel structure (a ternary storage format)';
+      if (!ctx.opts.gptq && !ctx.opts.xDomain) return '--order2 fits the second plane through the Hessian: it needs GPTQ or the X-domain stage';
+      if (ctx.opts.refine) return '--order2 with --refine is not supported (the refinement fits one plane)';
+    }
     return undefined;
   },
   async run(model, ctx) {
@@ -79,7 +104,8 @@ export const ternaryPass = definePass<CompileContext>({
             measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
             restUpdate,
           });
-          record(ctx, l, r);
+          if (H && r.weights && opts.order2?.includes(l.role as BlockLinearRole)) addOrder2Plane(ctx, l, r, H);
+          else record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
           progress.tick(1, linearId(l));

@@ -2,7 +2,8 @@
 // runtime (which dispatches them) and `emitWgsl` (which writes their source), so the two
 // can never disagree. Validation happens here, before any source is generated.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { linearFormat } from '../../formats/linear-format.ts';
+import { linearFormat, ternaryFormatOf } from '../../formats/linear-format.ts';
+import type { TernaryFormat } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
 import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation } from '../../program/block-program.ts';
@@ -30,6 +31,7 @@ export const WGSL_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
+  'order2-linear': true,
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,
@@ -94,6 +96,9 @@ export interface LinearKernels {
   gemv: WgslKernel;
   /** M > 1 (prefill), PREFILL_TILE tokens per weight fetch. */
   gemm: WgslKernel;
+  /** An order-2 linear's second plane (formats/order2.ts): its GEMV and GEMM in the plane's
+   *  format (no bias), into a scratch buffer that `add` then adds to the first plane's output. */
+  order2?: { gemv: WgslKernel; gemm: WgslKernel; add: WgslKernel };
 }
 
 export interface ActKernels {
@@ -148,11 +153,15 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
       gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats),
     };
   }
-  const f = lf.format;
+  const ternary = (f: TernaryFormat, withBias: boolean) => ({
+    gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, withBias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, withBias, feats),
+    gemm: ternaryLinearKernel(f, l.rows, l.cols, PREFILL_TILE, withBias, feats),
+  });
+  const plane = l.order2 && ternaryFormatOf({ name: l.name, format: l.order2.format });
   return {
     entry: l,
-    gemv: gemv === 'workgroup-per-row' ? ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats) : ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats),
-    gemm: ternaryLinearKernel(f, l.rows, l.cols, PREFILL_TILE, bias, feats),
+    ...ternary(lf.format, bias),
+    ...(plane ? { order2: { ...ternary(plane, false), add: residualAddKernel(l.rows) } } : {}),
   };
 }
 
@@ -218,7 +227,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
 export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const all = new Map<string, WgslKernel>();
   const add = (k: WgslKernel | undefined) => k && all.set(k.cacheKey, k);
-  const lin = (l: LinearKernels) => (add(l.gemv), add(l.gemm));
+  const lin = (l: LinearKernels) => (add(l.gemv), add(l.gemm), add(l.order2?.gemv), add(l.order2?.gemm), add(l.order2?.add));
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
   for (const b of p.blocks) {

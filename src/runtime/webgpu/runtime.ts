@@ -156,16 +156,21 @@ export class WebgpuModel {
     this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
   }
 
-  private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer } {
+  private linearWeights(a: LoadedArtifact, l: LinearEntry): { w: GPUBuffer; bias?: GPUBuffer; order2?: GPUBuffer } {
     const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
-    const f = ternaryFormatOf(l);
-    if (!f) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    if (!ternaryFormatOf(l)) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    return { w: this.planeWeights(a, l, l), bias, ...(l.order2 ? { order2: this.planeWeights(a, l, l.order2) } : {}) };
+  }
+
+  /** One ternary plane packed as the kernels read it (wgsl/kernels.ts ternaryLayout). */
+  private planeWeights(a: LoadedArtifact, l: LinearEntry, p: { format: string; codes?: string; scales?: string; shifts?: string }): GPUBuffer {
+    const f = ternaryFormatOf({ name: l.name, format: p.format })!;
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
-    packed.set(tensorBytesCopy(a, l.codes!), 0);
-    packed.set(tensorBytesCopy(a, l.scales!), L.scaleWord0 * 4);
-    if (f.shift) packed.set(tensorBytesCopy(a, l.shifts!), L.shiftWord0 * 4);
-    return { w: this.upload(packed), bias };
+    packed.set(tensorBytesCopy(a, p.codes!), 0);
+    packed.set(tensorBytesCopy(a, p.scales!), L.scaleWord0 * 4);
+    if (f.shift) packed.set(tensorBytesCopy(a, p.shifts!), L.shiftWord0 * 4);
+    return this.upload(packed);
   }
 
   private build(a: LoadedArtifact): void {
@@ -184,6 +189,7 @@ export class WebgpuModel {
     const x = f4(cap * c.hidden);
     const nrm = f4(cap * wide);
     const tmp = f4(cap * wide);
+    const planeOut = f4(cap * wide); // an order-2 linear's second-plane output (block linears only)
     const act = f4(cap * wide);
     const q = f4(cap * qd);
     const k = f4(cap * kvd);
@@ -224,6 +230,11 @@ export class WebgpuModel {
     const linearOp = (lk: LinearKernels, input: GPUBuffer, output: GPUBuffer, last = false) => {
       const w = this.linearWeights(a, lk.entry);
       this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
+      if (lk.order2) {
+        // output += second plane · input
+        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, input, planeOut], last);
+        this.op(lk.order2.add, [planeOut, output], last);
+      }
     };
     const norm = (kern: WgslKernel, gamma: string | null, input: GPUBuffer, output: GPUBuffer, last = false) =>
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), output], last);
