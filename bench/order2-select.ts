@@ -15,7 +15,7 @@ import { calibrationSegmentsFromText } from '../src/calib/data.ts';
 import { captureSites, hessian } from '../src/calib/capture.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
 import { loadTokenizer, tokenizeText } from '../src/eval/tokenizer.ts';
-import { CODE_PACKINGS, parseFormatId, storageBytes } from '../src/formats/ternary.ts';
+import { CODE_PACKINGS, parseFormatId, storageBytes, type TernaryWeights } from '../src/formats/ternary.ts';
 import { loadModel, saveModel } from '../src/graph/onnx.ts';
 import { PassManager } from '../src/graph/pass.ts';
 import { recognize, weightRows, type Linear } from '../src/graph/recognize.ts';
@@ -26,7 +26,8 @@ import { rotatePass } from '../src/passes/rotate.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from '../src/passes/context.ts';
 import { setLinearWeight } from '../src/passes/weights.ts';
 import { quantizeLinear } from '../src/quant/quantize-linear.ts';
-import { fitOrder2Residual, type Order2Residual } from '../src/quant/order2-residual.ts';
+import { fitOrder2Linear, fitOrder2Residual, type Order2Residual } from '../src/quant/order2-residual.ts';
+import { decodeOrder2, order2StorageBytes } from '../src/formats/order2.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const shared = resolve(root, '../shared');
@@ -83,6 +84,8 @@ function residualBits(N: number, k: number, G2: number): number {
 interface Part {
   roles: RegExp;
   all?: boolean;
+  /** With `all`: the product's fit (fitOrder2Linear: alternating refits of both planes). */
+  alternate?: boolean;
   budget?: number;
   criterion: SalienceCriterion;
 }
@@ -98,6 +101,8 @@ const VARIANTS: Record<string, Part[]> = {
   'o2-all-v+error-b0.06': [{ roles: /^v$/, all: true, criterion: 'error' }, { roles: ALL, budget: 0.06, criterion: 'error' }],
   'o2-all-vo': [{ roles: /^(v|o)$/, all: true, criterion: 'error' }],
   'o2-all-k': [{ roles: /^k$/, all: true, criterion: 'error' }],
+  'o2-all-v-alt': [{ roles: /^v$/, all: true, alternate: true, criterion: 'error' }],
+  'o2-all-kv-alt': [{ roles: /^(k|v)$/, all: true, alternate: true, criterion: 'error' }],
 };
 
 /** Largest k whose residual (one group of k per row, k ≤ 128) fits `budget` bits per weight. */
@@ -131,7 +136,7 @@ const ctx: CompileContext = {
 let t0 = performance.now();
 await new PassManager([checkWeightsPass, foldNormsPass, rotatePass]).run(model, ctx);
 const f = parseFormatId(opts.format);
-interface Fit { l: Linear; w: Float32Array; base: Float64Array; H: Float64Array; baseBits: number }
+interface Fit { l: Linear; w: Float32Array; base: Float64Array; weights: TernaryWeights; H: Float64Array; baseBits: number }
 const fits: Fit[] = [];
 for (const [bi, block] of structure.blocks.entries()) {
   const sites = ctx.sites.filter((s) => s.group.block === block.index);
@@ -142,7 +147,7 @@ for (const [bi, block] of structure.blocks.entries()) {
       const w = Float32Array.from(weightRows(l));
       const r = quantizeLinear(w, l.outFeatures, l.inFeatures, H, { structure: 'kernel', group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: true, xDomain: true });
       setLinearWeight(l, r.dequant);
-      fits.push({ l, w, base: Float64Array.from(r.dequant), H, baseBits: storageBytes(f, l.outFeatures, l.inFeatures) * 8 });
+      fits.push({ l, w, base: Float64Array.from(r.dequant), weights: r.weights!, H, baseBits: storageBytes(f, l.outFeatures, l.inFeatures) * 8 });
       progress.log(`${linearId(l)} fitted`);
     }
   }
@@ -174,6 +179,12 @@ try {
       const k = !v ? 0 : v.all ? K : columnsForBudget(N, K, v.budget!);
       if (k === 0) {
         setLinearWeight(x.l, x.base);
+        continue;
+      }
+      if (v!.alternate) {
+        setLinearWeight(x.l, decodeOrder2(fitOrder2Linear(x.w, x.weights, x.H)));
+        bits += order2StorageBytes(f, N, K) * 8 - x.baseBits;
+        ks[linearId(x.l)] = k;
         continue;
       }
       const G2 = v!.all ? 128 : k;

@@ -15,7 +15,7 @@ import { weightRows, type Linear } from '../graph/recognize.ts';
 import { captureSites, hessian } from '../calib/capture.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
 import { quantizeLinear, relWeightError, type QuantizeLinearResult } from '../quant/quantize-linear.ts';
-import { fitOrder2Plane } from '../quant/order2-residual.ts';
+import { fitOrder2Linear } from '../quant/order2-residual.ts';
 import { relativeOutputError } from '../quant/gptq.ts';
 import { decodeOrder2, order2StorageBytes } from '../formats/order2.ts';
 import type { BlockLinearRole } from '../artifact/build.ts';
@@ -31,12 +31,11 @@ function record(ctx: CompileContext, l: Linear, r: { weights?: import('../format
   st.storageBits = r.storageBits;
 }
 
-/** Fit the second plane of an order-2 linear to the first plane's error and record both; the
- *  result's stats are re-measured on the two planes. */
+/** Make the linear an order-2 linear (fitOrder2Linear) and record both planes; the result's
+ *  stats are re-measured on the two planes. */
 function addOrder2Plane(ctx: CompileContext, l: Linear, r: QuantizeLinearResult, H: Float64Array): void {
   const w = weightRows(l);
-  const base = r.weights!;
-  const plane = fitOrder2Plane(w, r.dequant, base, H);
+  const { base, plane } = fitOrder2Linear(w, r.weights!, H);
   const dequant = decodeOrder2({ base, plane });
   record(ctx, l, { weights: base, dequant, storageBits: order2StorageBytes(base.format, base.rows, base.cols) * 8 });
   ctx.linears.get(l)!.order2 = plane;

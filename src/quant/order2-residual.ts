@@ -10,13 +10,17 @@
 // which is what GPTQ would push onto S were S quantized last. δ is then ternarised, β·t₂ ≈ δ
 // under the metric H_SS: Euclidean order-1 init per group, then alternating coordinate descent
 // on t₂ and a closed-form refit of the β's, each step lowering (δ − β t₂)ᵀ H_SS (δ − β t₂).
-import { encodeTernary, type TernaryWeights } from '../formats/ternary.ts';
-import { order2PlaneFormat } from '../formats/order2.ts';
+import { decodeTernary, encodeTernary, type TernaryWeights } from '../formats/ternary.ts';
+import { decodeOrder2, order2PlaneFormat, type Order2Weights } from '../formats/order2.ts';
+import { outputError } from './gptq.ts';
+import { refitKernelWeights } from './structure-kernel.ts';
 import { floatToHalf, halfToFloat } from '../util/half.ts';
 import { choleskyInPlace, dot, solveSmall } from './linalg.ts';
 import { fitOrder1 } from './ternary-fit.ts';
 
 const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
+/** Rounds of refitting the first plane to w minus the second, then the second (fitOrder2Linear). */
+const ORDER2_ALTERNATIONS = 4;
 /** Rounds of (trit descent, β refit). */
 const ROUNDS = 4;
 /** Starting points of the descent: the Euclidean init (1), then nearest rounding of δ at the
@@ -110,6 +114,29 @@ export function fitOrder2Plane(w: ArrayLike<number>, baseDequant: ArrayLike<numb
   const f = order2PlaneFormat(base.format);
   const r = fitOrder2Residual(w, baseDequant, N, K, H, Int32Array.from({ length: K }, (_, j) => j), f.group);
   return encodeTernary(f, N, K, r.t, r.scale);
+}
+
+/**
+ * An order-2 linear from a fitted first plane: the second plane fitted to its error, then
+ * `alternations` rounds of refitting the first plane to w minus the second
+ * (refitKernelWeights) and the second to the new error. Each round is kept only if it lowers
+ * the output error (w − Ŵ) H (w − Ŵ)ᵀ.
+ */
+export function fitOrder2Linear(w: ArrayLike<number>, base: TernaryWeights, H: Float64Array, alternations = ORDER2_ALTERNATIONS): Order2Weights {
+  const { rows: N, cols: K } = base;
+  const fitFrom = (b: TernaryWeights): Order2Weights & { error: number } => {
+    const plane = fitOrder2Plane(w, decodeTernary(b), b, H);
+    return { base: b, plane, error: outputError(w, decodeOrder2({ base: b, plane }), N, K, H) };
+  };
+  let best = fitFrom(base);
+  for (let i = 0; i < alternations; i++) {
+    const p = decodeTernary(best.plane);
+    const target = Float64Array.from({ length: N * K }, (_, j) => w[j] - p[j]);
+    const next = fitFrom(refitKernelWeights(best.base, target, H));
+    if (!(next.error < best.error)) break;
+    best = next;
+  }
+  return { base: best.base, plane: best.plane };
 }
 
 /** Alternate trit descent and β refit under A from (t, β); returns (δ − βt)ᵀ A (δ − βt). */

@@ -4,7 +4,7 @@ import { gaussian, rng, spdInverse, syntheticHessian } from '../../src/quant/lin
 import { quantizeKernelStructure } from '../../src/quant/structure-kernel.ts';
 import { decodeTernary } from '../../src/formats/ternary.ts';
 import { decodeOrder2, order2StorageBytes } from '../../src/formats/order2.ts';
-import { fitOrder2Plane, fitOrder2Residual, type Order2Residual } from '../../src/quant/order2-residual.ts';
+import { fitOrder2Linear, fitOrder2Plane, fitOrder2Residual, type Order2Residual } from '../../src/quant/order2-residual.ts';
 
 const N = 24, K = 128;
 const g = gaussian(rng(11));
@@ -41,6 +41,14 @@ describe('order-2 residual on salient columns', () => {
     for (let i = 0; i < N * K; i++) expect(both[i]).toBe(base[i] + p[i]);
     expect(outputError(W, both, N, K, H)).toBeLessThan(0.5 * outputError(W, base, N, K, H));
     expect(order2StorageBytes(fit.weights.format, N, K) * 8).toBe(N * K * (1.875 + 0.25) + N * K * (1.625 + 0.25));
+  });
+
+  it('alternating refits of the two planes lower the output error further (never raise it)', () => {
+    const once = fitOrder2Linear(W, fit.weights, H, 0);
+    const alt = fitOrder2Linear(W, fit.weights, H, 2);
+    const e = (x: { base: typeof fit.weights; plane: typeof fit.weights }) => outputError(W, decodeOrder2(x), N, K, H);
+    expect(decodeTernary(once.plane)).toEqual(decodeTernary(fitOrder2Plane(W, base, fit.weights, H)));
+    expect(e(alt)).toBeLessThan(0.98 * e(once));
   });
 
   it('is near the brute-force optimum of β·t ≈ δ under the damped H_SS (4 columns, all 81 trit patterns)', () => {
