@@ -77,7 +77,7 @@ function residualBits(N: number, k: number, G2: number): number {
   return N * ng * (CODE_PACKINGS.trit5.bytesPerGroup(G2) * 8 + 16) + 16 * k;
 }
 
-/** A residual on the linears whose role matches: on all columns (a whole second plane,
+/** A residual on the linears whose role or id (blocks.<i>.<role>) matches: on all columns (a whole second plane,
  *  residual groups of 128), or on the most salient columns that fit `budget` extra bits per
  *  weight (one residual group per row). A variant is a list of parts; a linear takes the first
  *  part that matches it. */
@@ -103,6 +103,8 @@ const VARIANTS: Record<string, Part[]> = {
   'o2-all-k': [{ roles: /^k$/, all: true, criterion: 'error' }],
   'o2-all-v-alt': [{ roles: /^v$/, all: true, alternate: true, criterion: 'error' }],
   'o2-all-kv-alt': [{ roles: /^(k|v)$/, all: true, alternate: true, criterion: 'error' }],
+  'o2-all-v+o01-alt': [{ roles: /^v$|^blocks\.[01]\.o$/, all: true, alternate: true, criterion: 'error' }],
+  'o2-all-v+o45-alt': [{ roles: /^v$|^blocks\.[45]\.o$/, all: true, alternate: true, criterion: 'error' }],
 };
 
 /** Largest k whose residual (one group of k per row, k ≤ 128) fits `budget` bits per weight. */
@@ -175,7 +177,7 @@ try {
     const ks: Record<string, number> = {};
     for (const x of fits) {
       const N = x.l.outFeatures, K = x.l.inFeatures;
-      const v = parts.find((p) => p.roles.test(x.l.role ?? ''));
+      const v = parts.find((p) => p.roles.test(x.l.role ?? '') || p.roles.test(linearId(x.l)));
       const k = !v ? 0 : v.all ? K : columnsForBudget(N, K, v.budget!);
       if (k === 0) {
         setLinearWeight(x.l, x.base);

@@ -16,7 +16,6 @@ import { checkOutputPlace } from '../util/atomic-dir.ts';
 import { MiB, readTextFile, statRegularFile } from '../util/files.ts';
 import type { DeviceChoice } from '../gpu/device.ts';
 import { DEFAULT_REFINE } from '../passes/refine.ts';
-import type { BlockLinearRole } from '../artifact/build.ts';
 
 export interface CompileFlags {
   out: string;
@@ -34,7 +33,7 @@ export interface CompileFlags {
   gptq: boolean;
   xdomain: boolean;
   order2Cols?: number;
-  order2?: BlockLinearRole[];
+  order2?: string[];
   refine?: boolean;
   refineSteps?: number;
   refineTrits?: 'keep' | 'ste';

@@ -3,7 +3,6 @@
 // lowering and artifact writer read. (The IR's `meta` maps hold the same facts on values
 // for tools that only see the graph; this typed state is what the passes use.)
 import type { TernaryWeights } from '../formats/ternary.ts';
-import type { BlockLinearRole } from '../artifact/build.ts';
 import type { Progress, PassContext } from '../graph/pass.ts';
 import type { InputGroup, Linear, TransformerStructure } from '../graph/recognize.ts';
 import type { KronFactors } from '../lower/kron-transform.ts';
@@ -33,9 +32,10 @@ export interface CompileOptions {
   xDomain: boolean;
   /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
   order2Cols?: number;
-  /** Block linears (by role) stored as order-2 linears (formats/order2.ts): a second ternary
-   *  plane on every column, fitted to the first plane's error under H. Kernel structure only. */
-  order2?: BlockLinearRole[];
+  /** Block linears stored as order-2 linears (formats/order2.ts): a second ternary plane on
+   *  every column, fitted to the first plane's error under H. Each entry names a role (every
+   *  block's) or one linear (`blocks.<i>.<role>`). Kernel structure only. */
+  order2?: string[];
   /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
   device?: DeviceChoice;
   /** TernaryLLM refinement after the ternary pass (passes/refine.ts); absent: none. */
@@ -100,6 +100,11 @@ export interface CompileContext extends PassContext {
 
 export function linearId(l: Linear): string {
   return l.block !== undefined && l.block >= 0 ? `blocks.${l.block}.${l.role}` : (l.role ?? l.node.name);
+}
+
+/** Whether `order2` (CompileOptions.order2) names linear l, by its role or its id. */
+export function isOrder2Linear(order2: readonly string[] | undefined, l: Linear): boolean {
+  return !!order2 && l.role !== 'lm_head' && (order2.includes(l.role ?? '') || order2.includes(linearId(l)));
 }
 
 export function siteId(g: InputGroup): string {

@@ -3,7 +3,7 @@
 //   twla:        E2M-ATQ (Euclidean + X-domain stages) inside GPTQ error feedback, block
 //                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
 //                model whose blocks < i are already quantised, as the reference does.
-// Linears named by `order2` (by role) become order-2 linears (formats/order2.ts): a second
+// Linears named by `order2` (by role or id) become order-2 linears (formats/order2.ts): a second
 // ternary plane on every column, fitted to the first plane's error under the same H
 // (quant/order2-residual.ts), before the next block's Hessians are measured.
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
@@ -18,9 +18,8 @@ import { quantizeLinear, relWeightError, type QuantizeLinearResult } from '../qu
 import { fitOrder2Linear } from '../quant/order2-residual.ts';
 import { relativeOutputError } from '../quant/gptq.ts';
 import { decodeOrder2, order2StorageBytes } from '../formats/order2.ts';
-import type { BlockLinearRole } from '../artifact/build.ts';
 import type { CompileContext } from './context.ts';
-import { linearId, quantizedLinears } from './context.ts';
+import { isOrder2Linear, linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
 
@@ -55,6 +54,9 @@ export const ternaryPass = definePass<CompileContext>({
       if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--order2 needs the twla weights in the kernel structure (a ternary storage format)';
       if (!ctx.opts.gptq && !ctx.opts.xDomain) return '--order2 fits the second plane through the Hessian: it needs GPTQ or the X-domain stage';
       if (ctx.opts.refine) return '--order2 with --refine is not supported (the refinement fits one plane)';
+      const ids = new Set(quantizedLinears(ctx.structure).flatMap((l) => [l.role ?? '', linearId(l)]));
+      const unknown = ctx.opts.order2.find((x) => !ids.has(x));
+      if (unknown) return `--order2: the model has no linear '${unknown}'`;
     }
     return undefined;
   },
@@ -103,7 +105,7 @@ export const ternaryPass = definePass<CompileContext>({
             measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false,
             restUpdate,
           });
-          if (H && r.weights && opts.order2?.includes(l.role as BlockLinearRole)) addOrder2Plane(ctx, l, r, H);
+          if (H && r.weights && isOrder2Linear(opts.order2, l)) addOrder2Plane(ctx, l, r, H);
           else record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };

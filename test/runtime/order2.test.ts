@@ -1,5 +1,5 @@
 // Order-2 linears (formats/order2.ts, `--order2`) end to end: a tiny LLaMA compiled by the
-// default pipeline with second planes on v and down; the reference runtime (the format's
+// default pipeline with second planes on every v and on block 1's down; the reference runtime (the format's
 // reference decoder) and the WebGPU runtime against stock onnxruntime on the same
 // out/model.onnx; the planes matter (dropping them no longer matches); bits per weight from the
 // bytes written; the CUDA backend refuses the feature by name.
@@ -27,14 +27,15 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const PROMPT = [3, 17, 42, 99, 5, 8, 200, 13, 77, 1, 64, 250, 31, 9];
 const GREEDY = 10;
 
-describe('order-2 linears (--order2 v,down)', () => {
+describe('order-2 linears (--order2 v,blocks.1.down)', () => {
   it('reference and WebGPU runtimes match ORT on out/model.onnx; the planes matter; bits from the bytes; CUDA refuses them', async () => {
     mkdirSync(join(root, 'src'));
     const src = join(root, 'src', 'model.onnx');
     saveModel(makeTinyLlama({ seed: 31 }), src);
     const calib = [0, 1, 2, 3].map((s) => Int32Array.from({ length: 48 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % 256));
     const out = join(root, 'out');
-    await compileToDir(src, out, { calib, order2: ['v', 'down'] });
+    await expect(compileToDir(src, join(root, 'bad'), { calib, order2: ['v', 'blocks.9.v'] })).rejects.toThrow(/--order2: the model has no linear 'blocks\.9\.v'/);
+    await compileToDir(src, out, { calib, order2: ['v', 'blocks.1.down'] });
     const a = readArtifact(out);
     const m = a.manifest;
     expect(m.features).toContain('order2-linear');
@@ -44,7 +45,7 @@ describe('order-2 linears (--order2 v,down)', () => {
       expect(b.q.order2).toBeUndefined();
       for (const r of ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const) {
         const l = b[r];
-        expect(!!l.order2).toBe(r === 'v' || r === 'down');
+        expect(!!l.order2).toBe(r === 'v' || (r === 'down' && b === m.blocks[1]));
         if (l.order2) expect(l.order2.format).toBe(`tq1_g${f.group}_ns`);
         const bytes = (l.order2 ? order2StorageBytes(f, l.rows, l.cols) : storageBytes(f, l.rows, l.cols));
         expect(l.bitsPerWeight).toBeCloseTo((bytes * 8) / (l.rows * l.cols), 12);
