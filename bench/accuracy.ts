@@ -62,6 +62,11 @@ const CONFIGS: Config[] = [
   { name: 'kernel-lat-g128-A4mp', what: 'tq1_g128_lat, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', ...MP4 } },
   { name: 'kernel-lat-g128-A16-refine', what: 'tq1_g128_lat + TernaryLLM refinement (--refine), A16', opts: { format: 'tq1_g128_lat', ...REFINE, ...A16 } },
   { name: 'kernel-lat-g128-A4mp-refine', what: 'tq1_g128_lat + TernaryLLM refinement (--refine), ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', ...REFINE, ...MP4 } },
+  // --order2: placements of the extra bits measured on a train.txt split (bench/order2-select.ts).
+  { name: 'kernel-lat-g128-A16-o2kv', what: 'tq1_g128_lat with k_proj and v_proj as order-2 linears (--order2 k,v), A16', opts: { format: 'tq1_g128_lat', order2: ['k', 'v'], ...A16 } },
+  { name: 'kernel-lat-g128-A4mp-o2kv', what: 'tq1_g128_lat, --order2 k,v, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['k', 'v'], ...MP4 } },
+  { name: 'kernel-lat-g128-A16-o2vo01', what: 'tq1_g128_lat with every v_proj and the o_proj of blocks 0 and 1 as order-2 linears (--order2 v,blocks.0.o,blocks.1.o), A16', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...A16 } },
+  { name: 'kernel-lat-g128-A4mp-o2vo01', what: 'tq1_g128_lat, --order2 v,blocks.0.o,blocks.1.o, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...MP4 } },
   { name: 'kernel-g128-A16-refine', what: 'tq1_g128 (no lattice) + refinement, A16: the lattice snap measured against plain fp16', opts: { ...G128, ...REFINE, ...A16 } },
 ];
 

@@ -182,7 +182,8 @@ export async function compileToDir(
       const bytes = lowered ?? constTensor(l.weight)?.byteLength;
       if (bytes === undefined) continue;
       const n = l.outFeatures * l.inFeatures;
-      linears[st.id] = { op: lowered !== undefined ? 'com.microsoft::MatMulNBits bits=2' : `dense ${constTensor(l.weight)!.dtype}`, bitsPerWeight: (bytes * 8) / n, bytes };
+      const op = lowered === undefined ? `dense ${constTensor(l.weight)!.dtype}` : st.order2 ? '2 × com.microsoft::MatMulNBits bits=2, added (order 2)' : 'com.microsoft::MatMulNBits bits=2';
+      linears[st.id] = { op, bitsPerWeight: (bytes * 8) / n, bytes };
       bits += bytes * 8;
       weights += n;
     }

@@ -82,7 +82,7 @@ export function renderReport(m: ArtifactManifest, info: ReportInfo): string {
           return [
             `blocks.${i}.${r}`,
             `${l.rows}×${l.cols}`,
-            l.format,
+            l.order2 ? `${l.format} + ${l.order2.format} (order 2)` : l.format,
             fmt(l.bitsPerWeight),
             on ? fmt(on.bitsPerWeight) : '-',
             err ? err.weight.toExponential(2) : '-',

@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodedBytes, storageBytes, type TernaryWeights } from '../formats/ternary.ts';
+import { order2Mismatch, order2StorageBytes } from '../formats/order2.ts';
 import { floatToHalf } from '../graph/tensor.ts';
 import {
   MANIFEST_VERSION,
@@ -24,6 +25,8 @@ export interface ArtifactLinear {
   cols: number;
   /** Ternary storage, or... */
   ternary?: TernaryWeights;
+  /** The second plane of an order-2 linear (formats/order2.ts), with `ternary` its first. */
+  order2?: TernaryWeights;
   /** ...a dense row-major [rows, cols] weight, stored as `denseDtype` (default float16). */
   dense?: Float32Array;
   denseDtype?: 'float16' | 'float32';
@@ -101,8 +104,18 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
         w.add(e.shifts, 'uint16', [t.shifts.length], new Uint8Array(t.shifts.buffer, t.shifts.byteOffset, t.shifts.byteLength));
       }
       bytes = encodedBytes(t);
-      const declared = storageBytes(t.format, t.rows, t.cols);
-      if (declared !== bytes) throw new Error(`${l.name}: wrote ${bytes} bytes, format ${t.format.id} declares ${declared}`);
+      let declared = storageBytes(t.format, t.rows, t.cols);
+      if (l.order2) {
+        const p = l.order2;
+        const why = order2Mismatch(t, p);
+        if (why) throw new Error(`${l.name}: ${why}`);
+        e.order2 = { format: p.format.id, codes: `${prefix}.o2.codes`, scales: `${prefix}.o2.scales` };
+        w.add(e.order2.codes, 'uint8', [p.codes.byteLength], p.codes);
+        w.add(e.order2.scales, 'uint16', [p.scales.length], new Uint8Array(p.scales.buffer, p.scales.byteOffset, p.scales.byteLength));
+        bytes += encodedBytes(p);
+        declared = order2StorageBytes(t.format, t.rows, t.cols);
+      }
+      if (declared !== bytes) throw new Error(`${l.name}: wrote ${bytes} bytes, format ${t.format.id}${l.order2 ? ' with its order-2 plane' : ''} declares ${declared}`);
     } else if (l.dense) {
       const dt = l.denseDtype ?? 'float16';
       e.format = dt;

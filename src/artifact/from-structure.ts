@@ -24,7 +24,8 @@ export function artifactModel(ctx: CompileContext, sourcePath: string): Artifact
   const linear = (l: Linear): ArtifactLinear => {
     const st = ctx.linears.get(l);
     const base = { name: l.weight.name || l.node.name, role: l.role!, rows: l.outFeatures, cols: l.inFeatures, bias: biasVector(l) };
-    return st?.ternary ? { ...base, ternary: st.ternary } : { ...base, dense: weightRows(l), denseDtype: 'float16' };
+    if (!st?.ternary) return { ...base, dense: weightRows(l), denseDtype: 'float16' };
+    return st.order2 ? { ...base, ternary: st.ternary, order2: st.order2 } : { ...base, ternary: st.ternary };
   };
   const siteOf = (block: number, name: ActSiteName): SiteState | undefined => ctx.sites.find((x) => x.group.block === block && x.group.site === name);
   const act = (st: SiteState | undefined): ArtifactActSite => ({

@@ -78,10 +78,13 @@ export interface LinearEntry {
   codes?: string;
   scales?: string;
   shifts?: string;
+  /** Order-2 linear (src/formats/order2.ts): the second plane's format id and tensors (codes
+   *  uint8, scales fp16 as uint16); the linear's W is the sum of both planes' decoded weights. */
+  order2?: { format: string; codes: string; scales: string };
   /** Dense: weight tensor [rows, cols] (row-major, i.e. W in y = W x). */
   weight?: string;
   bias?: string;
-  /** From the bytes written for this linear (codes + scales + shifts, or the dense weight). */
+  /** From the bytes written for this linear (codes + scales + shifts of every plane, or the dense weight). */
   bitsPerWeight: number;
 }
 

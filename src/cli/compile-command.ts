@@ -33,6 +33,7 @@ export interface CompileFlags {
   gptq: boolean;
   xdomain: boolean;
   order2Cols?: number;
+  order2?: string[];
   refine?: boolean;
   refineSteps?: number;
   refineTrits?: 'keep' | 'ste';
@@ -70,6 +71,8 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
   if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits and --refine-e2e-steps need --refine');
   if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
+  if (f.order2?.length && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--order2 needs --weights twla --structure kernel');
+  if (f.order2?.length && f.refine) throw new UserError('--order2 with --refine is not supported (the refinement fits one plane)');
   const targets = parseTargets(f.target ?? []);
   const needsCalib = f.weights === 'twla' || acts.kind !== 'none';
   if (needsCalib && !f.calib) throw new UserError(`--weights ${f.weights}${acts.kind !== 'none' ? ` with --acts ${f.acts}` : ''} needs calibration text: pass --calib <file>`);
@@ -126,6 +129,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     gptq: f.gptq,
     xDomain: f.xdomain,
     order2Cols: f.order2Cols,
+    ...(f.order2?.length ? { order2: f.order2 } : {}),
     device: f.device,
     ...(f.threads !== undefined ? { threads: f.threads } : {}),
     refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}) } : undefined,

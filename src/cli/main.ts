@@ -4,9 +4,17 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { printable, UserError } from '../errors.ts';
 import { ERRNO_WORDS } from '../util/files.ts';
-import { TWLAC_VERSION } from '../artifact/build.ts';
+import { BLOCK_LINEARS, TWLAC_VERSION } from '../artifact/build.ts';
 
 /** An integer flag in [min, max]: every count a user gives is bounded before it sizes any work or memory. */
+/** `--order2 v,blocks.0.o`: block linear roles or linear ids, each once. */
+function parseLinears(spec: string): string[] {
+  const names = spec.split(',').map((r) => r.trim());
+  const role = new RegExp(`^(blocks\\.\\d+\\.)?(${BLOCK_LINEARS.join('|')})$`);
+  for (const r of names) if (!role.test(r)) throw new InvalidArgumentError(`'${r}' is neither a block linear role (${BLOCK_LINEARS.join(', ')}) nor a linear id blocks.<i>.<role>`);
+  return [...new Set(names)];
+}
+
 function intArg(name: string, min: number, max: number) {
   return (v: string) => {
     const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
@@ -53,6 +61,7 @@ function buildProgram(): Command {
     .option('--no-gptq', 'ablation: no GPTQ error feedback')
     .option('--no-xdomain', 'ablation: no X-domain (manifold) refit stage')
     .option('--order2-cols <n>', 'largest number of order-2 salient columns searched per 128-column block (--structure twla; default 64, 0 = none)', intArg('--order2-cols', 0, 128))
+    .option('--order2 <linears>', 'store these block linears with a second ternary plane on every column: roles or ids, comma-separated, e.g. k,v or v,blocks.0.o (+1.75 bits on those weights; CUDA refuses them)', parseLinears)
     .option('--target <targets...>', 'targets: cuda[:sm_90a,sm_80,...], wgsl (kernels) and/or tfjs (a TF.js GraphModel in out/tfjs/)')
     .option('--eval <text>', 'held-out text (never the calibration text): perplexity of the source, an RTN-ternary compile and this compile, in report.md and report.html')
     .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows', 1, 10_000_000))

@@ -7,7 +7,9 @@
 // A group with s = 0 and z ≠ 0 (all weights equal z) is re-coded as codes 2, scale z, zp 1.
 import { CODE_PACKINGS, decodeTrits, groupsPerRow, type TernaryWeights } from '../formats/ternary.ts';
 import type { Node, Value } from '../graph/ir.ts';
+import type { AttrInput } from '../graph/builder.ts';
 import type { Rewriter } from '../graph/rewriter.ts';
+import { order2Mismatch } from '../formats/order2.ts';
 import { floatToHalf, halfToFloat, Tensor } from '../graph/tensor.ts';
 
 export interface LinearSite {
@@ -94,21 +96,44 @@ export function linearIdOfQweight(name: string): string | undefined {
   return name.endsWith('.qweight') ? name.slice(0, -'.qweight'.length) : undefined;
 }
 
-/** Replace the site's MatMul/Gemm by MatMulNBits (+ Add for a bias). Returns the bytes of the initializers written. */
-export function lowerTernaryLinear(rw: Rewriter, site: LinearSite, w: TernaryWeights, prefix: string): number {
+/** Replace the site's MatMul/Gemm by MatMulNBits (+ Add for a bias). An order-2 linear
+ *  (formats/order2.ts) gets a second MatMulNBits on the same input for its second plane, and
+ *  an Add of the two. Returns the bytes of the initializers written. */
+export function lowerTernaryLinear(rw: Rewriter, site: LinearSite, w: TernaryWeights, prefix: string, plane?: TernaryWeights): number {
   if (w.rows !== site.rows || w.cols !== site.cols) throw new Error(`${prefix}: weights ${w.rows}x${w.cols} do not match the linear ${site.rows}x${site.cols}`);
-  const t = matmulNBitsTensors(w, site.actDtype);
-  const B = rw.init(qweightName(prefix), t.codes);
-  const S = rw.init(`${prefix}.scales`, t.scales);
-  const Z = t.zeroPoints ? rw.init(`${prefix}.zero_points`, t.zeroPoints) : undefined;
-  const inputs = Z ? [site.input, B, S, Z] : [site.input, B, S];
-  let bytes = t.codes.byteLength + t.scales.byteLength + (t.zeroPoints?.byteLength ?? 0);
-  if (site.bias) {
-    const y = rw.opBefore(site.node, 'MatMulNBits', inputs, t.attrs, 'com.microsoft');
-    rw.replace(site.node, 'Add', [y, site.bias]);
-    bytes += site.bias.constValue?.byteLength ?? 0;
-  } else {
-    rw.replace(site.node, 'MatMulNBits', inputs, t.attrs, 'com.microsoft');
+  if (plane) {
+    const why = order2Mismatch(w, plane);
+    if (why) throw new Error(`${prefix}: ${why}`);
   }
+  let bytes = 0;
+  const matmul = (weights: TernaryWeights, name: string) => {
+    const t = matmulNBitsTensors(weights, site.actDtype);
+    const B = rw.init(qweightName(name), t.codes);
+    const S = rw.init(`${name}.scales`, t.scales);
+    const Z = t.zeroPoints ? rw.init(`${name}.zero_points`, t.zeroPoints) : undefined;
+    bytes += t.codes.byteLength + t.scales.byteLength + (t.zeroPoints?.byteLength ?? 0);
+    return { inputs: Z ? [site.input, B, S, Z] : [site.input, B, S], attrs: t.attrs };
+  };
+  const first = matmul(w, prefix);
+  // The terms whose sum is the linear's output; the last op replaces the site's node.
+  const terms: [string, (Value | undefined)[], Record<string, AttrInput>, string][] = [['MatMulNBits', first.inputs, first.attrs, 'com.microsoft']];
+  if (plane) {
+    const second = matmul(plane, order2Prefix(prefix));
+    terms.push(['MatMulNBits', second.inputs, second.attrs, 'com.microsoft']);
+  }
+  if (site.bias) bytes += site.bias.constValue?.byteLength ?? 0;
+  const addends = terms.length + (site.bias ? 1 : 0);
+  if (addends === 1) {
+    rw.replace(site.node, ...terms[0]);
+    return bytes;
+  }
+  const values: Value[] = terms.map((t) => rw.opBefore(site.node, ...t));
+  if (site.bias) values.push(site.bias);
+  let acc = values[0];
+  for (let i = 1; i < values.length - 1; i++) acc = rw.opBefore(site.node, 'Add', [acc, values[i]]);
+  rw.replace(site.node, 'Add', [acc, values[values.length - 1]]);
   return bytes;
 }
+
+/** Initializer prefix of an order-2 linear's second plane. */
+export const order2Prefix = (id: string): string => `${id}.o2`;

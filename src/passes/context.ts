@@ -32,6 +32,10 @@ export interface CompileOptions {
   xDomain: boolean;
   /** Largest number of order-2 (salient) columns per 128-column block, twla structure only (default 64). */
   order2Cols?: number;
+  /** Block linears stored as order-2 linears (formats/order2.ts): a second ternary plane on
+   *  every column, fitted to the first plane's error under H. Each entry names a role (every
+   *  block's) or one linear (`blocks.<i>.<role>`). Kernel structure only. */
+  order2?: string[];
   /** Where Gram accumulation and GPTQ's column updates run (src/gpu/device.ts; default cpu). */
   device?: DeviceChoice;
   /** Worker threads fitting a block's linears on the CPU path (default: one per core; 1: in the main thread). The output does not depend on it. */
@@ -62,6 +66,8 @@ export interface LinearState {
   id: string;
   /** What the ternary pass decided for this linear. */
   ternary?: TernaryWeights;
+  /** The second plane of an order-2 linear (formats/order2.ts); `ternary` is its first plane. */
+  order2?: TernaryWeights;
   /** Honest storage bits of the chosen structure (twla structure: its own accounting). */
   storageBits?: number;
   stats?: Record<string, number>;
@@ -96,6 +102,11 @@ export interface CompileContext extends PassContext {
 
 export function linearId(l: Linear): string {
   return l.block !== undefined && l.block >= 0 ? `blocks.${l.block}.${l.role}` : (l.role ?? l.node.name);
+}
+
+/** Whether `order2` (CompileOptions.order2) names linear l, by its role or its id. */
+export function isOrder2Linear(order2: readonly string[] | undefined, l: Linear): boolean {
+  return !!order2 && l.role !== 'lm_head' && (order2.includes(l.role ?? '') || order2.includes(linearId(l)));
 }
 
 export function siteId(g: InputGroup): string {

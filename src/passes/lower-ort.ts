@@ -1,5 +1,5 @@
 // Lowering for stock onnxruntime: each ternary linear becomes com.microsoft::MatMulNBits
-// (bits = 2) over its recorded TernaryWeights; the dense weights, transposes and casts that
+// (bits = 2) over its recorded TernaryWeights (an order-2 linear: two, added); the dense weights, transposes and casts that
 // fed the old MatMul/Gemm become dead and are removed. Online transforms and activation
 // quantisers are already standard ops in the graph (inserted by their passes).
 import { UserError } from '../errors.ts';
@@ -37,6 +37,7 @@ export const lowerOrtPass = definePass<CompileContext>({
         { node: l.node, input: l.node.input(0)!, bias: l.op === 'Gemm' ? l.bias : undefined, rows: l.outFeatures, cols: l.inFeatures, actDtype: activationDtype(l) },
         st.ternary,
         st.id,
+        st.order2,
       );
       st.stats = { ...st.stats, onnxBytes: bytes };
       modified = true;

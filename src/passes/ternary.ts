@@ -4,6 +4,9 @@
 //                by block: the Hessians H = 2XᵀX/n of block i's inputs are measured on the
 //                model whose blocks < i are already quantised, as the reference does, by
 //                running only block i on the kept calibration stream (calib/stream.ts).
+// Linears named by `order2` (by role or id) become order-2 linears (formats/order2.ts): a second
+// ternary plane on every column, fitted to the first plane's error under the same H
+// (quant/order2-residual.ts), before the stream advances past the block.
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
@@ -13,9 +16,12 @@ import { weightRows, type Linear } from '../graph/recognize.ts';
 import { hessian } from '../calib/capture.ts';
 import { CalibrationStream } from '../calib/stream.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
-import { quantizeLinear, relWeightError } from '../quant/quantize-linear.ts';
+import { quantizeLinear, relWeightError, type QuantizeLinearResult } from '../quant/quantize-linear.ts';
+import { fitOrder2Linear } from '../quant/order2-residual.ts';
+import { relativeOutputError } from '../quant/gptq.ts';
+import { decodeOrder2, order2StorageBytes } from '../formats/order2.ts';
 import type { CompileContext } from './context.ts';
-import { linearId, quantizedLinears } from './context.ts';
+import { isOrder2Linear, linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
 import { defaultFitThreads, FitPool, sharedFloat64, type PoolJob } from '../quant/fit-pool.ts';
@@ -27,6 +33,18 @@ function record(ctx: CompileContext, l: Linear, r: { weights?: import('../format
   st.storageBits = r.storageBits;
 }
 
+/** Make the linear an order-2 linear (fitOrder2Linear) and record both planes; the result's
+ *  stats are re-measured on the two planes. */
+function addOrder2Plane(ctx: CompileContext, l: Linear, r: QuantizeLinearResult, H: Float64Array): void {
+  const w = weightRows(l);
+  const { base, plane } = fitOrder2Linear(w, r.weights!, H);
+  const dequant = decodeOrder2({ base, plane });
+  record(ctx, l, { weights: base, dequant, storageBits: order2StorageBytes(base.format, base.rows, base.cols) * 8 });
+  ctx.linears.get(l)!.order2 = plane;
+  const out = relativeOutputError(w, dequant, l.outFeatures, l.inFeatures, H, OUTPUT_ERROR_BUDGET);
+  Object.assign(r.stats, { relWeightError: relWeightError(w, dequant), relOutputError: out.error, outputErrorRows: out.rows });
+}
+
 /** Multiply-adds a linear may spend on measuring its output error for the report (quant/gptq.ts relativeOutputError). */
 export const OUTPUT_ERROR_BUDGET = 2 ** 28;
 
@@ -35,6 +53,14 @@ export const ternaryPass = definePass<CompileContext>({
   requires(_m, ctx) {
     if (ctx.opts.weights === 'twla' && !ctx.opts.calib?.length) return 'twla needs calibration data (--calib)';
     if (ctx.opts.order2Cols !== undefined && ctx.opts.structure !== 'twla') return 'order-2 columns exist only in the twla structure (--structure twla)';
+    if (ctx.opts.order2?.length) {
+      if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--order2 needs the twla weights in the kernel structure (a ternary storage format)';
+      if (!ctx.opts.gptq && !ctx.opts.xDomain) return '--order2 fits the second plane through the Hessian: it needs GPTQ or the X-domain stage';
+      if (ctx.opts.refine) return '--order2 with --refine is not supported (the refinement fits one plane)';
+      const ids = new Set(quantizedLinears(ctx.structure).flatMap((l) => [l.role ?? '', linearId(l)]));
+      const unknown = ctx.opts.order2.find((x) => !ids.has(x));
+      if (unknown) return `--order2: the model has no linear '${unknown}'`;
+    }
     return undefined;
   },
   async run(model, ctx) {
@@ -70,7 +96,7 @@ export const ternaryPass = definePass<CompileContext>({
           label: `block ${bi + 1}/${nb}: calibration`,
           gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
         });
-        const jobs: { l: Linear; job: PoolJob<'quantizeLinear'> }[] = [];
+        const jobs: { l: Linear; H: Float64Array | null; job: PoolJob<'quantizeLinear'> }[] = [];
         for (const s of groups) {
           const st = stats.get(s.id)!;
           const H = opts.gptq || opts.xDomain ? hessian(st, sharedFloat64(st.gram.length)) : null;
@@ -80,7 +106,7 @@ export const ternaryPass = definePass<CompileContext>({
             const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
             const args: PoolJob<'quantizeLinear'>['args'] = [weightRows(l), l.outFeatures, l.inFeatures, H, { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false }];
             // A fit costs about rows·cols² (GPTQ's updates and the refits under H).
-            jobs.push({ l, job: { fn: 'quantizeLinear', args, cost: l.outFeatures * l.inFeatures ** 2 } });
+            jobs.push({ l, H, job: { fn: 'quantizeLinear', args, cost: l.outFeatures * l.inFeatures ** 2 } });
           }
         }
         progress.start(`block ${bi + 1}/${nb}: ternary fit`, jobs.length);
@@ -93,9 +119,10 @@ export const ternaryPass = definePass<CompileContext>({
               tick(i);
               return r;
             });
-        jobs.forEach(({ l }, i) => {
+        jobs.forEach(({ l, H }, i) => {
           const r = results[i];
-          record(ctx, l, r);
+          if (H && r.weights && isOrder2Linear(opts.order2, l)) addOrder2Plane(ctx, l, r, H);
+          else record(ctx, l, r);
           const { relWeightError, relOutputError, outputErrorRows, seconds } = r.stats;
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
         });

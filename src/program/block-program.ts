@@ -42,6 +42,7 @@ export const FEATURES = [
   'rope-rotate-half',
   'swiglu',
   'ternary-linear',
+  'order2-linear',
   'dense-linear',
   'act-quant',
   'online-transform',
@@ -77,6 +78,7 @@ export const FEATURE_TEXT = {
   'rope-rotate-half': 'RoPE, rotate_half pairing',
   swiglu: 'SiLU-gated MLP',
   'ternary-linear': 'ternary-weight linears',
+  'order2-linear': 'order-2 ternary linears (a second ternary plane on every column, formats/order2.ts)',
   'dense-linear': 'fp16/fp32 dense linears',
   'act-quant': 'per-token activation quantisation below 16 bits',
   'online-transform': 'online Kronecker transform of a linear input',
@@ -217,6 +219,7 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
   const linear = (l: LinearEntry, block: number) => {
     use(linearFormat(l).kind === 'dense' ? 'dense-linear' : 'ternary-linear', block);
     if (l.bias) use('linear-bias', block);
+    if (l.order2) use('order2-linear', block);
   };
   p.blocks.forEach((b, i) => {
     for (const r of BLOCK_LINEAR_ROLES) if (b[r]) linear(b[r], i);

@@ -23,6 +23,7 @@
 import { halfToFloat, floatToHalf } from '../graph/tensor.ts';
 import {
   decodeTernary,
+  decodeTrits,
   encodeTernary,
   snapRowToLattice,
   ternaryFormat,
@@ -467,6 +468,21 @@ function refineWholeRows(
       fitted[o + k] = shift[gi] + scale[gi] * t[o + k];
     }
   }
+}
+
+/**
+ * Refit a stored kernel-structure linear to `target` under H, its trits, scales and shifts as
+ * the start: whole-row trit descent + (μ, α) refit (refineWholeRows), then the lattice snap of
+ * lattice formats. An order-2 linear refits its first plane to w minus its second this way.
+ */
+export function refitKernelWeights(wts: TernaryWeights, target: Float64Array, H: Float64Array, rounds = DEFAULT_GLOBAL_ROUNDS): TernaryWeights {
+  const { format: f, rows, cols } = wts;
+  const t = decodeTrits(wts);
+  const scale = Float64Array.from(wts.scales, halfToFloat);
+  const shift = wts.shifts ? Float64Array.from(wts.shifts, halfToFloat) : new Float64Array(scale.length);
+  refineWholeRows(target, rows, cols, H, f.group, f.shift, t, scale, shift, rounds, new Float64Array(rows * cols));
+  if (f.lattice) for (let n = 0; n < rows; n++) snapRowToLattice(scale, f.shift ? shift : undefined, n, Math.ceil(cols / f.group));
+  return encodeTernary(f, rows, cols, t, scale, f.shift ? shift : undefined);
 }
 
 /** Fit the kernel structure to W [rows × cols] (row-major). */

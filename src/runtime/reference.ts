@@ -21,6 +21,7 @@
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
 import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type HeadNorm, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
 import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
+import { decodeOrder2 } from '../formats/order2.ts';
 import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 import { actQuantRows } from '../quant/act-quant.ts';
@@ -57,11 +58,11 @@ function tensorValues(a: LoadedArtifact, name: string): Float64Array {
   }
 }
 
-/** The ternary storage of a linear, as the format declaration describes it. */
-function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
-  if (!l.codes || !l.scales) throw new Error(`${l.name}: format ${l.format} has no codes/scales tensors`);
-  const format = ternaryFormatOf(l);
-  if (!format) throw new Error(`${l.name}: dense format ${l.format} has no ternary storage`);
+/** One ternary plane's storage, as the format declaration describes it. */
+function planeOf(a: LoadedArtifact, l: LinearEntry, p: { format: string; codes?: string; scales?: string; shifts?: string }): TernaryWeights {
+  if (!p.codes || !p.scales) throw new Error(`${l.name}: format ${p.format} has no codes/scales tensors`);
+  const format = ternaryFormatOf({ name: l.name, format: p.format });
+  if (!format) throw new Error(`${l.name}: dense format ${p.format} has no ternary storage`);
   const u16 = (name: string) => {
     const b = tensorBytesCopy(a, name);
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);
@@ -70,9 +71,9 @@ function ternaryOf(a: LoadedArtifact, l: LinearEntry): TernaryWeights {
     format,
     rows: l.rows,
     cols: l.cols,
-    codes: tensorBytesCopy(a, l.codes),
-    scales: u16(l.scales),
-    shifts: l.shifts ? u16(l.shifts) : undefined,
+    codes: tensorBytesCopy(a, p.codes),
+    scales: u16(p.scales),
+    shifts: p.shifts ? u16(p.shifts) : undefined,
   };
 }
 
@@ -82,7 +83,8 @@ export function linearWeight(a: LoadedArtifact, l: LinearEntry): Float64Array {
     if (!l.weight) throw new Error(`${l.name}: dense linear without a weight tensor`);
     return tensorValues(a, l.weight);
   }
-  return decodeTernary(ternaryOf(a, l));
+  const base = planeOf(a, l, l);
+  return l.order2 ? decodeOrder2({ base, plane: planeOf(a, l, l.order2) }) : decodeTernary(base);
 }
 
 interface RefLinear {
@@ -105,6 +107,7 @@ export const REFERENCE_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
+  'order2-linear': true,
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,

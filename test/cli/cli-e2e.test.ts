@@ -134,6 +134,8 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--threads 0', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--threads', '0'], ['--threads']],
     ['--refine-steps without --refine', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine-steps', '3'], ['--refine-steps', '--refine']],
     ['--refine with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine'], ['--refine', 'twla']],
+    ['--order2 x (no such linear)', () => [f('good', 'model.onnx'), '--order2', 'v,x'], ['--order2', "'x'"]],
+    ['--order2 with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--order2', 'v'], ['--order2', 'twla']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
     ['--target cuda on a sliding-window model', () => [f('sliding.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'sliding-window' \(.*\) \(block 0\)$/]],
     ['--target cuda on a GPT-2 model', () => [f('gpt2.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'layer-norm' \(.*\)$/]],

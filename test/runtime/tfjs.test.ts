@@ -271,6 +271,16 @@ describe('loadGraphModel on the CPU backend against onnxruntime on out/model.onn
     expect(e).toBeLessThan(1e-4);
   }, 120_000);
 
+  it('tiny LLaMA with order-2 v linears (--order2 v): both planes run as TF.js ternary matmuls, logits match ORT', async () => {
+    const out = await compileTiny({ seed: 9 }, { weights: 'twla', order2: ['v'], calib: calib(256) });
+    const j = JSON.parse(readFileSync(join(out, 'tfjs', 'model.json'), 'utf8'));
+    const ops = (j.modelTopology.node as { op: string; input: string[] }[]).filter((n) => n.op === TERNARY_MATMUL_OP);
+    const m = readArtifact(out).manifest;
+    expect(ops.map((n) => n.input[1]).sort()).toEqual(m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].flatMap((e) => (e ? [e.codes!, ...(e.order2 ? [e.order2.codes] : [])] : []))).sort());
+    const { got, want } = await bothLogits(out, BIT2_IDS);
+    expect(relL2(got, want)).toBeLessThan(1e-5);
+  }, 120_000);
+
   it('export styles: fused SkipSimplifiedLayerNormalization with fp16 weights, and a KV-cache model fed an empty cache', async () => {
     for (const [label, opts] of [
       ['fused-skip', { norm: 'skip-simplified', linear: 'matmul-transposed', weightDtype: 'float16', names: 'anonymous' }],

@@ -78,6 +78,8 @@ export const CUDA_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
+  // Not generated: the second plane of an order-2 linear has no CUDA kernel launch yet.
+  'order2-linear': false,
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,

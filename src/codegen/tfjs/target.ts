@@ -23,17 +23,20 @@ function ternaryLinears(manifest: ArtifactManifest, weights: Uint8Array): Map<st
     return new Uint16Array(b.buffer, 0, b.byteLength / 2);
   };
   const out = new Map<string, NonNullable<ReturnType<TernaryLookup>>>();
-  for (const e of all) {
-    if (!e.codes || !e.scales) continue;
+  // An order-2 linear's second plane is a MatMulNBits of its own (lower/ternary-linear.ts).
+  const planes = all.flatMap((e) => [{ e, p: e }, ...(e.order2 ? [{ e, p: e.order2 }] : [])]);
+  for (const { e, p } of planes) {
+    if (!p.codes || !p.scales) continue;
+    const shifts = 'shifts' in p ? p.shifts : undefined;
     const w: TernaryWeights = {
-      format: parseFormatId(e.format),
+      format: parseFormatId(p.format),
       rows: e.rows,
       cols: e.cols,
-      codes: tensorBytes(manifest, weights, e.codes),
-      scales: fp16(e.scales),
-      shifts: e.shifts ? fp16(e.shifts) : undefined,
+      codes: tensorBytes(manifest, weights, p.codes),
+      scales: fp16(p.scales),
+      shifts: shifts ? fp16(shifts) : undefined,
     };
-    out.set(e.codes.replace(/\.codes$/, ''), { weights: w, names: { codes: e.codes, scales: e.scales, shifts: e.shifts } });
+    out.set(p.codes.replace(/\.codes$/, ''), { weights: w, names: { codes: p.codes, scales: p.scales, shifts } });
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // runtime (which dispatches them) and `emitWgsl` (which writes their source), so the two
 // can never disagree. Validation happens here, before any source is generated.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../../artifact/manifest.ts';
-import { linearFormat } from '../../formats/linear-format.ts';
+import { linearFormat, ternaryFormatOf } from '../../formats/linear-format.ts';
 import { ternaryFormat, type TernaryFormat } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
@@ -38,6 +38,7 @@ export const WGSL_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
+  'order2-linear': true,
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,
@@ -118,6 +119,9 @@ export interface LinearKernels {
   gemv: WgslKernel;
   /** M > 1 (prefill), PREFILL_TILE tokens per weight fetch. */
   gemm: WgslKernel;
+  /** An order-2 linear's second plane (formats/order2.ts): its GEMV and GEMM in the plane's
+   *  format (no bias), into a scratch buffer that `add` then adds to the first plane's output. */
+  order2?: { gemv: WgslKernel; gemm: WgslKernel; add: WgslKernel };
 }
 
 export interface ActKernels {
@@ -183,6 +187,13 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     };
   }
   const f = lf.format;
+  const ternary = (tf: TernaryFormat, withBias: boolean) => ({
+    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(tf, l.rows, l.cols, 1, withBias, feats) : ternaryGemvWorkgroupKernel(tf, l.rows, l.cols, withBias, feats),
+    gemm: ternaryLinearKernel(tf, l.rows, l.cols, PREFILL_TILE, withBias, feats),
+  });
+  // an order-2 linear's second plane: its own GEMV/GEMM (as stored), then added to the output
+  const plane = l.order2 && ternaryFormatOf({ name: l.name, format: l.order2.format });
+  const order2 = plane ? { order2: { ...ternary(plane, false), add: residualAddKernel(l.rows) } } : {};
   if (gemv === 'rows-per-workgroup') {
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
@@ -191,13 +202,14 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
         ...(df.packing !== f.packing ? { codes: df } : {}),
         gemv: ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
         gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats),
+        ...order2,
       };
     }
   }
   return {
     entry: l,
-    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(f, l.rows, l.cols, 1, bias, feats) : ternaryGemvWorkgroupKernel(f, l.rows, l.cols, bias, feats),
-    gemm: ternaryLinearKernel(f, l.rows, l.cols, PREFILL_TILE, bias, feats),
+    ...ternary(f, bias),
+    ...order2,
   };
 }
 
@@ -269,7 +281,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
 export function distinctKernels(p: ModelKernels): WgslKernel[] {
   const all = new Map<string, WgslKernel>();
   const add = (k: WgslKernel | undefined) => k && all.set(k.cacheKey, k);
-  const lin = (l: LinearKernels) => (add(l.gemv), add(l.gemm));
+  const lin = (l: LinearKernels) => (add(l.gemv), add(l.gemm), add(l.order2?.gemv), add(l.order2?.gemm), add(l.order2?.add));
   const act = (a: ActKernels) => (add(a.right), add(a.left), add(a.quant));
   add(p.embed);
   add(p.positions);

@@ -9,7 +9,7 @@
 import type { ArtifactManifest, BlockEntry, LinearEntry } from '../../artifact/manifest.ts';
 import { blockOps as programBlockOps, type BlockOp } from '../../program/block-program.ts';
 import { ternaryFormatOf } from '../../formats/linear-format.ts';
-import { groupsPerRow, transcodeCodes } from '../../formats/ternary.ts';
+import { groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
@@ -162,19 +162,25 @@ export class WebgpuModel {
     this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
   }
 
-  private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer } {
+  private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer; order2?: GPUBuffer } {
     const l = lk.entry;
     const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
-    const stored = ternaryFormatOf(l);
-    if (!stored) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
-    const f = lk.codes ?? stored;
+    if (!ternaryFormatOf(l)) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
+    return { w: this.planeWeights(a, l, l, lk.codes), bias, ...(l.order2 ? { order2: this.planeWeights(a, l, l.order2) } : {}) };
+  }
+
+  /** One ternary plane packed as the kernels read it (wgsl/kernels.ts ternaryLayout), its codes
+   *  transcoded to `codesAs` where the plan asks for another packing (LinearKernels.codes). */
+  private planeWeights(a: LoadedArtifact, l: LinearEntry, p: { format: string; codes?: string; scales?: string; shifts?: string }, codesAs?: TernaryFormat): GPUBuffer {
+    const stored = ternaryFormatOf({ name: l.name, format: p.format })!;
+    const f = codesAs ?? stored;
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
-    const codes = tensorBytesCopy(a, l.codes!);
+    const codes = tensorBytesCopy(a, p.codes!);
     packed.set(f === stored ? codes : transcodeCodes(codes, stored, f, l.rows * groupsPerRow(stored, l.cols)), 0);
-    packed.set(tensorBytesCopy(a, l.scales!), L.scaleWord0 * 4);
-    if (f.shift) packed.set(tensorBytesCopy(a, l.shifts!), L.shiftWord0 * 4);
-    return { w: this.upload(packed), bias };
+    packed.set(tensorBytesCopy(a, p.scales!), L.scaleWord0 * 4);
+    if (f.shift) packed.set(tensorBytesCopy(a, p.shifts!), L.shiftWord0 * 4);
+    return this.upload(packed);
   }
 
   private build(a: LoadedArtifact): void {
@@ -193,6 +199,7 @@ export class WebgpuModel {
     const x = f4(cap * c.hidden);
     const nrm = f4(cap * wide);
     const tmp = f4(cap * wide);
+    const planeOut = f4(cap * wide); // an order-2 linear's second-plane output (block linears only)
     const act = f4(cap * wide);
     const q = f4(cap * qd);
     const k = f4(cap * kvd);
@@ -239,6 +246,11 @@ export class WebgpuModel {
     const linearOp = (lk: LinearKernels, input: GPUBuffer, output: GPUBuffer, last = false) => {
       const w = this.linearWeights(a, lk);
       this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
+      if (lk.order2) {
+        // output += second plane · input
+        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, input, planeOut], last);
+        this.op(lk.order2.add, [planeOut, output], last);
+      }
     };
     const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output], last);
