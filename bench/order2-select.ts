@@ -11,12 +11,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_OPTIONS } from '../src/compile.ts';
-import { calibrationSegmentsFromText } from '../src/calib/data.ts';
 import { captureSites, hessian } from '../src/calib/capture.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
-import { loadTokenizer, tokenizeText } from '../src/eval/tokenizer.ts';
 import { CODE_PACKINGS, parseFormatId, storageBytes, type TernaryWeights } from '../src/formats/ternary.ts';
-import { loadModel, saveModel } from '../src/graph/onnx.ts';
+import { saveModel } from '../src/graph/onnx.ts';
 import { PassManager } from '../src/graph/pass.ts';
 import { recognize, weightRows, type Linear } from '../src/graph/recognize.ts';
 import { makeProgress } from '../src/cli/progress.ts';
@@ -25,12 +23,12 @@ import { foldNormsPass } from '../src/passes/fold-norms.ts';
 import { rotatePass } from '../src/passes/rotate.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from '../src/passes/context.ts';
 import { setLinearWeight } from '../src/passes/weights.ts';
+import { trainSplit } from './train-split.ts';
 import { quantizeLinear } from '../src/quant/quantize-linear.ts';
 import { fitOrder2Linear, fitOrder2Residual, type Order2Residual } from '../src/quant/order2-residual.ts';
 import { decodeOrder2, order2StorageBytes } from '../src/formats/order2.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const shared = resolve(root, '../shared');
 const arg = (name: string, dflt?: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
@@ -119,13 +117,7 @@ const windows = Number(arg('windows', '200'));
 const outFile = resolve(arg('out', join(root, 'bench/results/order2-select.json'))!);
 
 const progress = makeProgress();
-const tok = loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json'));
-const train = readFileSync(join(shared, 'data/pydocs/train.txt'), 'utf8');
-const cut = Math.floor(train.length * 0.9);
-const calib = calibrationSegmentsFromText(train.slice(0, cut), tok.encode, { samples: 128, seq: 512, seed: 0 });
-const heldOut = tokenizeText(tok, train.slice(cut));
-
-const model = loadModel(join(shared, 'models/pydocs-llama-12m/model.onnx'));
+const { calib, heldOut, model } = trainSplit();
 const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib };
 const structure = recognize(model);
 const ctx: CompileContext = {

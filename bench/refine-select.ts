@@ -7,11 +7,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_OPTIONS } from '../src/compile.ts';
-import { calibrationSegmentsFromText } from '../src/calib/data.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
-import { loadTokenizer, tokenizeText } from '../src/eval/tokenizer.ts';
 import { decodeTernary } from '../src/formats/ternary.ts';
-import { loadModel, saveModel } from '../src/graph/onnx.ts';
+import { saveModel } from '../src/graph/onnx.ts';
 import { PassManager } from '../src/graph/pass.ts';
 import { recognize } from '../src/graph/recognize.ts';
 import { makeProgress } from '../src/cli/progress.ts';
@@ -22,9 +20,9 @@ import { ternaryPass } from '../src/passes/ternary.ts';
 import { DEFAULT_REFINE, refinePass } from '../src/passes/refine.ts';
 import { type CompileContext, type CompileOptions, type RefineOptions, linearId, quantizedLinears, siteId } from '../src/passes/context.ts';
 import { setLinearWeight } from '../src/passes/weights.ts';
+import { trainSplit } from './train-split.ts';
 
 const root = resolve(import.meta.dirname, '..');
-const shared = resolve(root, '../shared');
 const arg = (name: string, dflt?: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
@@ -41,13 +39,7 @@ const windows = Number(arg('windows', '100'));
 const outFile = resolve(arg('out', join(root, 'bench/results/refine-select.json'))!);
 
 const progress = makeProgress();
-const tok = loadTokenizer(join(shared, 'models/pydocs-llama-12m/tokenizer.json'));
-const train = readFileSync(join(shared, 'data/pydocs/train.txt'), 'utf8');
-const cut = Math.floor(train.length * 0.9);
-const calib = calibrationSegmentsFromText(train.slice(0, cut), tok.encode, { samples: 128, seq: 512, seed: 0 });
-const heldOut = tokenizeText(tok, train.slice(cut));
-
-const model = loadModel(join(shared, 'models/pydocs-llama-12m/model.onnx'));
+const { calib, heldOut, model } = trainSplit();
 const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib, refine: DEFAULT_REFINE };
 const structure = recognize(model);
 const ctx: CompileContext = {
