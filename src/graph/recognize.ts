@@ -503,11 +503,17 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   if (b0.attention.numHeads) headDim = b0.q.outFeatures / b0.attention.numHeads;
   // v is read before any q/k norm or RoPE, so its Reshape to heads is the first op after it
   headDim ??= reshapeTail(b0.q) ?? reshapeTail(b0.v);
-  if (headDim === undefined && rope) headDim = 2 * rope.inv.length;
   if (headDim === undefined) {
-    configSources.headDim = 'config.json';
+    // config.json before the RoPE table: the table spans only the rotated dims (partial rotary)
     const heads = num(cfgJson, 'num_attention_heads');
-    headDim = num(cfgJson, 'head_dim') ?? (heads ? hidden / heads : undefined);
+    const fromConfig = num(cfgJson, 'head_dim') ?? (heads ? hidden / heads : undefined);
+    if (fromConfig !== undefined) {
+      configSources.headDim = 'config.json';
+      headDim = fromConfig;
+    } else if (rope) {
+      headDim = 2 * rope.inv.length;
+      notes.push(`head size ${headDim} read from the RoPE frequencies (no head reshape in the graph, no config.json): it assumes RoPE spans the whole head`);
+    }
   }
   if (!headDim || b0.q.outFeatures % headDim !== 0 || b0.k.outFeatures % headDim !== 0) {
     throw new UserError(`could not determine the attention head size (q has ${b0.q.outFeatures} outputs, k ${b0.k.outFeatures})`);

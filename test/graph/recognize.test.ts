@@ -246,6 +246,28 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect([s.config.heads, s.config.kvHeads, s.config.headDim, s.config.ropeTheta, s.rope.source?.name]).toEqual([8, 2, 8, 20000, 'cos_cache']);
   });
 
+  it('head size with no head reshape and no head counts: config.json first, else the RoPE table (with a note)', () => {
+    const m = makeTinyLlama({ attention: 'gqa', heads: 8, kvHeads: 2 });
+    for (const n of m.graph.nodes.filter((x) => x.opType === 'GroupQueryAttention')) {
+      n.attributes.delete('num_heads');
+      n.attributes.delete('kv_num_heads');
+    }
+    const s = recognize(m);
+    expect([s.config.headDim, s.configSources.headDim]).toEqual([8, 'graph']);
+    expect(s.notes.join('\n')).toMatch(/head size 8 read from the RoPE frequencies/);
+    // config.json beside the model names another head size (a partial-rotary model's table spans fewer dims): it wins
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-headdim-'));
+    try {
+      saveModel(m, join(dir, 'model.onnx'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ head_dim: 16, num_attention_heads: 4 }));
+      const c = recognize(loadModel(join(dir, 'model.onnx')));
+      expect([c.config.headDim, c.config.heads, c.configSources.headDim, c.rope.rotaryDim]).toEqual([16, 4, 'config.json', 8]);
+      expect(c.notes.join('\n')).not.toMatch(/read from the RoPE frequencies/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('scaled RoPE (llama3-style bent low frequencies) is refused', () => {
     const m = makeTinyLlama();
     const inv = m.graph.initializers.get('inv_freq')!;
