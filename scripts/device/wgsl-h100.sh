@@ -15,6 +15,7 @@ if [[ "${1:-}" == --prepare ]]; then
   for s in wgsl-h100 wgsl-decode; do
     node_modules/.bin/esbuild scripts/device/$s.ts --bundle --platform=node --format=esm --target=node20 --external:webgpu --outfile=$P/$s.mjs
   done
+  cp src/graph/proto/onnx.proto $P/ # read beside the bundle (the ONNX writer of ort-webgpu-gemv.ts)
   c=$(git rev-parse --short HEAD); [[ -z $(git status --porcelain --untracked-files=no) ]] || c="$c with uncommitted changes"
   echo "$c" >$P/commit
   cp node_modules/webgpu/index.js node_modules/webgpu/package.json $P/node_modules/webgpu/
@@ -39,7 +40,7 @@ mkdir -p /tmp/wgsl/node_modules/webgpu/dist/linux-x64
 unxz $P/node.xz /tmp/wgsl/node && chmod +x /tmp/wgsl/node
 unxz $P/node_modules/webgpu/dist/linux-x64/dawn.node.xz /tmp/wgsl/node_modules/webgpu/dist/linux-x64/dawn.node
 cp $P/node_modules/webgpu/index.js $P/node_modules/webgpu/package.json /tmp/wgsl/node_modules/webgpu/
-cp $P/*.mjs /tmp/wgsl/
+cp $P/*.mjs $P/onnx.proto /tmp/wgsl/
 if [[ -d $P/ort ]]; then
   cp -r $P/ort /tmp/wgsl/
   X=/tmp/wgsl/ort/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1
