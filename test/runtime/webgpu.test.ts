@@ -127,6 +127,9 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     const model = await WebgpuModel.create(device, a, { capacity: 4, context: 9 });
     try {
       expect(model.context).toBe(9);
+      // a decode step runs the blocks and the last token's final norm + lm_head (2 dispatches)
+      expect(model.dispatches('last') - model.dispatches('none')).toBe(2);
+      expect(model.dispatches('all')).toBe(model.dispatches('last'));
       const ids = [3, 1, 4, 1, 5, 9, 2, 6, 5];
       expect(relErr(await model.logitsOf(ids), referenceLogits(a, ids))).toBeLessThan(1e-5);
       await expect(model.forward([3])).rejects.toThrow(/context of 10 tokens exceeds the 9 positions this model's KV cache holds/);

@@ -344,7 +344,13 @@ export class WebgpuModel {
 
   /** Dispatches a forward makes, whatever its token count (a decode step: the last token's logits). */
   dispatches(logits: 'all' | 'last' | 'none' = 'last'): number {
-    return this.ops.filter((op, i) => i < this.finalOps || (logits !== 'none' && (logits === 'last') === !!op.last)).length;
+    return this.opsFor(logits).length;
+  }
+
+  /** The ops a forward runs: the blocks, then the final norm and lm_head for every token ('all'),
+   *  the last one ('last') or none. */
+  private opsFor(logits: 'all' | 'last' | 'none'): Op[] {
+    return this.ops.filter((op, i) => i < this.finalOps || (logits !== 'none' && (logits === 'last') === !!op.last));
   }
 
   private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none'): Promise<Float32Array> {
@@ -356,18 +362,14 @@ export class WebgpuModel {
     dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
     const enc = dev.createCommandEncoder();
     const pass = enc.beginComputePass();
-    this.ops.forEach((op, i) => {
-      if (i >= this.finalOps) {
-        if (logits === 'none') return;
-        if ((logits === 'last') !== !!op.last) return;
-      }
+    for (const op of this.opsFor(logits)) {
       const tokens = op.last ? 1 : n;
       const k = isLinear(op.kernel) ? (tokens === 1 ? op.kernel.gemv : op.kernel.gemm) : op.kernel;
       pass.setPipeline(this.pipeline(k));
       pass.setBindGroup(0, op.bind);
       const [gx, gy, gz] = k.dispatch(tokens);
       pass.dispatchWorkgroups(gx, gy, gz);
-    });
+    }
     pass.end();
     const rows = logits === 'all' ? n : logits === 'last' ? 1 : 0;
     if (rows) enc.copyBufferToBuffer(this.logits, 0, this.readback, 0, rows * vocab * 4);
