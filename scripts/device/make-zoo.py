@@ -24,6 +24,7 @@ OUT = os.environ.get("OUT") or tempfile.mkdtemp()
 DATA = sys.argv[1] if len(sys.argv) > 1 else ".zoo-data"
 ONLY = set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None
 STEPS = int(os.environ.get("ZOO_STEPS", "400"))
+DEADLINE = float(os.environ.get("ZOO_DEADLINE_S", "0"))  # stop starting families after this many seconds (0: none)
 ZOO = os.path.join(tempfile.mkdtemp(), "zoo")
 os.makedirs(ZOO)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -185,6 +186,8 @@ def inline_all(p):
 
 for fam, mk in FAMILIES.items():
     if ONLY and fam not in ONLY: continue
+    if DEADLINE and time.time() - t_start > DEADLINE:
+        report["models"][fam] = {"family": fam, "skipped": f"deadline {DEADLINE:.0f} s"}; print(fam, "skipped: deadline", flush=True); continue
     t0 = time.time(); rec = report["models"].setdefault(fam, {"family": fam})
     try:
         torch.manual_seed(0)
