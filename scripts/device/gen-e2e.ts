@@ -24,12 +24,14 @@
 //   rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-scales/ rand12m-tq2 with one more
 //              block-program feature each
 //   rand12m-qknorm/ rand12m-tq2 with per-head q/k RMSNorms
+//   rand12m-order2/ rand12m-tq2 with v and down as order-2 linears (a second ternary plane)
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeArtifact } from '../../src/artifact/build.ts';
 import type { ModelConfig } from '../../src/graph/model-config.ts';
-import { randomArtifactModel, rng } from '../../src/artifact/random.ts';
+import { randomArtifactModel, randomTernaryLinear, rng } from '../../src/artifact/random.ts';
+import { order2PlaneFormat } from '../../src/formats/order2.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { CUDA_EMITTABLE, emitCuda } from '../../src/codegen/cuda/emit.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -158,10 +160,18 @@ if (want('rand12m-bias')) {
 // rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-scales/: rand12m-tq2 with one
 // block-program feature each (Mistral/Gemma-2 sliding windows of 16 keys on even blocks,
 // the other blocks global; RoPE on 32 of the 64 head dims; the GELU(tanh)-gated MLP; Gemma's
-// and Granite's embedding, residual and logit multipliers), against the float64 reference.
+// and Granite's embedding, residual and logit multipliers; v and down as order-2 linears),
+// against the float64 reference.
 const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => void> = {
   'rand12m-window': (m) => m.blocks.forEach((b, i) => (b.attention.window = i % 2 === 0 ? 16 : null)),
   'rand12m-partial': (m) => (m.program.rope.rotaryDim = 32),
+  'rand12m-order2': (m) => {
+    const rand = rng(11);
+    for (const b of m.blocks) for (const r of ['v', 'down'] as const) {
+      const l = b.linears[r];
+      l.order2 = randomTernaryLinear(r, l.rows, l.cols, order2PlaneFormat(l.ternary!.format), rand).ternary;
+    }
+  },
   'rand12m-geglu': (m) => m.blocks.forEach((b) => (b.mlp.activation = 'gelu-tanh')),
   'rand12m-scales': (m) => {
     m.program.embedScale = 2.5;

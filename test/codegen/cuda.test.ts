@@ -34,6 +34,7 @@ import { cudaPrelude, packingHelpers } from '../../src/codegen/cuda/prelude.ts';
 import { latticeCheckFunctions } from '../../src/codegen/cuda/lattice-check.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
+import { order2PlaneFormat } from '../../src/formats/order2.ts';
 import { code, join as cjoin } from '../../src/codegen/common/fragments.ts';
 import { CODE_PACKINGS, decodeTernary, decodeTrits, encodeTernary, groupsPerRow, latticeUnit, parseFormatId, snapRowToLattice, ternaryFormat, type TernaryFormat } from '../../src/formats/ternary.ts';
 
@@ -63,6 +64,19 @@ function addVector(m: ReturnType<typeof syntheticManifest>, name: string, n: num
 /** Give a synthetic manifest's linear a bias. */
 function withBias(m: ReturnType<typeof syntheticManifest>, l: LinearEntry): void {
   l.bias = addVector(m, `${l.name}.bias`, l.rows);
+}
+
+/** Make a synthetic manifest's linear an order-2 linear: a second plane's codes and scales (formats/order2.ts). */
+function withOrder2(m: ReturnType<typeof syntheticManifest>, l: LinearEntry): void {
+  const f = order2PlaneFormat(parseFormatId(l.format));
+  const groups = l.rows * groupsPerRow(f, l.cols);
+  const add = (name: string, bytes: number, dtype: 'uint8' | 'uint16') => {
+    const end = Math.max(...Object.values(m.tensors).map((e) => e.offset + e.bytes));
+    m.tensors[name] = { offset: Math.ceil(end / 64) * 64, bytes, dtype, dims: [dtype === 'uint8' ? bytes : bytes / 2] };
+    return name;
+  };
+  l.order2 = { format: f.id, codes: add(`${l.name}.o2.codes`, groups * CODE_PACKINGS.trit5.bytesPerGroup(f.group), 'uint8'), scales: add(`${l.name}.o2.scales`, groups * 2, 'uint16') };
+  if (!m.features.includes('order2-linear')) m.features.push('order2-linear');
 }
 
 /** Give block i a q/k norm (Qwen3), with γ. */
@@ -489,6 +503,29 @@ describe('emitCuda', () => {
     expect(b1).toMatch(/TWLAC_MARK\(s, "attn_act"\);\n.*b\.v, T, 0, s\);\n  launch_bias_add_n128\([^\n]*, b\.q, T, s\);\n  launch_bias_add_n64\([^\n]*, b\.k, T, s\);\n  launch_bias_add_n64\([^\n]*, b\.v, T, s\);\n  TWLAC_MARK\(s, "qkv"\);\n  launch_rope/);
     expect(b1).toMatch(/b\.x, T, 1, s\);\n  launch_bias_add_n128\([^\n]*b\.x, T, s\);\n  TWLAC_MARK\(s, "o"\);/);
     expect(forward).toMatch(/b\.logits, nLogits, 0, s\);\n  launch_bias_add_n256\([^\n]*b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
+  });
+  it('order-2 linears: the second plane runs on its own format\'s kernels, accumulated into the first plane\'s output, outside grouped launches', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    withOrder2(m, m.blocks[1].v);
+    withOrder2(m, m.blocks[1].down);
+    withBias(m, m.blocks[1].v);
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    expect(plain).not.toMatch(/tq1_g128_ns/);
+    const [, b0, b1] = src.slice(src.indexOf('static void twlac_forward')).split('// block ');
+    expect(b0).not.toMatch(/tq1_g128_ns/);
+    // block 1: v leaves the grouped q/k/v launch; its first plane writes b.v, its second adds to it, then the bias
+    const v = b1.match(/\n  (linear_\w+)\([^\n]*, b\.v, T, 0, s\);\n  (linear_\w+)\([^\n]*, b\.v, T, 1, s\);\n  launch_bias_add_n64\([^\n]*b\.v, T, s\);/);
+    expect(v).not.toBeNull();
+    expect(v![1]).not.toBe(v![2]);
+    expect(v![2]).toMatch(/_tq\d_g128_ns_n64_k128$/);
+    expect(b1).not.toMatch(/group_[^\n]*b\.v/);
+    // down: both planes accumulate into the residual stream
+    expect(b1).toMatch(/b\.x, T, 1, s\);\n  linear_\w+_ns_n128_k256\([^\n]*b\.x, T, 1, s\);\n  TWLAC_MARK\(s, "down"\);/);
+    // refused until checked on a GPU (CUDA_UNVERIFIED)
+    const only = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    withOrder2(only, only.blocks[1].v);
+    expect(() => cudaModelSource(only, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'order2-linear' \(.*\) \(block 1\)$/);
   });
   it('q/k norms (Qwen3): per-head RMSNorm of q then k after q/k/v (and their biases), before RoPE', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));

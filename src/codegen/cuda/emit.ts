@@ -78,7 +78,7 @@ export const CUDA_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
-  // Not generated: the second plane of an order-2 linear has no CUDA kernel launch yet.
+  // Emitted but not yet run on a GPU: see CUDA_UNVERIFIED.
   'order2-linear': false,
   'dense-linear': true,
   'act-quant': true,
@@ -113,11 +113,11 @@ export const CUDA_FEATURES = {
  * Features the emitter generates (the host tests pin where each launch goes and nvcc compiles
  * them) that have not yet been checked on a GPU against the float64 reference runtime
  * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale, rand12m-window,
- * rand12m-partial, rand12m-geglu, rand12m-scales). A compile refuses
+ * rand12m-partial, rand12m-geglu, rand12m-scales, rand12m-order2). A compile refuses
  * them until that check has passed; the device check itself and the tests generate them through
  * {@link CUDA_EMITTABLE}.
  */
-export const CUDA_UNVERIFIED = ['linear-bias', 'qk-norm', 'query-scale', 'sliding-window', 'partial-rotary', 'gelu-tanh-mlp', 'embed-scale', 'logit-scale', 'residual-scale'] as const satisfies readonly Feature[];
+export const CUDA_UNVERIFIED = ['order2-linear', 'linear-bias', 'qk-norm', 'query-scale', 'sliding-window', 'partial-rotary', 'gelu-tanh-mlp', 'embed-scale', 'logit-scale', 'residual-scale'] as const satisfies readonly Feature[];
 
 /** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
 export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
@@ -158,10 +158,27 @@ interface DeviceLayout {
   fileOrder: [string, TensorEntry][];
 }
 
+const secondPlanes = new WeakMap<LinearEntry, LinearEntry>();
+/**
+ * The second plane of an order-2 linear (formats/order2.ts) as a linear of its own: same shape,
+ * its own format and tensors, no bias. The device runs it with the kernels of its format and
+ * adds its output to the first plane's (y = W₀x + W₁x), so it needs no kernel of its own.
+ */
+function secondPlane(l: LinearEntry): LinearEntry | undefined {
+  if (!l.order2) return undefined;
+  let p = secondPlanes.get(l);
+  if (!p) {
+    p = { ...l, name: `${l.name}.o2`, format: l.order2.format, codes: l.order2.codes, scales: l.order2.scales, shifts: undefined, bias: undefined, order2: undefined };
+    secondPlanes.set(l, p);
+  }
+  return p;
+}
+
 function deviceLayout(m: ArtifactManifest, arch: CudaArch): DeviceLayout {
   const view = new Map<LinearEntry, LinearEntry>();
   const transcodes: DeviceLayout['transcodes'] = [];
-  for (const l of [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]), m.lmHead]) {
+  const linears = [...m.blocks.flatMap((b) => [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]), m.lmHead];
+  for (const l of linears.flatMap((l) => [l, ...(secondPlane(l) ? [secondPlane(l)!] : [])])) {
     let d = l;
     const f = ternaryFormatOf(l);
     if (f && l.codes) {
@@ -378,8 +395,18 @@ class ModelEmitter {
     return code`${this.tensorRef(d.codes, 'const uint8_t*')}, ${this.tensorRef(d.scales, 'const __half*')}, ${this.tensorRef(d.shifts, 'const __half*')}, ${rows ? this.tensorRef(rows.name, 'const int2*') : code`nullptr`}`;
   }
 
-  /** One linear; sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp). */
+  /**
+   * One linear; sites quantised to ≤ 8 bits feed the int8-activation GEMVs (codes b.q8, (s, z) b.qp).
+   * An order-2 linear is its first plane, then its second plane accumulated into the same output.
+   */
   private linearCall(l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits = 16, tokens: Code = code`T`): Code {
+    const plane = secondPlane(l);
+    const first = this.planeCall(l, a, y, accumulate, actBits, tokens);
+    return plane ? join([first, this.planeCall(plane, a, y, true, actBits, tokens)]) : first;
+  }
+
+  /** One launch of one weight plane (a dense weight, a ternary linear or an order-2 linear's plane). */
+  private planeCall(l: LinearEntry, a: Code, y: Code, accumulate: boolean, actBits: number, tokens: Code): Code {
     const dl = this.onDevice(l);
     const fn = ident(this.linearFn(dl, this.useA8(dl, actBits)));
     const lf = linearFormat(l);
@@ -409,7 +436,7 @@ class ModelEmitter {
     const a8 = this.useA8(l0, actBits);
     const same = ls.every((l) => l.format === l0.format && l.cols === l0.cols && this.useA8(l, actBits) === a8);
     const buckets = GEMV_M_BUCKETS.filter((M) => ls.every((l) => this.gemvChoice(l, M, a8) === 'stream'));
-    if (!same || !buckets.length) return join(src.map((l, i) => this.linearCall(l, a, ys[i], false, actBits)));
+    if (!same || !buckets.length || src.some((l) => l.order2)) return join(src.map((l, i) => this.linearCall(l, a, ys[i], false, actBits)));
     const fnName = `group_${a8 ? 'a8_' : ''}${l0.format}_n${ls.map((l) => l.rows).join('_')}_k${l0.cols}`;
     if (!this.linearFns.has(fnName)) {
       const fallbacks = ls.map((l, i) => code`  ${ident(this.linearFn(l, a8))}(a, ${a8 ? code`q, qp, ` : code``}codes${i}, scales${i}, shifts${i}, rows${i}, y${i}, T, acc, s);`);

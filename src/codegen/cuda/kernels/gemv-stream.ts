@@ -432,11 +432,11 @@ ${bulk ? code`${bulkWait(p)}
       ${guard ? code`if (c >= ${cpr}) continue;` : code``}
       const int g = (c * ${vec}) / ${bpg};
       const int kc = g * ${G} + ((c * ${vec}) % ${bpg}) * 4; // first k of the chunk
-      float sc[${R}], sh[${R}];
+      float sc[${R}]${shift ? code`, sh[${R}]` : code``};
       #pragma unroll
       for (int r = 0; r < ${R}; ++r) {
         sc[r] = __half2float(${scales}[rowG[r] + g]);
-        ${shift ? code`sh[r] = __half2float(${shifts}[rowG[r] + g]);` : code`sh[r] = 0.f;`}
+        ${shift ? code`sh[r] = __half2float(${shifts}[rowG[r] + g]);` : code``}
       }
       ${act === 'u8' ? code`unsigned qsum[${STREAM_MAX_M}] = {0u, 0u, 0u, 0u};` : code`float xsum[${STREAM_MAX_M}] = {0.f, 0.f, 0.f, 0.f};`}
       int nwl = 0;
