@@ -91,11 +91,12 @@ export const ternaryPass = definePass<CompileContext>({
     const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
     const blockSites = (bi: number) => ctx.sites.filter((s) => s.group.block === structure.blocks[bi].index);
     // Blocks a compile's checkpoint (passes/resume.ts) gives back are not fitted again: the
-    // stream is run through them, quantised, to enter the first unfinished block as it did.
+    // stream is run through them, quantised, to enter the first unfinished block as it did
+    // (when every block is restored, nothing reads the stream).
     const ck = ctx.checkpoint;
     const restored = ck ? restoreBlocks(ck, ctx, (bi) => blockSites(bi).flatMap((s) => s.group.linears)) : 0;
     try {
-      for (let bi = 0; bi < Math.min(restored, nb - 1); bi++) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: restored, advance` });
+      for (let bi = 0; restored < nb && bi < restored; bi++) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: restored, advance` });
       for (let bi = restored; bi < nb; bi++) {
         // The pass's ETA counts only the blocks this run fits.
         progress.units?.(bi - restored, nb - restored);
