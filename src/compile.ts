@@ -3,7 +3,7 @@
 // API for other ONNX toolchains); `compileToDir` is what the CLI runs.
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, join, relative } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import type { Model } from './graph/ir.ts';
 import { PassManager, type Pass, type Progress, silentProgress } from './graph/pass.ts';
 import { constTensor, recognize } from './graph/recognize.ts';
@@ -26,6 +26,8 @@ import { foldVectorConstants } from './passes/fold-vector-constants.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
+import { Checkpoint, checkpointDirFor } from './util/checkpoint.ts';
+import { checkpointKey, describeResume } from './passes/resume.ts';
 import { emitTargets, type TargetSpec } from './codegen/targets.ts';
 import { renderHtmlReport } from './report-html.ts';
 import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
@@ -126,6 +128,8 @@ export interface CompileFileExtras {
   tokenizer?: string;
   /** Replace an earlier twlac output at outDir. */
   force?: boolean;
+  /** Continue from the checkpoint an interrupted compile to outDir left (`<outDir>.twlac-resume/`). */
+  resume?: boolean;
   /** How the compile was asked for (CLI flags, calibration source), recorded in the manifest. */
   invocation?: Record<string, unknown>;
 }
@@ -133,6 +137,9 @@ export interface CompileFileExtras {
 /**
  * Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json,
  * report.md, report.html, and kernels/<target>/ for each of `extra.targets` (see {@link parseTargets}).
+ * The rotations and each finished block of the ternary pass are kept in `<outDir>.twlac-resume/`
+ * until the compile succeeds; `extra.resume` continues from there (a checkpoint found without it
+ * is refused, as one made from other inputs or options is).
  */
 export async function compileToDir(
   modelPath: string,
@@ -147,12 +154,17 @@ export async function compileToDir(
   progress.start(`loading ${basename(modelPath)}`);
   const model = loadModel(modelPath);
   progress.done();
+  // Keyed by the model's files as loaded, before the passes rewrite its initializers.
+  const key = checkpointKey(TWLAC_VERSION, modelPath, model, { ...DEFAULT_OPTIONS, ...opts });
   // Recognised once, before the compile (which can take minutes), so that the tokenizer is checked
   // first: its ids must index the model's embedding.
   const context = createContext(model, opts, progress);
   const tokenizer = extra.tokenizer ? readTokenizerFile(extra.tokenizer) : undefined;
   if (tokenizer) checkTokenizerFitsModel(tokenizer, context.structure.config.vocab);
-  return withAtomicDir(outDir, async (dir) => {
+  const checkpoint = Checkpoint.open(checkpointDirFor(resolve(outDir)), key, !!extra.resume);
+  context.checkpoint = checkpoint;
+  if (extra.resume) progress.log(describeResume(checkpoint, context, pipeline(context.opts).includes(rotatePass)));
+  const result = await withAtomicDir(outDir, async (dir) => {
     const { model: out, ctx, timings } = await runPipeline(model, context);
     progress.start('writing model.onnx');
     const saved = saveModel(out, join(dir, 'model.onnx'));
@@ -217,6 +229,8 @@ export async function compileToDir(
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     return { manifest, outDir, timings };
   }, output);
+  checkpoint.remove();
+  return result;
 }
 
 /** What produced an artifact: versions of twlac and of the libraries whose behaviour shapes the bytes, and the invocation. */

@@ -45,6 +45,7 @@ export interface CompileFlags {
   threads?: number;
   quiet?: boolean;
   force?: boolean;
+  resume?: boolean;
   timings?: boolean;
 }
 
@@ -135,13 +136,14 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}) } : undefined,
   };
   // flags that cannot change out/ stay out of the recorded invocation
-  const { out: _out, quiet: _quiet, force: _force, timings: _timings, threads: _threads, ...flags } = f;
+  const { out: _out, quiet: _quiet, force: _force, resume: _resume, timings: _timings, threads: _threads, ...flags } = f;
   const r = await compileToDir(model, f.out, opts, progress, {
     tokenizer: tokenizerPath,
     targets,
     eval: evalIds ? { ids: evalIds, text: basename(f.eval!), maxWindows: f.evalWindows } : undefined,
     timings: f.timings,
     force: f.force,
+    resume: f.resume,
     invocation: { model, flags, ...(calibSource ? { calibration: calibSource } : {}) },
   });
   const m = r.manifest;

@@ -10,6 +10,7 @@ import type { AmpAllocation } from '../quant/ila-amp.ts';
 import type { DeviceChoice, GpuDevice } from '../gpu/device.ts';
 import type { TritMode } from '../quant/dlt.ts';
 import type { RefineBlockStats, RefineE2eStats } from './refine.ts';
+import type { Checkpoint } from '../util/checkpoint.ts';
 
 export type WeightsMethod = 'twla' | 'rtn-ternary';
 export type Structure = 'kernel' | 'twla';
@@ -98,6 +99,8 @@ export interface CompileContext extends PassContext {
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;
   sites: SiteState[];
+  /** Where the rotate and ternary passes keep what they finish, and find what an interrupted compile finished (passes/resume.ts); absent: nowhere. */
+  checkpoint?: Checkpoint;
 }
 
 export function linearId(l: Linear): string {

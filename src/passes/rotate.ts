@@ -21,17 +21,11 @@ import { defaultFitThreads, FitPool, type PoolJob } from '../quant/fit-pool.ts';
 import { rotateWeight } from '../quant/kron.ts';
 import type { CompileContext, SiteState } from './context.ts';
 import { activationDtype } from './lower-ort.ts';
+import { restoreSites, saveSite } from './resume.ts';
 import { setLinearBias, setLinearWeight } from './weights.ts';
 
 /** Sites whose KOTMS run side by side: their weights are read (fp32 copies) only as their turn comes. */
 const SITES_PER_THREAD = 2;
-
-/** One site's KOTMS: the ordinary transform, or I ⊗ B per head to fold into v_proj. */
-interface SitePlan {
-  site: SiteState;
-  fuse: boolean;
-  job: PoolJob<'optimiseKotms'>;
-}
 
 export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>({
   name: 'rotate',
@@ -40,14 +34,22 @@ export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>(
     ctx.progress.start('rotation (KOTMS)', ctx.sites.length);
     // Each site's KOTMS reads only its own linears' weights, which no earlier site changes
     // (the o_proj fusion changes v_proj's rows, v_proj's site reads its columns before), so
-    // the optimisations run side by side and the rotations are applied in site order.
+    // the optimisations run side by side and the rotations are applied in site order. For the
+    // same reason a compile's checkpoint (passes/resume.ts) may give back the results of the
+    // first sites: they are applied again in order, and only the rest are fitted.
+    const ck = ctx.checkpoint;
+    const restored = ck ? restoreSites(ck, ctx.sites.length) : [];
+    restored.forEach((r, i) => apply(ctx, rw, ctx.sites[i], r));
     const pool = await FitPool.open(ctx.opts.threads ?? defaultFitThreads());
     try {
       const window = SITES_PER_THREAD * pool.threads;
-      for (let at = 0; at < ctx.sites.length; at += window) {
-        const plans = ctx.sites.slice(at, at + window).map((s) => planSite(ctx, s));
-        const results = await pool.run(plans.map((p) => p.job));
-        plans.forEach((p, i) => (p.fuse ? applyFused(ctx, p.site, results[i]) : applyOnline(ctx, rw, p.site, results[i])));
+      for (let at = restored.length; at < ctx.sites.length; at += window) {
+        const sites = ctx.sites.slice(at, at + window);
+        const results = await pool.run(sites.map((s) => planSite(ctx, s)));
+        sites.forEach((s, i) => {
+          apply(ctx, rw, s, results[i]);
+          if (ck) saveSite(ck, at + i, results[i]);
+        });
       }
     } finally {
       await pool.close();
@@ -57,17 +59,28 @@ export const rotatePass = definePass<CompileContext & { kotms?: KotmsOptions }>(
   },
 });
 
-function planSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState): SitePlan {
+/** One site's KOTMS: the ordinary transform, or I ⊗ B per head to fold into v_proj. */
+function planSite(ctx: CompileContext & { kotms?: KotmsOptions }, s: SiteState): PoolJob<'optimiseKotms'> {
   const lins = s.group.linears;
   const K = lins[0].inFeatures;
   const cost = (rows: number) => rows * K * K;
-  if (ctx.opts.fuse && s.group.site === 'o' && foldableIntoV(ctx, s)) {
+  if (fusesIntoV(ctx, s)) {
     const { heads, headDim } = ctx.structure.config;
     const o = lins[0];
-    return { site: s, fuse: true, job: { fn: 'optimiseKotms', args: [K, [{ weight: weightRows(o), outDim: o.outFeatures }], { ...ctx.kotms, shape: { l: heads, r: headDim }, fixC: true }], cost: cost(o.outFeatures) } };
+    return { fn: 'optimiseKotms', args: [K, [{ weight: weightRows(o), outDim: o.outFeatures }], { ...ctx.kotms, shape: { l: heads, r: headDim }, fixC: true }], cost: cost(o.outFeatures) };
   }
   const linears = lins.map((l) => ({ weight: weightRows(l), outDim: l.outFeatures }));
-  return { site: s, fuse: false, job: { fn: 'optimiseKotms', args: [K, linears, ctx.kotms], cost: cost(lins.reduce((a, l) => a + l.outFeatures, 0)) } };
+  return { fn: 'optimiseKotms', args: [K, linears, ctx.kotms], cost: cost(lins.reduce((a, l) => a + l.outFeatures, 0)) };
+}
+
+/** Apply a site's KOTMS result: folded into v_proj where planned so, else online. */
+function apply(ctx: CompileContext, rw: Rewriter, s: SiteState, r: KotmsResult): void {
+  if (fusesIntoV(ctx, s)) applyFused(ctx, s, r);
+  else applyOnline(ctx, rw, s, r);
+}
+
+function fusesIntoV(ctx: CompileContext, s: SiteState): boolean {
+  return ctx.opts.fuse && s.group.site === 'o' && foldableIntoV(ctx, s);
 }
 
 /** W' = W·Kᵀ for the site's linears and the online transform x' = K·x before them. */

@@ -10,6 +10,8 @@
 // The graph keeps dense weights holding the dequantised values (so calibration runs of
 // later passes see the quantised model); the chosen TernaryWeights are recorded in the
 // linear's state, and the lowering pass turns them into MatMulNBits.
+// Under a compile's checkpoint (passes/resume.ts) each finished block's state is kept, and a
+// resumed compile fits only the blocks after the last one kept.
 import { parseFormatId } from '../formats/ternary.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows, type Linear } from '../graph/recognize.ts';
@@ -25,6 +27,7 @@ import { isOrder2Linear, linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
 import { defaultFitThreads, FitPool, sharedFloat64, type PoolJob } from '../quant/fit-pool.ts';
+import { restoreBlocks, saveBlock } from './resume.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
   setLinearWeight(l, r.dequant);
@@ -86,10 +89,18 @@ export const ternaryPass = definePass<CompileContext>({
     const stream = new CalibrationStream(model, structure, opts.calib!);
     // A block's fits are independent given its Hessians: on the CPU path they run side by side.
     const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
+    const blockSites = (bi: number) => ctx.sites.filter((s) => s.group.block === structure.blocks[bi].index);
+    // Blocks a compile's checkpoint (passes/resume.ts) gives back are not fitted again: the
+    // stream is run through them, quantised, to enter the first unfinished block as it did
+    // (when every block is restored, nothing reads the stream).
+    const ck = ctx.checkpoint;
+    const restored = ck ? restoreBlocks(ck, ctx, (bi) => blockSites(bi).flatMap((s) => s.group.linears)) : 0;
     try {
-      for (const [bi, block] of structure.blocks.entries()) {
-        progress.units?.(bi, nb);
-        const groups = ctx.sites.filter((s) => s.group.block === block.index);
+      for (let bi = 0; restored < nb && bi < restored; bi++) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: restored, advance` });
+      for (let bi = restored; bi < nb; bi++) {
+        // The pass's ETA counts only the blocks this run fits.
+        progress.units?.(bi - restored, nb - restored);
+        const groups = blockSites(bi);
         const capSites = groups.map((s) => ({ id: s.id, value: s.group.linears[0].node.input(0)!, width: s.group.linears[0].inFeatures }));
         const stats = await stream.capture(bi, capSites, {
           progress,
@@ -127,12 +138,13 @@ export const ternaryPass = definePass<CompileContext>({
           ctx.linears.get(l)!.stats = { relWeightError, seconds, ...(relOutputError !== null ? { relOutputError, outputErrorRows: outputErrorRows! } : {}) };
         });
         progress.done();
+        if (ck) saveBlock(ck, ctx, bi, jobs.map((j) => j.l));
         if (bi + 1 < nb) await stream.advance({ progress, label: `block ${bi + 1}/${nb}: advance` });
       }
     } finally {
       await pool?.close();
     }
-    progress.units?.(nb, nb);
+    if (restored < nb) progress.units?.(nb - restored, nb - restored);
     return { model, modified: true };
   },
   ensures(_m, ctx) {

@@ -20,7 +20,11 @@ export function setLinearWeight(l: Linear, W: Float32Array | Float64Array): void
   }
   const old = constTensor(l.weight);
   if (!old) throw new Error(`setLinearWeight: ${l.weight.name} is not a constant`);
-  const t = encodeFloats(old.dtype, old.dims, stored);
+  setLinearWeightTensor(l, encodeFloats(old.dtype, old.dims, stored));
+}
+
+/** Put `t` where the linear's weight is stored: its initializer, or the Constant node that makes it. */
+export function setLinearWeightTensor(l: Linear, t: Tensor): void {
   if (l.weight.constValue) {
     l.weight.constValue = t;
   } else {

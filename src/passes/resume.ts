@@ -1,0 +1,121 @@
+// What the long passes keep in a compile's checkpoint (util/checkpoint.ts), and how they get it back:
+//   rotate   per input site, the fitted KOTMS result (shape, B, C), entry `site-<i>`;
+//   ternary  per finished block, each of its linears' state (ternary weights, second plane,
+//            storage bits, stats) and its weight tensor as the graph then held it (the
+//            dequantised values in the initializer's own element type), entry `block-<i>`.
+// Restoring goes through the code that applied a result the first time (the rotate pass
+// re-applies the results in site order; the ternary pass runs the restored blocks forward to
+// bring the calibration stream to the first unfinished block), so the graph and the linears'
+// states are those of an uninterrupted compile and out/ is byte-identical (CPU path).
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import type { Model } from '../graph/ir.ts';
+import { constTensor, weightRows, type Linear } from '../graph/recognize.ts';
+import { Tensor, type DType } from '../graph/tensor.ts';
+import type { TernaryWeights } from '../formats/ternary.ts';
+import type { KotmsResult } from '../quant/kotms.ts';
+import { type Checkpoint, type CheckpointKey, fileStamp } from '../util/checkpoint.ts';
+import type { CompileContext, CompileOptions } from './context.ts';
+import { linearId } from './context.ts';
+import { setLinearWeightTensor } from './weights.ts';
+
+interface LinearEntry {
+  id: string;
+  weight: { dtype: DType; dims: number[]; bytes: Uint8Array };
+  ternary?: TernaryWeights;
+  order2?: TernaryWeights;
+  storageBits?: number;
+  stats?: Record<string, number>;
+}
+
+const siteEntry = (i: number) => `site-${String(i).padStart(4, '0')}`;
+const blockEntry = (i: number) => `block-${String(i).padStart(4, '0')}`;
+
+/**
+ * The key a checkpoint of compiling `modelPath` (loaded as `model`, before any pass) with `opts`
+ * is made under: the model's files by path, size and modification time, the calibration tokens'
+ * SHA-256, every option but the calibration (hashed) and the thread count (which changes nothing).
+ */
+export function checkpointKey(twlac: string, modelPath: string, model: Model, opts: CompileOptions): CheckpointKey {
+  const files = new Set([realpathSync(modelPath)]);
+  for (const v of model.graph.initializers.values()) {
+    const s = v.constValue?.source;
+    if (s?.kind === 'external') files.add(realpathSync(s.path));
+  }
+  const h = createHash('sha256');
+  for (const seg of opts.calib ?? []) h.update(new Uint8Array(seg.buffer, seg.byteOffset, seg.byteLength)).update('\n');
+  const { calib: _calib, threads: _threads, ...options } = opts;
+  return { twlac, model: [...files].map(fileStamp), calibration: h.digest('hex'), options: JSON.parse(JSON.stringify(options)) as Record<string, unknown> };
+}
+
+/** How many of `n` entries named by `entry` were written, counting from the first. */
+function finished(ck: Checkpoint, entry: (i: number) => string, n: number): number {
+  let k = 0;
+  while (k < n && ck.has(entry(k))) k++;
+  return k;
+}
+
+/** The progress line of a resumed compile: what its checkpoint restores. */
+export function describeResume(ck: Checkpoint, ctx: CompileContext, rotates: boolean): string {
+  const nb = ctx.structure.blocks.length;
+  const sites = rotates ? finished(ck, siteEntry, ctx.sites.length) : 0;
+  const blocks = finished(ck, blockEntry, nb);
+  if (!sites && !blocks) return `resuming: nothing finished in ${ck.dir}, compiling from the start`;
+  const parts = [
+    ...(rotates ? [sites === ctx.sites.length ? 'rotations restored' : `rotations of sites 1-${sites} of ${ctx.sites.length} restored`] : []),
+    blocks ? `blocks 1-${blocks} of ${nb} restored` : `no block finished`,
+  ];
+  return `resuming: ${parts.join(', ')} (${ck.dir})`;
+}
+
+export function saveSite(ck: Checkpoint, index: number, r: KotmsResult): void {
+  ck.save(siteEntry(index), r);
+}
+
+/** The KOTMS results of the first sites that finished, in site order. */
+export function restoreSites(ck: Checkpoint, count: number): KotmsResult[] {
+  return Array.from({ length: finished(ck, siteEntry, count) }, (_, i) => ck.load<KotmsResult>(siteEntry(i))!);
+}
+
+/** Keep block `index`'s linears as the ternary pass left them. */
+export function saveBlock(ck: Checkpoint, ctx: CompileContext, index: number, linears: Linear[]): void {
+  const entries: LinearEntry[] = linears.map((l) => {
+    const st = ctx.linears.get(l)!;
+    const t = constTensor(l.weight)!;
+    return {
+      id: st.id,
+      weight: { dtype: t.dtype, dims: [...t.dims], bytes: t.bytes().slice() },
+      ...(st.ternary ? { ternary: st.ternary } : {}),
+      ...(st.order2 ? { order2: st.order2 } : {}),
+      ...(st.storageBits !== undefined ? { storageBits: st.storageBits } : {}),
+      ...(st.stats ? { stats: st.stats } : {}),
+    };
+  });
+  ck.save(blockEntry(index), entries);
+}
+
+/**
+ * Put back the state of the blocks that finished, counting from block 0; returns how many.
+ * `linearsOf(i)` are block i's linears as the ternary pass fits them.
+ */
+export function restoreBlocks(ck: Checkpoint, ctx: CompileContext, linearsOf: (block: number) => Linear[]): number {
+  const n = finished(ck, blockEntry, ctx.structure.blocks.length);
+  for (let b = 0; b < n; b++) {
+    const entries = ck.load<LinearEntry[]>(blockEntry(b))!;
+    const linears = linearsOf(b);
+    if (entries.length !== linears.length) throw new Error(`checkpoint ${ck.dir}: block ${b} holds ${entries.length} linears, the model has ${linears.length}`);
+    linears.forEach((l, i) => {
+      const e = entries[i];
+      const st = ctx.linears.get(l)!;
+      if (e.id !== linearId(l)) throw new Error(`checkpoint ${ck.dir}: block ${b} holds ${e.id} where the model has ${linearId(l)}`);
+      // The refinement's teacher: the weight the fit started from, which the graph holds until restored.
+      if (ctx.opts.refine) st.fp = Float32Array.from(weightRows(l));
+      setLinearWeightTensor(l, Tensor.fromBytes(e.weight.dtype, e.weight.dims, e.weight.bytes));
+      st.ternary = e.ternary;
+      st.order2 = e.order2;
+      st.storageBits = e.storageBits;
+      st.stats = e.stats;
+    });
+  }
+  return n;
+}
