@@ -26,6 +26,7 @@ import { foldVectorConstants } from './passes/fold-vector-constants.ts';
 import { type CompileContext, type CompileOptions, linearId, quantizedLinears, siteId } from './passes/context.ts';
 import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
+import { UserError } from './errors.ts';
 import { Checkpoint, checkpointDirFor } from './util/checkpoint.ts';
 import { checkpointKey, describeResume } from './passes/resume.ts';
 import { emitTargets, type TargetSpec } from './codegen/targets.ts';
@@ -164,6 +165,8 @@ export async function compileToDir(
   const checkpoint = Checkpoint.open(checkpointDirFor(resolve(outDir)), key, !!extra.resume);
   context.checkpoint = checkpoint;
   if (extra.resume) progress.log(describeResume(checkpoint, context, pipeline(context.opts).includes(rotatePass)));
+  // Refused input can never finish: its checkpoint goes with it. Anything else (an internal or
+  // file-system error, a kill) leaves the checkpoint for --resume.
   const result = await withAtomicDir(outDir, async (dir) => {
     const { model: out, ctx, timings } = await runPipeline(model, context);
     progress.start('writing model.onnx');
@@ -228,7 +231,10 @@ export async function compileToDir(
     manifest.files['report.html'] = Buffer.byteLength(html);
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     return { manifest, outDir, timings };
-  }, output);
+  }, output).catch((e: unknown) => {
+    if (e instanceof UserError) checkpoint.remove();
+    throw e;
+  });
   checkpoint.remove();
   return result;
 }

@@ -3,7 +3,7 @@
 // reference decoder) and the WebGPU runtime against stock onnxruntime on the same
 // out/model.onnx; the planes matter (dropping them no longer matches); bits per weight from the
 // bytes written; the CUDA backend refuses the feature by name.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -35,6 +35,8 @@ describe('order-2 linears (--order2 v,blocks.1.down)', () => {
     const calib = [0, 1, 2, 3].map((s) => Int32Array.from({ length: 48 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % 256));
     const out = join(root, 'out');
     await expect(compileToDir(src, join(root, 'bad'), { calib, order2: ['v', 'blocks.9.v'] })).rejects.toThrow(/--order2: the model has no linear 'blocks\.9\.v'/);
+    // refused input leaves no checkpoint behind (a rerun with a corrected flag starts clean)
+    expect(existsSync(`${join(root, 'bad')}.twlac-resume`)).toBe(false);
     await compileToDir(src, out, { calib, order2: ['v', 'blocks.1.down'] });
     const a = readArtifact(out);
     const m = a.manifest;
