@@ -33,7 +33,8 @@ import { Rewriter } from '../graph/rewriter.ts';
 import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
 import type { InputGroup } from '../graph/recognize.ts';
 import { emitActQuantWith } from '../quant/act-quant.ts';
-import { batchTokenFeeds, blockEnd, cutStages, openStage, type StreamStructure } from './stream.ts';
+import type { Cut } from '../graph/extract.ts';
+import { batchTokenFeeds, blockEnd, carryHalfAsFloat, cutStages, openStage, type StreamStructure } from './stream.ts';
 
 /** An activation site whose quantiser the NLL runs set: its id and its linears' input group. */
 export interface AmpSite {
@@ -152,6 +153,19 @@ export async function streamedNlls(
   });
   const laterReads = stages.map((_, j) => new Set(stages.slice(j + 1).flatMap((s) => s.kept)));
 
+  // Values between stages that the model holds in fp16, carried as fp32 (see carryHalfAsFloat);
+  // learnt from a stage's outputs the first time it opens.
+  const half = new Set<Value>();
+  const open = async (j: number, example: Map<Value, ort.Tensor>, outputs: Value[]) => {
+    for (;;) {
+      const widen = (cut: Cut) => carryHalfAsFloat(cut, stages[j].kept.filter((v) => half.has(v)), outputs.filter((v) => half.has(v)));
+      const o = await openStage(m, stages[j], example, outputs, widen);
+      const found = j < L ? outputs.filter((v) => !half.has(v) && o.session.outputMetadata.some((x) => x.name === v.name && x.isTensor && x.type === 'float16')) : [];
+      if (!found.length) return o;
+      for (const v of found) half.add(v);
+      await o.session.release();
+    }
+  };
   const start = configs.map((c) => {
     const s = c.findIndex((b) => b !== reference);
     return s < 0 ? L : s;
@@ -180,7 +194,7 @@ export async function streamedNlls(
       const stage = stages[j];
       const example = ref?.[0] ?? branches[0].state[0];
       const outputs = j < L ? stage.passes : [logitsOutput(m)];
-      const { cut, session } = await openStage(m, stage, example, outputs);
+      const { session } = await open(j, example, outputs);
       try {
         // Stage j over every batch for one setting's prefix; `each` takes a batch's outputs.
         const runStage = async (state: State, config: readonly number[], each: (out: Map<Value, ort.Tensor>, k: number) => void): Promise<void> => {
@@ -190,7 +204,7 @@ export async function streamedNlls(
             for (const v of stage.fed) feeds[v.name] = knob[v.name] ?? tokens[k][v.name];
             for (const v of stage.kept) feeds[v.name] = state[k].get(v)!;
             const r = await session.run(feeds);
-            each(new Map(outputs.map((v) => [v, r[cut.map.get(v)!.name]])), k);
+            each(new Map(outputs.map((v) => [v, r[v.name]])), k);
           }
         };
         // The activations after stage j: its outputs, and what later stages read of the earlier ones.

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describeInputMetadata, tokenFeeds, type InputInterface } from '../eval/ort-session.ts';
 import { extractModel, readsOf, type Cut } from '../graph/extract.ts';
-import type { Model, Node, Value, ValueType } from '../graph/ir.ts';
+import { Node, Value, type Model, type ValueType } from '../graph/ir.ts';
 import { saveModel } from '../graph/onnx.ts';
 import { silentProgress, type Progress } from '../graph/pass.ts';
 import type { Block, TransformerStructure } from '../graph/recognize.ts';
@@ -311,3 +311,31 @@ export async function openStage(
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Carry fp16 values between stages as fp32: each of `inputs` (declared fp32 by its kept
+ * tensor) is cast to fp16 for the stage's nodes, each of `outputs` is cast to fp32 under its
+ * own name. Inside a whole model onnxruntime's CPU runs fp16 ops in fp32 and drops the casts
+ * between them, so the stream between blocks never rounds to fp16; with these casts it drops
+ * the cut's too (a Cast to fp32 after an op run in fp32 and a Cast to fp16 before one both
+ * vanish), and the stages compute what the whole model computes.
+ */
+export function carryHalfAsFloat(cut: Cut, inputs: Value[], outputs: Value[]): void {
+  const g = cut.model.graph;
+  const cast = (x: Value, to: number, out: Value) => g.addNode(new Node('Cast', [x], [out], '', `${out.name}.cast`).setAttr('to', { type: 'int', value: to }));
+  for (const v of inputs) {
+    const c = cut.map.get(v)!;
+    const half = new Value(`${v.name}.half`, { dtype: 'float16', shape: c.type?.shape ? [...c.type.shape] : undefined });
+    for (const u of c.uses()) u.node.setInput(u.index, half);
+    cast(c, 10, half);
+  }
+  for (const v of outputs) {
+    const c = cut.map.get(v)!;
+    const wide = new Value(v.name, { dtype: 'float32', shape: c.type?.shape ? [...c.type.shape] : undefined });
+    c.name = `${v.name}.half`;
+    cast(c, 1, wide);
+    g.outputs = g.outputs.map((o) => (o === c ? wide : o));
+  }
+  g.topologicalSort();
+}
+

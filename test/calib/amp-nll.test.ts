@@ -56,11 +56,24 @@ describe('streamed ILA-AMP NLLs', () => {
     expect(r.streamedBits).toEqual(r.wholeBits);
   });
 
-  it.skipIf(!existsSync(MODELS.fp32) || !existsSync(TRAIN))('equal the whole-model session on the fp32 fixture, with the same bits per block', async () => {
-    const text = readFileSync(TRAIN, 'utf8').slice(0, 60000);
-    const calib = calibrationSegments(tokenizeText(loadTokenizer(TOKENIZER), text), { samples: 4, seq: 64, seed: 1 });
-    const r = await compareOnPlan(loadModel(MODELS.fp32), calib);
-    expect(r.rel).toBeLessThan(1e-6);
-    expect(r.streamedBits).toEqual(r.wholeBits);
-  });
+  // fp16 exports: the stages carry the stream between blocks in fp32, as onnxruntime does
+  // inside the whole model (calib/stream.ts carryHalfAsFloat), so the torch fp16 export is
+  // exact too. The fused export is not: in the whole model onnxruntime fuses each block's
+  // residual Add with the next block's SimplifiedLayerNormalization (the sum normalised in
+  // fp32, stored in fp16), across the cut between stages; its baseline NLL differs by ~1e-3
+  // and low-bit settings by up to ~2%, enough to move the DP's choice at some budgets.
+  const fixtures = [
+    { path: MODELS.fp32, tol: 1e-6, sameBits: true },
+    { path: MODELS.kv, tol: 1e-6, sameBits: true },
+    { path: MODELS.fused, tol: 0.05, sameBits: false },
+  ];
+  for (const { path, tol, sameBits } of fixtures) {
+    it.skipIf(!existsSync(path) || !existsSync(TRAIN))(`equal the whole-model session on the fixture ${path.split('/').at(-2)}${sameBits ? ', with the same bits per block' : ' to fp16 rounding'}`, async () => {
+      const text = readFileSync(TRAIN, 'utf8').slice(0, 60000);
+      const calib = calibrationSegments(tokenizeText(loadTokenizer(TOKENIZER), text), { samples: 4, seq: 40, seed: 1 });
+      const r = await compareOnPlan(loadModel(path), calib);
+      expect(r.rel).toBeLessThan(tol);
+      if (sameBits) expect(r.streamedBits).toEqual(r.wholeBits);
+    });
+  }
 });
