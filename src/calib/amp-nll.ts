@@ -233,6 +233,8 @@ export async function streamedNlls(
               progress.tick(1, configs[c].join(','));
             }
           }
+          // Its activations are spent (the reference keeps its own handle).
+          br.state = [];
         }
         branches = grown;
         if (ref) ref = await advance(ref, new Array(L).fill(reference));
