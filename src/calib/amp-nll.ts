@@ -159,11 +159,11 @@ export async function streamedNlls(
   const open = async (j: number, example: Map<Value, ort.Tensor>, outputs: Value[]) => {
     for (;;) {
       const widen = (cut: Cut) => carryHalfAsFloat(cut, stages[j].kept.filter((v) => half.has(v)), outputs.filter((v) => half.has(v)));
-      const o = await openStage(m, stages[j], example, outputs, widen);
-      const found = j < L ? outputs.filter((v) => !half.has(v) && o.session.outputMetadata.some((x) => x.name === v.name && x.isTensor && x.type === 'float16')) : [];
-      if (!found.length) return o;
+      const session = await openStage(m, stages[j], example, outputs, widen);
+      const found = j < L ? outputs.filter((v) => !half.has(v) && session.outputMetadata.some((x) => x.name === v.name && x.isTensor && x.type === 'float16')) : [];
+      if (!found.length) return session;
       for (const v of found) half.add(v);
-      await o.session.release();
+      await session.release();
     }
   };
   const start = configs.map((c) => {
@@ -194,7 +194,7 @@ export async function streamedNlls(
       const stage = stages[j];
       const example = ref?.[0] ?? branches[0].state[0];
       const outputs = j < L ? stage.passes : [logitsOutput(m)];
-      const { session } = await open(j, example, outputs);
+      const session = await open(j, example, outputs);
       try {
         // Stage j over every batch for one setting's prefix; `each` takes a batch's outputs.
         const runStage = async (state: State, config: readonly number[], each: (out: Map<Value, ort.Tensor>, k: number) => void): Promise<void> => {

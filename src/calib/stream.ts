@@ -135,7 +135,7 @@ export function cutStages(model: Model, ends: Value[][], ids: Value): Stage[] {
 
 const ORT_DTYPES: Partial<Record<string, DType>> = { float32: 'float32', float16: 'float16', int64: 'int64', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', float64: 'float64' };
 
-export function typeOf(v: Value, t: ort.Tensor): ValueType {
+function typeOf(v: Value, t: ort.Tensor): ValueType {
   const dtype = ORT_DTYPES[t.type];
   if (!dtype) throw new Error(`calibration stream: ${v.name} is a ${t.type} tensor`);
   // Batch and sequence sizes may differ between runs: every dimension symbolic.
@@ -261,7 +261,7 @@ export class CalibrationStream {
     outputs: (cut: Cut) => (out: ort.InferenceSession.OnnxValueMapType, batchIndex: number, tokens: number) => void,
   ): Promise<void> {
     let handle: ReturnType<typeof outputs> | undefined;
-    const open = await openStage(this.model, stage, this.kept[0], passes, (cut) => {
+    const session = await openStage(this.model, stage, this.kept[0], passes, (cut) => {
       handle = outputs(cut);
     });
     try {
@@ -270,10 +270,10 @@ export class CalibrationStream {
         const feeds: Record<string, ort.Tensor> = {};
         for (const v of stage.fed) feeds[v.name] = tokens[v.name];
         for (const v of stage.kept) feeds[v.name] = this.kept[k].get(v)!;
-        handle!(await open.session.run(feeds), k, Math.min(this.batch, this.segments.length - k * this.batch) * this.seq);
+        handle!(await session.run(feeds), k, Math.min(this.batch, this.segments.length - k * this.batch) * this.seq);
       }
     } finally {
-      await open.session.release();
+      await session.release();
     }
   }
 }
@@ -298,7 +298,7 @@ export async function openStage(
   kept: Map<Value, ort.Tensor>,
   outputs: Value[],
   edit?: (cut: Cut) => void,
-): Promise<{ cut: Cut; session: ort.InferenceSession }> {
+): Promise<ort.InferenceSession> {
   const inputs = [...stage.fed.map((value) => ({ value })), ...stage.kept.map((value) => ({ value, type: typeOf(value, kept.get(value)!) }))];
   const cut = extractModel(model, stage.nodes, inputs, outputs);
   edit?.(cut);
@@ -306,7 +306,7 @@ export async function openStage(
   try {
     const path = join(dir, 'stage.onnx');
     saveModel(cut.model, path);
-    return { cut, session: await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' }) };
+    return await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
