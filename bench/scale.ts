@@ -1,6 +1,7 @@
 // The compile's scaling curve: generated LLaMA shapes (bench/scripts/gen-llama.ts) compiled
 // with the default twla pipeline (KOTMS rotation, E2M-ATQ in GPTQ, ILA-AMP mp:4), each in
-// its own child process so that its peak RSS is its own. Reports seconds per pass, per block
+// its own child process so that its peak RSS is its own (and each pass's peak, sampled from
+// the process's RSS while it runs). Reports seconds per pass, per block
 // and per billion parameters, and the terms that grow faster than the parameter count,
 // timed alone at doubling widths (exponents measured, not assumed):
 //   Cholesky of the damped H (O(in³) per input site), a linear's GPTQ + E2M-ATQ fit (rows·in²
@@ -48,7 +49,8 @@ interface CompileReport {
   loadSeconds: number;
   totalSeconds: number;
   /** Wall seconds, and CPU seconds of this process (all its threads) where its steps are known. */
-  passes: { pass: string; seconds: number; cpuSeconds: number | null; perBlock: number; perBillionParams: number }[];
+  /** peakRssBytes: the largest RSS sampled during the pass (null in result files written before it was recorded). */
+  passes: { pass: string; seconds: number; cpuSeconds: number | null; perBlock: number; perBillionParams: number; peakRssBytes?: number | null }[];
   blocks: { index: number; calibrationSeconds: number; fitSeconds: number; calibrationCpuSeconds: number; fitCpuSeconds: number }[];
   steps: Step[];
   peakRssBytes: number;
@@ -82,12 +84,40 @@ const PASS_STEPS: Record<string, RegExp> = {
   'act-precision': /^(activation samples|clip search|ILA-AMP)/,
 };
 
-/** A Progress that times every labelled step. */
-function timingProgress(steps: Step[]): Progress {
+/**
+ * The largest RSS of this process sampled every 50 ms since `reset` (RSS counts onnxruntime's
+ * native memory; the process's maxRSS only ever grows, so it cannot tell one pass's peak from
+ * an earlier one's).
+ */
+class RssSampler {
+  peak = process.memoryUsage().rss;
+  private readonly timer = setInterval(() => this.sample(), 50);
+  sample(): number {
+    this.peak = Math.max(this.peak, process.memoryUsage().rss);
+    return this.peak;
+  }
+  reset(): void {
+    this.peak = process.memoryUsage().rss;
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** A Progress that times every labelled step and records each pass's peak RSS (`passPeaks`, by pass name). */
+function timingProgress(steps: Step[], passPeaks?: Map<string, number>): Progress {
   let label = '';
   let t0 = 0;
   let c0 = 0;
+  let pass = '';
+  const rss = passPeaks ? new RssSampler() : undefined;
   return {
+    phase(_i, name) {
+      if (rss && pass) passPeaks!.set(pass, rss.sample());
+      rss?.reset();
+      pass = name;
+      if (!name) rss?.stop();
+    },
     start(l) {
       label = l;
       t0 = performance.now();
@@ -122,7 +152,8 @@ async function compileChild(size: string, device: DeviceChoice, segments: number
     const steps: Step[] = [];
     const deviceNote = device === 'cpu' ? 'device: cpu' : selectDevice(device).note;
     t = performance.now();
-    const r = await compile(model, { calib: calibration(segments, seq, shape.vocab), acts: { kind: 'mp', budget: 4 }, device }, timingProgress(steps));
+    const passPeaks = new Map<string, number>();
+    const r = await compile(model, { calib: calibration(segments, seq, shape.vocab), acts: { kind: 'mp', budget: 4 }, device }, timingProgress(steps, passPeaks));
     const totalSeconds = (performance.now() - t) / 1000;
     const params = parameterCount(shape);
     // The ternary pass's steps: `block i/n: calibration`, `… ternary fit`, `… advance` (the stream through the quantised block).
@@ -146,7 +177,7 @@ async function compileChild(size: string, device: DeviceChoice, segments: number
       generate,
       loadSeconds,
       totalSeconds,
-      passes: r.timings.map((p) => ({ ...p, cpuSeconds: passCpu(p.pass), perBlock: p.seconds / shape.layers, perBillionParams: p.seconds / (params / 1e9) })),
+      passes: r.timings.map((p) => ({ ...p, cpuSeconds: passCpu(p.pass), perBlock: p.seconds / shape.layers, perBillionParams: p.seconds / (params / 1e9), peakRssBytes: passPeaks.get(p.pass) ?? null })),
       blocks,
       steps,
       peakRssBytes: peakRss(),
@@ -304,7 +335,8 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     notes.push(
       `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
         `${h(x.fitWallSecondsOnCores)} wall with a block's 7 fits on 16 threads (the down projection's fit, ~${((100 * x.fitWallSecondsOnCores) / x.fitCpuSeconds).toFixed(0)}% of a block's, is the floor); GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}% of the fit; ` +
-        `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)} of CPU, ${h(x.rotateWallSecondsOnCores)} wall on 16 threads; activation precision ${h(x.actPrecisionCpuSeconds)}. ` +
+        `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)} of CPU, ${h(x.rotateWallSecondsOnCores)} wall on 16 threads; activation precision ${h(x.actPrecisionCpuSeconds)}, ` +
+        `its NLL runs holding one block's weights in onnxruntime at a time (${(x.actPrecisionSessionWeightBytes / 1e9).toFixed(1)} GB fp32, the largest stage) plus at most 1 GiB of activations between stages. ` +
         `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on today's GPU path (its fits one at a time). The down projection's fit (one thread; in³ and rows·in² at in = 11008), the ILA-AMP sensitivity forwards (O(depth²)) and KOTMS are what stand between this and 30 minutes.`,
     );
   }
@@ -314,7 +346,8 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     const wall = r.blocks.map((b) => b.fitSeconds);
     notes.push(
       `${r.size} on ${r.device}: streamed calibration (capture + advance) takes ${Math.min(...cal).toFixed(2)}-${Math.max(...cal).toFixed(2)} CPU s a block, flat in depth (O(depth) over the model); ` +
-        `the fit of a block ${Math.min(...fit).toFixed(1)}-${Math.max(...fit).toFixed(1)} CPU s on ${r.fitThreads ?? 1} thread(s), ${Math.min(...wall).toFixed(1)}-${Math.max(...wall).toFixed(1)} s wall; peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB.`,
+        `the fit of a block ${Math.min(...fit).toFixed(1)}-${Math.max(...fit).toFixed(1)} CPU s on ${r.fitThreads ?? 1} thread(s), ${Math.min(...wall).toFixed(1)}-${Math.max(...wall).toFixed(1)} s wall; peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB` +
+        (r.passes.some((p) => p.peakRssBytes) ? ` (per pass: ${r.passes.filter((p) => p.peakRssBytes).map((p) => `${p.pass} ${(p.peakRssBytes! / 1e6).toFixed(0)}`).join(', ')} MB).` : '.'),
     );
   }
   return notes;
@@ -349,7 +382,8 @@ function scheduledWall(costs: number[], threads: number): number {
  * streamed calibration is 2 block forwards per block (capture, then advance through the
  * quantised block): per parameter and token from this run's per-block calibration CPU less
  * its Gram; the Gram from onnxruntime's per tokens·in²; activation precision per parameter and
- * per block of depth (its sensitivity runs are whole forwards, one per block and bit width).
+ * per depth² (its ~12 sensitivity settings a block each run the blocks from their first one
+ * below 8 bits to the last, streamed block by block: src/calib/amp-nll.ts).
  * CPU seconds; the host's cores divide what onnxruntime runs, the fits of a block and the
  * sites' KOTMS.
  */
@@ -391,6 +425,8 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
     rotateCpuSeconds: rotate,
     rotateWallSecondsOnCores: rotateWall,
     actPrecisionCpuSeconds: acts,
+    /** the weights in onnxruntime during the ILA-AMP runs: one block's, or the head's (fp32) */
+    actPrecisionSessionWeightBytes: 4 * Math.max(blockParams(big), big.vocab * big.hidden),
     /** wall on a 16-core host with the GPU path: its fits run one at a time (the GPU's lazy update), less that update; ORT work over the cores; Gram on the GPU */
     gpuPathHostWallSeconds: fit * (1 - lazy) + rotateWall + (calibration + acts) / cores,
     cpuOnlyWallSeconds: fitWall + rotateWall + (calibration + acts + gram) / cores,
@@ -545,7 +581,8 @@ async function main(args: string[]): Promise<void> {
     console.log(`${r.size} (${(r.params / 1e6).toFixed(1)} M) on ${r.device}: ${r.totalSeconds.toFixed(1)} s, ${(r.totalSeconds / (r.params / 1e9)).toFixed(0)} s per billion parameters, peak RSS ${(r.peakRssBytes / 1e6).toFixed(0)} MB`);
     for (const p of r.passes) {
       const cpu = p.cpuSeconds === null ? '' : `  ${p.cpuSeconds.toFixed(1).padStart(8)} CPU s`;
-      console.log(`  ${p.pass.padEnd(16)} ${p.seconds.toFixed(1).padStart(8)} s  ${p.perBlock.toFixed(2).padStart(8)} s/block  ${p.perBillionParams.toFixed(0).padStart(8)} s/B params${cpu}`);
+      const rss = p.peakRssBytes ? `  peak RSS ${(p.peakRssBytes / 1e6).toFixed(0).padStart(6)} MB` : '';
+      console.log(`  ${p.pass.padEnd(16)} ${p.seconds.toFixed(1).padStart(8)} s  ${p.perBlock.toFixed(2).padStart(8)} s/block  ${p.perBillionParams.toFixed(0).padStart(8)} s/B params${cpu}${rss}`);
     }
   }
   for (const n of result.notes) console.log(`- ${n}`);

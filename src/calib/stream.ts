@@ -20,8 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describeInputMetadata, tokenFeeds, type InputInterface } from '../eval/ort-session.ts';
-import { extractModel, readsOf } from '../graph/extract.ts';
-import type { Model, Node, Value, ValueType } from '../graph/ir.ts';
+import { extractModel, readsOf, type Cut } from '../graph/extract.ts';
+import { Node, Value, type Model, type ValueType } from '../graph/ir.ts';
 import { saveModel } from '../graph/onnx.ts';
 import { silentProgress, type Progress } from '../graph/pass.ts';
 import type { Block, TransformerStructure } from '../graph/recognize.ts';
@@ -46,7 +46,7 @@ export interface StreamCaptureOptions {
 /** What the stream needs of the recognised structure. */
 export type StreamStructure = Pick<TransformerStructure, 'blocks' | 'embedding'>;
 
-interface Stage {
+export interface Stage {
   nodes: Node[];
   /** Values of earlier stages this stage reads (kept by the stream). */
   kept: Value[];
@@ -63,7 +63,7 @@ interface Stage {
  * the whole model (its fp16 fallbacks run in fp32 and drop the casts between them), so on
  * fp16 exports the statistics agree to fp16 rounding (~1e-4 relative), not to the bit.
  */
-function blockEnd(b: Block): Value[] {
+export function blockEnd(b: Block): Value[] {
   return b.residualOut ? [b.residualOut] : [b.residualMid, b.mlpDelta];
 }
 
@@ -81,20 +81,21 @@ function tokenDependent(model: Model, ids: Value): Set<Value> {
 }
 
 /**
- * Stage i: the producers of block i's end not claimed by an earlier stage, in graph order.
- * Nodes that do not depend on the token values (RoPE tables, masks, position ids) are
- * recomputed by every stage that reads them instead of being kept: onnxruntime then sees
- * each block's graph as it sees it in the whole model and fuses it alike, so the stage
- * computes what the whole model computes, bit for bit.
+ * Stage i: the producers of `ends[i]` (block i's end; a caller may add a last stage, e.g. the
+ * logits) not claimed by an earlier stage, in graph order. Nodes that do not depend on the
+ * token values `ids` (RoPE tables, masks, position ids) are recomputed by every stage that
+ * reads them instead of being kept: onnxruntime then sees each block's graph as it sees it
+ * in the whole model and fuses it alike, so the stage computes what the whole model
+ * computes, bit for bit.
  */
-function cutStages(model: Model, structure: StreamStructure): Stage[] {
-  const dep = tokenDependent(model, structure.embedding.ids);
+export function cutStages(model: Model, ends: Value[][], ids: Value): Stage[] {
+  const dep = tokenDependent(model, ids);
   const isTable = (n: Node) => !n.outputs.some((o) => dep.has(o));
   const stageOf = new Map<Node, number>();
   const order = new Map(model.graph.nodes.map((n, k) => [n, k]));
-  const nodes = structure.blocks.map((b, i) => {
+  const nodes = ends.map((end, i) => {
     const own = new Set<Node>();
-    const stack = blockEnd(b).map((v) => v.producer()!);
+    const stack = end.map((v) => v.producer()!);
     while (stack.length) {
       const n = stack.pop()!;
       if (own.has(n) || (stageOf.has(n) && !isTable(n))) continue;
@@ -157,7 +158,7 @@ export class CalibrationStream {
     private readonly segments: Int32Array[],
     opts: StreamOptions = {},
   ) {
-    this.stages = cutStages(model, structure);
+    this.stages = cutStages(model, structure.blocks.map(blockEnd), structure.embedding.ids);
     this.batch = opts.batch ?? 4;
     this.seq = segments[0].length;
     this.kept = Array.from({ length: Math.ceil(segments.length / this.batch) }, () => new Map());
@@ -257,33 +258,84 @@ export class CalibrationStream {
   private async runStage(
     stage: Stage,
     passes: Value[],
-    outputs: (cut: ReturnType<typeof extractModel>) => (out: ort.InferenceSession.OnnxValueMapType, batchIndex: number, tokens: number) => void,
+    outputs: (cut: Cut) => (out: ort.InferenceSession.OnnxValueMapType, batchIndex: number, tokens: number) => void,
   ): Promise<void> {
-    const first = this.kept[0];
-    const inputs = [...stage.fed.map((value) => ({ value })), ...stage.kept.map((value) => ({ value, type: typeOf(value, first.get(value)!) }))];
-    const cut = extractModel(this.model, stage.nodes, inputs, passes);
-    const handle = outputs(cut);
-    const dir = mkdtempSync(join(tmpdir(), 'twlac-stage-'));
+    let handle: ReturnType<typeof outputs> | undefined;
+    const session = await openStage(this.model, stage, this.kept[0], passes, (cut) => {
+      handle = outputs(cut);
+    });
     try {
-      const path = join(dir, 'stage.onnx');
-      saveModel(cut.model, path);
-      const session = await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-      try {
-        for (let k = 0; k * this.batch < this.segments.length; k++) {
-          const chunk = this.segments.slice(k * this.batch, (k + 1) * this.batch);
-          const ids = new Int32Array(chunk.length * this.seq);
-          chunk.forEach((c, j) => ids.set(c, j * this.seq));
-          const tokens = tokenFeeds(this.iface, ids, chunk.length, this.seq);
-          const feeds: Record<string, ort.Tensor> = {};
-          for (const v of stage.fed) feeds[v.name] = tokens[v.name];
-          for (const v of stage.kept) feeds[v.name] = this.kept[k].get(v)!;
-          handle(await session.run(feeds), k, chunk.length * this.seq);
-        }
-      } finally {
-        await session.release();
+      for (let k = 0; k * this.batch < this.segments.length; k++) {
+        const tokens = batchTokenFeeds(this.iface, this.segments, this.batch, k);
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const v of stage.fed) feeds[v.name] = tokens[v.name];
+        for (const v of stage.kept) feeds[v.name] = this.kept[k].get(v)!;
+        handle!(await session.run(feeds), k, Math.min(this.batch, this.segments.length - k * this.batch) * this.seq);
       }
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await session.release();
     }
   }
 }
+
+/** Token feeds of batch `k` of `segments` taken `batch` at a time. */
+export function batchTokenFeeds(iface: InputInterface, segments: Int32Array[], batch: number, k: number): Record<string, ort.Tensor> {
+  const chunk = segments.slice(k * batch, (k + 1) * batch);
+  const seq = segments[0].length;
+  const ids = new Int32Array(chunk.length * seq);
+  chunk.forEach((c, j) => ids.set(c, j * seq));
+  return tokenFeeds(iface, ids, chunk.length, seq);
+}
+
+/**
+ * `stage` cut out of the model (its weights as they are now) with `outputs` as its outputs,
+ * its kept inputs typed after the tensors of one batch (`kept`), `edit` given the cut before
+ * it is saved; open in onnxruntime. Only this stage's weights are in the session.
+ */
+export async function openStage(
+  model: Model,
+  stage: Stage,
+  kept: Map<Value, ort.Tensor>,
+  outputs: Value[],
+  edit?: (cut: Cut) => void,
+): Promise<ort.InferenceSession> {
+  const inputs = [...stage.fed.map((value) => ({ value })), ...stage.kept.map((value) => ({ value, type: typeOf(value, kept.get(value)!) }))];
+  const cut = extractModel(model, stage.nodes, inputs, outputs);
+  edit?.(cut);
+  const dir = mkdtempSync(join(tmpdir(), 'twlac-stage-'));
+  try {
+    const path = join(dir, 'stage.onnx');
+    saveModel(cut.model, path);
+    return await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Carry fp16 values between stages as fp32: each of `inputs` (declared fp32 by its kept
+ * tensor) is cast to fp16 for the stage's nodes, each of `outputs` is cast to fp32 under its
+ * own name. Inside a whole model onnxruntime's CPU runs fp16 ops in fp32 and drops the casts
+ * between them, so the stream between blocks never rounds to fp16; with these casts it drops
+ * the cut's too (a Cast to fp32 after an op run in fp32 and a Cast to fp16 before one both
+ * vanish), and the stages compute what the whole model computes.
+ */
+export function carryHalfAsFloat(cut: Cut, inputs: Value[], outputs: Value[]): void {
+  const g = cut.model.graph;
+  const cast = (x: Value, to: number, out: Value) => g.addNode(new Node('Cast', [x], [out], '', `${out.name}.cast`).setAttr('to', { type: 'int', value: to }));
+  for (const v of inputs) {
+    const c = cut.map.get(v)!;
+    const half = new Value(`${v.name}.half`, { dtype: 'float16', shape: c.type?.shape ? [...c.type.shape] : undefined });
+    for (const u of c.uses()) u.node.setInput(u.index, half);
+    cast(c, 10, half);
+  }
+  for (const v of outputs) {
+    const c = cut.map.get(v)!;
+    const wide = new Value(v.name, { dtype: 'float32', shape: c.type?.shape ? [...c.type.shape] : undefined });
+    c.name = `${v.name}.half`;
+    cast(c, 1, wide);
+    g.outputs = g.outputs.map((o) => (o === c ? wide : o));
+  }
+  g.topologicalSort();
+}
+

@@ -7,27 +7,20 @@
 //   3. Uniform precision (--acts 8|6|4|2): every site gets b. Mixed precision (--acts mp:B):
 //      measure calibration NLL with block i at b bits (the rest at 8) and with neighbour
 //      pairs at (b′, b), then choose per-block bits by the exact DP of src/quant/ila-amp.ts
-//      under mean bits ≤ B. The NLL runs use one onnxruntime session whose quantisers read
-//      their levels and clip ratios from graph inputs, so no model is rebuilt per setting.
+//      under mean bits ≤ B. The NLL runs stream block by block (src/calib/amp-nll.ts): one
+//      block's session at a time, whose quantisers read their levels and clip ratios from
+//      graph inputs, each setting run from the first block where it differs from all-8.
 //   4. Insert the chosen quantisers (constants) before the linears of every site, after the
 //      site's online transform: x → T(x) → Q_b,ρ(T(x)) → linears.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import type { SiteStats } from '../calib/capture.ts';
+import { streamedNlls } from '../calib/amp-nll.ts';
 import { CalibrationStream } from '../calib/stream.ts';
-import { tokenNll } from '../eval/perplexity.ts';
-import { describeInputs, tokenFeeds } from '../eval/ort-session.ts';
 import type { GraphBuilder } from '../graph/builder.ts';
 import { Rewriter } from '../graph/rewriter.ts';
-import { cloneModel } from '../graph/clone.ts';
 import type { Model, Node, Value } from '../graph/ir.ts';
-import { saveModel } from '../graph/onnx.ts';
 import { definePass } from '../graph/pass.ts';
 import { weightRows } from '../graph/recognize.ts';
-import { floatToHalf, halfToFloat } from '../graph/tensor.ts';
-import { emitActQuant, emitActQuantWith } from '../quant/act-quant.ts';
+import { emitActQuant } from '../quant/act-quant.ts';
 import { ClipSearcher } from '../calib/clip-search.ts';
 import { AMP_BITS, allocateBits, costsFromMeasurements, measurementPlan, type AmpAllocation } from '../quant/ila-amp.ts';
 import type { CompileContext, SiteState } from './context.ts';
@@ -109,73 +102,12 @@ export const actPrecisionPass = definePass<CompileContext>({
   },
 });
 
-/** ILA-AMP's NLL measurements and DP. */
+/** ILA-AMP's NLL measurements (streamed block by block: calib/amp-nll.ts) and DP. */
 async function ampAllocate(model: Model, ctx: CompileContext, clips: Map<string, Map<number, number>>, budget: number): Promise<AmpAllocation> {
-  const { progress } = ctx;
   const blocks = ctx.structure.blocks.length;
-  const { model: m, map } = cloneModel(model);
-  // Quantisers whose levels and clip ratio are graph inputs, one pair per site.
-  const knobs: { site: SiteState; levels: string; clip: string; dtype: 'float32' | 'float16' }[] = [];
-  const rw = new Rewriter(m.graph);
-  const b = rw.b;
-  for (const s of ctx.sites) {
-    const dtype = activationDtype(s.group.linears[0]);
-    const levels = b.input(`twlac.amp.${s.id}.levels`, { dtype, shape: [] });
-    const clip = b.input(`twlac.amp.${s.id}.clip`, { dtype, shape: [] });
-    knobs.push({ site: s, levels: levels.name, clip: clip.name, dtype });
-    // The clone's copies of the site's linears.
-    const nodes = s.group.linears.map((l) => map.get(l.node.output(0))!.producer()!);
-    rw.interpose(nodes, (x, before) => emitActQuantWith(b, x, levels, clip, { before, dtype, opset: m.opset(''), prefix: `${s.id}.ampq` }));
-  }
+  const sites = ctx.sites.map((s) => ({ id: s.id, group: s.group, dtype: activationDtype(s.group.linears[0]) }));
   const segs = ctx.opts.calib!.slice(0, Math.min(AMP_SEGMENTS, ctx.opts.calib!.length));
-  const seq = segs[0].length;
-  const ids = new Int32Array(segs.length * seq);
-  segs.forEach((s, i) => ids.set(s, i * seq));
-  const dir = mkdtempSync(join(tmpdir(), 'twlac-amp-'));
-  try {
-    saveModel(m, join(dir, 'amp.onnx'));
-    const session = await ort.InferenceSession.create(join(dir, 'amp.onnx'), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-    const logitsName = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
-    const knobNames = new Set(knobs.flatMap((k) => [k.levels, k.clip]));
-    const iface = describeInputs(join(dir, 'amp.onnx'), session, { ignore: (n) => knobNames.has(n) });
-    const scalar = (dtype: 'float32' | 'float16', v: number) =>
-      dtype === 'float32' ? new ort.Tensor('float32', Float32Array.of(v), []) : new ort.Tensor('float16', Uint16Array.of(floatToHalf(v)), []);
-    const nllOf = async (config: number[]): Promise<number> => {
-      let sum = 0;
-      let n = 0;
-      const batch = 4;
-      for (let i = 0; i < segs.length; i += batch) {
-        const nb = Math.min(batch, segs.length - i);
-        const feeds: Record<string, ort.Tensor> = tokenFeeds(iface, ids.subarray(i * seq, (i + nb) * seq), nb, seq);
-        for (const k of knobs) {
-          const bits = config[k.site.group.block];
-          feeds[k.levels] = scalar(k.dtype, 2 ** bits - 1);
-          feeds[k.clip] = scalar(k.dtype, clips.get(k.site.id)!.get(bits)!);
-        }
-        const out = await session.run(feeds, [logitsName]);
-        const t = out[logitsName];
-        const vocab = t.dims[2];
-        const lf = t.type === 'float32' ? (t.data as Float32Array) : Float32Array.from(t.data as Uint16Array, halfToFloat);
-        for (let r = 0; r < nb; r++) {
-          for (let p = 0; p < seq - 1; p++) {
-            sum += tokenNll(lf, (r * seq + p) * vocab, vocab, ids[(i + r) * seq + p + 1]);
-            n++;
-          }
-        }
-      }
-      return sum / n;
-    };
-    const plan = measurementPlan(blocks);
-    progress.start('ILA-AMP sensitivities', plan.length);
-    const measured: { m: (typeof plan)[number]; nll: number }[] = [];
-    for (const p of plan) {
-      measured.push({ m: p, nll: await nllOf(p.config) });
-      progress.tick(1, `${p.kind} ${p.block} ${p.bits.join('/')}`);
-    }
-    progress.done();
-    await session.release();
-    return allocateBits(costsFromMeasurements(blocks, measured), budget);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const plan = measurementPlan(blocks);
+  const nlls = await streamedNlls(model, ctx.structure, sites, clips, segs, plan.map((p) => p.config), Math.max(...AMP_BITS), { progress: ctx.progress });
+  return allocateBits(costsFromMeasurements(blocks, plan.map((m, i) => ({ m, nll: nlls[i] }))), budget);
 }
