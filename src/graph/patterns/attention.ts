@@ -325,10 +325,12 @@ function positionBias(terms: Value[]): string | undefined {
     if (seen.has(w) || constTensor(w)) continue;
     seen.add(w);
     const p = w.producer();
-    if (!p) continue;
+    // a mask's sizes come from Shape ops of q and k: the activations behind them are no part of it
+    if (!p || p.opType === 'Shape' || p.opType === 'Size') continue;
     const slopes = p.opType === 'Mul' && p.inputs.some((i) => {
       const t = constTensor(i);
-      return !!t && t.numel > 1 && new Set(t.toFloat32()).size > 1;
+      // float values: a shape computation's integer vectors are no slopes
+      return !!t && t.dtype.startsWith('float') && t.numel > 1 && new Set(t.toFloat32()).size > 1;
     });
     if (slopes) return 'a position bias added to the attention scores (ALiBi: positions times per-head slopes) is not supported';
     for (const i of p.inputs) if (i) queue.push(i);
