@@ -161,6 +161,7 @@ export function writeArtifact(dir: string, m: ArtifactModel, extraFiles: Record<
         ...b.attention,
         qkNorm: qk && {
           ...(qk.span ? { span: qk.span } : {}),
+          ...(qk.kind ? { kind: qk.kind } : {}),
           q: { eps: qk.q.eps, gamma: norm(`${p}.q_norm`, qk.q.gamma) },
           k: { eps: qk.k.eps, gamma: norm(`${p}.k_norm`, qk.k.gamma) },
         },

@@ -87,11 +87,18 @@ function ownNorm(n: Norm): { gamma: Float32Array | null; eps: number } {
 
 function attentionProgram(b: Block): AttentionProgram<Float32Array | null> {
   const a = b.attention;
-  const head = (n: Norm) => ({ gamma: n.gamma ? constTensor(n.gamma)!.toFloat32() : null, eps: n.eps });
   return {
     scale: a.scale!,
     window: a.window ?? null,
-    qkNorm: b.qkNorm ? { q: head(b.qkNorm.q), k: head(b.qkNorm.k), ...(b.qkNorm.span === 'all' ? { span: 'all' as const } : {}) } : null,
+    qkNorm: b.qkNorm
+      ? {
+          q: { gamma: b.qkNorm.q.gamma, eps: b.qkNorm.q.eps },
+          k: { gamma: b.qkNorm.k.gamma, eps: b.qkNorm.k.eps },
+          // absent span 'head' and kind 'rms': manifests written before these fields read the same
+          ...(b.qkNorm.span !== 'head' ? { span: b.qkNorm.span } : {}),
+          ...(b.qkNorm.kind !== 'rms' ? { kind: b.qkNorm.kind } : {}),
+        }
+      : null,
     softcap: a.softcap ?? null,
     ...(b.ropeTheta !== undefined ? { ropeTheta: b.ropeTheta } : {}),
   };

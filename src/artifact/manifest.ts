@@ -24,8 +24,10 @@
 // - program.residual 'parallel': x' = x + ra·o(·) + rm·down(·), m = act(norm(x, mlpNorm), 'mlp')
 // - mlp.gated false: down(act(σ(up(m)), 'down')), no gate linear
 // - linear(x) = W x (+ bias), W [rows, cols] decoded by the format's reference decoder
-// - q/k norm (block.attention.qkNorm): rms(·, γ, its own ε) over each head of q and of k, or over
-//   all of q and all of k where qkNorm.span is 'all'
+// - q/k norm (block.attention.qkNorm): norm(·, γ, its own ε) of q and of k before RoPE, an RMSNorm,
+//   or a LayerNorm without β where qkNorm.kind is 'layer'; over each head with one γ [headDim]
+//   (span absent or 'head'), over each head with γ [heads·headDim], head h's at h·headDim
+//   ('head-own'), or over all of q and all of k ('all') (block-program.ts qkNormShape)
 // - post-norm (block.postNorm): rms(·, γ, its own ε) of the o_proj and down_proj outputs
 // - rope (HF "rotate_half"): d = program.rope.rotaryDim, θ = block.attention.ropeTheta ?? program.rope.theta,
 //   for i < d/2: f_i = θ^(−2i/d), a = pos·f_i,

@@ -14,7 +14,7 @@
 // shapes, the reshape into heads, the RoPE inverse frequencies); config.json beside the
 // model only fills what the graph does not state.
 import type { ModelConfig } from './model-config.ts';
-import type { MlpActivation, QkNormSpan } from '../program/block-program.ts';
+import type { MlpActivation, QkNormKind, QkNormSpan } from '../program/block-program.ts';
 import { UserError } from '../errors.ts';
 import { readConfigJson } from './config-json.ts';
 import type { Model, Node, Value } from './ir.ts';
@@ -75,8 +75,8 @@ export interface Block {
   /** The MLP reads the block input, not h: x' = x + attn(attnNorm(x)) + mlp(mlpNorm(x)) (mlpNorm may be attnNorm). */
   parallel: boolean;
   attention: AttentionCore;
-  /** RMSNorms of q and k before RoPE, per head (Qwen3) or over the whole projection (OLMo-2), resolved once the head size is known. */
-  qkNorm?: { q: Norm; k: Norm; span: QkNormSpan };
+  /** Norms of q and k before RoPE (block-program.ts QkNormSpan), resolved once the head size is known. */
+  qkNorm?: { q: QkSideNorm; k: QkSideNorm; span: QkNormSpan; kind: QkNormKind };
   /** The RoPE θ of this block's q and k, where the graph holds several frequency sets (Gemma-3). */
   ropeTheta?: number;
   activation: MlpActivation;
@@ -95,6 +95,14 @@ export interface Block {
   /** Explicit residual Add nodes; absent where a Skip norm fuses the Add. */
   attnAdd?: Node;
   mlpAdd?: Node;
+}
+
+/** The norm of q or of k: one norm node, or one per head (StableLM), with γ gathered into one vector. */
+export interface QkSideNorm {
+  norms: Norm[];
+  /** γ [headDim] or [heads·headDim] as QkNormSpan says; null where no norm has one. */
+  gamma: Float32Array | null;
+  eps: number;
 }
 
 export type InputSite = 'attn' | 'o' | 'mlp' | 'down' | 'head';
@@ -608,7 +616,8 @@ export function recognize(model: Model, opts: RecognizeOptions = {}): Transforme
   else if (blocks.some((b) => b.activation !== 'silu')) notes.push('GELU-gated MLP: not a LLaMA SwiGLU');
   if (b0.parallel) notes.push(`parallel residual: attention and MLP read the block input${b0.mlpNorm === b0.attnNorm ? ' through one shared norm' : ''}`);
   for (const b of blocks) resolveAttention(b, normByOutput, headDim);
-  if (blocks.some((b) => b.qkNorm)) notes.push(`q/k are normalised ${blocks.some((b) => b.qkNorm?.span === 'all') ? 'over the whole projection' : 'per head'} (QK-norm): not a LLaMA attention`);
+  const qk = blocks.find((b) => b.qkNorm)?.qkNorm;
+  if (qk) notes.push(`q/k are normalised ${{ head: 'per head', 'head-own': 'per head, each head with its own γ', all: 'over the whole projection' }[qk.span]}${qk.kind === 'layer' ? ' by LayerNorms' : ''} (QK-norm): not a LLaMA attention`);
   const windows = [...new Set(blocks.map((b) => b.attention.window).filter((w) => w !== undefined))];
   if (windows.length) notes.push(`sliding-window attention: ${windows.join(', ')} keys`);
 
@@ -691,33 +700,79 @@ function isPositionIds(ids: Value): boolean {
   return false;
 }
 
-/** The q/k norms as Norms (per head, RMS, one on each of q and k), and the default attention scale. */
+/**
+ * The q/k norms and the default attention scale. A side's norm is one node, per head with γ
+ * [headDim] (Qwen3) or over the projection before the split into heads with γ [out] (OLMo-2);
+ * or one node per head (StableLM's LayerNorm per head): the heads cut one by one off the
+ * head axis by a Split, each normalised with its own γ, and concatenated back in order on
+ * the same axis: γ [heads·headDim], head h's at h·headDim.
+ */
 function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: number): void {
   const core = b.attention;
   core.scale ??= 1 / Math.sqrt(headDim);
   if (!core.qkNorm) return;
-  const pick = (outs: Value[], which: string): Norm => {
+  const gammaOf = (n: Norm, which: string): Float32Array | null => {
+    if (!n.gamma) return null;
+    const g = constTensor(n.gamma);
+    if (!g) throw blockError(b.index, `the ${which} norm's γ is not a constant`);
+    return g.toFloat32();
+  };
+  const side = (outs: Value[], which: string, l: Linear): { side: QkSideNorm; span: QkNormSpan; kind: QkNormKind } => {
     const ns = outs.map((o) => normByOutput.get(o)!);
-    if (ns.length !== 1) throw blockError(b.index, `${which} crosses ${ns.length} norms on its way to the scores (one per-head RMSNorm is supported)`);
+    if (!ns.length) throw blockError(b.index, `only one of the query and the key is normalised before the scores (the ${which} is not): not supported`);
+    const kinds = new Set(ns.map((n) => (n.rms ? 'rms' : 'layer') as QkNormKind));
+    if (kinds.size !== 1) throw blockError(b.index, `the ${which} norms mix RMSNorm and LayerNorm`);
+    const kind = [...kinds][0];
+    // a zero β (a LayerNormalization's constant bias input) is no β
+    const hasBeta = (n: Norm) => !!n.beta && !(constTensor(n.beta)?.toFloat32().every((x) => x === 0) ?? false);
+    if (ns.some(hasBeta)) throw blockError(b.index, `the ${which} LayerNorm has a β (q/k LayerNorms without β are supported)`);
+    const eps = ns[0].eps;
+    if (ns.some((n) => Math.abs(n.eps - eps) > 1e-6 * eps)) throw blockError(b.index, `the ${which} norms of the heads have different ε`);
+    if (ns.length > 1) {
+      const ordered = perHeadNorms(ns, l.outFeatures / headDim);
+      if (typeof ordered === 'string') throw blockError(b.index, `the ${which} crosses ${ns.length} norms on its way to the scores, ${ordered}`);
+      const gammas = ordered.map((n) => gammaOf(n, which));
+      if (gammas.some((g) => g && g.length !== headDim)) throw blockError(b.index, `the ${which} norms of the heads are not ${headDim} wide`);
+      const gamma = gammas.every((g) => !g) ? null : new Float32Array(l.outFeatures);
+      gammas.forEach((g, h) => gamma?.set(g ?? new Float32Array(headDim).fill(1), h * headDim));
+      return { side: { norms: ordered, gamma, eps }, span: 'head-own', kind };
+    }
     const n = ns[0];
-    if (!n.rms) throw blockError(b.index, `the ${which} norm is a ${n.kind} (q/k norms must be RMSNorm)`);
-    const g = n.gamma && constTensor(n.gamma);
-    if (n.gamma && !g) throw blockError(b.index, `the ${which} norm's γ is not a constant`);
-    return n;
+    const gamma = gammaOf(n, which);
+    // per head (γ [headDim]) or over the projection before the split into heads (γ [out])
+    const width = gamma ? gamma.length : stripCasts(n.input) === l.output ? l.outFeatures : headDim;
+    let span: QkNormSpan;
+    if (width === headDim) span = 'head';
+    else if (width === l.outFeatures && stripCasts(n.input) === l.output) span = 'all';
+    else throw blockError(b.index, `the ${l.role} norm spans ${width} features: neither one head of ${headDim} nor the whole ${l.outFeatures}-wide projection`);
+    return { side: { norms: [n], gamma, eps }, span, kind };
   };
-  // Per head (γ [headDim], Qwen3) or over the projection before the split into heads (γ [out], OLMo-2).
-  const spanOf = (n: Norm, l: Linear): QkNormSpan => {
-    const g = n.gamma && constTensor(n.gamma);
-    const width = g ? g.numel : stripCasts(n.input) === l.output ? l.outFeatures : headDim;
-    if (width === headDim) return 'head';
-    if (width === l.outFeatures && stripCasts(n.input) === l.output) return 'all';
-    throw blockError(b.index, `the ${l.role} norm spans ${width} features: neither one head of ${headDim} nor the whole ${l.outFeatures}-wide projection`);
-  };
-  const q = pick(core.qNorms, 'query');
-  const k = pick(core.kNorms, 'key');
-  const spans = [spanOf(q, b.q), spanOf(k, b.k)];
-  if (spans[0] !== spans[1]) throw blockError(b.index, 'the query is normalised per head and the key over the whole projection, or the other way round: not supported');
-  b.qkNorm = { q, k, span: spans[0] };
+  const q = side(core.qNorms, 'query', b.q);
+  const k = side(core.kNorms, 'key', b.k);
+  if (q.span !== k.span) throw blockError(b.index, `the query norm spans '${q.span}' and the key norm '${k.span}' (block-program.ts QkNormSpan): not supported`);
+  if (q.kind !== k.kind) throw blockError(b.index, 'the query and key norms are of different kinds (RMSNorm and LayerNorm): not supported');
+  b.qkNorm = { q: q.side, k: k.side, span: q.span, kind: q.kind };
+}
+
+/**
+ * Norms that normalise one head each, in head order: each reads output h of one Split (sizes
+ * all 1) of the head axis, directly or through Casts, and one Concat on the same axis joins
+ * their outputs in the same order; or why not.
+ */
+function perHeadNorms(ns: Norm[], heads: number): Norm[] | string {
+  const split = stripCasts(ns[0].input).producer();
+  if (!split || split.opType !== 'Split' || split.domain !== '') return 'not one per head cut off by a Split';
+  if (split.outputs.length !== heads || ns.length !== heads) return `not one for each of the ${heads} heads`;
+  const sizes = constTensor(split.input(1))?.toNumbers() ?? split.attr('split', 'ints');
+  if (sizes && sizes.some((x) => x !== 1)) return 'cut by a Split into parts of more than one head';
+  const byPart = split.outputs.map((o) => ns.find((n) => stripCasts(n.input) === o));
+  if (byPart.some((n) => !n)) return 'not each on its own part of one Split';
+  const concat = byPart[0]!.output.consumers().find((c) => c.opType === 'Concat' && c.domain === '');
+  const axis = split.attr('axis', 'int') ?? 0;
+  if (!concat || concat.attr('axis', 'int') !== axis || concat.inputs.length !== heads || concat.inputs.some((v, h) => v !== byPart[h]!.output)) {
+    return 'not concatenated back in head order on the axis the Split cut';
+  }
+  return byPart as Norm[];
 }
 
 const count = (m: Map<Block, RopeFrequencies>, f: RopeFrequencies): number => [...m.values()].filter((g) => g === f).length;
@@ -1037,7 +1092,7 @@ export function structureToJSON(s: TransformerStructure) {
         scale: b.attention.scale ?? null,
         window: b.attention.window ?? null,
         softcap: b.attention.softcap ?? null,
-        qkNorm: b.qkNorm ? { q: normJSON(b.qkNorm.q), k: normJSON(b.qkNorm.k), span: b.qkNorm.span } : null,
+        qkNorm: b.qkNorm ? { q: b.qkNorm.q.norms.map(normJSON), k: b.qkNorm.k.norms.map(normJSON), span: b.qkNorm.span, kind: b.qkNorm.kind } : null,
         ropeTheta: b.ropeTheta ?? null,
       },
       residualScale: b.residualScale,

@@ -61,7 +61,7 @@ function unmodelledFeature(s: TransformerStructure): Feature | undefined {
   for (const b of s.blocks) {
     if (!b.attnNorm) return 'no-pre-norm';
     if (b.postNorm) return 'post-norm';
-    if (b.qkNorm) return b.qkNorm.span === 'all' ? 'qk-norm-full' : 'qk-norm';
+    if (b.qkNorm) return ({ head: 'qk-norm', 'head-own': 'qk-norm-head-own', all: 'qk-norm-full' } as const)[b.qkNorm.span];
     if (b.attention.window !== undefined) return 'sliding-window';
     if (b.attention.softcap !== undefined) return 'attn-softcap';
     if (!isDefaultScale(b.attention.scale!, s.config.headDim)) return 'query-scale';

@@ -12,6 +12,13 @@
 // three equal cuts covering P (q, k, v) count as such a packing.
 // GPT-2's c_attn written as a 2-D Gemm reshapes back to [batch, seq, 3·hidden] before its
 // Split: a Reshape that keeps the feature axis is looked through.
+// Falcon packs per kv group: query_key_value's output is reshaped to [..., G, R, D] (G kv
+// groups, R = heads/G + 2 head slots of D features; multi-query: [..., R, D], G = 1) and cut
+// along R by Slices and Gathers (q the first R − 2 slots, k and v one slot each; falcon-rw's
+// [..., heads, 3, D] is the same with R = 3, one slot each). A cut [a, b) of R takes rows
+// {g·R·D + a·D + t : g < G, t < (b − a)·D}, and becomes
+//   reshape(x · W[rows, :]ᵀ (+ b[rows]), shape[:-2] ++ [b − a, D])   (a scalar Gather: ++ [D])
+// Only cuts that tile R, two or more of them, count as such a packing.
 import type { Model, Node, Value } from '../graph/ir.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { biasVector, constTensor, findLinears, linearName, weightRows, type Linear } from '../graph/patterns/linear.ts';
@@ -93,7 +100,8 @@ function shapeTail(shape: Value): { tail: number[]; rank: number } | undefined {
   return e && { tail: e, rank: e.length };
 }
 
-function headPacking(y: Value, N: number): HeadPacking | undefined {
+/** y's one reader, a Reshape, with its target; Shape ops of y allowed where they read only the leading dimensions (rank − 2 of them). */
+function onlyReshape(y: Value): { reshape: Node; shape: Value; tail: number[]; rank: number; shapes: Node[] } | undefined {
   const shapes = y.consumers().filter((c) => c.opType === 'Shape' && c.domain === '');
   const users = y.consumers().filter((c) => !shapes.includes(c));
   if (users.length !== 1 || users[0].opType !== 'Reshape' || users[0].domain !== '' || users[0].input(0) !== y) return undefined;
@@ -106,10 +114,16 @@ function headPacking(y: Value, N: number): HeadPacking | undefined {
   const onlyLeading = (s: Node) =>
     s.output(0).consumers().every((c) => c.opType === 'Gather' && c.input(0) === s.output(0) && (constTensor(c.input(1))?.toNumbers() ?? [-1]).every(leading));
   if (!shapes.every(onlyLeading) || shapes.some((s) => s.attributes.size > 0)) return undefined;
-  const P = st.tail.at(-1)!;
-  const g = st.tail.at(-2)!;
+  return { reshape, shape, tail: st.tail, rank: st.rank, shapes };
+}
+
+function headPacking(y: Value, N: number): HeadPacking | undefined {
+  const r = onlyReshape(y);
+  if (!r) return undefined;
+  const { reshape, shape, rank, shapes } = r;
+  const P = r.tail.at(-1)!;
+  const g = r.tail.at(-2)!;
   if (!(P > 0) || N % P !== 0 || (g !== -1 && g !== N / P)) return undefined;
-  const rank = st.rank;
   let cut = reshape.output(0);
   let transpose: Node | undefined;
   const next = cut.consumers();
@@ -156,17 +170,77 @@ function splitHeadPacked(b: GraphBuilder, l: Linear, hp: HeadPacking): boolean {
     const name = `${base}.part${i}_${p.start}_${p.end}`;
     let y = b.op('MatMul', [l.input, partWeight(b, part, rows, { start: 0, end: hp.G * n, out: p.out }, `${name}.weight`, before)], { before });
     if (rowBias) y = b.op('Add', [y, b.f32(`${name}.bias`, [hp.G * n], rowBias)], { before });
-    y = reshapeWidth(b, y, hp.shape, n, name, before);
+    y = reshapeTail(b, y, hp.shape, 1, [n], name, before);
     if (hp.transpose) y = b.op('Transpose', [y], { attrs: { perm: hp.transpose.attr('perm', 'ints')! }, before });
     b.graph.replaceAllUses(p.out, y);
   }
   return true;
 }
 
-/** Reshape(y, shape[:-1] ++ [width]): the original Reshape's target with the part's width last. */
-function reshapeWidth(b: GraphBuilder, y: Value, shape: Value, width: number, name: string, before: Node): Value {
-  const lead = b.op('Slice', [shape, b.i64(`${name}.s0`, [0]), b.i64(`${name}.s1`, [-1])], { before });
-  return b.op('Reshape', [y, b.op('Concat', [lead, b.i64(`${name}.width`, [width])], { attrs: { axis: 0 }, before })], { before });
+/** Reshape(y, shape[:-drop] ++ tail): the original Reshape's target with its last `drop` entries replaced by the part's. */
+function reshapeTail(b: GraphBuilder, y: Value, shape: Value, drop: number, tail: number[], name: string, before: Node): Value {
+  const lead = b.op('Slice', [shape, b.i64(`${name}.s0`, [0]), b.i64(`${name}.s1`, [-drop])], { before });
+  return b.op('Reshape', [y, b.op('Concat', [lead, b.i64(`${name}.width`, tail)], { attrs: { axis: 0 }, before })], { before });
+}
+
+/** A cut of the head-slot axis: slots [start, end) as `out`, which keeps the axis unless a scalar Gather took one slot. */
+interface SlotCut extends Part {
+  keepsAxis: boolean;
+}
+
+/** The slots a Slice or Gather node takes off axis rank − 2 of `v` (R slots), or undefined if it is something else. */
+function slotCutOf(n: Node, v: Value, R: number, rank: number): SlotCut | undefined {
+  if (n.domain !== '' || n.input(0) !== v) return undefined;
+  const isSlotAxis = (a: number) => a === rank - 2 || a === -2;
+  if (n.opType === 'Gather') {
+    const idx = constTensor(n.input(1));
+    if (!idx || idx.dims.length > 1 || !isSlotAxis(n.attr('axis', 'int') ?? 0)) return undefined;
+    const slots = idx.toNumbers().map((i) => (i < 0 ? i + R : i));
+    if (!slots.length || slots.some((s, i) => s !== slots[0] + i || s < 0 || s >= R)) return undefined;
+    return { start: slots[0], end: slots[0] + slots.length, out: n.output(0), keepsAxis: idx.dims.length === 1 };
+  }
+  if (n.opType !== 'Slice') return undefined;
+  const [starts, ends, axes, steps] = [ints(n.input(1)), ints(n.input(2)), n.input(3) ? ints(n.input(3)) : undefined, n.input(4) ? ints(n.input(4)) : [1]];
+  if (starts?.length !== 1 || ends?.length !== 1 || axes?.length !== 1 || steps?.[0] !== 1 || !isSlotAxis(axes[0])) return undefined;
+  const clamp = (i: number) => Math.min(R, Math.max(0, i < 0 ? i + R : i));
+  const [start, end] = [clamp(starts[0]), clamp(ends[0])];
+  return end > start ? { start, end, out: n.output(0), keepsAxis: true } : undefined;
+}
+
+/** Cut a per-group packed linear (Falcon's query_key_value); false when its cuts are not understood. */
+function splitGroupPacked(b: GraphBuilder, l: Linear): boolean {
+  const r = onlyReshape(l.output);
+  if (!r || r.tail.length < 3) return false;
+  const [R, D] = [r.tail.at(-2)!, r.tail.at(-1)!];
+  if (!(R > 1 && D > 0) || l.outFeatures % (R * D) !== 0) return false;
+  const G = l.outFeatures / (R * D);
+  const v = r.reshape.output(0);
+  const cuts = v.consumers().map((u) => slotCutOf(u, v, R, r.rank));
+  if (cuts.length < 2 || cuts.some((c) => !c)) return false;
+  const sorted = (cuts as SlotCut[]).slice().sort((x, y) => x.start - y.start);
+  if (sorted.some((c, i) => c.start !== (i === 0 ? 0 : sorted[i - 1].end)) || sorted.at(-1)!.end !== R) return false;
+  for (const s of r.shapes) s.setInput(0, l.input);
+  const W = weightRows(l);
+  const bias = biasVector(l);
+  const K = l.inFeatures;
+  const base = linearName(l).replace(/\.weight$/, '');
+  for (const [i, c] of (cuts as SlotCut[]).entries()) {
+    const before = c.out.producer()!;
+    const n = (c.end - c.start) * D;
+    const rows = new Float32Array(G * n * K);
+    const rowBias = bias && new Float32Array(G * n);
+    for (let g = 0; g < G; g++) {
+      const src = g * R * D + c.start * D;
+      rows.set(W.subarray(src * K, (src + n) * K), g * n * K);
+      if (rowBias) rowBias.set(bias.subarray(src, src + n), g * n);
+    }
+    const part = { ...l, outFeatures: G * n } as Linear;
+    const name = `${base}.part${i}_${c.start}_${c.end}`;
+    let y = b.op('MatMul', [l.input, partWeight(b, part, rows, { start: 0, end: G * n, out: c.out }, `${name}.weight`, before)], { before });
+    if (rowBias) y = b.op('Add', [y, b.f32(`${name}.bias`, [G * n], rowBias)], { before });
+    b.graph.replaceAllUses(c.out, reshapeTail(b, y, r.shape, 2, c.keepsAxis ? [c.end - c.start, D] : [D], name, before));
+  }
+  return true;
 }
 
 /** y itself, or what a Reshape that keeps y's last axis (a 2-D Gemm's output back to 3-D) makes of it, with its rank when known. */
@@ -187,10 +261,15 @@ export function splitPackedLinears(model: Model): number {
     if (l.bias && constTensor(l.bias)!.dtype !== 'float32') continue;
     if (g.isOutput(l.output)) continue;
     const hp = headPacking(l.output, l.outFeatures);
-    if (hp) {
-      if (splitHeadPacked(b, l, hp)) split++;
+    if (hp && splitHeadPacked(b, l, hp)) {
+      split++;
       continue;
     }
+    if (splitGroupPacked(b, l)) {
+      split++;
+      continue;
+    }
+    if (hp) continue;
     const { y, rank } = featureView(l.output, l.outFeatures);
     const users = y.consumers();
     if (!users.length || g.isOutput(y)) continue;
@@ -205,7 +284,7 @@ export function splitPackedLinears(model: Model): number {
       const name = `${base}.part${i}_${p!.start}_${p!.end}`;
       let out = b.op('MatMul', [l.input, partWeight(b, l, W, p!, `${name}.weight`, before)], { before });
       if (bias) out = b.op('Add', [out, b.f32(`${name}.bias`, [p!.end - p!.start], bias.subarray(p!.start, p!.end))], { before });
-      if (reshape) out = reshapeWidth(b, out, reshape, p!.end - p!.start, name, before);
+      if (reshape) out = reshapeTail(b, out, reshape, 1, [p!.end - p!.start], name, before);
       g.replaceAllUses(p!.out, out);
     }
     split++;

@@ -5,8 +5,10 @@
 //   for each block (residual 'sequential', norm 'rms'):
 //     a = act(pre(x, attnNorm), 'attn')              pre = rms, or identity without preNorm (OLMo-2)
 //     q, k, v = q(a), k(a), v(a)                     (+ bias where the linear has one)
-//     q, k = qkRms(q, qNorm), qkRms(k, kNorm)        (qkNorm: per head, or over the whole
-//                                                    projection when qkNorm.span is 'all'; before RoPE)
+//     q, k = qkn(q, qNorm), qkn(k, kNorm)            (qkNorm, before RoPE: RMSNorm or LayerNorm
+//                                                    (qkNorm.kind), per head or over the whole
+//                                                    projection, γ shared by the heads or each
+//                                                    head's own (qkNorm.span, qkNormShape))
 //     q, k = rope(q), rope(k)                        (rotate_half on the first rotaryDim dims,
 //                                                    θ = attention.ropeTheta ?? program.rope.theta)
 //     o = attention(q, k, v)                         softmax(cap·tanh(scale · q·kᵀ / cap)) over the
@@ -67,6 +69,8 @@ export const FEATURES = [
   'qk-norm-full',
   'logit-softcap',
   'rope-theta-per-layer',
+  'qk-norm-head-own',
+  'qk-layer-norm',
 ] as const;
 
 export type Feature = (typeof FEATURES)[number];
@@ -83,7 +87,7 @@ export const FEATURE_TEXT = {
   'act-quant': 'per-token activation quantisation below 16 bits',
   'online-transform': 'online Kronecker transform of a linear input',
   'linear-bias': 'bias on a linear (Qwen2 q/k/v)',
-  'qk-norm': 'per-head RMSNorm of q and k before RoPE (Qwen3)',
+  'qk-norm': 'norm of each head of q and k before RoPE, one γ for every head (Qwen3, Gemma-3)',
   'sliding-window': 'sliding-window attention (Mistral)',
   'query-scale': 'attention scale other than 1/√headDim',
   'partial-rotary': 'RoPE on a fraction of the head dims',
@@ -100,9 +104,11 @@ export const FEATURE_TEXT = {
   'no-rope': 'attention without rotary position embedding',
   'post-norm': 'RMSNorm of the attention and MLP outputs before the residual add (Gemma-2/3, OLMo-2)',
   'no-pre-norm': 'attention and MLP read the residual stream without a norm (OLMo-2)',
-  'qk-norm-full': 'RMSNorm of q and k over the whole projection before the split into heads (OLMo-2)',
+  'qk-norm-full': 'norm of q and k over the whole projection before the split into heads (OLMo-2)',
   'logit-softcap': 'final logit soft-capping cap·tanh(z/cap) (Gemma-2)',
   'rope-theta-per-layer': 'a RoPE θ of its own in some layers (Gemma-3 local layers)',
+  'qk-norm-head-own': 'norm of each head of q and k before RoPE, each head with a γ of its own (StableLM qk_layernorm)',
+  'qk-layer-norm': 'the q/k norm is a LayerNorm (x − μ)/√(var+ε)·γ without β, not an RMSNorm (StableLM qk_layernorm)',
 } as const satisfies Record<Feature, string>;
 
 /** Which features a backend implements exactly. */
@@ -110,16 +116,42 @@ export type FeatureTable = Record<Feature, boolean>;
 
 export type MlpActivation = 'silu' | 'gelu' | 'gelu-tanh';
 
-/** An RMSNorm with its own γ and ε: of q or k (γ [headDim], or [heads·headDim] over the whole
- *  projection), or of a block's attention or MLP output (γ [hidden]). */
+/** A norm with its own γ and ε: of q or k (γ as QkNormSpan says), or of a block's attention or
+ *  MLP output (an RMSNorm, γ [hidden]). */
 export interface HeadNorm<G = string | null> {
   /** γ (in the manifest: a float32 tensor name); null when the norm has none. */
   gamma: G;
   eps: number;
 }
 
-/** Where the q/k RMSNorm normalises: each head (Qwen3, Gemma-3), or the whole projection (OLMo-2). */
-export type QkNormSpan = 'head' | 'all';
+/**
+ * Where the q/k norm normalises and what its γ covers (q: heads·headDim wide; k: kvHeads·headDim):
+ *   head      each head, one γ [headDim] for every head (Qwen3, Gemma-3)
+ *   head-own  each head, γ [heads·headDim]: a γ of its own per head (StableLM qk_layernorm)
+ *   all       the whole projection at once, γ [heads·headDim] (OLMo-2)
+ */
+export type QkNormSpan = 'head' | 'head-own' | 'all';
+
+/** The q/k norm: RMSNorm x/√(mean(x²)+ε)·γ, or LayerNorm (x − μ)/√(mean((x − μ)²)+ε)·γ (no β). */
+export type QkNormKind = 'rms' | 'layer';
+
+/** The q/k norm of one block, with γ held as G. Absent span: 'head'; absent kind: 'rms'. */
+export interface QkNorm<G = string | null> {
+  q: HeadNorm<G>;
+  k: HeadNorm<G>;
+  span?: QkNormSpan;
+  kind?: QkNormKind;
+}
+
+/**
+ * The q/k norm as every backend computes it on a projection of `heads` heads: `groups` runs of
+ * `width` features, each normalised on its own; γ of element i of a group is γ[i] when the
+ * groups share it, else γ[group·width + i].
+ */
+export function qkNormShape(n: QkNorm<unknown>, heads: number, headDim: number): { groups: number; width: number; sharedGamma: boolean } {
+  const span = n.span ?? 'head';
+  return span === 'all' ? { groups: 1, width: heads * headDim, sharedGamma: false } : { groups: heads, width: headDim, sharedGamma: span === 'head' };
+}
 
 /** G is how γ is held: a tensor name in the manifest, the values in an ArtifactModel. */
 export interface AttentionProgram<G = string | null> {
@@ -127,7 +159,7 @@ export interface AttentionProgram<G = string | null> {
   scale: number;
   /** Keys visible to the query at pos: pos − window < t ≤ pos; null: every t ≤ pos. */
   window: number | null;
-  qkNorm: { q: HeadNorm<G>; k: HeadNorm<G>; span?: QkNormSpan } | null;
+  qkNorm: QkNorm<G> | null;
   /** Scores become cap·tanh(scores/cap) before the softmax; null: none. */
   softcap: number | null;
   /** RoPE θ of this layer where it differs from program.rope.theta (Gemma-3 local layers). */
@@ -151,7 +183,7 @@ export interface BlockProgram<G = string | null> {
  * (a `Record<BlockOp, …>`), so a new step fails to typecheck until each backend has one:
  *   attn-in        a = act(pre(x, attnNorm), 'attn')                 (pre: rms, identity without preNorm)
  *   qkv            q, k, v = q(a), k(a), v(a)
- *   qk-norm        q, k = qkRms(q, qNorm), qkRms(k, kNorm)          (only with attention.qkNorm)
+ *   qk-norm        q, k = qkn(q, qNorm), qkn(k, kNorm)              (only with attention.qkNorm: see qkNormShape)
  *   rope-kv        q, k = rope(q), rope(k); k and v appended to the cache at pos
  *   attention      o = attention(q, cache)
  *   o-residual     x = x + ra · post(o(act(o, 'o')), postNorm.attn)  (post: rms with postNorm, else identity)
@@ -228,7 +260,10 @@ export function programFeatures(p: ArtifactManifest): Map<Feature, number> {
       if (s.transform) use('online-transform', i);
     }
     const a = b.attention;
-    if (a.qkNorm) use(a.qkNorm.span === 'all' ? 'qk-norm-full' : 'qk-norm', i);
+    if (a.qkNorm) {
+      use(({ head: 'qk-norm', 'head-own': 'qk-norm-head-own', all: 'qk-norm-full' } as const)[a.qkNorm.span ?? 'head'], i);
+      if (a.qkNorm.kind === 'layer') use('qk-layer-norm', i);
+    }
     if (a.ropeTheta !== undefined && a.ropeTheta !== p.program.rope.theta) use('rope-theta-per-layer', i);
     if (b.postNorm) use('post-norm', i);
     if (b.preNorm === false) use('no-pre-norm', i);

@@ -4,7 +4,8 @@
 // line, with no fusion and no shortcuts:
 //   a = act(pre(x, attnNorm), 'attn')                        (pre: norm, or x itself without preNorm)
 //   h = x + ra · post( o( act(attention(rope(qn(q(a))), rope(kn(k(a))), v(a)), 'o') ), postNorm.attn )
-//                                                            (qn, kn: per-head or whole-width q/k norms;
+//                                                            (qn, kn: q/k RMS- or LayerNorms, per head
+//                                                             or whole-width, block-program.ts qkNormShape;
 //                                                             post: RMSNorm with postNorm, else identity)
 //   m = act(pre(h, mlpNorm), 'mlp')
 //   x' = h + rm · post( down( act(σ(gate(m)) * up(m), 'down') ), postNorm.mlp )
@@ -19,7 +20,7 @@
 // No Node APIs are used here, so the WebGPU runtime and the browser demo share the
 // tensor accessors below.
 import type { ActSite, ArtifactManifest, LinearEntry } from '../artifact/manifest.ts';
-import { blockOps, refuseMissing, type BlockOp, type BlockProgram, type HeadNorm, type MlpActivation, type FeatureTable } from '../program/block-program.ts';
+import { blockOps, qkNormShape, refuseMissing, type BlockOp, type BlockProgram, type HeadNorm, type MlpActivation, type FeatureTable, type QkNormKind } from '../program/block-program.ts';
 import { decodeTernary, type TernaryWeights } from '../formats/ternary.ts';
 import { decodeOrder2 } from '../formats/order2.ts';
 import { linearFormat, ternaryFormatOf } from '../formats/linear-format.ts';
@@ -132,6 +133,8 @@ export const REFERENCE_FEATURES = {
   'qk-norm-full': true,
   'logit-softcap': true,
   'rope-theta-per-layer': true,
+  'qk-norm-head-own': true,
+  'qk-layer-norm': true,
 } as const satisfies FeatureTable;
 
 interface RefBlock extends BlockProgram<Float64Array | null> {
@@ -231,9 +234,14 @@ function softcap(z: number, cap: number): number {
   return cap * Math.tanh(z / cap);
 }
 
-/** rms(·, γ, ε) over each head of width d, in place. */
-function headNormInPlace(x: Float64Array, heads: number, d: number, gamma: Float64Array | null, eps: number): void {
-  for (let h = 0; h < heads; h++) x.set(rmsNorm(x.subarray(h * d, (h + 1) * d), gamma, eps), h * d);
+/** The q/k norm over each of `groups` runs of `width` features, in place; γ shared by the runs or one slice each. */
+function qkNormInPlace(x: Float64Array, shape: { groups: number; width: number; sharedGamma: boolean }, kind: QkNormKind, n: HeadNorm<Float64Array | null>): void {
+  const { groups, width, sharedGamma } = shape;
+  for (let g = 0; g < groups; g++) {
+    const run = x.subarray(g * width, (g + 1) * width);
+    const gamma = n.gamma && (sharedGamma ? n.gamma : n.gamma.subarray(g * width, (g + 1) * width));
+    x.set(kind === 'layer' ? layerNorm(run, gamma, null, n.eps) : rmsNorm(run, gamma, n.eps), g * width);
+  }
 }
 
 /** A block output's post-norm (Gemma-2/3, OLMo-2), or the output itself. */
@@ -290,6 +298,7 @@ export class ReferenceModel {
         ...b.attention,
         qkNorm: b.attention.qkNorm && {
           span: b.attention.qkNorm.span,
+          kind: b.attention.qkNorm.kind,
           q: { eps: b.attention.qkNorm.q.eps, gamma: norm(b.attention.qkNorm.q.gamma) },
           k: { eps: b.attention.qkNorm.k.eps, gamma: norm(b.attention.qkNorm.k.gamma) },
         },
@@ -353,10 +362,8 @@ export class ReferenceModel {
     'qk-norm': (b, st) => {
       const { heads, kvHeads, headDim } = this.config;
       const n = b.attention.qkNorm!;
-      // over the whole projection: one "head" as wide as q (or k)
-      const [qh, kh, d] = n.span === 'all' ? [1, 1, 0] : [heads, kvHeads, headDim];
-      headNormInPlace(st.q, qh, d || st.q.length, n.q.gamma, n.q.eps);
-      headNormInPlace(st.k, kh, d || st.k.length, n.k.gamma, n.k.eps);
+      qkNormInPlace(st.q, qkNormShape(n, heads, headDim), n.kind ?? 'rms', n.q);
+      qkNormInPlace(st.k, qkNormShape(n, kvHeads, headDim), n.kind ?? 'rms', n.k);
     },
     'rope-kv': (b, st) => {
       const { heads, kvHeads, headDim: d } = this.config;

@@ -332,7 +332,7 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
       expect([b.attnNorm, b.mlpNorm]).toEqual([undefined, undefined]);
       expect(b.postNorm!.attn.gamma!.name).toBe(`model.layers.${b.index}.post_attention_layernorm.weight`);
       expect(b.qkNorm!.span).toBe('all');
-      expect(constTensor(b.qkNorm!.k.gamma)!.numel).toBe(2 * 16);
+      expect(b.qkNorm!.k.gamma!.length).toBe(2 * 16);
     }
     // the q/k/v and gate/up groups read the residual stream, without a norm
     expect(o2.inputGroups.filter((g) => g.site === 'attn' || g.site === 'mlp').every((g) => g.norm === undefined)).toBe(true);
@@ -396,6 +396,20 @@ describe('builder-made tiny LLaMAs in other export styles', () => {
     expect(s.notes).toEqual(['q/k are normalised per head (QK-norm): not a LLaMA attention']);
     expect(s.linears.map((l) => l.role)).toEqual([...BLOCK_ROLES, ...BLOCK_ROLES, 'lm_head']);
     expect(recognize(makeTinyLlama()).blocks.some((b) => b.attention.qkNorm)).toBe(false);
+  });
+
+  it('a LayerNorm per head, each with its own γ (StableLM qk_layernorm: Split → norms → Concat), gathers the heads’ γ in head order', () => {
+    const s = recognize(loadModel(join(import.meta.dirname, '../fixtures/torch-families/stablelm-qkln.onnx')));
+    expect(s.notes).toContain('q/k are normalised per head, each head with its own γ by LayerNorms (QK-norm): not a LLaMA attention');
+    for (const b of s.blocks) {
+      const qk = b.qkNorm!;
+      expect([qk.span, qk.kind, qk.q.norms.length, qk.k.norms.length]).toEqual(['head-own', 'layer', 4, 2]);
+      // the fixture's per-head weights, concatenated in head order
+      const want = (side: typeof qk.q) => side.norms.flatMap((n) => Array.from(constTensor(n.gamma)!.toFloat32()));
+      expect(Array.from(qk.q.gamma!)).toEqual(want(qk.q));
+      expect(Array.from(qk.k.gamma!)).toEqual(want(qk.k));
+      expect(qk.q.norms.map((n) => n.gamma!.name)).toEqual([0, 1, 2, 3].map((h) => `layers.${b.index}.self_attn.q_layernorm.weights.${h}`));
+    }
   });
 
   it('names are ignored: misleading tensor names do not change roles', () => {

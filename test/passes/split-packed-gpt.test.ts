@@ -2,18 +2,21 @@
 // cut by a Split on the feature axis, GPT-NeoX's query_key_value viewed as [heads, 3·headDim]
 // and cut by Slices (or, transposed, by one Split): the cut model computes the packed one's
 // function under onnxruntime, and partial RoPE's Slices of a head are not taken for a packing.
+// Falcon's query_key_value packed per kv group ([q…, k, v] slots of a head each, cut by Slices and
+// Gathers on the slot axis), in the TorchScript exports of test/fixtures/torch-families (made by
+// scripts/families/export-stablelm-falcon.py): multi-query (one kv group) and two kv groups.
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { encodeModel } from '../../src/graph/onnx.ts';
+import { join } from 'node:path';
+import { encodeModel, loadModel } from '../../src/graph/onnx.ts';
 import type { Model } from '../../src/graph/ir.ts';
 import { recognize } from '../../src/graph/recognize.ts';
 import { splitPackedLinears } from '../../src/passes/split-packed.ts';
 import { GPT_FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
 import { relErr } from '../runtime/compare.ts';
 
-async function logits(m: Model): Promise<Float32Array> {
+async function logits(m: Model, ids = BigInt64Array.from([5n, 9n, 200n, 17n, 3n, 64n])): Promise<Float32Array> {
   const s = await ort.InferenceSession.create(encodeModel(m));
-  const ids = BigInt64Array.from([5n, 9n, 200n, 17n, 3n, 64n]);
   const out = await s.run({ input_ids: new ort.Tensor('int64', ids, [1, ids.length]) });
   await s.release();
   return out.logits.data as Float32Array;
@@ -40,4 +43,19 @@ describe('splitPackedLinears on GPT-style packed qkv', () => {
     expect(splitPackedLinears(m)).toBe(0);
     expect(recognize(m).rope.rotaryDim).toBe(8);
   });
+
+  const falcon = (name: string) => loadModel(join(import.meta.dirname, '../fixtures/torch-families', `${name}.onnx`));
+  for (const [name, kvHeads] of [['falcon-mq', 1], ['falcon-gqa', 2]] as const) {
+    it(`${name}: query_key_value packed per kv group (${kvHeads} kv head(s)) becomes q, k, v; same function`, async () => {
+      expect(() => recognize(falcon(name))).toThrow(/packed linear/);
+      const m = falcon(name);
+      const ids = BigInt64Array.from([5n, 9n, 60n, 17n, 3n, 41n, 22n]);
+      const before = await logits(falcon(name), ids);
+      expect(splitPackedLinears(m)).toBe(2);
+      const s = recognize(m);
+      expect([s.config.heads, s.config.kvHeads, s.config.headDim]).toEqual([4, kvHeads, 8]);
+      for (const b of s.blocks) expect([b.q, b.k, b.v].map((l) => l.outFeatures)).toEqual([32, 8 * kvHeads, 8 * kvHeads]);
+      expect(relErr(await logits(m, ids), before)).toBeLessThan(1e-6);
+    });
+  }
 });

@@ -107,6 +107,9 @@ export const CUDA_FEATURES = {
   'qk-norm-full': false,
   'logit-softcap': false,
   'rope-theta-per-layer': false,
+  // StableLM's qk_layernorm: not emitted for CUDA yet (headNormKernel is a shared-γ RMSNorm).
+  'qk-norm-head-own': false,
+  'qk-layer-norm': false,
 } as const satisfies FeatureTable;
 
 /**

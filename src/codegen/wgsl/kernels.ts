@@ -9,7 +9,7 @@
 // TM = 1 is the decode GEMV, TM = 8 the prefill GEMM. For a ternary row,
 //   y = Σ_g ( scale_g · Σ_{k∈g} t_k x_k + shift_g · Σ_{k∈g} x_k ).
 import { CODE_PACKINGS, groupsPerRow, type CodePacking, type TernaryFormat } from '../../formats/ternary.ts';
-import { isDefaultScale, type MlpActivation } from '../../program/block-program.ts';
+import { isDefaultScale, type MlpActivation, type QkNormKind } from '../../program/block-program.ts';
 import {
   Code,
   defineKernel,
@@ -648,31 +648,47 @@ ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
 }
 
 /**
- * RoPE on q (in place) and k, and the KV-cache write of token m at position pos0 + m.
- * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
- * Bindings: Q, K, V, rope, Kc, Vc, step.
+ * The q/k norm before RoPE, in place on X [ntok, groups·d]: each run of d features (a head, or
+ * the whole projection as one run) normalised on its own, RMSNorm or LayerNorm (no β), times γ
+ * shared by the runs (γ[i]) or each run's own (γ[run·d + i]); one workgroup per (token, run).
+ * Bindings: X, gamma?.
  */
-/** rms(·, γ, ε) over each head of X [ntok, heads·d] in place (q/k norm before RoPE); one
- *  workgroup per (token, head). Bindings: X, gamma?. */
-export function headRmsNormKernel(heads: number, d: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function headNormKernel(groups: number, d: number, eps: number, kind: QkNormKind, gamma: 'none' | 'shared' | 'own', feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  const centred = kind === 'layer';
+  const g = gamma === 'own' ? wgsl` * gamma[wid.y * ${u32(d)} + i]` : gamma === 'shared' ? wgsl` * gamma[i]` : wgsl``;
   return defineKernel({
-    name: 'head_rms_norm',
-    params: { heads, d, eps, gamma },
-    bindings: [f32buf('X', 'read_write'), ...(gamma ? [f32buf('gamma')] : [])],
+    name: 'head_norm',
+    params: { groups, d, eps, kind, gamma },
+    bindings: [f32buf('X', 'read_write'), ...(gamma !== 'none' ? [f32buf('gamma')] : [])],
     usesStep: false,
     workgroupSize: WG,
     features: feats,
     module: reduceDecl(1),
-    body: wgsl`  let o = wid.x * ${u32(heads * d)} + wid.y * ${u32(d)};
+    body: wgsl`  let o = wid.x * ${u32(groups * d)} + wid.y * ${u32(d)};
+  var mean = 0.0;
+${
+  centred
+    ? wgsl`  var s = 0.0;
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { s += X[o + i]; }
+${reduce(1, () => wgsl`s`, 'sum', feats)}
+  mean = red[0] / ${f32(d)};
+  workgroupBarrier();`
+    : wgsl``
+}
   var ss = 0.0;
-  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { let v = X[o + i]; ss += v * v; }
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { let v = X[o + i] - mean; ss += v * v; }
 ${reduce(1, () => wgsl`ss`, 'sum', feats)}
   let inv = inverseSqrt(red[0] / ${f32(d)} + ${f32(eps)});
-  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { X[o + i] = X[o + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``}; }`,
-    dispatch: (ntok) => [ntok, heads, 1],
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { X[o + i] = (X[o + i] - mean) * inv${g}; }`,
+    dispatch: (ntok) => [ntok, groups, 1],
   });
 }
 
+/**
+ * RoPE on q (in place) and k, and the KV-cache write of token m at position pos0 + m.
+ * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
+ * Bindings: Q, K, V, rope, Kc, Vc, step.
+ */
 export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
   // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
   // r = 0 (no RoPE: learned positions) only copies k and v.

@@ -6,13 +6,13 @@ import { linearFormat, ternaryFormatOf } from '../../formats/linear-format.ts';
 import { ternaryFormat, type TernaryFormat } from '../../formats/ternary.ts';
 import { UserError } from '../../errors.ts';
 import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts';
-import { refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation, type QkNormSpan } from '../../program/block-program.ts';
+import { qkNormShape, refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation, type QkNorm } from '../../program/block-program.ts';
 import {
   actQuantKernel,
   attentionKernel,
   denseLinearKernel,
   embedKernel,
-  headRmsNormKernel,
+  headNormKernel,
   kronLeftKernel,
   layerNormKernel,
   mlpActivationKernel,
@@ -63,6 +63,8 @@ export const WGSL_FEATURES = {
   'qk-norm-full': true,
   'logit-softcap': true,
   'rope-theta-per-layer': true,
+  'qk-norm-head-own': true,
+  'qk-layer-norm': true,
 } as const satisfies FeatureTable;
 
 /** Token tile of the prefill GEMM. */
@@ -139,7 +141,7 @@ export interface BlockKernels {
   q: LinearKernels;
   k: LinearKernels;
   v: LinearKernels;
-  /** Per-head q/k norms (program qkNorm), before RoPE. */
+  /** The q/k norms (program qkNorm), before RoPE. */
   qNorm?: WgslKernel;
   kNorm?: WgslKernel;
   ropeKv: WgslKernel;
@@ -236,8 +238,10 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
   // q/k norms per head, or over the whole projection as one head (span 'all')
-  const headNorm = (heads: number, n: HeadNorm, span: QkNormSpan = 'head') =>
-    span === 'all' ? headRmsNormKernel(1, heads * c.headDim, n.eps, n.gamma !== null, feats) : headRmsNormKernel(heads, c.headDim, n.eps, n.gamma !== null, feats);
+  const headNorm = (heads: number, qk: QkNorm, n: HeadNorm) => {
+    const { groups, width, sharedGamma } = qkNormShape(qk, heads, c.headDim);
+    return headNormKernel(groups, width, n.eps, qk.kind ?? 'rms', n.gamma === null ? 'none' : sharedGamma ? 'shared' : 'own', feats);
+  };
   const norm = (gamma: string | null, beta: string | null | undefined) =>
     m.program.norm === 'layer' ? layerNormKernel(c.hidden, c.normEps, gamma !== null, !!beta, feats) : rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats);
   // without pre-norms (OLMo-2) the attention and the MLP read a copy of the stream
@@ -250,7 +254,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     q: linearKernels(b.q),
     k: linearKernels(b.k),
     v: linearKernels(b.v),
-    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm.q, b.attention.qkNorm.span), kNorm: headNorm(c.kvHeads, b.attention.qkNorm.k, b.attention.qkNorm.span) } : {}),
+    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
     ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
     attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats, b.attention.softcap),
     oAct: actKernels(b.acts.o, qd, feats),

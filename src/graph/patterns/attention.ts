@@ -149,6 +149,8 @@ export function matchSoftmaxAttention(sm: Node, idx: LinearIndex): AttentionResu
   const path = scoresToSoftmax(sm, scores);
   if (typeof path === 'string') return bad(path);
   if (!path.masks.length) return bad('no mask between the Q·Kᵀ MatMul and the Softmax: non-causal attention is not supported');
+  const bias = positionBias(path.masks);
+  if (bias) return bad(bias);
   const window = slidingWindow(path.masks);
   if (typeof window === 'string') return bad(window);
   const scale = path.scale * scalarFactors(scores.input(0)!) * scalarFactors(scores.input(1)!);
@@ -306,6 +308,34 @@ function scoresToSoftmax(sm: Node, scores: Node): { scale: number; softcap?: num
     }
   }
   return { scale: softcap === undefined ? scale : scale * softcap, softcap, masks };
+}
+
+/**
+ * Why a term added to the scores is a position bias rather than a mask, or undefined. Masks hold 0
+ * and a large negative number, built from comparisons, Trilu and Where (and positions counted by
+ * a CumSum of the attention mask); ALiBi (Falcon-RW, BLOOM, MPT) adds slope_h · position, positions
+ * times a constant vector of per-head slopes, which no mask multiplies by. The program has no such
+ * step, so a model with one is refused rather than run without it.
+ */
+function positionBias(terms: Value[]): string | undefined {
+  const seen = new Set<Value>();
+  const queue = [...terms];
+  while (queue.length && seen.size < 400) {
+    const w = queue.shift()!;
+    if (seen.has(w) || constTensor(w)) continue;
+    seen.add(w);
+    const p = w.producer();
+    // a mask's sizes come from Shape ops of q and k: the activations behind them are no part of it
+    if (!p || p.opType === 'Shape' || p.opType === 'Size') continue;
+    const slopes = p.opType === 'Mul' && p.inputs.some((i) => {
+      const t = constTensor(i);
+      // float values: a shape computation's integer vectors are no slopes
+      return !!t && t.dtype.startsWith('float') && t.numel > 1 && new Set(t.toFloat32()).size > 1;
+    });
+    if (slopes) return 'a position bias added to the attention scores (ALiBi: positions times per-head slopes) is not supported';
+    for (const i of p.inputs) if (i) queue.push(i);
+  }
+  return undefined;
 }
 
 const COMPARE = new Set(['Greater', 'GreaterOrEqual', 'Less', 'LessOrEqual']);
