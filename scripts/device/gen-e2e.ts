@@ -30,6 +30,12 @@
 //              ungated GELU(tanh) MLPs (up → σ → down), biases on every linear
 //   rand12m-neox-like/ rand12m-tq2 as GPT-NeoX: LayerNorms with β, the parallel residual (each
 //              branch with its own norm), RoPE on 16 of 64 dims, ungated GELU(erf) MLPs
+//   rand12m-gemma2-like/ rand12m-tq2 as Gemma-2/3: post-norms, attention and final-logit
+//              soft-caps (small caps, so that tanh bends), a RoPE θ of their own on even layers
+//   rand12m-olmo2-like/ rand12m-tq2 as OLMo-2: no pre-norms, post-norms, q/k RMSNorms over the
+//              whole projection
+//   rand12m-stablelm-qkln/ rand12m-tq2 as StableLM with qk_layernorm: LayerNorms with β,
+//              per-head q/k LayerNorms each head with its own γ, RoPE on 16 of 64 dims
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -166,8 +172,9 @@ if (want('rand12m-bias')) {
 // with one block-program feature each (Mistral/Gemma-2 sliding windows of 16 keys on even
 // blocks, the other blocks global; RoPE on 32 of the 64 head dims; the GELU(tanh)- and
 // GELU(erf)-gated MLPs; Gemma's and Granite's embedding, residual and logit multipliers; v and
-// down as order-2 linears); rand12m-gpt2-like/, rand12m-neox-like/: a family's features
-// together (see the list above); each against the float64 reference.
+// down as order-2 linears); rand12m-gpt2-like/, rand12m-neox-like/, rand12m-gemma2-like/,
+// rand12m-olmo2-like/, rand12m-stablelm-qkln/: a family's features together (see the list
+// above); each against the float64 reference.
 /** LayerNorm with random γ and β at every norm, and an ungated MLP of `activation` in every block (GPT-2, GPT-NeoX). */
 function gptLike(m: ReturnType<typeof randomArtifactModel>, activation: 'gelu' | 'gelu-tanh', seed: number): void {
   const rand = rng(seed);
@@ -180,6 +187,14 @@ function gptLike(m: ReturnType<typeof randomArtifactModel>, activation: 'gelu' |
     delete b.linears.gate;
     b.mlp = { activation, gated: false };
   }
+}
+/** Random γ around 1 of n features. */
+function gammas(rand: () => number, n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => 0.8 + 0.4 * rand());
+}
+/** Post-norms (RMSNorm, own γ) of every block's attention and MLP outputs (Gemma-2/3, OLMo-2). */
+function postNorms(m: ReturnType<typeof randomArtifactModel>, rand: () => number): void {
+  for (const b of m.blocks) b.postNorm = { attn: { gamma: gammas(rand, m.config.hidden), eps: 1e-6 }, mlp: { gamma: gammas(rand, m.config.hidden), eps: 1e-6 } };
 }
 const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => void> = {
   'rand12m-window': (m) => m.blocks.forEach((b, i) => (b.attention.window = i % 2 === 0 ? 16 : null)),
@@ -207,6 +222,36 @@ const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => vo
     gptLike(m, 'gelu', 14);
     m.program.residual = 'parallel';
     m.program.rope.rotaryDim = 16;
+  },
+  'rand12m-gemma2-like': (m) => {
+    postNorms(m, rng(15));
+    m.blocks.forEach((b, i) => {
+      b.attention.softcap = 1;
+      if (i % 2 === 0) b.attention.ropeTheta = 1000;
+    });
+    m.program.logitSoftcap = 2;
+  },
+  'rand12m-olmo2-like': (m) => {
+    const rand = rng(16);
+    postNorms(m, rand);
+    const { heads, kvHeads, headDim } = m.config;
+    for (const b of m.blocks) {
+      b.preNorm = false;
+      b.attention.qkNorm = { q: { gamma: gammas(rand, heads * headDim), eps: 1e-6 }, k: { gamma: gammas(rand, kvHeads * headDim), eps: 1e-6 }, span: 'all' };
+    }
+  },
+  'rand12m-stablelm-qkln': (m) => {
+    const rand = rng(17);
+    const { hidden, heads, kvHeads, headDim } = m.config;
+    const beta = () => Float32Array.from({ length: hidden }, () => 0.1 * (rand() * 2 - 1));
+    m.program.norm = 'layer';
+    m.program.rope.rotaryDim = 16;
+    m.finalNormBias = beta();
+    for (const b of m.blocks) {
+      b.attnNormBias = beta();
+      b.mlpNormBias = beta();
+      b.attention.qkNorm = { q: { gamma: gammas(rand, heads * headDim), eps: 1e-5 }, k: { gamma: gammas(rand, kvHeads * headDim), eps: 1e-5 }, span: 'head-own', kind: 'layer' };
+    }
   },
   'rand12m-scales': (m) => {
     m.program.embedScale = 2.5;

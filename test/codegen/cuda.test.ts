@@ -700,6 +700,69 @@ describe('emitCuda', () => {
     expect(body.indexOf('launch_act_norm_d128(b.x', body.indexOf('"attn_combine"'))).toBeLessThan(body.indexOf('b.x, T, 1, s);'));
     expect(body.match(/b\.x, T, 1, s\);/g)).toHaveLength(2);
   });
+  it('Gemma-2/3 and OLMo-2: post-norms, no pre-norm, soft-caps, a layer RoPE θ and whole-width q/k norms, each where the program puts it', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const b = m.blocks[1];
+    b.postNorm = { attn: { gamma: addVector(m, 'blocks.1.attn_post_norm', 128), eps: 1e-6 }, mlp: { gamma: addVector(m, 'blocks.1.mlp_post_norm', 128), eps: 1e-6 } };
+    b.residualScale = { attn: 1, mlp: 0.5 };
+    b.preNorm = false;
+    b.attention.softcap = 50;
+    b.attention.ropeTheta = 1e6;
+    withQkNorm(m, 1);
+    b.attention.qkNorm = { q: { gamma: addVector(m, 'blocks.1.q_norm_all', 128), eps: 1e-6 }, k: { gamma: addVector(m, 'blocks.1.k_norm_all', 64), eps: 1e-6 }, span: 'all' };
+    m.program.logitScale = 0.5;
+    m.program.logitSoftcap = 30;
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    expect(plain).not.toMatch(/post_norm_add|softcap_|_c50|head_norm|_t1000000|act_plain_d128\(b\.x/);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const [, b0, rest] = forward.split('// block ');
+    const b1 = rest.slice(0, rest.indexOf('// final norm'));
+    const ptr = (name: string) => {
+      const dev = src.match(new RegExp(`\\{\\d+ull, \\d+ull, (\\d+)ull, [^\\n]*// ${name.replaceAll('.', '\\.')}\\n`));
+      expect(dev).not.toBeNull();
+      return `reinterpret_cast<const float*>(W + ${dev![1]}ull)`;
+    };
+    // block 0 as LLaMA; block 1 reads the stream without a norm
+    expect(b0).toMatch(/launch_act_norm_d128\(b\.x, nullptr, reinterpret_cast/);
+    expect(b0).not.toMatch(/post_norm|act_plain_d128\(b\.x|_c50|_t1000000|head_norm/);
+    expect(b1.startsWith('1\n  launch_act_plain_d128(b.x, nullptr, nullptr, nullptr, ')).toBe(true);
+    expect(b1).toContain('TWLAC_MARK(s, "mlp_act");');
+    expect(b1.match(/launch_act_plain_d128\(b\.x, nullptr, nullptr, nullptr, /g)).toHaveLength(2); // attn-in and mlp-in
+    expect(b1).not.toMatch(/act_norm_d128/);
+    // q, k normalised over the whole projection (one run, γ over it), then RoPE with the layer's θ
+    expect(b1).toContain(`TWLAC_MARK(s, "qkv");\n  launch_head_norm_h1_d128(b.q, ${ptr('blocks.1.q_norm_all')}, T, s);\n  launch_head_norm_h1_d64(b.k, ${ptr('blocks.1.k_norm_all')}, T, s);\n  TWLAC_MARK(s, "qk_norm");\n  launch_rope_kv_h2_kv1_d64_t1000000(`);
+    expect(src).toContain(`${Math.pow(1e6, -2 / 64).toExponential(17)}`);
+    // soft-capped scores: split decode and the scalar prefill kernel (not the tensor-core one)
+    expect(b1).toMatch(/launch_attn_prefill_h2_kv1_d64_c50000000\(/);
+    expect(b1).toMatch(/launch_attn_partial_h2_kv1_d64_c50000000\(/);
+    expect(b0).toMatch(/launch_attn_prefill_tc_h2_kv1_d64\(/);
+    const kernel = (name: string) => {
+      const i = src.indexOf(`// twlac kernel ${name}(`);
+      expect(i).toBeGreaterThan(0);
+      return src.slice(i, src.indexOf('// twlac kernel', i + 1));
+    };
+    const cap = cudaFloat(50).text;
+    expect(kernel('attn_partial_h2_kv1_d64_c50000000')).toContain(`sc[pl_] = ${cap} * tanhf(acc / ${cap});`);
+    expect(kernel('attn_prefill_h2_kv1_d64_c50000000')).toMatch(new RegExp(`sc\\[j\\] = ${cap.replace(/[.+]/g, '\\$&')} \\* tanhf\\(sc\\[j\\] / [^\\n]*\\);\\n      if \\(p0 \\+ l8`));
+    // o and down into b.r, then x += s · rms(r)·γ with the post-norm's own γ
+    expect(b1).toContain(`b.r, T, 0, s);\n  launch_post_norm_add_n128_e19932(b.r, ${ptr('blocks.1.attn_post_norm')}, b.x, T, s);\n  TWLAC_MARK(s, "o");`);
+    expect(b1).toContain(`b.r, T, 0, s);\n  launch_post_norm_add_n128_s500000_e19932(b.r, ${ptr('blocks.1.mlp_post_norm')}, b.x, T, s);\n  TWLAC_MARK(s, "down");`);
+    expect(kernel('post_norm_add_n128_s500000_e19932')).toContain('x[(size_t)t * 128 + i] += 5.000000000e-1f * (r[(size_t)t * 128 + i] * inv * gamma[i]);');
+    // logits: scale, then cap·tanh(z/cap)
+    expect(forward).toMatch(/launch_scale_n256_s500000\(b\.logits, nLogits, s\);\n  launch_softcap_n256_c30000000\(b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
+    expect(kernel('softcap_n256_c30000000')).toContain(`= ${cudaFloat(30).text} * tanhf(y[(size_t)t * 256 + i] / ${cudaFloat(30).text});`);
+  });
+  it('StableLM qk_layernorm: a LayerNorm (γ, no β) per head of q and k, each head with its own γ', () => {
+    const m = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    withQkNorm(m, 0);
+    m.blocks[0].attention.qkNorm = { q: { gamma: addVector(m, 'q_ln', 128), eps: 1e-5 }, k: { gamma: addVector(m, 'k_ln', 64), eps: 1e-5 }, span: 'head-own', kind: 'layer' };
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    expect(src).toMatch(/launch_head_norm_h2_d64_own_ln\(b\.q, [^\n]*\n  launch_head_norm_h1_d64_ln\(b\.k, /);
+    const k = src.slice(src.indexOf('// twlac kernel head_norm_h2_d64_own_ln('));
+    expect(k).toMatch(/mu = twlac_block_reduce<false>\(mu, scratch\) \/ 64\.0f;[^]*row\[i\] = \(row\[i\] - mu\) \* inv \* gamma\[blockIdx\.y \* 64 \+ i\];/);
+    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/does not implement feature 'qk-norm-head-own'/);
+  });
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['gelu-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu')],
@@ -1160,18 +1223,34 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 600_000);
-  it('sm_90a: a GPT-2 / GPT-NeoX-like model (LayerNorm with β, learned positions, no RoPE, parallel residual, ungated GELU(tanh) and gated GELU(erf) MLPs) without warnings', async () => {
+  it('sm_90a: GPT-2 / GPT-NeoX-like and Gemma / OLMo-2 / StableLM-like models, without warnings', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-gpt-'));
     try {
+      // LayerNorm with β, learned positions, no RoPE, parallel residual, ungated GELU(tanh) and gated GELU(erf) MLPs
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('bit2', 128), 8);
       const gate = m.blocks[1].gate;
       gpt2Like(m);
       m.blocks[1].gate = gate;
       m.blocks[1].mlp = { activation: 'gelu', gated: true };
       m.program.residual = 'parallel';
+      // post-norms, no pre-norm, soft-caps, a layer's own θ, whole-width and per-head-own LayerNorm q/k norms
+      const g = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('bit2', 128), 16);
+      g.blocks.forEach((b, i) => {
+        b.postNorm = { attn: { gamma: addVector(g, `blocks.${i}.attn_post_norm`, 128), eps: 1e-6 }, mlp: { gamma: null, eps: 1e-6 } };
+        b.attention.softcap = 50;
+      });
+      g.blocks[0].preNorm = false;
+      g.blocks[1].attention.ropeTheta = 1e6;
+      g.blocks[0].attention.qkNorm = { q: { gamma: addVector(g, 'q_all', 128), eps: 1e-6 }, k: { gamma: addVector(g, 'k_all', 64), eps: 1e-6 }, span: 'all' };
+      g.blocks[1].attention.qkNorm = { q: { gamma: addVector(g, 'q_own', 128), eps: 1e-6 }, k: { gamma: null, eps: 1e-6 }, span: 'head-own', kind: 'layer' };
+      g.program.logitSoftcap = 30;
       emitCuda(m, dir, ['sm_90a'], CUDA_EMITTABLE);
+      emitCuda(g, join(dir, 'gemma'), ['sm_90a'], CUDA_EMITTABLE);
       const h = readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8');
       for (const k of ['act_layer_norm_d128', 'act_gelu_tanh_d256', 'act_geglu_erf_d256', 'kv_append_kv1_d64', 'embed_h128_f16_pos']) expect(h).toContain(`launch_${k}(`);
+      const gh = readFileSync(join(dir, 'gemma', 'sm_90a', 'twlac_model.cuh'), 'utf8');
+      for (const k of ['post_norm_add_n128_e19932', 'post_norm_add_n128_e19932_nog', 'softcap_n256_c30000000', 'attn_prefill_h2_kv1_d64_c50000000', 'rope_kv_h2_kv1_d64_t1000000', 'head_norm_h1_d128', 'head_norm_h2_d64_own_ln', 'head_norm_h1_d64_ln_nog']) expect(gh).toContain(`launch_${k}(`);
+      const gemma = run(NVCC!, ['-c', '-O1', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-I', join(dir, 'gemma', 'sm_90a'), '-o', join(dir, 'gemma.o'), join(dir, 'gemma', 'twlac_cuda_main.cu')], { maxBuffer: 1 << 24 });
       // the same sources behind an online transform (the act kernel's other body)
       const extra = [
         actKernel({ source: 'layer_norm', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
@@ -1184,7 +1263,8 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
       writeFileSync(join(dir, 'sm_90a', 'all.cu'), '#include "twlac_model.cuh"\n#include "extra.cuh"\n#include "../twlac_cuda_main.cu"\n');
       const { stderr } = await run(NVCC!, ['-c', '-O1', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-I', join(dir, 'sm_90a'), '-o', join(dir, 'all.o'), join(dir, 'sm_90a', 'all.cu')], { maxBuffer: 1 << 24 });
       expect(stderr).not.toMatch(/warning/i);
-      expect(existsSync(join(dir, 'all.o'))).toBe(true);
+      expect((await gemma).stderr).not.toMatch(/warning/i);
+      expect(existsSync(join(dir, 'all.o')) && existsSync(join(dir, 'gemma.o'))).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

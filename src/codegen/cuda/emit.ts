@@ -27,7 +27,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, kvAppendKernel, mlpSource, residualAddKernel, ropeKvKernel, scaleKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, kvAppendKernel, mlpSource, postNormAddKernel, residualAddKernel, ropeKvKernel, scaleKernel, softcapKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -40,7 +40,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
-import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type Feature, type FeatureTable } from '../../program/block-program.ts';
+import { blockOps, isDefaultScale, qkNormShape, refuseMissing, type AttentionProgram, type BlockOp, type Feature, type FeatureTable, type HeadNorm } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -100,15 +100,12 @@ export const CUDA_FEATURES = {
   'parallel-residual': false,
   'learned-positions': false,
   'no-rope': false,
-  // Not emitted for CUDA yet.
   'attn-softcap': false,
-  // Gemma-2/3 and OLMo-2 features: not emitted for CUDA yet.
   'post-norm': false,
   'no-pre-norm': false,
   'qk-norm-full': false,
   'logit-softcap': false,
   'rope-theta-per-layer': false,
-  // StableLM's qk_layernorm: not emitted for CUDA yet (headNormKernel is a shared-γ RMSNorm).
   'qk-norm-head-own': false,
   'qk-layer-norm': false,
 } as const satisfies FeatureTable;
@@ -118,9 +115,9 @@ export const CUDA_FEATURES = {
  * them) that have not yet been checked on a GPU against the float64 reference runtime
  * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale, rand12m-window,
  * rand12m-partial, rand12m-geglu, rand12m-scales, rand12m-order2, rand12m-gelu,
- * rand12m-gpt2-like, rand12m-neox-like). A compile refuses
- * them until that check has passed; the device check itself and the tests generate them through
- * {@link CUDA_EMITTABLE}.
+ * rand12m-gpt2-like, rand12m-neox-like, rand12m-gemma2-like, rand12m-olmo2-like,
+ * rand12m-stablelm-qkln). A compile refuses them until that check has passed; the device check
+ * itself and the tests generate them through {@link CUDA_EMITTABLE}.
  */
 export const CUDA_UNVERIFIED = [
   'order2-linear',
@@ -139,10 +136,23 @@ export const CUDA_UNVERIFIED = [
   'parallel-residual',
   'learned-positions',
   'no-rope',
+  'post-norm',
+  'no-pre-norm',
+  'logit-softcap',
+  'attn-softcap',
+  'rope-theta-per-layer',
+  'qk-norm-full',
+  'qk-norm-head-own',
+  'qk-layer-norm',
 ] as const satisfies readonly Feature[];
 
 /** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
 export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
+
+/** What tells one block's attention kernels from another's. */
+function attnKey(a: Pick<AttentionProgram, 'scale' | 'window' | 'softcap'>): string {
+  return `${a.scale}|${a.window}|${a.softcap}`;
+}
 
 /** Generate the model header for one architecture: refuse what `features` lacks, then walk the program. */
 export function cudaModelSource(m: ArtifactManifest, arch: CudaArch, features: FeatureTable = CUDA_FEATURES): string {
@@ -256,7 +266,9 @@ class ModelEmitter {
   /** Kernels every model has, by name: embedding (+ learned positions), RoPE + cache write (the
    *  cache write alone with rope 'none'), the attention combine. */
   private readonly kern: { embed: string; kv: string; comb: string };
-  /** Decode (split) and prefill attention kernels by softmax scale and window (block attention). */
+  /** RoPE + cache write kernels of the layers whose θ is their own (Gemma-3 local layers), by θ. */
+  private readonly kvByTheta = new Map<number, string>();
+  /** Decode (split) and prefill attention kernels by softmax scale, window and soft-cap (block attention). */
   private readonly attnByKey = new Map<string, { part: string; pre: string }>();
 
   constructor(
@@ -282,16 +294,26 @@ class ModelEmitter {
     }
     const embed = ks.add(embedKernel(c.hidden, e.dtype, m.program.embedScale, !!m.positionEmbed));
     const kv = ks.add(rope ? ropeKvKernel(this.attn) : kvAppendKernel(this.attn));
-    // block 0's attention kernels (the combine depends on neither scale nor window), in header order
-    const a0 = m.blocks[0]?.attention ?? { scale: attnScale(this.attn), window: null };
-    const shape0 = this.attnShape(a0.scale, a0.window);
+    // block 0's attention kernels (the combine depends on neither scale, window nor soft-cap), in header order
+    const a0 = m.blocks[0]?.attention ?? { scale: attnScale(this.attn), window: null, softcap: null };
+    const shape0 = this.attnShape(a0);
     const part = ks.add(attnPartialKernel(shape0));
     this.kern = { embed, kv, comb: ks.add(attnCombineKernel(this.attn)) };
-    this.attnByKey.set(`${a0.scale}|${a0.window}`, { part, pre: ks.add(this.prefillAttnKernel(shape0)) });
+    this.attnByKey.set(attnKey(a0), { part, pre: ks.add(this.prefillAttnKernel(shape0)) });
   }
 
-  private attnShape(scale: number, window: number | null): AttnShape {
-    return { ...this.attn, ...(isDefaultScale(scale, this.c.headDim) ? {} : { scale }), ...(window === null ? {} : { window }) };
+  private attnShape(a: Pick<AttentionProgram, 'scale' | 'window' | 'softcap'>): AttnShape {
+    const { scale, window, softcap } = a;
+    return { ...this.attn, ...(isDefaultScale(scale, this.c.headDim) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) };
+  }
+
+  /** The RoPE + cache write kernel of a block: the model's, or one of the block's own θ. */
+  private kvKernel(a: AttentionProgram): string {
+    const theta = a.ropeTheta;
+    if (theta === undefined || theta === this.attn.ropeTheta || this.m.program.rope.kind === 'none') return this.kern.kv;
+    let k = this.kvByTheta.get(theta);
+    if (!k) this.kvByTheta.set(theta, (k = this.ks.add(ropeKvKernel({ ...this.attn, ropeTheta: theta }, true))));
+    return k;
   }
 
   /** Tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts). */
@@ -299,12 +321,12 @@ class ModelEmitter {
     return attnPrefillTcUnsupported(a) ? attnPrefillKernel(a) : attnPrefillTcKernel(a);
   }
 
-  /** The split-decode and prefill attention kernels for one softmax scale and window. */
-  private attnKernels(scale: number, window: number | null): { part: string; pre: string } {
-    const key = `${scale}|${window}`;
+  /** The split-decode and prefill attention kernels for one softmax scale, window and soft-cap. */
+  private attnKernels(attention: AttentionProgram): { part: string; pre: string } {
+    const key = attnKey(attention);
     let k = this.attnByKey.get(key);
     if (!k) {
-      const a = this.attnShape(scale, window);
+      const a = this.attnShape(attention);
       this.attnByKey.set(key, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
     }
     return k;
@@ -500,7 +522,8 @@ class ModelEmitter {
   }
 
   /** The program's norm (RMSNorm, or LayerNorm with its β) of the residual stream b.x, then act(·, site). */
-  private normCall(site: ActSite | null, gamma: string | null, beta: string | null | undefined): Code {
+  private normCall(site: ActSite | null, gamma: string | null, beta: string | null | undefined, preNorm = true): Code {
+    if (!preNorm) return this.actCall('plain', this.c.hidden, site, code`b.x`, code`nullptr`);
     return this.m.program.norm === 'layer' ? this.actCall('layer_norm', this.c.hidden, site, code`b.x`, code`nullptr`, gamma, beta ?? null) : this.actCall('norm', this.c.hidden, site, code`b.x`, code`nullptr`, gamma);
   }
 
@@ -517,10 +540,17 @@ class ModelEmitter {
   }
 
   /**
-   * x += scale · (l(b.a16) + bias): accumulated into b.x when scale is 1; else into b.r, then
-   * added with the multiplier (Granite's residual_multiplier).
+   * x += scale · post(l(b.a16) + bias): accumulated into b.x when scale is 1 without a post-norm;
+   * else into b.r, then added with the multiplier (Granite's residual_multiplier) after the
+   * post-norm where the block has one (Gemma-2/3, OLMo-2).
    */
-  private residualLinear(l: LinearEntry, actBits: number, scale: number): Code {
+  private residualLinear(l: LinearEntry, actBits: number, scale: number, post: HeadNorm | undefined): Code {
+    if (post) {
+      this.setFill(post.gamma, { kind: FILL.float, a: 1, b: 0.2 });
+      const k = this.ks.add(postNormAddKernel(this.c.hidden, scale, post.eps, post.gamma !== null));
+      return code`${this.linearCall(l, code`b.a16`, code`b.r`, false, actBits)}${this.biasCall(l, code`b.r`)}
+  launch_${ident(k)}(b.r, ${this.tensorRef(post.gamma, 'const float*')}, b.x, T, s);`;
+    }
     if (scale === 1) return code`${this.linearCall(l, code`b.a16`, code`b.x`, true, actBits)}${this.biasCall(l, code`b.x`)}`;
     const k = this.ks.add(residualAddKernel(this.c.hidden, scale));
     return code`${this.linearCall(l, code`b.a16`, code`b.r`, false, actBits)}${this.biasCall(l, code`b.r`)}
@@ -529,7 +559,7 @@ class ModelEmitter {
 
   /** One handler per block step (block-program.ts BLOCK_OPS). */
   private readonly steps: Record<BlockOp, (b: BlockEntry, i: number) => Code> = {
-    'attn-in': (b) => this.op('attn_act', this.normCall(b.acts.attn, b.attnNorm, b.attnNormBias)),
+    'attn-in': (b) => this.op('attn_act', this.normCall(b.acts.attn, b.attnNorm, b.attnNormBias, b.preNorm !== false)),
     qkv: (b) =>
       this.op(
         'qkv',
@@ -540,16 +570,16 @@ class ModelEmitter {
       const { heads, kvHeads, headDim } = this.c;
       const call = (h: number, norm: { gamma: string | null; eps: number }, x: Code) => {
         this.setFill(norm.gamma, { kind: FILL.float, a: 1, b: 0.2 });
-        const k = this.ks.add(headNormKernel(h, headDim, norm.eps, norm.gamma !== null));
+        const k = this.ks.add(headNormKernel({ ...qkNormShape(n, h, headDim), kind: n.kind ?? 'rms' }, norm.eps, norm.gamma !== null));
         return code`  launch_${ident(k)}(${x}, ${this.tensorRef(norm.gamma, 'const float*')}, T, s);`;
       };
       return this.op('qk_norm', join([call(heads, n.q, code`b.q`), call(kvHeads, n.k, code`b.k`)]));
     },
-    'rope-kv': (_, i) => this.op('rope_kv', code`  launch_${ident(this.kern.kv)}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
+    'rope-kv': (b, i) => this.op('rope_kv', code`  launch_${ident(this.kvKernel(b.attention))}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
     // (prefill chunks): 16 queries a block over the whole prefix
     attention: (b, i) => {
-      const { part, pre } = this.attnKernels(b.attention.scale, b.attention.window);
+      const { part, pre } = this.attnKernels(b.attention);
       const { comb } = this.kern;
       return join([
         this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
@@ -560,10 +590,10 @@ class ModelEmitter {
     'o-residual': (b) =>
       join([
         this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`)),
-        this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn)),
+        this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn, b.postNorm?.attn)),
       ]),
     // With the parallel residual (blockOps) mlp-in runs before o-residual: b.x is still the block input.
-    'mlp-in': (b) => this.op('mlp_act', this.normCall(b.acts.mlp, b.mlpNorm, b.mlpNormBias)),
+    'mlp-in': (b) => this.op('mlp_act', this.normCall(b.acts.mlp, b.mlpNorm, b.mlpNormBias, b.preNorm !== false)),
     // gated: g, u = gate(m), up(m) in one grouped launch; ungated: u = up(m)
     'gate-up': (b) =>
       b.gate
@@ -573,7 +603,7 @@ class ModelEmitter {
     'down-residual': (b) =>
       join([
         this.op('down_act', this.actCall(mlpSource(b.mlp), this.c.intermediate, b.acts.down, b.mlp.gated ? code`b.g` : code`b.u`, b.mlp.gated ? code`b.u` : code`nullptr`)),
-        this.op('down', this.residualLinear(b.down, b.acts.down.bits, b.residualScale.mlp)),
+        this.op('down', this.residualLinear(b.down, b.acts.down.bits, b.residualScale.mlp, b.postNorm?.mlp)),
       ]),
   };
 
@@ -592,6 +622,11 @@ class ModelEmitter {
             ? code``
             : code`
   launch_${ident(ks.add(scaleKernel(c.vocab, m.program.logitScale)))}(b.logits, nLogits, s);`
+        }${
+          m.program.logitSoftcap === undefined
+            ? code``
+            : code`
+  launch_${ident(ks.add(softcapKernel(c.vocab, m.program.logitSoftcap)))}(b.logits, nLogits, s);`
         }`,
       ),
     ]);

@@ -10,8 +10,13 @@
 //              (fp32 step by step, round half to even, s = 0 passes through)
 //   rope_kv    HF rotate_half RoPE on q and k (angles in float64), k and v appended to the
 //              fp16 KV cache at positions pos0 + t (kv_append: the same without RoPE)
-//   attention  causal GQA softmax(q·kᵀ/√d)·v, split over chunks of positions
-//              (flash-decoding) and combined with the log-sum-exp rule
+//   head_norm  the q/k norm (RMSNorm or LayerNorm without β) of each head or of the whole
+//              projection, before RoPE
+//   attention  causal GQA softmax(cap·tanh(scale·q·kᵀ/cap))·v (no tanh without a soft-cap),
+//              split over chunks of positions (flash-decoding) and combined with the
+//              log-sum-exp rule
+//   post_norm_add  x += s·rms(r)·γ: a block output's post-norm and the residual add
+//   softcap    logits ← cap·tanh(logits/cap)
 //   dense      y = W x for the fp16/fp32 lm_head
 import { UserError } from '../../../errors.ts';
 import { Code, code, ident } from '../../common/fragments.ts';
@@ -99,25 +104,69 @@ function rowsKernel(name: string, params: Record<string, number>, args: CudaPara
   });
 }
 
-/** rms(·, γ, ε) over each head of x [T][heads·d] in place (the program's q/k norm, before RoPE); one block per (token, head). */
-export function headNormKernel(heads: number, d: number, eps: number, gamma: boolean): CudaKernel {
+/** Shape of a q/k norm (block-program.ts qkNormShape): `groups` runs of `width` features of
+ *  each token's row, γ shared by the runs or each run's own, RMSNorm or LayerNorm (no β). */
+export interface HeadNormShape {
+  groups: number;
+  width: number;
+  sharedGamma: boolean;
+  kind: 'rms' | 'layer';
+}
+
+/**
+ * The program's q/k norm of x [T][groups·width] in place, before RoPE: each run of width
+ * features normalised on its own (per head, or the whole projection); one block per (token, run).
+ * The default shape (per head, shared γ, RMSNorm) keeps its name.
+ */
+export function headNormKernel(n: HeadNormShape, eps: number, gamma: boolean): CudaKernel {
+  const { groups, width } = n;
+  const own = !n.sharedGamma && groups > 1;
+  const source = n.kind === 'layer' ? 'layer_norm' : 'norm';
+  const threads = width >= 1024 ? 256 : 64;
+  const g = gamma ? code` * gamma[${own ? code`blockIdx.y * ${width} + ` : code``}i]` : code``;
   return defineKernel({
-    name: `head_norm_h${heads}_d${d}${gamma ? '' : '_nog'}`,
-    params: { heads, d, eps, gamma },
+    name: `head_norm_h${groups}_d${width}${own ? '_own' : ''}${n.kind === 'layer' ? '_ln' : ''}${gamma ? '' : '_nog'}`,
+    params: { heads: groups, d: width, eps, gamma, ...(own ? { own } : {}), ...(n.kind === 'layer' ? { kind: n.kind } : {}) },
     args: [
       { name: 'x', type: 'float*' },
       { name: 'gamma', type: 'const float*' },
       { name: 'T', type: 'int' },
     ],
-    block: 64,
-    grid: [code`T`, code`${heads}`, code`1`],
+    block: threads,
+    grid: [code`T`, code`${groups}`, code`1`],
     body: code`  __shared__ float scratch[32];
-  float* row = x + ((size_t)blockIdx.x * ${heads} + blockIdx.y) * ${d};
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) { const float v = row[i]; ss += v * v; }
-  ss = twlac_block_reduce<false>(ss, scratch);
-  const float inv = rsqrtf(ss / ${d}.0f + ${cudaFloat(eps)});
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) row[i] = row[i] * inv${gamma ? code` * gamma[i]` : code``};`,
+  float* row = x + ((size_t)blockIdx.x * ${groups} + blockIdx.y) * ${width};
+${normStats(source, width, threads, eps, (i) => code`row[${i}]`)}
+  for (int i = threadIdx.x; i < ${width}; i += ${threads}) row[i] = ${source === 'layer_norm' ? code`(row[i] - mu)` : code`row[i]`} * inv${g};`,
+  });
+}
+
+/** y[t][i] = cap·tanh(y[t][i]/cap) over T rows of n (the program's final logit soft-cap, Gemma-2). */
+export function softcapKernel(n: number, cap: number): CudaKernel {
+  return rowsKernel(`softcap_n${n}_c${Math.round(cap * 1e6)}`, { n, cap }, [{ name: 'y', type: 'float*' }], n, code`y[(size_t)t * ${n} + i] = ${cudaFloat(cap)} * tanhf(y[(size_t)t * ${n} + i] / ${cudaFloat(cap)});`);
+}
+
+/**
+ * x[t] += s · rms(r[t])·γ: a block output's post-norm (RMSNorm with its own γ and ε, Gemma-2/3,
+ * OLMo-2) and the residual add with the program's multiplier s; one block per token.
+ */
+export function postNormAddKernel(n: number, scale: number, eps: number, gamma: boolean): CudaKernel {
+  const threads = 256;
+  return defineKernel({
+    name: `post_norm_add_n${n}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}_e${Math.round(-Math.log2(eps) * 1e3)}${gamma ? '' : '_nog'}`,
+    params: { n, scale, eps, gamma },
+    args: [
+      { name: 'r', type: 'const float*' },
+      { name: 'gamma', type: 'const float*' },
+      { name: 'x', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: threads,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  __shared__ float scratch[32];
+  const int t = blockIdx.x;
+${normStats('norm', n, threads, eps, (i) => code`r[(size_t)t * ${n} + ${i}]`)}
+  for (int i = threadIdx.x; i < ${n}; i += ${threads}) x[(size_t)t * ${n} + i] += ${scale === 1 ? code`` : code`${cudaFloat(scale)} * `}(r[(size_t)t * ${n} + i] * inv${gamma ? code` * gamma[i]` : code``});`,
   });
 }
 
@@ -361,6 +410,8 @@ export interface AttnShape {
   window?: number;
   /** Dims of a head that RoPE rotates (the program's rope.rotaryDim) when fewer than headDim. */
   rotaryDim?: number;
+  /** Scores become cap·tanh(scores/cap) before the softmax (the program's attention.softcap). */
+  softcap?: number;
 }
 
 /** The scale the attention kernels multiply q by. */
@@ -370,23 +421,29 @@ export function attnScale(a: AttnShape): number {
 
 /** Kernel-name suffix and params of a non-default scale and of a sliding window (none for the
  *  defaults: names and text unchanged). */
-export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number; window?: number } } {
-  const suffix = (a.scale === undefined ? '' : `_s${Math.round(a.scale * 1e8)}`) + (a.window === undefined ? '' : `_w${a.window}`);
-  return { suffix, params: { ...(a.scale === undefined ? {} : { scale: a.scale }), ...(a.window === undefined ? {} : { window: a.window }) } };
+export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number; window?: number; softcap?: number } } {
+  const suffix = (a.scale === undefined ? '' : `_s${Math.round(a.scale * 1e8)}`) + (a.window === undefined ? '' : `_w${a.window}`) + (a.softcap === undefined ? '' : `_c${Math.round(a.softcap * 1e6)}`);
+  return { suffix, params: { ...(a.scale === undefined ? {} : { scale: a.scale }), ...(a.window === undefined ? {} : { window: a.window }), ...(a.softcap === undefined ? {} : { softcap: a.softcap }) } };
+}
+
+/** A scaled score as the softmax takes it: cap·tanh(s/cap) with a soft-cap, else s itself. */
+function softcapped(a: AttnShape, s: Code): Code {
+  return a.softcap === undefined ? s : code`${cudaFloat(a.softcap)} * tanhf(${s} / ${cudaFloat(a.softcap)})`;
 }
 
 /**
  * RoPE on q and k (rotate_half pairing on the first rotaryDim dims of each head, frequencies
  * ropeTheta^(−2i/rotaryDim); the other dims pass through), then k and v appended to this
- * layer's fp16 cache [maxPos][kvHeads·d].
+ * layer's fp16 cache [maxPos][kvHeads·d]. `layerTheta`: θ is a layer's own (Gemma-3 local
+ * layers), named in the kernel's name.
  */
-export function ropeKvKernel(a: AttnShape): CudaKernel {
+export function ropeKvKernel(a: AttnShape, layerTheta = false): CudaKernel {
   const d = a.headDim;
   const rd = a.rotaryDim ?? d;
   if (rd % 2 || rd > d || rd < 2) throw new UserError(`CUDA target: rotary dims ${rd} of head dim ${d}`);
   const qd = a.heads * d;
   const kvd = a.kvHeads * d;
-  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}${rd === d ? '' : `_r${rd}`}`;
+  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}${rd === d ? '' : `_r${rd}`}${layerTheta ? `_t${Math.round(a.ropeTheta)}` : ''}`;
   // the dims past rotaryDim: k's go to the cache unrotated (q's stay where they are)
   const pass =
     rd === d
@@ -552,7 +609,7 @@ ${
       }
     }
     acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    if (hf == 0 && p < p1) sc[pl_] = acc;
+    if (hf == 0 && p < p1) sc[pl_] = ${softcapped(a, code`acc`)};
   }
   __syncthreads();
   float mx = -INFINITY;
@@ -714,7 +771,8 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     }
     float mt = -INFINITY;
     #pragma unroll
-    for (int j = 0; j < ${PPT}; ++j) {
+    for (int j = 0; j < ${PPT}; ++j) {${a.softcap === undefined ? code`` : code`
+      sc[j] = ${softcapped(a, code`sc[j]`)};`}
       if (p0 + l8 + ${TPQ} * j > mine${a.window === undefined ? code`` : code` || p0 + l8 + ${TPQ} * j < first`}) sc[j] = -INFINITY; // causal (and past the tile's last position)${a.window === undefined ? code`` : code`, in the window`}
       mt = fmaxf(mt, sc[j]);
     }
