@@ -25,6 +25,17 @@
 //              block-program feature each
 //   rand12m-qknorm/ rand12m-tq2 with per-head q/k RMSNorms
 //   rand12m-order2/ rand12m-tq2 with v and down as order-2 linears (a second ternary plane)
+//   rand12m-gelu/ rand12m-tq2 with the GELU(erf)-gated MLP
+//   rand12m-gpt2-like/ rand12m-tq2 as GPT-2: LayerNorms with β, learned positions and no RoPE,
+//              ungated GELU(tanh) MLPs (up → σ → down), biases on every linear
+//   rand12m-neox-like/ rand12m-tq2 as GPT-NeoX: LayerNorms with β, the parallel residual (each
+//              branch with its own norm), RoPE on 16 of 64 dims, ungated GELU(erf) MLPs
+//   rand12m-gemma2-like/ rand12m-tq2 as Gemma-2/3: post-norms, attention and final-logit
+//              soft-caps (small caps, so that tanh bends), a RoPE θ of their own on even layers
+//   rand12m-olmo2-like/ rand12m-tq2 as OLMo-2: no pre-norms, post-norms, q/k RMSNorms over the
+//              whole projection
+//   rand12m-stablelm-qkln/ rand12m-tq2 as StableLM with qk_layernorm: LayerNorms with β,
+//              per-head q/k LayerNorms each head with its own γ, RoPE on 16 of 64 dims
 // Usage: npx tsx scripts/device/gen-e2e.ts [FIXTURE_ARTIFACT_DIR] [--only name,name]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -157,11 +168,34 @@ if (want('rand12m-bias')) {
   references(d, ids, prompt, 32);
   console.log('rand12m-bias: written');
 }
-// rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-scales/: rand12m-tq2 with one
-// block-program feature each (Mistral/Gemma-2 sliding windows of 16 keys on even blocks,
-// the other blocks global; RoPE on 32 of the 64 head dims; the GELU(tanh)-gated MLP; Gemma's
-// and Granite's embedding, residual and logit multipliers; v and down as order-2 linears),
-// against the float64 reference.
+// rand12m-window/, rand12m-partial/, rand12m-geglu/, rand12m-gelu/, rand12m-scales/: rand12m-tq2
+// with one block-program feature each (Mistral/Gemma-2 sliding windows of 16 keys on even
+// blocks, the other blocks global; RoPE on 32 of the 64 head dims; the GELU(tanh)- and
+// GELU(erf)-gated MLPs; Gemma's and Granite's embedding, residual and logit multipliers; v and
+// down as order-2 linears); rand12m-gpt2-like/, rand12m-neox-like/, rand12m-gemma2-like/,
+// rand12m-olmo2-like/, rand12m-stablelm-qkln/: a family's features together (see the list
+// above); each against the float64 reference.
+/** LayerNorm with random γ and β at every norm, and an ungated MLP of `activation` in every block (GPT-2, GPT-NeoX). */
+function gptLike(m: ReturnType<typeof randomArtifactModel>, activation: 'gelu' | 'gelu-tanh', seed: number): void {
+  const rand = rng(seed);
+  const beta = () => Float32Array.from({ length: m.config.hidden }, () => 0.1 * (rand() * 2 - 1));
+  m.program.norm = 'layer';
+  m.finalNormBias = beta();
+  for (const b of m.blocks) {
+    b.attnNormBias = beta();
+    b.mlpNormBias = beta();
+    delete b.linears.gate;
+    b.mlp = { activation, gated: false };
+  }
+}
+/** Random γ around 1 of n features. */
+function gammas(rand: () => number, n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => 0.8 + 0.4 * rand());
+}
+/** Post-norms (RMSNorm, own γ) of every block's attention and MLP outputs (Gemma-2/3, OLMo-2). */
+function postNorms(m: ReturnType<typeof randomArtifactModel>, rand: () => number): void {
+  for (const b of m.blocks) b.postNorm = { attn: { gamma: gammas(rand, m.config.hidden), eps: 1e-6 }, mlp: { gamma: gammas(rand, m.config.hidden), eps: 1e-6 } };
+}
 const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => void> = {
   'rand12m-window': (m) => m.blocks.forEach((b, i) => (b.attention.window = i % 2 === 0 ? 16 : null)),
   'rand12m-partial': (m) => (m.program.rope.rotaryDim = 32),
@@ -173,6 +207,52 @@ const variants: Record<string, (m: ReturnType<typeof randomArtifactModel>) => vo
     }
   },
   'rand12m-geglu': (m) => m.blocks.forEach((b) => (b.mlp.activation = 'gelu-tanh')),
+  'rand12m-gelu': (m) => m.blocks.forEach((b) => (b.mlp.activation = 'gelu')),
+  'rand12m-gpt2-like': (m) => {
+    gptLike(m, 'gelu-tanh', 12);
+    const rand = rng(13);
+    const c = m.config;
+    m.program.rope = { kind: 'none', theta: c.ropeTheta, rotaryDim: 0 };
+    m.positionEmbed = Float32Array.from({ length: c.maxPositions * c.hidden }, () => 0.5 * (rand() * 2 - 1));
+    const bias = (n: number) => Float32Array.from({ length: n }, () => 0.1 * (rand() * 2 - 1));
+    for (const b of m.blocks) for (const l of Object.values(b.linears)) l.bias = bias(l.rows);
+    m.lmHead.bias = bias(m.lmHead.rows);
+  },
+  'rand12m-neox-like': (m) => {
+    gptLike(m, 'gelu', 14);
+    m.program.residual = 'parallel';
+    m.program.rope.rotaryDim = 16;
+  },
+  'rand12m-gemma2-like': (m) => {
+    postNorms(m, rng(15));
+    m.blocks.forEach((b, i) => {
+      b.attention.softcap = 1;
+      if (i % 2 === 0) b.attention.ropeTheta = 1000;
+    });
+    m.program.logitSoftcap = 2;
+  },
+  'rand12m-olmo2-like': (m) => {
+    const rand = rng(16);
+    postNorms(m, rand);
+    const { heads, kvHeads, headDim } = m.config;
+    for (const b of m.blocks) {
+      b.preNorm = false;
+      b.attention.qkNorm = { q: { gamma: gammas(rand, heads * headDim), eps: 1e-6 }, k: { gamma: gammas(rand, kvHeads * headDim), eps: 1e-6 }, span: 'all' };
+    }
+  },
+  'rand12m-stablelm-qkln': (m) => {
+    const rand = rng(17);
+    const { hidden, heads, kvHeads, headDim } = m.config;
+    const beta = () => Float32Array.from({ length: hidden }, () => 0.1 * (rand() * 2 - 1));
+    m.program.norm = 'layer';
+    m.program.rope.rotaryDim = 16;
+    m.finalNormBias = beta();
+    for (const b of m.blocks) {
+      b.attnNormBias = beta();
+      b.mlpNormBias = beta();
+      b.attention.qkNorm = { q: { gamma: gammas(rand, heads * headDim), eps: 1e-5 }, k: { gamma: gammas(rand, kvHeads * headDim), eps: 1e-5 }, span: 'head-own', kind: 'layer' };
+    }
+  },
   'rand12m-scales': (m) => {
     m.program.embedScale = 2.5;
     m.program.logitScale = 0.4;

@@ -4,8 +4,8 @@
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 E=.device/e2e
 log() { echo "== $*"; }
-( for d in fixture fixture-tq2 fixture-a8 fixture-lat-a8 rand12m rand12m-tq2 rand12m-a8 rand12m-qscale rand12m-bias rand12m-qknorm rand12m-window rand12m-partial rand12m-geglu rand12m-scales rand12m-order2 llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4 llama7b-tq2lat-a8 llama7b-tq1lat-a4; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
-for d in rand12m rand12m-tq2 rand12m-a8 rand12m-qscale rand12m-bias rand12m-qknorm rand12m-window rand12m-partial rand12m-geglu rand12m-scales rand12m-order2 fixture fixture-tq2 fixture-a8 fixture-lat-a8; do
+( for d in fixture fixture-tq2 fixture-a8 fixture-lat-a8 rand12m rand12m-tq2 rand12m-a8 rand12m-qscale rand12m-bias rand12m-qknorm rand12m-window rand12m-partial rand12m-geglu rand12m-scales rand12m-order2 rand12m-gelu rand12m-gpt2-like rand12m-neox-like rand12m-gemma2-like rand12m-olmo2-like rand12m-stablelm-qkln llama7b-tq1 llama7b-tq2 llama7b-tq2-a8 llama7b-tq1-a4 llama7b-tq2lat-a8 llama7b-tq1lat-a4; do [ -d $E/$d ] || continue; (cd $E/$d/kernels/cuda && make ARCH=sm_90a >build.log 2>&1 || { echo "build $d failed"; grep -m5 error build.log; }) & done; wait )
+for d in rand12m rand12m-tq2 rand12m-a8 rand12m-qscale rand12m-bias rand12m-qknorm rand12m-window rand12m-partial rand12m-geglu rand12m-scales rand12m-order2 rand12m-gelu rand12m-gpt2-like rand12m-neox-like rand12m-gemma2-like rand12m-olmo2-like rand12m-stablelm-qkln fixture fixture-tq2 fixture-a8 fixture-lat-a8; do
   B=$E/$d/kernels/cuda/twlac_cuda_sm_90a
   [ -x $B ] || continue
   log "$d logits"; $B --weights $E/$d --ids $(cat $E/$d/ref_ids.txt) --logits-out /tmp/$d.logits.bin

@@ -85,6 +85,21 @@ function withQkNorm(m: ReturnType<typeof syntheticManifest>, i: number): void {
   m.blocks[i].attention.qkNorm = { q: { gamma: addVector(m, `blocks.${i}.q_norm`, d), eps: 1e-6 }, k: { gamma: addVector(m, `blocks.${i}.k_norm`, d), eps: 1e-6 } };
 }
 
+/** Make a synthetic manifest GPT-2-like: LayerNorms with β, learned positions, no RoPE, ungated GELU(tanh) MLPs. */
+function gpt2Like(m: ReturnType<typeof syntheticManifest>): void {
+  const { hidden, maxPositions } = m.config;
+  m.program.norm = 'layer';
+  m.program.rope = { kind: 'none', theta: m.program.rope.theta, rotaryDim: 0 };
+  m.positionEmbed = addVector(m, 'position_embed', maxPositions * hidden);
+  m.blocks.forEach((b, i) => {
+    b.attnNormBias = addVector(m, `blocks.${i}.attn_norm_bias`, hidden);
+    b.mlpNormBias = addVector(m, `blocks.${i}.mlp_norm_bias`, hidden);
+    delete b.gate;
+    b.mlp = { activation: 'gelu-tanh', gated: false };
+  });
+  m.finalNormBias = addVector(m, 'final_norm_bias', hidden);
+}
+
 const tiny: ModelConfig = { arch: 'llama', vocab: 256, hidden: 128, layers: 1, heads: 2, kvHeads: 1, headDim: 64, intermediate: 256, ropeTheta: 10000, normEps: 1e-5, maxPositions: 128 };
 
 /** Host C++ that decodes every unit of `rows` groups with the CUDA snippets and compares each
@@ -605,6 +620,149 @@ describe('emitCuda', () => {
     expect(forward).toMatch(/b\.logits, nLogits, 0, s\);\n  launch_scale_n\d+_s400000\(b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
     expect(src).toContain('tanhf(0.7978845608028654f * (');
   });
+  it('GELU(erf) MLP: the down act kernel takes σ(g)·u with erff, where the gated SwiGLU would be', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    m.blocks[1].mlp.activation = 'gelu';
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const [, b0, b1] = src.slice(src.indexOf('static void twlac_forward')).split('// block ');
+    expect(b0).toMatch(/launch_act_swiglu_d256\(b\.g, b\.u, /);
+    expect(b1).toMatch(/TWLAC_MARK\(s, "gate_up"\);\n  launch_act_geglu_erf_d256\(b\.g, b\.u, nullptr, nullptr, /);
+    const k = src.slice(src.indexOf('// twlac kernel act_geglu_erf_d256('), src.indexOf('// twlac kernel', src.indexOf('// twlac kernel act_geglu_erf_d256(') + 1));
+    expect(k).toContain('(0.5f * src[(size_t)t * 256 + i] * (1.f + erff(src[(size_t)t * 256 + i] * 0.7071067811865476f))) * src2[(size_t)t * 256 + i])');
+    // an online transform at the down site: the same value into the transform's buffer
+    expect(actKernel({ source: 'geglu_erf', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }).source()).toContain('buf[i] = ((0.5f * src[(size_t)t * 256 + i] * (1.f + erff(');
+    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'gelu-mlp' \(.*\) \(block 1\)$/);
+  });
+  it('GPT-2 (LayerNorm with β, learned positions, no RoPE, ungated GELU MLP): each step where the program puts it', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    gpt2Like(m);
+    withBias(m, m.blocks[1].up);
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const [pre, b0, b1] = forward.split('// block ');
+    // a float tensor's pointer, at its device offset in the header's tensor table
+    const at = (name: string) => {
+      const dev = src.match(new RegExp(`\\{\\d+ull, \\d+ull, (\\d+)ull, [^\\n]*// ${name.replaceAll('.', '\\.')}\\n`));
+      expect(dev).not.toBeNull();
+      return `reinterpret_cast<const float\\*>\\(W \\+ ${dev![1]}ull\\)`;
+    };
+    // x₀ = E[id] + P[pos0 + t]: the position table and the device position
+    expect(pre).toMatch(new RegExp(`launch_embed_h128_f16_pos\\(ids, [^\\n]*, ${at('position_embed')}, b\\.pos, b\\.x, T, s\\);`));
+    expect(src).toMatch(/x\[\(size_t\)t \* 128 \+ i\] = __half2float\([^\n]*\) \+ ptable\[\(size_t\)\(\*posp \+ t\) \* 128 \+ i\];/);
+    for (const [i, b] of [b0, b1].entries()) {
+      // LayerNorm of b.x with γ and β at both pre-norms; k and v to the cache without RoPE
+      expect(b).toMatch(new RegExp(`launch_act_layer_norm_d128\\(b\\.x, nullptr, ${at(`blocks.${i}.attn_norm`)}, ${at(`blocks.${i}.attn_norm_bias`)}, `));
+      expect(b).toMatch(new RegExp(`launch_act_layer_norm_d128\\(b\\.x, nullptr, ${at(`blocks.${i}.mlp_norm`)}, ${at(`blocks.${i}.mlp_norm_bias`)}, `));
+      expect(b).toMatch(/TWLAC_MARK\(s, "qkv"\);\n  launch_kv_append_kv1_d64\(b\.q, b\.k, b\.v, /);
+      expect(b).not.toMatch(/launch_rope|gate_up|b\.g\b/);
+      // u = up(m) alone, then σ(u)
+      expect(b).toMatch(/, b\.u, T, 0, s\);(\n  launch_bias_add_n256\([^\n]*b\.u, T, s\);)?\n  TWLAC_MARK\(s, "up"\);\n  launch_act_gelu_tanh_d256\(b\.u, nullptr, nullptr, nullptr, /);
+    }
+    expect(b0).not.toMatch(/bias_add_n256/);
+    expect(b1).toMatch(/launch_bias_add_n256\([^\n]*b\.u, T, s\);\n  TWLAC_MARK\(s, "up"\);/);
+    expect(forward).toMatch(new RegExp(`// final norm and lm_head\\n  launch_act_layer_norm_d128\\(b\\.x, nullptr, ${at('final_norm')}, ${at('final_norm_bias')}, `));
+    expect(src).not.toMatch(/rope_kv_|act_norm_/);
+    // the kernels: LayerNorm's mean first, then the centred variance (two passes), ·γ + β; σ(u) ungated
+    const kernel = (name: string) => {
+      const i = src.indexOf(`// twlac kernel ${name}(`);
+      expect(i).toBeGreaterThan(0);
+      return src.slice(i, src.indexOf('// twlac kernel', i + 1));
+    };
+    const ln = kernel('act_layer_norm_d128');
+    expect(ln).toMatch(/mu = twlac_block_reduce<false>\(mu, scratch\) \/ 128\.0f;\n  float ss = 0\.f;\n[^\n]*const float v = src\[\(size_t\)t \* 128 \+ i\] - mu; ss \+= v \* v;/);
+    expect(ln).toContain('(src[(size_t)t * 128 + i] - mu) * inv * (gamma ? gamma[i] : 1.f) + (beta ? beta[i] : 0.f)');
+    expect(kernel('act_gelu_tanh_d256')).toContain('__float2half_rn((0.5f * src[(size_t)t * 256 + i] * (1.f + tanhf(0.7978845608028654f * (src[');
+    expect(kernel('act_gelu_tanh_d256')).not.toMatch(/src2\[/);
+    const kv = kernel('kv_append_kv1_d64');
+    expect(kv).toContain('kcache[dst + e] = __float2half_rn(k[src + e]);');
+    expect(kv).toContain('vcache[dst + e] = __float2half_rn(v[src + e]);');
+    // a LayerNorm without β (folded into the next linears) passes a null β
+    const noBeta = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    gpt2Like(noBeta);
+    delete noBeta.blocks[0].attnNormBias;
+    expect(cudaModelSource(noBeta, 'sm_90a', CUDA_EMITTABLE)).toMatch(/launch_act_layer_norm_d128\(b\.x, nullptr, reinterpret_cast<const float\*>\(W \+ \d+ull\), nullptr, /);
+    // a position table shorter than the positions the runtime takes is refused
+    const short = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    gpt2Like(short);
+    short.tensors.position_embed.bytes = 64 * 128 * 4;
+    expect(() => cudaModelSource(short, 'sm_90a', CUDA_EMITTABLE)).toThrow(/^CUDA target: the position table position_embed is not float32 \[128\]\[128\]$/);
+  });
+  it('parallel residual (GPT-NeoX, Phi-2): the MLP reads the block input: mlp-in and gate/up run before o adds into b.x', () => {
+    const m = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    const seq = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    m.program.residual = 'parallel';
+    const par = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const marks = (src: string) => [...src.slice(src.indexOf('static void twlac_forward')).matchAll(/TWLAC_MARK\(s, "(\w+)"\)/g)].map((x) => x[1]);
+    expect(marks(seq)).toEqual(['embed', 'attn_act', 'qkv', 'rope_kv', 'attention', 'attn_combine', 'o_act', 'o', 'mlp_act', 'gate_up', 'down_act', 'down', 'final_act', 'lm_head']);
+    expect(marks(par)).toEqual(['embed', 'attn_act', 'qkv', 'rope_kv', 'attention', 'attn_combine', 'mlp_act', 'gate_up', 'o_act', 'o', 'down_act', 'down', 'final_act', 'lm_head']);
+    // the MLP's norm reads b.x before o accumulates into it; o and down both accumulate into b.x
+    const body = par.slice(par.indexOf('// block 0'));
+    expect(body.indexOf('launch_act_norm_d128(b.x', body.indexOf('"attn_combine"'))).toBeLessThan(body.indexOf('b.x, T, 1, s);'));
+    expect(body.match(/b\.x, T, 1, s\);/g)).toHaveLength(2);
+  });
+  it('Gemma-2/3 and OLMo-2: post-norms, no pre-norm, soft-caps, a layer RoPE θ and whole-width q/k norms, each where the program puts it', () => {
+    const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+    const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    const b = m.blocks[1];
+    b.postNorm = { attn: { gamma: addVector(m, 'blocks.1.attn_post_norm', 128), eps: 1e-6 }, mlp: { gamma: addVector(m, 'blocks.1.mlp_post_norm', 128), eps: 1e-6 } };
+    b.residualScale = { attn: 1, mlp: 0.5 };
+    b.preNorm = false;
+    b.attention.softcap = 50;
+    b.attention.ropeTheta = 1e6;
+    withQkNorm(m, 1);
+    b.attention.qkNorm = { q: { gamma: addVector(m, 'blocks.1.q_norm_all', 128), eps: 1e-6 }, k: { gamma: addVector(m, 'blocks.1.k_norm_all', 64), eps: 1e-6 }, span: 'all' };
+    m.program.logitScale = 0.5;
+    m.program.logitSoftcap = 30;
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    expect(plain).not.toMatch(/post_norm_add|softcap_|_c50|head_norm|_t1000000|act_plain_d128\(b\.x/);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    const [, b0, rest] = forward.split('// block ');
+    const b1 = rest.slice(0, rest.indexOf('// final norm'));
+    const ptr = (name: string) => {
+      const dev = src.match(new RegExp(`\\{\\d+ull, \\d+ull, (\\d+)ull, [^\\n]*// ${name.replaceAll('.', '\\.')}\\n`));
+      expect(dev).not.toBeNull();
+      return `reinterpret_cast<const float*>(W + ${dev![1]}ull)`;
+    };
+    // block 0 as LLaMA; block 1 reads the stream without a norm
+    expect(b0).toMatch(/launch_act_norm_d128\(b\.x, nullptr, reinterpret_cast/);
+    expect(b0).not.toMatch(/post_norm|act_plain_d128\(b\.x|_c50|_t1000000|head_norm/);
+    expect(b1.startsWith('1\n  launch_act_plain_d128(b.x, nullptr, nullptr, nullptr, ')).toBe(true);
+    expect(b1).toContain('TWLAC_MARK(s, "mlp_act");');
+    expect(b1.match(/launch_act_plain_d128\(b\.x, nullptr, nullptr, nullptr, /g)).toHaveLength(2); // attn-in and mlp-in
+    expect(b1).not.toMatch(/act_norm_d128/);
+    // q, k normalised over the whole projection (one run, γ over it), then RoPE with the layer's θ
+    expect(b1).toContain(`TWLAC_MARK(s, "qkv");\n  launch_head_norm_h1_d128(b.q, ${ptr('blocks.1.q_norm_all')}, T, s);\n  launch_head_norm_h1_d64(b.k, ${ptr('blocks.1.k_norm_all')}, T, s);\n  TWLAC_MARK(s, "qk_norm");\n  launch_rope_kv_h2_kv1_d64_t1000000(`);
+    expect(src).toContain(`${Math.pow(1e6, -2 / 64).toExponential(17)}`);
+    // soft-capped scores: split decode and the scalar prefill kernel (not the tensor-core one)
+    expect(b1).toMatch(/launch_attn_prefill_h2_kv1_d64_c50000000\(/);
+    expect(b1).toMatch(/launch_attn_partial_h2_kv1_d64_c50000000\(/);
+    expect(b0).toMatch(/launch_attn_prefill_tc_h2_kv1_d64\(/);
+    const kernel = (name: string) => {
+      const i = src.indexOf(`// twlac kernel ${name}(`);
+      expect(i).toBeGreaterThan(0);
+      return src.slice(i, src.indexOf('// twlac kernel', i + 1));
+    };
+    const cap = cudaFloat(50).text;
+    expect(kernel('attn_partial_h2_kv1_d64_c50000000')).toContain(`sc[pl_] = ${cap} * tanhf(acc / ${cap});`);
+    expect(kernel('attn_prefill_h2_kv1_d64_c50000000')).toMatch(new RegExp(`sc\\[j\\] = ${cap.replace(/[.+]/g, '\\$&')} \\* tanhf\\(sc\\[j\\] / [^\\n]*\\);\\n      if \\(p0 \\+ l8`));
+    // o and down into b.r, then x += s · rms(r)·γ with the post-norm's own γ
+    expect(b1).toContain(`b.r, T, 0, s);\n  launch_post_norm_add_n128_e19932(b.r, ${ptr('blocks.1.attn_post_norm')}, b.x, T, s);\n  TWLAC_MARK(s, "o");`);
+    expect(b1).toContain(`b.r, T, 0, s);\n  launch_post_norm_add_n128_s500000_e19932(b.r, ${ptr('blocks.1.mlp_post_norm')}, b.x, T, s);\n  TWLAC_MARK(s, "down");`);
+    expect(kernel('post_norm_add_n128_s500000_e19932')).toContain('x[(size_t)t * 128 + i] += 5.000000000e-1f * (r[(size_t)t * 128 + i] * inv * gamma[i]);');
+    // logits: scale, then cap·tanh(z/cap)
+    expect(forward).toMatch(/launch_scale_n256_s500000\(b\.logits, nLogits, s\);\n  launch_softcap_n256_c30000000\(b\.logits, nLogits, s\);\n  TWLAC_MARK\(s, "lm_head"\);/);
+    expect(kernel('softcap_n256_c30000000')).toContain(`= ${cudaFloat(30).text} * tanhf(y[(size_t)t * 256 + i] / ${cudaFloat(30).text});`);
+  });
+  it('StableLM qk_layernorm: a LayerNorm (γ, no β) per head of q and k, each head with its own γ', () => {
+    const m = syntheticManifest({ ...tiny, layers: 1 }, ternaryFormat('trit5', 128));
+    withQkNorm(m, 0);
+    m.blocks[0].attention.qkNorm = { q: { gamma: addVector(m, 'q_ln', 128), eps: 1e-5 }, k: { gamma: addVector(m, 'k_ln', 64), eps: 1e-5 }, span: 'head-own', kind: 'layer' };
+    const src = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
+    expect(src).toMatch(/launch_head_norm_h2_d64_own_ln\(b\.q, [^\n]*\n  launch_head_norm_h1_d64_ln\(b\.k, /);
+    const k = src.slice(src.indexOf('// twlac kernel head_norm_h2_d64_own_ln('));
+    expect(k).toMatch(/mu = twlac_block_reduce<false>\(mu, scratch\) \/ 64\.0f;[^]*row\[i\] = \(row\[i\] - mu\) \* inv \* gamma\[blockIdx\.y \* 64 \+ i\];/);
+    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/does not implement feature 'qk-norm-head-own'/);
+  });
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['gelu-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu')],
@@ -616,6 +774,7 @@ describe('emitCuda', () => {
       ['query-scale', (m) => void (m.blocks[1].attention.scale = 0.1)],
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
       ['residual-scale', (m) => void (m.blocks[1].residualScale = { attn: 0.5, mlp: 1 })],
+      ['ungated-mlp', (m) => void (delete m.blocks[1].gate, (m.blocks[1].mlp.gated = false))],
       // Gemma-2/3 and OLMo-2 (not emitted yet)
       ['post-norm', (m) => void (m.blocks[1].postNorm = { attn: { gamma: addVector(m, 'blocks.1.attn_post_norm', m.config.hidden), eps: 1e-6 }, mlp: { gamma: null, eps: 1e-6 } })],
       ['no-pre-norm', (m) => void (m.blocks[1].preNorm = false)],
@@ -627,6 +786,19 @@ describe('emitCuda', () => {
       expect(() => cudaModelSource(m, 'sm_90a')).not.toThrow();
       edit(m);
       expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
+    }
+    // model-wide: GPT-2 / GPT-NeoX features, emitted but refused until checked on a GPU (CUDA_UNVERIFIED)
+    const wide: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
+      ['layer-norm', (m) => void (m.program.norm = 'layer')],
+      ['no-rope', (m) => void (m.program.rope = { kind: 'none', theta: 10000, rotaryDim: 0 })],
+      ['learned-positions', (m) => void (m.positionEmbed = addVector(m, 'position_embed', m.config.maxPositions * m.config.hidden))],
+      ['parallel-residual', (m) => void (m.program.residual = 'parallel')],
+    ];
+    for (const [feature, edit] of wide) {
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
+      edit(m);
+      expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \(.*\)$`));
+      expect(() => cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE)).not.toThrow();
     }
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
     m.program.logitSoftcap = 30;
@@ -1047,6 +1219,52 @@ describe.skipIf(!NVCC)('nvcc compiles every kernel kind (compile only)', () => {
           expect(existsSync(join(dir, a, 'all.o'))).toBe(true);
         }),
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 600_000);
+  it('sm_90a: GPT-2 / GPT-NeoX-like and Gemma / OLMo-2 / StableLM-like models, without warnings', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twlac-cuda-gpt-'));
+    try {
+      // LayerNorm with β, learned positions, no RoPE, parallel residual, ungated GELU(tanh) and gated GELU(erf) MLPs
+      const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('bit2', 128), 8);
+      const gate = m.blocks[1].gate;
+      gpt2Like(m);
+      m.blocks[1].gate = gate;
+      m.blocks[1].mlp = { activation: 'gelu', gated: true };
+      m.program.residual = 'parallel';
+      // post-norms, no pre-norm, soft-caps, a layer's own θ, whole-width and per-head-own LayerNorm q/k norms
+      const g = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('bit2', 128), 16);
+      g.blocks.forEach((b, i) => {
+        b.postNorm = { attn: { gamma: addVector(g, `blocks.${i}.attn_post_norm`, 128), eps: 1e-6 }, mlp: { gamma: null, eps: 1e-6 } };
+        b.attention.softcap = 50;
+      });
+      g.blocks[0].preNorm = false;
+      g.blocks[1].attention.ropeTheta = 1e6;
+      g.blocks[0].attention.qkNorm = { q: { gamma: addVector(g, 'q_all', 128), eps: 1e-6 }, k: { gamma: addVector(g, 'k_all', 64), eps: 1e-6 }, span: 'all' };
+      g.blocks[1].attention.qkNorm = { q: { gamma: addVector(g, 'q_own', 128), eps: 1e-6 }, k: { gamma: null, eps: 1e-6 }, span: 'head-own', kind: 'layer' };
+      g.program.logitSoftcap = 30;
+      emitCuda(m, dir, ['sm_90a'], CUDA_EMITTABLE);
+      emitCuda(g, join(dir, 'gemma'), ['sm_90a'], CUDA_EMITTABLE);
+      const h = readFileSync(join(dir, 'sm_90a', 'twlac_model.cuh'), 'utf8');
+      for (const k of ['act_layer_norm_d128', 'act_gelu_tanh_d256', 'act_geglu_erf_d256', 'kv_append_kv1_d64', 'embed_h128_f16_pos']) expect(h).toContain(`launch_${k}(`);
+      const gh = readFileSync(join(dir, 'gemma', 'sm_90a', 'twlac_model.cuh'), 'utf8');
+      for (const k of ['post_norm_add_n128_e19932', 'post_norm_add_n128_e19932_nog', 'softcap_n256_c30000000', 'attn_prefill_h2_kv1_d64_c50000000', 'rope_kv_h2_kv1_d64_t1000000', 'head_norm_h1_d128', 'head_norm_h2_d64_own_ln', 'head_norm_h1_d64_ln_nog']) expect(gh).toContain(`launch_${k}(`);
+      const gemma = run(NVCC!, ['-c', '-O1', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-I', join(dir, 'gemma', 'sm_90a'), '-o', join(dir, 'gemma.o'), join(dir, 'gemma', 'twlac_cuda_main.cu')], { maxBuffer: 1 << 24 });
+      // the same sources behind an online transform (the act kernel's other body)
+      const extra = [
+        actKernel({ source: 'layer_norm', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
+        actKernel({ source: 'gelu', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
+        actKernel({ source: 'geglu_erf', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }),
+      ]
+        .map((k) => k.source() + k.launcher())
+        .join('\n');
+      writeFileSync(join(dir, 'sm_90a', 'extra.cuh'), extra);
+      writeFileSync(join(dir, 'sm_90a', 'all.cu'), '#include "twlac_model.cuh"\n#include "extra.cuh"\n#include "../twlac_cuda_main.cu"\n');
+      const { stderr } = await run(NVCC!, ['-c', '-O1', '-std=c++17', ...CUDA_ARCHS.sm_90a.gencode.split(' '), '-I', join(dir, 'sm_90a'), '-o', join(dir, 'all.o'), join(dir, 'sm_90a', 'all.cu')], { maxBuffer: 1 << 24 });
+      expect(stderr).not.toMatch(/warning/i);
+      expect((await gemma).stderr).not.toMatch(/warning/i);
+      expect(existsSync(join(dir, 'all.o')) && existsSync(join(dir, 'gemma.o'))).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -13,7 +13,8 @@
 // (beyondBuckets): the int8 prefill GEMM at ≤ 8-bit sites, the skinny GEMM in slices of
 // TC_MAX_M tokens, and the prefill attention kernel. tq1 codes are transcoded to bit2 at load
 // (transcode.ts) so that the default format runs on the same kernels. Sites with a transform
-// or bits < 16 go through the act kernel (norm / SwiGLU, Kronecker transform, quantiser).
+// or bits < 16 go through the act kernel (RMSNorm or LayerNorm / the MLP's σ, Kronecker
+// transform, quantiser).
 import { UserError } from '../../errors.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join as pjoin } from 'node:path';
@@ -26,7 +27,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, residualAddKernel, ropeKvKernel, scaleKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, kvAppendKernel, mlpSource, postNormAddKernel, residualAddKernel, ropeKvKernel, scaleKernel, softcapKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -39,7 +40,7 @@ import { gemmWgmmaRsUnsupported } from './kernels/gemm-wgmma-rs.ts';
 import { latticeRowsKernel } from './kernels/lattice-rows.ts';
 import { cudaPrelude, packingHelpers, PACKING_IDS } from './prelude.ts';
 import { latticeCheckFunctions } from './lattice-check.ts';
-import { blockOps, isDefaultScale, refuseMissing, type BlockOp, type Feature, type FeatureTable, type MlpActivation } from '../../program/block-program.ts';
+import { blockOps, isDefaultScale, qkNormShape, refuseMissing, type AttentionProgram, type BlockOp, type Feature, type FeatureTable, type HeadNorm } from '../../program/block-program.ts';
 
 /** Token counts the GEMVs are specialised for; a forward of T tokens uses the smallest M ≥ T. */
 const GEMV_M_BUCKETS = [1, 4, 16] as const;
@@ -91,23 +92,20 @@ export const CUDA_FEATURES = {
   'partial-rotary': false,
   'gelu-mlp': false,
   'gelu-tanh-mlp': false,
-  'attn-softcap': false,
   'embed-scale': false,
   'logit-scale': false,
   'residual-scale': false,
-  // GPT-2 / GPT-NeoX / Phi-2 features: not emitted for CUDA yet.
   'layer-norm': false,
   'ungated-mlp': false,
   'parallel-residual': false,
   'learned-positions': false,
   'no-rope': false,
-  // Gemma-2/3 and OLMo-2 features: not emitted for CUDA yet.
+  'attn-softcap': false,
   'post-norm': false,
   'no-pre-norm': false,
   'qk-norm-full': false,
   'logit-softcap': false,
   'rope-theta-per-layer': false,
-  // StableLM's qk_layernorm: not emitted for CUDA yet (headNormKernel is a shared-γ RMSNorm).
   'qk-norm-head-own': false,
   'qk-layer-norm': false,
 } as const satisfies FeatureTable;
@@ -116,19 +114,44 @@ export const CUDA_FEATURES = {
  * Features the emitter generates (the host tests pin where each launch goes and nvcc compiles
  * them) that have not yet been checked on a GPU against the float64 reference runtime
  * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale, rand12m-window,
- * rand12m-partial, rand12m-geglu, rand12m-scales, rand12m-order2). A compile refuses
- * them until that check has passed; the device check itself and the tests generate them through
- * {@link CUDA_EMITTABLE}.
+ * rand12m-partial, rand12m-geglu, rand12m-scales, rand12m-order2, rand12m-gelu,
+ * rand12m-gpt2-like, rand12m-neox-like, rand12m-gemma2-like, rand12m-olmo2-like,
+ * rand12m-stablelm-qkln). A compile refuses them until that check has passed; the device check
+ * itself and the tests generate them through {@link CUDA_EMITTABLE}.
  */
-export const CUDA_UNVERIFIED = ['order2-linear', 'linear-bias', 'qk-norm', 'query-scale', 'sliding-window', 'partial-rotary', 'gelu-tanh-mlp', 'embed-scale', 'logit-scale', 'residual-scale'] as const satisfies readonly Feature[];
+export const CUDA_UNVERIFIED = [
+  'order2-linear',
+  'linear-bias',
+  'qk-norm',
+  'query-scale',
+  'sliding-window',
+  'partial-rotary',
+  'gelu-tanh-mlp',
+  'gelu-mlp',
+  'embed-scale',
+  'logit-scale',
+  'residual-scale',
+  'layer-norm',
+  'ungated-mlp',
+  'parallel-residual',
+  'learned-positions',
+  'no-rope',
+  'post-norm',
+  'no-pre-norm',
+  'logit-softcap',
+  'attn-softcap',
+  'rope-theta-per-layer',
+  'qk-norm-full',
+  'qk-norm-head-own',
+  'qk-layer-norm',
+] as const satisfies readonly Feature[];
 
 /** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
 export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
 
-/** The act kernel source of each MLP gate activation the emitter takes (GELU(erf) has none: CUDA_FEATURES refuses it). */
-function gatedSource(a: MlpActivation): ActSource {
-  if (a === 'gelu') throw new Error('CUDA emit: the GELU(erf) MLP has no act kernel');
-  return a === 'silu' ? 'swiglu' : 'geglu';
+/** What tells one block's attention kernels from another's. */
+function attnKey(a: Pick<AttentionProgram, 'scale' | 'window' | 'softcap'>): string {
+  return `${a.scale}|${a.window}|${a.softcap}`;
 }
 
 /** Generate the model header for one architecture: refuse what `features` lacks, then walk the program. */
@@ -240,9 +263,12 @@ class ModelEmitter {
   private readonly linearFns = new Map<string, Code>();
   private readonly attn: AttnShape;
   private readonly splits: number;
-  /** Kernels every model has, by name: embedding, RoPE + cache write, the attention combine. */
-  private readonly kern: { embed: string; rope: string; comb: string };
-  /** Decode (split) and prefill attention kernels by softmax scale and window (block attention). */
+  /** Kernels every model has, by name: embedding (+ learned positions), RoPE + cache write (the
+   *  cache write alone with rope 'none'), the attention combine. */
+  private readonly kern: { embed: string; kv: string; comb: string };
+  /** RoPE + cache write kernels of the layers whose θ is their own (Gemma-3 local layers), by θ. */
+  private readonly kvByTheta = new Map<number, string>();
+  /** Decode (split) and prefill attention kernels by softmax scale, window and soft-cap (block attention). */
   private readonly attnByKey = new Map<string, { part: string; pre: string }>();
 
   constructor(
@@ -253,25 +279,41 @@ class ModelEmitter {
     this.layout = deviceLayout(m, arch);
     const c = this.c;
     const rd = m.program.rope.rotaryDim;
-    this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta, ...(rd === c.headDim ? {} : { rotaryDim: rd }) };
+    const rope = m.program.rope.kind !== 'none';
+    this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta, ...(!rope || rd === c.headDim ? {} : { rotaryDim: rd }) };
     this.splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
     if (this.splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
     const e = m.tensors[m.embed];
     if (e.dtype !== 'float16' && e.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${e.dtype} not supported`);
     this.setFill(m.embed, e.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
     const ks = this.ks;
-    const embed = ks.add(embedKernel(c.hidden, e.dtype, m.program.embedScale));
-    const rope = ks.add(ropeKvKernel(this.attn));
-    // block 0's attention kernels (the combine depends on neither scale nor window), in header order
-    const a0 = m.blocks[0]?.attention ?? { scale: attnScale(this.attn), window: null };
-    const shape0 = this.attnShape(a0.scale, a0.window);
+    if (m.positionEmbed) {
+      const p = m.tensors[m.positionEmbed];
+      if (p.dtype !== 'float32' || p.bytes < c.maxPositions * c.hidden * 4) throw new UserError(`CUDA target: the position table ${m.positionEmbed} is not float32 [${c.maxPositions}][${c.hidden}]`);
+      this.setFill(m.positionEmbed, { kind: FILL.float, a: 0, b: 0.1 });
+    }
+    const embed = ks.add(embedKernel(c.hidden, e.dtype, m.program.embedScale, !!m.positionEmbed));
+    const kv = ks.add(rope ? ropeKvKernel(this.attn) : kvAppendKernel(this.attn));
+    // block 0's attention kernels (the combine depends on neither scale, window nor soft-cap), in header order
+    const a0 = m.blocks[0]?.attention ?? { scale: attnScale(this.attn), window: null, softcap: null };
+    const shape0 = this.attnShape(a0);
     const part = ks.add(attnPartialKernel(shape0));
-    this.kern = { embed, rope, comb: ks.add(attnCombineKernel(this.attn)) };
-    this.attnByKey.set(`${a0.scale}|${a0.window}`, { part, pre: ks.add(this.prefillAttnKernel(shape0)) });
+    this.kern = { embed, kv, comb: ks.add(attnCombineKernel(this.attn)) };
+    this.attnByKey.set(attnKey(a0), { part, pre: ks.add(this.prefillAttnKernel(shape0)) });
   }
 
-  private attnShape(scale: number, window: number | null): AttnShape {
-    return { ...this.attn, ...(isDefaultScale(scale, this.c.headDim) ? {} : { scale }), ...(window === null ? {} : { window }) };
+  private attnShape(a: Pick<AttentionProgram, 'scale' | 'window' | 'softcap'>): AttnShape {
+    const { scale, window, softcap } = a;
+    return { ...this.attn, ...(isDefaultScale(scale, this.c.headDim) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) };
+  }
+
+  /** The RoPE + cache write kernel of a block: the model's, or one of the block's own θ. */
+  private kvKernel(a: AttentionProgram): string {
+    const theta = a.ropeTheta;
+    if (theta === undefined || theta === this.attn.ropeTheta || this.m.program.rope.kind === 'none') return this.kern.kv;
+    let k = this.kvByTheta.get(theta);
+    if (!k) this.kvByTheta.set(theta, (k = this.ks.add(ropeKvKernel({ ...this.attn, ropeTheta: theta }, true))));
+    return k;
   }
 
   /** Tensor-core flash attention where the head dim allows it (kernels/attn-prefill-tc.ts). */
@@ -279,12 +321,12 @@ class ModelEmitter {
     return attnPrefillTcUnsupported(a) ? attnPrefillKernel(a) : attnPrefillTcKernel(a);
   }
 
-  /** The split-decode and prefill attention kernels for one softmax scale and window. */
-  private attnKernels(scale: number, window: number | null): { part: string; pre: string } {
-    const key = `${scale}|${window}`;
+  /** The split-decode and prefill attention kernels for one softmax scale, window and soft-cap. */
+  private attnKernels(attention: AttentionProgram): { part: string; pre: string } {
+    const key = attnKey(attention);
     let k = this.attnByKey.get(key);
     if (!k) {
-      const a = this.attnShape(scale, window);
+      const a = this.attnShape(attention);
       this.attnByKey.set(key, (k = { part: this.ks.add(attnPartialKernel(a)), pre: this.ks.add(this.prefillAttnKernel(a)) }));
     }
     return k;
@@ -464,8 +506,8 @@ class ModelEmitter {
     return code`  ${ident(fnName)}(${a}, ${a8 ? code`b.q8, b.qp, ` : code``}${join(src.map((l, i) => code`${this.weightArgs(l)}, ${ys[i]}`), ', ')}, T, 0, s);`;
   }
 
-  /** act(·) of one site (norm, plain or SwiGLU source; Kronecker transform; quantiser) into b.a16 (and b.q8/b.qp at ≤ 8 bits). */
-  private actCall(source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null): Code {
+  /** act(·) of one site (norm, plain or MLP source; Kronecker transform; quantiser) into b.a16 (and b.q8/b.qp at ≤ 8 bits). */
+  private actCall(source: ActSource, dim: number, site: ActSite | null, src: Code, src2: Code, gamma: string | null = null, beta: string | null = null): Code {
     const t = site?.transform;
     const k = actKernel({ source, dim, transform: t ? { l: t.l, r: t.r } : undefined, eps: this.c.normEps });
     this.ks.add(k);
@@ -474,8 +516,15 @@ class ModelEmitter {
       this.setFill(t.B, { kind: FILL.identity, a: t.r, b: 0 });
     }
     this.setFill(gamma, { kind: FILL.float, a: 1, b: 0.2 });
+    this.setFill(beta, { kind: FILL.float, a: 0, b: 0.1 });
     const bits = site?.bits ?? 16;
-    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${this.tensorRef(gamma, 'const float*')}, ${this.tensorRef(t?.C, 'const float*')}, ${this.tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+    return code`  launch_${ident(k.name)}(${src}, ${src2}, ${this.tensorRef(gamma, 'const float*')}, ${this.tensorRef(beta, 'const float*')}, ${this.tensorRef(t?.C, 'const float*')}, ${this.tensorRef(t?.B, 'const float*')}, b.a16, ${bits <= 8 ? code`b.q8, b.qp` : code`nullptr, nullptr`}, T, ${bits}, ${cudaFloat(site?.clip ?? 1)}, s);`;
+  }
+
+  /** The program's norm (RMSNorm, or LayerNorm with its β) of the residual stream b.x, then act(·, site). */
+  private normCall(site: ActSite | null, gamma: string | null, beta: string | null | undefined, preNorm = true): Code {
+    if (!preNorm) return this.actCall('plain', this.c.hidden, site, code`b.x`, code`nullptr`);
+    return this.m.program.norm === 'layer' ? this.actCall('layer_norm', this.c.hidden, site, code`b.x`, code`nullptr`, gamma, beta ?? null) : this.actCall('norm', this.c.hidden, site, code`b.x`, code`nullptr`, gamma);
   }
 
   /** Each op is followed by TWLAC_MARK(s, tag): a no-op unless the host program profiles a step
@@ -491,10 +540,17 @@ class ModelEmitter {
   }
 
   /**
-   * x += scale · (l(b.a16) + bias): accumulated into b.x when scale is 1; else into b.r, then
-   * added with the multiplier (Granite's residual_multiplier).
+   * x += scale · post(l(b.a16) + bias): accumulated into b.x when scale is 1 without a post-norm;
+   * else into b.r, then added with the multiplier (Granite's residual_multiplier) after the
+   * post-norm where the block has one (Gemma-2/3, OLMo-2).
    */
-  private residualLinear(l: LinearEntry, actBits: number, scale: number): Code {
+  private residualLinear(l: LinearEntry, actBits: number, scale: number, post: HeadNorm | undefined): Code {
+    if (post) {
+      this.setFill(post.gamma, { kind: FILL.float, a: 1, b: 0.2 });
+      const k = this.ks.add(postNormAddKernel(this.c.hidden, scale, post.eps, post.gamma !== null));
+      return code`${this.linearCall(l, code`b.a16`, code`b.r`, false, actBits)}${this.biasCall(l, code`b.r`)}
+  launch_${ident(k)}(b.r, ${this.tensorRef(post.gamma, 'const float*')}, b.x, T, s);`;
+    }
     if (scale === 1) return code`${this.linearCall(l, code`b.a16`, code`b.x`, true, actBits)}${this.biasCall(l, code`b.x`)}`;
     const k = this.ks.add(residualAddKernel(this.c.hidden, scale));
     return code`${this.linearCall(l, code`b.a16`, code`b.r`, false, actBits)}${this.biasCall(l, code`b.r`)}
@@ -503,7 +559,7 @@ class ModelEmitter {
 
   /** One handler per block step (block-program.ts BLOCK_OPS). */
   private readonly steps: Record<BlockOp, (b: BlockEntry, i: number) => Code> = {
-    'attn-in': (b) => this.op('attn_act', this.actCall('norm', this.c.hidden, b.acts.attn, code`b.x`, code`nullptr`, b.attnNorm)),
+    'attn-in': (b) => this.op('attn_act', this.normCall(b.acts.attn, b.attnNorm, b.attnNormBias, b.preNorm !== false)),
     qkv: (b) =>
       this.op(
         'qkv',
@@ -514,16 +570,16 @@ class ModelEmitter {
       const { heads, kvHeads, headDim } = this.c;
       const call = (h: number, norm: { gamma: string | null; eps: number }, x: Code) => {
         this.setFill(norm.gamma, { kind: FILL.float, a: 1, b: 0.2 });
-        const k = this.ks.add(headNormKernel(h, headDim, norm.eps, norm.gamma !== null));
+        const k = this.ks.add(headNormKernel({ ...qkNormShape(n, h, headDim), kind: n.kind ?? 'rms' }, norm.eps, norm.gamma !== null));
         return code`  launch_${ident(k)}(${x}, ${this.tensorRef(norm.gamma, 'const float*')}, T, s);`;
       };
       return this.op('qk_norm', join([call(heads, n.q, code`b.q`), call(kvHeads, n.k, code`b.k`)]));
     },
-    'rope-kv': (_, i) => this.op('rope_kv', code`  launch_${ident(this.kern.rope)}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
+    'rope-kv': (b, i) => this.op('rope_kv', code`  launch_${ident(this.kvKernel(b.attention))}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
     // (prefill chunks): 16 queries a block over the whole prefix
     attention: (b, i) => {
-      const { part, pre } = this.attnKernels(b.attention.scale, b.attention.window);
+      const { part, pre } = this.attnKernels(b.attention);
       const { comb } = this.kern;
       return join([
         this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
@@ -533,17 +589,21 @@ class ModelEmitter {
     },
     'o-residual': (b) =>
       join([
-        this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`, null)),
-        this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn)),
+        this.op('o_act', this.actCall('plain', this.c.heads * this.c.headDim, b.acts.o, code`b.att`, code`nullptr`)),
+        this.op('o', this.residualLinear(b.o, b.acts.o.bits, b.residualScale.attn, b.postNorm?.attn)),
       ]),
-    'mlp-in': (b) => this.op('mlp_act', this.actCall('norm', this.c.hidden, b.acts.mlp, code`b.x`, code`nullptr`, b.mlpNorm)),
-    // Ungated MLPs (no gate) are refused by CUDA_FEATURES before any step is emitted.
+    // With the parallel residual (blockOps) mlp-in runs before o-residual: b.x is still the block input.
+    'mlp-in': (b) => this.op('mlp_act', this.normCall(b.acts.mlp, b.mlpNorm, b.mlpNormBias, b.preNorm !== false)),
+    // gated: g, u = gate(m), up(m) in one grouped launch; ungated: u = up(m)
     'gate-up': (b) =>
-      this.op('gate_up', code`${this.groupCall([b.gate!, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate!, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`),
+      b.gate
+        ? this.op('gate_up', code`${this.groupCall([b.gate, b.up], code`b.a16`, [code`b.g`, code`b.u`], b.acts.mlp.bits)}${this.biasCall(b.gate, code`b.g`)}${this.biasCall(b.up, code`b.u`)}`)
+        : this.op('up', code`${this.linearCall(b.up, code`b.a16`, code`b.u`, false, b.acts.mlp.bits)}${this.biasCall(b.up, code`b.u`)}`),
+    // σ(g)·u (gated) or σ(u) (ungated) into the down linear's act
     'down-residual': (b) =>
       join([
-        this.op('down_act', this.actCall(gatedSource(b.mlp.activation), this.c.intermediate, b.acts.down, code`b.g`, code`b.u`, null)),
-        this.op('down', this.residualLinear(b.down, b.acts.down.bits, b.residualScale.mlp)),
+        this.op('down_act', this.actCall(mlpSource(b.mlp), this.c.intermediate, b.acts.down, b.mlp.gated ? code`b.g` : code`b.u`, b.mlp.gated ? code`b.u` : code`nullptr`)),
+        this.op('down', this.residualLinear(b.down, b.acts.down.bits, b.residualScale.mlp, b.postNorm?.mlp)),
       ]),
   };
 
@@ -553,7 +613,7 @@ class ModelEmitter {
     const layers = m.blocks.map((b, i) => join([comment(`block ${i}`), ...blockOps(b, m.program.residual).map((op) => this.steps[op](b, i))]));
     const head = join([
       comment('final norm and lm_head'),
-      this.op('final_act', this.actCall('norm', c.hidden, null, code`b.x`, code`nullptr`, m.finalNorm)),
+      this.op('final_act', this.normCall(null, m.finalNorm, m.finalNormBias)),
       // logits of the last nLogits tokens only (prefill that needs none computes the last one)
       this.op(
         'lm_head',
@@ -562,6 +622,11 @@ class ModelEmitter {
             ? code``
             : code`
   launch_${ident(ks.add(scaleKernel(c.vocab, m.program.logitScale)))}(b.logits, nLogits, s);`
+        }${
+          m.program.logitSoftcap === undefined
+            ? code``
+            : code`
+  launch_${ident(ks.add(softcapKernel(c.vocab, m.program.logitSoftcap)))}(b.logits, nLogits, s);`
         }`,
       ),
     ]);
@@ -669,7 +734,7 @@ static void twlac_lattice_rows(uint8_t* W, cudaStream_t s) {`,
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {
   if (nLogits < 1 || nLogits > T) nLogits = T;
-  launch_${ident(this.kern.embed)}(ids, ${this.tensorRef(m.embed, 'const uint8_t*')}, b.x, T, s);
+  launch_${ident(this.kern.embed)}(ids, ${this.tensorRef(m.embed, 'const uint8_t*')}, ${m.positionEmbed ? code`${this.tensorRef(m.positionEmbed, 'const float*')}, b.pos, ` : code``}b.x, T, s);
   TWLAC_MARK(s, "embed");`,
       ...layers,
       head,

@@ -1,6 +1,6 @@
 // twlac kernel act_norm_d384_kron16x24(source=norm,dim=384,l=16,r=24,eps=0.00001)
 
-extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const float* __restrict__ src, const float* __restrict__ src2, const float* __restrict__ gamma, const float* __restrict__ C, const float* __restrict__ B, __half* __restrict__ out, uint8_t* __restrict__ q8, float* __restrict__ qp, int T, int bits, float clip) {
+extern "C" __global__ void __launch_bounds__(1024) act_norm_d384_kron16x24(const float* __restrict__ src, const float* __restrict__ src2, const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ C, const float* __restrict__ B, __half* __restrict__ out, uint8_t* __restrict__ q8, float* __restrict__ qp, int T, int bits, float clip) {
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
   extern __shared__ __align__(16) float buf[];

@@ -24,6 +24,7 @@ const THREADS = 128;
 export function attnPrefillTcUnsupported(a: AttnShape): string | null {
   const { d } = attnGeometry(a);
   if (a.window !== undefined) return 'sliding-window attention is in the scalar prefill kernel only';
+  if (a.softcap !== undefined) return 'soft-capped scores are in the scalar prefill kernel only';
   return d > 128 ? `head dim ${d} needs more registers than the tensor-core prefill attention keeps (≤ 128)` : null;
 }
 

@@ -1,20 +1,28 @@
 // The rest of the block program (src/artifact/manifest.ts), in fp32 with fp16 storage where
 // the GEMVs read it:
-//   embed      x[t] = E[id_t]                                   (fp16 table → fp32 stream)
+//   embed      x[t] = E[id_t] (+ P[pos0 + t], learned positions)  (fp16 table → fp32 stream)
 //   act        a[t] = quant(transform(src[t]))  → fp16, src one of
-//                norm:   x·rsqrt(mean(x²)+eps)·γ      plain: x      swiglu: silu(g)·u
-//                geglu: gelu_tanh(g)·u (GELU with the tanh approximation)
+//                norm:   x·rsqrt(mean(x²)+eps)·γ      plain: x
+//                layer_norm: (x − μ)·rsqrt(mean((x − μ)²)+eps)·γ + β
+//                an MLP's σ(g)·u (swiglu, geglu: GELU(tanh), geglu_erf) or σ(u) (ungated:
+//                silu, gelu_tanh, gelu), σ as MLP_SIGMA
 //              transform x' = C·X·Bᵀ on the [l, r] view; quant = src/quant/act-quant.ts
 //              (fp32 step by step, round half to even, s = 0 passes through)
 //   rope_kv    HF rotate_half RoPE on q and k (angles in float64), k and v appended to the
-//              fp16 KV cache at positions pos0 + t
-//   attention  causal GQA softmax(q·kᵀ/√d)·v, split over chunks of positions
-//              (flash-decoding) and combined with the log-sum-exp rule
+//              fp16 KV cache at positions pos0 + t (kv_append: the same without RoPE)
+//   head_norm  the q/k norm (RMSNorm or LayerNorm without β) of each head or of the whole
+//              projection, before RoPE
+//   attention  causal GQA softmax(cap·tanh(scale·q·kᵀ/cap))·v (no tanh without a soft-cap),
+//              split over chunks of positions (flash-decoding) and combined with the
+//              log-sum-exp rule
+//   post_norm_add  x += s·rms(r)·γ: a block output's post-norm and the residual add
+//   softcap    logits ← cap·tanh(logits/cap)
 //   dense      y = W x for the fp16/fp32 lm_head
 import { UserError } from '../../../errors.ts';
 import { Code, code, ident } from '../../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from '../arch.ts';
 import { cudaFloat, defineKernel, type CudaKernel, type CudaParam } from '../kernel.ts';
+import type { MlpActivation } from '../../../program/block-program.ts';
 
 const BLOCK_REDUCE = code`
 template <bool MAX>
@@ -38,17 +46,25 @@ export function blockHelpers(): Code {
   return BLOCK_REDUCE;
 }
 
-/** x[t] = scale · E[id_t] (scale: the program's embedScale; 1 leaves the text as it was). */
-export function embedKernel(hidden: number, dtype: 'float16' | 'float32', scale = 1): CudaKernel {
-  const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}`;
+const POSITION_ARGS: CudaParam[] = [
+  { name: 'ptable', type: 'const float*' },
+  { name: 'posp', type: 'const int*' },
+];
+
+/** x[t] = scale · E[id_t] (scale: the program's embedScale; 1 leaves the text as it was), plus
+ *  with `positions` the learned position row P[pos0 + t] (float32 [maxPositions][hidden], GPT-2's wpe). */
+export function embedKernel(hidden: number, dtype: 'float16' | 'float32', scale = 1, positions = false): CudaKernel {
+  const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}${positions ? '_pos' : ''}`;
   const row = dtype === 'float16' ? code`__half2float(reinterpret_cast<const __half*>(table)[(size_t)id * ${hidden} + i])` : code`reinterpret_cast<const float*>(table)[(size_t)id * ${hidden} + i]`;
-  const load = scale === 1 ? row : code`${row} * ${cudaFloat(scale)}`;
+  const scaled = scale === 1 ? row : code`${row} * ${cudaFloat(scale)}`;
+  const load = positions ? code`${scaled} + ptable[(size_t)(*posp + t) * ${hidden} + i]` : scaled;
   return defineKernel({
     name,
-    params: { hidden, dtype, ...(scale === 1 ? {} : { scale }) },
+    params: { hidden, dtype, ...(scale === 1 ? {} : { scale }), ...(positions ? { positions } : {}) },
     args: [
       { name: 'ids', type: 'const int*' },
       { name: 'table', type: 'const uint8_t*' },
+      ...(positions ? POSITION_ARGS : []),
       { name: 'x', type: 'float*' },
       { name: 'T', type: 'int' },
     ],
@@ -88,37 +104,135 @@ function rowsKernel(name: string, params: Record<string, number>, args: CudaPara
   });
 }
 
-/** rms(·, γ, ε) over each head of x [T][heads·d] in place (the program's q/k norm, before RoPE); one block per (token, head). */
-export function headNormKernel(heads: number, d: number, eps: number, gamma: boolean): CudaKernel {
+/** Shape of a q/k norm (block-program.ts qkNormShape): `groups` runs of `width` features of
+ *  each token's row, γ shared by the runs or each run's own, RMSNorm or LayerNorm (no β). */
+export interface HeadNormShape {
+  groups: number;
+  width: number;
+  sharedGamma: boolean;
+  kind: 'rms' | 'layer';
+}
+
+/**
+ * The program's q/k norm of x [T][groups·width] in place, before RoPE: each run of width
+ * features normalised on its own (per head, or the whole projection); one block per (token, run).
+ * The default shape (per head, shared γ, RMSNorm) keeps its name.
+ */
+export function headNormKernel(n: HeadNormShape, eps: number, gamma: boolean): CudaKernel {
+  const { groups, width } = n;
+  const own = !n.sharedGamma && groups > 1;
+  const source = n.kind === 'layer' ? 'layer_norm' : 'norm';
+  const threads = width >= 1024 ? 256 : 64;
+  const g = gamma ? code` * gamma[${own ? code`blockIdx.y * ${width} + ` : code``}i]` : code``;
   return defineKernel({
-    name: `head_norm_h${heads}_d${d}${gamma ? '' : '_nog'}`,
-    params: { heads, d, eps, gamma },
+    name: `head_norm_h${groups}_d${width}${own ? '_own' : ''}${n.kind === 'layer' ? '_ln' : ''}${gamma ? '' : '_nog'}`,
+    params: { heads: groups, d: width, eps, gamma, ...(own ? { own } : {}), ...(n.kind === 'layer' ? { kind: n.kind } : {}) },
     args: [
       { name: 'x', type: 'float*' },
       { name: 'gamma', type: 'const float*' },
       { name: 'T', type: 'int' },
     ],
-    block: 64,
-    grid: [code`T`, code`${heads}`, code`1`],
+    block: threads,
+    grid: [code`T`, code`${groups}`, code`1`],
     body: code`  __shared__ float scratch[32];
-  float* row = x + ((size_t)blockIdx.x * ${heads} + blockIdx.y) * ${d};
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) { const float v = row[i]; ss += v * v; }
-  ss = twlac_block_reduce<false>(ss, scratch);
-  const float inv = rsqrtf(ss / ${d}.0f + ${cudaFloat(eps)});
-  for (int i = threadIdx.x; i < ${d}; i += blockDim.x) row[i] = row[i] * inv${gamma ? code` * gamma[i]` : code``};`,
+  float* row = x + ((size_t)blockIdx.x * ${groups} + blockIdx.y) * ${width};
+${normStats(source, width, threads, eps, (i) => code`row[${i}]`)}
+  for (int i = threadIdx.x; i < ${width}; i += ${threads}) row[i] = ${source === 'layer_norm' ? code`(row[i] - mu)` : code`row[i]`} * inv${g};`,
   });
 }
 
-export type ActSource = 'norm' | 'plain' | 'swiglu' | 'geglu';
-
-/** σ(g)·u of a gated MLP source as a CUDA expression of g and u (null for the other sources). */
-function gatedValue(source: ActSource, g: Code, u: Code): Code | null {
-  if (source === 'swiglu') return code`(${g} / (1.f + expf(-${g})) * ${u})`;
-  // GELU(tanh) as the reference writes it: 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))
-  if (source === 'geglu') return code`(0.5f * ${g} * (1.f + tanhf(0.7978845608028654f * (${g} + 0.044715f * ${g} * ${g} * ${g}))) * ${u})`;
-  return null;
+/** y[t][i] = cap·tanh(y[t][i]/cap) over T rows of n (the program's final logit soft-cap, Gemma-2). */
+export function softcapKernel(n: number, cap: number): CudaKernel {
+  return rowsKernel(`softcap_n${n}_c${Math.round(cap * 1e6)}`, { n, cap }, [{ name: 'y', type: 'float*' }], n, code`y[(size_t)t * ${n} + i] = ${cudaFloat(cap)} * tanhf(y[(size_t)t * ${n} + i] / ${cudaFloat(cap)});`);
 }
+
+/**
+ * x[t] += s · rms(r[t])·γ: a block output's post-norm (RMSNorm with its own γ and ε, Gemma-2/3,
+ * OLMo-2) and the residual add with the program's multiplier s; one block per token.
+ */
+export function postNormAddKernel(n: number, scale: number, eps: number, gamma: boolean): CudaKernel {
+  const threads = 256;
+  return defineKernel({
+    name: `post_norm_add_n${n}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}_e${Math.round(-Math.log2(eps) * 1e3)}${gamma ? '' : '_nog'}`,
+    params: { n, scale, eps, gamma },
+    args: [
+      { name: 'r', type: 'const float*' },
+      { name: 'gamma', type: 'const float*' },
+      { name: 'x', type: 'float*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: threads,
+    grid: [code`T`, code`1`, code`1`],
+    body: code`  __shared__ float scratch[32];
+  const int t = blockIdx.x;
+${normStats('norm', n, threads, eps, (i) => code`r[(size_t)t * ${n} + ${i}]`)}
+  for (int i = threadIdx.x; i < ${n}; i += ${threads}) x[(size_t)t * ${n} + i] += ${scale === 1 ? code`` : code`${cudaFloat(scale)} * `}(r[(size_t)t * ${n} + i] * inv${gamma ? code` * gamma[i]` : code``});`,
+  });
+}
+
+/** σ of each MLP activation as a CUDA expression of g, as the reference computes it (reference.ts GATES). */
+const MLP_SIGMA: Record<MlpActivation, (g: Code) => Code> = {
+  silu: (g) => code`(${g} / (1.f + expf(-${g})))`,
+  // GELU(tanh): 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))
+  'gelu-tanh': (g) => code`(0.5f * ${g} * (1.f + tanhf(0.7978845608028654f * (${g} + 0.044715f * ${g} * ${g} * ${g}))))`,
+  // GELU(erf): 0.5·g·(1 + erf(g/√2))
+  gelu: (g) => code`(0.5f * ${g} * (1.f + erff(${g} * 0.7071067811865476f)))`,
+};
+
+/** The act sources of an MLP's down input, by kernel name: σ(g)·u of a gated MLP (src = g,
+ *  src2 = u), σ(u) of an ungated one (src = u). */
+const MLP_SOURCES = {
+  swiglu: { activation: 'silu', gated: true },
+  geglu: { activation: 'gelu-tanh', gated: true },
+  geglu_erf: { activation: 'gelu', gated: true },
+  silu: { activation: 'silu', gated: false },
+  gelu_tanh: { activation: 'gelu-tanh', gated: false },
+  gelu: { activation: 'gelu', gated: false },
+} as const satisfies Record<string, { activation: MlpActivation; gated: boolean }>;
+type MlpSource = keyof typeof MLP_SOURCES;
+
+/** The act source of a block's MLP (block-program.ts BlockProgram.mlp). */
+export function mlpSource(mlp: { activation: MlpActivation; gated: boolean }): MlpSource {
+  return (Object.keys(MLP_SOURCES) as MlpSource[]).find((k) => MLP_SOURCES[k].activation === mlp.activation && MLP_SOURCES[k].gated === mlp.gated)!;
+}
+
+/** norm: RMSNorm; layer_norm: LayerNorm with β (program.norm 'layer'); plain: src itself; or an MLP source. */
+export type ActSource = 'norm' | 'layer_norm' | 'plain' | MlpSource;
+
+/** σ(g)·u or σ(u) of an MLP source as a CUDA expression of src and src2 (null for the other sources). */
+function mlpValue(source: ActSource, src: Code, src2: Code): Code | null {
+  if (!(source in MLP_SOURCES)) return null;
+  const { activation, gated } = MLP_SOURCES[source as MlpSource];
+  const sigma = MLP_SIGMA[activation](src);
+  return gated ? code`(${sigma} * ${src2})` : sigma;
+}
+
+/**
+ * The norm statistics of a token's row `x(i)` (D wide) over a block of `threads`: RMSNorm's
+ * inv = 1/√(mean(x²) + ε); LayerNorm's mean mu, then inv over x − mu (two passes, as the
+ * reference computes it, not E[x²] − μ²).
+ */
+function normStats(source: 'norm' | 'layer_norm', D: number, threads: number, eps: number, x: (i: Code) => Code): Code {
+  const centred = source === 'layer_norm';
+  return code`${
+    centred
+      ? code`  float mu = 0.f;
+  for (int i = threadIdx.x; i < ${D}; i += ${threads}) mu += ${x(code`i`)};
+  mu = twlac_block_reduce<false>(mu, scratch) / ${D}.0f;
+`
+      : code``
+  }  float ss = 0.f;
+  for (int i = threadIdx.x; i < ${D}; i += ${threads}) { const float v = ${x(code`i`)}${centred ? code` - mu` : code``}; ss += v * v; }
+  ss = twlac_block_reduce<false>(ss, scratch);
+  const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(eps)});`;
+}
+
+/** Element i of the norm of x (after normStats): ·γ where given, + β where LayerNorm has one. */
+function normValue(source: 'norm' | 'layer_norm', x: Code): Code {
+  return source === 'layer_norm' ? code`(${x} - mu) * inv * (gamma ? gamma[i] : 1.f) + (beta ? beta[i] : 0.f)` : code`${x} * inv * (gamma ? gamma[i] : 1.f)`;
+}
+
+const isNorm = (s: ActSource): s is 'norm' | 'layer_norm' => s === 'norm' || s === 'layer_norm';
 
 export interface ActKernelSpec {
   source: ActSource;
@@ -136,8 +250,9 @@ function actKernelName(s: ActKernelSpec): string {
 }
 
 /**
- * One block per token. Arguments: src (fp32 [T][dim]; for swiglu the gate), src2 (swiglu:
- * up), gamma (norm: fp32 [dim] or null), C, B (transform, fp32), out (fp16 [T][dim]),
+ * One block per token. Arguments: src (fp32 [T][dim]; for a gated MLP the gate), src2 (gated
+ * MLP: up), gamma (norms: fp32 [dim] or null), beta (layer_norm: fp32 [dim] or null), C, B
+ * (transform, fp32), out (fp16 [T][dim]),
  * q8/qp (bits ≤ 8, optional: the codes q [T][dim] and (s, z) per token for the int8 GEMV),
  * T, bits (16 = no quantisation), clip.
  */
@@ -170,10 +285,8 @@ const ACT_UNSLICED_T = 128;
 function actSlicedKernel(s: ActKernelSpec): CudaKernel {
   const D = s.dim;
   const slices = Math.ceil(D / ACT_SLICE);
-  const value =
-    s.source === 'norm'
-      ? code`src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f)`
-      : (gatedValue(s.source, code`src[(size_t)t * ${D} + i]`, code`src2[(size_t)t * ${D} + i]`) ?? code`src[(size_t)t * ${D} + i]`);
+  const x = (i: Code) => code`src[(size_t)t * ${D} + ${i}]`;
+  const value = isNorm(s.source) ? normValue(s.source, x(code`i`)) : (mlpValue(s.source, x(code`i`), code`src2[(size_t)t * ${D} + i]`) ?? x(code`i`));
   return defineKernel({
     name: actKernelName(s),
     params: { source: s.source, dim: D, l: 0, r: 0, eps: s.eps, slice: ACT_SLICE },
@@ -183,14 +296,7 @@ function actSlicedKernel(s: ActKernelSpec): CudaKernel {
     body: code`  __shared__ float scratch[32];
   const int slice = gridDim.y == 1 ? ${D} : ${ACT_SLICE};
   const int t = blockIdx.x, i0 = blockIdx.y * slice, i1 = min(i0 + slice, ${D});
-${
-  s.source === 'norm'
-    ? code`  float ss = 0.f;
-  for (int i = threadIdx.x; i < ${D}; i += ${ACT_SLICE_BLOCK}) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
-  ss = twlac_block_reduce<false>(ss, scratch);
-  const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(s.eps)});`
-    : code``
-}
+${isNorm(s.source) ? normStats(s.source, D, ACT_SLICE_BLOCK, s.eps, x) : code``}
   if (bits < 16) {
     float mn = INFINITY, mx = -INFINITY;
     for (int i = threadIdx.x; i < ${D}; i += ${ACT_SLICE_BLOCK}) { const float v = ${value}; mn = fminf(mn, v); mx = fmaxf(mx, v); }
@@ -219,6 +325,7 @@ const ACT_ARGS = [
   { name: 'src', type: 'const float*' },
   { name: 'src2', type: 'const float*' },
   { name: 'gamma', type: 'const float*' },
+  { name: 'beta', type: 'const float*' },
   { name: 'C', type: 'const float*' },
   { name: 'B', type: 'const float*' },
   { name: 'out', type: '__half*' },
@@ -234,24 +341,11 @@ export function actKernel(s: ActKernelSpec): CudaKernel {
   const D = s.dim;
   if (s.transform && s.transform.l * s.transform.r !== D) throw new Error(`act kernel: transform ${s.transform.l}x${s.transform.r} does not cover ${D}`);
   const smemBytes = D * 4 * (s.transform ? 2 : 1);
-  const load =
-    s.source === 'norm'
-      ? code`  float ss = 0.f;
-  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) { const float v = src[(size_t)t * ${D} + i]; ss += v * v; }
-  ss = twlac_block_reduce<false>(ss, scratch);
-  const float inv = rsqrtf(ss / ${D}.0f + ${cudaFloat(s.eps)});
-  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i] * inv * (gamma ? gamma[i] : 1.f);`
-      : s.source === 'swiglu'
-        ? code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
-    const float g = src[(size_t)t * ${D} + i];
-    buf[i] = g / (1.f + expf(-g)) * src2[(size_t)t * ${D} + i];
-  }`
-        : s.source === 'geglu'
-          ? code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) {
-    const float g = src[(size_t)t * ${D} + i];
-    buf[i] = ${gatedValue(s.source, code`g`, code`src2[(size_t)t * ${D} + i]`)!};
-  }`
-          : code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = src[(size_t)t * ${D} + i];`;
+  const x = (i: Code) => code`src[(size_t)t * ${D} + ${i}]`;
+  const load = isNorm(s.source)
+    ? code`${normStats(s.source, D, ACT_BLOCK, s.eps, x)}
+  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = ${normValue(s.source, x(code`i`))};`
+    : code`  for (int i = threadIdx.x; i < ${D}; i += ${ACT_BLOCK}) buf[i] = ${mlpValue(s.source, x(code`i`), code`src2[(size_t)t * ${D} + i]`) ?? x(code`i`)};`;
   const transform = s.transform
     ? code`  __syncthreads();
   { // x' = C·X·Bᵀ, X = buf as [${s.transform.l}][${s.transform.r}]: tmp = X·Bᵀ, then buf = C·tmp
@@ -316,6 +410,8 @@ export interface AttnShape {
   window?: number;
   /** Dims of a head that RoPE rotates (the program's rope.rotaryDim) when fewer than headDim. */
   rotaryDim?: number;
+  /** Scores become cap·tanh(scores/cap) before the softmax (the program's attention.softcap). */
+  softcap?: number;
 }
 
 /** The scale the attention kernels multiply q by. */
@@ -325,23 +421,29 @@ export function attnScale(a: AttnShape): number {
 
 /** Kernel-name suffix and params of a non-default scale and of a sliding window (none for the
  *  defaults: names and text unchanged). */
-export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number; window?: number } } {
-  const suffix = (a.scale === undefined ? '' : `_s${Math.round(a.scale * 1e8)}`) + (a.window === undefined ? '' : `_w${a.window}`);
-  return { suffix, params: { ...(a.scale === undefined ? {} : { scale: a.scale }), ...(a.window === undefined ? {} : { window: a.window }) } };
+export function attnScaleTag(a: AttnShape): { suffix: string; params: { scale?: number; window?: number; softcap?: number } } {
+  const suffix = (a.scale === undefined ? '' : `_s${Math.round(a.scale * 1e8)}`) + (a.window === undefined ? '' : `_w${a.window}`) + (a.softcap === undefined ? '' : `_c${Math.round(a.softcap * 1e6)}`);
+  return { suffix, params: { ...(a.scale === undefined ? {} : { scale: a.scale }), ...(a.window === undefined ? {} : { window: a.window }), ...(a.softcap === undefined ? {} : { softcap: a.softcap }) } };
+}
+
+/** A scaled score as the softmax takes it: cap·tanh(s/cap) with a soft-cap, else s itself. */
+function softcapped(a: AttnShape, s: Code): Code {
+  return a.softcap === undefined ? s : code`${cudaFloat(a.softcap)} * tanhf(${s} / ${cudaFloat(a.softcap)})`;
 }
 
 /**
  * RoPE on q and k (rotate_half pairing on the first rotaryDim dims of each head, frequencies
  * ropeTheta^(−2i/rotaryDim); the other dims pass through), then k and v appended to this
- * layer's fp16 cache [maxPos][kvHeads·d].
+ * layer's fp16 cache [maxPos][kvHeads·d]. `layerTheta`: θ is a layer's own (Gemma-3 local
+ * layers), named in the kernel's name.
  */
-export function ropeKvKernel(a: AttnShape): CudaKernel {
+export function ropeKvKernel(a: AttnShape, layerTheta = false): CudaKernel {
   const d = a.headDim;
   const rd = a.rotaryDim ?? d;
   if (rd % 2 || rd > d || rd < 2) throw new UserError(`CUDA target: rotary dims ${rd} of head dim ${d}`);
   const qd = a.heads * d;
   const kvd = a.kvHeads * d;
-  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}${rd === d ? '' : `_r${rd}`}`;
+  const name = `rope_kv_h${a.heads}_kv${a.kvHeads}_d${d}${rd === d ? '' : `_r${rd}`}${layerTheta ? `_t${Math.round(a.ropeTheta)}` : ''}`;
   // the dims past rotaryDim: k's go to the cache unrotated (q's stay where they are)
   const pass =
     rd === d
@@ -396,6 +498,39 @@ export function ropeKvKernel(a: AttnShape): CudaKernel {
   if (blockIdx.y >= ${a.heads}) {
     const int kh = blockIdx.y - ${a.heads};
     for (int e = threadIdx.x; e < ${d}; e += blockDim.x) vcache[(size_t)pos * ${kvd} + kh * ${d} + e] = __float2half_rn(v[(size_t)t * ${kvd} + kh * ${d} + e]);
+  }`,
+  });
+}
+
+/**
+ * k and v appended to this layer's fp16 cache at positions pos0 + t, without RoPE (program
+ * rope 'none': GPT-2's learned positions). Its arguments are ropeKvKernel's, so the block
+ * step launches either the same way; q passes through untouched.
+ */
+export function kvAppendKernel(a: AttnShape): CudaKernel {
+  const d = a.headDim;
+  const kvd = a.kvHeads * d;
+  return defineKernel({
+    name: `kv_append_kv${a.kvHeads}_d${d}`,
+    params: { kvHeads: a.kvHeads, d, maxPos: a.maxPositions },
+    args: [
+      { name: 'q', type: 'float*' },
+      { name: 'k', type: 'const float*' },
+      { name: 'v', type: 'const float*' },
+      { name: 'kcache', type: '__half*' },
+      { name: 'vcache', type: '__half*' },
+      { name: 'posp', type: 'const int*' },
+      { name: 'T', type: 'int' },
+    ],
+    block: 64,
+    grid: [code`T`, code`${a.kvHeads}`, code`1`],
+    body: code`  // One block per (token, KV head).
+  (void)q;
+  const int t = blockIdx.x, pos = *posp + t;
+  const size_t src = (size_t)t * ${kvd} + blockIdx.y * ${d}, dst = (size_t)pos * ${kvd} + blockIdx.y * ${d};
+  for (int e = threadIdx.x; e < ${d}; e += blockDim.x) {
+    kcache[dst + e] = __float2half_rn(k[src + e]);
+    vcache[dst + e] = __float2half_rn(v[src + e]);
   }`,
   });
 }
@@ -474,7 +609,7 @@ ${
       }
     }
     acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    if (hf == 0 && p < p1) sc[pl_] = acc;
+    if (hf == 0 && p < p1) sc[pl_] = ${softcapped(a, code`acc`)};
   }
   __syncthreads();
   float mx = -INFINITY;
@@ -636,7 +771,8 @@ export function attnPrefillKernel(a: AttnShape): CudaKernel {
     }
     float mt = -INFINITY;
     #pragma unroll
-    for (int j = 0; j < ${PPT}; ++j) {
+    for (int j = 0; j < ${PPT}; ++j) {${a.softcap === undefined ? code`` : code`
+      sc[j] = ${softcapped(a, code`sc[j]`)};`}
       if (p0 + l8 + ${TPQ} * j > mine${a.window === undefined ? code`` : code` || p0 + l8 + ${TPQ} * j < first`}) sc[j] = -INFINITY; // causal (and past the tile's last position)${a.window === undefined ? code`` : code`, in the window`}
       mt = fmaxf(mt, sc[j]);
     }
