@@ -56,7 +56,8 @@ const order2 = arg('order2')?.split(',');
 
 const progress = makeProgress();
 const { calib, heldOut, model } = trainSplit();
-const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib, ...(order2 ? { order2 } : {}) };
+// refine set: the ternary pass keeps the fp weights the refinement distils from
+const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib, refine: DEFAULT_REFINE, ...(order2 ? { order2 } : {}) };
 const structure = recognize(model);
 const ctx: CompileContext = {
   progress,
