@@ -1,14 +1,18 @@
 // Settings of the refinement chosen on train.txt alone: calibration from its first 90%,
 // perplexity (EVAL.md windows) on the first N windows of its last 10%, which neither the
 // calibration nor the refinement sees. dev.txt is not read. One PTQ run; every variant
-// restarts from its result.
-//   npx tsx bench/refine-select.ts [--windows 100] [--variants name,name] [--out FILE]
+// restarts from its result, or (`after`) from an earlier variant's refined linears (an
+// end-to-end stage on top of a block-wise result without redoing it). With --order2 the PTQ run
+// makes those linears order-2 linears (formats/order2.ts), as `twlac --order2` does.
+//   npx tsx bench/refine-select.ts [--windows 100] [--variants name,name] [--order2 v,blocks.0.o] [--out FILE]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_OPTIONS } from '../src/compile.ts';
 import { evaluatePerplexity } from '../src/eval/perplexity.ts';
-import { decodeTernary } from '../src/formats/ternary.ts';
+import { decodeTernary, type TernaryWeights } from '../src/formats/ternary.ts';
+import { decodeOrder2 } from '../src/formats/order2.ts';
+import type { Linear } from '../src/graph/recognize.ts';
 import { saveModel } from '../src/graph/onnx.ts';
 import { PassManager } from '../src/graph/pass.ts';
 import { recognize } from '../src/graph/recognize.ts';
@@ -21,26 +25,39 @@ import { DEFAULT_REFINE, refinePass } from '../src/passes/refine.ts';
 import { type CompileContext, type CompileOptions, type RefineOptions, linearId, quantizedLinears, siteId } from '../src/passes/context.ts';
 import { setLinearWeight } from '../src/passes/weights.ts';
 import { trainSplit } from './train-split.ts';
+import { cpuDevice, resultHeader } from './result-header.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const arg = (name: string, dflt?: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
-const VARIANTS: Record<string, Partial<RefineOptions>> = {
+interface Variant extends Partial<RefineOptions> {
+  /** Start from this earlier variant's refined linears instead of the PTQ result. */
+  after?: string;
+}
+const VARIANTS: Record<string, Variant> = {
   'keep-lr5e-3': {},
   'ste-lr5e-3': { trits: 'ste' },
   'keep-lr5e-3-e2e20': { e2eSteps: 20 },
   'keep-lr2e-3': { lr: 2e-3 },
   'keep-lr1e-3-p32': { lr: 1e-3, pieces: 32 },
+  // With --order2: both planes' scales learnt, or the second plane kept at its PTQ fit.
+  'o2-learn': { order2Plane: 'learn' },
+  'o2-fixed': { order2Plane: 'fixed' },
+  // End-to-end stages on top of the chosen block-wise result (64 single-piece steps).
+  'o2-learn+e2e-logits': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'logits' },
+  'o2-learn+e2e-hidden': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'hidden' },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);
 const windows = Number(arg('windows', '100'));
 const outFile = resolve(arg('out', join(root, 'bench/results/refine-select.json'))!);
+const order2 = arg('order2')?.split(',');
 
 const progress = makeProgress();
 const { calib, heldOut, model } = trainSplit();
-const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib, refine: DEFAULT_REFINE };
+// refine set: the ternary pass keeps the fp weights the refinement distils from
+const opts: CompileOptions = { ...DEFAULT_OPTIONS, calib, refine: DEFAULT_REFINE, ...(order2 ? { order2 } : {}) };
 const structure = recognize(model);
 const ctx: CompileContext = {
   progress,
@@ -52,7 +69,10 @@ const ctx: CompileContext = {
 let t0 = performance.now();
 await new PassManager([checkWeightsPass, foldNormsPass, rotatePass, ternaryPass]).run(model, ctx);
 const ptqSeconds = (performance.now() - t0) / 1000;
-const ptq = new Map([...ctx.linears].map(([l, st]) => [l, { ternary: st.ternary!, fp: st.fp! }]));
+const fp = new Map([...ctx.linears].map(([l, st]) => [l, st.fp!]));
+type Snapshot = Map<Linear, { ternary: TernaryWeights; order2?: TernaryWeights }>;
+const snapshot = (): Snapshot => new Map([...ctx.linears].map(([l, st]) => [l, { ternary: st.ternary!, order2: st.order2 }]));
+const snapshots = new Map<string, Snapshot>([['ptq', snapshot()]]);
 
 const dir = mkdtempSync(join(tmpdir(), 'twlac-refsel-'));
 const heldOutPpl = async () => {
@@ -61,24 +81,30 @@ const heldOutPpl = async () => {
   return (await evaluatePerplexity(path, heldOut, { maxWindows: windows })).ppl;
 };
 const results: Record<string, unknown> = existsSync(outFile) ? JSON.parse(readFileSync(outFile, 'utf8')).results ?? {} : {};
-const save = () => writeFileSync(outFile, JSON.stringify({ protocol: `calibration: train.txt[0, 90%) (128x512, seed 0); selection: EVAL.md windows on train.txt[90%, 100%), first ${windows}`, results }, null, 1));
+const header = resultHeader('refine-select', cpuDevice());
+const save = () => writeFileSync(outFile, JSON.stringify({ ...header, protocol: `calibration: train.txt[0, 90%) (128x512, seed 0); selection: EVAL.md windows on train.txt[90%, 100%), first ${windows}`, results }, null, 1));
 try {
-  results.ptq = { heldOutPpl: await heldOutPpl(), seconds: ptqSeconds };
+  results.ptq = { ...(order2 ? { order2 } : {}), heldOutPpl: await heldOutPpl(), seconds: ptqSeconds };
   progress.log(`ptq: held-out ppl ${(results.ptq as { heldOutPpl: number }).heldOutPpl.toFixed(3)}`);
   save();
   for (const name of chosen) {
-    for (const [l, p] of ptq) {
+    const { after, ...refine } = VARIANTS[name];
+    const from = snapshots.get(after ?? 'ptq');
+    if (!from) throw new Error(`${name} starts from ${after}, which this run has not refined`);
+    for (const [l, p] of from) {
       const st = ctx.linears.get(l)!;
       st.ternary = p.ternary;
-      st.fp = p.fp;
-      setLinearWeight(l, decodeTernary(p.ternary));
+      st.order2 = p.order2;
+      st.fp = fp.get(l);
+      setLinearWeight(l, p.order2 ? decodeOrder2({ base: p.ternary, plane: p.order2 }) : decodeTernary(p.ternary));
     }
-    ctx.opts = { ...opts, refine: { ...DEFAULT_REFINE, ...VARIANTS[name] } };
+    ctx.opts = { ...opts, refine: { ...DEFAULT_REFINE, ...refine } };
     t0 = performance.now();
     await refinePass.run(model, ctx);
     const seconds = (performance.now() - t0) / 1000;
     const ppl = await heldOutPpl();
-    results[name] = { refine: ctx.opts.refine, heldOutPpl: ppl, seconds, blocks: ctx.refine!.blocks };
+    snapshots.set(name, snapshot());
+    results[name] = { ...(after ? { after } : {}), ...(order2 ? { order2 } : {}), refine: ctx.opts.refine, heldOutPpl: ppl, seconds, blocks: ctx.refine!.blocks, ...(ctx.refine!.e2e ? { e2e: ctx.refine!.e2e } : {}) };
     progress.log(`${name}: held-out ppl ${ppl.toFixed(3)}, refine ${seconds.toFixed(0)} s`);
     save();
   }

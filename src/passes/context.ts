@@ -8,7 +8,7 @@ import type { InputGroup, Linear, TransformerStructure } from '../graph/recogniz
 import type { KronFactors } from '../lower/kron-transform.ts';
 import type { AmpAllocation } from '../quant/ila-amp.ts';
 import type { DeviceChoice, GpuDevice } from '../gpu/device.ts';
-import type { TritMode } from '../quant/dlt.ts';
+import type { Order2PlaneMode, TritMode } from '../quant/dlt.ts';
 import type { RefineBlockStats, RefineE2eStats } from './refine.ts';
 import type { Checkpoint } from '../util/checkpoint.ts';
 
@@ -58,9 +58,14 @@ export interface RefineOptions {
   trits: TritMode;
   /** Step size of the latent trits (trits: 'ste'). */
   tritLr: number;
+  /** Order-2 linears: learn the second plane's scales too, or keep its PTQ fit. */
+  order2Plane: Order2PlaneMode;
   /** Steps of the end-to-end stage after the block-wise one (0: none), and its α/γ step size. */
   e2eSteps: number;
   e2eLr: number;
+  /** The end-to-end stage's loss: 1 − cos of the last block's output against the fp model's
+   *  final hidden state, or KL of the fp model's next-token distribution to the student's. */
+  e2eLoss: 'hidden' | 'logits';
 }
 
 export interface LinearState {

@@ -59,7 +59,6 @@ export const ternaryPass = definePass<CompileContext>({
     if (ctx.opts.order2?.length) {
       if (ctx.opts.weights !== 'twla' || ctx.opts.structure !== 'kernel') return '--order2 needs the twla weights in the kernel structure (a ternary storage format)';
       if (!ctx.opts.gptq && !ctx.opts.xDomain) return '--order2 fits the second plane through the Hessian: it needs GPTQ or the X-domain stage';
-      if (ctx.opts.refine) return '--order2 with --refine is not supported (the refinement fits one plane)';
       const ids = new Set(quantizedLinears(ctx.structure).flatMap((l) => [l.role ?? '', linearId(l)]));
       const unknown = ctx.opts.order2.find((x) => !ids.has(x));
       if (unknown) return `--order2: the model has no linear '${unknown}'`;

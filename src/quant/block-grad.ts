@@ -331,3 +331,53 @@ export function cosineLoss(out: Float32Array, target: Float32Array, S: number, H
   }
   return { loss: loss / S, dOut };
 }
+
+/** The model's output head on the last block's output x [S, hidden]: rms(x)·γ, then logits = ·headᵀ (+ bias). */
+export interface HeadParams {
+  norm: Float32Array | null;
+  /** Row-major [vocab, hidden]. */
+  W: Float32Array;
+  bias?: Float32Array;
+  vocab: number;
+}
+
+/** Log-softmax of the head's logits on x [S, hidden], row-major [S, vocab]. */
+export function headLogProbs(head: HeadParams, x: Float32Array, S: number, H: number, eps: number): Float32Array {
+  return headForward(head, x, S, H, eps).logp;
+}
+
+function headForward(head: HeadParams, x: Float32Array, S: number, H: number, eps: number): { logp: Float32Array; inv: Float32Array } {
+  const V = head.vocab;
+  const n = rms(x, S, H, head.norm, eps);
+  const logp = linear(n.Y, head.W, head.bias, S, H, V);
+  for (let s = 0; s < S; s++) {
+    const row = logp.subarray(s * V, (s + 1) * V);
+    let max = -Infinity;
+    for (const v of row) if (v > max) max = v;
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    const lse = max + Math.log(sum);
+    for (let v = 0; v < V; v++) row[v] -= lse;
+  }
+  return { logp, inv: n.inv };
+}
+
+/**
+ * Logit distillation through the head: mean over tokens of KL(teacher ‖ student) between the
+ * next-token distributions, the teacher's given as log-probabilities [S, vocab]; with `withGrad`
+ * also ∂loss/∂x [S, hidden] (∂KL/∂logits = p_student − p_teacher, then back through the head
+ * and the final RMSNorm).
+ */
+export function logitKlLoss(head: HeadParams, x: Float32Array, teacherLogp: Float32Array, S: number, H: number, eps: number, withGrad: boolean): { loss: number; dX?: Float32Array } {
+  const V = head.vocab;
+  const { logp, inv } = headForward(head, x, S, H, eps);
+  let loss = 0;
+  const dLogits = withGrad ? new Float32Array(S * V) : undefined;
+  for (let i = 0; i < S * V; i++) {
+    const pt = Math.exp(teacherLogp[i]);
+    loss += pt * (teacherLogp[i] - logp[i]);
+    if (dLogits) dLogits[i] = (Math.exp(logp[i]) - pt) / S;
+  }
+  if (!dLogits) return { loss: loss / S };
+  return { loss: loss / S, dX: rmsBackward(x, inv, head.norm, mmAB(dLogits, head.W, S, V, H), S, H) };
+}

@@ -82,8 +82,8 @@ export class DltLinear {
     return W;
   }
 
-  /** One Adam step from ∂loss/∂W [rows, cols]; lr in units of mean |α| (α, γ) and of one trit (latent). */
-  step(dW: Float32Array, lr: number, tritLr: number): void {
+  /** ∂loss/∂α and ∂loss/∂γ [rows·groups] from ∂loss/∂W [rows, cols] (the header's sums). */
+  grads(dW: ArrayLike<number>): { dA: Float64Array; dG: Float64Array } {
     const { rows, cols, G, ng, t } = this;
     const dA = new Float64Array(rows * ng);
     const dG = new Float64Array(rows * ng);
@@ -94,6 +94,13 @@ export class DltLinear {
         dG[gi] += dW[n * cols + k];
       }
     }
+    return { dA, dG };
+  }
+
+  /** One Adam step from ∂loss/∂W [rows, cols]; lr in units of mean |α| (α, γ) and of one trit (latent). */
+  step(dW: Float32Array, lr: number, tritLr: number): void {
+    const { rows, cols, G, ng, t } = this;
+    const { dA, dG } = this.grads(dW);
     this.steps++;
     if (this.latent) {
       const dU = new Float32Array(rows * cols);
@@ -120,5 +127,40 @@ export class DltLinear {
     const shift = this.gamma && Float64Array.from(this.gamma);
     if (f.lattice) for (let n = 0; n < this.rows; n++) snapRowToLattice(scale, shift, n, this.ng);
     return encodeTernary(f, this.rows, this.cols, this.t, scale, shift);
+  }
+}
+
+/** Whether the refinement learns the second plane's scales of an order-2 linear or keeps its PTQ fit. */
+export type Order2PlaneMode = 'learn' | 'fixed';
+
+/**
+ * An order-2 linear (formats/order2.ts) under the refinement: W = (α₀·t₀ + γ₀) + α₁·t₁, each
+ * plane a DltLinear over the same ∂loss/∂W (W is the sum of the planes, so each plane's
+ * gradient is the sum's). The second plane has no shift; with `plane: 'fixed'` its α₁ stay at
+ * the PTQ fit and only the first plane learns.
+ */
+export class DltOrder2Linear {
+  readonly base: DltLinear;
+  readonly plane: DltLinear;
+
+  constructor(base: TernaryWeights, plane: TernaryWeights, trits: TritMode, readonly planeMode: Order2PlaneMode) {
+    this.base = new DltLinear(base, trits);
+    this.plane = new DltLinear(plane, trits);
+  }
+
+  weight(): Float32Array {
+    const w = this.base.weight();
+    const p = this.plane.weight();
+    for (let i = 0; i < w.length; i++) w[i] += p[i];
+    return w;
+  }
+
+  step(dW: Float32Array, lr: number, tritLr: number): void {
+    this.base.step(dW, lr, tritLr);
+    if (this.planeMode === 'learn') this.plane.step(dW, lr, tritLr);
+  }
+
+  flipped(): number {
+    return this.base.flipped() + this.plane.flipped();
   }
 }

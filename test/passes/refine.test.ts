@@ -2,7 +2,7 @@
 // refined linears stay in their storage format (lattice rows, decodable, the graph holding
 // the decoded values), and the hand-written block forward that it trains through computes
 // what onnxruntime computes on the lowered model; the refined artifact runs unchanged through
-// the reference runtime and WebGPU.
+// the reference runtime and WebGPU, order-2 linears (--order2) included.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +52,26 @@ describe('refine pass', () => {
     }
   });
 
+  it('with --order2: learns both planes’ scales (or the first plane’s only) and lowers every block’s loss; the logits end-to-end stage lowers its KL', async () => {
+    const order2 = ['v', 'blocks.1.o'];
+    const refine = { ...DEFAULT_REFINE, steps: 30, pieces: 8, seq: 32, lr: 5e-3 };
+    const ptq = await compile(makeTinyLlama(dims), { calib, format: 'tq1_g32_lat', order2 });
+    const planeScales = (r: typeof ptq) => [...r.ctx.linears.values()].filter((st) => st.order2).map((st) => Array.from(st.order2!.scales));
+    expect(planeScales(ptq).length).toBe(3);
+    for (const mode of ['learn', 'fixed'] as const) {
+      const r = await compile(makeTinyLlama(dims), { calib, format: 'tq1_g32_lat', order2, refine: { ...refine, order2Plane: mode, e2eSteps: 15, e2eLr: 5e-3, e2eLoss: 'logits' } });
+      for (const b of r.ctx.refine!.blocks) {
+        expect(b.lossRefined, mode).toBeLessThan(0.95 * b.lossPtq);
+        expect(b.lossStored, mode).toBeLessThan(b.lossPtq);
+      }
+      const e2e = r.ctx.refine!.e2e!;
+      expect(e2e.loss).toBe('logits');
+      expect(e2e.lossStored, mode).toBeLessThan(0.95 * e2e.lossBefore);
+      if (mode === 'fixed') expect(planeScales(r)).toEqual(planeScales(ptq));
+      else expect(planeScales(r)).not.toEqual(planeScales(ptq));
+    }
+  });
+
   it('refuses a model whose blocks it does not compute, naming the feature (OLMo-2: no pre-norms; Gemma-2: its embedding scale)', async () => {
     const refine = { ...DEFAULT_REFINE, steps: 1, pieces: 1, seq: 32 };
     const olmo = { ...FAMILY_VARIANTS.olmo2, vocab: 80 };
@@ -59,8 +79,8 @@ describe('refine pass', () => {
     await expect(compile(makeTinyLlama({ ...FAMILY_VARIANTS.gemma2, vocab: 80 }), { calib, rotate: false, gptq: false, refine })).rejects.toThrow(/does not compute feature 'embed-scale'/);
   });
 
-  it('the end-to-end stage lowers the last block’s loss further', async () => {
-    const r = await compile(makeTinyLlama(dims), { calib, refine: { ...DEFAULT_REFINE, steps: 10, pieces: 4, seq: 32, lr: 5e-3, e2eSteps: 15, e2eLr: 5e-3 } });
+  it('the end-to-end stage on the final hidden state lowers the last block’s loss further', async () => {
+    const r = await compile(makeTinyLlama(dims), { calib, refine: { ...DEFAULT_REFINE, steps: 10, pieces: 4, seq: 32, lr: 5e-3, e2eSteps: 15, e2eLr: 5e-3, e2eLoss: 'hidden' } });
     const e2e = r.ctx.refine!.e2e!;
     expect(e2e.lossStored).toBeLessThan(0.95 * e2e.lossBefore);
   });
@@ -110,7 +130,9 @@ describe('refined artifact through every runtime', () => {
     try {
       saveModel(makeTinyLlama(dims), join(dir, 'src.onnx'));
       const out = join(dir, 'out');
-      const r = await compileToDir(join(dir, 'src.onnx'), out, { calib, refine: { ...DEFAULT_REFINE, steps: 5, pieces: 4, seq: 32 } });
+      // order-2 linears included: both refined planes are what every runtime reads
+      const r = await compileToDir(join(dir, 'src.onnx'), out, { calib, order2: ['v', 'blocks.0.down'], refine: { ...DEFAULT_REFINE, steps: 5, pieces: 4, seq: 32, e2eSteps: 2, e2eLoss: 'logits' } });
+      expect(r.manifest.features).toContain('order2-linear');
       expect((r.manifest as unknown as { method: { refine?: unknown } }).method.refine).toBeDefined();
       const a = readArtifact(out);
       const ids = Array.from(calib[1].subarray(0, 10));

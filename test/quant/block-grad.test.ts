@@ -3,7 +3,7 @@
 // transforms at all four sites, GQA, RoPE, SwiGLU and biases.
 import { describe, expect, it } from 'vitest';
 import { BLOCK_LINEARS, type BlockLinearRole } from '../../src/artifact/build.ts';
-import { blockBackward, blockForward, cosineLoss, mmAB, mmABt, type BlockDims, type BlockParams, type KronT } from '../../src/quant/block-grad.ts';
+import { blockBackward, blockForward, cosineLoss, headLogProbs, logitKlLoss, mmAB, mmABt, type BlockDims, type BlockParams, type HeadParams, type KronT } from '../../src/quant/block-grad.ts';
 import { mulberry32 } from '../../src/util/prng.ts';
 
 const dims: BlockDims = { hidden: 8, heads: 4, kvHeads: 2, headDim: 2, intermediate: 12, ropeTheta: 10000, normEps: 1e-5 };
@@ -75,5 +75,49 @@ describe('block backward', () => {
       expect(scale, r).toBeGreaterThan(1e-4);
       expect(worst / scale, r).toBeLessThan(2e-2);
     }
+  });
+
+  it('∂KL(teacher ‖ student)/∂x through the final norm and head matches central finite differences (float64 sums)', () => {
+    const S = 4, H = 8, V = 11;
+    const head: HeadParams = { norm: Float32Array.from(randn(H), (v) => 1 + 0.3 * v), W: randn(V * H, 0.8), bias: randn(V, 0.1), vocab: V };
+    const x = randn(S * H);
+    const teacher = headLogProbs(head, randn(S * H), S, H, 1e-5);
+    // The loss in float64, written out: Σ_s Σ_v p_t (log p_t − log p_s) / S.
+    const kl64 = (): number => {
+      let loss = 0;
+      for (let s = 0; s < S; s++) {
+        let ss = 0;
+        for (let i = 0; i < H; i++) ss += x[s * H + i] ** 2;
+        const inv = 1 / Math.sqrt(ss / H + 1e-5);
+        const z = Array.from({ length: V }, (_, v) => {
+          let y = head.bias![v];
+          for (let i = 0; i < H; i++) y += head.W[v * H + i] * x[s * H + i] * inv * head.norm![i];
+          return y;
+        });
+        const m = Math.max(...z);
+        const lse = m + Math.log(z.reduce((a, y) => a + Math.exp(y - m), 0));
+        for (let v = 0; v < V; v++) loss += Math.exp(teacher[s * V + v]) * (teacher[s * V + v] - (z[v] - lse));
+      }
+      return loss / S;
+    };
+    const r = logitKlLoss(head, x, teacher, S, H, 1e-5, true);
+    expect(r.loss).toBeCloseTo(kl64(), 5);
+    expect(r.loss).toBeGreaterThan(1e-3);
+    let worst = 0, scale = 0;
+    for (let i = 0; i < x.length; i++) {
+      const x0 = x[i];
+      x[i] = x0 + 1e-2;
+      const lp = kl64();
+      x[i] = x0 - 1e-2;
+      const lm = kl64();
+      x[i] = x0;
+      const fd = (lp - lm) / 2e-2;
+      worst = Math.max(worst, Math.abs(fd - r.dX![i]));
+      scale = Math.max(scale, Math.abs(fd));
+    }
+    expect(worst / scale).toBeLessThan(1e-2);
+    // The teacher against itself: no divergence, no gradient.
+    const self = logitKlLoss(head, x, headLogProbs(head, x, S, H, 1e-5), S, H, 1e-5, true);
+    expect(Math.abs(self.loss)).toBeLessThan(1e-6);
   });
 });
