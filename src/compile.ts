@@ -182,7 +182,9 @@ export async function compileToDir(
       files['tokenizer.json'] = Buffer.byteLength(tokenizer.text);
     }
     const am: ArtifactModel = artifactModel(ctx, modelPath);
-    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}), ...(ctx.refine ? { refine: ctx.refine } : {}) };
+    // Wall times only on request (--timings): without them the same inputs give the same bytes.
+    const timed = <T>(x: T): T => (extra.timings ? x : withoutSeconds(x));
+    am.method = { ...describeMethod(ctx.opts), ...(ctx.amp ? { ilaAmp: ctx.amp } : {}), ...(ctx.refine ? { refine: timed(ctx.refine) } : {}) };
     // Fitted on the GPU path: equal to the CPU path's output only within the stated tolerances.
     if (ctx.gpu) am.method.device = `gpu: ${describeAdapter(ctx.gpu.info)}`;
     const manifest = writeArtifact(dir, am, files);
@@ -218,7 +220,7 @@ export async function compileToDir(
         .map(({ id, stats: s }) => [id, { weight: s!.relWeightError, ...(s!.relOutputError !== undefined ? { output: s!.relOutputError, outputRows: s!.outputErrorRows } : {}) }]),
     );
     if (extra.eval) {
-      manifest.eval = await pplVsBits(extra.eval, modelPath, { onnx: join(dir, 'model.onnx'), bitsPerWeight: manifest.bitsPerWeight }, (rtnDir) => compileToDir(modelPath, rtnDir, { weights: 'rtn-ternary' }).then((r) => r.manifest), progress);
+      manifest.eval = timed(await pplVsBits(extra.eval, modelPath, { onnx: join(dir, 'model.onnx'), bitsPerWeight: manifest.bitsPerWeight }, (rtnDir) => compileToDir(modelPath, rtnDir, { weights: 'rtn-ternary' }).then((r) => r.manifest), progress));
     }
     if (extra.targets?.length) Object.assign(manifest.files, await emitTargets(dir, manifest, extra.targets, progress));
     const info = { seconds: extra.timings ? (performance.now() - t0) / 1000 : 0, notes: ctx.structure.notes };
@@ -237,6 +239,11 @@ export async function compileToDir(
   });
   checkpoint.remove();
   return result;
+}
+
+/** A copy of plain data with every `seconds` field left out. */
+function withoutSeconds<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x, (k, v) => (k === 'seconds' ? undefined : v)));
 }
 
 /** What produced an artifact: versions of twlac and of the libraries whose behaviour shapes the bytes, and the invocation. */

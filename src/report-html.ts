@@ -53,7 +53,7 @@ pre { background: #f6f8fb; padding: 10px; overflow: auto; max-height: 480px; fon
 <div class="card">weights.bin<b>${f3(m.bitsPerWeight)}</b>bits/weight (from bytes)</div>
 ${m.onnx ? `<div class="card">model.onnx<b>${f3(m.onnx.bitsPerWeight)}</b>bits/weight (from bytes)</div>` : ''}
 ${m.eval ? `<div class="card">perplexity<b>${f3(m.eval.points.find((p) => p.model === 'compiled')!.ppl)}</b>source ${f3(m.eval.points.find((p) => p.model === 'source')!.ppl)}</div>` : ''}
-<div class="card">run time<b>${timed ? `${info.seconds.toFixed(1)} s` : 'not recorded'}</b>${!timed ? 'compile with --timings' : m.eval ? `evaluation ${m.eval.seconds.toFixed(1)} s of it` : 'load and write included'}</div>
+<div class="card">run time<b>${timed ? `${info.seconds.toFixed(1)} s` : 'not recorded'}</b>${!timed ? 'compile with --timings' : m.eval?.seconds !== undefined ? `evaluation ${m.eval.seconds.toFixed(1)} s of it` : 'load and write included'}</div>
 </div>
 ${amp ? `<p class="note" id="amp-note">${esc(amp)}</p>` : ''}
 <h2>Perplexity against bits per weight</h2>

@@ -109,7 +109,7 @@ export function renderReport(m: ArtifactManifest, info: ReportInfo): string {
 export function timeRows(m: ArtifactManifest, info: ReportInfo): { pass: string; seconds: number }[] {
   return [
     ...(m.timings ?? []),
-    ...(m.eval ? [{ pass: 'perplexity (--eval: 3 models and the RTN compile)', seconds: m.eval.seconds }] : []),
+    ...(m.eval?.seconds !== undefined ? [{ pass: 'perplexity (--eval: 3 models and the RTN compile)', seconds: m.eval.seconds }] : []),
     { pass: 'total (load and write included)', seconds: info.seconds },
   ];
 }

@@ -165,7 +165,7 @@ export interface PplVsBits {
   windowSize: number;
   /** Predicted positions (windows × windowSize). */
   tokens: number;
-  /** Wall time of the three evaluations and the RTN compile. */
-  seconds: number;
+  /** Wall time of the three evaluations and the RTN compile (only with --timings). */
+  seconds?: number;
   points: { model: 'source' | 'rtn-ternary' | 'compiled'; bitsPerWeight: number; ppl: number }[];
 }

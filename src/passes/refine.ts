@@ -57,7 +57,8 @@ export interface RefineBlockStats {
   lossRefined: number;
   lossStored: number;
   flipped: number;
-  seconds: number;
+  /** Wall time; kept in the manifest only with --timings (out/ is otherwise reproducible). */
+  seconds?: number;
 }
 
 export interface RefineE2eStats {
@@ -65,7 +66,8 @@ export interface RefineE2eStats {
   loss: 'hidden' | 'logits';
   lossBefore: number;
   lossStored: number;
-  seconds: number;
+  /** Wall time; kept in the manifest only with --timings. */
+  seconds?: number;
 }
 
 /**
@@ -225,7 +227,7 @@ export const refinePass = definePass<CompileContext>({
       }
       ctx.progress.done();
       e2e = { loss: o.e2eLoss, lossBefore: before, lossStored: finalLoss(blocks.map(stored)), seconds: (performance.now() - t0) / 1000 };
-      ctx.progress.log(`end to end (${o.e2eLoss}): loss ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored), ${e2e.seconds.toFixed(0)} s`);
+      ctx.progress.log(`end to end (${o.e2eLoss}): loss ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored), ${(e2e.seconds ?? 0).toFixed(0)} s`);
     }
     for (const [bi, block] of ctx.structure.blocks.entries()) {
       for (const r of BLOCK_LINEARS) {

@@ -3,7 +3,7 @@
 // the decoded values), and the hand-written block forward that it trains through computes
 // what onnxruntime computes on the lowered model; the refined artifact runs unchanged through
 // the reference runtime and WebGPU, order-2 linears (--order2) included.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -134,6 +134,10 @@ describe('refined artifact through every runtime', () => {
       const r = await compileToDir(join(dir, 'src.onnx'), out, { calib, order2: ['v', 'blocks.0.down'], refine: { ...DEFAULT_REFINE, steps: 5, pieces: 4, seq: 32, e2eSteps: 2, e2eLoss: 'logits' } });
       expect(r.manifest.features).toContain('order2-linear');
       expect((r.manifest as unknown as { method: { refine?: unknown } }).method.refine).toBeDefined();
+      // no wall times without --timings: the refinement's statistics leave manifest.json reproducible
+      const written = readFileSync(join(out, 'manifest.json'), 'utf8');
+      expect(written).toMatch(/"lossStored"/);
+      expect(written).not.toMatch(/"seconds"/);
       const a = readArtifact(out);
       const ids = Array.from(calib[1].subarray(0, 10));
       const ref = referenceLogits(a, ids);
