@@ -106,7 +106,14 @@ async function runPipeline(model: Model, ctx: CompileContext): Promise<CompileRe
   const { gpu, note } = selectDevice(o.weights === 'twla' ? (o.device ?? 'cpu') : 'cpu');
   if (o.device && o.device !== 'cpu') progress.log(note);
   if (gpu) ctx.gpu = gpu;
-  const pm = new PassManager(pipeline(o));
+  const passes = pipeline(o);
+  // twlac's preconditions are about the options and the recognised structure, which no pass
+  // changes: all are checked before the first pass, so a bad flag is refused before hours of work.
+  for (const p of passes) {
+    const why = p.requires?.(model, ctx);
+    if (why) throw new UserError(`pass ${p.name}: ${why}`);
+  }
+  const pm = new PassManager(passes);
   const r = await pm.run(model, ctx).finally(() => gpu?.close());
   return { model: r.model, ctx, timings: pm.timings.map((t) => ({ pass: t.pass, seconds: t.seconds })) };
 }

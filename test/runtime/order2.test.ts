@@ -11,6 +11,7 @@ import { relErr } from './compare.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { compileToDir } from '../../src/compile.ts';
+import { silentProgress } from '../../src/graph/pass.ts';
 import { generate } from '../../src/eval/generate.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { order2StorageBytes } from '../../src/formats/order2.ts';
@@ -34,7 +35,11 @@ describe('order-2 linears (--order2 v,blocks.1.down)', () => {
     saveModel(makeTinyLlama({ seed: 31 }), src);
     const calib = [0, 1, 2, 3].map((s) => Int32Array.from({ length: 48 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % 256));
     const out = join(root, 'out');
-    await expect(compileToDir(src, join(root, 'bad'), { calib, order2: ['v', 'blocks.9.v'] })).rejects.toThrow(/--order2: the model has no linear 'blocks\.9\.v'/);
+    // refused before any pass runs (not after the rotation, an hour at 7B)
+    const phases: string[] = [];
+    const progress = { ...silentProgress, phase: (_i: number, name: string) => void phases.push(name) };
+    await expect(compileToDir(src, join(root, 'bad'), { calib, order2: ['v', 'blocks.9.v'] }, progress)).rejects.toThrow(/--order2: the model has no linear 'blocks\.9\.v'/);
+    expect(phases).toEqual([]);
     // refused input leaves no checkpoint behind (a rerun with a corrected flag starts clean)
     expect(existsSync(`${join(root, 'bad')}.twlac-resume`)).toBe(false);
     await compileToDir(src, out, { calib, order2: ['v', 'blocks.1.down'] });
