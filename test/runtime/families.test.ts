@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { relErr } from './compare.ts';
+import { ortLogitsAndGreedy, relErr } from './compare.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { compileToDir, createContext, type CompileOptions } from '../../src/compile.ts';
@@ -18,7 +18,6 @@ import { parseTargets } from '../../src/codegen/targets.ts';
 import { foldNormsPass } from '../../src/passes/fold-norms.ts';
 import { rotatePass } from '../../src/passes/rotate.ts';
 import type { CompileContext } from '../../src/passes/context.ts';
-import { generate } from '../../src/eval/generate.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
 import { byteTokenizerJson } from '../../src/demo.ts';
@@ -108,15 +107,7 @@ async function compileVariant(name: string, opts: TinyLlamaOptions, compile: Par
 }
 
 /** ORT on out/model.onnx: prompt logits and greedy continuation. */
-async function ortRun(out: string): Promise<{ logits: Float32Array; greedy: number[] }> {
-  const ort = await openModel(join(out, 'model.onnx'));
-  try {
-    const { logits } = await forward(ort, PROMPT, 1, PROMPT.length);
-    return { logits, greedy: Array.from(await generate(ort, PROMPT, GREEDY)) };
-  } finally {
-    await ort.session.release();
-  }
-}
+const ortRun = (out: string) => ortLogitsAndGreedy(join(out, 'model.onnx'), PROMPT, GREEDY);
 
 describe.each(Object.entries(FAMILY_VARIANTS))('family %s compiled by twlac', (name, opts) => {
   const fam = FAMILY[name];

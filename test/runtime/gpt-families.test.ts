@@ -15,8 +15,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { compileToDir, createContext } from '../../src/compile.ts';
 import { CUDA_FEATURES, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
-import { generate } from '../../src/eval/generate.ts';
-import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { loadModel, saveModel } from '../../src/graph/onnx.ts';
 import { PassManager } from '../../src/graph/pass.ts';
 import { checkModelPass } from '../../src/passes/check-model.ts';
@@ -27,7 +25,7 @@ import { referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
 import { GPT_FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
-import { relErr } from './compare.ts';
+import { ortLogitsAndGreedy, relErr } from './compare.ts';
 
 const { dev, skip } = await testDevice();
 const root = mkdtempSync(join(tmpdir(), 'twlac-gpt-families-'));
@@ -86,16 +84,7 @@ describe.each(Object.entries(FAMILIES))('GPT-style family %s compiled by twlac (
   // 14 prompt tokens; calibration segments of the model's own vocabulary within its 32 positions (the torch exports' tables).
   const PROMPT = [3, 17, 42, 99, 5, 8, 200, 13, 77, 1, 64, 250, 31, 9].map((t) => t % fam.vocab);
   const CALIB = [0, 1, 2, 3, 4, 5].map((s) => Int32Array.from({ length: 32 }, (_, i) => (i * (37 + 2 * s) + 11 * s) % fam.vocab));
-  /** ORT on a model: prompt logits and greedy continuation. */
-  const ortRun = async (path: string): Promise<{ logits: Float32Array; greedy: number[] }> => {
-    const ort = await openModel(path);
-    try {
-      const { logits } = await forward(ort, PROMPT, 1, PROMPT.length);
-      return { logits, greedy: Array.from(await generate(ort, PROMPT, GREEDY)) };
-    } finally {
-      await ort.session.release();
-    }
-  };
+  const ortRun = (path: string) => ortLogitsAndGreedy(path, PROMPT, GREEDY);
   let want: { logits: Float32Array; greedy: number[] };
   beforeAll(async () => {
     mkdirSync(dir, { recursive: true });

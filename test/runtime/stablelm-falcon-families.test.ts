@@ -15,8 +15,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { compileToDir, createContext } from '../../src/compile.ts';
 import { CUDA_FEATURES, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
-import { generate } from '../../src/eval/generate.ts';
-import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { loadModel, saveModel } from '../../src/graph/onnx.ts';
 import { PassManager } from '../../src/graph/pass.ts';
 import { checkModelPass } from '../../src/passes/check-model.ts';
@@ -26,7 +24,7 @@ import { FEATURES, type Feature } from '../../src/program/block-program.ts';
 import { referenceGreedy, referenceLogits, type LoadedArtifact } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
-import { relErr } from './compare.ts';
+import { ortLogitsAndGreedy, relErr } from './compare.ts';
 
 const { dev, skip } = await testDevice();
 const root = mkdtempSync(join(tmpdir(), 'twlac-stablelm-falcon-'));
@@ -72,16 +70,7 @@ describe.each(Object.entries(FAMILIES))('torch export %s compiled by twlac (TWLA
   const dir = join(root, name);
   const src = join(fixtures, `${name}.onnx`);
   const out = join(dir, 'out');
-  /** ORT on a model: prompt logits and greedy continuation. */
-  const ortRun = async (path: string): Promise<{ logits: Float32Array; greedy: number[] }> => {
-    const ort = await openModel(path);
-    try {
-      const { logits } = await forward(ort, PROMPT, 1, PROMPT.length);
-      return { logits, greedy: Array.from(await generate(ort, PROMPT, GREEDY)) };
-    } finally {
-      await ort.session.release();
-    }
-  };
+  const ortRun = (path: string) => ortLogitsAndGreedy(path, PROMPT, GREEDY);
   let want: { logits: Float32Array; greedy: number[] };
   beforeAll(async () => {
     mkdirSync(dir, { recursive: true });
