@@ -35,6 +35,8 @@ const arg = (name: string, dflt?: string) => {
 interface Variant extends Partial<RefineOptions> {
   /** Start from this earlier variant's refined linears instead of the PTQ result. */
   after?: string;
+  /** Also score the linears as stored after these end-to-end steps (one run gives every stage length up to e2eSteps). */
+  probe?: number[];
 }
 const VARIANTS: Record<string, Variant> = {
   'keep-lr5e-3': {},
@@ -48,6 +50,9 @@ const VARIANTS: Record<string, Variant> = {
   // End-to-end stages on top of the chosen block-wise result (64 single-piece steps).
   'o2-learn+e2e-logits': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'logits' },
   'o2-learn+e2e-hidden': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'hidden' },
+  // How long the end-to-end stage should run, and on how many pieces (each step one 128-token piece).
+  'o2-learn+e2e-long': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 32, probe: [64, 128, 192, 256] },
+  'o2-learn+e2e-long-p128': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192, 256] },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);
 const windows = Number(arg('windows', '100'));
@@ -88,7 +93,7 @@ try {
   progress.log(`ptq: held-out ppl ${(results.ptq as { heldOutPpl: number }).heldOutPpl.toFixed(3)}`);
   save();
   for (const name of chosen) {
-    const { after, ...refine } = VARIANTS[name];
+    const { after, probe, ...refine } = VARIANTS[name];
     const from = snapshots.get(after ?? 'ptq');
     if (!from) throw new Error(`${name} starts from ${after}, which this run has not refined`);
     for (const [l, p] of from) {
@@ -99,12 +104,27 @@ try {
       setLinearWeight(l, p.order2 ? decodeOrder2({ base: p.ternary, plane: p.order2 }) : decodeTernary(p.ternary));
     }
     ctx.opts = { ...opts, refine: { ...DEFAULT_REFINE, ...refine } };
+    const probes: { e2eSteps: number; heldOutPpl: number; seconds: number }[] = [];
     t0 = performance.now();
+    let probeSeconds = 0;
+    ctx.refineProbe = probe && {
+      e2eSteps: probe,
+      at: async (step) => {
+        const p0 = performance.now();
+        const ppl = await heldOutPpl();
+        probeSeconds += (performance.now() - p0) / 1000;
+        probes.push({ e2eSteps: step, heldOutPpl: ppl, seconds: (performance.now() - t0) / 1000 - probeSeconds });
+        progress.log(`${name} after ${step} end-to-end steps: held-out ppl ${ppl.toFixed(3)}`);
+        results[name] = { ...(after ? { after } : {}), ...(order2 ? { order2 } : {}), refine: ctx.opts.refine, probes, running: true };
+        save();
+      },
+    };
     await refinePass.run(model, ctx);
-    const seconds = (performance.now() - t0) / 1000;
+    ctx.refineProbe = undefined;
+    const seconds = (performance.now() - t0) / 1000 - probeSeconds;
     const ppl = await heldOutPpl();
     snapshots.set(name, snapshot());
-    results[name] = { ...(after ? { after } : {}), ...(order2 ? { order2 } : {}), refine: ctx.opts.refine, heldOutPpl: ppl, seconds, blocks: ctx.refine!.blocks, ...(ctx.refine!.e2e ? { e2e: ctx.refine!.e2e } : {}) };
+    results[name] = { ...(after ? { after } : {}), ...(order2 ? { order2 } : {}), refine: ctx.opts.refine, heldOutPpl: ppl, ...(probes.length ? { probes } : {}), seconds, blocks: ctx.refine!.blocks, ...(ctx.refine!.e2e ? { e2e: ctx.refine!.e2e } : {}) };
     progress.log(`${name}: held-out ppl ${ppl.toFixed(3)}, refine ${seconds.toFixed(0)} s`);
     save();
   }

@@ -63,6 +63,8 @@ export interface RefineOptions {
   /** Steps of the end-to-end stage after the block-wise one (0: none), and its α/γ step size. */
   e2eSteps: number;
   e2eLr: number;
+  /** Calibration pieces the end-to-end stage cycles through (the first `pieces` are the block-wise stage's). */
+  e2ePieces: number;
   /** The end-to-end stage's loss: 1 − cos of the last block's output against the fp model's
    *  final hidden state, or KL of the fp model's next-token distribution to the student's. */
   e2eLoss: 'hidden' | 'logits';
@@ -104,6 +106,10 @@ export interface CompileContext extends PassContext {
   structure: TransformerStructure;
   linears: Map<Linear, LinearState>;
   sites: SiteState[];
+  /** Called after these end-to-end refinement steps with the linears stored as they are at that step
+   *  (their graph weights and `linears` states), so a benchmark can score several stage lengths in one
+   *  run: the stage's steps do not depend on how many follow (constant step size). */
+  refineProbe?: { e2eSteps: number[]; at(step: number): Promise<void> };
   /** Where the rotate and ternary passes keep what they finish, and find what an interrupted compile finished (passes/resume.ts); absent: nowhere. */
   checkpoint?: Checkpoint;
 }

@@ -33,7 +33,7 @@ import { setLinearWeight } from './weights.ts';
  *  about 10 s a step on the fixture on 2 cores); its loss and step size are the ones measured
  *  (bench/results/refine-order2-select.json: 64 steps of logit KL at 1e-3 took the order-2
  *  refinement's held-out PPL from 13.24 to 12.99). */
-export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2eLoss: 'logits' };
+export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2ePieces: 32, e2eLoss: 'logits' };
 
 /** A linear under the refinement: one plane, or both planes of an order-2 linear. */
 type Learnable = DltLinear | DltOrder2Linear;
@@ -180,28 +180,52 @@ export const refinePass = definePass<CompileContext>({
       teacherIn = targets;
       studentIn = after.outs;
     }
+    /** Each linear back into its storage format, and the graph's weight set to what it decodes to. */
+    const store = () => {
+      for (const [bi, block] of ctx.structure.blocks.entries()) {
+        for (const r of BLOCK_LINEARS) {
+          const d = blocks[bi].dlt[r];
+          const st = ctx.linears.get(block[r]!)!;
+          setLinearWeight(block[r]!, storedWeight(d));
+          if (d instanceof DltOrder2Linear) {
+            st.ternary = d.base.encode();
+            st.order2 = d.plane.encode();
+          } else st.ternary = d.encode();
+        }
+      }
+    };
     // End to end: the loss on the last block's output (or on the logits), back through every block.
     let e2e: RefineE2eStats | undefined;
     if (o.e2eSteps > 0) {
       const t0 = performance.now();
       const head: HeadParams = { norm: am.finalNorm, W: am.lmHead.dense ?? Float32Array.from(weightRows(ctx.structure.lmHead)), bias: am.lmHead.bias, vocab: c.vocab };
-      // The fp model's next-token log-probabilities on each piece (from its final hidden state, teacherIn).
-      const teacherLogp = o.e2eLoss === 'logits' ? teacherIn.map((x) => headLogProbs(head, x, S, H, c.normEps)) : [];
+      // The stage's pieces: the block-wise ones, then more of the calibration text; the fp model's
+      // final hidden state on each (teacherIn already holds it for the block-wise pieces).
+      const e2ePieces = refinePieces(ctx.opts.calib!, S, Math.max(o.e2ePieces, 1));
+      const teachers = ctx.structure.blocks.map((block, bi) => params(blocks[bi], (r) => ctx.linears.get(block[r]!)!.fp!));
+      const teacherOut = e2ePieces.map((ids, i) => {
+        if (i < teacherIn.length) return teacherIn[i];
+        let x = embed(ids);
+        for (const p of teachers) x = blockForward(p, dims, x, S).out;
+        return x;
+      });
+      // The fp model's next-token log-probabilities are recomputed from its final hidden state at
+      // each use (one head forward) rather than kept: pieces × seq × vocab floats is half a GB at 32k vocab.
       const lossOf = (x: Float32Array, i: number, withGrad: boolean) => {
         if (o.e2eLoss === 'hidden') {
-          const l = cosineLoss(x, teacherIn[i], S, H, withGrad);
+          const l = cosineLoss(x, teacherOut[i], S, H, withGrad);
           return { loss: l.loss, dX: l.dOut };
         }
-        return logitKlLoss(head, x, teacherLogp[i], S, H, c.normEps, withGrad);
+        return logitKlLoss(head, x, headLogProbs(head, teacherOut[i], S, H, c.normEps), S, H, c.normEps, withGrad);
       };
       const finalLoss = (ps: BlockParams[]) => {
         let l = 0;
-        pieces.forEach((ids, i) => {
+        e2ePieces.forEach((ids, i) => {
           let x = embed(ids);
           for (const p of ps) x = blockForward(p, dims, x, S).out;
           l += lossOf(x, i, false).loss;
         });
-        return l / pieces.length;
+        return l / e2ePieces.length;
       };
       const before = finalLoss(blocks.map(stored));
       ctx.progress.start('refine end to end', o.e2eSteps);
@@ -210,8 +234,8 @@ export const refinePass = definePass<CompileContext>({
         const dW = ps.map(zeroGrads);
         let loss = 0;
         for (let j = 0; j < o.batch; j++) {
-          const i = (step * o.batch + j) % pieces.length;
-          let x: Float32Array = embed(pieces[i]);
+          const i = (step * o.batch + j) % e2ePieces.length;
+          let x: Float32Array = embed(e2ePieces[i]);
           const caches = ps.map((p) => {
             const f = blockForward(p, dims, x, S);
             x = f.out;
@@ -224,22 +248,16 @@ export const refinePass = definePass<CompileContext>({
         }
         blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], o.e2eLr, o.tritLr)));
         ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
+        if (ctx.refineProbe?.e2eSteps.includes(step + 1)) {
+          store();
+          await ctx.refineProbe.at(step + 1);
+        }
       }
       ctx.progress.done();
       e2e = { loss: o.e2eLoss, lossBefore: before, lossStored: finalLoss(blocks.map(stored)), seconds: (performance.now() - t0) / 1000 };
       ctx.progress.log(`end to end (${o.e2eLoss}): loss ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored), ${(e2e.seconds ?? 0).toFixed(0)} s`);
     }
-    for (const [bi, block] of ctx.structure.blocks.entries()) {
-      for (const r of BLOCK_LINEARS) {
-        const d = blocks[bi].dlt[r];
-        const st = ctx.linears.get(block[r]!)!;
-        setLinearWeight(block[r]!, storedWeight(d));
-        if (d instanceof DltOrder2Linear) {
-          st.ternary = d.base.encode();
-          st.order2 = d.plane.encode();
-        } else st.ternary = d.encode();
-      }
-    }
+    store();
     for (const st of ctx.linears.values()) st.fp = undefined;
     ctx.refine = { options: o, blocks: stats, e2e };
     return { model, modified: true };

@@ -31,47 +31,59 @@ export interface BlockParams {
   T: { attn?: KronT; o?: KronT; mlp?: KronT; down?: KronT };
 }
 
-/** C[m,n] = Σ_k A[m,k]·B[n,k] (A [M,K], B [N,K]); four rows of B at a time so each A load serves four sums. */
-export function mmABt(A: Float32Array, B: Float32Array, M: number, K: number, N: number, C: Float32Array = new Float32Array(M * N)): Float32Array {
-  for (let m = 0; m < M; m++) {
-    const a0 = m * K;
+/** C[m,n] (+)= Σ_k A[m,k]·B[n,k] (A [M,K], B [N,K]): two rows of A against four rows of B, so
+ *  each load serves two or four of the eight sums (about 2× the one-row loop on the fixture's shapes). */
+function gemmNT(A: Float32Array, B: Float32Array, M: number, K: number, N: number, C: Float32Array, add: boolean): Float32Array {
+  let m = 0;
+  for (; m + 2 <= M; m += 2) {
+    const a0 = m * K, a1 = a0 + K, c0 = m * N, c1 = c0 + N;
     let n = 0;
     for (; n + 4 <= N; n += 4) {
       const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
       for (let k = 0; k < K; k++) {
-        const a = A[a0 + k];
-        s0 += a * B[b0 + k];
-        s1 += a * B[b1 + k];
-        s2 += a * B[b2 + k];
-        s3 += a * B[b3 + k];
+        const x0 = A[a0 + k], x1 = A[a1 + k];
+        const w0 = B[b0 + k], w1 = B[b1 + k], w2 = B[b2 + k], w3 = B[b3 + k];
+        s00 += x0 * w0; s01 += x0 * w1; s02 += x0 * w2; s03 += x0 * w3;
+        s10 += x1 * w0; s11 += x1 * w1; s12 += x1 * w2; s13 += x1 * w3;
       }
-      C[m * N + n] = s0;
-      C[m * N + n + 1] = s1;
-      C[m * N + n + 2] = s2;
-      C[m * N + n + 3] = s3;
+      if (add) {
+        C[c0 + n] += s00; C[c0 + n + 1] += s01; C[c0 + n + 2] += s02; C[c0 + n + 3] += s03;
+        C[c1 + n] += s10; C[c1 + n + 1] += s11; C[c1 + n + 2] += s12; C[c1 + n + 3] += s13;
+      } else {
+        C[c0 + n] = s00; C[c0 + n + 1] = s01; C[c0 + n + 2] = s02; C[c0 + n + 3] = s03;
+        C[c1 + n] = s10; C[c1 + n + 1] = s11; C[c1 + n + 2] = s12; C[c1 + n + 3] = s13;
+      }
     }
     for (; n < N; n++) {
+      let s0 = 0, s1 = 0;
+      for (let k = 0; k < K; k++) {
+        s0 += A[a0 + k] * B[n * K + k];
+        s1 += A[a1 + k] * B[n * K + k];
+      }
+      C[c0 + n] = add ? C[c0 + n] + s0 : s0;
+      C[c1 + n] = add ? C[c1 + n] + s1 : s1;
+    }
+  }
+  for (; m < M; m++) {
+    const a0 = m * K;
+    for (let n = 0; n < N; n++) {
       let s = 0;
       for (let k = 0; k < K; k++) s += A[a0 + k] * B[n * K + k];
-      C[m * N + n] = s;
+      C[m * N + n] = add ? C[m * N + n] + s : s;
     }
   }
   return C;
 }
 
-/** C[m,n] = Σ_k A[m,k]·B[k,n] (A [M,K], B [K,N]). */
+/** C[m,n] = Σ_k A[m,k]·B[n,k] (A [M,K], B [N,K]). */
+export function mmABt(A: Float32Array, B: Float32Array, M: number, K: number, N: number, C: Float32Array = new Float32Array(M * N)): Float32Array {
+  return gemmNT(A, B, M, K, N, C, false);
+}
+
+/** C[m,n] += Σ_k A[m,k]·B[k,n] (A [M,K], B [K,N]); B is transposed once so the sums run along rows. */
 export function mmAB(A: Float32Array, B: Float32Array, M: number, K: number, N: number, C: Float32Array = new Float32Array(M * N)): Float32Array {
-  for (let m = 0; m < M; m++) {
-    const c0 = m * N;
-    for (let k = 0; k < K; k++) {
-      const a = A[m * K + k];
-      if (a === 0) continue;
-      const b0 = k * N;
-      for (let n = 0; n < N; n++) C[c0 + n] += a * B[b0 + n];
-    }
-  }
-  return C;
+  return gemmNT(A, transpose(B, K, N), M, K, N, C, true);
 }
 
 export function transpose(A: Float32Array, M: number, N: number): Float32Array {

@@ -10,7 +10,12 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { artifactModel } from '../../src/artifact/from-structure.ts';
 import { BLOCK_LINEARS } from '../../src/artifact/build.ts';
-import { compile, compileToDir } from '../../src/compile.ts';
+import { compile, compileToDir, createContext } from '../../src/compile.ts';
+import { PassManager } from '../../src/graph/pass.ts';
+import { checkWeightsPass } from '../../src/passes/check-weights.ts';
+import { foldNormsPass } from '../../src/passes/fold-norms.ts';
+import { rotatePass } from '../../src/passes/rotate.ts';
+import { ternaryPass } from '../../src/passes/ternary.ts';
 import { readArtifact } from '../../src/artifact/weights.ts';
 import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { referenceLogits } from '../../src/runtime/reference.ts';
@@ -20,7 +25,7 @@ import { decodeTernary, encodeTernary, decodeTrits, groupsPerRow } from '../../s
 import { encodeModel, saveModel } from '../../src/graph/onnx.ts';
 import { weightRows } from '../../src/graph/recognize.ts';
 import { halfToFloat } from '../../src/graph/tensor.ts';
-import { DEFAULT_REFINE } from '../../src/passes/refine.ts';
+import { DEFAULT_REFINE, refinePass } from '../../src/passes/refine.ts';
 import { blockForward, type BlockParams } from '../../src/quant/block-grad.ts';
 import { mulberry32 } from '../../src/util/prng.ts';
 import { FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
@@ -83,6 +88,23 @@ describe('refine pass', () => {
     const r = await compile(makeTinyLlama(dims), { calib, refine: { ...DEFAULT_REFINE, steps: 10, pieces: 4, seq: 32, lr: 5e-3, e2eSteps: 15, e2eLr: 5e-3, e2eLoss: 'hidden' } });
     const e2e = r.ctx.refine!.e2e!;
     expect(e2e.lossStored).toBeLessThan(0.95 * e2e.lossBefore);
+  });
+
+  it('end to end over more pieces than the block-wise stage; a probe after step k sees what a k-step stage stores', async () => {
+    const run = async (e2eSteps: number, probeAt?: number) => {
+      const m = makeTinyLlama(dims);
+      const ctx = createContext(m, { calib, refine: { ...DEFAULT_REFINE, steps: 2, pieces: 2, seq: 32, e2eSteps, e2eLr: 5e-3, e2ePieces: 6 } });
+      let probed: Float64Array[] | undefined;
+      const weightsNow = () => [...ctx.linears.values()].map((st) => decodeTernary(st.ternary!));
+      if (probeAt) ctx.refineProbe = { e2eSteps: [probeAt], at: async () => void (probed = weightsNow()) };
+      await new PassManager([checkWeightsPass, foldNormsPass, rotatePass, ternaryPass, refinePass]).run(m, ctx);
+      return { final: weightsNow(), probed, e2e: ctx.refine!.e2e! };
+    };
+    const short = await run(3);
+    const long = await run(5, 3);
+    expect(long.probed).toEqual(short.final);
+    expect(long.final).not.toEqual(short.final);
+    expect(short.e2e.lossStored).toBeLessThan(short.e2e.lossBefore);
   });
 
   it('block forward chain matches onnxruntime on the refined, lowered model', async () => {
