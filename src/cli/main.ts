@@ -73,6 +73,7 @@ function buildProgram(): Command {
     .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')
     .option('--refine-steps <n>', 'refinement Adam steps per block', intArg('--refine-steps', 1, 100_000))
     .option('--refine-e2e-steps <n>', 'refinement: end-to-end steps after the block-wise ones (default 0; 64 measured on the fixture)', intArg('--refine-e2e-steps', 0, 100_000))
+    .option('--refine-e2e-lr <x>', 'refinement: the end-to-end stage\'s Adam step size, in units of each linear\'s mean group scale (default 1e-3)', floatArg('--refine-e2e-lr', 0))
     .option('--refine-e2e-pieces <n>', 'refinement: 128-token calibration pieces the end-to-end stage cycles through (default 32)', intArg('--refine-e2e-pieces', 1, 1_000_000))
     .addOption(new Option('--refine-e2e-loss <loss>', 'refinement: the end-to-end stage matches the fp model\'s next-token distribution (KL through the head; the default) or its final hidden state (1 − cos)').choices(['hidden', 'logits']))
     .addOption(new Option('--refine-order2-plane <mode>', 'refinement of --order2 linears: learn the second plane\'s scales too, or keep its PTQ fit').choices(['learn', 'fixed']))
