@@ -28,6 +28,7 @@ import { renderReport } from './report.ts';
 import { checkOutputPlace, withAtomicDir } from './util/atomic-dir.ts';
 import { UserError } from './errors.ts';
 import { Checkpoint, checkpointDirFor } from './util/checkpoint.ts';
+import { runningCodeDigest } from './util/code-digest.ts';
 import { checkpointKey, describeResume } from './passes/resume.ts';
 import { emitTargets, type TargetSpec } from './codegen/targets.ts';
 import { renderHtmlReport } from './report-html.ts';
@@ -145,7 +146,8 @@ export interface CompileFileExtras {
 /**
  * Load, compile and write `outDir` atomically: model.onnx (+ data), weights.bin, manifest.json,
  * report.md, report.html, and kernels/<target>/ for each of `extra.targets` (see {@link parseTargets}).
- * The rotations and each finished block of the ternary pass are kept in `<outDir>.twlac-resume/`
+ * What the long passes finish (rotations, ternary blocks, refined blocks, activation precision:
+ * passes/resume.ts) is kept in `<outDir>.twlac-resume/`
  * until the compile succeeds; `extra.resume` continues from there (a checkpoint found without it
  * is refused, as one made from other inputs or options is).
  */
@@ -163,7 +165,7 @@ export async function compileToDir(
   const model = loadModel(modelPath);
   progress.done();
   // Keyed by the model's files as loaded, before the passes rewrite its initializers.
-  const key = checkpointKey(TWLAC_VERSION, modelPath, model, { ...DEFAULT_OPTIONS, ...opts });
+  const key = checkpointKey({ version: TWLAC_VERSION, code: runningCodeDigest() }, modelPath, model, { ...DEFAULT_OPTIONS, ...opts });
   // Recognised once, before the compile (which can take minutes), so that the tokenizer is checked
   // first: its ids must index the model's embedding.
   const context = createContext(model, opts, progress);

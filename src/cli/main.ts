@@ -67,7 +67,7 @@ function buildProgram(): Command {
     .option('--eval-windows <n>', 'with --eval: evaluate only the first N 256-token windows', intArg('--eval-windows', 1, 10_000_000))
     .option('--timings', 'record seconds per pass in the manifest and reports (out/ then differs from run to run; without it the same inputs give the same bytes)')
     .option('--force', 'replace an earlier twlac output at -o (recognised by its manifest.json; nothing else is ever deleted)')
-    .option('--resume', 'continue an interrupted compile to -o from its checkpoint <out>.twlac-resume/ (kept until the compile succeeds): the rotations and finished blocks are not fitted again, and out/ is what an uninterrupted compile writes')
+    .option('--resume', 'continue an interrupted compile to -o from its checkpoint <out>.twlac-resume/ (kept until the compile succeeds): what it finished (rotations, ternary and refined blocks, end-to-end refinement steps, the activation precision) is not computed again, and out/ is what an uninterrupted compile writes')
     .option('--threads <n>', 'worker threads fitting a block\'s linears and KOTMS sites on the CPU (default: one per core; the output does not depend on it)', intArg('--threads', 1, 256))
     .addOption(new Option('--device <d>', 'where Gram matrices and GPTQ column updates run: auto (a real GPU adapter if present, else cpu), gpu (WebGPU, even a software adapter), cpu').choices(['auto', 'gpu', 'cpu']).default('auto'))
     .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')

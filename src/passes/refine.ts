@@ -14,6 +14,9 @@
 // goes back into its storage format (lattice rows snapped, fp16) and the graph's dense
 // weight is set to the decoded values, so later passes and the lowering see what is stored.
 // Calibration segments only: the pieces are cut from `opts.calib`.
+// Under a compile's checkpoint (passes/resume.ts) each finished block of the block-wise stage,
+// and the end-to-end stage from time to time, keep the learnt state; a resumed compile runs
+// the calibration streams through the restored blocks and continues with the same Adam steps.
 import { artifactModel } from '../artifact/from-structure.ts';
 import { BLOCK_LINEARS, type BlockLinearRole } from '../artifact/build.ts';
 import { decodeTernary } from '../formats/ternary.ts';
@@ -26,6 +29,7 @@ import type { CompileContext, LinearState, RefineOptions } from './context.ts';
 import type { TransformerStructure } from '../graph/recognize.ts';
 import { FEATURE_TEXT, isDefaultScale, type Feature } from '../program/block-program.ts';
 import { setLinearWeight } from './weights.ts';
+import { type LearnableState, restoreRefineBlocks, restoreRefineE2e, saveRefineBlock, saveRefineE2e } from './resume.ts';
 
 /** Chosen on a split of train.txt (bench/refine-select.ts: held-out PPL 13.86 against 14.01 for the
  *  PTQ result and 14.08 for lr 5e-3 on 8 pieces): 30 Adam steps of one 128-token piece a block,
@@ -37,6 +41,20 @@ export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, 
 
 /** A linear under the refinement: one plane, or both planes of an order-2 linear. */
 type Learnable = DltLinear | DltOrder2Linear;
+
+/** The end-to-end stage keeps its state (every block's) when that costs at most this share of the
+ *  time since it last did: every step on small models, every few minutes where a save takes seconds. */
+const E2E_SAVE_SHARE = 0.05;
+
+function restoreLearnable(l: Learnable, s: LearnableState): void {
+  if (l instanceof DltOrder2Linear) {
+    if (!('base' in s)) throw new Error('refinement state of a one-plane linear for an order-2 linear');
+    l.restore(s);
+  } else {
+    if ('base' in s) throw new Error('refinement state of an order-2 linear for a one-plane linear');
+    l.restore(s);
+  }
+}
 
 /** The values the linear decodes to once stored. */
 function storedWeight(l: Learnable): Float64Array {
@@ -128,8 +146,30 @@ export const refinePass = definePass<CompileContext>({
     const params = (b: (typeof blocks)[number], W: (r: BlockLinearRole) => Float32Array): BlockParams => ({ ...b.base, W: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, W(r)])) as BlockParams['W'] });
     const student = (b: (typeof blocks)[number]) => params(b, (r) => b.dlt[r].weight());
     const stored = (b: (typeof blocks)[number]) => params(b, (r) => Float32Array.from(storedWeight(b.dlt[r])));
+    const teacherOf = (bi: number) => params(blocks[bi], (r) => ctx.linears.get(ctx.structure.blocks[bi][r]!)!.fp!);
+    const states = (b: (typeof blocks)[number]) => Object.fromEntries(BLOCK_LINEARS.map((r) => [r, b.dlt[r].state()])) as Record<BlockLinearRole, LearnableState>;
+    const restore = (b: (typeof blocks)[number], st: Record<BlockLinearRole, LearnableState>) => BLOCK_LINEARS.forEach((r) => restoreLearnable(b.dlt[r], st[r]));
     const learnable = (st: LinearState): Learnable => (st.order2 ? new DltOrder2Linear(st.ternary!, st.order2, o.trits, o.order2Plane) : new DltLinear(st.ternary!, o.trits));
     const zeroGrads = (p: BlockParams) => Object.fromEntries(BLOCK_LINEARS.map((r) => [r, new Float32Array(p.W[r].length)])) as Record<BlockLinearRole, Float32Array>;
+    const ck = ctx.checkpoint;
+    const nb = ctx.structure.blocks.length;
+    // Blocks a compile's checkpoint gives back are not trained again; the streams are run through
+    // them (teacher: fp, student: as stored) when a block after them is, as the block-wise stage
+    // did after each block, so the next block sees the same floats.
+    const kept = ck ? restoreRefineBlocks(ck, nb) : [];
+    let streamed = 0;
+    const advanceStreams = (to: number) => {
+      if (streamed === to) return;
+      ctx.progress.start(`refine: streams through restored blocks 1-${to}`, to - streamed);
+      for (; streamed < to; streamed++) {
+        const teacher = teacherOf(streamed);
+        const st = stored(blocks[streamed]);
+        teacherIn = teacherIn.map((x) => blockForward(teacher, dims, x, S).out);
+        studentIn = studentIn.map((x) => blockForward(st, dims, x, S).out);
+        ctx.progress.tick(1);
+      }
+      ctx.progress.done();
+    };
     for (const [bi, block] of ctx.structure.blocks.entries()) {
       const t0 = performance.now();
       const ab = am.blocks[bi];
@@ -143,7 +183,13 @@ export const refinePass = definePass<CompileContext>({
         dlt: Object.fromEntries(BLOCK_LINEARS.map((r) => [r, learnable(ctx.linears.get(block[r]!)!)])) as Record<BlockLinearRole, Learnable>,
       };
       blocks.push(b);
-      const teacher = params(b, (r) => ctx.linears.get(block[r]!)!.fp!);
+      if (bi < kept.length) {
+        restore(b, kept[bi].states);
+        stats.push(kept[bi].stats);
+        continue;
+      }
+      advanceStreams(bi);
+      const teacher = teacherOf(bi);
       const targets = teacherIn.map((x) => blockForward(teacher, dims, x, S).out);
       const meanLoss = (p: BlockParams) => {
         let l = 0;
@@ -179,6 +225,8 @@ export const refinePass = definePass<CompileContext>({
       ctx.progress.log(`block ${bi}: 1−cos ${lossPtq.toExponential(3)} → ${lossRefined.toExponential(3)} (stored ${after.loss.toExponential(3)}), ${flipped} trits flipped`);
       teacherIn = targets;
       studentIn = after.outs;
+      streamed = bi + 1;
+      if (ck) saveRefineBlock(ck, bi, { states: states(b), stats: stats[bi] });
     }
     /** Each linear back into its storage format, and the graph's weight set to what it decodes to. */
     const store = () => {
@@ -196,15 +244,21 @@ export const refinePass = definePass<CompileContext>({
     };
     // End to end: the loss on the last block's output (or on the logits), back through every block.
     let e2e: RefineE2eStats | undefined;
-    if (o.e2eSteps > 0) {
-      const t0 = performance.now();
+    // The end-to-end stage as a compile's checkpoint left it: finished, or its state after some steps.
+    const e2eKept = o.e2eSteps > 0 && ck ? restoreRefineE2e(ck, nb) : undefined;
+    e2eKept?.states.forEach((st, k) => restore(blocks[k], st));
+    if (e2eKept?.stats) e2e = e2eKept.stats;
+    else if (o.e2eSteps > 0) {
+      const t0 = performance.now() - (e2eKept?.seconds ?? 0) * 1000;
       const head: HeadParams = { norm: am.finalNorm, W: am.lmHead.dense ?? Float32Array.from(weightRows(ctx.structure.lmHead)), bias: am.lmHead.bias, vocab: c.vocab };
       // The stage's pieces: the block-wise ones, then more of the calibration text; the fp model's
-      // final hidden state on each (teacherIn already holds it for the block-wise pieces).
+      // final hidden state on each (teacherIn holds it for the block-wise pieces once the streams
+      // passed every block; after a resume that restored them, it is computed as for the rest).
       const e2ePieces = refinePieces(ctx.opts.calib!, S, Math.max(o.e2ePieces, 1));
-      const teachers = ctx.structure.blocks.map((block, bi) => params(blocks[bi], (r) => ctx.linears.get(block[r]!)!.fp!));
+      const teachers = ctx.structure.blocks.map((_, bi) => teacherOf(bi));
+      const finalHidden = streamed === nb ? teacherIn : [];
       const teacherOut = e2ePieces.map((ids, i) => {
-        if (i < teacherIn.length) return teacherIn[i];
+        if (i < finalHidden.length) return finalHidden[i];
         let x = embed(ids);
         for (const p of teachers) x = blockForward(p, dims, x, S).out;
         return x;
@@ -227,9 +281,13 @@ export const refinePass = definePass<CompileContext>({
         });
         return l / e2ePieces.length;
       };
-      const before = finalLoss(blocks.map(stored));
-      ctx.progress.start('refine end to end', o.e2eSteps);
-      for (let step = 0; step < o.e2eSteps; step++) {
+      const before = e2eKept?.lossBefore ?? finalLoss(blocks.map(stored));
+      const keep = (step: number, done?: RefineE2eStats) =>
+        saveRefineE2e(ck!, { step, lossBefore: before, seconds: (performance.now() - t0) / 1000, states: blocks.map(states), ...(done ? { stats: done } : {}) });
+      let lastSave = { at: performance.now(), took: 0 };
+      const first = e2eKept?.step ?? 0;
+      ctx.progress.start('refine end to end', o.e2eSteps - first);
+      for (let step = first; step < o.e2eSteps; step++) {
         const ps = blocks.map(student);
         const dW = ps.map(zeroGrads);
         let loss = 0;
@@ -248,6 +306,11 @@ export const refinePass = definePass<CompileContext>({
         }
         blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], o.e2eLr, o.tritLr)));
         ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
+        const now = performance.now();
+        if (ck && step + 1 < o.e2eSteps && lastSave.took <= E2E_SAVE_SHARE * (now - lastSave.at)) {
+          keep(step + 1);
+          lastSave = { at: performance.now(), took: performance.now() - now };
+        }
         if (ctx.refineProbe?.e2eSteps.includes(step + 1)) {
           store();
           await ctx.refineProbe.at(step + 1);
@@ -256,6 +319,7 @@ export const refinePass = definePass<CompileContext>({
       ctx.progress.done();
       e2e = { loss: o.e2eLoss, lossBefore: before, lossStored: finalLoss(blocks.map(stored)), seconds: (performance.now() - t0) / 1000 };
       ctx.progress.log(`end to end (${o.e2eLoss}): loss ${e2e.lossBefore.toExponential(3)} → ${e2e.lossStored.toExponential(3)} (stored), ${(e2e.seconds ?? 0).toFixed(0)} s`);
+      if (ck) keep(o.e2eSteps, e2e);
     }
     store();
     for (const st of ctx.linears.values()) st.fp = undefined;

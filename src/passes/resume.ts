@@ -1,12 +1,24 @@
 // What the long passes keep in a compile's checkpoint (util/checkpoint.ts), and how they get it back:
-//   rotate   per input site, the fitted KOTMS result (shape, B, C), entry `site-<i>`;
-//   ternary  per finished block, each of its linears' state (ternary weights, second plane,
-//            storage bits, stats) and its weight tensor as the graph then held it (the
-//            dequantised values in the initializer's own element type), entry `block-<i>`.
+//   rotate         per input site, the fitted KOTMS result (shape, B, C), entry `site-<i>`;
+//   ternary        per finished block, each of its linears' state (ternary weights, second plane,
+//                  storage bits, stats) and its weight tensor as the graph then held it (the
+//                  dequantised values in the initializer's own element type), entry `block-<i>`;
+//   refine         per finished block of the block-wise stage, its learnt linears' state (α, γ,
+//                  Adam's moments and step count, the trits under 'ste': quant/dlt.ts) and the
+//                  block's losses, entry `refine-block-<i>`; the calibration streams are not kept
+//                  (pieces × seq × hidden floats twice a block) but run again through the restored
+//                  blocks, which gives the same floats. The end-to-end stage keeps every block's
+//                  state and the step reached, as one generation of entries
+//                  `refine-e2e-<g>-block-<i>` committed by the entry `refine-e2e` naming g, written
+//                  last; the next save writes the other generation, so a kill mid-save leaves the
+//                  last committed one whole (disk: two copies of the learnt state);
+//   act-precision  the chosen bits and clip ratio per site and ILA-AMP's allocation, entry `act-precision`.
 // Restoring goes through the code that applied a result the first time (the rotate pass
 // re-applies the results in site order; the ternary pass runs the restored blocks forward to
-// bring the calibration stream to the first unfinished block), so the graph and the linears'
-// states are those of an uninterrupted compile and out/ is byte-identical (CPU path).
+// bring the calibration stream to the first unfinished block; the refinement continues its
+// Adam steps from the kept state; the activation-precision pass inserts the kept quantisers), so
+// the graph and the linears' states are those of an uninterrupted compile and out/ is
+// byte-identical (CPU path).
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import type { Model } from '../graph/ir.ts';
@@ -14,6 +26,10 @@ import { constTensor, weightRows, type Linear } from '../graph/recognize.ts';
 import { Tensor, type DType } from '../graph/tensor.ts';
 import type { TernaryWeights } from '../formats/ternary.ts';
 import type { KotmsResult } from '../quant/kotms.ts';
+import type { DltOrder2State, DltState } from '../quant/dlt.ts';
+import type { AmpAllocation } from '../quant/ila-amp.ts';
+import type { BlockLinearRole } from '../artifact/build.ts';
+import type { RefineBlockStats, RefineE2eStats } from './refine.ts';
 import { type Checkpoint, type CheckpointKey, fileStamp } from '../util/checkpoint.ts';
 import type { CompileContext, CompileOptions } from './context.ts';
 import { linearId } from './context.ts';
@@ -30,13 +46,18 @@ interface LinearEntry {
 
 const siteEntry = (i: number) => `site-${String(i).padStart(4, '0')}`;
 const blockEntry = (i: number) => `block-${String(i).padStart(4, '0')}`;
+const refineBlockEntry = (i: number) => `refine-block-${String(i).padStart(4, '0')}`;
+const refineE2eBlockEntry = (generation: number, i: number) => `refine-e2e-${generation}-block-${String(i).padStart(4, '0')}`;
+const REFINE_E2E = 'refine-e2e';
+const ACT_PRECISION = 'act-precision';
 
 /**
  * The key a checkpoint of compiling `modelPath` (loaded as `model`, before any pass) with `opts`
- * is made under: the model's files by path, size and modification time, the calibration tokens'
- * SHA-256, every option but the calibration (hashed) and the thread count (which changes nothing).
+ * by `twlac` (its version and code digest) is made under: the model's files by path, size and
+ * modification time, the calibration tokens' SHA-256, every option but the calibration (hashed)
+ * and the thread count (which changes nothing).
  */
-export function checkpointKey(twlac: string, modelPath: string, model: Model, opts: CompileOptions): CheckpointKey {
+export function checkpointKey(twlac: { version: string; code: string }, modelPath: string, model: Model, opts: CompileOptions): CheckpointKey {
   const files = new Set([realpathSync(modelPath)]);
   for (const v of model.graph.initializers.values()) {
     const s = v.constValue?.source;
@@ -45,7 +66,7 @@ export function checkpointKey(twlac: string, modelPath: string, model: Model, op
   const h = createHash('sha256');
   for (const seg of opts.calib ?? []) h.update(new Uint8Array(seg.buffer, seg.byteOffset, seg.byteLength)).update('\n');
   const { calib: _calib, threads: _threads, ...options } = opts;
-  return { twlac, model: [...files].map(fileStamp), calibration: h.digest('hex'), options: JSON.parse(JSON.stringify(options)) as Record<string, unknown> };
+  return { twlac: twlac.version, code: twlac.code, model: [...files].map(fileStamp), calibration: h.digest('hex'), options: JSON.parse(JSON.stringify(options)) as Record<string, unknown> };
 }
 
 /** How many of `n` entries named by `entry` were written, counting from the first. */
@@ -65,6 +86,11 @@ export function describeResume(ck: Checkpoint, ctx: CompileContext, rotates: boo
     ...(rotates ? [sites === ctx.sites.length ? 'rotations restored' : `rotations of sites 1-${sites} of ${ctx.sites.length} restored`] : []),
     blocks ? `blocks 1-${blocks} of ${nb} restored` : `no block finished`,
   ];
+  const refined = ctx.opts.refine ? finished(ck, refineBlockEntry, nb) : 0;
+  if (refined) parts.push(`refinement of blocks 1-${refined} restored`);
+  const e2e = ctx.opts.refine ? ck.load<RefineE2eMark>(REFINE_E2E) : undefined;
+  if (e2e) parts.push(e2e.stats ? 'end-to-end refinement restored' : `end-to-end refinement restored at step ${e2e.step} of ${ctx.opts.refine!.e2eSteps}`);
+  if (ck.has(ACT_PRECISION)) parts.push('activation precision restored');
   return `resuming: ${parts.join(', ')} (${ck.dir})`;
 }
 
@@ -118,4 +144,76 @@ export function restoreBlocks(ck: Checkpoint, ctx: CompileContext, linearsOf: (b
     });
   }
   return n;
+}
+
+/** A refinement linear's state: one plane, or both planes of an order-2 linear (quant/dlt.ts). */
+export type LearnableState = DltState | DltOrder2State;
+
+/** A finished block of the refinement's block-wise stage. */
+export interface RefineBlockEntry {
+  states: Record<BlockLinearRole, LearnableState>;
+  stats: RefineBlockStats;
+}
+
+export function saveRefineBlock(ck: Checkpoint, index: number, entry: RefineBlockEntry): void {
+  ck.save(refineBlockEntry(index), entry);
+}
+
+/** The refinement's finished blocks, counting from block 0. */
+export function restoreRefineBlocks(ck: Checkpoint, blocks: number): RefineBlockEntry[] {
+  return Array.from({ length: finished(ck, refineBlockEntry, blocks) }, (_, i) => ck.load<RefineBlockEntry>(refineBlockEntry(i))!);
+}
+
+/** The commit entry of the end-to-end stage: which generation of block entries holds the state after `step` steps. */
+interface RefineE2eMark {
+  generation: number;
+  step: number;
+  /** The stage's loss before its first step (as stored), and the seconds it has run so far. */
+  lossBefore: number;
+  seconds: number;
+  /** Present once the stage finished. */
+  stats?: RefineE2eStats;
+}
+
+export interface RefineE2eEntry extends Omit<RefineE2eMark, 'generation'> {
+  states: Record<BlockLinearRole, LearnableState>[];
+}
+
+/** Keep the end-to-end stage's state: every block's in the generation the commit entry does not name, then the commit entry. */
+export function saveRefineE2e(ck: Checkpoint, entry: RefineE2eEntry): void {
+  const { states, ...rest } = entry;
+  const generation = 1 - (ck.load<RefineE2eMark>(REFINE_E2E)?.generation ?? 1);
+  states.forEach((st, i) => ck.save(refineE2eBlockEntry(generation, i), st));
+  ck.save(REFINE_E2E, { generation, ...rest } satisfies RefineE2eMark);
+}
+
+/** The end-to-end stage's last committed state, if any. */
+export function restoreRefineE2e(ck: Checkpoint, blocks: number): RefineE2eEntry | undefined {
+  const mark = ck.load<RefineE2eMark>(REFINE_E2E);
+  if (!mark) return undefined;
+  const { generation, ...rest } = mark;
+  const states = Array.from({ length: blocks }, (_, i) => {
+    const st = ck.load<Record<BlockLinearRole, LearnableState>>(refineE2eBlockEntry(generation, i));
+    if (!st) throw new Error(`checkpoint ${ck.dir}: the end-to-end refinement's block ${i} of generation ${generation} is missing`);
+    return st;
+  });
+  return { ...rest, states };
+}
+
+/** The activation-precision pass's choice: bits and clip ratio per site (in site order), and ILA-AMP's allocation under mixed precision. */
+export interface ActPrecisionEntry {
+  sites: { id: string; bits: number; clip: number }[];
+  amp?: AmpAllocation;
+}
+
+export function saveActPrecision(ck: Checkpoint, entry: ActPrecisionEntry): void {
+  ck.save(ACT_PRECISION, entry);
+}
+
+export function restoreActPrecision(ck: Checkpoint, ctx: CompileContext): ActPrecisionEntry | undefined {
+  const e = ck.load<ActPrecisionEntry>(ACT_PRECISION);
+  if (!e) return undefined;
+  const ids = ctx.sites.map((s) => s.id);
+  if (e.sites.map((s) => s.id).join() !== ids.join()) throw new Error(`checkpoint ${ck.dir}: the activation precision is for sites ${e.sites.map((s) => s.id).join(', ')}, the model has ${ids.join(', ')}`);
+  return e;
 }

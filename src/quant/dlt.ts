@@ -6,7 +6,9 @@
 //   ∂loss/∂α[n,g] = Σ_{k∈g} ∂loss/∂W[n,k]·t[n,k],   ∂loss/∂γ[n,g] = Σ_{k∈g} ∂loss/∂W[n,k]
 // Updates are Adam steps in units of the linear's mean |α| (so one learning rate fits every
 // linear). `encode` puts the result back into the format: lattice formats snap each row's
-// scales and shifts to the row's power-of-two lattice first (formats/ternary.ts).
+// scales and shifts to the row's power-of-two lattice first (formats/ternary.ts). `state` and
+// `restore` carry everything a step reads (α, γ, the trits and latents, Adam's moments and step
+// count), so that a refinement continued from a compile's checkpoint takes the same steps.
 import { decodeTrits, encodeTernary, groupsPerRow, snapRowToLattice, type TernaryWeights } from '../formats/ternary.ts';
 import { halfToFloat } from '../graph/tensor.ts';
 
@@ -33,6 +35,35 @@ class Adam {
       if (v > 0) x[i] -= (step * (this.m[i] / c1)) / (v + 1e-12 * v + 1e-30);
     }
   }
+  state(): AdamState {
+    return { m: this.m.slice(), v: this.v.slice() };
+  }
+  restore(s: AdamState): void {
+    setExactly(this.m, s.m);
+    setExactly(this.v, s.v);
+  }
+}
+
+interface AdamState {
+  m: Float64Array;
+  v: Float64Array;
+}
+
+/** What a DltLinear's next step depends on besides its PTQ start (copies). */
+export interface DltState {
+  steps: number;
+  alpha: Float64Array;
+  gamma?: Float64Array;
+  adamAlpha: AdamState;
+  adamGamma?: AdamState;
+  /** Trits and their latents: only under 'ste' (kept trits never change). */
+  ste?: { t: Int8Array; latent: Float32Array; adam: AdamState };
+}
+
+/** `to.set(from)` for arrays of one length; another length is a checkpoint of another linear. */
+function setExactly<T extends Float64Array | Float32Array | Int8Array>(to: T, from: T | undefined): void {
+  if (!from || from.length !== to.length) throw new Error(`refinement state of ${from?.length ?? 'no'} values where the linear has ${to.length}`);
+  to.set(from);
 }
 
 export class DltLinear {
@@ -112,6 +143,33 @@ export class DltLinear {
     if (this.gamma) this.optG!.update(this.gamma, dG, lr * this.unit, this.steps);
   }
 
+  state(): DltState {
+    return {
+      steps: this.steps,
+      alpha: this.alpha.slice(),
+      ...(this.gamma ? { gamma: this.gamma.slice(), adamGamma: this.optG!.state() } : {}),
+      adamAlpha: this.optA.state(),
+      ...(this.latent ? { ste: { t: this.t.slice(), latent: this.latent.slice(), adam: this.optU!.state() } } : {}),
+    };
+  }
+
+  /** Continue from `s`, the state() of a DltLinear made from the same PTQ result and trit mode. */
+  restore(s: DltState): void {
+    this.steps = s.steps;
+    setExactly(this.alpha, s.alpha);
+    this.optA.restore(s.adamAlpha);
+    if (this.gamma) {
+      setExactly(this.gamma, s.gamma);
+      this.optG!.restore(s.adamGamma!);
+    }
+    if (this.latent) {
+      if (!s.ste) throw new Error('refinement state without the latent trits of --refine-trits ste');
+      setExactly(this.t, s.ste.t);
+      setExactly(this.latent, s.ste.latent);
+      this.optU!.restore(s.ste.adam);
+    }
+  }
+
   /** Trits that differ from the PTQ result. */
   flipped(): number {
     const t0 = decodeTrits(this.init);
@@ -163,4 +221,18 @@ export class DltOrder2Linear {
   flipped(): number {
     return this.base.flipped() + this.plane.flipped();
   }
+
+  state(): DltOrder2State {
+    return { base: this.base.state(), plane: this.plane.state() };
+  }
+
+  restore(s: DltOrder2State): void {
+    this.base.restore(s.base);
+    this.plane.restore(s.plane);
+  }
+}
+
+export interface DltOrder2State {
+  base: DltState;
+  plane: DltState;
 }

@@ -22,7 +22,9 @@ export interface FileStamp {
 }
 
 export interface CheckpointKey {
+  /** twlac's version, and the SHA-256 of its code (util/code-digest.ts): the version alone does not change between commits. */
   twlac: string;
+  code: string;
   /** The source model's files (model.onnx and its external data). */
   model: FileStamp[];
   /** SHA-256 of the calibration token segments (text, tokenizer, samples, length and seed in one). */
@@ -120,6 +122,7 @@ function readKey(dir: string): CheckpointKey {
 /** The parts of two keys that differ, in words; undefined when they are the same. */
 function keyDifference(found: CheckpointKey, want: CheckpointKey): string | undefined {
   if (found.twlac !== want.twlac) return `made by twlac ${found.twlac}, this is ${want.twlac}`;
+  if (found.code !== want.code) return `made by another build of twlac ${want.twlac}: code ${found.code?.slice(0, 12) ?? 'not recorded'}, this is ${want.code.slice(0, 12)}`;
   if (stable(found.model) !== stable(want.model)) return 'the source model differs: its path, size or modification time';
   if (found.calibration !== want.calibration) return 'the calibration data differs: its text, tokenizer, --calib-samples, --seq or --seed';
   const names = [...new Set([...Object.keys(found.options), ...Object.keys(want.options)])].sort();

@@ -1,7 +1,8 @@
 // Dual Learnable Ternarization's gradients (quant/dlt.ts) against central finite differences of
 // a float64 loss of the decoded weight, for one plane and for both planes of an order-2 linear
 // (formats/order2.ts); the order-2 linear's steps move the second plane's scales only when it
-// learns them, and what it encodes decodes to what it trained.
+// learns them, and what it encodes decodes to what it trained; a linear restored from another's
+// state (a compile's checkpoint) takes the same steps, bit for bit.
 import { describe, expect, it } from 'vitest';
 import { decodeOrder2, order2PlaneFormat } from '../../src/formats/order2.ts';
 import { encodeTernary, ternaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
@@ -76,5 +77,40 @@ describe('DLT gradients', () => {
       for (let i = 0; i < w.length; i++) expect(Math.abs(dec[i] - w[i])).toBeLessThan(2e-3);
       expect(l.flipped()).toBe(0);
     }
+  });
+
+  it('restored from the state after some steps, takes the same further steps bit for bit (one plane, order 2, kept and STE trits)', () => {
+    const bits = (x: Float64Array | Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.byteLength / 4));
+    for (const tritMode of ['keep', 'ste'] as const) {
+      const b0 = base(), p0 = plane();
+      const make = () => [new DltLinear(b0, tritMode), new DltOrder2Linear(b0, p0, tritMode, 'learn')] as const;
+      const run = (l: DltLinear | DltOrder2Linear, steps: number) => {
+        for (let s = 0; s < steps; s++) l.step(dLoss(l.weight()), 5e-2, 0.3);
+      };
+      const [whole1, whole2] = make();
+      run(whole1, 20);
+      run(whole2, 20);
+      const [cut1, cut2] = make();
+      run(cut1, 7);
+      run(cut2, 7);
+      // A round trip through structured cloning, as the checkpoint's V8 serialisation does.
+      const [resumed1, resumed2] = make();
+      resumed1.restore(structuredClone(cut1.state()));
+      resumed2.restore(structuredClone(cut2.state()));
+      run(resumed1, 13);
+      run(resumed2, 13);
+      expect(bits(resumed1.weight()), tritMode).toEqual(bits(whole1.weight()));
+      expect(bits(resumed2.weight()), tritMode).toEqual(bits(whole2.weight()));
+      expect(resumed1.flipped()).toBe(whole1.flipped());
+      if (tritMode === 'ste') expect(whole1.flipped(), 'the STE steps flip trits, so the latents are exercised').toBeGreaterThan(0);
+      // From the learnt values alone (no Adam moments, step count or latents), the same further steps go elsewhere.
+      const [restarted] = make();
+      restarted.alpha.set(cut1.alpha);
+      restarted.gamma!.set(cut1.gamma!);
+      if (tritMode === 'ste') restarted.t.set(cut1.t);
+      run(restarted, 13);
+      expect(bits(restarted.weight())).not.toEqual(bits(whole1.weight()));
+    }
+    expect(() => new DltLinear(base(), 'keep').restore({ ...new DltLinear(base(), 'keep').state(), alpha: new Float64Array(1) })).toThrow(/refinement state of 1 values where the linear has 6/);
   });
 });

@@ -12,7 +12,8 @@ import { UserError } from '../../src/errors.ts';
 const tmp = mkdtempSync(join(tmpdir(), 'twlac-ckpt-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const KEY: CheckpointKey = { twlac: '0.1.0', model: [{ path: '/m/model.onnx', size: 10, mtimeMs: 1 }], calibration: 'ab', options: { format: 'tq1_g128', acts: { kind: 'none' }, rotate: true } };
+const CODE = 'a1b2c3d4e5f6'.repeat(5) + 'a1b2';
+const KEY: CheckpointKey = { twlac: '0.1.0', code: CODE, model: [{ path: '/m/model.onnx', size: 10, mtimeMs: 1 }], calibration: 'ab', options: { format: 'tq1_g128', acts: { kind: 'none' }, rotate: true } };
 
 describe('Checkpoint', () => {
   it('creates its folder with the key on the first entry, round-trips entries bit for bit, and is removed', () => {
@@ -58,7 +59,17 @@ describe('Checkpoint', () => {
     expect(refusal({ ...KEY, options: { rotate: true, acts: { kind: 'none' }, format: 'tq1_g128' } })).toBeUndefined();
     expect(refusal(KEY, false)).toMatch(/holds the checkpoint of an interrupted compile: pass --resume to continue it/);
     expect(refusal({ ...KEY, twlac: '0.2.0' })).toMatch(/\(made by twlac 0\.1\.0, this is 0\.2\.0\)/);
+    // The same version from other code (another commit): refused, naming both builds.
+    expect(refusal({ ...KEY, code: 'f'.repeat(64) })).toBe(
+      `checkpoint ${dir} is from another compile (made by another build of twlac 0.1.0: code a1b2c3d4e5f6, this is ffffffffffff): resume with the inputs and flags it was made with, or remove it to start over`,
+    );
     expect(refusal({ ...KEY, model: [{ ...KEY.model[0], mtimeMs: 2 }] })).toMatch(/\(the source model differs/);
+    // A checkpoint from before the code digest was recorded is another build too.
+    const old = join(tmp, 'old.twlac-resume');
+    mkdirSync(old);
+    const { code: _code, ...keyWithoutCode } = KEY;
+    writeFileSync(join(old, 'key.json'), JSON.stringify(keyWithoutCode));
+    expect(() => Checkpoint.open(old, KEY, true)).toThrow(/\(made by another build of twlac 0\.1\.0: code not recorded, this is a1b2c3d4e5f6\)/);
     expect(refusal({ ...KEY, calibration: 'cd' })).toMatch(/\(the calibration data differs/);
     expect(refusal({ ...KEY, options: { ...KEY.options, rotate: false, gptq: false } })).toMatch(/\(options differ: gptq, rotate\)/);
     const foreign = join(tmp, 'd.twlac-resume');
