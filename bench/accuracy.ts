@@ -67,6 +67,10 @@ const CONFIGS: Config[] = [
   { name: 'kernel-lat-g128-A4mp-o2kv', what: 'tq1_g128_lat, --order2 k,v, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['k', 'v'], ...MP4 } },
   { name: 'kernel-lat-g128-A16-o2vo01', what: 'tq1_g128_lat with every v_proj and the o_proj of blocks 0 and 1 as order-2 linears (--order2 v,blocks.0.o,blocks.1.o), A16', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...A16 } },
   { name: 'kernel-lat-g128-A4mp-o2vo01', what: 'tq1_g128_lat, --order2 v,blocks.0.o,blocks.1.o, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...MP4 } },
+  { name: 'kernel-lat-g128-A16-o2vo01-refine', what: 'tq1_g128_lat, --order2 v,blocks.0.o,blocks.1.o --refine (both planes learnt), A16', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...REFINE, ...A16 } },
+  { name: 'kernel-lat-g128-A4mp-o2vo01-refine', what: 'tq1_g128_lat, --order2 v,blocks.0.o,blocks.1.o --refine, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], ...REFINE, ...MP4 } },
+  { name: 'kernel-lat-g128-A16-o2vo01-refine-e2e384', what: 'the same + --refine-e2e-steps 384 (logit distillation end to end over 128 calibration pieces), A16', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], refine: { ...DEFAULT_REFINE, e2eSteps: 384 }, ...A16 } },
+  { name: 'kernel-lat-g128-A4mp-o2vo01-refine-e2e384', what: 'the same + --refine-e2e-steps 384, ILA-AMP mean 4 bits', opts: { format: 'tq1_g128_lat', order2: ['v', 'blocks.0.o', 'blocks.1.o'], refine: { ...DEFAULT_REFINE, e2eSteps: 384 }, ...MP4 } },
   { name: 'kernel-g128-A16-refine', what: 'tq1_g128 (no lattice) + refinement, A16: the lattice snap measured against plain fp16', opts: { ...G128, ...REFINE, ...A16 } },
 ];
 

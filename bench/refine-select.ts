@@ -41,15 +41,15 @@ interface Variant extends Partial<RefineOptions> {
 const VARIANTS: Record<string, Variant> = {
   'keep-lr5e-3': {},
   'ste-lr5e-3': { trits: 'ste' },
-  'keep-lr5e-3-e2e20': { e2eSteps: 20 },
+  'keep-lr5e-3-e2e20': { e2eSteps: 20, e2ePieces: 32 },
   'keep-lr2e-3': { lr: 2e-3 },
   'keep-lr1e-3-p32': { lr: 1e-3, pieces: 32 },
   // With --order2: both planes' scales learnt, or the second plane kept at its PTQ fit.
   'o2-learn': { order2Plane: 'learn' },
   'o2-fixed': { order2Plane: 'fixed' },
-  // End-to-end stages on top of the chosen block-wise result (64 single-piece steps).
-  'o2-learn+e2e-logits': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'logits' },
-  'o2-learn+e2e-hidden': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'hidden' },
+  // End-to-end stages on top of the chosen block-wise result (64 single-piece steps over the block-wise stage's 32 pieces).
+  'o2-learn+e2e-logits': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 32 },
+  'o2-learn+e2e-hidden': { after: 'o2-learn', steps: 0, e2eSteps: 64, e2eLr: 1e-3, e2eLoss: 'hidden', e2ePieces: 32 },
   // How long the end-to-end stage should run, and on how many pieces (each step one 128-token piece).
   'o2-learn+e2e-long': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 32, probe: [64, 128, 192, 256] },
   'o2-learn+e2e-long-p128': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192, 256] },

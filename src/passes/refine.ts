@@ -33,11 +33,12 @@ import { type LearnableState, restoreRefineBlocks, restoreRefineE2e, saveRefineB
 
 /** Chosen on a split of train.txt (bench/refine-select.ts: held-out PPL 13.86 against 14.01 for the
  *  PTQ result and 14.08 for lr 5e-3 on 8 pieces): 30 Adam steps of one 128-token piece a block,
- *  each step a new piece, at a small step size. The end-to-end stage is off by default (it costs
- *  about 10 s a step on the fixture on 2 cores); its loss and step size are the ones measured
- *  (bench/results/refine-order2-select.json: 64 steps of logit KL at 1e-3 took the order-2
- *  refinement's held-out PPL from 13.24 to 12.99). */
-export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2ePieces: 32, e2eLoss: 'logits' };
+ *  each step a new piece, at a small step size. The end-to-end stage is off by default (about 3–4 s
+ *  a step on the fixture on 2 cores); its loss, step size and pieces are the ones measured
+ *  (bench/results/refine-e2e-select.json: logit KL at 1e-3 over 128 pieces kept improving the
+ *  order-2 refinement's held-out PPL up to the longest stage tried, where 32 pieces stopped after
+ *  128 steps and a 3e-3 step after 64). */
+export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2ePieces: 128, e2eLoss: 'logits' };
 
 /** A linear under the refinement: one plane, or both planes of an order-2 linear. */
 type Learnable = DltLinear | DltOrder2Linear;
