@@ -53,6 +53,7 @@ const VARIANTS: Record<string, Variant> = {
   // How long the end-to-end stage should run, and on how many pieces (each step one 128-token piece).
   'o2-learn+e2e-long': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 32, probe: [64, 128, 192, 256] },
   'o2-learn+e2e-long-p128': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192, 256] },
+  'o2-learn+e2e-p128-cos384': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, e2eSchedule: 'cosine' },
   'o2-learn+e2e-long-p128-lr3e-3': { after: 'o2-learn', steps: 0, e2eSteps: 256, e2eLr: 3e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192] },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);

@@ -41,6 +41,7 @@ export interface CompileFlags {
   refineE2ePieces?: number;
   refineE2eLr?: number;
   refineE2eLoss?: 'hidden' | 'logits';
+  refineE2eSchedule?: 'constant' | 'cosine';
   refineOrder2Plane?: 'learn' | 'fixed';
   target?: string[];
   eval?: string;
@@ -74,7 +75,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   }
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
-  if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined || f.refineE2ePieces !== undefined || f.refineE2eLr !== undefined || f.refineE2eLoss !== undefined || f.refineOrder2Plane !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits, --refine-e2e-steps, --refine-e2e-pieces, --refine-e2e-lr, --refine-e2e-loss and --refine-order2-plane need --refine');
+  if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined || f.refineE2ePieces !== undefined || f.refineE2eLr !== undefined || f.refineE2eLoss !== undefined || f.refineE2eSchedule !== undefined || f.refineOrder2Plane !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits, --refine-e2e-steps, --refine-e2e-pieces, --refine-e2e-lr, --refine-e2e-loss, --refine-e2e-schedule and --refine-order2-plane need --refine');
   if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
   if (f.order2?.length && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--order2 needs --weights twla --structure kernel');
   const targets = parseTargets(f.target ?? []);
@@ -136,7 +137,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     ...(f.order2?.length ? { order2: f.order2 } : {}),
     device: f.device,
     ...(f.threads !== undefined ? { threads: f.threads } : {}),
-    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}), ...(f.refineE2ePieces !== undefined ? { e2ePieces: f.refineE2ePieces } : {}), ...(f.refineE2eLr !== undefined ? { e2eLr: f.refineE2eLr } : {}), ...(f.refineE2eLoss ? { e2eLoss: f.refineE2eLoss } : {}), ...(f.refineOrder2Plane ? { order2Plane: f.refineOrder2Plane } : {}) } : undefined,
+    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}), ...(f.refineE2ePieces !== undefined ? { e2ePieces: f.refineE2ePieces } : {}), ...(f.refineE2eLr !== undefined ? { e2eLr: f.refineE2eLr } : {}), ...(f.refineE2eLoss ? { e2eLoss: f.refineE2eLoss } : {}), ...(f.refineE2eSchedule ? { e2eSchedule: f.refineE2eSchedule } : {}), ...(f.refineOrder2Plane ? { order2Plane: f.refineOrder2Plane } : {}) } : undefined,
   };
   // flags that cannot change out/ stay out of the recorded invocation
   const { out: _out, quiet: _quiet, force: _force, resume: _resume, timings: _timings, threads: _threads, ...flags } = f;

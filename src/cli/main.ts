@@ -76,6 +76,7 @@ function buildProgram(): Command {
     .option('--refine-e2e-lr <x>', 'refinement: the end-to-end stage\'s Adam step size, in units of each linear\'s mean group scale (default 1e-3)', floatArg('--refine-e2e-lr', 0))
     .option('--refine-e2e-pieces <n>', 'refinement: 128-token calibration pieces the end-to-end stage cycles through (default 128)', intArg('--refine-e2e-pieces', 1, 1_000_000))
     .addOption(new Option('--refine-e2e-loss <loss>', 'refinement: the end-to-end stage matches the fp model\'s next-token distribution (KL through the head; the default) or its final hidden state (1 − cos)').choices(['hidden', 'logits']))
+    .addOption(new Option('--refine-e2e-schedule <s>', 'refinement: the end-to-end stage\'s step size, constant or decayed to 0 along a cosine (default constant)').choices(['constant', 'cosine']))
     .addOption(new Option('--refine-order2-plane <mode>', 'refinement of --order2 linears: learn the second plane\'s scales too, or keep its PTQ fit').choices(['learn', 'fixed']))
     .addOption(new Option('--refine-trits <mode>', 'refinement trits: keep the PTQ trits, or re-decide them by straight-through rounding').choices(['keep', 'ste']))
     .option('-q, --quiet', 'no progress output')

@@ -68,6 +68,8 @@ export interface RefineOptions {
   /** The end-to-end stage's loss: 1 − cos of the last block's output against the fp model's
    *  final hidden state, or KL of the fp model's next-token distribution to the student's. */
   e2eLoss: 'hidden' | 'logits';
+  /** The end-to-end step size over the stage: constant, or cosine decay from e2eLr to 0 at e2eSteps. */
+  e2eSchedule: 'constant' | 'cosine';
 }
 
 export interface LinearState {

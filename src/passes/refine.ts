@@ -38,7 +38,13 @@ import { type LearnableState, restoreRefineBlocks, restoreRefineE2e, saveRefineB
  *  (bench/results/refine-e2e-select.json: logit KL at 1e-3 over 128 pieces kept improving the
  *  order-2 refinement's held-out PPL up to the longest stage tried, where 32 pieces stopped after
  *  128 steps and a 3e-3 step after 64). */
-export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2ePieces: 128, e2eLoss: 'logits' };
+export const DEFAULT_REFINE: RefineOptions = { steps: 30, lr: 1e-3, pieces: 32, seq: 128, batch: 1, trits: 'keep', tritLr: 0.05, order2Plane: 'learn', e2eSteps: 0, e2eLr: 1e-3, e2ePieces: 128, e2eLoss: 'logits', e2eSchedule: 'constant' };
+
+/** The end-to-end stage's step size at `step` (0-based) of its `e2eSteps`. */
+export function e2eStepSize(o: Pick<RefineOptions, 'e2eLr' | 'e2eSteps' | 'e2eSchedule'>, step: number): number {
+  if (o.e2eSchedule !== 'cosine') return o.e2eLr;
+  return 0.5 * o.e2eLr * (1 + Math.cos((Math.PI * step) / o.e2eSteps));
+}
 
 /** A linear under the refinement: one plane, or both planes of an order-2 linear. */
 type Learnable = DltLinear | DltOrder2Linear;
@@ -305,7 +311,8 @@ export const refinePass = definePass<CompileContext>({
           let d: Float32Array = l.dX!.map((v) => v / o.batch);
           for (let k = ps.length - 1; k >= 0; k--) d = blockBackward(ps[k], dims, caches[k], d, dW[k]);
         }
-        blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], o.e2eLr, o.tritLr)));
+        const lr = e2eStepSize(o, step);
+        blocks.forEach((b, k) => BLOCK_LINEARS.forEach((r) => b.dlt[r].step(dW[k][r], lr, o.tritLr)));
         ctx.progress.tick(1, `loss ${loss.toExponential(3)}`);
         const now = performance.now();
         if (ck && step + 1 < o.e2eSteps && lastSave.took <= E2E_SAVE_SHARE * (now - lastSave.at)) {

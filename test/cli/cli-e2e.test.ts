@@ -134,6 +134,8 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--threads 0', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--threads', '0'], ['--threads']],
     ['--refine-steps without --refine', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine-steps', '3'], ['--refine-steps', '--refine']],
     ['--refine-e2e-lr without --refine', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine-e2e-lr', '0.003'], ['--refine-e2e-lr', '--refine']],
+    ['--refine-e2e-schedule without --refine', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine-e2e-schedule', 'cosine'], ['--refine-e2e-schedule', '--refine']],
+    ['--refine-e2e-schedule linear', () => [f('good', 'model.onnx'), '--refine', '--refine-e2e-schedule', 'linear'], ['--refine-e2e-schedule', 'linear']],
     ['--refine-e2e-pieces 0', () => [f('good', 'model.onnx'), '--refine', '--refine-e2e-pieces', '0'], ['--refine-e2e-pieces', 'integer from 1']],
     ['--refine with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--refine'], ['--refine', 'twla']],
     ['--order2 x (no such linear)', () => [f('good', 'model.onnx'), '--order2', 'v,x'], ['--order2', "'x'"]],

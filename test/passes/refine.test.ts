@@ -25,7 +25,7 @@ import { decodeTernary, encodeTernary, decodeTrits, groupsPerRow } from '../../s
 import { encodeModel, saveModel } from '../../src/graph/onnx.ts';
 import { weightRows } from '../../src/graph/recognize.ts';
 import { halfToFloat } from '../../src/graph/tensor.ts';
-import { DEFAULT_REFINE, refinePass } from '../../src/passes/refine.ts';
+import { DEFAULT_REFINE, e2eStepSize, refinePass } from '../../src/passes/refine.ts';
 import { blockForward, type BlockParams } from '../../src/quant/block-grad.ts';
 import { mulberry32 } from '../../src/util/prng.ts';
 import { FAMILY_VARIANTS, makeTinyLlama } from '../fixtures/make-fixtures.ts';
@@ -90,10 +90,10 @@ describe('refine pass', () => {
     expect(e2e.lossStored).toBeLessThan(0.95 * e2e.lossBefore);
   });
 
-  it('end to end over more pieces than the block-wise stage; a probe after step k sees what a k-step stage stores', async () => {
-    const run = async (e2eSteps: number, probeAt?: number) => {
+  it('end to end over more pieces than the block-wise stage; a probe after step k sees what a k-step stage stores; the cosine schedule', async () => {
+    const run = async (e2eSteps: number, probeAt?: number, e2eSchedule: 'constant' | 'cosine' = 'constant') => {
       const m = makeTinyLlama(dims);
-      const ctx = createContext(m, { calib, refine: { ...DEFAULT_REFINE, steps: 2, pieces: 2, seq: 32, e2eSteps, e2eLr: 5e-3, e2ePieces: 6 } });
+      const ctx = createContext(m, { calib, refine: { ...DEFAULT_REFINE, steps: 2, pieces: 2, seq: 32, e2eSteps, e2eLr: 5e-3, e2ePieces: 6, e2eSchedule } });
       let probed: Float64Array[] | undefined;
       const weightsNow = () => [...ctx.linears.values()].map((st) => decodeTernary(st.ternary!));
       if (probeAt) ctx.refineProbe = { e2eSteps: [probeAt], at: async () => void (probed = weightsNow()) };
@@ -105,6 +105,21 @@ describe('refine pass', () => {
     expect(long.probed).toEqual(short.final);
     expect(long.final).not.toEqual(short.final);
     expect(short.e2e.lossStored).toBeLessThan(short.e2e.lossBefore);
+    // Cosine decay: its first step is the constant stage's first step (full step size), later ones smaller.
+    const cos = await run(5, 1, 'cosine');
+    expect(cos.probed).toEqual((await run(1)).final);
+    expect(cos.final).not.toEqual(long.final);
+    expect(cos.e2e.lossStored).toBeLessThan(cos.e2e.lossBefore);
+  });
+
+  it('cosine end-to-end step sizes: e2eLr at step 0, half at mid-stage, decreasing, above 0 until the end', () => {
+    const o = { e2eLr: 2e-3, e2eSteps: 8, e2eSchedule: 'cosine' as const };
+    const lrs = Array.from({ length: 8 }, (_, k) => e2eStepSize(o, k));
+    expect(lrs[0]).toBe(2e-3);
+    expect(lrs[4]).toBeCloseTo(1e-3, 15);
+    for (let k = 1; k < 8; k++) expect(lrs[k]).toBeLessThan(lrs[k - 1]);
+    expect(lrs[7]).toBeGreaterThan(0);
+    expect(e2eStepSize({ ...o, e2eSchedule: 'constant' }, 7)).toBe(2e-3);
   });
 
   it('block forward chain matches onnxruntime on the refined, lowered model', async () => {
