@@ -749,6 +749,9 @@ function resolveAttention(b: Block, normByOutput: Map<Value, Norm>, headDim: num
   };
   const q = side(core.qNorms, 'query', b.q);
   const k = side(core.kNorms, 'key', b.k);
+  // One head (multi-query keys, OLMo-2 with one kv head): a norm over the whole projection reads
+  // as one per head, and is the same maths; it takes the other side's span.
+  for (const [a, o, l] of [[q, k, b.q], [k, q, b.k]] as const) if (a.span === 'head' && o.span === 'all' && l.outFeatures === headDim) a.span = 'all';
   if (q.span !== k.span) throw blockError(b.index, `the query norm spans '${q.span}' and the key norm '${k.span}' (block-program.ts QkNormSpan): not supported`);
   if (q.kind !== k.kind) throw blockError(b.index, 'the query and key norms are of different kinds (RMSNorm and LayerNorm): not supported');
   b.qkNorm = { q: q.side, k: k.side, span: q.span, kind: q.kind };

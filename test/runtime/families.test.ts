@@ -80,6 +80,7 @@ const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: numb
     without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.ropeTheta),
   },
   olmo2: { feature: 'qk-norm-full', also: ['post-norm', 'no-pre-norm'], without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.qkNorm!.span) },
+  'olmo2-mq': { feature: 'qk-norm-full', also: ['post-norm', 'no-pre-norm'], without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.qkNorm!.span) },
 };
 
 /** Each further feature of a family, shown to matter on its own: the program without it no longer matches ORT. */
