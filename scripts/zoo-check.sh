@@ -8,9 +8,8 @@ Z=${1:?zoo folder}; O=${2:?output folder}; mkdir -p "$O"
 P=$(printf 'def read_file(path):\n    """Return the contents of the file."""\n')
 for d in "$Z"/*/; do
   n=$(basename "$d"); [[ -f $d/model.onnx ]] || continue
-  cp "$Z/tokenizer.json" "$d/" 2>/dev/null
   out=$O/$n; rm -rf "$out"
-  msg=$(timeout 300 node bin/twlac.js "$d/model.onnx" -o "$out" --weights rtn-ternary 2>&1 | tail -1)
+  msg=$(timeout 300 node bin/twlac.js "$d/model.onnx" -o "$out" --tokenizer "$Z/tokenizer.json" --weights rtn-ternary 2>&1 | tail -1)
   if [[ ! -f $out/manifest.json ]]; then echo "$n: refused: $msg"; continue; fi
   feats=$(node -e "console.log(JSON.parse(require('fs').readFileSync('$out/manifest.json','utf8')).features.join(','))")
   timeout 300 node bin/twlac.js run "$out" --backend ort --prompt "$P" --max-tokens 24 --greedy >"$out.ort.txt" 2>"$out.ort.err"; a=$?

@@ -5,7 +5,7 @@ import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { UserError } from '../errors.ts';
 import { compileToDir } from '../compile.ts';
-import type { ActSpec, CompileOptions } from '../passes/context.ts';
+import type { ActSpec, CompileOptions, RefineOptions } from '../passes/context.ts';
 import { parseFormatId } from '../formats/ternary.ts';
 import { findTokenizer, loadTokenizer, tokenizeText } from '../eval/tokenizer.ts';
 import { calibrationSegmentsFromText } from '../calib/data.ts';
@@ -66,6 +66,18 @@ export function parseActs(spec: string): ActSpec {
   throw new UserError(`--acts '${spec}' is not one of 16, 8, 6, 4, 2, mp:<mean bits between 2 and 8>`);
 }
 
+/** The refinement's flags: each sets one RefineOptions field and needs --refine. */
+const REFINE_FLAGS = [
+  ['refineSteps', 'steps', '--refine-steps'],
+  ['refineTrits', 'trits', '--refine-trits'],
+  ['refineE2eSteps', 'e2eSteps', '--refine-e2e-steps'],
+  ['refineE2ePieces', 'e2ePieces', '--refine-e2e-pieces'],
+  ['refineE2eLr', 'e2eLr', '--refine-e2e-lr'],
+  ['refineE2eLoss', 'e2eLoss', '--refine-e2e-loss'],
+  ['refineE2eSchedule', 'e2eSchedule', '--refine-e2e-schedule'],
+  ['refineOrder2Plane', 'order2Plane', '--refine-order2-plane'],
+] as const satisfies readonly (readonly [keyof CompileFlags, keyof RefineOptions, string])[];
+
 export async function compileCommand(model: string, f: CompileFlags): Promise<void> {
   if (!existsSync(model)) throw new UserError(`model file not found: ${model}`);
   try {
@@ -75,7 +87,9 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
   }
   const acts = parseActs(f.acts);
   if (f.order2Cols !== undefined && (f.weights !== 'twla' || f.structure !== 'twla')) throw new UserError('--order2-cols needs --weights twla --structure twla');
-  if ((f.refineSteps !== undefined || f.refineTrits !== undefined || f.refineE2eSteps !== undefined || f.refineE2ePieces !== undefined || f.refineE2eLr !== undefined || f.refineE2eLoss !== undefined || f.refineE2eSchedule !== undefined || f.refineOrder2Plane !== undefined) && !f.refine) throw new UserError('--refine-steps, --refine-trits, --refine-e2e-steps, --refine-e2e-pieces, --refine-e2e-lr, --refine-e2e-loss, --refine-e2e-schedule and --refine-order2-plane need --refine');
+  const refineFlags = REFINE_FLAGS.filter(([flag]) => f[flag] !== undefined);
+  const names = REFINE_FLAGS.map(([, , name]) => name);
+  if (refineFlags.length && !f.refine) throw new UserError(`${names.slice(0, -1).join(', ')} and ${names.at(-1)} need --refine`);
   if (f.refine && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--refine needs --weights twla --structure kernel');
   if (f.order2?.length && (f.weights !== 'twla' || f.structure !== 'kernel')) throw new UserError('--order2 needs --weights twla --structure kernel');
   const targets = parseTargets(f.target ?? []);
@@ -137,7 +151,7 @@ export async function compileCommand(model: string, f: CompileFlags): Promise<vo
     ...(f.order2?.length ? { order2: f.order2 } : {}),
     device: f.device,
     ...(f.threads !== undefined ? { threads: f.threads } : {}),
-    refine: f.refine ? { ...DEFAULT_REFINE, ...(f.refineSteps !== undefined ? { steps: f.refineSteps } : {}), ...(f.refineTrits ? { trits: f.refineTrits } : {}), ...(f.refineE2eSteps !== undefined ? { e2eSteps: f.refineE2eSteps } : {}), ...(f.refineE2ePieces !== undefined ? { e2ePieces: f.refineE2ePieces } : {}), ...(f.refineE2eLr !== undefined ? { e2eLr: f.refineE2eLr } : {}), ...(f.refineE2eLoss ? { e2eLoss: f.refineE2eLoss } : {}), ...(f.refineE2eSchedule ? { e2eSchedule: f.refineE2eSchedule } : {}), ...(f.refineOrder2Plane ? { order2Plane: f.refineOrder2Plane } : {}) } : undefined,
+    refine: f.refine ? { ...DEFAULT_REFINE, ...Object.fromEntries(refineFlags.map(([flag, option]) => [option, f[flag]])) } : undefined,
   };
   // flags that cannot change out/ stay out of the recorded invocation
   const { out: _out, quiet: _quiet, force: _force, resume: _resume, timings: _timings, threads: _threads, ...flags } = f;

@@ -219,7 +219,7 @@ export const FAMILY_VARIANTS: Record<string, TinyLlamaOptions> = {
   gemma3: { blockNorms: 'sandwich', qkNorm: 'head', layers: 3, slidingWindow: 4, slidingPattern: 3, ropeTheta: 1000000, localRopeTheta: 10000, activation: 'gelu-tanh', embedScale: 8, normEps: 1e-6, seed: 25 },
   /** OLMo-2: norms after the attention and the MLP only, q/k RMSNorm over the whole projection. */
   olmo2: { blockNorms: 'post', qkNorm: 'all', normEps: 1e-6, seed: 26 },
-  // OLMo-2 with one kv head: the key norm over the whole k projection is one head wide
+  /** OLMo-2 with one kv head: the key norm over the whole k projection is one head wide. */
   'olmo2-mq': { blockNorms: 'post', qkNorm: 'all', kvHeads: 1, normEps: 1e-6, seed: 28 },
 };
 

@@ -51,6 +51,9 @@ const GREEDY = 12;
  * The feature each family adds, and the program without it (to show it matters); packed
  * linears add none: they are cut into the LLaMA roles before recognition.
  */
+/** OLMo-2, with two kv heads or one: q/k norms over the whole projection, post-norms only. */
+const OLMO2 = { feature: 'qk-norm-full', also: ['post-norm', 'no-pre-norm'], without: (a: LoadedArtifact) => a.manifest.blocks.forEach((b) => delete b.attention.qkNorm!.span) } satisfies (typeof FAMILY)[string];
+
 const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: number | (number | null)[]; without: (a: LoadedArtifact) => void } | { packed: true }> = {
   qwen2: { feature: 'linear-bias', without: (a) => a.manifest.blocks.forEach((b) => (['q', 'k', 'v'] as const).forEach((r) => delete b[r].bias)) },
   qwen3: { feature: 'qk-norm', without: (a) => a.manifest.blocks.forEach((b) => (b.attention.qkNorm = null)) },
@@ -79,8 +82,8 @@ const FAMILY: Record<string, { feature: Feature; also?: Feature[]; window?: numb
     window: [4, 4, null],
     without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.ropeTheta),
   },
-  olmo2: { feature: 'qk-norm-full', also: ['post-norm', 'no-pre-norm'], without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.qkNorm!.span) },
-  'olmo2-mq': { feature: 'qk-norm-full', also: ['post-norm', 'no-pre-norm'], without: (a) => a.manifest.blocks.forEach((b) => delete b.attention.qkNorm!.span) },
+  olmo2: OLMO2,
+  'olmo2-mq': OLMO2,
 };
 
 /** Each further feature of a family, shown to matter on its own: the program without it no longer matches ORT. */
