@@ -30,7 +30,7 @@ import { UserError } from './errors.ts';
 import { Checkpoint, checkpointDirFor } from './util/checkpoint.ts';
 import { runningCodeDigest } from './util/code-digest.ts';
 import { checkpointKey, describeResume } from './passes/resume.ts';
-import { emitTargets, type TargetSpec } from './codegen/targets.ts';
+import { checkTargetShapes, emitTargets, type TargetSpec } from './codegen/targets.ts';
 import { renderHtmlReport } from './report-html.ts';
 import { pplVsBits, type EvalRequest } from './eval/ppl-vs-bits.ts';
 import { checkTokenizerFitsModel, readTokenizerFile } from './eval/tokenizer.ts';
@@ -171,6 +171,7 @@ export async function compileToDir(
   const context = createContext(model, opts, progress);
   const tokenizer = extra.tokenizer ? readTokenizerFile(extra.tokenizer) : undefined;
   if (tokenizer) checkTokenizerFitsModel(tokenizer, context.structure.config.vocab);
+  if (extra.targets?.length) await checkTargetShapes(context.structure.config, extra.targets);
   const checkpoint = Checkpoint.open(checkpointDirFor(resolve(outDir)), key, !!extra.resume);
   context.checkpoint = checkpoint;
   if (extra.resume) progress.log(describeResume(checkpoint, context, pipeline(context.opts).includes(rotatePass)));

@@ -3,6 +3,7 @@
 // Each backend is one row of the table below.
 import { UserError } from '../errors.ts';
 import type { ArtifactManifest } from '../artifact/manifest.ts';
+import type { ModelConfig } from '../graph/model-config.ts';
 import type { Progress } from '../graph/pass.ts';
 import { parseArchs } from './cuda/arch.ts';
 
@@ -44,6 +45,17 @@ export function parseTargets(specs: string[]): TargetSpec[] {
     }
     return { name, options };
   });
+}
+
+/**
+ * Refuse, before any compile work, a model shape that a requested target's kernels cannot take
+ * (the program's features are checked when the targets are written, after the passes).
+ */
+export async function checkTargetShapes(config: ModelConfig, targets: readonly TargetSpec[]): Promise<void> {
+  if (targets.some((t) => t.name === 'cuda')) {
+    const { checkCudaShape } = await import('./cuda/emit.ts');
+    checkCudaShape(config);
+  }
 }
 
 export async function emitTargets(dir: string, manifest: ArtifactManifest, targets: TargetSpec[], progress: Progress): Promise<Record<string, number>> {

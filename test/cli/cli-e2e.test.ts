@@ -71,8 +71,9 @@ beforeAll(() => {
   copyFileSync(f('good', 'model.onnx'), f('short-data', 'model.onnx'));
   writeFileSync(f('short-data', 'model.onnx.data'), data.subarray(0, data.length - 64));
   saveModel(makeTinyLlama({ hidden: HIDDEN, dropMlpOfBlock: 0 }), f('no-mlp.onnx'));
-  saveModel(makeTinyLlama({ hidden: HIDDEN, slidingWindow: 4 }), f('sliding.onnx'));
-  saveModel(makeTinyLlama({ ...GPT_FAMILY_VARIANTS.gpt2, hidden: HIDDEN }), f('gpt2.onnx'));
+  // Heads of 64: a head size the CUDA attention kernels take.
+  saveModel(makeTinyLlama({ hidden: HIDDEN, heads: 1, kvHeads: 1, slidingWindow: 4 }), f('sliding.onnx'));
+  saveModel(makeTinyLlama({ ...GPT_FAMILY_VARIANTS.gpt2, hidden: 128, heads: 2, kvHeads: 2 }), f('gpt2.onnx'));
   const b = new GraphBuilder();
   const x = b.input('x', { dtype: 'float32', shape: [1, 8] });
   b.output(b.op('Relu', [b.op('MatMul', [x, b.f32('w', [8, 8], new Float32Array(64).fill(0.5))])]), 'y');
@@ -141,8 +142,7 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     ['--order2 x (no such linear)', () => [f('good', 'model.onnx'), '--order2', 'v,x'], ['--order2', "'x'"]],
     ['--order2 with rtn-ternary weights', () => [f('good', 'model.onnx'), '--weights', 'rtn-ternary', '--order2', 'v'], ['--order2', 'twla']],
     ['--target metal (no such backend)', () => [f('good', 'model.onnx'), '--target', 'metal'], ['--target', 'metal']],
-    ['--target cuda on a sliding-window model', () => [f('sliding.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'sliding-window' \(.*\) \(block 0\)$/]],
-    ['--target cuda on a GPT-2 model', () => [f('gpt2.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: the CUDA backend does not implement feature 'layer-norm' \(.*\)$/]],
+    ['--target cuda on heads of 16 (the attention kernels take 64, 128 or 256)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_90a'], [/^twlac: error: CUDA target: attention: head dim 16 is not 64, 128 or 256$/]],
     ['--target cuda:sm_1 (unknown architecture)', () => [f('good', 'model.onnx'), '--target', 'cuda:sm_1'], ['sm_1', /architecture/]],
     ['--eval on the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib.txt')], ['--eval', /held-out/]],
     ['--eval on a copy of the calibration text', () => [f('good', 'model.onnx'), '--calib', f('calib.txt'), '--eval', f('calib-copy.txt')], ['calib-copy.txt', /held-out/]],
@@ -166,6 +166,19 @@ describe('bad input: one line on stderr, non-zero exit, no output directory', ()
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe('');
     for (const file of ['model.onnx', 'weights.bin', 'manifest.json', 'report.md', 'report.html', 'tokenizer.json']) expect(existsSync(join(out, file)), file).toBe(true);
+  });
+
+  it.each([
+    ['a sliding-window model', 'sliding.onnx', /attn_partial_h1_kv1_d64_w4\b/],
+    ['a GPT-2 model (LayerNorm, learned positions, GELU MLP)', 'gpt2.onnx', /launch_act_layer_norm_d128\(/],
+  ])('--target cuda:sm_90a on %s writes the CUDA host program', async (_what, file, feature) => {
+    const out = f(`out-cuda-${file}`);
+    const r = await twlac([f(file), '--weights', 'rtn-ternary', '--target', 'cuda:sm_90a', '-o', out, '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const header = readFileSync(join(out, 'kernels', 'cuda', 'sm_90a', 'twlac_model.cuh'), 'utf8');
+    expect(header).toMatch(feature);
+    expect(existsSync(join(out, 'kernels', 'cuda', 'twlac_cuda_main.cu'))).toBe(true);
   });
 
   it('a failed run leaves an existing output directory untouched', async () => {

@@ -15,7 +15,7 @@ import type { LinearEntry } from '../../src/artifact/manifest.ts';
 import { cudaFloat } from '../../src/codegen/cuda/kernel.ts';
 import { rng } from '../../src/artifact/random.ts';
 import { CUDA_ARCHS, parseArchs, type CudaArch } from '../../src/codegen/cuda/arch.ts';
-import { CUDA_EMITTABLE, emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
+import { CUDA_EMITTABLE, CUDA_FEATURES, emitCuda, cudaModelSource } from '../../src/codegen/cuda/emit.ts';
 import { actKernel, attnPartialKernel, denseGemvKernel } from '../../src/codegen/cuda/kernels/block.ts';
 import { gemvKernel, gemvPlan } from '../../src/codegen/cuda/kernels/gemv.ts';
 import { gemvA8Kernel, gemvA8Unsupported } from '../../src/codegen/cuda/kernels/gemv-a8.ts';
@@ -537,10 +537,10 @@ describe('emitCuda', () => {
     expect(b1).not.toMatch(/group_[^\n]*b\.v/);
     // down: both planes accumulate into the residual stream
     expect(b1).toMatch(/b\.x, T, 1, s\);\n  linear_\w+_ns_n128_k256\([^\n]*b\.x, T, 1, s\);\n  TWLAC_MARK\(s, "down"\);/);
-    // refused until checked on a GPU (CUDA_UNVERIFIED)
+    // a CUDA table without the feature refuses it by name, with the block that uses it
     const only = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
     withOrder2(only, only.blocks[1].v);
-    expect(() => cudaModelSource(only, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'order2-linear' \(.*\) \(block 1\)$/);
+    expect(() => cudaModelSource(only, 'sm_90a', { ...CUDA_FEATURES, 'order2-linear': false })).toThrow(/^the CUDA backend does not implement feature 'order2-linear' \(.*\) \(block 1\)$/);
   });
   it('q/k norms (Qwen3): per-head RMSNorm of q then k after q/k/v (and their biases), before RoPE', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
@@ -631,7 +631,7 @@ describe('emitCuda', () => {
     expect(k).toContain('(0.5f * src[(size_t)t * 256 + i] * (1.f + erff(src[(size_t)t * 256 + i] * 0.7071067811865476f))) * src2[(size_t)t * 256 + i])');
     // an online transform at the down site: the same value into the transform's buffer
     expect(actKernel({ source: 'geglu_erf', dim: 256, transform: { l: 16, r: 16 }, eps: 1e-5 }).source()).toContain('buf[i] = ((0.5f * src[(size_t)t * 256 + i] * (1.f + erff(');
-    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'gelu-mlp' \(.*\) \(block 1\)$/);
+    expect(() => cudaModelSource(m, 'sm_90a', { ...CUDA_FEATURES, 'gelu-mlp': false })).toThrow(/^the CUDA backend does not implement feature 'gelu-mlp' \(.*\) \(block 1\)$/);
   });
   it('GPT-2 (LayerNorm with β, learned positions, no RoPE, ungated GELU MLP): each step where the program puts it', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
@@ -761,13 +761,12 @@ describe('emitCuda', () => {
     expect(src).toMatch(/launch_head_norm_h2_d64_own_ln\(b\.q, [^\n]*\n  launch_head_norm_h1_d64_ln\(b\.k, /);
     const k = src.slice(src.indexOf('// twlac kernel head_norm_h2_d64_own_ln('));
     expect(k).toMatch(/mu = twlac_block_reduce<false>\(mu, scratch\) \/ 64\.0f;[^]*row\[i\] = \(row\[i\] - mu\) \* inv \* gamma\[blockIdx\.y \* 64 \+ i\];/);
-    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/does not implement feature 'qk-norm-head-own'/);
+    expect(() => cudaModelSource(m, 'sm_90a', { ...CUDA_FEATURES, 'qk-norm-head-own': false })).toThrow(/does not implement feature 'qk-norm-head-own'/);
   });
   it('refuses every program feature its table lacks, naming the feature and the block', () => {
     const cases: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['gelu-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu')],
       ['attn-softcap', (m) => void (m.blocks[1].attention.softcap = 50)],
-      // Emitted, but refused until checked on a GPU (CUDA_UNVERIFIED).
       ['sliding-window', (m) => void (m.blocks[1].attention.window = 16)],
       ['linear-bias', (m) => void withBias(m, m.blocks[1].q)],
       ['qk-norm', (m) => void withQkNorm(m, 1)],
@@ -775,7 +774,7 @@ describe('emitCuda', () => {
       ['gelu-tanh-mlp', (m) => void (m.blocks[1].mlp.activation = 'gelu-tanh')],
       ['residual-scale', (m) => void (m.blocks[1].residualScale = { attn: 0.5, mlp: 1 })],
       ['ungated-mlp', (m) => void (delete m.blocks[1].gate, (m.blocks[1].mlp.gated = false))],
-      // Gemma-2/3 and OLMo-2 (not emitted yet)
+      // Gemma-2/3 and OLMo-2
       ['post-norm', (m) => void (m.blocks[1].postNorm = { attn: { gamma: addVector(m, 'blocks.1.attn_post_norm', m.config.hidden), eps: 1e-6 }, mlp: { gamma: null, eps: 1e-6 } })],
       ['no-pre-norm', (m) => void (m.blocks[1].preNorm = false)],
       ['qk-norm-full', (m) => (withQkNorm(m, 1), void (m.blocks[1].attention.qkNorm!.span = 'all'))],
@@ -785,9 +784,9 @@ describe('emitCuda', () => {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
       expect(() => cudaModelSource(m, 'sm_90a')).not.toThrow();
       edit(m);
-      expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
+      expect(() => cudaModelSource(m, 'sm_90a', { ...CUDA_FEATURES, [feature]: false })).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \\(.*\\) \\(block 1\\)$`));
     }
-    // model-wide: GPT-2 / GPT-NeoX features, emitted but refused until checked on a GPU (CUDA_UNVERIFIED)
+    // model-wide: GPT-2 / GPT-NeoX features
     const wide: [string, (m: ReturnType<typeof syntheticManifest>) => void][] = [
       ['layer-norm', (m) => void (m.program.norm = 'layer')],
       ['no-rope', (m) => void (m.program.rope = { kind: 'none', theta: 10000, rotaryDim: 0 })],
@@ -797,12 +796,12 @@ describe('emitCuda', () => {
     for (const [feature, edit] of wide) {
       const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
       edit(m);
-      expect(() => cudaModelSource(m, 'sm_90a')).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \(.*\)$`));
+      expect(() => cudaModelSource(m, 'sm_90a', { ...CUDA_FEATURES, [feature]: false })).toThrow(new RegExp(`^the CUDA backend does not implement feature '${feature}' \(.*\)$`));
       expect(() => cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE)).not.toThrow();
     }
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
     m.program.logitSoftcap = 30;
-    expect(() => cudaModelSource(m, 'sm_90a')).toThrow(/^the CUDA backend does not implement feature 'logit-softcap' \(final logit soft-capping cap·tanh\(z\/cap\) \(Gemma-2\)\)$/);
+    expect(() => cudaModelSource(m, 'sm_90a', { ...CUDA_FEATURES, 'logit-softcap': false })).toThrow(/^the CUDA backend does not implement feature 'logit-softcap' \(final logit soft-capping cap·tanh\(z\/cap\) \(Gemma-2\)\)$/);
   });
 });
 

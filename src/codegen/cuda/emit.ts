@@ -27,7 +27,7 @@ import { Code, code, comment, ident, join } from '../common/fragments.ts';
 import { CUDA_ARCHS, type CudaArch } from './arch.ts';
 import type { CudaKernel } from './kernel.ts';
 import { cudaFloat } from './kernel.ts';
-import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, kvAppendKernel, mlpSource, postNormAddKernel, residualAddKernel, ropeKvKernel, scaleKernel, softcapKernel, attnScale, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
+import { actKernel, attnCombineKernel, biasAddKernel, headNormKernel, attnPartialKernel, attnPrefillKernel, blockHelpers, denseGemvKernel, embedKernel, kvAppendKernel, mlpSource, postNormAddKernel, residualAddKernel, ropeKvKernel, scaleKernel, softcapKernel, attnScale, attnGeometry, ATTN_CHUNK, ATTN_MAX_SPLITS, type ActSource, type AttnShape } from './kernels/block.ts';
 import { prefillGemmKernels, prefillGemmUnsupported } from './kernels/prefill-gemm.ts';
 import { gemmTakesRows } from './kernels/gemm.ts';
 import { attnPrefillTcKernel, attnPrefillTcUnsupported } from './kernels/attn-prefill-tc.ts';
@@ -79,75 +79,57 @@ export const CUDA_FEATURES = {
   'rope-rotate-half': true,
   swiglu: true,
   'ternary-linear': true,
-  // Emitted but not yet run on a GPU: see CUDA_UNVERIFIED.
-  'order2-linear': false,
+  'order2-linear': true,
   'dense-linear': true,
   'act-quant': true,
   'online-transform': true,
-  // Emitted but not yet run on a GPU: see CUDA_UNVERIFIED.
-  'linear-bias': false,
-  'qk-norm': false,
-  'sliding-window': false,
-  'query-scale': false,
-  'partial-rotary': false,
-  'gelu-mlp': false,
-  'gelu-tanh-mlp': false,
-  'embed-scale': false,
-  'logit-scale': false,
-  'residual-scale': false,
-  'layer-norm': false,
-  'ungated-mlp': false,
-  'parallel-residual': false,
-  'learned-positions': false,
-  'no-rope': false,
-  'attn-softcap': false,
-  'post-norm': false,
-  'no-pre-norm': false,
-  'qk-norm-full': false,
-  'logit-softcap': false,
-  'rope-theta-per-layer': false,
-  'qk-norm-head-own': false,
-  'qk-layer-norm': false,
+  'linear-bias': true,
+  'qk-norm': true,
+  'sliding-window': true,
+  'query-scale': true,
+  'partial-rotary': true,
+  'gelu-mlp': true,
+  'gelu-tanh-mlp': true,
+  'embed-scale': true,
+  'logit-scale': true,
+  'residual-scale': true,
+  'layer-norm': true,
+  'ungated-mlp': true,
+  'parallel-residual': true,
+  'learned-positions': true,
+  'no-rope': true,
+  'attn-softcap': true,
+  'post-norm': true,
+  'no-pre-norm': true,
+  'qk-norm-full': true,
+  'logit-softcap': true,
+  'rope-theta-per-layer': true,
+  'qk-norm-head-own': true,
+  'qk-layer-norm': true,
 } as const satisfies FeatureTable;
 
 /**
  * Features the emitter generates (the host tests pin where each launch goes and nvcc compiles
- * them) that have not yet been checked on a GPU against the float64 reference runtime
- * (scripts/device/run-e2e.sh: rand12m-bias, rand12m-qknorm, rand12m-qscale, rand12m-window,
- * rand12m-partial, rand12m-geglu, rand12m-scales, rand12m-order2, rand12m-gelu,
- * rand12m-gpt2-like, rand12m-neox-like, rand12m-gemma2-like, rand12m-olmo2-like,
- * rand12m-stablelm-qkln). A compile refuses them until that check has passed; the device check
- * itself and the tests generate them through {@link CUDA_EMITTABLE}.
+ * them) that have not yet been checked on a GPU against the float64 reference runtime by
+ * scripts/device/run-e2e.sh. A compile refuses them until that check has passed; the device
+ * check itself and the tests generate them through {@link CUDA_EMITTABLE}. Empty since the
+ * H100 run of 2026-12-07 (bench/results/cuda-e2e-features.json: the 14 rand12m-* variants that
+ * cover every feature above).
  */
-export const CUDA_UNVERIFIED = [
-  'order2-linear',
-  'linear-bias',
-  'qk-norm',
-  'query-scale',
-  'sliding-window',
-  'partial-rotary',
-  'gelu-tanh-mlp',
-  'gelu-mlp',
-  'embed-scale',
-  'logit-scale',
-  'residual-scale',
-  'layer-norm',
-  'ungated-mlp',
-  'parallel-residual',
-  'learned-positions',
-  'no-rope',
-  'post-norm',
-  'no-pre-norm',
-  'logit-softcap',
-  'attn-softcap',
-  'rope-theta-per-layer',
-  'qk-norm-full',
-  'qk-norm-head-own',
-  'qk-layer-norm',
-] as const satisfies readonly Feature[];
+export const CUDA_UNVERIFIED: readonly Feature[] = [];
 
 /** What the emitter can generate: {@link CUDA_FEATURES} and the features still to be checked on a GPU. */
 export const CUDA_EMITTABLE: FeatureTable = { ...CUDA_FEATURES, ...Object.fromEntries(CUDA_UNVERIFIED.map((f) => [f, true])) };
+
+/**
+ * Refuse, by name, a model shape the kernels cannot take: head sizes other than 64, 128 and 256,
+ * contexts past ATTN_MAX_SPLITS chunks. Compiles run it before their passes (codegen/targets.ts),
+ * so a model is refused in seconds, not after its fitting.
+ */
+export function checkCudaShape(c: Pick<ModelConfig, 'heads' | 'kvHeads' | 'headDim' | 'maxPositions' | 'ropeTheta'>): void {
+  attnGeometry({ heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: c.ropeTheta });
+  if (Math.ceil(c.maxPositions / ATTN_CHUNK) > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
+}
 
 /** What tells one block's attention kernels from another's. */
 function attnKey(a: Pick<AttentionProgram, 'scale' | 'window' | 'softcap'>): string {
@@ -281,8 +263,8 @@ class ModelEmitter {
     const rd = m.program.rope.rotaryDim;
     const rope = m.program.rope.kind !== 'none';
     this.attn = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, maxPositions: c.maxPositions, ropeTheta: m.program.rope.theta, ...(!rope || rd === c.headDim ? {} : { rotaryDim: rd }) };
+    checkCudaShape(c);
     this.splits = Math.ceil(c.maxPositions / ATTN_CHUNK);
-    if (this.splits > ATTN_MAX_SPLITS) throw new UserError(`CUDA target: ${c.maxPositions} positions exceed the ${ATTN_MAX_SPLITS * ATTN_CHUNK} the attention kernels take`);
     const e = m.tensors[m.embed];
     if (e.dtype !== 'float16' && e.dtype !== 'float32') throw new UserError(`CUDA target: embedding dtype ${e.dtype} not supported`);
     this.setFill(m.embed, e.dtype === 'float16' ? { kind: FILL.half, a: 0, b: 1 } : { kind: FILL.float, a: 0, b: 1 });
