@@ -4,10 +4,11 @@
 // The KV cache is filled to the context by chunked prefill, then `steps` greedy tokens are
 // decoded one forward at a time, logits read back each token as a user's decode loop does.
 // The KV cache holds the largest context + the decoded tokens (not maxPositions).
-// Reports tokens/s, ms a token and dispatches a token. Bundled and run on the device with
+// Reports tokens/s, ms a token and dispatches a token, and where one token's GPU time goes by
+// kernel (WebgpuModel.profileStep, each dispatch timestamped in its own pass). Bundled and run on the device with
 // scripts/device/wgsl-h100.sh (WGSL_SCRIPT=wgsl-decode.mjs).
 //   node wgsl-decode.mjs [--out wgsl-decode.json] [--ctx 512,2048] [--steps 32] [--format tq2_g128]
-//                        [--gemv rows-per-workgroup,workgroup-per-row] [--layers 32]
+//                        [--gemv rows-a8,rows-per-workgroup,workgroup-per-row] [--layers 32] [--act-bits 8]
 import { randomFillSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -28,13 +29,15 @@ const OUT = arg('out', 'wgsl-decode.json');
 const CTX = arg('ctx', '512,2048').split(',').map(Number);
 const STEPS = Number(arg('steps', '32'));
 const FORMAT = parseFormatId(arg('format', 'tq2_g128'));
-const GEMVS = arg('gemv', 'rows-per-workgroup,workgroup-per-row').split(',') as GemvVariant[];
+const GEMVS = arg('gemv', 'rows-a8,rows-per-workgroup,workgroup-per-row').split(',') as GemvVariant[];
 const LAYERS = Number(arg('layers', '32'));
+/** Bits of every act site (16: none); 'rows-a8' runs its integer GEMVs only after sites of 8 bits or fewer. */
+const ACT_BITS = Number(arg('act-bits', '8'));
 const config: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: LAYERS, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 4096 };
 
 process.env.TWLAC_WEBGPU_BACKEND ??= 'vulkan';
 const t0 = performance.now();
-const manifest = syntheticManifest(config, FORMAT, 16);
+const manifest = syntheticManifest(config, FORMAT, ACT_BITS);
 const weights = new Uint8Array(manifest.files['weights.bin']);
 // Every tensor filled by kind: codes from the bytes their packing can hold, fp16 scales around
 // 1/√(0.6·K) with small shifts, norms 1, fp16 embedding and lm_head of unit-variance outputs.
@@ -72,7 +75,7 @@ console.log(`synthetic ${FORMAT.id} ${LAYERS}-layer 7B-shaped weights: ${(weight
 const { device, adapter, backend } = await nodeDevice();
 console.log(`adapter ${adapter} (${backend}); subgroups ${device.features.has('subgroups')}`);
 const runs: unknown[] = [];
-const summary: { gemv: string; context: number; tokensPerSecond: number; msPerToken: number; dispatchesPerToken: number }[] = [];
+const summary: { gemv: string; context: number; tokensPerSecond: number; msPerToken: number; dispatchesPerToken: number; gpuMsPerToken?: number }[] = [];
 for (const gemv of GEMVS) {
   const tl = performance.now();
   const model = await WebgpuModel.create(device, { manifest, weights }, { capacity: 64, gemv, adapter: 'gpu', context: Math.max(...CTX) + STEPS + 2 });
@@ -96,11 +99,28 @@ for (const gemv of GEMVS) {
         logits = await model.forward([next]);
       }
       const ms = (performance.now() - td) / STEPS;
-      const r = { gemv, context: ctx, steps: STEPS, prefillSeconds: +prefillS.toFixed(2), msPerToken: +ms.toFixed(3), tokensPerSecond: +(1000 / ms).toFixed(1), dispatchesPerToken: dispatches, firstTokens: ids.slice(0, 8), loadSeconds: +loadS.toFixed(1) };
+      // one more step with every dispatch timed on the GPU: where a token's time goes, by kernel
+      let profile: { gpuMsPerToken: number; byKernel: { kernel: string; dispatches: number; us: number; pct: number }[] } | undefined;
+      if (device.features.has('timestamp-query')) {
+        const prof = await model.profileStep(argmax(logits, 0, logits.length));
+        const total = prof.reduce((a, p) => a + p.us, 0);
+        const by = new Map<string, { dispatches: number; us: number }>();
+        for (const p of prof) {
+          const e = by.get(p.kernel) ?? { dispatches: 0, us: 0 };
+          e.dispatches++;
+          e.us += p.us;
+          by.set(p.kernel, e);
+        }
+        profile = {
+          gpuMsPerToken: +(total / 1e3).toFixed(3),
+          byKernel: [...by].map(([kernel, e]) => ({ kernel, dispatches: e.dispatches, us: +e.us.toFixed(1), pct: +((100 * e.us) / total).toFixed(1) })).sort((a, b) => b.us - a.us),
+        };
+      }
+      const r = { gemv, context: ctx, steps: STEPS, prefillSeconds: +prefillS.toFixed(2), msPerToken: +ms.toFixed(3), tokensPerSecond: +(1000 / ms).toFixed(1), dispatchesPerToken: dispatches, firstTokens: ids.slice(0, 8), loadSeconds: +loadS.toFixed(1), profile };
       runs.push(r);
-      summary.push({ gemv, context: ctx, tokensPerSecond: r.tokensPerSecond, msPerToken: r.msPerToken, dispatchesPerToken: dispatches });
+      summary.push({ gemv, context: ctx, tokensPerSecond: r.tokensPerSecond, msPerToken: r.msPerToken, dispatchesPerToken: dispatches, gpuMsPerToken: profile?.gpuMsPerToken });
       console.log(JSON.stringify(r));
-      writeFileSync(OUT, JSON.stringify({ ...resultHeader('WebGPU end-to-end decode, LLaMA-2-7B shape, synthetic ternary weights', adapter, 'bash scripts/device/wgsl-h100.sh (WGSL_SCRIPT=wgsl-decode.mjs)'), adapter, format: FORMAT.id, layers: LAYERS, runs, summary }, null, 1));
+      writeFileSync(OUT, JSON.stringify({ ...resultHeader('WebGPU end-to-end decode, LLaMA-2-7B shape, synthetic ternary weights', adapter, 'bash scripts/device/wgsl-h100.sh (WGSL_SCRIPT=wgsl-decode.mjs)'), adapter, format: FORMAT.id, layers: LAYERS, actBits: ACT_BITS, runs, summary }, null, 1));
     }
   } finally {
     model.destroy();

@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { rng } from '../../src/artifact/random.ts';
 import { layoutEntries, NO_FEATURES, type WgslKernel } from '../../src/codegen/wgsl/fragments.ts';
-import { gemvRowsUnsupported, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
+import { gemvRowsUnsupported, ternaryGemvA8Kernel, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvA8Shape, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
 import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
@@ -43,6 +43,17 @@ const ROWS_SHAPES: GemvRowsShape[] = [
   { rows: 16, threadsPerRow: 16 },
   { rows: 4, threadsPerRow: 32 },
 ];
+/** Integer-activation GEMV shapes (threads a row × rows a thread) measured side by side. */
+const A8_SHAPES: GemvA8Shape[] = [
+  { threadsPerRow: 32, rowsPerThread: 4 },
+  { threadsPerRow: 32, rowsPerThread: 2 },
+  { threadsPerRow: 32, rowsPerThread: 1 },
+  { threadsPerRow: 16, rowsPerThread: 4 },
+  { threadsPerRow: 64, rowsPerThread: 2 },
+  { threadsPerRow: 8, rowsPerThread: 8 },
+];
+/** Variants to measure: a regular expression over the names (default all). */
+const ONLY = new RegExp(arg('variants', '.'));
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const rand = rng(11);
@@ -284,7 +295,7 @@ function writeResult(complete: boolean): void {
         hbmGBps: HBM_GBPS,
         copy,
       wgslRead: read,
-        bytesCounted: 'codes + fp16 scales + fp16 shifts + x (f32) + y (f32)',
+        bytesCounted: 'codes + fp16 scales + fp16 shifts + x (f32; a8-*: bytes and (scale, zero)) + y (f32)',
         rows,
         ort: { rows: ortRows, error: ortError, note: 'onnxruntime-node WebGPU EP, MatMulNBits block 128 float32, µs a GEMV from the difference of two node chains (scripts/device/ort-webgpu-gemv.ts)' },
         gemv: gemvSummary(),
@@ -307,8 +318,13 @@ for (const [N, K] of SHAPES) {
     packed.set(w.codes, 0);
     packed.set(new Uint8Array(w.scales.buffer, w.scales.byteOffset, w.scales.byteLength), L.scaleWord0 * 4);
     if (w.shifts) packed.set(new Uint8Array(w.shifts.buffer, w.shifts.byteOffset, w.shifts.byteLength), L.shiftWord0 * 4);
-    const x = Float32Array.from({ length: K }, () => rand() * 2 - 1);
-    const variants: [string, WgslKernel][] = [
+    // x̂ = (q − zero)·scale with 8-bit codes: the f32 kernels read x̂, the integer ones q and (scale, zero)
+    const xq = Uint8Array.from({ length: K }, () => Math.floor(rand() * 256));
+    const xp = Float32Array.of(2 / 255, 128);
+    const x = Float32Array.from(xq, (q) => Math.fround((q - xp[1]) * xp[0]));
+    const xqWords = new Uint32Array(K / 4);
+    xq.forEach((q, k) => (xqWords[4 * Math.floor(k / 16) + (k % 4)] |= q << (8 * Math.floor((k % 16) / 4))));
+    const all: [string, WgslKernel][] = [
       ['thread-per-row', ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES)],
       ['workgroup-per-row', ternaryGemvWorkgroupKernel(f, N, K, false, NO_FEATURES)],
       ...(hasSg ? [['workgroup-per-row+sg', ternaryGemvWorkgroupKernel(f, N, K, false, { subgroups: true })] as [string, WgslKernel]] : []),
@@ -320,7 +336,16 @@ for (const [N, K] of SHAPES) {
               (ft) => [`rows-${sh.rows}x${sh.threadsPerRow}${ft.subgroups ? '+sg' : ''}`, ternaryGemvRowsKernel(f, N, K, false, ft, sh)] as [string, WgslKernel],
             ),
           )),
+      // integer activations (dot4U8Packed), bit2 groups of 64k: threads a row × rows a thread
+      ...(gemvRowsUnsupported(f, K)
+        ? []
+        : A8_SHAPES.flatMap((sh) =>
+            (hasSg ? [NO_FEATURES, { subgroups: true }] : [NO_FEATURES]).map(
+              (ft) => [`a8-${sh.threadsPerRow}x${sh.rowsPerThread}${ft.subgroups ? '+sg' : ''}`, ternaryGemvA8Kernel(f, N, K, false, ft, sh)] as [string, WgslKernel],
+            ),
+          )),
     ];
+    const variants = all.filter(([name]) => name === 'thread-per-row' || ONLY.test(name));
     const wBytes = packed.byteLength;
     const copies = Math.max(2, Math.ceil(ROT_BYTES / wBytes));
     const W = Array.from({ length: copies }, () => device.createBuffer({ size: wBytes, usage: STORAGE | COPY_DST | COPY_SRC }));
@@ -332,6 +357,10 @@ for (const [N, K] of SHAPES) {
     }
     const X = device.createBuffer({ size: K * 4, usage: STORAGE | COPY_DST });
     device.queue.writeBuffer(X, 0, x);
+    const XQ = device.createBuffer({ size: K, usage: STORAGE | COPY_DST });
+    device.queue.writeBuffer(XQ, 0, xqWords);
+    const XP = device.createBuffer({ size: 16, usage: STORAGE | COPY_DST });
+    device.queue.writeBuffer(XP, 0, Float32Array.of(xp[0], xp[1], 0, 0));
     const Y = device.createBuffer({ size: N * 4, usage: STORAGE | COPY_SRC | COPY_DST });
     const R = device.createBuffer({ size: N * 4, usage: MAP_READ | COPY_DST });
     const step = device.createBuffer({ size: 16, usage: UNIFORM | COPY_DST });
@@ -350,7 +379,8 @@ for (const [N, K] of SHAPES) {
         layout: device.createPipelineLayout({ bindGroupLayouts: [bgl] }),
         compute: { module: device.createShaderModule({ code: k.source() }), entryPoint: 'main' },
       });
-      const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: [wb, X, Y, step].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+      const a8 = variant.startsWith('a8-');
+      const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: (a8 ? [wb, XQ, XP, Y, step] : [wb, X, Y, step]).map((buffer, binding) => ({ binding, resource: { buffer } })) }));
       const [dx, dy, dz] = k.dispatch(1);
       const dispatches = (reps: number) => (pass: GPUComputePassEncoder) => {
         pass.setPipeline(pipeline);
@@ -396,7 +426,7 @@ for (const [N, K] of SHAPES) {
       const ms = gpuMs ?? wallMs;
       baseline.ms ??= ms;
       const weightBytes = storageBytes(f, N, K);
-      const bytes = weightBytes + K * 4 + N * 4;
+      const bytes = weightBytes + (a8 ? K + 8 : K * 4) + N * 4;
       const GBps = bytes / ms / 1e6;
       const r: Row = {
         variant, format: f.id, N, K, weightBytes, bytes, copies, reps,
@@ -417,7 +447,7 @@ for (const [N, K] of SHAPES) {
       );
       writeResult(false);
     }
-    [...W, X, Y, R, step].forEach((b) => b.destroy());
+    [...W, X, XQ, XP, Y, R, step].forEach((b) => b.destroy());
     writeResult(false);
   }
 }

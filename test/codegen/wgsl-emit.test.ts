@@ -109,7 +109,8 @@ describe('golden WGSL sources', () => {
   const goldens: Record<string, () => string> = {
     'ternary_gemv_tq1_g128_n256_k384.wgsl': () => K.ternaryLinearKernel(ternaryFormat('trit5', 128), 256, 384, 1, false).source(),
     'ternary_gemm_tq2_g128_ns_n96_k1000_tm8_bias.wgsl': () => K.ternaryLinearKernel(ternaryFormat('bit2', 128, false), 96, 1000, 8, true).source(),
-    'attention_h6_kv2_d64_subgroups.wgsl': () => K.attentionKernel(6, 2, 64, 1 / 8, null, { subgroups: true }).source(),
+    'attention_partial_h6_kv2_d64_s4_subgroups.wgsl': () => K.attentionPartialKernel(6, 2, 64, 1 / 8, null, 4, { subgroups: true }).source(),
+    'attention_combine_h6_d64_s4.wgsl': () => K.attentionCombineKernel(6, 64, 4).source(),
     'act_quant_w384_b4_clip0.9.wgsl': () => K.actQuantKernel(384, 4, 0.9).source(),
     'ternary_gemv_wg_tq1_g128_n256_k384.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('trit5', 128), 256, 384, false).source(),
     'ternary_gemv_wg_tq2_g128_ns_n96_k1000_bias_subgroups.wgsl': () => K.ternaryGemvWorkgroupKernel(ternaryFormat('bit2', 128, false), 96, 1000, true, { subgroups: true }).source(),

@@ -53,6 +53,34 @@ function matmulRef(W: ArrayLike<number>, rows: number, cols: number, x: Float32A
   return y;
 }
 
+/** Activation bytes in the bit2 word order (kernels.ts actQuantKernel with pack): byte b of word
+ *  j of each 16-element chunk holds element j + 4b. */
+function packActCodes(q: Uint8Array, cols: number): Uint32Array {
+  const out = new Uint32Array(q.length / 4);
+  for (let i = 0; i < q.length; i++) {
+    const row = Math.floor(i / cols), k = i % cols, c = Math.floor(k / 16), e = k % 16;
+    out[(row * cols) / 4 + 4 * c + (e % 4)] |= q[i] << (8 * Math.floor(e / 4));
+  }
+  return out;
+}
+
+function unpackActCodes(words: Uint32Array, cols: number): Uint8Array {
+  const out = new Uint8Array(words.length * 4);
+  for (let i = 0; i < out.length; i++) {
+    const row = Math.floor(i / cols), k = i % cols, c = Math.floor(k / 16), e = k % 16;
+    out[i] = (words[(row * cols) / 4 + 4 * c + (e % 4)] >>> (8 * Math.floor(e / 4))) & 0xff;
+  }
+  return out;
+}
+
+/** The split attention's two kernels in a row (partial sums, then their merge): O [ntok][heads·d]. */
+async function splitAttention(heads: number, kvHeads: number, d: number, scale: number, window: number | null, softcap: number | null, splits: number, q: Float32Array, kc: Float32Array, vc: Float32Array, ntok: number, pos0: number) {
+  const device = dev!.device;
+  const n = ntok * heads * splits;
+  const part = await runKernel(device, K.attentionPartialKernel(heads, kvHeads, d, scale, window, splits, NO_FEATURES, softcap), [q, kc, vc, new Float32Array(n), new Float32Array(n), new Float32Array(n * d)], ntok, { pos0 });
+  return runKernel(device, K.attentionCombineKernel(heads, d, splits), [part.PM, part.PL, part.PA, new Float32Array(ntok * heads * d)], ntok, { pos0 });
+}
+
 const FORMATS: Record<CodePacking, TernaryFormat[]> = {
   trit5: [ternaryFormat('trit5', 16), ternaryFormat('trit5', 20, false)], // g16: byte path, partial bytes; g20: word path
   bit2: [ternaryFormat('bit2', 8, false), ternaryFormat('bit2', 16)], // g8: byte path; g16: word path
@@ -135,6 +163,52 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     expect(K.gemvRowsUnsupported(ternaryFormat('bit2', 128), 200)).toMatch(/K=200/);
   });
 
+  // Integer-activation GEMV: x̂ = (q − zero)·scale given as bytes in the bit2 word order
+  // (kernels.ts actQuantKernel with pack), zero points inside and outside [0, 2^bits − 1], rows
+  // that leave the last workgroup partly empty, a second token, bias, four thread shapes.
+  it('integer-activation ternary GEMV (dot4U8Packed), bit2 g64/g128/g256 with and without shifts, vs the reference decoder', async () => {
+    const shapes: K.GemvA8Shape[] = [K.GEMV_A8_DEFAULT, { threadsPerRow: 16, rowsPerThread: 2 }, { threadsPerRow: 64, rowsPerThread: 1 }, { threadsPerRow: 8, rowsPerThread: 8 }];
+    for (const f of [ternaryFormat('bit2', 64), ternaryFormat('bit2', 128, false), ternaryFormat('bit2', 256)]) {
+      for (const [ci, [rows, cols, ntok, bits]] of [[13, 256, 1, 8], [70, 2560, 2, 4], [3, 64 * Math.ceil(f.group / 64) * 3, 1, 8]].entries()) {
+        const w = randomTernary(f, rows, cols);
+        const W = decodeTernary(w);
+        const packed = packTernary(f, w);
+        const bias = ntok > 1 ? randn(rows) : undefined;
+        const qmax = 2 ** bits - 1;
+        const q = Uint8Array.from({ length: ntok * cols }, () => Math.floor(rand() * (qmax + 1)));
+        const xp = new Float32Array(2 * ntok);
+        for (let m = 0; m < ntok; m++) (xp[2 * m] = 0.01 + rand() * 0.1), (xp[2 * m + 1] = m ? -3 : Math.floor(rand() * qmax));
+        const x = Float32Array.from(q, (v, i) => (v - xp[2 * Math.floor(i / cols) + 1]) * xp[2 * Math.floor(i / cols)]);
+        // two thread shapes a case, every shape over the cases (SwiftShader compiles each pipeline slowly)
+        for (const shape of [shapes[ci % 4], shapes[(ci + 1 + (f.group >> 7)) % 4]]) {
+          for (const feats of sg) {
+            const k = K.ternaryGemvA8Kernel(f, rows, cols, !!bias, feats, shape);
+            const r = await runKernel(device, k, [packed, packActCodes(q, cols), xp, ...(bias ? [bias] : []), new Float32Array(ntok * rows)], ntok);
+            expectClose(r.Y, matmulRef(W, rows, cols, x, ntok, bias), 1e-5);
+          }
+        }
+      }
+    }
+  });
+
+  it('activation fake-quant with pack: x̂ as before, and its bytes and (scale, zero) give x̂ back exactly', async () => {
+    for (const [width, bits] of [[64, 4], [2560, 8]]) {
+      const ntok = 3, clip = 0.9;
+      const x = randn(ntok * width, 2);
+      x.fill(0.75, 2 * width, 3 * width); // a constant row: scale 0, left as it is
+      const r = await runKernel(device, K.actQuantKernel(width, bits, clip, NO_FEATURES, true), [x.slice(), new Uint32Array(ntok * width / 4), new Float32Array(2 * ntok)], ntok);
+      expectClose(r.Y, actQuantRows(x, ntok, width, bits, clip), 1e-5);
+      const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * width) / 4), width);
+      for (let i = 0; i < ntok * width; i++) {
+        const m = Math.floor(i / width);
+        expect(codes[i]).toBeLessThanOrEqual(2 ** bits - 1);
+        expect(Math.fround((codes[i] - r.XP[2 * m + 1]) * r.XP[2 * m])).toBe(r.Y[i]);
+      }
+    }
+    expect(() => K.actQuantKernel(40, 4, 1, NO_FEATURES, true)).toThrow(/width 40/);
+    expect(() => K.actQuantKernel(64, 9, 1, NO_FEATURES, true)).toThrow(/9-bit/);
+  });
+
   it('dense fp16 linear (lm_head) vs fp16-rounded weights, unrolled (K=24) and not (K=18)', async () => {
     for (const cols of [24, 18]) {
       const rows = 9, ntok = 3;
@@ -187,7 +261,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       rope[(p * d) / 2 * 2 + i * 2 + 1] = Math.sin(a);
     }
     const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos), [q, k, v, rope, kc, vc], ntok, { pos0 });
-    const r2 = await runKernel(device, K.attentionKernel(heads, kvHeads, d, 1 / Math.sqrt(d), null), [r1.Q, r1.Kc, r1.Vc, new Float32Array(ntok * heads * d)], ntok, { pos0 });
+    const r2 = await splitAttention(heads, kvHeads, d, 1 / Math.sqrt(d), null, null, K.attentionSplits(maxPos), r1.Q, r1.Kc, r1.Vc, ntok, pos0);
     // float64 oracle
     const Q = Float64Array.from(q), Kc = Float64Array.from(kc), Vc = Float64Array.from(vc);
     for (let m = 0; m < ntok; m++) {
@@ -212,6 +286,35 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       for (let i = 0; i < d; i++) O[(m * heads + h) * d + i] = p.reduce((a, pt, t) => a + (pt / sum) * Vc[t * kvd + kh * d + i], 0);
     }
     expectClose(r2.O, O, 1e-5);
+  });
+
+  // Long contexts: keys over several splits of ATTN_SPLIT positions, empty splits after the
+  // last position and (with a window) before the first, a non-default scale, a soft-cap.
+  it('attention split by context: 3 and 4 splits, a window of 300, a soft-cap, vs float64', async () => {
+    const heads = 4, kvHeads = 2, d = 16, ntok = 2, pos0 = 700, maxPos = 1000;
+    const kvd = kvHeads * d;
+    const q = randn(ntok * heads * d, 2), kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
+    for (const [window, softcap, scale] of [[null, null, 1 / Math.sqrt(d)], [300, 5, 0.3]] as const) {
+      const r = await splitAttention(heads, kvHeads, d, scale, window, softcap, K.attentionSplits(maxPos), q, kc, vc, ntok, pos0);
+      const O = new Float64Array(ntok * heads * d);
+      for (let m = 0; m < ntok; m++) for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / (heads / kvHeads));
+        const last = pos0 + m, lo = window === null ? 0 : Math.max(0, last + 1 - window);
+        const s: number[] = [];
+        for (let t = lo; t <= last; t++) {
+          let acc = 0;
+          for (let i = 0; i < d; i++) acc += q[(m * heads + h) * d + i] * kc[t * kvd + kh * d + i];
+          acc *= scale;
+          s.push(softcap === null ? acc : softcap * Math.tanh(acc / softcap));
+        }
+        const mx = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - mx));
+        const sum = p.reduce((a, b) => a + b, 0);
+        for (let i = 0; i < d; i++) O[(m * heads + h) * d + i] = p.reduce((a, pt, j) => a + (pt / sum) * vc[(lo + j) * kvd + kh * d + i], 0);
+      }
+      expectClose(r.O, O, 1e-5);
+    }
+    expect(K.attentionSplits(1000)).toBe(4);
   });
 
   it('SwiGLU, residual add and embedding gather', async () => {

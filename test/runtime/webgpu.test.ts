@@ -20,6 +20,7 @@ import { forward, openModel } from '../../src/eval/ort-session.ts';
 import { findTokenizer, loadTokenizer } from '../../src/eval/tokenizer.ts';
 import { referenceGreedy, referenceLogits } from '../../src/runtime/reference.ts';
 import { WebgpuModel } from '../../src/runtime/webgpu/runtime.ts';
+import { planModel } from '../../src/codegen/wgsl/plan.ts';
 import { runWebgpu, webgpuLogits } from '../../src/runtime/webgpu/node.ts';
 import { testDevice } from '../codegen/wgsl-harness.ts';
 import { buildDemo } from '../../demo/build.ts';
@@ -117,6 +118,60 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
       } finally {
         model.destroy();
       }
+    }
+  });
+
+  it('rows-a8 GEMV: linears after 8- and 4-bit sites read the sites\' bytes (dot4U8Packed), the 16-bit site\'s float x; decode, prefill and greedy match the reference', async () => {
+    const wide = { ...tiny, hidden: 128, intermediate: 256, heads: 2, kvHeads: 1, headDim: 64 };
+    for (const [fmt, seed] of [[ternaryFormat('trit5', 64), 33], [ternaryFormat('bit2', 128, false), 34]] as const) {
+      const dir = tmp();
+      const am = randomArtifactModel(wide, fmt, seed);
+      const rand = rng(seed);
+      const site = (bits: number, l: number, r: number) => ({ bits, clip: 0.95, transform: { l, r, C: householder(l, rand), B: householder(r, rand) } });
+      for (const b of am.blocks) b.acts = { attn: site(8, 8, 16), o: site(16, 8, 16), mlp: site(4, 16, 8), down: site(4, 16, 16) };
+      writeArtifact(dir, am);
+      const a = readArtifact(dir);
+      const model = await WebgpuModel.create(device, a, { capacity: 8, gemv: 'rows-a8' });
+      try {
+        const plan = planModel(a.manifest, { gemv: 'rows-a8' }).blocks[0];
+        expect([plan.q, plan.k, plan.v, plan.o, plan.gate!, plan.up, plan.down].map((l) => !!l.gemvA8)).toEqual([true, true, true, false, true, true, true]);
+        expect(plan.q.gemv.name).toBe('ternary_gemv_a8_bit2');
+        const ids = [2, 9, 33, 5, 17];
+        const want = referenceLogits(a, ids);
+        const got = new Float32Array(ids.length * wide.vocab);
+        for (let i = 0; i < ids.length; i++) got.set(await model.forward([ids[i]]), i * wide.vocab);
+        expect(relErr(got, want)).toBeLessThan(1e-5);
+        expect(relErr(await model.logitsOf(ids), want)).toBeLessThan(1e-5);
+        expect(await model.greedy([4, 8, 15], 8)).toEqual(referenceGreedy(a, [4, 8, 15], 8));
+      } finally {
+        model.destroy();
+      }
+    }
+  });
+
+  it('profileStep: GPU time of every dispatch of a decode step, named by kernel; the step runs as a forward does', async () => {
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 8, false), 27));
+    const a = readArtifact(dir);
+    const model = await WebgpuModel.create(device, a, { capacity: 4 });
+    try {
+      if (!device.features.has('timestamp-query')) {
+        await expect(model.profileStep(3)).rejects.toThrow(/timestamp-query/);
+        return;
+      }
+      await model.forward([4, 8]);
+      const prof = await model.profileStep(15);
+      expect(model.position).toBe(3);
+      expect(prof).toHaveLength(model.dispatches('last'));
+      expect(prof[0].kernel).toBe('embed_gather');
+      expect(prof.filter((p) => p.kernel === 'attention_partial')).toHaveLength(tiny.layers);
+      expect(prof.every((p) => Number.isFinite(p.us) && p.us >= 0)).toBe(true);
+      // the profiled step advanced the cache: the next token's logits are the reference's
+      const next = await model.forward([16]);
+      const want = referenceLogits(a, [4, 8, 15, 16]).subarray(3 * tiny.vocab);
+      expect(relErr(next, want)).toBeLessThan(1e-5);
+    } finally {
+      model.destroy();
     }
   });
 

@@ -440,6 +440,120 @@ ${partials}
   });
 }
 
+/** Shape of the integer-activation GEMV: threads a row (TPR) and rows a thread (RPT). */
+export interface GemvA8Shape {
+  threadsPerRow: number;
+  rowsPerThread: number;
+}
+
+/** The default: 32 threads a row (a subgroup on 32-wide adapters), 4 rows a thread. */
+export const GEMV_A8_DEFAULT: GemvA8Shape = { threadsPerRow: 32, rowsPerThread: 4 };
+
+/** Threads of the integer-activation GEMV's workgroup. */
+const GEMV_A8_WG = 256;
+
+/**
+ * Ternary GEMV on quantised activations, bit2 codes in groups that are multiples of 64: the
+ * input is the act-quant kernel's integer form of x̂ (actQuantKernel with `pack`): per token,
+ * codes q ∈ [0, 2^bits − 1] as bytes and (scale, zero), x̂ = (q − zero)·scale, bits ≤ 8. The
+ * bytes are stored in the order the codes are: byte b of word j of a 16-element chunk holds
+ * element j + 4b, so that (w >> 2j) & 0x03030303 puts the codes of the same four elements in
+ * the four bytes of a u32, and one dot4U8Packed multiplies and adds them. For a 64-code word
+ * of codes c (trit c − 2), Σ t·(q − z) = Σ c·q − 2·Σq − z·Σc + 128·z: Σc by two popcounts, Σq
+ * by dot products with 0x01010101 (shared by the thread's rows). The sums are exact integers;
+ * each word adds s_g·(that) [+ z_g·(Σq − 64·z)] in f32 and the row's total is scaled once.
+ * A thread takes RPT rows and strides over the row's 16-byte code words with the row's other
+ * TPR − 1 threads; each x word it loads serves its RPT rows. Bindings: W (vec4 words: codes,
+ * scales, shifts as ternaryLayout), XQ (vec4 words, K/16 a token), XP (scale, zero a token),
+ * [bias], Y, step.
+ */
+export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT): WgslKernel {
+  const why = gemvRowsUnsupported(f, cols);
+  if (why) throw new Error(`integer-activation GEMV: ${why}`);
+  const { threadsPerRow: TPR, rowsPerThread: RPT } = shape;
+  if (!Number.isInteger(TPR) || !Number.isInteger(RPT) || TPR < 1 || RPT < 1 || GEMV_A8_WG % TPR || RPT > 8) throw new Error(`integer-activation GEMV: ${TPR} threads a row, ${RPT} rows a thread`);
+  const L = ternaryLayout(f, rows, cols);
+  const words = cols / 64;
+  const wordsPerGroup = f.group / 64;
+  const rowsPerWg = (GEMV_A8_WG / TPR) * RPT;
+  const groups = Math.ceil(rows / rowsPerWg);
+  const R = Array.from({ length: RPT }, (_, i) => i);
+  const id = (i: number) => new Code(String(i));
+  const rowTerm = (i: number) => wgsl`      {
+        let n = min(nb + ${u32(i)}, ${u32(rows - 1)});
+        let q = W[n * ${u32(words)} + v];
+        var d = 0u;
+${join(
+  Array.from({ length: 4 }, (_, w) =>
+    join(Array.from({ length: 4 }, (_, j) => wgsl`        d += dot4U8Packed(${j ? wgsl`(q[${u32(w)}] >> ${u32(2 * j)})` : wgsl`q[${u32(w)}]`} & 0x03030303u, x${id(w)}[${u32(j)}]);`)),
+  ),
+)}
+        let cs = countOneBits(q.x & 0x55555555u) + countOneBits(q.y & 0x55555555u) + countOneBits(q.z & 0x55555555u) + countOneBits(q.w & 0x55555555u)
+          + 2u * (countOneBits(q.x & 0xaaaaaaaau) + countOneBits(q.y & 0xaaaaaaaau) + countOneBits(q.z & 0xaaaaaaaau) + countOneBits(q.w & 0xaaaaaaaau));
+        let dot = i32(d) - 2 * sq - z * i32(cs) + 128 * z;
+        let g = n * ${u32(L.ng)} + v / ${u32(wordsPerGroup)};
+        acc${id(i)} += half_at(${u32(L.scaleWord0)}, g) * f32(dot)${f.shift ? wgsl` + half_at(${u32(L.shiftWord0)}, g) * f32(sq - 64 * z)` : wgsl``};
+      }`;
+  const partial = (i: number) =>
+    feats.subgroups
+      ? wgsl`  { let sv = subgroupAdd(acc${id(i)}); if (whole) { if (sg_lane == 0u) { red[(lid / sg_size) * ${u32(RPT)} + ${u32(i)}] = sv; } } else { red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)}; } }`
+      : wgsl`  red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)};`;
+  return defineKernel({
+    name: `ternary_gemv_a8_${f.packing}`,
+    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT },
+    bindings: [
+      { name: 'W', elem: 'vec4<u32>', access: 'read' },
+      { name: 'XQ', elem: 'vec4<u32>', access: 'read' },
+      f32buf('XP'),
+      ...(bias ? [f32buf('bias')] : []),
+      f32buf('Y', 'read_write'),
+    ],
+    usesStep: true,
+    workgroupSize: GEMV_A8_WG,
+    features: feats,
+    module: wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * RPT)}>;
+fn half_at(word0: u32, i: u32) -> f32 {
+  let w = word0 + (i >> 1u);
+  return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
+}`,
+    // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
+    body: wgsl`  let r = lid / ${u32(TPR)};
+  let t = lid - r * ${u32(TPR)};
+  let nb = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(rowsPerWg)} + r * ${u32(RPT)};
+  let m = wid.y;
+  let live = nb < ${u32(rows)} && m < step.ntok;
+${join(R.map((i) => wgsl`  var acc${id(i)} = 0.0;`))}
+  if (live) {
+    let z = i32(XP[2u * m + 1u]);
+    for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
+      let xb = m * ${u32(cols / 16)} + 4u * v;
+${join(Array.from({ length: 4 }, (_, w) => wgsl`      let x${id(w)} = XQ[xb + ${u32(w)}];`))}
+      var sqa = 0u;
+${join(Array.from({ length: 4 }, (_, w) => wgsl`      sqa += dot4U8Packed(x${id(w)}.x, 0x01010101u) + dot4U8Packed(x${id(w)}.y, 0x01010101u) + dot4U8Packed(x${id(w)}.z, 0x01010101u) + dot4U8Packed(x${id(w)}.w, 0x01010101u);`))}
+      let sq = i32(sqa);
+${join(R.map(rowTerm))}
+    }
+  }
+${feats.subgroups ? wgsl`  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
+  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);` : wgsl`  let parts = ${u32(TPR)};`}
+${join(R.map(partial))}
+  workgroupBarrier();
+  if (t == 0u && m < step.ntok) {
+    let sx = XP[2u * m];
+${join(
+  R.map(
+    (i) => wgsl`    if (nb + ${u32(i)} < ${u32(rows)}) {
+      var tot = 0.0;
+      for (var p = 0u; p < parts; p++) { tot += red[(r * parts + p) * ${u32(RPT)} + ${u32(i)}]; }
+      Y[m * ${u32(rows)} + nb + ${u32(i)}] = sx * tot${bias ? wgsl` + bias[nb + ${u32(i)}]` : wgsl``};
+    }`,
+  ),
+)}
+  }`,
+    dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
+  });
+}
+
 export type DenseDtype = 'float16' | 'float32';
 
 /** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read
@@ -613,16 +727,47 @@ export function kronLeftKernel(l: number, r: number): WgslKernel {
  * Per-token asymmetric fake quantisation in place, as src/quant/act-quant.ts defines it:
  * lo = clip·min(x), hi = clip·max(x), scale = (hi − lo) / (2^bits − 1), zero = round(−lo / scale),
  * x̂ = (clamp(round(x / scale) + zero, 0, 2^bits − 1) − zero) · scale, round half to even
- * (WGSL round), rows with scale = 0 unchanged. Bindings: Y, step.
+ * (WGSL round), rows with scale = 0 unchanged. Bindings: Y, step. With `pack` (bits ≤ 8) the
+ * kernel also writes x̂'s integer form for ternaryGemvA8Kernel: XQ, the codes q as bytes in
+ * the order of bit2 code words (byte b of word j of a 16-element chunk is element j + 4b), and
+ * XP, (scale, zero) a token; a row with scale = 0 (all x equal to v) becomes q = 1, (v, 0).
  */
-export function actQuantKernel(width: number, bits: number, clip: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function actQuantKernel(width: number, bits: number, clip: number, feats: WgslFeatures = NO_FEATURES, pack = false): WgslKernel {
   if (!Number.isInteger(bits) || bits < 1 || bits > 15) throw new Error(`act-quant: unsupported bit width ${bits}`);
   if (!(clip > 0 && clip <= 1)) throw new Error(`act-quant: clip ratio ${clip} not in (0, 1]`);
+  if (pack && (bits > 8 || width % 16)) throw new Error(`act-quant: ${bits}-bit codes of width ${width} do not pack into bytes of 16-element chunks`);
   const qmax = 2 ** bits - 1;
+  const quantise = pack
+    ? wgsl`  let xq0 = wid.x * ${u32(width / 4)};
+  if (scale > 0.0) {
+    let zero = round(-cmin / scale);
+    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(WG)}) {
+      let k0 = (wi >> 2u) * 16u + (wi & 3u);
+      var word = 0u;
+      for (var b = 0u; b < 4u; b++) {
+        let k = base + k0 + 4u * b;
+        let q = clamp(round(Y[k] / scale) + zero, 0.0, ${f32(qmax)});
+        Y[k] = (q - zero) * scale;
+        word |= u32(q) << (8u * b);
+      }
+      XQ[xq0 + wi] = word;
+    }
+    if (lid == 0u) { XP[2u * wid.x] = scale; XP[2u * wid.x + 1u] = zero; }
+  } else {
+    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(WG)}) { XQ[xq0 + wi] = 0x01010101u; }
+    if (lid == 0u) { XP[2u * wid.x] = Y[base]; XP[2u * wid.x + 1u] = 0.0; }
+  }`
+    : wgsl`  if (scale > 0.0) {
+    let zero = round(-cmin / scale);
+    for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) {
+      let q = clamp(round(Y[base + i] / scale) + zero, 0.0, ${f32(qmax)});
+      Y[base + i] = (q - zero) * scale;
+    }
+  }`;
   return defineKernel({
-    name: 'act_quant',
-    params: { width, bits, clip },
-    bindings: [f32buf('Y', 'read_write')],
+    name: pack ? 'act_quant_pack' : 'act_quant',
+    params: { width, bits, clip, ...(pack ? { pack } : {}) },
+    bindings: [f32buf('Y', 'read_write'), ...(pack ? [{ name: 'XQ', elem: 'u32', access: 'read_write' } as const, f32buf('XP', 'read_write')] : [])],
     usesStep: true,
     workgroupSize: WG,
     features: feats,
@@ -636,13 +781,7 @@ ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
   let cmax = red[0] * ${f32(clip)};
   let cmin = -red[${u32(WG)}] * ${f32(clip)};
   let scale = (cmax - cmin) / ${f32(qmax)};
-  if (scale > 0.0) {
-    let zero = round(-cmin / scale);
-    for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) {
-      let q = clamp(round(Y[base + i] / scale) + zero, 0.0, ${f32(qmax)});
-      Y[base + i] = (q - zero) * scale;
-    }
-  }`,
+${quantise}`,
     dispatch: (ntok) => [ntok, 1, 1],
   });
 }
@@ -739,71 +878,6 @@ function softcapExpr(s: Code, cap: number): Code {
   return wgsl`${f32(cap)} * (1.0 - 2.0 / (exp(2.0 * ${s} / ${f32(cap)}) + 1.0))`;
 }
 
-/** Causal GQA attention over the KV cache with a chunked online softmax; one workgroup
- *  per (head, token). softmax(cap·tanh(scale · q·kᵀ / cap)) over the keys pos − window < t ≤ pos
- *  (window null: every t ≤ pos; softcap null: no tanh). Bindings: Q, Kc, Vc, O, step. */
-export function attentionKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null): WgslKernel {
-  if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
-  const CH = 256;
-  const dpt = Math.ceil(d / WG);
-  const kvd = kvHeads * d;
-  return defineKernel({
-    name: 'attention',
-    // The default scale keeps the default key (and text); windowed kernels are keyed by window.
-    params: { heads, kvHeads, d, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) },
-    bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('O', 'read_write')],
-    usesStep: true,
-    workgroupSize: WG,
-    features: feats,
-    module: join([reduceDecl(1), wgsl`var<workgroup> sc: array<f32, ${CH}>;`]),
-    body: wgsl`  let h = wid.x;
-  let m = wid.y;
-  let kh = h / ${u32(heads / kvHeads)};
-  let last = step.pos0 + m;
-  let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  let scale = ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)};
-  var mrun = -3.0e38;
-  var lrun = 0.0;
-  var acc: array<f32, ${dpt}>;
-  for (var c0 = ${window === null ? wgsl`0u` : wgsl`select(0u, last + 1u - ${u32(window)}, last + 1u > ${u32(window)})`}; c0 <= last; c0 += ${u32(CH)}) {
-    let cn = min(${u32(CH)}, last + 1u - c0);
-    var cmax = -3.0e38;
-    for (var t = lid; t < cn; t += ${u32(WG)}) {
-      let ko = (c0 + t) * ${u32(kvd)} + kh * ${u32(d)};
-      var s = 0.0;
-      for (var i = 0u; i < ${u32(d)}; i++) { s += Q[qo + i] * Kc[ko + i]; }
-      s *= scale;
-${softcap === null ? wgsl`` : wgsl`      s = ${softcapExpr(wgsl`s`, softcap)};
-`}      sc[t] = s;
-      cmax = max(cmax, s);
-    }
-${reduce(1, () => wgsl`cmax`, 'max', feats)}
-    let mnew = max(mrun, red[0]);
-    workgroupBarrier();
-    var csum = 0.0;
-    for (var t = lid; t < cn; t += ${u32(WG)}) { let p = exp(sc[t] - mnew); sc[t] = p; csum += p; }
-${reduce(1, () => wgsl`csum`, 'sum', feats)}
-    let alpha = exp(mrun - mnew);
-    lrun = lrun * alpha + red[0];
-    for (var di = 0u; di < ${u32(dpt)}; di++) {
-      let i = lid + di * ${u32(WG)};
-      if (i < ${u32(d)}) {
-        var s = acc[di] * alpha;
-        for (var t = 0u; t < cn; t++) { s += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
-        acc[di] = s;
-      }
-    }
-    mrun = mnew;
-    workgroupBarrier();
-  }
-  for (var di = 0u; di < ${u32(dpt)}; di++) {
-    let i = lid + di * ${u32(WG)};
-    if (i < ${u32(d)}) { O[qo + i] = acc[di] / lrun; }
-  }`,
-    dispatch: (ntok) => [heads, ntok, 1],
-  });
-}
-
 /** y = silu(g) · u, elementwise over [ntok, width]. Bindings: G, U, Y, step. */
 /** GELU(tanh) as 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))), tanh written with exp (exact at ±∞). */
 const GELU_TANH = wgsl`let t = ${f32(Math.sqrt(2 / Math.PI))} * (g + ${f32(0.044715)} * g * g * g);
@@ -826,6 +900,124 @@ const ACT_FN: Record<MlpActivation, Code> = {
 }`,
   silu: wgsl`fn act(g: f32) -> f32 { return g / (1.0 + exp(-g)); }`,
 };
+
+/** Key positions one workgroup of the split attention takes (attentionPartialKernel). */
+export const ATTN_SPLIT = 256;
+
+/** Splits of the attention over a KV cache of `context` positions. */
+export function attentionSplits(context: number): number {
+  return Math.ceil(context / ATTN_SPLIT);
+}
+
+/**
+ * Decode attention split by context (flash-decoding): workgroup (h, m, s) takes query head h of
+ * token m over the key positions [s·S, (s+1)·S) ∩ [window start, pos0 + m] (S = ATTN_SPLIT) and
+ * writes its running max m_s, Σ exp(score − m_s) and Σ exp(score − m_s)·v to PM, PL, PA
+ * [token][head][split]; attentionCombineKernel merges the splits. A split with no position
+ * writes m_s = −3e38, l_s = 0. So the work of a long context is spread over heads × splits
+ * workgroups instead of one workgroup a head. Scores are cap·tanh(scale·q·kᵀ/cap) (softcap null: no
+ * tanh), causal (window null: every key up to the token's position). Bindings: Q, Kc, Vc, PM,
+ * PL, PA, step.
+ */
+export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null): WgslKernel {
+  if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
+  const S = ATTN_SPLIT;
+  const dpt = Math.ceil(d / WG);
+  const kvd = kvHeads * d;
+  const vec = d % 4 === 0;
+  return defineKernel({
+    name: 'attention_partial',
+    params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) },
+    bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: feats,
+    module: join([reduceDecl(1), wgsl`var<workgroup> sc: array<f32, ${u32(S)}>;
+var<workgroup> qs: array<f32, ${u32(d)}>;`]),
+    // Every early exit depends on workgroup ids and the step only: barriers stay uniform.
+    body: wgsl`  let h = wid.x;
+  let m = wid.y;
+  let sp = wid.z;
+  if (m >= step.ntok) { return; }
+  let kh = h / ${u32(heads / kvHeads)};
+  let last = step.pos0 + m;
+  let lo = ${window === null ? wgsl`0u` : wgsl`select(0u, last + 1u - ${u32(window)}, last + 1u > ${u32(window)})`};
+  let c0 = max(sp * ${u32(S)}, lo);
+  let c1 = min(sp * ${u32(S)} + ${u32(S)}, last + 1u);
+  let slot = (m * ${u32(heads)} + h) * ${u32(splits)} + sp;
+  if (c0 >= c1) {
+    if (lid == 0u) { PM[slot] = -3.0e38; PL[slot] = 0.0; }
+    for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { PA[slot * ${u32(d)} + i] = 0.0; }
+    return;
+  }
+  let qo = m * ${u32(heads * d)} + h * ${u32(d)};
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { qs[i] = Q[qo + i] * ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)}; }
+  workgroupBarrier();
+  let cn = c1 - c0;
+  var cmax = -3.0e38;
+  for (var t = lid; t < cn; t += ${u32(WG)}) {
+    let ko = (c0 + t) * ${u32(kvd)} + kh * ${u32(d)};
+    var s = 0.0;
+${
+  vec
+    ? wgsl`    for (var i = 0u; i < ${u32(d)}; i += 4u) {
+      s += dot(vec4<f32>(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]), vec4<f32>(Kc[ko + i], Kc[ko + i + 1u], Kc[ko + i + 2u], Kc[ko + i + 3u]));
+    }`
+    : wgsl`    for (var i = 0u; i < ${u32(d)}; i++) { s += qs[i] * Kc[ko + i]; }`
+}
+${softcap === null ? wgsl`` : wgsl`    s = ${softcapExpr(wgsl`s`, softcap)};
+`}    sc[t] = s;
+    cmax = max(cmax, s);
+  }
+${reduce(1, () => wgsl`cmax`, 'max', feats)}
+  let mx = red[0];
+  workgroupBarrier();
+  var csum = 0.0;
+  for (var t = lid; t < cn; t += ${u32(WG)}) { let p = exp(sc[t] - mx); sc[t] = p; csum += p; }
+${reduce(1, () => wgsl`csum`, 'sum', feats)}
+  if (lid == 0u) { PM[slot] = mx; PL[slot] = red[0]; }
+  for (var di = 0u; di < ${u32(dpt)}; di++) {
+    let i = lid + di * ${u32(WG)};
+    if (i < ${u32(d)}) {
+      var a = 0.0;
+      for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+      PA[slot * ${u32(d)} + i] = a;
+    }
+  }`,
+    dispatch: (ntok) => [heads, ntok, splits],
+  });
+}
+
+/**
+ * Merge the splits of attentionPartialKernel: O = Σ_s e^(m_s − M)·a_s / Σ_s e^(m_s − M)·l_s over
+ * the splits up to the token's last position. One workgroup a (head, token). Bindings: PM, PL, PA, O, step.
+ */
+export function attentionCombineKernel(heads: number, d: number, splits: number): WgslKernel {
+  const S = ATTN_SPLIT;
+  return defineKernel({
+    name: 'attention_combine',
+    params: { heads, d, splits },
+    bindings: [f32buf('PM'), f32buf('PL'), f32buf('PA'), f32buf('O', 'read_write')],
+    usesStep: true,
+    workgroupSize: WG,
+    features: NO_FEATURES,
+    body: wgsl`  let h = wid.x;
+  let m = wid.y;
+  if (m >= step.ntok) { return; }
+  let ns = min((step.pos0 + m) / ${u32(S)} + 1u, ${u32(splits)});
+  let base = (m * ${u32(heads)} + h) * ${u32(splits)};
+  var mx = -3.0e38;
+  for (var s = 0u; s < ns; s++) { mx = max(mx, PM[base + s]); }
+  var l = 0.0;
+  for (var s = 0u; s < ns; s++) { l += exp(PM[base + s] - mx) * PL[base + s]; }
+  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) {
+    var a = 0.0;
+    for (var s = 0u; s < ns; s++) { a += exp(PM[base + s] - mx) * PA[(base + s) * ${u32(d)} + i]; }
+    O[m * ${u32(heads * d)} + h * ${u32(d)} + i] = a / l;
+  }`,
+    dispatch: (ntok) => [heads, ntok, 1],
+  });
+}
 
 /** The gated MLP product y = σ(g) · u elementwise over [ntok, width], σ the program's
  *  activation: SiLU (SwiGLU), tanh GELU (GeGLU) or GELU(erf). Bindings: G, U, Y, step. */

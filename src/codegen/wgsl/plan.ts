@@ -9,7 +9,9 @@ import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts'
 import { qkNormShape, refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation, type QkNorm } from '../../program/block-program.ts';
 import {
   actQuantKernel,
-  attentionKernel,
+  attentionCombineKernel,
+  attentionPartialKernel,
+  attentionSplits,
   denseLinearKernel,
   embedKernel,
   headNormKernel,
@@ -24,6 +26,7 @@ import {
   ropeKvKernel,
   swigluKernel,
   gemvRowsUnsupported,
+  ternaryGemvA8Kernel,
   ternaryGemvRowsKernel,
   softcapKernel,
   copyKernel,
@@ -79,8 +82,11 @@ export const PREFILL_TILE = 8;
  * 'rows-per-workgroup' gives several rows a workgroup and reads 16-byte words of bit2 codes
  * (ternaryGemvRowsKernel); trit5 codes whose groups are multiples of 64 are transcoded to
  * bit2 when uploaded (LinearKernels.codes), other formats fall back to 'workgroup-per-row'.
+ * 'rows-a8' is 'rows-per-workgroup' where a linear's input is a float, and where its act site
+ * quantises to 8 bits or fewer, the integer GEMV (ternaryGemvA8Kernel) on the site's bytes:
+ * four code-activation products an instruction (dot4U8Packed) and a quarter of the x traffic.
  */
-export type GemvVariant = 'thread-per-row' | 'workgroup-per-row' | 'rows-per-workgroup';
+export type GemvVariant = 'thread-per-row' | 'workgroup-per-row' | 'rows-per-workgroup' | 'rows-a8';
 
 /** What runs the kernels: a CPU implementation of WebGPU, or a GPU (discrete or integrated). */
 export type AdapterKind = 'software' | 'gpu';
@@ -106,6 +112,8 @@ export interface PlanOptions {
   adapter?: AdapterKind;
   /** Force a GEMV shape regardless of the adapter (tests, benchmarks). */
   gemv?: GemvVariant;
+  /** Positions the KV cache holds (the attention's splits). Default: the model's maxPositions. */
+  context?: number;
 }
 
 export function gemvVariant(o: PlanOptions): GemvVariant {
@@ -114,6 +122,9 @@ export function gemvVariant(o: PlanOptions): GemvVariant {
 
 export interface LinearKernels {
   entry: LinearEntry;
+  /** The GEMV reads the act site's integer form (XQ, XP) instead of x (ternaryGemvA8Kernel);
+   *  the GEMM still reads x. */
+  gemvA8?: boolean;
   /** The format of the codes the kernels read, when it differs from the manifest's (trit5
    *  transcoded to bit2 at upload: same trits, scales and shifts). */
   codes?: TernaryFormat;
@@ -132,6 +143,8 @@ export interface ActKernels {
   right?: WgslKernel;
   left?: WgslKernel;
   quant?: WgslKernel;
+  /** The quant kernel also writes x̂'s integer form for the integer GEMVs (actQuantKernel pack). */
+  packed?: boolean;
 }
 
 export interface BlockKernels {
@@ -145,7 +158,9 @@ export interface BlockKernels {
   qNorm?: WgslKernel;
   kNorm?: WgslKernel;
   ropeKv: WgslKernel;
+  /** Attention split by context: the splits' partial softmax sums, then their merge. */
   attention: WgslKernel;
+  attentionCombine: WgslKernel;
   oAct: ActKernels;
   o: LinearKernels;
   mlpNorm: WgslKernel;
@@ -178,7 +193,8 @@ export interface ModelKernels {
   logitSoftcap?: WgslKernel;
 }
 
-export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant): LinearKernels {
+/** `packedInput`: the linear's act site writes the integer form of its input (ActKernels.packed). */
+export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false): LinearKernels {
   const bias = !!l.bias;
   const lf = linearFormat(l);
   if (lf.kind === 'dense') {
@@ -196,13 +212,15 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
   // an order-2 linear's second plane: its own GEMV/GEMM (as stored), then added to the output
   const plane = l.order2 && ternaryFormatOf({ name: l.name, format: l.order2.format });
   const order2 = plane ? { order2: { ...ternary(plane, false), add: residualAddKernel(l.rows) } } : {};
-  if (gemv === 'rows-per-workgroup') {
+  if (gemv === 'rows-per-workgroup' || gemv === 'rows-a8') {
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
+      const a8 = gemv === 'rows-a8' && packedInput;
       return {
         entry: l,
         ...(df.packing !== f.packing ? { codes: df } : {}),
-        gemv: ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
+        ...(a8 ? { gemvA8: true } : {}),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
         gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats),
         ...order2,
       };
@@ -215,7 +233,8 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
   };
 }
 
-function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKernels {
+/** A site's kernels; with `pack` (the 'rows-a8' GEMV) a site of 8 bits or fewer also writes its integer form. */
+function actKernels(site: ActSite, width: number, feats: WgslFeatures, pack: boolean): ActKernels {
   const out: ActKernels = { site, width };
   if (site.transform) {
     const { l, r } = site.transform;
@@ -223,7 +242,10 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
     out.right = kronRightKernel(l, r);
     out.left = kronLeftKernel(l, r);
   }
-  if (site.bits < 16) out.quant = actQuantKernel(width, site.bits, site.clip, feats);
+  if (site.bits < 16) {
+    out.packed = pack && site.bits <= 8 && width % 16 === 0;
+    out.quant = actQuantKernel(width, site.bits, site.clip, feats, out.packed);
+  }
   return out;
 }
 
@@ -231,12 +253,14 @@ function actKernels(site: ActSite, width: number, feats: WgslFeatures): ActKerne
 export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKernels {
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
-  const linearKernels = (l: LinearEntry) => linearKernelsOf(l, feats, gemv);
+  const pack = gemv === 'rows-a8';
+  const linearKernels = (l: LinearEntry, site?: ActKernels) => linearKernelsOf(l, feats, gemv, !!site?.packed);
   const c = m.config;
   refuseMissing('the WGSL backend', WGSL_FEATURES, m);
   const rotaryDim = m.program.rope.rotaryDim;
   if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
+  const splits = attentionSplits(opts.context ?? c.maxPositions);
   // q/k norms per head, or over the whole projection as one head (span 'all')
   const headNorm = (heads: number, qk: QkNorm, n: HeadNorm) => {
     const { groups, width, sharedGamma } = qkNormShape(qk, heads, c.headDim);
@@ -248,28 +272,35 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const preNorm = (pre: boolean | undefined, gamma: string | null, beta: string | null | undefined) => (pre === false ? copyKernel(c.hidden) : norm(gamma, beta));
   // post-norms are RMSNorms whatever program.norm is (block-program.ts)
   const postNorm = (n: HeadNorm) => rmsNormKernel(c.hidden, n.eps, n.gamma !== null, feats);
-  const blocks = m.blocks.map((b): BlockKernels => ({
-    attnNorm: preNorm(b.preNorm, b.attnNorm, b.attnNormBias),
-    attnAct: actKernels(b.acts.attn, c.hidden, feats),
-    q: linearKernels(b.q),
-    k: linearKernels(b.k),
-    v: linearKernels(b.v),
-    ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
-    ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
-    attention: attentionKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, feats, b.attention.softcap),
-    oAct: actKernels(b.acts.o, qd, feats),
-    o: linearKernels(b.o),
-    mlpNorm: preNorm(b.preNorm, b.mlpNorm, b.mlpNormBias),
-    mlpAct: actKernels(b.acts.mlp, c.hidden, feats),
-    ...(b.gate ? { gate: linearKernels(b.gate) } : {}),
-    up: linearKernels(b.up),
-    swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
-    downAct: actKernels(b.acts.down, c.intermediate, feats),
-    down: linearKernels(b.down),
-    ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),
-    attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
-    mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
-  }));
+  const blocks = m.blocks.map((b): BlockKernels => {
+    const attnAct = actKernels(b.acts.attn, c.hidden, feats, pack);
+    const oAct = actKernels(b.acts.o, qd, feats, pack);
+    const mlpAct = actKernels(b.acts.mlp, c.hidden, feats, pack);
+    const downAct = actKernels(b.acts.down, c.intermediate, feats, pack);
+    return {
+      attnNorm: preNorm(b.preNorm, b.attnNorm, b.attnNormBias),
+      attnAct,
+      q: linearKernels(b.q, attnAct),
+      k: linearKernels(b.k, attnAct),
+      v: linearKernels(b.v, attnAct),
+      ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
+      ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
+      attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
+    attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
+      oAct,
+      o: linearKernels(b.o, oAct),
+      mlpNorm: preNorm(b.preNorm, b.mlpNorm, b.mlpNormBias),
+      mlpAct,
+      ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
+      up: linearKernels(b.up, mlpAct),
+      swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
+      downAct,
+      down: linearKernels(b.down, downAct),
+      ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),
+      attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
+      mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
+    };
+  });
   return {
     embed: embedKernel(c.vocab, c.hidden, m.program.embedScale),
     ...(m.positionEmbed ? { positions: positionAddKernel(c.hidden, m.tensors[m.positionEmbed].dims[0]) } : {}),
@@ -290,7 +321,7 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   add(p.embed);
   add(p.positions);
   for (const b of p.blocks) {
-    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.attentionCombine, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down].forEach(lin);
   }

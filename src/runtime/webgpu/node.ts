@@ -52,7 +52,8 @@ async function openNodeDevice(): Promise<NodeDevice> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   const backend = chooseWebgpuBackend();
-  const gpu = create([`backend=${backend}`]);
+  // unquantised timestamps for WebgpuModel.profileStep (Dawn rounds them by default, as browsers must)
+  const gpu = create([`backend=${backend}`, 'disable-dawn-features=timestamp_quantization']);
   // The device dies with its Dawn instance when `gpu` is garbage-collected: keep it alive.
   keepAlive.push(gpu);
   const adapter = await gpu.requestAdapter(backend === 'opengl' ? { featureLevel: 'compatibility' } : {}).catch(() => null);

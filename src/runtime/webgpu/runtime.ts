@@ -12,6 +12,7 @@ import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
 import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
+import { attentionSplits } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
@@ -34,6 +35,8 @@ export interface WebgpuModelOptions {
 interface Op {
   kernel: WgslKernel | LinearKernels;
   bind: GPUBindGroup;
+  /** The GEMV's own bind group where its bindings differ from the GEMM's (LinearKernels.gemvA8). */
+  bindGemv?: GPUBindGroup;
   /** Launch for one token only (final norm + lm_head of the last token). */
   last?: boolean;
 }
@@ -41,6 +44,12 @@ interface Op {
 const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage, as numbers for Node)
 const UNIFORM = 0x40 | 0x08;
 const MAP_READ = 0x01 | 0x08;
+
+/** What an act site hands its linears: x̂ as floats, and whether the shared xq/xp buffers hold its integer form. */
+interface SiteInput {
+  x: GPUBuffer;
+  packed: boolean;
+}
 
 function isLinear(k: WgslKernel | LinearKernels): k is LinearKernels {
   return 'gemv' in k;
@@ -151,15 +160,22 @@ export class WebgpuModel {
 
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
 
-  private op(kernel: WgslKernel | LinearKernels, buffers: GPUBuffer[], last = false): void {
-    const k = isLinear(kernel) ? kernel.gemv : kernel;
-    if (buffers.length !== k.bindings.length) throw new Error(`${k.name}: ${k.bindings.length} bindings, ${buffers.length} buffers given`);
-    const all = k.usesStep ? [...buffers, last ? this.stepLast : this.step] : buffers;
-    const entries = all.map((buffer, binding) => ({ binding, resource: { buffer } }));
-    // GEMV and GEMM of a linear have the same bindings, hence one layout and one bind group.
-    if (isLinear(kernel)) this.pending.set(kernel.gemm.cacheKey, kernel.gemm);
-    this.pending.set(k.cacheKey, k);
-    this.ops.push({ kernel, bind: this.device.createBindGroup({ layout: this.layout(k), entries }), last });
+  /** A launch of `kernel` on `buffers` (a linear: its GEMM's, and its GEMV's unless `gemvBuffers` are given). */
+  private op(kernel: WgslKernel | LinearKernels, buffers: GPUBuffer[], last = false, gemvBuffers?: GPUBuffer[]): void {
+    const bind = (k: WgslKernel, bufs: GPUBuffer[]) => {
+      if (bufs.length !== k.bindings.length) throw new Error(`${k.name}: ${k.bindings.length} bindings, ${bufs.length} buffers given`);
+      const all = k.usesStep ? [...bufs, last ? this.stepLast : this.step] : bufs;
+      this.pending.set(k.cacheKey, k);
+      return this.device.createBindGroup({ layout: this.layout(k), entries: all.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    };
+    if (!isLinear(kernel)) {
+      this.ops.push({ kernel, bind: bind(kernel, buffers), last });
+      return;
+    }
+    // GEMV and GEMM of a linear have the same bindings (one bind group), unless the GEMV reads
+    // the integer form of its input.
+    const gemm = bind(kernel.gemm, buffers);
+    this.ops.push({ kernel, bind: gemm, bindGemv: gemvBuffers ? bind(kernel.gemv, gemvBuffers) : (this.pending.set(kernel.gemv.cacheKey, kernel.gemv), gemm), last });
   }
 
   private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer; order2?: GPUBuffer } {
@@ -186,7 +202,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
@@ -205,6 +221,11 @@ export class WebgpuModel {
     const k = f4(cap * kvd);
     const v = f4(cap * kvd);
     const att = f4(cap * qd);
+    // the attention's per-split partial sums (max, sum, weighted values) [token][head][split]
+    const splits = attentionSplits(this.context);
+    const pm = f4(cap * c.heads * splits);
+    const pl = f4(cap * c.heads * splits);
+    const pa = f4(cap * c.heads * splits * c.headDim);
     const y = f4(cap * c.hidden);
     const g = f4(cap * c.intermediate);
     const u = f4(cap * c.intermediate);
@@ -232,23 +253,29 @@ export class WebgpuModel {
     };
     const t = (name: string) => this.upload(tensorBytesCopy(a, name));
 
-    /** act(x) for one site: returns the buffer the next linears read. */
-    const actOps = (ak: ActKernels, input: GPUBuffer): GPUBuffer => {
+    // x̂'s integer form (ActKernels.packed): bytes and (scale, zero) a token, of one site at a time
+    const xq = this.buffer(cap * wide);
+    const xp = f4(cap * 2);
+    /** act(x) for one site: the buffer the next linears read (x̂), and whether xq/xp hold it too. */
+    const actOps = (ak: ActKernels, input: GPUBuffer): SiteInput => {
       let out = input;
       if (ak.site.transform) {
         this.op(ak.right!, [input, t(ak.site.transform.B), tmp]);
         this.op(ak.left!, [tmp, t(ak.site.transform.C), act]);
         out = act;
       }
-      if (ak.quant) this.op(ak.quant, [out]);
-      return out;
+      if (ak.quant) this.op(ak.quant, ak.packed ? [out, xq, xp] : [out]);
+      return { x: out, packed: !!ak.packed };
     };
-    const linearOp = (lk: LinearKernels, input: GPUBuffer, output: GPUBuffer, last = false) => {
+    const linearOp = (lk: LinearKernels, input: SiteInput | GPUBuffer, output: GPUBuffer, last = false) => {
       const w = this.linearWeights(a, lk);
-      this.op(lk, [w.w, input, ...(w.bias ? [w.bias] : []), output], last);
+      const site = 'x' in input ? input : { x: input, packed: false };
+      if (lk.gemvA8 && !site.packed) throw new Error(`${lk.entry.name}: the integer GEMV's input site does not pack`);
+      const bias = w.bias ? [w.bias] : [];
+      this.op(lk, [w.w, site.x, ...bias, output], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, output] : undefined);
       if (lk.order2) {
         // output += second plane · input
-        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, input, planeOut], last);
+        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, planeOut], last);
         this.op(lk.order2.add, [planeOut, output], last);
       }
     };
@@ -266,8 +293,8 @@ export class WebgpuModel {
     if (plan.positions) this.op(plan.positions, [t(m.positionEmbed!), x]);
     // One handler per block step (block-program.ts BLOCK_OPS); activations live in the
     // buffers above, the KV cache per layer.
-    let ai = nrm; // the attention / MLP input after act(): nrm, or act when transformed
-    let mi = nrm;
+    let ai: SiteInput = { x: nrm, packed: false }; // the attention / MLP input after act(): nrm, or act when transformed
+    let mi: SiteInput = ai;
     const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
       'attn-in': (bk, b) => {
         norm(bk.attnNorm, b.preNorm === false ? null : b.attnNorm, b.preNorm === false ? null : b.attnNormBias, x, nrm);
@@ -284,7 +311,10 @@ export class WebgpuModel {
         this.op(bk.kNorm!, [k, ...(n.k.gamma ? [t(n.k.gamma)] : [])]);
       },
       'rope-kv': (bk, b, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeTable(b.attention.ropeTheta ?? m.program.rope.theta), kc, vc]),
-      attention: (bk, _, { kc, vc }) => this.op(bk.attention, [q, kc, vc, att]),
+      attention: (bk, _, { kc, vc }) => {
+        this.op(bk.attention, [q, kc, vc, pm, pl, pa]);
+        this.op(bk.attentionCombine, [pm, pl, pa, att]);
+      },
       'o-residual': (bk, b) => {
         linearOp(bk.o, actOps(bk.oAct, att), y);
         this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
@@ -353,7 +383,41 @@ export class WebgpuModel {
     return this.ops.filter((op, i) => i < this.finalOps || (logits !== 'none' && (logits === 'last') === !!op.last));
   }
 
-  private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none'): Promise<Float32Array> {
+  /**
+   * GPU time of every dispatch of one decode step of `id` (the step runs, the position advances):
+   * each dispatch in a compute pass of its own, timestamped at its start and end, so the sum
+   * leaves out the gaps between passes. Needs the device feature 'timestamp-query'.
+   */
+  async profileStep(id: number): Promise<{ kernel: string; us: number }[]> {
+    const dev = this.device;
+    if (!dev.features.has('timestamp-query')) throw new Error("profileStep: the device has no 'timestamp-query'");
+    const ops = this.opsFor('last');
+    const set = dev.createQuerySet({ type: 'timestamp', count: 2 * ops.length });
+    const resolve = dev.createBuffer({ size: 16 * ops.length, usage: 0x200 | 0x04 }); // QUERY_RESOLVE | COPY_SRC
+    const read = dev.createBuffer({ size: 16 * ops.length, usage: MAP_READ });
+    try {
+      await this.runChunk([id], 'last', set);
+      const enc = dev.createCommandEncoder();
+      enc.resolveQuerySet(set, 0, 2 * ops.length, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * ops.length);
+      dev.queue.submit([enc.finish()]);
+      await read.mapAsync(1);
+      const t = new BigUint64Array(read.getMappedRange().slice(0));
+      read.unmap();
+      return ops.map((op, i) => ({ kernel: this.kernelOf(op, 1).name, us: Number(t[2 * i + 1] - t[2 * i]) / 1e3 }));
+    } finally {
+      set.destroy();
+      resolve.destroy();
+      read.destroy();
+    }
+  }
+
+  private kernelOf(op: Op, tokens: number): WgslKernel {
+    return isLinear(op.kernel) ? (tokens === 1 ? op.kernel.gemv : op.kernel.gemm) : op.kernel;
+  }
+
+  /** One forward of `ids` at the next positions; with `profile`, each dispatch in its own timestamped pass. */
+  private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none', profile?: GPUQuerySet): Promise<Float32Array> {
     const dev = this.device;
     const vocab = this.manifest.config.vocab;
     const n = ids.length;
@@ -361,16 +425,18 @@ export class WebgpuModel {
     dev.queue.writeBuffer(this.stepLast, 0, new Uint32Array([this.pos + n - 1, 1, n - 1, 0]));
     dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
     const enc = dev.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    for (const op of this.opsFor(logits)) {
+    const pass = profile ? undefined : enc.beginComputePass();
+    this.opsFor(logits).forEach((op, i) => {
       const tokens = op.last ? 1 : n;
-      const k = isLinear(op.kernel) ? (tokens === 1 ? op.kernel.gemv : op.kernel.gemm) : op.kernel;
-      pass.setPipeline(this.pipeline(k));
-      pass.setBindGroup(0, op.bind);
+      const k = this.kernelOf(op, tokens);
+      const p = pass ?? enc.beginComputePass({ timestampWrites: { querySet: profile!, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+      p.setPipeline(this.pipeline(k));
+      p.setBindGroup(0, tokens === 1 && op.bindGemv ? op.bindGemv : op.bind);
       const [gx, gy, gz] = k.dispatch(tokens);
-      pass.dispatchWorkgroups(gx, gy, gz);
-    }
-    pass.end();
+      p.dispatchWorkgroups(gx, gy, gz);
+      if (profile) p.end();
+    });
+    pass?.end();
     const rows = logits === 'all' ? n : logits === 'last' ? 1 : 0;
     if (rows) enc.copyBufferToBuffer(this.logits, 0, this.readback, 0, rows * vocab * 4);
     dev.queue.submit([enc.finish()]);
