@@ -290,7 +290,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
 
   // Long contexts: keys over several splits of ATTN_SPLIT positions, empty splits after the
   // last position and (with a window) before the first, a non-default scale, a soft-cap.
-  it('attention split by context: 3 and 4 splits, a window of 300, a soft-cap, vs float64', async () => {
+  it('attention split by context: keys over many splits, a window of 300, a soft-cap, vs float64', async () => {
     const heads = 4, kvHeads = 2, d = 16, ntok = 2, pos0 = 700, maxPos = 1000;
     const kvd = kvHeads * d;
     const q = randn(ntok * heads * d, 2), kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
@@ -314,7 +314,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       }
       expectClose(r.O, O, 1e-5);
     }
-    expect(K.attentionSplits(1000)).toBe(4);
+    expect(K.attentionSplits(1000)).toBe(Math.ceil(1000 / K.ATTN_SPLIT));
   });
 
   it('SwiGLU, residual add and embedding gather', async () => {

@@ -78,7 +78,7 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
-  it('workgroup-per-row GEMV forced on (the GPU choice): decode logits and greedy tokens still match; the software adapter defaults to thread-per-row', async () => {
+  it('workgroup-per-row GEMV forced on: decode logits and greedy tokens still match; the software adapter defaults to thread-per-row', async () => {
     for (const [fmt, seed] of [[ternaryFormat('trit5', 16), 24], [ternaryFormat('bit2', 8, false), 25]] as const) {
       const dir = tmp();
       writeArtifact(dir, randomArtifactModel(tiny, fmt, seed));
@@ -87,7 +87,7 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
       const auto = await WebgpuModel.create(device, a, { capacity: 4 });
       try {
         expect(model.gemv).toBe('workgroup-per-row');
-        expect([auto.adapter, auto.gemv]).toEqual(dev!.adapter.match(/swiftshader|llvmpipe/i) ? ['software', 'thread-per-row'] : ['gpu', 'workgroup-per-row']);
+        expect([auto.adapter, auto.gemv]).toEqual(dev!.adapter.match(/swiftshader|llvmpipe/i) ? ['software', 'thread-per-row'] : ['gpu', 'rows-a8']);
         // One token at a time: every linear runs its GEMV.
         const ids = [2, 9, 33, 5, 17];
         const got = new Float32Array(ids.length * tiny.vocab);

@@ -68,34 +68,40 @@ const u32buf = (name: string): Binding => ({ name, elem: 'u32', access: 'read' }
 
 /** Workgroup reduction of `count` per-thread values `acc[i]` (sum or max). The result for
  *  value i is in red[i * WG] for every thread after the call's final barrier. */
-function reduceDecl(count: number): Code {
-  return wgsl`var<workgroup> red: array<f32, ${count * WG}>;`;
+function reduceDecl(count: number, threads = WG): Code {
+  return wgsl`var<workgroup> red: array<f32, ${count * threads}>;`;
 }
 
-function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats: WgslFeatures): Code {
+/** Threads of a per-token row kernel (norms, act-quant): 256 for rows of 1024 or more, so a
+ *  decode token's one workgroup walks a 4096-wide row in 16 steps instead of 64. */
+export function rowThreads(width: number): number {
+  return width >= 1024 ? 256 : WG;
+}
+
+function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats: WgslFeatures, threads = WG): Code {
   const combine = (a: Code, b: Code) => (op === 'sum' ? wgsl`${a} + ${b}` : wgsl`max(${a}, ${b})`);
   if (feats.subgroups) {
     const sgOp = op === 'sum' ? new Code('subgroupAdd') : new Code('subgroupMax');
     return wgsl`  for (var ri = 0u; ri < ${u32(count)}; ri++) {
     let sv = ${sgOp}(${acc(new Code('ri'))});
-    if (sg_lane == 0u) { red[ri * ${u32(WG)} + lid / sg_size] = sv; }
+    if (sg_lane == 0u) { red[ri * ${u32(threads)} + lid / sg_size] = sv; }
   }
   workgroupBarrier();
   if (lid < ${u32(count)}) {
-    var tot = red[lid * ${u32(WG)}];
-    for (var si = 1u; si < ${u32(WG)} / sg_size; si++) { tot = ${combine(new Code('tot'), new Code(`red[lid * ${WG}u + si]`))}; }
-    red[lid * ${u32(WG)}] = tot;
+    var tot = red[lid * ${u32(threads)}];
+    for (var si = 1u; si < ${u32(threads)} / sg_size; si++) { tot = ${combine(new Code('tot'), new Code(`red[lid * ${threads}u + si]`))}; }
+    red[lid * ${u32(threads)}] = tot;
   }
   workgroupBarrier();`;
   }
   // Serial combine by `count` threads: as fast as a tree at WG = 64 on the adapters we
   // target, and far cheaper to compile on software ones.
-  return wgsl`  for (var ri = 0u; ri < ${u32(count)}; ri++) { red[ri * ${u32(WG)} + lid] = ${acc(new Code('ri'))}; }
+  return wgsl`  for (var ri = 0u; ri < ${u32(count)}; ri++) { red[ri * ${u32(threads)} + lid] = ${acc(new Code('ri'))}; }
   workgroupBarrier();
   if (lid < ${u32(count)}) {
-    var tot = red[lid * ${u32(WG)}];
-    for (var si = 1u; si < ${u32(WG)}; si++) { tot = ${combine(new Code('tot'), new Code(`red[lid * ${WG}u + si]`))}; }
-    red[lid * ${u32(WG)}] = tot;
+    var tot = red[lid * ${u32(threads)}];
+    for (var si = 1u; si < ${u32(threads)}; si++) { tot = ${combine(new Code('tot'), new Code(`red[lid * ${threads}u + si]`))}; }
+    red[lid * ${u32(threads)}] = tot;
   }
   workgroupBarrier();`;
 }
@@ -446,8 +452,8 @@ export interface GemvA8Shape {
   rowsPerThread: number;
 }
 
-/** The default: 32 threads a row (a subgroup on 32-wide adapters), 4 rows a thread. */
-export const GEMV_A8_DEFAULT: GemvA8Shape = { threadsPerRow: 32, rowsPerThread: 4 };
+/** The default: 32 threads a row (a subgroup on 32-wide adapters), 2 rows a thread. */
+export const GEMV_A8_DEFAULT: GemvA8Shape = { threadsPerRow: 32, rowsPerThread: 2 };
 
 /** Threads of the integer-activation GEMV's workgroup. */
 const GEMV_A8_WG = 256;
@@ -615,21 +621,22 @@ export function embedKernel(vocab: number, hidden: number, scale = 1): WgslKerne
 
 /** RMSNorm of rows row0 + m into rows m: y = x / sqrt(mean(x²) + eps) · γ. Bindings: X, [gamma], Y, step. */
 export function rmsNormKernel(hidden: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  const T = rowThreads(hidden);
   return defineKernel({
     name: 'rms_norm',
     params: { hidden, eps, gamma },
     bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), f32buf('Y', 'read_write')],
     usesStep: true,
-    workgroupSize: WG,
+    workgroupSize: T,
     features: feats,
-    module: reduceDecl(1),
+    module: reduceDecl(1, T),
     body: wgsl`  let m = wid.x;
   let src = (step.row0 + m) * ${u32(hidden)};
   var ss = 0.0;
-  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { let v = X[src + i]; ss += v * v; }
-${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) { let v = X[src + i]; ss += v * v; }
+${reduce(1, () => wgsl`ss`, 'sum', feats, T)}
   let inv = inverseSqrt(red[0] / ${f32(hidden)} + ${f32(eps)});
-  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) {
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) {
     Y[m * ${u32(hidden)} + i] = X[src + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``};
   }`,
     dispatch: (ntok) => [ntok, 1, 1],
@@ -641,26 +648,27 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
  * two reductions (μ, then the centred sum of squares). Bindings: X, [gamma], [beta], Y, step.
  */
 export function layerNormKernel(hidden: number, eps: number, gamma: boolean, beta: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+  const T = rowThreads(hidden);
   return defineKernel({
     name: 'layer_norm',
     params: { hidden, eps, gamma, beta },
     bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), ...(beta ? [f32buf('beta')] : []), f32buf('Y', 'read_write')],
     usesStep: true,
-    workgroupSize: WG,
+    workgroupSize: T,
     features: feats,
-    module: reduceDecl(1),
+    module: reduceDecl(1, T),
     body: wgsl`  let m = wid.x;
   let src = (step.row0 + m) * ${u32(hidden)};
   var s = 0.0;
-  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { s += X[src + i]; }
-${reduce(1, () => wgsl`s`, 'sum', feats)}
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) { s += X[src + i]; }
+${reduce(1, () => wgsl`s`, 'sum', feats, T)}
   let mean = red[0] / ${f32(hidden)};
   workgroupBarrier();
   var ss = 0.0;
-  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) { let d = X[src + i] - mean; ss += d * d; }
-${reduce(1, () => wgsl`ss`, 'sum', feats)}
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) { let d = X[src + i] - mean; ss += d * d; }
+${reduce(1, () => wgsl`ss`, 'sum', feats, T)}
   let inv = inverseSqrt(red[0] / ${f32(hidden)} + ${f32(eps)});
-  for (var i = lid; i < ${u32(hidden)}; i += ${u32(WG)}) {
+  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) {
     Y[m * ${u32(hidden)} + i] = (X[src + i] - mean) * inv${gamma ? wgsl` * gamma[i]` : wgsl``}${beta ? wgsl` + beta[i]` : wgsl``};
   }`,
     dispatch: (ntok) => [ntok, 1, 1],
@@ -737,11 +745,12 @@ export function actQuantKernel(width: number, bits: number, clip: number, feats:
   if (!(clip > 0 && clip <= 1)) throw new Error(`act-quant: clip ratio ${clip} not in (0, 1]`);
   if (pack && (bits > 8 || width % 16)) throw new Error(`act-quant: ${bits}-bit codes of width ${width} do not pack into bytes of 16-element chunks`);
   const qmax = 2 ** bits - 1;
+  const T = rowThreads(width);
   const quantise = pack
     ? wgsl`  let xq0 = wid.x * ${u32(width / 4)};
   if (scale > 0.0) {
     let zero = round(-cmin / scale);
-    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(WG)}) {
+    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(T)}) {
       let k0 = (wi >> 2u) * 16u + (wi & 3u);
       var word = 0u;
       for (var b = 0u; b < 4u; b++) {
@@ -754,12 +763,12 @@ export function actQuantKernel(width: number, bits: number, clip: number, feats:
     }
     if (lid == 0u) { XP[2u * wid.x] = scale; XP[2u * wid.x + 1u] = zero; }
   } else {
-    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(WG)}) { XQ[xq0 + wi] = 0x01010101u; }
+    for (var wi = lid; wi < ${u32(width / 4)}; wi += ${u32(T)}) { XQ[xq0 + wi] = 0x01010101u; }
     if (lid == 0u) { XP[2u * wid.x] = Y[base]; XP[2u * wid.x + 1u] = 0.0; }
   }`
     : wgsl`  if (scale > 0.0) {
     let zero = round(-cmin / scale);
-    for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) {
+    for (var i = lid; i < ${u32(width)}; i += ${u32(T)}) {
       let q = clamp(round(Y[base + i] / scale) + zero, 0.0, ${f32(qmax)});
       Y[base + i] = (q - zero) * scale;
     }
@@ -769,17 +778,17 @@ export function actQuantKernel(width: number, bits: number, clip: number, feats:
     params: { width, bits, clip, ...(pack ? { pack } : {}) },
     bindings: [f32buf('Y', 'read_write'), ...(pack ? [{ name: 'XQ', elem: 'u32', access: 'read_write' } as const, f32buf('XP', 'read_write')] : [])],
     usesStep: true,
-    workgroupSize: WG,
+    workgroupSize: T,
     features: feats,
-    module: reduceDecl(2),
+    module: reduceDecl(2, T),
     body: wgsl`  let base = wid.x * ${u32(width)};
   var lo = 3.0e38;
   var hi = -3.0e38;
-  for (var i = lid; i < ${u32(width)}; i += ${u32(WG)}) { let v = Y[base + i]; lo = min(lo, v); hi = max(hi, v); }
+  for (var i = lid; i < ${u32(width)}; i += ${u32(T)}) { let v = Y[base + i]; lo = min(lo, v); hi = max(hi, v); }
   lo = -lo;
-${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats)}
+${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats, T)}
   let cmax = red[0] * ${f32(clip)};
-  let cmin = -red[${u32(WG)}] * ${f32(clip)};
+  let cmin = -red[${u32(T)}] * ${f32(clip)};
   let scale = (cmax - cmin) / ${f32(qmax)};
 ${quantise}`,
     dispatch: (ntok) => [ntok, 1, 1],
@@ -830,13 +839,12 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
  */
 export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
   // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
-  // r = 0 (no RoPE: learned positions) only copies k and v.
+  // r = 0 (no RoPE: learned positions) only copies k and v. One workgroup a (token, head):
+  // heads of q first, then the KV heads, which also write their v to the cache.
   const r = rotaryDim;
   const half = r / 2;
   const kvd = kvHeads * d;
-  const rotate = wgsl`  for (var e = lid; e < ${u32((heads + kvHeads) * Math.max(half, 1))}; e += ${u32(WG)}) {
-    let hh = e / ${u32(Math.max(half, 1))};
-    let i = e % ${u32(Math.max(half, 1))};
+  const rotate = wgsl`  for (var i = lid; i < ${u32(half)}; i += ${u32(WG)}) {
     let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);
     if (hh < ${u32(heads)}) {
       let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
@@ -845,7 +853,6 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
       Q[o] = x0 * cs.x - x1 * cs.y;
       Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
     } else {
-      let kh = hh - ${u32(heads)};
       let o = m * ${u32(kvd)} + kh * ${u32(d)} + i;
       let c = pos * ${u32(kvd)} + kh * ${u32(d)} + i;
       let x0 = K[o];
@@ -862,14 +869,15 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
     usesStep: true,
     workgroupSize: WG,
     body: wgsl`  let m = wid.x;
+  let hh = wid.y;
   let pos = step.pos0 + m;
   if (pos >= ${u32(maxPos)}) { return; }
-${half ? rotate : wgsl``}${r === d ? wgsl`` : wgsl`  for (var e = lid; e < ${u32(kvHeads * (d - r))}; e += ${u32(WG)}) {
-    let o = (e / ${u32(d - r)}) * ${u32(d)} + ${u32(r)} + e % ${u32(d - r)};
-    Kc[pos * ${u32(kvd)} + o] = K[m * ${u32(kvd)} + o];
-  }
-`}  for (var e = lid; e < ${u32(kvd)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + e] = V[m * ${u32(kvd)} + e]; }`,
-    dispatch: (ntok) => [ntok, 1, 1],
+  let kh = hh - min(hh, ${u32(heads)});
+${half ? rotate : wgsl``}  if (hh >= ${u32(heads)}) {
+${r === d ? wgsl`` : wgsl`    for (var e = ${u32(r)} + lid; e < ${u32(d)}; e += ${u32(WG)}) { Kc[pos * ${u32(kvd)} + kh * ${u32(d)} + e] = K[m * ${u32(kvd)} + kh * ${u32(d)} + e]; }
+`}    for (var e = lid; e < ${u32(d)}; e += ${u32(WG)}) { Vc[pos * ${u32(kvd)} + kh * ${u32(d)} + e] = V[m * ${u32(kvd)} + kh * ${u32(d)} + e]; }
+  }`,
+    dispatch: (ntok) => [ntok, heads + kvHeads, 1],
   });
 }
 
@@ -902,7 +910,7 @@ const ACT_FN: Record<MlpActivation, Code> = {
 };
 
 /** Key positions one workgroup of the split attention takes (attentionPartialKernel). */
-export const ATTN_SPLIT = 256;
+export const ATTN_SPLIT = 64;
 
 /** Splits of the attention over a KV cache of `context` positions. */
 export function attentionSplits(context: number): number {

@@ -32,6 +32,7 @@ import {
   copyKernel,
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
+  type GemvA8Shape,
 } from './kernels.ts';
 
 /** The program features the WGSL kernels implement exactly (runtime and emitter alike). */
@@ -94,8 +95,18 @@ export type AdapterKind = 'software' | 'gpu';
 /** The one place the GEMV shape is chosen; the runtime and `emitWgsl` both plan through it. */
 export const GEMV_BY_ADAPTER = {
   software: 'thread-per-row',
-  gpu: 'workgroup-per-row',
+  gpu: 'rows-a8',
 } as const satisfies Record<AdapterKind, GemvVariant>;
+
+/**
+ * The integer GEMV's thread shape, by measurement (H100 through Dawn/Vulkan,
+ * bench/results/wgsl-h100.json): 2 rows a thread; 64 threads a row where N ≤ 4096 (more
+ * workgroups for few rows: 9.5 against 11.1 µs at 4096×11008), 32 otherwise (30.1 against
+ * 32.4 µs at 28672×8192).
+ */
+export function gemvA8Shape(rows: number): GemvA8Shape {
+  return { threadsPerRow: rows <= 4096 ? 64 : 32, rowsPerThread: 2 };
+}
 
 /** The kind of an adapter from its GPUAdapterInfo (CPU implementations report themselves as
  *  fallback adapters, or name themselves: SwiftShader, llvmpipe, lavapipe, WARP). */
@@ -220,7 +231,7 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
         entry: l,
         ...(df.packing !== f.packing ? { codes: df } : {}),
         ...(a8 ? { gemvA8: true } : {}),
-        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows)) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
         gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats),
         ...order2,
       };

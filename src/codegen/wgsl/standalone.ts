@@ -9,7 +9,7 @@
 // float32 [T][K], and the expected y as float64 [T][N].
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bitsPerWeight, type TernaryFormat } from '../../formats/ternary.ts';
+import { bitsPerWeight, groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { halfToFloat } from '../../graph/tensor.ts';
 import { rng } from '../../artifact/random.ts';
 import type { LinearEntry } from '../../artifact/manifest.ts';
@@ -43,11 +43,13 @@ export function emitWgslKernels(format: TernaryFormat, shapes: readonly [number,
   shapes.forEach(([n, k], i) => {
     const entry: LinearEntry = { name: `linear_${i}`, role: 'q', rows: n, cols: k, format: format.id, bitsPerWeight: bitsPerWeight(format, n, k) };
     const kernels = linearKernelsOf(entry, NO_FEATURES, GEMV_BY_ADAPTER.gpu);
-    const L = ternaryLayout(format, n, k);
+    // the kernels may read the codes in another packing (trit5 transcoded to bit2, as the runtime uploads them)
+    const kf = kernels.codes ?? format;
+    const L = ternaryLayout(kf, n, k);
     for (const [kind, kernel, t] of [['gemv', kernels.gemv, 1], ['gemm', kernels.gemm, PREFILL_TILE]] as const) {
       const c = ternaryCheckCase(format, n, k, t, rand);
       const w = new Uint8Array(L.words * 4);
-      w.set(c.weights.codes, 0);
+      w.set(kf === format ? c.weights.codes : transcodeCodes(c.weights.codes, format, kf, n * groupsPerRow(format, k)), 0);
       w.set(new Uint8Array(c.weights.scales.buffer), L.scaleWord0 * 4);
       if (c.weights.shifts) w.set(new Uint8Array(c.weights.shifts.buffer), L.shiftWord0 * 4);
       const x = Float32Array.from(c.xHalf, halfToFloat);

@@ -11,7 +11,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let h = wid.x;
   let m = wid.y;
   if (m >= step.ntok) { return; }
-  let ns = min((step.pos0 + m) / 256u + 1u, 4u);
+  let ns = min((step.pos0 + m) / 64u + 1u, 4u);
   let base = (m * 6u + h) * 4u;
   var mx = -3.0e38;
   for (var s = 0u; s < ns; s++) { mx = max(mx, PM[base + s]); }

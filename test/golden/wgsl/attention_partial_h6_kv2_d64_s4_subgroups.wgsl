@@ -9,7 +9,7 @@ struct Step { pos0: u32, ntok: u32, row0: u32, }
 @group(0) @binding(4) var<storage, read_write> PL: array<f32>;
 @group(0) @binding(5) var<storage, read_write> PA: array<f32>;
 var<workgroup> red: array<f32, 64>;
-var<workgroup> sc: array<f32, 256u>;
+var<workgroup> sc: array<f32, 64u>;
 var<workgroup> qs: array<f32, 64u>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32) {
@@ -20,8 +20,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kh = h / 3u;
   let last = step.pos0 + m;
   let lo = 0u;
-  let c0 = max(sp * 256u, lo);
-  let c1 = min(sp * 256u + 256u, last + 1u);
+  let c0 = max(sp * 64u, lo);
+  let c1 = min(sp * 64u + 64u, last + 1u);
   let slot = (m * 6u + h) * 4u + sp;
   if (c0 >= c1) {
     if (lid == 0u) { PM[slot] = -3.0e38; PL[slot] = 0.0; }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Device side (not a test): the 7B-shaped synthetic tq2_g128 A8 model decoding in the generated
+# CUDA host program and in the WebGPU runtime on Dawn/Vulkan, in one device run, so that the
+# WebGPU/CUDA ratio of bench/results/wgsl-h100.json (e2e) is measured side by side. Here, once:
+#   npx tsx scripts/device/gen-e2e.ts --only llama7b-tq2-a8     (fills .device/e2e, ignored)
+#   bash scripts/device/wgsl-h100.sh --prepare                   (fills .gl, .device-wgsl)
+# Device run (carry .device, .gl, .device-wgsl): bash scripts/device/webgpu-vs-cuda.sh
+# Writes $OUT/cuda-decode-<context>.json and $OUT/wgsl-decode.json; then, here:
+#   npx tsx scripts/device/merge-webgpu-cuda.ts DIR
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+E=.device/e2e/llama7b-tq2-a8
+(cd $E/kernels/cuda && make ARCH=sm_90a >build.log 2>&1) || { echo "CUDA build failed"; grep -m5 error $E/kernels/cuda/build.log; }
+B=$E/kernels/cuda/twlac_cuda_sm_90a
+for c in 512 2048; do
+  [ -x $B ] && $B --random 1 --bench-decode $c --steps 128 | tee "$OUT/cuda-decode-$c.json"
+done
+WGSL_SCRIPT=wgsl-decode bash scripts/device/wgsl-h100.sh --format tq2_g128 --act-bits 8 "$@"
