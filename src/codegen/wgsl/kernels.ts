@@ -336,6 +336,12 @@ ${workgroupSum((t) => wgsl`    Y[m * ${u32(rows)} + n] = ${t}${bias ? wgsl` + bi
   });
 }
 
+/** fp16 value i of the words from word0 on, in a W of vec4<u32> words (scales and shifts). */
+const HALF_AT_VEC4 = wgsl`fn half_at(word0: u32, i: u32) -> f32 {
+  let w = word0 + (i >> 1u);
+  return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
+}`;
+
 /** Shape of the rows-per-workgroup GEMV: rows a workgroup (R) and threads a row (TPR). */
 export interface GemvRowsShape {
   rows: number;
@@ -413,11 +419,7 @@ ${f.shift ? wgsl`      e += dot(xv0 + xv1 + xv2 + xv3, vec4<f32>(1.0));` : wgsl`
     usesStep: true,
     workgroupSize: wg,
     features: feats,
-    module: wgsl`var<workgroup> red: array<f32, ${wg}>;
-fn half_at(word0: u32, i: u32) -> f32 {
-  let w = word0 + (i >> 1u);
-  return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
-}`,
+    module: join([wgsl`var<workgroup> red: array<f32, ${wg}>;`, HALF_AT_VEC4]),
     // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
     body: wgsl`  let r = lid / ${u32(TPR)};
   let t = lid - r * ${u32(TPR)};
@@ -517,11 +519,7 @@ ${join(
     usesStep: true,
     workgroupSize: GEMV_A8_WG,
     features: feats,
-    module: wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * RPT)}>;
-fn half_at(word0: u32, i: u32) -> f32 {
-  let w = word0 + (i >> 1u);
-  return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
-}`,
+    module: join([wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * RPT)}>;`, HALF_AT_VEC4]),
     // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
     body: wgsl`  let r = lid / ${u32(TPR)};
   let t = lid - r * ${u32(TPR)};
