@@ -230,6 +230,25 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   });
 
+  it('RMSNorm with the site quantiser fused in: x̂ of the norm as act-quant gives it, and with pack its bytes (rows of 64 and 1024: 64 and 256 threads)', async () => {
+    for (const [hidden, bits, pack] of [[64, 4, false], [1024, 8, true]] as const) {
+      const ntok = 2, clip = 0.9;
+      const x = randn(ntok * hidden, 3);
+      const gamma = randn(hidden);
+      const normed = Float32Array.from([0, 1].flatMap((m) => Array.from(rmsNorm(Float64Array.from(x.subarray(m * hidden, (m + 1) * hidden)), Float64Array.from(gamma), 1e-5))));
+      const want = actQuantRows(normed, ntok, hidden, bits, clip);
+      for (const feats of sg) {
+        const k = K.rmsNormKernel(hidden, 1e-5, true, feats, { bits, clip, pack });
+        const r = await runKernel(device, k, [x, gamma, new Float32Array(ntok * hidden), ...(pack ? [new Uint32Array((ntok * hidden) / 4), new Float32Array(2 * ntok)] : [])], ntok);
+        expectClose(r.Y, want, 1e-5);
+        if (pack) {
+          const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * hidden) / 4), hidden);
+          for (let i = 0; i < ntok * hidden; i++) expect(Math.fround((codes[i] - r.XP[2 * Math.floor(i / hidden) + 1]) * r.XP[2 * Math.floor(i / hidden)])).toBe(r.Y[i]);
+        }
+      }
+    }
+  });
+
   it('online Kronecker transform x → C·X·Bᵀ', async () => {
     const l = 3, r = 5, ntok = 2;
     const x = randn(ntok * l * r), C = randn(l * l), B = randn(r * r);

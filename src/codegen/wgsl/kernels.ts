@@ -618,25 +618,41 @@ export function embedKernel(vocab: number, hidden: number, scale = 1): WgslKerne
 }
 
 /** RMSNorm of rows row0 + m into rows m: y = x / sqrt(mean(x²) + eps) · γ. Bindings: X, [gamma], Y, step. */
-export function rmsNormKernel(hidden: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function rmsNormKernel(hidden: number, eps: number, gamma: boolean, feats: WgslFeatures = NO_FEATURES, quant?: RowQuant): WgslKernel {
   const T = rowThreads(hidden);
+  if (quant) checkRowQuant(hidden, quant);
+  const y = wgsl`X[src + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``}`;
   return defineKernel({
-    name: 'rms_norm',
-    params: { hidden, eps, gamma },
-    bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), f32buf('Y', 'read_write')],
+    name: quant ? (quant.pack ? 'rms_norm_quant_pack' : 'rms_norm_quant') : 'rms_norm',
+    params: { hidden, eps, gamma, ...(quant ? { bits: quant.bits, clip: quant.clip, pack: quant.pack } : {}) },
+    bindings: [f32buf('X'), ...(gamma ? [f32buf('gamma')] : []), f32buf('Y', 'read_write'), ...(quant ? quantBindings(quant) : [])],
     usesStep: true,
     workgroupSize: T,
     features: feats,
-    module: reduceDecl(1, T),
+    module: reduceDecl(quant ? 2 : 1, T),
     body: wgsl`  let m = wid.x;
   let src = (step.row0 + m) * ${u32(hidden)};
   var ss = 0.0;
   for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) { let v = X[src + i]; ss += v * v; }
 ${reduce(1, () => wgsl`ss`, 'sum', feats, T)}
   let inv = inverseSqrt(red[0] / ${f32(hidden)} + ${f32(eps)});
+${
+  quant
+    ? wgsl`  workgroupBarrier();
+  let base = m * ${u32(hidden)};
+  var lo = 3.0e38;
+  var hi = -3.0e38;
   for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) {
-    Y[m * ${u32(hidden)} + i] = X[src + i] * inv${gamma ? wgsl` * gamma[i]` : wgsl``};
-  }`,
+    let v = ${y};
+    Y[base + i] = v;
+    lo = min(lo, v);
+    hi = max(hi, v);
+  }
+${quantiseRow(hidden, quant, T, feats)}`
+    : wgsl`  for (var i = lid; i < ${u32(hidden)}; i += ${u32(T)}) {
+    Y[m * ${u32(hidden)} + i] = ${y};
+  }`
+}`,
     dispatch: (ntok) => [ntok, 1, 1],
   });
 }
@@ -739,12 +755,53 @@ export function kronLeftKernel(l: number, r: number): WgslKernel {
  * XP, (scale, zero) a token; a row with scale = 0 (all x equal to v) becomes q = 1, (v, 0).
  */
 export function actQuantKernel(width: number, bits: number, clip: number, feats: WgslFeatures = NO_FEATURES, pack = false): WgslKernel {
-  if (!Number.isInteger(bits) || bits < 1 || bits > 15) throw new Error(`act-quant: unsupported bit width ${bits}`);
-  if (!(clip > 0 && clip <= 1)) throw new Error(`act-quant: clip ratio ${clip} not in (0, 1]`);
-  if (pack && (bits > 8 || width % 16)) throw new Error(`act-quant: ${bits}-bit codes of width ${width} do not pack into bytes of 16-element chunks`);
-  const qmax = 2 ** bits - 1;
+  const q = checkRowQuant(width, { bits, clip, pack });
   const T = rowThreads(width);
-  const quantise = pack
+  return defineKernel({
+    name: pack ? 'act_quant_pack' : 'act_quant',
+    params: { width, bits, clip, ...(pack ? { pack } : {}) },
+    bindings: [f32buf('Y', 'read_write'), ...quantBindings(q)],
+    usesStep: true,
+    workgroupSize: T,
+    features: feats,
+    module: reduceDecl(2, T),
+    body: wgsl`  let base = wid.x * ${u32(width)};
+  var lo = 3.0e38;
+  var hi = -3.0e38;
+  for (var i = lid; i < ${u32(width)}; i += ${u32(T)}) { let v = Y[base + i]; lo = min(lo, v); hi = max(hi, v); }
+${quantiseRow(width, q, T, feats)}`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
+/** An act site's quantiser as a row kernel applies it (actQuantKernel, or fused after a norm). */
+export interface RowQuant {
+  bits: number;
+  clip: number;
+  /** Also write the integer form for the integer GEMVs (XQ, XP). */
+  pack: boolean;
+}
+
+function checkRowQuant(width: number, q: RowQuant): RowQuant {
+  if (!Number.isInteger(q.bits) || q.bits < 1 || q.bits > 15) throw new Error(`act-quant: unsupported bit width ${q.bits}`);
+  if (!(q.clip > 0 && q.clip <= 1)) throw new Error(`act-quant: clip ratio ${q.clip} not in (0, 1]`);
+  if (q.pack && (q.bits > 8 || width % 16)) throw new Error(`act-quant: ${q.bits}-bit codes of width ${width} do not pack into bytes of 16-element chunks`);
+  return q;
+}
+
+function quantBindings(q: RowQuant): Binding[] {
+  return q.pack ? [{ name: 'XQ', elem: 'u32', access: 'read_write' }, f32buf('XP', 'read_write')] : [];
+}
+
+/**
+ * The act-quant of row wid.x of Y in place (Y[base …]), given each thread's lo/hi over the
+ * elements it visited: the clip range from their reduction, then x̂ (and with pack its bytes
+ * and (scale, zero)). A thread's quantise loop reads elements other threads wrote when packing,
+ * so the row is behind a storage barrier first.
+ */
+function quantiseRow(width: number, q: RowQuant, T: number, feats: WgslFeatures): Code {
+  const qmax = 2 ** q.bits - 1;
+  const body = q.pack
     ? wgsl`  let xq0 = wid.x * ${u32(width / 4)};
   if (scale > 0.0) {
     let zero = round(-cmin / scale);
@@ -771,26 +828,13 @@ export function actQuantKernel(width: number, bits: number, clip: number, feats:
       Y[base + i] = (q - zero) * scale;
     }
   }`;
-  return defineKernel({
-    name: pack ? 'act_quant_pack' : 'act_quant',
-    params: { width, bits, clip, ...(pack ? { pack } : {}) },
-    bindings: [f32buf('Y', 'read_write'), ...(pack ? [{ name: 'XQ', elem: 'u32', access: 'read_write' } as const, f32buf('XP', 'read_write')] : [])],
-    usesStep: true,
-    workgroupSize: T,
-    features: feats,
-    module: reduceDecl(2, T),
-    body: wgsl`  let base = wid.x * ${u32(width)};
-  var lo = 3.0e38;
-  var hi = -3.0e38;
-  for (var i = lid; i < ${u32(width)}; i += ${u32(T)}) { let v = Y[base + i]; lo = min(lo, v); hi = max(hi, v); }
-  lo = -lo;
+  return wgsl`  lo = -lo;
 ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats, T)}
-  let cmax = red[0] * ${f32(clip)};
-  let cmin = -red[${u32(T)}] * ${f32(clip)};
+  let cmax = red[0] * ${f32(q.clip)};
+  let cmin = -red[${u32(T)}] * ${f32(q.clip)};
   let scale = (cmax - cmin) / ${f32(qmax)};
-${quantise}`,
-    dispatch: (ntok) => [ntok, 1, 1],
-  });
+  storageBarrier();
+${body}`;
 }
 
 /**

@@ -156,10 +156,13 @@ export interface ActKernels {
   quant?: WgslKernel;
   /** The quant kernel also writes x̂'s integer form for the integer GEMVs (actQuantKernel pack). */
   packed?: boolean;
+  /** The site's quantiser runs in the pre-norm's kernel (rmsNormKernel with quant): no quant kernel. */
+  fusedIntoNorm?: boolean;
 }
 
 export interface BlockKernels {
-  /** rms(x, attnNorm), or a copy of x where the block has no pre-norm (OLMo-2); the same for mlpNorm. */
+  /** rms(x, attnNorm), or a copy of x where the block has no pre-norm (OLMo-2); the same for
+   *  mlpNorm. With the site's quantiser fused in where attnAct.fusedIntoNorm. */
   attnNorm: WgslKernel;
   attnAct: ActKernels;
   q: LinearKernels;
@@ -288,8 +291,15 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     const oAct = actKernels(b.acts.o, qd, feats, pack);
     const mlpAct = actKernels(b.acts.mlp, c.hidden, feats, pack);
     const downAct = actKernels(b.acts.down, c.intermediate, feats, pack);
+    // An RMS pre-norm followed by a plain quantiser (no online transform) is one kernel.
+    const normAndAct = (ak: ActKernels, gamma: string | null, beta: string | null | undefined): WgslKernel => {
+      if (b.preNorm === false || m.program.norm !== 'rms' || !ak.quant || ak.site.transform) return preNorm(b.preNorm, gamma, beta);
+      ak.quant = undefined;
+      ak.fusedIntoNorm = true;
+      return rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats, { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed });
+    };
     return {
-      attnNorm: preNorm(b.preNorm, b.attnNorm, b.attnNormBias),
+      attnNorm: normAndAct(attnAct, b.attnNorm, b.attnNormBias),
       attnAct,
       q: linearKernels(b.q, attnAct),
       k: linearKernels(b.k, attnAct),
@@ -300,7 +310,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
       oAct,
       o: linearKernels(b.o, oAct),
-      mlpNorm: preNorm(b.preNorm, b.mlpNorm, b.mlpNormBias),
+      mlpNorm: normAndAct(mlpAct, b.mlpNorm, b.mlpNormBias),
       mlpAct,
       ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
       up: linearKernels(b.up, mlpAct),

@@ -279,8 +279,9 @@ export class WebgpuModel {
         this.op(lk.order2.add, [planeOut, output], last);
       }
     };
+    // a pre-norm with its site's quantiser fused in (ActKernels.fusedIntoNorm) also writes xq/xp when it packs
     const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
-      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output], last);
+      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output, ...(kern.bindings.some((b) => b.name === 'XQ') ? [xq, xp] : [])], last);
 
     /** The post-norm of a block output (into nrm, free by then), or the output itself. */
     const postOp = (kern: WgslKernel | undefined, gamma: string | null, out: GPUBuffer): GPUBuffer => {
