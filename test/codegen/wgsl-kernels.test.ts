@@ -309,11 +309,12 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
 
   // Long contexts: keys over several splits of ATTN_SPLIT positions, empty splits after the
   // last position and (with a window) before the first, a non-default scale, a soft-cap.
-  it('attention split by context: keys over many splits, a window of 300, a soft-cap, vs float64', async () => {
-    const heads = 4, kvHeads = 2, d = 16, ntok = 2, pos0 = 700, maxPos = 1000;
-    const kvd = kvHeads * d;
-    const q = randn(ntok * heads * d, 2), kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
-    for (const [window, softcap, scale] of [[null, null, 1 / Math.sqrt(d)], [300, 5, 0.3]] as const) {
+  it('attention split by context: keys over many splits, windows, a soft-cap, head dims 16 and 288, vs float64', async () => {
+    const heads = 4, kvHeads = 2, ntok = 2, pos0 = 700, maxPos = 1000;
+    // d = 16: 16 groups of positions for Σ e·v; d = 288: one, and dims past the 256 threads
+    for (const [d, window, softcap, scale] of [[16, null, null, 0.25], [16, 300, 5, 0.3], [288, 100, null, 0.05]] as const) {
+      const kvd = kvHeads * d;
+      const q = randn(ntok * heads * d, 2), kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
       const r = await splitAttention(heads, kvHeads, d, scale, window, softcap, K.attentionSplits(maxPos), q, kc, vc, ntok, pos0);
       const O = new Float64Array(ntok * heads * d);
       for (let m = 0; m < ntok; m++) for (let h = 0; h < heads; h++) {

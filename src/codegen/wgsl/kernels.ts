@@ -953,6 +953,8 @@ const ACT_FN: Record<MlpActivation, Code> = {
 
 /** Key positions one workgroup of the split attention takes (attentionPartialKernel). */
 export const ATTN_SPLIT = 64;
+/** Threads of the split attention's workgroup: 4 a key position in the scores. */
+const ATTN_THREADS = 256;
 
 /** Splits of the attention over a KV cache of `context` positions. */
 export function attentionSplits(context: number): number {
@@ -972,18 +974,20 @@ export function attentionSplits(context: number): number {
 export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
   const S = ATTN_SPLIT;
-  const dpt = Math.ceil(d / WG);
+  const T = ATTN_THREADS;
+  const TPP = T / S; // threads a key position in the scores, each a strided share of the dims
+  const PG = Math.max(1, Math.floor(T / d)); // position groups in the weighted sum of v (one dim a thread)
   const kvd = kvHeads * d;
-  const vec = d % 4 === 0;
   return defineKernel({
     name: 'attention_partial',
     params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) },
     bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
     usesStep: true,
-    workgroupSize: WG,
+    workgroupSize: T,
     features: feats,
-    module: join([reduceDecl(1), wgsl`var<workgroup> sc: array<f32, ${u32(S)}>;
-var<workgroup> qs: array<f32, ${u32(d)}>;`]),
+    module: join([reduceDecl(1, T), wgsl`var<workgroup> sc: array<f32, ${u32(S)}>;
+var<workgroup> qs: array<f32, ${u32(d)}>;
+var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`]),
     // Every early exit depends on workgroup ids and the step only: barriers stay uniform.
     body: wgsl`  let h = wid.x;
   let m = wid.y;
@@ -997,43 +1001,60 @@ var<workgroup> qs: array<f32, ${u32(d)}>;`]),
   let slot = (m * ${u32(heads)} + h) * ${u32(splits)} + sp;
   if (c0 >= c1) {
     if (lid == 0u) { PM[slot] = -3.0e38; PL[slot] = 0.0; }
-    for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { PA[slot * ${u32(d)} + i] = 0.0; }
+    for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { PA[slot * ${u32(d)} + i] = 0.0; }
     return;
   }
   let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) { qs[i] = Q[qo + i] * ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)}; }
+  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { qs[i] = Q[qo + i] * ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)}; }
   workgroupBarrier();
   let cn = c1 - c0;
-  var cmax = -3.0e38;
-  for (var t = lid; t < cn; t += ${u32(WG)}) {
-    let ko = (c0 + t) * ${u32(kvd)} + kh * ${u32(d)};
+  // scores: TPP threads a position, the dims strided between them (neighbours read neighbouring floats)
+  {
+    let p = lid / ${u32(TPP)};
+    let tp = lid % ${u32(TPP)};
     var s = 0.0;
-${
-  vec
-    ? wgsl`    for (var i = 0u; i < ${u32(d)}; i += 4u) {
-      s += dot(vec4<f32>(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]), vec4<f32>(Kc[ko + i], Kc[ko + i + 1u], Kc[ko + i + 2u], Kc[ko + i + 3u]));
-    }`
-    : wgsl`    for (var i = 0u; i < ${u32(d)}; i++) { s += qs[i] * Kc[ko + i]; }`
-}
-${softcap === null ? wgsl`` : wgsl`    s = ${softcapExpr(wgsl`s`, softcap)};
-`}    sc[t] = s;
-    cmax = max(cmax, s);
+    if (p < cn) {
+      let ko = (c0 + p) * ${u32(kvd)} + kh * ${u32(d)};
+      for (var i = tp; i < ${u32(d)}; i += ${u32(TPP)}) { s += qs[i] * Kc[ko + i]; }
+    }
+    part[lid] = s;
   }
-${reduce(1, () => wgsl`cmax`, 'max', feats)}
+  workgroupBarrier();
+  var cmax = -3.0e38;
+  if (lid < cn) {
+    var s = 0.0;
+    for (var j = 0u; j < ${u32(TPP)}; j++) { s += part[lid * ${u32(TPP)} + j]; }
+${softcap === null ? wgsl`` : wgsl`    s = ${softcapExpr(wgsl`s`, softcap)};
+`}    sc[lid] = s;
+    cmax = s;
+  }
+${reduce(1, () => wgsl`cmax`, 'max', feats, T)}
   let mx = red[0];
   workgroupBarrier();
   var csum = 0.0;
-  for (var t = lid; t < cn; t += ${u32(WG)}) { let p = exp(sc[t] - mx); sc[t] = p; csum += p; }
-${reduce(1, () => wgsl`csum`, 'sum', feats)}
+  if (lid < cn) { let e = exp(sc[lid] - mx); sc[lid] = e; csum = e; }
+${reduce(1, () => wgsl`csum`, 'sum', feats, T)}
   if (lid == 0u) { PM[slot] = mx; PL[slot] = red[0]; }
-  for (var di = 0u; di < ${u32(dpt)}; di++) {
-    let i = lid + di * ${u32(WG)};
-    if (i < ${u32(d)}) {
+  // Σ e·v: a thread a dim, PG groups of positions, then the groups added
+${PG > 1 ? wgsl`  {
+    let i = lid % ${u32(d)};
+    let g = lid / ${u32(d)};
+    if (g < ${u32(PG)}) {
       var a = 0.0;
-      for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
-      PA[slot * ${u32(d)} + i] = a;
+      for (var t = g; t < cn; t += ${u32(PG)}) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+      part[g * ${u32(d)} + i] = a;
     }
-  }`,
+  }
+  workgroupBarrier();
+  if (lid < ${u32(d)}) {
+    var a = 0.0;
+    for (var g = 0u; g < ${u32(PG)}; g++) { a += part[g * ${u32(d)} + lid]; }
+    PA[slot * ${u32(d)} + lid] = a;
+  }` : wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
+    var a = 0.0;
+    for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+    PA[slot * ${u32(d)} + i] = a;
+  }`}`,
     dispatch: (ntok) => [heads, ntok, splits],
   });
 }

@@ -21,6 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let cmax = red[0] * f32(9.000000000e-1);
   let cmin = -red[64u] * f32(9.000000000e-1);
   let scale = (cmax - cmin) / f32(1.500000000e+1);
+  storageBarrier();
   if (scale > 0.0) {
     let zero = round(-cmin / scale);
     for (var i = lid; i < 384u; i += 64u) {

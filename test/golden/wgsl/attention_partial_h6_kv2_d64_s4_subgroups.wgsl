@@ -8,10 +8,11 @@ struct Step { pos0: u32, ntok: u32, row0: u32, }
 @group(0) @binding(3) var<storage, read_write> PM: array<f32>;
 @group(0) @binding(4) var<storage, read_write> PL: array<f32>;
 @group(0) @binding(5) var<storage, read_write> PA: array<f32>;
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, 256>;
 var<workgroup> sc: array<f32, 64u>;
 var<workgroup> qs: array<f32, 64u>;
-@compute @workgroup_size(64)
+var<workgroup> part: array<f32, 256u>;
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sg_lane: u32, @builtin(subgroup_size) sg_size: u32) {
   let h = wid.x;
   let m = wid.y;
@@ -25,56 +26,73 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let slot = (m * 6u + h) * 4u + sp;
   if (c0 >= c1) {
     if (lid == 0u) { PM[slot] = -3.0e38; PL[slot] = 0.0; }
-    for (var i = lid; i < 64u; i += 64u) { PA[slot * 64u + i] = 0.0; }
+    for (var i = lid; i < 64u; i += 256u) { PA[slot * 64u + i] = 0.0; }
     return;
   }
   let qo = m * 384u + h * 64u;
-  for (var i = lid; i < 64u; i += 64u) { qs[i] = Q[qo + i] * f32(1.250000000e-1); }
+  for (var i = lid; i < 64u; i += 256u) { qs[i] = Q[qo + i] * f32(1.250000000e-1); }
   workgroupBarrier();
   let cn = c1 - c0;
-  var cmax = -3.0e38;
-  for (var t = lid; t < cn; t += 64u) {
-    let ko = (c0 + t) * 128u + kh * 64u;
+  // scores: TPP threads a position, the dims strided between them (neighbours read neighbouring floats)
+  {
+    let p = lid / 4u;
+    let tp = lid % 4u;
     var s = 0.0;
-    for (var i = 0u; i < 64u; i += 4u) {
-      s += dot(vec4<f32>(qs[i], qs[i + 1u], qs[i + 2u], qs[i + 3u]), vec4<f32>(Kc[ko + i], Kc[ko + i + 1u], Kc[ko + i + 2u], Kc[ko + i + 3u]));
+    if (p < cn) {
+      let ko = (c0 + p) * 128u + kh * 64u;
+      for (var i = tp; i < 64u; i += 4u) { s += qs[i] * Kc[ko + i]; }
     }
-    sc[t] = s;
-    cmax = max(cmax, s);
+    part[lid] = s;
+  }
+  workgroupBarrier();
+  var cmax = -3.0e38;
+  if (lid < cn) {
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j++) { s += part[lid * 4u + j]; }
+    sc[lid] = s;
+    cmax = s;
   }
   for (var ri = 0u; ri < 1u; ri++) {
     let sv = subgroupMax(cmax);
-    if (sg_lane == 0u) { red[ri * 64u + lid / sg_size] = sv; }
+    if (sg_lane == 0u) { red[ri * 256u + lid / sg_size] = sv; }
   }
   workgroupBarrier();
   if (lid < 1u) {
-    var tot = red[lid * 64u];
-    for (var si = 1u; si < 64u / sg_size; si++) { tot = max(tot, red[lid * 64u + si]); }
-    red[lid * 64u] = tot;
+    var tot = red[lid * 256u];
+    for (var si = 1u; si < 256u / sg_size; si++) { tot = max(tot, red[lid * 256u + si]); }
+    red[lid * 256u] = tot;
   }
   workgroupBarrier();
   let mx = red[0];
   workgroupBarrier();
   var csum = 0.0;
-  for (var t = lid; t < cn; t += 64u) { let p = exp(sc[t] - mx); sc[t] = p; csum += p; }
+  if (lid < cn) { let e = exp(sc[lid] - mx); sc[lid] = e; csum = e; }
   for (var ri = 0u; ri < 1u; ri++) {
     let sv = subgroupAdd(csum);
-    if (sg_lane == 0u) { red[ri * 64u + lid / sg_size] = sv; }
+    if (sg_lane == 0u) { red[ri * 256u + lid / sg_size] = sv; }
   }
   workgroupBarrier();
   if (lid < 1u) {
-    var tot = red[lid * 64u];
-    for (var si = 1u; si < 64u / sg_size; si++) { tot = tot + red[lid * 64u + si]; }
-    red[lid * 64u] = tot;
+    var tot = red[lid * 256u];
+    for (var si = 1u; si < 256u / sg_size; si++) { tot = tot + red[lid * 256u + si]; }
+    red[lid * 256u] = tot;
   }
   workgroupBarrier();
   if (lid == 0u) { PM[slot] = mx; PL[slot] = red[0]; }
-  for (var di = 0u; di < 1u; di++) {
-    let i = lid + di * 64u;
-    if (i < 64u) {
+  // Σ e·v: a thread a dim, PG groups of positions, then the groups added
+  {
+    let i = lid % 64u;
+    let g = lid / 64u;
+    if (g < 4u) {
       var a = 0.0;
-      for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * 128u + kh * 64u + i]; }
-      PA[slot * 64u + i] = a;
+      for (var t = g; t < cn; t += 4u) { a += sc[t] * Vc[(c0 + t) * 128u + kh * 64u + i]; }
+      part[g * 64u + i] = a;
     }
+  }
+  workgroupBarrier();
+  if (lid < 64u) {
+    var a = 0.0;
+    for (var g = 0u; g < 4u; g++) { a += part[g * 64u + lid]; }
+    PA[slot * 64u + lid] = a;
   }
 }
