@@ -8,7 +8,7 @@ import { CODE_PACKINGS, decodeTernary, encodeTernary, groupsPerRow, ternaryForma
 import { floatToHalf, halfToFloat } from '../../src/graph/tensor.ts';
 import { actQuantRows } from '../../src/quant/act-quant.ts';
 import { kronTransform, rmsNorm, ropeInPlace } from '../../src/runtime/reference.ts';
-import { runKernel, testDevice } from './wgsl-harness.ts';
+import { runKernel, testDevice, type HostArray } from './wgsl-harness.ts';
 
 const { dev, skip } = await testDevice();
 const rand = rng(11);
@@ -207,6 +207,34 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
     expect(() => K.actQuantKernel(40, 4, 1, NO_FEATURES, true)).toThrow(/width 40/);
     expect(() => K.actQuantKernel(64, 9, 1, NO_FEATURES, true)).toThrow(/9-bit/);
+  });
+
+  it('accumulate: every linear kernel adds into its output (the residual add in the epilogue), bias included', async () => {
+    const f = ternaryFormat('bit2', 64);
+    const rows = 9, cols = 128, ntok = 2;
+    const w = randomTernary(f, rows, cols);
+    const W = decodeTernary(w);
+    const packed = packTernary(f, w);
+    const bias = randn(rows);
+    const q = Uint8Array.from({ length: ntok * cols }, () => Math.floor(rand() * 256));
+    const xp = Float32Array.of(0.01, 100, 0.02, 90);
+    const x = Float32Array.from(q, (v, i) => (v - xp[2 * Math.floor(i / cols) + 1]) * xp[2 * Math.floor(i / cols)]);
+    const y0 = randn(ntok * rows, 3);
+    const want = Array.from(matmulRef(W, rows, cols, x, ntok, bias), (v, i) => v + y0[i]);
+    const h = Uint16Array.from(randn(rows * cols), floatToHalf);
+    const wantDense = Array.from(matmulRef(Array.from(h, halfToFloat), rows, cols, x, ntok), (v, i) => v + y0[i]);
+    const cases: [string, ReturnType<typeof K.ternaryLinearKernel>, HostArray[], number[]][] = [
+      ['thread-per-row GEMM', K.ternaryLinearKernel(f, rows, cols, 8, true, NO_FEATURES, true), [packed, x, bias], want],
+      ['workgroup-per-row', K.ternaryGemvWorkgroupKernel(f, rows, cols, true, NO_FEATURES, true), [packed, x, bias], want],
+      ['rows-per-workgroup', K.ternaryGemvRowsKernel(f, rows, cols, true, NO_FEATURES, K.GEMV_ROWS_DEFAULT, true), [packed, x, bias], want],
+      ['integer', K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT, true), [packed, packActCodes(q, cols), xp, bias], want],
+      ['dense fp16', K.denseLinearKernel('float16', rows, cols, 1, false, NO_FEATURES, true), [new Uint8Array(h.buffer), x], wantDense],
+    ];
+    for (const [what, k, inputs, expected] of cases) {
+      expect(k.cacheKey, what).toMatch(/accumulate/);
+      const r = await runKernel(device, k, [...inputs, y0.slice()], ntok);
+      expectClose(r.Y, expected, 1e-5);
+    }
   });
 
   it('dense fp16 linear (lm_head) vs fp16-rounded weights, unrolled (K=24) and not (K=18)', async () => {

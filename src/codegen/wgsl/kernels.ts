@@ -108,6 +108,11 @@ function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats:
 
 const tileCount = (ntok: number, tm: number) => Math.ceil(ntok / tm);
 
+/** A linear's output store: y = v, or with `accumulate` y += v (a residual add in the epilogue). */
+function storeY(index: Code, value: Code, accumulate: boolean): Code {
+  return accumulate ? wgsl`Y[${index}] = Y[${index}] + (${value});` : wgsl`Y[${index}] = ${value};`;
+}
+
 /** Shared skeleton of the linears: one thread per output row and TM-token tile, so no
  *  barriers and no workgroup reductions (these dominate on software adapters, where a
  *  barrier is a fiber switch); the row's weight bytes are read once per tile. */
@@ -122,11 +127,12 @@ function rowKernel(o: {
   module: Code;
   /** Walk row n, adding into acc[mm] for mm < mcount. */
   loop: Code;
+  accumulate: boolean;
 }): WgslKernel {
   const { tm, rows, cols } = o;
   return defineKernel({
     name: o.name,
-    params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias },
+    params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias, ...(o.accumulate ? { accumulate: true } : {}) },
     bindings: [u32buf('W'), f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
     usesStep: true,
     workgroupSize: WG,
@@ -139,14 +145,14 @@ function rowKernel(o: {
   var acc: array<f32, ${tm}>;
 ${o.loop}
   for (var mm = 0u; mm < mcount; mm++) {
-    Y[(m0 + mm) * ${u32(rows)} + n] = acc[mm]${o.bias ? wgsl` + bias[n]` : wgsl``};
+    ${storeY(wgsl`(m0 + mm) * ${u32(rows)} + n`, wgsl`acc[mm]${o.bias ? wgsl` + bias[n]` : wgsl``}`, o.accumulate)}
   }`,
     dispatch: (ntok) => [Math.ceil(rows / WG), tileCount(ntok, tm), 1],
   });
 }
 
 /** Ternary linear (GEMV at tm = 1, token-tiled GEMM at tm > 1). Bindings: W, X, [bias], Y, step. */
-export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
   const L = ternaryLayout(f, rows, cols);
   const P = WGSL_PACKINGS[f.packing];
   const b = new Code('byte');
@@ -221,6 +227,7 @@ ${groupEnd}
     tm,
     bias,
     feats,
+    accumulate,
     module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
     // The explicit zero constructors matter: Dawn + SwiftShader does not re-zero a bare
     // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
@@ -284,7 +291,7 @@ ${out(wgsl`red[0]`)}
  * rows that share the row's first and last words), and the per-thread sums are reduced across
  * the workgroup. Bindings as ternaryLinearKernel: W, X, [bias], Y, step.
  */
-export function ternaryGemvWorkgroupKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function ternaryGemvWorkgroupKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
   const L = ternaryLayout(f, rows, cols);
   const P = WGSL_PACKINGS[f.packing];
   const rowBytes = L.ng * L.bytesPerGroup;
@@ -310,7 +317,7 @@ ${join(trits)}
   };
   return defineKernel({
     name: `ternary_gemv_wg_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, WG: GEMV_WG },
+    params: { fmt: f.id, N: rows, K: cols, bias, WG: GEMV_WG, ...(accumulate ? { accumulate } : {}) },
     bindings: [u32buf('W'), f32buf('X'), ...(bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
     usesStep: true,
     workgroupSize: GEMV_WG,
@@ -331,7 +338,7 @@ fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1
     let wb = w * 4u;
 ${join(Array.from({ length: 4 }, (_, b) => byteTerm(b)))}
   }
-${workgroupSum((t) => wgsl`    Y[m * ${u32(rows)} + n] = ${t}${bias ? wgsl` + bias[n]` : wgsl``};`, feats)}`,
+${workgroupSum((t) => wgsl`    ${storeY(wgsl`m * ${u32(rows)} + n`, wgsl`${t}${bias ? wgsl` + bias[n]` : wgsl``}`, accumulate)}`, feats)}`,
     dispatch: (ntok) => [Math.min(rows, ROW_FOLD), ntok, Math.ceil(rows / ROW_FOLD)],
   });
 }
@@ -370,7 +377,7 @@ export function gemvRowsUnsupported(f: TernaryFormat, cols: number): string | nu
  * subgroupAdd where offered, else through workgroup memory. Bindings: W (vec4 words: codes,
  * then scales, then shifts, as ternaryLayout), X (vec4 rows of K), [bias], Y, step.
  */
-export function ternaryGemvRowsKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT): WgslKernel {
+export function ternaryGemvRowsKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT, accumulate = false): WgslKernel {
   const why = gemvRowsUnsupported(f, cols);
   if (why) throw new Error(`rows-per-workgroup GEMV: ${why}`);
   const { rows: R, threadsPerRow: TPR } = shape;
@@ -409,7 +416,7 @@ ${f.shift ? wgsl`      e += dot(xv0 + xv1 + xv2 + xv3, vec4<f32>(1.0));` : wgsl`
   let parts = ${u32(TPR)};`;
   return defineKernel({
     name: `ternary_gemv_rows_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, R, TPR },
+    params: { fmt: f.id, N: rows, K: cols, bias, R, TPR, ...(accumulate ? { accumulate } : {}) },
     bindings: [
       { name: 'W', elem: 'vec4<u32>', access: 'read' },
       { name: 'X', elem: 'vec4<f32>', access: 'read' },
@@ -442,7 +449,7 @@ ${partials}
   if (t == 0u && live) {
     var tot = 0.0;
     for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
-    Y[m * ${u32(rows)} + n] = tot${bias ? wgsl` + bias[n]` : wgsl``};
+    ${storeY(wgsl`m * ${u32(rows)} + n`, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`, accumulate)}
   }`,
     dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
   });
@@ -475,7 +482,7 @@ const GEMV_A8_WG = 256;
  * scales, shifts as ternaryLayout), XQ (vec4 words, K/16 a token), XP (scale, zero a token),
  * [bias], Y, step.
  */
-export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT): WgslKernel {
+export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, accumulate = false): WgslKernel {
   const why = gemvRowsUnsupported(f, cols);
   if (why) throw new Error(`integer-activation GEMV: ${why}`);
   const { threadsPerRow: TPR, rowsPerThread: RPT } = shape;
@@ -508,7 +515,7 @@ ${join(
       : wgsl`  red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)};`;
   return defineKernel({
     name: `ternary_gemv_a8_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT },
+    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT, ...(accumulate ? { accumulate } : {}) },
     bindings: [
       { name: 'W', elem: 'vec4<u32>', access: 'read' },
       { name: 'XQ', elem: 'vec4<u32>', access: 'read' },
@@ -549,7 +556,7 @@ ${join(
     (i) => wgsl`    if (nb + ${u32(i)} < ${u32(rows)}) {
       var tot = 0.0;
       for (var p = 0u; p < parts; p++) { tot += red[(r * parts + p) * ${u32(RPT)} + ${u32(i)}]; }
-      Y[m * ${u32(rows)} + nb + ${u32(i)}] = sx * tot${bias ? wgsl` + bias[nb + ${u32(i)}]` : wgsl``};
+      ${storeY(wgsl`m * ${u32(rows)} + nb + ${u32(i)}`, wgsl`sx * tot${bias ? wgsl` + bias[nb + ${u32(i)}]` : wgsl``}`, accumulate)}
     }`,
   ),
 )}
@@ -562,7 +569,7 @@ export type DenseDtype = 'float16' | 'float32';
 
 /** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read
  *  UNROLL words per iteration. */
-export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES): WgslKernel {
+export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
   if (dtype === 'float16' && cols % 2) throw new Error(`fp16 dense linear needs an even column count, got ${cols}`);
   const per = dtype === 'float16' ? 2 : 1;
   const words = cols / per;
@@ -583,6 +590,7 @@ export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number,
     tm,
     bias,
     feats,
+    accumulate,
     module: wgsl``,
     loop: wgsl`  let wr = n * ${u32(words)};
   for (var mm = 0u; mm < mcount; mm++) {

@@ -33,6 +33,7 @@ import {
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
   type GemvA8Shape,
+  GEMV_ROWS_DEFAULT,
 } from './kernels.ts';
 
 /** The program features the WGSL kernels implement exactly (runtime and emitter alike). */
@@ -145,7 +146,9 @@ export interface LinearKernels {
   gemm: WgslKernel;
   /** An order-2 linear's second plane (formats/order2.ts): its GEMV and GEMM in the plane's
    *  format (no bias), into a scratch buffer that `add` then adds to the first plane's output. */
-  order2?: { gemv: WgslKernel; gemm: WgslKernel; add: WgslKernel };
+  order2?: { gemv: WgslKernel; gemm: WgslKernel; add?: WgslKernel };
+  /** The kernels add into the output (y += W·x): the block's residual add is in their epilogue. */
+  accumulate?: boolean;
 }
 
 export interface ActKernels {
@@ -190,8 +193,9 @@ export interface BlockKernels {
   attnPost?: WgslKernel;
   mlpPost?: WgslKernel;
   /** x ← x + residualScale · delta, after the attention and after the MLP. */
-  attnResidual: WgslKernel;
-  mlpResidual: WgslKernel;
+  /** Absent where o (down) adds into the stream itself (LinearKernels.accumulate: scale 1, no post-norm). */
+  attnResidual?: WgslKernel;
+  mlpResidual?: WgslKernel;
 }
 
 export interface ModelKernels {
@@ -207,41 +211,50 @@ export interface ModelKernels {
   logitSoftcap?: WgslKernel;
 }
 
-/** `packedInput`: the linear's act site writes the integer form of its input (ActKernels.packed). */
-export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false): LinearKernels {
+/**
+ * `packedInput`: the linear's act site writes the integer form of its input (ActKernels.packed).
+ * `accumulate`: every kernel adds into its output instead of writing it (a residual add in the
+ * linear's epilogue, LinearKernels.accumulate); an order-2 linear's second plane then adds there
+ * too, with no add kernel.
+ */
+export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false, accumulate = false): LinearKernels {
   const bias = !!l.bias;
   const lf = linearFormat(l);
+  const acc = accumulate ? { accumulate: true } : {};
   if (lf.kind === 'dense') {
     return {
       entry: l,
-      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats),
-      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats),
+      ...acc,
+      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats, accumulate),
+      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats, accumulate),
     };
   }
   const f = lf.format;
   const ternary = (tf: TernaryFormat, withBias: boolean) => ({
-    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(tf, l.rows, l.cols, 1, withBias, feats) : ternaryGemvWorkgroupKernel(tf, l.rows, l.cols, withBias, feats),
-    gemm: ternaryLinearKernel(tf, l.rows, l.cols, PREFILL_TILE, withBias, feats),
+    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(tf, l.rows, l.cols, 1, withBias, feats, accumulate) : ternaryGemvWorkgroupKernel(tf, l.rows, l.cols, withBias, feats, accumulate),
+    gemm: ternaryLinearKernel(tf, l.rows, l.cols, PREFILL_TILE, withBias, feats, accumulate),
   });
   // an order-2 linear's second plane: its own GEMV/GEMM (as stored), then added to the output
   const plane = l.order2 && ternaryFormatOf({ name: l.name, format: l.order2.format });
-  const order2 = plane ? { order2: { ...ternary(plane, false), add: residualAddKernel(l.rows) } } : {};
+  const order2 = plane ? { order2: { ...ternary(plane, false), ...(accumulate ? {} : { add: residualAddKernel(l.rows) }) } } : {};
   if (gemv === 'rows-per-workgroup' || gemv === 'rows-a8') {
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
       const a8 = gemv === 'rows-a8' && packedInput;
       return {
         entry: l,
+        ...acc,
         ...(df.packing !== f.packing ? { codes: df } : {}),
         ...(a8 ? { gemvA8: true } : {}),
-        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows)) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats),
-        gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), accumulate) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, accumulate),
+        gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats, accumulate),
         ...order2,
       };
     }
   }
   return {
     entry: l,
+    ...acc,
     ...ternary(f, bias),
     ...order2,
   };
@@ -268,7 +281,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
   const pack = gemv === 'rows-a8';
-  const linearKernels = (l: LinearEntry, site?: ActKernels) => linearKernelsOf(l, feats, gemv, !!site?.packed);
+  const linearKernels = (l: LinearEntry, site?: ActKernels, accumulate = false) => linearKernelsOf(l, feats, gemv, !!site?.packed, accumulate);
   const c = m.config;
   refuseMissing('the WGSL backend', WGSL_FEATURES, m);
   const rotaryDim = m.program.rope.rotaryDim;
@@ -291,6 +304,9 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     const oAct = actKernels(b.acts.o, qd, feats, pack);
     const mlpAct = actKernels(b.acts.mlp, c.hidden, feats, pack);
     const downAct = actKernels(b.acts.down, c.intermediate, feats, pack);
+    // x += o(·) and x += down(·) in the linears' epilogues where nothing comes between
+    const fuseAttnResidual = b.residualScale.attn === 1 && !b.postNorm;
+    const fuseMlpResidual = b.residualScale.mlp === 1 && !b.postNorm;
     // An RMS pre-norm followed by a plain quantiser (no online transform) is one kernel.
     const normAndAct = (ak: ActKernels, gamma: string | null, beta: string | null | undefined): WgslKernel => {
       if (b.preNorm === false || m.program.norm !== 'rms' || !ak.quant || ak.site.transform) return preNorm(b.preNorm, gamma, beta);
@@ -309,17 +325,17 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
     attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
       oAct,
-      o: linearKernels(b.o, oAct),
+      o: linearKernels(b.o, oAct, fuseAttnResidual),
       mlpNorm: normAndAct(mlpAct, b.mlpNorm, b.mlpNormBias),
       mlpAct,
       ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
       up: linearKernels(b.up, mlpAct),
       swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
       downAct,
-      down: linearKernels(b.down, downAct),
+      down: linearKernels(b.down, downAct, fuseMlpResidual),
       ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),
-      attnResidual: residualAddKernel(c.hidden, b.residualScale.attn),
-      mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp),
+      ...(fuseAttnResidual ? {} : { attnResidual: residualAddKernel(c.hidden, b.residualScale.attn) }),
+      ...(fuseMlpResidual ? {} : { mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp) }),
     };
   });
   return {

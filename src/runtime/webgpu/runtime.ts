@@ -275,8 +275,11 @@ export class WebgpuModel {
       this.op(lk, [w.w, site.x, ...bias, output], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, output] : undefined);
       if (lk.order2) {
         // output += second plane · input
-        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, planeOut], last);
-        this.op(lk.order2.add, [planeOut, output], last);
+        if (!lk.order2.add) this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, output], last);
+        else {
+          this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, planeOut], last);
+          this.op(lk.order2.add, [planeOut, output], last);
+        }
       }
     };
     // a pre-norm with its site's quantiser fused in (ActKernels.fusedIntoNorm) also writes xq/xp when it packs
@@ -317,8 +320,11 @@ export class WebgpuModel {
         this.op(bk.attentionCombine, [pm, pl, pa, att]);
       },
       'o-residual': (bk, b) => {
-        linearOp(bk.o, actOps(bk.oAct, att), y);
-        this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
+        if (!bk.attnResidual) linearOp(bk.o, actOps(bk.oAct, att), x); // x += o(·) in the GEMV/GEMM
+        else {
+          linearOp(bk.o, actOps(bk.oAct, att), y);
+          this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
+        }
       },
       'mlp-in': (bk, b) => {
         norm(bk.mlpNorm, b.preNorm === false ? null : b.mlpNorm, b.preNorm === false ? null : b.mlpNormBias, x, nrm);
@@ -330,8 +336,11 @@ export class WebgpuModel {
       },
       'down-residual': (bk, b) => {
         this.op(bk.swiglu, bk.gate ? [g, u, gu] : [u, gu]);
-        linearOp(bk.down, actOps(bk.downAct, gu), y);
-        this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
+        if (!bk.mlpResidual) linearOp(bk.down, actOps(bk.downAct, gu), x);
+        else {
+          linearOp(bk.down, actOps(bk.downAct, gu), y);
+          this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
+        }
       },
     };
     plan.blocks.forEach((bk, li) => {
