@@ -277,6 +277,24 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   });
 
+  it('MLP activation with the down site quantiser fused in: gated SiLU and ungated tanh-GELU, as the activation then act-quant give them', async () => {
+    const width = 1040, ntok = 2, clip = 0.9;
+    const g = randn(ntok * width, 3), u = randn(ntok * width, 2);
+    const silu = (x: number) => x / (1 + Math.exp(-x));
+    const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    for (const [gated, activation, bits, pack] of [[true, 'silu', 4, true], [false, 'gelu-tanh', 8, false]] as const) {
+      const act = Float32Array.from(u, (uv, i) => (gated ? silu(g[i]) * uv : geluTanh(uv)));
+      const want = actQuantRows(act, ntok, width, bits, clip);
+      const k = K.mlpActQuantKernel(width, activation, gated, NO_FEATURES, { bits, clip, pack });
+      const r = await runKernel(device, k, [...(gated ? [g] : []), u, new Float32Array(ntok * width), ...(pack ? [new Uint32Array((ntok * width) / 4), new Float32Array(2 * ntok)] : [])], ntok);
+      expectClose(r.Y, want, 1e-5);
+      if (pack) {
+        const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * width) / 4), width);
+        for (let i = 0; i < ntok * width; i++) expect(Math.fround((codes[i] - r.XP[2 * Math.floor(i / width) + 1]) * r.XP[2 * Math.floor(i / width)])).toBe(r.Y[i]);
+      }
+    }
+  });
+
   it('online Kronecker transform x → C·X·Bᵀ', async () => {
     const l = 3, r = 5, ntok = 2;
     const x = randn(ntok * l * r), C = randn(l * l), B = randn(r * r);

@@ -129,7 +129,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
       const rand = rng(seed);
       const site = (bits: number, l: number, r: number) => ({ bits, clip: 0.95, transform: { l, r, C: householder(l, rand), B: householder(r, rand) } });
       // attn: 8 bits without a transform (its quantiser fused into the RMSNorm), o: 16 bits (float x)
-      for (const b of am.blocks) b.acts = { attn: { bits: 8, clip: 0.95 }, o: site(16, 8, 16), mlp: site(4, 16, 8), down: site(4, 16, 16) };
+      // down: 4 bits without a transform (its quantiser fused into the SwiGLU)
+      for (const b of am.blocks) b.acts = { attn: { bits: 8, clip: 0.95 }, o: site(16, 8, 16), mlp: site(4, 16, 8), down: { bits: 4, clip: 0.9 } };
       writeArtifact(dir, am);
       const a = readArtifact(dir);
       const model = await WebgpuModel.create(device, a, { capacity: 8, gemv: 'rows-a8' });
@@ -137,7 +138,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
         const plan = planModel(a.manifest, { gemv: 'rows-a8' }).blocks[0];
         expect([plan.q, plan.k, plan.v, plan.o, plan.gate!, plan.up, plan.down].map((l) => !!l.gemvA8)).toEqual([true, true, true, false, true, true, true]);
         expect(plan.q.gemv.name).toBe('ternary_gemv_a8_bit2');
-        expect([plan.attnNorm.name, plan.attnAct.fusedIntoNorm, plan.mlpNorm.name, plan.mlpAct.quant?.name]).toEqual(['rms_norm_quant_pack', true, 'rms_norm', 'act_quant_pack']);
+        expect([plan.attnNorm.name, plan.attnAct.fused, plan.mlpNorm.name, plan.mlpAct.quant?.name]).toEqual(['rms_norm_quant_pack', true, 'rms_norm', 'act_quant_pack']);
+        expect([plan.swiglu.name, plan.downAct.fused, plan.downAct.quant]).toEqual(['glu_silu_quant_pack', true, undefined]);
         const ids = [2, 9, 33, 5, 17];
         const want = referenceLogits(a, ids);
         const got = new Float32Array(ids.length * wide.vocab);

@@ -1117,6 +1117,36 @@ export function swigluKernel(width: number, activation: MlpActivation = 'silu'):
   });
 }
 
+/**
+ * The MLP activation, act(g)·u (gated) or act(u), with the down site's quantiser in the same
+ * kernel: one workgroup a token writes the row, then quantises it as actQuantKernel does (and
+ * with pack writes its integer form). Bindings: [G], U, Y, [XQ, XP], step.
+ */
+export function mlpActQuantKernel(width: number, activation: MlpActivation, gated: boolean, feats: WgslFeatures, quant: RowQuant): WgslKernel {
+  checkRowQuant(width, quant);
+  const T = rowThreads(width);
+  return defineKernel({
+    name: `${gated ? 'glu' : 'mlp'}_${activation.replace('-', '_')}_quant${quant.pack ? '_pack' : ''}`,
+    params: { width, gated, bits: quant.bits, clip: quant.clip, pack: quant.pack },
+    bindings: [...(gated ? [f32buf('G')] : []), f32buf('U'), f32buf('Y', 'read_write'), ...quantBindings(quant)],
+    usesStep: true,
+    workgroupSize: T,
+    features: feats,
+    module: join([ACT_FN[activation], reduceDecl(2, T)]),
+    body: wgsl`  let base = wid.x * ${u32(width)};
+  var lo = 3.0e38;
+  var hi = -3.0e38;
+  for (var i = lid; i < ${u32(width)}; i += ${u32(T)}) {
+    let v = ${gated ? wgsl`act(G[base + i]) * U[base + i]` : wgsl`act(U[base + i])`};
+    Y[base + i] = v;
+    lo = min(lo, v);
+    hi = max(hi, v);
+  }
+${quantiseRow(width, quant, T, feats)}`,
+    dispatch: (ntok) => [ntok, 1, 1],
+  });
+}
+
 /** The ungated MLP activation y = σ(u) elementwise over [ntok, width] (GPT-2 / GPT-NeoX / Phi-2). Bindings: U, Y, step. */
 export function mlpActivationKernel(width: number, activation: MlpActivation): WgslKernel {
   return defineKernel({

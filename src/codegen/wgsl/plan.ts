@@ -18,6 +18,7 @@ import {
   kronLeftKernel,
   layerNormKernel,
   mlpActivationKernel,
+  mlpActQuantKernel,
   positionAddKernel,
   kronRightKernel,
   residualAddKernel,
@@ -159,13 +160,14 @@ export interface ActKernels {
   quant?: WgslKernel;
   /** The quant kernel also writes x̂'s integer form for the integer GEMVs (actQuantKernel pack). */
   packed?: boolean;
-  /** The site's quantiser runs in the pre-norm's kernel (rmsNormKernel with quant): no quant kernel. */
-  fusedIntoNorm?: boolean;
+  /** The site's quantiser runs in the kernel before it, the pre-norm's (rmsNormKernel with quant)
+   *  or the MLP activation's (mlpActQuantKernel): no quant kernel of its own. */
+  fused?: boolean;
 }
 
 export interface BlockKernels {
   /** rms(x, attnNorm), or a copy of x where the block has no pre-norm (OLMo-2); the same for
-   *  mlpNorm. With the site's quantiser fused in where attnAct.fusedIntoNorm. */
+   *  mlpNorm. With the site's quantiser fused in where attnAct.fused. */
   attnNorm: WgslKernel;
   attnAct: ActKernels;
   q: LinearKernels;
@@ -185,7 +187,7 @@ export interface BlockKernels {
   /** Absent in an ungated MLP. */
   gate?: LinearKernels;
   up: LinearKernels;
-  /** σ(g) ⊙ u, or σ(u) in an ungated MLP. */
+  /** σ(g) ⊙ u, or σ(u) in an ungated MLP; with the down site's quantiser where downAct.fused. */
   swiglu: WgslKernel;
   downAct: ActKernels;
   down: LinearKernels;
@@ -311,8 +313,16 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     const normAndAct = (ak: ActKernels, gamma: string | null, beta: string | null | undefined): WgslKernel => {
       if (b.preNorm === false || m.program.norm !== 'rms' || !ak.quant || ak.site.transform) return preNorm(b.preNorm, gamma, beta);
       ak.quant = undefined;
-      ak.fusedIntoNorm = true;
+      ak.fused = true;
       return rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats, { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed });
+    };
+    // The MLP activation followed by a plain quantiser is one kernel too.
+    const mlpActivation = (): WgslKernel => {
+      const ak = downAct;
+      if (!ak.quant || ak.site.transform) return b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation);
+      ak.quant = undefined;
+      ak.fused = true;
+      return mlpActQuantKernel(c.intermediate, b.mlp.activation, b.mlp.gated, feats, { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed });
     };
     return {
       attnNorm: normAndAct(attnAct, b.attnNorm, b.attnNormBias),
@@ -330,7 +340,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       mlpAct,
       ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
       up: linearKernels(b.up, mlpAct),
-      swiglu: b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation),
+      swiglu: mlpActivation(),
       downAct,
       down: linearKernels(b.down, downAct, fuseMlpResidual),
       ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),

@@ -282,7 +282,7 @@ export class WebgpuModel {
         }
       }
     };
-    // a pre-norm with its site's quantiser fused in (ActKernels.fusedIntoNorm) also writes xq/xp when it packs
+    // a pre-norm with its site's quantiser fused in (ActKernels.fused) also writes xq/xp when it packs
     const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
       this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output, ...(kern.bindings.some((b) => b.name === 'XQ') ? [xq, xp] : [])], last);
 
@@ -335,7 +335,8 @@ export class WebgpuModel {
         linearOp(bk.up, mi, u);
       },
       'down-residual': (bk, b) => {
-        this.op(bk.swiglu, bk.gate ? [g, u, gu] : [u, gu]);
+        // with the down site's quantiser fused in (ActKernels.fused), also xq/xp when it packs
+        this.op(bk.swiglu, [...(bk.gate ? [g] : []), u, gu, ...(bk.swiglu.bindings.some((x) => x.name === 'XQ') ? [xq, xp] : [])]);
         if (!bk.mlpResidual) linearOp(bk.down, actOps(bk.downAct, gu), x);
         else {
           linearOp(bk.down, actOps(bk.downAct, gu), y);
