@@ -81,6 +81,21 @@ async function splitAttention(heads: number, kvHeads: number, d: number, scale: 
   return runKernel(device, K.attentionCombineKernel(heads, d, splits), [part.PM, part.PL, part.PA, new Float32Array(ntok * heads * d)], ntok, { pos0 });
 }
 
+/** The XQ and XP outputs of a packing act-quant (empty without pack). */
+function quantOutputs(ntok: number, width: number, pack: boolean): HostArray[] {
+  return pack ? [new Uint32Array((ntok * width) / 4), new Float32Array(2 * ntok)] : [];
+}
+
+/** A packing act-quant's bytes and (scale, zero) give its x̂ back exactly, every code within 2^bits − 1. */
+function expectPackedGivesBack(r: Record<string, Float32Array>, ntok: number, width: number, bits: number) {
+  const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * width) / 4), width);
+  for (let i = 0; i < ntok * width; i++) {
+    const m = Math.floor(i / width);
+    expect(codes[i]).toBeLessThanOrEqual(2 ** bits - 1);
+    expect(Math.fround((codes[i] - r.XP[2 * m + 1]) * r.XP[2 * m])).toBe(r.Y[i]);
+  }
+}
+
 const FORMATS: Record<CodePacking, TernaryFormat[]> = {
   trit5: [ternaryFormat('trit5', 16), ternaryFormat('trit5', 20, false)], // g16: byte path, partial bytes; g20: word path
   bit2: [ternaryFormat('bit2', 8, false), ternaryFormat('bit2', 16)], // g8: byte path; g16: word path
@@ -196,14 +211,9 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       const ntok = 3, clip = 0.9;
       const x = randn(ntok * width, 2);
       x.fill(0.75, 2 * width, 3 * width); // a constant row: scale 0, left as it is
-      const r = await runKernel(device, K.actQuantKernel(width, bits, clip, NO_FEATURES, true), [x.slice(), new Uint32Array(ntok * width / 4), new Float32Array(2 * ntok)], ntok);
+      const r = await runKernel(device, K.actQuantKernel(width, bits, clip, NO_FEATURES, true), [x.slice(), ...quantOutputs(ntok, width, true)], ntok);
       expectClose(r.Y, actQuantRows(x, ntok, width, bits, clip), 1e-5);
-      const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * width) / 4), width);
-      for (let i = 0; i < ntok * width; i++) {
-        const m = Math.floor(i / width);
-        expect(codes[i]).toBeLessThanOrEqual(2 ** bits - 1);
-        expect(Math.fround((codes[i] - r.XP[2 * m + 1]) * r.XP[2 * m])).toBe(r.Y[i]);
-      }
+      expectPackedGivesBack(r, ntok, width, bits);
     }
     expect(() => K.actQuantKernel(40, 4, 1, NO_FEATURES, true)).toThrow(/width 40/);
     expect(() => K.actQuantKernel(64, 9, 1, NO_FEATURES, true)).toThrow(/9-bit/);
@@ -267,12 +277,9 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       const want = actQuantRows(normed, ntok, hidden, bits, clip);
       for (const feats of sg) {
         const k = K.rmsNormKernel(hidden, 1e-5, true, feats, { bits, clip, pack });
-        const r = await runKernel(device, k, [x, gamma, new Float32Array(ntok * hidden), ...(pack ? [new Uint32Array((ntok * hidden) / 4), new Float32Array(2 * ntok)] : [])], ntok);
+        const r = await runKernel(device, k, [x, gamma, new Float32Array(ntok * hidden), ...quantOutputs(ntok, hidden, pack)], ntok);
         expectClose(r.Y, want, 1e-5);
-        if (pack) {
-          const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * hidden) / 4), hidden);
-          for (let i = 0; i < ntok * hidden; i++) expect(Math.fround((codes[i] - r.XP[2 * Math.floor(i / hidden) + 1]) * r.XP[2 * Math.floor(i / hidden)])).toBe(r.Y[i]);
-        }
+        if (pack) expectPackedGivesBack(r, ntok, hidden, bits);
       }
     }
   });
@@ -286,12 +293,9 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       const act = Float32Array.from(u, (uv, i) => (gated ? silu(g[i]) * uv : geluTanh(uv)));
       const want = actQuantRows(act, ntok, width, bits, clip);
       const k = K.mlpActQuantKernel(width, activation, gated, NO_FEATURES, { bits, clip, pack });
-      const r = await runKernel(device, k, [...(gated ? [g] : []), u, new Float32Array(ntok * width), ...(pack ? [new Uint32Array((ntok * width) / 4), new Float32Array(2 * ntok)] : [])], ntok);
+      const r = await runKernel(device, k, [...(gated ? [g] : []), u, new Float32Array(ntok * width), ...quantOutputs(ntok, width, pack)], ntok);
       expectClose(r.Y, want, 1e-5);
-      if (pack) {
-        const codes = unpackActCodes(new Uint32Array(r.XQ.buffer, 0, (ntok * width) / 4), width);
-        for (let i = 0; i < ntok * width; i++) expect(Math.fround((codes[i] - r.XP[2 * Math.floor(i / width) + 1]) * r.XP[2 * Math.floor(i / width)])).toBe(r.Y[i]);
-      }
+      if (pack) expectPackedGivesBack(r, ntok, width, bits);
     }
   });
 
