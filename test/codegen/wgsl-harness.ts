@@ -50,7 +50,7 @@ export async function runKernel(
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bind);
-  pass.dispatchWorkgroups(...k.dispatch(ntok));
+  pass.dispatchWorkgroups(...k.dispatch(ntok, step.pos0 ?? 0));
   pass.end();
   const outs = k.bindings.map((b, i) => ({ b, i })).filter(({ b }) => b.access === 'read_write');
   const reads = outs.map(({ i }) => {

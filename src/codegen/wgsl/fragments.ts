@@ -53,8 +53,9 @@ export interface WgslKernel {
   bindings: readonly Binding[];
   usesStep: boolean;
   workgroupSize: number;
-  /** Workgroup counts for a forward of `ntok` tokens. */
-  dispatch(ntok: number): [number, number, number];
+  /** Workgroup counts for a forward of `ntok` tokens from position `pos0` (default 0; kernels
+   *  whose work grows with the context, the split attention, dispatch only what it reaches). */
+  dispatch(ntok: number, pos0?: number): [number, number, number];
   source(): string;
 }
 
@@ -71,7 +72,7 @@ export interface KernelSpec {
   /** Body of `main`; in scope: wid (workgroup_id), lid (local_invocation_index), and with
    *  subgroups, sg_lane / sg_size. */
   body: Code;
-  dispatch(ntok: number): [number, number, number];
+  dispatch(ntok: number, pos0?: number): [number, number, number];
 }
 
 export function defineKernel(spec: KernelSpec): WgslKernel {

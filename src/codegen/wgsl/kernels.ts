@@ -1063,7 +1063,8 @@ ${PG > 1 ? wgsl`  {
     for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
     PA[slot * ${u32(d)} + i] = a;
   }`}`,
-    dispatch: (ntok) => [heads, ntok, splits],
+    // the splits up to the last token's position: the rest would only write empty partials
+    dispatch: (ntok, pos0 = splits * S) => [heads, ntok, Math.min(splits, Math.ceil((pos0 + ntok) / S))],
   });
 }
 

@@ -443,7 +443,7 @@ export class WebgpuModel {
       const p = pass ?? enc.beginComputePass({ timestampWrites: { querySet: profile!, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
       p.setPipeline(this.pipeline(k));
       p.setBindGroup(0, tokens === 1 && op.bindGemv ? op.bindGemv : op.bind);
-      const [gx, gy, gz] = k.dispatch(tokens);
+      const [gx, gy, gz] = k.dispatch(tokens, op.last ? this.pos + n - 1 : this.pos);
       p.dispatchWorkgroups(gx, gy, gz);
       if (profile) p.end();
     });
