@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { rng } from '../../src/artifact/random.ts';
 import { layoutEntries, NO_FEATURES, type WgslKernel } from '../../src/codegen/wgsl/fragments.ts';
-import { gemvRowsUnsupported, ternaryGemvA8Kernel, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvA8Shape, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
+import { gemvRowsUnsupported, packActBytes, ternaryGemvA8Kernel, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvA8Shape, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
 import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
@@ -322,8 +322,7 @@ for (const [N, K] of SHAPES) {
     const xq = Uint8Array.from({ length: K }, () => Math.floor(rand() * 256));
     const xp = Float32Array.of(2 / 255, 128);
     const x = Float32Array.from(xq, (q) => Math.fround((q - xp[1]) * xp[0]));
-    const xqWords = new Uint32Array(K / 4);
-    xq.forEach((q, k) => (xqWords[4 * Math.floor(k / 16) + (k % 4)] |= q << (8 * Math.floor((k % 16) / 4))));
+    const xqWords = packActBytes(xq, K);
     const all: [string, WgslKernel][] = [
       ['thread-per-row', ternaryLinearKernel(f, N, K, 1, false, NO_FEATURES)],
       ['workgroup-per-row', ternaryGemvWorkgroupKernel(f, N, K, false, NO_FEATURES)],

@@ -53,17 +53,7 @@ function matmulRef(W: ArrayLike<number>, rows: number, cols: number, x: Float32A
   return y;
 }
 
-/** Activation bytes in the bit2 word order (kernels.ts actQuantKernel with pack): byte b of word
- *  j of each 16-element chunk holds element j + 4b. */
-function packActCodes(q: Uint8Array, cols: number): Uint32Array {
-  const out = new Uint32Array(q.length / 4);
-  for (let i = 0; i < q.length; i++) {
-    const row = Math.floor(i / cols), k = i % cols, c = Math.floor(k / 16), e = k % 16;
-    out[(row * cols) / 4 + 4 * c + (e % 4)] |= q[i] << (8 * Math.floor(e / 4));
-  }
-  return out;
-}
-
+/** The inverse of K.packActBytes. */
 function unpackActCodes(words: Uint32Array, cols: number): Uint8Array {
   const out = new Uint8Array(words.length * 4);
   for (let i = 0; i < out.length; i++) {
@@ -198,7 +188,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
         for (const shape of [shapes[ci % 4], shapes[(ci + 1 + (f.group >> 7)) % 4]]) {
           for (const feats of sg) {
             const k = K.ternaryGemvA8Kernel(f, rows, cols, !!bias, feats, shape);
-            const r = await runKernel(device, k, [packed, packActCodes(q, cols), xp, ...(bias ? [bias] : []), new Float32Array(ntok * rows)], ntok);
+            const r = await runKernel(device, k, [packed, K.packActBytes(q, cols), xp, ...(bias ? [bias] : []), new Float32Array(ntok * rows)], ntok);
             expectClose(r.Y, matmulRef(W, rows, cols, x, ntok, bias), 1e-5);
           }
         }
@@ -237,7 +227,7 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       ['thread-per-row GEMM', K.ternaryLinearKernel(f, rows, cols, 8, true, NO_FEATURES, true), [packed, x, bias], want],
       ['workgroup-per-row', K.ternaryGemvWorkgroupKernel(f, rows, cols, true, NO_FEATURES, true), [packed, x, bias], want],
       ['rows-per-workgroup', K.ternaryGemvRowsKernel(f, rows, cols, true, NO_FEATURES, K.GEMV_ROWS_DEFAULT, true), [packed, x, bias], want],
-      ['integer', K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT, true), [packed, packActCodes(q, cols), xp, bias], want],
+      ['integer', K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT, true), [packed, K.packActBytes(q, cols), xp, bias], want],
       ['dense fp16', K.denseLinearKernel('float16', rows, cols, 1, false, NO_FEATURES, true), [new Uint8Array(h.buffer), x], wantDense],
     ];
     for (const [what, k, inputs, expected] of cases) {

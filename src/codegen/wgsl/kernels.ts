@@ -782,6 +782,20 @@ ${quantiseRow(width, q, T, feats)}`,
   });
 }
 
+/**
+ * Activation codes (one byte each, rows of `cols`) in the order actQuantKernel with pack writes
+ * them and ternaryGemvA8Kernel reads them: byte b of word j of each 16-element chunk holds
+ * element j + 4b. The host-side statement of the layout (tests, benchmarks).
+ */
+export function packActBytes(q: Uint8Array, cols: number): Uint32Array {
+  const out = new Uint32Array(q.length / 4);
+  for (let i = 0; i < q.length; i++) {
+    const row = Math.floor(i / cols), k = i % cols, e = k % 16;
+    out[(row * cols) / 4 + 4 * Math.floor(k / 16) + (e % 4)] |= q[i] << (8 * Math.floor(e / 4));
+  }
+  return out;
+}
+
 /** An act site's quantiser as a row kernel applies it (actQuantKernel, or fused after a norm). */
 export interface RowQuant {
   bits: number;

@@ -34,6 +34,7 @@ import {
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
   type GemvA8Shape,
+  type RowQuant,
   GEMV_ROWS_DEFAULT,
 } from './kernels.ts';
 
@@ -194,8 +195,8 @@ export interface BlockKernels {
   /** rms(·, postNorm) of the attention and MLP outputs before the residual add (Gemma-2/3, OLMo-2). */
   attnPost?: WgslKernel;
   mlpPost?: WgslKernel;
-  /** x ← x + residualScale · delta, after the attention and after the MLP. */
-  /** Absent where o (down) adds into the stream itself (LinearKernels.accumulate: scale 1, no post-norm). */
+  /** x ← x + residualScale · delta, after the attention and after the MLP; absent where o (down)
+   *  adds into the stream itself (LinearKernels.accumulate: scale 1, no post-norm). */
   attnResidual?: WgslKernel;
   mlpResidual?: WgslKernel;
 }
@@ -309,20 +310,24 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     // x += o(·) and x += down(·) in the linears' epilogues where nothing comes between
     const fuseAttnResidual = b.residualScale.attn === 1 && !b.postNorm;
     const fuseMlpResidual = b.residualScale.mlp === 1 && !b.postNorm;
-    // An RMS pre-norm followed by a plain quantiser (no online transform) is one kernel.
-    const normAndAct = (ak: ActKernels, gamma: string | null, beta: string | null | undefined): WgslKernel => {
-      if (b.preNorm === false || m.program.norm !== 'rms' || !ak.quant || ak.site.transform) return preNorm(b.preNorm, gamma, beta);
+    // A plain quantiser (no online transform) moves into the kernel before it: the site loses its
+    // quant kernel and is marked fused; the quantiser's settings go to that kernel.
+    const fuseQuant = (ak: ActKernels): RowQuant | undefined => {
+      if (!ak.quant || ak.site.transform) return undefined;
       ak.quant = undefined;
       ak.fused = true;
-      return rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats, { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed });
+      return { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed };
     };
-    // The MLP activation followed by a plain quantiser is one kernel too.
+    // ... an RMS pre-norm's
+    const normAndAct = (ak: ActKernels, gamma: string | null, beta: string | null | undefined): WgslKernel => {
+      const q = b.preNorm !== false && m.program.norm === 'rms' ? fuseQuant(ak) : undefined;
+      return q ? rmsNormKernel(c.hidden, c.normEps, gamma !== null, feats, q) : preNorm(b.preNorm, gamma, beta);
+    };
+    // ... and the MLP activation's
     const mlpActivation = (): WgslKernel => {
-      const ak = downAct;
-      if (!ak.quant || ak.site.transform) return b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation);
-      ak.quant = undefined;
-      ak.fused = true;
-      return mlpActQuantKernel(c.intermediate, b.mlp.activation, b.mlp.gated, feats, { bits: ak.site.bits, clip: ak.site.clip, pack: !!ak.packed });
+      const q = fuseQuant(downAct);
+      if (q) return mlpActQuantKernel(c.intermediate, b.mlp.activation, b.mlp.gated, feats, q);
+      return b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation);
     };
     return {
       attnNorm: normAndAct(attnAct, b.attnNorm, b.attnNormBias),
@@ -333,7 +338,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
       ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
       attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
-    attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
+      attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
       oAct,
       o: linearKernels(b.o, oAct, fuseAttnResidual),
       mlpNorm: normAndAct(mlpAct, b.mlpNorm, b.mlpNormBias),

@@ -11,8 +11,7 @@ import { blockOps as programBlockOps, type BlockOp } from '../../program/block-p
 import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
-import { ternaryLayout } from '../../codegen/wgsl/kernels.ts';
-import { attentionSplits } from '../../codegen/wgsl/kernels.ts';
+import { attentionSplits, ternaryLayout } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
@@ -174,8 +173,8 @@ export class WebgpuModel {
     }
     // GEMV and GEMM of a linear have the same bindings (one bind group), unless the GEMV reads
     // the integer form of its input.
-    const gemm = bind(kernel.gemm, buffers);
-    this.ops.push({ kernel, bind: gemm, bindGemv: gemvBuffers ? bind(kernel.gemv, gemvBuffers) : (this.pending.set(kernel.gemv.cacheKey, kernel.gemv), gemm), last });
+    this.pending.set(kernel.gemv.cacheKey, kernel.gemv);
+    this.ops.push({ kernel, bind: bind(kernel.gemm, buffers), ...(gemvBuffers ? { bindGemv: bind(kernel.gemv, gemvBuffers) } : {}), last });
   }
 
   private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer; order2?: GPUBuffer } {
@@ -274,17 +273,16 @@ export class WebgpuModel {
       const bias = w.bias ? [w.bias] : [];
       this.op(lk, [w.w, site.x, ...bias, output], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, output] : undefined);
       if (lk.order2) {
-        // output += second plane · input
-        if (!lk.order2.add) this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, output], last);
-        else {
-          this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, planeOut], last);
-          this.op(lk.order2.add, [planeOut, output], last);
-        }
+        // output += second plane · input: added by its own kernels when they accumulate, else through planeOut
+        const add = lk.order2.add;
+        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, add ? planeOut : output], last);
+        if (add) this.op(add, [planeOut, output], last);
       }
     };
-    // a pre-norm with its site's quantiser fused in (ActKernels.fused) also writes xq/xp when it packs
+    // a kernel with a site's quantiser fused in (ActKernels.fused) also writes xq/xp when it packs
+    const packOut = (kern: WgslKernel) => (kern.bindings.some((b) => b.name === 'XQ') ? [xq, xp] : []);
     const norm = (kern: WgslKernel, gamma: string | null, beta: string | null | undefined, input: GPUBuffer, output: GPUBuffer, last = false) =>
-      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output, ...(kern.bindings.some((b) => b.name === 'XQ') ? [xq, xp] : [])], last);
+      this.op(kern, [input, ...(gamma ? [t(gamma)] : []), ...(beta ? [t(beta)] : []), output, ...packOut(kern)], last);
 
     /** The post-norm of a block output (into nrm, free by then), or the output itself. */
     const postOp = (kern: WgslKernel | undefined, gamma: string | null, out: GPUBuffer): GPUBuffer => {
@@ -320,11 +318,9 @@ export class WebgpuModel {
         this.op(bk.attentionCombine, [pm, pl, pa, att]);
       },
       'o-residual': (bk, b) => {
-        if (!bk.attnResidual) linearOp(bk.o, actOps(bk.oAct, att), x); // x += o(·) in the GEMV/GEMM
-        else {
-          linearOp(bk.o, actOps(bk.oAct, att), y);
-          this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
-        }
+        // without a residual kernel, o adds into x itself (LinearKernels.accumulate)
+        linearOp(bk.o, actOps(bk.oAct, att), bk.attnResidual ? y : x);
+        if (bk.attnResidual) this.op(bk.attnResidual, [postOp(bk.attnPost, b.postNorm?.attn.gamma ?? null, y), x]);
       },
       'mlp-in': (bk, b) => {
         norm(bk.mlpNorm, b.preNorm === false ? null : b.mlpNorm, b.preNorm === false ? null : b.mlpNormBias, x, nrm);
@@ -335,13 +331,9 @@ export class WebgpuModel {
         linearOp(bk.up, mi, u);
       },
       'down-residual': (bk, b) => {
-        // with the down site's quantiser fused in (ActKernels.fused), also xq/xp when it packs
-        this.op(bk.swiglu, [...(bk.gate ? [g] : []), u, gu, ...(bk.swiglu.bindings.some((x) => x.name === 'XQ') ? [xq, xp] : [])]);
-        if (!bk.mlpResidual) linearOp(bk.down, actOps(bk.downAct, gu), x);
-        else {
-          linearOp(bk.down, actOps(bk.downAct, gu), y);
-          this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
-        }
+        this.op(bk.swiglu, [...(bk.gate ? [g] : []), u, gu, ...packOut(bk.swiglu)]);
+        linearOp(bk.down, actOps(bk.downAct, gu), bk.mlpResidual ? y : x);
+        if (bk.mlpResidual) this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
       },
     };
     plan.blocks.forEach((bk, li) => {
