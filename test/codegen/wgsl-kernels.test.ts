@@ -237,6 +237,56 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   });
 
+  it('split output: every ternary linear kernel writes a stacked group\'s rows to one output a member (q|k|v of 5, 2, 2 rows), bias included', async () => {
+    const f = ternaryFormat('bit2', 64);
+    const split = [5, 2, 2];
+    const rows = 9, cols = 128, ntok = 3;
+    const w = randomTernary(f, rows, cols);
+    const packed = packTernary(f, w);
+    const bias = randn(rows);
+    const q = Uint8Array.from({ length: ntok * cols }, () => Math.floor(rand() * 256));
+    const xp = Float32Array.of(0.01, 100, 0.02, 90, 0.015, 120);
+    const x = Float32Array.from(q, (v, i) => (v - xp[2 * Math.floor(i / cols) + 1]) * xp[2 * Math.floor(i / cols)]);
+    const all = matmulRef(decodeTernary(w), rows, cols, x, ntok, bias);
+    // member i's rows of every token, [ntok, split_i]
+    const member = (i: number) => {
+      const r0 = split.slice(0, i).reduce((a, r) => a + r, 0);
+      return Array.from({ length: ntok * split[i] }, (_, e) => all[Math.floor(e / split[i]) * rows + r0 + (e % split[i])]);
+    };
+    const out = { split };
+    const cases: [string, ReturnType<typeof K.ternaryLinearKernel>, HostArray[]][] = [
+      ['thread-per-row GEMM', K.ternaryLinearKernel(f, rows, cols, 8, true, NO_FEATURES, out), [packed, x, bias]],
+      ['thread-per-row GEMV', K.ternaryLinearKernel(f, rows, cols, 1, true, NO_FEATURES, out), [packed, x, bias]],
+      ['workgroup-per-row', K.ternaryGemvWorkgroupKernel(f, rows, cols, true, NO_FEATURES, out), [packed, x, bias]],
+      ['rows-per-workgroup', K.ternaryGemvRowsKernel(f, rows, cols, true, NO_FEATURES, K.GEMV_ROWS_DEFAULT, out), [packed, x, bias]],
+      ['integer', K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT, out), [packed, K.packActBytes(q, cols), xp, bias]],
+    ];
+    for (const [what, k, inputs] of cases) {
+      expect(k.bindings.slice(-3).map((b) => b.name), what).toEqual(['Y0', 'Y1', 'Y2']);
+      const r = await runKernel(device, k, [...inputs, ...split.map((n) => new Float32Array(ntok * n))], ntok);
+      split.forEach((_, i) => expectClose(r[`Y${i}`], member(i), 1e-5));
+    }
+    expect(() => K.ternaryLinearKernel(f, rows, cols, 1, true, NO_FEATURES, { split: [5, 2] })).toThrow(/does not divide 9 rows/);
+    expect(() => K.ternaryLinearKernel(f, rows, cols, 1, true, NO_FEATURES, { split, accumulate: true })).toThrow(/does not accumulate/);
+  });
+
+  it('greedy token on the device: the first largest logit (ties to the lower index, as the host argmax) into ids[0] and T[pos0]', async () => {
+    for (const vocab of [1, 7, 256, 1000, 32000]) {
+      const l = randn(vocab);
+      if (vocab > 600) {
+        // a tie between two far-apart indices, in different threads' slices
+        const top = Math.max(...l) + 1;
+        l[vocab - 3] = top;
+        l[517] = top;
+      }
+      let want = 0;
+      for (let i = 1; i < vocab; i++) if (l[i] > l[want]) want = i;
+      const r = await runKernel(device, K.argmaxTokenKernel(vocab), [l, new Uint32Array(4), new Uint32Array(8)], 1, { pos0: 5 });
+      expect(new Uint32Array(r.ids.buffer)[0], `vocab ${vocab}`).toBe(want);
+      expect(Array.from(new Uint32Array(r.T.buffer).subarray(0, 8)), `vocab ${vocab}`).toEqual([0, 0, 0, 0, 0, want, 0, 0]);
+    }
+  });
+
   it('dense fp16 linear (lm_head) vs fp16-rounded weights, unrolled (K=24) and not (K=18)', async () => {
     for (const cols of [24, 18]) {
       const rows = 9, ntok = 3;

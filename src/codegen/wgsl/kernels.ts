@@ -108,9 +108,52 @@ function reduce(count: number, acc: (i: Code) => Code, op: 'sum' | 'max', feats:
 
 const tileCount = (ntok: number, tm: number) => Math.ceil(ntok / tm);
 
-/** A linear's output store: y = v, or with `accumulate` y += v (a residual add in the epilogue). */
-function storeY(index: Code, value: Code, accumulate: boolean): Code {
-  return accumulate ? wgsl`Y[${index}] = Y[${index}] + (${value});` : wgsl`Y[${index}] = ${value};`;
+/**
+ * Where a linear writes. `accumulate`: y += W·x (the block's residual add in the epilogue).
+ * `split`: a group of linears that share their input (q|k|v, gate|up) run as one linear of
+ * Σ split rows, their weights stacked; rows [Σ_{j<i} split_j, Σ_{j≤i} split_j) go to the
+ * group's output i (binding Y<i>, [ntok, split_i] row-major), so one dispatch serves them all.
+ * A boolean is `accumulate`.
+ */
+export interface LinearOut {
+  accumulate?: boolean;
+  split?: readonly number[];
+}
+
+function linearOut(out: boolean | LinearOut, rows: number): LinearOut {
+  const o = typeof out === 'boolean' ? { accumulate: out } : out;
+  if (o.split) {
+    if (o.accumulate) throw new Error('a split linear output does not accumulate');
+    if (o.split.length < 2 || o.split.some((r) => !Number.isInteger(r) || r < 1) || o.split.reduce((a, r) => a + r, 0) !== rows) {
+      throw new Error(`split output [${o.split.join(', ')}] does not divide ${rows} rows`);
+    }
+  }
+  return o;
+}
+
+/** The output bindings: Y, or Y0, Y1, … of a split output. */
+function outBindings(o: LinearOut): Binding[] {
+  return o.split ? o.split.map((_, i) => f32buf(`Y${i}`, 'read_write')) : [f32buf('Y', 'read_write')];
+}
+
+/** What the output adds to a kernel's parameters (its cache key). */
+function outParams(o: LinearOut): Record<string, string | boolean> {
+  return { ...(o.accumulate ? { accumulate: true } : {}), ...(o.split ? { split: o.split.join('+') } : {}) };
+}
+
+/** A linear's store of output row n, token m: y = v, y += v, or into the split output holding row n. */
+function storeY(o: LinearOut, m: Code, n: Code, rows: number, value: Code): Code {
+  if (!o.split) {
+    const index = wgsl`${m} * ${u32(rows)} + ${n}`;
+    return o.accumulate ? wgsl`Y[${index}] = Y[${index}] + (${value});` : wgsl`Y[${index}] = ${value};`;
+  }
+  let r0 = 0;
+  const parts = o.split.map((r, i) => {
+    const store = wgsl`Y${new Code(String(i))}[${m} * ${u32(r)} + ${n} - ${u32(r0)}] = ${value};`;
+    r0 += r;
+    return i === o.split!.length - 1 ? wgsl`{ ${store} }` : wgsl`if (${n} < ${u32(r0)}) { ${store} }`;
+  });
+  return join(parts, ' else ');
 }
 
 /** Shared skeleton of the linears: one thread per output row and TM-token tile, so no
@@ -127,13 +170,14 @@ function rowKernel(o: {
   module: Code;
   /** Walk row n, adding into acc[mm] for mm < mcount. */
   loop: Code;
-  accumulate: boolean;
+  out: boolean | LinearOut;
 }): WgslKernel {
   const { tm, rows, cols } = o;
+  const out = linearOut(o.out, rows);
   return defineKernel({
     name: o.name,
-    params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias, ...(o.accumulate ? { accumulate: true } : {}) },
-    bindings: [u32buf('W'), f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
+    params: { ...o.params, N: rows, K: cols, TM: tm, bias: o.bias, ...outParams(out) },
+    bindings: [u32buf('W'), f32buf('X'), ...(o.bias ? [f32buf('bias')] : []), ...outBindings(out)],
     usesStep: true,
     workgroupSize: WG,
     features: o.feats,
@@ -145,14 +189,14 @@ function rowKernel(o: {
   var acc: array<f32, ${tm}>;
 ${o.loop}
   for (var mm = 0u; mm < mcount; mm++) {
-    ${storeY(wgsl`(m0 + mm) * ${u32(rows)} + n`, wgsl`acc[mm]${o.bias ? wgsl` + bias[n]` : wgsl``}`, o.accumulate)}
+    ${storeY(out, wgsl`(m0 + mm)`, wgsl`n`, rows, wgsl`acc[mm]${o.bias ? wgsl` + bias[n]` : wgsl``}`)}
   }`,
     dispatch: (ntok) => [Math.ceil(rows / WG), tileCount(ntok, tm), 1],
   });
 }
 
 /** Ternary linear (GEMV at tm = 1, token-tiled GEMM at tm > 1). Bindings: W, X, [bias], Y, step. */
-export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
+export function ternaryLinearKernel(f: TernaryFormat, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, out: boolean | LinearOut = false): WgslKernel {
   const L = ternaryLayout(f, rows, cols);
   const P = WGSL_PACKINGS[f.packing];
   const b = new Code('byte');
@@ -227,7 +271,7 @@ ${groupEnd}
     tm,
     bias,
     feats,
-    accumulate,
+    out,
     module: wgsl`fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1u)])[i & 1u]; }`,
     // The explicit zero constructors matter: Dawn + SwiftShader does not re-zero a bare
     // `var st: array<f32, N>;` on each loop iteration (the ternary kernel tests caught it).
@@ -291,7 +335,8 @@ ${out(wgsl`red[0]`)}
  * rows that share the row's first and last words), and the per-thread sums are reduced across
  * the workgroup. Bindings as ternaryLinearKernel: W, X, [bias], Y, step.
  */
-export function ternaryGemvWorkgroupKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
+export function ternaryGemvWorkgroupKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, output: boolean | LinearOut = false): WgslKernel {
+  const out = linearOut(output, rows);
   const L = ternaryLayout(f, rows, cols);
   const P = WGSL_PACKINGS[f.packing];
   const rowBytes = L.ng * L.bytesPerGroup;
@@ -317,8 +362,8 @@ ${join(trits)}
   };
   return defineKernel({
     name: `ternary_gemv_wg_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, WG: GEMV_WG, ...(accumulate ? { accumulate } : {}) },
-    bindings: [u32buf('W'), f32buf('X'), ...(bias ? [f32buf('bias')] : []), f32buf('Y', 'read_write')],
+    params: { fmt: f.id, N: rows, K: cols, bias, WG: GEMV_WG, ...outParams(out) },
+    bindings: [u32buf('W'), f32buf('X'), ...(bias ? [f32buf('bias')] : []), ...outBindings(out)],
     usesStep: true,
     workgroupSize: GEMV_WG,
     features: feats,
@@ -338,7 +383,7 @@ fn half_at(word0: u32, i: u32) -> f32 { return unpack2x16float(W[word0 + (i >> 1
     let wb = w * 4u;
 ${join(Array.from({ length: 4 }, (_, b) => byteTerm(b)))}
   }
-${workgroupSum((t) => wgsl`    ${storeY(wgsl`m * ${u32(rows)} + n`, wgsl`${t}${bias ? wgsl` + bias[n]` : wgsl``}`, accumulate)}`, feats)}`,
+${workgroupSum((t) => wgsl`    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`${t}${bias ? wgsl` + bias[n]` : wgsl``}`)}`, feats)}`,
     dispatch: (ntok) => [Math.min(rows, ROW_FOLD), ntok, Math.ceil(rows / ROW_FOLD)],
   });
 }
@@ -377,7 +422,8 @@ export function gemvRowsUnsupported(f: TernaryFormat, cols: number): string | nu
  * subgroupAdd where offered, else through workgroup memory. Bindings: W (vec4 words: codes,
  * then scales, then shifts, as ternaryLayout), X (vec4 rows of K), [bias], Y, step.
  */
-export function ternaryGemvRowsKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT, accumulate = false): WgslKernel {
+export function ternaryGemvRowsKernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT, output: boolean | LinearOut = false): WgslKernel {
+  const out = linearOut(output, rows);
   const why = gemvRowsUnsupported(f, cols);
   if (why) throw new Error(`rows-per-workgroup GEMV: ${why}`);
   const { rows: R, threadsPerRow: TPR } = shape;
@@ -416,12 +462,12 @@ ${f.shift ? wgsl`      e += dot(xv0 + xv1 + xv2 + xv3, vec4<f32>(1.0));` : wgsl`
   let parts = ${u32(TPR)};`;
   return defineKernel({
     name: `ternary_gemv_rows_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, R, TPR, ...(accumulate ? { accumulate } : {}) },
+    params: { fmt: f.id, N: rows, K: cols, bias, R, TPR, ...outParams(out) },
     bindings: [
       { name: 'W', elem: 'vec4<u32>', access: 'read' },
       { name: 'X', elem: 'vec4<f32>', access: 'read' },
       ...(bias ? [f32buf('bias')] : []),
-      f32buf('Y', 'read_write'),
+      ...outBindings(out),
     ],
     usesStep: true,
     workgroupSize: wg,
@@ -449,7 +495,7 @@ ${partials}
   if (t == 0u && live) {
     var tot = 0.0;
     for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
-    ${storeY(wgsl`m * ${u32(rows)} + n`, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`, accumulate)}
+    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`)}
   }`,
     dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
   });
@@ -482,7 +528,8 @@ const GEMV_A8_WG = 256;
  * scales, shifts as ternaryLayout), XQ (vec4 words, K/16 a token), XP (scale, zero a token),
  * [bias], Y, step.
  */
-export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, accumulate = false): WgslKernel {
+export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, output: boolean | LinearOut = false): WgslKernel {
+  const out = linearOut(output, rows);
   const why = gemvRowsUnsupported(f, cols);
   if (why) throw new Error(`integer-activation GEMV: ${why}`);
   const { threadsPerRow: TPR, rowsPerThread: RPT } = shape;
@@ -515,13 +562,13 @@ ${join(
       : wgsl`  red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)};`;
   return defineKernel({
     name: `ternary_gemv_a8_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT, ...(accumulate ? { accumulate } : {}) },
+    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT, ...outParams(out) },
     bindings: [
       { name: 'W', elem: 'vec4<u32>', access: 'read' },
       { name: 'XQ', elem: 'vec4<u32>', access: 'read' },
       f32buf('XP'),
       ...(bias ? [f32buf('bias')] : []),
-      f32buf('Y', 'read_write'),
+      ...outBindings(out),
     ],
     usesStep: true,
     workgroupSize: GEMV_A8_WG,
@@ -556,7 +603,7 @@ ${join(
     (i) => wgsl`    if (nb + ${u32(i)} < ${u32(rows)}) {
       var tot = 0.0;
       for (var p = 0u; p < parts; p++) { tot += red[(r * parts + p) * ${u32(RPT)} + ${u32(i)}]; }
-      ${storeY(wgsl`m * ${u32(rows)} + nb + ${u32(i)}`, wgsl`sx * tot${bias ? wgsl` + bias[nb + ${u32(i)}]` : wgsl``}`, accumulate)}
+      ${storeY(out, wgsl`m`, wgsl`nb + ${u32(i)}`, rows, wgsl`sx * tot${bias ? wgsl` + bias[nb + ${u32(i)}]` : wgsl``}`)}
     }`,
   ),
 )}
@@ -569,7 +616,7 @@ export type DenseDtype = 'float16' | 'float32';
 
 /** Dense linear (lm_head): W [rows, cols] as fp16 pairs or f32 bits in u32 words, read
  *  UNROLL words per iteration. */
-export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, accumulate = false): WgslKernel {
+export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number, tm: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, out: boolean | LinearOut = false): WgslKernel {
   if (dtype === 'float16' && cols % 2) throw new Error(`fp16 dense linear needs an even column count, got ${cols}`);
   const per = dtype === 'float16' ? 2 : 1;
   const words = cols / per;
@@ -590,7 +637,7 @@ export function denseLinearKernel(dtype: DenseDtype, rows: number, cols: number,
     tm,
     bias,
     feats,
-    accumulate,
+    out,
     module: wgsl``,
     loop: wgsl`  let wr = n * ${u32(words)};
   for (var mm = 0u; mm < mcount; mm++) {
@@ -1213,4 +1260,44 @@ export function scaleKernel(width: number, s: number): WgslKernel {
 /** X += scale · D elementwise over [ntok, width] (the residual add). Bindings: D, X, step. */
 export function residualAddKernel(width: number, scale = 1): WgslKernel {
   return elementwiseKernel('residual_add', width, scale === 1 ? {} : { scale }, [f32buf('D'), f32buf('X', 'read_write')], wgsl`X[e] = X[e] + D[e]${scale === 1 ? wgsl`` : wgsl` * ${f32(scale)}`};`);
+}
+
+/** Threads of the greedy-token kernel (one workgroup). */
+const ARGMAX_WG = 256;
+
+/**
+ * The greedy next token on the device: the first index of the largest of the last token's
+ * logits (row 0 of L, as the last-token ops write it; ties go to the lower index, as the
+ * host's argmax), written to ids[0] (what the next step's embedding gather reads) and to
+ * T[step.pos0] (the token after position pos0, for the host to read when it likes). One
+ * workgroup: each thread scans a strided slice in increasing index order, then a tree of
+ * (value, index) pairs. Bindings: L, ids, T, step.
+ */
+export function argmaxTokenKernel(vocab: number): WgslKernel {
+  const T = ARGMAX_WG;
+  return defineKernel({
+    name: 'argmax_token',
+    params: { vocab },
+    bindings: [f32buf('L'), { name: 'ids', elem: 'u32', access: 'read_write' }, { name: 'T', elem: 'u32', access: 'read_write' }],
+    usesStep: true,
+    workgroupSize: T,
+    module: wgsl`var<workgroup> bv: array<f32, ${u32(T)}>;
+var<workgroup> bi: array<u32, ${u32(T)}>;`,
+    body: wgsl`  var v = L[min(lid, ${u32(vocab - 1)})];
+  var b = min(lid, ${u32(vocab - 1)});
+  for (var i = lid + ${u32(T)}; i < ${u32(vocab)}; i += ${u32(T)}) { let x = L[i]; if (x > v) { v = x; b = i; } }
+  bv[lid] = v;
+  bi[lid] = b;
+  workgroupBarrier();
+  for (var s = ${u32(T / 2)}; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let ov = bv[lid + s];
+      let oi = bi[lid + s];
+      if (ov > bv[lid] || (ov == bv[lid] && oi < bi[lid])) { bv[lid] = ov; bi[lid] = oi; }
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { ids[0] = bi[0]; T[step.pos0] = bi[0]; }`,
+    dispatch: () => [1, 1, 1],
+  });
 }

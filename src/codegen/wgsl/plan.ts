@@ -9,6 +9,7 @@ import { NO_FEATURES, type WgslFeatures, type WgslKernel } from './fragments.ts'
 import { qkNormShape, refuseMissing, type FeatureTable, type HeadNorm, type MlpActivation, type QkNorm } from '../../program/block-program.ts';
 import {
   actQuantKernel,
+  argmaxTokenKernel,
   attentionCombineKernel,
   attentionPartialKernel,
   attentionSplits,
@@ -34,6 +35,7 @@ import {
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
   type GemvA8Shape,
+  type LinearOut,
   type RowQuant,
   GEMV_ROWS_DEFAULT,
 } from './kernels.ts';
@@ -126,6 +128,9 @@ export interface PlanOptions {
   adapter?: AdapterKind;
   /** Force a GEMV shape regardless of the adapter (tests, benchmarks). */
   gemv?: GemvVariant;
+  /** Run the linears that share an input (q|k|v, gate|up) as one stacked linear where their
+   *  formats allow (groupLinears). Default true. */
+  group?: boolean;
   /** Positions the KV cache holds (the attention's splits). Default: the model's maxPositions. */
   context?: number;
 }
@@ -135,7 +140,11 @@ export function gemvVariant(o: PlanOptions): GemvVariant {
 }
 
 export interface LinearKernels {
+  /** The linear; for a group, one entry standing for the stacked linears (rows = Σ members' rows). */
   entry: LinearEntry;
+  /** A group of linears that read the same input (q|k|v, gate|up): their weights are stacked
+   *  into one linear at upload and its kernels write member i's rows to output i (LinearOut.split). */
+  members?: LinearEntry[];
   /** The GEMV reads the act site's integer form (XQ, XP) instead of x (ternaryGemvA8Kernel);
    *  the GEMM still reads x. */
   gemvA8?: boolean;
@@ -174,6 +183,8 @@ export interface BlockKernels {
   q: LinearKernels;
   k: LinearKernels;
   v: LinearKernels;
+  /** What the runtime launches for q, k and v (groupLinears): one stacked linear, or each alone. */
+  qkv: LinearKernels[];
   /** The q/k norms (program qkNorm), before RoPE. */
   qNorm?: WgslKernel;
   kNorm?: WgslKernel;
@@ -188,6 +199,8 @@ export interface BlockKernels {
   /** Absent in an ungated MLP. */
   gate?: LinearKernels;
   up: LinearKernels;
+  /** What the runtime launches for gate and up (groupLinears). */
+  gateUp: LinearKernels[];
   /** σ(g) ⊙ u, or σ(u) in an ungated MLP; with the down site's quantiser where downAct.fused. */
   swiglu: WgslKernel;
   downAct: ActKernels;
@@ -212,6 +225,8 @@ export interface ModelKernels {
   logitScale?: WgslKernel;
   /** logits ← cap·tanh(logits/cap), when the program soft-caps them. */
   logitSoftcap?: WgslKernel;
+  /** The greedy next token on the device (greedy decode without reading logits back). */
+  argmax: WgslKernel;
 }
 
 /**
@@ -220,22 +235,23 @@ export interface ModelKernels {
  * linear's epilogue, LinearKernels.accumulate); an order-2 linear's second plane then adds there
  * too, with no add kernel.
  */
-export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false, accumulate = false): LinearKernels {
+export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false, accumulate = false, split?: readonly number[]): LinearKernels {
   const bias = !!l.bias;
   const lf = linearFormat(l);
   const acc = accumulate ? { accumulate: true } : {};
+  const out: LinearOut = split ? { split } : { accumulate };
   if (lf.kind === 'dense') {
     return {
       entry: l,
       ...acc,
-      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats, accumulate),
-      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats, accumulate),
+      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats, out),
+      gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats, out),
     };
   }
   const f = lf.format;
   const ternary = (tf: TernaryFormat, withBias: boolean) => ({
-    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(tf, l.rows, l.cols, 1, withBias, feats, accumulate) : ternaryGemvWorkgroupKernel(tf, l.rows, l.cols, withBias, feats, accumulate),
-    gemm: ternaryLinearKernel(tf, l.rows, l.cols, PREFILL_TILE, withBias, feats, accumulate),
+    gemv: gemv === 'thread-per-row' ? ternaryLinearKernel(tf, l.rows, l.cols, 1, withBias, feats, out) : ternaryGemvWorkgroupKernel(tf, l.rows, l.cols, withBias, feats, out),
+    gemm: ternaryLinearKernel(tf, l.rows, l.cols, PREFILL_TILE, withBias, feats, out),
   });
   // an order-2 linear's second plane: its own GEMV/GEMM (as stored), then added to the output
   const plane = l.order2 && ternaryFormatOf({ name: l.name, format: l.order2.format });
@@ -249,8 +265,8 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
         ...acc,
         ...(df.packing !== f.packing ? { codes: df } : {}),
         ...(a8 ? { gemvA8: true } : {}),
-        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), accumulate) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, accumulate),
-        gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats, accumulate),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), out) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out),
+        gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats, out),
         ...order2,
       };
     }
@@ -261,6 +277,22 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     ...ternary(f, bias),
     ...order2,
   };
+}
+
+/**
+ * The launches of linears that read the same input: one stacked linear (LinearKernels.members)
+ * of the members that allow it, the others alone. Stackable: ternary of one format and width,
+ * all with a bias or none, no second plane. One launch instead of several, and a longer GEMV
+ * (a 7B model's q|k|v is 12288 rows, its gate|up 22016) keeps more of the GPU busy.
+ */
+export function groupLinears(members: readonly LinearEntry[], feats: WgslFeatures, gemv: GemvVariant, packedInput: boolean, group = true): LinearKernels[] {
+  const first = members[0];
+  const stackable = (l: LinearEntry) => !!ternaryFormatOf(l) && !l.order2 && l.format === first.format && l.cols === first.cols && !!l.bias === !!first.bias;
+  const stack = group && ternaryFormatOf(first) ? members.filter(stackable) : [];
+  if (stack.length < 2) return members.map((l) => linearKernelsOf(l, feats, gemv, packedInput));
+  const rows = stack.map((l) => l.rows);
+  const entry: LinearEntry = { ...first, name: stack.map((l) => l.name).join('+'), rows: rows.reduce((a, r) => a + r, 0) };
+  return [{ ...linearKernelsOf(entry, feats, gemv, packedInput, false, rows), members: stack }, ...members.filter((l) => !stack.includes(l)).map((l) => linearKernelsOf(l, feats, gemv, packedInput))];
 }
 
 /** A site's kernels; with `pack` (the 'rows-a8' GEMV) a site of 8 bits or fewer also writes its integer form. */
@@ -335,6 +367,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       q: linearKernels(b.q, attnAct),
       k: linearKernels(b.k, attnAct),
       v: linearKernels(b.v, attnAct),
+      qkv: groupLinears([b.q, b.k, b.v], feats, gemv, !!attnAct.packed, opts.group ?? true),
       ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
       ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
       attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
@@ -345,6 +378,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       mlpAct,
       ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
       up: linearKernels(b.up, mlpAct),
+      gateUp: groupLinears(b.gate ? [b.gate, b.up] : [b.up], feats, gemv, !!mlpAct.packed, opts.group ?? true),
       swiglu: mlpActivation(),
       downAct,
       down: linearKernels(b.down, downAct, fuseMlpResidual),
@@ -361,6 +395,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
     lmHead: linearKernels(m.lmHead),
     ...(m.program.logitScale === 1 ? {} : { logitScale: scaleKernel(c.vocab, m.program.logitScale) }),
     ...(m.program.logitSoftcap === undefined ? {} : { logitSoftcap: softcapKernel(c.vocab, m.program.logitSoftcap) }),
+    argmax: argmaxTokenKernel(c.vocab),
   };
 }
 
@@ -375,11 +410,12 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   for (const b of p.blocks) {
     [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.attentionCombine, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
-    [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down].forEach(lin);
+    [...b.qkv, b.o, ...b.gateUp, b.down].forEach(lin);
   }
   add(p.finalNorm);
   lin(p.lmHead);
   add(p.logitScale);
   add(p.logitSoftcap);
+  add(p.argmax);
   return [...all.values()];
 }

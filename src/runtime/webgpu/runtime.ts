@@ -26,6 +26,8 @@ export interface WebgpuModelOptions {
   adapter?: AdapterKind;
   /** Force a GEMV shape (tests, benchmarks). */
   gemv?: GemvVariant;
+  /** Stack the linears that share an input into one launch (plan.ts groupLinears). Default true. */
+  group?: boolean;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
   context?: number;
 }
@@ -59,6 +61,8 @@ export class WebgpuModel {
   readonly adapter: AdapterKind;
   /** The decode GEMV shape this model runs. */
   readonly gemv: GemvVariant;
+  /** Linears sharing an input run as one stacked launch. */
+  readonly group: boolean;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
@@ -83,6 +87,7 @@ export class WebgpuModel {
     const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     this.adapter = opts.adapter ?? (info ? adapterKind(info) : 'gpu');
     this.gemv = gemvVariant({ adapter: this.adapter, gemv: opts.gemv });
+    this.group = opts.group ?? true;
   }
 
   /** Upload the artifact's weights and build every pipeline and bind group. */
@@ -159,49 +164,64 @@ export class WebgpuModel {
 
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
 
-  /** A launch of `kernel` on `buffers` (a linear: its GEMM's, and its GEMV's unless `gemvBuffers` are given). */
+  /** A launch of `kernel` on `buffers` (a linear: its GEMM's, and its GEMV's unless `gemvBuffers` are given), appended to the forward's ops. */
   private op(kernel: WgslKernel | LinearKernels, buffers: GPUBuffer[], last = false, gemvBuffers?: GPUBuffer[]): void {
+    this.ops.push(this.makeOp(kernel, buffers, last, gemvBuffers));
+  }
+
+  private makeOp(kernel: WgslKernel | LinearKernels, buffers: GPUBuffer[], last = false, gemvBuffers?: GPUBuffer[]): Op {
     const bind = (k: WgslKernel, bufs: GPUBuffer[]) => {
       if (bufs.length !== k.bindings.length) throw new Error(`${k.name}: ${k.bindings.length} bindings, ${bufs.length} buffers given`);
       const all = k.usesStep ? [...bufs, last ? this.stepLast : this.step] : bufs;
       this.pending.set(k.cacheKey, k);
       return this.device.createBindGroup({ layout: this.layout(k), entries: all.map((buffer, binding) => ({ binding, resource: { buffer } })) });
     };
-    if (!isLinear(kernel)) {
-      this.ops.push({ kernel, bind: bind(kernel, buffers), last });
-      return;
-    }
+    if (!isLinear(kernel)) return { kernel, bind: bind(kernel, buffers), last };
     // GEMV and GEMM of a linear have the same bindings (one bind group), unless the GEMV reads
     // the integer form of its input.
     this.pending.set(kernel.gemv.cacheKey, kernel.gemv);
-    this.ops.push({ kernel, bind: bind(kernel.gemm, buffers), ...(gemvBuffers ? { bindGemv: bind(kernel.gemv, gemvBuffers) } : {}), last });
+    return { kernel, bind: bind(kernel.gemm, buffers), ...(gemvBuffers ? { bindGemv: bind(kernel.gemv, gemvBuffers) } : {}), last };
   }
 
   private linearWeights(a: LoadedArtifact, lk: LinearKernels): { w: GPUBuffer; bias?: GPUBuffer; order2?: GPUBuffer } {
     const l = lk.entry;
-    const bias = l.bias ? this.upload(tensorBytesCopy(a, l.bias)) : undefined;
+    // a group's bias and planes: its members', stacked in order (their rows are the group's)
+    const members = lk.members ?? [l];
+    const cat = (parts: Uint8Array[]) => {
+      const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+      parts.reduce((at, p) => (all.set(p, at), at + p.byteLength), 0);
+      return all;
+    };
+    const bias = l.bias ? this.upload(cat(members.map((e) => tensorBytesCopy(a, e.bias!)))) : undefined;
     if (!ternaryFormatOf(l)) return { w: this.upload(tensorBytesCopy(a, l.weight!)), bias };
-    return { w: this.planeWeights(a, l, l, lk.codes), bias, ...(l.order2 ? { order2: this.planeWeights(a, l, l.order2) } : {}) };
+    const stored = ternaryFormatOf(l)!;
+    const f = lk.codes ?? stored;
+    const plane = cat(members.map((e) => this.codesOf(a, e, e.codes!, stored, f)));
+    const scales = cat(members.map((e) => tensorBytesCopy(a, e.scales!)));
+    const shifts = f.shift ? cat(members.map((e) => tensorBytesCopy(a, e.shifts!))) : undefined;
+    return { w: this.planeWeights(f, l, plane, scales, shifts), bias, ...(l.order2 ? { order2: this.planeWeights(ternaryFormatOf({ name: l.name, format: l.order2.format })!, l, tensorBytesCopy(a, l.order2.codes), tensorBytesCopy(a, l.order2.scales)) } : {}) };
   }
 
-  /** One ternary plane packed as the kernels read it (wgsl/kernels.ts ternaryLayout), its codes
-   *  transcoded to `codesAs` where the plan asks for another packing (LinearKernels.codes). */
-  private planeWeights(a: LoadedArtifact, l: LinearEntry, p: { format: string; codes?: string; scales?: string; shifts?: string }, codesAs?: TernaryFormat): GPUBuffer {
-    const stored = ternaryFormatOf({ name: l.name, format: p.format })!;
-    const f = codesAs ?? stored;
+  /** A linear's codes as stored, transcoded to `f` where the plan asks for another packing (LinearKernels.codes). */
+  private codesOf(a: LoadedArtifact, l: LinearEntry, name: string, stored: TernaryFormat, f: TernaryFormat): Uint8Array {
+    const codes = tensorBytesCopy(a, name);
+    return f === stored ? codes : transcodeCodes(codes, stored, f, l.rows * groupsPerRow(stored, l.cols));
+  }
+
+  /** One ternary plane of format `f` packed as the kernels read it (wgsl/kernels.ts ternaryLayout). */
+  private planeWeights(f: TernaryFormat, l: LinearEntry, codes: Uint8Array, scales: Uint8Array, shifts?: Uint8Array): GPUBuffer {
     const L = ternaryLayout(f, l.rows, l.cols);
     const packed = new Uint8Array(L.words * 4);
-    const codes = tensorBytesCopy(a, p.codes!);
-    packed.set(f === stored ? codes : transcodeCodes(codes, stored, f, l.rows * groupsPerRow(stored, l.cols)), 0);
-    packed.set(tensorBytesCopy(a, p.scales!), L.scaleWord0 * 4);
-    if (f.shift) packed.set(tensorBytesCopy(a, p.shifts!), L.shiftWord0 * 4);
+    packed.set(codes, 0);
+    packed.set(scales, L.scaleWord0 * 4);
+    if (shifts) packed.set(shifts, L.shiftWord0 * 4);
     return this.upload(packed);
   }
 
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
@@ -266,17 +286,20 @@ export class WebgpuModel {
       if (ak.quant) this.op(ak.quant, ak.packed ? [out, xq, xp] : [out]);
       return { x: out, packed: !!ak.packed };
     };
-    const linearOp = (lk: LinearKernels, input: SiteInput | GPUBuffer, output: GPUBuffer, last = false) => {
+    /** A linear's launch; a group (LinearKernels.members) writes one output a member. */
+    const linearOp = (lk: LinearKernels, input: SiteInput | GPUBuffer, output: GPUBuffer | GPUBuffer[], last = false) => {
       const w = this.linearWeights(a, lk);
       const site = 'x' in input ? input : { x: input, packed: false };
       if (lk.gemvA8 && !site.packed) throw new Error(`${lk.entry.name}: the integer GEMV's input site does not pack`);
       const bias = w.bias ? [w.bias] : [];
-      this.op(lk, [w.w, site.x, ...bias, output], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, output] : undefined);
+      const outs = Array.isArray(output) ? output : [output];
+      this.op(lk, [w.w, site.x, ...bias, ...outs], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, ...outs] : undefined);
       if (lk.order2) {
-        // output += second plane · input: added by its own kernels when they accumulate, else through planeOut
+        // output += second plane · input: added by its own kernels when they accumulate, else through
+        // planeOut (groups have no second plane: groupLinears leaves order-2 linears alone)
         const add = lk.order2.add;
-        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, add ? planeOut : output], last);
-        if (add) this.op(add, [planeOut, output], last);
+        this.op({ entry: lk.entry, gemv: lk.order2.gemv, gemm: lk.order2.gemm }, [w.order2!, site.x, add ? planeOut : outs[0]], last);
+        if (add) this.op(add, [planeOut, outs[0]], last);
       }
     };
     // a kernel with a site's quantiser fused in (ActKernels.fused) also writes xq/xp when it packs
@@ -302,10 +325,9 @@ export class WebgpuModel {
         norm(bk.attnNorm, b.preNorm === false ? null : b.attnNorm, b.preNorm === false ? null : b.attnNormBias, x, nrm);
         ai = actOps(bk.attnAct, nrm);
       },
-      qkv: (bk) => {
-        linearOp(bk.q, ai, q);
-        linearOp(bk.k, ai, k);
-        linearOp(bk.v, ai, v);
+      qkv: (bk, b) => {
+        const out = new Map([[b.q, q], [b.k, k], [b.v, v]]);
+        for (const lk of bk.qkv) linearOp(lk, ai, (lk.members ?? [lk.entry]).map((e) => out.get(e)!));
       },
       'qk-norm': (bk, b) => {
         const n = b.attention.qkNorm!;
@@ -326,9 +348,9 @@ export class WebgpuModel {
         norm(bk.mlpNorm, b.preNorm === false ? null : b.mlpNorm, b.preNorm === false ? null : b.mlpNormBias, x, nrm);
         mi = actOps(bk.mlpAct, nrm);
       },
-      'gate-up': (bk) => {
-        if (bk.gate) linearOp(bk.gate, mi, g);
-        linearOp(bk.up, mi, u);
+      'gate-up': (bk, b) => {
+        const out = new Map([[b.up, u], ...(b.gate ? [[b.gate, g] as const] : [])]);
+        for (const lk of bk.gateUp) linearOp(lk, mi, (lk.members ?? [lk.entry]).map((e) => out.get(e)!));
       },
       'down-residual': (bk, b) => {
         this.op(bk.swiglu, [...(bk.gate ? [g] : []), u, gu, ...packOut(bk.swiglu)]);
@@ -349,7 +371,16 @@ export class WebgpuModel {
       if (plan.logitScale) this.op(plan.logitScale, [this.logits], last);
       if (plan.logitSoftcap) this.op(plan.logitSoftcap, [this.logits], last);
     }
+    // greedy decode on the device: the last token's argmax into ids[0] and tokens[pos]
+    this.tokens = this.buffer(this.context * 4);
+    this.argmaxOp = this.makeOp(plan.argmax, [this.logits, this.ids, this.tokens], true);
+    this.tokenRing = [0, 1].map(() => this.buffer(16, MAP_READ));
   }
+
+  private tokens!: GPUBuffer;
+  private argmaxOp!: Op;
+  /** Two small read-back buffers a greedy decode alternates between (one is mapped while the other is written). */
+  private tokenRing: GPUBuffer[] = [];
 
   private finalOps = 0;
 
@@ -360,10 +391,7 @@ export class WebgpuModel {
   async forward(ids: readonly number[], allLogits = false): Promise<Float32Array> {
     const c = this.manifest.config;
     if (ids.length === 0) throw new Error('forward needs at least one token');
-    if (this.pos + ids.length > this.context) {
-      throw new Error(`context of ${this.pos + ids.length} tokens exceeds ${this.context === c.maxPositions ? `maxPositions ${c.maxPositions}` : `the ${this.context} positions this model's KV cache holds`}`);
-    }
-    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
+    this.checkIds(ids);
     const out = new Float32Array(allLogits ? ids.length * c.vocab : c.vocab);
     for (let s = 0; s < ids.length; s += this.capacity) {
       const chunk = ids.slice(s, s + this.capacity);
@@ -373,6 +401,15 @@ export class WebgpuModel {
       else if (isLastChunk) out.set(rows);
     }
     return out;
+  }
+
+  /** Refuse ids out of the vocabulary, or a context (these ids and `more` positions after them) past the KV cache. */
+  private checkIds(ids: readonly number[], more = 0): void {
+    const c = this.manifest.config;
+    if (this.pos + ids.length + more > this.context) {
+      throw new Error(`context of ${this.pos + ids.length + more} tokens exceeds ${this.context === c.maxPositions ? `maxPositions ${c.maxPositions}` : `the ${this.context} positions this model's KV cache holds`}`);
+    }
+    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
   }
 
   /** Dispatches a forward makes, whatever its token count (a decode step: the last token's logits). */
@@ -421,15 +458,37 @@ export class WebgpuModel {
 
   /** One forward of `ids` at the next positions; with `profile`, each dispatch in its own timestamped pass. */
   private async runChunk(ids: readonly number[], logits: 'all' | 'last' | 'none', profile?: GPUQuerySet): Promise<Float32Array> {
+    const vocab = this.manifest.config.vocab;
+    const rows = logits === 'all' ? ids.length : logits === 'last' ? 1 : 0;
+    this.submitChunk(ids, logits, profile);
+    if (!rows) {
+      await this.device.queue.onSubmittedWorkDone();
+      return new Float32Array(0);
+    }
+    await this.readback.mapAsync(1 /* GPUMapMode.READ */, 0, rows * vocab * 4);
+    const res = new Float32Array(this.readback.getMappedRange(0, rows * vocab * 4).slice(0));
+    this.readback.unmap();
+    return res;
+  }
+
+  /**
+   * Encode and submit one forward at the next positions, waiting for nothing. `ids`: the chunk's
+   * tokens, or null for one token that is already in ids[0] on the device (the previous step's
+   * argmax). With `greedy`, the last token's argmax follows (argmaxTokenKernel) and is copied
+   * into that read-back buffer instead of the logits. Queue writes and submits run in order, so each submitted step
+   * sees its own step uniforms.
+   */
+  private submitChunk(ids: readonly number[] | null, logits: 'all' | 'last' | 'none', profile?: GPUQuerySet, greedy?: GPUBuffer): void {
     const dev = this.device;
     const vocab = this.manifest.config.vocab;
-    const n = ids.length;
+    const n = ids ? ids.length : 1;
     dev.queue.writeBuffer(this.step, 0, new Uint32Array([this.pos, n, 0, 0]));
     dev.queue.writeBuffer(this.stepLast, 0, new Uint32Array([this.pos + n - 1, 1, n - 1, 0]));
-    dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
+    if (ids) dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
     const enc = dev.createCommandEncoder();
     const pass = profile ? undefined : enc.beginComputePass();
-    this.opsFor(logits).forEach((op, i) => {
+    const ops = greedy ? [...this.opsFor(logits), this.argmaxOp] : this.opsFor(logits);
+    ops.forEach((op, i) => {
       const tokens = op.last ? 1 : n;
       const k = this.kernelOf(op, tokens);
       const p = pass ?? enc.beginComputePass({ timestampWrites: { querySet: profile!, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
@@ -441,17 +500,10 @@ export class WebgpuModel {
     });
     pass?.end();
     const rows = logits === 'all' ? n : logits === 'last' ? 1 : 0;
-    if (rows) enc.copyBufferToBuffer(this.logits, 0, this.readback, 0, rows * vocab * 4);
+    if (rows && !greedy) enc.copyBufferToBuffer(this.logits, 0, this.readback, 0, rows * vocab * 4);
+    if (greedy) enc.copyBufferToBuffer(this.tokens, (this.pos + n - 1) * 4, greedy, 0, 4);
     dev.queue.submit([enc.finish()]);
     this.pos += n;
-    if (!rows) {
-      await dev.queue.onSubmittedWorkDone();
-      return new Float32Array(0);
-    }
-    await this.readback.mapAsync(1 /* GPUMapMode.READ */, 0, rows * vocab * 4);
-    const res = new Float32Array(this.readback.getMappedRange(0, rows * vocab * 4).slice(0));
-    this.readback.unmap();
-    return res;
   }
 
   /** Logits [ids.length, vocab] of a sequence from position 0 (perplexity). */
@@ -460,9 +512,39 @@ export class WebgpuModel {
     return this.forward(ids, true);
   }
 
-  /** Decode `maxTokens` ids after the prompt, greedy unless `choose` samples. `onToken` sees each as it comes. */
+  /**
+   * Decode `maxTokens` ids after the prompt, greedy unless `choose` samples. `onToken` sees each
+   * as it comes. Greedy decode stays on the device: each step's argmax feeds the next step's
+   * embedding there, and step i + 1 is encoded and queued before token i is read back (4 bytes),
+   * so the host's encoding overlaps the GPU's work and no logits cross the bus.
+   */
   async greedy(promptIds: readonly number[], maxTokens: number, onToken?: (id: number) => void, choose: TokenChooser = argmax): Promise<number[]> {
     if (promptIds.length === 0) throw new Error('greedy decode needs at least one prompt token');
+    if (choose !== argmax) return this.sampleOnHost(promptIds, maxTokens, onToken, choose);
+    if (maxTokens <= 0) return [];
+    this.reset();
+    this.checkIds(promptIds, maxTokens - 1);
+    const ring = this.tokenRing;
+    for (let s = 0; s < promptIds.length; s += this.capacity) {
+      const chunk = promptIds.slice(s, s + this.capacity);
+      if (s + this.capacity < promptIds.length) await this.runChunk(chunk, 'none');
+      else this.submitChunk(chunk, 'last', undefined, ring[0]);
+    }
+    const out: number[] = [];
+    for (let i = 0; i < maxTokens; i++) {
+      if (i + 1 < maxTokens) this.submitChunk(null, 'last', undefined, ring[(i + 1) % 2]);
+      const r = ring[i % 2];
+      await r.mapAsync(1 /* GPUMapMode.READ */, 0, 4);
+      const id = new Uint32Array(r.getMappedRange(0, 4))[0];
+      r.unmap();
+      out.push(id);
+      onToken?.(id);
+    }
+    return out;
+  }
+
+  /** The decode loop on the host: logits read back each token, `choose` picks the next. */
+  private async sampleOnHost(promptIds: readonly number[], maxTokens: number, onToken: ((id: number) => void) | undefined, choose: TokenChooser): Promise<number[]> {
     this.reset();
     let logits = await this.forward(promptIds);
     const out: number[] = [];
