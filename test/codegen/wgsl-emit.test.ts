@@ -42,16 +42,20 @@ describe('emitWgsl', () => {
     const index = JSON.parse(readFileSync(join(a.dir, 'kernels', 'wgsl', 'index.json'), 'utf8')) as EmittedKernel[];
     const plan = distinctKernels(planModel(a.manifest));
     expect(index.map((e) => e.cacheKey).sort()).toEqual(plan.map((k) => k.cacheKey).sort());
-    // ternary shapes [N, K]: q [40, 40], o [40, 40] adding into the stream (the residual add in its
-    // epilogue), k/v [20, 40], gate/up [48, 40], down [40, 48] adding too; the GEMM is
-    // thread-per-row, the GEMV workgroup-per-row (emitted kernels default to a GPU adapter, and K =
-    // 40 is too short for the rows and integer GEMVs)
-    expect(index.filter((e) => e.file.startsWith('ternary_linear_trit5')).length).toBe(5);
-    expect(index.filter((e) => e.file.startsWith('ternary_gemv_wg_trit5')).length).toBe(5);
+    // ternary shapes [N, K]: q|k|v stacked [40 + 20 + 20, 40], o [40, 40] adding into the stream
+    // (the residual add in its epilogue), gate|up stacked [48 + 48, 40], down [40, 48] adding too;
+    // the GEMM is thread-per-row, the GEMV workgroup-per-row (emitted kernels default to a GPU
+    // adapter, and K = 40 is too short for the rows and integer GEMVs)
+    expect(index.filter((e) => e.file.startsWith('ternary_linear_trit5')).length).toBe(4);
+    expect(index.filter((e) => e.file.startsWith('ternary_gemv_wg_trit5')).length).toBe(4);
+    expect(index.filter((e) => e.cacheKey.includes('split=40+20+20')).length).toBe(2);
+    expect(index.filter((e) => e.cacheKey.includes('split=48+48')).length).toBe(2);
     expect(index.filter((e) => e.cacheKey.startsWith('ternary_gemv_wg') && e.cacheKey.includes('accumulate')).length).toBe(2);
     expect(index.some((e) => e.file.startsWith('residual_add'))).toBe(false);
     expect(index.filter((e) => e.cacheKey.startsWith('ternary_gemv_wg')).every((e) => e.workgroupSize === K.GEMV_WG)).toBe(true);
-    expect(index.filter((e) => e.file.startsWith('dense_linear_float16')).length).toBe(2);
+    // the lm_head: the GEMM thread-per-row, the GEMV rows-per-workgroup (K = 40, a multiple of 8)
+    expect(index.filter((e) => e.file.startsWith('dense_linear_float16')).length).toBe(1);
+    expect(index.filter((e) => e.file.startsWith('dense_gemv_rows_float16')).length).toBe(1);
     for (const e of index) {
       const src = readFileSync(join(a.dir, 'kernels', 'wgsl', e.file), 'utf8');
       e.bindings.forEach((b, i) => expect(src).toContain(`@binding(${i}) var<storage, ${b.access}> ${b.name}: array<${b.elem}>;`));
@@ -97,8 +101,9 @@ describe('emitWgsl', () => {
     expect(rq.gemm.name).toBe('ternary_linear_bit2');
     expect(rq.codes?.packing).toBe('bit2');
     expect(planModel(a.manifest, { gemv: 'rows-per-workgroup' }).blocks[0].q.gemv.name).toBe('ternary_gemv_wg_trit5'); // K = 40
-    // dense linears (lm_head) keep their one shape
-    expect(planModel(a.manifest, { adapter: 'gpu' }).lmHead.gemv.name).toBe('dense_linear_float16');
+    // dense fp16 linears (lm_head): rows a workgroup on GPUs, thread-per-row on software adapters
+    expect(planModel(a.manifest, { adapter: 'gpu' }).lmHead.gemv.name).toBe('dense_gemv_rows_float16');
+    expect(planModel(a.manifest, { adapter: 'software' }).lmHead.gemv.name).toBe('dense_linear_float16');
   });
 
   it('typed fragments reject raw floats and non-identifiers', () => {

@@ -270,6 +270,43 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     expect(() => K.ternaryLinearKernel(f, rows, cols, 1, true, NO_FEATURES, { split, accumulate: true })).toThrow(/does not accumulate/);
   });
 
+  it('integer GEMV with its input made in the prologue (x, RMSNorm·γ, gated SiLU, ungated GELU; 8 and 4 bits; a constant row): the same outputs as the site kernel then the GEMV (bit for bit, but for the order of the RMS sum), and as float64 on x̂', async () => {
+    const f = ternaryFormat('bit2', 128);
+    const rows = 40, cols = 1152, ntok = 2; // 288 byte words: a second, partial slot a thread; the site kernels reduce over 256 threads as the prologue does
+    const w = randomTernary(f, rows, cols);
+    const W = decodeTernary(w);
+    const packed = packTernary(f, w);
+    const bias = randn(rows);
+    const gamma = Float32Array.from(randn(cols), (v) => 1 + 0.2 * v);
+    for (const bits of [8, 4]) {
+      const quant = { bits, clip: 0.9, pack: true };
+      const x = randn(ntok * cols);
+      x.fill(0.75, cols); // token 1: a constant row (scale 0: bytes 1, x̂ = the row's value)
+      const g = randn(ntok * cols), u = randn(ntok * cols);
+      const cases: [K.A8Prologue, ReturnType<typeof K.actQuantKernel>, HostArray[], HostArray[]][] = [
+        [{ source: 'x', quant }, K.actQuantKernel(cols, bits, 0.9, NO_FEATURES, true), [x.slice()], [x]],
+        [{ source: 'rms-norm', quant, eps: 1e-5, gamma: true }, K.rmsNormKernel(cols, 1e-5, true, NO_FEATURES, quant), [x, gamma, new Float32Array(ntok * cols)], [x, gamma]],
+        [{ source: 'mlp-act', quant, activation: 'silu', gated: true }, K.mlpActQuantKernel(cols, 'silu', true, NO_FEATURES, quant), [g, u, new Float32Array(ntok * cols)], [g, u]],
+        [{ source: 'mlp-act', quant, activation: 'gelu', gated: false }, K.mlpActQuantKernel(cols, 'gelu', false, NO_FEATURES, quant), [u, new Float32Array(ntok * cols)], [u]],
+      ];
+      for (const [pro, site, siteIn, proIn] of cases) {
+        const what = `${pro.source} ${bits} bits`;
+        const s1 = await runKernel(device, site, [...siteIn, ...quantOutputs(ntok, cols, true)], ntok);
+        const two = await runKernel(device, K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT), [packed, new Uint32Array(s1.XQ.buffer), s1.XP, bias, new Float32Array(ntok * rows)], ntok);
+        const k = K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT, false, pro);
+        expect(k.bindings.map((b) => b.name).join(), what).not.toMatch(/XQ|XP/);
+        const one = await runKernel(device, k, [packed, ...proIn, bias, new Float32Array(ntok * rows)], ntok);
+        // the RMS sum runs in another order (the prologue's registers hold each thread's bytes' elements): within f32 rounding
+        if (pro.source === 'rms-norm') expectClose(one.Y, two.Y, 1e-5);
+        else expect(Array.from(one.Y), what).toEqual(Array.from(two.Y));
+        // and float64 on the site's x̂ (its float output, or x itself quantised in place)
+        const xhat = Float32Array.from(s1.Y ?? s1.X);
+        expectClose(one.Y, matmulRef(W, rows, cols, xhat, ntok, bias), 1e-5);
+      }
+    }
+    expect(() => K.ternaryGemvA8Kernel(f, rows, 16384, false, NO_FEATURES, K.GEMV_A8_DEFAULT, false, { source: 'x', quant: { bits: 8, clip: 1, pack: true } })).toThrow(/exceeds the prologue/);
+  });
+
   it('greedy token on the device: the first largest logit (ties to the lower index, as the host argmax) into ids[0] and T[pos0]', async () => {
     for (const vocab of [1, 7, 256, 1000, 32000]) {
       const l = randn(vocab);
@@ -295,6 +332,19 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
       const r = await runKernel(device, K.denseLinearKernel('float16', rows, cols, 8, false), [new Uint8Array(h.buffer), x, new Float32Array(ntok * rows)], ntok);
       expectClose(r.Y, matmulRef(Array.from(h, halfToFloat), rows, cols, x, ntok), 1e-5);
     }
+  });
+
+  it('dense fp16 GEMV, rows a workgroup (the lm_head on GPUs), with and without subgroups, bias, K = 8 and 520, vs fp16-rounded weights', async () => {
+    for (const [rows, cols, ntok] of [[37, 520, 2], [9, 8, 1]]) {
+      const h = Uint16Array.from(randn(rows * cols), floatToHalf);
+      const x = randn(ntok * cols);
+      const bias = randn(rows);
+      for (const feats of sg) {
+        const r = await runKernel(device, K.denseGemvRowsKernel(rows, cols, true, feats), [new Uint8Array(h.buffer), x, bias, new Float32Array(ntok * rows)], ntok);
+        expectClose(r.Y, matmulRef(Array.from(h, halfToFloat), rows, cols, x, ntok, bias), 1e-5);
+      }
+    }
+    expect(() => K.denseGemvRowsKernel(4, 12, false)).toThrow(/K=12 is not a multiple of 8/);
   });
 
   it('RMSNorm with γ, reading rows from row0, with and without subgroup reductions', async () => {

@@ -140,6 +140,12 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
         expect(plan.q.gemv.name).toBe('ternary_gemv_a8_bit2');
         expect([plan.attnNorm.name, plan.attnAct.fused, plan.mlpNorm.name, plan.mlpAct.quant?.name]).toEqual(['rms_norm_quant_pack', true, 'rms_norm', 'act_quant_pack']);
         expect([plan.swiglu.name, plan.downAct.fused, plan.downAct.quant]).toEqual(['glu_silu_quant_pack', true, undefined]);
+        // at decode the q|k|v GEMV makes its bytes from x and γ, and down from g and u (A8Prologue):
+        // the attention pre-norm and the SiLU kernel run for prefill only; the o site (16 bits) and
+        // the MLP site (a transform) keep theirs
+        expect([plan.attnAct.prologue?.source, plan.oAct.prologue, plan.mlpAct.prologue, plan.downAct.prologue?.source]).toEqual(['rms-norm', undefined, undefined, 'mlp-act']);
+        expect([plan.qkv[0].gemv.name, plan.gateUp[0].gemv.name, plan.down.gemv.name]).toEqual(['ternary_gemv_a8_bit2_rms_norm', 'ternary_gemv_a8_bit2', 'ternary_gemv_a8_bit2_mlp_act']);
+        expect(model.dispatches('last', 2) - model.dispatches('last', 1)).toBe(2 * wide.layers);
         const ids = [2, 9, 33, 5, 17];
         const want = referenceLogits(a, ids);
         const got = new Float32Array(ids.length * wide.vocab);

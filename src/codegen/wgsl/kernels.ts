@@ -514,6 +514,104 @@ export const GEMV_A8_DEFAULT: GemvA8Shape = { threadsPerRow: 32, rowsPerThread: 
 const GEMV_A8_WG = 256;
 
 /**
+ * The integer GEMV's input made in its own prologue instead of read from an act site's XQ/XP:
+ * every workgroup computes its token's row (x, rms(x)·γ, or the MLP activation act(g)·u /
+ * act(u)), its quantiser's (scale, zero) and its bytes (in XQ's order) into workgroup memory,
+ * exactly as the site's kernels would (rmsNormKernel with quant, actQuantKernel,
+ * mlpActQuantKernel). At decode the site's own kernels then need not run: a dispatch fewer
+ * for each. The row is re-read from L2 by every workgroup; it is K floats against the
+ * workgroup's share of the weights.
+ */
+export type A8Prologue =
+  | { source: 'x'; quant: RowQuant }
+  | { source: 'rms-norm'; quant: RowQuant; eps: number; gamma: boolean }
+  | { source: 'mlp-act'; quant: RowQuant; activation: MlpActivation; gated: boolean };
+
+/** The widest row whose bytes fit the prologue's workgroup memory (16 KiB, WebGPU's default
+ *  limit, less the reduction array). */
+export const A8_PROLOGUE_MAX_K = 16384 - 4 * 2 * GEMV_A8_WG;
+
+/** Why a prologue cannot make this row's bytes, or null. */
+export function a8PrologueUnsupported(cols: number, q: RowQuant): string | null {
+  if (!q.pack || q.bits > 8 || cols % 16) return `${q.bits}-bit codes of width ${cols} do not pack`;
+  if (cols > A8_PROLOGUE_MAX_K) return `a row of ${cols} bytes exceeds the prologue's ${A8_PROLOGUE_MAX_K} bytes of workgroup memory`;
+  return null;
+}
+
+function prologueBindings(p: A8Prologue): Binding[] {
+  if (p.source === 'x') return [f32buf('X')];
+  if (p.source === 'rms-norm') return [f32buf('X'), ...(p.gamma ? [f32buf('gamma')] : [])];
+  return [...(p.gated ? [f32buf('G')] : []), f32buf('U')];
+}
+
+/**
+ * The prologue's body: its token's row into registers in one pass over the source (thread t holds
+ * the elements of the byte words t, t + T, … that it will pack: word w holds elements k0 + 4b,
+ * k0 = 16·⌊w/4⌋ + w mod 4), the row's statistics by workgroup reductions, its bytes into xs;
+ * (scale, zero) into sx, z.
+ */
+function prologueCode(p: A8Prologue, cols: number, feats: WgslFeatures): Code {
+  const T = GEMV_A8_WG;
+  const qmax = 2 ** p.quant.bits - 1;
+  const words = cols / 4;
+  const NW = Math.ceil(words / T);
+  const raw = (k: Code) => (p.source === 'mlp-act' ? (p.gated ? wgsl`act(G[xo + ${k}]) * U[xo + ${k}]` : wgsl`act(U[xo + ${k}])`) : wgsl`X[xo + ${k}]`);
+  /** Every held element: `body` sees j (word slot), b (byte), k (element index), e (register). */
+  const each = (body: Code) => wgsl`  for (var j = 0u; j < ${u32(NW)}; j++) {
+    let wi = lid + j * ${u32(T)};
+    if (wi < ${u32(words)}) {
+      let k0 = (wi >> 2u) * 16u + (wi & 3u);
+      for (var b = 0u; b < 4u; b++) {
+        let k = k0 + 4u * b;
+        let e = 4u * j + b;
+        ${body}
+      }
+    }
+  }`;
+  return wgsl`  let xo = m * ${u32(cols)};
+  var xv: array<f32, ${u32(4 * NW)}>;
+${each(wgsl`xv[e] = ${raw(wgsl`k`)};`)}
+${
+  p.source === 'rms-norm'
+    ? wgsl`  var ss = 0.0;
+${each(wgsl`ss += xv[e] * xv[e];`)}
+${reduce(1, () => wgsl`ss`, 'sum', feats, T)}
+  let inv = inverseSqrt(red[0] / ${f32(cols)} + ${f32(p.eps)});
+  workgroupBarrier();
+${each(wgsl`xv[e] = xv[e] * inv${p.gamma ? wgsl` * gamma[k]` : wgsl``};`)}`
+    : wgsl``
+}
+  var lo = 3.0e38;
+  var hi = -3.0e38;
+${each(wgsl`lo = min(lo, xv[e]); hi = max(hi, xv[e]);`)}
+  lo = -lo;
+${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats, T)}
+  let cmax = red[0] * ${f32(p.quant.clip)};
+  let cmin = -red[${u32(T)}] * ${f32(p.quant.clip)};
+  let scale = (cmax - cmin) / ${f32(qmax)};
+  // a constant row (scale 0): bytes 1 and zero 0, so that x̂ = sx = the row's value (as quantiseRow)
+  var sx = ${p.source === 'rms-norm' ? wgsl`X[xo] * inv${p.gamma ? wgsl` * gamma[0]` : wgsl``}` : raw(wgsl`0u`)};
+  var zf = 0.0;
+  if (scale > 0.0) {
+    sx = scale;
+    zf = round(-cmin / scale);
+  }
+  for (var j = 0u; j < ${u32(NW)}; j++) {
+    let wi = lid + j * ${u32(T)};
+    if (wi < ${u32(words)}) {
+      var word = 0x01010101u;
+      if (scale > 0.0) {
+        word = 0u;
+        for (var b = 0u; b < 4u; b++) { word |= u32(clamp(round(xv[4u * j + b] / scale) + zf, 0.0, ${f32(qmax)})) << (8u * b); }
+      }
+      xs[wi >> 2u][wi & 3u] = word;
+    }
+  }
+  let z = i32(zf);
+  workgroupBarrier();`;
+}
+
+/**
  * Ternary GEMV on quantised activations, bit2 codes in groups that are multiples of 64: the
  * input is the act-quant kernel's integer form of x̂ (actQuantKernel with `pack`): per token,
  * codes q ∈ [0, 2^bits − 1] as bytes and (scale, zero), x̂ = (q − zero)·scale, bits ≤ 8. The
@@ -528,9 +626,9 @@ const GEMV_A8_WG = 256;
  * scales, shifts as ternaryLayout), XQ (vec4 words, K/16 a token), XP (scale, zero a token),
  * [bias], Y, step.
  */
-export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, output: boolean | LinearOut = false): WgslKernel {
+export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, output: boolean | LinearOut = false, prologue?: A8Prologue): WgslKernel {
   const out = linearOut(output, rows);
-  const why = gemvRowsUnsupported(f, cols);
+  const why = gemvRowsUnsupported(f, cols) ?? (prologue ? a8PrologueUnsupported(cols, checkRowQuant(cols, prologue.quant)) : null);
   if (why) throw new Error(`integer-activation GEMV: ${why}`);
   const { threadsPerRow: TPR, rowsPerThread: RPT } = shape;
   if (!Number.isInteger(TPR) || !Number.isInteger(RPT) || TPR < 1 || RPT < 1 || GEMV_A8_WG % TPR || RPT > 8) throw new Error(`integer-activation GEMV: ${TPR} threads a row, ${RPT} rows a thread`);
@@ -561,31 +659,39 @@ ${join(
       ? wgsl`  { let sv = subgroupAdd(acc${id(i)}); if (whole) { if (sg_lane == 0u) { red[(lid / sg_size) * ${u32(RPT)} + ${u32(i)}] = sv; } } else { red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)}; } }`
       : wgsl`  red[lid * ${u32(RPT)} + ${u32(i)}] = acc${id(i)};`;
   return defineKernel({
-    name: `ternary_gemv_a8_${f.packing}`,
-    params: { fmt: f.id, N: rows, K: cols, bias, TPR, RPT, ...outParams(out) },
+    name: `ternary_gemv_a8_${f.packing}${prologue ? `_${prologue.source.replace('-', '_')}` : ''}`,
+    params: {
+      fmt: f.id, N: rows, K: cols, bias, TPR, RPT, ...outParams(out),
+      ...(prologue ? { prologue: prologue.source, bits: prologue.quant.bits, clip: prologue.quant.clip, ...('eps' in prologue ? { eps: prologue.eps, gamma: prologue.gamma } : {}), ...('activation' in prologue ? { activation: prologue.activation, gated: prologue.gated } : {}) } : {}),
+    },
     bindings: [
       { name: 'W', elem: 'vec4<u32>', access: 'read' },
-      { name: 'XQ', elem: 'vec4<u32>', access: 'read' },
-      f32buf('XP'),
+      ...(prologue ? prologueBindings(prologue) : [{ name: 'XQ', elem: 'vec4<u32>', access: 'read' } as Binding, f32buf('XP')]),
       ...(bias ? [f32buf('bias')] : []),
       ...outBindings(out),
     ],
     usesStep: true,
     workgroupSize: GEMV_A8_WG,
     features: feats,
-    module: join([wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * RPT)}>;`, HALF_AT_VEC4]),
+    module: join([
+      wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * Math.max(RPT, prologue ? 2 : 1))}>;`,
+      HALF_AT_VEC4,
+      ...(prologue ? [wgsl`var<workgroup> xs: array<vec4<u32>, ${u32(cols / 16)}>;`] : []),
+      ...(prologue?.source === 'mlp-act' ? [ACT_FN[prologue.activation]] : []),
+    ]),
     // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
     body: wgsl`  let r = lid / ${u32(TPR)};
   let t = lid - r * ${u32(TPR)};
   let nb = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(rowsPerWg)} + r * ${u32(RPT)};
   let m = wid.y;
   let live = nb < ${u32(rows)} && m < step.ntok;
+${prologue ? prologueCode(prologue, cols, feats) : wgsl``}
 ${join(R.map((i) => wgsl`  var acc${id(i)} = 0.0;`))}
   if (live) {
-    let z = i32(XP[2u * m + 1u]);
+    ${prologue ? wgsl`` : wgsl`let z = i32(XP[2u * m + 1u]);`}
     for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
-      let xb = m * ${u32(cols / 16)} + 4u * v;
-${join(Array.from({ length: 4 }, (_, w) => wgsl`      let x${id(w)} = XQ[xb + ${u32(w)}];`))}
+      let xb = ${prologue ? wgsl`4u * v` : wgsl`m * ${u32(cols / 16)} + 4u * v`};
+${join(Array.from({ length: 4 }, (_, w) => wgsl`      let x${id(w)} = ${prologue ? wgsl`xs` : wgsl`XQ`}[xb + ${u32(w)}];`))}
       var sqa = 0u;
 ${join(Array.from({ length: 4 }, (_, w) => wgsl`      sqa += dot4U8Packed(x${id(w)}.x, 0x01010101u) + dot4U8Packed(x${id(w)}.y, 0x01010101u) + dot4U8Packed(x${id(w)}.z, 0x01010101u) + dot4U8Packed(x${id(w)}.w, 0x01010101u);`))}
       let sq = i32(sqa);
@@ -597,7 +703,7 @@ ${feats.subgroups ? wgsl`  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % s
 ${join(R.map(partial))}
   workgroupBarrier();
   if (t == 0u && m < step.ntok) {
-    let sx = XP[2u * m];
+    ${prologue ? wgsl`` : wgsl`let sx = XP[2u * m];`}
 ${join(
   R.map(
     (i) => wgsl`    if (nb + ${u32(i)} < ${u32(rows)}) {
@@ -648,6 +754,75 @@ ${join(terms)}
     }
     acc[mm] = d;
   }`,
+  });
+}
+
+/**
+ * Dense fp16 GEMV for GPUs (the lm_head at decode): a workgroup takes R rows of one token, TPR
+ * threads a row; thread t reads the row's 16-byte words t, t + TPR, … (8 weights each) and the
+ * 8 activations under them as two vec4, so neighbouring threads load consecutive words; the row's
+ * partial sums are added by subgroupAdd where offered, else through workgroup memory. K must be
+ * a multiple of 8. Bindings: W (vec4 words of fp16 pairs), X (vec4 rows of K), [bias], Y, step.
+ */
+export function denseGemvRowsKernel(rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvRowsShape = GEMV_ROWS_DEFAULT, output: boolean | LinearOut = false): WgslKernel {
+  if (cols % 8) throw new Error(`dense fp16 GEMV: K=${cols} is not a multiple of 8`);
+  const out = linearOut(output, rows);
+  const { rows: R, threadsPerRow: TPR } = shape;
+  const wg = R * TPR;
+  const words = cols / 8;
+  const groups = Math.ceil(rows / R);
+  return defineKernel({
+    name: 'dense_gemv_rows_float16',
+    params: { N: rows, K: cols, bias, R, TPR, ...outParams(out) },
+    bindings: [
+      { name: 'W', elem: 'vec4<u32>', access: 'read' },
+      { name: 'X', elem: 'vec4<f32>', access: 'read' },
+      ...(bias ? [f32buf('bias')] : []),
+      ...outBindings(out),
+    ],
+    usesStep: true,
+    workgroupSize: wg,
+    features: feats,
+    module: wgsl`var<workgroup> red: array<f32, ${wg}>;`,
+    body: wgsl`  let r = lid / ${u32(TPR)};
+  let t = lid - r * ${u32(TPR)};
+  let n = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(R)} + r;
+  let m = wid.y;
+  let live = n < ${u32(rows)} && m < step.ntok;
+  var acc = 0.0;
+  if (live) {
+    for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
+      let q = W[n * ${u32(words)} + v];
+      let xa = X[m * ${u32(cols / 4)} + 2u * v];
+      let xb = X[m * ${u32(cols / 4)} + 2u * v + 1u];
+      let w0 = unpack2x16float(q.x);
+      let w1 = unpack2x16float(q.y);
+      let w2 = unpack2x16float(q.z);
+      let w3 = unpack2x16float(q.w);
+      acc += dot(vec4<f32>(w0, w1), xa) + dot(vec4<f32>(w2, w3), xb);
+    }
+  }
+${
+  feats.subgroups
+    ? wgsl`  let sv = subgroupAdd(acc);
+  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
+  if (whole) {
+    if (sg_lane == 0u) { red[lid / sg_size] = sv; }
+  } else {
+    red[lid] = acc;
+  }
+  workgroupBarrier();
+  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);`
+    : wgsl`  red[lid] = acc;
+  workgroupBarrier();
+  let parts = ${u32(TPR)};`
+}
+  if (t == 0u && live) {
+    var tot = 0.0;
+    for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
+    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`)}
+  }`,
+    dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
   });
 }
 

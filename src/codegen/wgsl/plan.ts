@@ -13,6 +13,7 @@ import {
   attentionCombineKernel,
   attentionPartialKernel,
   attentionSplits,
+  denseGemvRowsKernel,
   denseLinearKernel,
   embedKernel,
   headNormKernel,
@@ -34,8 +35,10 @@ import {
   copyKernel,
   ternaryGemvWorkgroupKernel,
   ternaryLinearKernel,
+  type A8Prologue,
   type GemvA8Shape,
   type LinearOut,
+  a8PrologueUnsupported,
   type RowQuant,
   GEMV_ROWS_DEFAULT,
 } from './kernels.ts';
@@ -131,6 +134,8 @@ export interface PlanOptions {
   /** Run the linears that share an input (q|k|v, gate|up) as one stacked linear where their
    *  formats allow (groupLinears). Default true. */
   group?: boolean;
+  /** Let decode GEMVs make their input themselves where they can (A8Prologue). Default true. */
+  prologue?: boolean;
   /** Positions the KV cache holds (the attention's splits). Default: the model's maxPositions. */
   context?: number;
 }
@@ -160,6 +165,9 @@ export interface LinearKernels {
   order2?: { gemv: WgslKernel; gemm: WgslKernel; add?: WgslKernel };
   /** The kernels add into the output (y += W·x): the block's residual add is in their epilogue. */
   accumulate?: boolean;
+  /** The GEMV makes its input from this source in its prologue (ternaryGemvA8Kernel): it binds
+   *  the source's buffers (A8Prologue) instead of the site's XQ/XP. */
+  prologue?: A8Prologue;
 }
 
 export interface ActKernels {
@@ -173,6 +181,10 @@ export interface ActKernels {
   /** The site's quantiser runs in the kernel before it, the pre-norm's (rmsNormKernel with quant)
    *  or the MLP activation's (mlpActQuantKernel): no quant kernel of its own. */
   fused?: boolean;
+  /** Every decode GEMV reading the site makes its input itself from this source (A8Prologue):
+   *  the site's kernels (with the pre-norm or MLP activation they are fused into) run for
+   *  prefill only. */
+  prologue?: A8Prologue;
 }
 
 export interface BlockKernels {
@@ -235,16 +247,30 @@ export interface ModelKernels {
  * linear's epilogue, LinearKernels.accumulate); an order-2 linear's second plane then adds there
  * too, with no add kernel.
  */
-export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, packedInput = false, accumulate = false, split?: readonly number[]): LinearKernels {
+export interface LinearOptions {
+  /** The linear's act site writes the integer form of its input (ActKernels.packed). */
+  packedInput?: boolean;
+  /** Every kernel adds into its output (LinearKernels.accumulate). */
+  accumulate?: boolean;
+  /** A group's rows a member (LinearKernels.members). */
+  split?: readonly number[];
+  /** The integer GEMV makes its input itself (LinearKernels.prologue), where it runs. */
+  prologue?: A8Prologue;
+}
+
+export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, o: LinearOptions = {}): LinearKernels {
+  const { packedInput = false, accumulate = false, split, prologue } = o;
   const bias = !!l.bias;
   const lf = linearFormat(l);
   const acc = accumulate ? { accumulate: true } : {};
   const out: LinearOut = split ? { split } : { accumulate };
   if (lf.kind === 'dense') {
+    // on GPUs an fp16 row's 16-byte words are read by a row's threads together (the lm_head)
+    const rowsGemv = (gemv === 'rows-per-workgroup' || gemv === 'rows-a8') && lf.dtype === 'float16' && l.cols % 8 === 0;
     return {
       entry: l,
       ...acc,
-      gemv: denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats, out),
+      gemv: rowsGemv ? denseGemvRowsKernel(l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out) : denseLinearKernel(lf.dtype, l.rows, l.cols, 1, bias, feats, out),
       gemm: denseLinearKernel(lf.dtype, l.rows, l.cols, PREFILL_TILE, bias, feats, out),
     };
   }
@@ -260,12 +286,14 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
       const a8 = gemv === 'rows-a8' && packedInput;
+      const pro = a8 && !l.order2 && prologue && !a8PrologueUnsupported(l.cols, prologue.quant) ? prologue : undefined;
       return {
         entry: l,
         ...acc,
         ...(df.packing !== f.packing ? { codes: df } : {}),
         ...(a8 ? { gemvA8: true } : {}),
-        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), out) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out),
+        ...(pro ? { prologue: pro } : {}),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), out, pro) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out),
         gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats, out),
         ...order2,
       };
@@ -285,14 +313,14 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
  * all with a bias or none, no second plane. One launch instead of several, and a longer GEMV
  * (a 7B model's q|k|v is 12288 rows, its gate|up 22016) keeps more of the GPU busy.
  */
-export function groupLinears(members: readonly LinearEntry[], feats: WgslFeatures, gemv: GemvVariant, packedInput: boolean, group = true): LinearKernels[] {
+export function groupLinears(members: readonly LinearEntry[], feats: WgslFeatures, gemv: GemvVariant, o: LinearOptions, group = true): LinearKernels[] {
   const first = members[0];
   const stackable = (l: LinearEntry) => !!ternaryFormatOf(l) && !l.order2 && l.format === first.format && l.cols === first.cols && !!l.bias === !!first.bias;
   const stack = group && ternaryFormatOf(first) ? members.filter(stackable) : [];
-  if (stack.length < 2) return members.map((l) => linearKernelsOf(l, feats, gemv, packedInput));
+  if (stack.length < 2) return members.map((l) => linearKernelsOf(l, feats, gemv, o));
   const rows = stack.map((l) => l.rows);
   const entry: LinearEntry = { ...first, name: stack.map((l) => l.name).join('+'), rows: rows.reduce((a, r) => a + r, 0) };
-  return [{ ...linearKernelsOf(entry, feats, gemv, packedInput, false, rows), members: stack }, ...members.filter((l) => !stack.includes(l)).map((l) => linearKernelsOf(l, feats, gemv, packedInput))];
+  return [{ ...linearKernelsOf(entry, feats, gemv, { ...o, split: rows }), members: stack }, ...members.filter((l) => !stack.includes(l)).map((l) => linearKernelsOf(l, feats, gemv, o))];
 }
 
 /** A site's kernels; with `pack` (the 'rows-a8' GEMV) a site of 8 bits or fewer also writes its integer form. */
@@ -316,7 +344,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
   const pack = gemv === 'rows-a8';
-  const linearKernels = (l: LinearEntry, site?: ActKernels, accumulate = false) => linearKernelsOf(l, feats, gemv, !!site?.packed, accumulate);
+  const linearKernels = (l: LinearEntry, site?: ActKernels, accumulate = false, prologue?: A8Prologue) => linearKernelsOf(l, feats, gemv, { packedInput: !!site?.packed, accumulate, prologue });
   const c = m.config;
   refuseMissing('the WGSL backend', WGSL_FEATURES, m);
   const rotaryDim = m.program.rope.rotaryDim;
@@ -361,27 +389,52 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       if (q) return mlpActQuantKernel(c.intermediate, b.mlp.activation, b.mlp.gated, feats, q);
       return b.mlp.gated ? swigluKernel(c.intermediate, b.mlp.activation) : mlpActivationKernel(c.intermediate, b.mlp.activation);
     };
+    const attnNorm = normAndAct(attnAct, b.attnNorm, b.attnNormBias);
+    const mlpNorm = normAndAct(mlpAct, b.mlpNorm, b.mlpNormBias);
+    const swiglu = mlpActivation();
+    // Decode GEMVs that make their input themselves (A8Prologue): offered where the site's
+    // quantiser is plain and packs (fused into the pre-norm or the MLP activation, or the o
+    // site's own); taken only where every launch reading the site runs it, and then the site's
+    // kernels run for prefill only (ActKernels.prologue).
+    const quantOf = (ak: ActKernels): RowQuant => ({ bits: ak.site.bits, clip: ak.site.clip, pack: true });
+    const source = {
+      attn: attnAct.fused && attnAct.packed ? { source: 'rms-norm' as const, quant: quantOf(attnAct), eps: c.normEps, gamma: b.attnNorm !== null } : undefined,
+      o: oAct.quant && oAct.packed && !oAct.site.transform ? { source: 'x' as const, quant: quantOf(oAct) } : undefined,
+      mlp: mlpAct.fused && mlpAct.packed ? { source: 'rms-norm' as const, quant: quantOf(mlpAct), eps: c.normEps, gamma: b.mlpNorm !== null } : undefined,
+      down: downAct.fused && downAct.packed ? { source: 'mlp-act' as const, quant: quantOf(downAct), activation: b.mlp.activation, gated: b.mlp.gated } : undefined,
+    };
+    const withPrologue = (ak: ActKernels, pro: A8Prologue | undefined, launches: (pro?: A8Prologue) => LinearKernels[]): LinearKernels[] => {
+      const taken = pro && (opts.prologue ?? true) ? launches(pro) : undefined;
+      if (!taken?.every((l) => l.prologue)) return launches();
+      ak.prologue = pro;
+      return taken;
+    };
+    const group = opts.group ?? true;
+    const qkv = withPrologue(attnAct, source.attn, (pro) => groupLinears([b.q, b.k, b.v], feats, gemv, { packedInput: !!attnAct.packed, prologue: pro }, group));
+    const gateUp = withPrologue(mlpAct, source.mlp, (pro) => groupLinears(b.gate ? [b.gate, b.up] : [b.up], feats, gemv, { packedInput: !!mlpAct.packed, prologue: pro }, group));
+    const [o] = withPrologue(oAct, source.o, (pro) => [linearKernels(b.o, oAct, fuseAttnResidual, pro)]);
+    const [down] = withPrologue(downAct, source.down, (pro) => [linearKernels(b.down, downAct, fuseMlpResidual, pro)]);
     return {
-      attnNorm: normAndAct(attnAct, b.attnNorm, b.attnNormBias),
+      attnNorm,
       attnAct,
       q: linearKernels(b.q, attnAct),
       k: linearKernels(b.k, attnAct),
       v: linearKernels(b.v, attnAct),
-      qkv: groupLinears([b.q, b.k, b.v], feats, gemv, !!attnAct.packed, opts.group ?? true),
+      qkv,
       ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
       ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
       attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
       attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
       oAct,
-      o: linearKernels(b.o, oAct, fuseAttnResidual),
-      mlpNorm: normAndAct(mlpAct, b.mlpNorm, b.mlpNormBias),
+      o,
+      mlpNorm,
       mlpAct,
       ...(b.gate ? { gate: linearKernels(b.gate, mlpAct) } : {}),
       up: linearKernels(b.up, mlpAct),
-      gateUp: groupLinears(b.gate ? [b.gate, b.up] : [b.up], feats, gemv, !!mlpAct.packed, opts.group ?? true),
-      swiglu: mlpActivation(),
+      gateUp,
+      swiglu,
       downAct,
-      down: linearKernels(b.down, downAct, fuseMlpResidual),
+      down,
       ...(b.postNorm ? { attnPost: postNorm(b.postNorm.attn), mlpPost: postNorm(b.postNorm.mlp) } : {}),
       ...(fuseAttnResidual ? {} : { attnResidual: residualAddKernel(c.hidden, b.residualScale.attn) }),
       ...(fuseMlpResidual ? {} : { mlpResidual: residualAddKernel(c.hidden, b.residualScale.mlp) }),

@@ -28,6 +28,8 @@ export interface WebgpuModelOptions {
   gemv?: GemvVariant;
   /** Stack the linears that share an input into one launch (plan.ts groupLinears). Default true. */
   group?: boolean;
+  /** Decode GEMVs make their input themselves where they can (plan.ts, A8Prologue). Default true. */
+  prologue?: boolean;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
   context?: number;
 }
@@ -40,16 +42,21 @@ interface Op {
   bindGemv?: GPUBindGroup;
   /** Launch for one token only (final norm + lm_head of the last token). */
   last?: boolean;
+  /** Launch only for chunks of several tokens: at decode the GEMVs after it make its output
+   *  themselves (ActKernels.prologue). */
+  prefill?: boolean;
 }
 
 const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage, as numbers for Node)
 const UNIFORM = 0x40 | 0x08;
 const MAP_READ = 0x01 | 0x08;
 
-/** What an act site hands its linears: x̂ as floats, and whether the shared xq/xp buffers hold its integer form. */
+/** What an act site hands its linears: x̂ as floats, whether the shared xq/xp buffers hold its
+ *  integer form, and the buffers a GEMV prologue makes x̂ from (ActKernels.prologue). */
 interface SiteInput {
   x: GPUBuffer;
   packed: boolean;
+  prologue?: GPUBuffer[];
 }
 
 function isLinear(k: WgslKernel | LinearKernels): k is LinearKernels {
@@ -63,6 +70,8 @@ export class WebgpuModel {
   readonly gemv: GemvVariant;
   /** Linears sharing an input run as one stacked launch. */
   readonly group: boolean;
+  /** Decode GEMVs make their input themselves where they can. */
+  readonly prologue: boolean;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
@@ -88,6 +97,7 @@ export class WebgpuModel {
     this.adapter = opts.adapter ?? (info ? adapterKind(info) : 'gpu');
     this.gemv = gemvVariant({ adapter: this.adapter, gemv: opts.gemv });
     this.group = opts.group ?? true;
+    this.prologue = opts.prologue ?? true;
   }
 
   /** Upload the artifact's weights and build every pipeline and bind group. */
@@ -221,7 +231,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
@@ -270,7 +280,16 @@ export class WebgpuModel {
       ropeTables.set(theta, (buf = this.upload(new Uint8Array(rope.buffer))));
       return buf;
     };
-    const t = (name: string) => this.upload(tensorBytesCopy(a, name));
+    const uploaded = new Map<string, GPUBuffer>();
+    const t = (name: string) => {
+      let b = uploaded.get(name);
+      if (!b) uploaded.set(name, (b = this.upload(tensorBytesCopy(a, name))));
+      return b;
+    };
+    /** Mark the op just added as prefill-only where `on` (a site whose decode GEMVs have prologues). */
+    const prefillOnly = (on: unknown) => {
+      if (on) this.ops[this.ops.length - 1].prefill = true;
+    };
 
     // x̂'s integer form (ActKernels.packed): bytes and (scale, zero) a token, of one site at a time
     const xq = this.buffer(cap * wide);
@@ -283,17 +302,22 @@ export class WebgpuModel {
         this.op(ak.left!, [tmp, t(ak.site.transform.C), act]);
         out = act;
       }
-      if (ak.quant) this.op(ak.quant, ak.packed ? [out, xq, xp] : [out]);
-      return { x: out, packed: !!ak.packed };
+      if (ak.quant) {
+        this.op(ak.quant, ak.packed ? [out, xq, xp] : [out]);
+        prefillOnly(ak.prologue);
+      }
+      return { x: out, packed: !!ak.packed, ...(ak.prologue ? { prologue: [out] } : {}) };
     };
     /** A linear's launch; a group (LinearKernels.members) writes one output a member. */
     const linearOp = (lk: LinearKernels, input: SiteInput | GPUBuffer, output: GPUBuffer | GPUBuffer[], last = false) => {
       const w = this.linearWeights(a, lk);
       const site = 'x' in input ? input : { x: input, packed: false };
       if (lk.gemvA8 && !site.packed) throw new Error(`${lk.entry.name}: the integer GEMV's input site does not pack`);
+      if (lk.prologue && !site.prologue) throw new Error(`${lk.entry.name}: the GEMV's prologue has no input`);
       const bias = w.bias ? [w.bias] : [];
       const outs = Array.isArray(output) ? output : [output];
-      this.op(lk, [w.w, site.x, ...bias, ...outs], last, lk.gemvA8 ? [w.w, xq, xp, ...bias, ...outs] : undefined);
+      const gemvIn = lk.prologue ? site.prologue! : [xq, xp];
+      this.op(lk, [w.w, site.x, ...bias, ...outs], last, lk.gemvA8 ? [w.w, ...gemvIn, ...bias, ...outs] : undefined);
       if (lk.order2) {
         // output += second plane · input: added by its own kernels when they accumulate, else through
         // planeOut (groups have no second plane: groupLinears leaves order-2 linears alone)
@@ -323,7 +347,8 @@ export class WebgpuModel {
     const blockOps: Record<BlockOp, (bk: BlockKernels, b: BlockEntry, kv: { kc: GPUBuffer; vc: GPUBuffer }) => void> = {
       'attn-in': (bk, b) => {
         norm(bk.attnNorm, b.preNorm === false ? null : b.attnNorm, b.preNorm === false ? null : b.attnNormBias, x, nrm);
-        ai = actOps(bk.attnAct, nrm);
+        prefillOnly(bk.attnAct.prologue);
+        ai = { ...actOps(bk.attnAct, nrm), ...(bk.attnAct.prologue ? { prologue: [x, ...(b.attnNorm ? [t(b.attnNorm)] : [])] } : {}) };
       },
       qkv: (bk, b) => {
         const out = new Map([[b.q, q], [b.k, k], [b.v, v]]);
@@ -346,7 +371,8 @@ export class WebgpuModel {
       },
       'mlp-in': (bk, b) => {
         norm(bk.mlpNorm, b.preNorm === false ? null : b.mlpNorm, b.preNorm === false ? null : b.mlpNormBias, x, nrm);
-        mi = actOps(bk.mlpAct, nrm);
+        prefillOnly(bk.mlpAct.prologue);
+        mi = { ...actOps(bk.mlpAct, nrm), ...(bk.mlpAct.prologue ? { prologue: [x, ...(b.mlpNorm ? [t(b.mlpNorm)] : [])] } : {}) };
       },
       'gate-up': (bk, b) => {
         const out = new Map([[b.up, u], ...(b.gate ? [[b.gate, g] as const] : [])]);
@@ -354,7 +380,9 @@ export class WebgpuModel {
       },
       'down-residual': (bk, b) => {
         this.op(bk.swiglu, [...(bk.gate ? [g] : []), u, gu, ...packOut(bk.swiglu)]);
-        linearOp(bk.down, actOps(bk.downAct, gu), bk.mlpResidual ? y : x);
+        prefillOnly(bk.downAct.prologue);
+        const di = actOps(bk.downAct, gu);
+        linearOp(bk.down, bk.downAct.prologue ? { ...di, prologue: [...(bk.gate ? [g] : []), u] } : di, bk.mlpResidual ? y : x);
         if (bk.mlpResidual) this.op(bk.mlpResidual, [postOp(bk.mlpPost, b.postNorm?.mlp.gamma ?? null, y), x]);
       },
     };
@@ -412,15 +440,15 @@ export class WebgpuModel {
     for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= c.vocab) throw new Error(`token id ${id} out of range [0, ${c.vocab})`);
   }
 
-  /** Dispatches a forward makes, whatever its token count (a decode step: the last token's logits). */
-  dispatches(logits: 'all' | 'last' | 'none' = 'last'): number {
-    return this.opsFor(logits).length;
+  /** Dispatches a forward of `tokens` tokens makes (default a decode step: one token, its logits). */
+  dispatches(logits: 'all' | 'last' | 'none' = 'last', tokens = 1): number {
+    return this.opsFor(logits, tokens).length;
   }
 
   /** The ops a forward runs: the blocks, then the final norm and lm_head for every token ('all'),
    *  the last one ('last') or none. */
-  private opsFor(logits: 'all' | 'last' | 'none'): Op[] {
-    return this.ops.filter((op, i) => i < this.finalOps || (logits !== 'none' && (logits === 'last') === !!op.last));
+  private opsFor(logits: 'all' | 'last' | 'none', tokens: number): Op[] {
+    return this.ops.filter((op, i) => (i < this.finalOps ? !(op.prefill && tokens === 1) : logits !== 'none' && (logits === 'last') === !!op.last));
   }
 
   /**
@@ -431,7 +459,7 @@ export class WebgpuModel {
   async profileStep(id: number): Promise<{ kernel: string; us: number }[]> {
     const dev = this.device;
     if (!dev.features.has('timestamp-query')) throw new Error("profileStep: the device has no 'timestamp-query'");
-    const ops = this.opsFor('last');
+    const ops = this.opsFor('last', 1);
     const set = dev.createQuerySet({ type: 'timestamp', count: 2 * ops.length });
     const resolve = dev.createBuffer({ size: 16 * ops.length, usage: 0x200 | 0x04 }); // QUERY_RESOLVE | COPY_SRC
     const read = dev.createBuffer({ size: 16 * ops.length, usage: MAP_READ });
@@ -487,7 +515,7 @@ export class WebgpuModel {
     if (ids) dev.queue.writeBuffer(this.ids, 0, new Uint32Array(ids));
     const enc = dev.createCommandEncoder();
     const pass = profile ? undefined : enc.beginComputePass();
-    const ops = greedy ? [...this.opsFor(logits), this.argmaxOp] : this.opsFor(logits);
+    const ops = greedy ? [...this.opsFor(logits, n), this.argmaxOp] : this.opsFor(logits, n);
     ops.forEach((op, i) => {
       const tokens = op.last ? 1 : n;
       const k = this.kernelOf(op, tokens);
