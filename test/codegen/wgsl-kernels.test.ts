@@ -64,10 +64,10 @@ function unpackActCodes(words: Uint32Array, cols: number): Uint8Array {
 }
 
 /** The split attention's two kernels in a row (partial sums, then their merge): O [ntok][heads·d]. */
-async function splitAttention(heads: number, kvHeads: number, d: number, scale: number, window: number | null, softcap: number | null, splits: number, q: Float32Array, kc: Float32Array, vc: Float32Array, ntok: number, pos0: number) {
+async function splitAttention(heads: number, kvHeads: number, d: number, scale: number, window: number | null, softcap: number | null, splits: number, q: Float32Array, kc: HostArray, vc: HostArray, ntok: number, pos0: number, kv: K.KvStorage = 'f32') {
   const device = dev!.device;
   const n = ntok * heads * splits;
-  const part = await runKernel(device, K.attentionPartialKernel(heads, kvHeads, d, scale, window, splits, NO_FEATURES, softcap), [q, kc, vc, new Float32Array(n), new Float32Array(n), new Float32Array(n * d)], ntok, { pos0 });
+  const part = await runKernel(device, K.attentionPartialKernel(heads, kvHeads, d, scale, window, splits, NO_FEATURES, softcap, kv), [q, kc, vc, new Float32Array(n), new Float32Array(n), new Float32Array(n * d)], ntok, { pos0 });
   return runKernel(device, K.attentionCombineKernel(heads, d, splits), [part.PM, part.PL, part.PA, new Float32Array(ntok * heads * d)], ntok, { pos0 });
 }
 
@@ -408,51 +408,77 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     expect(new Set(Array.from(r.Y.subarray(0, width), (v) => v.toFixed(5))).size).toBeLessThanOrEqual(16);
   });
 
-  it('RoPE + KV-cache write + causal GQA attention at pos0 = 2', async () => {
-    const heads = 4, kvHeads = 2, d = 8, maxPos = 16, ntok = 3, pos0 = 2, theta = 10000;
+  for (const kv of ['f32', 'f16'] as const) {
+    it(`RoPE + KV-cache write + causal GQA attention at pos0 = 2, ${kv} cache${kv === 'f16' ? ' (fp16 pairs in u32 words, vs float64 on fp16-rounded keys and values)' : ''}`, async () => {
+      const heads = 4, kvHeads = 2, d = 8, maxPos = 16, ntok = 3, pos0 = 2, theta = 10000;
+      const kvd = kvHeads * d;
+      const f16 = kv === 'f16';
+      const r16 = (x: number) => (f16 ? halfToFloat(floatToHalf(x)) : x);
+      const q = randn(ntok * heads * d), k = randn(ntok * kvd), v = randn(ntok * kvd);
+      const kc = randn(maxPos * kvd).map(r16), vc = randn(maxPos * kvd).map(r16); // positions 0, 1 already cached
+      const asCache = (x: Float32Array): HostArray => (f16 ? new Uint8Array(Uint16Array.from(x, floatToHalf).buffer) : x);
+      const fromCache = (x: Float32Array) => (f16 ? Float32Array.from(new Uint16Array(x.buffer, 0, maxPos * kvd), halfToFloat) : x);
+      const rope = new Float32Array(maxPos * d);
+      for (let p = 0; p < maxPos; p++) for (let i = 0; i < d / 2; i++) {
+        const a = p * theta ** (-2 * i / d);
+        rope[(p * d) / 2 * 2 + i * 2] = Math.cos(a);
+        rope[(p * d) / 2 * 2 + i * 2 + 1] = Math.sin(a);
+      }
+      const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos, d, kv), [q, k, v, rope, asCache(kc), asCache(vc)], ntok, { pos0 });
+      const r2 = await splitAttention(heads, kvHeads, d, 1 / Math.sqrt(d), null, null, K.attentionSplits(maxPos), r1.Q, asCache(fromCache(r1.Kc)), asCache(fromCache(r1.Vc)), ntok, pos0, kv);
+      // float64 oracle (the new keys and values rounded to fp16 with an fp16 cache)
+      const Q = Float64Array.from(q), Kc = Float64Array.from(kc), Vc = Float64Array.from(vc);
+      for (let m = 0; m < ntok; m++) {
+        for (let h = 0; h < heads; h++) ropeInPlace(Q, (m * heads + h) * d, d, pos0 + m, theta);
+        const kr = Float64Array.from(k.subarray(m * kvd, (m + 1) * kvd));
+        for (let h = 0; h < kvHeads; h++) ropeInPlace(kr, h * d, d, pos0 + m, theta);
+        Kc.set(kr.map(r16), (pos0 + m) * kvd);
+        Vc.set(v.subarray(m * kvd, (m + 1) * kvd).map(r16), (pos0 + m) * kvd);
+      }
+      // an fp16 key rounded from f32 rather than float64 may land one fp16 step away
+      const tol = f16 ? 1e-3 : 1e-5;
+      expectClose(fromCache(r1.Kc).subarray(0, (pos0 + ntok) * kvd), Kc.subarray(0, (pos0 + ntok) * kvd), tol);
+      // values are stored as they come (rounded once to fp16 where the cache is)
+      expect(Array.from(fromCache(r1.Vc).subarray(0, (pos0 + ntok) * kvd))).toEqual(Array.from(Vc.subarray(0, (pos0 + ntok) * kvd), (x) => Math.fround(x)));
+      const O = new Float64Array(ntok * heads * d);
+      for (let m = 0; m < ntok; m++) for (let h = 0; h < heads; h++) {
+        const kh = Math.floor(h / (heads / kvHeads));
+        const s = Array.from({ length: pos0 + m + 1 }, (_, t) => {
+          let acc = 0;
+          for (let i = 0; i < d; i++) acc += Q[(m * heads + h) * d + i] * Kc[t * kvd + kh * d + i];
+          return acc / Math.sqrt(d);
+        });
+        const mx = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - mx));
+        const sum = p.reduce((a, b) => a + b, 0);
+        for (let i = 0; i < d; i++) O[(m * heads + h) * d + i] = p.reduce((a, pt, t) => a + (pt / sum) * Vc[t * kvd + kh * d + i], 0);
+      }
+      expectClose(r2.O, O, tol);
+    });
+  }
+
+  it('fp16 KV cache write with partial and no rotary (rotary dims 4 and 0 of 8): the f32 kernel\'s cache, rounded to fp16', async () => {
+    const heads = 2, kvHeads = 2, d = 8, maxPos = 8, ntok = 2, pos0 = 3;
     const kvd = kvHeads * d;
-    const q = randn(ntok * heads * d), k = randn(ntok * kvd), v = randn(ntok * kvd);
-    const kc = randn(maxPos * kvd), vc = randn(maxPos * kvd); // positions 0, 1 already cached
-    const rope = new Float32Array(maxPos * d);
-    for (let p = 0; p < maxPos; p++) for (let i = 0; i < d / 2; i++) {
-      const a = p * theta ** (-2 * i / d);
-      rope[(p * d) / 2 * 2 + i * 2] = Math.cos(a);
-      rope[(p * d) / 2 * 2 + i * 2 + 1] = Math.sin(a);
+    for (const r of [4, 0]) {
+      const q = randn(ntok * heads * d), k = randn(ntok * kvd), v = randn(ntok * kvd);
+      const rope = Float32Array.from({ length: maxPos * Math.max(r, 2) }, (_, i) => Math.cos(0.3 * i + (i % 2) * 1.1));
+      const f32 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos, r, 'f32'), [q.slice(), k, v, rope, new Float32Array(maxPos * kvd), new Float32Array(maxPos * kvd)], ntok, { pos0 });
+      const f16 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos, r, 'f16'), [q.slice(), k, v, rope, new Uint32Array((maxPos * kvd) / 2), new Uint32Array((maxPos * kvd) / 2)], ntok, { pos0 });
+      const halves = (x: Float32Array) => Array.from(new Uint16Array(x.buffer, 0, maxPos * kvd));
+      expect(halves(f16.Kc), `rotary ${r}`).toEqual(Array.from(f32.Kc, floatToHalf));
+      expect(halves(f16.Vc), `rotary ${r}`).toEqual(Array.from(f32.Vc, floatToHalf));
+      expect(Array.from(f16.Q), `rotary ${r}`).toEqual(Array.from(f32.Q));
     }
-    const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos), [q, k, v, rope, kc, vc], ntok, { pos0 });
-    const r2 = await splitAttention(heads, kvHeads, d, 1 / Math.sqrt(d), null, null, K.attentionSplits(maxPos), r1.Q, r1.Kc, r1.Vc, ntok, pos0);
-    // float64 oracle
-    const Q = Float64Array.from(q), Kc = Float64Array.from(kc), Vc = Float64Array.from(vc);
-    for (let m = 0; m < ntok; m++) {
-      for (let h = 0; h < heads; h++) ropeInPlace(Q, (m * heads + h) * d, d, pos0 + m, theta);
-      const kr = Float64Array.from(k.subarray(m * kvd, (m + 1) * kvd));
-      for (let h = 0; h < kvHeads; h++) ropeInPlace(kr, h * d, d, pos0 + m, theta);
-      Kc.set(kr, (pos0 + m) * kvd);
-      Vc.set(v.subarray(m * kvd, (m + 1) * kvd), (pos0 + m) * kvd);
-    }
-    expectClose(r1.Kc.subarray(0, (pos0 + ntok) * kvd), Kc.subarray(0, (pos0 + ntok) * kvd), 1e-5);
-    const O = new Float64Array(ntok * heads * d);
-    for (let m = 0; m < ntok; m++) for (let h = 0; h < heads; h++) {
-      const kh = Math.floor(h / (heads / kvHeads));
-      const s = Array.from({ length: pos0 + m + 1 }, (_, t) => {
-        let acc = 0;
-        for (let i = 0; i < d; i++) acc += Q[(m * heads + h) * d + i] * Kc[t * kvd + kh * d + i];
-        return acc / Math.sqrt(d);
-      });
-      const mx = Math.max(...s);
-      const p = s.map((x) => Math.exp(x - mx));
-      const sum = p.reduce((a, b) => a + b, 0);
-      for (let i = 0; i < d; i++) O[(m * heads + h) * d + i] = p.reduce((a, pt, t) => a + (pt / sum) * Vc[t * kvd + kh * d + i], 0);
-    }
-    expectClose(r2.O, O, 1e-5);
   });
 
   // Long contexts: keys over several splits of ATTN_SPLIT positions, empty splits after the
   // last position and (with a window) before the first, a non-default scale, a soft-cap.
-  it('attention split by context: keys over many splits, windows, a soft-cap, head dims 16 and 288, vs float64', async () => {
-    const heads = 4, kvHeads = 2, ntok = 2, pos0 = 700, maxPos = 1000;
-    // d = 16: 16 groups of positions for Σ e·v; d = 288: one, and dims past the 256 threads
-    for (const [d, window, softcap, scale] of [[16, null, null, 0.25], [16, 300, 5, 0.3], [288, 100, null, 0.05]] as const) {
+  it('attention split by context: keys over many splits, windows, a soft-cap, head dims 16 and 288, a cache of 2188 splits, vs float64', async () => {
+    const heads = 4, kvHeads = 2, ntok = 2, pos0 = 700;
+    // d = 16: 16 groups of positions for Σ e·v; d = 288: one, and dims past the 256 threads; a
+    // cache of 140000 positions has more splits than the merge keeps weights for (it recomputes them)
+    for (const [d, window, softcap, scale, maxPos] of [[16, null, null, 0.25, 1000], [16, 300, 5, 0.3, 1000], [288, 100, null, 0.05, 1000], [16, null, null, 0.25, 140000]] as const) {
       const kvd = kvHeads * d;
       const q = randn(ntok * heads * d, 2), kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
       const r = await splitAttention(heads, kvHeads, d, scale, window, softcap, K.attentionSplits(maxPos), q, kc, vc, ntok, pos0);

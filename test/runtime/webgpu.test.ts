@@ -200,6 +200,30 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
+  it('an fp16 KV cache (the GPU default): decode and prefill logits near the float64 reference, identical greedy tokens; software adapters keep f32', async () => {
+    const wide = { ...tiny, hidden: 128, intermediate: 256, heads: 2, kvHeads: 1, headDim: 64 };
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(wide, ternaryFormat('bit2', 64), 36));
+    const a = readArtifact(dir);
+    const ids = [2, 9, 33, 5, 17, 40, 3];
+    const want = referenceLogits(a, ids);
+    const half = await WebgpuModel.create(device, a, { capacity: 4, gemv: 'rows-a8', kv: 'f16' });
+    const full = await WebgpuModel.create(device, a, { capacity: 4, gemv: 'rows-a8' });
+    try {
+      expect([half.kv, full.kv]).toEqual(['f16', 'f32']);
+      const dec = new Float32Array(ids.length * wide.vocab);
+      for (let i = 0; i < ids.length; i++) dec.set(await half.forward([ids[i]]), i * wide.vocab);
+      // keys and values rounded to fp16 (relative 2^-11): well above the f32 cache's 1e-5, well below a token's margin
+      expect(relErr(dec, want)).toBeLessThan(3e-3);
+      expect(relErr(await half.logitsOf(ids), want)).toBeLessThan(3e-3);
+      expect(relErr(await full.logitsOf(ids), want)).toBeLessThan(1e-5);
+      expect(await half.greedy([4, 8, 15], 8)).toEqual(referenceGreedy(a, [4, 8, 15], 8));
+    } finally {
+      half.destroy();
+      full.destroy();
+    }
+  });
+
   it('profileStep: GPU time of every dispatch of a decode step, named by kernel; the step runs as a forward does', async () => {
     const dir = tmp();
     writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 8, false), 27));

@@ -1123,13 +1123,55 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
  * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
  * Bindings: Q, K, V, rope, Kc, Vc, step.
  */
-export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d): WgslKernel {
+export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d, kv: KvStorage = 'f32'): WgslKernel {
   // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
   // r = 0 (no RoPE: learned positions) only copies k and v. One workgroup a (token, head):
-  // heads of q first, then the KV heads, which also write their v to the cache.
+  // heads of q first, then the KV heads, which also write their v to the cache. With an fp16
+  // cache a KV head's thread writes whole words: dims 2j and 2j + 1, each rotated on its own.
   const r = rotaryDim;
   const half = r / 2;
   const kvd = kvHeads * d;
+  if (kv === 'f16') {
+    if (d % 2) throw new Error(`fp16 KV cache: head dim ${d} is odd`);
+    const rotatedK = (e: Code) => wgsl`select(select(K[ko + ${e}], K[ko + ${e}] * ropeAt(pos, ${e} - ${u32(half)}).x + K[ko + ${e} - ${u32(half)}] * ropeAt(pos, ${e} - ${u32(half)}).y, ${e} < ${u32(r)}), K[ko + ${e}] * ropeAt(pos, ${e}).x - K[ko + ${e} + ${u32(half)}] * ropeAt(pos, ${e}).y, ${e} < ${u32(half)})`;
+    return defineKernel({
+      name: 'rope_kv_f16',
+      params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
+      bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), { name: 'Kc', elem: 'u32', access: 'read_write' }, { name: 'Vc', elem: 'u32', access: 'read_write' }],
+      usesStep: true,
+      workgroupSize: WG,
+      // ropeAt(pos, i) clamps i into the table: select() evaluates both sides
+      module: wgsl`fn ropeAt(pos: u32, i: u32) -> vec2f {
+  let j = (pos * ${u32(Math.max(half, 1))} + min(i, ${u32(Math.max(half, 1) - 1)})) * 2u;
+  return vec2f(rope[j], rope[j + 1u]);
+}`,
+      body: wgsl`  let m = wid.x;
+  let hh = wid.y;
+  let pos = step.pos0 + m;
+  if (pos >= ${u32(maxPos)}) { return; }
+  if (hh < ${u32(heads)}) {
+    for (var i = lid; i < ${u32(half)}; i += ${u32(WG)}) {
+      let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
+      let rj = (pos * ${u32(Math.max(half, 1))} + i) * 2u;
+      let cs = vec2f(rope[rj], rope[rj + 1u]);
+      let x0 = Q[o];
+      let x1 = Q[o + ${u32(half)}];
+      Q[o] = x0 * cs.x - x1 * cs.y;
+      Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
+    }
+    return;
+  }
+  let kh = hh - ${u32(heads)};
+  let ko = m * ${u32(kvd)} + kh * ${u32(d)};
+  let c = (pos * ${u32(kvd)} + kh * ${u32(d)}) / 2u;
+  for (var j = lid; j < ${u32(d / 2)}; j += ${u32(WG)}) {
+    let e = 2u * j;
+    Kc[c + j] = pack2x16float(vec2f(${rotatedK(wgsl`e`)}, ${rotatedK(wgsl`(e + 1u)`)}));
+    Vc[c + j] = pack2x16float(vec2f(V[ko + e], V[ko + e + 1u]));
+  }`,
+      dispatch: (ntok) => [ntok, heads + kvHeads, 1],
+    });
+  }
   const rotate = wgsl`  for (var i = lid; i < ${u32(half)}; i += ${u32(WG)}) {
     let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);
     if (hh < ${u32(heads)}) {
@@ -1195,6 +1237,10 @@ const ACT_FN: Record<MlpActivation, Code> = {
   silu: wgsl`fn act(g: f32) -> f32 { return g / (1.0 + exp(-g)); }`,
 };
 
+/** How the KV cache stores keys and values: f32, or fp16 pairs in u32 words (half the bytes the
+ *  attention reads; unpacked with unpack2x16float, so no shader-f16 is needed). */
+export type KvStorage = 'f32' | 'f16';
+
 /** Key positions one workgroup of the split attention takes (attentionPartialKernel). */
 export const ATTN_SPLIT = 64;
 /** Threads of the split attention's workgroup: 4 a key position in the scores. */
@@ -1215,17 +1261,21 @@ export function attentionSplits(context: number): number {
  * tanh), causal (window null: every key up to the token's position). Bindings: Q, Kc, Vc, PM,
  * PL, PA, step.
  */
-export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null): WgslKernel {
+export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null, kv: KvStorage = 'f32'): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
+  const f16 = kv === 'f16';
+  if (f16 && d % 2) throw new Error(`fp16 KV cache: head dim ${d} is odd`);
+  /** Element `i` of a cache (f32, or half i & 1 of word i >> 1). */
+  const at = (buf: string, i: Code) => (f16 ? wgsl`unpack2x16float(${new Code(buf)}[(${i}) >> 1u])[(${i}) & 1u]` : wgsl`${new Code(buf)}[${i}]`);
   const S = ATTN_SPLIT;
   const T = ATTN_THREADS;
   const TPP = T / S; // threads a key position in the scores, each a strided share of the dims
   const PG = Math.max(1, Math.floor(T / d)); // position groups in the weighted sum of v (one dim a thread)
   const kvd = kvHeads * d;
   return defineKernel({
-    name: 'attention_partial',
-    params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }) },
-    bindings: [f32buf('Q'), f32buf('Kc'), f32buf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
+    name: f16 ? 'attention_partial_f16' : 'attention_partial',
+    params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }), ...(f16 ? { kv } : {}) },
+    bindings: [f32buf('Q'), f16 ? u32buf('Kc') : f32buf('Kc'), f16 ? u32buf('Vc') : f32buf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
     usesStep: true,
     workgroupSize: T,
     features: feats,
@@ -1259,7 +1309,7 @@ var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`]),
     var s = 0.0;
     if (p < cn) {
       let ko = (c0 + p) * ${u32(kvd)} + kh * ${u32(d)};
-      for (var i = tp; i < ${u32(d)}; i += ${u32(TPP)}) { s += qs[i] * Kc[ko + i]; }
+      for (var i = tp; i < ${u32(d)}; i += ${u32(TPP)}) { s += qs[i] * ${at('Kc', wgsl`ko + i`)}; }
     }
     part[lid] = s;
   }
@@ -1285,7 +1335,7 @@ ${PG > 1 ? wgsl`  {
     let g = lid / ${u32(d)};
     if (g < ${u32(PG)}) {
       var a = 0.0;
-      for (var t = g; t < cn; t += ${u32(PG)}) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+      for (var t = g; t < cn; t += ${u32(PG)}) { a += sc[t] * ${at('Vc', wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`)}; }
       part[g * ${u32(d)} + i] = a;
     }
   }
@@ -1296,7 +1346,7 @@ ${PG > 1 ? wgsl`  {
     PA[slot * ${u32(d)} + lid] = a;
   }` : wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
     var a = 0.0;
-    for (var t = 0u; t < cn; t++) { a += sc[t] * Vc[(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i]; }
+    for (var t = 0u; t < cn; t++) { a += sc[t] * ${at('Vc', wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`)}; }
     PA[slot * ${u32(d)} + i] = a;
   }`}`,
     // the splits up to the last token's position: the rest would only write empty partials
@@ -1304,34 +1354,68 @@ ${PG > 1 ? wgsl`  {
   });
 }
 
+/** Split weights the merge keeps in workgroup memory (8 KiB: 131072 positions); past that it recomputes them. */
+const COMBINE_MAX_SPLITS = 2048;
+
 /**
  * Merge the splits of attentionPartialKernel: O = Σ_s e^(m_s − M)·a_s / Σ_s e^(m_s − M)·l_s over
- * the splits up to the token's last position. One workgroup a (head, token). Bindings: PM, PL, PA, O, step.
+ * the splits up to the token's last position. One workgroup a (head, chunk of DC dims, token):
+ * the split weights e^(m_s − M) once into workgroup memory, then SG groups of threads each add
+ * every SG-th split for the chunk's dims, and their sums are added, so a long context's splits are
+ * walked SG at a time by many workgroups rather than one by one by a head's. Bindings: PM, PL,
+ * PA, O, step.
  */
-export function attentionCombineKernel(heads: number, d: number, splits: number): WgslKernel {
+export function attentionCombineKernel(heads: number, d: number, splits: number, feats: WgslFeatures = NO_FEATURES): WgslKernel {
   const S = ATTN_SPLIT;
+  const T = ATTN_THREADS;
+  const DC = d % 32 === 0 ? 32 : d > T ? 1 : d; // dims a workgroup
+  const chunks = d / DC;
+  const SG = Math.floor(T / DC); // split groups
+  const keep = splits <= COMBINE_MAX_SPLITS;
+  const w = (sIdx: Code) => (keep ? wgsl`ws[${sIdx}]` : wgsl`exp(PM[base + ${sIdx}] - mx)`);
   return defineKernel({
     name: 'attention_combine',
     params: { heads, d, splits },
     bindings: [f32buf('PM'), f32buf('PL'), f32buf('PA'), f32buf('O', 'read_write')],
     usesStep: true,
-    workgroupSize: WG,
-    features: NO_FEATURES,
-    body: wgsl`  let h = wid.x;
+    workgroupSize: T,
+    features: feats,
+    module: join([reduceDecl(1, T), wgsl`var<workgroup> part: array<f32, ${u32(SG * DC)}>;`, ...(keep ? [wgsl`var<workgroup> ws: array<f32, ${u32(splits)}>;`] : [])]),
+    // Every early exit depends on workgroup ids and the step only: barriers stay uniform.
+    body: wgsl`  let h = wid.x / ${u32(chunks)};
+  let c = wid.x - h * ${u32(chunks)};
   let m = wid.y;
   if (m >= step.ntok) { return; }
   let ns = min((step.pos0 + m) / ${u32(S)} + 1u, ${u32(splits)});
   let base = (m * ${u32(heads)} + h) * ${u32(splits)};
-  var mx = -3.0e38;
-  for (var s = 0u; s < ns; s++) { mx = max(mx, PM[base + s]); }
-  var l = 0.0;
-  for (var s = 0u; s < ns; s++) { l += exp(PM[base + s] - mx) * PL[base + s]; }
-  for (var i = lid; i < ${u32(d)}; i += ${u32(WG)}) {
+  var pmx = -3.0e38;
+  for (var s = lid; s < ns; s += ${u32(T)}) { pmx = max(pmx, PM[base + s]); }
+${reduce(1, () => wgsl`pmx`, 'max', feats, T)}
+  let mx = red[0];
+  workgroupBarrier();
+  var pl = 0.0;
+  for (var s = lid; s < ns; s += ${u32(T)}) {
+    let e = exp(PM[base + s] - mx);
+    ${keep ? wgsl`ws[s] = e;` : wgsl``}
+    pl += e * PL[base + s];
+  }
+${reduce(1, () => wgsl`pl`, 'sum', feats, T)}
+  let l = red[0];
+  let g = lid / ${u32(DC)};
+  let i = lid - g * ${u32(DC)};
+  let dim = c * ${u32(DC)} + i;
+  if (g < ${u32(SG)}) {
     var a = 0.0;
-    for (var s = 0u; s < ns; s++) { a += exp(PM[base + s] - mx) * PA[(base + s) * ${u32(d)} + i]; }
-    O[m * ${u32(heads * d)} + h * ${u32(d)} + i] = a / l;
+    for (var s = g; s < ns; s += ${u32(SG)}) { a += ${w(wgsl`s`)} * PA[(base + s) * ${u32(d)} + dim]; }
+    part[g * ${u32(DC)} + i] = a;
+  }
+  workgroupBarrier();
+  if (lid < ${u32(DC)}) {
+    var a = 0.0;
+    for (var q = 0u; q < ${u32(SG)}; q++) { a += part[q * ${u32(DC)} + lid]; }
+    O[m * ${u32(heads * d)} + h * ${u32(d)} + dim] = a / l;
   }`,
-    dispatch: (ntok) => [heads, ntok, 1],
+    dispatch: (ntok) => [heads * chunks, ntok, 1],
   });
 }
 

@@ -37,6 +37,7 @@ import {
   ternaryLinearKernel,
   type A8Prologue,
   type GemvA8Shape,
+  type KvStorage,
   type LinearOut,
   a8PrologueUnsupported,
   type RowQuant,
@@ -107,6 +108,16 @@ export const GEMV_BY_ADAPTER = {
 } as const satisfies Record<AdapterKind, GemvVariant>;
 
 /**
+ * The KV cache's storage by adapter: fp16 on GPUs (as the CUDA runtime's; the attention reads half
+ * the bytes), f32 on software adapters (where bandwidth is not the limit and the tests hold the
+ * runtime to the float64 reference at f32 precision).
+ */
+export const KV_BY_ADAPTER = {
+  software: 'f32',
+  gpu: 'f16',
+} as const satisfies Record<AdapterKind, KvStorage>;
+
+/**
  * The integer GEMV's thread shape, by measurement (H100 through Dawn/Vulkan,
  * bench/results/wgsl-h100.json): 2 rows a thread; 64 threads a row where N ≤ 4096 (more
  * workgroups for few rows: 9.5 against 11.1 µs at 4096×11008), 32 otherwise (30.1 against
@@ -138,6 +149,12 @@ export interface PlanOptions {
   prologue?: boolean;
   /** Positions the KV cache holds (the attention's splits). Default: the model's maxPositions. */
   context?: number;
+  /** The KV cache's storage. Default KV_BY_ADAPTER of the adapter. */
+  kv?: KvStorage;
+}
+
+export function kvStorage(o: PlanOptions): KvStorage {
+  return o.kv ?? KV_BY_ADAPTER[o.adapter ?? 'gpu'];
 }
 
 export function gemvVariant(o: PlanOptions): GemvVariant {
@@ -351,6 +368,8 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   if (rotaryDim % 2 || rotaryDim > c.headDim) throw new UserError(`WGSL backend: RoPE over ${rotaryDim} of ${c.headDim} head dims (must be even and at most the head size)`);
   const qd = c.heads * c.headDim;
   const splits = attentionSplits(opts.context ?? c.maxPositions);
+  const kv = kvStorage(opts);
+  if (kv === 'f16' && c.headDim % 2) throw new UserError(`WGSL backend: an fp16 KV cache needs an even head size, not ${c.headDim}`);
   // q/k norms per head, or over the whole projection as one head (span 'all')
   const headNorm = (heads: number, qk: QkNorm, n: HeadNorm) => {
     const { groups, width, sharedGamma } = qkNormShape(qk, heads, c.headDim);
@@ -422,9 +441,9 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       v: linearKernels(b.v, attnAct),
       qkv,
       ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
-      ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim),
-      attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap),
-      attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits),
+      ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim, kv),
+      attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap, kv),
+      attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits, feats),
       oAct,
       o,
       mlpNorm,

@@ -11,8 +11,8 @@ import { blockOps as programBlockOps, type BlockOp } from '../../program/block-p
 import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
-import { attentionSplits, ternaryLayout } from '../../codegen/wgsl/kernels.ts';
-import { adapterKind, gemvVariant, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
+import { attentionSplits, ternaryLayout, type KvStorage } from '../../codegen/wgsl/kernels.ts';
+import { adapterKind, gemvVariant, kvStorage, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
 
@@ -30,6 +30,8 @@ export interface WebgpuModelOptions {
   group?: boolean;
   /** Decode GEMVs make their input themselves where they can (plan.ts, A8Prologue). Default true. */
   prologue?: boolean;
+  /** The KV cache's storage (plan.ts KV_BY_ADAPTER): default fp16 on GPUs, f32 on software adapters. */
+  kv?: KvStorage;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
   context?: number;
 }
@@ -72,6 +74,8 @@ export class WebgpuModel {
   readonly group: boolean;
   /** Decode GEMVs make their input themselves where they can. */
   readonly prologue: boolean;
+  /** The KV cache's storage. */
+  readonly kv: KvStorage;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
@@ -98,6 +102,7 @@ export class WebgpuModel {
     this.gemv = gemvVariant({ adapter: this.adapter, gemv: opts.gemv });
     this.group = opts.group ?? true;
     this.prologue = opts.prologue ?? true;
+    this.kv = kvStorage({ adapter: this.adapter, kv: opts.kv });
   }
 
   /** Upload the artifact's weights and build every pipeline and bind group. */
@@ -231,7 +236,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue, kv: this.kv });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
@@ -388,7 +393,8 @@ export class WebgpuModel {
     };
     plan.blocks.forEach((bk, li) => {
       const b = m.blocks[li];
-      const kv = { kc: f4(this.context * kvd), vc: f4(this.context * kvd) };
+      const kvBytes = this.context * kvd * (this.kv === 'f16' ? 2 : 4);
+      const kv = { kc: this.buffer(kvBytes), vc: this.buffer(kvBytes) };
       for (const op of programBlockOps(b, m.program.residual)) blockOps[op](bk, b, kv);
     });
     // Final norm + lm_head twice: for every token (perplexity) and for the last one (decode).
