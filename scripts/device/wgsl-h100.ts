@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { rng } from '../../src/artifact/random.ts';
 import { layoutEntries, NO_FEATURES, type WgslKernel } from '../../src/codegen/wgsl/fragments.ts';
-import { gemvRowsUnsupported, packActBytes, ternaryGemvA8Kernel, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvA8Shape, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
+import { a8PrologueUnsupported, gemvRowsUnsupported, packActBytes, ternaryGemvA8Kernel, ternaryGemvRowsKernel, ternaryGemvWorkgroupKernel, ternaryLayout, ternaryLinearKernel, type GemvA8Shape, type GemvRowsShape } from '../../src/codegen/wgsl/kernels.ts';
 import { adapterKind, GEMV_BY_ADAPTER } from '../../src/codegen/wgsl/plan.ts';
 import { CODE_PACKINGS, decodeTernary, groupsPerRow, storageBytes, ternaryFormat, type TernaryFormat, type TernaryWeights } from '../../src/formats/ternary.ts';
 import { floatToHalf } from '../../src/graph/tensor.ts';
@@ -54,6 +54,8 @@ const A8_SHAPES: GemvA8Shape[] = [
 ];
 /** Variants to measure: a regular expression over the names (default all). */
 const ONLY = new RegExp(arg('variants', '.'));
+/** The quantiser of the prologue variants (a8x-*): 8 bits, no clipping. */
+const PROLOGUE_QUANT = { bits: 8, clip: 1, pack: true };
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const rand = rng(11);
@@ -343,6 +345,11 @@ for (const [N, K] of SHAPES) {
               (ft) => [`a8-${sh.threadsPerRow}x${sh.rowsPerThread}${ft.subgroups ? '+sg' : ''}`, ternaryGemvA8Kernel(f, N, K, false, ft, sh)] as [string, WgslKernel],
             ),
           )),
+      // the same with the input made in the prologue from f32 x (A8Prologue 'x'; x is exactly
+      // 8-bit codes, so the check is unchanged): what a decode GEMV pays for a dispatch fewer
+      ...(gemvRowsUnsupported(f, K) || a8PrologueUnsupported(K, PROLOGUE_QUANT)
+        ? []
+        : A8_SHAPES.filter(() => hasSg).map((sh) => [`a8x-${sh.threadsPerRow}x${sh.rowsPerThread}+sg`, ternaryGemvA8Kernel(f, N, K, false, { subgroups: true }, sh, false, { source: 'x', quant: PROLOGUE_QUANT })] as [string, WgslKernel])),
     ];
     const variants = all.filter(([name]) => name === 'thread-per-row' || ONLY.test(name));
     const wBytes = packed.byteLength;
@@ -380,6 +387,7 @@ for (const [N, K] of SHAPES) {
       });
       const a8 = variant.startsWith('a8-');
       const binds = W.map((wb) => device.createBindGroup({ layout: bgl, entries: (a8 ? [wb, XQ, XP, Y, step] : [wb, X, Y, step]).map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+      if (variant.startsWith('a8x-') && (xp[1] !== 128 || Math.min(...xq) !== 0 || Math.max(...xq) !== 255)) console.log(`${variant}: x's codes do not span 0..255, so the prologue's codes differ from them`);
       const [dx, dy, dz] = k.dispatch(1);
       const dispatches = (reps: number) => (pass: GPUComputePassEncoder) => {
         pass.setPipeline(pipeline);
