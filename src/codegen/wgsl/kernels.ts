@@ -394,6 +394,49 @@ const HALF_AT_VEC4 = wgsl`fn half_at(word0: u32, i: u32) -> f32 {
   return unpack2x16float(W[w >> 2u][w & 3u])[i & 1u];
 }`;
 
+/** The bindings of a rows-per-workgroup GEMV: W and X as vec4 words, [bias], the output(s). */
+function rowsBindings(bias: boolean, out: LinearOut): Binding[] {
+  return [{ name: 'W', elem: 'vec4<u32>', access: 'read' }, { name: 'X', elem: 'vec4<f32>', access: 'read' }, ...(bias ? [f32buf('bias')] : []), ...outBindings(out)];
+}
+
+/** The start of a rows-per-workgroup GEMV: row r of the workgroup's R, thread t of its TPR, output row n, token m. */
+function rowsHead(rows: number, R: number, TPR: number): Code {
+  return wgsl`  let r = lid / ${u32(TPR)};
+  let t = lid - r * ${u32(TPR)};
+  let n = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(R)} + r;
+  let m = wid.y;
+  let live = n < ${u32(rows)} && m < step.ntok;
+  var acc = 0.0;`;
+}
+
+/**
+ * The end of a rows-per-workgroup GEMV (rows of TPR threads, each thread's sum in `acc`, row r,
+ * thread t of the row, row n of the output, token m, `live`): the row's sums added (one
+ * subgroupAdd partial a subgroup where a row is whole subgroups, else every thread's through
+ * workgroup memory `red`), then its first thread stores y[m, n] (+ bias).
+ */
+function rowSumAndStore(out: LinearOut, rows: number, TPR: number, bias: boolean, feats: WgslFeatures): Code {
+  const partials = feats.subgroups
+    ? wgsl`  let sv = subgroupAdd(acc);
+  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
+  if (whole) {
+    if (sg_lane == 0u) { red[lid / sg_size] = sv; }
+  } else {
+    red[lid] = acc;
+  }
+  workgroupBarrier();
+  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);`
+    : wgsl`  red[lid] = acc;
+  workgroupBarrier();
+  let parts = ${u32(TPR)};`;
+  return wgsl`${partials}
+  if (t == 0u && live) {
+    var tot = 0.0;
+    for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
+    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`)}
+  }`;
+}
+
 /** Shape of the rows-per-workgroup GEMV: rows a workgroup (R) and threads a row (TPR). */
 export interface GemvRowsShape {
   rows: number;
@@ -445,41 +488,16 @@ ${join(Array.from({ length: 4 }, (_, c) => wgsl`      let xv${c} = X[xb + ${u32(
 ${join(Array.from({ length: 4 }, (_, c) => code4(j, c)))}
 ${f.shift ? wgsl`      e += dot(xv0 + xv1 + xv2 + xv3, vec4<f32>(1.0));` : wgsl``}
     }`;
-  // With subgroups, a row that is whole subgroups (TPR a multiple of sg_size) leaves one
-  // subgroupAdd partial a subgroup; otherwise every thread's sum goes to workgroup memory.
-  const partials = feats.subgroups
-    ? wgsl`  let sv = subgroupAdd(acc);
-  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
-  if (whole) {
-    if (sg_lane == 0u) { red[lid / sg_size] = sv; }
-  } else {
-    red[lid] = acc;
-  }
-  workgroupBarrier();
-  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);`
-    : wgsl`  red[lid] = acc;
-  workgroupBarrier();
-  let parts = ${u32(TPR)};`;
   return defineKernel({
     name: `ternary_gemv_rows_${f.packing}`,
     params: { fmt: f.id, N: rows, K: cols, bias, R, TPR, ...outParams(out) },
-    bindings: [
-      { name: 'W', elem: 'vec4<u32>', access: 'read' },
-      { name: 'X', elem: 'vec4<f32>', access: 'read' },
-      ...(bias ? [f32buf('bias')] : []),
-      ...outBindings(out),
-    ],
+    bindings: rowsBindings(bias, out),
     usesStep: true,
     workgroupSize: wg,
     features: feats,
     module: join([wgsl`var<workgroup> red: array<f32, ${wg}>;`, HALF_AT_VEC4]),
     // Barriers stay in uniform control flow: rows past N and tokens past ntok skip the loop only.
-    body: wgsl`  let r = lid / ${u32(TPR)};
-  let t = lid - r * ${u32(TPR)};
-  let n = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(R)} + r;
-  let m = wid.y;
-  let live = n < ${u32(rows)} && m < step.ntok;
-  var acc = 0.0;
+    body: wgsl`${rowsHead(rows, R, TPR)}
   if (live) {
     for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
       let q = W[n * ${u32(words)} + v];
@@ -491,12 +509,7 @@ ${join(Array.from({ length: 4 }, (_, j) => word(j)))}
       acc += half_at(${u32(L.scaleWord0)}, g) * d${f.shift ? wgsl` + half_at(${u32(L.shiftWord0)}, g) * e` : wgsl``};
     }
   }
-${partials}
-  if (t == 0u && live) {
-    var tot = 0.0;
-    for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
-    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`)}
-  }`,
+${rowSumAndStore(out, rows, TPR, bias, feats)}`,
     dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
   });
 }
@@ -774,22 +787,12 @@ export function denseGemvRowsKernel(rows: number, cols: number, bias: boolean, f
   return defineKernel({
     name: 'dense_gemv_rows_float16',
     params: { N: rows, K: cols, bias, R, TPR, ...outParams(out) },
-    bindings: [
-      { name: 'W', elem: 'vec4<u32>', access: 'read' },
-      { name: 'X', elem: 'vec4<f32>', access: 'read' },
-      ...(bias ? [f32buf('bias')] : []),
-      ...outBindings(out),
-    ],
+    bindings: rowsBindings(bias, out),
     usesStep: true,
     workgroupSize: wg,
     features: feats,
     module: wgsl`var<workgroup> red: array<f32, ${wg}>;`,
-    body: wgsl`  let r = lid / ${u32(TPR)};
-  let t = lid - r * ${u32(TPR)};
-  let n = (wid.x + wid.z * ${u32(ROW_FOLD)}) * ${u32(R)} + r;
-  let m = wid.y;
-  let live = n < ${u32(rows)} && m < step.ntok;
-  var acc = 0.0;
+    body: wgsl`${rowsHead(rows, R, TPR)}
   if (live) {
     for (var v = t; v < ${u32(words)}; v += ${u32(TPR)}) {
       let q = W[n * ${u32(words)} + v];
@@ -802,26 +805,7 @@ export function denseGemvRowsKernel(rows: number, cols: number, bias: boolean, f
       acc += dot(vec4<f32>(w0, w1), xa) + dot(vec4<f32>(w2, w3), xb);
     }
   }
-${
-  feats.subgroups
-    ? wgsl`  let sv = subgroupAdd(acc);
-  let whole = sg_size <= ${u32(TPR)} && ${u32(TPR)} % sg_size == 0u;
-  if (whole) {
-    if (sg_lane == 0u) { red[lid / sg_size] = sv; }
-  } else {
-    red[lid] = acc;
-  }
-  workgroupBarrier();
-  let parts = select(${u32(TPR)}, ${u32(TPR)} / sg_size, whole);`
-    : wgsl`  red[lid] = acc;
-  workgroupBarrier();
-  let parts = ${u32(TPR)};`
-}
-  if (t == 0u && live) {
-    var tot = 0.0;
-    for (var i = 0u; i < parts; i++) { tot += red[r * parts + i]; }
-    ${storeY(out, wgsl`m`, wgsl`n`, rows, wgsl`tot${bias ? wgsl` + bias[n]` : wgsl``}`)}
-  }`,
+${rowSumAndStore(out, rows, TPR, bias, feats)}`,
     dispatch: (ntok) => [Math.min(groups, ROW_FOLD), ntok, Math.ceil(groups / ROW_FOLD)],
   });
 }
