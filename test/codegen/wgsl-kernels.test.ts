@@ -289,7 +289,8 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
         [{ source: 'mlp-act', quant, activation: 'silu', gated: true }, K.mlpActQuantKernel(cols, 'silu', true, NO_FEATURES, quant), [g, u, new Float32Array(ntok * cols)], [g, u]],
         [{ source: 'mlp-act', quant, activation: 'gelu', gated: false }, K.mlpActQuantKernel(cols, 'gelu', false, NO_FEATURES, quant), [u, new Float32Array(ntok * cols)], [u]],
       ];
-      for (const [pro, site, siteIn, proIn] of cases) {
+      // 4-bit codes for the x and RMS sources only (the byte packing does not depend on the source)
+      for (const [pro, site, siteIn, proIn] of bits === 8 ? cases : cases.slice(0, 2)) {
         const what = `${pro.source} ${bits} bits`;
         const s1 = await runKernel(device, site, [...siteIn, ...quantOutputs(ntok, cols, true)], ntok);
         const two = await runKernel(device, K.ternaryGemvA8Kernel(f, rows, cols, true, NO_FEATURES, K.GEMV_A8_DEFAULT), [packed, new Uint32Array(s1.XQ.buffer), s1.XP, bias, new Float32Array(ntok * rows)], ntok);

@@ -164,7 +164,7 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
-  it('linears sharing an input (q|k|v with biases, gate|up) run as one stacked launch per GEMV shape: 3 dispatches fewer a block, logits equal to the unstacked run and to the reference', async () => {
+  it('linears sharing an input (q|k|v with biases, gate|up) run as one stacked launch (thread-per-row and rows-a8 GEMVs): 3 dispatches fewer a block, logits equal to the unstacked run and to the reference', async () => {
     const wide = { ...tiny, hidden: 128, intermediate: 256, heads: 2, kvHeads: 1, headDim: 64 };
     const am = randomArtifactModel(wide, ternaryFormat('trit5', 64), 35);
     const rand = rng(35);
@@ -175,7 +175,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     const a = readArtifact(dir);
     const ids = [2, 9, 33, 5, 17];
     const want = referenceLogits(a, ids);
-    for (const gemv of ['thread-per-row', 'workgroup-per-row', 'rows-per-workgroup', 'rows-a8'] as const) {
+    // the software adapter's default and the GPU's (every kernel's split output is checked against float64 in wgsl-kernels.test.ts)
+    for (const gemv of ['thread-per-row', 'rows-a8'] as const) {
       const blk = planModel(a.manifest, { gemv }).blocks[0];
       expect(blk.qkv.map((l) => l.members?.map((e) => e.role))).toEqual([['q', 'k', 'v']]);
       expect(blk.gateUp.map((l) => l.members?.map((e) => e.role))).toEqual([['gate', 'up']]);
