@@ -347,9 +347,9 @@ for (const [N, K] of SHAPES) {
           )),
       // the same with the input made in the prologue from f32 x (A8Prologue 'x'; x is exactly
       // 8-bit codes, so the check is unchanged): what a decode GEMV pays for a dispatch fewer
-      ...(gemvRowsUnsupported(f, K) || a8PrologueUnsupported(K, PROLOGUE_QUANT)
+      ...(gemvRowsUnsupported(f, K)
         ? []
-        : A8_SHAPES.filter(() => hasSg).map((sh) => [`a8x-${sh.threadsPerRow}x${sh.rowsPerThread}+sg`, ternaryGemvA8Kernel(f, N, K, false, { subgroups: true }, sh, false, { source: 'x', quant: PROLOGUE_QUANT })] as [string, WgslKernel])),
+        : A8_SHAPES.filter((sh) => hasSg && !a8PrologueUnsupported(K, PROLOGUE_QUANT, sh.rowsPerThread)).map((sh) => [`a8x-${sh.threadsPerRow}x${sh.rowsPerThread}+sg`, ternaryGemvA8Kernel(f, N, K, false, { subgroups: true }, sh, false, { source: 'x', quant: PROLOGUE_QUANT })] as [string, WgslKernel])),
     ];
     const variants = all.filter(([name]) => name === 'thread-per-row' || ONLY.test(name));
     const wBytes = packed.byteLength;

@@ -305,7 +305,11 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
         expectClose(one.Y, matmulRef(W, rows, cols, xhat, ntok, bias), 1e-5);
       }
     }
-    expect(() => K.ternaryGemvA8Kernel(f, rows, 16384, false, NO_FEATURES, K.GEMV_A8_DEFAULT, false, { source: 'x', quant: { bits: 8, clip: 1, pack: true } })).toThrow(/exceeds the prologue/);
+    const q8 = { bits: 8, clip: 1, pack: true };
+    expect(() => K.ternaryGemvA8Kernel(f, rows, 16384, false, NO_FEATURES, K.GEMV_A8_DEFAULT, false, { source: 'x', quant: q8 })).toThrow(/exceeds the 14336 bytes of workgroup memory the prologue has at 2 rows a thread/);
+    // the reduction array grows with the rows a thread: 11008 bytes fit beside 4 (4 KiB), not beside 8 (8 KiB)
+    expect(K.a8PrologueUnsupported(11008, q8, 4)).toBeNull();
+    expect(K.a8PrologueUnsupported(11008, q8, 8)).toMatch(/exceeds the 8192 bytes/);
   });
 
   it('greedy token on the device: the first largest logit (ties to the lower index, as the host argmax) into ids[0] and T[pos0]', async () => {

@@ -540,14 +540,21 @@ export type A8Prologue =
   | { source: 'rms-norm'; quant: RowQuant; eps: number; gamma: boolean }
   | { source: 'mlp-act'; quant: RowQuant; activation: MlpActivation; gated: boolean };
 
-/** The widest row whose bytes fit the prologue's workgroup memory (16 KiB, WebGPU's default
- *  limit, less the reduction array). */
-export const A8_PROLOGUE_MAX_K = 16384 - 4 * 2 * GEMV_A8_WG;
+/** Workgroup memory a kernel may use by default in WebGPU (maxComputeWorkgroupStorageSize). */
+const WORKGROUP_BYTES = 16384;
 
-/** Why a prologue cannot make this row's bytes, or null. */
-export function a8PrologueUnsupported(cols: number, q: RowQuant): string | null {
+/** Floats of the integer GEMV's reduction array: a value a row of each thread, and at least the
+ *  two a thread that the prologue's (min, max) reduction takes. */
+function a8RedFloats(rowsPerThread: number, prologue: boolean): number {
+  return GEMV_A8_WG * Math.max(rowsPerThread, prologue ? 2 : 1);
+}
+
+/** Why a prologue cannot make this row's bytes beside the reduction array of `rowsPerThread`
+ *  rows a thread, or null. */
+export function a8PrologueUnsupported(cols: number, q: RowQuant, rowsPerThread: number): string | null {
   if (!q.pack || q.bits > 8 || cols % 16) return `${q.bits}-bit codes of width ${cols} do not pack`;
-  if (cols > A8_PROLOGUE_MAX_K) return `a row of ${cols} bytes exceeds the prologue's ${A8_PROLOGUE_MAX_K} bytes of workgroup memory`;
+  const room = WORKGROUP_BYTES - 4 * a8RedFloats(rowsPerThread, true);
+  if (cols > room) return `a row of ${cols} bytes exceeds the ${room} bytes of workgroup memory the prologue has at ${rowsPerThread} rows a thread`;
   return null;
 }
 
@@ -641,9 +648,9 @@ ${reduce(2, (i) => wgsl`select(hi, lo, ${i} == 1u)`, 'max', feats, T)}
  */
 export function ternaryGemvA8Kernel(f: TernaryFormat, rows: number, cols: number, bias: boolean, feats: WgslFeatures = NO_FEATURES, shape: GemvA8Shape = GEMV_A8_DEFAULT, output: boolean | LinearOut = false, prologue?: A8Prologue): WgslKernel {
   const out = linearOut(output, rows);
-  const why = gemvRowsUnsupported(f, cols) ?? (prologue ? a8PrologueUnsupported(cols, checkRowQuant(cols, prologue.quant)) : null);
-  if (why) throw new Error(`integer-activation GEMV: ${why}`);
   const { threadsPerRow: TPR, rowsPerThread: RPT } = shape;
+  const why = gemvRowsUnsupported(f, cols) ?? (prologue ? a8PrologueUnsupported(cols, checkRowQuant(cols, prologue.quant), RPT) : null);
+  if (why) throw new Error(`integer-activation GEMV: ${why}`);
   if (!Number.isInteger(TPR) || !Number.isInteger(RPT) || TPR < 1 || RPT < 1 || GEMV_A8_WG % TPR || RPT > 8) throw new Error(`integer-activation GEMV: ${TPR} threads a row, ${RPT} rows a thread`);
   const L = ternaryLayout(f, rows, cols);
   const words = cols / 64;
@@ -687,7 +694,7 @@ ${join(
     workgroupSize: GEMV_A8_WG,
     features: feats,
     module: join([
-      wgsl`var<workgroup> red: array<f32, ${u32(GEMV_A8_WG * Math.max(RPT, prologue ? 2 : 1))}>;`,
+      wgsl`var<workgroup> red: array<f32, ${u32(a8RedFloats(RPT, !!prologue))}>;`,
       HALF_AT_VEC4,
       ...(prologue ? [wgsl`var<workgroup> xs: array<vec4<u32>, ${u32(cols / 16)}>;`] : []),
       ...(prologue?.source === 'mlp-act' ? [ACT_FN[prologue.activation]] : []),
@@ -1115,6 +1122,13 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
   const r = rotaryDim;
   const half = r / 2;
   const kvd = kvHeads * d;
+  // dim i's (cos, sin) at pos, and a q head's pair (i, i + r/2) rotated in place by it
+  const ropeCs = wgsl`let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);`;
+  const rotateQ = wgsl`      let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
+      let x0 = Q[o];
+      let x1 = Q[o + ${u32(half)}];
+      Q[o] = x0 * cs.x - x1 * cs.y;
+      Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;`;
   if (kv === 'f16') {
     if (d % 2) throw new Error(`fp16 KV cache: head dim ${d} is odd`);
     const rotatedK = (e: Code) => wgsl`select(select(K[ko + ${e}], K[ko + ${e}] * ropeAt(pos, ${e} - ${u32(half)}).x + K[ko + ${e} - ${u32(half)}] * ropeAt(pos, ${e} - ${u32(half)}).y, ${e} < ${u32(r)}), K[ko + ${e}] * ropeAt(pos, ${e}).x - K[ko + ${e} + ${u32(half)}] * ropeAt(pos, ${e}).y, ${e} < ${u32(half)})`;
@@ -1135,13 +1149,8 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
   if (pos >= ${u32(maxPos)}) { return; }
   if (hh < ${u32(heads)}) {
     for (var i = lid; i < ${u32(half)}; i += ${u32(WG)}) {
-      let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
-      let rj = (pos * ${u32(Math.max(half, 1))} + i) * 2u;
-      let cs = vec2f(rope[rj], rope[rj + 1u]);
-      let x0 = Q[o];
-      let x1 = Q[o + ${u32(half)}];
-      Q[o] = x0 * cs.x - x1 * cs.y;
-      Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
+      ${ropeCs}
+${rotateQ}
     }
     return;
   }
@@ -1157,13 +1166,9 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
     });
   }
   const rotate = wgsl`  for (var i = lid; i < ${u32(half)}; i += ${u32(WG)}) {
-    let cs = vec2f(rope[(pos * ${u32(half)} + i) * 2u], rope[(pos * ${u32(half)} + i) * 2u + 1u]);
+    ${ropeCs}
     if (hh < ${u32(heads)}) {
-      let o = m * ${u32(heads * d)} + hh * ${u32(d)} + i;
-      let x0 = Q[o];
-      let x1 = Q[o + ${u32(half)}];
-      Q[o] = x0 * cs.x - x1 * cs.y;
-      Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;
+${rotateQ}
     } else {
       let o = m * ${u32(kvd)} + kh * ${u32(d)} + i;
       let c = pos * ${u32(kvd)} + kh * ${u32(d)} + i;

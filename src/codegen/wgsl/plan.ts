@@ -303,14 +303,15 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
       const a8 = gemv === 'rows-a8' && packedInput;
-      const pro = a8 && !l.order2 && prologue && !a8PrologueUnsupported(l.cols, prologue.quant) ? prologue : undefined;
+      const shape = gemvA8Shape(l.rows);
+      const pro = a8 && !l.order2 && prologue && !a8PrologueUnsupported(l.cols, prologue.quant, shape.rowsPerThread) ? prologue : undefined;
       return {
         entry: l,
         ...acc,
         ...(df.packing !== f.packing ? { codes: df } : {}),
         ...(a8 ? { gemvA8: true } : {}),
         ...(pro ? { prologue: pro } : {}),
-        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, gemvA8Shape(l.rows), out, pro) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out),
+        gemv: a8 ? ternaryGemvA8Kernel(df, l.rows, l.cols, bias, feats, shape, out, pro) : ternaryGemvRowsKernel(df, l.rows, l.cols, bias, feats, GEMV_ROWS_DEFAULT, out),
         gemm: ternaryLinearKernel(df, l.rows, l.cols, PREFILL_TILE, bias, feats, out),
         ...order2,
       };
