@@ -477,6 +477,36 @@ describe.skipIf(!!skip)('WGSL kernels on the WebGPU adapter', () => {
     }
   });
 
+  // Decode with RoPE and the cache append in the split attention (plan.ts BlockKernels.attentionDecode):
+  // against rope_kv then the plain split attention, at a position in the second split of three.
+  it('split attention with RoPE and the cache append fused in (decode): the cache and partial sums of rope_kv then attention_partial, f32 and fp16 caches, GQA, full, partial and no rotary, a window', async () => {
+    const heads = 4, kvHeads = 2, d = 16, maxPos = 150, pos0 = 70, splits = K.attentionSplits(maxPos);
+    const kvd = kvHeads * d, n = heads * splits;
+    for (const kv of ['f32', 'f16'] as const) {
+      const f16 = kv === 'f16';
+      const asCache = (x: Float32Array): HostArray => (f16 ? new Uint8Array(Uint16Array.from(x, floatToHalf).buffer) : x.slice());
+      for (const [r, window] of [[16, null], [8, null], [0, null], [16, 40]] as const) {
+        const q = randn(heads * d, 2), k = randn(kvd), v = randn(kvd);
+        const kc = randn(maxPos * kvd), vc = randn(maxPos * kvd);
+        const rope = Float32Array.from({ length: maxPos * Math.max(r, 2) }, (_, i) => Math.cos(0.37 * i + (i % 2) * 1.3));
+        const parts = () => [new Float32Array(n), new Float32Array(n), new Float32Array(n * d)];
+        const r1 = await runKernel(device, K.ropeKvKernel(heads, kvHeads, d, maxPos, r, kv), [q.slice(), k, v, rope, asCache(kc), asCache(vc)], 1, { pos0 });
+        const want = await runKernel(device, K.attentionPartialKernel(heads, kvHeads, d, 0.3, window, splits, NO_FEATURES, null, kv), [r1.Q, r1.Kc, r1.Vc, ...parts()], 1, { pos0 });
+        const fused = K.attentionPartialKernel(heads, kvHeads, d, 0.3, window, splits, NO_FEATURES, null, kv, { rotaryDim: r });
+        expect(fused.bindings.map((b) => b.name)).toEqual(['Q', 'K', 'V', 'rope', 'Kc', 'Vc', 'PM', 'PL', 'PA']);
+        const got = await runKernel(device, fused, [q, k, v, rope, asCache(kc), asCache(vc), ...parts()], 1, { pos0 });
+        const what = `${kv} cache, rotary ${r}, window ${window}`;
+        expect(Array.from(got.Kc), what).toEqual(Array.from(r1.Kc));
+        expect(Array.from(got.Vc), what).toEqual(Array.from(r1.Vc));
+        // splits past the token's position are not launched: compare the launched ones
+        const live = (x: Float32Array, w: number) => Array.from({ length: heads }, (_, h) => Array.from(x.subarray(h * splits * w, (h * splits + 2) * w))).flat();
+        expect(live(got.PM, 1), what).toEqual(live(want.PM, 1));
+        expect(live(got.PL, 1), what).toEqual(live(want.PL, 1));
+        expect(live(got.PA, d), what).toEqual(live(want.PA, d));
+      }
+    }
+  });
+
   // Long contexts: keys over several splits of ATTN_SPLIT positions, empty splits after the
   // last position and (with a window) before the first, a non-default scale, a soft-cap.
   it('attention split by context: keys over many splits, windows, a soft-cap, head dims 16 and 288, a cache of 2188 splits, vs float64', async () => {

@@ -145,7 +145,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
         // the MLP site (a transform) keep theirs
         expect([plan.attnAct.prologue?.source, plan.oAct.prologue, plan.mlpAct.prologue, plan.downAct.prologue?.source]).toEqual(['rms-norm', undefined, undefined, 'mlp-act']);
         expect([plan.qkv[0].gemv.name, plan.gateUp[0].gemv.name, plan.down.gemv.name]).toEqual(['ternary_gemv_a8_bit2_rms_norm', 'ternary_gemv_a8_bit2', 'ternary_gemv_a8_bit2_mlp_act']);
-        expect(model.dispatches('last', 2) - model.dispatches('last', 1)).toBe(2 * wide.layers);
+        // prefill adds the two sites' kernels and rope_kv, and runs the plain split attention for the decode one
+        expect(model.dispatches('last', 2) - model.dispatches('last', 1)).toBe(3 * wide.layers);
         const ids = [2, 9, 33, 5, 17];
         const want = referenceLogits(a, ids);
         const got = new Float32Array(ids.length * wide.vocab);
@@ -225,6 +226,38 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
     }
   });
 
+  it('RoPE and the cache append in the decode attention (attentionDecode): one dispatch fewer a block, decode logits and the cache it leaves equal to the rope_kv launch\'s, f32 and fp16 caches', async () => {
+    const wide = { ...tiny, hidden: 128, intermediate: 256, heads: 4, kvHeads: 2, headDim: 32 };
+    const dir = tmp();
+    writeArtifact(dir, randomArtifactModel(wide, ternaryFormat('bit2', 64), 37));
+    const a = readArtifact(dir);
+    const want = referenceLogits(a, [2, 9, 33, 5, 17, 40, 3]);
+    for (const kv of ['f32', 'f16'] as const) {
+      const run = async (ropeInAttention: boolean) => {
+        const model = await WebgpuModel.create(device, a, { capacity: 4, gemv: 'rows-a8', kv, ropeInAttention });
+        try {
+          // a 3-token prefill (rope_kv and the plain split attention), then decode steps (the fused kernel),
+          // then a 2-token chunk that reads the cache the decode steps wrote
+          const out = [await model.forward([2, 9, 33])];
+          for (const id of [5, 17]) out.push(await model.forward([id]));
+          out.push(await model.forward([40, 3], true));
+          return { out, dispatches: [model.dispatches('last', 1), model.dispatches('last', 2)] };
+        } finally {
+          model.destroy();
+        }
+      };
+      const [fused, apart] = [await run(true), await run(false)];
+      expect(apart.dispatches[0] - fused.dispatches[0], kv).toBe(wide.layers);
+      expect(fused.dispatches[1], kv).toBe(apart.dispatches[1]);
+      expect(fused.out, kv).toEqual(apart.out);
+      const V = wide.vocab;
+      expect(relErr(fused.out[2], want.subarray(4 * V, 5 * V)), kv).toBeLessThan(kv === 'f16' ? 3e-3 : 1e-5);
+      expect(relErr(fused.out[3], want.subarray(5 * V, 7 * V)), kv).toBeLessThan(kv === 'f16' ? 3e-3 : 1e-5);
+    }
+    expect(planModel(a.manifest, { ropeInAttention: false }).blocks[0].attentionDecode).toBeUndefined();
+    expect(planModel(a.manifest).blocks[0].attentionDecode?.name).toBe('attention_partial_rope_f16');
+  });
+
   it('profileStep: GPU time of every dispatch of a decode step, named by kernel; the step runs as a forward does', async () => {
     const dir = tmp();
     writeArtifact(dir, randomArtifactModel(tiny, ternaryFormat('bit2', 8, false), 27));
@@ -240,7 +273,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
       expect(model.position).toBe(3);
       expect(prof).toHaveLength(model.dispatches('last'));
       expect(prof[0].kernel).toBe('embed_gather');
-      expect(prof.filter((p) => p.kernel === 'attention_partial')).toHaveLength(tiny.layers);
+      expect(prof.filter((p) => p.kernel === 'attention_partial_rope')).toHaveLength(tiny.layers);
+      expect(prof.filter((p) => p.kernel.startsWith('rope_kv'))).toHaveLength(0);
       expect(prof.every((p) => Number.isFinite(p.us) && p.us >= 0)).toBe(true);
       // the profiled step advanced the cache: the next token's logits are the reference's
       const next = await model.forward([16]);

@@ -64,7 +64,7 @@ export function ternaryLayout(f: TernaryFormat, rows: number, cols: number): Ter
 }
 
 const f32buf = (name: string, access: Binding['access'] = 'read'): Binding => ({ name, elem: 'f32', access });
-const u32buf = (name: string): Binding => ({ name, elem: 'u32', access: 'read' });
+const u32buf = (name: string, access: Binding['access'] = 'read'): Binding => ({ name, elem: 'u32', access });
 
 /** Workgroup reduction of `count` per-thread values `acc[i]` (sum or max). The result for
  *  value i is in red[i * WG] for every thread after the call's final barrier. */
@@ -1249,8 +1249,16 @@ export function attentionSplits(context: number): number {
  * workgroups instead of one workgroup a head. Scores are cap·tanh(scale·q·kᵀ/cap) (softcap null: no
  * tanh), causal (window null: every key up to the token's position). Bindings: Q, Kc, Vc, PM,
  * PL, PA, step.
+ *
+ * With `rope` (decode only: one token a launch) the kernel also does ropeKvKernel's work: it reads
+ * q, k and v as the q|k|v linear wrote them (Q, K, V) and the rope table, rotates q itself, and the
+ * workgroups of the split holding the token's own position rotate its key (rounded to fp16 with an
+ * fp16 cache) into workgroup memory and use it, and its value, for that position; the first query
+ * head of each KV head also appends them to the cache, which no other workgroup of the launch reads
+ * at that position. The arithmetic is ropeKvKernel's, so the cache and the sums are the same.
+ * Bindings then: Q, K, V, rope, Kc, Vc, PM, PL, PA, step.
  */
-export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null, kv: KvStorage = 'f32'): WgslKernel {
+export function attentionPartialKernel(heads: number, kvHeads: number, d: number, scale: number, window: number | null, splits: number, feats: WgslFeatures = NO_FEATURES, softcap: number | null = null, kv: KvStorage = 'f32', rope?: { rotaryDim: number }): WgslKernel {
   if (heads % kvHeads) throw new Error(`attention: ${heads} heads are not a multiple of ${kvHeads} KV heads`);
   const f16 = kv === 'f16';
   if (f16 && d % 2) throw new Error(`fp16 KV cache: head dim ${d} is odd`);
@@ -1261,16 +1269,77 @@ export function attentionPartialKernel(heads: number, kvHeads: number, d: number
   const TPP = T / S; // threads a key position in the scores, each a strided share of the dims
   const PG = Math.max(1, Math.floor(T / d)); // position groups in the weighted sum of v (one dim a thread)
   const kvd = kvHeads * d;
+  const r = rope?.rotaryDim ?? 0;
+  const half = r / 2;
+  if (rope && (r % 2 || r > d)) throw new Error(`attention: rotary dims ${r} of a ${d}-dim head`);
+  const cacheBuf = (name: string) => (f16 ? u32buf(name, rope ? 'read_write' : 'read') : f32buf(name, rope ? 'read_write' : 'read'));
+  /** Dim i of head vector at o of buffer `buf` rotated to position `last` (ropeKvKernel's arithmetic), into `v`. */
+  const rotated = (buf: string, o: Code) =>
+    r === 0
+      ? wgsl`let rv = ${new Code(buf)}[${o} + i];`
+      : wgsl`var rv = ${new Code(buf)}[${o} + i];
+    if (i < ${u32(half)}) { let cs = ropeAt(last, i); rv = ${new Code(buf)}[${o} + i] * cs.x - ${new Code(buf)}[${o} + i + ${u32(half)}] * cs.y; }
+    else if (i < ${u32(r)}) { let cs = ropeAt(last, i - ${u32(half)}); rv = ${new Code(buf)}[${o} + i] * cs.x + ${new Code(buf)}[${o} + i - ${u32(half)}] * cs.y; }`;
+  const r16 = (x: Code) => (f16 ? wgsl`unpack2x16float(pack2x16float(vec2f(${x}, 0.0))).x` : x);
+  /** Key (or value) element i of position c0 + t: the new one from workgroup memory under `rope`. */
+  const cached = (buf: string, fresh: string, t: Code, index: Code, i: Code, acc: (x: Code) => Code) =>
+    rope ? wgsl`if (c0 + ${t} == last) { ${acc(wgsl`${new Code(fresh)}[${i}]`)} } else { ${acc(at(buf, index))} }` : acc(at(buf, index));
+  const qScale = f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale);
+  const loadQ = rope
+    ? wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
+    ${rotated('Q', wgsl`qo`)}
+    qs[i] = rv * ${qScale};
+  }
+  // the token's own key and value, in the split that holds its position
+  let fresh = c1 == last + 1u;
+  let kvo = m * ${u32(kvd)} + kh * ${u32(d)};
+  if (fresh) {
+    for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
+      ${rotated('K', wgsl`kvo`)}
+      kn[i] = ${r16(wgsl`rv`)};
+      vn[i] = ${r16(wgsl`V[kvo + i]`)};
+    }
+  }
+  workgroupBarrier();
+  // the KV head's first query head appends them to the cache
+  if (fresh && h % ${u32(heads / kvHeads)} == 0u) {
+${f16 ? wgsl`    let c = (last * ${u32(kvd)} + kh * ${u32(d)}) / 2u;
+    for (var j = lid; j < ${u32(d / 2)}; j += ${u32(T)}) {
+      Kc[c + j] = pack2x16float(vec2f(kn[2u * j], kn[2u * j + 1u]));
+      Vc[c + j] = pack2x16float(vec2f(vn[2u * j], vn[2u * j + 1u]));
+    }` : wgsl`    let c = last * ${u32(kvd)} + kh * ${u32(d)};
+    for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { Kc[c + i] = kn[i]; Vc[c + i] = vn[i]; }`}
+  }`
+    : wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { qs[i] = Q[qo + i] * ${qScale}; }
+  workgroupBarrier();`;
+  const name = `attention_partial${rope ? '_rope' : ''}${f16 ? '_f16' : ''}`;
   return defineKernel({
-    name: f16 ? 'attention_partial_f16' : 'attention_partial',
-    params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }), ...(f16 ? { kv } : {}) },
-    bindings: [f32buf('Q'), f16 ? u32buf('Kc') : f32buf('Kc'), f16 ? u32buf('Vc') : f32buf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
+    name,
+    params: { heads, kvHeads, d, splits, ...(isDefaultScale(scale, d) ? {} : { scale }), ...(window === null ? {} : { window }), ...(softcap === null ? {} : { softcap }), ...(f16 ? { kv } : {}), ...(rope ? { rotaryDim: r } : {}) },
+    bindings: [f32buf('Q'), ...(rope ? [f32buf('K'), f32buf('V'), f32buf('rope')] : []), cacheBuf('Kc'), cacheBuf('Vc'), f32buf('PM', 'read_write'), f32buf('PL', 'read_write'), f32buf('PA', 'read_write')],
     usesStep: true,
     workgroupSize: T,
     features: feats,
-    module: join([reduceDecl(1, T), wgsl`var<workgroup> sc: array<f32, ${u32(S)}>;
+    module: join([
+      reduceDecl(1, T),
+      wgsl`var<workgroup> sc: array<f32, ${u32(S)}>;
 var<workgroup> qs: array<f32, ${u32(d)}>;
-var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`]),
+var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`,
+      ...(rope
+        ? [
+            wgsl`var<workgroup> kn: array<f32, ${u32(d)}>;
+var<workgroup> vn: array<f32, ${u32(d)}>;`,
+            ...(r
+              ? [
+                  wgsl`fn ropeAt(pos: u32, i: u32) -> vec2f {
+  let j = (pos * ${u32(half)} + i) * 2u;
+  return vec2f(rope[j], rope[j + 1u]);
+}`,
+                ]
+              : []),
+          ]
+        : []),
+    ]),
     // Every early exit depends on workgroup ids and the step only: barriers stay uniform.
     body: wgsl`  let h = wid.x;
   let m = wid.y;
@@ -1288,8 +1357,7 @@ var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`]),
     return;
   }
   let qo = m * ${u32(heads * d)} + h * ${u32(d)};
-  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { qs[i] = Q[qo + i] * ${f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale)}; }
-  workgroupBarrier();
+${loadQ}
   let cn = c1 - c0;
   // scores: TPP threads a position, the dims strided between them (neighbours read neighbouring floats)
   {
@@ -1298,7 +1366,7 @@ var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`]),
     var s = 0.0;
     if (p < cn) {
       let ko = (c0 + p) * ${u32(kvd)} + kh * ${u32(d)};
-      for (var i = tp; i < ${u32(d)}; i += ${u32(TPP)}) { s += qs[i] * ${at('Kc', wgsl`ko + i`)}; }
+      for (var i = tp; i < ${u32(d)}; i += ${u32(TPP)}) { ${cached('Kc', 'kn', wgsl`p`, wgsl`ko + i`, wgsl`i`, (x) => wgsl`s += qs[i] * ${x};`)} }
     }
     part[lid] = s;
   }
@@ -1324,7 +1392,7 @@ ${PG > 1 ? wgsl`  {
     let g = lid / ${u32(d)};
     if (g < ${u32(PG)}) {
       var a = 0.0;
-      for (var t = g; t < cn; t += ${u32(PG)}) { a += sc[t] * ${at('Vc', wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`)}; }
+      for (var t = g; t < cn; t += ${u32(PG)}) { ${cached('Vc', 'vn', wgsl`t`, wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`, wgsl`i`, (x) => wgsl`a += sc[t] * ${x};`)} }
       part[g * ${u32(d)} + i] = a;
     }
   }
@@ -1335,7 +1403,7 @@ ${PG > 1 ? wgsl`  {
     PA[slot * ${u32(d)} + lid] = a;
   }` : wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
     var a = 0.0;
-    for (var t = 0u; t < cn; t++) { a += sc[t] * ${at('Vc', wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`)}; }
+    for (var t = 0u; t < cn; t++) { ${cached('Vc', 'vn', wgsl`t`, wgsl`(c0 + t) * ${u32(kvd)} + kh * ${u32(d)} + i`, wgsl`i`, (x) => wgsl`a += sc[t] * ${x};`)} }
     PA[slot * ${u32(d)} + i] = a;
   }`}`,
     // the splits up to the last token's position: the rest would only write empty partials

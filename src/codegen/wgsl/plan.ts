@@ -147,6 +147,9 @@ export interface PlanOptions {
   group?: boolean;
   /** Let decode GEMVs make their input themselves where they can (A8Prologue). Default true. */
   prologue?: boolean;
+  /** At decode, let the split attention rotate q and the new key and append the key and value to
+   *  the cache itself (BlockKernels.attentionDecode) instead of a rope_kv launch. Default true. */
+  ropeInAttention?: boolean;
   /** Positions the KV cache holds (the attention's splits). Default: the model's maxPositions. */
   context?: number;
   /** The KV cache's storage. Default KV_BY_ADAPTER of the adapter. */
@@ -220,6 +223,9 @@ export interface BlockKernels {
   ropeKv: WgslKernel;
   /** Attention split by context: the splits' partial softmax sums, then their merge. */
   attention: WgslKernel;
+  /** At decode (one token a launch): the split attention with ropeKv's work in it (attentionPartialKernel
+   *  with rope); ropeKv and attention then run for prefill only. Absent under ropeInAttention false. */
+  attentionDecode?: WgslKernel;
   attentionCombine: WgslKernel;
   oAct: ActKernels;
   o: LinearKernels;
@@ -444,6 +450,7 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       ...(b.attention.qkNorm ? { qNorm: headNorm(c.heads, b.attention.qkNorm, b.attention.qkNorm.q), kNorm: headNorm(c.kvHeads, b.attention.qkNorm, b.attention.qkNorm.k) } : {}),
       ropeKv: ropeKvKernel(c.heads, c.kvHeads, c.headDim, c.maxPositions, rotaryDim, kv),
       attention: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap, kv),
+      ...(opts.ropeInAttention ?? true ? { attentionDecode: attentionPartialKernel(c.heads, c.kvHeads, c.headDim, b.attention.scale, b.attention.window, splits, feats, b.attention.softcap, kv, { rotaryDim }) } : {}),
       attentionCombine: attentionCombineKernel(c.heads, c.headDim, splits, feats),
       oAct,
       o,
@@ -481,7 +488,7 @@ export function distinctKernels(p: ModelKernels): WgslKernel[] {
   add(p.embed);
   add(p.positions);
   for (const b of p.blocks) {
-    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.attentionCombine, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
+    [b.attnNorm, b.qNorm, b.kNorm, b.ropeKv, b.attention, b.attentionDecode, b.attentionCombine, b.mlpNorm, b.swiglu, b.attnPost, b.mlpPost, b.attnResidual, b.mlpResidual].forEach(add);
     [b.attnAct, b.oAct, b.mlpAct, b.downAct].forEach(act);
     [...b.qkv, b.o, ...b.gateUp, b.down].forEach(lin);
   }

@@ -30,6 +30,8 @@ export interface WebgpuModelOptions {
   group?: boolean;
   /** Decode GEMVs make their input themselves where they can (plan.ts, A8Prologue). Default true. */
   prologue?: boolean;
+  /** At decode the split attention does rope_kv's work itself (plan.ts, BlockKernels.attentionDecode). Default true. */
+  ropeInAttention?: boolean;
   /** The KV cache's storage (plan.ts KV_BY_ADAPTER): default fp16 on GPUs, f32 on software adapters. */
   kv?: KvStorage;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
@@ -47,6 +49,8 @@ interface Op {
   /** Launch only for chunks of several tokens: at decode the GEMVs after it make its output
    *  themselves (ActKernels.prologue). */
   prefill?: boolean;
+  /** Launch only for one-token chunks (BlockKernels.attentionDecode, which stands for ops marked prefill). */
+  decode?: boolean;
 }
 
 const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC (GPUBufferUsage, as numbers for Node)
@@ -74,6 +78,8 @@ export class WebgpuModel {
   readonly group: boolean;
   /** Decode GEMVs make their input themselves where they can. */
   readonly prologue: boolean;
+  /** At decode the split attention does rope_kv's work itself. */
+  readonly ropeInAttention: boolean;
   /** The KV cache's storage. */
   readonly kv: KvStorage;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -102,6 +108,7 @@ export class WebgpuModel {
     this.gemv = gemvVariant({ adapter: this.adapter, gemv: opts.gemv });
     this.group = opts.group ?? true;
     this.prologue = opts.prologue ?? true;
+    this.ropeInAttention = opts.ropeInAttention ?? true;
     this.kv = kvStorage({ adapter: this.adapter, kv: opts.kv });
   }
 
@@ -236,7 +243,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue, kv: this.kv });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue, ropeInAttention: this.ropeInAttention, kv: this.kv });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
@@ -364,9 +371,17 @@ export class WebgpuModel {
         this.op(bk.qNorm!, [q, ...(n.q.gamma ? [t(n.q.gamma)] : [])]);
         this.op(bk.kNorm!, [k, ...(n.k.gamma ? [t(n.k.gamma)] : [])]);
       },
-      'rope-kv': (bk, b, { kc, vc }) => this.op(bk.ropeKv, [q, k, v, ropeTable(b.attention.ropeTheta ?? m.program.rope.theta), kc, vc]),
-      attention: (bk, _, { kc, vc }) => {
+      'rope-kv': (bk, b, { kc, vc }) => {
+        this.op(bk.ropeKv, [q, k, v, ropeTable(b.attention.ropeTheta ?? m.program.rope.theta), kc, vc]);
+        prefillOnly(bk.attentionDecode);
+      },
+      attention: (bk, b, { kc, vc }) => {
         this.op(bk.attention, [q, kc, vc, pm, pl, pa]);
+        prefillOnly(bk.attentionDecode);
+        if (bk.attentionDecode) {
+          this.op(bk.attentionDecode, [q, k, v, ropeTable(b.attention.ropeTheta ?? m.program.rope.theta), kc, vc, pm, pl, pa]);
+          this.ops[this.ops.length - 1].decode = true;
+        }
         this.op(bk.attentionCombine, [pm, pl, pa, att]);
       },
       'o-residual': (bk, b) => {
@@ -454,7 +469,7 @@ export class WebgpuModel {
   /** The ops a forward runs: the blocks, then the final norm and lm_head for every token ('all'),
    *  the last one ('last') or none. */
   private opsFor(logits: 'all' | 'last' | 'none', tokens: number): Op[] {
-    return this.ops.filter((op, i) => (i < this.finalOps ? !(op.prefill && tokens === 1) : logits !== 'none' && (logits === 'last') === !!op.last));
+    return this.ops.filter((op, i) => (i < this.finalOps ? !(op.prefill && tokens === 1) && !(op.decode && tokens > 1) : logits !== 'none' && (logits === 'last') === !!op.last));
   }
 
   /**
