@@ -159,6 +159,16 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
         const seen: number[] = [];
         expect(await model.greedy([4, 8, 15], 8, (id) => seen.push(id), (l, o, n) => argmax(l, o, n))).toEqual(greedy);
         expect(seen).toEqual(greedy);
+        // the prologue GEMVs in another shape (PlanOptions.prologueShape, what wgsl-decode.ts sweeps)
+        const other = await WebgpuModel.create(device, a, { capacity: 8, gemv: 'rows-a8', prologueShape: { threadsPerRow: 16, rowsPerThread: 4 } });
+        try {
+          expect(planModel(a.manifest, { gemv: 'rows-a8', prologueShape: { threadsPerRow: 16, rowsPerThread: 4 } }).blocks[0].qkv[0].gemv.cacheKey).toMatch(/TPR=16,RPT=4/);
+          const dec = new Float32Array(ids.length * wide.vocab);
+          for (let i = 0; i < ids.length; i++) dec.set(await other.forward([ids[i]]), i * wide.vocab);
+          expect(relErr(dec, want)).toBeLessThan(1e-5);
+        } finally {
+          other.destroy();
+        }
       } finally {
         model.destroy();
       }

@@ -147,6 +147,8 @@ export interface PlanOptions {
   group?: boolean;
   /** Let decode GEMVs make their input themselves where they can (A8Prologue). Default true. */
   prologue?: boolean;
+  /** The shape of integer GEMVs with a prologue (benchmarks); default gemvA8Shape's. */
+  prologueShape?: GemvA8Shape;
   /** At decode, let the split attention rotate q and the new key and append the key and value to
    *  the cache itself (BlockKernels.attentionDecode) instead of a rope_kv launch. Default true. */
   ropeInAttention?: boolean;
@@ -279,10 +281,12 @@ export interface LinearOptions {
   split?: readonly number[];
   /** The integer GEMV makes its input itself (LinearKernels.prologue), where it runs. */
   prologue?: A8Prologue;
+  /** The shape of integer GEMVs with a prologue, instead of gemvA8Shape's (benchmarks). */
+  prologueShape?: GemvA8Shape;
 }
 
 export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, o: LinearOptions = {}): LinearKernels {
-  const { packedInput = false, accumulate = false, split, prologue } = o;
+  const { packedInput = false, accumulate = false, split, prologue, prologueShape } = o;
   const bias = !!l.bias;
   const lf = linearFormat(l);
   const acc = accumulate ? { accumulate: true } : {};
@@ -309,8 +313,9 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
       const a8 = gemv === 'rows-a8' && packedInput;
-      const shape = gemvA8Shape(l.rows);
-      const pro = a8 && !l.order2 && prologue && !a8PrologueUnsupported(l.cols, prologue.quant, shape.rowsPerThread) ? prologue : undefined;
+      const wants = a8 && !l.order2 && prologue;
+      const shape = wants && prologueShape ? prologueShape : gemvA8Shape(l.rows);
+      const pro = wants && !a8PrologueUnsupported(l.cols, prologue.quant, shape.rowsPerThread) ? prologue : undefined;
       return {
         entry: l,
         ...acc,
@@ -368,7 +373,8 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
   const feats = opts.features ?? NO_FEATURES;
   const gemv = gemvVariant(opts);
   const pack = gemv === 'rows-a8';
-  const linearKernels = (l: LinearEntry, site?: ActKernels, accumulate = false, prologue?: A8Prologue) => linearKernelsOf(l, feats, gemv, { packedInput: !!site?.packed, accumulate, prologue });
+  const prologueShape = opts.prologueShape;
+  const linearKernels = (l: LinearEntry, site?: ActKernels, accumulate = false, prologue?: A8Prologue) => linearKernelsOf(l, feats, gemv, { packedInput: !!site?.packed, accumulate, prologue, prologueShape });
   const c = m.config;
   refuseMissing('the WGSL backend', WGSL_FEATURES, m);
   const rotaryDim = m.program.rope.rotaryDim;
@@ -436,8 +442,8 @@ export function planModel(m: ArtifactManifest, opts: PlanOptions = {}): ModelKer
       return taken;
     };
     const group = opts.group ?? true;
-    const qkv = withPrologue(attnAct, source.attn, (pro) => groupLinears([b.q, b.k, b.v], feats, gemv, { packedInput: !!attnAct.packed, prologue: pro }, group));
-    const gateUp = withPrologue(mlpAct, source.mlp, (pro) => groupLinears(b.gate ? [b.gate, b.up] : [b.up], feats, gemv, { packedInput: !!mlpAct.packed, prologue: pro }, group));
+    const qkv = withPrologue(attnAct, source.attn, (pro) => groupLinears([b.q, b.k, b.v], feats, gemv, { packedInput: !!attnAct.packed, prologue: pro, prologueShape }, group));
+    const gateUp = withPrologue(mlpAct, source.mlp, (pro) => groupLinears(b.gate ? [b.gate, b.up] : [b.up], feats, gemv, { packedInput: !!mlpAct.packed, prologue: pro, prologueShape }, group));
     const [o] = withPrologue(oAct, source.o, (pro) => [linearKernels(b.o, oAct, fuseAttnResidual, pro)]);
     const [down] = withPrologue(downAct, source.down, (pro) => [linearKernels(b.down, downAct, fuseMlpResidual, pro)]);
     return {

@@ -11,7 +11,7 @@ import { blockOps as programBlockOps, type BlockOp } from '../../program/block-p
 import { ternaryFormatOf } from '../../formats/linear-format.ts';
 import { groupsPerRow, transcodeCodes, type TernaryFormat } from '../../formats/ternary.ts';
 import { layoutEntries, type WgslFeatures, type WgslKernel } from '../../codegen/wgsl/fragments.ts';
-import { attentionSplits, ternaryLayout, type KvStorage } from '../../codegen/wgsl/kernels.ts';
+import { attentionSplits, ternaryLayout, type GemvA8Shape, type KvStorage } from '../../codegen/wgsl/kernels.ts';
 import { adapterKind, gemvVariant, kvStorage, planModel, type ActKernels, type AdapterKind, type BlockKernels, type GemvVariant, type LinearKernels } from '../../codegen/wgsl/plan.ts';
 import { argmax, tensorBytesCopy, type LoadedArtifact } from '../reference.ts';
 import type { TokenChooser } from '../../eval/sampling.ts';
@@ -32,6 +32,8 @@ export interface WebgpuModelOptions {
   prologue?: boolean;
   /** At decode the split attention does rope_kv's work itself (plan.ts, BlockKernels.attentionDecode). Default true. */
   ropeInAttention?: boolean;
+  /** The shape of integer GEMVs with a prologue (plan.ts PlanOptions.prologueShape; benchmarks). */
+  prologueShape?: GemvA8Shape;
   /** The KV cache's storage (plan.ts KV_BY_ADAPTER): default fp16 on GPUs, f32 on software adapters. */
   kv?: KvStorage;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
@@ -80,6 +82,7 @@ export class WebgpuModel {
   readonly prologue: boolean;
   /** At decode the split attention does rope_kv's work itself. */
   readonly ropeInAttention: boolean;
+  private readonly prologueShape: GemvA8Shape | undefined;
   /** The KV cache's storage. */
   readonly kv: KvStorage;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -109,6 +112,7 @@ export class WebgpuModel {
     this.group = opts.group ?? true;
     this.prologue = opts.prologue ?? true;
     this.ropeInAttention = opts.ropeInAttention ?? true;
+    this.prologueShape = opts.prologueShape;
     this.kv = kvStorage({ adapter: this.adapter, kv: opts.kv });
   }
 
@@ -243,7 +247,7 @@ export class WebgpuModel {
   private build(a: LoadedArtifact): void {
     const m = this.manifest;
     const c = m.config;
-    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue, ropeInAttention: this.ropeInAttention, kv: this.kv });
+    const plan = planModel(m, { features: this.features, adapter: this.adapter, gemv: this.gemv, context: this.context, group: this.group, prologue: this.prologue, ropeInAttention: this.ropeInAttention, prologueShape: this.prologueShape, kv: this.kv });
     const cap = this.capacity;
     const qd = c.heads * c.headDim;
     const kvd = c.kvHeads * c.headDim;
