@@ -25,7 +25,7 @@ if (gi > 0) {
   const g = read(process.argv[gi + 1]);
   for (const k of Object.keys(g)) out[k] = g[k];
 }
-const summary: { gemv: string; group?: boolean; prologue?: boolean; kv?: string; ropeInAttention?: boolean; loop?: string; context: number; tokensPerSecond: number; dispatchesPerToken: number; gpuMsPerToken?: number }[] = decode.summary;
+const summary: { gemv: string; group?: boolean; prologue?: boolean; kv?: string; ropeInAttention?: boolean; prologueShape?: string; loop?: string; context: number; tokensPerSecond: number; dispatchesPerToken: number; gpuMsPerToken?: number }[] = decode.summary;
 out.e2e = [...new Set(summary.map((s) => s.context))].map((context) => {
   const best = summary.filter((s) => s.context === context).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
   const c = cuda.find((r) => r.context === context);
@@ -36,6 +36,7 @@ out.e2e = [...new Set(summary.map((s) => s.context))].map((context) => {
     ...(best.prologue === undefined ? {} : { prologue: best.prologue }),
     ...(best.kv === undefined ? {} : { kv: best.kv }),
     ...(best.ropeInAttention === undefined ? {} : { ropeInAttention: best.ropeInAttention }),
+    ...(best.prologueShape === undefined ? {} : { prologueShape: best.prologueShape }),
     loop: best.loop ?? "host",
     tokensPerSecond: best.tokensPerSecond,
     cudaTokensPerSecond: c?.tokensPerSecond ?? null,

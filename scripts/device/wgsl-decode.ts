@@ -9,14 +9,16 @@
 // unstacked ones side by side, `--prologue 1,0` the GEMVs that make their input themselves
 // (plan.ts A8Prologue) and the site kernels before them, `--kv f16,f32` the KV cache's storage,
 // `--rope 1,0` RoPE and the cache append inside the decode attention (BlockKernels.attentionDecode)
-// and the rope_kv launch before it, `--prologue-shape 32x2,16x4` the shapes (threads a row × rows a
-// thread) of the GEMVs with a prologue ('plan': gemvA8Shape's rule).
+// and the rope_kv launch before it, `--prologue-shape plan,gemv,32x4` the shapes of the GEMVs with
+// a prologue ('plan': prologueGemvShape's rule; 'gemv': the plain GEMV's, gemvA8Shape; or threads a
+// row × rows a thread). The device loop runs 3 × STEPS tokens and reports the median of the three
+// windows' ms a token (a stall of the host or the driver in one window does not move it).
 // The KV cache holds the largest context + the decoded tokens (not maxPositions).
 // Reports tokens/s, ms a token and dispatches a token, and where one token's GPU time goes by
 // kernel (WebgpuModel.profileStep, each dispatch timestamped in its own pass). Bundled and run on the device with
 // scripts/device/wgsl-h100.sh (WGSL_SCRIPT=wgsl-decode.mjs).
 //   node wgsl-decode.mjs [--out wgsl-decode.json] [--ctx 512,2048] [--steps 32] [--format tq2_g128]
-//                        [--gemv rows-a8,rows-per-workgroup,workgroup-per-row] [--layers 32] [--act-bits 8] [--group 1,0] [--prologue 1,0] [--kv f16,f32] [--rope 1,0] [--prologue-shape plan,16x4]
+//                        [--gemv rows-a8,rows-per-workgroup,workgroup-per-row] [--layers 32] [--act-bits 8] [--group 1,0] [--prologue 1,0] [--kv f16,f32] [--rope 1,0] [--prologue-shape plan,gemv,32x4]
 import { randomFillSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { syntheticManifest } from '../../src/codegen/cuda/synthetic.ts';
@@ -44,8 +46,8 @@ const GROUPS = arg('group', '1').split(',').map((g) => g === '1');
 const PROLOGUES = arg('prologue', '1').split(',').map((g) => g === '1');
 const KVS = arg('kv', 'f16').split(',') as KvStorage[];
 const ROPES = arg('rope', '1').split(',').map((g) => g === '1');
-const PRO_SHAPES = arg('prologue-shape', 'plan').split(',').map((s) => (s === 'plan' ? undefined : { threadsPerRow: Number(s.split('x')[0]), rowsPerThread: Number(s.split('x')[1]) }));
-const shapeName = (s: { threadsPerRow: number; rowsPerThread: number } | undefined) => (s ? `${s.threadsPerRow}x${s.rowsPerThread}` : 'plan');
+const PRO_SHAPES = arg('prologue-shape', 'plan').split(',').map((s) => (s === 'plan' ? undefined : s === 'gemv' ? ('gemv' as const) : { threadsPerRow: Number(s.split('x')[0]), rowsPerThread: Number(s.split('x')[1]) }));
+const shapeName = (s: (typeof PRO_SHAPES)[number]) => (s === undefined ? 'plan' : s === 'gemv' ? 'gemv' : `${s.threadsPerRow}x${s.rowsPerThread}`);
 /** Bits of every act site (16: none); 'rows-a8' runs its integer GEMVs only after sites of 8 bits or fewer. */
 const ACT_BITS = Number(arg('act-bits', '8'));
 const config: ModelConfig = { arch: 'llama', vocab: 32000, hidden: 4096, layers: LAYERS, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, ropeTheta: 10000, normEps: 1e-5, maxPositions: 4096 };
@@ -94,7 +96,7 @@ const summary: { gemv: string; group: boolean; prologue: boolean; kv: KvStorage;
 for (const gemv of GEMVS) for (const group of GROUPS) for (const prologue of PROLOGUES) for (const kv of KVS) for (const ropeInAttention of ROPES) for (const proShape of PRO_SHAPES) {
   const prologueShape = shapeName(proShape);
   const tl = performance.now();
-  const model = await WebgpuModel.create(device, { manifest, weights }, { capacity: 64, gemv, group, prologue, kv, ropeInAttention, prologueShape: proShape, adapter: 'gpu', context: Math.max(...CTX) + STEPS + 4 });
+  const model = await WebgpuModel.create(device, { manifest, weights }, { capacity: 64, gemv, group, prologue, kv, ropeInAttention, prologueShape: proShape, adapter: 'gpu', context: Math.max(...CTX) + 3 * STEPS + 8 });
   const loadS = (performance.now() - tl) / 1e3;
   const dispatches = model.dispatches('last');
   console.log(`${gemv}${group ? ' stacked' : ''}${prologue ? ' prologue' : ''}${ropeInAttention ? ' rope-in-attention' : ''}${prologue ? ` prologue GEMVs ${prologueShape}` : ''} ${kv} KV: loaded in ${loadS.toFixed(1)} s, ${dispatches} dispatches a decode token`);
@@ -136,11 +138,12 @@ for (const gemv of GEMVS) for (const group of GROUPS) for (const prologue of PRO
       runs.push(r);
       summary.push({ gemv, group, prologue, kv, ropeInAttention, prologueShape, loop: 'host', context: ctx, tokensPerSecond: r.tokensPerSecond, msPerToken: r.msPerToken, dispatchesPerToken: dispatches, gpuMsPerToken: profile?.gpuMsPerToken });
       console.log(JSON.stringify(r));
-      // the same prompt through greedy(): tokens 2 .. STEPS + 1 timed as they reach the host
+      // the same prompt through greedy(): tokens 2 .. 3·STEPS + 1 timed as they reach the host, in three windows
       const arrivals: number[] = [];
-      const devIds = await model.greedy(prompt, STEPS + 2, () => arrivals.push(performance.now()));
-      const msDev = (arrivals[STEPS + 1] - arrivals[1]) / STEPS;
-      const rd = { gemv, group, prologue, kv, ropeInAttention, prologueShape, loop: 'device' as const, context: ctx, steps: STEPS, msPerToken: +msDev.toFixed(3), tokensPerSecond: +(1000 / msDev).toFixed(1), dispatchesPerToken: dispatches + 1, firstTokens: devIds.slice(0, 8), sameTokensAsHostLoop: devIds.slice(2, 10).join() === ids.slice(0, 8).join() };
+      const devIds = await model.greedy(prompt, 3 * STEPS + 2, () => arrivals.push(performance.now()));
+      const windows = [0, 1, 2].map((w) => +((arrivals[1 + (w + 1) * STEPS] - arrivals[1 + w * STEPS]) / STEPS).toFixed(3));
+      const msDev = [...windows].sort((a, b) => a - b)[1];
+      const rd = { gemv, group, prologue, kv, ropeInAttention, prologueShape, loop: 'device' as const, context: ctx, steps: STEPS, msPerToken: +msDev.toFixed(3), windowsMsPerToken: windows, tokensPerSecond: +(1000 / msDev).toFixed(1), dispatchesPerToken: dispatches + 1, firstTokens: devIds.slice(0, 8), sameTokensAsHostLoop: devIds.slice(2, 10).join() === ids.slice(0, 8).join() };
       runs.push(rd);
       summary.push({ gemv, group, prologue, kv, ropeInAttention, prologueShape, loop: 'device', context: ctx, tokensPerSecond: rd.tokensPerSecond, msPerToken: rd.msPerToken, dispatchesPerToken: dispatches + 1, gpuMsPerToken: profile?.gpuMsPerToken });
       console.log(JSON.stringify(rd));

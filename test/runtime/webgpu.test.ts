@@ -145,6 +145,8 @@ describe.skipIf(!!skip)('WebGPU runtime vs the reference runtime (random models)
         // the MLP site (a transform) keep theirs
         expect([plan.attnAct.prologue?.source, plan.oAct.prologue, plan.mlpAct.prologue, plan.downAct.prologue?.source]).toEqual(['rms-norm', undefined, undefined, 'mlp-act']);
         expect([plan.qkv[0].gemv.name, plan.gateUp[0].gemv.name, plan.down.gemv.name]).toEqual(['ternary_gemv_a8_bit2_rms_norm', 'ternary_gemv_a8_bit2', 'ternary_gemv_a8_bit2_mlp_act']);
+        // the prologue GEMVs take 4 rows a thread where the source is more than the row (x and γ; g and u)
+        expect([plan.qkv[0].gemv.cacheKey, plan.down.gemv.cacheKey, plan.gateUp[0].gemv.cacheKey].map((k) => /TPR=(\d+),RPT=(\d+)/.exec(k)!.slice(1).join('x'))).toEqual(['32x4', '32x4', '64x2']);
         // prefill adds the two sites' kernels and rope_kv, and runs the plain split attention for the decode one
         expect(model.dispatches('last', 2) - model.dispatches('last', 1)).toBe(3 * wide.layers);
         const ids = [2, 9, 33, 5, 17];

@@ -127,6 +127,22 @@ export function gemvA8Shape(rows: number): GemvA8Shape {
   return { threadsPerRow: rows <= 4096 ? 64 : 32, rowsPerThread: 2 };
 }
 
+/**
+ * The shape of an integer GEMV that makes its input in its prologue (A8Prologue). Every
+ * workgroup re-reads the prologue's source from L2, so the rows a workgroup amortise it: 4 rows a
+ * thread (32 rows a workgroup) where the source is more than the row itself (the RMS pre-norm
+ * reads x and γ, the gated MLP activation g and u) or the linear is longer than 4096 rows; a plain
+ * x at 4096 rows or fewer keeps 2. Measured on the H100 (docs/performance.md, 2026-12-07): with x
+ * as the source, 32×4 took 11.97 µs at 12288×4096 and 20.3 µs at 22016×4096 against 14.06 and
+ * 21.3 for 32×2; 32×2 took 7.48 µs at 4096² against 9.48 for 32×4 and 8.18 for gemvA8Shape's 64×2,
+ * and 13.4 µs at 4096×11008 against 17.5 for 64×2 (32×4: 13.5, with a source a quarter of the
+ * gated activation's).
+ */
+export function prologueGemvShape(rows: number, p: A8Prologue): GemvA8Shape {
+  const heavy = (p.source === 'rms-norm' && p.gamma) || (p.source === 'mlp-act' && p.gated);
+  return { threadsPerRow: 32, rowsPerThread: heavy || rows > 4096 ? 4 : 2 };
+}
+
 /** The kind of an adapter from its GPUAdapterInfo (CPU implementations report themselves as
  *  fallback adapters, or name themselves: SwiftShader, llvmpipe, lavapipe, WARP). */
 export function adapterKind(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): AdapterKind {
@@ -147,8 +163,9 @@ export interface PlanOptions {
   group?: boolean;
   /** Let decode GEMVs make their input themselves where they can (A8Prologue). Default true. */
   prologue?: boolean;
-  /** The shape of integer GEMVs with a prologue (benchmarks); default gemvA8Shape's. */
-  prologueShape?: GemvA8Shape;
+  /** The shape of integer GEMVs with a prologue (benchmarks): default prologueGemvShape's; 'gemv'
+   *  the plain GEMV's (gemvA8Shape). */
+  prologueShape?: GemvA8Shape | 'gemv';
   /** At decode, let the split attention rotate q and the new key and append the key and value to
    *  the cache itself (BlockKernels.attentionDecode) instead of a rope_kv launch. Default true. */
   ropeInAttention?: boolean;
@@ -281,8 +298,9 @@ export interface LinearOptions {
   split?: readonly number[];
   /** The integer GEMV makes its input itself (LinearKernels.prologue), where it runs. */
   prologue?: A8Prologue;
-  /** The shape of integer GEMVs with a prologue, instead of gemvA8Shape's (benchmarks). */
-  prologueShape?: GemvA8Shape;
+  /** The shape of integer GEMVs with a prologue instead of prologueGemvShape's ('gemv': the plain
+   *  GEMV's, gemvA8Shape; benchmarks). */
+  prologueShape?: GemvA8Shape | 'gemv';
 }
 
 export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvVariant, o: LinearOptions = {}): LinearKernels {
@@ -313,9 +331,13 @@ export function linearKernelsOf(l: LinearEntry, feats: WgslFeatures, gemv: GemvV
     const df = ternaryFormat('bit2', f.group, f.shift, f.lattice);
     if (!gemvRowsUnsupported(df, l.cols)) {
       const a8 = gemv === 'rows-a8' && packedInput;
-      const wants = a8 && !l.order2 && prologue;
-      const shape = wants && prologueShape ? prologueShape : gemvA8Shape(l.rows);
-      const pro = wants && !a8PrologueUnsupported(l.cols, prologue.quant, shape.rowsPerThread) ? prologue : undefined;
+      // with a prologue: its own shape where it fits beside the reduction array, else the plain
+      // GEMV's shape if the prologue fits there, else no prologue
+      const wants = a8 && !l.order2 && prologue ? prologue : undefined;
+      const proShape = wants && (prologueShape === 'gemv' ? gemvA8Shape(l.rows) : (prologueShape ?? prologueGemvShape(l.rows, wants)));
+      const fits = (sh: GemvA8Shape) => !!wants && !a8PrologueUnsupported(l.cols, wants.quant, sh.rowsPerThread);
+      const shape = proShape && fits(proShape) ? proShape : gemvA8Shape(l.rows);
+      const pro = fits(shape) ? wants : undefined;
       return {
         entry: l,
         ...acc,

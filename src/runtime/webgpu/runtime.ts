@@ -33,7 +33,7 @@ export interface WebgpuModelOptions {
   /** At decode the split attention does rope_kv's work itself (plan.ts, BlockKernels.attentionDecode). Default true. */
   ropeInAttention?: boolean;
   /** The shape of integer GEMVs with a prologue (plan.ts PlanOptions.prologueShape; benchmarks). */
-  prologueShape?: GemvA8Shape;
+  prologueShape?: GemvA8Shape | 'gemv';
   /** The KV cache's storage (plan.ts KV_BY_ADAPTER): default fp16 on GPUs, f32 on software adapters. */
   kv?: KvStorage;
   /** Positions the KV cache holds (prompt + generated tokens); default and most: the model's maxPositions. */
@@ -82,7 +82,7 @@ export class WebgpuModel {
   readonly prologue: boolean;
   /** At decode the split attention does rope_kv's work itself. */
   readonly ropeInAttention: boolean;
-  private readonly prologueShape: GemvA8Shape | undefined;
+  private readonly prologueShape: GemvA8Shape | 'gemv' | undefined;
   /** The KV cache's storage. */
   readonly kv: KvStorage;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
