@@ -55,6 +55,10 @@ const VARIANTS: Record<string, Variant> = {
   'o2-learn+e2e-long-p128': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192, 256] },
   'o2-learn+e2e-p128-cos384': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, e2eSchedule: 'cosine' },
   'o2-learn+e2e-long-p128-lr3e-3': { after: 'o2-learn', steps: 0, e2eSteps: 256, e2eLr: 3e-3, e2eLoss: 'logits', e2ePieces: 128, probe: [64, 128, 192] },
+  // The chosen end-to-end stage with the trits re-decided by straight-through rounding (latent Adam
+  // step in units of one trit: 0.01 flips a trit after ~50 steps of one sign, 0.004 after ~125).
+  'o2-learn+e2e-ste-t1e-2': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, trits: 'ste', tritLr: 1e-2, probe: [64, 128, 192, 256] },
+  'o2-learn+e2e-ste-t4e-3': { after: 'o2-learn', steps: 0, e2eSteps: 384, e2eLr: 1e-3, e2eLoss: 'logits', e2ePieces: 128, trits: 'ste', tritLr: 4e-3, probe: [64, 128, 192, 256] },
 };
 const chosen = arg('variants')?.split(',') ?? Object.keys(VARIANTS);
 const windows = Number(arg('windows', '100'));
