@@ -1273,7 +1273,7 @@ export function attentionPartialKernel(heads: number, kvHeads: number, d: number
   const half = r / 2;
   if (rope && (r % 2 || r > d)) throw new Error(`attention: rotary dims ${r} of a ${d}-dim head`);
   const cacheBuf = (name: string) => (f16 ? u32buf(name, rope ? 'read_write' : 'read') : f32buf(name, rope ? 'read_write' : 'read'));
-  /** Dim i of head vector at o of buffer `buf` rotated to position `last` (ropeKvKernel's arithmetic), into `v`. */
+  /** Dim i of the head vector at o of buffer `buf` rotated to position `last` (ropeKvKernel's arithmetic), into `rv`. */
   const rotated = (buf: string, o: Code) =>
     r === 0
       ? wgsl`let rv = ${new Code(buf)}[${o} + i];`
