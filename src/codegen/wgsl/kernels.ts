@@ -1114,6 +1114,36 @@ ${reduce(1, () => wgsl`ss`, 'sum', feats)}
  * rope holds (cos, sin) pairs [maxPos][d/2], computed in float64 on the host.
  * Bindings: Q, K, V, rope, Kc, Vc, step.
  */
+/**
+ * WGSL functions rot_B(o, i, pos) for each buffer B of `bufs`: dim i of the head vector at o of B
+ * rotated to position pos by the rope table (pairs (j, j + r/2) for j < r/2 rotate, dims r… stay;
+ * r = 0: no rotation). The one spelling of the rotation that ropeKvKernel's fp16 cache write and
+ * the decode attention's (attentionPartialKernel with rope) share, so their keys are the same bits.
+ */
+function ropeFns(rotaryDim: number, bufs: readonly string[]): Code {
+  const r = rotaryDim;
+  const half = r / 2;
+  const rot = (B: Code) =>
+    r === 0
+      ? wgsl`fn rot_${B}(o: u32, i: u32, pos: u32) -> f32 { return ${B}[o + i]; }`
+      : wgsl`fn rot_${B}(o: u32, i: u32, pos: u32) -> f32 {
+  if (i < ${u32(half)}) { let cs = ropeAt(pos, i); return ${B}[o + i] * cs.x - ${B}[o + i + ${u32(half)}] * cs.y; }
+  if (i < ${u32(r)}) { let cs = ropeAt(pos, i - ${u32(half)}); return ${B}[o + i] * cs.x + ${B}[o + i - ${u32(half)}] * cs.y; }
+  return ${B}[o + i];
+}`;
+  return join([
+    ...(r === 0
+      ? []
+      : [
+          wgsl`fn ropeAt(pos: u32, i: u32) -> vec2f {
+  let j = (pos * ${u32(half)} + i) * 2u;
+  return vec2f(rope[j], rope[j + 1u]);
+}`,
+        ]),
+    ...bufs.map((B) => rot(new Code(B))),
+  ]);
+}
+
 export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: number, rotaryDim = d, kv: KvStorage = 'f32'): WgslKernel {
   // Pairs (i, i + r/2) for i < r/2 rotate; dims r… of q stay, of k are copied to the cache.
   // r = 0 (no RoPE: learned positions) only copies k and v. One workgroup a (token, head):
@@ -1131,18 +1161,13 @@ export function ropeKvKernel(heads: number, kvHeads: number, d: number, maxPos: 
       Q[o + ${u32(half)}] = x1 * cs.x + x0 * cs.y;`;
   if (kv === 'f16') {
     if (d % 2) throw new Error(`fp16 KV cache: head dim ${d} is odd`);
-    const rotatedK = (e: Code) => wgsl`select(select(K[ko + ${e}], K[ko + ${e}] * ropeAt(pos, ${e} - ${u32(half)}).x + K[ko + ${e} - ${u32(half)}] * ropeAt(pos, ${e} - ${u32(half)}).y, ${e} < ${u32(r)}), K[ko + ${e}] * ropeAt(pos, ${e}).x - K[ko + ${e} + ${u32(half)}] * ropeAt(pos, ${e}).y, ${e} < ${u32(half)})`;
     return defineKernel({
       name: 'rope_kv_f16',
       params: { heads, kvHeads, d, maxPos, ...(r === d ? {} : { rotaryDim: r }) },
-      bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), { name: 'Kc', elem: 'u32', access: 'read_write' }, { name: 'Vc', elem: 'u32', access: 'read_write' }],
+      bindings: [f32buf('Q', 'read_write'), f32buf('K'), f32buf('V'), f32buf('rope'), u32buf('Kc', 'read_write'), u32buf('Vc', 'read_write')],
       usesStep: true,
       workgroupSize: WG,
-      // ropeAt(pos, i) clamps i into the table: select() evaluates both sides
-      module: wgsl`fn ropeAt(pos: u32, i: u32) -> vec2f {
-  let j = (pos * ${u32(Math.max(half, 1))} + min(i, ${u32(Math.max(half, 1) - 1)})) * 2u;
-  return vec2f(rope[j], rope[j + 1u]);
-}`,
+      module: ropeFns(r, ['K']),
       body: wgsl`  let m = wid.x;
   let hh = wid.y;
   let pos = step.pos0 + m;
@@ -1159,7 +1184,7 @@ ${rotateQ}
   let c = (pos * ${u32(kvd)} + kh * ${u32(d)}) / 2u;
   for (var j = lid; j < ${u32(d / 2)}; j += ${u32(WG)}) {
     let e = 2u * j;
-    Kc[c + j] = pack2x16float(vec2f(${rotatedK(wgsl`e`)}, ${rotatedK(wgsl`(e + 1u)`)}));
+    Kc[c + j] = pack2x16float(vec2f(rot_K(ko, e, pos), rot_K(ko, e + 1u, pos)));
     Vc[c + j] = pack2x16float(vec2f(V[ko + e], V[ko + e + 1u]));
   }`,
       dispatch: (ntok) => [ntok, heads + kvHeads, 1],
@@ -1270,33 +1295,21 @@ export function attentionPartialKernel(heads: number, kvHeads: number, d: number
   const PG = Math.max(1, Math.floor(T / d)); // position groups in the weighted sum of v (one dim a thread)
   const kvd = kvHeads * d;
   const r = rope?.rotaryDim ?? 0;
-  const half = r / 2;
   if (rope && (r % 2 || r > d)) throw new Error(`attention: rotary dims ${r} of a ${d}-dim head`);
   const cacheBuf = (name: string) => (f16 ? u32buf(name, rope ? 'read_write' : 'read') : f32buf(name, rope ? 'read_write' : 'read'));
-  /** Dim i of the head vector at o of buffer `buf` rotated to position `last` (ropeKvKernel's arithmetic), into `rv`. */
-  const rotated = (buf: string, o: Code) =>
-    r === 0
-      ? wgsl`let rv = ${new Code(buf)}[${o} + i];`
-      : wgsl`var rv = ${new Code(buf)}[${o} + i];
-    if (i < ${u32(half)}) { let cs = ropeAt(last, i); rv = ${new Code(buf)}[${o} + i] * cs.x - ${new Code(buf)}[${o} + i + ${u32(half)}] * cs.y; }
-    else if (i < ${u32(r)}) { let cs = ropeAt(last, i - ${u32(half)}); rv = ${new Code(buf)}[${o} + i] * cs.x + ${new Code(buf)}[${o} + i - ${u32(half)}] * cs.y; }`;
   const r16 = (x: Code) => (f16 ? wgsl`unpack2x16float(pack2x16float(vec2f(${x}, 0.0))).x` : x);
   /** Key (or value) element i of position c0 + t: the new one from workgroup memory under `rope`. */
   const cached = (buf: string, fresh: string, t: Code, index: Code, i: Code, acc: (x: Code) => Code) =>
     rope ? wgsl`if (c0 + ${t} == last) { ${acc(wgsl`${new Code(fresh)}[${i}]`)} } else { ${acc(at(buf, index))} }` : acc(at(buf, index));
   const qScale = f32(isDefaultScale(scale, d) ? 1 / Math.sqrt(d) : scale);
   const loadQ = rope
-    ? wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
-    ${rotated('Q', wgsl`qo`)}
-    qs[i] = rv * ${qScale};
-  }
+    ? wgsl`  for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) { qs[i] = rot_Q(qo, i, last) * ${qScale}; }
   // the token's own key and value, in the split that holds its position
   let fresh = c1 == last + 1u;
   let kvo = m * ${u32(kvd)} + kh * ${u32(d)};
   if (fresh) {
     for (var i = lid; i < ${u32(d)}; i += ${u32(T)}) {
-      ${rotated('K', wgsl`kvo`)}
-      kn[i] = ${r16(wgsl`rv`)};
+      kn[i] = ${r16(wgsl`rot_K(kvo, i, last)`)};
       vn[i] = ${r16(wgsl`V[kvo + i]`)};
     }
   }
@@ -1329,14 +1342,7 @@ var<workgroup> part: array<f32, ${u32(Math.max(T, PG * d))}>;`,
         ? [
             wgsl`var<workgroup> kn: array<f32, ${u32(d)}>;
 var<workgroup> vn: array<f32, ${u32(d)}>;`,
-            ...(r
-              ? [
-                  wgsl`fn ropeAt(pos: u32, i: u32) -> vec2f {
-  let j = (pos * ${u32(half)} + i) * 2u;
-  return vec2f(rope[j], rope[j + 1u]);
-}`,
-                ]
-              : []),
+            ropeFns(r, ['Q', 'K']),
           ]
         : []),
     ]),
