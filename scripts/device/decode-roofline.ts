@@ -32,14 +32,18 @@ for (const context of [512, 2048]) {
   const r = JSON.parse(readFileSync(f, 'utf8'));
   const bytes = stepBytes + kvBytes(context);
   const rooflineMs = bytes / (copyGBps * 1e6);
-  summary.push({ context, batch: 1, tokensPerSecond: r.tokensPerSecond, msPerToken: r.msPerToken, bytesPerToken: bytes, rooflineMs: +rooflineMs.toFixed(4), rooflineFraction: +(rooflineMs / r.msPerToken).toFixed(3), baseline: null, baselineTokensPerSecond: null });
+  // torch fp16 in the same device run (webgpu-vs-cuda.sh with TORCH=1), when it ran
+  const tf = join(dir, `torch-decode-${context}.json`);
+  const t = existsSync(tf) ? JSON.parse(readFileSync(tf, 'utf8')) : null;
+  const baseline = t?.tokensPerSecond ? `torch ${t.torch} fp16, ${t.mode}, static cache` : null;
+  summary.push({ context, batch: 1, tokensPerSecond: r.tokensPerSecond, msPerToken: r.msPerToken, bytesPerToken: bytes, rooflineMs: +rooflineMs.toFixed(4), rooflineFraction: +(rooflineMs / r.msPerToken).toFixed(3), baseline, baselineTokensPerSecond: baseline ? +t.tokensPerSecond.toFixed(1) : null, speedupOverBaseline: baseline ? +(r.tokensPerSecond / t.tokensPerSecond).toFixed(2) : null });
 }
 const out = {
   ...resultHeader('CUDA decode against the memory roofline, LLaMA-2-7B shape, synthetic tq2_g128 weights, 8-bit act sites', 'NVIDIA H100 80GB HBM3'),
   source: dir,
   measuredCommit: arg('measured', 'unknown'),
   copyGBps,
-  note: `Bytes a token: every tensor but the embedding table (one row of it) = ${(stepBytes / 1e9).toFixed(3)} GB, plus the fp16 KV cache up to the context; the roofline is those bytes at ${copyGBps} GB/s. No baseline ran in this device run (baseline null); torch fp16's figures are in cuda-h100-decode-e2e.json, from other runs.`,
+  note: `Bytes a token: every tensor but the embedding table (one row of it) = ${(stepBytes / 1e9).toFixed(3)} GB, plus the fp16 KV cache up to the context; the roofline is those bytes at ${copyGBps} GB/s. ${summary.some((r) => r.baseline) ? 'The baseline is torch fp16 decode (scripts/device/torch_decode.py) in the same device run.' : 'No baseline ran in this device run (baseline null); torch fp16 figures are in cuda-h100-decode-e2e.json, from other runs.'}`,
   summary,
 };
 writeFileSync('bench/results/decode-roofline.json', JSON.stringify(out, null, 1) + '\n');

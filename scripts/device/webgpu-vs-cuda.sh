@@ -5,7 +5,8 @@
 #   npx tsx scripts/device/gen-e2e.ts --only llama7b-tq2-a8     (fills .device/e2e, ignored)
 #   bash scripts/device/wgsl-h100.sh --prepare                   (fills .gl, .device-wgsl)
 # Device run (carry .device, .gl, .device-wgsl): bash scripts/device/webgpu-vs-cuda.sh
-# Writes $OUT/cuda-decode-<context>.json and $OUT/wgsl-decode.json; then, here:
+# Writes $OUT/cuda-decode-<context>.json and $OUT/wgsl-decode.json (and with TORCH=1
+# $OUT/torch-decode-<context>.json, the baseline of decode-roofline.ts); then, here:
 #   npx tsx scripts/device/merge-webgpu-cuda.ts DIR
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -16,3 +17,7 @@ for c in 512 2048; do
   [ -x $B ] && $B --random 1 --bench-decode $c --steps 128 | tee "$OUT/cuda-decode-$c.json"
 done
 WGSL_SCRIPT=wgsl-decode bash scripts/device/wgsl-h100.sh --format tq2_g128 --act-bits 8 "$@"
+# TORCH=1: the torch fp16 baseline at both contexts, after the GPU is free of the others
+if [ -n "${TORCH:-}" ]; then
+  for c in 512 2048; do timeout "${TORCH_TIMEOUT:-150}" python3 scripts/device/torch_decode.py $c 64 "$OUT/torch-decode-$c.json" 2>&1 | tail -2; done
+fi
