@@ -5,8 +5,9 @@
 #   npx tsx scripts/device/gen-e2e.ts --only llama7b-tq2-a8     (fills .device/e2e, ignored)
 #   bash scripts/device/wgsl-h100.sh --prepare                   (fills .gl, .device-wgsl)
 # Device run (carry .device, .gl, .device-wgsl): bash scripts/device/webgpu-vs-cuda.sh
-# Writes $OUT/cuda-decode-<context>.json and $OUT/wgsl-decode.json (and with TORCH=1
-# $OUT/torch-decode-<context>.json, the baseline of decode-roofline.ts); then, here:
+# Writes $OUT/cuda-decode-<context>.json and $OUT/wgsl-decode.json (with BATCHES, also
+# cuda-decode-<ctx>-b<B>.json; with TORCH, torch-decode-<ctx>[-b<B>].json, the baselines of
+# decode-roofline.ts); then, here:
 #   npx tsx scripts/device/merge-webgpu-cuda.ts DIR
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -16,8 +17,14 @@ B=$E/kernels/cuda/twlac_cuda_sm_90a
 for c in 512 2048; do
   [ -x $B ] && $B --random 1 --bench-decode $c --steps 128 | tee "$OUT/cuda-decode-$c.json"
 done
-WGSL_SCRIPT=wgsl-decode bash scripts/device/wgsl-h100.sh --format tq2_g128 --act-bits 8 "$@"
-# TORCH=1: the torch fp16 baseline at both contexts, after the GPU is free of the others
+# BATCHES=4,8,16: batched decode at BATCH_CTX (default 512), B sequences a step
+for n in ${BATCHES//,/ }; do
+  [ -x $B ] && $B --random 1 --bench-decode "${BATCH_CTX:-512}" --steps 64 --batch "$n" | tee "$OUT/cuda-decode-${BATCH_CTX:-512}-b$n.json"
+done
+# NO_WGSL=1: the CUDA (and torch) runs only
+[ -n "${NO_WGSL:-}" ] || WGSL_SCRIPT=wgsl-decode bash scripts/device/wgsl-h100.sh --format tq2_g128 --act-bits 8 "$@"
+# TORCH=CTXxB,...: the torch fp16 baseline at those contexts and batches (e.g. 512x1,2048x1,512x4),
+# one process, after the GPU is free of the others
 if [ -n "${TORCH:-}" ]; then
-  for c in 512 2048; do timeout "${TORCH_TIMEOUT:-150}" python3 scripts/device/torch_decode.py $c 64 "$OUT/torch-decode-$c.json" 2>&1 | tail -2; done
+  timeout "${TORCH_TIMEOUT:-300}" python3 scripts/device/torch_decode.py --configs "$TORCH" 64 "$OUT" 2>&1 | grep -v Warning | tail -12
 fi

@@ -598,6 +598,19 @@ describe('emitCuda', () => {
     expect(rope).toMatch(/if \(i < 16\) \{/);
     expect(rope).toMatch(/for \(int e = 32 \+ threadIdx\.x; e < 64; e \+= blockDim\.x\) kcache/);
   });
+  it('batched decode: the cache append and the split attention place token t by (posp, seq): one sequence at *posp + t, or sequence t at posp[t] with its cache seq elements on', () => {
+    const src = cudaModelSource(syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128)), 'sm_90a', CUDA_EMITTABLE);
+    const forward = src.slice(src.indexOf('static void twlac_forward'));
+    // every launch of the cache append and the split attention passes the batch's cache stride
+    expect(forward.match(/launch_rope_kv_[^\n]*\(b\.q, b\.k, b\.v, [^\n]*, b\.pos, b\.seq, T, s\);/g)).toHaveLength(2);
+    expect(forward.match(/launch_attn_partial_[^\n]*b\.pm, b\.pl, b\.pacc, b\.pos, b\.seq, T, \d+, s\);/g)).toHaveLength(2);
+    expect(src).toMatch(/unsigned long long seq;\n\};/);
+    for (const k of ['rope_kv_h2_kv1_d64(', 'attn_partial_h2_kv1_d64(']) {
+      const body = src.slice(src.indexOf(`// twlac kernel ${k}`)).split('\n}\n')[0];
+      expect(body).toMatch(/\(seq \? posp\[t\] : \*posp \+ t\)/);
+      expect(body).toMatch(/kcache \+= t \* seq;\n  vcache \+= t \* seq;/);
+    }
+  });
   it('GeGLU, embedding, residual and logit multipliers: each where the program puts it, absent from a plain LLaMA', () => {
     const m = syntheticManifest({ ...tiny, layers: 2 }, ternaryFormat('trit5', 128));
     const plain = cudaModelSource(m, 'sm_90a', CUDA_EMITTABLE);
@@ -646,9 +659,9 @@ describe('emitCuda', () => {
       expect(dev).not.toBeNull();
       return `reinterpret_cast<const float\\*>\\(W \\+ ${dev![1]}ull\\)`;
     };
-    // x₀ = E[id] + P[pos0 + t]: the position table and the device position
-    expect(pre).toMatch(new RegExp(`launch_embed_h128_f16_pos\\(ids, [^\\n]*, ${at('position_embed')}, b\\.pos, b\\.x, T, s\\);`));
-    expect(src).toMatch(/x\[\(size_t\)t \* 128 \+ i\] = __half2float\([^\n]*\) \+ ptable\[\(size_t\)\(\*posp \+ t\) \* 128 \+ i\];/);
+    // x₀ = E[id] + P[pos0 + t] (P[pos_t] for a batch of sequences): the position table and the device positions
+    expect(pre).toMatch(new RegExp(`launch_embed_h128_f16_pos\\(ids, [^\\n]*, ${at('position_embed')}, b\\.pos, b\\.seq, b\\.x, T, s\\);`));
+    expect(src).toMatch(/x\[\(size_t\)t \* 128 \+ i\] = __half2float\([^\n]*\) \+ ptable\[\(size_t\)\(seq \? posp\[t\] : \*posp \+ t\) \* 128 \+ i\];/);
     for (const [i, b] of [b0, b1].entries()) {
       // LayerNorm of b.x with γ and β at both pre-norms; k and v to the cache without RoPE
       expect(b).toMatch(new RegExp(`launch_act_layer_norm_d128\\(b\\.x, nullptr, ${at(`blocks.${i}.attn_norm`)}, ${at(`blocks.${i}.attn_norm_bias`)}, `));

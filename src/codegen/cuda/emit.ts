@@ -557,7 +557,7 @@ class ModelEmitter {
       };
       return this.op('qk_norm', join([call(heads, n.q, code`b.q`), call(kvHeads, n.k, code`b.k`)]));
     },
-    'rope-kv': (b, i) => this.op('rope_kv', code`  launch_${ident(this.kvKernel(b.attention))}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, T, s);`),
+    'rope-kv': (b, i) => this.op('rope_kv', code`  launch_${ident(this.kvKernel(b.attention))}(b.q, b.k, b.v, ${this.kvCache(i)}, b.pos, b.seq, T, s);`),
     // up to GEMV_MAX_M tokens (decode): split over key positions, then combined; beyond
     // (prefill chunks): 16 queries a block over the whole prefix
     attention: (b, i) => {
@@ -565,7 +565,7 @@ class ModelEmitter {
       const { comb } = this.kern;
       return join([
         this.op('attention', code`  if (T > ${GEMV_MAX_M}) launch_${ident(pre)}(b.q, ${this.kvCache(i)}, b.att, b.pos, T, s);
-  else launch_${ident(part)}(b.q, ${this.kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, T, ${this.splits}, s);`),
+  else launch_${ident(part)}(b.q, ${this.kvCache(i)}, b.pm, b.pl, b.pacc, b.pos, b.seq, T, ${this.splits}, s);`),
         this.op('attn_combine', code`  if (T <= ${GEMV_MAX_M}) launch_${ident(comb)}(b.pm, b.pl, b.pacc, b.att, T, ${this.splits}, s);`),
       ]);
     },
@@ -686,7 +686,10 @@ struct TwlacBuffers {
   __half *a16, *kcache, *vcache;
   uint8_t* q8; // int8 activation codes [T][max act] and (s, z) per token, sites with ≤ 8 bits
   float* qp;
-  int* pos; // device: position of the first token of this forward
+  int* pos; // device: position of the first token of this forward (seq = 0), or of each token (batched decode)
+  // 0: the forward's tokens are one sequence's; else T ≤ ${GEMV_MAX_M} sequences, one token each, whose
+  // K/V caches sit this many elements apart (TWLAC_SEQ_KV; block.ts SEQ_ARGS)
+  unsigned long long seq;
 };`,
       ...kernels.map((k) => new Code(k.source())),
       ...kernels.map((k) => new Code(k.launcher())),
@@ -716,7 +719,7 @@ static void twlac_lattice_rows(uint8_t* W, cudaStream_t s) {`,
 // [nLogits][${c.vocab}] of the last nLogits tokens (all T by default).
 static void twlac_forward(const uint8_t* W, TwlacBuffers& b, const int* ids, int T, cudaStream_t s, int nLogits = -1) {
   if (nLogits < 1 || nLogits > T) nLogits = T;
-  launch_${ident(this.kern.embed)}(ids, ${this.tensorRef(m.embed, 'const uint8_t*')}, ${m.positionEmbed ? code`${this.tensorRef(m.positionEmbed, 'const float*')}, b.pos, ` : code``}b.x, T, s);
+  launch_${ident(this.kern.embed)}(ids, ${this.tensorRef(m.embed, 'const uint8_t*')}, ${m.positionEmbed ? code`${this.tensorRef(m.positionEmbed, 'const float*')}, b.pos, b.seq, ` : code``}b.x, T, s);
   TWLAC_MARK(s, "embed");`,
       ...layers,
       head,

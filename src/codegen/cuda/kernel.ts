@@ -15,7 +15,8 @@ export type CType =
   | 'int2*'
   | 'int'
   | 'float'
-  | 'uint32_t';
+  | 'uint32_t'
+  | 'unsigned long long';
 
 export interface CudaParam {
   name: string;

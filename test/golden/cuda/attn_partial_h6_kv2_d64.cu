@@ -1,13 +1,15 @@
 // twlac kernel attn_partial_h6_kv2_d64(heads=6,kvHeads=2,d=64,chunk=64)
 
-extern "C" __global__ void __launch_bounds__(128) attn_partial_h6_kv2_d64(const float* __restrict__ q, const __half* __restrict__ kcache, const __half* __restrict__ vcache, float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ pacc, const int* __restrict__ posp, int T, int splits) {
+extern "C" __global__ void __launch_bounds__(128) attn_partial_h6_kv2_d64(const float* __restrict__ q, const __half* __restrict__ kcache, const __half* __restrict__ vcache, float* __restrict__ pm, float* __restrict__ pl, float* __restrict__ pacc, const int* __restrict__ posp, unsigned long long seq, int T, int splits) {
   TWLAC_GRID_WAIT();
   TWLAC_GRID_TRIGGER();
   __shared__ float qs[64];
   __shared__ float sc[64];
   __shared__ float scratch[32];
   const int th = blockIdx.x, t = th / 6, h = th - t * 6, kh = h / 3;
-  const int len = *posp + t + 1;
+  const int len = (seq ? posp[t] : *posp + t) + 1;
+  kcache += t * seq;
+  vcache += t * seq;
   const int p0 = blockIdx.y * 64, p1 = min(p0 + 64, len);
   const size_t slot = (size_t)th * splits + blockIdx.y;
   if (p0 >= p1) {

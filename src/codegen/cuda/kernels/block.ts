@@ -46,10 +46,20 @@ export function blockHelpers(): Code {
   return BLOCK_REDUCE;
 }
 
-const POSITION_ARGS: CudaParam[] = [
-  { name: 'ptable', type: 'const float*' },
+/**
+ * Where a forward's T tokens sit: one sequence at positions *posp + t (seq = 0: prefill and
+ * single-sequence decode), or a batch of T sequences with one token each (batched decode):
+ * token t at position posp[t], its K/V cache `seq` elements after token t − 1's (the caches of
+ * a batch sit one after another, `seq` = layers · maxPos · kvHeads · d apart).
+ */
+export const SEQ_ARGS: CudaParam[] = [
   { name: 'posp', type: 'const int*' },
+  { name: 'seq', type: 'unsigned long long' },
 ];
+/** Token t's position under SEQ_ARGS. */
+const TOKEN_POS = code`(seq ? posp[t] : *posp + t)`;
+
+const POSITION_ARGS: CudaParam[] = [{ name: 'ptable', type: 'const float*' }, ...SEQ_ARGS];
 
 /** x[t] = scale · E[id_t] (scale: the program's embedScale; 1 leaves the text as it was), plus
  *  with `positions` the learned position row P[pos0 + t] (float32 [maxPositions][hidden], GPT-2's wpe). */
@@ -57,7 +67,7 @@ export function embedKernel(hidden: number, dtype: 'float16' | 'float32', scale 
   const name = `embed_h${hidden}_${dtype === 'float16' ? 'f16' : 'f32'}${scale === 1 ? '' : `_s${Math.round(scale * 1e6)}`}${positions ? '_pos' : ''}`;
   const row = dtype === 'float16' ? code`__half2float(reinterpret_cast<const __half*>(table)[(size_t)id * ${hidden} + i])` : code`reinterpret_cast<const float*>(table)[(size_t)id * ${hidden} + i]`;
   const scaled = scale === 1 ? row : code`${row} * ${cudaFloat(scale)}`;
-  const load = positions ? code`${scaled} + ptable[(size_t)(*posp + t) * ${hidden} + i]` : scaled;
+  const load = positions ? code`${scaled} + ptable[(size_t)${TOKEN_POS} * ${hidden} + i]` : scaled;
   return defineKernel({
     name,
     params: { hidden, dtype, ...(scale === 1 ? {} : { scale }), ...(positions ? { positions } : {}) },
@@ -462,7 +472,7 @@ export function ropeKvKernel(a: AttnShape, layerTheta = false): CudaKernel {
       { name: 'v', type: 'const float*' },
       { name: 'kcache', type: '__half*' },
       { name: 'vcache', type: '__half*' },
-      { name: 'posp', type: 'const int*' },
+      ...SEQ_ARGS,
       { name: 'T', type: 'int' },
     ],
     block: d / 2,
@@ -472,7 +482,9 @@ export function ropeKvKernel(a: AttnShape, layerTheta = false): CudaKernel {
     body: code`  const double* inv_freq = ${ident(name + '_inv_freq')};
   // One block per (token, head of q or k), one thread per pair of dims (rotated up to
   // rotaryDim); k-head blocks also append that head's v to the cache.
-  const int t = blockIdx.x, pos = *posp + t;
+  const int t = blockIdx.x, pos = ${TOKEN_POS};
+  kcache += t * seq;
+  vcache += t * seq;
   {
     const int hh = blockIdx.y, i = threadIdx.x;${rd === d ? code`` : code`
     if (i < ${rd / 2}) {`}
@@ -519,14 +531,16 @@ export function kvAppendKernel(a: AttnShape): CudaKernel {
       { name: 'v', type: 'const float*' },
       { name: 'kcache', type: '__half*' },
       { name: 'vcache', type: '__half*' },
-      { name: 'posp', type: 'const int*' },
+      ...SEQ_ARGS,
       { name: 'T', type: 'int' },
     ],
     block: 64,
     grid: [code`T`, code`${a.kvHeads}`, code`1`],
     body: code`  // One block per (token, KV head).
   (void)q;
-  const int t = blockIdx.x, pos = *posp + t;
+  const int t = blockIdx.x, pos = ${TOKEN_POS};
+  kcache += t * seq;
+  vcache += t * seq;
   const size_t src = (size_t)t * ${kvd} + blockIdx.y * ${d}, dst = (size_t)pos * ${kvd} + blockIdx.y * ${d};
   for (int e = threadIdx.x; e < ${d}; e += blockDim.x) {
     kcache[dst + e] = __float2half_rn(k[src + e]);
@@ -566,7 +580,7 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
       { name: 'pm', type: 'float*' },
       { name: 'pl', type: 'float*' },
       { name: 'pacc', type: 'float*' },
-      { name: 'posp', type: 'const int*' },
+      ...SEQ_ARGS,
       { name: 'T', type: 'int' },
       { name: 'splits', type: 'int' },
     ],
@@ -576,7 +590,9 @@ export function attnPartialKernel(a: AttnShape): CudaKernel {
   __shared__ float sc[${ATTN_CHUNK}];
   __shared__ float scratch[32];
   const int th = blockIdx.x, t = th / ${a.heads}, h = th - t * ${a.heads}, kh = h / ${group};
-  const int len = *posp + t + 1;
+  const int len = ${TOKEN_POS} + 1;
+  kcache += t * seq;
+  vcache += t * seq;
 ${
   a.window === undefined
     ? code`  const int p0 = blockIdx.y * ${ATTN_CHUNK}, p1 = min(p0 + ${ATTN_CHUNK}, len);`

@@ -7,7 +7,11 @@
 //     --ids 1,2,3 --logits-out F      logits [n][vocab] float32 of the ids (prefill) to file F
 //     --ppl F [--windows N]           perplexity over int32 token ids in F (../shared/EVAL.md:
 //                                     windows of 256, each predicting 256 next tokens)
-//     --bench-decode CTX [--steps N]  decode tokens/s after a CTX-token prefill (CUDA graph)
+//     --bench-decode CTX [--steps N] [--batch B]
+//                                     decode tokens/s after a CTX-token prefill (CUDA graph); with
+//                                     B > 1 (≤ TWLAC_MAX_BATCH), B sequences of different prompts
+//                                     decode together, one token each a step, and the greedy tokens
+//                                     of the first and last are checked against decoding each alone
 //     --profile-decode CTX            milliseconds of each op of one decode step (events, no graph)
 // Weights: DIR/weights.bin as described by the generated index, or synthesised on the GPU
 // (--random: random codes/scales in the model's formats, for speed runs of large shapes).
@@ -22,8 +26,13 @@
 #include <vector>
 #include <map>
 
+// Batched decode: at most this many sequences (one token each in a forward of T = B tokens, which
+// stays on the GEMVs and the split attention), each with its own K/V cache, TWLAC_SEQ_KV apart.
+#define TWLAC_MAX_BATCH TWLAC_SPLIT_MAX_T
+#define TWLAC_SEQ_KV ((unsigned long long)TWLAC_LAYERS * TWLAC_MAX_POS * TWLAC_KV_HEADS * TWLAC_HEAD_DIM)
+
 static void usage() {
-  fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N] | --profile-decode CTX)\n");
+  fprintf(stderr, "usage: twlac_cuda (--weights DIR | --random SEED) (--prompt IDS --max-tokens N | --ids IDS --logits-out FILE | --ppl FILE [--windows N] | --bench-decode CTX [--steps N] [--batch B] | --profile-decode CTX)\n");
   fprintf(stderr, "environment: TWLAC_PREFILL_CHUNK=N (1..%d, default %d) tokens a prefill forward; its token buffers, and so part of the GPU memory, scale with it. TWLAC_PDL=0 turns programmatic dependent launch off.\n", TWLAC_MAX_CHUNK, TWLAC_MAX_CHUNK);
   exit(2);
 }
@@ -63,6 +72,30 @@ __global__ void twlac_argmax_advance(const float* logits, int* ids, int* out, in
   if (threadIdx.x == 0) { ids[0] = bi[0]; out[*step] = bi[0]; *step += 1; *pos += 1; }
 }
 
+// Greedy step of a batch (block b, sequence b): ids[b] = argmax(logits[b]); out[b][pos[b] − start] = ids[b]; pos[b] += 1.
+__global__ void twlac_argmax_advance_batch(const float* logits, int* ids, int* out, int outStride, int start, int* pos) {
+  __shared__ float bv[1024];
+  __shared__ int bi[1024];
+  const float* l = logits + (size_t)blockIdx.x * TWLAC_VOCAB;
+  float v = -INFINITY; int idx = 0;
+  for (int i = threadIdx.x; i < TWLAC_VOCAB; i += blockDim.x) if (l[i] > v) { v = l[i]; idx = i; }
+  bv[threadIdx.x] = v; bi[threadIdx.x] = idx;
+  __syncthreads();
+  for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+    if (threadIdx.x < o) {
+      const float w = bv[threadIdx.x + o]; const int j = bi[threadIdx.x + o];
+      if (w > bv[threadIdx.x] || (w == bv[threadIdx.x] && j < bi[threadIdx.x])) { bv[threadIdx.x] = w; bi[threadIdx.x] = j; }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const int k = pos[blockIdx.x] - start;
+    ids[blockIdx.x] = bi[0];
+    if (k >= 0 && k < outStride) out[(size_t)blockIdx.x * outStride + k] = bi[0];
+    pos[blockIdx.x] += 1;
+  }
+}
+
 static std::vector<int> parse_ids(const std::string& s) {
   std::vector<int> v; size_t p = 0;
   while (p < s.size()) { size_t q = s.find(',', p); if (q == std::string::npos) q = s.size(); if (q > p) v.push_back(std::stoi(s.substr(p, q - p))); p = q + 1; }
@@ -71,10 +104,11 @@ static std::vector<int> parse_ids(const std::string& s) {
 
 template <class T> static T* dalloc(size_t n) { T* p; TWLAC_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T))); return p; }
 
-// A synthetic prompt of max(n, 1) ids for the speed runs (--bench-decode, --profile-decode).
-static std::vector<int> synthetic_ids(int n) {
+// A synthetic prompt of max(n, 1) ids for the speed runs (--bench-decode, --profile-decode);
+// `variant` gives each sequence of a batch its own.
+static std::vector<int> synthetic_ids(int n, int variant = 0) {
   std::vector<int> p(std::max(n, 1));
-  for (size_t i = 0; i < p.size(); i++) p[i] = (int)((i * 2654435761u) % TWLAC_VOCAB);
+  for (size_t i = 0; i < p.size(); i++) p[i] = (int)(((i + 7919u * (unsigned)variant) * 2654435761u) % TWLAC_VOCAB);
   return p;
 }
 
@@ -85,7 +119,10 @@ struct Runtime {
   int* ids = nullptr;
   cudaStream_t s{};
   float latticeRowsMs = 0.f; // the last lattice_rows() (load time)
-  void init() {
+  int batch = 1;               // sequences with a K/V cache of their own
+  __half *kcache0 = nullptr, *vcache0 = nullptr;
+  void init(int batchSeqs = 1) {
+    batch = batchSeqs;
     TWLAC_CUDA(cudaStreamCreate(&s));
     const size_t C = prefill_chunk(); // token buffers for the largest forward (TWLAC_PREFILL_CHUNK caps it, and the memory)
     b.x = dalloc<float>(C * TWLAC_HIDDEN);
@@ -103,11 +140,11 @@ struct Runtime {
     b.a16 = dalloc<__half>(C * TWLAC_MAX_ACT);
     b.q8 = dalloc<uint8_t>(C * TWLAC_MAX_ACT);
     b.qp = dalloc<float>(C * 2);
-    const size_t kv = (size_t)TWLAC_LAYERS * TWLAC_MAX_POS * TWLAC_KV_HEADS * TWLAC_HEAD_DIM;
-    b.kcache = dalloc<__half>(kv);
-    b.vcache = dalloc<__half>(kv);
-    b.pos = dalloc<int>(1);
-    ids = dalloc<int>(C);
+    b.kcache = kcache0 = dalloc<__half>(TWLAC_SEQ_KV * batch);
+    b.vcache = vcache0 = dalloc<__half>(TWLAC_SEQ_KV * batch);
+    b.pos = dalloc<int>(TWLAC_MAX_BATCH);
+    b.seq = 0;
+    ids = dalloc<int>(std::max<size_t>(C, TWLAC_MAX_BATCH));
     W = dalloc<uint8_t>(TWLAC_DEVICE_BYTES);
     staging = TWLAC_STAGING_BYTES ? dalloc<uint8_t>(TWLAC_STAGING_BYTES) : nullptr;
   }
@@ -181,6 +218,18 @@ struct Runtime {
     staging = nullptr;
   }
   void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
+  // Forwards from here on are sequence `q`'s alone (its cache; positions *b.pos + t).
+  void use_sequence(int q) {
+    b.seq = 0;
+    b.kcache = kcache0 + TWLAC_SEQ_KV * q;
+    b.vcache = vcache0 + TWLAC_SEQ_KV * q;
+  }
+  // Forwards from here on take one token of each of the `batch` sequences (positions b.pos[t]).
+  void use_batch() {
+    b.seq = TWLAC_SEQ_KV;
+    b.kcache = kcache0;
+    b.vcache = vcache0;
+  }
   // Prefill `n` ids from position `pos`, in chunks; the logits of every token go to `out` when non-null.
   // TWLAC_PREFILL_CHUNK=N (1…TWLAC_MAX_CHUNK) caps the tokens of one forward, e.g. 16 to keep
   // prefill on the GEMV kernels and compare with the prefill GEMM in the same run.
@@ -213,7 +262,7 @@ struct Runtime {
 
 int main(int argc, char** argv) {
   std::string weights, prompt, idsArg, logitsOut, pplFile;
-  long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128, profileCtx = -1;
+  long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128, profileCtx = -1, batch = 1;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { if (i + 1 >= argc) usage(); return argv[++i]; };
@@ -228,10 +277,12 @@ int main(int argc, char** argv) {
     else if (a == "--bench-decode") benchCtx = std::stoi(next());
     else if (a == "--profile-decode") profileCtx = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--batch") batch = std::stoi(next());
     else usage();
   }
   if (weights.empty() == (seed < 0)) usage();
-  Runtime rt; rt.init();
+  if (batch < 1 || batch > TWLAC_MAX_BATCH || (batch > 1 && benchCtx < 0)) { fprintf(stderr, "twlac: --batch takes 1…%d and goes with --bench-decode\n", TWLAC_MAX_BATCH); return 2; }
+  Runtime rt; rt.init(batch);
   if (seed >= 0) rt.randomize((uint32_t)seed); else rt.load(weights);
 
   if (!prompt.empty()) {
@@ -322,6 +373,65 @@ int main(int argc, char** argv) {
     for (auto& kv : byTag) { printf("%s\"%s\": %.4f", first ? "" : ", ", kv.first.c_str(), med(kv.second)); first = false; }
     printf("}}\n");
     return 0;
+  }
+  if (benchCtx >= 0 && batch > 1) {
+    // B sequences, prompts of their own, prefilled one by one into their caches; then `steps`
+    // decode steps of all B at once (forward of T = B in batch mode + batched argmax), as a graph.
+    if (benchCtx + steps + 2 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<int> first(batch), posv(batch, benchCtx);
+    for (int q = 0; q < batch; q++) {
+      const std::vector<int> p = synthetic_ids(benchCtx, q);
+      rt.use_sequence(q);
+      rt.prefill(p.data(), benchCtx, 0, nullptr);
+      first[q] = p[0];
+    }
+    const double prefillS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int outStride = steps + 1;
+    int* out = dalloc<int>((size_t)batch * outStride);
+    rt.use_batch();
+    TWLAC_CUDA(cudaMemcpyAsync(rt.b.pos, posv.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    TWLAC_CUDA(cudaMemcpyAsync(rt.ids, first.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    cudaGraph_t g; cudaGraphExec_t ge;
+    TWLAC_CUDA(cudaStreamBeginCapture(rt.s, cudaStreamCaptureModeGlobal));
+    twlac_forward(rt.W, rt.b, rt.ids, batch, rt.s);
+    twlac_argmax_advance_batch<<<batch, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, outStride, benchCtx, rt.b.pos);
+    TWLAC_CUDA(cudaStreamEndCapture(rt.s, &g));
+    TWLAC_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    TWLAC_CUDA(cudaGraphLaunch(ge, rt.s)); // warm-up step (its tokens are the first of `out`)
+    TWLAC_CUDA(cudaStreamSynchronize(rt.s));
+    cudaEvent_t a, e; cudaEventCreate(&a); cudaEventCreate(&e);
+    cudaEventRecord(a, rt.s);
+    for (int t = 0; t < steps; t++) TWLAC_CUDA(cudaGraphLaunch(ge, rt.s));
+    cudaEventRecord(e, rt.s);
+    TWLAC_CUDA(cudaEventSynchronize(e));
+    float ms; cudaEventElapsedTime(&ms, a, e);
+    size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
+    std::vector<int> hb((size_t)batch * outStride);
+    TWLAC_CUDA(cudaMemcpy(hb.data(), out, hb.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    // The check: the first and the last sequence decoded alone (T = 1, the single-sequence
+    // kernels' path) from the same prompt give the same greedy tokens as in the batch.
+    const int checkSteps = std::min(16, outStride);
+    int* out1 = dalloc<int>(checkSteps); int* step1 = dalloc<int>(1);
+    int mismatches = 0;
+    for (int q : {0, batch - 1}) {
+      const std::vector<int> p = synthetic_ids(benchCtx, q);
+      rt.use_sequence(q);
+      rt.prefill(p.data(), benchCtx, 0, nullptr);
+      rt.set_pos(benchCtx);
+      TWLAC_CUDA(cudaMemsetAsync(step1, 0, sizeof(int), rt.s));
+      TWLAC_CUDA(cudaMemcpyAsync(rt.ids, &p[0], sizeof(int), cudaMemcpyHostToDevice, rt.s));
+      for (int t = 0; t < checkSteps; t++) {
+        twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+        twlac_argmax_advance<<<1, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out1, step1, rt.b.pos);
+      }
+      std::vector<int> h1(checkSteps);
+      TWLAC_CUDA(cudaMemcpy(h1.data(), out1, checkSteps * sizeof(int), cudaMemcpyDeviceToHost));
+      for (int t = 0; t < checkSteps; t++) mismatches += h1[t] != hb[(size_t)q * outStride + t];
+    }
+    printf("{\"arch\": \"%s\", \"context\": %d, \"batch\": %d, \"steps\": %d, \"msPerStep\": %.4f, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"gpuMemUsedBytes\": %zu, \"greedyCheck\": {\"sequences\": [0, %d], \"steps\": %d, \"mismatches\": %d}}\n",
+           TWLAC_ARCH, benchCtx, batch, steps, ms / steps, ms / steps / batch, 1000.0 * steps * batch / ms, prefillS, totalB - freeB, batch - 1, checkSteps, mismatches);
+    return mismatches ? 3 : 0;
   }
   if (benchCtx >= 0) {
     if (benchCtx + steps + 1 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
