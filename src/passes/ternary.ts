@@ -18,7 +18,8 @@ import { weightRows, type Linear } from '../graph/recognize.ts';
 import { hessian } from '../calib/capture.ts';
 import { CalibrationStream } from '../calib/stream.ts';
 import { rtnTernary } from '../quant/structure-kernel.ts';
-import { quantizeLinear, relWeightError, type QuantizeLinearResult } from '../quant/quantize-linear.ts';
+import { relWeightError, type QuantizeLinearResult } from '../quant/quantize-linear.ts';
+import { fitBlock } from '../quant/fit-block.ts';
 import { fitOrder2Linear } from '../quant/order2-residual.ts';
 import { relativeOutputError } from '../quant/gptq.ts';
 import { decodeOrder2, order2StorageBytes } from '../formats/order2.ts';
@@ -26,7 +27,7 @@ import type { CompileContext } from './context.ts';
 import { isOrder2Linear, linearId, quantizedLinears } from './context.ts';
 import { setLinearWeight } from './weights.ts';
 import { GpuGram, GpuRestUpdate } from '../gpu/ops.ts';
-import { defaultFitThreads, FitPool, sharedFloat64, type PoolJob } from '../quant/fit-pool.ts';
+import { defaultFitThreads, FitPool, sharedFloat64 } from '../quant/fit-pool.ts';
 import { restoreBlocks, saveBlock } from './resume.ts';
 
 function record(ctx: CompileContext, l: Linear, r: { weights?: import('../formats/ternary.ts').TernaryWeights; dequant: Float64Array | Float32Array; storageBits?: number }) {
@@ -106,29 +107,27 @@ export const ternaryPass = definePass<CompileContext>({
           label: `block ${bi + 1}/${nb}: calibration`,
           gram: gpu ? (width) => new GpuGram(gpu, width) : undefined,
         });
-        const jobs: { l: Linear; H: Float64Array | null; job: PoolJob<'quantizeLinear'> }[] = [];
-        for (const s of groups) {
+        const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
+        const sites = groups.map((s) => {
           const st = stats.get(s.id)!;
           const H = opts.gptq || opts.xDomain ? hessian(st, sharedFloat64(st.gram.length)) : null;
           stats.delete(s.id);
-          for (const l of s.group.linears) {
-            if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
-            const fit = { structure: opts.structure, group: f.group, shift: f.shift, packing: f.packing, lattice: f.lattice, gptq: opts.gptq, xDomain: opts.xDomain, order2Cols: opts.order2Cols };
-            const args: PoolJob<'quantizeLinear'>['args'] = [weightRows(l), l.outFeatures, l.inFeatures, H, { ...fit, measure: H ? { budget: OUTPUT_ERROR_BUDGET } : false }];
-            // A fit costs about rows·cols² (GPTQ's updates and the refits under H).
-            jobs.push({ l, H, job: { fn: 'quantizeLinear', args, cost: l.outFeatures * l.inFeatures ** 2 } });
-          }
-        }
-        progress.start(`block ${bi + 1}/${nb}: ternary fit`, jobs.length);
-        const tick = (i: number) => progress.tick(1, linearId(jobs[i].l));
-        const results = pool
-          ? await pool.run(jobs.map((j) => j.job), tick)
-          : jobs.map(({ job }, i) => {
-              const [w, rows, cols, h, fitOpts] = job.args;
-              const r = quantizeLinear(w, rows, cols, h, { ...fitOpts, restUpdate });
-              tick(i);
-              return r;
-            });
+          for (const l of s.group.linears) if (opts.refine) ctx.linears.get(l)!.fp = Float32Array.from(weightRows(l));
+          return { H, cols: s.group.linears[0].inFeatures, linears: s.group.linears.map((l) => ({ w: weightRows(l), rows: l.outFeatures })) };
+        });
+        let factors = false;
+        const fitted = await fitBlock(pool, sites, fit, {
+          measureBudget: OUTPUT_ERROR_BUDGET,
+          restUpdate,
+          onStage: (stage, n) => {
+            if (factors) progress.done();
+            factors = stage === 'factors';
+            progress.start(`block ${bi + 1}/${nb}: ${stage === 'factors' ? 'GPTQ factors' : 'ternary fit'}`, n);
+          },
+          onJob: (si, li) => progress.tick(1, li < 0 ? undefined : linearId(groups[si].group.linears[li])),
+        });
+        const jobs = groups.flatMap((s, si) => s.group.linears.map((l) => ({ l, H: sites[si].H })));
+        const results = fitted.flat();
         jobs.forEach(({ l, H }, i) => {
           const r = results[i];
           if (H && r.weights && isOrder2Linear(opts.order2, l)) addOrder2Plane(ctx, l, r, H);

@@ -1,5 +1,5 @@
-// Fits in parallel: the linears of a block given their Hessians (quantizeLinear), the input
-// sites' rotations (optimiseKotms). Each is a pure function of its arguments, so a pool of
+// Fits in parallel: the linears of a block given their Hessians (quantizeLinear, whole or by
+// row slices), the input sites' GPTQ factors (prepareKernelHessian) and rotations (optimiseKotms). Each is a pure function of its arguments, so a pool of
 // worker threads runs them side by side and the results come back in the order asked for:
 // the output is byte-identical whatever the number of threads. A Hessian is handed over in a
 // SharedArrayBuffer (a 11008-wide H is ~1 GB of float64); other arguments are copied.
@@ -10,10 +10,11 @@ import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.ts';
 import { optimiseKotms } from './kotms.ts';
 import { quantizeLinear } from './quantize-linear.ts';
+import { prepareKernelHessian } from './structure-kernel.ts';
 
 /** What the pool runs, by the name of the function and of its module (beside this one). */
-const FUNCTIONS = { quantizeLinear, optimiseKotms };
-const MODULES: Record<PoolFn, string> = { quantizeLinear: 'quantize-linear', optimiseKotms: 'kotms' };
+const FUNCTIONS = { quantizeLinear, optimiseKotms, prepareKernelHessian };
+const MODULES: Record<PoolFn, string> = { quantizeLinear: 'quantize-linear', optimiseKotms: 'kotms', prepareKernelHessian: 'structure-kernel' };
 type PoolFn = keyof typeof FUNCTIONS;
 
 export interface PoolJob<F extends PoolFn> {
@@ -59,6 +60,11 @@ export class FitPool {
       ),
     );
     return new FitPool(workers);
+  }
+
+  /** A pool that runs its jobs inline, in this thread. */
+  static inline(): FitPool {
+    return new FitPool([]);
   }
 
   get threads(): number {

@@ -15,7 +15,7 @@
 // loop computes for fixed Q.
 //
 // Working layout is transposed (Wt [K][N]) so that a column is contiguous.
-import { dampedUpperCholeskyOfInverse, spdInverse } from './linalg.ts';
+import { dampedUpperCholeskyOfInverse, spdInverse, type DampedFactor } from './linalg.ts';
 
 export interface BlockContext {
   /** First column of the block and its width. */
@@ -61,6 +61,9 @@ export interface GptqOptions {
   percdamp?: number;
   onBlock?: (c0: number, cols: number) => void;
   restUpdate?: RestUpdate;
+  /** dampedUpperCholeskyOfInverse(h, cols, percdamp), when the caller has it already (one
+   *  factor serves every linear, and every row slice of one, that reads the same input). */
+  factor?: DampedFactor;
 }
 
 export interface GptqResult {
@@ -81,7 +84,8 @@ export function gptq(
 ): GptqResult {
   const blockSize = opts.blockSize ?? 128;
   const N = rows, K = cols;
-  const { u, damp } = dampedUpperCholeskyOfInverse(h, K, opts.percdamp ?? 0.01);
+  if (opts.factor && opts.factor.u.length !== K * K) throw new Error(`GPTQ factor has ${opts.factor.u.length} values, expected ${K}×${K}`);
+  const { u, damp } = opts.factor ?? dampedUpperCholeskyOfInverse(h, K, opts.percdamp ?? 0.01);
   const wt = new Float64Array(K * N);
   for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
   const q = new Float64Array(N * K);

@@ -5,7 +5,7 @@
 import { bitsPerWeight, storageBytes, type CodePacking, type TernaryWeights } from '../formats/ternary.ts';
 import { UserError } from '../errors.ts';
 import { relativeOutputError, type RestUpdate } from './gptq.ts';
-import { quantizeKernelStructure, rtnTernary } from './structure-kernel.ts';
+import { quantizeKernelStructure, rtnTernary, type PreparedHessian } from './structure-kernel.ts';
 import { quantizeTwlaStructure } from './structure-twla.ts';
 
 export type WeightStructure = 'twla' | 'kernel' | 'rtn';
@@ -39,6 +39,9 @@ export interface QuantizeLinearOptions {
   measure?: boolean | { budget: number };
   /** Kernel structure: where GPTQ's lazy batch update runs (default: float64 on the CPU). */
   restUpdate?: RestUpdate;
+  /** Kernel structure with GPTQ: H's act-order permutation and factor, made once for every
+   *  linear reading the same input (prepareKernelHessian). */
+  prepared?: PreparedHessian;
 }
 
 export interface QuantizeLinearStats {
@@ -103,6 +106,7 @@ export function quantizeLinear(
         actOrder: opts.actOrder,
         onProgress: opts.onProgress,
         restUpdate: opts.restUpdate,
+        prepared: opts.prepared,
       });
       dq = r.dequant;
       weights = r.weights;
@@ -126,10 +130,12 @@ export function quantizeLinear(
       throw new UserError(`unknown weight structure '${String(opts.structure)}' (expected twla, kernel or rtn)`);
   }
   const seconds = (performance.now() - t0) / 1000;
-  const out = hh && opts.measure ? relativeOutputError(w, dq, rows, cols, hh, opts.measure === true ? Infinity : opts.measure.budget) : null;
+  // errors of the float32 weights returned (what mergeRowFits measures too)
+  const dequant = Float32Array.from(dq);
+  const out = hh && opts.measure ? relativeOutputError(w, dequant, rows, cols, hh, opts.measure === true ? Infinity : opts.measure.budget) : null;
   const bpw = weights ? bitsPerWeight(weights.format, rows, cols) : storageBits / (rows * cols);
   return {
-    dequant: Float32Array.from(dq),
+    dequant,
     weights,
     storageBits,
     stats: {
@@ -137,7 +143,7 @@ export function quantizeLinear(
       bitsPerWeight: bpw,
       relOutputError: out?.error ?? null,
       ...(out ? { outputErrorRows: out.rows } : {}),
-      relWeightError: relWeightError(w, dq),
+      relWeightError: relWeightError(w, dequant),
       seconds,
       ...extra,
     },
@@ -152,4 +158,74 @@ export function relWeightError(w: ArrayLike<number>, dq: ArrayLike<number>): num
     ww += w[i] * w[i];
   }
   return ww > 0 ? dw / ww : 0;
+}
+
+/**
+ * Row ranges [r0, r1) that split a linear of `rows` rows into `parts` slices of nearly equal
+ * size (at most one a row). The kernel structure's fit is row-separable: each row's GPTQ
+ * updates, refits and lattice depend on its own weights and the shared H only, so fitting the
+ * slices and joining them (mergeRowFits) writes the bytes one fit of the whole writes. A
+ * linear far larger than the rest of its block (the down projection) then spreads over
+ * threads instead of leaving them idle.
+ */
+export function rowSlices(rows: number, parts: number): [number, number][] {
+  const p = Math.max(1, Math.min(rows, Math.floor(parts)));
+  return Array.from({ length: p }, (_, i) => [Math.floor((i * rows) / p), Math.floor(((i + 1) * rows) / p)] as [number, number]);
+}
+
+/** The fit of W [rows × cols] from the fits of its row slices (rowSlices order, fitted without `measure`); the output error is measured here as quantizeLinear measures it. */
+export function mergeRowFits(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  h: Float64Array | null,
+  parts: QuantizeLinearResult[],
+  measure: QuantizeLinearOptions['measure'],
+): QuantizeLinearResult {
+  if (parts.length === 1 && !measure) return parts[0];
+  const ws = parts.map((p) => p.weights);
+  if (ws.some((x) => !x)) throw new Error('mergeRowFits: only stored (kernel or rtn) fits join by rows');
+  const first = ws[0]!;
+  const join = <T extends Uint8Array | Uint16Array>(get: (x: TernaryWeights) => T | undefined, make: (n: number) => T): T | undefined => {
+    const arrs = ws.map((x) => get(x!));
+    if (arrs.some((a) => !a)) return undefined;
+    const out = make(arrs.reduce((n, a) => n + a!.length, 0));
+    let o = 0;
+    for (const a of arrs) {
+      out.set(a!, o);
+      o += a!.length;
+    }
+    return out;
+  };
+  const weights: TernaryWeights = {
+    format: first.format,
+    rows: ws.reduce((n, x) => n + x!.rows, 0),
+    cols,
+    codes: join((x) => x.codes, (n) => new Uint8Array(n))!,
+    scales: join((x) => x.scales, (n) => new Uint16Array(n))!,
+    shifts: join((x) => x.shifts, (n) => new Uint16Array(n)),
+  };
+  if (weights.rows !== rows || ws.some((x) => x!.format.id !== first.format.id || x!.cols !== cols)) throw new Error('mergeRowFits: slices do not make the linear');
+  const dequant = new Float32Array(rows * cols);
+  let o = 0;
+  for (const p of parts) {
+    dequant.set(p.dequant, o);
+    o += p.dequant.length;
+  }
+  const out = h && measure ? relativeOutputError(w, dequant, rows, cols, h, measure === true ? Infinity : measure.budget) : null;
+  const losses = parts.map((p) => p.stats.gptqLoss);
+  return {
+    dequant,
+    weights,
+    storageBits: storageBytes(weights.format, rows, cols) * 8,
+    stats: {
+      structure: parts[0].stats.structure,
+      bitsPerWeight: bitsPerWeight(weights.format, rows, cols),
+      relOutputError: out?.error ?? null,
+      ...(out ? { outputErrorRows: out.rows } : {}),
+      relWeightError: relWeightError(w, dequant),
+      seconds: parts.reduce((t, p) => t + p.stats.seconds, 0),
+      ...(losses.every((l) => l !== undefined) ? { gptqLoss: losses.reduce((a, l) => a + l!, 0) } : {}),
+    },
+  };
 }

@@ -31,7 +31,7 @@ import {
   type TernaryWeights,
 } from '../formats/ternary.ts';
 import { gptq, quantizeBlocksNoFeedback, type BlockContext, type ColumnBlockQuantizer, type RestUpdate } from './gptq.ts';
-import { dot, quadForm } from './linalg.ts';
+import { dampedUpperCholeskyOfInverse, dot, quadForm, type DampedFactor } from './linalg.ts';
 import { fitOrder1, xDomainRefitRow } from './ternary-fit.ts';
 
 const toHalf = (v: number): number => halfToFloat(floatToHalf(v));
@@ -74,6 +74,52 @@ export interface KernelStructureOptions {
   onProgress?: (done: number, total: number) => void;
   /** Where GPTQ's lazy batch update runs (default: float64 on the CPU). */
   restUpdate?: RestUpdate;
+  /** With GPTQ: H in act order and GPTQ's factor of it, from prepareKernelHessian with this
+   *  group size and act-order setting (shared by the linears, and the row slices, of one input). */
+  prepared?: PreparedHessian;
+}
+
+/**
+ * What the GPTQ fits of every linear reading one input share: the within-group act-order
+ * permutation (perm[i] = original column processed at position i), H permuted by it, and
+ * GPTQ's damped factor of that. It costs O(cols³), as much as the fit of a square linear's
+ * rows·cols² work, so it is made once an input site, not once a linear (or a row slice).
+ */
+export interface PreparedHessian {
+  group: number;
+  actOrder: boolean;
+  perm: Int32Array;
+  hp: Float64Array;
+  factor: DampedFactor;
+}
+
+/** The act-order permutation of H's columns inside each group of G (identity without actOrder). */
+function actOrderPermutation(h: Float64Array, cols: number, G: number, actOrder: boolean): Int32Array {
+  const perm = Int32Array.from({ length: cols }, (_, i) => i);
+  if (actOrder) {
+    for (let g0 = 0; g0 < cols; g0 += G) {
+      const idx = Array.from(perm.subarray(g0, Math.min(cols, g0 + G)));
+      idx.sort((a, b) => h[b * cols + b] - h[a * cols + a]);
+      perm.set(idx, g0);
+    }
+  }
+  return perm;
+}
+
+/**
+ * PreparedHessian for H [cols × cols]; `hp` and `u` may be given (e.g. in shared memory, so that
+ * the fits in other threads read them without a copy) and are filled.
+ */
+export function prepareKernelHessian(h: Float64Array, cols: number, group: number, actOrder = true, hp: Float64Array = new Float64Array(cols * cols), u?: Float64Array): PreparedHessian {
+  if (h.length !== cols * cols || hp.length !== cols * cols || (u && u.length !== cols * cols)) throw new Error(`prepareKernelHessian: arrays are not ${cols}×${cols}`);
+  const perm = actOrderPermutation(h, cols, group, actOrder);
+  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
+  const factor = dampedUpperCholeskyOfInverse(hp, cols);
+  if (u) {
+    u.set(factor.u);
+    factor.u = u;
+  }
+  return { group, actOrder, perm, hp, factor };
 }
 
 export interface KernelStructureResult {
@@ -504,20 +550,18 @@ export function quantizeKernelStructure(
   let gptqLoss: number | undefined;
   let fitted: Float64Array;
   if (opts.gptq && h) {
-    // perm[i] = original column processed at position i (identity without actOrder)
-    const perm = Int32Array.from({ length: cols }, (_, i) => i);
-    if (opts.actOrder ?? true) {
-      for (let g0 = 0; g0 < cols; g0 += G) {
-        const idx = Array.from(perm.subarray(g0, Math.min(cols, g0 + G)));
-        idx.sort((a, b) => h[b * cols + b] - h[a * cols + a]);
-        perm.set(idx, g0);
-      }
-    }
+    const actOrder = opts.actOrder ?? true;
+    const pre = opts.prepared;
+    if (pre && (pre.group !== G || pre.actOrder !== actOrder || pre.perm.length !== cols)) throw new Error(`prepared Hessian for group ${pre.group}, act order ${pre.actOrder}, ${pre.perm.length} columns; the fit has ${G}, ${actOrder}, ${cols}`);
+    const { perm, hp, factor } = pre ?? { perm: actOrderPermutation(h, cols, G, actOrder), hp: undefined, factor: undefined };
     const wp = new Float64Array(rows * cols);
-    const hp = new Float64Array(cols * cols);
     for (let n = 0; n < rows; n++) for (let i = 0; i < cols; i++) wp[n * cols + i] = w[n * cols + perm[i]];
-    for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
-    const r = gptq(wp, rows, cols, hp, qz, { blockSize, onBlock: () => opts.onProgress?.(++done, total), restUpdate: opts.restUpdate });
+    let hpp = hp;
+    if (!hpp) {
+      hpp = new Float64Array(cols * cols);
+      for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) hpp[i * cols + j] = h[perm[i] * cols + perm[j]];
+    }
+    const r = gptq(wp, rows, cols, hpp, qz, { blockSize, onBlock: () => opts.onProgress?.(++done, total), restUpdate: opts.restUpdate, factor });
     gptqLoss = r.loss;
     fitted = new Float64Array(rows * cols);
     const tp = Int8Array.from(qz.t);

@@ -4,8 +4,8 @@ import { UserError } from '../../src/errors.ts';
 import { halfToFloat, floatToHalf } from '../../src/graph/tensor.ts';
 import { outputError } from '../../src/quant/gptq.ts';
 import { gaussian, rng, syntheticHessian } from '../../src/quant/linalg.ts';
-import { quantizeLinear } from '../../src/quant/quantize-linear.ts';
-import { quantizeKernelStructure, rtnTernary } from '../../src/quant/structure-kernel.ts';
+import { mergeRowFits, quantizeLinear, rowSlices } from '../../src/quant/quantize-linear.ts';
+import { prepareKernelHessian, quantizeKernelStructure, rtnTernary } from '../../src/quant/structure-kernel.ts';
 import { quantizeTwlaStructure, twlaStorageBits } from '../../src/quant/structure-twla.ts';
 
 const N = 48, K = 256;
@@ -179,6 +179,31 @@ describe('quantizeLinear', () => {
     const t = quantizeLinear(W, N, K, H, { structure: 'twla', gptq: true, xDomain: true, measure: true });
     expect(t.stats.relOutputError).toBeGreaterThan(0);
     expect(t.stats.relOutputError).toBeCloseTo(rel(t.dequant), 4);
+  });
+
+  it('a fit in row slices (rowSlices, mergeRowFits) with the shared GPTQ factor (prepareKernelHessian) writes the bytes and stats of one whole fit', () => {
+    for (const lattice of [false, true]) {
+      const opts = { structure: 'kernel' as const, group: 64, shift: true, lattice, gptq: true, xDomain: true, measure: { budget: 2 ** 22 } };
+      const whole = quantizeLinear(W, N, K, H, opts);
+      const prepared = prepareKernelHessian(H, K, 64);
+      expect(Array.from(prepared.perm.slice(0, 64)).sort((a, b) => a - b)).toEqual(Array.from({ length: 64 }, (_, i) => i));
+      const withFactor = quantizeLinear(W, N, K, H, { ...opts, prepared });
+      expect(Buffer.from(withFactor.weights!.codes).equals(Buffer.from(whole.weights!.codes))).toBe(true);
+      const slices = rowSlices(N, 3);
+      expect(slices).toEqual([[0, 16], [16, 32], [32, 48]]);
+      const parts = slices.map(([r0, r1]) => quantizeLinear(W.slice(r0 * K, r1 * K), r1 - r0, K, H, { ...opts, measure: false, prepared }));
+      const merged = mergeRowFits(W, N, K, H, parts, opts.measure);
+      for (const k of ['codes', 'scales', 'shifts'] as const) expect(Buffer.from(merged.weights![k]!.buffer).equals(Buffer.from(whole.weights![k]!.buffer)), k).toBe(true);
+      expect(Buffer.from(merged.dequant.buffer).equals(Buffer.from(whole.dequant.buffer))).toBe(true);
+      expect(merged.storageBits).toBe(whole.storageBits);
+      const { seconds: _a, gptqLoss: la, ...ms } = merged.stats;
+      const { seconds: _b, gptqLoss: lb, ...ws } = whole.stats;
+      expect(ms).toEqual(ws);
+      expect(la).toBeCloseTo(lb!, 6);
+    }
+    // a factor made for another group size is refused
+    expect(() => quantizeLinear(W, N, K, H, { structure: 'kernel', group: 128, gptq: true, xDomain: true, prepared: prepareKernelHessian(H, K, 64) })).toThrow(/prepared Hessian for group 64/);
+    expect(rowSlices(5, 8)).toHaveLength(5);
   });
 
   it('rejects shape mismatches with a UserError', () => {
