@@ -18,7 +18,7 @@ for c in 512 2048; do
   [ -x $B ] && $B --random 1 --bench-decode $c --steps 128 | tee "$OUT/cuda-decode-$c.json"
 done
 # BATCHES=4,8,16: batched decode at BATCH_CTX (default 512), B sequences a step
-for n in ${BATCHES//,/ }; do
+for n in ${BATCHES:+${BATCHES//,/ }}; do
   [ -x $B ] && $B --random 1 --bench-decode "${BATCH_CTX:-512}" --steps 64 --batch "$n" | tee "$OUT/cuda-decode-${BATCH_CTX:-512}-b$n.json"
 done
 # NO_WGSL=1: the CUDA (and torch) runs only

@@ -263,6 +263,7 @@ struct Runtime {
 int main(int argc, char** argv) {
   std::string weights, prompt, idsArg, logitsOut, pplFile;
   long seed = -1; int maxTokens = 32, windows = -1, benchCtx = -1, steps = 128, profileCtx = -1, batch = 1;
+  bool batchGiven = false; // --batch 1 runs the batched path with one sequence
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { if (i + 1 >= argc) usage(); return argv[++i]; };
@@ -277,11 +278,11 @@ int main(int argc, char** argv) {
     else if (a == "--bench-decode") benchCtx = std::stoi(next());
     else if (a == "--profile-decode") profileCtx = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
-    else if (a == "--batch") batch = std::stoi(next());
+    else if (a == "--batch") { batch = std::stoi(next()); batchGiven = true; }
     else usage();
   }
   if (weights.empty() == (seed < 0)) usage();
-  if (batch < 1 || batch > TWLAC_MAX_BATCH || (batch > 1 && benchCtx < 0)) { fprintf(stderr, "twlac: --batch takes 1…%d and goes with --bench-decode\n", TWLAC_MAX_BATCH); return 2; }
+  if (batch < 1 || batch > TWLAC_MAX_BATCH || (batchGiven && benchCtx < 0)) { fprintf(stderr, "twlac: --batch takes 1…%d and goes with --bench-decode\n", TWLAC_MAX_BATCH); return 2; }
   Runtime rt; rt.init(batch);
   if (seed >= 0) rt.randomize((uint32_t)seed); else rt.load(weights);
 
@@ -374,7 +375,7 @@ int main(int argc, char** argv) {
     printf("}}\n");
     return 0;
   }
-  if (benchCtx >= 0 && batch > 1) {
+  if (benchCtx >= 0 && batchGiven) {
     // B sequences, prompts of their own, prefilled one by one into their caches; then `steps`
     // decode steps of all B at once (forward of T = B in batch mode + batched argmax), as a graph.
     if (benchCtx + steps + 2 > TWLAC_MAX_POS) { fprintf(stderr, "twlac: context %d + %d steps exceeds %d positions\n", benchCtx, steps, TWLAC_MAX_POS); return 1; }
@@ -409,6 +410,29 @@ int main(int argc, char** argv) {
     size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
     std::vector<int> hb((size_t)batch * outStride);
     TWLAC_CUDA(cudaMemcpy(hb.data(), out, hb.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    // The logits of one step of the batch (all at position benchCtx, their first ids) against
+    // the same step of the first and the last sequence alone: the largest difference, beside
+    // the largest logit and the top-2 margin of the single-sequence logits.
+    std::vector<float> lb((size_t)batch * TWLAC_VOCAB), l1(TWLAC_VOCAB);
+    TWLAC_CUDA(cudaMemcpyAsync(rt.b.pos, posv.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    TWLAC_CUDA(cudaMemcpyAsync(rt.ids, first.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
+    twlac_forward(rt.W, rt.b, rt.ids, batch, rt.s);
+    TWLAC_CUDA(cudaMemcpy(lb.data(), rt.b.logits, lb.size() * 4, cudaMemcpyDeviceToHost));
+    double maxDiff = 0, maxLogit = 0, minMargin = INFINITY;
+    for (int q : {0, batch - 1}) {
+      rt.use_sequence(q);
+      rt.set_pos(benchCtx);
+      TWLAC_CUDA(cudaMemcpyAsync(rt.ids, &first[q], sizeof(int), cudaMemcpyHostToDevice, rt.s));
+      twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+      TWLAC_CUDA(cudaMemcpy(l1.data(), rt.b.logits, l1.size() * 4, cudaMemcpyDeviceToHost));
+      float a = -INFINITY, b2 = -INFINITY;
+      for (int v = 0; v < TWLAC_VOCAB; v++) {
+        maxDiff = std::max(maxDiff, (double)std::fabs(l1[v] - lb[(size_t)q * TWLAC_VOCAB + v]));
+        maxLogit = std::max(maxLogit, (double)std::fabs(l1[v]));
+        if (l1[v] > a) { b2 = a; a = l1[v]; } else if (l1[v] > b2) b2 = l1[v];
+      }
+      minMargin = std::min(minMargin, (double)(a - b2));
+    }
     // The check: the first and the last sequence decoded alone (T = 1, the single-sequence
     // kernels' path) from the same prompt give the same greedy tokens as in the batch.
     const int checkSteps = std::min(16, outStride);
@@ -429,8 +453,8 @@ int main(int argc, char** argv) {
       TWLAC_CUDA(cudaMemcpy(h1.data(), out1, checkSteps * sizeof(int), cudaMemcpyDeviceToHost));
       for (int t = 0; t < checkSteps; t++) mismatches += h1[t] != hb[(size_t)q * outStride + t];
     }
-    printf("{\"arch\": \"%s\", \"context\": %d, \"batch\": %d, \"steps\": %d, \"msPerStep\": %.4f, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"gpuMemUsedBytes\": %zu, \"greedyCheck\": {\"sequences\": [0, %d], \"steps\": %d, \"mismatches\": %d}}\n",
-           TWLAC_ARCH, benchCtx, batch, steps, ms / steps, ms / steps / batch, 1000.0 * steps * batch / ms, prefillS, totalB - freeB, batch - 1, checkSteps, mismatches);
+    printf("{\"arch\": \"%s\", \"context\": %d, \"batch\": %d, \"steps\": %d, \"msPerStep\": %.4f, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"gpuMemUsedBytes\": %zu, \"greedyCheck\": {\"sequences\": [0, %d], \"steps\": %d, \"mismatches\": %d, \"firstStepMaxLogitDiff\": %.5g, \"maxAbsLogit\": %.5g, \"minTop2Margin\": %.5g}}\n",
+           TWLAC_ARCH, benchCtx, batch, steps, ms / steps, ms / steps / batch, 1000.0 * steps * batch / ms, prefillS, totalB - freeB, batch - 1, checkSteps, mismatches, maxDiff, maxLogit, minMargin);
     return mismatches ? 3 : 0;
   }
   if (benchCtx >= 0) {
