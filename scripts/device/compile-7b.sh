@@ -24,8 +24,10 @@ if [[ "${1:-}" == --prepare ]]; then
   node_modules/.bin/esbuild scripts/device/twlac-bundle.ts $ext "$banner" --outfile=$P/twlac.mjs --log-level=warning
   node_modules/.bin/esbuild bench/scripts/gen-llama.ts $ext "$banner" --outfile=$P/gen-llama.mjs --log-level=warning
   node_modules/.bin/esbuild bench/scale.ts $ext "$banner" --outfile=$P/scale.mjs --log-level=warning
-  # files the bundled code reads beside itself (import.meta.url): the GPU executor, the ONNX schema, the CUDA host program
-  mkdir -p $P/runtime && cp src/gpu/executor-worker.mjs src/graph/proto/onnx.proto $P/ && cp src/codegen/cuda/runtime/main.cu $P/runtime/
+  # the fit pool's worker and the functions it runs (src/quant/fit-pool.ts finds them beside the bundle)
+  node_modules/.bin/esbuild src/quant/fit-functions.ts $ext "$banner" --outfile=$P/fit-functions.mjs --log-level=warning
+  # files the bundled code reads beside itself (import.meta.url): the GPU executor, the fit worker, the ONNX schema, the CUDA host program
+  mkdir -p $P/runtime && cp src/gpu/executor-worker.mjs src/quant/fit-worker.mjs src/graph/proto/onnx.proto $P/ && cp src/codegen/cuda/runtime/main.cu $P/runtime/
   cp node_modules/webgpu/index.js node_modules/webgpu/package.json $P/node_modules/webgpu/
   for m in onnxruntime-node onnxruntime-common; do mkdir -p $P/node_modules/$m && cp -r node_modules/$m/package.json node_modules/$m/dist $P/node_modules/$m/; done
   ort=node_modules/onnxruntime-node/bin/napi-v6/linux/x64

@@ -83,12 +83,16 @@ export const ternaryPass = definePass<CompileContext>({
     }
     const f = parseFormatId(opts.format);
     const gpu = ctx.gpu;
-    const restUpdate = gpu ? new GpuRestUpdate(gpu) : undefined;
     const nb = structure.blocks.length;
     // The calibration stream enters block i with blocks < i already quantised.
     const stream = new CalibrationStream(model, structure, opts.calib!);
-    // A block's fits are independent given its Hessians: on the CPU path they run side by side.
-    const pool = restUpdate ? undefined : await FitPool.open(opts.threads ?? defaultFitThreads());
+    // A block's fits are independent given its Hessians: they run side by side in worker
+    // threads. GPTQ's lazy update moves to the GPU only where the fits run in this thread (one
+    // thread): it is 6-11 % of a fit (bench/results/scale.json), so a many-core host fits faster
+    // on its cores than one thread with the GPU's help; the Gram matrices stay on the GPU.
+    const threads = opts.threads ?? defaultFitThreads();
+    const pool = gpu && threads <= 1 ? undefined : await FitPool.open(threads);
+    const restUpdate = gpu && (pool?.threads ?? 1) <= 1 ? new GpuRestUpdate(gpu) : undefined;
     const blockSites = (bi: number) => ctx.sites.filter((s) => s.group.block === structure.blocks[bi].index);
     // Blocks a compile's checkpoint (passes/resume.ts) gives back are not fitted again: the
     // stream is run through them, quantised, to enter the first unfinished block as it did

@@ -12,9 +12,8 @@ import { optimiseKotms } from './kotms.ts';
 import { quantizeLinear } from './quantize-linear.ts';
 import { prepareKernelHessian } from './structure-kernel.ts';
 
-/** What the pool runs, by the name of the function and of its module (beside this one). */
+/** What the pool runs, by name (the workers import them from fit-functions beside this module). */
 const FUNCTIONS = { quantizeLinear, optimiseKotms, prepareKernelHessian };
-const MODULES: Record<PoolFn, string> = { quantizeLinear: 'quantize-linear', optimiseKotms: 'kotms', prepareKernelHessian: 'structure-kernel' };
 type PoolFn = keyof typeof FUNCTIONS;
 
 export interface PoolJob<F extends PoolFn> {
@@ -40,13 +39,14 @@ type Reply = { id: number; result?: unknown; error?: { name: string; message: st
 export class FitPool {
   private constructor(private readonly workers: Worker[]) {}
 
-  /** A pool of `threads` workers; with one thread (or no worker script beside this module, as in a bundle) the jobs run inline. */
+  /** A pool of `threads` workers; with one thread (or no worker script and fit-functions module beside this one) the jobs run inline. */
   static async open(threads: number): Promise<FitPool> {
-    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    // beside this module: fit-functions.ts (src/ under tsx), .js (dist/) or .mjs (a bundle, which
+    // ships fit-worker.mjs and a bundled fit-functions.mjs beside itself)
     const script = new URL('./fit-worker.mjs', import.meta.url);
-    const modules = Object.fromEntries(Object.entries(MODULES).map(([fn, file]) => [fn, new URL(`./${file}${ext}`, import.meta.url)]));
-    if (threads <= 1 || ![script, ...Object.values(modules)].every((u) => existsSync(fileURLToPath(u)))) return new FitPool([]);
-    const hrefs = Object.fromEntries(Object.entries(modules).map(([fn, u]) => [fn, u.href]));
+    const fnModule = ['.ts', '.js', '.mjs'].map((e) => new URL(`./fit-functions${e}`, import.meta.url)).find((u) => existsSync(fileURLToPath(u)));
+    if (threads <= 1 || !fnModule || !existsSync(fileURLToPath(script))) return new FitPool([]);
+    const hrefs = Object.fromEntries(Object.keys(FUNCTIONS).map((fn) => [fn, fnModule.href]));
     const workers = await Promise.all(
       Array.from({ length: threads }, () =>
         new Promise<Worker>((resolve, reject) => {

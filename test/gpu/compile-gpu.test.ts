@@ -10,7 +10,7 @@ import { captureSites } from '../../src/calib/capture.ts';
 import { compile } from '../../src/compile.ts';
 import { windowLogits, openModel } from '../../src/eval/ort-session.ts';
 import { GpuDevice } from '../../src/gpu/device.ts';
-import { GpuGram } from '../../src/gpu/ops.ts';
+import { GpuGram, GpuRestUpdate } from '../../src/gpu/ops.ts';
 import { saveModel } from '../../src/graph/onnx.ts';
 import { recognize } from '../../src/graph/recognize.ts';
 import { makeTinyLlama } from '../fixtures/make-fixtures.ts';
@@ -59,13 +59,19 @@ describe.skipIf(!!skip)(`compile on the GPU path (seed ${seed})`, () => {
     const calib = segs(4, 32, tiny.vocab, seed);
     const paths: Record<string, string> = {};
     const gpuCalls = vi.spyOn(GpuDevice.prototype, 'run');
-    for (const device of ['cpu', 'gpu'] as const) {
+    // one fit thread: GPTQ's lazy update runs on the GPU; two (gpu2): the fits run in worker
+    // threads on the CPU and only the Gram matrices on the GPU
+    for (const [key, device, threads] of [['cpu', 'cpu', 1], ['gpu', 'gpu', 1], ['gpu2', 'gpu', 2]] as const) {
       const m = makeTinyLlama({ ...tiny, seed: 11 });
       // no rotation: this checks the GPU linear algebra, not KOTMS (and keeps the test short)
-      const r = await compile(m, { calib, device, rotate: false });
-      expect(gpuCalls.mock.calls.length > 0).toBe(device === 'gpu');
-      paths[device] = join(dir, `${device}.onnx`);
-      saveModel(r.model, paths[device]);
+      gpuCalls.mockClear();
+      const updates = vi.spyOn(GpuRestUpdate.prototype, 'apply');
+      const r = await compile(m, { calib, device, rotate: false, threads });
+      expect(gpuCalls.mock.calls.length > 0, key).toBe(device === 'gpu');
+      expect(updates.mock.calls.length > 0, key).toBe(key === 'gpu');
+      updates.mockRestore();
+      paths[key] = join(dir, `${key}.onnx`);
+      saveModel(r.model, paths[key]);
     }
     paths.float = join(dir, 'float.onnx');
     saveModel(makeTinyLlama({ ...tiny, seed: 11 }), paths.float);
@@ -86,5 +92,6 @@ describe.skipIf(!!skip)(`compile on the GPU path (seed ${seed})`, () => {
     // hold is that the GPU path quantises as well; the GEMM and Gram tests bound its arithmetic.
     console.log(`GPU path: distance to float ${gpuErr.toFixed(3)}, CPU path ${quantErr.toFixed(3)}, GPU to CPU ${dist(logits.gpu, logits.cpu).toFixed(3)}`);
     expect(gpuErr).toBeLessThan(1.25 * quantErr);
+    expect(dist(logits.gpu2, logits.float)).toBeLessThan(1.25 * quantErr);
   });
 });
