@@ -69,7 +69,7 @@ function buildProgram(): Command {
     .option('--force', 'replace an earlier twlac output at -o (recognised by its manifest.json; nothing else is ever deleted)')
     .option('--resume', 'continue an interrupted compile to -o from its checkpoint <out>.twlac-resume/ (kept until the compile succeeds): what it finished (rotations, ternary and refined blocks, end-to-end refinement steps, the activation precision) is not computed again, and out/ is what an uninterrupted compile writes')
     .option('--threads <n>', 'worker threads fitting a block\'s linears and KOTMS sites on the CPU (default: one per core; the output does not depend on it)', intArg('--threads', 1, 256))
-    .addOption(new Option('--device <d>', 'where Gram matrices and GPTQ column updates run: auto (a real GPU adapter if present, else cpu), gpu (WebGPU, even a software adapter), cpu').choices(['auto', 'gpu', 'cpu']).default('auto'))
+    .addOption(new Option('--device <d>', 'where Gram matrices (and, with --threads 1, GPTQ column updates) run: auto (a real GPU adapter if present, else cpu), gpu (WebGPU, even a software adapter), cpu').choices(['auto', 'gpu', 'cpu']).default('auto'))
     .option('--refine', 'TernaryLLM refinement after PTQ: learnable per-group scales and shifts distilled block by block against the fp model (cosine loss, calibration data)')
     .option('--refine-steps <n>', 'refinement Adam steps per block', intArg('--refine-steps', 1, 100_000))
     .option('--refine-e2e-steps <n>', 'refinement: end-to-end steps after the block-wise ones (default 0; up to 384 measured on the fixture)', intArg('--refine-e2e-steps', 0, 100_000))
