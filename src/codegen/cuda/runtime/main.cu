@@ -54,29 +54,11 @@ __global__ void twlac_fill(uint8_t* W, unsigned long long off, unsigned long lon
   }
 }
 
-// Greedy step on device: ids[0] = argmax(logits[0]); out[*step] = ids[0]; ++*step; *pos += 1.
-__global__ void twlac_argmax_advance(const float* logits, int* ids, int* out, int* step, int* pos) {
+// The first largest of the vocab's logits in `l` (ties to the lower index), in thread 0 of a
+// block of 1024 threads.
+__device__ int twlac_block_argmax(const float* l) {
   __shared__ float bv[1024];
   __shared__ int bi[1024];
-  float v = -INFINITY; int idx = 0;
-  for (int i = threadIdx.x; i < TWLAC_VOCAB; i += blockDim.x) if (logits[i] > v) { v = logits[i]; idx = i; }
-  bv[threadIdx.x] = v; bi[threadIdx.x] = idx;
-  __syncthreads();
-  for (int o = blockDim.x / 2; o > 0; o >>= 1) {
-    if (threadIdx.x < o) {
-      const float w = bv[threadIdx.x + o]; const int j = bi[threadIdx.x + o];
-      if (w > bv[threadIdx.x] || (w == bv[threadIdx.x] && j < bi[threadIdx.x])) { bv[threadIdx.x] = w; bi[threadIdx.x] = j; }
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) { ids[0] = bi[0]; out[*step] = bi[0]; *step += 1; *pos += 1; }
-}
-
-// Greedy step of a batch (block b, sequence b): ids[b] = argmax(logits[b]); out[b][pos[b] − start] = ids[b]; pos[b] += 1.
-__global__ void twlac_argmax_advance_batch(const float* logits, int* ids, int* out, int outStride, int start, int* pos) {
-  __shared__ float bv[1024];
-  __shared__ int bi[1024];
-  const float* l = logits + (size_t)blockIdx.x * TWLAC_VOCAB;
   float v = -INFINITY; int idx = 0;
   for (int i = threadIdx.x; i < TWLAC_VOCAB; i += blockDim.x) if (l[i] > v) { v = l[i]; idx = i; }
   bv[threadIdx.x] = v; bi[threadIdx.x] = idx;
@@ -88,10 +70,22 @@ __global__ void twlac_argmax_advance_batch(const float* logits, int* ids, int* o
     }
     __syncthreads();
   }
+  return bi[0];
+}
+
+// Greedy step on device: ids[0] = argmax(logits[0]); out[*step] = ids[0]; ++*step; *pos += 1.
+__global__ void twlac_argmax_advance(const float* logits, int* ids, int* out, int* step, int* pos) {
+  const int id = twlac_block_argmax(logits);
+  if (threadIdx.x == 0) { ids[0] = id; out[*step] = id; *step += 1; *pos += 1; }
+}
+
+// Greedy step of a batch (block b, sequence b): ids[b] = argmax(logits[b]); out[b][pos[b] − start] = ids[b]; pos[b] += 1.
+__global__ void twlac_argmax_advance_batch(const float* logits, int* ids, int* out, int outStride, int start, int* pos) {
+  const int id = twlac_block_argmax(logits + (size_t)blockIdx.x * TWLAC_VOCAB);
   if (threadIdx.x == 0) {
     const int k = pos[blockIdx.x] - start;
-    ids[blockIdx.x] = bi[0];
-    if (k >= 0 && k < outStride) out[(size_t)blockIdx.x * outStride + k] = bi[0];
+    ids[blockIdx.x] = id;
+    if (k >= 0 && k < outStride) out[(size_t)blockIdx.x * outStride + k] = id;
     pos[blockIdx.x] += 1;
   }
 }
