@@ -334,10 +334,11 @@ function scalingNotes(runs: CompileReport[], terms: Terms): string[] {
     const h = (sec: number) => `${(sec / 3600).toFixed(1)} h`;
     notes.push(
       `7B (LLaMA-2 shape, 128 × 512 calibration tokens) extrapolated from ${first.size}'s per-block figures and the width terms: fit ${h(x.fitCpuSeconds)} of CPU (${(x.fitCpuSecondsPerBlock / 60).toFixed(0)} min a block), ` +
-        `${h(x.fitWallSecondsOnCores)} wall with a block's 7 fits on 16 threads (the down projection's fit, ~${((100 * x.fitWallSecondsOnCores) / x.fitCpuSeconds).toFixed(0)}% of a block's, is the floor); GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}% of the fit; ` +
+        `${h(x.fitWallSecondsOnCores)} wall with a block's 7 fits whole on 16 threads (the down projection's fit, ~${((100 * x.fitWallSecondsOnCores) / x.fitCpuSeconds).toFixed(0)}% of a block's, the floor), ` +
+        `${h(x.fitSharedWallSecondsOnCores)} with fit-block.ts's schedule (a GPTQ factor a site, then the rows' work in slices: ${h(x.fitSharedCpuSeconds)} of CPU; its floor is the down projection's factor, ${(x.largestFactorSecondsPerBlock / 60).toFixed(1)} min a block on one thread); GPTQ's lazy update is ~${(100 * x.lazyUpdateShareOfFit).toFixed(0)}% of the fit; ` +
         `streamed calibration forwards ${h(x.calibrationForwardCpuSeconds)} of CPU (2 block forwards per block); Gram ${h(x.gramCpuSeconds)}; rotation ${h(x.rotateCpuSeconds)} of CPU, ${h(x.rotateWallSecondsOnCores)} wall on 16 threads; activation precision ${h(x.actPrecisionCpuSeconds)}, ` +
         `its NLL runs holding one block's weights in onnxruntime at a time (${(x.actPrecisionSessionWeightBytes / 1e9).toFixed(1)} GB fp32, the largest stage) plus at most 1 GiB of activations between stages. ` +
-        `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on today's GPU path (its fits one at a time). The down projection's fit (one thread; in³ and rows·in² at in = 11008), the ILA-AMP sensitivity forwards (O(depth²)) and KOTMS are what stand between this and 30 minutes.`,
+        `On a 16-core host: ~${h(x.cpuOnlyWallSeconds)} wall on the CPU path; ~${h(x.gpuPathHostWallSeconds)} on the GPU path (Gram on the GPU, fits in threads). The 11008-wide factor (one thread, O(in³)), the ILA-AMP sensitivity forwards (O(depth²)) and KOTMS are what stand between this and 30 minutes.`,
     );
   }
   for (const r of runs) {
@@ -412,13 +413,32 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
   const rotateWall = scheduledWall(Array.from({ length: big.layers }, () => siteKotms).flat(), cores);
   const acts = pass('act-precision') * (blockParams(big) / blockParams(run.shape)) * (big.layers / run.shape.layers) ** 2;
   const lazy = terms.lazyUpdate?.[terms.lazyUpdate.length - 1]?.share ?? 0;
+  // The fit schedule of src/quant/fit-block.ts: one GPTQ factor a site (a job each, side by
+  // side), then each linear's rows·in² part, a linear larger than a thread's share in row
+  // slices. The square fit's law includes one factor at its width: the rest scales with rows.
+  const chol = powerLaw(terms.cholesky.points);
+  const sites = siteWidths(big);
+  const factorJobs = sites.map(([, w]) => chol(w));
+  const rowParts = blockLinears(big).map(([r, k]) => Math.max(0, fitSq(k) - chol(k)) * (r / k));
+  const perThread = rowParts.reduce((a, b) => a + b, 0) / (2 * cores);
+  const sliced = rowParts.flatMap((c) => {
+    const n = Math.min(cores, Math.max(1, Math.ceil(c / perThread)));
+    return new Array<number>(n).fill(c / n);
+  });
+  const fitShared = (factorJobs.reduce((a, b) => a + b, 0) + rowParts.reduce((a, b) => a + b, 0)) * big.layers;
+  const fitSharedWall = (scheduledWall(factorJobs, cores) + scheduledWall(sliced, cores)) * big.layers;
   const fit = fitBlock * big.layers;
   const fitWall = scheduledWall(fits, cores) * big.layers;
   return {
     fitCpuSecondsPerBlock: fitBlock,
     fitCpuSeconds: fit,
-    /** the fits of a block on `cores` worker threads: the down projection's fit alone is the floor */
+    /** the fits of a block whole, one a thread, each with its own factor: the down projection's fit alone is the floor (the schedule before fit-block.ts) */
     fitWallSecondsOnCores: fitWall,
+    /** fit-block.ts's schedule: a factor a site, then the rows' work in slices over the cores */
+    fitSharedCpuSeconds: fitShared,
+    fitSharedWallSecondsOnCores: fitSharedWall,
+    /** the largest site's factor (one thread, O(in³) at in = intermediate): the new floor of a block's fits */
+    largestFactorSecondsPerBlock: Math.max(...factorJobs),
     lazyUpdateShareOfFit: lazy,
     calibrationForwardCpuSeconds: calibration,
     gramCpuSeconds: gram,
@@ -427,9 +447,9 @@ function extrapolate7b(run: CompileReport, terms: Terms, tokens = 128 * 512, cor
     actPrecisionCpuSeconds: acts,
     /** the weights in onnxruntime during the ILA-AMP runs: one block's, or the head's (fp32) */
     actPrecisionSessionWeightBytes: 4 * Math.max(blockParams(big), big.vocab * big.hidden),
-    /** wall on a 16-core host with the GPU path: its fits run one at a time (the GPU's lazy update), less that update; ORT work over the cores; Gram on the GPU */
-    gpuPathHostWallSeconds: fit * (1 - lazy) + rotateWall + (calibration + acts) / cores,
-    cpuOnlyWallSeconds: fitWall + rotateWall + (calibration + acts + gram) / cores,
+    /** wall on a 16-core host with the GPU path: the fits in worker threads as on the CPU path (the GPU's lazy update only with one thread); ORT work over the cores; Gram on the GPU */
+    gpuPathHostWallSeconds: fitSharedWall + rotateWall + (calibration + acts) / cores,
+    cpuOnlyWallSeconds: fitSharedWall + rotateWall + (calibration + acts + gram) / cores,
   };
 }
 
