@@ -212,6 +212,25 @@ struct Runtime {
     staging = nullptr;
   }
   void set_pos(int p) { TWLAC_CUDA(cudaMemcpyAsync(b.pos, &p, sizeof(int), cudaMemcpyHostToDevice, s)); }
+  // Milliseconds of `steps` launches of a decode step captured once as a CUDA graph, after one
+  // untimed launch (a warm-up that advances the decode like the others).
+  template <class Step> float time_steps(int steps, Step step) {
+    cudaGraph_t g; cudaGraphExec_t ge;
+    TWLAC_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    step();
+    TWLAC_CUDA(cudaStreamEndCapture(s, &g));
+    TWLAC_CUDA(cudaGraphInstantiate(&ge, g, 0));
+    TWLAC_CUDA(cudaGraphLaunch(ge, s));
+    TWLAC_CUDA(cudaStreamSynchronize(s));
+    cudaEvent_t a, e; TWLAC_CUDA(cudaEventCreate(&a)); TWLAC_CUDA(cudaEventCreate(&e));
+    TWLAC_CUDA(cudaEventRecord(a, s));
+    for (int t = 0; t < steps; t++) TWLAC_CUDA(cudaGraphLaunch(ge, s));
+    TWLAC_CUDA(cudaEventRecord(e, s));
+    TWLAC_CUDA(cudaEventSynchronize(e));
+    float ms; TWLAC_CUDA(cudaEventElapsedTime(&ms, a, e));
+    cudaEventDestroy(a); cudaEventDestroy(e); cudaGraphExecDestroy(ge); cudaGraphDestroy(g);
+    return ms;
+  }
   // Forwards from here on are sequence `q`'s alone (its cache; positions *b.pos + t).
   void use_sequence(int q) {
     b.seq = 0;
@@ -387,20 +406,11 @@ int main(int argc, char** argv) {
     rt.use_batch();
     TWLAC_CUDA(cudaMemcpyAsync(rt.b.pos, posv.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
     TWLAC_CUDA(cudaMemcpyAsync(rt.ids, first.data(), batch * sizeof(int), cudaMemcpyHostToDevice, rt.s));
-    cudaGraph_t g; cudaGraphExec_t ge;
-    TWLAC_CUDA(cudaStreamBeginCapture(rt.s, cudaStreamCaptureModeGlobal));
-    twlac_forward(rt.W, rt.b, rt.ids, batch, rt.s);
-    twlac_argmax_advance_batch<<<batch, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, outStride, benchCtx, rt.b.pos);
-    TWLAC_CUDA(cudaStreamEndCapture(rt.s, &g));
-    TWLAC_CUDA(cudaGraphInstantiate(&ge, g, 0));
-    TWLAC_CUDA(cudaGraphLaunch(ge, rt.s)); // warm-up step (its tokens are the first of `out`)
-    TWLAC_CUDA(cudaStreamSynchronize(rt.s));
-    cudaEvent_t a, e; cudaEventCreate(&a); cudaEventCreate(&e);
-    cudaEventRecord(a, rt.s);
-    for (int t = 0; t < steps; t++) TWLAC_CUDA(cudaGraphLaunch(ge, rt.s));
-    cudaEventRecord(e, rt.s);
-    TWLAC_CUDA(cudaEventSynchronize(e));
-    float ms; cudaEventElapsedTime(&ms, a, e);
+    // the warm-up step's tokens are the first of `out`
+    const float ms = rt.time_steps(steps, [&] {
+      twlac_forward(rt.W, rt.b, rt.ids, batch, rt.s);
+      twlac_argmax_advance_batch<<<batch, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, outStride, benchCtx, rt.b.pos);
+    });
     size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
     std::vector<int> hb((size_t)batch * outStride);
     TWLAC_CUDA(cudaMemcpy(hb.data(), out, hb.size() * sizeof(int), cudaMemcpyDeviceToHost));
@@ -461,21 +471,11 @@ int main(int argc, char** argv) {
     TWLAC_CUDA(cudaMemset(step, 0, sizeof(int)));
     rt.set_pos(benchCtx);
     TWLAC_CUDA(cudaMemcpyAsync(rt.ids, p.data(), sizeof(int), cudaMemcpyHostToDevice, rt.s));
-    // One decode step = forward(T=1) + on-device argmax/advance, captured once as a graph.
-    cudaGraph_t g; cudaGraphExec_t ge;
-    TWLAC_CUDA(cudaStreamBeginCapture(rt.s, cudaStreamCaptureModeGlobal));
-    twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
-    twlac_argmax_advance<<<1, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, step, rt.b.pos);
-    TWLAC_CUDA(cudaStreamEndCapture(rt.s, &g));
-    TWLAC_CUDA(cudaGraphInstantiate(&ge, g, 0));
-    TWLAC_CUDA(cudaGraphLaunch(ge, rt.s)); // warm-up step
-    TWLAC_CUDA(cudaStreamSynchronize(rt.s));
-    cudaEvent_t a, e; cudaEventCreate(&a); cudaEventCreate(&e);
-    cudaEventRecord(a, rt.s);
-    for (int t = 0; t < steps; t++) TWLAC_CUDA(cudaGraphLaunch(ge, rt.s));
-    cudaEventRecord(e, rt.s);
-    TWLAC_CUDA(cudaEventSynchronize(e));
-    float ms; cudaEventElapsedTime(&ms, a, e);
+    // One decode step = forward(T=1) + on-device argmax/advance.
+    const float ms = rt.time_steps(steps, [&] {
+      twlac_forward(rt.W, rt.b, rt.ids, 1, rt.s);
+      twlac_argmax_advance<<<1, 1024, 0, rt.s>>>(rt.b.logits, rt.ids, out, step, rt.b.pos);
+    });
     size_t freeB, totalB; TWLAC_CUDA(cudaMemGetInfo(&freeB, &totalB));
     printf("{\"arch\": \"%s\", \"context\": %d, \"steps\": %d, \"msPerToken\": %.4f, \"tokensPerSecond\": %.2f, \"prefillSeconds\": %.3f, \"weightsBytes\": %llu, \"deviceWeightsBytes\": %llu, \"gpuMemUsedBytes\": %zu, \"latticeRowsMs\": %.3f}\n",
            TWLAC_ARCH, benchCtx, steps, ms / steps, 1000.0 * steps / ms, prefillS, TWLAC_WEIGHTS_BYTES, TWLAC_DEVICE_BYTES, totalB - freeB, rt.latticeRowsMs);
