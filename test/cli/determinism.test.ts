@@ -1,8 +1,11 @@
 // Reproducible builds: the same model, options and seed give a byte-identical out/ on the
 // CPU path. Two compiles of the shared fixture with the full TWLA method (KOTMS rotation,
 // E2M-ATQ with GPTQ feedback, X-domain refit) run side by side through bin/twlac.js, with
-// little calibration (2 segments of 64 tokens) to keep the cost near a minute a compile;
-// every file of the two outputs must match, and the manifest must say what produced it.
+// little calibration (2 segments of 64 tokens) to keep the cost near a minute a compile, and
+// one fit thread each, so that the two side by side do not oversubscribe two cores (112 s
+// against 170 s with a thread a core each; the same bytes for any thread count is
+// test/passes/ternary.test.ts's). Every file of the two outputs must match, and the manifest
+// must say what produced it.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +18,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'twlac-det-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function compile(out: string): Promise<{ code: number | null; stderr: string }> {
-  const args = [join(REPO_ROOT, 'bin/twlac.js'), MODELS.fp32, '--weights', 'twla', '--calib', TRAIN, '--calib-samples', '2', '--seq', '64', '--seed', '3', '-o', out, '-q'];
+  const args = [join(REPO_ROOT, 'bin/twlac.js'), MODELS.fp32, '--weights', 'twla', '--calib', TRAIN, '--calib-samples', '2', '--seq', '64', '--seed', '3', '--threads', '1', '-o', out, '-q'];
   return new Promise((res, rej) => {
     const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
