@@ -8,11 +8,10 @@
 // Results come back in the order of the sites and their linears, the same whatever the
 // number of threads. `share: false` fits every linear whole with its own factor (what the pass
 // did before; bench/fit-block.ts measures both).
-import type { FitPool, PoolJob } from './fit-pool.ts';
-import { sharedFloat64 } from './fit-pool.ts';
+import { FitPool, sharedFloat64, type PoolJob } from './fit-pool.ts';
 import type { RestUpdate } from './gptq.ts';
 import { mergeRowFits, quantizeLinear, rowSlices, type QuantizeLinearOptions, type QuantizeLinearResult } from './quantize-linear.ts';
-import { prepareKernelHessian, type PreparedHessian } from './structure-kernel.ts';
+import type { PreparedHessian } from './structure-kernel.ts';
 
 export interface BlockFitSite {
   /** H [cols × cols] of the site's input (null: no GPTQ, no X-domain stage); best in shared memory. */
@@ -51,7 +50,7 @@ export async function fitBlock(pool: FitPool | undefined, sites: BlockFitSite[],
   if (prepJobs.length) {
     o.onStage?.('factors', prepJobs.length);
     const tick = (j: number) => o.onJob?.(prepSites[j].i, -1);
-    const made = pool && !o.restUpdate ? await pool.run(prepJobs, tick) : prepJobs.map((j, i) => (tick(i), prepareKernelHessian(...j.args)));
+    const made = await (pool ?? FitPool.inline()).run(prepJobs, tick);
     made.forEach((p, j) => prepared.set(prepSites[j].i, p));
   }
   // jobs: every linear whole, or in row slices when it is far larger than a thread's share

@@ -182,7 +182,6 @@ export function mergeRowFits(
   parts: QuantizeLinearResult[],
   measure: QuantizeLinearOptions['measure'],
 ): QuantizeLinearResult {
-  if (parts.length === 1 && !measure) return parts[0];
   const ws = parts.map((p) => p.weights);
   if (ws.some((x) => !x)) throw new Error('mergeRowFits: only stored (kernel or rtn) fits join by rows');
   const first = ws[0]!;
